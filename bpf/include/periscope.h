@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Conventions every object in bpf/lib follows, read by the build's decoder generator
+ * (scripts/build/generate-types.ts):
+ *  - RECORD(map, type) names the struct a ring or perf buffer carries, so the struct lands in
+ *    the object's BTF and the generator can pair map and type;
+ *  - DROP_COUNTER and RESERVE_OR_DROP count failed reserves in the `dropped` map, which the
+ *    runtime reads and exports;
+ *  - addr64 fields decode as bigint (addresses, cookies); plain __u64 decodes as number;
+ *  - a strings_t array holds NUL-separated strings (argv) and decodes as string[];
+ *  - a char array decodes as a string cut at its first NUL; a trailing flexible __u8 array
+ *    decodes as the record's remaining bytes.
+ */
+#ifndef PERISCOPE_H
+#define PERISCOPE_H
+
+typedef __u64 addr64;
+typedef char strings_t;
+
+#ifdef __BPF__
+#define RECORD(map, type) type *const __periscope_record_##map __attribute__((used)) = 0
+
+#define DROP_COUNTER                                  \
+	struct {                                      \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); \
+		__uint(max_entries, 1);               \
+		__type(key, __u32);                   \
+		__type(value, __u64);                 \
+	} dropped SEC(".maps")
+
+static __always_inline void count_drop(void *dropped_map)
+{
+	__u32 zero = 0;
+	__u64 *count = bpf_map_lookup_elem(dropped_map, &zero);
+
+	if (count)
+		*count += 1;
+}
+
+/* reserve a record, counting the drop when the ring is full */
+#define RESERVE_OR_DROP(ring, size)                                  \
+	({                                                           \
+		void *__rec = bpf_ringbuf_reserve(&(ring), (size), 0); \
+		if (!__rec)                                          \
+			count_drop(&dropped);                        \
+		__rec;                                               \
+	})
+#endif
+
+#endif

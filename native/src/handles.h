@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: Apache-2.0
+// The addon's wrapped nouns, mirroring libbpf: Object owns its Programs, Maps and Links.
+// Programs and Maps hold a strong reference to their Object, so the bpf_object outlives every
+// handle into it; an Object holds its Links until they are detached or the Object is closed.
+#pragma once
+#include <bpf/libbpf.h>
+#include <napi.h>
+#include <uv.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+namespace periscope {
+
+class Link;
+
+class Object : public Napi::ObjectWrap<Object> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit Object(const Napi::CallbackInfo& info);
+  ~Object() override;
+
+  bpf_object* handle(Napi::Env env);  // throws when closed or mid-load
+  bool loaded() const { return loaded_; }
+  void adopt(Napi::Env env, Link* link, Napi::Object js);
+  void forget(Link* link);
+
+ private:
+  Napi::Value Load(const Napi::CallbackInfo& info);
+  Napi::Value LoadSync(const Napi::CallbackInfo& info);
+  Napi::Value Programs(const Napi::CallbackInfo& info);
+  Napi::Value Maps(const Napi::CallbackInfo& info);
+  Napi::Value Name(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  void CloseAll();
+
+  bpf_object* obj_ = nullptr;
+  bool loaded_ = false;
+  bool loading_ = false;
+  std::set<Link*> links_;
+  std::vector<Napi::ObjectReference> link_refs_;
+  friend class LoadWorker;
+};
+
+class Program : public Napi::ObjectWrap<Program> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  static Napi::FunctionReference constructor;
+  explicit Program(const Napi::CallbackInfo& info);
+  void Bind(Napi::Object owner, Object* object, bpf_program* prog);
+
+ private:
+  bpf_program* handle(Napi::Env env);
+  Napi::Value Describe(const Napi::CallbackInfo& info);
+  Napi::Value Fd(const Napi::CallbackInfo& info);
+  Napi::Value GetAutoload(const Napi::CallbackInfo& info);
+  void SetAutoload(const Napi::CallbackInfo& info, const Napi::Value& value);
+  Napi::Value SetAttachTarget(const Napi::CallbackInfo& info);
+  Napi::Value AttachTracepoint(const Napi::CallbackInfo& info);
+  Napi::Value AttachRawTracepoint(const Napi::CallbackInfo& info);
+  Napi::Value AttachTrace(const Napi::CallbackInfo& info);
+  Napi::Value AttachKprobe(const Napi::CallbackInfo& info);
+  Napi::Value AttachUprobe(const Napi::CallbackInfo& info);
+  Napi::Value AttachPerfEvent(const Napi::CallbackInfo& info);
+  Napi::Value AttachCgroup(const Napi::CallbackInfo& info);
+  Napi::Value AttachTc(const Napi::CallbackInfo& info);
+  Napi::Value TestRun(const Napi::CallbackInfo& info);
+  Napi::Value Wrap(Napi::Env env, bpf_link* link, const std::string& op, const std::string& log);
+
+  Napi::ObjectReference owner_;
+  Object* object_ = nullptr;
+  bpf_program* prog_ = nullptr;
+};
+
+class Map : public Napi::ObjectWrap<Map> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  static Napi::FunctionReference constructor;
+  explicit Map(const Napi::CallbackInfo& info);
+  void Bind(Napi::Object owner, Object* object, bpf_map* map);
+
+ private:
+  bpf_map* handle(Napi::Env env);
+  int fd(Napi::Env env);
+  size_t ValueBytes(Napi::Env env);
+  Napi::Value Describe(const Napi::CallbackInfo& info);
+  Napi::Value SetMaxEntries(const Napi::CallbackInfo& info);
+  Napi::Value InitialValue(const Napi::CallbackInfo& info);
+  Napi::Value SetInitialValue(const Napi::CallbackInfo& info);
+  Napi::Value Lookup(const Napi::CallbackInfo& info);
+  Napi::Value Update(const Napi::CallbackInfo& info);
+  Napi::Value Delete(const Napi::CallbackInfo& info);
+  Napi::Value NextKey(const Napi::CallbackInfo& info);
+  Napi::Value LookupBatch(const Napi::CallbackInfo& info);
+
+  Napi::ObjectReference owner_;
+  Object* object_ = nullptr;
+  bpf_map* map_ = nullptr;
+};
+
+class Link : public Napi::ObjectWrap<Link> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  static Napi::FunctionReference constructor;
+  explicit Link(const Napi::CallbackInfo& info);
+  ~Link() override;
+  void BindLink(Object* owner, bpf_link* link, std::string kind);
+  void BindTc(Object* owner, const bpf_tc_hook& hook, const bpf_tc_opts& opts);
+  // Detaches without touching the owner's bookkeeping; used when the owner closes.
+  void Release();
+
+ private:
+  Napi::Value Detach(const Napi::CallbackInfo& info);
+  Napi::Value Info(const Napi::CallbackInfo& info);
+
+  Object* owner_ = nullptr;
+  bpf_link* link_ = nullptr;
+  bool tc_ = false;
+  bpf_tc_hook tc_hook_{};
+  bpf_tc_opts tc_opts_{};
+  std::string kind_;
+};
+
+// Shared machinery of the ring and perf buffer consumers: a libuv poll on libbpf's epoll fd, and
+// a batch that records are copied into back to back (8-byte header, payload padded to 8).
+class RecordBatcher {
+ public:
+  explicit RecordBatcher(size_t capacity);
+  ~RecordBatcher();
+  // Returns false when the batch is full after taking the record (the caller should stop).
+  bool Append(const void* data, size_t size);
+  bool empty() const { return count_ == 0; }
+  // Hands the filled buffer to JS as an ArrayBuffer (no copy) and starts a new one.
+  void Deliver(Napi::Env env, Napi::FunctionReference& callback, Napi::AsyncContext& context, uint64_t lost);
+
+ private:
+  void Reset();
+  uint8_t* data_ = nullptr;
+  size_t capacity_;
+  size_t allocated_ = 0;
+  size_t used_ = 0;
+  uint32_t count_ = 0;
+};
+
+class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit RingBuffer(const Napi::CallbackInfo& info);
+  ~RingBuffer() override;
+
+ private:
+  static int OnSample(void* ctx, void* data, size_t size);
+  static void OnReadable(uv_poll_t* poll, int status, int events);
+  Napi::Value Add(const Napi::CallbackInfo& info);
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Pause(const Napi::CallbackInfo& info);
+  Napi::Value Drain(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  // Consumes and delivers until the rings are empty or `max_batches` were delivered.
+  void Pump(Napi::Env env, int max_batches);
+  void Shutdown();
+
+  ring_buffer* rb_ = nullptr;
+  uv_poll_t* poll_ = nullptr;
+  RecordBatcher batcher_;
+  bool full_ = false;
+  Napi::FunctionReference callback_;
+  Napi::AsyncContext* context_ = nullptr;
+  Napi::ObjectReference self_;
+};
+
+class PerfBuffer : public Napi::ObjectWrap<PerfBuffer> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit PerfBuffer(const Napi::CallbackInfo& info);
+  ~PerfBuffer() override;
+
+ private:
+  static void OnSample(void* ctx, int cpu, void* data, __u32 size);
+  static void OnLost(void* ctx, int cpu, __u64 count);
+  static void OnReadable(uv_poll_t* poll, int status, int events);
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Pause(const Napi::CallbackInfo& info);
+  Napi::Value Drain(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  void Pump(Napi::Env env);
+  void Shutdown();
+
+  perf_buffer* pb_ = nullptr;
+  uv_poll_t* poll_ = nullptr;
+  RecordBatcher batcher_;
+  uint64_t lost_ = 0;
+  Napi::FunctionReference callback_;
+  Napi::AsyncContext* context_ = nullptr;
+  Napi::ObjectReference self_;
+};
+
+Napi::Value BtfTypes(const Napi::CallbackInfo& info);
+Napi::Object InitProbes(Napi::Env env, Napi::Object exports);
+
+// Reads a Uint8Array / Buffer argument as raw bytes, checking only its type (TypeScript checks sizes).
+struct Bytes {
+  const uint8_t* data;
+  size_t size;
+};
+Bytes ArgBytes(const Napi::CallbackInfo& info, size_t index, const char* what);
+
+}  // namespace periscope

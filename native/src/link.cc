@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <bpf/bpf.h>
+#include <cerrno>
+
+#include "errors.h"
+#include "handles.h"
+
+namespace periscope {
+
+Napi::FunctionReference Link::constructor;
+
+Napi::Function Link::Init(Napi::Env env) {
+  Napi::Function fn = DefineClass(env, "BpfLink",
+                                  {
+                                      InstanceMethod<&Link::Detach>("detach"),
+                                      InstanceMethod<&Link::Info>("info"),
+                                  });
+  constructor = Napi::Persistent(fn);
+  return fn;
+}
+
+Link::Link(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Link>(info) {}
+
+Link::~Link() { Release(); }
+
+void Link::BindLink(Object* owner, bpf_link* link, std::string kind) {
+  owner_ = owner;
+  link_ = link;
+  kind_ = std::move(kind);
+}
+
+void Link::BindTc(Object* owner, const bpf_tc_hook& hook, const bpf_tc_opts& opts) {
+  owner_ = owner;
+  tc_ = true;
+  tc_hook_ = hook;
+  tc_opts_ = opts;
+  kind_ = "tc";
+}
+
+void Link::Release() {
+  if (link_ != nullptr) bpf_link__destroy(link_);
+  link_ = nullptr;
+  if (tc_) {
+    // bpf_tc_detach identifies the filter by handle and priority only
+    LIBBPF_OPTS(bpf_tc_opts, opts, .handle = tc_opts_.handle, .priority = tc_opts_.priority);
+    bpf_tc_detach(&tc_hook_, &opts);
+    tc_ = false;
+  }
+  owner_ = nullptr;
+}
+
+// detach() -> true when this call detached it, false when it already was
+Napi::Value Link::Detach(const Napi::CallbackInfo& info) {
+  bool attached = link_ != nullptr || tc_;
+  Object* owner = owner_;
+  Release();
+  if (owner != nullptr) owner->forget(this);
+  return Napi::Boolean::New(info.Env(), attached);
+}
+
+// info() -> { kind, id, progId, type } from the kernel; tc filters have no link id (0)
+Napi::Value Link::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("kind", kind_);
+  out.Set("attached", link_ != nullptr || tc_);
+  if (tc_) {
+    out.Set("id", 0);
+    out.Set("progId", tc_opts_.prog_id);
+    out.Set("type", "tc");
+    out.Set("ifindex", tc_hook_.ifindex);
+    out.Set("handle", tc_opts_.handle);
+    out.Set("priority", tc_opts_.priority);
+    return out;
+  }
+  if (link_ == nullptr) return out;
+  bpf_link_info link_info{};
+  __u32 len = sizeof link_info;
+  if (bpf_obj_get_info_by_fd(bpf_link__fd(link_), &link_info, &len) != 0)
+    ThrowBpfError(env, "bpf_obj_get_info_by_fd link", errno);
+  const char* type = libbpf_bpf_link_type_str(static_cast<bpf_link_type>(link_info.type));
+  out.Set("id", link_info.id);
+  out.Set("progId", link_info.prog_id);
+  out.Set("type", type == nullptr ? env.Null() : Napi::String::New(env, type));
+  out.Set("fd", bpf_link__fd(link_));
+  return out;
+}
+
+}  // namespace periscope

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <cerrno>
+
+#include "errors.h"
+#include "handles.h"
+
+namespace periscope {
+
+Napi::Function PerfBuffer::Init(Napi::Env env) {
+  return DefineClass(env, "BpfPerfBuffer",
+                     {
+                         InstanceMethod<&PerfBuffer::Start>("start"),
+                         InstanceMethod<&PerfBuffer::Pause>("pause"),
+                         InstanceMethod<&PerfBuffer::Drain>("drain"),
+                         InstanceMethod<&PerfBuffer::Close>("close"),
+                     });
+}
+
+// new BpfPerfBuffer(mapFd, pagesPerCpu, onBatch(buffer, byteLength, count, lost), batchBytes)
+PerfBuffer::PerfBuffer(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<PerfBuffer>(info), batcher_(info[3].As<Napi::Number>().Uint32Value()) {
+  Napi::Env env = info.Env();
+  int map_fd = info[0].As<Napi::Number>().Int32Value();
+  size_t pages = info[1].As<Napi::Number>().Uint32Value();
+  callback_ = Napi::Persistent(info[2].As<Napi::Function>());
+  context_ = new Napi::AsyncContext(env, "periscope:perfbuf");
+  LibbpfLogCapture capture;
+  errno = 0;
+  pb_ = perf_buffer__new(map_fd, pages, OnSample, OnLost, this, nullptr);
+  if (pb_ == nullptr || libbpf_get_error(pb_) != 0) {
+    int err = pb_ != nullptr ? static_cast<int>(libbpf_get_error(pb_)) : LastErrno();
+    pb_ = nullptr;
+    ThrowBpfError(env, "perf_buffer__new", err, capture.take());
+  }
+}
+
+PerfBuffer::~PerfBuffer() {
+  Shutdown();
+  delete context_;
+}
+
+void PerfBuffer::Shutdown() {
+  if (poll_ != nullptr) {
+    uv_poll_stop(poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
+    poll_ = nullptr;
+  }
+  if (pb_ != nullptr) perf_buffer__free(pb_);
+  pb_ = nullptr;
+}
+
+// perf buffers cannot stop mid-consume, so a full batch simply grows until the pass ends
+void PerfBuffer::OnSample(void* ctx, int, void* data, __u32 size) {
+  static_cast<PerfBuffer*>(ctx)->batcher_.Append(data, size);
+}
+
+void PerfBuffer::OnLost(void* ctx, int, __u64 count) { static_cast<PerfBuffer*>(ctx)->lost_ += count; }
+
+void PerfBuffer::Pump(Napi::Env env) {
+  if (pb_ == nullptr) return;
+  int err = perf_buffer__consume(pb_);
+  if (err < 0) {
+    callback_.MakeCallback(Napi::Object::New(env), {MakeBpfError(env, BpfFailure{"perf_buffer__consume", err, ""}).Value()},
+                           *context_);
+    return;
+  }
+  if (!batcher_.empty() || lost_ != 0) {
+    uint64_t lost = lost_;
+    lost_ = 0;
+    batcher_.Deliver(env, callback_, *context_, lost);
+  }
+}
+
+void PerfBuffer::OnReadable(uv_poll_t* poll, int status, int) {
+  auto* self = static_cast<PerfBuffer*>(poll->data);
+  if (status < 0) return;
+  Napi::Env env = self->Env();
+  Napi::HandleScope scope(env);
+  self->Pump(env);
+}
+
+Napi::Value PerfBuffer::Start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (pb_ == nullptr) ThrowBpfError(env, "start of a closed perf buffer consumer", EBADF);
+  if (poll_ == nullptr) {
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll_ = new uv_poll_t;
+    uv_poll_init(loop, poll_, perf_buffer__epoll_fd(pb_));
+    poll_->data = this;
+    self_ = Napi::Persistent(info.This().As<Napi::Object>());
+  }
+  uv_poll_start(poll_, UV_READABLE, OnReadable);
+  return env.Undefined();
+}
+
+Napi::Value PerfBuffer::Pause(const Napi::CallbackInfo& info) {
+  if (poll_ != nullptr) uv_poll_stop(poll_);
+  return info.Env().Undefined();
+}
+
+Napi::Value PerfBuffer::Drain(const Napi::CallbackInfo& info) {
+  Pump(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value PerfBuffer::Close(const Napi::CallbackInfo& info) {
+  Shutdown();
+  self_.Reset();
+  return info.Env().Undefined();
+}
+
+}  // namespace periscope

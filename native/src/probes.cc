@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+// Kernel feature probes that libbpf answers by loading tiny programs or creating tiny maps.
+// Attach tests (can a kprobe or fentry really attach here?) live in TypeScript, which loads
+// bpf/lib/probes.bpf.o through the ordinary object API.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <cerrno>
+
+#include "errors.h"
+#include "handles.h"
+
+namespace periscope {
+
+namespace {
+// Names from libbpf's own tables, so TypeScript and libbpf agree on spelling.
+template <typename Fn>
+Napi::Array Names(Napi::Env env, Fn name_of) {
+  Napi::Array out = Napi::Array::New(env);
+  for (int i = 0; i < 512; i++) {
+    const char* name = name_of(i);
+    if (name == nullptr) break;
+    out.Set(static_cast<uint32_t>(i), name);
+  }
+  return out;
+}
+
+// libbpf probes answer 1 (yes), 0 (no) or a negative errno (could not tell)
+Napi::Value Answer(Napi::Env env, int result, const std::string& op) {
+  if (result < 0) return MakeBpfError(env, BpfFailure{op, result, ""}).Value();
+  return Napi::Boolean::New(env, result == 1);
+}
+
+Napi::Value ProbeProgType(const Napi::CallbackInfo& info) {
+  int type = info[0].As<Napi::Number>().Int32Value();
+  LibbpfLogCapture capture;
+  return Answer(info.Env(), libbpf_probe_bpf_prog_type(static_cast<bpf_prog_type>(type), nullptr), "libbpf_probe_bpf_prog_type");
+}
+
+Napi::Value ProbeMapType(const Napi::CallbackInfo& info) {
+  int type = info[0].As<Napi::Number>().Int32Value();
+  LibbpfLogCapture capture;
+  return Answer(info.Env(), libbpf_probe_bpf_map_type(static_cast<bpf_map_type>(type), nullptr), "libbpf_probe_bpf_map_type");
+}
+
+Napi::Value ProbeHelper(const Napi::CallbackInfo& info) {
+  int prog = info[0].As<Napi::Number>().Int32Value();
+  int helper = info[1].As<Napi::Number>().Int32Value();
+  LibbpfLogCapture capture;
+  return Answer(info.Env(),
+                libbpf_probe_bpf_helper(static_cast<bpf_prog_type>(prog), static_cast<bpf_func_id>(helper), nullptr),
+                "libbpf_probe_bpf_helper");
+}
+
+Napi::Value Versions(const Napi::CallbackInfo& info) {
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("libbpf", libbpf_version_string());
+  out.Set("possibleCpus", libbpf_num_possible_cpus());
+  return out;
+}
+}  // namespace
+
+Napi::Object InitProbes(Napi::Env env, Napi::Object exports) {
+  exports.Set("probeProgType", Napi::Function::New(env, ProbeProgType));
+  exports.Set("probeMapType", Napi::Function::New(env, ProbeMapType));
+  exports.Set("probeHelper", Napi::Function::New(env, ProbeHelper));
+  exports.Set("versions", Napi::Function::New(env, Versions));
+  exports.Set("progTypeNames", Names(env, [](int i) { return libbpf_bpf_prog_type_str(static_cast<bpf_prog_type>(i)); }));
+  exports.Set("mapTypeNames", Names(env, [](int i) { return libbpf_bpf_map_type_str(static_cast<bpf_map_type>(i)); }));
+  exports.Set("attachTypeNames", Names(env, [](int i) { return libbpf_bpf_attach_type_str(static_cast<bpf_attach_type>(i)); }));
+  return exports;
+}
+
+}  // namespace periscope

@@ -1,0 +1,203 @@
+/**
+ * One attach function per attach type (cilium/ebpf's link package). Each returns Links whose
+ * `detach()` is idempotent; closing the object detaches whatever is still attached, and so does
+ * process exit (the kernel drops links with their last fd).
+ */
+import { existsSync, openSync, closeSync, readFileSync } from 'node:fs'
+import { explain } from './errors.ts'
+import type { NativeLink, NativeLinkInfo } from './native.ts'
+import { native } from './native.ts'
+import type { LoadedObject } from './object.ts'
+
+export class Link {
+  readonly description: string
+  readonly #link: NativeLink
+
+  constructor(link: NativeLink, description: string) {
+    this.#link = link
+    this.description = description
+  }
+
+  /** The kernel's link id (what `bpftool link list` shows); 0 for tc filters, which have none. */
+  get id(): number {
+    return this.#link.info().id ?? 0
+  }
+
+  info(): NativeLinkInfo {
+    return this.#link.info()
+  }
+
+  /** Returns true when this call detached the link. */
+  detach(): boolean {
+    return this.#link.detach()
+  }
+}
+
+interface CookieOption {
+  /** Read back in the program with bpf_get_attach_cookie(). */
+  cookie?: bigint
+}
+
+function attach(object: LoadedObject, program: string, description: string, fn: () => NativeLink): Link {
+  const handle = object.program(program)
+  try {
+    return new Link(fn.call(handle), `${program} → ${description}`)
+  } catch (error) {
+    throw explain(error, `attach ${program} to ${description}`)
+  }
+}
+
+const TRACEFS = '/sys/kernel/tracing'
+
+/**
+ * A classic tracepoint (`SEC("tracepoint/…")`). Linux 4.7; cookies need 5.15.
+ * @example attachTracepoint(obj, 'handle_exec', 'sched', 'sched_process_exec')
+ */
+export function attachTracepoint(object: LoadedObject, program: string, category: string, name: string, options: CookieOption = {}): Link {
+  if (existsSync(`${TRACEFS}/events`) && !existsSync(`${TRACEFS}/events/${category}/${name}`)) {
+    throw new Error(`attach ${program}: tracepoint ${category}:${name} does not exist on this kernel (see ${TRACEFS}/events/${category}/)`)
+  }
+  const p = object.program(program)
+  return attach(object, program, `tracepoint ${category}:${name}`, () => p.attachTracepoint(category, name, options.cookie))
+}
+
+/**
+ * A raw tracepoint (`SEC("raw_tp/…")`), arguments as the kernel passes them. Linux 4.17.
+ * @example attachRawTracepoint(obj, 'on_switch', 'sched_switch')
+ */
+export function attachRawTracepoint(object: LoadedObject, program: string, name: string): Link {
+  const p = object.program(program)
+  return attach(object, program, `raw_tp ${name}`, () => p.attachRawTracepoint(name))
+}
+
+/**
+ * BTF-typed tracing programs: tp_btf (Linux 5.5), fentry/fexit (5.5, x86), whose target was fixed
+ * at load time by the section name or ObjectSpec.setAttachTarget().
+ * @example attachTracing(obj, 'on_fork')
+ */
+export function attachTracing(object: LoadedObject, program: string, options: CookieOption = {}): Link {
+  const p = object.program(program)
+  return attach(object, program, p.describe().section, () => p.attachTrace(options.cookie))
+}
+
+/**
+ * A kprobe or kretprobe on a kernel function. Needs CONFIG_KPROBES; cookies need 5.15.
+ * @example attachKprobe(obj, 'on_unlink', 'do_unlinkat')
+ */
+export function attachKprobe(object: LoadedObject, program: string, functionName: string, options: CookieOption & { retprobe?: boolean; offset?: number } = {}): Link {
+  const p = object.program(program)
+  const kind = options.retprobe === true ? 'kretprobe' : 'kprobe'
+  return attach(object, program, `${kind} ${functionName}`, () => p.attachKprobe(options.retprobe === true, functionName, options.offset ?? 0, options.cookie))
+}
+
+export interface UprobeOptions extends CookieOption {
+  retprobe?: boolean
+  /** Only this process; all processes when omitted. */
+  pid?: number
+  /** The function's symbol (resolved by libbpf in the ELF), or… */
+  symbol?: string
+  /** …a file offset (added to the symbol's when both are given). */
+  offset?: number
+}
+
+/**
+ * A uprobe or uretprobe on a user-space binary or library. Linux 4.17 (fd-based), cookies 5.15.
+ * @example attachUprobe(obj, 'on_ssl_write', '/usr/lib/x86_64-linux-gnu/libssl.so.3', { symbol: 'SSL_write' })
+ */
+export function attachUprobe(object: LoadedObject, program: string, binary: string, options: UprobeOptions): Link {
+  if (!existsSync(binary)) throw new Error(`attach ${program}: binary ${binary} does not exist`)
+  if (options.symbol === undefined && options.offset === undefined) throw new Error(`attach ${program}: a uprobe needs a symbol or an offset in ${binary}`)
+  const p = object.program(program)
+  const kind = options.retprobe === true ? 'uretprobe' : 'uprobe'
+  const where = `${binary}:${options.symbol ?? `0x${(options.offset ?? 0).toString(16)}`}`
+  return attach(object, program, `${kind} ${where}`, () =>
+    p.attachUprobe(options.retprobe === true, options.pid ?? -1, binary, options.symbol ?? null, options.offset ?? 0, options.cookie))
+}
+
+export const PERF_TYPE_HARDWARE = 0
+export const PERF_TYPE_SOFTWARE = 1
+export const PERF_COUNT_HW_CPU_CYCLES = 0
+export const PERF_COUNT_SW_CPU_CLOCK = 0
+
+export interface PerfEventOptions extends CookieOption {
+  type?: number
+  config?: number
+  /** Samples per second per CPU (mutually exclusive with period). */
+  frequency?: number
+  period?: number
+  /** Only this process; all processes when omitted. */
+  pid?: number
+  /** CPUs to sample; every online CPU when omitted. */
+  cpus?: number[]
+}
+
+/** The online CPUs, from /sys/devices/system/cpu/online ("0-3,5"). */
+export function onlineCpus(): number[] {
+  const text = readFileSync('/sys/devices/system/cpu/online', 'utf8').trim()
+  return text.split(',').flatMap((range) => {
+    const [from, to] = range.split('-').map(Number)
+    return Array.from({ length: (to ?? from) - from + 1 }, (_, i) => from + i)
+  })
+}
+
+/**
+ * A perf_event sampling program on every CPU (software cpu-clock at N Hz by default; hardware
+ * events where the machine has a PMU). Linux 4.9; cookies 5.15. Returns one Link per CPU.
+ * @example attachPerfEvent(obj, 'on_sample', { frequency: 99 })
+ */
+export function attachPerfEvent(object: LoadedObject, program: string, options: PerfEventOptions = {}): Link[] {
+  const type = options.type ?? PERF_TYPE_SOFTWARE
+  const config = options.config ?? PERF_COUNT_SW_CPU_CLOCK
+  if (options.frequency === undefined && options.period === undefined) throw new Error(`attach ${program}: perf_event sampling needs a frequency or a period`)
+  const p = object.program(program)
+  const links: Link[] = []
+  try {
+    for (const cpu of options.cpus ?? onlineCpus()) {
+      links.push(attach(object, program, `perf_event type ${type} config ${config} cpu ${cpu}`, () =>
+        p.attachPerfEvent(type, config, options.frequency ?? 0, options.period ?? 0, options.pid ?? -1, cpu, options.cookie)))
+    }
+  } catch (error) {
+    for (const link of links) link.detach()
+    throw error
+  }
+  return links
+}
+
+/**
+ * A cgroup program (cgroup_skb, sock, …) on a cgroup v2 directory. Linux 5.7 for links.
+ * @example attachCgroup(obj, 'count_ingress', '/sys/fs/cgroup/my.slice')
+ */
+export function attachCgroup(object: LoadedObject, program: string, cgroupPath: string): Link {
+  if (!existsSync(cgroupPath)) throw new Error(`attach ${program}: cgroup ${cgroupPath} does not exist`)
+  const p = object.program(program)
+  const fd = openSync(cgroupPath, 'r')
+  try {
+    return attach(object, program, `cgroup ${cgroupPath}`, () => p.attachCgroup(fd))
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * A tc classifier on an interface's clsact ingress or egress hook (created when missing).
+ * Linux 4.1; such filters have no link id. The Link's detach() removes the filter.
+ * @example attachTc(obj, 'classify', 'eth0', { direction: 'ingress' })
+ */
+export function attachTc(object: LoadedObject, program: string, interfaceName: string, options: { direction: 'ingress' | 'egress'; priority?: number }): Link {
+  const ifindexPath = `/sys/class/net/${interfaceName}/ifindex`
+  if (!existsSync(ifindexPath)) throw new Error(`attach ${program}: network interface ${interfaceName} does not exist`)
+  const ifindex = Number(readFileSync(ifindexPath, 'utf8'))
+  const p = object.program(program)
+  return attach(object, program, `tc ${options.direction} ${interfaceName}`, () => p.attachTc(ifindex, options.direction === 'egress', options.priority ?? 1))
+}
+
+/** Runs a `SEC("syscall")` (or raw_tp) program once in this thread; returns its return value. */
+export function testRun(object: LoadedObject, program: string, context?: Uint8Array): number {
+  const p = object.program(program)
+  try {
+    return p.testRun(context ?? null)
+  } catch (error) {
+    throw explain(error, `test run ${program}`)
+  }
+}
+

@@ -1,0 +1,125 @@
+/**
+ * Loads the libbpf addon and describes its surface. Only runtime/bpf talks to it; everything
+ * else uses the typed layer. The build (scripts/build.ts) compiles it into native/build.
+ */
+import { createRequire } from 'node:module'
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { BpfError } from './errors.ts'
+
+export interface NativeProgram {
+  describe(): { name: string; section: string; type: string | null; attachType: string | null; instructions: number }
+  fd(): number
+  autoload: boolean
+  setAttachTarget(functionName: string): void
+  attachTracepoint(category: string, name: string, cookie?: bigint): NativeLink
+  attachRawTracepoint(name: string): NativeLink
+  attachTrace(cookie?: bigint): NativeLink
+  attachKprobe(retprobe: boolean, functionName: string, offset: number, cookie?: bigint): NativeLink
+  attachUprobe(retprobe: boolean, pid: number, binary: string, functionName: string | null, offset: number, cookie?: bigint): NativeLink
+  attachPerfEvent(type: number, config: number, frequency: number, period: number, pid: number, cpu: number, cookie?: bigint): NativeLink
+  attachCgroup(cgroupFd: number): NativeLink
+  attachTc(ifindex: number, egress: boolean, priority: number): NativeLink
+  testRun(context?: Uint8Array | null, repeat?: number): number
+}
+
+export interface NativeMapInfo {
+  name: string
+  type: string | null
+  keySize: number
+  valueSize: number
+  maxEntries: number
+  flags: number
+  perCpu: boolean
+  fd: number
+  id?: number
+}
+
+export interface NativeMap {
+  describe(): NativeMapInfo
+  setMaxEntries(entries: number): void
+  initialValue(): Uint8Array | undefined
+  setInitialValue(value: Uint8Array): void
+  lookup(key: Uint8Array): Uint8Array | undefined
+  update(key: Uint8Array, value: Uint8Array, flags?: number): void
+  delete(key: Uint8Array): boolean
+  nextKey(key: Uint8Array | null): Uint8Array | undefined
+  lookupBatch(token: Uint8Array | null, count: number): { keys: Uint8Array; values: Uint8Array; count: number; token: Uint8Array | null }
+}
+
+export interface NativeLinkInfo {
+  kind: string
+  attached: boolean
+  id?: number
+  progId?: number
+  type?: string | null
+  fd?: number
+  ifindex?: number
+}
+
+export interface NativeLink {
+  detach(): boolean
+  info(): NativeLinkInfo
+}
+
+export interface NativeObject {
+  load(): Promise<void>
+  loadSync(): void
+  programs(): NativeProgram[]
+  maps(): NativeMap[]
+  name(): string
+  close(): void
+}
+
+/** (buffer, byteLength, count, lost) per batch, or (error) when consuming failed. */
+export type NativeBatchCallback = (bufferOrError: ArrayBuffer | Error, byteLength?: number, count?: number, lost?: number) => void
+
+export interface NativeConsumer {
+  start(): void
+  pause(): void
+  drain(): void
+  close(): void
+}
+
+export interface BtfType {
+  id: number
+  kind: string
+  name: string
+  size?: number
+  bits?: number
+  signed?: boolean
+  char?: boolean
+  bool?: boolean
+  type?: number
+  length?: number
+  members?: { name: string; type: number; bitOffset: number; bitSize: number }[]
+  vars?: { type: number; offset: number; size: number }[]
+}
+
+export interface NativeAddon {
+  setErrorClass(cls: typeof BpfError): void
+  Object: new (path: string) => NativeObject
+  RingBuffer: new (mapFd: number, onBatch: NativeBatchCallback, batchBytes: number) => NativeConsumer & { add(mapFd: number): void }
+  PerfBuffer: new (mapFd: number, pagesPerCpu: number, onBatch: NativeBatchCallback, batchBytes: number) => NativeConsumer
+  btfTypes(path: string): BtfType[]
+  probeProgType(type: number): boolean | BpfError
+  probeMapType(type: number): boolean | BpfError
+  probeHelper(progType: number, helper: number): boolean | BpfError
+  versions(): { libbpf: string; possibleCpus: number }
+  progTypeNames: string[]
+  mapTypeNames: string[]
+  attachTypeNames: string[]
+}
+
+export const addonPath = fileURLToPath(new URL('../../native/build/Release/periscope_bpf.node', import.meta.url))
+
+function loadAddon(): NativeAddon {
+  if (!existsSync(addonPath)) {
+    throw new Error(`the libbpf addon is not built (${addonPath} is missing); run \`npm run build\` (or \`./periscope check\`, which builds it)`)
+  }
+  const addon = createRequire(import.meta.url)(addonPath) as NativeAddon
+  addon.setErrorClass(BpfError)
+  return addon
+}
+
+export const native: NativeAddon = loadAddon()

@@ -1,0 +1,220 @@
+/**
+ * Spec, then object (cilium/ebpf's split): an ObjectSpec is a parsed ELF that has not touched
+ * the kernel, where settings, map sizes and autoload are decided; `load()` hands it to the
+ * kernel and returns a LoadedObject, whose programs attach and whose maps hold data.
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import { BtfTypes, type Layout } from './btf.ts'
+import { BpfError, explain } from './errors.ts'
+import { native, type NativeMap, type NativeMapInfo, type NativeObject, type NativeProgram } from './native.ts'
+import { BpfMap } from './maps.ts'
+
+export type Setting = number | bigint | boolean
+
+export interface ProgramInfo {
+  name: string
+  section: string
+  type: string | null
+  attachType: string | null
+  instructions: number
+}
+
+const ELF_MAGIC = Buffer.from([0x7f, 0x45, 0x4c, 0x46])
+
+export class ObjectSpec {
+  readonly path: string
+  readonly btf: BtfTypes
+  readonly #object: NativeObject
+  readonly #programs: Map<string, NativeProgram>
+  readonly #maps: Map<string, NativeMap>
+  #consumed = false
+
+  private constructor(path: string, object: NativeObject, btf: BtfTypes) {
+    this.path = path
+    this.#object = object
+    this.btf = btf
+    this.#programs = new Map(object.programs().map((p) => [p.describe().name, p]))
+    this.#maps = new Map(object.maps().map((m) => [m.describe().name, m]))
+  }
+
+  /** Parses a BPF ELF object. Touches no kernel state. */
+  static open(path: string): ObjectSpec {
+    if (!existsSync(path)) throw new Error(`BPF object ${path} does not exist; run \`npm run build\` to build bpf/lib`)
+    const head = readFileSync(path).subarray(0, 4)
+    if (!head.equals(ELF_MAGIC)) throw new Error(`${path} is not an ELF file (bad magic); rebuild it with \`npm run build\``)
+    try {
+      const object = new native.Object(path)
+      return new ObjectSpec(path, object, new BtfTypes(native.btfTypes(path)))
+    } catch (error) {
+      throw explain(error, `open BPF object ${path}`)
+    }
+  }
+
+  get name(): string {
+    return this.#object.name()
+  }
+
+  programs(): ProgramInfo[] {
+    return [...this.#programs.values()].map((p) => p.describe())
+  }
+
+  maps(): NativeMapInfo[] {
+    return [...this.#maps.values()].map((m) => m.describe())
+  }
+
+  /** Chooses which programs load; the rest are skipped by the verifier entirely. */
+  setAutoload(program: string, autoload: boolean): this {
+    this.#program(program).autoload = autoload
+    return this
+  }
+
+  /** Resizes a map before load (ring buffers: bytes, a power of two and page multiple). */
+  setMaxEntries(map: string, entries: number): this {
+    this.#map(map).setMaxEntries(entries)
+    return this
+  }
+
+  /** Retargets an fentry/fexit/tp_btf program before load. */
+  setAttachTarget(program: string, functionName: string): this {
+    this.#program(program).setAttachTarget(functionName)
+    return this
+  }
+
+  /** Writes `const volatile` settings in .rodata by name, before load. */
+  setSettings(settings: Record<string, Setting>): this {
+    const entries = Object.entries(settings)
+    if (entries.length === 0) return this
+    const variables = this.btf.sectionVariables('.rodata')
+    const rodata = [...this.#maps.entries()].find(([name]) => name.endsWith('.rodata'))?.[1]
+    const initial = rodata?.initialValue()
+    if (rodata === undefined || initial === undefined) {
+      throw new Error(`${this.path} has no settings (.rodata); known settings: none`)
+    }
+    const bytes = Buffer.from(initial)
+    for (const [name, value] of entries) {
+      const variable = variables.get(name)
+      if (variable === undefined) {
+        throw new Error(`unknown setting "${name}" for ${this.path}; known settings: ${[...variables.keys()].filter((n) => !n.startsWith('__')).join(', ') || 'none'}`)
+      }
+      writeScalar(bytes, variable.offset, variable.layout, value, name)
+    }
+    rodata.setInitialValue(bytes)
+    return this
+  }
+
+  /** Loads every autoload program and creates the maps; the verifier runs off the main thread. */
+  async load(): Promise<LoadedObject> {
+    if (this.#consumed) throw new Error(`${this.path} was already loaded; open a new ObjectSpec to load it again`)
+    this.#consumed = true
+    try {
+      await this.#object.load()
+    } catch (error) {
+      this.#object.close()
+      throw explain(error, `load BPF object ${this.path}`)
+    }
+    return new LoadedObject(this.path, this.#object, this.#programs, this.#maps, this.btf)
+  }
+
+  /** Frees the parsed object without loading it. */
+  close(): void {
+    if (!this.#consumed) this.#object.close()
+    this.#consumed = true
+  }
+
+  #program(name: string): NativeProgram {
+    const program = this.#programs.get(name)
+    if (program === undefined) throw unknownName('program', name, this.path, this.#programs.keys())
+    return program
+  }
+
+  #map(name: string): NativeMap {
+    const map = this.#maps.get(name)
+    if (map === undefined) throw unknownName('map', name, this.path, this.#maps.keys())
+    return map
+  }
+}
+
+export class LoadedObject {
+  readonly path: string
+  readonly btf: BtfTypes
+  readonly #object: NativeObject
+  readonly #programs: Map<string, NativeProgram>
+  readonly #maps: Map<string, NativeMap>
+  #closed = false
+
+  constructor(path: string, object: NativeObject, programs: Map<string, NativeProgram>, maps: Map<string, NativeMap>, btf: BtfTypes) {
+    this.path = path
+    this.#object = object
+    this.#programs = programs
+    this.#maps = maps
+    this.btf = btf
+  }
+
+  get name(): string {
+    return this.#object.name()
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /** The native program handle, for the attach functions in links.ts. */
+  program(name: string): NativeProgram {
+    const program = this.#programs.get(name)
+    if (program === undefined) throw unknownName('program', name, this.path, this.#programs.keys())
+    if (!program.autoload) throw new Error(`program "${name}" of ${this.path} was not loaded (autoload was off)`)
+    return program
+  }
+
+  programs(): ProgramInfo[] {
+    return [...this.#programs.values()].filter((p) => p.autoload).map((p) => p.describe())
+  }
+
+  map(name: string): BpfMap {
+    const map = this.#maps.get(name)
+    if (map === undefined) throw unknownName('map', name, this.path, this.#maps.keys())
+    return new BpfMap(map, `${this.name}:${name}`)
+  }
+
+  maps(): NativeMapInfo[] {
+    return [...this.#maps.values()].map((m) => m.describe())
+  }
+
+  /** Drops counted by RESERVE_OR_DROP, summed over CPUs; 0 for objects without a `dropped` map. */
+  dropped(): number {
+    if (!this.#maps.has('dropped')) return 0
+    const perCpu = this.map('dropped').lookupPerCpu(new Uint8Array(4))
+    return perCpu.reduce((sum, value) => sum + Number(Buffer.from(value).readBigUInt64LE(0)), 0)
+  }
+
+  /** Detaches every link of this object and unloads it. */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#object.close()
+  }
+}
+
+function unknownName(kind: string, name: string, path: string, known: Iterable<string>): Error {
+  return new Error(`unknown ${kind} "${name}" in ${path}; it has: ${[...known].join(', ') || 'none'}`)
+}
+
+function writeScalar(bytes: Buffer, offset: number, layout: Layout, value: Setting, name: string): void {
+  if (layout.kind !== 'scalar') throw new Error(`setting "${name}" is a ${layout.kind}, not a number; only scalar settings can be set`)
+  const big = typeof value === 'bigint' ? value : BigInt(typeof value === 'boolean' ? Number(value) : Math.trunc(value))
+  if (typeof value === 'number' && !Number.isInteger(value) && !layout.scalar.startsWith('f')) {
+    throw new BpfError(`setting "${name}" must be an integer, got ${value}`, { op: 'setSettings', errno: 22, code: 'EINVAL' })
+  }
+  switch (layout.scalar) {
+    case 'u8': case 'bool': bytes.writeUInt8(Number(big), offset); break
+    case 'i8': bytes.writeInt8(Number(big), offset); break
+    case 'u16': bytes.writeUInt16LE(Number(big), offset); break
+    case 'i16': bytes.writeInt16LE(Number(big), offset); break
+    case 'u32': bytes.writeUInt32LE(Number(big), offset); break
+    case 'i32': bytes.writeInt32LE(Number(big), offset); break
+    case 'u64': case 'addr64': bytes.writeBigUInt64LE(big, offset); break
+    case 'i64': bytes.writeBigInt64LE(big, offset); break
+    case 'f32': bytes.writeFloatLE(Number(value), offset); break
+    case 'f64': bytes.writeDoubleLE(Number(value), offset); break
+  }
+}

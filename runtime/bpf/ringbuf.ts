@@ -1,0 +1,125 @@
+/**
+ * Ring and perf buffer consumers. Readiness comes from libbpf's epoll fd on the libuv loop
+ * (no thread, no busy poll); records arrive as whole batches (batch.ts), never one call per
+ * record. Use either `onBatch` (push) or `for await` (pull), not both.
+ */
+import { explain } from './errors.ts'
+import type { RecordBatch } from './batch.ts'
+import { native, type NativeBatchCallback, type NativeConsumer } from './native.ts'
+import type { LoadedObject } from './object.ts'
+
+export interface ReaderOptions {
+  /** Target bytes per batch (records are never split; one oversized record makes a bigger batch). */
+  batchBytes?: number
+  onBatch?: (batch: RecordBatch) => void
+  onError?: (error: Error) => void
+}
+
+abstract class BatchReader implements AsyncIterable<RecordBatch> {
+  readonly name: string
+  #consumer: NativeConsumer | undefined
+  #onBatch: ((batch: RecordBatch) => void) | undefined
+  readonly #onError: (error: Error) => void
+  readonly #queue: RecordBatch[] = []
+  #wake: (() => void) | undefined
+  #closed = false
+  #received = 0
+  #lost = 0
+
+  constructor(name: string, options: ReaderOptions) {
+    this.name = name
+    this.#onBatch = options.onBatch
+    this.#onError = options.onError ?? ((error) => { throw error })
+  }
+
+  protected start(consumer: NativeConsumer): void {
+    this.#consumer = consumer
+    consumer.start()
+  }
+
+  protected readonly callback: NativeBatchCallback = (bufferOrError, byteLength, count, lost) => {
+    if (bufferOrError instanceof Error) {
+      this.#onError(explain(bufferOrError, `read ${this.name}`))
+      return
+    }
+    const batch: RecordBatch = { buffer: bufferOrError, byteLength: byteLength!, count: count!, lost: lost! }
+    this.#received += batch.count
+    this.#lost += batch.lost
+    if (this.#onBatch !== undefined) {
+      this.#onBatch(batch)
+      return
+    }
+    this.#queue.push(batch)
+    this.#wake?.()
+  }
+
+  /** Records delivered so far, and records the kernel reported lost (perf buffers). */
+  stats(): { received: number; lost: number } {
+    return { received: this.#received, lost: this.#lost }
+  }
+
+  /** Stops reading; records stay in the kernel buffer until resume(). */
+  pause(): void {
+    this.#consumer?.pause()
+  }
+
+  resume(): void {
+    if (!this.#closed) this.#consumer?.start()
+  }
+
+  /** Delivers, synchronously, everything the kernel buffer holds right now. */
+  drain(): void {
+    this.#consumer?.drain()
+  }
+
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#consumer?.close()
+    this.#wake?.()
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<RecordBatch> {
+    if (this.#onBatch !== undefined) throw new Error(`${this.name} delivers to onBatch; it cannot also be iterated`)
+    while (true) {
+      const next = this.#queue.shift()
+      if (next !== undefined) {
+        yield next
+        continue
+      }
+      if (this.#closed) return
+      await new Promise<void>((resolve) => { this.#wake = resolve })
+      this.#wake = undefined
+    }
+  }
+}
+
+const DEFAULT_BATCH_BYTES = 256 * 1024
+
+/** Consumes a BPF_MAP_TYPE_RINGBUF map (Linux 5.8). */
+export class RingBufferReader extends BatchReader {
+  constructor(object: LoadedObject, map: string, options: ReaderOptions = {}) {
+    super(`${object.name}:${map}`, options)
+    const info = object.map(map).info
+    if (info.type !== 'ringbuf') throw new Error(`${this.name} is a ${info.type} map, not a ring buffer`)
+    try {
+      this.start(new native.RingBuffer(info.fd, this.callback, options.batchBytes ?? DEFAULT_BATCH_BYTES))
+    } catch (error) {
+      throw explain(error, `open ring buffer ${this.name}`)
+    }
+  }
+}
+
+/** Consumes a BPF_MAP_TYPE_PERF_EVENT_ARRAY map (one buffer per CPU); reports lost samples. */
+export class PerfBufferReader extends BatchReader {
+  constructor(object: LoadedObject, map: string, options: ReaderOptions & { pagesPerCpu?: number } = {}) {
+    super(`${object.name}:${map}`, options)
+    const info = object.map(map).info
+    if (info.type !== 'perf_event_array') throw new Error(`${this.name} is a ${info.type} map, not a perf event array`)
+    try {
+      this.start(new native.PerfBuffer(info.fd, options.pagesPerCpu ?? 64, this.callback, options.batchBytes ?? DEFAULT_BATCH_BYTES))
+    } catch (error) {
+      throw explain(error, `open perf buffer ${this.name}`)
+    }
+  }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+/**
+ * The `periscope` command. Each subcommand lives in its own module and is imported only when
+ * used, so `periscope check` works even where the plugin runtime's dependencies cannot load.
+ */
+const usage = `usage: periscope <command> [options]
+
+commands:
+  run [--plugins DIR]... [--config periscope.yaml]   start the runtime and load plugins
+  check                                              report what this kernel supports
+  help                                               show this text`
+
+const commands: Record<string, () => Promise<{ main(argv: string[]): Promise<number> }>> = {
+  run: () => import('./run.ts'),
+  check: () => import('./check.ts'),
+}
+
+const [name, ...rest] = process.argv.slice(2)
+if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+  console.log(usage)
+  process.exit(name === undefined ? 2 : 0)
+}
+const load = commands[name]
+if (load === undefined) {
+  console.error(`periscope: unknown command "${name}"\n\n${usage}`)
+  process.exit(2)
+}
+process.exitCode = await (await load()).main(rest)

@@ -1,0 +1,73 @@
+/**
+ * The catalogue of bpf/lib objects and their attach plans. An attach point lists alternatives
+ * in order of preference (fentry → kprobe → tracepoint, say); the first whose attach kind the
+ * kernel really supports (features.ts) is used and the others are not even loaded.
+ */
+import { attachKinds, probeAttach, type AttachKind } from '../bpf/features.ts'
+
+export type AttachSpec =
+  | { kind: 'tracepoint'; program: string; category: string; name: string }
+  | { kind: 'raw_tp'; program: string; name: string }
+  | { kind: 'tp_btf' | 'fentry'; program: string }
+  | { kind: 'kprobe'; program: string; function: string; retprobe?: boolean }
+
+export interface AttachPoint {
+  /** What the point observes, for messages ("process exec"). */
+  what: string
+  alternatives: AttachSpec[]
+}
+
+export interface CatalogueEntry {
+  description: string
+  /** Attached when the object is opened. Objects driven on demand (generic, loopgen) have none. */
+  attach: AttachPoint[]
+}
+
+export const catalogue: Record<string, CatalogueEntry> = {
+  exec: {
+    description: 'process exec (filename, argv) and exit (code, lifetime) events',
+    attach: [
+      { what: 'process exec', alternatives: [{ kind: 'tracepoint', program: 'handle_exec', category: 'sched', name: 'sched_process_exec' }] },
+      { what: 'process exit', alternatives: [{ kind: 'tracepoint', program: 'handle_exit', category: 'sched', name: 'sched_process_exit' }] },
+    ],
+  },
+  generic: {
+    description: 'raw records of any tracepoint, attached on demand with a per-probe cookie',
+    attach: [],
+  },
+  loopgen: {
+    description: 'numbered 64-byte records on demand (benchmarks and reload tests)',
+    attach: [],
+  },
+}
+
+/** The order in which Periscope falls back from each attach kind it would like to use. */
+export const fallbackChains: Record<string, AttachKind[]> = {
+  fentry: ['fentry', 'kprobe', 'tracepoint'],
+  kprobe: ['kprobe', 'tracepoint'],
+  tp_btf: ['tp_btf', 'raw_tp', 'tracepoint'],
+  raw_tp: ['raw_tp', 'tracepoint'],
+  tracepoint: ['tracepoint'],
+  uprobe: ['uprobe'],
+  perf_event: ['perf_event'],
+  cgroup_skb: ['cgroup_skb', 'tc'],
+  tc: ['tc'],
+}
+
+/** For `periscope check`: per wanted attach kind, what this kernel makes Periscope use. */
+export async function attachPlanFallbacks(): Promise<{ want: string; use?: string }[]> {
+  const supported = new Map<AttachKind, boolean>()
+  for (const kind of attachKinds) supported.set(kind, (await probeAttach(kind)).status === 'supported')
+  return Object.entries(fallbackChains).map(([want, chain]) => ({ want, use: chain.find((kind) => supported.get(kind)) }))
+}
+
+/** Picks the first alternative the kernel supports, with the reasons the others were passed over. */
+export async function choose(point: AttachPoint): Promise<{ spec?: AttachSpec; skipped: string[] }> {
+  const skipped: string[] = []
+  for (const spec of point.alternatives) {
+    const result = await probeAttach(spec.kind)
+    if (result.status === 'supported') return { spec, skipped }
+    skipped.push(`${spec.kind} for ${point.what}: ${result.reason}`)
+  }
+  return { skipped }
+}

@@ -1,0 +1,150 @@
+/**
+ * Opens catalogue objects for the runtime: loads bpf/lib/<name>.bpf.o with its settings,
+ * follows the attach plan, and serves its streams (ring/perf buffers) and maps. This is the
+ * ObjectProvider the bus (runtime/bus.ts) shares among plugins.
+ */
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import type { RecordBatch } from '../bpf/batch.ts'
+import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, type Link } from '../bpf/links.ts'
+import { ObjectSpec, type LoadedObject, type Setting } from '../bpf/object.ts'
+import { PerfBufferReader, RingBufferReader } from '../bpf/ringbuf.ts'
+import { catalogue, choose, type AttachSpec } from './catalogue.ts'
+
+export const libraryDir = fileURLToPath(new URL('../../bpf/lib/', import.meta.url))
+
+export interface LibraryMap {
+  lookup(key: Uint8Array): Uint8Array | undefined
+  update(key: Uint8Array, value: Uint8Array): void
+  delete(key: Uint8Array): boolean
+  entries(): Iterable<[Uint8Array, Uint8Array]>
+  readonly keySize: number
+  readonly valueSize: number
+}
+
+type Reader = RingBufferReader | PerfBufferReader
+
+export class LibraryObject {
+  readonly name: string
+  readonly streams: readonly string[]
+  readonly object: LoadedObject
+  readonly #links: Link[]
+  readonly #readers = new Map<string, Reader>()
+  readonly #subscribers = new Map<string, Set<(batch: RecordBatch) => void>>()
+  readonly #log: (message: string) => void
+
+  constructor(name: string, object: LoadedObject, links: Link[], log: (message: string) => void) {
+    this.name = name
+    this.object = object
+    this.#links = links
+    this.#log = log
+    this.streams = object.maps().filter((m) => m.type === 'ringbuf' || m.type === 'perf_event_array').map((m) => m.name)
+  }
+
+  /** Starts delivering one stream's batches. Records wait in the kernel buffer while nobody listens. */
+  subscribe(stream: string, onBatch: (batch: RecordBatch) => void): () => void {
+    if (!this.streams.includes(stream)) throw new Error(`object ${this.name} has no stream "${stream}"; it has: ${this.streams.join(', ') || 'none'}`)
+    let subscribers = this.#subscribers.get(stream)
+    if (subscribers === undefined) {
+      subscribers = new Set()
+      this.#subscribers.set(stream, subscribers)
+    }
+    const set = subscribers
+    set.add(onBatch)
+    let reader = this.#readers.get(stream)
+    if (reader === undefined) {
+      const deliver = (batch: RecordBatch) => { for (const fn of set) fn(batch) }
+      const onError = (error: Error) => this.#log(`${this.name}:${stream}: ${error.message}`)
+      const type = this.object.map(stream).info.type
+      reader = type === 'ringbuf' ? new RingBufferReader(this.object, stream, { onBatch: deliver, onError }) : new PerfBufferReader(this.object, stream, { onBatch: deliver, onError })
+      this.#readers.set(stream, reader)
+    } else if (set.size === 1) {
+      reader.resume()
+    }
+    const active = reader
+    return () => {
+      set.delete(onBatch)
+      if (set.size === 0) active.pause()
+    }
+  }
+
+  map(name: string): LibraryMap {
+    return this.object.map(name)
+  }
+
+  links(): { id: number; program: string; attach: string }[] {
+    return this.#links.filter((l) => l.info().attached).map((l) => ({ id: l.id, program: l.description.split(' → ')[0], attach: l.description.split(' → ')[1] }))
+  }
+
+  stats(): { received: number; dropped: number } {
+    let received = 0
+    for (const reader of this.#readers.values()) {
+      const s = reader.stats()
+      received += s.received
+    }
+    const lost = [...this.#readers.values()].reduce((sum, r) => sum + r.stats().lost, 0)
+    return { received, dropped: this.object.dropped() + lost }
+  }
+
+  async close(): Promise<void> {
+    for (const reader of this.#readers.values()) reader.close()
+    this.#readers.clear()
+    this.object.close()
+  }
+}
+
+function attachOne(object: LoadedObject, spec: AttachSpec): Link {
+  switch (spec.kind) {
+    case 'tracepoint': return attachTracepoint(object, spec.program, spec.category, spec.name)
+    case 'raw_tp': return attachRawTracepoint(object, spec.program, spec.name)
+    case 'tp_btf': case 'fentry': return attachTracing(object, spec.program)
+    case 'kprobe': return attachKprobe(object, spec.program, spec.function, { retprobe: spec.retprobe })
+  }
+}
+
+export interface OpenOptions {
+  settings?: Record<string, Setting>
+  /** Map sizes to change before load, e.g. a ring buffer's bytes. */
+  maxEntries?: Record<string, number>
+  log?: (message: string) => void
+}
+
+/** Loads a catalogue object and attaches it by its plan. */
+export async function openLibraryObject(name: string, options: OpenOptions = {}): Promise<LibraryObject> {
+  const entry = catalogue[name]
+  if (entry === undefined) throw new Error(`unknown library object "${name}"; the library has: ${Object.keys(catalogue).join(', ')}`)
+  const path = `${libraryDir}${name}.bpf.o`
+  if (!existsSync(path)) throw new Error(`library object ${path} is not built; run \`npm run build\``)
+  const log = options.log ?? ((message: string) => console.error(`periscope: ${message}`))
+  const spec = ObjectSpec.open(path)
+  const chosen: AttachSpec[] = []
+  try {
+    for (const point of entry.attach) {
+      const { spec: pick, skipped } = await choose(point)
+      for (const reason of skipped) log(`${name}: not using ${reason}`)
+      if (pick === undefined) throw new Error(`${name}: no way to observe ${point.what} on this kernel (${skipped.join('; ')})`)
+      chosen.push(pick)
+    }
+    // only chosen programs load (and programs no plan mentions, which are attached on demand)
+    const planned = new Set(entry.attach.flatMap((p) => p.alternatives.map((a) => a.program)))
+    for (const p of spec.programs()) if (planned.has(p.name)) spec.setAutoload(p.name, chosen.some((c) => c.program === p.name))
+    spec.setSettings(options.settings ?? {})
+    for (const [map, entries] of Object.entries(options.maxEntries ?? {})) spec.setMaxEntries(map, entries)
+  } catch (error) {
+    spec.close()
+    throw error
+  }
+  const object = await spec.load()
+  try {
+    const links = chosen.map((c) => attachOne(object, c))
+    return new LibraryObject(name, object, links, log)
+  } catch (error) {
+    object.close()
+    throw error
+  }
+}
+
+/** The ObjectProvider the bus uses. */
+export const libraryProvider = {
+  open: (name: string, settings?: Record<string, Setting>) => openLibraryObject(name, { settings }),
+}

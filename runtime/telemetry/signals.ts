@@ -1,0 +1,79 @@
+/**
+ * Plain-data shapes of what plugins emit. Plugins run in isolates, so everything here must survive
+ * a structured copy out of the isolate: no classes, no functions, no bigint. Times are nanoseconds
+ * since the Unix epoch as numbers (exact to ~0.25 µs today, which is finer than any probe's skew).
+ * Emitters take arrays: a plugin hands over one batch per event batch it handled.
+ */
+export type AttributeValue = string | number | boolean | string[] | number[] | boolean[]
+export type Attributes = Record<string, AttributeValue>
+
+export type SpanKind = 'internal' | 'server' | 'client' | 'producer' | 'consumer'
+
+export interface SpanInput {
+  name: string
+  kind?: SpanKind
+  startTimeNs: number
+  endTimeNs: number
+  attributes?: Attributes
+  status?: { code: 'unset' | 'ok' | 'error'; message?: string }
+  events?: { name: string; timeNs: number; attributes?: Attributes }[]
+  /** 32 lowercase hex digits; taken from an extracted traceparent so the span joins that trace. */
+  traceId?: string
+  /** 16 lowercase hex digits: the caller's span, from the same traceparent. */
+  parentSpanId?: string
+  /** Resource of the traced process (process.pid, process.executable.path, service.name...). */
+  process?: ProcessRef
+}
+
+export type MetricKind = 'counter' | 'updown' | 'histogram' | 'exponential_histogram' | 'gauge'
+
+export interface MetricPointInput {
+  name: string
+  kind: MetricKind
+  value: number
+  unit?: string
+  description?: string
+  /** Explicit bucket boundaries for kind 'histogram'. */
+  boundaries?: number[]
+  attributes?: Attributes
+}
+
+export type Severity = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'
+
+export interface LogInput {
+  timeNs?: number
+  severity?: Severity
+  body: string | Attributes
+  eventName?: string
+  attributes?: Attributes
+  process?: ProcessRef
+}
+
+export interface FrameInput {
+  address: number
+  function?: string
+  file?: string
+  line?: number
+  /** The mapped file the address belongs to, with its build id when known. */
+  mapping?: { file: string; buildId?: string; start?: number; end?: number; offset?: number }
+}
+
+export interface ProfileSampleInput {
+  /** Profile type, e.g. 'cpu' (value: samples, nanoseconds) or 'offcpu' (value: nanoseconds). */
+  type: string
+  /** Leaf first. */
+  frames: FrameInput[]
+  values: number[]
+  timeNs?: number
+  labels?: Record<string, string | number>
+  process?: ProcessRef
+}
+
+/** Identifies the traced process; the exporter turns it into resource attributes. */
+export interface ProcessRef {
+  pid: number
+  executablePath?: string
+  command?: string
+  commandLine?: string
+  serviceName?: string
+}

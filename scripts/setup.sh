@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Prepares a fresh machine (Debian, as root) to run Periscope, and does nothing that is already
+# done: Debian's BPF toolchain, npm packages with Node 24, tracefs and bpffs, then the build
+# (addon, BPF objects, generated types). Both README commands start here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { echo "periscope setup: $*" >&2; }
+fail() { say "$1"; exit 1; }
+
+[ "$(id -u)" = 0 ] || fail "Periscope loads BPF programs and must run as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN for setup). Re-run with: sudo $0"
+[ -r /sys/kernel/btf/vmlinux ] || fail "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing). Periscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y."
+
+packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config)
+missing=()
+for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || fail "missing packages ${missing[*]} and no apt-get; install them with your package manager"
+  say "installing Debian packages: ${missing[*]} …"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2 || fail "apt-get install failed; run: apt-get update && apt-get install -y ${missing[*]}"
+fi
+command -v clang >/dev/null || fail "clang is missing; run: apt-get install -y clang"
+
+# npm packages, Node 24 among them (the system Node may be older); reinstall when the lockfile changes
+stamp=node_modules/.periscope-lock
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -x node_modules/.bin/node ] || [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
+  command -v npm >/dev/null || fail "npm is missing; run: apt-get install -y npm"
+  say "installing npm packages and Node 24 (first run: about a minute) …"
+  npm ci --no-audit --no-fund >&2 || fail "npm ci failed; check the network to the npm registry and run: npm ci"
+  echo "$want" > $stamp
+fi
+node_modules/.bin/node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 24 ? 0 : 1)' ||
+  fail "node_modules/.bin/node is not Node 24; remove node_modules and run again"
+
+mountpoint -q /sys/kernel/tracing || { say "mounting tracefs on /sys/kernel/tracing"; mount -t tracefs tracefs /sys/kernel/tracing || fail "cannot mount tracefs; run: mount -t tracefs tracefs /sys/kernel/tracing"; }
+mountpoint -q /sys/fs/bpf || { say "mounting bpffs on /sys/fs/bpf"; mount -t bpf bpf /sys/fs/bpf || fail "cannot mount bpffs; run: mount -t bpf bpf /sys/fs/bpf"; }
+
+exec node_modules/.bin/node scripts/build.ts
