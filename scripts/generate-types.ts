@@ -65,11 +65,11 @@ function writeScalar(scalar: string, at: string, value: string): string {
   throw new Error(`no writer for ${scalar}`)
 }
 
-function readExpr(layout: Layout, at: string, field?: Field): string {
+function readExpr(layout: Layout, at: string, field?: Field & { filledBy?: number }): string {
   switch (layout.kind) {
     case 'scalar': return readScalar(layout.scalar, at)
     case 'string': return field?.flexible === true ? `readString(view, ${at}, end - (${at}))` : `readString(view, ${at}, ${layout.size})`
-    case 'strings': return `readStrings(view, ${at}, ${layout.size})`
+    case 'strings': return field?.filledBy !== undefined ? `readStrings(view, ${at}, ${layout.size}, ${readScalar('u32', `offset + ${field.filledBy}`)})` : `readStrings(view, ${at}, ${layout.size})`
     case 'bytes': return field?.flexible === true
       ? `new Uint8Array(view.buffer, view.byteOffset + ${at}, Math.max(0, end - (${at})))`
       : `new Uint8Array(view.buffer, view.byteOffset + ${at}, ${layout.size})`
@@ -88,7 +88,9 @@ function writeStatements(layout: Layout, at: string, value: string): string[] {
   }
 }
 
-const helpers = `
+// helpers are emitted only where a generated decoder uses them (readStrings needs readString)
+const helpers: Record<string, string> = {
+  readString: `
 function readString(view: DataView, offset: number, max: number): string {
   let end = offset
   const limit = offset + max
@@ -108,28 +110,33 @@ function readString(view: DataView, offset: number, max: number): string {
     return text
   }
 }
-
-function readStrings(view: DataView, offset: number, max: number): string[] {
+`,
+  readStrings: `
+// exact when the struct says how many bytes are filled (a sibling \`<name>_size\` field), so empty
+// arguments survive; otherwise the list ends at the first empty string
+function readStrings(view: DataView, offset: number, max: number, filled?: number): string[] {
   const out: string[] = []
+  const limit = offset + (filled === undefined ? max : Math.min(filled, max))
   let at = offset
-  const limit = offset + max
-  while (at < limit && view.getUint8(at) !== 0) {
-    const text = readString(view, at, limit - at)
-    out.push(text)
+  while (at < limit) {
+    if (filled === undefined && view.getUint8(at) === 0) break
     let length = 0
     while (at + length < limit && view.getUint8(at + length) !== 0) length++
+    out.push(readString(view, at, length))
     at += length + 1
   }
   return out
 }
-
+`,
+  writeString: `
 function writeString(view: DataView, offset: number, max: number, text: string): void {
   const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, max)
   bytes.fill(0)
   const encoded = unescape(encodeURIComponent(text))
   for (let i = 0; i < Math.min(encoded.length, max - 1); i++) bytes[i] = encoded.charCodeAt(i)
 }
-`
+`,
+}
 
 export function generateTypes(object: ObjectDescription): string {
   const { btf } = object
@@ -172,7 +179,7 @@ export function generateTypes(object: ObjectDescription): string {
   out.push(`export const programNames = ${JSON.stringify(object.programs)} as const`)
   out.push(`export const mapNames = ${JSON.stringify(object.maps.map((m) => m.name).filter((n) => !n.includes('.')))} as const`)
   out.push(`export const settingNames = ${JSON.stringify(settings)} as const`)
-  out.push(helpers)
+  const helpersAt = out.length
 
   for (const [name, layout] of structs) {
     const type = pascal(name)
@@ -184,7 +191,10 @@ export function generateTypes(object: ObjectDescription): string {
     out.push(`export function decode${type}(view: DataView, offset: number${usesEnd ? ', size: number' : ', _size?: number'}): ${type} {`)
     if (usesEnd) out.push(`  const end = offset + size`)
     out.push(`  return {`)
-    for (const field of layout.fields) out.push(`    ${field.name}: ${readExpr(field.layout, `offset + ${field.offset}`, field)},`)
+    for (const field of layout.fields) {
+      const filledBy = layout.fields.find((f) => f.name === `${field.name}_size` && f.layout.kind === 'scalar' && f.layout.size === 4)?.offset
+      out.push(`    ${field.name}: ${readExpr(field.layout, `offset + ${field.offset}`, { ...field, filledBy })},`)
+    }
     out.push(`  }`)
     out.push(`}`)
     out.push(`export function encode${type}(value: ${type}, view: DataView, offset: number): void {`)
@@ -211,6 +221,9 @@ export function generateTypes(object: ObjectDescription): string {
   out.push(`export const mapCodecs = {`)
   for (const { map, key, value } of mapCodecs) out.push(`  ${map}: { key: ${codec(key)}, value: ${codec(value)} },`)
   out.push(`} as const`)
+  const body = out.join('\n')
+  const used = Object.keys(helpers).filter((name) => body.includes(`${name}(`) || (name === 'readString' && body.includes('readStrings(')))
+  out.splice(helpersAt, 0, ...used.map((name) => helpers[name]))
   return out.join('\n') + '\n'
 }
 

@@ -7,7 +7,8 @@
  *  - DROP_COUNTER and RESERVE_OR_DROP count failed reserves in the `dropped` map, which the
  *    runtime reads and exports;
  *  - addr64 fields decode as bigint (addresses, cookies); plain __u64 decodes as number;
- *  - a strings_t array holds NUL-separated strings (argv) and decodes as string[];
+ *  - a strings_t array holds NUL-separated strings (argv) and decodes as string[], exactly
+ *    (empty strings included) when a sibling __u32 <name>_size says how many bytes are filled;
  *  - a char array decodes as a string cut at its first NUL; a trailing flexible __u8 array
  *    decodes as the record's remaining bytes.
  */

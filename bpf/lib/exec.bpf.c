@@ -88,6 +88,8 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	if (bpf_probe_read_user(e->args, len & (EXEC_ARGS_LEN - 1), (void *)arg_start) < 0)
 		len = 0;
 	e->args[len & (EXEC_ARGS_LEN - 1)] = 0;
+	e->args_size = len;
+	e->pad = 0;
 
 	bpf_ringbuf_submit(e, 0);
 	return 0;
@@ -120,6 +122,8 @@ int handle_exit(struct trace_event_raw_sched_process_template *ctx)
 	e->duration_ns = duration;
 	e->exit_code = (BPF_CORE_READ(task, exit_code) >> 8) & 0xff;
 	e->args_truncated = 0;
+	e->args_size = 0;
+	e->pad = 0;
 	e->filename[0] = 0;
 	e->args[0] = 0;
 	bpf_ringbuf_submit(e, 0);

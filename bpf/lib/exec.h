@@ -22,8 +22,10 @@ struct exec_event {
 	/* exit only: how long the process lived */
 	__u64 duration_ns;
 	__s32 exit_code;
-	/* exec only: whether args was cut short */
+	/* exec only: bytes of args filled, and whether args was cut short */
+	__u32 args_size;
 	__u32 args_truncated;
+	__u32 pad;
 	char comm[EXEC_COMM_LEN];
 	char filename[EXEC_FILENAME_LEN];
 	strings_t args[EXEC_ARGS_LEN];

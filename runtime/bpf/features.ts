@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { BpfError } from './errors.ts'
 import { native } from './native.ts'
 import { ObjectSpec, type LoadedObject } from './object.ts'
-import { attachCgroup, attachKprobe, attachPerfEvent, attachRawTracepoint, attachTracepoint, attachTracing, attachUprobe, type Link } from './links.ts'
+import { attachCgroup, cgroup2Root, attachKprobe, attachPerfEvent, attachRawTracepoint, attachTracepoint, attachTracing, attachUprobe, type Link } from './links.ts'
 
 export type FeatureResult =
   | { status: 'supported' }
@@ -80,7 +80,11 @@ const attachers: Record<AttachKind, (object: LoadedObject) => Link[]> = {
   // the node binary exports libuv, so uv_version is a symbol every Periscope process can probe
   uprobe: (o) => [attachUprobe(o, 'probe_uprobe', process.execPath, { symbol: 'uv_version', pid: process.pid })],
   perf_event: (o) => attachPerfEvent(o, 'probe_perf_event', { frequency: 1, cpus: [0] }),
-  cgroup_skb: (o) => (existsSync('/sys/fs/cgroup/cgroup.controllers') ? [attachCgroup(o, 'probe_cgroup_skb', '/sys/fs/cgroup')] : []),
+  cgroup_skb: (o) => {
+    const root = cgroup2Root()
+    if (root === undefined) throw new BpfError('no cgroup v2 hierarchy is mounted (mount -t cgroup2 none /sys/fs/cgroup)', { op: 'cgroup2Root', errno: 2, code: 'ENOENT' })
+    return [attachCgroup(o, 'probe_cgroup_skb', root)]
+  },
   // attaching tc needs an interface we may not touch; loading the classifier is the test
   tc: () => [],
 }

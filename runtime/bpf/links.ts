@@ -6,7 +6,6 @@
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs'
 import { explain } from './errors.ts'
 import type { NativeLink, NativeLinkInfo } from './native.ts'
-import { native } from './native.ts'
 import type { LoadedObject } from './object.ts'
 
 export class Link {
@@ -161,6 +160,15 @@ export function attachPerfEvent(object: LoadedObject, program: string, options: 
     throw error
   }
   return links
+}
+
+/** Where cgroup v2 is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid systems). */
+export function cgroup2Root(): string | undefined {
+  for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
+    const [, where, type] = line.split(' ')
+    if (type === 'cgroup2') return where
+  }
+  return undefined
 }
 
 /**
