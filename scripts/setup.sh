@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepares a fresh machine (Debian, as root) to run Periscope, and does nothing that is already
 # done: Debian's BPF toolchain, npm packages with Node 24, tracefs and bpffs, then the build
-# (addon, BPF objects, generated types). Both README commands start here.
+# (addon, BPF objects, generated types). Both README commands start here; `--test` also brings
+# the real peers the tests talk to (Debian's prometheus, an OpenTelemetry Collector built once
+# from Go modules and cached under ~/.cache/periscope-peers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "periscope setup: $*" >&2; }
@@ -10,7 +12,9 @@ fail() { say "$1"; exit 1; }
 [ "$(id -u)" = 0 ] || fail "Periscope loads BPF programs and must run as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN for setup). Re-run with: sudo $0"
 [ -r /sys/kernel/btf/vmlinux ] || fail "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing). Periscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y."
 
-packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config)
+packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config iproute2)
+for_tests=0
+[ "${1:-}" = --test ] && for_tests=1 && packages+=(prometheus binutils)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -36,4 +40,10 @@ node_modules/.bin/node -e 'process.exit(Number(process.versions.node.split(".")[
 mountpoint -q /sys/kernel/tracing || { say "mounting tracefs on /sys/kernel/tracing"; mount -t tracefs tracefs /sys/kernel/tracing || fail "cannot mount tracefs; run: mount -t tracefs tracefs /sys/kernel/tracing"; }
 mountpoint -q /sys/fs/bpf || { say "mounting bpffs on /sys/fs/bpf"; mount -t bpf bpf /sys/fs/bpf || fail "cannot mount bpffs; run: mount -t bpf bpf /sys/fs/bpf"; }
 
-exec node_modules/.bin/node scripts/build.ts
+node_modules/.bin/node scripts/build.ts
+
+if [ $for_tests = 1 ] && [ ! -x "${PERISCOPE_PEERS_DIR:-$HOME/.cache/periscope-peers}/otelcol-periscope-test" ]; then
+  command -v go >/dev/null || fail "Go is needed to build the test OpenTelemetry Collector; install Go 1.23+ and run again"
+  say "building the test OpenTelemetry Collector from Go modules (first run: several minutes) …"
+  bash test/peers/otelcol/build.sh >/dev/null || fail "building the test Collector failed; run bash test/peers/otelcol/build.sh to see why"
+fi

@@ -144,7 +144,7 @@ export async function openLibraryObject(name: string, options: OpenOptions = {})
   }
 }
 
-/** The ObjectProvider the bus uses. */
-export const libraryProvider = {
-  open: (name: string, settings?: Record<string, Setting>) => openLibraryObject(name, { settings }),
+/** The ObjectProvider the bus (runtime/bus.ts) shares among plugins. */
+export function createObjectProvider(log?: (message: string) => void): { open(name: string, settings?: Record<string, Setting>): Promise<LibraryObject> } {
+  return { open: (name, settings) => openLibraryObject(name, { settings, log }) }
 }

@@ -1,0 +1,73 @@
+/** A small client for the admin socket (see server.ts for the protocol), used by the CLI and REPL. */
+import net from 'node:net'
+import type { WireBatch } from './server.ts'
+
+export interface AdminClient {
+  request<T = unknown>(method: string, params?: Record<string, unknown>): Promise<T>
+  /** Streams a topic's batches; the returned function stops the stream. */
+  subscribe(topic: string, onBatch: (batch: WireBatch) => void): Promise<() => Promise<void>>
+  close(): void
+}
+
+export async function connectAdmin(socketPath: string): Promise<AdminClient> {
+  const socket = net.connect(socketPath)
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve)
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      const hint = error.code === 'ENOENT' || error.code === 'ECONNREFUSED'
+        ? '; is `periscope run` running, and is this its admin.socket?'
+        : error.code === 'EACCES' ? '; the socket is mode 0600: connect as the user running periscope' : ''
+      reject(new Error(`connect to admin socket ${socketPath}: ${error.message}${hint}`))
+    })
+  })
+  let nextId = 1
+  const pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>()
+  const streams = new Map<number, (batch: WireBatch) => void>()
+  let buffered = ''
+  socket.setEncoding('utf8')
+  socket.on('data', (chunk: string) => {
+    buffered += chunk
+    let newline: number
+    while ((newline = buffered.indexOf('\n')) >= 0) {
+      const message = JSON.parse(buffered.slice(0, newline)) as { id: number; result?: unknown; error?: string; batch?: WireBatch }
+      buffered = buffered.slice(newline + 1)
+      if (message.batch !== undefined) {
+        streams.get(message.id)?.(message.batch)
+        continue
+      }
+      const waiter = pending.get(message.id)
+      pending.delete(message.id)
+      if (message.error !== undefined) waiter?.reject(new Error(message.error))
+      else waiter?.resolve(message.result)
+    }
+  })
+  socket.on('close', () => {
+    for (const waiter of pending.values()) waiter.reject(new Error('admin socket closed before answering'))
+    pending.clear()
+  })
+
+  const request = <T>(method: string, params?: Record<string, unknown>, id = nextId++): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      pending.set(id, { resolve: resolve as (v: unknown) => void, reject })
+      socket.write(`${JSON.stringify({ id, method, params })}\n`)
+    })
+
+  return {
+    request: (method, params) => request(method, params),
+    async subscribe(topic, onBatch) {
+      const id = nextId++
+      streams.set(id, onBatch)
+      try {
+        await request('subscribe', { topic }, id)
+      } catch (error) {
+        streams.delete(id)
+        throw error
+      }
+      return async () => {
+        streams.delete(id)
+        await request('unsubscribe', { id })
+      }
+    },
+    close: () => { socket.end() },
+  }
+}

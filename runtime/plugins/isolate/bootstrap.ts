@@ -1,0 +1,217 @@
+/**
+ * The plugin runtime that runs inside each isolate, before the plugin's bundle. It is bundled once
+ * by esbuild into a script and evaluated with `evalClosure`, which hands it the host callbacks as
+ * closure arguments: they never appear on `globalThis`, so plugin code cannot reach any isolated-vm
+ * reference. The only global it leaves is a frozen `__periscope.install`, which the plugin bundle
+ * calls with its definition and the generated decoders. The isolate has no `require`, `process`,
+ * timers, `fetch` or module loader to begin with; V8 builtins are all it has besides this.
+ *
+ * The host drives it through the control object this script returns (never reachable from plugin
+ * code): `setup`, `deliver` (one call per batch; the per-event loop is here), `timer` and `state`.
+ * Everything the plugin sends out (signals and log lines) is queued and returned from those calls,
+ * so nothing crosses the boundary per event.
+ */
+import type { PluginContext, PluginDefinition, PluginMap } from '../api.ts'
+import { parseDuration } from '../duration.ts'
+
+/** What a `setup`, `deliver` or `timer` call hands back to the host. */
+export interface IsolateOutput {
+  spans: unknown[]
+  metrics: unknown[]
+  logs: unknown[]
+  profiles: unknown[]
+  /** Plugin log lines: [level, message, attributes]. */
+  messages: [string, string, unknown][]
+}
+
+interface HostReference {
+  apply(receiver: undefined, args: unknown[], options: object): Promise<unknown>
+  applySync(receiver: undefined, args: unknown[], options: object): unknown
+  applyIgnored(receiver: undefined, args: unknown[], options: object): void
+}
+
+type Decoder = (view: DataView, offset: number) => object
+
+declare const $0: HostReference // map operations: (topic, op, key?, value?) => result
+declare const $1: HostReference // asynchronous failure: (message, stack) => void
+declare const $2: number // most emits + log lines per call before the plugin counts as flooding
+
+const hostMap = $0
+const hostFail = $1
+const maxOutputPerCall = $2
+
+let definition: PluginDefinition | undefined
+let decoders: Record<string, Decoder> = {}
+let settingUp = false
+let output: IsolateOutput | undefined
+let outputCount = 0
+let flooded = false
+const handlers = new Map<string, ((event: object) => unknown)[]>()
+const timers: { ms: number; fn: () => void | Promise<void> }[] = []
+const copy = { arguments: { copy: true }, result: { promise: true, copy: true } }
+
+class EmitFloodError extends Error {
+  constructor() {
+    super(`emitted more than ${maxOutputPerCall} signals and log lines while handling one batch; ` +
+      'aggregate before emitting (for example count into a Map and emit from ctx.every)')
+    this.name = 'EmitFloodError'
+  }
+}
+
+function queue(kind: keyof IsolateOutput, item: unknown): void {
+  // Checked on every emit and again after the call, so catching the error does not help a flood.
+  if (++outputCount > maxOutputPerCall) {
+    flooded = true
+    throw new EmitFloodError()
+  }
+  output ??= { spans: [], metrics: [], logs: [], profiles: [], messages: [] }
+  output[kind].push(item as never)
+}
+
+function takeOutput(): IsolateOutput | undefined {
+  if (flooded) throw new EmitFloodError()
+  const out = output
+  output = undefined
+  outputCount = 0
+  return out
+}
+
+function fail(error: unknown): void {
+  const e = error instanceof Error ? error : new Error(String(error))
+  hostFail.applyIgnored(undefined, [e.message, e.stack ?? ''], { arguments: { copy: true } })
+}
+
+function watch(result: unknown): void {
+  if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
+    ;(result as Promise<unknown>).then(undefined, fail)
+  }
+}
+
+function requireSetup(what: string): void {
+  if (!settingUp) throw new Error(`${what} can only be called during setup(); move the call into setup(ctx)`)
+}
+
+function makeMap(topic: string): PluginMap {
+  const info = hostMap.applySync(undefined, [topic, 'info'], { arguments: { copy: true }, result: { copy: true } }) as {
+    keySize: number
+    valueSize: number
+  }
+  return {
+    keySize: info.keySize,
+    valueSize: info.valueSize,
+    lookup: (key) => hostMap.apply(undefined, [topic, 'lookup', key], copy) as Promise<Uint8Array | undefined>,
+    update: (key, value) => hostMap.apply(undefined, [topic, 'update', key, value], copy) as Promise<void>,
+    delete: (key) => hostMap.apply(undefined, [topic, 'delete', key], copy) as Promise<boolean>,
+    entries: () => hostMap.apply(undefined, [topic, 'entries'], copy) as Promise<[Uint8Array, Uint8Array][]>,
+  }
+}
+
+function makeContext(config: Record<string, unknown>, state: Record<string, unknown>): PluginContext<never> {
+  const objects = new Set(definition!.objects ?? [])
+  const message = (level: string) => (text: string, attributes?: unknown) =>
+    queue('messages', [level, String(text), attributes ?? null])
+  return {
+    config: config as never,
+    state,
+    log: { debug: message('debug'), info: message('info'), warn: message('warn'), error: message('error') },
+    emit: {
+      span: (span) => queue('spans', span),
+      metric: (point) => queue('metrics', point),
+      log: (record) => queue('logs', record),
+      profile: (sample) => queue('profiles', sample),
+    },
+    on(topic, handler) {
+      requireSetup('ctx.on')
+      const object = topic.split(':')[0]!
+      if (!objects.has(object)) {
+        throw new Error(`ctx.on('${topic}'): object '${object}' is not in this plugin's objects; add it to objects: [...]`)
+      }
+      if (decoders[topic] === undefined) {
+        throw new Error(`ctx.on('${topic}'): no such stream; known streams: ${Object.keys(decoders).join(', ') || 'none'}`)
+      }
+      if (typeof handler !== 'function') throw new TypeError(`ctx.on('${topic}'): the handler must be a function`)
+      const list = handlers.get(topic) ?? []
+      list.push(handler as (event: object) => unknown)
+      handlers.set(topic, list)
+    },
+    map(topic) {
+      const object = topic.split(':')[0]!
+      if (!objects.has(object)) {
+        throw new Error(`ctx.map('${topic}'): object '${object}' is not in this plugin's objects; add it to objects: [...]`)
+      }
+      return makeMap(topic)
+    },
+    every(interval, fn) {
+      requireSetup('ctx.every')
+      const ms = parseDuration(interval)
+      if (ms === undefined || ms < 10) throw new Error(`ctx.every('${interval}'): give a duration of at least 10ms, like '500ms' or '10s'`)
+      if (typeof fn !== 'function') throw new TypeError(`ctx.every('${interval}'): the callback must be a function`)
+      timers.push({ ms, fn })
+    },
+  }
+}
+
+let ctx: PluginContext<never> | undefined
+
+/** Handed to the host as the script's result; plugin code never sees it. */
+export const control = {
+  /** Name, objects and config defaults, as the bundle declared them. */
+  definition() {
+    if (definition === undefined) {
+      throw new Error('the plugin file has no default export from definePlugin(); write `export default definePlugin({ name, setup(ctx) {} })`')
+    }
+    return { name: definition.name, objects: [...(definition.objects ?? [])], config: definition.config ?? {} }
+  },
+  async setup(config: Record<string, unknown>, state: Record<string, unknown>) {
+    ctx = makeContext(config, state)
+    settingUp = true
+    try {
+      await definition!.setup(ctx)
+    } finally {
+      settingUp = false
+    }
+    return { topics: [...handlers.keys()], timers: timers.map((t) => t.ms), output: takeOutput() }
+  },
+  /** The per-event loop: decode each record of the batch and call the topic's handlers. */
+  deliver(topic: string, buffer: ArrayBuffer, byteLength: number, count: number) {
+    const list = handlers.get(topic)
+    const decode = decoders[topic]
+    if (list === undefined || decode === undefined) return undefined
+    const view = new DataView(buffer, 0, byteLength)
+    const single = list.length === 1 ? list[0] : undefined
+    let at = 0
+    for (let i = 0; i < count; i++) {
+      const size = view.getUint32(at, true)
+      const event = decode(view, at + 8)
+      if (single !== undefined) {
+        const r = single(event)
+        if (r !== undefined) watch(r)
+      } else {
+        for (const handler of list) watch(handler(event))
+      }
+      at += 8 + ((size + 7) & ~7)
+    }
+    return takeOutput()
+  },
+  async timer(index: number) {
+    await timers[index]!.fn()
+    return takeOutput()
+  },
+  /** A copy of ctx.state for the next version (the host copies the result out). */
+  state() {
+    return ctx?.state ?? {}
+  },
+}
+
+Object.defineProperty(globalThis, '__periscope', {
+  value: Object.freeze({
+    install(plugin: PluginDefinition, generated: Record<string, Decoder>) {
+      if (definition !== undefined) throw new Error('__periscope.install is called once, by the plugin bundle')
+      if (plugin === null || typeof plugin !== 'object' || typeof plugin.name !== 'string' || typeof plugin.setup !== 'function') {
+        throw new TypeError('the default export must be definePlugin({ name: string, setup(ctx) {...} })')
+      }
+      definition = plugin
+      decoders = generated
+    },
+  }),
+})

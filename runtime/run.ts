@@ -1,0 +1,204 @@
+/**
+ * `periscope run [--plugins DIR]... [--config periscope.yaml]`: the long-running runtime. It loads
+ * the shipped plugins (plugins/) and the user's, watches them for hot reload, serves the admin
+ * socket, drops capabilities, and shuts down cleanly on SIGINT or SIGTERM.
+ *
+ * `startRuntime` is the same runtime without the process wiring (argv, signals, exit code); tests
+ * and the harness in test/plugin-harness.ts start it with their own provider and sink.
+ */
+import { existsSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { type AdminServer, startAdminServer } from './admin/server.ts'
+import { createTelemetry } from './telemetry/index.ts'
+import { Bus, type ObjectProvider, type ObjectSettings } from './bus.ts'
+import { ConfigError, limitsFrom, loadConfig, type PeriscopeConfig, pluginSettingsFrom } from './config/index.ts'
+import type { Backoff } from './plugins/host.ts'
+import { consoleLogger, type Logger } from './plugins/log.ts'
+import { PluginManager } from './plugins/manager.ts'
+import type { SignalSink } from './plugins/sink.ts'
+import { type PluginWatcher, watchPlugins } from './plugins/watch.ts'
+import { dropCapabilities, type PrivilegeReport, type SetProcessCapabilities } from './privileges.ts'
+
+/** The plugins Periscope ships. */
+export const shippedPluginsDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../plugins')
+
+export interface RuntimeOptions {
+  provider: ObjectProvider
+  sink: SignalSink
+  log: Logger
+  /** Directories to watch for plugins, in addition to none: the caller decides (main adds plugins/). */
+  pluginDirs: string[]
+  config?: PeriscopeConfig
+  decodersPath?: string
+  /** Admin socket path; false for none (tests that do not need it). */
+  adminSocket?: string | false
+  backoff?: Partial<Backoff>
+  /** The native capability helper, when the addon has one. */
+  setCapabilities?: SetProcessCapabilities
+  /** Skip dropping capabilities (tests, and runs without privileges). */
+  keepCapabilities?: boolean
+}
+
+export interface Runtime {
+  manager: PluginManager
+  bus: Bus
+  watcher: PluginWatcher
+  admin: AdminServer | undefined
+  privileges: PrivilegeReport | undefined
+  /** Unloads every plugin, closes every object (detaching its links) and the admin socket. */
+  close(): Promise<void>
+}
+
+export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
+  const config = options.config ?? {}
+  const bus = new Bus(options.provider, (config.objects ?? {}) as Record<string, ObjectSettings>)
+  const manager = new PluginManager({
+    bus,
+    sink: options.sink,
+    log: options.log,
+    decodersPath: options.decodersPath,
+    backoff: options.backoff,
+    limits: limitsFrom(config.receiver?.resource_limits),
+    plugins: pluginSettingsFrom(config),
+  })
+  const dirs = [...new Set(options.pluginDirs.map((d) => path.resolve(d)))]
+  for (const dir of dirs) {
+    if (!existsSync(dir)) throw new Error(`plugin directory ${dir} does not exist; create it or fix --plugins / plugin_dirs`)
+  }
+  let watcher: PluginWatcher | undefined
+  let admin: AdminServer | undefined
+  try {
+    watcher = await watchPlugins(dirs, manager, options.log)
+    let privileges: PrivilegeReport | undefined
+    if (options.keepCapabilities !== true) {
+      const needNetAdmin = bus.listObjects().some((o) => o.links.some((l) => /^(tc|tcx|xdp|netkit)/.test(l.attach)))
+      privileges = dropCapabilities({ needNetAdmin, setter: options.setCapabilities })
+      ;(privileges.dropped ? options.log.info : options.log.warn)(privileges.message)
+    }
+    if (options.adminSocket !== false) {
+      admin = await startAdminServer({
+        path: options.adminSocket ?? config.admin?.socket,
+        manager,
+        bus,
+        log: options.log,
+        extraStats: () => ({ capabilities: privileges?.after }),
+      })
+    }
+    const started = { watcher, admin }
+    return {
+      manager, bus, watcher, admin, privileges,
+      async close() {
+        await started.watcher.close()
+        await started.admin?.close()
+        await manager.close()
+        await bus.close()
+      },
+    }
+  } catch (error) {
+    await watcher?.close()
+    await admin?.close()
+    await manager.close()
+    await bus.close()
+    throw error
+  }
+}
+
+const usage = 'usage: periscope run [--plugins DIR]... [--config periscope.yaml]'
+
+/** What `main` needs from the parts other modules provide; the defaults load them lazily. */
+export interface RunDependencies {
+  provider?: ObjectProvider
+  sink?: SignalSink & { shutdown?(): Promise<void> }
+  log?: Logger
+  setCapabilities?: SetProcessCapabilities
+  /** The decoder table bundled into plugins; defaults to the generated bpf/lib/index.types.ts. */
+  decodersPath?: string
+  /** Resolves when the runtime should stop; defaults to the first SIGINT or SIGTERM. */
+  stopSignal?: Promise<string>
+}
+
+async function defaultProvider(): Promise<ObjectProvider> {
+  const library = (await import('./library/index.ts' as string)) as { createObjectProvider?: () => ObjectProvider }
+  if (typeof library.createObjectProvider !== 'function') {
+    throw new Error('runtime/library/index.ts does not export createObjectProvider(); the object library is not built yet')
+  }
+  return library.createObjectProvider()
+}
+
+async function defaultSink(config: PeriscopeConfig, log: Logger): Promise<SignalSink & { shutdown?(): Promise<void> }> {
+  return createTelemetry({ config: config.exporter, log: (level, message) => log[level](`telemetry: ${message}`) })
+}
+
+function onStopSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const stop = (signal: string) => {
+      resolve(signal)
+      // A second signal means the clean shutdown is stuck: leave now.
+      process.once(signal as NodeJS.Signals, () => process.exit(130))
+    }
+    process.once('SIGINT', () => stop('SIGINT'))
+    process.once('SIGTERM', () => stop('SIGTERM'))
+  })
+}
+
+export async function main(argv: string[], deps: RunDependencies = {}): Promise<number> {
+  const log = deps.log ?? consoleLogger(process.env.PERISCOPE_LOG === 'debug' ? 'debug' : 'info')
+  let args: { plugins?: string[]; config?: string; help?: boolean }
+  try {
+    args = parseArgs({
+      args: argv,
+      options: { plugins: { type: 'string', multiple: true }, config: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    }).values
+  } catch (error) {
+    console.error(`periscope run: ${(error as Error).message}\n${usage}`)
+    return 2
+  }
+  if (args.help === true) {
+    console.log(usage)
+    return 0
+  }
+  let config: PeriscopeConfig = {}
+  try {
+    if (args.config !== undefined) config = await loadConfig(args.config)
+  } catch (error) {
+    console.error(`periscope run: ${(error as Error).message}`)
+    return error instanceof ConfigError ? 2 : 1
+  }
+  const configDir = args.config === undefined ? process.cwd() : path.dirname(path.resolve(args.config))
+  const pluginDirs = [
+    shippedPluginsDir,
+    ...(args.plugins ?? []),
+    ...(config.plugin_dirs ?? []).map((d) => path.resolve(configDir, d)),
+  ]
+  let sink: RunDependencies['sink']
+  let runtime: Runtime
+  try {
+    const provider = deps.provider ?? await defaultProvider()
+    sink = deps.sink ?? await defaultSink(config, log)
+    runtime = await startRuntime({ provider, sink, log, pluginDirs, config, decodersPath: deps.decodersPath, setCapabilities: deps.setCapabilities })
+  } catch (error) {
+    console.error(`periscope run: ${(error as Error).message}`)
+    return 1
+  }
+  const plugins = runtime.manager.list()
+  log.info(`running ${plugins.filter((p) => p.status === 'running').length} of ${plugins.length} plugins from ${pluginDirs.join(', ')}`)
+  const signal = await (deps.stopSignal ?? onStopSignal())
+  log.info(`${signal}: shutting down`)
+  let code = 0
+  try {
+    await runtime.close()
+  } catch (error) {
+    log.error(`shutdown: ${(error as Error).message}`)
+    code = 1
+  }
+  try {
+    await sink.shutdown?.()
+  } catch (error) {
+    log.error(`flushing the exporter: ${(error as Error).message}`)
+    code = 1
+  }
+  return code
+}

@@ -1,0 +1,282 @@
+/**
+ * Profile samples from plugins, aggregated per (plugin, profile type, process) over an interval:
+ * samples with the same stack and labels are summed, as pprof itself would. Each interval yields
+ * one `AggregatedProfile` per key, which then goes out as a gzipped pprof file
+ * (`encodePprof`, readable by `go tool pprof`) and/or as the OTLP profiles signal
+ * (`profiles-otlp.ts`).
+ *
+ * Memory is bounded by the number of distinct stacks held across all open profiles; samples with
+ * a new stack beyond that limit are dropped and counted.
+ */
+import { gzipSync } from 'node:zlib'
+import {
+  Function as PprofFunction,
+  Label,
+  Line,
+  Location,
+  Mapping,
+  Profile,
+  Sample,
+  StringTable,
+  ValueType,
+} from 'pprof-format'
+import type { Attributes } from '@opentelemetry/api'
+import type { FrameInput, ProcessRef, ProfileSampleInput } from './signals.ts'
+
+export type ValueTypePair = readonly [type: string, unit: string]
+
+interface ProfileTypeSpec {
+  sampleTypes: ValueTypePair[]
+  periodType?: ValueTypePair
+}
+
+/** The profile types Periscope's plugins emit; any other type gets `count` values named after it. */
+export const PROFILE_TYPES: Record<string, ProfileTypeSpec> = {
+  cpu: { sampleTypes: [['samples', 'count'], ['cpu', 'nanoseconds']], periodType: ['cpu', 'nanoseconds'] },
+  offcpu: { sampleTypes: [['events', 'count'], ['offcpu', 'nanoseconds']] },
+  alloc: { sampleTypes: [['alloc_objects', 'count'], ['alloc_space', 'bytes']] },
+}
+
+export interface AggregatedSample {
+  frames: FrameInput[]
+  values: number[]
+  labels: Record<string, string | number>
+}
+
+export interface AggregatedProfile {
+  scope: { name: string; version?: string }
+  type: string
+  process: ProcessRef | undefined
+  resourceAttributes: Attributes
+  startNs: number
+  endNs: number
+  sampleTypes: ValueTypePair[]
+  periodType: ValueTypePair | undefined
+  samples: AggregatedSample[]
+}
+
+interface OpenProfile {
+  scope: { name: string; version?: string }
+  type: string
+  process: ProcessRef | undefined
+  resourceAttributes: Attributes
+  startNs: number
+  sampleTypes: ValueTypePair[]
+  periodType: ValueTypePair | undefined
+  samples: Map<string, AggregatedSample>
+}
+
+export class ProfileAggregator {
+  private open = new Map<string, OpenProfile>()
+  private stacks = 0
+  private readonly maxStacks: number
+  /** Samples dropped because the distinct-stack limit was reached. */
+  droppedSamples = 0
+  rejected = 0
+
+  constructor(maxStacks: number) {
+    this.maxStacks = maxStacks
+  }
+
+  add(
+    scope: { name: string; version?: string },
+    samples: readonly ProfileSampleInput[],
+    resourceFor: (process: ProcessRef | undefined) => Attributes,
+  ): string | undefined {
+    let firstProblem: string | undefined
+    for (const sample of samples) {
+      const problem = this.addOne(scope, sample, resourceFor)
+      if (problem !== undefined) {
+        this.rejected++
+        firstProblem ??= problem
+      }
+    }
+    return firstProblem
+  }
+
+  private addOne(
+    scope: { name: string; version?: string },
+    sample: ProfileSampleInput,
+    resourceFor: (process: ProcessRef | undefined) => Attributes,
+  ): string | undefined {
+    if (typeof sample?.type !== 'string' || sample.type === '') return 'profile sample without a `type`'
+    if (!Array.isArray(sample.frames) || sample.frames.length === 0) return `profile sample (${sample.type}): \`frames\` must be a non-empty array, leaf first`
+    if (!Array.isArray(sample.values) || sample.values.some((v) => !Number.isFinite(v))) {
+      return `profile sample (${sample.type}): \`values\` must be finite numbers`
+    }
+    for (const frame of sample.frames) {
+      if (!Number.isFinite(frame?.address) || frame.address < 0) return `profile sample (${sample.type}): every frame needs a non-negative \`address\``
+    }
+    const pid = sample.process?.pid
+    const key = `${scope.name}\0${scope.version ?? ''}\0${sample.type}\0${pid ?? ''}\0${sample.process?.executablePath ?? ''}`
+    let profile = this.open.get(key)
+    if (profile === undefined) {
+      const spec = PROFILE_TYPES[sample.type]
+      const sampleTypes: ValueTypePair[] =
+        spec?.sampleTypes ?? sample.values.map((_, i): ValueTypePair => [i === 0 ? sample.type : `${sample.type}_${i}`, 'count'])
+      profile = {
+        scope,
+        type: sample.type,
+        process: sample.process,
+        resourceAttributes: resourceFor(sample.process),
+        startNs: Date.now() * 1e6,
+        sampleTypes,
+        periodType: spec?.periodType,
+        samples: new Map(),
+      }
+      this.open.set(key, profile)
+    }
+    if (sample.values.length !== profile.sampleTypes.length) {
+      return `profile sample (${sample.type}): expected ${profile.sampleTypes.length} value(s) (${profile.sampleTypes.map(([t, u]) => `${t}/${u}`).join(', ')}), got ${sample.values.length}`
+    }
+    const labels = sample.labels ?? {}
+    const stackKey = `${stackKeyOf(sample.frames)}|${JSON.stringify(labels)}`
+    const existing = profile.samples.get(stackKey)
+    if (existing !== undefined) {
+      for (let i = 0; i < existing.values.length; i++) existing.values[i] += sample.values[i]
+      return undefined
+    }
+    if (this.stacks >= this.maxStacks) {
+      this.droppedSamples++
+      return undefined
+    }
+    this.stacks++
+    profile.samples.set(stackKey, { frames: sample.frames, values: [...sample.values], labels: { ...labels } })
+    return undefined
+  }
+
+  /** Closes every open profile and returns them; the next samples start new profiles. */
+  drain(): AggregatedProfile[] {
+    const endNs = Date.now() * 1e6
+    const closed: AggregatedProfile[] = []
+    for (const profile of this.open.values()) {
+      closed.push({
+        scope: profile.scope,
+        type: profile.type,
+        process: profile.process,
+        resourceAttributes: profile.resourceAttributes,
+        startNs: profile.startNs,
+        endNs,
+        sampleTypes: profile.sampleTypes,
+        periodType: profile.periodType,
+        samples: [...profile.samples.values()],
+      })
+    }
+    this.open = new Map()
+    this.stacks = 0
+    return closed
+  }
+}
+
+function stackKeyOf(frames: readonly FrameInput[]): string {
+  let key = ''
+  for (const frame of frames) key += `${frame.address}:${frame.function ?? ''}:${frame.mapping?.file ?? ''};`
+  return key
+}
+
+/** Dictionary keys for frames, shared by the pprof and OTLP encoders so both dedupe the same way. */
+export function functionKeyOf(frame: FrameInput): string | undefined {
+  if (frame.function === undefined && frame.file === undefined) return undefined
+  return `${frame.function ?? ''}\0${frame.file ?? ''}`
+}
+
+export function mappingKeyOf(frame: FrameInput): string | undefined {
+  const m = frame.mapping
+  if (m === undefined) return undefined
+  return `${m.file}\0${m.buildId ?? ''}\0${m.start ?? 0}\0${m.end ?? 0}\0${m.offset ?? 0}`
+}
+
+export function locationKeyOf(frame: FrameInput): string {
+  return `${frame.address}\0${mappingKeyOf(frame) ?? ''}\0${functionKeyOf(frame) ?? ''}\0${frame.line ?? 0}`
+}
+
+/** The labels a pprof sample carries: the plugin's, plus the process id when known. */
+export function sampleLabels(profile: AggregatedProfile, sample: AggregatedSample): Record<string, string | number> {
+  const labels: Record<string, string | number> = { ...sample.labels }
+  if (profile.process !== undefined && labels.pid === undefined) labels.pid = profile.process.pid
+  return labels
+}
+
+/** Encodes one profile as a gzipped pprof (profile.proto), the format `go tool pprof` reads. */
+export function encodePprof(profile: AggregatedProfile): Uint8Array {
+  const strings = new StringTable()
+  const functions = new Map<string, PprofFunction>()
+  const mappings = new Map<string, Mapping>()
+  const locations = new Map<string, Location>()
+
+  const mappingIdOf = (frame: FrameInput): number => {
+    const key = mappingKeyOf(frame)
+    if (key === undefined || frame.mapping === undefined) return 0
+    let mapping = mappings.get(key)
+    if (mapping === undefined) {
+      const m = frame.mapping
+      mapping = new Mapping({
+        id: mappings.size + 1,
+        memoryStart: m.start ?? 0,
+        memoryLimit: m.end ?? 0,
+        fileOffset: m.offset ?? 0,
+        filename: strings.dedup(m.file),
+        buildId: strings.dedup(m.buildId ?? ''),
+        hasFunctions: frame.function !== undefined,
+        hasFilenames: frame.file !== undefined,
+        hasLineNumbers: frame.line !== undefined,
+      })
+      mappings.set(key, mapping)
+    }
+    return Number(mapping.id)
+  }
+  const functionIdOf = (frame: FrameInput): number => {
+    const key = functionKeyOf(frame)
+    if (key === undefined) return 0
+    let fn = functions.get(key)
+    if (fn === undefined) {
+      const name = strings.dedup(frame.function ?? '')
+      fn = new PprofFunction({ id: functions.size + 1, name, systemName: name, filename: strings.dedup(frame.file ?? '') })
+      functions.set(key, fn)
+    }
+    return Number(fn.id)
+  }
+  const locationIdOf = (frame: FrameInput): number => {
+    const key = locationKeyOf(frame)
+    let location = locations.get(key)
+    if (location === undefined) {
+      const functionId = functionIdOf(frame)
+      location = new Location({
+        id: locations.size + 1,
+        mappingId: mappingIdOf(frame),
+        address: frame.address,
+        line: functionId === 0 ? [] : [new Line({ functionId, line: frame.line ?? 0 })],
+      })
+      locations.set(key, location)
+    }
+    return Number(location.id)
+  }
+
+  const samples = profile.samples.map(
+    (sample) =>
+      new Sample({
+        locationId: sample.frames.map(locationIdOf),
+        value: sample.values,
+        label: Object.entries(sampleLabels(profile, sample)).map(([key, value]) =>
+          typeof value === 'number'
+            ? new Label({ key: strings.dedup(key), num: value })
+            : new Label({ key: strings.dedup(key), str: strings.dedup(value) }),
+        ),
+      }),
+  )
+  const encoded = new Profile({
+    sampleType: profile.sampleTypes.map(([type, unit]) => new ValueType({ type: strings.dedup(type), unit: strings.dedup(unit) })),
+    sample: samples,
+    mapping: [...mappings.values()],
+    location: [...locations.values()],
+    function: [...functions.values()],
+    stringTable: strings,
+    timeNanos: BigInt(Math.round(profile.startNs)),
+    durationNanos: BigInt(Math.max(0, Math.round(profile.endNs - profile.startNs))),
+    periodType:
+      profile.periodType === undefined
+        ? undefined
+        : new ValueType({ type: strings.dedup(profile.periodType[0]), unit: strings.dedup(profile.periodType[1]) }),
+  }).encode()
+  return gzipSync(encoded)
+}

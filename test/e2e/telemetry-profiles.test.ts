@@ -1,0 +1,152 @@
+// Profiles: gzipped pprof that `go tool pprof` reads, and the OTLP profiles signal that a real
+// Collector (profiles enabled) accepts and writes back out with the same stacks and values.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { mkdtemp, readdir } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { createTelemetry } from '../../runtime/telemetry/index.ts'
+import type { ProfileSampleInput, Telemetry } from '../../runtime/telemetry/index.ts'
+import { attributesOf, flatten, startCollector } from '../peers/otelcol.ts'
+
+const GO = process.env.GO ?? '/usr/local/go/bin/go'
+const NGINX = { pid: 4242, executablePath: '/usr/sbin/nginx' }
+const MAPPING = { file: '/usr/sbin/nginx', buildId: '5f0c2a1e9b', start: 0x400000, end: 0x500000, offset: 0 }
+
+// 3 samples of one stack and 1 of another, 10 ms each; pprof stacks are leaf first
+const SAMPLES: ProfileSampleInput[] = [
+  ...Array.from({ length: 3 }, () => ({
+    type: 'cpu',
+    frames: [
+      { address: 0x401000, function: 'ngx_http_parse_request_line', file: 'src/http/ngx_http_parse.c', line: 104, mapping: MAPPING },
+      { address: 0x402000, function: 'ngx_http_process_request', file: 'src/http/ngx_http_request.c', line: 2001, mapping: MAPPING },
+      { address: 0x403000, function: 'main', file: 'src/core/nginx.c', line: 200, mapping: MAPPING },
+    ],
+    values: [1, 10_000_000],
+    labels: { 'thread.name': 'worker' },
+    process: NGINX,
+  })),
+  {
+    type: 'cpu',
+    frames: [
+      { address: 0x404000, function: 'ngx_http_write_filter', mapping: MAPPING },
+      { address: 0x402000, function: 'ngx_http_process_request', file: 'src/http/ngx_http_request.c', line: 2001, mapping: MAPPING },
+      { address: 0x403000, function: 'main', file: 'src/core/nginx.c', line: 200, mapping: MAPPING },
+    ],
+    values: [1, 10_000_000],
+    labels: { 'thread.name': 'worker' },
+    process: NGINX,
+  },
+]
+
+async function pprof(...args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)(GO, ['tool', 'pprof', ...args], { env: { ...process.env, HOME: process.env.HOME ?? tmpdir() } })
+  return stdout
+}
+
+test('a CPU profile written by the embedded store loads in go tool pprof -top with the right functions and values', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'periscope-pprof-'))
+  const telemetry = await createTelemetry({ config: { dataDir, prometheus: { enabled: false } }, env: {}, log: () => {} })
+  telemetry.scope('cpu-profile').profiles(SAMPLES)
+  await telemetry.shutdown(5000)
+
+  const files = (await readdir(join(dataDir, 'profiles'))).filter((name) => name.endsWith('.pb.gz'))
+  assert.equal(files.length, 1)
+  assert.match(files[0], /-cpu-4242\.pb\.gz$/)
+  const path = join(dataDir, 'profiles', files[0])
+
+  const top = await pprof('-top', '-sample_index=cpu', path)
+  assert.match(top, /Type: cpu/)
+  assert.match(top, /Showing nodes accounting for 40ms, 100% of 40ms total/)
+  assert.match(top, /^\s+30ms\s+75\.00%\s+75\.00%\s+30ms\s+75\.00%\s+ngx_http_parse_request_line$/m)
+  assert.match(top, /^\s+10ms\s+25\.00%\s+100%\s+10ms\s+25\.00%\s+ngx_http_write_filter$/m)
+  assert.match(top, /^\s+0\s+0%\s+100%\s+40ms\s+100%\s+ngx_http_process_request$/m)
+  assert.match(top, /^\s+0\s+0%\s+100%\s+40ms\s+100%\s+main$/m)
+
+  const counts = await pprof('-top', '-sample_index=samples', path)
+  assert.match(counts, /^\s+3\s+75\.00%.*ngx_http_parse_request_line$/m)
+
+  // labels (the plugin's and the pid) travel with each sample
+  const tags = await pprof('-tags', path)
+  assert.match(tags, /pid: Total 40ms of 40ms \(\s*100%\)\s+40ms \(\s*100%\): 4242/)
+  assert.match(tags, /thread\.name: Total 40ms of 40ms \(\s*100%\)\s+40ms \(\s*100%\): worker/)
+})
+
+interface Dictionary {
+  stringTable: string[]
+  functionTable: { nameStrindex?: number }[]
+  locationTable: { mappingIndex?: number; address?: string; line?: { functionIndex?: number; line?: string }[] }[]
+  mappingTable: { filenameStrindex?: number; attributeIndices?: number[] }[]
+  attributeTable: { key: string; value: Record<string, unknown> }[]
+}
+
+test('profiles reach a real Collector as the OTLP profiles signal, with stacks, values and resource intact', async (t) => {
+  const collector = await startCollector()
+  const state: { telemetry?: Telemetry } = {}
+  t.after(async () => {
+    await state.telemetry?.shutdown(2000)
+    await collector.stop()
+  })
+  const dataDir = await mkdtemp(join(tmpdir(), 'periscope-otlp-profiles-'))
+  const telemetry = (state.telemetry = await createTelemetry({
+    config: { dataDir, profiles: { writePprof: true } },
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint },
+    log: () => {},
+  }))
+  telemetry.scope('cpu-profile', '0.3.0').profiles(SAMPLES)
+  await telemetry.flush(5000)
+  assert.equal(telemetry.stats().signals.profiles.sent, 1)
+
+  const lines = await collector.waitFor('profiles', (l) => l.length >= 1)
+  const profiles = flatten('profiles', lines)
+  assert.equal(profiles.length, 1)
+  const [{ resource, scope, item: profile }] = profiles
+  assert.deepEqual(scope, { name: 'cpu-profile', version: '0.3.0' })
+  assert.equal(resource['service.name'], 'nginx')
+  assert.equal(resource['process.pid'], 4242)
+  assert.equal(resource['collection.method'], 'ebpf')
+
+  const dictionary = (lines[0] as { dictionary: Dictionary }).dictionary
+  const str = (index: number | undefined) => dictionary.stringTable[index ?? 0]
+  assert.equal(dictionary.stringTable[0], '')
+  const sampleTypes = (profile.sampleType as { typeStrindex?: number; unitStrindex?: number }[]).map((v) => `${str(v.typeStrindex)}/${str(v.unitStrindex)}`)
+  assert.deepEqual(sampleTypes, ['samples/count', 'cpu/nanoseconds'])
+
+  const locationIndices = (profile.locationIndices as number[] | undefined) ?? []
+  const stacks = (profile.sample as { locationsStartIndex?: number; locationsLength: number; value: string[]; attributeIndices?: number[] }[]).map((sample) => {
+    const start = sample.locationsStartIndex ?? 0
+    const functions = locationIndices.slice(start, start + sample.locationsLength).map((index) => {
+      const location = dictionary.locationTable[index]
+      return str(dictionary.functionTable[location.line?.[0]?.functionIndex ?? 0].nameStrindex)
+    })
+    const labels = attributesOf((sample.attributeIndices ?? []).map((i) => dictionary.attributeTable[i]))
+    return { functions, values: sample.value.map(Number), labels }
+  })
+  assert.deepEqual(stacks, [
+    {
+      functions: ['ngx_http_parse_request_line', 'ngx_http_process_request', 'main'],
+      values: [3, 30_000_000],
+      labels: { 'thread.name': 'worker', pid: 4242 },
+    },
+    {
+      functions: ['ngx_http_write_filter', 'ngx_http_process_request', 'main'],
+      values: [1, 10_000_000],
+      labels: { 'thread.name': 'worker', pid: 4242 },
+    },
+  ])
+  const leaf = dictionary.locationTable[locationIndices[0]]
+  assert.equal(leaf.address, String(0x401000))
+  assert.equal(leaf.line?.[0]?.line, '104')
+  const mapping = dictionary.mappingTable[leaf.mappingIndex ?? 0]
+  assert.equal(str(mapping.filenameStrindex), '/usr/sbin/nginx')
+  assert.deepEqual(attributesOf((mapping.attributeIndices ?? []).map((i) => dictionary.attributeTable[i])), {
+    'process.executable.build_id.gnu': '5f0c2a1e9b',
+  })
+
+  // writePprof: the same profile also lands as a pprof file next to the OTLP export
+  const files = await readdir(join(dataDir, 'profiles'))
+  assert.equal(files.length, 1)
+  assert.match(await pprof('-top', '-sample_index=cpu', join(dataDir, 'profiles', files[0])), /30ms\s+75\.00%.*ngx_http_parse_request_line/)
+})

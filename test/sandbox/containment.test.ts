@@ -1,0 +1,100 @@
+/**
+ * Hostile plugins (throwing, looping, memory bomb, emit flood, rejected promise) are stopped,
+ * reported with a source-mapped stack and restarted with backoff, while a well-behaved plugin on
+ * the same stream keeps counting every event.
+ */
+import assert from 'node:assert/strict'
+import { afterEach, describe, it } from 'node:test'
+import type { HostEvent } from '../../runtime/plugins/host.ts'
+import { type Harness, startHarness } from '../plugin-harness.ts'
+import { counterPlugin, handlerPlugin, lastCount } from '../plugin-fixtures/sources.ts'
+import { SyntheticProvider } from '../plugin-fixtures/synthetic.ts'
+
+type Failed = Extract<HostEvent, { type: 'failed' }>
+let h: Harness | undefined
+
+afterEach(async () => {
+  await h?.close()
+  h = undefined
+})
+
+/**
+ * Starts `counter` and `hostile`, pushes batches until `hostile` has failed `failures` times, then
+ * checks that counter saw every event without a gap.
+ */
+async function contain(hostile: string, failures: number, config = {}): Promise<Failed[]> {
+  const provider = new SyntheticProvider()
+  h = await startHarness({
+    provider,
+    plugins: { 'counter.ts': counterPlugin(), 'hostile.ts': hostile },
+    config,
+    backoffMs: 20,
+  })
+  const seen: Failed[] = []
+  h.runtime.manager.on('failed', (e: Failed) => { if (e.plugin === 'hostile') seen.push(e) })
+  let pushed = 0
+  const deadline = Date.now() + 20_000
+  while (seen.length < failures) {
+    assert.ok(Date.now() < deadline, `hostile failed ${seen.length} of ${failures} times before the deadline`)
+    provider.gen.push('events', 256)
+    pushed += 256
+    await new Promise((r) => setTimeout(r, 10))
+  }
+  const sink = h.sink
+  await h.waitFor(() => lastCount(sink.signals('counter').metrics)?.value === pushed, `counter to reach ${pushed}`)
+  assert.equal(lastCount(sink.signals('counter').metrics)!.attributes!.gaps, 0, 'counter saw no gap')
+  const counter = h.runtime.manager.list().find((p) => p.name === 'counter')!
+  assert.equal(counter.status, 'running')
+  assert.equal(counter.stats.restarts, 0)
+  return seen
+}
+
+describe('containment', () => {
+  it('a handler that throws is stopped with its .ts line, restarted with growing backoff', async () => {
+    const failures = await contain(handlerPlugin('hostile', `if (ev.seq >= 0) { throw new Error('boom at ' + ev.seq) }`), 3)
+    assert.equal(failures[0]!.failure.kind, 'throw')
+    assert.match(failures[0]!.failure.message, /plugin hostile: Error: boom at \d+/)
+    // line 8 of hostile.ts is the handler body (handlerPlugin puts it there)
+    assert.match(failures[0]!.failure.pluginStack, /hostile\.ts:8:\d+/)
+    assert.deepEqual(failures.slice(0, 3).map((f) => f.restartInMs), [20, 40, 80])
+    assert.ok(h!.log.lines.some((l) => l.level === 'error' && /hostile\.ts:8:\d+/.test(l.message)), 'the log shows the .ts line')
+    const hostile = h!.runtime.manager.list().find((p) => p.name === 'hostile')!
+    assert.ok(hostile.stats.restarts >= 2, `restarted ${hostile.stats.restarts} times`)
+    assert.ok(hostile.stats.droppedBy.failure > 0)
+  })
+
+  it('an endless loop is stopped by the per-batch CPU budget', async () => {
+    const failures = await contain(handlerPlugin('hostile', `for (;;) {}`), 2,
+      { plugins: { hostile: { resource_limits: { batch_budget: '50ms' } } } })
+    assert.equal(failures[0]!.failure.kind, 'cpu-budget')
+    assert.match(failures[0]!.failure.message, /CPU-time budget/)
+  })
+
+  it('a memory bomb hits the isolate memory limit', async () => {
+    const failures = await contain(handlerPlugin('hostile', `const hoard: number[][] = (globalThis as any).hoard ??= []; for (;;) hoard.push(new Array(100000).fill(ev.seq))`), 2,
+      { plugins: { hostile: { resource_limits: { max_memory_mb: 16, batch_budget: '10s' } } } })
+    assert.equal(failures[0]!.failure.kind, 'memory')
+    assert.match(failures[0]!.failure.message, /out of memory/)
+  })
+
+  it('an emit flood is stopped even when the plugin catches the error', async () => {
+    const failures = await contain(handlerPlugin('hostile',
+      `try { for (;;) ctx.emit.metric({ name: 'flood', kind: 'counter', value: 1 }) } catch { /* hide it */ }`), 2)
+    assert.equal(failures[0]!.failure.kind, 'emit-flood')
+    assert.match(failures[0]!.failure.message, /emitted more than 100000/)
+    assert.equal(h!.sink.signals('hostile').metrics.length, 0, 'nothing of the flood was exported')
+  })
+
+  it('a rejected promise from an async handler counts as a failure', async () => {
+    const failures = await contain(handlerPlugin('hostile', `return Promise.reject(new Error('late ' + ev.seq))`), 1)
+    assert.equal(failures[0]!.failure.kind, 'throw')
+    assert.match(failures[0]!.failure.message, /asynchronous failure: late \d+/)
+    assert.match(failures[0]!.failure.pluginStack, /hostile\.ts:8:\d+/)
+  })
+
+  it('a throwing timer is a failure too', async () => {
+    const failures = await contain(handlerPlugin('hostile', ``, `ctx.every('15ms', () => { throw new TypeError('timer broke') })`), 1)
+    assert.match(failures[0]!.failure.message, /TypeError: timer broke/)
+    assert.match(failures[0]!.failure.pluginStack, /hostile\.ts:6:\d+/)
+  })
+})

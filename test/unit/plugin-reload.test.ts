@@ -1,0 +1,144 @@
+/**
+ * Hot reload with a synthetic numbered stream: swaps keep the objects (same link ids), lose no
+ * event, carry ctx.state; a build error or throwing setup keeps the old version; add and delete
+ * load and unload, closing objects nobody uses.
+ */
+import assert from 'node:assert/strict'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { afterEach, describe, it } from 'node:test'
+import { type Harness, startHarness } from '../plugin-harness.ts'
+import { counterPlugin, lastCount } from '../plugin-fixtures/sources.ts'
+import { SyntheticProvider } from '../plugin-fixtures/synthetic.ts'
+
+let h: Harness | undefined
+afterEach(async () => {
+  await h?.close()
+  h = undefined
+})
+
+describe('hot reload', () => {
+  it('swaps to the new code with the same links, no gap and ctx.state carried over', async () => {
+    const provider = new SyntheticProvider()
+    h = await startHarness({ provider, plugins: { 'counter.ts': counterPlugin('counter', 1) } })
+    const linksBefore = provider.gen.links().map((l) => l.id)
+    let pushed = 0
+    // Keep events flowing through the whole swap.
+    const pump = setInterval(() => { provider.gen.push('events', 64); pushed += 64 }, 1)
+    try {
+      await h.waitFor(() => pushed > 2000, 'events before the edit')
+      const loaded = h.nextEvent('loaded', 'counter')
+      h.write('counter.ts', counterPlugin('counter', 2))
+      await loaded
+      const after = pushed
+      await h.waitFor(() => pushed > after + 2000, 'events after the swap')
+    } finally {
+      clearInterval(pump)
+    }
+    const sink = h.sink
+    await h.waitFor(() => lastCount(sink.signals('counter').metrics)?.value === pushed, `count to reach ${pushed}`)
+    const last = lastCount(sink.signals('counter').metrics)!
+    assert.equal(last.attributes!.version, 2, 'the new version is the one counting')
+    assert.equal(last.attributes!.gaps, 0, 'no sequence gap across the swap')
+    assert.equal(provider.opened.length, 1, 'the object was not reopened')
+    assert.deepEqual(provider.gen.links().map((l) => l.id), linksBefore)
+    assert.equal(provider.gen.subscribeCalls, 1, 'the stream was never re-subscribed')
+    const info = h.runtime.manager.list()[0]!
+    assert.equal(info.stats.reloads, 1)
+    assert.equal(info.stats.dropped, 0)
+  })
+
+  it('keeps the old version running on a syntax error and reports file:line', async () => {
+    const provider = new SyntheticProvider()
+    h = await startHarness({ provider, plugins: { 'counter.ts': counterPlugin('counter', 1) } })
+    const rejected = h.nextEvent('rejected')
+    h.write('counter.ts', `import { definePlugin } from 'periscope/plugin'\nexport default definePlugin({\n  name: 'counter',\n  setup(ctx) { const = 1 },\n})\n`)
+    const event = await rejected
+    assert.match((event as { error: Error }).error.message, /counter\.ts:4:\d+: /)
+    assert.ok(h.log.lines.some((l) => /counter\.ts:4:\d+/.test(l.message) && /previous version of counter keeps running/.test(l.message)))
+    provider.gen.push('events', 500)
+    const sink = h.sink
+    await h.waitFor(() => lastCount(sink.signals('counter').metrics)?.value === 500, 'the old version to count')
+    assert.equal(lastCount(sink.signals('counter').metrics)!.attributes!.version, 1)
+  })
+
+  it('keeps the old version when the new setup() throws, with the .ts line', async () => {
+    const provider = new SyntheticProvider()
+    h = await startHarness({ provider, plugins: { 'counter.ts': counterPlugin('counter', 1) } })
+    provider.gen.push('events', 100)
+    const rejected = h.nextEvent('rejected')
+    h.write('counter.ts', `import { definePlugin } from 'periscope/plugin'\nexport default definePlugin({\n  name: 'counter',\n  objects: ['gen'],\n  setup(ctx) {\n    throw new RangeError('bad setup')\n  },\n})\n`)
+    const event = (await rejected) as unknown as { error: Error & { pluginStack: string } }
+    assert.match(event.error.message, /RangeError: bad setup/)
+    assert.match(event.error.pluginStack, /counter\.ts:6:\d+/)
+    provider.gen.push('events', 100)
+    const sink = h.sink
+    await h.waitFor(() => lastCount(sink.signals('counter').metrics)?.value === 200, 'the old version to keep counting, state intact')
+    assert.equal(h.runtime.manager.list()[0]!.status, 'running')
+    assert.equal(provider.opened.length, 1)
+    assert.equal(provider.gen.closed, false)
+  })
+
+  it('loads an added file and unloads a deleted one, closing objects nobody uses', async () => {
+    const provider = new SyntheticProvider()
+    h = await startHarness({ provider, plugins: { 'a.ts': counterPlugin('a') } })
+    const loaded = h.nextEvent('loaded', 'b')
+    h.write('b.ts', counterPlugin('b'))
+    await loaded
+    assert.deepEqual(h.runtime.manager.list().map((p) => p.name).sort(), ['a', 'b'])
+    assert.deepEqual(h.runtime.bus.listObjects()[0]!.users.length, 2)
+    let unloaded = h.nextEvent('unloaded', 'a')
+    h.remove('a.ts')
+    await unloaded
+    assert.equal(provider.gen.closed, false, 'b still uses gen')
+    unloaded = h.nextEvent('unloaded', 'b')
+    h.remove('b.ts')
+    await unloaded
+    await h.waitFor(() => provider.opened[0]!.closed, 'gen to close')
+    assert.equal(h.runtime.bus.listObjects().length, 0)
+    assert.equal(h.runtime.manager.list().length, 0)
+  })
+
+  it('rebuilds a plugin when a helper module it imports changes', async () => {
+    const provider = new SyntheticProvider()
+    h = await startHarness({ provider })
+    mkdirSync(path.join(h.dir, 'lib'))
+    writeFileSync(path.join(h.dir, 'lib', 'label.ts'), `export const label = 'one'\n`)
+    const source = `import { definePlugin } from 'periscope/plugin'
+import { label } from './lib/label.ts'
+export default definePlugin({ name: 'helper', setup(ctx) { ctx.emit.log({ body: label }) } })
+`
+    let loaded = h.nextEvent('loaded', 'helper')
+    h.write('helper.ts', source)
+    await loaded
+    loaded = h.nextEvent('loaded', 'helper')
+    writeFileSync(path.join(h.dir, 'lib', 'label.ts'), `export const label = 'two'\n`)
+    await loaded
+    assert.deepEqual(h.sink.signals('helper').logs.map((l) => l.body), ['one', 'two'])
+    assert.equal(h.runtime.manager.list().length, 1, 'the helper is not loaded as a plugin')
+  })
+
+  it('refuses a second file using a name already taken', async () => {
+    const provider = new SyntheticProvider()
+    h = await startHarness({ provider, plugins: { 'a.ts': counterPlugin('same') } })
+    const rejected = h.nextEvent('rejected')
+    h.write('b.ts', counterPlugin('same'))
+    assert.match(((await rejected) as { error: Error }).error.message, /plugin name 'same' is already used by another file/)
+  })
+
+  it('passes config overrides and skips disabled plugins', async () => {
+    const provider = new SyntheticProvider()
+    const configured = `import { definePlugin } from 'periscope/plugin'
+export default definePlugin({ name: 'configured', config: { threshold: 10, mode: 'a' }, setup(ctx) { ctx.emit.log({ body: JSON.stringify(ctx.config) }) } })
+`
+    h = await startHarness({
+      provider,
+      plugins: { 'configured.ts': configured, 'off.ts': counterPlugin('off') },
+      config: { plugins: { configured: { config: { threshold: 25 }, target_pids: [42] }, off: { enabled: false } } },
+    })
+    assert.deepEqual(JSON.parse(h.sink.signals('configured').logs[0]!.body as string), { threshold: 25, mode: 'a', target_pids: [42] })
+    const off = h.runtime.manager.list().find((p) => p.file.endsWith('off.ts'))!
+    assert.equal(off.status, 'disabled')
+    assert.equal(provider.opened.length, 0, 'a disabled plugin opens no object')
+  })
+})

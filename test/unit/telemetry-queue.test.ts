@@ -1,0 +1,116 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { ExportQueue } from '../../runtime/telemetry/queue.ts'
+import type { ExportQueueOptions } from '../../runtime/telemetry/queue.ts'
+
+/** A destination that can be switched up and down, recording what it accepted. */
+function destination() {
+  const state = { up: true, accepted: [] as number[][], attempts: 0 }
+  const send = async (batch: number[]): Promise<void> => {
+    state.attempts++
+    await sleep(1)
+    if (!state.up) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:4318'), { code: 'ECONNREFUSED' })
+    state.accepted.push(batch)
+  }
+  return { state, send }
+}
+
+function queue(send: (batch: number[]) => Promise<void>, overrides: Partial<ExportQueueOptions<number>> = {}, logs: string[] = []) {
+  return new ExportQueue<number>({
+    signal: 'traces',
+    destination: 'http://127.0.0.1:4318/v1/traces',
+    capacity: 100,
+    maxBatch: 10,
+    intervalMs: 20,
+    initialBackoffMs: 20,
+    maxBackoffMs: 50,
+    send,
+    log: (level, message) => logs.push(`${level}: ${message}`),
+    ...overrides,
+  })
+}
+
+const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i)
+
+test('batches are sent in order, at most maxBatch at a time', async () => {
+  const { state, send } = destination()
+  const q = queue(send)
+  q.push(range(0, 25))
+  await q.flush(Date.now() + 2000)
+  assert.deepEqual(state.accepted, [range(0, 10), range(10, 20), range(20, 25)])
+  assert.deepEqual(q.stats(), { queued: 0, inFlight: 0, capacity: 100, sent: 25, failedExports: 0, dropped: 0, droppedAtShutdown: 0, rejected: 0 })
+  await q.close(Date.now())
+})
+
+test('a full queue drops the oldest items, counts them exactly, and keeps the newest', async () => {
+  const { state, send } = destination()
+  state.up = false
+  const logs: string[] = []
+  const q = queue(send, { capacity: 30 }, logs)
+  for (let i = 0; i < 100; i += 5) {
+    q.push(range(i, i + 5))
+    await sleep(3)
+  }
+  // wait for a failure with nothing in flight: the failed batch is back at the head of the queue
+  while (!(q.stats().failedExports > 0 && q.stats().inFlight === 0)) await sleep(2)
+  assert.equal(q.stats().queued, 30)
+  assert.equal(q.stats().dropped, 70)
+  assert.equal(q.stats().sent, 0)
+  assert.equal(logs.filter((l) => l.startsWith('warn')).length, 1, 'one warning per outage, not one per retry')
+  assert.match(logs[0], /^warn: traces: export to http:\/\/127\.0\.0\.1:4318\/v1\/traces failed: connect ECONNREFUSED 127\.0\.0\.1:4318\. Retrying with backoff; up to 30 item\(s\) are kept/)
+
+  state.up = true
+  await q.flush(Date.now() + 2000)
+  assert.deepEqual(state.accepted.flat(), range(70, 100))
+  assert.equal(q.stats().sent, 30)
+  assert.ok(logs.some((l) => /^info: traces: export to .* recovered after \d+ failed attempt\(s\); 70 item\(s\) dropped so far$/.test(l)))
+  await q.close(Date.now())
+})
+
+test('retries back off exponentially up to the maximum', async () => {
+  const { state, send } = destination()
+  state.up = false
+  const q = queue(send, { initialBackoffMs: 40, maxBackoffMs: 80, intervalMs: 5 })
+  q.push([1])
+  await sleep(600)
+  // attempts at ~0, 40, 120, 200, 280, ... (±20% jitter): far fewer than the 5 ms interval allows
+  assert.ok(state.attempts >= 5 && state.attempts <= 9, `attempts: ${state.attempts}`)
+  assert.equal(q.stats().failedExports, state.attempts)
+  await q.close(Date.now())
+})
+
+test('a refused batch (not retryable) is counted as rejected and not retried', async () => {
+  let attempts = 0
+  const logs: string[] = []
+  const q = queue(
+    async () => {
+      attempts++
+      throw Object.assign(new Error('HTTP 400 Bad Request'), { retryable: false })
+    },
+    {},
+    logs,
+  )
+  q.push([1, 2, 3])
+  await q.flush(Date.now() + 500)
+  assert.equal(attempts, 1)
+  assert.equal(q.stats().rejected, 3)
+  assert.equal(q.stats().queued, 0)
+  assert.match(logs.find((l) => l.startsWith('error')) ?? '', /refused 3 item\(s\) for good: HTTP 400 Bad Request/)
+  await q.close(Date.now())
+})
+
+test('close flushes within its deadline, then counts what is left as dropped at shutdown', async () => {
+  const { state, send } = destination()
+  state.up = false
+  const logs: string[] = []
+  const q = queue(send, {}, logs)
+  q.push(range(0, 15))
+  const started = Date.now()
+  await q.close(started + 150)
+  assert.ok(Date.now() - started < 400, 'close respects its deadline')
+  assert.equal(q.stats().droppedAtShutdown, 15)
+  assert.ok(logs.some((l) => l.includes('15 item(s) not exported before the shutdown deadline')))
+  q.push([99])
+  assert.equal(q.stats().dropped, 1, 'pushes after close are counted, not kept')
+})
