@@ -143,6 +143,21 @@ class RecordBatcher {
   uint32_t count_ = 0;
 };
 
+// The kernel wakes consumers through irq_work, which can wait for the next timer tick on an idle
+// CPU (seen on VMs without a self-IPI): the last records of a burst may sit unannounced. Like
+// libbpf's own poll timeouts, a slow timer drains whatever arrived without a wake-up.
+class IdleDrain {
+ public:
+  void Start(uv_loop_t* loop, void* owner, void (*drain)(void* owner));
+  void Stop();
+  void Close();
+
+ private:
+  uv_timer_t* timer_ = nullptr;
+  void* owner_ = nullptr;
+  void (*drain_)(void*) = nullptr;
+};
+
 class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
  public:
   static Napi::Function Init(Napi::Env env);
@@ -163,6 +178,7 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
 
   ring_buffer* rb_ = nullptr;
   uv_poll_t* poll_ = nullptr;
+  IdleDrain idle_;
   RecordBatcher batcher_;
   bool full_ = false;
   Napi::FunctionReference callback_;
@@ -189,6 +205,7 @@ class PerfBuffer : public Napi::ObjectWrap<PerfBuffer> {
 
   perf_buffer* pb_ = nullptr;
   uv_poll_t* poll_ = nullptr;
+  IdleDrain idle_;
   RecordBatcher batcher_;
   uint64_t lost_ = 0;
   Napi::FunctionReference callback_;
@@ -197,6 +214,7 @@ class PerfBuffer : public Napi::ObjectWrap<PerfBuffer> {
 };
 
 Napi::Value BtfTypes(const Napi::CallbackInfo& info);
+Napi::Value SetProcessCapabilities(const Napi::CallbackInfo& info);  // capabilities.cc
 Napi::Object InitProbes(Napi::Env env, Napi::Object exports);
 
 // Reads a Uint8Array / Buffer argument as raw bytes, checking only its type (TypeScript checks sizes).

@@ -40,6 +40,7 @@ PerfBuffer::~PerfBuffer() {
 }
 
 void PerfBuffer::Shutdown() {
+  idle_.Close();
   if (poll_ != nullptr) {
     uv_poll_stop(poll_);
     uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
@@ -91,10 +92,18 @@ Napi::Value PerfBuffer::Start(const Napi::CallbackInfo& info) {
     self_ = Napi::Persistent(info.This().As<Napi::Object>());
   }
   uv_poll_start(poll_, UV_READABLE, OnReadable);
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  idle_.Start(loop, this, [](void* owner) {
+    auto* self = static_cast<PerfBuffer*>(owner);
+    Napi::HandleScope scope(self->Env());
+    self->Pump(self->Env());
+  });
   return env.Undefined();
 }
 
 Napi::Value PerfBuffer::Pause(const Napi::CallbackInfo& info) {
+  idle_.Stop();
   if (poll_ != nullptr) uv_poll_stop(poll_);
   return info.Env().Undefined();
 }

@@ -56,6 +56,35 @@ void RecordBatcher::Deliver(Napi::Env env, Napi::FunctionReference& callback, Na
                         context);
 }
 
+constexpr uint64_t kIdleDrainMs = 100;
+
+void IdleDrain::Start(uv_loop_t* loop, void* owner, void (*drain)(void* owner)) {
+  if (timer_ == nullptr) {
+    timer_ = new uv_timer_t;
+    uv_timer_init(loop, timer_);
+    timer_->data = this;
+    // the timer alone must not keep the process alive
+    uv_unref(reinterpret_cast<uv_handle_t*>(timer_));
+  }
+  owner_ = owner;
+  drain_ = drain;
+  uv_timer_start(timer_, [](uv_timer_t* timer) {
+    auto* self = static_cast<IdleDrain*>(timer->data);
+    self->drain_(self->owner_);
+  }, kIdleDrainMs, kIdleDrainMs);
+}
+
+void IdleDrain::Stop() {
+  if (timer_ != nullptr) uv_timer_stop(timer_);
+}
+
+void IdleDrain::Close() {
+  if (timer_ == nullptr) return;
+  uv_timer_stop(timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
+  timer_ = nullptr;
+}
+
 Napi::Function RingBuffer::Init(Napi::Env env) {
   return DefineClass(env, "BpfRingBuffer",
                      {
@@ -90,6 +119,7 @@ RingBuffer::~RingBuffer() {
 }
 
 void RingBuffer::Shutdown() {
+  idle_.Close();
   if (poll_ != nullptr) {
     uv_poll_stop(poll_);
     uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
@@ -153,11 +183,19 @@ Napi::Value RingBuffer::Start(const Napi::CallbackInfo& info) {
     self_ = Napi::Persistent(info.This().As<Napi::Object>());
   }
   uv_poll_start(poll_, UV_READABLE, OnReadable);
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  idle_.Start(loop, this, [](void* owner) {
+    auto* self = static_cast<RingBuffer*>(owner);
+    Napi::HandleScope scope(self->Env());
+    self->Pump(self->Env(), 16);
+  });
   return env.Undefined();
 }
 
 // pause(): stops reading; records stay in the ring (and count as drops only if it fills up)
 Napi::Value RingBuffer::Pause(const Napi::CallbackInfo& info) {
+  idle_.Stop();
   if (poll_ != nullptr) uv_poll_stop(poll_);
   return info.Env().Undefined();
 }

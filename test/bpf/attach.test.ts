@@ -3,7 +3,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, rmdirSync } from 'node:fs'
 import { test } from 'node:test'
 import { attachKinds, probeAttach, probeMapType, probeProgramType } from '../../runtime/bpf/features.ts'
-import { attachCgroup, cgroup2Root, attachPerfEvent, attachRawTracepoint, attachTc, attachTracepoint, attachTracing, attachUprobe, attachKprobe, testRun } from '../../runtime/bpf/links.ts'
+import { PERF_COUNT_HW_CPU_CYCLES, PERF_TYPE_HARDWARE, attachCgroup, cgroup2Root, attachPerfEvent, attachRawTracepoint, attachTc, attachTracepoint, attachTracing, attachUprobe, attachKprobe, testRun } from '../../runtime/bpf/links.ts'
 import { ObjectSpec } from '../../runtime/bpf/object.ts'
 import { objectPath, requireFeature } from './kernel.ts'
 
@@ -93,6 +93,19 @@ test('perf_event sampling attaches on every online CPU', async (t) => {
   assert.ok(links.every((l) => l.id > 0))
   object.close()
   assert.ok(links.every((l) => !bpftoolLinkIds().includes(l.id)))
+})
+
+test('hardware perf events: sampled where the machine has a PMU, a clear error where it has none', async (t) => {
+  if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
+  const object = await loadOnly('probe_perf_event')
+  if (existsSync('/sys/bus/event_source/devices/cpu')) {
+    const links = attachPerfEvent(object, 'probe_perf_event', { type: PERF_TYPE_HARDWARE, config: PERF_COUNT_HW_CPU_CYCLES, period: 1_000_000 })
+    assert.ok(links.length > 0 && links.every((l) => l.id > 0))
+  } else {
+    assert.throws(() => attachPerfEvent(object, 'probe_perf_event', { type: PERF_TYPE_HARDWARE, config: PERF_COUNT_HW_CPU_CYCLES, period: 1_000_000 }),
+      /attach probe_perf_event to perf_event type 0 config 0 cpu \d+: perf_event_open/)
+  }
+  object.close()
 })
 
 test('cgroup_skb attaches to a fresh cgroup', async (t) => {
