@@ -10,6 +10,7 @@
         "src/map.cc",
         "src/link.cc",
         "src/ring_buffer.cc",
+        "src/idle_drain.cc",
         "src/perf_buffer.cc",
         "src/btf.cc",
         "src/probes.cc"

@@ -122,14 +122,13 @@ class Link : public Napi::ObjectWrap<Link> {
   std::string kind_;
 };
 
-// Shared machinery of the ring and perf buffer consumers: a libuv poll on libbpf's epoll fd, and
-// a batch that records are copied into back to back (8-byte header, payload padded to 8).
+// The perf buffer consumer's batch: records are copied in back to back (8-byte header, payload
+// padded to 8), the same layout as a ring buffer span.
 class RecordBatcher {
  public:
   explicit RecordBatcher(size_t capacity);
   ~RecordBatcher();
-  // Returns false when the batch is full after taking the record (the caller should stop).
-  bool Append(const void* data, size_t size);
+  void Append(const void* data, size_t size);
   bool empty() const { return count_ == 0; }
   // Hands the filled buffer to JS as an ArrayBuffer (no copy) and starts a new one.
   void Deliver(Napi::Env env, Napi::FunctionReference& callback, Napi::AsyncContext& context, uint64_t lost);
@@ -158,6 +157,12 @@ class IdleDrain {
   void (*drain_)(void*) = nullptr;
 };
 
+// Reads a BPF ring buffer map in place: its data pages are mapped twice in a row, so the
+// committed records between the consumer and producer positions are one contiguous span. Each
+// batch is that span, lent to JS as an external ArrayBuffer for the duration of the callback
+// (then detached) and only then released to the kernel: no copy per record, one call per batch.
+// The batch format is the kernel's own record header (u32 length with the busy and discard
+// bits, u32 page offset), which runtime/bpf/batch.ts describes.
 class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
  public:
   static Napi::Function Init(Napi::Env env);
@@ -165,22 +170,24 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
   ~RingBuffer() override;
 
  private:
-  static int OnSample(void* ctx, void* data, size_t size);
   static void OnReadable(uv_poll_t* poll, int status, int events);
-  Napi::Value Add(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Pause(const Napi::CallbackInfo& info);
   Napi::Value Drain(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
-  // Consumes and delivers until the rings are empty or `max_batches` were delivered.
+  // Delivers until the ring is empty or `max_batches` were delivered.
   void Pump(Napi::Env env, int max_batches);
   void Shutdown();
 
-  ring_buffer* rb_ = nullptr;
+  int map_fd_ = -1;
+  size_t page_size_ = 0;
+  size_t mask_ = 0;
+  size_t batch_bytes_ = 0;
+  unsigned long* consumer_pos_ = nullptr;
+  unsigned long* producer_pos_ = nullptr;
+  uint8_t* data_ = nullptr;
   uv_poll_t* poll_ = nullptr;
   IdleDrain idle_;
-  RecordBatcher batcher_;
-  bool full_ = false;
   Napi::FunctionReference callback_;
   Napi::AsyncContext* context_ = nullptr;
   Napi::ObjectReference self_;

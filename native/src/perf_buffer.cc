@@ -1,10 +1,57 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 
 #include "errors.h"
 #include "handles.h"
 
 namespace periscope {
+
+namespace {
+constexpr size_t kHeaderBytes = 8;
+constexpr size_t Padded(size_t size) { return (size + 7) & ~size_t{7}; }
+}  // namespace
+
+RecordBatcher::RecordBatcher(size_t capacity) : capacity_(capacity) { Reset(); }
+
+RecordBatcher::~RecordBatcher() { free(data_); }
+
+void RecordBatcher::Reset() {
+  data_ = static_cast<uint8_t*>(malloc(capacity_));
+  allocated_ = capacity_;
+  used_ = 0;
+  count_ = 0;
+}
+
+void RecordBatcher::Append(const void* data, size_t size) {
+  size_t need = used_ + kHeaderBytes + Padded(size);
+  if (need > allocated_) {
+    // perf buffers cannot stop mid-consume, so a full batch grows until the pass ends
+    allocated_ = need;
+    data_ = static_cast<uint8_t*>(realloc(data_, allocated_));
+  }
+  uint32_t header[2] = {static_cast<uint32_t>(size), 0};
+  memcpy(data_ + used_, header, kHeaderBytes);
+  memcpy(data_ + used_ + kHeaderBytes, data, size);
+  used_ = need;
+  count_++;
+}
+
+void RecordBatcher::Deliver(Napi::Env env, Napi::FunctionReference& callback, Napi::AsyncContext& context,
+                            uint64_t lost) {
+  Napi::HandleScope scope(env);
+  size_t used = used_;
+  uint32_t count = count_;
+  // the buffer changes hands: JS frees it when the ArrayBuffer is collected
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, data_, allocated_, [](Napi::Env, void* data) { free(data); });
+  Reset();
+  callback.MakeCallback(Napi::Object::New(env),
+                        {buffer, Napi::Number::New(env, static_cast<double>(used)), Napi::Number::New(env, count),
+                         Napi::Number::New(env, static_cast<double>(lost))},
+                        context);
+}
+
 
 Napi::Function PerfBuffer::Init(Napi::Env env) {
   return DefineClass(env, "BpfPerfBuffer",
@@ -50,7 +97,6 @@ void PerfBuffer::Shutdown() {
   pb_ = nullptr;
 }
 
-// perf buffers cannot stop mid-consume, so a full batch simply grows until the pass ends
 void PerfBuffer::OnSample(void* ctx, int, void* data, __u32 size) {
   static_cast<PerfBuffer*>(ctx)->batcher_.Append(data, size);
 }

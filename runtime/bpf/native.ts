@@ -99,9 +99,11 @@ export interface BtfType {
 export interface NativeAddon {
   setErrorClass(cls: typeof BpfError): void
   Object: new (path: string) => NativeObject
-  RingBuffer: new (mapFd: number, onBatch: NativeBatchCallback, batchBytes: number) => NativeConsumer & { add(mapFd: number): void }
+  RingBuffer: new (mapFd: number, onBatch: NativeBatchCallback, batchBytes: number) => NativeConsumer
   PerfBuffer: new (mapFd: number, pagesPerCpu: number, onBatch: NativeBatchCallback, batchBytes: number) => NativeConsumer
   btfTypes(path: string): BtfType[]
+  /** Sets every thread's capabilities to `keep` (native/src/capabilities.cc); see runtime/privileges.ts. */
+  setProcessCapabilities(keep: bigint, timeoutMs?: number): { tid: number; result: 'changed' | 'failed' | 'exited' | 'pending'; error?: BpfError }[]
   probeProgType(type: number): boolean | BpfError
   probeMapType(type: number): boolean | BpfError
   probeHelper(progType: number, helper: number): boolean | BpfError

@@ -49,7 +49,8 @@ abstract class BatchReader implements AsyncIterable<RecordBatch> {
       this.#onBatch(batch)
       return
     }
-    this.#queue.push(batch)
+    // ring buffer batches are lent only for this call; the queue keeps a copy
+    this.#queue.push({ ...batch, buffer: batch.buffer.slice(0, batch.byteLength) })
     this.#wake?.()
   }
 

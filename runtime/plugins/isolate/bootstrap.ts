@@ -30,7 +30,7 @@ interface HostReference {
   applyIgnored(receiver: undefined, args: unknown[], options: object): void
 }
 
-type Decoder = (view: DataView, offset: number) => object
+type Decoder = (view: DataView, offset: number, size: number) => object
 
 declare const $0: HostReference // map operations: (topic, op, key?, value?) => result
 declare const $1: HostReference // asynchronous failure: (message, stack) => void
@@ -179,10 +179,15 @@ export const control = {
     if (list === undefined || decode === undefined) return undefined
     const view = new DataView(buffer, 0, byteLength)
     const single = list.length === 1 ? list[0] : undefined
-    let at = 0
-    for (let i = 0; i < count; i++) {
-      const size = view.getUint32(at, true)
-      const event = decode(view, at + 8)
+    // the layout of runtime/bpf/batch.ts: length in the low 30 bits, bit 30 marks a discarded record
+    for (let at = 0; at < byteLength;) {
+      const header = view.getUint32(at, true)
+      const size = header & 0x3fffffff
+      if ((header & 0x40000000) !== 0) {
+        at += 8 + ((size + 7) & ~7)
+        continue
+      }
+      const event = decode(view, at + 8, size)
       if (single !== undefined) {
         const r = single(event)
         if (r !== undefined) watch(r)
