@@ -19,6 +19,8 @@ export interface LibraryObject {
   map(name: string): { lookup(key: Uint8Array): Uint8Array | undefined; update(key: Uint8Array, value: Uint8Array): void; delete(key: Uint8Array): boolean; entries(): Iterable<[Uint8Array, Uint8Array]>; readonly keySize: number; readonly valueSize: number }
   /** kernel links currently attached: the ids must stay the same across a plugin hot reload */
   links(): { id: number; program: string; attach: string }[]
+  /** types of the loaded programs (libbpf's names, e.g. 'tracepoint', 'sched_cls'): they decide which capabilities the runtime keeps */
+  programTypes?(): string[]
   stats(): { received: number; dropped: number }
   close(): Promise<void>
 }
@@ -149,13 +151,14 @@ export class Bus {
     users: string[]
     streams: readonly string[]
     links: ReturnType<LibraryObject['links']>
+    programTypes: string[]
     stats: ReturnType<LibraryObject['stats']>
   }[] {
     const out = []
     for (const entry of this.objects.values()) {
       const object = entry.loaded
       if (object === undefined) continue
-      out.push({ name: entry.name, users: [...entry.users].sort(), streams: object.streams, links: object.links(), stats: object.stats() })
+      out.push({ name: entry.name, users: [...entry.users].sort(), streams: object.streams, links: object.links(), programTypes: object.programTypes?.() ?? [], stats: object.stats() })
     }
     return out
   }

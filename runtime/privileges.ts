@@ -5,9 +5,10 @@
  *
  * Node cannot call capset(2), and capabilities are per thread: a plain capset only changes the
  * calling thread, while libuv's pool, V8's platform threads and isolated-vm's threads would keep
- * the old set. Dropping therefore needs a native helper that changes every thread (libcap's psx,
- * `psx_syscall3(SYS_capset, ...)`, does exactly this). Until the addon has one, this module says
- * honestly what the process still holds and how to start it with less instead.
+ * the old set. The addon's `setProcessCapabilities` (native/src/capabilities.cc) therefore
+ * changes every thread, and this module checks each thread's status afterwards, because a drop
+ * that missed one thread protects nothing. Where dropping is not possible it says so, and how to
+ * start the runtime with less instead.
  */
 import { readdirSync, readFileSync } from 'node:fs'
 
@@ -29,19 +30,45 @@ export function capabilityNames(mask: bigint): string[] {
   return out
 }
 
-/** The effective set of the main thread (`/proc/self/status`), or of one thread. */
-export function effectiveCapabilities(statusFile = '/proc/self/status'): bigint {
-  const match = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync(statusFile, 'utf8'))
-  if (match === null) throw new Error(`${statusFile} has no CapEff line; is /proc mounted?`)
-  return BigInt(`0x${match[1]}`)
+/** The effective and bounding sets of the main thread (`/proc/self/status`), or of one thread. */
+export function threadCapabilities(statusFile = '/proc/self/status'): { effective: bigint; bounding: bigint } {
+  const text = readFileSync(statusFile, 'utf8')
+  const field = (name: string): bigint => {
+    const match = new RegExp(`^${name}:\\s*([0-9a-f]+)$`, 'm').exec(text)
+    if (match === null) throw new Error(`${statusFile} has no ${name} line; is /proc mounted?`)
+    return BigInt(`0x${match[1]}`)
+  }
+  return { effective: field('CapEff'), bounding: field('CapBnd') }
 }
 
 /**
- * The native helper the runtime needs: set permitted and effective to `keep`, inheritable and
- * ambient to empty, and drop everything else from the bounding set, on every thread of the
- * process. Throws (with errno) when the kernel refuses.
+ * Program types (libbpf's names) the kernel loads or attaches only with CAP_NET_ADMIN: its
+ * is_net_admin_prog_type() list, plus every cgroup type, since attaching to a cgroup needs it too.
  */
-export type SetProcessCapabilities = (keep: bigint) => void
+const netAdminProgramTypes = new Set([
+  'sched_cls', 'sched_act', 'xdp', 'lwt_in', 'lwt_out', 'lwt_xmit', 'lwt_seg6local', 'sk_skb', 'sk_msg', 'sock_ops',
+  'flow_dissector', 'ext', 'netfilter',
+])
+
+/** Whether loaded programs of these types (tc, XDP, cgroup, ...) need CAP_NET_ADMIN to stay usable. */
+export function needsNetAdmin(programTypes: Iterable<string>): boolean {
+  for (const type of programTypes) if (netAdminProgramTypes.has(type) || type.startsWith('cgroup_')) return true
+  return false
+}
+
+/** How the native helper says each thread fared; `error` is the addon's BpfError. */
+export interface ThreadResult {
+  tid: number
+  result: 'changed' | 'failed' | 'exited' | 'pending'
+  error?: Error
+}
+
+/**
+ * The native helper: set permitted and effective to `keep`, inheritable and ambient to empty,
+ * and drop everything else from the bounding set, on every thread of the process. Throws (a
+ * BpfError with errno) when it cannot start; reports each thread's outcome otherwise.
+ */
+export type SetProcessCapabilities = (keep: bigint) => readonly ThreadResult[]
 
 export interface PrivilegeReport {
   dropped: boolean
@@ -57,7 +84,7 @@ const startWithLess =
   'or, in Kubernetes, securityContext.capabilities: { drop: [ALL], add: [BPF, PERFMON] }'
 
 export function dropCapabilities(options: {
-  /** A loaded object uses tc, XDP or another CAP_NET_ADMIN attach type. */
+  /** A loaded program is of a type that needs CAP_NET_ADMIN (see needsNetAdmin). */
   needNetAdmin: boolean
   setter?: SetProcessCapabilities
   /** For tests: where thread status files live. */
@@ -66,8 +93,10 @@ export function dropCapabilities(options: {
   const proc = options.procSelf ?? '/proc/self'
   let keep = (1n << BigInt(capabilityNumbers.CAP_BPF)) | (1n << BigInt(capabilityNumbers.CAP_PERFMON))
   if (options.needNetAdmin) keep |= 1n << BigInt(capabilityNumbers.CAP_NET_ADMIN)
-  const before = effectiveCapabilities(`${proc}/status`)
-  const extra = before & ~keep
+  const main = threadCapabilities(`${proc}/status`)
+  const before = main.effective
+  // a bounding set wider than `keep` lets an exec'd program regain what was dropped
+  const extra = (main.effective | main.bounding) & ~keep
   if (extra === 0n) {
     return { dropped: false, before: capabilityNames(before), after: capabilityNames(before), message: `capabilities already minimal: ${capabilityNames(before).join(', ') || 'none'}` }
   }
@@ -77,27 +106,34 @@ export function dropCapabilities(options: {
       before: capabilityNames(before),
       after: capabilityNames(before),
       message: `cannot drop capabilities: still holding ${capabilityNames(extra).join(', ')} beyond ${capabilityNames(keep).join(', ')}, ` +
-        `because the native addon has no capability helper (setProcessCapabilities); ${startWithLess}`,
+        `because this runtime was given no capability helper (the addon's setProcessCapabilities); ${startWithLess}`,
     }
   }
+  let results: readonly ThreadResult[]
   try {
-    options.setter(keep & before)
+    results = options.setter(keep & before)
   } catch (error) {
     return {
       dropped: false, before: capabilityNames(before), after: capabilityNames(before),
       message: `dropping capabilities failed: ${(error as Error).message}; still holding ${capabilityNames(extra).join(', ')}; ${startWithLess}`,
     }
   }
-  // Every thread must have changed, or the drop protects nothing.
+  // Every thread must have changed, or the drop protects nothing; the kernel's view decides.
   const leftover = readdirSync(`${proc}/task`)
-    .map((tid) => ({ tid, caps: effectiveCapabilities(`${proc}/task/${tid}/status`) }))
-    .filter((t) => (t.caps & ~keep) !== 0n)
-  const after = effectiveCapabilities(`${proc}/status`)
+    .map((tid) => ({ tid, ...threadCapabilities(`${proc}/task/${tid}/status`) }))
+    .filter((t) => ((t.effective | t.bounding) & ~keep) !== 0n)
+  const after = threadCapabilities(`${proc}/status`).effective
   if (leftover.length > 0) {
+    const why = (tid: string): string => {
+      const result = results.find((r) => String(r.tid) === tid)
+      if (result === undefined) return 'the helper never reached it'
+      if (result.error !== undefined) return result.error.message
+      return result.result === 'pending' ? 'it did not answer the broadcast signal in time' : `the helper reported it ${result.result}`
+    }
     return {
       dropped: false, before: capabilityNames(before), after: capabilityNames(after),
-      message: `dropping capabilities was incomplete: threads ${leftover.map((t) => t.tid).join(', ')} still hold ` +
-        `${capabilityNames(leftover[0]!.caps & ~keep).join(', ')}; the helper must change every thread (libpsx); ${startWithLess}`,
+      message: `dropping capabilities was incomplete: ${leftover.map((t) => `thread ${t.tid} still holds ` +
+        `${capabilityNames((t.effective | t.bounding) & ~keep).join(', ')} (${why(t.tid)})`).join('; ')}; ${startWithLess}`,
     }
   }
   return {

@@ -19,7 +19,9 @@ import { consoleLogger, type Logger } from './plugins/log.ts'
 import { PluginManager } from './plugins/manager.ts'
 import type { SignalSink } from './plugins/sink.ts'
 import { type PluginWatcher, watchPlugins } from './plugins/watch.ts'
-import { dropCapabilities, type PrivilegeReport, type SetProcessCapabilities } from './privileges.ts'
+import { dropCapabilities, needsNetAdmin, type PrivilegeReport, type SetProcessCapabilities } from './privileges.ts'
+import { objectSelfMetrics, pluginSelfMetrics } from './self-metrics.ts'
+import type { SelfMetricPoint } from './telemetry/metrics.ts'
 
 /** The plugins Periscope ships. */
 export const shippedPluginsDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../plugins')
@@ -67,13 +69,15 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   for (const dir of dirs) {
     if (!existsSync(dir)) throw new Error(`plugin directory ${dir} does not exist; create it or fix --plugins / plugin_dirs`)
   }
+  let readSelfMetrics = (): SelfMetricPoint[] => [...objectSelfMetrics(bus), ...pluginSelfMetrics(manager)]
+  const unregisterSelfMetrics = options.sink.registerSelfMetrics?.('objects and plugins', () => readSelfMetrics())
   let watcher: PluginWatcher | undefined
   let admin: AdminServer | undefined
   try {
     watcher = await watchPlugins(dirs, manager, options.log)
     let privileges: PrivilegeReport | undefined
     if (options.keepCapabilities !== true) {
-      const needNetAdmin = bus.listObjects().some((o) => o.links.some((l) => /^(tc|tcx|xdp|netkit)/.test(l.attach)))
+      const needNetAdmin = needsNetAdmin(bus.listObjects().flatMap((o) => o.programTypes))
       privileges = dropCapabilities({ needNetAdmin, setter: options.setCapabilities })
       ;(privileges.dropped ? options.log.info : options.log.warn)(privileges.message)
     }
@@ -84,6 +88,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         bus,
         log: options.log,
         extraStats: () => ({ capabilities: privileges?.after }),
+        decodersPath: options.decodersPath,
       })
     }
     const started = { watcher, admin }
@@ -91,12 +96,17 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       manager, bus, watcher, admin, privileges,
       async close() {
         await started.watcher.close()
+        // The exporter's final collection runs after close, when every object and plugin is gone:
+        // it reads the totals as of now, not the stale ones of the previous collection.
+        const final = readSelfMetrics()
+        readSelfMetrics = () => final
         await started.admin?.close()
         await manager.close()
         await bus.close()
       },
     }
   } catch (error) {
+    unregisterSelfMetrics?.()
     await watcher?.close()
     await admin?.close()
     await manager.close()
@@ -125,6 +135,11 @@ async function defaultProvider(): Promise<ObjectProvider> {
     throw new Error('runtime/library/index.ts does not export createObjectProvider(); the object library is not built yet')
   }
   return library.createObjectProvider()
+}
+
+async function defaultCapabilityHelper(): Promise<SetProcessCapabilities> {
+  const { native } = await import('./bpf/native.ts')
+  return (keep) => native.setProcessCapabilities(keep)
 }
 
 async function defaultSink(config: PeriscopeConfig, log: Logger): Promise<SignalSink & { shutdown?(): Promise<void> }> {
@@ -177,8 +192,11 @@ export async function main(argv: string[], deps: RunDependencies = {}): Promise<
   let runtime: Runtime
   try {
     const provider = deps.provider ?? await defaultProvider()
+    // the addon's helper comes with the real object library; an injected provider (tests) leaves
+    // the process's capabilities alone unless a helper is injected too
+    const setCapabilities = deps.setCapabilities ?? (deps.provider === undefined ? await defaultCapabilityHelper() : undefined)
     sink = deps.sink ?? await defaultSink(config, log)
-    runtime = await startRuntime({ provider, sink, log, pluginDirs, config, decodersPath: deps.decodersPath, setCapabilities: deps.setCapabilities })
+    runtime = await startRuntime({ provider, sink, log, pluginDirs, config, decodersPath: deps.decodersPath, setCapabilities })
   } catch (error) {
     console.error(`periscope run: ${(error as Error).message}`)
     return 1

@@ -17,6 +17,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("RingBuffer", RingBuffer::Init(env));
   exports.Set("PerfBuffer", PerfBuffer::Init(env));
   exports.Set("btfTypes", Napi::Function::New(env, BtfTypes));
+  exports.Set("setProcessCapabilities", Napi::Function::New(env, SetProcessCapabilities));
   return InitProbes(env, exports);
 }
 

@@ -1,11 +1,14 @@
 /** A small client for the admin socket (see server.ts for the protocol), used by the CLI and REPL. */
 import net from 'node:net'
-import type { WireBatch } from './server.ts'
+import type { WireStreamMessage } from './server.ts'
 
 export interface AdminClient {
   request<T = unknown>(method: string, params?: Record<string, unknown>): Promise<T>
-  /** Streams a topic's batches; the returned function stops the stream. */
-  subscribe(topic: string, onBatch: (batch: WireBatch) => void): Promise<() => Promise<void>>
+  /**
+   * Streams a topic's events, decoded (64-bit integers arrive as strings), and the counts of
+   * records the kernel lost; the returned function stops the stream.
+   */
+  subscribe(topic: string, onEvent: (event: Record<string, unknown>) => void, onLost?: (count: number) => void): Promise<() => Promise<void>>
   close(): void
 }
 
@@ -22,17 +25,17 @@ export async function connectAdmin(socketPath: string): Promise<AdminClient> {
   })
   let nextId = 1
   const pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>()
-  const streams = new Map<number, (batch: WireBatch) => void>()
+  const streams = new Map<number, (message: WireStreamMessage) => void>()
   let buffered = ''
   socket.setEncoding('utf8')
   socket.on('data', (chunk: string) => {
     buffered += chunk
     let newline: number
     while ((newline = buffered.indexOf('\n')) >= 0) {
-      const message = JSON.parse(buffered.slice(0, newline)) as { id: number; result?: unknown; error?: string; batch?: WireBatch }
+      const message = JSON.parse(buffered.slice(0, newline)) as { id: number; result?: unknown; error?: string } & Partial<WireStreamMessage>
       buffered = buffered.slice(newline + 1)
-      if (message.batch !== undefined) {
-        streams.get(message.id)?.(message.batch)
+      if ('event' in message || 'lost' in message) {
+        streams.get(message.id)?.(message as WireStreamMessage)
         continue
       }
       const waiter = pending.get(message.id)
@@ -54,9 +57,9 @@ export async function connectAdmin(socketPath: string): Promise<AdminClient> {
 
   return {
     request: (method, params) => request(method, params),
-    async subscribe(topic, onBatch) {
+    async subscribe(topic, onEvent, onLost) {
       const id = nextId++
-      streams.set(id, onBatch)
+      streams.set(id, (message) => ('event' in message ? onEvent(message.event) : onLost?.(message.lost)))
       try {
         await request('subscribe', { topic }, id)
       } catch (error) {

@@ -4,7 +4,10 @@
  *
  *   → {"id": 1, "method": "plugins"}                 ← {"id": 1, "result": [...]}
  *   → {"id": 2, "method": "subscribe", "params": {"topic": "exec:events"}}
- *   ← {"id": 2, "result": {"subscribed": "exec:events"}}, then {"id": 2, "batch": {...}} per batch
+ *   ← {"id": 2, "result": {"subscribed": "exec:events"}}, then one line per event,
+ *     {"id": 2, "event": {"kind": 1, "pid": 4242, ...}}, decoded by the generated decoders
+ *     (bpf/lib/index.types.ts; 64-bit integers as strings), and {"id": 2, "lost": n} when the
+ *     kernel lost records
  *   → {"id": 3, "method": "unsubscribe", "params": {"id": 2}}
  *
  * Methods: plugins, objects, maps, links, stats, reload {name}, subscribe {topic}, unsubscribe {id}.
@@ -13,8 +16,10 @@
 import { chmodSync, mkdirSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import type { RecordBatch } from '../bpf/batch.ts'
+import { pathToFileURL } from 'node:url'
+import { forEachRecord, type RecordBatch } from '../bpf/batch.ts'
 import { type Bus, splitTopic } from '../bus.ts'
+import { defaultDecodersPath } from '../plugins/build.ts'
 import type { Logger } from '../plugins/log.ts'
 import type { PluginManager } from '../plugins/manager.ts'
 
@@ -31,17 +36,19 @@ export function defaultSocketPath(): string {
   return path.join(base, `periscope-${process.getuid?.() ?? 'user'}`, 'admin.sock')
 }
 
-/** A batch as it goes over the socket: records base64-encoded in the batch format. */
-export interface WireBatch {
-  topic: string
-  count: number
-  lost: number
-  records: string
-}
+/** One streamed line: a decoded event, or how many records the kernel lost. */
+export type WireStreamMessage = { event: Record<string, unknown> } | { lost: number }
+
+type Decoder = (view: DataView, offset: number, size?: number) => object
 
 export interface AdminServer {
   readonly path: string
   close(): Promise<void>
+}
+
+/** JSON with 64-bit integers (bigint) as decimal strings. */
+function toJson(message: object): string {
+  return JSON.stringify(message, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))
 }
 
 /** Refuses to replace a socket that a live runtime still answers on. */
@@ -64,8 +71,21 @@ export async function startAdminServer(options: {
   log: Logger
   /** Extra facts for `stats` (process RSS, privileges...). */
   extraStats?: () => Record<string, unknown>
+  /** The decoder table streamed events go through; the plugins' table (`RuntimeOptions.decodersPath`). */
+  decodersPath?: string
 }): Promise<AdminServer> {
   const file = options.path ?? defaultSocketPath()
+  const decodersPath = options.decodersPath ?? defaultDecodersPath
+  let decoders: Promise<Record<string, Decoder>> | undefined
+  const decoderFor = async (topic: string): Promise<Decoder> => {
+    decoders ??= import(pathToFileURL(decodersPath).href).then((m: { decoders: Record<string, Decoder> }) => m.decoders)
+    const table = await decoders
+    const decode = table[topic]
+    if (decode === undefined) {
+      throw new Error(`no decoder for '${topic}' in ${decodersPath}; topics with decoders: ${Object.keys(table).join(', ')} (run \`npm run build\` after adding a record type)`)
+    }
+    return decode
+  }
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
   await clearStaleSocket(file)
   const connections = new Set<net.Socket>()
@@ -77,7 +97,7 @@ export async function startAdminServer(options: {
     const streams = new Map<number, () => void>()
     let buffered = ''
     const send = (message: object) => {
-      if (!socket.destroyed) socket.write(`${JSON.stringify(message, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}\n`)
+      if (!socket.destroyed) socket.write(`${toJson(message)}\n`)
     }
     const handle = async (request: AdminRequest) => {
       const { manager, bus } = options
@@ -101,17 +121,18 @@ export async function startAdminServer(options: {
           const topic = request.params?.topic
           if (typeof topic !== 'string') throw new Error("subscribe needs params.topic, like 'exec:events'")
           const { object } = splitTopic(topic)
+          const decode = await decoderFor(topic)
           // Holding the object keeps it open (and its stream flowing) while the admin client listens.
           const user = `admin#${connectionId}:${request.id}`
           await bus.acquire(object, user)
           let unsubscribe: () => void
           try {
             unsubscribe = bus.subscribe(topic, (batch: RecordBatch) => {
-              const wire: WireBatch = {
-                topic, count: batch.count, lost: batch.lost,
-                records: Buffer.from(batch.buffer, 0, batch.byteLength).toString('base64'),
-              }
-              send({ id: request.id, batch: wire })
+              // one write per batch, one JSON line per event
+              const lines: string[] = []
+              if (batch.lost > 0) lines.push(toJson({ id: request.id, lost: batch.lost }))
+              forEachRecord(batch, (view, offset, size) => lines.push(toJson({ id: request.id, event: decode(view, offset, size) })))
+              if (lines.length > 0 && !socket.destroyed) socket.write(`${lines.join('\n')}\n`)
             })
           } catch (error) {
             await bus.release(object, user)

@@ -76,6 +76,10 @@ export class LibraryObject {
     return this.#links.filter((l) => l.info().attached).map((l) => ({ id: l.id, program: l.description.split(' → ')[0], attach: l.description.split(' → ')[1] }))
   }
 
+  programTypes(): string[] {
+    return this.object.programs().flatMap((p) => (p.type === null ? [] : [p.type]))
+  }
+
   stats(): { received: number; dropped: number } {
     let received = 0
     for (const reader of this.#readers.values()) {

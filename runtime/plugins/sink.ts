@@ -3,6 +3,7 @@
  * `scope(pluginName)` returns the plugin's instrumentation scope. `MemorySink` keeps everything
  * in memory for tests and for running without an exporter.
  */
+import type { SelfMetricPoint } from '../telemetry/metrics.ts'
 import type { LogInput, MetricPointInput, ProfileSampleInput, SpanInput } from '../telemetry/signals.ts'
 
 export interface ScopeSink {
@@ -14,6 +15,11 @@ export interface ScopeSink {
 
 export interface SignalSink {
   scope(pluginName: string): ScopeSink
+  /**
+   * Adds a source of the runtime's self-metrics, read at every metric collection; returns a
+   * function that removes it. Sinks that export no metrics (`MemorySink`) leave it out.
+   */
+  registerSelfMetrics?(source: string, collect: () => SelfMetricPoint[]): () => void
 }
 
 export interface RecordedSignals {

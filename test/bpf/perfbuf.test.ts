@@ -8,7 +8,7 @@ import { compileFixture, waitFor } from './kernel.ts'
 
 // process.getuid() calls getuid(2) each time, so each call is one sample
 const getuid = (times: number): void => {
-  for (let i = 0; i < times; i++) process.getuid()
+  for (let i = 0; i < times; i++) process.getuid!()
 }
 
 async function load() {

@@ -58,18 +58,22 @@ describe('admin socket', () => {
     await assert.rejects(client.request('reload', { name: 'nope' }), /no plugin named 'nope'; loaded plugins: counter/)
   })
 
-  it('streams a subscription until unsubscribed', async () => {
-    const batches: { count: number; records: string }[] = []
-    const stop = await client.subscribe('gen:events', (b) => batches.push(b))
+  it('streams a subscription as decoded events until unsubscribed', async () => {
+    const events: Record<string, unknown>[] = []
+    const stop = await client.subscribe('gen:events', (e) => events.push(e))
     provider.gen.push('events', 5)
-    await h.waitFor(() => batches.length === 1, 'a streamed batch')
-    assert.equal(batches[0]!.count, 5)
-    assert.equal(Buffer.from(batches[0]!.records, 'base64').readUInt32LE(0), 64, 'records in the batch format')
+    await h.waitFor(() => events.length === 5, 'five streamed events')
+    const first = Number(events[0]!.seq)
+    assert.deepEqual(events.map((e) => e.seq), [0, 1, 2, 3, 4].map((i) => first + i), 'every event, in order, decoded')
+    assert.equal(typeof events[0]!.timeNs, 'string', '64-bit integers arrive as decimal strings')
     await stop()
     provider.gen.push('events', 5)
     await h.runtime.manager.whenIdle()
-    assert.equal(batches.length, 1)
-    await assert.rejects(client.subscribe('gen:nope', () => {}), /object 'gen' has no stream 'nope'/)
+    assert.equal(events.length, 5)
+  })
+
+  it('refuses a stream it cannot decode, naming the topics it can', async () => {
+    await assert.rejects(client.subscribe('gen:nope', () => {}), /no decoder for 'gen:nope' in .*decoders\.ts; topics with decoders: gen:events, gen:other/)
   })
 
   it('rejects unknown methods with the list of methods', async () => {

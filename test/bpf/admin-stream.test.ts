@@ -1,0 +1,41 @@
+/** The admin socket streams a real object's events decoded by the generated decoders, as JSON lines. */
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import net from 'node:net'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { openLibraryObject } from '../../runtime/library/index.ts'
+import { startHarness } from '../plugin-harness.ts'
+import { root, waitFor } from './kernel.ts'
+
+test('subscribing to exec:events over the admin socket streams decoded exec events', async () => {
+  const h = await startHarness({
+    provider: { open: (name, settings) => openLibraryObject(name, { settings, log: () => {} }) },
+    decodersPath: join(root, 'bpf/lib/index.types.ts'),
+    adminSocket: true,
+  })
+  // a raw socket, to check the wire format itself: one JSON object per line
+  const socket = net.connect(h.runtime.admin!.path)
+  let received = ''
+  socket.setEncoding('utf8')
+  socket.on('data', (chunk: string) => { received += chunk })
+  try {
+    await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject))
+    socket.write(`${JSON.stringify({ id: 7, method: 'subscribe', params: { topic: 'exec:events' } })}\n`)
+    await waitFor(() => received.includes('"subscribed"'), 'the subscription to be confirmed')
+    execFileSync('/bin/echo', ['admin-stream-test', 'decoded'])
+    const ours = () => received.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { id: number; event?: Record<string, unknown> })
+      .find((m) => m.event?.kind === 1 && (m.event.args as string[])[1] === 'admin-stream-test')
+    await waitFor(() => ours() !== undefined, 'the exec event on the admin stream')
+    const { id, event } = ours()!
+    assert.equal(id, 7)
+    assert.deepEqual(event!.args, ['/bin/echo', 'admin-stream-test', 'decoded'])
+    assert.equal(event!.filename, '/bin/echo')
+    assert.equal(event!.comm, 'echo')
+    assert.equal(event!.ppid, process.pid, 'the parent is this test process')
+    assert.ok(received.split('\n').filter((l) => l !== '').every((l) => typeof JSON.parse(l) === 'object'), 'every line is one JSON object')
+  } finally {
+    socket.destroy()
+    await h.close()
+  }
+})
