@@ -95,7 +95,9 @@ abstract class BatchReader implements AsyncIterable<RecordBatch> {
   }
 }
 
-const DEFAULT_BATCH_BYTES = 256 * 1024
+// ring buffer batches are lent, not copied, so a large cap costs nothing but shortens the
+// per-batch overhead; perf buffer batches are copies and rarely get near it
+const DEFAULT_BATCH_BYTES = 1024 * 1024
 
 /** Consumes a BPF_MAP_TYPE_RINGBUF map (Linux 5.8). */
 export class RingBufferReader extends BatchReader {
