@@ -1,6 +1,6 @@
 /**
  * Exporter figures, each against a baseline measured in the same run:
- * - spans/s through the whole exporter (SpanInput → SDK Tracer → export queue → OTLP/HTTP
+ * - spans/s through the whole exporter (SpanInput → ReadableSpan → export queue → OTLP/HTTP
  *   protobuf → a local sink), vs the SDK's raw protobuf encode of the same spans, and vs posting
  *   pre-encoded bodies to the same sink (the transport floor);
  * - memory (RSS, heap) while the Collector is down and spans keep coming, vs the same process
@@ -223,7 +223,7 @@ sink.kill()
 console.log(`exporter spans benchmark (${SPANS} spans, ${PLUGIN_BATCH} per plugin batch, ${EXPORT_BATCH} per export; exporter ${pinned ? 'pinned to CPU 0' : 'NOT pinned (taskset failed)'}, sink on CPU 1)`)
 console.log(`  baseline raw protobuf encode (SDK ProtobufTraceSerializer): ${Math.round(encodeRate).toLocaleString('en')} spans/s, ${(bodyBytes / SPANS).toFixed(0)} bytes/span`)
 console.log(`  baseline POST pre-encoded bodies to the sink:             ${Math.round(postRate).toLocaleString('en')} spans/s`)
-console.log(`  exporter end to end (replay + queue + encode + POST):     ${Math.round(exporterRate).toLocaleString('en')} spans/s  (target >= 50,000)`)
+console.log(`  exporter end to end (build + queue + encode + POST):      ${Math.round(exporterRate).toLocaleString('en')} spans/s  (target >= 50,000)`)
 console.log(`    = ${(exporterRate / encodeRate).toFixed(2)}x raw encode, ${(exporterRate / postRate).toFixed(2)}x the transport floor`)
 console.log(`    sent ${stats.sent}, dropped ${stats.dropped}, failed exports ${stats.failedExports}; CPU ${((cpu.user + cpu.system) / 1e3 / elapsed / 10).toFixed(0)}% of one core over ${elapsed.toFixed(2)} s (${((cpu.user + cpu.system) / stats.sent).toFixed(1)} µs CPU/span)`)
 console.log(`    of which building the SpanInput objects (the benchmark's own work): ${((inputSeconds / elapsed) * 100).toFixed(0)}% of the time`)

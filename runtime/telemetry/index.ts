@@ -11,7 +11,6 @@
  * reported through `log`, and export failures are retried with backoff.
  */
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
-import type { BasicTracerProvider } from '@opentelemetry/sdk-trace-base'
 import type { ReadableLogRecord } from '@opentelemetry/sdk-logs'
 import type { LoggerProvider } from '@opentelemetry/sdk-logs'
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics'
@@ -95,7 +94,6 @@ export interface Telemetry {
 }
 
 interface ProcessProviders {
-  tracer?: BasicTracerProvider
   logger?: LoggerProvider
 }
 
@@ -172,12 +170,6 @@ export async function createTelemetry(options: TelemetryOptions = {}): Promise<T
     config.processes.serviceNames,
     () => ({}),
   )
-  const tracerFor = (ref: ProcessRef | undefined): BasicTracerProvider | undefined => {
-    if (ref === undefined) return undefined
-    const entry = processes.get(ref)
-    entry.extra.tracer ??= traces.createProvider(entry.resource)
-    return entry.extra.tracer
-  }
   const loggerFor = (ref: ProcessRef | undefined): LoggerProvider | undefined => {
     if (ref === undefined) return undefined
     const entry = processes.get(ref)
@@ -265,8 +257,11 @@ export async function createTelemetry(options: TelemetryOptions = {}): Promise<T
     scope(name, version) {
       const scopeInfo = { name, version }
       return {
-        spans: (spans) =>
-          guard('traces', name, () => traces.emit(name, version, spans, (span) => tracerFor(span.process)), () => traces.stats().rejected, () => traces.stats().rejected),
+        spans: (spans) => {
+          const processOf = processes.batchLookup()
+          const resourceFor = (span: SpanInput) => (span.process === undefined ? undefined : processOf(span.process).resource)
+          guard('traces', name, () => traces.emit(name, version, spans, resourceFor), () => traces.stats().rejected, () => traces.stats().rejected)
+        },
         metrics: (points) =>
           guard('metrics', name, () => metrics.record(name, version, points), () => metrics.rejected, () => metrics.rejected),
         logs: (records) =>

@@ -1,110 +1,223 @@
 /**
- * Spans from plugins, through the SDK's own Tracer.
+ * Spans from plugins, built directly as the SDK's finished `ReadableSpan`s for its OTLP exporters.
  *
  * Plugins hand over spans that already finished, with their own timestamps and possibly a trace id
- * and parent taken from a `traceparent`. Rather than forge `ReadableSpan` objects (whose shape the
- * SDK is free to change), each span is replayed through a real Tracer: `startSpan` with the
- * recorded start time and a remote parent context, then `end` with the recorded end time. The SDK
- * then applies its sampler, span limits and attribute sanitising exactly as for any other span.
- * Two small hooks make that possible:
- * - a parent `traceparent` becomes a remote span context, so the SDK copies its trace id and records
- *   the parent span id;
- * - a trace id without a parent span (the span starts a known trace) is handed to the Tracer by an
- *   IdGenerator that returns a preset id once.
+ * and parent taken from a `traceparent`. Replaying each one through an SDK Tracer (a context, a
+ * sampler call, a live span with processor hooks, then `end`) cost more than encoding it, so each
+ * span is built once, finished, and this module applies what the Tracer would have applied:
+ * - head sampling on the trace id with the SDK's own `TraceIdRatioBasedSampler` (every span of a
+ *   trace gets the same answer), except that error spans can always be kept;
+ * - the SDK's span limits, from the same OTEL_* variables, and its attribute cleanup
+ *   (`copyAttributes`);
+ * - a parent from a `traceparent` as a remote parent span context, whose trace the span joins.
  *
- * Sampling decides on the trace id (so every span of a trace gets the same answer), except that an
- * error span is always kept: the error flag rides in the sampling context, which the SDK passes to
- * `Sampler.shouldSample`.
- *
- * Each traced process has its own resource, and the SDK binds a resource to a TracerProvider, so
- * there is one lightweight provider per process (kept in a bounded LRU) sharing one processor.
+ * Resources (one per traced process) and instrumentation scopes (one per plugin) are shared
+ * objects: the OTLP serializers group spans by their identity.
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, createContextKey, trace } from '@opentelemetry/api'
-import type { Attributes, Context, HrTime } from '@opentelemetry/api'
-import {
-  BasicTracerProvider,
-  RandomIdGenerator,
-  SamplingDecision,
-  TraceIdRatioBasedSampler,
-} from '@opentelemetry/sdk-trace-base'
-import type { IdGenerator, ReadableSpan, Sampler, SamplingResult, SpanProcessor } from '@opentelemetry/sdk-trace-base'
+import { randomFillSync } from 'node:crypto'
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags } from '@opentelemetry/api'
+import type { Attributes, HrTime, Link, SpanContext, SpanStatus } from '@opentelemetry/api'
+import { getNumberFromEnv, hrTimeDuration, isAttributeValue } from '@opentelemetry/core'
+import type { InstrumentationScope } from '@opentelemetry/core'
+import { SamplingDecision, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base'
+import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base'
 import type { Resource } from '@opentelemetry/resources'
 import type { SpanInput } from './signals.ts'
-
-const SPAN_IS_ERROR = createContextKey('periscope span status is error')
 
 const TRACE_ID = /^[0-9a-f]{32}$/
 const SPAN_ID = /^[0-9a-f]{16}$/
 const ZERO_TRACE_ID = '0'.repeat(32)
 const ZERO_SPAN_ID = '0'.repeat(16)
 
-const KINDS: Record<string, SpanKind> = {
-  internal: SpanKind.INTERNAL,
-  server: SpanKind.SERVER,
-  client: SpanKind.CLIENT,
-  producer: SpanKind.PRODUCER,
-  consumer: SpanKind.CONSUMER,
-}
+const KINDS = new Map<unknown, SpanKind>([
+  ['internal', SpanKind.INTERNAL],
+  ['server', SpanKind.SERVER],
+  ['client', SpanKind.CLIENT],
+  ['producer', SpanKind.PRODUCER],
+  ['consumer', SpanKind.CONSUMER],
+])
 
-/** Head sampling by trace-id ratio that never drops an error span. */
-export class RatioKeepingErrorsSampler implements Sampler {
-  private readonly ratio: TraceIdRatioBasedSampler
-  private readonly keepErrors: boolean
-
-  constructor(ratio: number, keepErrors: boolean) {
-    this.ratio = new TraceIdRatioBasedSampler(ratio)
-    this.keepErrors = keepErrors
-  }
-
-  shouldSample(context: Context, traceId: string): SamplingResult {
-    if (this.keepErrors && context.getValue(SPAN_IS_ERROR) === true) return { decision: SamplingDecision.RECORD_AND_SAMPLED }
-    return this.ratio.shouldSample(context, traceId)
-  }
-
-  toString(): string {
-    return `RatioKeepingErrorsSampler{${this.ratio.toString()}, keepErrors=${this.keepErrors}}`
-  }
-}
-
-/** Random ids, except that the next trace id can be preset for a span that starts a known trace. */
-class PresetTraceIdGenerator implements IdGenerator {
-  next: string | undefined
-  private readonly random = new RandomIdGenerator()
-
-  generateTraceId(): string {
-    const preset = this.next
-    this.next = undefined
-    return preset ?? this.random.generateTraceId()
-  }
-
-  generateSpanId(): string {
-    return this.random.generateSpanId()
-  }
-}
-
-/** Collects ended spans for the caller, which pushes them to the export queue as one batch. */
-class CollectingSpanProcessor implements SpanProcessor {
-  collected: ReadableSpan[] = []
-
-  onStart(): void {}
-
-  onEnd(span: ReadableSpan): void {
-    this.collected.push(span)
-  }
-
-  forceFlush(): Promise<void> {
-    return Promise.resolve()
-  }
-
-  shutdown(): Promise<void> {
-    return Promise.resolve()
-  }
-}
+// finished spans are never written to, so spans without links, events or a status message share these
+const NO_LINKS: Link[] = []
+const NO_EVENTS: TimedEvent[] = []
+const STATUS_UNSET: SpanStatus = { code: SpanStatusCode.UNSET }
+const STATUS_OK: SpanStatus = { code: SpanStatusCode.OK }
+const STATUS_ERROR: SpanStatus = { code: SpanStatusCode.ERROR }
 
 export function nsToHrTime(ns: number): HrTime {
   const seconds = Math.floor(ns / 1e9)
   const nanos = Math.min(999_999_999, Math.max(0, Math.round(ns - seconds * 1e9)))
   return [seconds, nanos]
+}
+
+/** The limits the SDK's BasicTracerProvider applies, with its defaults and OTEL_* variables. */
+interface SpanLimits {
+  attributeCount: number
+  attributeValueLength: number
+  eventCount: number
+  attributesPerEvent: number
+}
+
+function spanLimitsFromEnv(): SpanLimits {
+  return {
+    attributeCount: getNumberFromEnv('OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT') ?? getNumberFromEnv('OTEL_ATTRIBUTE_COUNT_LIMIT') ?? 128,
+    attributeValueLength:
+      getNumberFromEnv('OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT') ?? getNumberFromEnv('OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT') ?? Infinity,
+    eventCount: getNumberFromEnv('OTEL_SPAN_EVENT_COUNT_LIMIT') ?? 128,
+    attributesPerEvent: getNumberFromEnv('OTEL_SPAN_ATTRIBUTE_PER_EVENT_COUNT_LIMIT') ?? 128,
+  }
+}
+
+/**
+ * Copies plugin attributes into `into` the way the SDK's span takes them: empty keys and values
+ * that are not attribute values are skipped, arrays are copied, strings are cut to
+ * `valueLengthLimit` (a limit of 0 or less means none, as in the SDK), and keys beyond `countLimit`
+ * are dropped. Span attributes skip null values; event attributes keep them, as the SDK's
+ * `addEvent` does. Returns how many keys the count limit dropped.
+ */
+export function copyAttributes(input: unknown, into: Attributes, countLimit: number, valueLengthLimit: number, keepNulls: boolean): number {
+  if (typeof input !== 'object' || input === null) return 0
+  const source = input as Record<string, unknown>
+  let count = 0
+  let dropped = 0
+  for (const key in source) {
+    if (!Object.hasOwn(source, key) || key === '') continue
+    const value = source[key]
+    if (value == null ? !keepNulls : !isAttributeValue(value)) continue
+    if (count >= countLimit) {
+      dropped++
+      continue
+    }
+    into[key] = limitLength(value as Attributes[string], valueLengthLimit)
+    count++
+  }
+  return dropped
+}
+
+function limitLength(value: Attributes[string], limit: number): Attributes[string] {
+  if (typeof value === 'string') return cut(value, limit)
+  if (Array.isArray(value)) return value.map((item: unknown) => (typeof item === 'string' ? cut(item, limit) : item)) as Attributes[string]
+  return value
+}
+
+function cut(text: string, limit: number): string {
+  return limit > 0 && text.length > limit ? text.substring(0, limit) : text
+}
+
+/** Random ids in lowercase hex, cut from a pool of random bytes refilled in bulk. */
+class RandomIds {
+  private readonly pool = Buffer.allocUnsafe(8192)
+  private offset = this.pool.length
+
+  next(bytes: 8 | 16): string {
+    for (;;) {
+      if (this.offset + bytes > this.pool.length) {
+        randomFillSync(this.pool)
+        this.offset = 0
+      }
+      const start = this.offset
+      this.offset += bytes
+      // an all-zero id is invalid in W3C trace context
+      for (let i = start; i < start + bytes; i++) {
+        if (this.pool[i] !== 0) return this.pool.toString('hex', start, start + bytes)
+      }
+    }
+  }
+}
+
+/** A plugin's finished span, in the shape the SDK's exporters read. */
+class PluginSpan implements ReadableSpan {
+  readonly name: string
+  readonly kind: SpanKind
+  readonly parentSpanContext: SpanContext | undefined
+  readonly startTime: HrTime
+  readonly endTime: HrTime
+  readonly status: SpanStatus
+  readonly attributes: Attributes = {}
+  readonly droppedAttributesCount: number
+  readonly events: TimedEvent[]
+  readonly droppedEventsCount: number = 0
+  readonly links = NO_LINKS
+  readonly droppedLinksCount = 0
+  readonly ended = true
+  readonly resource: Resource
+  readonly instrumentationScope: InstrumentationScope
+  private readonly context: SpanContext
+
+  /** `input` has passed `problemWith`. */
+  constructor(
+    input: SpanInput,
+    context: SpanContext,
+    parent: SpanContext | undefined,
+    resource: Resource,
+    scope: InstrumentationScope,
+    limits: SpanLimits,
+  ) {
+    this.name = input.name
+    this.kind = KINDS.get(input.kind ?? 'internal') as SpanKind
+    this.context = context
+    this.parentSpanContext = parent
+    this.startTime = nsToHrTime(input.startTimeNs)
+    this.endTime = nsToHrTime(input.endTimeNs)
+    this.status = statusOf(input.status)
+    this.droppedAttributesCount = copyAttributes(input.attributes, this.attributes, limits.attributeCount, limits.attributeValueLength, false)
+    this.events = NO_EVENTS
+    if (input.events !== undefined && input.events.length > 0) {
+      this.events = []
+      for (const event of input.events) {
+        if (typeof event?.name !== 'string' || !Number.isFinite(event.timeNs)) continue
+        // as the SDK's addEvent: past the limit, the oldest events make way for newer ones
+        if (limits.eventCount === 0) {
+          this.droppedEventsCount++
+          continue
+        }
+        if (this.events.length >= limits.eventCount) {
+          this.events.shift()
+          this.droppedEventsCount++
+        }
+        const attributes: Attributes = {}
+        const droppedAttributesCount = copyAttributes(event.attributes, attributes, limits.attributesPerEvent, limits.attributeValueLength, true)
+        this.events.push({ name: event.name, attributes, time: nsToHrTime(event.timeNs), droppedAttributesCount })
+      }
+    }
+    this.resource = resource
+    this.instrumentationScope = scope
+  }
+
+  spanContext(): SpanContext {
+    return this.context
+  }
+
+  get duration(): HrTime {
+    return hrTimeDuration(this.startTime, this.endTime)
+  }
+}
+
+/** As the SDK's `setStatus`: a message only on errors, and only a string one. */
+function statusOf(status: SpanInput['status']): SpanStatus {
+  if (status == null || status.code === 'unset') return STATUS_UNSET
+  if (status.code !== 'error') return STATUS_OK
+  return typeof status.message === 'string' ? { code: SpanStatusCode.ERROR, message: status.message } : STATUS_ERROR
+}
+
+/** Why a plugin's span cannot be exported, or undefined when it can. */
+function problemWith(input: SpanInput): string | undefined {
+  if (typeof input?.name !== 'string') return 'span without a string `name`'
+  if (!Number.isFinite(input.startTimeNs) || !Number.isFinite(input.endTimeNs) || input.startTimeNs <= 0) {
+    return `span "${input.name}": startTimeNs and endTimeNs must be positive nanoseconds since the epoch`
+  }
+  if (input.endTimeNs < input.startTimeNs) return `span "${input.name}": endTimeNs is before startTimeNs`
+  if (!KINDS.has(input.kind ?? 'internal')) return `span "${input.name}": unknown kind "${input.kind}"`
+  if (input.events !== undefined && !Array.isArray(input.events)) return `span "${input.name}": events must be an array`
+  if (input.traceId !== undefined) {
+    if (!TRACE_ID.test(input.traceId) || input.traceId === ZERO_TRACE_ID) {
+      return `span "${input.name}": traceId "${input.traceId}" is not 32 lowercase hex digits (non-zero)`
+    }
+    if (input.parentSpanId !== undefined && (!SPAN_ID.test(input.parentSpanId) || input.parentSpanId === ZERO_SPAN_ID)) {
+      return `span "${input.name}": parentSpanId "${input.parentSpanId}" is not 16 lowercase hex digits (non-zero)`
+    }
+  }
+  return undefined
 }
 
 export interface TraceStats {
@@ -115,10 +228,12 @@ export interface TraceStats {
 }
 
 export class TracePipeline {
-  private readonly processor = new CollectingSpanProcessor()
-  private readonly idGenerator = new PresetTraceIdGenerator()
-  private readonly sampler: Sampler
-  private readonly runtimeProvider: BasicTracerProvider
+  private readonly ratio: TraceIdRatioBasedSampler
+  private readonly keepErrors: boolean
+  private readonly limits = spanLimitsFromEnv()
+  private readonly ids = new RandomIds()
+  private readonly scopes = new Map<string, InstrumentationScope>()
+  private readonly runtimeResource: Resource
   private readonly deliver: (spans: ReadableSpan[]) => void
   private readonly counts: TraceStats = { sampledOut: 0, rejected: 0 }
 
@@ -128,18 +243,10 @@ export class TracePipeline {
     keepErrors: boolean
     deliver: (spans: ReadableSpan[]) => void
   }) {
-    this.sampler = new RatioKeepingErrorsSampler(options.ratio, options.keepErrors)
-    this.runtimeProvider = this.createProvider(options.runtimeResource)
+    this.ratio = new TraceIdRatioBasedSampler(options.ratio)
+    this.keepErrors = options.keepErrors
+    this.runtimeResource = options.runtimeResource
     this.deliver = options.deliver
-  }
-
-  createProvider(resource: Resource): BasicTracerProvider {
-    return new BasicTracerProvider({
-      resource,
-      sampler: this.sampler,
-      idGenerator: this.idGenerator,
-      spanProcessors: [this.processor],
-    })
   }
 
   stats(): TraceStats {
@@ -147,91 +254,54 @@ export class TracePipeline {
   }
 
   /**
-   * Replays finished spans; returns the error of the first malformed span, if any, so the caller
-   * can report it. `providerFor` picks the traced process's provider.
+   * Samples and builds finished spans and delivers them as one batch; returns the error of the
+   * first malformed span, if any, so the caller can report it. `resourceFor` picks the traced
+   * process's resource; spans without one carry the runtime's.
    */
   emit(
     scopeName: string,
     scopeVersion: string | undefined,
     spans: readonly SpanInput[],
-    providerFor: (span: SpanInput) => BasicTracerProvider | undefined,
+    resourceFor: (span: SpanInput) => Resource | undefined,
   ): string | undefined {
+    const scope = this.scope(scopeName, scopeVersion)
+    const finished: ReadableSpan[] = []
     let firstProblem: string | undefined
     for (const input of spans) {
-      const problem = this.replay(scopeName, scopeVersion, input, providerFor)
+      const problem = problemWith(input)
       if (problem !== undefined) {
         this.counts.rejected++
         firstProblem ??= problem
+        continue
       }
+      const traceId = input.traceId ?? this.ids.next(16)
+      if (!this.keeps(traceId, input.status?.code === 'error')) {
+        this.counts.sampledOut++
+        continue
+      }
+      const parent =
+        input.traceId !== undefined && input.parentSpanId !== undefined
+          ? { traceId, spanId: input.parentSpanId, traceFlags: TraceFlags.SAMPLED, isRemote: true }
+          : undefined
+      const context = { traceId, spanId: this.ids.next(8), traceFlags: TraceFlags.SAMPLED }
+      finished.push(new PluginSpan(input, context, parent, resourceFor(input) ?? this.runtimeResource, scope, this.limits))
     }
-    const ended = this.processor.collected
-    if (ended.length > 0) {
-      this.processor.collected = []
-      this.deliver(ended)
-    }
+    if (finished.length > 0) this.deliver(finished)
     return firstProblem
   }
 
-  private replay(
-    scopeName: string,
-    scopeVersion: string | undefined,
-    input: SpanInput,
-    providerFor: (span: SpanInput) => BasicTracerProvider | undefined,
-  ): string | undefined {
-    if (typeof input?.name !== 'string') return 'span without a string `name`'
-    if (!Number.isFinite(input.startTimeNs) || !Number.isFinite(input.endTimeNs) || input.startTimeNs <= 0) {
-      return `span "${input.name}": startTimeNs and endTimeNs must be positive nanoseconds since the epoch`
-    }
-    if (input.endTimeNs < input.startTimeNs) return `span "${input.name}": endTimeNs is before startTimeNs`
-    const kind = KINDS[input.kind ?? 'internal']
-    if (kind === undefined) return `span "${input.name}": unknown kind "${input.kind}"`
+  private keeps(traceId: string, isError: boolean): boolean {
+    if (isError && this.keepErrors) return true
+    return this.ratio.shouldSample(ROOT_CONTEXT, traceId).decision === SamplingDecision.RECORD_AND_SAMPLED
+  }
 
-    let context = ROOT_CONTEXT
-    const isError = input.status?.code === 'error'
-    if (isError) context = context.setValue(SPAN_IS_ERROR, true)
-    if (input.traceId !== undefined) {
-      if (!TRACE_ID.test(input.traceId) || input.traceId === ZERO_TRACE_ID) {
-        return `span "${input.name}": traceId "${input.traceId}" is not 32 lowercase hex digits (non-zero)`
-      }
-      if (input.parentSpanId !== undefined) {
-        if (!SPAN_ID.test(input.parentSpanId) || input.parentSpanId === ZERO_SPAN_ID) {
-          return `span "${input.name}": parentSpanId "${input.parentSpanId}" is not 16 lowercase hex digits (non-zero)`
-        }
-        context = trace.setSpanContext(context, {
-          traceId: input.traceId,
-          spanId: input.parentSpanId,
-          traceFlags: TraceFlags.SAMPLED,
-          isRemote: true,
-        })
-      } else {
-        this.idGenerator.next = input.traceId
-      }
+  private scope(name: string, version: string | undefined): InstrumentationScope {
+    const key = `${name}\0${version ?? ''}`
+    let scope = this.scopes.get(key)
+    if (scope === undefined) {
+      scope = { name, version, schemaUrl: undefined }
+      this.scopes.set(key, scope)
     }
-
-    const provider = providerFor(input) ?? this.runtimeProvider
-    const tracer = provider.getTracer(scopeName, scopeVersion)
-    const span = tracer.startSpan(
-      input.name,
-      { kind, startTime: nsToHrTime(input.startTimeNs), attributes: input.attributes as Attributes | undefined },
-      context,
-    )
-    // a preset id must not leak into the next span if this one never asked for a trace id
-    this.idGenerator.next = undefined
-    if (!span.isRecording()) {
-      this.counts.sampledOut++
-      return undefined
-    }
-    for (const event of input.events ?? []) {
-      if (typeof event?.name !== 'string' || !Number.isFinite(event.timeNs)) continue
-      span.addEvent(event.name, event.attributes as Attributes | undefined, nsToHrTime(event.timeNs))
-    }
-    if (input.status !== undefined && input.status.code !== 'unset') {
-      span.setStatus({
-        code: isError ? SpanStatusCode.ERROR : SpanStatusCode.OK,
-        message: isError ? input.status.message : undefined,
-      })
-    }
-    span.end(nsToHrTime(input.endTimeNs))
-    return undefined
+    return scope
   }
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
-import { TracePipeline, nsToHrTime } from '../../runtime/telemetry/traces.ts'
+import { TracePipeline, copyAttributes, nsToHrTime } from '../../runtime/telemetry/traces.ts'
 import { ProcessResources } from '../../runtime/telemetry/resource.ts'
 import type { SpanInput } from '../../runtime/telemetry/signals.ts'
 
@@ -22,7 +22,7 @@ function pipeline(ratio = 1, keepErrors = true) {
 
 const randomTraceId = () => Array.from({ length: 32 }, () => Math.floor(Math.random() * 16).toString(16)).join('')
 
-test('a span replays with the given trace id, parent, times, events and status', () => {
+test('a span is built with the given trace id, parent, times, events and status', () => {
   const { traces, delivered } = pipeline()
   const problem = traces.emit('http', '1.0.0', [
     {
@@ -53,7 +53,7 @@ test('a span replays with the given trace id, parent, times, events and status',
   assert.equal(span.resource.attributes['service.name'], 'periscope')
 })
 
-test('a trace id without a parent starts a span in that trace; the preset id is used only once', () => {
+test('a trace id without a parent starts a span in that trace; other spans get fresh ids', () => {
   const { traces, delivered } = pipeline()
   traces.emit('x', undefined, [
     { name: 'root', startTimeNs: T0, endTimeNs: T0 + 1, traceId: 'a3ce929d0e0e47364bf92f3577b34da6' },
@@ -62,6 +62,72 @@ test('a trace id without a parent starts a span in that trace; the preset id is 
   assert.equal(delivered[0].spanContext().traceId, 'a3ce929d0e0e47364bf92f3577b34da6')
   assert.equal(delivered[0].parentSpanContext, undefined)
   assert.notEqual(delivered[1].spanContext().traceId, 'a3ce929d0e0e47364bf92f3577b34da6')
+})
+
+test('attributes are cleaned and limited as the SDK span does', () => {
+  const span: Record<string, unknown> = {}
+  const dropped = copyAttributes(
+    { '': 'empty key', s: 'abcdef', n: 1, nul: null, obj: { nested: 1 }, mixed: [1, 'a'], list: ['abcdef', 'x'], b: true, late: 'over the limit' },
+    span as never,
+    4,
+    3,
+    false,
+  )
+  assert.deepEqual(span, { s: 'abc', n: 1, list: ['abc', 'x'], b: true })
+  assert.equal(dropped, 1)
+
+  const event: Record<string, unknown> = {}
+  assert.equal(copyAttributes({ nul: null, s: 'abcdef' }, event as never, 128, Infinity, true), 0)
+  assert.deepEqual(event, { nul: null, s: 'abcdef' })
+
+  const list = ['a']
+  const copy: Record<string, unknown> = {}
+  copyAttributes({ list }, copy as never, 128, Infinity, false)
+  assert.notEqual(copy.list, list, 'arrays are copied, so a plugin reusing one cannot change a queued span')
+})
+
+test('span limits come from the OTEL_* variables the SDK reads', () => {
+  const limits = { OTEL_ATTRIBUTE_COUNT_LIMIT: '2', OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: '4', OTEL_SPAN_EVENT_COUNT_LIMIT: '2', OTEL_SPAN_ATTRIBUTE_PER_EVENT_COUNT_LIMIT: '1' }
+  Object.assign(process.env, limits)
+  let traces: TracePipeline
+  let delivered: ReadableSpan[]
+  try {
+    ;({ traces, delivered } = pipeline())
+  } finally {
+    for (const key of Object.keys(limits)) delete process.env[key]
+  }
+  traces.emit('x', undefined, [
+    {
+      name: 'limited',
+      startTimeNs: T0,
+      endTimeNs: T0 + 2e9,
+      attributes: { a: 'long value', b: 2, c: 3 },
+      events: [1, 2, 3].map((i) => ({ name: `e${i}`, timeNs: T0 + i, attributes: { x: i, y: i } })),
+    },
+  ], () => undefined)
+  const [span] = delivered
+  assert.deepEqual(span.attributes, { a: 'long', b: 2 })
+  assert.equal(span.droppedAttributesCount, 1)
+  assert.deepEqual(span.events.map((e) => [e.name, e.attributes, e.droppedAttributesCount]), [['e2', { x: 2 }, 1], ['e3', { x: 3 }, 1]])
+  assert.equal(span.droppedEventsCount, 1)
+  assert.deepEqual(span.duration, [2, 0])
+})
+
+test('spans share their scope and resource objects, which the OTLP serializers group by', () => {
+  const { traces, delivered } = pipeline()
+  const nginx = resourceFromAttributes({ 'service.name': 'nginx' })
+  const input = (name: string, pid?: number): SpanInput => ({ name, startTimeNs: T0, endTimeNs: T0 + 1, process: pid === undefined ? undefined : { pid } })
+  traces.emit('http', '1.0.0', [input('a', 1), input('b')], (span) => (span.process === undefined ? undefined : nginx))
+  traces.emit('http', '1.0.0', [input('c', 1)], () => nginx)
+  traces.emit('dns', undefined, [input('d', 1)], () => nginx)
+  const [a, b, c, d] = delivered
+  assert.equal(a.resource, nginx)
+  assert.equal(b.resource.attributes['service.name'], 'periscope')
+  assert.equal(a.instrumentationScope, c.instrumentationScope)
+  assert.deepEqual(d.instrumentationScope, { name: 'dns', version: undefined, schemaUrl: undefined })
+  assert.equal(a.spanContext().traceFlags, 1)
+  assert.match(a.spanContext().spanId, /^[0-9a-f]{16}$/)
+  assert.notEqual(a.spanContext().spanId, c.spanContext().spanId)
 })
 
 test('ratio 0 with keepErrors drops every span except errors', () => {
@@ -135,6 +201,12 @@ test('process resources: service.name from rule, plugin, executable, command; LR
   assert.equal(processes.serviceNameOf({ pid: 2, executablePath: '/usr/sbin/nginx' }), 'nginx')
   assert.equal(processes.serviceNameOf({ pid: 2, command: 'redis-server' }), 'redis-server')
   assert.equal(processes.serviceNameOf({ pid: 2 }), 'unknown_service:pid2')
+
+  const lookup = processes.batchLookup()
+  const nginx = lookup({ pid: 3, executablePath: '/usr/sbin/nginx' })
+  assert.equal(lookup({ pid: 3, executablePath: '/usr/sbin/nginx' }), nginx, 'one cache entry per process within a batch')
+  assert.notEqual(lookup({ pid: 3, executablePath: '/usr/bin/curl' }), nginx, 'a pid reused by another executable is another process')
+  assert.equal(processes.get({ pid: 3, executablePath: '/usr/sbin/nginx' }), nginx)
 
   const first = processes.get({ pid: 10 })
   processes.get({ pid: 11 })
