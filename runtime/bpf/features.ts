@@ -124,8 +124,3 @@ export function probeBtf(): FeatureResult {
     ? { status: 'supported' }
     : { status: 'unsupported', reason: '/sys/kernel/btf/vmlinux is missing (kernel built without CONFIG_DEBUG_INFO_BTF)' }
 }
-
-/** Ring buffers (5.8) are preferred; perf buffers are the fallback. */
-export function preferredEventBuffer(): 'ringbuf' | 'perf_event_array' {
-  return probeMapType('ringbuf').status === 'supported' ? 'ringbuf' : 'perf_event_array'
-}

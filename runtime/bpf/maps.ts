@@ -107,10 +107,6 @@ export class BpfMap {
     } while (token !== null)
   }
 
-  splitPerCpu(value: Uint8Array): Uint8Array[] {
-    return this.#splitPerCpu(value)
-  }
-
   #splitPerCpu(value: Uint8Array): Uint8Array[] {
     const stride = this.#perCpuStride()
     const out: Uint8Array[] = []

@@ -82,11 +82,12 @@ export class LibraryObject {
 
   stats(): { received: number; dropped: number } {
     let received = 0
+    let lost = 0
     for (const reader of this.#readers.values()) {
       const s = reader.stats()
       received += s.received
+      lost += s.lost
     }
-    const lost = [...this.#readers.values()].reduce((sum, r) => sum + r.stats().lost, 0)
     return { received, dropped: this.object.dropped() + lost }
   }
 
