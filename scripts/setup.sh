@@ -31,7 +31,7 @@ want=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -x node_modules/.bin/node ] || [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
   command -v npm >/dev/null || fail "npm is missing; run: apt-get install -y npm"
   say "installing npm packages and Node 24 (first run: about a minute) …"
-  npm ci --no-audit --no-fund >&2 || fail "npm ci failed; check the network to the npm registry and run: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error >&2 || fail "npm ci failed; check the network to the npm registry and run: npm ci"
   echo "$want" > $stamp
 fi
 node_modules/.bin/node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 24 ? 0 : 1)' ||
