@@ -6,8 +6,8 @@
  *   → {"id": 2, "method": "subscribe", "params": {"topic": "exec:events"}}
  *   ← {"id": 2, "result": {"subscribed": "exec:events"}}, then one line per event,
  *     {"id": 2, "event": {"kind": 1, "pid": 4242, ...}}, decoded by the generated decoders
- *     (bpf/lib/index.types.ts; 64-bit integers as strings), and {"id": 2, "lost": n} when the
- *     kernel lost records
+ *     (bpf/lib/index.types.ts; 64-bit integers as strings), and {"id": 2, "lost": n} for records the
+ *     kernel lost or that were skipped because the client read too slowly
  *   → {"id": 3, "method": "unsubscribe", "params": {"id": 2}}
  *
  * Methods: plugins, objects, maps, links, stats, reload {name}, subscribe {topic}, unsubscribe {id}.
@@ -36,7 +36,10 @@ export function defaultSocketPath(): string {
   return path.join(base, `periscope-${process.getuid?.() ?? 'user'}`, 'admin.sock')
 }
 
-/** One streamed line: a decoded event, or how many records the kernel lost. */
+/** Bytes a streaming client may leave unread before its events are skipped (and counted as lost). */
+const MAX_PENDING_STREAM_BYTES = 4 * 1024 * 1024
+
+/** One streamed line: a decoded event, or how many records were lost (by the kernel, or skipped for a slow client). */
 export type WireStreamMessage = { event: Record<string, unknown> } | { lost: number }
 
 type Decoder = (view: DataView, offset: number, size?: number) => object
@@ -127,12 +130,27 @@ export async function startAdminServer(options: {
           await bus.acquire(object, user)
           let unsubscribe: () => void
           try {
+            let behind = 0
             unsubscribe = bus.subscribe(topic, (batch: RecordBatch) => {
+              if (socket.destroyed) return
+              // a client that does not read must not grow our memory: skip and count instead
+              if (socket.writableLength > MAX_PENDING_STREAM_BYTES) {
+                // the count goes out as soon as the client has caught up, even if no batch follows
+                if (behind === 0) {
+                  socket.once('drain', () => {
+                    if (behind > 0 && !socket.destroyed) socket.write(`${toJson({ id: request.id, lost: behind })}\n`)
+                    behind = 0
+                  })
+                }
+                behind += batch.count
+                return
+              }
               // one write per batch, one JSON line per event
               const lines: string[] = []
-              if (batch.lost > 0) lines.push(toJson({ id: request.id, lost: batch.lost }))
+              if (batch.lost + behind > 0) lines.push(toJson({ id: request.id, lost: batch.lost + behind }))
+              behind = 0
               forEachRecord(batch, (view, offset, size) => lines.push(toJson({ id: request.id, event: decode(view, offset, size) })))
-              if (lines.length > 0 && !socket.destroyed) socket.write(`${lines.join('\n')}\n`)
+              if (lines.length > 0) socket.write(`${lines.join('\n')}\n`)
             })
           } catch (error) {
             await bus.release(object, user)

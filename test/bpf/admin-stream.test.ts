@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process'
 import net from 'node:net'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import { testRun } from '../../runtime/bpf/links.ts'
 import { openLibraryObject } from '../../runtime/library/index.ts'
 import { startHarness } from '../plugin-harness.ts'
 import { root, waitFor } from './kernel.ts'
@@ -34,6 +35,47 @@ test('subscribing to exec:events over the admin socket streams decoded exec even
     assert.equal(event!.comm, 'echo')
     assert.equal(event!.ppid, process.pid, 'the parent is this test process')
     assert.ok(received.split('\n').filter((l) => l !== '').every((l) => typeof JSON.parse(l) === 'object'), 'every line is one JSON object')
+  } finally {
+    socket.destroy()
+    await h.close()
+  }
+})
+
+test('a client that stops reading has its events skipped and counted, not buffered', async () => {
+  const opened = new Map<string, Awaited<ReturnType<typeof openLibraryObject>>>()
+  const h = await startHarness({
+    provider: { open: async (name, settings) => { const o = await openLibraryObject(name, { settings, log: () => {} }); opened.set(name, o); return o } },
+    decodersPath: join(root, 'bpf/lib/index.types.ts'),
+    adminSocket: true,
+  })
+  const socket = net.connect(h.runtime.admin!.path)
+  let received = ''
+  socket.setEncoding('utf8')
+  socket.on('data', (chunk: string) => { received += chunk })
+  try {
+    await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject))
+    socket.write(`${JSON.stringify({ id: 1, method: 'subscribe', params: { topic: 'loopgen:events' } })}\n`)
+    await waitFor(() => received.includes('"subscribed"'), 'the subscription to be confirmed')
+    // stop reading: the kernel socket buffer fills, then the server's pending writes grow
+    socket.pause()
+    const loopgen = opened.get('loopgen')!
+    const args = new Uint8Array(8)
+    new DataView(args.buffer).setUint32(0, 20_000, true)
+    const total = 20 * 20_000
+    for (let i = 0; i < 20; i++) {
+      testRun(loopgen.object, 'generate', args)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    await waitFor(() => loopgen.stats().received === total, 'every record to reach the runtime', 10_000)
+    socket.resume()
+    // only complete lines: the last one may still be arriving
+    const lines = () => received.slice(0, received.lastIndexOf('\n') + 1).split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { event?: unknown; lost?: number })
+    await waitFor(() => {
+      const all = lines()
+      return all.filter((m) => m.event !== undefined).length + all.reduce((sum, m) => sum + (m.lost ?? 0), 0) === total
+    }, 'events plus counted losses to add up', 10_000)
+    const lost = lines().reduce((sum, m) => sum + (m.lost ?? 0), 0)
+    assert.ok(lost > 0, 'a client that does not read must lose events')
   } finally {
     socket.destroy()
     await h.close()
