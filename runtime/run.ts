@@ -130,11 +130,8 @@ export interface RunDependencies {
 }
 
 async function defaultProvider(): Promise<ObjectProvider> {
-  const library = (await import('./library/index.ts' as string)) as { createObjectProvider?: () => ObjectProvider }
-  if (typeof library.createObjectProvider !== 'function') {
-    throw new Error('runtime/library/index.ts does not export createObjectProvider(); the object library is not built yet')
-  }
-  return library.createObjectProvider()
+  const { createObjectProvider } = await import('./library/index.ts')
+  return createObjectProvider()
 }
 
 async function defaultCapabilityHelper(): Promise<SetProcessCapabilities> {
