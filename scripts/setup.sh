@@ -43,6 +43,7 @@ mountpoint -q /sys/fs/bpf || { say "mounting bpffs on /sys/fs/bpf"; mount -t bpf
 node_modules/.bin/node scripts/build.ts
 
 if [ $for_tests = 1 ] && [ ! -x "${PERISCOPE_PEERS_DIR:-$HOME/.cache/periscope-peers}/otelcol-periscope-test" ]; then
+  command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
   command -v go >/dev/null || fail "Go is needed to build the test OpenTelemetry Collector; install Go 1.23+ and run again"
   say "building the test OpenTelemetry Collector from Go modules (first run: several minutes) …"
   bash test/peers/otelcol/build.sh >/dev/null || fail "building the test Collector failed; run bash test/peers/otelcol/build.sh to see why"
