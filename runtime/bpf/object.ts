@@ -122,15 +122,11 @@ export class ObjectSpec {
   }
 
   #program(name: string): NativeProgram {
-    const program = this.#programs.get(name)
-    if (program === undefined) throw unknownName('program', name, this.path, this.#programs.keys())
-    return program
+    return byName(this.#programs, 'program', name, this.path)
   }
 
   #map(name: string): NativeMap {
-    const map = this.#maps.get(name)
-    if (map === undefined) throw unknownName('map', name, this.path, this.#maps.keys())
-    return map
+    return byName(this.#maps, 'map', name, this.path)
   }
 }
 
@@ -160,8 +156,7 @@ export class LoadedObject {
 
   /** The native program handle, for the attach functions in links.ts. */
   program(name: string): NativeProgram {
-    const program = this.#programs.get(name)
-    if (program === undefined) throw unknownName('program', name, this.path, this.#programs.keys())
+    const program = byName(this.#programs, 'program', name, this.path)
     if (!program.autoload) throw new Error(`program "${name}" of ${this.path} was not loaded (autoload was off)`)
     return program
   }
@@ -171,8 +166,7 @@ export class LoadedObject {
   }
 
   map(name: string): BpfMap {
-    const map = this.#maps.get(name)
-    if (map === undefined) throw unknownName('map', name, this.path, this.#maps.keys())
+    const map = byName(this.#maps, 'map', name, this.path)
     return new BpfMap(map, `${this.name}:${name}`)
   }
 
@@ -195,8 +189,11 @@ export class LoadedObject {
   }
 }
 
-function unknownName(kind: string, name: string, path: string, known: Iterable<string>): Error {
-  return new Error(`unknown ${kind} "${name}" in ${path}; it has: ${[...known].join(', ') || 'none'}`)
+/** A program or map by name, or an error that lists the names the object has. */
+function byName<T>(items: Map<string, T>, kind: string, name: string, path: string): T {
+  const item = items.get(name)
+  if (item === undefined) throw new Error(`unknown ${kind} "${name}" in ${path}; it has: ${[...items.keys()].join(', ') || 'none'}`)
+  return item
 }
 
 function writeScalar(bytes: Buffer, offset: number, layout: Layout, value: Setting, name: string): void {

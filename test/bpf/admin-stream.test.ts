@@ -5,27 +5,35 @@ import net from 'node:net'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { testRun } from '../../runtime/bpf/links.ts'
-import { openLibraryObject } from '../../runtime/library/index.ts'
+import { openLibraryObject, type LibraryObject } from '../../runtime/library/index.ts'
 import { startHarness } from '../plugin-harness.ts'
 import { root, waitFor } from './kernel.ts'
 
-test('subscribing to exec:events over the admin socket streams decoded exec events', async () => {
+/** The runtime on the real library with an admin socket, and a raw client connected to it. */
+async function runtimeWithRawClient() {
+  const opened = new Map<string, LibraryObject>()
   const h = await startHarness({
-    provider: { open: (name, settings) => openLibraryObject(name, { settings, log: () => {} }) },
+    provider: { open: async (name, settings) => { const o = await openLibraryObject(name, { settings, log: () => {} }); opened.set(name, o); return o } },
     decodersPath: join(root, 'bpf/lib/index.types.ts'),
     adminSocket: true,
   })
   // a raw socket, to check the wire format itself: one JSON object per line
   const socket = net.connect(h.runtime.admin!.path)
-  let received = ''
+  const client = { h, socket, opened, received: '' }
   socket.setEncoding('utf8')
-  socket.on('data', (chunk: string) => { received += chunk })
+  socket.on('data', (chunk: string) => { client.received += chunk })
+  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject))
+  return client
+}
+
+test('subscribing to exec:events over the admin socket streams decoded exec events', async () => {
+  const client = await runtimeWithRawClient()
+  const { h, socket } = client
   try {
-    await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject))
     socket.write(`${JSON.stringify({ id: 7, method: 'subscribe', params: { topic: 'exec:events' } })}\n`)
-    await waitFor(() => received.includes('"subscribed"'), 'the subscription to be confirmed')
+    await waitFor(() => client.received.includes('"subscribed"'), 'the subscription to be confirmed')
     execFileSync('/bin/echo', ['admin-stream-test', 'decoded'])
-    const ours = () => received.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { id: number; event?: Record<string, unknown> })
+    const ours = () => client.received.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { id: number; event?: Record<string, unknown> })
       .find((m) => m.event?.kind === 1 && (m.event.args as string[])[1] === 'admin-stream-test')
     await waitFor(() => ours() !== undefined, 'the exec event on the admin stream')
     const { id, event } = ours()!
@@ -34,7 +42,7 @@ test('subscribing to exec:events over the admin socket streams decoded exec even
     assert.equal(event!.filename, '/bin/echo')
     assert.equal(event!.comm, 'echo')
     assert.equal(event!.ppid, process.pid, 'the parent is this test process')
-    assert.ok(received.split('\n').filter((l) => l !== '').every((l) => typeof JSON.parse(l) === 'object'), 'every line is one JSON object')
+    assert.ok(client.received.split('\n').filter((l) => l !== '').every((l) => typeof JSON.parse(l) === 'object'), 'every line is one JSON object')
   } finally {
     socket.destroy()
     await h.close()
@@ -42,20 +50,11 @@ test('subscribing to exec:events over the admin socket streams decoded exec even
 })
 
 test('a client that stops reading has its events skipped and counted, not buffered', async () => {
-  const opened = new Map<string, Awaited<ReturnType<typeof openLibraryObject>>>()
-  const h = await startHarness({
-    provider: { open: async (name, settings) => { const o = await openLibraryObject(name, { settings, log: () => {} }); opened.set(name, o); return o } },
-    decodersPath: join(root, 'bpf/lib/index.types.ts'),
-    adminSocket: true,
-  })
-  const socket = net.connect(h.runtime.admin!.path)
-  let received = ''
-  socket.setEncoding('utf8')
-  socket.on('data', (chunk: string) => { received += chunk })
+  const client = await runtimeWithRawClient()
+  const { h, socket, opened } = client
   try {
-    await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject))
     socket.write(`${JSON.stringify({ id: 1, method: 'subscribe', params: { topic: 'loopgen:events' } })}\n`)
-    await waitFor(() => received.includes('"subscribed"'), 'the subscription to be confirmed')
+    await waitFor(() => client.received.includes('"subscribed"'), 'the subscription to be confirmed')
     // stop reading: the kernel socket buffer fills, then the server's pending writes grow
     socket.pause()
     const loopgen = opened.get('loopgen')!
@@ -69,7 +68,7 @@ test('a client that stops reading has its events skipped and counted, not buffer
     await waitFor(() => loopgen.stats().received === total, 'every record to reach the runtime', 10_000)
     socket.resume()
     // only complete lines: the last one may still be arriving
-    const lines = () => received.slice(0, received.lastIndexOf('\n') + 1).split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { event?: unknown; lost?: number })
+    const lines = () => client.received.slice(0, client.received.lastIndexOf('\n') + 1).split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { event?: unknown; lost?: number })
     await waitFor(() => {
       const all = lines()
       return all.filter((m) => m.event !== undefined).length + all.reduce((sum, m) => sum + (m.lost ?? 0), 0) === total

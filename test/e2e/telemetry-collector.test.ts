@@ -1,7 +1,7 @@
 // The exporter against a real OpenTelemetry Collector (test/peers/otelcol): what plugins emit must
 // arrive in the Collector's file exporter output with exactly the ids, times, attributes, values
 // and resources given, over OTLP/HTTP protobuf and over gRPC.
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { createTelemetry } from '../../runtime/telemetry/index.ts'
 import type { Telemetry, TelemetryLog } from '../../runtime/telemetry/index.ts'
 import { attributesOf, flatten, startCollector } from '../peers/otelcol.ts'
-import type { FlatItem } from '../peers/otelcol.ts'
+import type { Collector, FlatItem } from '../peers/otelcol.ts'
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736'
 const PARENT_ID = '00f067aa0ba902b7'
@@ -34,10 +34,13 @@ function pointsOf(metric: FlatItem, field: string): { attributes: Record<string,
   return data.dataPoints.map((point) => ({ attributes: attributesOf(point.attributes), point }))
 }
 
-test('spans, metrics and logs reach a real Collector over OTLP/HTTP protobuf, exactly', async (t) => {
+/**
+ * A real Collector and an exporter pointed at it by `env(collector)`; after-hooks run in
+ * registration order, so the exporter shuts down first, while the Collector is still up.
+ */
+async function exporterToCollector(t: TestContext, env: (collector: Collector) => Record<string, string>) {
   const collector = await startCollector()
   const state: { telemetry?: Telemetry } = {}
-  // after-hooks run in registration order: the exporter shuts down first, while the Collector is up
   t.after(async () => {
     await state.telemetry?.shutdown(2000)
     await collector.stop()
@@ -45,12 +48,17 @@ test('spans, metrics and logs reach a real Collector over OTLP/HTTP protobuf, ex
   const { log, lines: logLines } = collectingLog()
   const telemetry = (state.telemetry = await createTelemetry({
     config: { dataDir: await mkdtemp(join(tmpdir(), 'periscope-e2e-')), batch: { intervalMs: 100 }, metrics: { intervalMs: 600_000 } },
-    env: {
-      OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint,
-      OTEL_SERVICE_NAME: 'periscope-e2e',
-      OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=e2e,team=s%20re',
-    },
+    env: env(collector),
     log,
+  }))
+  return { collector, telemetry, logLines }
+}
+
+test('spans, metrics and logs reach a real Collector over OTLP/HTTP protobuf, exactly', async (t) => {
+  const { collector, telemetry, logLines } = await exporterToCollector(t, (c) => ({
+    OTEL_EXPORTER_OTLP_ENDPOINT: c.httpEndpoint,
+    OTEL_SERVICE_NAME: 'periscope-e2e',
+    OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=e2e,team=s%20re',
   }))
   assert.equal(telemetry.settings.targets.traces.kind, 'otlp')
 
@@ -220,18 +228,8 @@ test('spans, metrics and logs reach a real Collector over OTLP/HTTP protobuf, ex
 })
 
 test('spans, metrics, logs and profiles reach a real Collector over gRPC', async (t) => {
-  const collector = await startCollector()
-  const state: { telemetry?: Telemetry } = {}
-  // after-hooks run in registration order: the exporter shuts down first, while the Collector is up
-  t.after(async () => {
-    await state.telemetry?.shutdown(2000)
-    await collector.stop()
-  })
-  const { log, lines: logLines } = collectingLog()
-  const telemetry = (state.telemetry = await createTelemetry({
-    config: { dataDir: await mkdtemp(join(tmpdir(), 'periscope-e2e-')), batch: { intervalMs: 100 }, metrics: { intervalMs: 600_000 } },
-    env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.grpcEndpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_HEADERS: 'x-tenant=periscope' },
-    log,
+  const { collector, telemetry, logLines } = await exporterToCollector(t, (c) => ({
+    OTEL_EXPORTER_OTLP_ENDPOINT: c.grpcEndpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_HEADERS: 'x-tenant=periscope',
   }))
   assert.deepEqual(telemetry.settings.targets.traces, {
     kind: 'otlp',
