@@ -54,6 +54,7 @@ int generic_tracepoint(void *ctx)
 		return 0;
 
 	size = config->record_size;
+	rec->truncated = size > GENERIC_MAX_DATA;
 	if (size > GENERIC_MAX_DATA)
 		size = GENERIC_MAX_DATA;
 	rec->cookie = cookie;
@@ -62,11 +63,16 @@ int generic_tracepoint(void *ctx)
 	rec->tid = (__u32)id;
 	rec->cpu = bpf_get_smp_processor_id();
 	rec->size = size;
+	rec->pad = 0;
 	bpf_get_current_comm(rec->comm, sizeof(rec->comm));
-	/* copy the raw record, common header included */
-	bpf_probe_read_kernel(rec->data, size & (GENERIC_MAX_DATA - 1), ctx);
+	/* copy the raw record; size is at most GENERIC_MAX_DATA here, which the verifier sees from
+	 * the clamp above (a mask with GENERIC_MAX_DATA - 1 would turn 4096 into 0) */
+	bpf_probe_read_kernel(rec->data, size, ctx);
+	/* the kernel keeps a pt_regs pointer in the common header while BPF runs: never hand out a
+	 * kernel address (pid and tid above say what common_pid would) */
+	__builtin_memset(rec->data, 0, GENERIC_COMMON_HEADER);
 
-	if (bpf_ringbuf_output(&events, rec, sizeof(*rec) + (size & (GENERIC_MAX_DATA - 1)), 0))
+	if (bpf_ringbuf_output(&events, rec, sizeof(*rec) + size, 0))
 		count_drop(&dropped);
 	return 0;
 }

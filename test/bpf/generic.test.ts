@@ -2,9 +2,9 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
-import { decodeGenericRecord, encodeGenericProbeConfig, GENERIC_PROBE_CONFIG_SIZE, type GenericRecord } from '../../bpf/lib/generic.types.ts'
+import { decodeGenericRecord, encodeGenericProbeConfig, GENERIC_PROBE_CONFIG_SIZE, GENERIC_RECORD_SIZE, type GenericRecord } from '../../bpf/lib/generic.types.ts'
 import { forEachRecord } from '../../runtime/bpf/batch.ts'
-import { attachTracepoint } from '../../runtime/bpf/links.ts'
+import { attachTracepoint, type Link } from '../../runtime/bpf/links.ts'
 import { ObjectSpec } from '../../runtime/bpf/object.ts'
 import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
 import { objectPath, waitFor } from './kernel.ts'
@@ -49,7 +49,7 @@ test('one program serves several tracepoints, each with its own cookie, size and
   assert.ok(forks.every((r) => r.pid === process.pid))
   const childPid = fork.fields.find((f) => f.name === 'child_pid')!
   assert.ok(forks.some((r) => Buffer.from(r.data).readInt32LE(childPid.offset) === child.pid))
-  assert.ok(forks.every((r) => r.size === fork.size && r.data.byteLength === fork.size))
+  assert.ok(forks.every((r) => r.size === fork.size && r.data.byteLength === fork.size && r.truncated === 0))
 
   const execRecord = records.find((r) => r.cookie === 9n && r.pid === child.pid)!
   assert.equal(execRecord.size, exec.size)
@@ -58,4 +58,70 @@ test('one program serves several tracepoints, each with its own cookie, size and
   assert.equal(object.dropped(), 0)
   reader.close()
   object.close()
+})
+
+/** A generic object recording sched_process_exec with `recordSize` bytes configured. */
+async function recordExecs(recordSize: number) {
+  const object = await ObjectSpec.open(objectPath('generic')).load()
+  const value = new Uint8Array(GENERIC_PROBE_CONFIG_SIZE)
+  encodeGenericProbeConfig({ record_size: recordSize, tgid: 0 }, new DataView(value.buffer), 0)
+  let link: Link
+  try {
+    object.map('probe_config').update(new Uint8Array(4), value)
+    link = attachTracepoint(object, 'generic_tracepoint', 'sched', 'sched_process_exec', { cookie: 0n })
+  } catch (error) {
+    object.close()
+    throw error
+  }
+  const records: GenericRecord[] = []
+  const reader = new RingBufferReader(object, 'events', {
+    onBatch: (batch) => forEachRecord(batch, (view, offset, size) => {
+      const record = decodeGenericRecord(view, offset, size)
+      records.push({ ...record, data: record.data.slice() })
+    }),
+  })
+  return {
+    object, records,
+    close() {
+      reader.close()
+      link.detach()
+      object.close()
+    },
+  }
+}
+
+test('a record of the largest size (4096 bytes) and one above it copy the real tracepoint data, the larger one cut and flagged', async () => {
+  const largest = await recordExecs(4096)
+  const above = await recordExecs(4097)
+  try {
+    // GENERIC_MAX_DATA: the scratch record is the header plus the largest data
+    assert.equal(largest.object.map('scratch').valueSize - GENERIC_RECORD_SIZE, 4096)
+    const child = spawnSync('/bin/true')
+    assert.equal(child.status, 0)
+    const ofChild = (records: GenericRecord[]) => records.find((r) => r.pid === child.pid)
+    await waitFor(() => ofChild(largest.records) !== undefined && ofChild(above.records) !== undefined, 'the exec record of /bin/true at both sizes')
+    const exec = format('sched', 'sched_process_exec')
+    const field = (name: string) => exec.fields.find((f) => f.name === name)!.offset
+    for (const [configured, records, truncated] of [[4096, largest.records, 0], [4097, above.records, 1]] as const) {
+      const record = ofChild(records)!
+      assert.equal(record.size, 4096, `record_size ${configured}: size`)
+      assert.equal(record.data.byteLength, 4096, `record_size ${configured}: bytes copied`)
+      assert.equal(record.truncated, truncated, `record_size ${configured}: truncated flag`)
+      const data = Buffer.from(record.data)
+      // while BPF runs the kernel keeps a pt_regs pointer where the common header goes
+      assert.equal(data.readBigUInt64LE(0), 0n, `record_size ${configured}: the common header is zeroed, no kernel address`)
+      assert.equal(data.readInt32LE(field('pid')), child.pid, `record_size ${configured}: pid`)
+      assert.equal(data.readInt32LE(field('old_pid')), child.pid, `record_size ${configured}: old_pid`)
+      // the filename lives in the record's dynamic part, past the fixed fields
+      const loc = data.readUInt32LE(field('filename'))
+      const at = loc & 0xffff
+      const length = loc >>> 16
+      assert.ok(at >= exec.size, `the filename (at ${at}) is past the fixed fields (${exec.size} bytes)`)
+      assert.equal(data.subarray(at, at + length).toString('latin1'), '/bin/true\0', `record_size ${configured}: the filename, copied from the dynamic part`)
+    }
+    assert.equal(largest.object.dropped() + above.object.dropped(), 0)
+  } finally {
+    largest.close()
+    above.close()
+  }
 })
