@@ -185,6 +185,9 @@ export async function main(argv: string[], deps: RunDependencies = {}): Promise<
     ...(args.plugins ?? []),
     ...(config.plugin_dirs ?? []).map((d) => path.resolve(configDir, d)),
   ]
+  // Listen before starting: a signal during a slow start (a plugin's setup waiting out its
+  // deadline) then shuts down cleanly once the start is over, instead of killing the process.
+  const stopSignal = deps.stopSignal ?? onStopSignal()
   let sink: RunDependencies['sink']
   let runtime: Runtime
   try {
@@ -200,7 +203,7 @@ export async function main(argv: string[], deps: RunDependencies = {}): Promise<
   }
   const plugins = runtime.manager.list()
   log.info(`running ${plugins.filter((p) => p.status === 'running').length} of ${plugins.length} plugins from ${pluginDirs.join(', ')}`)
-  const signal = await (deps.stopSignal ?? onStopSignal())
+  const signal = await stopSignal
   log.info(`${signal}: shutting down`)
   let code = 0
   try {

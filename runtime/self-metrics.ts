@@ -15,6 +15,7 @@ const dropReasons: Record<keyof PluginStats['droppedBy'], string> = {
   rateLimit: 'rate_limit',
   cpuLimit: 'cpu_limit',
   failure: 'failure',
+  unsubscribed: 'unsubscribed',
 }
 
 export function objectSelfMetrics(bus: Bus): SelfMetricPoint[] {

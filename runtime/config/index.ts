@@ -63,6 +63,7 @@ export function limitsFrom(limits: ResourceLimits | undefined): Partial<PluginLi
   if (limits?.max_cpu_percent !== undefined) out.maxCpuPercent = limits.max_cpu_percent
   if (limits?.max_events_per_second !== undefined) out.maxEventsPerSecond = limits.max_events_per_second
   if (limits?.batch_budget !== undefined) out.callBudgetMs = limits.batch_budget
+  if (limits?.call_deadline !== undefined) out.callDeadlineMs = limits.call_deadline
   return out
 }
 

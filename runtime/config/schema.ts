@@ -40,6 +40,8 @@ export const resourceLimitsSchema = z.strictObject({
   max_events_per_second: z.number().int().positive().optional(),
   /** Wall time one batch may take inside a plugin before it is stopped as looping. */
   batch_budget: duration.optional(),
+  /** Wall time an async setup() or ctx.every callback may take to settle before the plugin is stopped. */
+  call_deadline: duration.optional(),
 })
 
 const filterSchema = z.strictObject({

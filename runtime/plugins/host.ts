@@ -7,6 +7,10 @@
  * handling events; then pause the queue, copy `ctx.state` over, run the new `setup()`, subscribe
  * its topics, make it current and resume. Whatever arrived during the pause goes to the new
  * version; if its setup throws, the old version resumes with nothing lost.
+ *
+ * Permissions are decided here, never in the isolate: plugin code can patch every builtin the
+ * isolate's bootstrap uses, so the topics a version subscribes to and the maps it touches are
+ * checked against the objects this host acquired for that version (its `Grant`).
  */
 import type { RecordBatch } from '../bpf/batch.ts'
 import type { Bus } from '../bus.ts'
@@ -18,6 +22,7 @@ import {
   PluginFailure,
   PluginSandbox,
   PreparedBatch,
+  type SandboxHost,
   type SandboxLimits,
 } from './sandbox.ts'
 import type { ScopeSink, SignalSink } from './sink.ts'
@@ -70,7 +75,8 @@ export interface PluginStats {
   eventsIn: number
   handled: number
   dropped: number
-  droppedBy: { queueFull: number; rateLimit: number; cpuLimit: number; failure: number }
+  /** `unsubscribed`: queued for a topic the version now running no longer listens to. */
+  droppedBy: { queueFull: number; rateLimit: number; cpuLimit: number; failure: number; unsubscribed: number }
   cpuTimeMs: number
   heapBytes: number
   queuedBatches: number
@@ -79,12 +85,18 @@ export interface PluginStats {
   emitted: { spans: number; metrics: number; logs: number; profiles: number }
 }
 
+/** What one version may touch: the objects acquired for it, until it is stopped. */
+interface Grant {
+  objects: Set<string>
+  revoked: boolean
+}
+
 interface Version {
   id: number
   sandbox: PluginSandbox
+  grant: Grant
   /** The name this version holds its objects under in the bus. */
   user: string
-  objects: string[]
   topics: Set<string>
   intervals: NodeJS.Timeout[]
   startedAt: number
@@ -97,6 +109,15 @@ type QueueItem =
   | { kind: 'timer'; version: number; index: number }
 
 let nextVersionId = 1
+
+type LoadReason = 'load' | 'reload' | 'restart'
+
+/** Ends a load that stop() overtook; never reported. */
+class StoppedError extends Error {
+  constructor() {
+    super('the plugin was stopped while loading')
+  }
+}
 
 export class PluginHost {
   private readonly builder: PluginBuilder
@@ -111,6 +132,10 @@ export class PluginHost {
   private idle: (() => void)[] = []
   private loading: Promise<void> = Promise.resolve()
   private restartTimer: NodeJS.Timeout | undefined
+  /** Set by stop(), for good: nothing may load or restart afterwards. */
+  private stopped = false
+  /** The sandbox a load is setting up, so stop() can end it mid-setup. */
+  private starting: PluginSandbox | undefined
   private consecutiveFailures = 0
   private retiredCpuNs = 0n
   private rate = { windowStart: 0, events: 0, cpuStartNs: 0n }
@@ -120,7 +145,7 @@ export class PluginHost {
   inputs: string[] = []
   readonly stats: PluginStats = {
     batchesIn: 0, eventsIn: 0, handled: 0, dropped: 0,
-    droppedBy: { queueFull: 0, rateLimit: 0, cpuLimit: 0, failure: 0 },
+    droppedBy: { queueFull: 0, rateLimit: 0, cpuLimit: 0, failure: 0, unsubscribed: 0 },
     cpuTimeMs: 0, heapBytes: 0, queuedBatches: 0, restarts: 0, reloads: 0,
     emitted: { spans: 0, metrics: 0, logs: 0, profiles: 0 },
   }
@@ -143,84 +168,45 @@ export class PluginHost {
   }
 
   get objects(): string[] {
-    return [...(this.current?.objects ?? [])]
+    return [...(this.current?.grant.objects ?? [])]
   }
 
   /**
    * Builds and starts (or swaps in) a new version. Loads run one at a time. Resolves once the new
    * version handles events, or once the failure has been reported; it never rejects.
    */
-  load(reason: 'load' | 'reload' | 'restart' = 'load'): Promise<void> {
+  load(reason: LoadReason = 'load'): Promise<void> {
     this.loading = this.loading.then(() => this.loadNow(reason))
     return this.loading
   }
 
-  private async loadNow(reason: 'load' | 'reload' | 'restart'): Promise<void> {
-    if (this.status === 'stopped') return
+  private async loadNow(reason: LoadReason): Promise<void> {
+    if (this.stopped) return
     const previous = this.current
     const keep = previous !== undefined && !previous.dead
-    let sandbox: PluginSandbox | undefined
-    let acquired: string[] = []
+    const grant: Grant = { objects: new Set(), revoked: false }
     const user = `${this.file}#${nextVersionId}`
+    let sandbox: PluginSandbox | undefined
     try {
-      const bundle = await this.builder.build()
-      this.inputs = bundle.inputs
-      const callbacks = {
-        map: (topic: string, op: string, key?: Uint8Array, value?: Uint8Array) => this.mapOperation(topic, op, key, value),
-        asyncFailure: (failure: PluginFailure) => {
-          const current = this.current
-          if (current !== undefined && current.sandbox === sandbox) this.fail(current, failure)
-        },
-      }
-      const guessed = this.env.limitsFor(this.name)
-      sandbox = await PluginSandbox.create(bundle, guessed, callbacks)
+      sandbox = await this.startSandbox(grant)
+      if (sandbox === undefined) return
       const name = sandbox.name
-      const limits = this.env.limitsFor(name)
-      if (limits.memoryMb !== guessed.memoryMb || limits.callBudgetMs !== guessed.callBudgetMs || limits.maxOutputPerCall !== guessed.maxOutputPerCall) {
-        // The isolate's limits are fixed at creation and the name (which selects them) is only
-        // known after evaluating the bundle, so a first load may need a second isolate.
-        sandbox.dispose()
-        sandbox = await PluginSandbox.create(bundle, limits, callbacks)
-      }
-      if (!this.env.enabled(name)) {
-        sandbox.dispose()
-        this.status = 'disabled'
-        this.env.log.info(`plugin ${name} (${this.file}) is disabled in the config (plugins.${name}.enabled: false); not loading it`)
-        return
-      }
-      if (name !== this.name) {
-        if (!this.env.claimName(name, this)) {
-          throw new Error(`plugin name '${name}' is already used by another file; give this plugin another name`)
-        }
-        if (this.name !== undefined) this.env.releaseName(this.name, this)
-        this.name = name
-        this.scope = this.env.sink.scope(name)
-      }
+      this.claimName(name)
       for (const object of sandbox.declaration.objects) {
         await this.env.bus.acquire(object, user)
-        acquired.push(object)
+        grant.objects.add(object)
       }
+      this.throwIfStopped()
       await this.quiesce()
-      let state: Record<string, unknown> = {}
-      if (keep) {
-        try {
-          state = await previous!.sandbox.state()
-        } catch (error) {
-          this.env.log.warn(`plugin ${name}: ctx.state could not be carried over (${(error as Error).message}); ` +
-            'the new version starts with an empty ctx.state. Keep only plain data (no functions or class instances) in ctx.state')
-        }
-      }
+      const state = keep ? await this.carryState(previous!, name) : {}
       const config = { ...sandbox.declaration.config, ...this.env.configFor(name) }
       const result = await sandbox.setup(config, state)
-      for (const topic of result.topics) {
-        if (!this.subscriptions.has(topic)) {
-          this.subscriptions.set(topic, this.env.bus.subscribe(topic, (batch) => this.enqueue(topic, batch)))
-        }
-      }
+      this.throwIfStopped()
       const version: Version = {
-        id: nextVersionId++, sandbox, user, objects: acquired, topics: new Set(result.topics),
+        id: nextVersionId++, sandbox, grant, user, topics: new Set(result.topics),
         intervals: [], startedAt: Date.now(), dead: false,
       }
+      this.subscribe(version)
       this.swapTo(version, result.timers)
       this.forward(result.output)
       if (reason === 'reload') this.stats.reloads++
@@ -229,18 +215,107 @@ export class PluginHost {
       this.env.log.info(`plugin ${name}: ${reason === 'load' ? 'loaded' : reason === 'reload' ? 'reloaded' : 'restarted'} from ${this.file}`)
       this.env.notify({ type: 'loaded', plugin: name, file: this.file, version: version.id })
     } catch (error) {
+      grant.revoked = true
       sandbox?.dispose()
-      for (const object of acquired) await this.env.bus.release(object, user).catch((e: Error) => this.env.log.error(e.message))
-      acquired = []
+      for (const object of grant.objects) await this.env.bus.release(object, user).catch((e: Error) => this.env.log.error(e.message))
       this.rejected(error as Error, reason, keep)
     } finally {
+      this.starting = undefined
       this.paused = false
       this.kick()
     }
   }
 
+  /**
+   * Builds the bundle and evaluates it in a new sandbox whose map calls are checked against
+   * `grant`. Returns undefined when the config disables the plugin.
+   */
+  private async startSandbox(grant: Grant): Promise<PluginSandbox | undefined> {
+    const bundle = await this.builder.build()
+    this.inputs = bundle.inputs
+    let sandbox: PluginSandbox | undefined
+    const callbacks: SandboxHost = {
+      map: (topic, op, key, value) => this.mapOperation(grant, topic, op, key, value),
+      asyncFailure: (failure) => {
+        const current = this.current
+        if (current !== undefined && current.sandbox === sandbox) this.fail(current, failure)
+      },
+    }
+    const guessed = this.env.limitsFor(this.name)
+    sandbox = this.starting = await PluginSandbox.create(bundle, guessed, callbacks)
+    const limits = this.env.limitsFor(sandbox.name)
+    if (limits.memoryMb !== guessed.memoryMb || limits.callBudgetMs !== guessed.callBudgetMs ||
+      limits.callDeadlineMs !== guessed.callDeadlineMs || limits.maxOutputPerCall !== guessed.maxOutputPerCall) {
+      // The isolate's limits are fixed at creation and the name (which selects them) is only
+      // known after evaluating the bundle, so a first load may need a second isolate.
+      sandbox.dispose()
+      sandbox = this.starting = await PluginSandbox.create(bundle, limits, callbacks)
+    }
+    this.throwIfStopped()
+    if (!this.env.enabled(sandbox.name)) {
+      sandbox.dispose()
+      this.status = 'disabled'
+      this.env.log.info(`plugin ${sandbox.name} (${this.file}) is disabled in the config (plugins.${sandbox.name}.enabled: false); not loading it`)
+      return undefined
+    }
+    return sandbox
+  }
+
+  private claimName(name: string): void {
+    if (name === this.name) return
+    if (!this.env.claimName(name, this)) {
+      throw new Error(`plugin name '${name}' is already used by another file; give this plugin another name`)
+    }
+    if (this.name !== undefined) this.env.releaseName(this.name, this)
+    this.name = name
+    this.scope = this.env.sink.scope(name)
+  }
+
+  private async carryState(previous: Version, name: string): Promise<Record<string, unknown>> {
+    try {
+      return await previous.sandbox.state()
+    } catch (error) {
+      this.env.log.warn(`plugin ${name}: ctx.state could not be carried over (${(error as Error).message}); ` +
+        'the new version starts with an empty ctx.state. Keep only plain data (no functions or class instances) in ctx.state')
+      return {}
+    }
+  }
+
+  private throwIfStopped(): void {
+    if (this.stopped) throw new StoppedError()
+  }
+
+  /**
+   * Subscribes the host to the version's topics. Every topic must belong to an object acquired for
+   * the version; one that does not rejects the whole version before anything is subscribed.
+   */
+  private subscribe(version: Version): void {
+    for (const topic of version.topics) {
+      const { object } = splitTopic(topic)
+      if (!version.grant.objects.has(object)) {
+        throw new PluginFailure(this.name ?? this.file, 'permission',
+          `ctx.on('${topic}'): object '${object}' is not in this plugin's objects; add it to objects: [...]`, '')
+      }
+    }
+    const added: string[] = []
+    try {
+      for (const topic of version.topics) {
+        if (this.subscriptions.has(topic)) continue
+        this.subscriptions.set(topic, this.env.bus.subscribe(topic, (batch) => this.enqueue(topic, batch)))
+        added.push(topic)
+      }
+    } catch (error) {
+      for (const topic of added) {
+        this.subscriptions.get(topic)!()
+        this.subscriptions.delete(topic)
+      }
+      throw error
+    }
+  }
+
   /** A load that did not produce a running version. */
   private rejected(error: Error, reason: string, keep: boolean): void {
+    if (this.stopped) return
     const detail = error instanceof PluginFailure && error.pluginStack !== '' ? `\n${error.pluginStack}` : ''
     const what = error instanceof PluginBuildError ? error.message : `${reason} failed: ${error.message}${detail}`
     this.env.notify({ type: 'rejected', plugin: this.name, file: this.file, error })
@@ -261,7 +336,6 @@ export class PluginHost {
   private swapTo(version: Version, timers: number[]): void {
     const old = this.current
     this.current = version
-    this.rate.cpuStartNs = 0n
     version.intervals = timers.map((ms, index) => setInterval(() => this.enqueueTimer(version.id, index), ms))
     for (const [topic, unsubscribe] of this.subscriptions) {
       if (!version.topics.has(topic)) {
@@ -274,14 +348,12 @@ export class PluginHost {
 
   /** Stops a version for good and lets go of its objects (after the next version holds them). */
   private retire(version: Version): void {
-    for (const interval of version.intervals) clearInterval(interval)
-    this.retiredCpuNs += version.sandbox.cpuTimeNs()
-    version.sandbox.dispose()
+    this.halt(version)
     for (let i = this.queue.length - 1; i >= 0; i--) {
       const item = this.queue[i]!
       if (item.kind === 'timer' && item.version === version.id) this.queue.splice(i, 1)
     }
-    for (const object of version.objects) {
+    for (const object of version.grant.objects) {
       this.env.bus.release(object, version.user).catch((e: Error) => this.env.log.error(`release object ${object}: ${e.message}`))
     }
   }
@@ -289,7 +361,7 @@ export class PluginHost {
   private enqueue(topic: string, batch: RecordBatch): void {
     this.stats.batchesIn++
     this.stats.eventsIn += batch.count
-    if (this.status === 'stopped') return
+    if (this.stopped) return
     const limits = this.env.limitsFor(this.name)
     const now = Date.now()
     if (now - this.rate.windowStart >= 1000) {
@@ -352,8 +424,14 @@ export class PluginHost {
         try {
           if (item.kind === 'batch') {
             this.queuedBytes -= item.batch.byteLength
+            if (!version.topics.has(item.topic)) {
+              // queued for a version that listened to it; the one running now does not
+              item.batch.release()
+              this.drop(item.batch.count, 'unsubscribed')
+              continue
+            }
             const output = await version.sandbox.deliver(item.topic, item.batch)
-            if (version.topics.has(item.topic)) this.stats.handled += item.batch.count
+            this.stats.handled += item.batch.count
             this.forward(output)
           } else if (item.version === version.id) {
             this.forward(await version.sandbox.timer(item.index))
@@ -410,11 +488,9 @@ export class PluginHost {
   }
 
   private fail(version: Version, failure: PluginFailure): void {
-    if (version !== this.current || version.dead) return
+    if (this.stopped || version !== this.current || version.dead) return
     version.dead = true
-    for (const interval of version.intervals) clearInterval(interval)
-    this.retiredCpuNs += version.sandbox.cpuTimeNs()
-    version.sandbox.dispose()
+    this.halt(version)
     if (Date.now() - version.startedAt >= this.env.backoff.resetAfterMs) this.consecutiveFailures = 0
     this.lastError = { kind: failure.kind, message: failure.message, stack: failure.pluginStack, at: new Date().toISOString() }
     const delay = this.scheduleRestart()
@@ -422,7 +498,16 @@ export class PluginHost {
     this.env.notify({ type: 'failed', plugin: this.name ?? this.file, file: this.file, failure, restartInMs: delay })
   }
 
+  /** Ends a version's code: timers, map access and the isolate; its objects stay held. */
+  private halt(version: Version): void {
+    version.grant.revoked = true
+    for (const interval of version.intervals) clearInterval(interval)
+    this.retiredCpuNs += version.sandbox.cpuTimeNs()
+    version.sandbox.dispose()
+  }
+
   private scheduleRestart(): number {
+    if (this.stopped) return 0
     this.consecutiveFailures++
     const { initialMs, maxMs } = this.env.backoff
     const delay = Math.min(maxMs, initialMs * 2 ** (this.consecutiveFailures - 1))
@@ -432,10 +517,13 @@ export class PluginHost {
     return delay
   }
 
-  private mapOperation(topic: string, op: string, key?: Uint8Array, value?: Uint8Array): unknown {
+  /** A map call from the isolate: allowed only on the objects acquired for the calling version. */
+  private mapOperation(grant: Grant, topic: unknown, op: unknown, key?: Uint8Array, value?: Uint8Array): unknown {
+    if (typeof topic !== 'string' || typeof op !== 'string') throw new TypeError('ctx.map: the topic and operation must be strings')
+    if (grant.revoked) throw new Error(`map '${topic}': this version of the plugin was stopped`)
     const { object } = splitTopic(topic)
-    if (this.current !== undefined && !this.current.dead && !this.current.objects.includes(object)) {
-      throw new Error(`map '${topic}': object '${object}' is not in this plugin's objects`)
+    if (!grant.objects.has(object)) {
+      throw new Error(`ctx.map('${topic}'): object '${object}' is not in this plugin's objects; add it to objects: [...]`)
     }
     const map = this.env.bus.map(topic)
     switch (op) {
@@ -463,8 +551,13 @@ export class PluginHost {
 
   /** Unloads: no more events, timers stopped, objects released, the isolate discarded. */
   async stop(): Promise<void> {
+    this.stopped = true
     this.status = 'stopped'
     clearTimeout(this.restartTimer)
+    // End plugin code now rather than waiting for it: a call in flight or a setup() that never
+    // settles must not hold up an unload or a shutdown.
+    this.starting?.dispose()
+    if (this.current !== undefined && !this.current.dead) this.halt(this.current)
     await this.loading
     await this.quiesce()
     for (const unsubscribe of this.subscriptions.values()) unsubscribe()
@@ -474,9 +567,7 @@ export class PluginHost {
     const version = this.current
     this.current = undefined
     if (version !== undefined) {
-      for (const interval of version.intervals) clearInterval(interval)
-      version.sandbox.dispose()
-      await Promise.allSettled(version.objects.map((o) => this.env.bus.release(o, version.user)))
+      await Promise.allSettled([...version.grant.objects].map((o) => this.env.bus.release(o, version.user)))
     }
     if (this.name !== undefined) {
       this.env.releaseName(this.name, this)

@@ -1,7 +1,12 @@
 /**
- * One version of one plugin, in its own isolated-vm isolate: a memory limit, a CPU-time budget per
- * call, and a fixed set of host callbacks (map access, asynchronous failure). Everything that goes
- * wrong inside is turned into a `PluginFailure` with a stack mapped back to the plugin's `.ts`.
+ * One version of one plugin, in its own isolated-vm isolate: a memory limit, a wall-time budget per
+ * call, a deadline on every await of plugin code, and a fixed set of host callbacks (map access,
+ * asynchronous failure). Everything that goes wrong inside is turned into a `PluginFailure` with a
+ * stack mapped back to the plugin's `.ts`.
+ *
+ * Nothing the isolate hands back is trusted: plugin code runs in the same context as the bootstrap
+ * and can patch any builtin the bootstrap uses, so the shape and size of every result is checked
+ * here, on the host side.
  */
 import ivm from 'isolated-vm'
 import type { RecordBatch } from '../bpf/batch.ts'
@@ -10,7 +15,12 @@ import type { IsolateOutput } from './isolate/bootstrap.ts'
 
 export type { IsolateOutput }
 
-export type FailureKind = 'throw' | 'cpu-budget' | 'memory' | 'emit-flood' | 'setup'
+/**
+ * `time-budget`: one call ran too long; `deadline`: an awaited promise of plugin code did not
+ * settle in time; `permission`: the plugin reached past its declared objects or sent back
+ * something malformed.
+ */
+export type FailureKind = 'throw' | 'time-budget' | 'deadline' | 'memory' | 'emit-flood' | 'setup' | 'permission'
 
 export class PluginFailure extends Error {
   readonly plugin: string
@@ -30,13 +40,28 @@ export class PluginFailure extends Error {
 export interface SandboxLimits {
   /** Isolate heap limit. */
   memoryMb: number
-  /** Wall time one batch, timer run or setup may take inside the isolate before it is stopped. */
+  /**
+   * Wall time one batch, timer run or setup may run inside the isolate before it is stopped. It is
+   * wall time, not CPU time (isolated-vm's `timeout`): a plugin starved of CPU by a busy host can
+   * hit it sooner than its own work would.
+   */
   callBudgetMs: number
+  /**
+   * Wall time an async `setup()` or `ctx.every` callback may take to settle, awaits included. Past
+   * it the version is stopped, so a promise that never settles cannot stall a reload or shutdown.
+   */
+  callDeadlineMs: number
   /** Signals plus log lines one call may queue; more is an emit flood. */
   maxOutputPerCall: number
 }
 
-export const defaultLimits: SandboxLimits = { memoryMb: 64, callBudgetMs: 1000, maxOutputPerCall: 100_000 }
+export const defaultLimits: SandboxLimits = { memoryMb: 64, callBudgetMs: 1000, callDeadlineMs: 5000, maxOutputPerCall: 100_000 }
+
+/** Most `ctx.every` timers one version may register. */
+export const maxTimers = 64
+const logLevels = new Set<unknown>(['debug', 'info', 'warn', 'error'])
+/** The shortest `ctx.every` interval, as the isolate also enforces. */
+export const minTimerMs = 10
 
 export interface SandboxHost {
   /** `op` is info, lookup, update, delete or entries; see PluginMap. */
@@ -69,6 +94,7 @@ export class PluginSandbox {
   private readonly context: ivm.Context
   private readonly functions: Functions
   private readonly limits: SandboxLimits
+  private stoppedByHost = false
 
   private constructor(bundle: PluginBundle, declaration: PluginDeclaration, isolate: ivm.Isolate, context: ivm.Context, functions: Functions, limits: SandboxLimits) {
     this.bundle = bundle
@@ -110,6 +136,7 @@ export class PluginSandbox {
       } catch (error) {
         throw toFailure(error, isolate, label, bundle, 'setup')
       }
+      checkDeclaration(declaration, label)
       name = declaration.name
       const functions = {
         setup: await get('setup'),
@@ -132,50 +159,116 @@ export class PluginSandbox {
     return this.isolate.isDisposed
   }
 
-  /** Runs the plugin's setup(ctx); a throw here is a 'setup' failure and leaves the caller's old version in charge. */
+  /**
+   * Runs the plugin's setup(ctx); a throw here is a 'setup' failure and leaves the caller's old
+   * version in charge. The topics and timers it reports are checked for shape only: whether the
+   * plugin may use them is the host's call.
+   */
   async setup(config: Record<string, unknown>, state: Record<string, unknown>): Promise<SetupResult> {
+    let result: unknown
     try {
-      return (await this.functions.setup.apply(
+      result = await this.withDeadline('setup()', this.functions.setup.apply(
         undefined,
         [new ivm.ExternalCopy(config).copyInto({ release: true }), new ivm.ExternalCopy(state).copyInto({ release: true })],
         { timeout: this.limits.callBudgetMs, result: { promise: true, copy: true } },
-      )) as SetupResult
+      ))
     } catch (error) {
-      throw toFailure(error, this.isolate, this.name, this.bundle, 'setup')
+      throw toFailure(error, this.isolate, this.name, this.bundle, 'setup', this.stoppedByHost)
     }
+    return this.checkSetupResult(result)
   }
 
   /** Hands one whole batch to the isolate, which runs the per-event loop. */
-  async deliver(topic: string, batch: RecordBatch | PreparedBatch): Promise<IsolateOutput | undefined> {
-    const copy = batch instanceof PreparedBatch ? batch.copy : new ivm.ExternalCopy(batch.buffer)
+  async deliver(topic: string, batch: PreparedBatch): Promise<IsolateOutput | undefined> {
+    let output: unknown
     try {
-      return (await this.functions.deliver.apply(
+      output = await this.functions.deliver.apply(
         undefined,
-        [topic, copy.copyInto({ release: true, transferIn: true }), batch.byteLength, batch.count],
+        [topic, batch.copy.copyInto({ release: true, transferIn: true }), batch.byteLength, batch.count],
         { timeout: this.limits.callBudgetMs, result: { copy: true } },
-      )) as IsolateOutput | undefined
+      )
     } catch (error) {
-      throw toFailure(error, this.isolate, this.name, this.bundle, 'throw')
+      throw toFailure(error, this.isolate, this.name, this.bundle, 'throw', this.stoppedByHost)
     }
+    return this.checkOutput(output)
   }
 
+  /** Runs the index-th `ctx.every` callback, awaiting what it returns up to the call deadline. */
   async timer(index: number): Promise<IsolateOutput | undefined> {
+    let output: unknown
     try {
-      return (await this.functions.timer.apply(undefined, [index], {
+      output = await this.withDeadline(`the ctx.every callback #${index + 1}`, this.functions.timer.apply(undefined, [index], {
         timeout: this.limits.callBudgetMs,
         result: { promise: true, copy: true },
-      })) as IsolateOutput | undefined
+      }))
     } catch (error) {
-      throw toFailure(error, this.isolate, this.name, this.bundle, 'throw')
+      throw toFailure(error, this.isolate, this.name, this.bundle, 'throw', this.stoppedByHost)
     }
+    return this.checkOutput(output)
   }
 
   /** A structured copy of ctx.state; fails (with the reason) when it holds functions or the like. */
   async state(): Promise<Record<string, unknown>> {
-    return (await this.functions.state.apply(undefined, [], {
+    const state = await this.functions.state.apply(undefined, [], {
       timeout: this.limits.callBudgetMs,
       result: { copy: true },
-    })) as Record<string, unknown>
+    })
+    if (state === null || typeof state !== 'object' || Array.isArray(state)) throw new TypeError('ctx.state is not a plain object')
+    return state as Record<string, unknown>
+  }
+
+  /**
+   * Settles with `call`, or stops the isolate when it has not settled within the call deadline:
+   * the `timeout` option bounds only the synchronous part of a call, not the promise it returns.
+   */
+  private async withDeadline<T>(what: string, call: Promise<T>): Promise<T> {
+    const ms = this.limits.callDeadlineMs
+    let timer: NodeJS.Timeout | undefined
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new PluginFailure(this.name, 'deadline',
+          `${what} did not settle within ${ms} ms (a promise that never resolves, or an await on something that never comes); it was stopped`, ''))
+        this.dispose()
+      }, ms)
+    })
+    try {
+      return await Promise.race([call, expired])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  private checkSetupResult(result: unknown): SetupResult {
+    const r = result as Partial<SetupResult> | null
+    const malformed = (what: string) => new PluginFailure(this.name, 'permission', `setup() reported ${what}; the version was not started`, '')
+    if (r === null || typeof r !== 'object') throw malformed('no result')
+    if (!Array.isArray(r.topics) || !r.topics.every((t) => typeof t === 'string')) throw malformed('topics that are not a list of strings')
+    if (!Array.isArray(r.timers) || r.timers.length > maxTimers) throw malformed(`timers that are not a list of at most ${maxTimers}`)
+    for (const ms of r.timers) {
+      if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < minTimerMs) throw malformed(`a ctx.every interval of ${String(ms)} (at least ${minTimerMs} ms)`)
+    }
+    return { topics: r.topics, timers: r.timers, output: this.checkOutput(r.output) }
+  }
+
+  /** Checks an isolate's output: its shape, and its size against the emit-flood limit. */
+  private checkOutput(output: unknown): IsolateOutput | undefined {
+    if (output === undefined) return undefined
+    const o = output as Partial<IsolateOutput> | null
+    const lists = o === null || typeof o !== 'object' ? [] : [o.spans, o.metrics, o.logs, o.profiles, o.messages]
+    if (lists.length === 0 || !lists.every(Array.isArray)) {
+      throw new PluginFailure(this.name, 'permission', 'sent back output that is not the runtime\'s (was a builtin patched?); the version was stopped', '')
+    }
+    const total = lists.reduce((sum, list) => sum + (list as unknown[]).length, 0)
+    if (total > this.limits.maxOutputPerCall) {
+      throw new PluginFailure(this.name, 'emit-flood', `emitted ${total} signals and log lines in one call, more than ${this.limits.maxOutputPerCall}; ` +
+        'aggregate before emitting (for example count into a Map and emit from ctx.every)', '')
+    }
+    for (const m of o!.messages!) {
+      if (!Array.isArray(m) || !logLevels.has(m[0]) || typeof m[1] !== 'string') {
+        throw new PluginFailure(this.name, 'permission', 'sent back a malformed log line; the version was stopped', '')
+      }
+    }
+    return o as IsolateOutput
   }
 
   /** CPU time the isolate has used, in nanoseconds. */
@@ -189,11 +282,30 @@ export class PluginSandbox {
     return heap.used_heap_size + heap.externally_allocated_size
   }
 
+  /** Stops the isolate, also in the middle of a call (which then rejects). */
   dispose(): void {
     if (this.isolate.isDisposed) return
+    this.stoppedByHost = true
     this.context.release()
     this.isolate.dispose()
   }
+}
+
+/** Plugin names become metric attributes, scope names and config keys: keep them plain. */
+const pluginName = /^[A-Za-z0-9][\w.-]{0,63}$/
+const objectName = /^[a-z0-9_]{1,64}$/
+
+/** The isolate reports its definition; nothing in it is taken on trust. */
+function checkDeclaration(d: PluginDeclaration, file: string): void {
+  const bad = (what: string) => new PluginFailure(file, 'setup', `the plugin's definition ${what}`, '')
+  if (d === null || typeof d !== 'object') throw bad('is missing')
+  if (typeof d.name !== 'string' || !pluginName.test(d.name)) {
+    throw bad(`has the name ${JSON.stringify(d.name)}; use letters, digits, '_', '.' or '-' (at most 64), starting with a letter or digit`)
+  }
+  if (!Array.isArray(d.objects) || !d.objects.every((o) => typeof o === 'string' && objectName.test(o))) {
+    throw bad(`lists objects ${JSON.stringify(d.objects)}; give library object names like ['exec']`)
+  }
+  if (d.config === null || typeof d.config !== 'object' || Array.isArray(d.config)) throw bad('has a config that is not an object')
 }
 
 /**
@@ -217,15 +329,16 @@ export class PreparedBatch {
   }
 }
 
-function toFailure(error: unknown, isolate: ivm.Isolate, plugin: string, bundle: PluginBundle, fallback: FailureKind): PluginFailure {
+function toFailure(error: unknown, isolate: ivm.Isolate, plugin: string, bundle: PluginBundle, fallback: FailureKind, stoppedByHost = false): PluginFailure {
   if (error instanceof PluginFailure) return error
   const e = error instanceof Error ? error : new Error(String(error))
+  if (stoppedByHost) return new PluginFailure(plugin, fallback, 'was stopped by the runtime during the call', '')
   if (isolate.isDisposed || /disposed during execution due to memory limit/.test(e.message)) {
     return new PluginFailure(plugin, 'memory', 'ran out of memory (isolate memory limit); the isolate was discarded', '')
   }
   if (/Script execution timed out/.test(e.message)) {
-    return new PluginFailure(plugin, 'cpu-budget',
-      'exceeded its CPU-time budget for one call (an endless loop, or too much work per batch); it was stopped', '')
+    return new PluginFailure(plugin, 'time-budget',
+      'exceeded its time budget for one call (an endless loop, or too much work per batch); it was stopped', '')
   }
   const stack = mapStack(e.stack ?? `${e.name}: ${e.message}`, bundle)
   if (e.name === 'EmitFloodError' || /^EmitFloodError/.test(e.stack ?? '')) {

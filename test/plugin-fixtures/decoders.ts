@@ -33,4 +33,5 @@ export function decodeGen(view: DataView, offset: number): GenEvent {
 export const decoders: Record<string, (view: DataView, offset: number) => object> = {
   'gen:events': decodeGen,
   'gen:other': decodeGen,
+  'secret:events': decodeGen,
 }

@@ -1,6 +1,6 @@
 /**
- * A synthetic ObjectProvider for plugin tests and benchmarks: object `gen` with streams `events`
- * and `other` (64-byte numbered records, see decoders.ts) and a hash map `counts` (u32 → u64).
+ * A synthetic ObjectProvider for plugin tests and benchmarks: object `gen` (and any other names
+ * it is given, alike) with streams `events` and `other` (64-byte numbered records, see decoders.ts) and a hash map `counts` (u32 → u64).
  * Tests push batches by hand; the provider records opens and closes so tests can check refcounts.
  */
 import type { RecordBatch } from '../../runtime/bpf/batch.ts'
@@ -97,9 +97,15 @@ export class SyntheticObject implements LibraryObject {
 export class SyntheticProvider implements ObjectProvider {
   readonly opened: SyntheticObject[] = []
   private nextLink = 100
+  /** Object names it serves: `gen`, and more for tests of what one plugin may reach of another's. */
+  private readonly names: readonly string[]
+
+  constructor(names: readonly string[] = ['gen']) {
+    this.names = names
+  }
 
   async open(name: string): Promise<LibraryObject> {
-    if (name !== 'gen') throw new Error(`no object '${name}' in the synthetic library`)
+    if (!this.names.includes(name)) throw new Error(`no object '${name}' in the synthetic library`)
     const object = new SyntheticObject(name, [this.nextLink++, this.nextLink++])
     this.opened.push(object)
     return object
@@ -107,8 +113,13 @@ export class SyntheticProvider implements ObjectProvider {
 
   /** The open (not closed) instance of `gen`. */
   get gen(): SyntheticObject {
-    const open = this.opened.filter((o) => !o.closed)
-    if (open.length !== 1) throw new Error(`expected one open 'gen' object, found ${open.length}`)
+    return this.object('gen')
+  }
+
+  /** The open (not closed) instance of object `name`. */
+  object(name: string): SyntheticObject {
+    const open = this.opened.filter((o) => o.name === name && !o.closed)
+    if (open.length !== 1) throw new Error(`expected one open '${name}' object, found ${open.length}`)
     return open[0]!
   }
 }
