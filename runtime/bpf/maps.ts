@@ -74,37 +74,53 @@ export class BpfMap {
     }
   }
 
-  /** Every [key, value] pair; values of per-CPU maps hold all CPUs back to back. */
+  /**
+   * Every [key, value] pair, each once; values of per-CPU maps hold all CPUs back to back. A batch
+   * lookup the kernel refuses part way is finished key by key, skipping what the batches yielded.
+   */
   *entries(batchSize = 256): Iterable<[Uint8Array, Uint8Array]> {
+    // key bytes of each batch yielded so far: one array per batch, read only if a batch fails
+    const yielded: Uint8Array[] = []
     if (this.#batchSupported !== false) {
       try {
-        yield* this.#batchEntries(batchSize)
+        yield* this.#batchEntries(batchSize, yielded)
         this.#batchSupported = true
         return
       } catch (error) {
-        if (!(error instanceof BpfError) || this.#batchSupported === true || !['EINVAL', 'ENOTSUPP', 'EOPNOTSUPP'].includes(error.code)) throw explain(error, `iterate map ${this.name}`)
-        this.#batchSupported = false
+        if (!(error instanceof BpfError) || !['EINVAL', 'ENOTSUPP', 'EOPNOTSUPP'].includes(error.code)) throw explain(error, `iterate map ${this.name}`)
+        // only a refusal of the very first batch says the map type has no batch lookup
+        if (this.#batchSupported === undefined && yielded.length === 0) this.#batchSupported = false
       }
     }
+    const skip = this.#keySet(yielded)
     for (const key of this.keys()) {
-      const value = this.#map.lookup(key)
+      if (skip.has(Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1'))) continue
+      const value = this.#call('lookup', () => this.#map.lookup(key))
       if (value !== undefined) yield [key, value]
     }
   }
 
-  *#batchEntries(batchSize: number): Iterable<[Uint8Array, Uint8Array]> {
+  *#batchEntries(batchSize: number, yielded: Uint8Array[]): Iterable<[Uint8Array, Uint8Array]> {
+    const { keySize } = this.info
     const stride = this.info.perCpu ? this.#perCpuStride() * possibleCpus : this.info.valueSize
     let token: Uint8Array | null = null
     do {
       const batch = this.#map.lookupBatch(token, batchSize)
+      yielded.push(batch.keys.subarray(0, batch.count * keySize))
       for (let i = 0; i < batch.count; i++) {
-        yield [
-          batch.keys.subarray(i * this.info.keySize, (i + 1) * this.info.keySize),
-          batch.values.subarray(i * stride, (i + 1) * stride),
-        ]
+        yield [batch.keys.subarray(i * keySize, (i + 1) * keySize), batch.values.subarray(i * stride, (i + 1) * stride)]
       }
       token = batch.token
     } while (token !== null)
+  }
+
+  #keySet(batches: Uint8Array[]): Set<string> {
+    const { keySize } = this.info
+    const keys = new Set<string>()
+    for (const bytes of batches) {
+      for (let at = 0; at < bytes.byteLength; at += keySize) keys.add(Buffer.from(bytes.buffer, bytes.byteOffset + at, keySize).toString('latin1'))
+    }
+    return keys
   }
 
   #splitPerCpu(value: Uint8Array): Uint8Array[] {

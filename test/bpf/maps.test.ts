@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { BPF_NOEXIST, TypedMap, type Codec } from '../../runtime/bpf/maps.ts'
-import { native } from '../../runtime/bpf/native.ts'
+import { BpfError } from '../../runtime/bpf/errors.ts'
+import { BpfMap, BPF_NOEXIST, TypedMap, type Codec } from '../../runtime/bpf/maps.ts'
+import { native, type NativeMap } from '../../runtime/bpf/native.ts'
 import { ObjectSpec, type LoadedObject } from '../../runtime/bpf/object.ts'
 import { compileFixture } from './kernel.ts'
 
@@ -22,9 +23,11 @@ const pointCodec: Codec<Point> = {
 }
 const keyCodec: Codec<number> = { size: 4, decode: (view, offset) => view.getUint32(offset, true), encode: (value, view, offset) => view.setUint32(offset, value, true) }
 
+let fixture: string
 let object: LoadedObject
 before(async () => {
-  object = await ObjectSpec.open(compileFixture('maps')).load()
+  fixture = compileFixture('maps')
+  object = await ObjectSpec.open(fixture).load()
 })
 after(() => object.close())
 
@@ -94,4 +97,53 @@ test('wrong key sizes and unknown maps are refused with the expected sizes', () 
   assert.throws(() => object.map('points').lookup(new Uint8Array(8)), /key is 8 bytes, expected 4/)
   assert.throws(() => object.map('nope'), /unknown map "nope" in .*maps\.bpf\.o; it has: .*points/)
   assert.throws(() => new TypedMap(object.map('slots'), keyCodec, pointCodec), /codec sizes .* do not match/)
+})
+
+/**
+ * The fixture's `points` map, loaded in its own object, whose kernel batch lookup answers EINVAL
+ * from call `failAt` on (counting from 1), as a kernel without batch support for the map type
+ * would: everything else goes to the kernel.
+ */
+async function pointsFailingBatchAt(failAt: number) {
+  const raw = new native.Object(fixture)
+  await raw.load()
+  const real = raw.maps().find((m) => m.describe().name === 'points')!
+  const calls = { batch: 0 }
+  const failing: NativeMap = Object.create(real, {
+    lookupBatch: {
+      value: (token: Uint8Array | null, count: number) => {
+        if (++calls.batch >= failAt) throw new BpfError('bpf_map_lookup_batch points: Invalid argument', { op: 'bpf_map_lookup_batch points', errno: 22, code: 'EINVAL' })
+        return real.lookupBatch(token, count)
+      },
+    },
+  })
+  for (const name of ['describe', 'lookup', 'update', 'delete', 'nextKey'] as const) Object.defineProperty(failing, name, { value: real[name].bind(real) })
+  return { map: new BpfMap(failing, 'points'), calls, close: () => raw.close() }
+}
+
+const keysOf = (entries: Iterable<[Uint8Array, Uint8Array]>) => [...entries].map(([k]) => Buffer.from(k).readUInt32LE(0))
+
+test('a batch lookup that fails after the first chunk falls back to the key walk without yielding an entry twice', async () => {
+  const points = await pointsFailingBatchAt(2)
+  try {
+    for (let i = 0; i < 300; i++) points.map.update(u32(i), new Uint8Array(16))
+    const keys = keysOf(points.map.entries(100))
+    assert.equal(points.calls.batch, 2, 'the first chunk came from a batch lookup, the second failed')
+    assert.equal(keys.length, 300, 'every entry exactly once')
+    assert.deepEqual([...keys].sort((a, b) => a - b), [...Array(300).keys()])
+  } finally {
+    points.close()
+  }
+})
+
+test('a map whose batch lookup fails at once is walked key by key, and batch lookup is not tried again', async () => {
+  const points = await pointsFailingBatchAt(1)
+  try {
+    for (let i = 0; i < 300; i++) points.map.update(u32(i), new Uint8Array(16))
+    assert.equal(keysOf(points.map.entries(100)).length, 300)
+    assert.equal(keysOf(points.map.entries(100)).length, 300)
+    assert.equal(points.calls.batch, 1)
+  } finally {
+    points.close()
+  }
 })
