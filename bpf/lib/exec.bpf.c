@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-/* process exec and exit events from the sched tracepoints, with filename and argv */
+/* process exec and exit events from the sched tracepoints, with filename and argv; with
+ * target_tgid set, only that process and its descendants, followed through forks */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
@@ -25,6 +26,23 @@ struct {
 	__type(value, __u64);
 } exec_start SEC(".maps");
 
+/* how far up the parent chain an exec looks for target_tgid, for processes forked before load */
+#define ANCESTOR_DEPTH 32
+
+/*
+ * Processes that descend from target_tgid, added when a followed process forks and removed at
+ * exit: a descendant whose parent exits before it execs is reparented out of the target's tree,
+ * so only this map still knows it. When the map is full, a new descendant is found by the
+ * ancestor walk as long as its chain of parents is intact.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, __u8);
+} descendants SEC(".maps");
+
 DROP_COUNTER;
 
 static __always_inline void fill_common(struct exec_event *e, struct task_struct *task)
@@ -41,11 +59,34 @@ static __always_inline void fill_common(struct exec_event *e, struct task_struct
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 }
 
+/* whether tgid (whose task is task) is target_tgid or descends from it; remembers what it finds */
+static __always_inline bool follows_target(struct task_struct *task, __u32 tgid)
+{
+	__u8 yes = 1;
+	__u32 ancestor;
+	int depth;
+
+	if (tgid == target_tgid || bpf_map_lookup_elem(&descendants, &tgid))
+		return true;
+	for (depth = 0; depth < ANCESTOR_DEPTH; depth++) {
+		task = BPF_CORE_READ(task, real_parent);
+		ancestor = BPF_CORE_READ(task, tgid);
+		if (ancestor == target_tgid) {
+			bpf_map_update_elem(&descendants, &tgid, &yes, BPF_ANY);
+			return true;
+		}
+		/* init, or the idle task above it */
+		if (ancestor <= 1)
+			break;
+	}
+	return false;
+}
+
 static __always_inline bool wanted(struct task_struct *task)
 {
 	if (!target_tgid)
 		return true;
-	return BPF_CORE_READ(task, tgid) == target_tgid || BPF_CORE_READ(task, real_parent, tgid) == target_tgid;
+	return follows_target(task, BPF_CORE_READ(task, tgid));
 }
 
 SEC("tracepoint/sched/sched_process_exec")
@@ -106,6 +147,8 @@ int handle_exit(struct trace_event_raw_sched_process_template *ctx)
 	/* only whole-process exits, not thread exits */
 	if (pid != (__u32)id)
 		return 0;
+	if (target_tgid)
+		bpf_map_delete_elem(&descendants, &pid);
 	start = bpf_map_lookup_elem(&exec_start, &pid);
 	if (!start)
 		return 0;
@@ -127,5 +170,26 @@ int handle_exit(struct trace_event_raw_sched_process_template *ctx)
 	e->filename[0] = 0;
 	e->args[0] = 0;
 	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* a process forked by a followed one is followed from birth, even if its parent exits first */
+SEC("raw_tp/sched_process_fork")
+int handle_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *parent = (struct task_struct *)ctx->args[0];
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	__u32 parent_tgid, child_tgid;
+	__u8 yes = 1;
+
+	if (!target_tgid)
+		return 0;
+	parent_tgid = BPF_CORE_READ(parent, tgid);
+	child_tgid = BPF_CORE_READ(child, tgid);
+	/* a new thread of a process: followed or not along with it */
+	if (child_tgid == parent_tgid)
+		return 0;
+	if (follows_target(parent, parent_tgid))
+		bpf_map_update_elem(&descendants, &child_tgid, &yes, BPF_ANY);
 	return 0;
 }

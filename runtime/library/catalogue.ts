@@ -29,6 +29,8 @@ export const catalogue: Record<string, CatalogueEntry> = {
     attach: [
       { what: 'process exec', alternatives: [{ kind: 'tracepoint', program: 'handle_exec', category: 'sched', name: 'sched_process_exec' }] },
       { what: 'process exit', alternatives: [{ kind: 'tracepoint', program: 'handle_exit', category: 'sched', name: 'sched_process_exit' }] },
+      // only the raw tracepoint names the child's task, which tells a new process from a new thread
+      { what: "process fork (to follow target_tgid's descendants)", alternatives: [{ kind: 'raw_tp', program: 'handle_fork', name: 'sched_process_fork' }] },
     ],
   },
   generic: {
