@@ -14,6 +14,7 @@
 namespace periscope {
 
 class Link;
+struct BpfFailure;  // errors.h
 
 class Object : public Napi::ObjectWrap<Object> {
  public:
@@ -28,7 +29,6 @@ class Object : public Napi::ObjectWrap<Object> {
 
  private:
   Napi::Value Load(const Napi::CallbackInfo& info);
-  Napi::Value LoadSync(const Napi::CallbackInfo& info);
   Napi::Value Programs(const Napi::CallbackInfo& info);
   Napi::Value Maps(const Napi::CallbackInfo& info);
   Napi::Value Name(const Napi::CallbackInfo& info);
@@ -122,24 +122,32 @@ class Link : public Napi::ObjectWrap<Link> {
   std::string kind_;
 };
 
-// The perf buffer consumer's batch: records are copied in back to back (8-byte header, payload
-// padded to 8), the same layout as a ring buffer span.
+// A batch holds records back to back, each an 8-byte header (u32 length) then the record padded
+// to 8: the kernel ring buffer's own layout, which runtime/bpf/batch.ts describes.
+constexpr size_t kRecordHeaderBytes = 8;
+constexpr size_t RecordStride(size_t size) { return kRecordHeaderBytes + ((size + 7) & ~size_t{7}); }
+
+// The perf buffer consumer's batch: records are copied in, in the ring buffer's layout.
 class RecordBatcher {
  public:
   explicit RecordBatcher(size_t capacity);
   ~RecordBatcher();
-  void Append(const void* data, size_t size);
+  // False when the batch could not grow (out of memory): the sample is dropped and counted.
+  bool Append(const void* data, size_t size);
   bool empty() const { return count_ == 0; }
-  // Hands the filled buffer to JS as an ArrayBuffer (no copy) and starts a new one.
-  void Deliver(Napi::Env env, Napi::FunctionReference& callback, Napi::AsyncContext& context, uint64_t lost);
+  // Samples dropped for lack of memory since the last call.
+  uint64_t TakeUnbatched();
+  // Hands the filled buffer to JS as an ArrayBuffer (no copy) and starts a new one; false when
+  // the callback threw (the exception stays pending).
+  bool Deliver(Napi::Env env, Napi::FunctionReference& callback, Napi::AsyncContext& context, uint64_t lost);
 
  private:
-  void Reset();
   uint8_t* data_ = nullptr;
   size_t capacity_;
   size_t allocated_ = 0;
   size_t used_ = 0;
   uint32_t count_ = 0;
+  uint64_t unbatched_ = 0;
 };
 
 // The kernel wakes consumers through irq_work, which can wait for the next timer tick on an idle
@@ -156,6 +164,11 @@ class IdleDrain {
   void* owner_ = nullptr;
   void (*drain_)(void*) = nullptr;
 };
+
+// Hands an exception that a batch callback left pending to process 'uncaughtException', as Node
+// does for a timer callback that throws. For libuv callbacks, where nothing on the stack can
+// catch it: a C++ exception thrown there would abort the process.
+void RaiseUncaught(Napi::Env env);
 
 // Reads a BPF ring buffer map in place: its data pages are mapped twice in a row, so the
 // committed records between the consumer and producer positions are one contiguous span. Each
@@ -175,9 +188,14 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
   Napi::Value Pause(const Napi::CallbackInfo& info);
   Napi::Value Drain(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
-  // Delivers until the ring is empty or `max_batches` were delivered.
+  // Delivers until the ring is empty, `max_batches` were delivered or a callback threw.
   void Pump(Napi::Env env, int max_batches);
-  void Shutdown();
+  // Lends [start, end) to the callback, then releases it to the kernel whatever the callback
+  // did; false when it threw.
+  bool Deliver(Napi::Env env, unsigned long start, unsigned long end, uint32_t count);
+  void PumpFromLoop();
+  void StopWatching();
+  void Unmap();
 
   int map_fd_ = -1;
   size_t page_size_ = 0;
@@ -188,6 +206,8 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
   uint8_t* data_ = nullptr;
   uv_poll_t* poll_ = nullptr;
   IdleDrain idle_;
+  bool pumping_ = false;
+  bool closed_ = false;
   Napi::FunctionReference callback_;
   Napi::AsyncContext* context_ = nullptr;
   Napi::ObjectReference self_;
@@ -208,6 +228,9 @@ class PerfBuffer : public Napi::ObjectWrap<PerfBuffer> {
   Napi::Value Drain(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   void Pump(Napi::Env env);
+  void PumpFromLoop();
+  // Hands `failure` to the callback; false when it threw.
+  bool Fail(Napi::Env env, const BpfFailure& failure);
   void Shutdown();
 
   perf_buffer* pb_ = nullptr;
@@ -215,6 +238,7 @@ class PerfBuffer : public Napi::ObjectWrap<PerfBuffer> {
   IdleDrain idle_;
   RecordBatcher batcher_;
   uint64_t lost_ = 0;
+  bool pumping_ = false;
   Napi::FunctionReference callback_;
   Napi::AsyncContext* context_ = nullptr;
   Napi::ObjectReference self_;

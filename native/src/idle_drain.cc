@@ -32,4 +32,11 @@ void IdleDrain::Close() {
   timer_ = nullptr;
 }
 
+void RaiseUncaught(Napi::Env env) {
+  bool pending = false;
+  napi_value error;
+  if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) return;
+  if (napi_get_and_clear_last_exception(env, &error) == napi_ok) napi_fatal_exception(env, error);
+}
+
 }  // namespace periscope

@@ -10,7 +10,6 @@ Napi::Function Object::Init(Napi::Env env) {
   return DefineClass(env, "BpfObject",
                      {
                          InstanceMethod<&Object::Load>("load"),
-                         InstanceMethod<&Object::LoadSync>("loadSync"),
                          InstanceMethod<&Object::Programs>("programs"),
                          InstanceMethod<&Object::Maps>("maps"),
                          InstanceMethod<&Object::Name>("name"),
@@ -105,16 +104,6 @@ Napi::Value Object::Load(const Napi::CallbackInfo& info) {
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
-}
-
-Napi::Value Object::LoadSync(const Napi::CallbackInfo& info) {
-  bpf_object* obj = handle(info.Env());
-  if (loaded_) ThrowBpfError(info.Env(), "bpf_object__load: already loaded", EALREADY);
-  LibbpfLogCapture capture;
-  int err = bpf_object__load(obj);
-  if (err != 0) ThrowBpfError(info.Env(), std::string("bpf_object__load ") + bpf_object__name(obj), err, capture.take());
-  loaded_ = true;
-  return info.Env().Undefined();
 }
 
 Napi::Value Object::Programs(const Napi::CallbackInfo& info) {

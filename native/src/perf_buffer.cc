@@ -1,55 +1,64 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "errors.h"
 #include "handles.h"
 
 namespace periscope {
 
-namespace {
-constexpr size_t kHeaderBytes = 8;
-constexpr size_t Padded(size_t size) { return (size + 7) & ~size_t{7}; }
-}  // namespace
-
-RecordBatcher::RecordBatcher(size_t capacity) : capacity_(capacity) { Reset(); }
+RecordBatcher::RecordBatcher(size_t capacity) : capacity_(capacity) {}
 
 RecordBatcher::~RecordBatcher() { free(data_); }
 
-void RecordBatcher::Reset() {
-  data_ = static_cast<uint8_t*>(malloc(capacity_));
-  allocated_ = capacity_;
-  used_ = 0;
-  count_ = 0;
-}
-
-void RecordBatcher::Append(const void* data, size_t size) {
-  size_t need = used_ + kHeaderBytes + Padded(size);
+bool RecordBatcher::Append(const void* data, size_t size) {
+  size_t need = used_ + RecordStride(size);
   if (need > allocated_) {
     // perf buffers cannot stop mid-consume, so a full batch grows until the pass ends
-    allocated_ = need;
-    data_ = static_cast<uint8_t*>(realloc(data_, allocated_));
+    size_t grown = std::max({need, capacity_, 2 * allocated_});
+    auto* larger = static_cast<uint8_t*>(realloc(data_, grown));
+    if (larger == nullptr) {
+      // the batch so far stays intact; this sample is dropped, and counted
+      unbatched_++;
+      return false;
+    }
+    data_ = larger;
+    allocated_ = grown;
   }
   uint32_t header[2] = {static_cast<uint32_t>(size), 0};
-  memcpy(data_ + used_, header, kHeaderBytes);
-  memcpy(data_ + used_ + kHeaderBytes, data, size);
+  memcpy(data_ + used_, header, kRecordHeaderBytes);
+  memcpy(data_ + used_ + kRecordHeaderBytes, data, size);
+  // the padding too, so JS never sees stale heap bytes
+  memset(data_ + used_ + kRecordHeaderBytes + size, 0, need - used_ - kRecordHeaderBytes - size);
   used_ = need;
   count_++;
+  return true;
 }
 
-void RecordBatcher::Deliver(Napi::Env env, Napi::FunctionReference& callback, Napi::AsyncContext& context,
+uint64_t RecordBatcher::TakeUnbatched() {
+  uint64_t unbatched = unbatched_;
+  unbatched_ = 0;
+  return unbatched;
+}
+
+bool RecordBatcher::Deliver(Napi::Env env, Napi::FunctionReference& callback, Napi::AsyncContext& context,
                             uint64_t lost) {
   Napi::HandleScope scope(env);
-  size_t used = used_;
-  uint32_t count = count_;
-  // the buffer changes hands: JS frees it when the ArrayBuffer is collected
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, data_, allocated_, [](Napi::Env, void* data) { free(data); });
-  Reset();
-  callback.MakeCallback(Napi::Object::New(env),
-                        {buffer, Napi::Number::New(env, static_cast<double>(used)), Napi::Number::New(env, count),
-                         Napi::Number::New(env, static_cast<double>(lost))},
-                        context);
+  // the buffer changes hands before the call, so a callback that throws cannot see it again:
+  // JS frees it when the ArrayBuffer is collected
+  Napi::ArrayBuffer buffer = data_ == nullptr ? Napi::ArrayBuffer::New(env, 0)
+                                              : Napi::ArrayBuffer::New(env, data_, allocated_, [](Napi::Env, void* data) { free(data); });
+  napi_value args[] = {buffer, Napi::Number::New(env, static_cast<double>(used_)), Napi::Number::New(env, count_),
+                       Napi::Number::New(env, static_cast<double>(lost))};
+  data_ = nullptr;
+  allocated_ = 0;
+  used_ = 0;
+  count_ = 0;
+  napi_value result;
+  return napi_make_callback(env, context, env.Global(), callback.Value(), 4, args, &result) == napi_ok;
 }
 
 
@@ -103,48 +112,61 @@ void PerfBuffer::OnSample(void* ctx, int, void* data, __u32 size) {
 
 void PerfBuffer::OnLost(void* ctx, int, __u64 count) { static_cast<PerfBuffer*>(ctx)->lost_ += count; }
 
+bool PerfBuffer::Fail(Napi::Env env, const BpfFailure& failure) {
+  Napi::HandleScope scope(env);
+  napi_value args[] = {MakeBpfError(env, failure).Value()};
+  napi_value result;
+  return napi_make_callback(env, *context_, env.Global(), callback_.Value(), 1, args, &result) == napi_ok;
+}
+
 void PerfBuffer::Pump(Napi::Env env) {
-  if (pb_ == nullptr) return;
+  // a listener that drains from inside its callback would be called again before it returns
+  if (pb_ == nullptr || pumping_) return;
+  pumping_ = true;
   int err = perf_buffer__consume(pb_);
-  if (err < 0) {
-    callback_.MakeCallback(Napi::Object::New(env), {MakeBpfError(env, BpfFailure{"perf_buffer__consume", err, ""}).Value()},
-                           *context_);
-    return;
+  bool ok = true;
+  if (err < 0) ok = Fail(env, BpfFailure{"perf_buffer__consume", err, ""});
+  if (uint64_t unbatched = batcher_.TakeUnbatched(); unbatched != 0) {
+    lost_ += unbatched;
+    if (ok) {
+      ok = Fail(env, BpfFailure{"copy perf buffer samples into a batch: out of memory; " + std::to_string(unbatched) +
+                                    " samples dropped (counted as lost)", ENOMEM, ""});
+    }
   }
-  if (!batcher_.empty() || lost_ != 0) {
+  // after a throwing error callback, the batch waits for the next pump
+  if (ok && (!batcher_.empty() || lost_ != 0)) {
     uint64_t lost = lost_;
     lost_ = 0;
     batcher_.Deliver(env, callback_, *context_, lost);
   }
+  pumping_ = false;
+}
+
+void PerfBuffer::PumpFromLoop() {
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  Pump(env);
+  RaiseUncaught(env);
 }
 
 void PerfBuffer::OnReadable(uv_poll_t* poll, int status, int) {
-  auto* self = static_cast<PerfBuffer*>(poll->data);
   if (status < 0) return;
-  Napi::Env env = self->Env();
-  Napi::HandleScope scope(env);
-  self->Pump(env);
+  static_cast<PerfBuffer*>(poll->data)->PumpFromLoop();
 }
 
 Napi::Value PerfBuffer::Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (pb_ == nullptr) ThrowBpfError(env, "start of a closed perf buffer consumer", EBADF);
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
   if (poll_ == nullptr) {
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
     poll_ = new uv_poll_t;
     uv_poll_init(loop, poll_, perf_buffer__epoll_fd(pb_));
     poll_->data = this;
     self_ = Napi::Persistent(info.This().As<Napi::Object>());
   }
   uv_poll_start(poll_, UV_READABLE, OnReadable);
-  uv_loop_t* loop = nullptr;
-  napi_get_uv_event_loop(env, &loop);
-  idle_.Start(loop, this, [](void* owner) {
-    auto* self = static_cast<PerfBuffer*>(owner);
-    Napi::HandleScope scope(self->Env());
-    self->Pump(self->Env());
-  });
+  idle_.Start(loop, this, [](void* owner) { static_cast<PerfBuffer*>(owner)->PumpFromLoop(); });
   return env.Undefined();
 }
 
@@ -154,6 +176,8 @@ Napi::Value PerfBuffer::Pause(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// drain(): like RingBuffer's; an exception from the callback reaches the caller, and the batch
+// it was handed is not delivered again
 Napi::Value PerfBuffer::Drain(const Napi::CallbackInfo& info) {
   Pump(info.Env());
   return info.Env().Undefined();

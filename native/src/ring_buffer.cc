@@ -12,11 +12,6 @@
 
 namespace periscope {
 
-namespace {
-constexpr unsigned long Padded(unsigned long size) { return (size + 7) & ~7UL; }
-}  // namespace
-
-
 Napi::Function RingBuffer::Init(Napi::Env env) {
   return DefineClass(env, "BpfRingBuffer",
                      {
@@ -56,17 +51,21 @@ RingBuffer::RingBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RingBu
 }
 
 RingBuffer::~RingBuffer() {
-  Shutdown();
+  StopWatching();
+  Unmap();
   delete context_;
 }
 
-void RingBuffer::Shutdown() {
+void RingBuffer::StopWatching() {
   idle_.Close();
   if (poll_ != nullptr) {
     uv_poll_stop(poll_);
     uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
     poll_ = nullptr;
   }
+}
+
+void RingBuffer::Unmap() {
   if (consumer_pos_ != nullptr) {
     munmap(consumer_pos_, page_size_);
     munmap(producer_pos_, page_size_ + 2 * (mask_ + 1));
@@ -77,7 +76,10 @@ void RingBuffer::Shutdown() {
 }
 
 void RingBuffer::Pump(Napi::Env env, int max_batches) {
-  for (int delivered = 0; consumer_pos_ != nullptr && delivered < max_batches; delivered++) {
+  // a listener that drains from inside its callback would be handed the batch it holds again
+  if (pumping_) return;
+  pumping_ = true;
+  for (int delivered = 0; !closed_ && delivered < max_batches; delivered++) {
     unsigned long start = __atomic_load_n(consumer_pos_, __ATOMIC_ACQUIRE);
     unsigned long producer = __atomic_load_n(producer_pos_, __ATOMIC_ACQUIRE);
     unsigned long end = start;
@@ -87,38 +89,49 @@ void RingBuffer::Pump(Napi::Env env, int max_batches) {
       uint32_t header = __atomic_load_n(reinterpret_cast<uint32_t*>(data_ + (end & mask_)), __ATOMIC_ACQUIRE);
       if (header & BPF_RINGBUF_BUSY_BIT) break;
       if (!(header & BPF_RINGBUF_DISCARD_BIT)) count++;
-      end += Padded((header & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT)) + BPF_RINGBUF_HDR_SZ);
+      end += RecordStride(header & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT));
     }
-    if (end == start) return;
-    Napi::HandleScope scope(env);
-    size_t bytes = end - start;
-    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, data_ + (start & mask_), bytes);
-    callback_.MakeCallback(Napi::Object::New(env),
-                           {buffer, Napi::Number::New(env, static_cast<double>(bytes)), Napi::Number::New(env, count),
-                            Napi::Number::New(env, 0)},
-                           *context_);
-    // the records go back to the kernel: nothing may read them through this buffer any more
-    napi_detach_arraybuffer(env, buffer);
-    // the callback (or a microtask it ran) may have closed this consumer
-    if (consumer_pos_ == nullptr) return;
-    __atomic_store_n(consumer_pos_, end, __ATOMIC_RELEASE);
-    if (env.IsExceptionPending()) return;
+    if (end == start || !Deliver(env, start, end, count)) break;
   }
+  pumping_ = false;
+  // close() from inside the callback left the ring mapped until the lent batch was detached
+  if (closed_) Unmap();
+}
+
+bool RingBuffer::Deliver(Napi::Env env, unsigned long start, unsigned long end, uint32_t count) {
+  Napi::HandleScope scope(env);
+  size_t bytes = end - start;
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, data_ + (start & mask_), bytes);
+  napi_value args[] = {buffer, Napi::Number::New(env, static_cast<double>(bytes)), Napi::Number::New(env, count),
+                       Napi::Number::New(env, 0)};
+  napi_value result;
+  // the C call, not Napi's MakeCallback, so that a throwing callback leaves a pending exception
+  // instead of a C++ exception, and the batch is still released below
+  napi_status status = napi_make_callback(env, *context_, env.Global(), callback_.Value(), 4, args, &result);
+  // whatever the callback did, the records go back to the kernel: nothing may read them through
+  // this buffer any more, and they are never delivered twice
+  napi_detach_arraybuffer(env, buffer);
+  __atomic_store_n(consumer_pos_, end, __ATOMIC_RELEASE);
+  return status == napi_ok;
+}
+
+void RingBuffer::PumpFromLoop() {
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  // bounded per wake-up so a flood cannot starve the event loop; the map stays readable
+  Pump(env, 16);
+  RaiseUncaught(env);
 }
 
 void RingBuffer::OnReadable(uv_poll_t* poll, int status, int) {
-  auto* self = static_cast<RingBuffer*>(poll->data);
   if (status < 0) return;
-  Napi::Env env = self->Env();
-  Napi::HandleScope scope(env);
-  // bounded per wake-up so a flood cannot starve the event loop; the map stays readable
-  self->Pump(env, 16);
+  static_cast<RingBuffer*>(poll->data)->PumpFromLoop();
 }
 
 // start(): begins delivering from the libuv loop
 Napi::Value RingBuffer::Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (consumer_pos_ == nullptr) ThrowBpfError(env, "start of a closed ring buffer consumer", EBADF);
+  if (closed_) ThrowBpfError(env, "start of a closed ring buffer consumer", EBADF);
   uv_loop_t* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);
   if (poll_ == nullptr) {
@@ -129,11 +142,7 @@ Napi::Value RingBuffer::Start(const Napi::CallbackInfo& info) {
     self_ = Napi::Persistent(info.This().As<Napi::Object>());
   }
   uv_poll_start(poll_, UV_READABLE, OnReadable);
-  idle_.Start(loop, this, [](void* owner) {
-    auto* self = static_cast<RingBuffer*>(owner);
-    Napi::HandleScope scope(self->Env());
-    self->Pump(self->Env(), 16);
-  });
+  idle_.Start(loop, this, [](void* owner) { static_cast<RingBuffer*>(owner)->PumpFromLoop(); });
   return env.Undefined();
 }
 
@@ -144,14 +153,18 @@ Napi::Value RingBuffer::Pause(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// drain(): synchronously delivers everything the ring holds now
+// drain(): synchronously delivers everything the ring holds now; an exception from the callback
+// reaches the caller, after its batch was released. From inside a callback it does nothing: the
+// delivery under way goes on.
 Napi::Value RingBuffer::Drain(const Napi::CallbackInfo& info) {
   Pump(info.Env(), INT32_MAX);
   return info.Env().Undefined();
 }
 
 Napi::Value RingBuffer::Close(const Napi::CallbackInfo& info) {
-  Shutdown();
+  closed_ = true;
+  StopWatching();
+  if (!pumping_) Unmap();
   self_.Reset();
   return info.Env().Undefined();
 }

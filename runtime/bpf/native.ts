@@ -64,14 +64,17 @@ export interface NativeLink {
 
 export interface NativeObject {
   load(): Promise<void>
-  loadSync(): void
   programs(): NativeProgram[]
   maps(): NativeMap[]
   name(): string
   close(): void
 }
 
-/** (buffer, byteLength, count, lost) per batch, or (error) when consuming failed. */
+/**
+ * (buffer, byteLength, count, lost) per batch, or (error) when consuming failed. It should not
+ * throw: if it does, the batch is still consumed (never delivered again), and the exception
+ * reaches drain()'s caller, or process 'uncaughtException' when the event loop delivered.
+ */
 export type NativeBatchCallback = (bufferOrError: ArrayBuffer | Error, byteLength?: number, count?: number, lost?: number) => void
 
 export interface NativeConsumer {

@@ -11,8 +11,26 @@ import type { LoadedObject } from './object.ts'
 export interface ReaderOptions {
   /** Target bytes per batch (records are never split; one oversized record makes a bigger batch). */
   batchBytes?: number
+  /**
+   * Called once per batch. If it throws, the batch still counts as consumed (it is never
+   * delivered again), the failure is counted in `stats().listenerErrors` and reported to
+   * `onError`, and the next batches arrive as usual.
+   */
   onBatch?: (batch: RecordBatch) => void
+  /**
+   * Called when the kernel buffer cannot be read, or when `onBatch` threw (then `error.cause` is
+   * what it threw). By default the error is printed to stderr with its stack.
+   */
   onError?: (error: Error) => void
+}
+
+export interface ReaderStats {
+  /** Records delivered (to onBatch or the queue), including those of batches whose listener threw. */
+  received: number
+  /** Records the kernel reported lost (perf buffers), or could not copy into a batch. */
+  lost: number
+  /** Batches whose onBatch threw. */
+  listenerErrors: number
 }
 
 abstract class BatchReader implements AsyncIterable<RecordBatch> {
@@ -25,11 +43,12 @@ abstract class BatchReader implements AsyncIterable<RecordBatch> {
   #closed = false
   #received = 0
   #lost = 0
+  #listenerErrors = 0
 
   constructor(name: string, options: ReaderOptions) {
     this.name = name
     this.#onBatch = options.onBatch
-    this.#onError = options.onError ?? ((error) => { throw error })
+    this.#onError = options.onError ?? ((error) => console.error(error))
   }
 
   protected start(consumer: NativeConsumer): void {
@@ -37,16 +56,25 @@ abstract class BatchReader implements AsyncIterable<RecordBatch> {
     consumer.start()
   }
 
+  // The addon's callback. Nothing may escape it: the addon would hand the exception to drain()'s
+  // caller or to process 'uncaughtException', neither of which knows about this reader.
   protected readonly callback: NativeBatchCallback = (bufferOrError, byteLength, count, lost) => {
     if (bufferOrError instanceof Error) {
-      this.#onError(explain(bufferOrError, `read ${this.name}`))
+      this.#report(explain(bufferOrError, `read ${this.name}`))
       return
     }
     const batch: RecordBatch = { buffer: bufferOrError, byteLength: byteLength!, count: count!, lost: lost! }
     this.#received += batch.count
     this.#lost += batch.lost
     if (this.#onBatch !== undefined) {
-      this.#onBatch(batch)
+      try {
+        this.#onBatch(batch)
+      } catch (error) {
+        this.#listenerErrors++
+        const message = error instanceof Error ? error.message : String(error)
+        this.#report(new Error(`${this.name}: the batch listener threw: ${message} ` +
+          `(its ${batch.count} records are consumed and will not be delivered again; the next batches will be)`, { cause: error }))
+      }
       return
     }
     // ring buffer batches are lent only for this call; the queue keeps a copy
@@ -54,9 +82,16 @@ abstract class BatchReader implements AsyncIterable<RecordBatch> {
     this.#wake?.()
   }
 
-  /** Records delivered so far, and records the kernel reported lost (perf buffers). */
-  stats(): { received: number; lost: number } {
-    return { received: this.#received, lost: this.#lost }
+  stats(): ReaderStats {
+    return { received: this.#received, lost: this.#lost, listenerErrors: this.#listenerErrors }
+  }
+
+  #report(error: Error): void {
+    try {
+      this.#onError(error)
+    } catch (thrown) {
+      console.error(`${this.name}: onError threw while reporting an error; both follow`, error, thrown)
+    }
   }
 
   /** Stops reading; records stay in the kernel buffer until resume(). */
