@@ -1,5 +1,6 @@
 /** A small client for the admin socket (see server.ts for the protocol), used by the CLI and REPL. */
 import net from 'node:net'
+import { lineSplitter } from './lines.ts'
 import type { WireStreamMessage } from './server.ts'
 
 export interface AdminClient {
@@ -26,24 +27,17 @@ export async function connectAdmin(socketPath: string): Promise<AdminClient> {
   let nextId = 1
   const pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>()
   const streams = new Map<number, (message: WireStreamMessage) => void>()
-  let buffered = ''
-  socket.setEncoding('utf8')
-  socket.on('data', (chunk: string) => {
-    buffered += chunk
-    let newline: number
-    while ((newline = buffered.indexOf('\n')) >= 0) {
-      const message = JSON.parse(buffered.slice(0, newline)) as { id: number; result?: unknown; error?: string } & Partial<WireStreamMessage>
-      buffered = buffered.slice(newline + 1)
-      if ('event' in message || 'lost' in message) {
-        streams.get(message.id)?.(message as WireStreamMessage)
-        continue
-      }
-      const waiter = pending.get(message.id)
-      pending.delete(message.id)
-      if (message.error !== undefined) waiter?.reject(new Error(message.error))
-      else waiter?.resolve(message.result)
+  socket.on('data', lineSplitter((line) => {
+    const message = JSON.parse(line) as { id: number; result?: unknown; error?: string } & Partial<WireStreamMessage>
+    if ('event' in message || 'lost' in message) {
+      streams.get(message.id)?.(message as WireStreamMessage)
+      return
     }
-  })
+    const waiter = pending.get(message.id)
+    pending.delete(message.id)
+    if (message.error !== undefined) waiter?.reject(new Error(message.error))
+    else waiter?.resolve(message.result)
+  }))
   socket.on('close', () => {
     for (const waiter of pending.values()) waiter.reject(new Error('admin socket closed before answering'))
     pending.clear()

@@ -9,12 +9,16 @@ import type { NativeLink, NativeLinkInfo } from './native.ts'
 import type { LoadedObject } from './object.ts'
 
 export class Link {
-  readonly description: string
+  /** The program attached. */
+  readonly program: string
+  /** What it is attached to, e.g. 'tracepoint sched:sched_process_exec'. */
+  readonly target: string
   readonly #link: NativeLink
 
-  constructor(link: NativeLink, description: string) {
+  constructor(link: NativeLink, program: string, target: string) {
     this.#link = link
-    this.description = description
+    this.program = program
+    this.target = target
   }
 
   /** The kernel's link id (what `bpftool link list` shows); 0 for tc filters, which have none. */
@@ -37,12 +41,12 @@ interface CookieOption {
   cookie?: bigint
 }
 
-function attach(object: LoadedObject, program: string, description: string, fn: () => NativeLink): Link {
+function attach(object: LoadedObject, program: string, target: string, fn: () => NativeLink): Link {
   const handle = object.program(program)
   try {
-    return new Link(fn.call(handle), `${program} → ${description}`)
+    return new Link(fn.call(handle), program, target)
   } catch (error) {
-    throw explain(error, `attach ${program} to ${description}`)
+    throw explain(error, `attach ${program} to ${target}`)
   }
 }
 

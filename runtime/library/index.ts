@@ -73,7 +73,7 @@ export class LibraryObject {
   }
 
   links(): { id: number; program: string; attach: string }[] {
-    return this.#links.filter((l) => l.info().attached).map((l) => ({ id: l.id, program: l.description.split(' → ')[0], attach: l.description.split(' → ')[1] }))
+    return this.#links.filter((l) => l.info().attached).map((l) => ({ id: l.id, program: l.program, attach: l.target }))
   }
 
   programTypes(): string[] {

@@ -49,6 +49,33 @@ test('subscribing to exec:events over the admin socket streams decoded exec even
   }
 })
 
+test('links lists the kernel links of an open object with their program and target, as structured fields', async () => {
+  const client = await runtimeWithRawClient()
+  const { h, socket } = client
+  try {
+    socket.write(`${JSON.stringify({ id: 1, method: 'subscribe', params: { topic: 'exec:events' } })}\n`)
+    await waitFor(() => client.received.includes('"subscribed"'), 'the subscription to be confirmed')
+    socket.write(`${JSON.stringify({ id: 2, method: 'links' })}\n`)
+    const answer = () => client.received.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { id: number; result?: { object: string; id: number; program: string; attach: string }[] }).find((m) => m.id === 2)
+    await waitFor(() => answer() !== undefined, 'the links answer')
+    const links = answer()!.result!
+    assert.deepEqual(links.map(({ id: _id, ...rest }) => rest), [
+      { object: 'exec', program: 'handle_exec', attach: 'tracepoint sched:sched_process_exec' },
+      { object: 'exec', program: 'handle_exit', attach: 'tracepoint sched:sched_process_exit' },
+      { object: 'exec', program: 'handle_fork', attach: 'raw_tp sched_process_fork' },
+    ])
+    // each id is the kernel's: bpftool finds that link, running that program
+    for (const link of links) {
+      const kernel = JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show', 'id', String(link.id)]).toString()) as { id: number; prog_id: number }
+      const program = JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show', 'id', String(kernel.prog_id)]).toString()) as { name: string }
+      assert.equal(program.name, link.program)
+    }
+  } finally {
+    socket.destroy()
+    await h.close()
+  }
+})
+
 test('a client that stops reading has its events skipped and counted, not buffered', async () => {
   const client = await runtimeWithRawClient()
   const { h, socket, opened } = client
