@@ -63,11 +63,49 @@ describe('containment', () => {
     assert.ok(hostile.stats.droppedBy.failure > 0)
   })
 
-  it('an endless loop is stopped by the per-batch CPU budget', async () => {
+  it('an endless loop is stopped by the per-batch time budget', async () => {
     const failures = await contain(handlerPlugin('hostile', `for (;;) {}`), 2,
       { plugins: { hostile: { resource_limits: { batch_budget: '50ms' } } } })
-    assert.equal(failures[0]!.failure.kind, 'cpu-budget')
-    assert.match(failures[0]!.failure.message, /CPU-time budget/)
+    assert.equal(failures[0]!.failure.kind, 'time-budget')
+    assert.equal(failures[0]!.failure.message,
+      'plugin hostile: exceeded its time budget for one call (an endless loop, or too much work per batch); it was stopped')
+  })
+
+  it('a crash-looping plugin deleted in the middle of a restart stays deleted', async () => {
+    const provider = new SyntheticProvider()
+    // setup() counts its runs in gen:counts; every run after the first spins, then throws
+    const crash = `import { definePlugin } from 'periscope/plugin'
+export default definePlugin({
+  name: 'crash',
+  objects: ['gen'],
+  async setup(ctx) {
+    const runs = ctx.map('gen:counts')
+    const n = (await runs.lookup(new Uint8Array(4)))?.[0] ?? 0
+    await runs.update(new Uint8Array(4), new Uint8Array(8).fill(n + 1))
+    if (n === 0) { ctx.every('10ms', () => { throw new Error('crash') }); return }
+    const until = Date.now() + 300
+    while (Date.now() < until) {}
+    throw new Error('setup crash ' + n)
+  },
+})
+`
+    h = await startHarness({ provider, plugins: { 'crash.ts': crash }, backoffMs: 20 })
+    const runs = () => provider.opened[0]!.counts.get('00000000')?.[0] ?? 0
+    await h.waitFor(() => runs() >= 3, 'the second restart to be in its setup()')
+    const unloaded = h.nextEvent('unloaded', 'crash')
+    h.remove('crash.ts')
+    await unloaded
+    const runsAtStop = runs()
+    const linesAtStop = h.log.lines.length
+    const eventsAtStop = h.events.length
+    // the longest backoff so far is 80 ms: a restart that survived stop() would run within this
+    await new Promise((resolve) => setTimeout(resolve, 800))
+    assert.equal(runs(), runsAtStop, 'no setup() ran after the unload')
+    assert.deepEqual(h.log.lines.slice(linesAtStop).map((l) => l.message).filter((m) => !/: unloaded \(/.test(m)), [], 'nothing tried to restart it')
+    assert.deepEqual(h.events.slice(eventsAtStop), [])
+    assert.deepEqual(h.runtime.manager.list(), [])
+    assert.equal(provider.opened.every((o) => o.closed), true, 'no object is held for the deleted plugin')
+    assert.deepEqual(h.runtime.bus.listObjects(), [])
   })
 
   it('a memory bomb hits the isolate memory limit', async () => {
