@@ -17,7 +17,7 @@
  * 4. Handlers run, one batch of events at a time, in the order the kernel produced them; timers
  *    run between batches, never during one.
  * 5. The version ends when it is replaced (hot reload), unloaded (file deleted) or stopped after a
- *    failure (throw, CPU budget, memory limit, emit flood); after a failure a fresh version starts
+ *    failure (throw, time budget, call deadline, memory limit, emit flood); after a failure a fresh version starts
  *    with backoff and an empty `ctx.state`.
  */
 import type {
@@ -30,8 +30,8 @@ import type {
 export type { LogInput, MetricPointInput, ProfileSampleInput, SpanInput }
 
 /**
- * Event types per topic (`'<object>:<stream>'`). The generated `bpf/lib/index.types.ts` declares
- * the real table; until it is wired in here, unknown topics give loosely typed events.
+ * Event types per topic (`'<object>:<stream>'`), generated from the objects' BTF into
+ * `bpf/lib/index.types.ts`. A topic outside the table gives loosely typed events.
  */
 export type { Topics } from '../../bpf/lib/index.types.ts'
 import type { Topics } from '../../bpf/lib/index.types.ts'

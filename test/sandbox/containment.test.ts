@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { afterEach, describe, it } from 'node:test'
 import type { HostEvent } from '../../runtime/plugins/host.ts'
+import type { PluginFailure } from '../../runtime/plugins/sandbox.ts'
 import { type Harness, startHarness } from '../plugin-harness.ts'
 import { counterPlugin, handlerPlugin, lastCount } from '../plugin-fixtures/sources.ts'
 import { SyntheticProvider } from '../plugin-fixtures/synthetic.ts'
@@ -106,6 +107,41 @@ export default definePlugin({
     assert.deepEqual(h.runtime.manager.list(), [])
     assert.equal(provider.opened.every((o) => o.closed), true, 'no object is held for the deleted plugin')
     assert.deepEqual(h.runtime.bus.listObjects(), [])
+  })
+
+  it('by default an isolate gets 64 MB of heap and 1 s of wall time per call', async () => {
+    const provider = new SyntheticProvider()
+    h = await startHarness({ provider, backoffMs: 60_000 })
+    // arrays of doubles, 8 MB each, kept alive in ctx.state
+    const hoard = (name: string, arrays: number) => `import { definePlugin } from 'periscope/plugin'
+export default definePlugin({
+  name: '${name}',
+  setup(ctx) {
+    const kept: number[][] = []
+    for (let i = 0; i < ${arrays}; i++) kept.push(new Array(1_000_000).fill(i + 0.5))
+    ctx.state.kept = kept
+    ctx.emit.log({ body: 'holding ' + kept.length * 8 + ' MB' })
+  },
+})
+`
+    const fits = h.nextEvent('loaded', 'fits')
+    h.write('fits.ts', hoard('fits', 5))
+    await fits
+    assert.equal(h.sink.signals('fits').logs[0]!.body, 'holding 40 MB')
+    const rejected = h.nextEvent('rejected', 'hog') as Promise<Extract<HostEvent, { type: 'rejected' }>>
+    h.write('hog.ts', hoard('hog', 10))
+    assert.equal(((await rejected).error as PluginFailure).kind, 'memory', '80 MB does not fit')
+
+    const spin = (name: string, ms: number) => handlerPlugin(name, `const until = Date.now() + ${ms}; while (Date.now() < until) {}`)
+    const loaded = [h.nextEvent('loaded', 'spin700'), h.nextEvent('loaded', 'spin1500')]
+    h.write('spin700.ts', spin('spin700', 700))
+    h.write('spin1500.ts', spin('spin1500', 1500))
+    await Promise.all(loaded)
+    const failed = h.nextEvent('failed', 'spin1500') as Promise<Failed>
+    provider.gen.push('events', 1)
+    assert.equal((await failed).failure.kind, 'time-budget')
+    await h.waitFor(() => h!.runtime.manager.list().find((p) => p.name === 'spin700')!.stats.handled === 1, 'spin700 to handle its event')
+    assert.equal(h.runtime.manager.list().find((p) => p.name === 'spin700')!.status, 'running')
   })
 
   it('a memory bomb hits the isolate memory limit', async () => {

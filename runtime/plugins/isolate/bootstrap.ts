@@ -11,6 +11,7 @@
  * Everything the plugin sends out (signals and log lines) is queued and returned from those calls,
  * so nothing crosses the boundary per event.
  */
+import { forEachRecord } from '../../bpf/batch.ts'
 import type { PluginContext, PluginDefinition, PluginMap } from '../api.ts'
 import { parseDuration } from '../duration.ts'
 
@@ -177,25 +178,16 @@ export const control = {
     const list = handlers.get(topic)
     const decode = decoders[topic]
     if (list === undefined || decode === undefined) return undefined
-    const view = new DataView(buffer, 0, byteLength)
     const single = list.length === 1 ? list[0] : undefined
-    // the layout of runtime/bpf/batch.ts: length in the low 30 bits, bit 30 marks a discarded record
-    for (let at = 0; at < byteLength;) {
-      const header = view.getUint32(at, true)
-      const size = header & 0x3fffffff
-      if ((header & 0x40000000) !== 0) {
-        at += 8 + ((size + 7) & ~7)
-        continue
-      }
-      const event = decode(view, at + 8, size)
+    forEachRecord({ buffer, byteLength, count, lost: 0 }, (view, offset, size) => {
+      const event = decode(view, offset, size)
       if (single !== undefined) {
         const r = single(event)
         if (r !== undefined) watch(r)
       } else {
         for (const handler of list) watch(handler(event))
       }
-      at += 8 + ((size + 7) & ~7)
-    }
+    })
     return takeOutput()
   },
   async timer(index: number) {
