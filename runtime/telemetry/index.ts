@@ -10,31 +10,28 @@
  * Nothing here throws into a plugin or the runtime after start-up: bad input is counted and
  * reported through `log`, and export failures are retried with backoff.
  */
-import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
-import type { ReadableLogRecord } from '@opentelemetry/sdk-logs'
-import type { LoggerProvider } from '@opentelemetry/sdk-logs'
-import type { ResourceMetrics } from '@opentelemetry/sdk-metrics'
-import { SIGNALS, parseTelemetryConfig, resolveTelemetrySettings } from './config.ts'
-import type { ResolvedTelemetrySettings, Signal } from './config.ts'
-import { ExportQueue } from './queue.ts'
-import type { QueueStats } from './queue.ts'
-import { ProcessResources, detectHostAttributes, runtimeResource } from './resource.ts'
-import { TracePipeline } from './traces.ts'
-import type { TraceStats } from './traces.ts'
-import { MetricsPipeline } from './metrics.ts'
-import type { SelfMetricPoint } from './metrics.ts'
-import { LogPipeline } from './logs.ts'
-import { ProfileAggregator } from './profiles.ts'
-import type { AggregatedProfile } from './profiles.ts'
-import { profileSender } from './profiles-otlp.ts'
-import { logSender, metricSender, spanSender } from './senders.ts'
-import type { Sender, SenderContext } from './senders.ts'
-import { servePrometheus } from './prometheus.ts'
-import type { PrometheusEndpoint } from './prometheus.ts'
+import type { Attributes } from '@opentelemetry/api'
+import type { Resource } from '@opentelemetry/resources'
+import { parseTelemetryConfig, resolveTelemetrySettings, SIGNALS } from './config.ts'
+import type { ResolvedTelemetrySettings, Signal, TelemetryConfig } from './config.ts'
+import { openQueues, startDelivery } from './delivery.ts'
+import type { SignalQueues } from './delivery.ts'
+import { InvalidInputs, scopeEmitter } from './emitters.ts'
+import type { Pipelines, ProcessProviders, ScopeEmitter } from './emitters.ts'
 import { stderrLog } from './log.ts'
 import type { TelemetryLog } from './log.ts'
-import type { LogInput, MetricPointInput, ProcessRef, ProfileSampleInput, SpanInput } from './signals.ts'
+import { LogPipeline } from './logs.ts'
+import { MetricsPipeline } from './metrics.ts'
+import type { SelfMetricPoint } from './metrics.ts'
+import { ProfileAggregator } from './profiles.ts'
+import { servePrometheus } from './prometheus.ts'
+import type { PrometheusEndpoint } from './prometheus.ts'
+import type { QueueStats } from './queue.ts'
+import { detectHostAttributes, ProcessResources, runtimeResource } from './resource.ts'
+import { TracePipeline } from './traces.ts'
+import type { TraceStats } from './traces.ts'
 
+export type { ScopeEmitter } from './emitters.ts'
 export type { SelfMetricPoint } from './metrics.ts'
 export type { TelemetryLog, TelemetryLogLevel } from './log.ts'
 export type { QueueStats } from './queue.ts'
@@ -49,13 +46,6 @@ export interface TelemetryOptions {
   env?: Record<string, string | undefined>
   /** Receives every problem report; stderr by default. */
   log?: TelemetryLog
-}
-
-export interface ScopeEmitter {
-  spans(spans: SpanInput[]): void
-  metrics(points: MetricPointInput[]): void
-  logs(records: LogInput[]): void
-  profiles(samples: ProfileSampleInput[]): void
 }
 
 export interface SignalStats extends QueueStats {
@@ -93,15 +83,40 @@ export interface Telemetry {
   shutdown(deadlineMs?: number): Promise<void>
 }
 
-interface ProcessProviders {
-  logger?: LoggerProvider
-}
-
-const REPORT_INTERVAL_MS = 60_000
-
 const OPTION_KEYS = new Set(['config', 'env', 'log'])
 
 export async function createTelemetry(options: TelemetryOptions = {}): Promise<Telemetry> {
+  const { log, config, settings } = readOptions(options)
+  const hostAttributes = await detectHostAttributes()
+  const resource = runtimeResource(hostAttributes, settings.resourceAttributes, settings.serviceName)
+  const opened = await openQueues(config, settings, log)
+  const { queues } = opened
+  const pipelines = createPipelines(config, settings, resource, hostAttributes, queues, log)
+  const invalid = new InvalidInputs(log)
+  pipelines.metrics.registerSelfMetrics('exporter', () => exporterSelfMetrics(queues, invalid.counts, pipelines.traces.stats(), pipelines.profiles.droppedSamples))
+  pipelines.metrics.registerSelfMetrics('runtime', runtimeSelfMetrics)
+  const prometheus = settings.prometheus.enabled ? await servePrometheus(settings.prometheus.host, settings.prometheus.port, () => pipelines.metrics.collect(), log) : undefined
+  if (prometheus !== undefined) log('info', `prometheus metrics at ${prometheus.url}`)
+  const delivery = startDelivery(config, opened, pipelines.metrics, pipelines.profiles, prometheus, log)
+
+  let shuttingDown: Promise<void> | undefined
+  return {
+    settings,
+    scope: (name, version) => scopeEmitter(name, version, pipelines, invalid),
+    registerSelfMetrics: (source, collect) => pipelines.metrics.registerSelfMetrics(source, collect),
+    stats: () => exporterStats(settings, queues, invalid, pipelines, prometheus),
+    async flush(deadlineMs = 5000) {
+      if (shuttingDown === undefined) await delivery.flush(deadlineMs)
+    },
+    shutdown(deadlineMs = 5000) {
+      shuttingDown ??= delivery.shutdown(deadlineMs)
+      return shuttingDown
+    },
+  }
+}
+
+/** Validates the options and the config section, and resolves the OTEL_* environment over it. */
+function readOptions(options: TelemetryOptions): { log: TelemetryLog; config: TelemetryConfig; settings: ResolvedTelemetrySettings } {
   // a config section passed as the options object would otherwise be ignored without a word
   for (const key of Object.keys(options)) {
     if (!OPTION_KEYS.has(key)) {
@@ -114,189 +129,61 @@ export async function createTelemetry(options: TelemetryOptions = {}): Promise<T
   const config = parseTelemetryConfig(options.config)
   const settings = resolveTelemetrySettings(config, options.env ?? process.env)
   for (const problem of settings.problems) log('warn', problem)
+  return { log, config, settings }
+}
 
-  const hostAttributes = await detectHostAttributes()
-  const resource = runtimeResource(hostAttributes, settings.resourceAttributes, settings.serviceName)
-
-  const senderContext: SenderContext = {
-    dataDir: config.dataDir,
-    rotation: config.rotation,
-    exportTimeoutMs: config.exportTimeoutMs,
-  }
-  const makeQueue = <T>(signal: Signal, sender: Sender<T>, capacity: number, maxBatch: number) =>
-    new ExportQueue<T>({
-      signal,
-      destination: sender.destination,
-      capacity,
-      maxBatch,
-      intervalMs: config.batch.intervalMs,
-      initialBackoffMs: config.retry.initialBackoffMs,
-      maxBackoffMs: config.retry.maxBackoffMs,
-      send: (batch) => sender.send(batch),
-      log,
-    })
-
-  const senders = {
-    traces: spanSender(settings.targets.traces, senderContext),
-    metrics: metricSender(settings.targets.metrics, senderContext),
-    logs: logSender(settings.targets.logs, senderContext),
-    profiles: profileSender(settings.targets.profiles, senderContext, config.profiles.writePprof),
-  }
-  const queues = {
-    traces: makeQueue<ReadableSpan>('traces', senders.traces, config.queue.spans, config.batch.maxSize),
-    // one collection per request: the OTLP metrics exporter takes a single ResourceMetrics
-    metrics: makeQueue<ResourceMetrics>('metrics', senders.metrics, config.queue.metrics, 1),
-    logs: makeQueue<ReadableLogRecord>('logs', senders.logs, config.queue.logs, config.batch.maxSize),
-    profiles: makeQueue<AggregatedProfile>('profiles', senders.profiles, config.queue.profiles, 64),
-  }
-  for (const signal of SIGNALS) {
-    const target = settings.targets[signal]
-    log('info', `${signal} → ${target.kind === 'otlp' ? `OTLP ${target.protocol} ${target.url}` : senders[signal].destination}`)
-  }
-
-  const traces = new TracePipeline({
-    runtimeResource: resource,
-    ratio: config.sampling.ratio,
-    keepErrors: config.sampling.keepErrors,
-    deliver: (spans) => queues.traces.push(spans),
-  })
-  const logs = new LogPipeline(resource, (records) => queues.logs.push(records))
-  const metrics = new MetricsPipeline(resource, log)
-  const profiles = new ProfileAggregator(config.profiles.maxStacks)
-  const processes = new ProcessResources<ProcessProviders>(
-    config.processes.maxResources,
-    hostAttributes,
-    settings.resourceAttributes,
-    config.processes.serviceNames,
-    () => ({}),
-  )
-  const loggerFor = (ref: ProcessRef | undefined): LoggerProvider | undefined => {
-    if (ref === undefined) return undefined
-    const entry = processes.get(ref)
-    entry.extra.logger ??= logs.createProvider(entry.resource)
-    return entry.extra.logger
-  }
-  const profileResourceFor = (ref: ProcessRef | undefined) => (ref === undefined ? resource : processes.get(ref).resource).attributes
-
-  const invalid: Record<Signal, number> = { traces: 0, metrics: 0, logs: 0, profiles: 0 }
-  const lastReport = new Map<string, number>()
-  const reportInvalid = (signal: Signal, scopeName: string, problem: string | undefined, count: number): void => {
-    if (problem === undefined) return
-    invalid[signal] += count
-    const key = `${signal}\0${scopeName}`
-    const now = Date.now()
-    if (now - (lastReport.get(key) ?? -Infinity) < REPORT_INTERVAL_MS) return
-    lastReport.set(key, now)
-    log('warn', `plugin "${scopeName}" emitted invalid ${signal}: ${problem}. Invalid items are dropped and counted (stats().signals.${signal}.invalid)`)
-  }
-  const guard = (signal: Signal, scopeName: string, run: () => string | undefined, rejectedBefore: () => number, rejectedAfter: () => number): void => {
-    try {
-      const before = rejectedBefore()
-      const problem = run()
-      reportInvalid(signal, scopeName, problem, rejectedAfter() - before)
-    } catch (error) {
-      reportInvalid(signal, scopeName, `internal error: ${String(error)}`, 1)
-    }
-  }
-
-  metrics.registerSelfMetrics('exporter', () => exporterSelfMetrics(queues, invalid, traces.stats(), profiles.droppedSamples))
-  metrics.registerSelfMetrics('runtime', runtimeSelfMetrics)
-
-  let prometheus: PrometheusEndpoint | undefined
-  if (settings.prometheus.enabled) {
-    prometheus = await servePrometheus(settings.prometheus.host, settings.prometheus.port, () => metrics.collect(), log)
-    if (prometheus !== undefined) log('info', `prometheus metrics at ${prometheus.url}`)
-  }
-
-  const collectMetrics = async (): Promise<void> => {
-    try {
-      const collected = await metrics.collect()
-      if (collected.scopeMetrics.length > 0) queues.metrics.push([collected])
-    } catch (error) {
-      log('error', `metric collection failed: ${String(error)}`)
-    }
-  }
-  const drainProfiles = (): void => {
-    const closed = profiles.drain()
-    if (closed.length > 0) queues.profiles.push(closed)
-  }
-  const metricTimer = setInterval(() => void collectMetrics(), config.metrics.intervalMs)
-  metricTimer.unref()
-  const profileTimer = setInterval(drainProfiles, config.profiles.intervalMs)
-  profileTimer.unref()
-
-  const flushAll = async (deadlineMs: number): Promise<void> => {
-    const deadline = Date.now() + deadlineMs
-    drainProfiles()
-    await collectMetrics()
-    await Promise.all(SIGNALS.map((signal) => queues[signal].flush(deadline)))
-  }
-
-  let shuttingDown: Promise<void> | undefined
-  const shutdown = async (deadlineMs: number): Promise<void> => {
-    clearInterval(metricTimer)
-    clearInterval(profileTimer)
-    const deadline = Date.now() + deadlineMs
-    drainProfiles()
-    await collectMetrics()
-    await Promise.all(SIGNALS.map((signal) => queues[signal].close(deadline)))
-    await prometheus?.close()
-    await metrics.shutdown()
-    // an SDK exporter's shutdown waits for its request in flight, which can outlive the deadline
-    const closing = Promise.all(
-      SIGNALS.map((signal) => senders[signal].shutdown().catch((error: unknown) => log('warn', `closing the ${signal} exporter: ${String(error)}`))),
-    )
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))))
-    await Promise.race([closing, late])
-    clearTimeout(timer)
-  }
-
+/** The per-signal pipelines that turn plugin data into SDK data and hand it to the queues. */
+function createPipelines(
+  config: TelemetryConfig,
+  settings: ResolvedTelemetrySettings,
+  resource: Resource,
+  hostAttributes: Attributes,
+  queues: SignalQueues,
+  log: TelemetryLog,
+): Pipelines {
   return {
-    settings,
-    scope(name, version) {
-      const scopeInfo = { name, version }
-      return {
-        spans: (spans) => {
-          const processOf = processes.batchLookup()
-          const resourceFor = (span: SpanInput) => (span.process === undefined ? undefined : processOf(span.process).resource)
-          guard('traces', name, () => traces.emit(name, version, spans, resourceFor), () => traces.stats().rejected, () => traces.stats().rejected)
-        },
-        metrics: (points) =>
-          guard('metrics', name, () => metrics.record(name, version, points), () => metrics.rejected, () => metrics.rejected),
-        logs: (records) =>
-          guard('logs', name, () => logs.emit(name, version, records, (record) => loggerFor(record.process)), () => logs.rejected, () => logs.rejected),
-        profiles: (samples) =>
-          guard('profiles', name, () => profiles.add(scopeInfo, samples, profileResourceFor), () => profiles.rejected, () => profiles.rejected),
-      }
-    },
-    registerSelfMetrics: (source, collect) => metrics.registerSelfMetrics(source, collect),
-    stats() {
-      const signals = {} as Record<Signal, SignalStats>
-      for (const signal of SIGNALS) {
-        signals[signal] = {
-          ...queues[signal].stats(),
-          target: settings.targets[signal].kind,
-          destination: queues[signal].destination,
-          invalid: invalid[signal],
-        }
-      }
-      return {
-        signals,
-        spans: traces.stats(),
-        profileSamplesOverLimit: profiles.droppedSamples,
-        processResources: processes.size,
-        prometheus: prometheus?.url,
-      }
-    },
-    async flush(deadlineMs = 5000) {
-      if (shuttingDown !== undefined) return
-      await flushAll(deadlineMs)
-    },
-    shutdown(deadlineMs = 5000) {
-      shuttingDown ??= shutdown(deadlineMs)
-      return shuttingDown
-    },
+    runtimeResource: resource,
+    processes: new ProcessResources<ProcessProviders>(
+      config.processes.maxResources,
+      hostAttributes,
+      settings.resourceAttributes,
+      config.processes.serviceNames,
+      () => ({}),
+    ),
+    traces: new TracePipeline({
+      runtimeResource: resource,
+      ratio: config.sampling.ratio,
+      keepErrors: config.sampling.keepErrors,
+      deliver: (spans) => queues.traces.push(spans),
+    }),
+    logs: new LogPipeline(resource, (records) => queues.logs.push(records)),
+    metrics: new MetricsPipeline(resource, log),
+    profiles: new ProfileAggregator(config.profiles.maxStacks),
+  }
+}
+
+function exporterStats(
+  settings: ResolvedTelemetrySettings,
+  queues: SignalQueues,
+  invalid: InvalidInputs,
+  pipelines: Pipelines,
+  prometheus: PrometheusEndpoint | undefined,
+): ExporterStats {
+  const signals = {} as Record<Signal, SignalStats>
+  for (const signal of SIGNALS) {
+    signals[signal] = {
+      ...queues[signal].stats(),
+      target: settings.targets[signal].kind,
+      destination: queues[signal].destination,
+      invalid: invalid.counts[signal],
+    }
+  }
+  return {
+    signals,
+    spans: pipelines.traces.stats(),
+    profileSamplesOverLimit: pipelines.profiles.droppedSamples,
+    processResources: pipelines.processes.size,
+    prometheus: prometheus?.url,
   }
 }
 

@@ -11,32 +11,41 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import protobuf from 'protobufjs'
-import { Client, Metadata, credentials } from '@grpc/grpc-js'
+import type { Type } from 'protobufjs'
 import type { Attributes, AttributeValue } from '@opentelemetry/api'
 import type { SignalTarget } from './config.ts'
 import type { AggregatedProfile } from './profiles.ts'
 import { encodePprof, functionKeyOf, locationKeyOf, mappingKeyOf, sampleLabels } from './profiles.ts'
+import { grpcMetadata } from './senders.ts'
 import type { Sender, SenderContext } from './senders.ts'
 import type { FrameInput } from './signals.ts'
 
 const PROTO_DIR = fileURLToPath(new URL('./proto/', import.meta.url))
 const SERVICE_PROTO = 'opentelemetry/proto/collector/profiles/v1development/profiles_service.proto'
+type OtlpTarget = Extract<SignalTarget, { kind: 'otlp' }>
+
 const GRPC_METHOD = '/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export'
 
-let requestType: protobuf.Type | undefined
-let responseType: protobuf.Type | undefined
+interface ProfileTypes {
+  request: Type
+  response: Type
+}
 
-function loadTypes(): { request: protobuf.Type; response: protobuf.Type } {
-  if (requestType === undefined || responseType === undefined) {
+let types: Promise<ProfileTypes> | undefined
+
+/** protobufjs and the vendored .proto files are loaded only when profiles go over OTLP. */
+function loadTypes(): Promise<ProfileTypes> {
+  types ??= import('protobufjs').then(({ default: protobuf }) => {
     const root = new protobuf.Root()
     // the .proto files import each other by their path from the repository root
     root.resolvePath = (_origin, target) => join(PROTO_DIR, target)
     root.loadSync(SERVICE_PROTO, { keepCase: false })
-    requestType = root.lookupType('opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceRequest')
-    responseType = root.lookupType('opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceResponse')
-  }
-  return { request: requestType, response: responseType }
+    return {
+      request: root.lookupType('opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceRequest'),
+      response: root.lookupType('opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceResponse'),
+    }
+  })
+  return types
 }
 
 interface KeyValue {
@@ -201,17 +210,15 @@ export function buildProfilesRequest(profiles: readonly AggregatedProfile[]): Re
   }
 }
 
-export function encodeProfilesRequest(profiles: readonly AggregatedProfile[]): Uint8Array {
-  const { request } = loadTypes()
+export function encodeProfilesRequest({ request }: ProfileTypes, profiles: readonly AggregatedProfile[]): Uint8Array {
   const object = buildProfilesRequest(profiles)
   const problem = request.verify(object)
   if (problem !== null) throw new Error(`OTLP profiles request does not match the proto: ${problem}`)
   return request.encode(request.fromObject(object)).finish()
 }
 
-function checkPartialSuccess(bytes: Uint8Array): void {
+function checkPartialSuccess({ response }: ProfileTypes, bytes: Uint8Array): void {
   if (bytes.length === 0) return
-  const { response } = loadTypes()
   const decoded = response.toObject(response.decode(bytes), { longs: Number }) as {
     partialSuccess?: { rejectedProfiles?: number; errorMessage?: string }
   }
@@ -224,11 +231,11 @@ function checkPartialSuccess(bytes: Uint8Array): void {
   }
 }
 
-function httpProfileSender(target: Extract<SignalTarget, { kind: 'otlp' }>, context: SenderContext): Sender<AggregatedProfile> {
+function httpProfileSender(target: OtlpTarget, context: SenderContext, types: ProfileTypes): Sender<AggregatedProfile> {
   return {
     destination: target.url,
     async send(batch) {
-      const body = encodeProfilesRequest(batch)
+      const body = encodeProfilesRequest(types, batch)
       const response = await fetch(target.url, {
         method: 'POST',
         headers: { ...target.headers, 'content-type': 'application/x-protobuf' },
@@ -240,22 +247,22 @@ function httpProfileSender(target: Extract<SignalTarget, { kind: 'otlp' }>, cont
         const hint = response.status === 404 ? '; is the Collector started with --feature-gates=service.profilesSupport and a profiles pipeline?' : ''
         throw new Error(`HTTP ${response.status} ${response.statusText}${hint}`)
       }
-      checkPartialSuccess(bytes)
+      checkPartialSuccess(types, bytes)
     },
     shutdown: async () => {},
   }
 }
 
-function grpcProfileSender(target: Extract<SignalTarget, { kind: 'otlp' }>, context: SenderContext): Sender<AggregatedProfile> {
+async function grpcProfileSender(target: OtlpTarget, context: SenderContext, types: ProfileTypes): Promise<Sender<AggregatedProfile>> {
+  const { Client, credentials } = await import('@grpc/grpc-js')
   const url = new URL(target.url)
   const client = new Client(url.host, url.protocol === 'https:' ? credentials.createSsl() : credentials.createInsecure())
-  const metadata = new Metadata()
-  for (const [key, value] of Object.entries(target.headers)) metadata.set(key, value)
+  const metadata = await grpcMetadata(target.headers)
   const identity = (value: Buffer): Buffer => value
   return {
     destination: target.url,
     send(batch) {
-      const body = Buffer.from(encodeProfilesRequest(batch))
+      const body = Buffer.from(encodeProfilesRequest(types, batch))
       return new Promise((resolve, reject) => {
         client.makeUnaryRequest(
           GRPC_METHOD,
@@ -270,7 +277,7 @@ function grpcProfileSender(target: Extract<SignalTarget, { kind: 'otlp' }>, cont
               return
             }
             try {
-              checkPartialSuccess(response ?? new Uint8Array())
+              checkPartialSuccess(types, response ?? new Uint8Array())
               resolve()
             } catch (partial) {
               reject(partial)
@@ -319,9 +326,10 @@ async function pruneToBudget(dir: string, budget: number): Promise<void> {
 }
 
 /** Where profiles go: OTLP (plus pprof files if asked), or pprof files in the embedded store. */
-export function profileSender(target: SignalTarget, context: SenderContext, writePprof: boolean): Sender<AggregatedProfile> {
+export async function profileSender(target: SignalTarget, context: SenderContext, writePprof: boolean): Promise<Sender<AggregatedProfile>> {
   if (target.kind === 'embedded') return pprofFileSender(context)
-  const otlp = target.protocol === 'grpc' ? grpcProfileSender(target, context) : httpProfileSender(target, context)
+  const types = await loadTypes()
+  const otlp = target.protocol === 'grpc' ? await grpcProfileSender(target, context, types) : httpProfileSender(target, context, types)
   if (!writePprof) return otlp
   const files = pprofFileSender(context)
   // a batch is retried until the Collector takes it; its pprof files are written only once

@@ -2,25 +2,18 @@
  * Where each signal's batches go: an SDK OTLP exporter (HTTP/protobuf or gRPC), or a line in the
  * embedded store in the Collector file exporter's format (one OTLP JSON export request per line,
  * hex ids, nanosecond timestamps as strings), so files written here can be replayed into a
- * Collector with its otlpjsonfile receiver. Profiles have their own senders in profiles.ts.
+ * Collector with its otlpjsonfile receiver. Profiles have their own senders in profiles-otlp.ts.
  *
  * The SDK exporters retry within their own timeout; the export queue adds the long-term retry with
  * backoff and the bounded buffer in front of them.
  */
 import { join } from 'node:path'
-import { Metadata } from '@grpc/grpc-js'
 import { ExportResultCode } from '@opentelemetry/core'
 import type { ExportResult } from '@opentelemetry/core'
-import { OTLPTraceExporter as OTLPTraceExporterProto } from '@opentelemetry/exporter-trace-otlp-proto'
-import { OTLPTraceExporter as OTLPTraceExporterGrpc } from '@opentelemetry/exporter-trace-otlp-grpc'
-import { OTLPMetricExporter as OTLPMetricExporterProto } from '@opentelemetry/exporter-metrics-otlp-proto'
-import { OTLPMetricExporter as OTLPMetricExporterGrpc } from '@opentelemetry/exporter-metrics-otlp-grpc'
-import { OTLPLogExporter as OTLPLogExporterProto } from '@opentelemetry/exporter-logs-otlp-proto'
-import { OTLPLogExporter as OTLPLogExporterGrpc } from '@opentelemetry/exporter-logs-otlp-grpc'
-import { JsonLogsSerializer, JsonMetricsSerializer, JsonTraceSerializer } from '@opentelemetry/otlp-transformer'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics'
 import type { ReadableLogRecord } from '@opentelemetry/sdk-logs'
+import type { Metadata } from '@grpc/grpc-js'
 import type { SignalTarget } from './config.ts'
 import { RotatingFile } from './file-store.ts'
 
@@ -42,7 +35,9 @@ interface SdkExporter<T> {
   shutdown(): Promise<void>
 }
 
-function grpcMetadata(headers: Record<string, string>): Metadata {
+/** gRPC metadata from headers; grpc-js is loaded only when a signal goes over gRPC. */
+export async function grpcMetadata(headers: Record<string, string>): Promise<Metadata> {
+  const { Metadata } = await import('@grpc/grpc-js')
   const metadata = new Metadata()
   for (const [key, value] of Object.entries(headers)) metadata.set(key, value)
   return metadata
@@ -77,38 +72,64 @@ function fileSender<T>(context: SenderContext, fileName: string, serialize: (bat
   }
 }
 
-function otlpOptions(target: Extract<SignalTarget, { kind: 'otlp' }>, context: SenderContext) {
+type OtlpTarget = Extract<SignalTarget, { kind: 'otlp' }>
+
+async function otlpOptions(target: OtlpTarget, context: SenderContext) {
   return target.protocol === 'grpc'
-    ? { url: target.url, metadata: grpcMetadata(target.headers), timeoutMillis: context.exportTimeoutMs }
+    ? { url: target.url, metadata: await grpcMetadata(target.headers), timeoutMillis: context.exportTimeoutMs }
     : { url: target.url, headers: target.headers, timeoutMillis: context.exportTimeoutMs }
 }
 
-export function spanSender(target: SignalTarget, context: SenderContext): Sender<ReadableSpan> {
-  if (target.kind === 'embedded') {
-    return fileSender(context, 'traces.jsonl', (batch) => [JsonTraceSerializer.serializeRequest(batch) as Uint8Array])
-  }
-  const exporter = target.protocol === 'grpc' ? new OTLPTraceExporterGrpc(otlpOptions(target, context)) : new OTLPTraceExporterProto(otlpOptions(target, context))
+/*
+ * The SDK's OTLP exporters, with protobufjs, grpc-js and the OTLP HTTP stack behind them, are
+ * imported only for the signals and protocols the configuration uses: loaded eagerly they cost
+ * tens of MB of a runtime that, by default, writes files.
+ */
+async function spanExporter(target: OtlpTarget, context: SenderContext): Promise<SdkExporter<ReadableSpan[]>> {
+  const options = await otlpOptions(target, context)
+  if (target.protocol === 'grpc') return new (await import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter(options)
+  return new (await import('@opentelemetry/exporter-trace-otlp-proto')).OTLPTraceExporter(options)
+}
+
+async function metricExporter(target: OtlpTarget, context: SenderContext): Promise<SdkExporter<ResourceMetrics>> {
+  const options = await otlpOptions(target, context)
+  if (target.protocol === 'grpc') return new (await import('@opentelemetry/exporter-metrics-otlp-grpc')).OTLPMetricExporter(options)
+  return new (await import('@opentelemetry/exporter-metrics-otlp-proto')).OTLPMetricExporter(options)
+}
+
+async function logExporter(target: OtlpTarget, context: SenderContext): Promise<SdkExporter<ReadableLogRecord[]>> {
+  const options = await otlpOptions(target, context)
+  if (target.protocol === 'grpc') return new (await import('@opentelemetry/exporter-logs-otlp-grpc')).OTLPLogExporter(options)
+  return new (await import('@opentelemetry/exporter-logs-otlp-proto')).OTLPLogExporter(options)
+}
+
+function otlpSender<T>(target: OtlpTarget, exporter: SdkExporter<T[]>): Sender<T> {
   return { destination: target.url, send: (batch) => exportWith(exporter, batch), shutdown: () => exporter.shutdown() }
 }
 
-export function metricSender(target: SignalTarget, context: SenderContext): Sender<ResourceMetrics> {
-  if (target.kind === 'embedded') {
-    return fileSender(context, 'metrics.jsonl', (batch) => batch.map((metrics) => JsonMetricsSerializer.serializeRequest(metrics) as Uint8Array))
-  }
-  const exporter = target.protocol === 'grpc' ? new OTLPMetricExporterGrpc(otlpOptions(target, context)) : new OTLPMetricExporterProto(otlpOptions(target, context))
-  return {
-    destination: target.url,
-    async send(batch) {
-      for (const metrics of batch) await exportWith(exporter, metrics)
-    },
-    shutdown: () => exporter.shutdown(),
-  }
+export async function spanSender(target: SignalTarget, context: SenderContext): Promise<Sender<ReadableSpan>> {
+  if (target.kind === 'otlp') return otlpSender(target, await spanExporter(target, context))
+  const { JsonTraceSerializer } = await import('@opentelemetry/otlp-transformer')
+  return fileSender(context, 'traces.jsonl', (batch) => [JsonTraceSerializer.serializeRequest(batch) as Uint8Array])
 }
 
-export function logSender(target: SignalTarget, context: SenderContext): Sender<ReadableLogRecord> {
-  if (target.kind === 'embedded') {
-    return fileSender(context, 'logs.jsonl', (batch) => [JsonLogsSerializer.serializeRequest(batch) as Uint8Array])
+export async function metricSender(target: SignalTarget, context: SenderContext): Promise<Sender<ResourceMetrics>> {
+  if (target.kind === 'otlp') {
+    const exporter = await metricExporter(target, context)
+    return {
+      destination: target.url,
+      async send(batch) {
+        for (const metrics of batch) await exportWith(exporter, metrics)
+      },
+      shutdown: () => exporter.shutdown(),
+    }
   }
-  const exporter = target.protocol === 'grpc' ? new OTLPLogExporterGrpc(otlpOptions(target, context)) : new OTLPLogExporterProto(otlpOptions(target, context))
-  return { destination: target.url, send: (batch) => exportWith(exporter, batch), shutdown: () => exporter.shutdown() }
+  const { JsonMetricsSerializer } = await import('@opentelemetry/otlp-transformer')
+  return fileSender(context, 'metrics.jsonl', (batch) => batch.map((metrics) => JsonMetricsSerializer.serializeRequest(metrics) as Uint8Array))
+}
+
+export async function logSender(target: SignalTarget, context: SenderContext): Promise<Sender<ReadableLogRecord>> {
+  if (target.kind === 'otlp') return otlpSender(target, await logExporter(target, context))
+  const { JsonLogsSerializer } = await import('@opentelemetry/otlp-transformer')
+  return fileSender(context, 'logs.jsonl', (batch) => [JsonLogsSerializer.serializeRequest(batch) as Uint8Array])
 }
