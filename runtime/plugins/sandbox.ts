@@ -113,8 +113,13 @@ export class PluginSandbox {
       const context = await isolate.createContext()
       let name = label
       // Synchronous, because the isolate reads a map's key and value sizes with applySync.
-      const mapRef = new ivm.Reference((topic: string, op: string, key?: Uint8Array, value?: Uint8Array) =>
-        host.map(topic, op, key, value))
+      const mapRef = new ivm.Reference((topic: string, op: string, key?: Uint8Array, value?: Uint8Array) => {
+        try {
+          return host.map(topic, op, key, value)
+        } catch (error) {
+          throw withoutHostStack(error)
+        }
+      })
       const failRef = new ivm.Reference((message: string, stack: string) => {
         host.asyncFailure(new PluginFailure(name, 'throw', `asynchronous failure: ${message}`, mapStack(stack, bundle)))
       })
@@ -289,6 +294,18 @@ export class PluginSandbox {
     this.context.release()
     this.isolate.dispose()
   }
+}
+
+/**
+ * isolated-vm hands a host error's stack to the isolate, and with it the host's file paths and
+ * call chain; the plugin gets the error's name and message only.
+ */
+function withoutHostStack(error: unknown): Error {
+  const original = error instanceof Error ? error : new Error(String(error))
+  const copy = new Error(original.message)
+  copy.name = original.name
+  copy.stack = `${original.name}: ${original.message}`
+  return copy
 }
 
 /** Plugin names become metric attributes, scope names and config keys: keep them plain. */
