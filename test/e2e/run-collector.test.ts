@@ -305,7 +305,7 @@ test('periscope run: exec events become exact spans, metrics, logs and profiles 
   assert.equal(pointValue(final, 'periscope.bpf.events.dropped', { 'bpf.object': 'exec' }), 0)
   assert.deepEqual(
     pointsIn(final, 'periscope.plugin.events.dropped').map(([a, v]) => [a.reason, v]).sort(),
-    [['cpu_limit', 0], ['failure', 0], ['queue_full', 0], ['rate_limit', 0]],
+    [['cpu_limit', 0], ['failure', 0], ['queue_full', 0], ['rate_limit', 0], ['unsubscribed', 0]],
   )
   const cpu = pointValue(final, 'periscope.plugin.cpu.time', { plugin: 'e2e-exec' }) ?? 0
   assert.ok(cpu > 0 && cpu < 60, `plugin CPU time in seconds: ${cpu}`)
