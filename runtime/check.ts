@@ -7,6 +7,7 @@ import { release } from 'node:os'
 import { attachKinds, probeAttach, probeBtf, probeHelper, probeMapType, probeProgramType, type FeatureResult } from './bpf/features.ts'
 import { native } from './bpf/native.ts'
 import { attachPlanFallbacks } from './library/catalogue.ts'
+import { capabilityNames, threadCredentials } from './privileges.ts'
 
 const mark = (r: FeatureResult): string => (r.status === 'supported' ? 'yes' : r.status === 'unsupported' ? 'no' : 'unknown')
 
@@ -18,13 +19,8 @@ function mounted(type: string, path: string): boolean {
   })
 }
 
-const CAPABILITIES: Record<number, string> = { 21: 'CAP_SYS_ADMIN', 12: 'CAP_NET_ADMIN', 38: 'CAP_PERFMON', 39: 'CAP_BPF' }
-
-function effectiveCapabilities(): string[] {
-  const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('CapEff:'))
-  const mask = BigInt(`0x${line?.split(/\s+/)[1] ?? '0'}`)
-  return Object.entries(CAPABILITIES).filter(([bit]) => (mask >> BigInt(bit)) & 1n).map(([, name]) => name)
-}
+/** The capabilities that decide what Periscope can do, for the report's one line. */
+const relevantCapabilities = new Set(['CAP_BPF', 'CAP_PERFMON', 'CAP_NET_ADMIN', 'CAP_DAC_READ_SEARCH', 'CAP_SYS_ADMIN', 'CAP_SETUID', 'CAP_SETGID'])
 
 export async function main(argv: string[]): Promise<number> {
   const json = argv.includes('--json')
@@ -34,7 +30,7 @@ export async function main(argv: string[]): Promise<number> {
   const row = (name: string, value: string) => lines.push(`  ${name.padEnd(34)} ${value}`)
 
   const btf = probeBtf()
-  const caps = effectiveCapabilities()
+  const caps = capabilityNames(threadCredentials().effective)
   const tracefs = mounted('tracefs', '/sys/kernel/tracing') || existsSync('/sys/kernel/tracing/events')
   const bpffs = mounted('bpf', '/sys/fs/bpf')
   report.system = { kernel: release(), btf: btf.status, tracefs, bpffs, capabilities: caps, node: process.versions.node, libbpf: native.versions().libbpf, cpus: native.versions().possibleCpus }
@@ -43,7 +39,8 @@ export async function main(argv: string[]): Promise<number> {
   row('BTF (/sys/kernel/btf/vmlinux)', mark(btf))
   row('tracefs (/sys/kernel/tracing)', tracefs ? 'mounted' : 'not mounted: mount -t tracefs tracefs /sys/kernel/tracing')
   row('bpffs (/sys/fs/bpf)', bpffs ? 'mounted' : 'not mounted: mount -t bpf bpf /sys/fs/bpf')
-  row('capabilities', caps.join(', ') || 'none')
+  const relevant = caps.filter((name) => relevantCapabilities.has(name))
+  row('capabilities', `${relevant.join(', ') || 'none that matter'}${caps.length > relevant.length ? ` (+${caps.length - relevant.length} more)` : ''}`)
   row('node', process.versions.node)
   row('libbpf', native.versions().libbpf)
 

@@ -19,8 +19,9 @@ import { consoleLogger, type Logger } from './plugins/log.ts'
 import { PluginManager } from './plugins/manager.ts'
 import type { SignalSink } from './plugins/sink.ts'
 import { type PluginWatcher, watchPlugins } from './plugins/watch.ts'
-import { dropCapabilities, needsNetAdmin, type PrivilegeReport, type SetProcessCapabilities } from './privileges.ts'
+import { dropPrivileges, type PrivilegeReport, type RuntimeDirectory, type SetProcessCredentials } from './privileges.ts'
 import { objectSelfMetrics, pluginSelfMetrics } from './self-metrics.ts'
+import { parseTelemetryConfig } from './telemetry/config.ts'
 import type { SelfMetricPoint } from './telemetry/metrics.ts'
 
 /** The plugins Periscope ships. */
@@ -37,9 +38,9 @@ export interface RuntimeOptions {
   /** Admin socket path; false for none (tests that do not need it). */
   adminSocket?: string | false
   backoff?: Partial<Backoff>
-  /** The native capability helper, when the addon has one. */
-  setCapabilities?: SetProcessCapabilities
-  /** Skip dropping capabilities (tests, and runs without privileges). */
+  /** The native helper that drops privileges (runtime/privileges.ts), when the addon has one. */
+  setCapabilities?: SetProcessCredentials
+  /** Skip dropping privileges (tests, and runs without privileges). */
   keepCapabilities?: boolean
 }
 
@@ -76,11 +77,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   try {
     watcher = await watchPlugins(dirs, manager, options.log)
     let privileges: PrivilegeReport | undefined
-    if (options.keepCapabilities !== true) {
-      const needNetAdmin = needsNetAdmin(bus.listObjects().flatMap((o) => o.programTypes))
-      privileges = dropCapabilities({ needNetAdmin, setter: options.setCapabilities })
-      ;(privileges.dropped ? options.log.info : options.log.warn)(privileges.message)
-    }
+    // bound while still root: the socket's directory must belong to the uid that starts the runtime
     if (options.adminSocket !== false) {
       admin = await startAdminServer({
         path: options.adminSocket ?? config.admin?.socket,
@@ -90,6 +87,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         extraStats: () => ({ capabilities: privileges?.after }),
         decodersPath: options.decodersPath,
       })
+    }
+    if (options.keepCapabilities !== true) {
+      privileges = dropPrivileges({ setter: options.setCapabilities, directories: directoriesWrittenAfterDrop(config) })
+      ;(privileges.dropped ? options.log.info : options.log.warn)(privileges.message)
     }
     const started = { watcher, admin }
     return {
@@ -115,6 +116,18 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   }
 }
 
+/**
+ * Where the runtime writes once it runs as `nobody`: the embedded store. The admin socket is bound
+ * before the drop and served through its open descriptor; only removing it at shutdown needs its
+ * directory, which stays root's (runtime/admin/socket-path.ts), so the next start clears it.
+ */
+function directoriesWrittenAfterDrop(config: PeriscopeConfig): RuntimeDirectory[] {
+  return [{
+    path: path.resolve(parseTelemetryConfig(config.exporter).dataDir), what: 'exporter.dataDir', mode: 0o755,
+    isOurs: (entry) => entry.endsWith('.jsonl') || entry === 'profiles',
+  }]
+}
+
 const usage = 'usage: periscope run [--plugins DIR]... [--config periscope.yaml]'
 
 /** What `main` needs from the parts other modules provide; the defaults load them lazily. */
@@ -122,7 +135,7 @@ export interface RunDependencies {
   provider?: ObjectProvider
   sink?: SignalSink & { shutdown?(): Promise<void> }
   log?: Logger
-  setCapabilities?: SetProcessCapabilities
+  setCapabilities?: SetProcessCredentials
   /** The decoder table bundled into plugins; defaults to the generated bpf/lib/index.types.ts. */
   decodersPath?: string
   /** Resolves when the runtime should stop; defaults to the first SIGINT or SIGTERM. */
@@ -134,9 +147,9 @@ async function defaultProvider(): Promise<ObjectProvider> {
   return createObjectProvider()
 }
 
-async function defaultCapabilityHelper(): Promise<SetProcessCapabilities> {
+async function defaultCapabilityHelper(): Promise<SetProcessCredentials> {
   const { native } = await import('./bpf/native.ts')
-  return (keep) => native.setProcessCapabilities(keep)
+  return (keep, uid, gid) => native.setProcessCredentials(keep, uid, gid)
 }
 
 async function defaultSink(config: PeriscopeConfig, log: Logger): Promise<SignalSink & { shutdown?(): Promise<void> }> {

@@ -17,7 +17,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("RingBuffer", RingBuffer::Init(env));
   exports.Set("PerfBuffer", PerfBuffer::Init(env));
   exports.Set("btfTypes", Napi::Function::New(env, BtfTypes));
-  exports.Set("setProcessCapabilities", Napi::Function::New(env, SetProcessCapabilities));
+  exports.Set("setProcessCredentials", Napi::Function::New(env, SetProcessCredentials));
+  exports.Set("withFreshNetworkNamespace", Napi::Function::New(env, WithFreshNetworkNamespace));
   return InitProbes(env, exports);
 }
 

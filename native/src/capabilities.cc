@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// setProcessCapabilities(keep, timeoutMs?): lowers the capabilities of EVERY thread of the process.
+// setProcessCredentials(keep, uid, gid, timeoutMs?): lowers the privileges of EVERY thread of the
+// process: its uids, gids and supplementary groups become `uid`/`gid` (and none), `no_new_privs`
+// is set, and its capabilities become `keep` (permitted, effective and bounding; inheritable and
+// ambient empty).
 //
-// Linux keeps capabilities per thread, so capset(2) changes only the calling thread, and by the
-// time the runtime drops privileges V8, libuv and isolated-vm have long started theirs. This
-// does what glibc's setuid() does ("setxid broadcast"): it signals every thread listed in
+// Linux keeps credentials per thread, so setresuid(2), capset(2) and PR_SET_NO_NEW_PRIVS change
+// only the calling thread, and by the time the runtime drops privileges V8, libuv and isolated-vm
+// have long started theirs. This does what glibc's setuid() does ("setxid broadcast"): it signals every thread listed in
 // /proc/self/task with tgkill, each thread's handler makes the syscalls for itself, and the caller
 // waits for every acknowledgement and re-scans for threads born meanwhile. libpsx cannot do this,
 // as it only knows threads created through its pthread_create wrapper, after it was loaded.
@@ -74,6 +77,8 @@ Slot slots[kMaxThreads];
 std::atomic<size_t> slot_count{0};
 // What every thread applies; written under broadcast_mutex before any signal is sent.
 std::atomic<uint64_t> target_keep{0};
+std::atomic<uid_t> target_uid{0};
+std::atomic<gid_t> target_gid{0};
 std::atomic<int> target_last_cap{-1};
 std::mutex broadcast_mutex;
 // True from installation until every thread acknowledged. After a timeout the handler stays
@@ -84,11 +89,14 @@ KernelSigaction original_action{};
 
 pid_t Gettid() { return static_cast<pid_t>(syscall(SYS_gettid)); }
 
-// Runs on the thread whose capabilities it changes; async-signal-safe. Returns 0 or an errno,
-// naming the failed step in `op`.
+// Runs on the thread whose credentials it changes; async-signal-safe. Returns 0 or an errno,
+// naming the failed step in `op`. The order matters: each step needs a capability that a later
+// one removes.
 int ApplyToThisThread(const char** op) {
   uint64_t keep = target_keep.load(std::memory_order_acquire);
   int last_cap = target_last_cap.load(std::memory_order_acquire);
+  uid_t uid = target_uid.load(std::memory_order_acquire);
+  gid_t gid = target_gid.load(std::memory_order_acquire);
   // the bounding set first: dropping from it needs CAP_SETPCAP, which capset removes below
   for (int cap = 0; cap <= last_cap; cap++) {
     if (cap < 64 && ((keep >> cap) & 1) != 0) continue;
@@ -96,7 +104,17 @@ int ApplyToThisThread(const char** op) {
     if (held < 0) return *op = "prctl(PR_CAPBSET_READ)", errno;
     if (held == 1 && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) return *op = "prctl(PR_CAPBSET_DROP)", errno;
   }
+  // leaving uid 0 clears the permitted set unless keepcaps is on; capset below then trims it
+  if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return *op = "prctl(PR_SET_KEEPCAPS)", errno;
+  // raw syscalls: glibc's wrappers would run their own broadcast to every thread from here
+  if (syscall(SYS_setgroups, 0, nullptr) != 0) return *op = "setgroups", errno;
+  if (syscall(SYS_setresgid, gid, gid, gid) != 0) return *op = "setresgid", errno;
+  if (syscall(SYS_setresuid, uid, uid, uid) != 0) return *op = "setresuid", errno;
+  if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) return *op = "prctl(PR_SET_KEEPCAPS)", errno;
+  // so that no exec (setuid binary, file capabilities) can give back what was dropped
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return *op = "prctl(PR_SET_NO_NEW_PRIVS)", errno;
   if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return *op = "prctl(PR_CAP_AMBIENT_CLEAR_ALL)", errno;
+  // setresuid cleared the effective set; this raises `keep` again from the permitted set
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
   data[0].effective = data[0].permitted = static_cast<uint32_t>(keep);
@@ -140,30 +158,30 @@ KernelSigaction HandlerAction(Napi::Env env) {
     ours.sa_sigaction = OnBroadcast;
     ours.sa_flags = SA_SIGINFO | SA_RESTART;
     sigfillset(&ours.sa_mask);
-    if (sigaction(donor, &ours, nullptr) != 0) ThrowBpfError(env, "setProcessCapabilities: sigaction", LastErrno());
+    if (sigaction(donor, &ours, nullptr) != 0) ThrowBpfError(env, "setProcessCredentials: sigaction", LastErrno());
     KernelSigaction action{};
     int read = RawSigaction(donor, nullptr, &action);
     int err = errno;
     sigaction(donor, &previous, nullptr);
-    if (read != 0) ThrowBpfError(env, "setProcessCapabilities: rt_sigaction", err);
+    if (read != 0) ThrowBpfError(env, "setProcessCredentials: rt_sigaction", err);
     return action;
   }
-  ThrowBpfError(env, "setProcessCapabilities: every real-time signal has a handler, none can lend glibc's sa_restorer", EBUSY);
+  ThrowBpfError(env, "setProcessCredentials: every real-time signal has a handler, none can lend glibc's sa_restorer", EBUSY);
 }
 
 int LastCap(Napi::Env env) {
   FILE* file = fopen("/proc/sys/kernel/cap_last_cap", "r");
-  if (file == nullptr) ThrowBpfError(env, "setProcessCapabilities: open /proc/sys/kernel/cap_last_cap (is /proc mounted?)", LastErrno());
+  if (file == nullptr) ThrowBpfError(env, "setProcessCredentials: open /proc/sys/kernel/cap_last_cap (is /proc mounted?)", LastErrno());
   int last = -1;
   int scanned = fscanf(file, "%d", &last);
   fclose(file);
-  if (scanned != 1 || last < 0) ThrowBpfError(env, "setProcessCapabilities: parse /proc/sys/kernel/cap_last_cap", EINVAL);
+  if (scanned != 1 || last < 0) ThrowBpfError(env, "setProcessCredentials: parse /proc/sys/kernel/cap_last_cap", EINVAL);
   return last;
 }
 
 std::vector<pid_t> Threads(Napi::Env env) {
   DIR* dir = opendir("/proc/self/task");
-  if (dir == nullptr) ThrowBpfError(env, "setProcessCapabilities: opendir /proc/self/task (is /proc mounted?)", LastErrno());
+  if (dir == nullptr) ThrowBpfError(env, "setProcessCredentials: opendir /proc/self/task (is /proc mounted?)", LastErrno());
   std::vector<pid_t> tids;
   while (dirent* entry = readdir(dir)) {
     if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
@@ -198,7 +216,7 @@ size_t SignalNewThreads(Napi::Env env, pid_t pid) {
   for (pid_t tid : Threads(env)) {
     if (Known(tid)) continue;
     size_t index = slot_count.load(std::memory_order_relaxed);
-    if (index == kMaxThreads) ThrowBpfError(env, "setProcessCapabilities: more threads than the broadcast can track (4096)", E2BIG);
+    if (index == kMaxThreads) ThrowBpfError(env, "setProcessCredentials: more threads than the broadcast can track (4096)", E2BIG);
     Slot& slot = slots[index];
     slot.err = 0;
     slot.op = nullptr;
@@ -245,17 +263,22 @@ const char* StateName(int state) {
 
 }  // namespace
 
-Napi::Value SetProcessCapabilities(const Napi::CallbackInfo& info) {
+Napi::Value SetProcessCredentials(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsBigInt()) throw Napi::TypeError::New(env, "setProcessCapabilities expects the capabilities to keep as a bigint");
+  if (!info[0].IsBigInt()) throw Napi::TypeError::New(env, "setProcessCredentials expects the capabilities to keep as a bigint");
   bool lossless = false;
   uint64_t keep = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
-  if (!lossless) throw Napi::TypeError::New(env, "setProcessCapabilities expects a capability mask that fits in 64 bits");
-  uint32_t timeout_ms = info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : kDefaultTimeoutMs;
+  if (!lossless) throw Napi::TypeError::New(env, "setProcessCredentials expects a capability mask that fits in 64 bits");
+  if (!info[1].IsNumber() || !info[2].IsNumber()) throw Napi::TypeError::New(env, "setProcessCredentials expects the uid and gid to switch to");
+  uid_t uid = info[1].As<Napi::Number>().Uint32Value();
+  gid_t gid = info[2].As<Napi::Number>().Uint32Value();
+  uint32_t timeout_ms = info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : kDefaultTimeoutMs;
 
   std::lock_guard<std::mutex> lock(broadcast_mutex);
   target_last_cap.store(LastCap(env), std::memory_order_release);
   target_keep.store(keep, std::memory_order_release);
+  target_uid.store(uid, std::memory_order_release);
+  target_gid.store(gid, std::memory_order_release);
   slot_count.store(0, std::memory_order_release);
 
   pid_t pid = getpid();
@@ -269,7 +292,7 @@ Napi::Value SetProcessCapabilities(const Napi::CallbackInfo& info) {
 
   if (!handler_installed) {
     KernelSigaction action = HandlerAction(env);
-    if (RawSigaction(kBroadcastSignal, &action, &original_action) != 0) ThrowBpfError(env, "setProcessCapabilities: rt_sigaction(32)", LastErrno());
+    if (RawSigaction(kBroadcastSignal, &action, &original_action) != 0) ThrowBpfError(env, "setProcessCredentials: rt_sigaction(32)", LastErrno());
     handler_installed = true;
   }
   uint64_t deadline = NowMs() + timeout_ms;

@@ -245,7 +245,8 @@ class PerfBuffer : public Napi::ObjectWrap<PerfBuffer> {
 };
 
 Napi::Value BtfTypes(const Napi::CallbackInfo& info);
-Napi::Value SetProcessCapabilities(const Napi::CallbackInfo& info);  // capabilities.cc
+Napi::Value SetProcessCredentials(const Napi::CallbackInfo& info);  // capabilities.cc
+Napi::Value WithFreshNetworkNamespace(const Napi::CallbackInfo& info);  // namespaces.cc
 Napi::Object InitProbes(Napi::Env env, Napi::Object exports);
 
 // Reads a Uint8Array / Buffer argument as raw bytes, checking only its type (TypeScript checks sizes).

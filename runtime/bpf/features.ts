@@ -1,15 +1,19 @@
 /**
  * Feature probes with cilium/ebpf's semantics: each answers supported, unsupported (with the
- * error that proves it) or failed (the probe itself could not tell, e.g. no privileges).
+ * error that proves it) or failed (the probe itself could not tell, e.g. it lacked a capability).
  * Only conclusive answers are cached. Attach kinds are probed by really loading and attaching
  * a tiny program from bpf/lib/probes.bpf.o, since a kernel can know a program type yet refuse it.
+ * Each attach probe leaves the host as it found it: cgroup programs attach to a cgroup the probe
+ * creates and removes, tc classifiers to the `lo` of a network namespace that exists only for
+ * the probe.
  */
-import { existsSync } from 'node:fs'
+import { existsSync, mkdirSync, rmdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { capabilitiesForProgramType, probeLacks, type CapabilityName } from '../privileges.ts'
 import { BpfError } from './errors.ts'
 import { native } from './native.ts'
 import { ObjectSpec, type LoadedObject } from './object.ts'
-import { attachCgroup, cgroup2Root, attachKprobe, attachPerfEvent, attachRawTracepoint, attachTracepoint, attachTracing, attachUprobe, type Link } from './links.ts'
+import { attachCgroup, cgroup2Root, attachKprobe, attachPerfEvent, attachRawTracepoint, attachTc, attachTracepoint, attachTracing, attachUprobe, type Link } from './links.ts'
 
 export type FeatureResult =
   | { status: 'supported' }
@@ -26,15 +30,19 @@ function cached(key: string, probe: () => FeatureResult): FeatureResult {
   return result
 }
 
-const isRoot = process.geteuid?.() === 0
-
-/** Errors that prove the kernel lacks a feature, as opposed to the probe failing. */
-function classify(error: unknown): FeatureResult {
+/**
+ * Errors that prove the kernel lacks a feature, as opposed to the probe failing. An EPERM proves
+ * it only when the probe held every capability it needs: then it is the kernel's policy
+ * (lockdown, an LSM, a disabled attach type); otherwise it is the missing capability.
+ */
+function classify(error: unknown, what: string, needs: readonly CapabilityName[]): FeatureResult {
   const reason = error instanceof Error ? error.message.split('\n')[0] : String(error)
   if (!(error instanceof BpfError)) return { status: 'failed', reason }
+  if (error.code === 'EPERM') {
+    const lacks = probeLacks(what, needs)
+    return lacks === undefined ? { status: 'unsupported', reason } : { status: 'failed', reason: `${lacks} (${reason})` }
+  }
   if (['ENOENT', 'EINVAL', 'ENOTSUPP', 'EOPNOTSUPP', 'E2BIG', 'ENOSYS', 'ENODEV', 'EACCES'].includes(error.code)) return { status: 'unsupported', reason }
-  // as root, EPERM is the kernel's policy (lockdown, LSM, a disabled attach type), not our rights
-  if (error.code === 'EPERM' && isRoot) return { status: 'unsupported', reason }
   return { status: 'failed', reason }
 }
 
@@ -71,28 +79,51 @@ export type AttachKind = (typeof attachKinds)[number]
 
 const probesObject = fileURLToPath(new URL('../../bpf/lib/probes.bpf.o', import.meta.url))
 
-const attachers: Record<AttachKind, (object: LoadedObject) => Link[]> = {
-  kprobe: (o) => [attachKprobe(o, 'probe_kprobe', 'do_unlinkat')],
-  fentry: (o) => [attachTracing(o, 'probe_fentry')],
-  tp_btf: (o) => [attachTracing(o, 'probe_tp_btf')],
-  raw_tp: (o) => [attachRawTracepoint(o, 'probe_raw_tp', 'sched_process_fork')],
-  tracepoint: (o) => [attachTracepoint(o, 'probe_tracepoint', 'sched', 'sched_process_fork')],
+/** The program type (libbpf's name) of each probe program in probes.bpf.c. */
+const probeProgramTypes: Record<AttachKind, string> = {
+  kprobe: 'kprobe', fentry: 'tracing', tp_btf: 'tracing', raw_tp: 'raw_tracepoint', tracepoint: 'tracepoint',
+  uprobe: 'kprobe', perf_event: 'perf_event', cgroup_skb: 'cgroup_skb', tc: 'sched_cls',
+}
+
+/** What each attach probe needs beyond loading: tc creates a network namespace (CAP_SYS_ADMIN). */
+const probeExtraNeeds: Partial<Record<AttachKind, CapabilityName[]>> = { tc: ['CAP_SYS_ADMIN'] }
+
+/** A cgroup that exists only while `fn` runs, so no program ever attaches to one the host uses. */
+function inProbeCgroup<T>(fn: (cgroup: string) => T): T {
+  const root = cgroup2Root()
+  if (root === undefined) throw new BpfError('no cgroup v2 hierarchy is mounted (mount -t cgroup2 none /sys/fs/cgroup)', { op: 'cgroup2Root', errno: 2, code: 'ENOENT' })
+  const cgroup = `${root}/periscope-probe-${process.pid}`
+  mkdirSync(cgroup)
+  try {
+    return fn(cgroup)
+  } finally {
+    rmdirSync(cgroup)
+  }
+}
+
+/** Attaches and detaches the probe program of one kind; throws what the kernel said. */
+const attachAndDetach: Record<AttachKind, (object: LoadedObject) => void> = {
+  kprobe: (o) => detachAll([attachKprobe(o, 'probe_kprobe', 'do_unlinkat')]),
+  fentry: (o) => detachAll([attachTracing(o, 'probe_fentry')]),
+  tp_btf: (o) => detachAll([attachTracing(o, 'probe_tp_btf')]),
+  raw_tp: (o) => detachAll([attachRawTracepoint(o, 'probe_raw_tp', 'sched_process_fork')]),
+  tracepoint: (o) => detachAll([attachTracepoint(o, 'probe_tracepoint', 'sched', 'sched_process_fork')]),
   // the node binary exports libuv, so uv_version is a symbol every Periscope process can probe
-  uprobe: (o) => [attachUprobe(o, 'probe_uprobe', process.execPath, { symbol: 'uv_version', pid: process.pid })],
-  perf_event: (o) => attachPerfEvent(o, 'probe_perf_event', { frequency: 1, cpus: [0] }),
-  cgroup_skb: (o) => {
-    const root = cgroup2Root()
-    if (root === undefined) throw new BpfError('no cgroup v2 hierarchy is mounted (mount -t cgroup2 none /sys/fs/cgroup)', { op: 'cgroup2Root', errno: 2, code: 'ENOENT' })
-    return [attachCgroup(o, 'probe_cgroup_skb', root)]
-  },
-  // attaching tc needs an interface we may not touch; loading the classifier is the test
-  tc: () => [],
+  uprobe: (o) => detachAll([attachUprobe(o, 'probe_uprobe', process.execPath, { symbol: 'uv_version', pid: process.pid })]),
+  perf_event: (o) => detachAll(attachPerfEvent(o, 'probe_perf_event', { frequency: 1, cpus: [0] })),
+  cgroup_skb: (o) => inProbeCgroup((cgroup) => detachAll([attachCgroup(o, 'probe_cgroup_skb', cgroup)])),
+  // lo is ifindex 1 in every namespace; detaching must happen in the namespace too
+  tc: (o) => native.withFreshNetworkNamespace(() => detachAll([attachTc(o, 'probe_tc', 'lo', { direction: 'ingress' })])),
+}
+
+function detachAll(links: Link[]): void {
+  for (const link of links) link.detach()
 }
 
 function whyUnsupported(kind: AttachKind, error: unknown): string {
   const code = error instanceof BpfError ? error.code : 'error'
   if (kind === 'kprobe' && !existsSync('/sys/bus/event_source/devices/kprobe')) return `kprobes are not available on this kernel (no kprobe PMU, CONFIG_KPROBES off): ${code}`
-  if (code === 'EPERM') return `the kernel refuses ${kind} programs even as root (lockdown or policy): EPERM`
+  if (code === 'EPERM') return `the kernel refuses ${kind} programs even with every capability they need (lockdown or policy): EPERM`
   return `${kind} cannot attach here: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`
 }
 
@@ -107,16 +138,26 @@ export async function probeAttach(kind: AttachKind): Promise<FeatureResult> {
     const spec = ObjectSpec.open(probesObject)
     for (const p of spec.programs()) spec.setAutoload(p.name, p.name === program)
     object = await spec.load()
-    for (const link of attachers[kind](object)) link.detach()
+    attachAndDetach[kind](object)
     result = { status: 'supported' }
   } catch (error) {
-    result = classify(error)
+    result = classify(error, `${kind} attach`, [...capabilitiesForProgramType(probeProgramTypes[kind]), ...(probeExtraNeeds[kind] ?? [])])
     if (result.status === 'unsupported') result = { status: 'unsupported', reason: whyUnsupported(kind, error) }
   } finally {
     object?.close()
   }
   if (result.status !== 'failed') cache.set(`attach:${kind}`, result)
   return result
+}
+
+/**
+ * Probes every attach kind now. The runtime calls this before it drops its privileges, so that
+ * every later answer comes from the cache and none depends on what the process still holds.
+ */
+export async function settleAttachProbes(): Promise<Map<AttachKind, FeatureResult>> {
+  const results = new Map<AttachKind, FeatureResult>()
+  for (const kind of attachKinds) results.set(kind, await probeAttach(kind))
+  return results
 }
 
 export function probeBtf(): FeatureResult {

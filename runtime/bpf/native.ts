@@ -105,8 +105,10 @@ export interface NativeAddon {
   RingBuffer: new (mapFd: number, onBatch: NativeBatchCallback, batchBytes: number) => NativeConsumer
   PerfBuffer: new (mapFd: number, pagesPerCpu: number, onBatch: NativeBatchCallback, batchBytes: number) => NativeConsumer
   btfTypes(path: string): BtfType[]
-  /** Sets every thread's capabilities to `keep` (native/src/capabilities.cc); see runtime/privileges.ts. */
-  setProcessCapabilities(keep: bigint, timeoutMs?: number): { tid: number; result: 'changed' | 'failed' | 'exited' | 'pending'; error?: BpfError }[]
+  /** Switches every thread to `uid`/`gid`, no_new_privs and the capabilities `keep` (native/src/capabilities.cc); see runtime/privileges.ts. */
+  setProcessCredentials(keep: bigint, uid: number, gid: number, timeoutMs?: number): { tid: number; result: 'changed' | 'failed' | 'exited' | 'pending'; error?: BpfError }[]
+  /** Calls `fn` on this thread inside a new, empty network namespace, then returns to the original (native/src/namespaces.cc). */
+  withFreshNetworkNamespace<T>(fn: () => T): T
   probeProgType(type: number): boolean | BpfError
   probeMapType(type: number): boolean | BpfError
   probeHelper(progType: number, helper: number): boolean | BpfError

@@ -56,11 +56,16 @@ export const fallbackChains: Record<string, AttachKind[]> = {
   tc: ['tc'],
 }
 
+/** Per wanted attach kind, the first of its fallback chain that `supported` holds (none: undefined). */
+export function planAttachKinds(supported: ReadonlySet<AttachKind>): { want: string; use?: AttachKind }[] {
+  return Object.entries(fallbackChains).map(([want, chain]) => ({ want, use: chain.find((kind) => supported.has(kind)) }))
+}
+
 /** For `periscope check`: per wanted attach kind, what this kernel makes Periscope use. */
-export async function attachPlanFallbacks(): Promise<{ want: string; use?: string }[]> {
-  const supported = new Map<AttachKind, boolean>()
-  for (const kind of attachKinds) supported.set(kind, (await probeAttach(kind)).status === 'supported')
-  return Object.entries(fallbackChains).map(([want, chain]) => ({ want, use: chain.find((kind) => supported.get(kind)) }))
+export async function attachPlanFallbacks(): Promise<{ want: string; use?: AttachKind }[]> {
+  const supported = new Set<AttachKind>()
+  for (const kind of attachKinds) if ((await probeAttach(kind)).status === 'supported') supported.add(kind)
+  return planAttachKinds(supported)
 }
 
 /** Picks the first alternative the kernel supports, with the reasons the others were passed over. */

@@ -8,7 +8,9 @@ import { fileURLToPath } from 'node:url'
 import type { RecordBatch } from '../bpf/batch.ts'
 import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, type Link } from '../bpf/links.ts'
 import { ObjectSpec, type LoadedObject, type Setting } from '../bpf/object.ts'
+import { settleAttachProbes } from '../bpf/features.ts'
 import { PerfBufferReader, RingBufferReader } from '../bpf/ringbuf.ts'
+import { capabilitiesForProgramType, explainPermissionDenied } from '../privileges.ts'
 import { catalogue, choose, type AttachSpec } from './catalogue.ts'
 
 export const libraryDir = fileURLToPath(new URL('../../bpf/lib/', import.meta.url))
@@ -139,17 +141,29 @@ export async function openLibraryObject(name: string, options: OpenOptions = {})
     spec.close()
     throw error
   }
-  const object = await spec.load()
+  const programTypes = spec.programs().flatMap((p) => (p.type === null ? [] : [p.type]))
+  const needs = [...new Set(programTypes.flatMap(capabilitiesForProgramType))]
+  let object: LoadedObject
+  try {
+    object = await spec.load()
+  } catch (error) {
+    throw explainPermissionDenied(error, `loading library object ${name}`, needs)
+  }
   try {
     const links = chosen.map((c) => attachOne(object, c))
     return new LibraryObject(name, object, links, log)
   } catch (error) {
     object.close()
-    throw error
+    throw explainPermissionDenied(error, `attaching library object ${name}`, needs)
   }
 }
 
-/** The ObjectProvider the bus (runtime/bus.ts) shares among plugins. */
-export function createObjectProvider(log?: (message: string) => void): { open(name: string, settings?: Record<string, Setting>): Promise<LibraryObject> } {
+/**
+ * The ObjectProvider the bus (runtime/bus.ts) shares among plugins. It settles every attach probe
+ * first, while the runtime still holds its privileges: objects opened after the drop choose their
+ * attach plans from these answers, never from a probe that ran without a capability it needed.
+ */
+export async function createObjectProvider(log?: (message: string) => void): Promise<{ open(name: string, settings?: Record<string, Setting>): Promise<LibraryObject> }> {
+  await settleAttachProbes()
   return { open: (name, settings) => openLibraryObject(name, { settings, log }) }
 }

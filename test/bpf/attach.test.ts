@@ -1,25 +1,76 @@
+/**
+ * One test per attach function, on the real kernel: each attaches a program from
+ * fixtures/attach.bpf.c, makes it fire, and checks the records it wrote (who fired it, the attach
+ * cookie, a value the test can predict), then that detaching really removes it.
+ */
 import assert from 'node:assert/strict'
-import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, rmdirSync } from 'node:fs'
-import { test } from 'node:test'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test, type TestContext } from 'node:test'
+import { pathToFileURL } from 'node:url'
+import { generateTypes } from '../../scripts/generate-types.ts'
+import { decodeLoopgenEvent } from '../../bpf/lib/loopgen.types.ts'
+import { forEachRecord } from '../../runtime/bpf/batch.ts'
+import { BtfTypes } from '../../runtime/bpf/btf.ts'
 import { attachKinds, probeAttach, probeMapType, probeProgramType } from '../../runtime/bpf/features.ts'
-import { PERF_COUNT_HW_CPU_CYCLES, PERF_TYPE_HARDWARE, attachCgroup, cgroup2Root, attachPerfEvent, attachRawTracepoint, attachTc, attachTracepoint, attachTracing, attachUprobe, attachKprobe, testRun } from '../../runtime/bpf/links.ts'
-import { ObjectSpec } from '../../runtime/bpf/object.ts'
-import { objectPath, requireFeature } from './kernel.ts'
+import { attachCgroup, attachKprobe, attachPerfEvent, attachRawTracepoint, attachTc, attachTracepoint, attachTracing, attachUprobe, cgroup2Root, onlineCpus, PERF_COUNT_HW_CPU_CYCLES, PERF_TYPE_HARDWARE, testRun } from '../../runtime/bpf/links.ts'
+import { native } from '../../runtime/bpf/native.ts'
+import { ObjectSpec, type LoadedObject } from '../../runtime/bpf/object.ts'
+import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
+import { compileFixture, objectPath, requireFeature, root, waitFor } from './kernel.ts'
 
-/** Loads probes.bpf.o with only `program`. */
-async function loadOnly(program: string) {
+const fixture = compileFixture('attach')
+
+interface AttachEvent { cookie: bigint; program: number; tgid: number; value: number; port: number }
+/** The fixture's decoder, generated from its BTF as the build does for bpf/lib. */
+const decodeAttachEvent: (view: DataView, offset: number) => AttachEvent = await (async () => {
+  const spec = ObjectSpec.open(fixture)
+  const source = generateTypes({ name: 'attach', btf: new BtfTypes(native.btfTypes(fixture)), programs: spec.programs().map((p) => p.name), maps: spec.maps() })
+  spec.close()
+  const file = join(mkdtempSync(join(tmpdir(), 'periscope-attach-types-')), 'attach.types.ts')
+  writeFileSync(file, source)
+  return ((await import(pathToFileURL(file).href)) as { decodeAttachEvent: (view: DataView, offset: number) => AttachEvent }).decodeAttachEvent
+})()
+
+// the fixture's enum attach_program
+const FIRED = { tracepoint: 1, raw_tp: 2, tp_btf: 3, uprobe: 4, uretprobe: 5, perf_event: 6, tc: 7, kprobe: 8, fentry: 9 } as const
+
+/**
+ * Loads the fixture with only `program` and reads its ring buffer into `events`; everything is
+ * closed when the test ends, passed or failed. Every process's events are recorded: the tests
+ * pick theirs, so a filter in the fixture cannot hide a wrong answer.
+ */
+async function loadOnly(t: TestContext, program: string) {
+  const spec = ObjectSpec.open(fixture)
+  for (const p of spec.programs()) spec.setAutoload(p.name, p.name === program)
+  const object = await spec.load()
+  const events: AttachEvent[] = []
+  const reader = new RingBufferReader(object, 'events', { onBatch: (batch) => forEachRecord(batch, (view, offset) => { events.push(decodeAttachEvent(view, offset)) }) })
+  // the reader first: it must never outlive the ring buffer map it reads
+  const close = () => {
+    reader.close()
+    object.close()
+  }
+  t.after(close)
+  return { object, events, reader, close }
+}
+
+/** Loads probes.bpf.o, the feature probes' object, with only `program`. */
+async function loadProbe(program: string): Promise<LoadedObject> {
   const spec = ObjectSpec.open(objectPath('probes'))
   for (const p of spec.programs()) spec.setAutoload(p.name, p.name === program)
   return spec.load()
 }
 
 const bpftoolLinkIds = (): number[] => (JSON.parse(execFileSync('bpftool', ['-j', 'link', 'list']).toString()) as { id: number }[]).map((l) => l.id)
+const fork = (): number => spawnSync('/bin/true').pid!
 
 test('feature probes match this kernel', async () => {
   const kprobePmu = existsSync('/sys/bus/event_source/devices/kprobe')
   assert.equal((await probeAttach('kprobe')).status, kprobePmu ? 'supported' : 'unsupported')
-  for (const kind of ['tracepoint', 'tp_btf', 'raw_tp', 'uprobe', 'perf_event'] as const) {
+  for (const kind of ['tracepoint', 'tp_btf', 'raw_tp', 'uprobe', 'perf_event', 'cgroup_skb', 'tc'] as const) {
     assert.equal((await probeAttach(kind)).status, 'supported', kind)
   }
   // this machine family refuses fentry (EPERM as root); elsewhere the answer must still be conclusive
@@ -33,71 +84,119 @@ test('feature probes match this kernel', async () => {
   for (const kind of attachKinds) assert.notEqual((await probeAttach(kind)).status, 'failed', kind)
 })
 
-test('tracepoint: attaches, fires, shows in bpftool, detaches', async () => {
-  const object = await loadOnly('probe_tracepoint')
-  const link = attachTracepoint(object, 'probe_tracepoint', 'sched', 'sched_process_fork', { cookie: 42n })
+test('tracepoint: attaches, fires with its cookie for exactly the fork it saw, shows in bpftool, detaches', async (t) => {
+  const { object, events, reader } = await loadOnly(t, 'on_fork_tracepoint')
+  const link = attachTracepoint(object, 'on_fork_tracepoint', 'sched', 'sched_process_fork', { cookie: 42n })
   assert.ok(link.id > 0)
   assert.ok(bpftoolLinkIds().includes(link.id))
   assert.equal(link.info().type, 'perf_event')
+  const child = fork()
+  reader.drain()
+  // this process may start threads meanwhile (each fires sched_process_fork too): pick the child
+  const forks = events.filter((e) => e.value === child)
+  assert.deepEqual(forks, [{ cookie: 42n, program: FIRED.tracepoint, tgid: process.pid, value: child, port: 0 }])
   assert.equal(link.detach(), true)
   assert.equal(link.detach(), false)
   assert.ok(!bpftoolLinkIds().includes(link.id))
-  object.close()
+  const after = fork()
+  reader.drain()
+  assert.deepEqual(events.filter((e) => e.value === after), [], 'a detached tracepoint does not fire')
 })
 
-test('raw_tp and tp_btf attach', async (t) => {
-  for (const [program, attach] of [
-    ['probe_raw_tp', (o: Awaited<ReturnType<typeof loadOnly>>) => attachRawTracepoint(o, 'probe_raw_tp', 'sched_process_fork')],
-    ['probe_tp_btf', (o: Awaited<ReturnType<typeof loadOnly>>) => attachTracing(o, 'probe_tp_btf')],
+test('raw_tp and tp_btf: attach and see the child of exactly one fork', async (t) => {
+  for (const [kind, program, attach] of [
+    ['raw_tp', 'on_fork_raw_tp', (o: LoadedObject) => attachRawTracepoint(o, 'on_fork_raw_tp', 'sched_process_fork')],
+    ['tp_btf', 'on_fork_tp_btf', (o: LoadedObject) => attachTracing(o, 'on_fork_tp_btf')],
   ] as const) {
-    if (!requireFeature(t, program, await probeAttach(program === 'probe_raw_tp' ? 'raw_tp' : 'tp_btf'))) return
-    const object = await loadOnly(program)
+    if (!requireFeature(t, kind, await probeAttach(kind))) return
+    const { object, events, reader, close } = await loadOnly(t, program)
     const link = attach(object)
     assert.ok(link.id > 0, program)
     // tp_btf links are raw tracepoint links too, with a BTF-typed program behind them
     assert.equal(link.info().type, 'raw_tracepoint')
-    object.close()
+    const child = fork()
+    reader.drain()
+    assert.deepEqual(events.filter((e) => e.value === child).map((e) => [e.program, e.tgid]), [[FIRED[kind], process.pid]], program)
+    close()
     assert.ok(!bpftoolLinkIds().includes(link.id), 'closing the object detaches its links')
   }
 })
 
-test('uprobe by symbol and by offset, with a pid filter', async (t) => {
-  if (!requireFeature(t, 'uprobe', await probeAttach('uprobe'))) return
-  const object = await loadOnly('probe_uprobe')
-  const bySymbol = attachUprobe(object, 'probe_uprobe', process.execPath, { symbol: 'uv_version', pid: process.pid, cookie: 7n })
-  assert.ok(bySymbol.id > 0)
-  const ret = attachUprobe(object, 'probe_uprobe', process.execPath, { symbol: 'uv_version', retprobe: true })
-  assert.ok(ret.id > 0)
-  // by offset: the symbol's address turned into a file offset through its LOAD segment
-  const symbol = execFileSync('nm', ['-D', '--defined-only', process.execPath], { maxBuffer: 256 << 20 }).toString().split('\n').find((l) => l.endsWith(' uv_version'))
-  assert.ok(symbol !== undefined, 'node exports uv_version')
+/** Builds fixtures/uprobe-target.c; returns the binary and the file offset of periscope_target. */
+function buildUprobeTarget(): { binary: string; offset: number } {
+  const binary = join(mkdtempSync(join(tmpdir(), 'periscope-uprobe-')), 'uprobe-target')
+  execFileSync('cc', ['-O2', '-g', '-o', binary, join(root, 'test/bpf/fixtures/uprobe-target.c')])
+  const symbol = execFileSync('nm', ['--defined-only', binary]).toString().split('\n').find((l) => l.endsWith(' periscope_target'))
+  assert.ok(symbol !== undefined, 'the target defines periscope_target')
   const address = BigInt(`0x${symbol.split(' ')[0]}`)
-  const segment = execFileSync('readelf', ['-lW', process.execPath], { maxBuffer: 16 << 20 }).toString().split('\n')
+  const segment = execFileSync('readelf', ['-lW', binary]).toString().split('\n')
     .filter((l) => l.trim().startsWith('LOAD'))
-    .map((l) => l.trim().split(/\s+/).map((f) => f))
-    .map(([, offset, vaddr, , filesz]) => ({ offset: BigInt(offset), vaddr: BigInt(vaddr), size: BigInt(filesz) }))
+    .map((l) => l.trim().split(/\s+/))
+    .map(([, offset, vaddr, , filesz]) => ({ offset: BigInt(offset!), vaddr: BigInt(vaddr!), size: BigInt(filesz!) }))
     .find((s) => address >= s.vaddr && address < s.vaddr + s.size)
   assert.ok(segment !== undefined)
-  const byOffset = attachUprobe(object, 'probe_uprobe', process.execPath, { offset: Number(address - segment.vaddr + segment.offset) })
-  assert.ok(byOffset.id > 0)
-  assert.equal(new Set([bySymbol.id, ret.id, byOffset.id]).size, 3)
-  object.close()
+  return { binary, offset: Number(address - segment.vaddr + segment.offset) }
+}
+
+/** Starts the target, which calls periscope_target `calls` times once released. */
+function startTarget(binary: string, calls: number) {
+  const child = spawn(binary, [String(calls)], { stdio: ['pipe', 'pipe', 'inherit'] })
+  let output = ''
+  child.stdout.on('data', (d) => { output += d })
+  const exited = new Promise<void>((resolve, reject) => child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`uprobe target exited ${code}`)))))
+  return { pid: child.pid!, release: () => child.stdin.end('go\n'), exited, output: () => output }
+}
+
+test('uprobe and uretprobe: by symbol and by offset, with cookies, and a pid filter that excludes other processes', async (t) => {
+  if (!requireFeature(t, 'uprobe', await probeAttach('uprobe'))) return
+  const { binary, offset } = buildUprobeTarget()
+  const a = startTarget(binary, 3)
+  const b = startTarget(binary, 5)
+  const entry = await loadOnly(t, 'on_uprobe')
+  const exit = await loadOnly(t, 'on_uretprobe')
+  t.after(() => rmSync(join(binary, '..'), { recursive: true, force: true }))
+  {
+    attachUprobe(entry.object, 'on_uprobe', binary, { symbol: 'periscope_target', pid: a.pid, cookie: 7n })
+    attachUprobe(entry.object, 'on_uprobe', binary, { offset, pid: b.pid, cookie: 9n })
+    attachUprobe(exit.object, 'on_uretprobe', binary, { symbol: 'periscope_target', retprobe: true, cookie: 8n })
+    a.release()
+    b.release()
+    await Promise.all([a.exited, b.exited])
+    assert.equal(a.output(), '6\n')
+    entry.reader.drain()
+    exit.reader.drain()
+    const seen = (events: AttachEvent[], cookie: bigint) => events.filter((e) => e.cookie === cookie).map((e) => [e.program, e.tgid, e.value])
+    // by symbol, only process a: its 3 calls with their arguments, none of b's 5
+    assert.deepEqual(seen(entry.events, 7n), [0, 1, 2].map((n) => [FIRED.uprobe, a.pid, n]))
+    // by offset, only process b
+    assert.deepEqual(seen(entry.events, 9n), [0, 1, 2, 3, 4].map((n) => [FIRED.uprobe, b.pid, n]))
+    assert.equal(entry.events.length, 8, 'nothing but those fired')
+    // the uretprobe has no pid filter: both processes, with the return values (twice the argument)
+    const returns = seen(exit.events, 8n)
+    assert.deepEqual(returns.filter(([, tgid]) => tgid === a.pid), [0, 1, 2].map((n) => [FIRED.uretprobe, a.pid, 2 * n]))
+    assert.deepEqual(returns.filter(([, tgid]) => tgid === b.pid), [0, 1, 2, 3, 4].map((n) => [FIRED.uretprobe, b.pid, 2 * n]))
+  }
 })
 
-test('perf_event sampling attaches on every online CPU', async (t) => {
+test('perf_event sampling attaches on every online CPU and fires on each', async (t) => {
   if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
-  const object = await loadOnly('probe_perf_event')
-  const links = attachPerfEvent(object, 'probe_perf_event', { frequency: 99 })
-  const online = execFileSync('nproc').toString().trim()
-  assert.equal(links.length, Number(online))
+  const { object, events, reader, close } = await loadOnly(t, 'on_perf_event')
+  const links = attachPerfEvent(object, 'on_perf_event', { frequency: 99, cookie: 3n })
+  const cpus = onlineCpus()
+  assert.equal(links.length, cpus.length)
   assert.ok(links.every((l) => l.id > 0))
-  object.close()
+  await waitFor(() => {
+    reader.drain()
+    return cpus.every((cpu) => events.some((e) => e.value === cpu))
+  }, 'a sample from every online CPU', 5000)
+  assert.ok(events.every((e) => e.program === FIRED.perf_event && e.cookie === 3n))
+  close()
   assert.ok(links.every((l) => !bpftoolLinkIds().includes(l.id)))
 })
 
 test('hardware perf events: sampled where the machine has a PMU, a clear error where it has none', async (t) => {
   if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
-  const object = await loadOnly('probe_perf_event')
+  const object = await loadProbe('probe_perf_event')
   if (existsSync('/sys/bus/event_source/devices/cpu')) {
     const links = attachPerfEvent(object, 'probe_perf_event', { type: PERF_TYPE_HARDWARE, config: PERF_COUNT_HW_CPU_CYCLES, period: 1_000_000 })
     assert.ok(links.length > 0 && links.every((l) => l.id > 0))
@@ -108,67 +207,108 @@ test('hardware perf events: sampled where the machine has a PMU, a clear error w
   object.close()
 })
 
-test('cgroup_skb attaches to a fresh cgroup', async (t) => {
+test('cgroup_skb attaches to a fresh cgroup, and closing the object detaches it', async (t) => {
   if (!requireFeature(t, 'cgroup_skb', await probeAttach('cgroup_skb'))) return
   const dir = `${cgroup2Root()}/periscope-test-${process.pid}`
   mkdirSync(dir)
   try {
-    const object = await loadOnly('probe_cgroup_skb')
+    const object = await loadProbe('probe_cgroup_skb')
     const link = attachCgroup(object, 'probe_cgroup_skb', dir)
     assert.ok(link.id > 0)
     assert.equal(link.info().type, 'cgroup')
+    assert.ok(bpftoolLinkIds().includes(link.id))
     object.close()
+    assert.ok(!bpftoolLinkIds().includes(link.id))
   } finally {
     rmdirSync(dir)
   }
 })
 
-test('tc attaches to a dummy interface and detaches', async (t) => {
+/** Sleeps this thread, for polling inside a synchronous callback. */
+const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
+
+test('tc: attaches to lo in a network namespace of its own, fires for exactly the packets sent there, leaves the host untouched', async (t) => {
   if (!requireFeature(t, 'tc', await probeAttach('tc'))) return
-  const name = `pscope${process.pid % 100000}`
-  const created = spawnSync('ip', ['link', 'add', name, 'type', 'dummy'])
-  const iface = created.status === 0 ? name : 'lo'
-  try {
-    const object = await loadOnly('probe_tc')
-    const link = attachTc(object, 'probe_tc', iface, { direction: 'ingress', priority: 7 })
-    const filters = execFileSync('tc', ['filter', 'show', 'dev', iface, 'ingress']).toString()
-    assert.match(filters, /probe_tc/)
+  const qdiscsBefore = execFileSync('tc', ['qdisc', 'show', 'dev', 'lo']).toString()
+  const port = 40_000 + (process.pid % 20_000)
+  const { object, events, reader, close } = await loadOnly(t, 'on_tc')
+  const ours = () => events.filter((e) => e.port === port)
+  // children spawned from this thread inherit its namespace, so ip, tc and bash act inside it
+  const inside = native.withFreshNetworkNamespace(() => {
+    execFileSync('ip', ['link', 'set', 'lo', 'up'])
+    const link = attachTc(object, 'on_tc', 'lo', { direction: 'ingress', priority: 7 })
+    const filters = execFileSync('tc', ['filter', 'show', 'dev', 'lo', 'ingress']).toString()
+    execFileSync('bash', ['-c', `for i in 1 2 3; do echo x > /dev/udp/127.0.0.1/${port}; done`])
+    const deadline = Date.now() + 2000
+    while (ours().length < 3 && Date.now() < deadline) {
+      reader.drain()
+      pause(5)
+    }
     assert.equal(link.id, 0)
     assert.equal(link.detach(), true)
-    assert.doesNotMatch(execFileSync('tc', ['filter', 'show', 'dev', iface, 'ingress']).toString(), /probe_tc/)
-    object.close()
-  } finally {
-    if (iface === name) spawnSync('ip', ['link', 'del', name])
-  }
+    return { filters, after: execFileSync('tc', ['filter', 'show', 'dev', 'lo', 'ingress']).toString() }
+  })
+  assert.match(inside.filters, /on_tc/)
+  assert.doesNotMatch(inside.after, /on_tc/)
+  // each "x\n" datagram: 14 bytes of Ethernet, 20 of IPv4, 8 of UDP, 2 of payload
+  assert.deepEqual(ours().map((e) => [e.program, e.value]), [[FIRED.tc, 44], [FIRED.tc, 44], [FIRED.tc, 44]])
+  close()
+  assert.equal(execFileSync('tc', ['qdisc', 'show', 'dev', 'lo']).toString(), qdiscsBefore, 'the host\'s lo keeps the qdiscs it had')
 })
 
-test('kprobe and fentry: attach where the kernel allows, a clear error where it does not', async () => {
-  const kprobe = await probeAttach('kprobe')
-  if (kprobe.status === 'supported') {
-    const object = await loadOnly('probe_kprobe')
-    assert.ok(attachKprobe(object, 'probe_kprobe', 'do_unlinkat').id > 0)
-    object.close()
+test('kprobe: attaches and fires where the kernel allows, a clear error where it does not', async (t) => {
+  const { object, events, reader } = await loadOnly(t, 'on_unlink_kprobe')
+  if ((await probeAttach('kprobe')).status === 'supported') {
+    attachKprobe(object, 'on_unlink_kprobe', 'do_unlinkat', { cookie: 5n })
+    const file = join(tmpdir(), `periscope-kprobe-${process.pid}`)
+    writeFileSync(file, '')
+    unlinkSync(file)
+    reader.drain()
+    assert.deepEqual(events.filter((e) => e.tgid === process.pid).map((e) => [e.program, e.cookie]), [[FIRED.kprobe, 5n]])
   } else {
-    const object = await loadOnly('probe_kprobe')
-    assert.throws(() => attachKprobe(object, 'probe_kprobe', 'do_unlinkat'), (error: Error & { code?: string }) => {
-      assert.match(error.message, /attach probe_kprobe to kprobe do_unlinkat/)
+    assert.throws(() => attachKprobe(object, 'on_unlink_kprobe', 'do_unlinkat'), (error: Error & { code?: string }) => {
+      assert.match(error.message, /attach on_unlink_kprobe to kprobe do_unlinkat/)
       assert.ok(error.code !== undefined)
       return true
     })
-    object.close()
-  }
-  const fentry = await probeAttach('fentry')
-  if (fentry.status !== 'supported') {
-    await assert.rejects(loadOnly('probe_fentry'), /load BPF object .*probes\.bpf\.o/)
   }
 })
 
-test('a syscall program runs on demand (test run) and its records arrive', async () => {
-  const spec = ObjectSpec.open(objectPath('loopgen'))
-  const object = await spec.load()
+test('fentry: attaches and fires where the kernel allows, a clear error where it does not', async (t) => {
+  if ((await probeAttach('fentry')).status === 'supported') {
+    const { object, events, reader } = await loadOnly(t, 'on_unlink_fentry')
+    const link = attachTracing(object, 'on_unlink_fentry')
+    assert.equal(link.info().type, 'tracing')
+    const file = join(tmpdir(), `periscope-fentry-${process.pid}`)
+    writeFileSync(file, '')
+    unlinkSync(file)
+    reader.drain()
+    assert.deepEqual(events.filter((e) => e.tgid === process.pid).map((e) => e.program), [FIRED.fentry])
+  } else {
+    const spec = ObjectSpec.open(fixture)
+    for (const p of spec.programs()) spec.setAutoload(p.name, p.name === 'on_unlink_fentry')
+    await assert.rejects(spec.load(), /load BPF object .*attach\.bpf\.o/)
+  }
+})
+
+test('a syscall program runs on demand (test run) and its records arrive, numbered', async () => {
+  const object = await ObjectSpec.open(objectPath('loopgen')).load()
+  const seqs: number[] = []
+  const reader = new RingBufferReader(object, 'events', {
+    onBatch: (batch) => forEachRecord(batch, (view, offset, size) => {
+      assert.equal(size, 64)
+      seqs.push(decodeLoopgenEvent(view, offset).seq)
+    }),
+  })
   const context = new Uint8Array(8)
   new DataView(context.buffer).setUint32(0, 10, true)
   assert.equal(testRun(object, 'generate', context), 0)
+  reader.drain()
+  assert.deepEqual(seqs, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+  reader.close()
   object.close()
 })
 
+test('nothing from these tests is left on the host', () => {
+  assert.deepEqual(readdirSync(cgroup2Root()!).filter((name) => name.startsWith('periscope-')), [])
+})

@@ -1,20 +1,24 @@
 /**
- * `periscope run` drops capabilities on every thread once its objects are loaded, and keeps
- * working with what it kept: events still flow, and a hot-added plugin still loads its object.
+ * After loading, the runtime continues as nobody, with no_new_privs and only the capabilities it
+ * keeps, on every thread: it can no longer write root's files, and it still loads, attaches and
+ * reads objects, serves its admin socket and writes its data.
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { connectAdmin } from '../../runtime/admin/client.ts'
 import { root, waitFor } from './kernel.ts'
 
-const bpfPerfmon = (1n << 39n) | (1n << 38n)
+// CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_DAC_READ_SEARCH
+const kept = (1n << 39n) | (1n << 38n) | (1n << 12n) | (1n << 2n)
+const hex = (mask: bigint) => mask.toString(16).padStart(16, '0')
+const nobody = ['65534', '65534', '65534', '65534']
 
-/** CapEff and CapBnd of every thread of `pid`, read by the kernel's accounting, not the runtime's. */
-function threadCapabilities(pid: number): { tid: string; name: string; effective: bigint; bounding: bigint }[] {
+/** Credentials of every thread of `pid`, as the kernel accounts them. */
+function threadCredentials(pid: number) {
   return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
     let text: string
     try {
@@ -22,26 +26,80 @@ function threadCapabilities(pid: number): { tid: string; name: string; effective
     } catch {
       return [] // the thread exited between listing and reading
     }
-    const field = (name: string) => /^(\S+):\s*(.*)$/m.exec(text.split('\n').find((l) => l.startsWith(`${name}:`)) ?? '')?.[2] ?? ''
-    return [{ tid, name: field('Name'), effective: BigInt(`0x${field('CapEff')}`), bounding: BigInt(`0x${field('CapBnd')}`) }]
+    const field = (name: string) => new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(text)?.[1]?.trim() ?? ''
+    return [{
+      tid, name: field('Name'), uids: field('Uid').split(/\s+/), gids: field('Gid').split(/\s+/), groups: field('Groups'),
+      noNewPrivs: field('NoNewPrivs'), caps: ['CapEff', 'CapPrm', 'CapBnd', 'CapInh', 'CapAmb'].map((c) => `${c} ${field(c)}`).join(' '),
+    }]
   })
 }
+const expectedCaps = `CapEff ${hex(kept)} CapPrm ${hex(kept)} CapBnd ${hex(kept)} CapInh ${hex(0n)} CapAmb ${hex(0n)}`
 
-const hex = (mask: bigint) => mask.toString(16).padStart(16, '0')
-
-test('periscope run keeps only CAP_BPF and CAP_PERFMON on every thread, and still works', async (t) => {
+/** A temp dir holding a root-owned 0644 file and a root-only 0600 file, as the attacker's targets. */
+function targets() {
   const dir = mkdtempSync(join(tmpdir(), 'periscope-privileges-'))
-  const socket = join(dir, 'admin.sock')
-  writeFileSync(join(dir, 'execs.ts'), `import { definePlugin } from 'periscope/plugin'
-export default definePlugin({
-  name: 'privileges-execs',
-  objects: ['exec'],
-  setup(ctx) {
-    ctx.on('exec:events', (ev) => { if (ev.kind === 1 && ev.args[1] === 'privileges-test') ctx.log.info('saw exec ' + ev.args[2]) })
-  },
+  const rootFile = join(dir, 'root-file')
+  writeFileSync(rootFile, 'root\'s\n', { mode: 0o644 })
+  chmodSync(rootFile, 0o644)
+  const rootOnly = join(dir, 'root-only')
+  writeFileSync(rootOnly, 'secret\n', { mode: 0o600 })
+  return { dir, rootFile, rootOnly }
+}
+
+function runDroppedChild(...args: string[]) {
+  const { dir, rootFile, rootOnly } = targets()
+  try {
+    const output = execFileSync(process.execPath, [join(root, 'test/bpf/fixtures/dropped-privileges.ts'), join(dir, 'data'), rootFile, rootOnly, ...args], { encoding: 'utf8' })
+    return { result: JSON.parse(output), rootFileAfter: readFileSync(rootFile, 'utf8'), rootFileMode: statSync(rootFile).mode & 0o777, data: statSync(join(dir, 'data')) }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+test('after the drop no thread can write or chmod a root-owned 0644 file, and the runtime still loads, attaches, reads and writes its data', () => {
+  const { result, rootFileAfter, rootFileMode, data } = runDroppedChild()
+  assert.equal(result.report.dropped, true, result.report.message)
+  assert.deepEqual(result.status, {
+    Uid: nobody.join('\t'), Gid: nobody.join('\t'), Groups: '', NoNewPrivs: '1',
+    CapInh: hex(0n), CapPrm: hex(kept), CapEff: hex(kept), CapBnd: hex(kept), CapAmb: hex(0n),
+  })
+  // uid 0 owns root's files: without the switch to nobody these would all have succeeded
+  assert.deepEqual(result.writeRootFile, { mainThread: 'EACCES', threadPool: 'EACCES', workerThread: 'EACCES', chmod: 'EPERM' })
+  assert.equal(rootFileAfter, 'root\'s\n')
+  assert.equal(rootFileMode, 0o644)
+  // CAP_DAC_READ_SEARCH is kept on purpose (tracefs, plugin files, uprobe targets)
+  assert.equal(result.readRootOnlyFile, 'ok')
+  assert.equal(result.writeDataDir, 'ok')
+  assert.deepEqual([data.uid, data.gid], [65534, 65534], 'the data directory was handed to nobody before the drop')
+  assert.equal(result.spawnedUid, '65534', 'children start as nobody too')
+  assert.equal(result.execEventAfterDrop, true, 'exec loaded, attached and delivered an event after the drop')
+  assert.deepEqual(result.probes.tracepoint, { status: 'supported' })
 })
-`)
-  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${socket}\nexporter:\n  dataDir: ${join(dir, 'data')}\n  prometheus:\n    enabled: false\n`)
+
+test('after the drop an EPERM is an error naming the missing capability, never a cached "unsupported"', () => {
+  const { result } = runDroppedChild()
+  // probing tc needs a network namespace of its own, so CAP_SYS_ADMIN, which is gone
+  const tcFailed = {
+    status: 'failed',
+    reason: 'cannot tell whether tc attach works: probing it needs CAP_SYS_ADMIN, and Periscope dropped it after start-up and keeps only ' +
+      'CAP_DAC_READ_SEARCH, CAP_NET_ADMIN, CAP_PERFMON, CAP_BPF (withFreshNetworkNamespace: unshare(CLONE_NEWNET): Operation not permitted)',
+  }
+  assert.deepEqual(result.probes.tcFirst, tcFailed)
+  assert.deepEqual(result.probes.tcAgain, tcFailed, 'the failure was not cached: the second call probed again')
+  assert.equal(result.probes.cgroupSkb.status, 'failed')
+  assert.equal(result.fentryLoad, 'loading probe_fentry was refused (EPERM) although this process holds CAP_BPF and CAP_PERFMON: ' +
+    'the kernel refuses it by policy (lockdown, an LSM), or one of its helpers wants CAP_SYS_ADMIN, which Periscope dropped after start-up')
+})
+
+test('the object library settles every attach probe before the drop, so later answers do not depend on what the process still holds', () => {
+  const { result } = runDroppedChild('--settle')
+  assert.equal(result.report.dropped, true)
+  assert.deepEqual(result.probes.tcFirst, { status: 'supported' })
+  assert.deepEqual(result.probes.cgroupSkb, { status: 'supported' })
+})
+
+/** Starts `periscope run` on `dir`; resolves its exit code, collects its output. */
+function startRun(dir: string) {
   const child = spawn(process.execPath, [join(root, 'runtime/cli.ts'), 'run', '--plugins', dir, '--config', join(dir, 'periscope.yaml')], {
     cwd: dir, env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '' },
   })
@@ -49,22 +107,45 @@ export default definePlugin({
   child.stdout.on('data', (d) => { output += d })
   child.stderr.on('data', (d) => { output += d })
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
-  try {
-    await waitFor(() => /running 1 of \d+ plugins/.test(output), 'the runtime to start', 20_000)
-    assert.match(output, /dropped .*CAP_SYS_ADMIN.*; keeping CAP_PERFMON, CAP_BPF/, output)
+  return { child, exited, output: () => output }
+}
 
-    const threads = threadCapabilities(child.pid!)
-    for (const thread of threads) t.diagnostic(`${thread.tid} ${thread.name}: CapEff ${hex(thread.effective)} CapBnd ${hex(thread.bounding)}`)
-    const wrong = threads.filter((t) => t.effective !== bpfPerfmon || t.bounding !== bpfPerfmon)
-      .map((t) => `${t.tid} ${t.name}: CapEff ${hex(t.effective)} CapBnd ${hex(t.bounding)}`)
+test('periscope run continues as nobody on every thread, and still works: events, a hot-added object, the admin socket, its data', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'periscope-run-privileges-'))
+  const socket = join(dir, 'admin.sock')
+  const dataDir = join(dir, 'data')
+  writeFileSync(join(dir, 'execs.ts'), `import { definePlugin } from 'periscope/plugin'
+export default definePlugin({
+  name: 'privileges-execs',
+  objects: ['exec'],
+  setup(ctx) {
+    ctx.on('exec:events', (ev) => {
+      if (ev.kind !== 1 || ev.args[1] !== 'privileges-test') return
+      ctx.log.info('saw exec ' + ev.args[2])
+      ctx.emit.log({ body: 'exec ' + ev.args[2] })
+    })
+  },
+})
+`)
+  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${socket}\nexporter:\n  dataDir: ${dataDir}\n  prometheus:\n    enabled: false\n`)
+  const run = startRun(dir)
+  try {
+    await waitFor(() => /running 1 of \d+ plugins/.test(run.output()), 'the runtime to start', 20_000)
+    assert.match(run.output(), /dropped .*CAP_SYS_ADMIN.*; continuing as nobody \(uid 65534\) with no_new_privs, keeping CAP_DAC_READ_SEARCH, CAP_NET_ADMIN, CAP_PERFMON, CAP_BPF/, run.output())
+
+    const threads = threadCredentials(run.child.pid!)
+    for (const thread of threads) t.diagnostic(`${thread.tid} ${thread.name}: uids ${thread.uids.join(' ')} ${thread.caps} NoNewPrivs ${thread.noNewPrivs}`)
     assert.ok(threads.length > 4, `the runtime has its V8, libuv and isolate threads (${threads.length} found)`)
-    assert.deepEqual(wrong, [], `every thread holds exactly CAP_BPF|CAP_PERFMON (${hex(bpfPerfmon)})`)
+    const wrong = (list: typeof threads) => list
+      .filter((th) => th.uids.join() !== nobody.join() || th.gids.join() !== nobody.join() || th.groups !== '' || th.noNewPrivs !== '1' || th.caps !== expectedCaps)
+      .map((th) => `${th.tid} ${th.name}: uids ${th.uids.join(' ')} gids ${th.gids.join(' ')} groups [${th.groups}] NoNewPrivs ${th.noNewPrivs} ${th.caps}`)
+    assert.deepEqual(wrong(threads), [], `every thread is nobody with no_new_privs and exactly ${expectedCaps}`)
 
     // events still reach the plugin after the drop
     execFileSync('/bin/echo', ['privileges-test', 'after-drop'])
-    await waitFor(() => /saw exec after-drop/.test(output), 'the exec event to reach the plugin', 5000)
+    await waitFor(() => /saw exec after-drop/.test(run.output()), 'the exec event to reach the plugin', 5000)
 
-    // a plugin added now loads a new object with only CAP_BPF and CAP_PERFMON
+    // a plugin added now loads and attaches a new object as nobody
     writeFileSync(join(dir, 'loopgen.ts'), `import { definePlugin } from 'periscope/plugin'
 export default definePlugin({
   name: 'privileges-loopgen',
@@ -72,24 +153,47 @@ export default definePlugin({
   setup(ctx) { ctx.on('loopgen:events', () => {}) },
 })
 `)
-    await waitFor(() => /plugin privileges-loopgen: loaded/.test(output), 'the hot-added loopgen plugin to load', 10_000)
+    await waitFor(() => /plugin privileges-loopgen: loaded/.test(run.output()), 'the hot-added loopgen plugin to load', 10_000)
+    // the socket was bound before the drop and is served after it
     const admin = await connectAdmin(socket)
     try {
       const objects = await admin.request<{ name: string; users: string[] }[]>('objects')
       const users = objects.find((o) => o.name === 'loopgen')?.users ?? []
       assert.ok(users.length === 1 && users[0]!.includes('loopgen.ts'), `the loopgen object is open for the new plugin: ${JSON.stringify(objects)}`)
       const plugins = await admin.request<{ name: string; status: string }[]>('plugins')
-      assert.equal(plugins.find((p) => p.name === 'privileges-loopgen')?.status, 'running', output)
+      assert.equal(plugins.find((p) => p.name === 'privileges-loopgen')?.status, 'running', run.output())
     } finally {
       admin.close()
     }
-    // threads started since (for the new isolate) inherit the reduced sets
-    const later = threadCapabilities(child.pid!).filter((t) => t.effective !== bpfPerfmon || t.bounding !== bpfPerfmon)
-    assert.deepEqual(later.map((t) => t.tid), [], 'no thread regained capabilities')
+    assert.deepEqual(wrong(threadCredentials(run.child.pid!)), [], 'threads started since (for the new isolate) inherit the reduced credentials')
   } finally {
-    child.kill('SIGTERM')
-    const code = await exited
+    run.child.kill('SIGTERM')
+  }
+  const code = await run.exited
+  try {
+    assert.equal(code, 0, run.output())
+    // written by the runtime as nobody, into the directory handed over before the drop
+    const logs = join(dataDir, 'logs.jsonl')
+    assert.match(readFileSync(logs, 'utf8'), /exec after-drop/)
+    assert.deepEqual([statSync(logs).uid, statSync(dataDir).uid], [65534, 65534])
+  } finally {
     rmSync(dir, { recursive: true, force: true })
-    assert.equal(code, 0, output)
+  }
+})
+
+test('periscope run refuses a data directory that is not its own, since nobody would have to own it, and says what to do', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'periscope-run-shared-'))
+  writeFileSync(join(dir, 'execs.ts'), `import { definePlugin } from 'periscope/plugin'
+export default definePlugin({ name: 'shared-execs', objects: ['exec'], setup(ctx) { ctx.on('exec:events', () => {}) } })
+`)
+  // the data directory is the one holding the plugin and the config
+  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${join(dir, 'admin.sock')}\nexporter:\n  dataDir: ${dir}\n  prometheus:\n    enabled: false\n`)
+  const run = startRun(dir)
+  try {
+    assert.equal(await run.exited, 1, run.output())
+    assert.match(run.output(), new RegExp(`periscope run: exporter.dataDir ${dir} is not a directory of its own \\(it also holds .*\\); after loading, the runtime continues as nobody`))
+    assert.equal(statSync(dir).uid, 0, 'the shared directory was left as it was')
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
   }
 })
