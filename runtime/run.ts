@@ -21,7 +21,7 @@ import type { SignalSink } from './plugins/sink.ts'
 import { type PluginWatcher, watchPlugins } from './plugins/watch.ts'
 import { dropPrivileges, type PrivilegeReport, type RuntimeDirectory, type SetProcessCredentials } from './privileges.ts'
 import { objectSelfMetrics, pluginSelfMetrics } from './self-metrics.ts'
-import { parseTelemetryConfig } from './telemetry/config.ts'
+import { parseTelemetryConfig, resolveTelemetrySettings } from './telemetry/config.ts'
 import type { SelfMetricPoint } from './telemetry/metrics.ts'
 
 /** The plugins Periscope ships. */
@@ -117,13 +117,16 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
 }
 
 /**
- * Where the runtime writes once it runs as `nobody`: the embedded store. The admin socket is bound
- * before the drop and served through its open descriptor; only removing it at shutdown needs its
- * directory, which stays root's (runtime/admin/socket-path.ts), so the next start clears it.
+ * Where the runtime writes once it runs as `nobody`: the embedded store, when a signal goes there
+ * or pprof files are kept. The admin socket is bound before the drop and served through its open
+ * descriptor; only removing it at shutdown needs its directory, which stays root's
+ * (runtime/admin/socket-path.ts), so the next start clears it.
  */
 function directoriesWrittenAfterDrop(config: PeriscopeConfig): RuntimeDirectory[] {
+  const { targets, config: exporter } = resolveTelemetrySettings(parseTelemetryConfig(config.exporter), process.env)
+  if (!Object.values(targets).some((target) => target.kind === 'embedded') && !exporter.profiles.writePprof) return []
   return [{
-    path: path.resolve(parseTelemetryConfig(config.exporter).dataDir), what: 'exporter.dataDir', mode: 0o755,
+    path: path.resolve(exporter.dataDir), what: 'exporter.dataDir', mode: 0o755,
     isOurs: (entry) => entry.endsWith('.jsonl') || entry === 'profiles',
   }]
 }

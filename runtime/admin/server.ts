@@ -125,8 +125,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
         try {
           rmSync(file, { force: true })
         } catch (error) {
-          // e.g. the runtime no longer runs as the uid that created it; the next start clears it
-          options.log.warn(`admin socket ${file} is left behind: ${(error as Error).message}`)
+          // expected after the privilege drop (runtime/privileges.ts): the runtime runs as nobody
+          // and may not change the socket's directory, which stays root's
+          const denied = ['EACCES', 'EPERM'].includes((error as NodeJS.ErrnoException).code ?? '')
+          options.log[denied ? 'info' : 'warn'](`admin socket ${file} is left for the next start to clear: ${(error as Error).message}`)
         }
         resolve()
       })

@@ -176,6 +176,13 @@ export default definePlugin({
     const logs = join(dataDir, 'logs.jsonl')
     assert.match(readFileSync(logs, 'utf8'), /exec after-drop/)
     assert.deepEqual([statSync(logs).uid, statSync(dataDir).uid], [65534, 65534])
+    // nobody may not remove the socket from root's directory; the next start clears it
+    assert.match(run.output(), new RegExp(`info: admin socket ${socket} is left for the next start to clear`))
+    assert.doesNotMatch(run.output(), /periscope (warn|error):/)
+    const again = startRun(dir)
+    await waitFor(() => /running 2 of \d+ plugins/.test(again.output()), 'the second start', 20_000)
+    again.child.kill('SIGTERM')
+    assert.equal(await again.exited, 0, again.output())
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
