@@ -127,10 +127,24 @@ function whyUnsupported(kind: AttachKind, error: unknown): string {
   return `${kind} cannot attach here: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`
 }
 
-/** Loads and attaches one tiny program of the given kind, then detaches it. */
-export async function probeAttach(kind: AttachKind): Promise<FeatureResult> {
+const attachProbesRunning = new Map<AttachKind, Promise<FeatureResult>>()
+
+/**
+ * Loads and attaches one tiny program of the given kind, then detaches it. Callers that ask while
+ * the probe runs share its answer (a second cgroup probe would find the first one's cgroup).
+ */
+export function probeAttach(kind: AttachKind): Promise<FeatureResult> {
   const hit = cache.get(`attach:${kind}`)
-  if (hit !== undefined) return hit
+  if (hit !== undefined) return Promise.resolve(hit)
+  let running = attachProbesRunning.get(kind)
+  if (running === undefined) {
+    running = runAttachProbe(kind).finally(() => attachProbesRunning.delete(kind))
+    attachProbesRunning.set(kind, running)
+  }
+  return running
+}
+
+async function runAttachProbe(kind: AttachKind): Promise<FeatureResult> {
   const program = `probe_${kind}`
   let result: FeatureResult
   let object: LoadedObject | undefined
@@ -154,10 +168,8 @@ export async function probeAttach(kind: AttachKind): Promise<FeatureResult> {
  * Probes every attach kind now. The runtime calls this before it drops its privileges, so that
  * every later answer comes from the cache and none depends on what the process still holds.
  */
-export async function settleAttachProbes(): Promise<Map<AttachKind, FeatureResult>> {
-  const results = new Map<AttachKind, FeatureResult>()
-  for (const kind of attachKinds) results.set(kind, await probeAttach(kind))
-  return results
+export async function settleAttachProbes(): Promise<void> {
+  for (const kind of attachKinds) await probeAttach(kind)
 }
 
 export function probeBtf(): FeatureResult {
