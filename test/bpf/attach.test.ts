@@ -29,9 +29,13 @@ const decodeAttachEvent: (view: DataView, offset: number) => AttachEvent = await
   const spec = ObjectSpec.open(fixture)
   const source = generateTypes({ name: 'attach', btf: new BtfTypes(native.btfTypes(fixture)), programs: spec.programs().map((p) => p.name), maps: spec.maps() })
   spec.close()
-  const file = join(mkdtempSync(join(tmpdir(), 'periscope-attach-types-')), 'attach.types.ts')
-  writeFileSync(file, source)
-  return ((await import(pathToFileURL(file).href)) as { decodeAttachEvent: (view: DataView, offset: number) => AttachEvent }).decodeAttachEvent
+  const dir = mkdtempSync(join(tmpdir(), 'periscope-attach-types-'))
+  try {
+    writeFileSync(join(dir, 'attach.types.ts'), source)
+    return ((await import(pathToFileURL(join(dir, 'attach.types.ts')).href)) as { decodeAttachEvent: (view: DataView, offset: number) => AttachEvent }).decodeAttachEvent
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })()
 
 // the fixture's enum attach_program
