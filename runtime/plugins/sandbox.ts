@@ -189,7 +189,7 @@ export class PluginSandbox {
     try {
       output = await this.functions.deliver.apply(
         undefined,
-        [topic, batch.copy.copyInto({ release: true, transferIn: true }), batch.byteLength, batch.count],
+        [topic, batch.copy.copyInto({ release: true, transferIn: true }), batch.byteLength],
         { timeout: this.limits.callBudgetMs, result: { copy: true } },
       )
     } catch (error) {

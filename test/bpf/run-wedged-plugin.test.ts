@@ -66,8 +66,8 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       child = spawn(process.execPath, [join(root, 'runtime/cli.ts'), 'run', '--plugins', dir, '--config', join(dir, 'periscope.yaml')],
         { cwd: dir, env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '' } })
       let output = ''
-      child.stdout.on('data', (d) => { output += d })
-      child.stderr.on('data', (d) => { output += d })
+      child.stdout!.on('data', (d) => { output += d })
+      child.stderr!.on('data', (d) => { output += d })
       const exited = new Promise<number | null>((resolve) => child!.on('exit', (code) => resolve(code)))
       await waitFor(() => /running 2 of \d+ plugins/.test(output), 'the runtime to start', 20_000)
       const ours = programsOf(['handle_exec', 'handle_exit']).filter((id) => !before.includes(id))

@@ -174,12 +174,12 @@ export const control = {
     return { topics: [...handlers.keys()], timers: timers.map((t) => t.ms), output: takeOutput() }
   },
   /** The per-event loop: decode each record of the batch and call the topic's handlers. */
-  deliver(topic: string, buffer: ArrayBuffer, byteLength: number, count: number) {
+  deliver(topic: string, buffer: ArrayBuffer, byteLength: number) {
     const list = handlers.get(topic)
     const decode = decoders[topic]
     if (list === undefined || decode === undefined) return undefined
     const single = list.length === 1 ? list[0] : undefined
-    forEachRecord({ buffer, byteLength, count, lost: 0 }, (view, offset, size) => {
+    forEachRecord({ buffer, byteLength }, (view, offset, size) => {
       const event = decode(view, offset, size)
       if (single !== undefined) {
         const r = single(event)
