@@ -216,7 +216,8 @@ export class PluginHost {
       this.env.notify({ type: 'loaded', plugin: name, file: this.file, version: version.id })
     } catch (error) {
       grant.revoked = true
-      sandbox?.dispose()
+      // startSandbox may have created one and thrown before returning it
+      ;(sandbox ?? this.starting)?.dispose()
       for (const object of grant.objects) await this.env.bus.release(object, user).catch((e: Error) => this.env.log.error(e.message))
       this.rejected(error as Error, reason, keep)
     } finally {
