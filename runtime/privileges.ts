@@ -13,6 +13,10 @@
  *   `explainPermissionDenied`, never a kernel feature found missing.
  * - After the drop the runtime writes only to directories handed to `nobody` beforehand: the
  *   exporter's data directory and the admin socket's directory (`claimDirectory`).
+ * - A child process started after the drop runs as `nobody` with no_new_privs and no capability,
+ *   unless it is started through `startChildKeeping`, which lets it keep some of the kept ones.
+ *   A child started before the drop keeps root: the caller ends it at the drop (the esbuild
+ *   service, runtime/plugins/build.ts).
  *
  * Node cannot call setresuid(2) or capset(2) for the whole process, and credentials are per
  * thread: a plain call changes only the calling thread, while libuv's pool, V8's platform threads
@@ -122,6 +126,12 @@ export interface ThreadResult {
  */
 export type SetProcessCredentials = (keep: bigint, uid: number, gid: number) => readonly ThreadResult[]
 
+/**
+ * The native helper that makes `mask` the calling thread's inheritable and ambient capabilities,
+ * which the next process it starts keeps. Throws (a BpfError with errno) when the kernel refuses.
+ */
+export type SetAmbientCapabilities = (mask: bigint) => void
+
 export interface PrivilegeReport {
   dropped: boolean
   before: string[]
@@ -138,6 +148,8 @@ const startWithLess =
 
 /** Set once the drop succeeded: messages about later EPERMs say the capability was given up. */
 let droppedForGood = false
+/** The helper `startChildKeeping` raises capabilities with, once the drop succeeded. */
+let setAmbient: SetAmbientCapabilities | undefined
 
 export function privilegesDropped(): boolean {
   return droppedForGood
@@ -192,6 +204,8 @@ export function claimDirectory({ path: dir, what, isOurs, mode }: RuntimeDirecto
  */
 export function dropPrivileges(options: {
   setter?: SetProcessCredentials
+  /** Kept for `startChildKeeping`; without it, children started after the drop keep nothing. */
+  setAmbient?: SetAmbientCapabilities
   /** Claimed (claimDirectory) just before the drop; a refusal throws. */
   directories?: readonly RuntimeDirectory[]
   procSelf?: string
@@ -229,9 +243,34 @@ export function dropPrivileges(options: {
     return report(false, `dropping privileges was incomplete: ${leftover.map((t) => `thread ${t.tid} still ${t.problems.join(', ')} (${reason(t.tid)})`).join('; ')}; ${startWithLess}`)
   }
   droppedForGood = true
+  setAmbient = options.setAmbient
   const after = threadCredentials(`${proc}/status`)
   return report(true, `dropped ${capabilityNames(main.effective & ~after.effective).join(', ')}; continuing as ${runtimeIdentity.user} (uid ${runtimeIdentity.uid}) ` +
     `with no_new_privs, keeping ${capabilityNames(after.effective).join(', ') || 'no capabilities'}`)
+}
+
+/**
+ * Runs `start`, which starts a child process synchronously on this thread, so that the child keeps
+ * `capabilities`, and nothing more. child_process.spawn qualifies: it forks and execs before it
+ * returns, and the child inherits the credentials of the thread that forked it. After the drop
+ * that child runs as nobody with no_new_privs, and execve leaves a non-root program only its
+ * ambient capabilities, so they are raised for the moment of the start and lowered again; the
+ * kernel raises only capabilities the runtime still holds. Before the drop, or when nothing was
+ * dropped, the child inherits what the process has, as any child does.
+ */
+export function startChildKeeping<T>(capabilities: readonly CapabilityName[], start: () => T): T {
+  if (!droppedForGood || setAmbient === undefined) return start()
+  try {
+    setAmbient(capabilityMask(capabilities))
+  } catch (error) {
+    throw new Error(`cannot start a child process that keeps ${capabilities.join(', ')}: ${(error as Error).message}; ` +
+      `the runtime holds ${capabilityNames(threadCredentials().permitted).join(', ') || 'no capabilities'}`)
+  }
+  try {
+    return start()
+  } finally {
+    setAmbient(0n)
+  }
 }
 
 /** Capabilities the kernel asks for to load a program of this type (libbpf's name), beyond none. */

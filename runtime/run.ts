@@ -19,7 +19,8 @@ import { consoleLogger, type Logger } from './plugins/log.ts'
 import { PluginManager } from './plugins/manager.ts'
 import type { SignalSink } from './plugins/sink.ts'
 import { type PluginWatcher, watchPlugins } from './plugins/watch.ts'
-import { dropPrivileges, type PrivilegeReport, type RuntimeDirectory, type SetProcessCredentials } from './privileges.ts'
+import { stopBuildService } from './plugins/build.ts'
+import { dropPrivileges, type PrivilegeReport, type RuntimeDirectory, type SetAmbientCapabilities, type SetProcessCredentials } from './privileges.ts'
 import { objectSelfMetrics, pluginSelfMetrics } from './self-metrics.ts'
 import { parseTelemetryConfig, resolveTelemetrySettings } from './telemetry/config.ts'
 import type { SelfMetricPoint } from './telemetry/metrics.ts'
@@ -40,6 +41,8 @@ export interface RuntimeOptions {
   backoff?: Partial<Backoff>
   /** The native helper that drops privileges (runtime/privileges.ts), when the addon has one. */
   setCapabilities?: SetProcessCredentials
+  /** The native helper that lets a child started after the drop keep a capability (the esbuild service). */
+  setAmbientCapabilities?: SetAmbientCapabilities
   /** Skip dropping privileges (tests, and runs without privileges). */
   keepCapabilities?: boolean
 }
@@ -89,8 +92,14 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       })
     }
     if (options.keepCapabilities !== true) {
-      privileges = dropPrivileges({ setter: options.setCapabilities, directories: directoriesWrittenAfterDrop(config) })
+      // the esbuild service built the first plugins as root: it ends in the same tick as the drop,
+      // and the next build starts one as nobody (runtime/plugins/build.ts)
+      const buildServiceExited = stopBuildService()
+      privileges = dropPrivileges({
+        setter: options.setCapabilities, setAmbient: options.setAmbientCapabilities, directories: directoriesWrittenAfterDrop(config),
+      })
       ;(privileges.dropped ? options.log.info : options.log.warn)(privileges.message)
+      await buildServiceExited
     }
     const started = { watcher, admin }
     return {
@@ -150,9 +159,12 @@ async function defaultProvider(): Promise<ObjectProvider> {
   return createObjectProvider()
 }
 
-async function defaultCapabilityHelper(): Promise<SetProcessCredentials> {
+async function defaultCapabilityHelpers(): Promise<Pick<RuntimeOptions, 'setCapabilities' | 'setAmbientCapabilities'>> {
   const { native } = await import('./bpf/native.ts')
-  return (keep, uid, gid) => native.setProcessCredentials(keep, uid, gid)
+  return {
+    setCapabilities: (keep, uid, gid) => native.setProcessCredentials(keep, uid, gid),
+    setAmbientCapabilities: (mask) => native.setAmbientCapabilities(mask),
+  }
 }
 
 async function defaultSink(config: PeriscopeConfig, log: Logger): Promise<SignalSink & { shutdown?(): Promise<void> }> {
@@ -210,9 +222,9 @@ export async function main(argv: string[], deps: RunDependencies = {}): Promise<
     const provider = deps.provider ?? await defaultProvider()
     // the addon's helper comes with the real object library; an injected provider (tests) leaves
     // the process's capabilities alone unless a helper is injected too
-    const setCapabilities = deps.setCapabilities ?? (deps.provider === undefined ? await defaultCapabilityHelper() : undefined)
+    const helpers = deps.setCapabilities !== undefined ? { setCapabilities: deps.setCapabilities } : deps.provider === undefined ? await defaultCapabilityHelpers() : {}
     sink = deps.sink ?? await defaultSink(config, log)
-    runtime = await startRuntime({ provider, sink, log, pluginDirs, config, decodersPath: deps.decodersPath, setCapabilities })
+    runtime = await startRuntime({ provider, sink, log, pluginDirs, config, decodersPath: deps.decodersPath, ...helpers })
   } catch (error) {
     console.error(`periscope run: ${(error as Error).message}`)
     return 1

@@ -18,6 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("PerfBuffer", PerfBuffer::Init(env));
   exports.Set("btfTypes", Napi::Function::New(env, BtfTypes));
   exports.Set("setProcessCredentials", Napi::Function::New(env, SetProcessCredentials));
+  exports.Set("setAmbientCapabilities", Napi::Function::New(env, SetAmbientCapabilities));
   exports.Set("withFreshNetworkNamespace", Napi::Function::New(env, WithFreshNetworkNamespace));
   return InitProbes(env, exports);
 }

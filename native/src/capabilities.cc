@@ -4,6 +4,12 @@
 // is set, and its capabilities become `keep` (permitted, effective and bounding; inheritable and
 // ambient empty).
 //
+// setAmbientCapabilities(mask): makes `mask` the calling thread's inheritable and ambient sets,
+// so that a process it starts next (fork, then execve) keeps those capabilities. After the switch
+// to a non-zero uid, execve leaves a program with only its ambient capabilities; the kernel
+// refuses a capability the thread does not hold (in permitted) and no_new_privs does not block
+// ambient ones, so a child never gets more than the thread has. `mask` 0 lowers them again.
+//
 // Linux keeps credentials per thread, so setresuid(2), capset(2) and PR_SET_NO_NEW_PRIVS change
 // only the calling thread, and by the time the runtime drops privileges V8, libuv and isolated-vm
 // have long started theirs. This does what glibc's setuid() does ("setxid broadcast"): it signals every thread listed in
@@ -319,6 +325,29 @@ Napi::Value SetProcessCredentials(const Napi::CallbackInfo& info) {
     results.Set(static_cast<uint32_t>(i), result);
   }
   return results;
+}
+
+Napi::Value SetAmbientCapabilities(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBigInt()) throw Napi::TypeError::New(env, "setAmbientCapabilities expects the capabilities as a bigint");
+  bool lossless = false;
+  uint64_t mask = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) throw Napi::TypeError::New(env, "setAmbientCapabilities expects a capability mask that fits in 64 bits");
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (syscall(SYS_capget, &header, data) != 0) ThrowBpfError(env, "setAmbientCapabilities: capget", LastErrno());
+  // a capability enters the ambient set only while it is in the inheritable set too
+  data[0].inheritable = static_cast<uint32_t>(mask);
+  data[1].inheritable = static_cast<uint32_t>(mask >> 32);
+  if (syscall(SYS_capset, &header, data) != 0) ThrowBpfError(env, "setAmbientCapabilities: capset (inheritable)", LastErrno());
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) ThrowBpfError(env, "setAmbientCapabilities: prctl(PR_CAP_AMBIENT_CLEAR_ALL)", LastErrno());
+  for (unsigned long cap = 0; cap < 64; cap++) {
+    if (((mask >> cap) & 1) == 0) continue;
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0) {
+      ThrowBpfError(env, "setAmbientCapabilities: prctl(PR_CAP_AMBIENT_RAISE, " + std::to_string(cap) + ")", LastErrno());
+    }
+  }
+  return env.Undefined();
 }
 
 }  // namespace periscope

@@ -246,6 +246,7 @@ class PerfBuffer : public Napi::ObjectWrap<PerfBuffer> {
 
 Napi::Value BtfTypes(const Napi::CallbackInfo& info);
 Napi::Value SetProcessCredentials(const Napi::CallbackInfo& info);  // capabilities.cc
+Napi::Value SetAmbientCapabilities(const Napi::CallbackInfo& info);  // capabilities.cc
 Napi::Value WithFreshNetworkNamespace(const Napi::CallbackInfo& info);  // namespaces.cc
 Napi::Object InitProbes(Napi::Env env, Napi::Object exports);
 

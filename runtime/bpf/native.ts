@@ -107,6 +107,8 @@ export interface NativeAddon {
   btfTypes(path: string): BtfType[]
   /** Switches every thread to `uid`/`gid`, no_new_privs and the capabilities `keep` (native/src/capabilities.cc); see runtime/privileges.ts. */
   setProcessCredentials(keep: bigint, uid: number, gid: number, timeoutMs?: number): { tid: number; result: 'changed' | 'failed' | 'exited' | 'pending'; error?: BpfError }[]
+  /** Makes `mask` this thread's inheritable and ambient capabilities, which the next process it starts keeps (native/src/capabilities.cc). */
+  setAmbientCapabilities(mask: bigint): void
   /** Calls `fn` on this thread inside a new, empty network namespace, then returns to the original (native/src/namespaces.cc). */
   withFreshNetworkNamespace<T>(fn: () => T): T
   probeProgType(type: number): boolean | BpfError

@@ -5,9 +5,9 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { test } from 'node:test'
 import { connectAdmin } from '../../runtime/admin/client.ts'
 import { root, waitFor } from './kernel.ts'
@@ -98,11 +98,20 @@ test('the object library settles every attach probe before the drop, so later an
   assert.deepEqual(result.probes.cgroupSkb, { status: 'supported' })
 })
 
-/** Starts `periscope run` on `dir`; resolves its exit code, collects its output. */
-function startRun(dir: string) {
-  const child = spawn(process.execPath, [join(root, 'runtime/cli.ts'), 'run', '--plugins', dir, '--config', join(dir, 'periscope.yaml')], {
-    cwd: dir, env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '' },
-  })
+/**
+ * Starts `periscope run` on `dir`; resolves its exit code, collects its output. With `repoUnder`,
+ * a directory only root can read, the runtime runs from the repository bind-mounted at
+ * `<repoUnder>/repo` in a mount namespace of its own, so that none of its files is readable by nobody.
+ */
+function startRun(dir: string, { repoUnder }: { repoUnder?: string } = {}) {
+  const args = ['run', '--plugins', dir, '--config', join(dir, 'periscope.yaml')]
+  const options = { cwd: dir, env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '' } }
+  const repo = repoUnder === undefined ? undefined : join(repoUnder, 'repo')
+  // unshare and sh exec, so the runtime keeps the child's pid
+  const child = repo === undefined
+    ? spawn(process.execPath, [join(root, 'runtime/cli.ts'), ...args], options)
+    : spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh',
+      root, repo, join(repo, relative(root, process.execPath)), join(repo, 'runtime/cli.ts'), ...args], options)
   let output = ''
   child.stdout.on('data', (d) => { output += d })
   child.stderr.on('data', (d) => { output += d })
@@ -185,6 +194,102 @@ export default definePlugin({
     assert.equal(await again.exited, 0, again.output())
   } finally {
     rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+/** Processes whose parent is `pid`, as each of its threads lists them, with their credentials. */
+function childCredentials(pid: number) {
+  const children = readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter((c) => c !== '')
+    } catch {
+      return [] // the thread exited between listing and reading
+    }
+  })
+  return children.flatMap((child) => {
+    let text: string
+    try {
+      text = readFileSync(`/proc/${child}/status`, 'utf8')
+    } catch {
+      return [] // the child exited between listing and reading
+    }
+    const field = (name: string) => new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(text)?.[1]?.trim() ?? ''
+    const mask = (name: string) => BigInt(`0x${field(name)}`)
+    return [{
+      pid: child, name: field('Name'), state: field('State'), uids: field('Uid').split(/\s+/), gids: field('Gid').split(/\s+/),
+      noNewPrivs: field('NoNewPrivs'), effective: mask('CapEff'), permitted: mask('CapPrm'), bounding: mask('CapBnd'), ambient: mask('CapAmb'),
+    }]
+  })
+}
+
+test('after the drop the esbuild service runs as nobody with no_new_privs and only CAP_DAC_READ_SEARCH, and still builds plugins when they and the repository are in directories only root can read', async (t) => {
+  // mkdtemp makes 0700 directories owned by root (as /root is): nobody cannot even look inside
+  const dir = mkdtempSync(join(tmpdir(), 'periscope-run-esbuild-'))
+  const hidden = mkdtempSync(join(tmpdir(), 'periscope-hidden-repo-'))
+  mkdirSync(join(hidden, 'repo'))
+  for (const d of [dir, hidden]) assert.deepEqual([statSync(d).mode & 0o777, statSync(d).uid], [0o700, 0])
+  const plugin = `import { definePlugin } from 'periscope/plugin'
+import { label } from './lib/label.ts'
+export default definePlugin({
+  name: 'esbuild-execs',
+  objects: ['exec'],
+  setup(ctx) {
+    ctx.on('exec:events', (ev) => {
+      if (ev.kind === 1 && ev.args[1] === 'esbuild-privileges-test') ctx.log.info(label + ' saw exec ' + ev.args[2])
+    })
+  },
+})
+`
+  // a helper, not a plugin, since it sits in a subdirectory
+  mkdirSync(join(dir, 'lib'), { mode: 0o700 })
+  writeFileSync(join(dir, 'lib/label.ts'), `export const label = 'v1'\n`)
+  writeFileSync(join(dir, 'execs.ts'), plugin)
+  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${join(dir, 'admin.sock')}\nexporter:\n  dataDir: ${join(dir, 'data')}\n  prometheus:\n    enabled: false\n`)
+  const run = startRun(dir, { repoUnder: hidden })
+  try {
+    await waitFor(() => /running 1 of \d+ plugins/.test(run.output()), 'the runtime to start', 20_000)
+    assert.match(run.output(), /continuing as nobody/)
+    assert.match(run.output(), new RegExp(`running 1 of \\d+ plugins from ${join(hidden, 'repo', 'plugins')}, ${dir}`), 'the runtime runs from the hidden view of the repository')
+    // the service that built the plugins while the runtime was root did not outlive the drop
+    const rootChildren = childCredentials(run.child.pid!).filter((c) => c.uids.includes('0'))
+    assert.deepEqual(rootChildren.map((c) => `${c.pid} ${c.name} ${c.state}: uids ${c.uids.join(' ')}`), [], 'no child of the runtime runs as root after the drop')
+
+    // an edit rebuilds through a new service, started by the runtime as nobody; it reads a new
+    // helper module from the directory only root can read
+    const edited = Date.now()
+    writeFileSync(join(dir, 'lib/label.ts'), `export const label = 'v2'\n`)
+    writeFileSync(join(dir, 'execs.ts'), `${plugin}// edited\n`)
+    await waitFor(() => /plugin esbuild-execs: reloaded|failed/.test(run.output()), 'the edited plugin to reload', 10_000)
+    t.diagnostic(`reload after the drop, including starting the service: ${Date.now() - edited} ms`)
+    assert.doesNotMatch(run.output(), /failed|error/i, run.output())
+    const services = childCredentials(run.child.pid!).filter((c) => c.name === 'esbuild')
+    assert.equal(services.length, 1, `one esbuild service: ${JSON.stringify(services, (_, v) => typeof v === 'bigint' ? hex(v) : v)}`)
+    const [service] = services
+    assert.deepEqual(service!.uids, nobody, 'the service runs as nobody')
+    assert.deepEqual(service!.gids, nobody)
+    assert.equal(service!.noNewPrivs, '1', 'the service cannot gain privileges through an exec')
+    // only what reading the plugins needs: not even the BPF capabilities the runtime keeps
+    const readOnly = 1n << 2n
+    assert.deepEqual([service!.effective, service!.permitted, service!.ambient].map(hex), [readOnly, readOnly, readOnly].map(hex))
+    assert.equal(service!.bounding & ~kept, 0n, `bounding set ${hex(service!.bounding)} holds nothing beyond the four kept`)
+    // and the runtime's own threads hold no ambient or inheritable capability once it is started
+    const runtimeThreads = threadCredentials(run.child.pid!)
+    assert.deepEqual(runtimeThreads.filter((th) => th.caps !== expectedCaps).map((th) => `${th.tid} ${th.name}: ${th.caps}`), [])
+
+    // the rebuilt plugin, with the helper it imports, handles a real exec event
+    execFileSync('/bin/echo', ['esbuild-privileges-test', 'after-rebuild'])
+    await waitFor(() => /v2 saw exec after-rebuild/.test(run.output()), 'the rebuilt plugin to handle an exec event', 5000)
+    assert.doesNotMatch(run.output(), /v1 saw exec after-rebuild/)
+  } finally {
+    run.child.kill('SIGTERM')
+  }
+  try {
+    assert.equal(await run.exited, 0, run.output())
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+    // never recursive: were the bind mount visible here, this would delete the repository
+    rmdirSync(join(hidden, 'repo'))
+    rmdirSync(hidden)
   }
 })
 
