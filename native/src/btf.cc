@@ -107,7 +107,22 @@ Napi::Object Describe(Napi::Env env, const btf* types, __u32 id) {
 }
 }  // namespace
 
-// btfTypes(path) -> every type in an ELF's .BTF (or a raw BTF file), index = type id; id 0 is void.
+// Every type of `types`, index = type id; id 0 is void.
+Napi::Array DescribeBtf(Napi::Env env, const btf* types) {
+  __u32 count = btf__type_cnt(types);
+  Napi::Array out = Napi::Array::New(env, count);
+  Napi::Object void_type = Napi::Object::New(env);
+  void_type.Set("id", 0);
+  void_type.Set("kind", "void");
+  void_type.Set("name", "");
+  out.Set(0u, void_type);
+  for (__u32 id = 1; id < count; id++) out.Set(id, Describe(env, types, id));
+  return out;
+}
+
+// btfTypes(path) -> every type in an ELF's .BTF (or a raw BTF file).
+// This is the BTF as clang wrote it: its data sections (DATASEC) have size 0 and every variable
+// at offset 0 until libbpf lays them out at open, so settings are read from BpfObject.btf().
 Napi::Value BtfTypes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw Napi::TypeError::New(env, "btfTypes expects a path");
@@ -119,14 +134,7 @@ Napi::Value BtfTypes(const Napi::CallbackInfo& info) {
     int err = types != nullptr ? static_cast<int>(libbpf_get_error(types)) : LastErrno();
     ThrowBpfError(env, "btf__parse " + path, err, capture.take());
   }
-  __u32 count = btf__type_cnt(types);
-  Napi::Array out = Napi::Array::New(env, count);
-  Napi::Object void_type = Napi::Object::New(env);
-  void_type.Set("id", 0);
-  void_type.Set("kind", "void");
-  void_type.Set("name", "");
-  out.Set(0u, void_type);
-  for (__u32 id = 1; id < count; id++) out.Set(id, Describe(env, types, id));
+  Napi::Array out = DescribeBtf(env, types);
   btf__free(types);
   return out;
 }

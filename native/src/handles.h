@@ -32,6 +32,7 @@ class Object : public Napi::ObjectWrap<Object> {
   Napi::Value Programs(const Napi::CallbackInfo& info);
   Napi::Value Maps(const Napi::CallbackInfo& info);
   Napi::Value Name(const Napi::CallbackInfo& info);
+  Napi::Value Btf(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   void CloseAll();
 
@@ -245,6 +246,7 @@ class PerfBuffer : public Napi::ObjectWrap<PerfBuffer> {
 };
 
 Napi::Value BtfTypes(const Napi::CallbackInfo& info);
+Napi::Array DescribeBtf(Napi::Env env, const btf* types);  // btf.cc
 Napi::Value SetProcessCredentials(const Napi::CallbackInfo& info);  // capabilities.cc
 Napi::Value SetAmbientCapabilities(const Napi::CallbackInfo& info);  // capabilities.cc
 Napi::Value WithFreshNetworkNamespace(const Napi::CallbackInfo& info);  // namespaces.cc

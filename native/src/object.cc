@@ -13,6 +13,7 @@ Napi::Function Object::Init(Napi::Env env) {
                          InstanceMethod<&Object::Programs>("programs"),
                          InstanceMethod<&Object::Maps>("maps"),
                          InstanceMethod<&Object::Name>("name"),
+                         InstanceMethod<&Object::Btf>("btf"),
                          InstanceMethod<&Object::Close>("close"),
                      });
 }
@@ -136,6 +137,16 @@ Napi::Value Object::Maps(const Napi::CallbackInfo& info) {
 
 Napi::Value Object::Name(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), bpf_object__name(handle(info.Env())));
+}
+
+// btf(): the object's types as libbpf laid them out at open: unlike the ELF's raw .BTF, data
+// sections (.rodata, .data, .bss) carry their size and each variable's offset, from the symbol table.
+Napi::Value Object::Btf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bpf_object* obj = handle(env);
+  const btf* types = bpf_object__btf(obj);
+  if (types == nullptr) ThrowBpfError(env, std::string("bpf_object__btf ") + bpf_object__name(obj) + ": the object has no .BTF section", ENOENT);
+  return DescribeBtf(env, types);
 }
 
 Napi::Value Object::Close(const Napi::CallbackInfo& info) {

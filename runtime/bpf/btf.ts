@@ -87,9 +87,16 @@ export class BtfTypes {
     }
   }
 
-  /** Variables of a data section (.rodata, .bss, .data) by name, with offset and layout. */
+  /**
+   * Variables of a data section (.rodata, .bss, .data) by name, with offset and layout. Needs
+   * the BTF of an opened object (ObjectSpec.btf): in the ELF's own .BTF every variable is at
+   * offset 0 and the section has size 0, until libbpf lays it out from the symbol table.
+   */
   sectionVariables(section: string): Map<string, { offset: number; size: number; layout: Layout }> {
     const sec = this.byName('datasec', section)
+    if (sec !== undefined && sec.size === 0 && (sec.vars ?? []).length > 0) {
+      throw new Error(`BTF section ${section} has no layout yet (size 0, every variable at offset 0): this is an ELF's raw BTF; use the BTF of the opened object (ObjectSpec.open(path).btf)`)
+    }
     const out = new Map<string, { offset: number; size: number; layout: Layout }>()
     for (const v of sec?.vars ?? []) {
       const variable = this.types[v.type]

@@ -67,6 +67,8 @@ export interface NativeObject {
   programs(): NativeProgram[]
   maps(): NativeMap[]
   name(): string
+  /** The object's BTF as libbpf laid it out at open: data sections have their real variable offsets. */
+  btf(): BtfType[]
   close(): void
 }
 
@@ -104,6 +106,7 @@ export interface NativeAddon {
   Object: new (path: string) => NativeObject
   RingBuffer: new (mapFd: number, onBatch: NativeBatchCallback, batchBytes: number) => NativeConsumer
   PerfBuffer: new (mapFd: number, pagesPerCpu: number, onBatch: NativeBatchCallback, batchBytes: number) => NativeConsumer
+  /** An ELF's .BTF as clang wrote it, where every data-section variable is at offset 0; NativeObject.btf() has the real offsets. */
   btfTypes(path: string): BtfType[]
   /** Switches every thread to `uid`/`gid`, no_new_privs and the capabilities `keep` (native/src/capabilities.cc); see runtime/privileges.ts. */
   setProcessCredentials(keep: bigint, uid: number, gid: number, timeoutMs?: number): { tid: number; result: 'changed' | 'failed' | 'exited' | 'pending'; error?: BpfError }[]

@@ -42,11 +42,18 @@ export class ObjectSpec {
     if (!existsSync(path)) throw new Error(`BPF object ${path} does not exist; run \`npm run build\` to build bpf/lib`)
     const head = readFileSync(path).subarray(0, 4)
     if (!head.equals(ELF_MAGIC)) throw new Error(`${path} is not an ELF file (bad magic); rebuild it with \`npm run build\``)
+    let object: NativeObject
     try {
-      const object = new native.Object(path)
-      return new ObjectSpec(path, object, new BtfTypes(native.btfTypes(path)))
+      object = new native.Object(path)
     } catch (error) {
       throw explain(error, `open BPF object ${path}`)
+    }
+    try {
+      // libbpf's BTF, not the file's: only after open do .rodata variables have their offsets
+      return new ObjectSpec(path, object, new BtfTypes(object.btf()))
+    } catch (error) {
+      object.close()
+      throw explain(error, `read the BTF of BPF object ${path} (compile it with clang -g)`)
     }
   }
 
@@ -198,20 +205,25 @@ function byName<T>(items: Map<string, T>, kind: string, name: string, path: stri
 
 function writeScalar(bytes: Buffer, offset: number, layout: Layout, value: Setting, name: string): void {
   if (layout.kind !== 'scalar') throw new Error(`setting "${name}" is a ${layout.kind}, not a number; only scalar settings can be set`)
-  const big = typeof value === 'bigint' ? value : BigInt(typeof value === 'boolean' ? Number(value) : Math.trunc(value))
-  if (typeof value === 'number' && !Number.isInteger(value) && !layout.scalar.startsWith('f')) {
-    throw new BpfError(`setting "${name}" must be an integer, got ${value}`, { op: 'setSettings', errno: 22, code: 'EINVAL' })
-  }
-  switch (layout.scalar) {
-    case 'u8': case 'bool': bytes.writeUInt8(Number(big), offset); break
-    case 'i8': bytes.writeInt8(Number(big), offset); break
-    case 'u16': bytes.writeUInt16LE(Number(big), offset); break
-    case 'i16': bytes.writeInt16LE(Number(big), offset); break
-    case 'u32': bytes.writeUInt32LE(Number(big), offset); break
-    case 'i32': bytes.writeInt32LE(Number(big), offset); break
-    case 'u64': case 'addr64': bytes.writeBigUInt64LE(big, offset); break
-    case 'i64': bytes.writeBigInt64LE(big, offset); break
-    case 'f32': bytes.writeFloatLE(Number(value), offset); break
-    case 'f64': bytes.writeDoubleLE(Number(value), offset); break
+  const invalid = (why: string) => new BpfError(`setting "${name}" is a ${layout.scalar}: ${why}`, { op: 'setSettings', errno: 22, code: 'EINVAL' })
+  if (typeof value === 'number' && !Number.isInteger(value) && !layout.scalar.startsWith('f')) throw invalid(`it must be an integer, got ${value}`)
+  const integer = (): bigint => (typeof value === 'bigint' ? value : BigInt(Number(value)))
+  try {
+    switch (layout.scalar) {
+      case 'u8': case 'bool': bytes.writeUInt8(Number(integer()), offset); break
+      case 'i8': bytes.writeInt8(Number(integer()), offset); break
+      case 'u16': bytes.writeUInt16LE(Number(integer()), offset); break
+      case 'i16': bytes.writeInt16LE(Number(integer()), offset); break
+      case 'u32': bytes.writeUInt32LE(Number(integer()), offset); break
+      case 'i32': bytes.writeInt32LE(Number(integer()), offset); break
+      case 'u64': case 'addr64': bytes.writeBigUInt64LE(integer(), offset); break
+      case 'i64': bytes.writeBigInt64LE(integer(), offset); break
+      case 'f32': bytes.writeFloatLE(Number(value), offset); break
+      case 'f64': bytes.writeDoubleLE(Number(value), offset); break
+    }
+  } catch (error) {
+    // Buffer's range errors name neither the setting nor its type
+    if (error instanceof RangeError) throw invalid(`${value} does not fit (${error.message})`)
+    throw error
   }
 }
