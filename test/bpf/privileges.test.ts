@@ -115,8 +115,19 @@ function startRun(dir: string, { repoUnder }: { repoUnder?: string } = {}) {
   let output = ''
   child.stdout.on('data', (d) => { output += d })
   child.stderr.on('data', (d) => { output += d })
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('exit', (code) => resolve(code))
+    child.on('error', (error) => { output += `${error}\n`; resolve(null) })
+  })
   return { child, exited, output: () => output }
+}
+
+/** Stops a run that a failed assertion left running, before its directory is removed. */
+async function stopRuns(...runs: (ReturnType<typeof startRun> | undefined)[]): Promise<void> {
+  for (const run of runs) {
+    run?.child.kill('SIGTERM')
+    await run?.exited
+  }
 }
 
 test('periscope run continues as nobody on every thread, and still works: events, a hot-added object, the admin socket, its data', async (t) => {
@@ -138,6 +149,7 @@ export default definePlugin({
 `)
   writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${socket}\nexporter:\n  dataDir: ${dataDir}\n  prometheus:\n    enabled: false\n`)
   const run = startRun(dir)
+  let again: ReturnType<typeof startRun> | undefined
   try {
     await waitFor(() => /running 1 of \d+ plugins/.test(run.output()), 'the runtime to start', 20_000)
     assert.match(run.output(), /dropped .*CAP_SYS_ADMIN.*; continuing as nobody \(uid 65534\) with no_new_privs, keeping CAP_DAC_READ_SEARCH, CAP_NET_ADMIN, CAP_PERFMON, CAP_BPF/, run.output())
@@ -175,12 +187,9 @@ export default definePlugin({
       admin.close()
     }
     assert.deepEqual(wrong(threadCredentials(run.child.pid!)), [], 'threads started since (for the new isolate) inherit the reduced credentials')
-  } finally {
+
     run.child.kill('SIGTERM')
-  }
-  const code = await run.exited
-  try {
-    assert.equal(code, 0, run.output())
+    assert.equal(await run.exited, 0, run.output())
     // written by the runtime as nobody, into the directory handed over before the drop
     const logs = join(dataDir, 'logs.jsonl')
     assert.match(readFileSync(logs, 'utf8'), /exec after-drop/)
@@ -188,11 +197,13 @@ export default definePlugin({
     // nobody may not remove the socket from root's directory; the next start clears it
     assert.match(run.output(), new RegExp(`info: admin socket ${socket} is left for the next start to clear`))
     assert.doesNotMatch(run.output(), /periscope (warn|error):/)
-    const again = startRun(dir)
-    await waitFor(() => /running 2 of \d+ plugins/.test(again.output()), 'the second start', 20_000)
-    again.child.kill('SIGTERM')
-    assert.equal(await again.exited, 0, again.output())
+    const second = startRun(dir)
+    again = second
+    await waitFor(() => /running 2 of \d+ plugins/.test(second.output()), 'the second start', 20_000)
+    second.child.kill('SIGTERM')
+    assert.equal(await second.exited, 0, second.output())
   } finally {
+    await stopRuns(run, again)
     rmSync(dir, { recursive: true, force: true })
   }
 })
@@ -280,12 +291,11 @@ export default definePlugin({
     execFileSync('/bin/echo', ['esbuild-privileges-test', 'after-rebuild'])
     await waitFor(() => /v2 saw exec after-rebuild/.test(run.output()), 'the rebuilt plugin to handle an exec event', 5000)
     assert.doesNotMatch(run.output(), /v1 saw exec after-rebuild/)
-  } finally {
+
     run.child.kill('SIGTERM')
-  }
-  try {
     assert.equal(await run.exited, 0, run.output())
   } finally {
+    await stopRuns(run)
     rmSync(dir, { recursive: true, force: true })
     // never recursive: were the bind mount visible here, this would delete the repository
     rmdirSync(join(hidden, 'repo'))
