@@ -7,6 +7,7 @@
  * and the harness in test/plugin-harness.ts start it with their own provider and sink.
  */
 import { existsSync } from 'node:fs'
+import { flushCompileCache } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -92,6 +93,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       })
     }
     if (options.keepCapabilities !== true) {
+      // Node writes its compile cache (the launcher's NODE_COMPILE_CACHE) at exit, when this
+      // process can no longer write the cache directory: write it now, with every module loaded
+      flushCompileCache()
       // the esbuild service built the first plugins as root: it ends in the same tick as the drop,
       // and the next build starts one as nobody (runtime/plugins/build.ts)
       const buildServiceExited = stopBuildService()

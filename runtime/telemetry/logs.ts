@@ -4,14 +4,26 @@
  * that process's provider; all providers share one processor that hands records to the export
  * queue in the plugin's batch.
  */
+import { createRequire } from 'node:module'
 import { SeverityNumber } from '@opentelemetry/api-logs'
 import type { AnyValue, AnyValueMap } from '@opentelemetry/api-logs'
 import type { Attributes } from '@opentelemetry/api'
-import { LoggerProvider } from '@opentelemetry/sdk-logs'
-import type { LogRecordProcessor, ReadableLogRecord, SdkLogRecord } from '@opentelemetry/sdk-logs'
+import type { LoggerProvider, LogRecordProcessor, ReadableLogRecord, SdkLogRecord } from '@opentelemetry/sdk-logs'
 import type { Resource } from '@opentelemetry/resources'
 import type { LogInput, Severity } from './signals.ts'
 import { nsToHrTime } from './traces.ts'
+
+const require = createRequire(import.meta.url)
+let sdkLogs: typeof import('@opentelemetry/sdk-logs') | undefined
+
+/**
+ * sdk-logs is loaded with the first log record, synchronously since emits are: a runtime whose
+ * plugins send no logs does not carry it.
+ */
+function loadSdkLogs(): typeof import('@opentelemetry/sdk-logs') {
+  sdkLogs ??= require('@opentelemetry/sdk-logs') as typeof import('@opentelemetry/sdk-logs')
+  return sdkLogs
+}
 
 const SEVERITIES: Record<Severity, { number: SeverityNumber; text: string }> = {
   trace: { number: SeverityNumber.TRACE, text: 'TRACE' },
@@ -40,17 +52,18 @@ class CollectingLogProcessor implements LogRecordProcessor {
 
 export class LogPipeline {
   private readonly processor = new CollectingLogProcessor()
-  private readonly runtimeProvider: LoggerProvider
+  private readonly runtimeResource: Resource
+  private runtimeProvider: LoggerProvider | undefined
   private readonly deliver: (records: ReadableLogRecord[]) => void
   rejected = 0
 
   constructor(runtimeResource: Resource, deliver: (records: ReadableLogRecord[]) => void) {
-    this.runtimeProvider = this.createProvider(runtimeResource)
+    this.runtimeResource = runtimeResource
     this.deliver = deliver
   }
 
   createProvider(resource: Resource): LoggerProvider {
-    return new LoggerProvider({ resource, processors: [this.processor] })
+    return new (loadSdkLogs().LoggerProvider)({ resource, processors: [this.processor] })
   }
 
   emit(
@@ -90,7 +103,7 @@ export class LogPipeline {
     }
     const severity = SEVERITIES[input.severity ?? 'info']
     if (severity === undefined) return `log record: unknown severity "${input.severity}"`
-    const provider = providerFor(input) ?? this.runtimeProvider
+    const provider = providerFor(input) ?? (this.runtimeProvider ??= this.createProvider(this.runtimeResource))
     provider.getLogger(scopeName, scopeVersion).emit({
       timestamp: input.timeNs === undefined ? undefined : nsToHrTime(input.timeNs),
       severityNumber: severity.number,
@@ -103,6 +116,6 @@ export class LogPipeline {
   }
 
   async shutdown(): Promise<void> {
-    await this.runtimeProvider.shutdown()
+    await this.runtimeProvider?.shutdown()
   }
 }

@@ -7,7 +7,7 @@
 import { createServer } from 'node:http'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { PrometheusSerializer } from '@opentelemetry/exporter-prometheus'
+import type { PrometheusSerializer } from '@opentelemetry/exporter-prometheus'
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics'
 import { withoutExponentialHistograms } from './metrics.ts'
 import type { TelemetryLog } from './log.ts'
@@ -23,7 +23,12 @@ export async function servePrometheus(
   collect: () => Promise<ResourceMetrics>,
   log: TelemetryLog,
 ): Promise<PrometheusEndpoint | undefined> {
-  const serializer = new PrometheusSerializer('', false)
+  // the serializer's package is loaded by the first scrape: a runtime nobody scrapes never pays for it
+  let serializer: Promise<PrometheusSerializer> | undefined
+  const serialize = async (metrics: ResourceMetrics): Promise<string> => {
+    serializer ??= import('@opentelemetry/exporter-prometheus').then(({ PrometheusSerializer }) => new PrometheusSerializer('', false))
+    return (await serializer).serialize(withoutExponentialHistograms(metrics))
+  }
   const server: Server = createServer((request, response) => {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname
     if (request.method !== 'GET' || path !== '/metrics') {
@@ -31,9 +36,10 @@ export async function servePrometheus(
       return
     }
     collect()
-      .then((metrics) => {
+      .then(serialize)
+      .then((text) => {
         response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
-        response.end(serializer.serialize(withoutExponentialHistograms(metrics)))
+        response.end(text)
       })
       .catch((error: unknown) => {
         log('error', `prometheus scrape failed: ${String(error)}`)

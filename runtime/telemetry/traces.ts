@@ -15,12 +15,12 @@
  * objects: the OTLP serializers group spans by their identity.
  */
 import { randomFillSync } from 'node:crypto'
+import { createRequire } from 'node:module'
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags } from '@opentelemetry/api'
 import type { Attributes, HrTime, Link, SpanContext, SpanStatus } from '@opentelemetry/api'
 import { getNumberFromEnv, hrTimeDuration, isAttributeValue } from '@opentelemetry/core'
 import type { InstrumentationScope } from '@opentelemetry/core'
-import { SamplingDecision, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base'
-import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base'
+import type { ReadableSpan, Sampler, TimedEvent } from '@opentelemetry/sdk-trace-base'
 import type { Resource } from '@opentelemetry/resources'
 import type { SpanInput } from './signals.ts'
 
@@ -227,8 +227,20 @@ export interface TraceStats {
   rejected: number
 }
 
+const require = createRequire(import.meta.url)
+
+/**
+ * The SDK's trace-id ratio sampler, or undefined for a ratio of 1, which keeps every trace: the
+ * default configuration then never loads sdk-trace-base.
+ */
+function ratioSampler(ratio: number): { sampler: Sampler; sampled: number } | undefined {
+  if (ratio >= 1) return undefined
+  const sdk = require('@opentelemetry/sdk-trace-base') as typeof import('@opentelemetry/sdk-trace-base')
+  return { sampler: new sdk.TraceIdRatioBasedSampler(ratio), sampled: sdk.SamplingDecision.RECORD_AND_SAMPLED }
+}
+
 export class TracePipeline {
-  private readonly ratio: TraceIdRatioBasedSampler
+  private readonly ratio: ReturnType<typeof ratioSampler>
   private readonly keepErrors: boolean
   private readonly limits = spanLimitsFromEnv()
   private readonly ids = new RandomIds()
@@ -243,7 +255,7 @@ export class TracePipeline {
     keepErrors: boolean
     deliver: (spans: ReadableSpan[]) => void
   }) {
-    this.ratio = new TraceIdRatioBasedSampler(options.ratio)
+    this.ratio = ratioSampler(options.ratio)
     this.keepErrors = options.keepErrors
     this.runtimeResource = options.runtimeResource
     this.deliver = options.deliver
@@ -292,7 +304,8 @@ export class TracePipeline {
 
   private keeps(traceId: string, isError: boolean): boolean {
     if (isError && this.keepErrors) return true
-    return this.ratio.shouldSample(ROOT_CONTEXT, traceId).decision === SamplingDecision.RECORD_AND_SAMPLED
+    if (this.ratio === undefined) return true
+    return this.ratio.sampler.shouldSample(ROOT_CONTEXT, traceId, '', SpanKind.INTERNAL, {}, []).decision === this.ratio.sampled
   }
 
   private scope(name: string, version: string | undefined): InstrumentationScope {
