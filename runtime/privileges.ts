@@ -263,8 +263,11 @@ export function startChildKeeping<T>(capabilities: readonly CapabilityName[], st
   try {
     setAmbient(capabilityMask(capabilities))
   } catch (error) {
-    throw new Error(`cannot start a child process that keeps ${capabilities.join(', ')}: ${(error as Error).message}; ` +
-      `the runtime holds ${capabilityNames(threadCredentials().permitted).join(', ') || 'no capabilities'}`)
+    // a raise refused midway may have left the inheritable set raised
+    setAmbient(0n)
+    throw new Error(`cannot start a child process that keeps ${capabilities.join(', ')}: ${(error as Error).message}. ` +
+      `A child can keep only capabilities the runtime holds (${capabilityNames(threadCredentials().permitted).join(', ') || 'none'}), ` +
+      'and none while the SECBIT_NO_CAP_AMBIENT_RAISE securebit is set; start Periscope without that securebit')
   }
   try {
     return start()

@@ -72,6 +72,17 @@ test('after the drop no thread can write or chmod a root-owned 0644 file, and th
   assert.equal(result.writeDataDir, 'ok')
   assert.deepEqual([data.uid, data.gid], [65534, 65534], 'the data directory was handed to nobody before the drop')
   assert.equal(result.spawnedUid, '65534', 'children start as nobody too')
+  // a child keeps a capability only when started to keep it, and only one the runtime holds
+  const none = [`CapEff:\t${hex(0n)}`, `CapAmb:\t${hex(0n)}`]
+  const dacReadSearch = hex(1n << 2n)
+  assert.deepEqual(result.childCapabilities, {
+    plain: none,
+    keepingDacReadSearch: [`CapEff:\t${dacReadSearch}`, `CapAmb:\t${dacReadSearch}`],
+    keepingSysAdmin: 'Error: cannot start a child process that keeps CAP_SYS_ADMIN: setAmbientCapabilities: capset (inheritable): Operation not permitted. ' +
+      'A child can keep only capabilities the runtime holds (CAP_DAC_READ_SEARCH, CAP_NET_ADMIN, CAP_PERFMON, CAP_BPF), ' +
+      'and none while the SECBIT_NO_CAP_AMBIENT_RAISE securebit is set; start Periscope without that securebit',
+    afterwards: none,
+  })
   assert.equal(result.execEventAfterDrop, true, 'exec loaded, attached and delivered an event after the drop')
   assert.deepEqual(result.probes.tracepoint, { status: 'supported' })
 })
