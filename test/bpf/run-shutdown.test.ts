@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -11,8 +11,9 @@ const programsOf = (names: string[]): number[] =>
     .filter((p) => names.includes(p.name ?? '')).map((p) => p.id)
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  test(`periscope run shuts down on ${signal}: links detached, data flushed, no program left`, async () => {
+  test(`periscope run shuts down on ${signal}: links detached, data flushed, no program left`, async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'periscope-run-'))
+    t.after(() => rmSync(dir, { recursive: true, force: true }))
     writeFileSync(join(dir, 'execs.ts'), `import { definePlugin } from 'periscope/plugin'
 export default definePlugin({
   name: 'execs',
@@ -25,6 +26,7 @@ export default definePlugin({
     writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${join(dir, 'admin.sock')}\nexporter:\n  dataDir: ${join(dir, 'data')}\n  prometheus:\n    enabled: false\n`)
     const before = programsOf(['handle_exec', 'handle_exit'])
     const child = spawn(process.execPath, [join(root, 'runtime/cli.ts'), 'run', '--plugins', dir, '--config', join(dir, 'periscope.yaml')], { cwd: dir, env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '' } })
+    t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
     let output = ''
     child.stdout.on('data', (d) => { output += d })
     child.stderr.on('data', (d) => { output += d })
