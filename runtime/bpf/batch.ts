@@ -21,21 +21,32 @@ export interface RecordBatch {
   lost: number
 }
 
+// This module imports nothing, so that the isolate bootstrap (runtime/plugins/isolate/bootstrap.ts,
+// bundled by esbuild into each plugin isolate) walks batches with this same code.
+
 export const RECORD_HEADER_BYTES = 8
 export const RECORD_DISCARDED = 0x40000000
 /** The length bits of a header's first u32 (the kernel keeps two flag bits above them). */
 export const RECORD_LENGTH_MASK = 0x3fffffff
 
-/** Calls `fn(view, offset, size)` for each record; `offset` points at the record's first byte. */
-export function forEachRecord(
-  batch: RecordBatch,
-  fn: (view: DataView, offset: number, size: number) => void,
-): void {
-  const view = new DataView(batch.buffer, 0, batch.byteLength)
-  for (let at = 0; at < batch.byteLength;) {
+/** What a record callback receives: the batch's view, the record's first byte, its size. */
+export type RecordCallback = (view: DataView, offset: number, size: number) => void
+
+/**
+ * Calls `fn(view, offset, size)` for each record that was not discarded; `offset` points at the
+ * record's first byte. In a hot path, pass a function created once rather than a new closure per
+ * batch: V8 then inlines it into this loop, which makes the walk as fast as a hand-written one.
+ */
+export function forEachRecord(batch: Pick<RecordBatch, 'buffer' | 'byteLength'>, fn: RecordCallback): void {
+  const byteLength = batch.byteLength
+  const view = new DataView(batch.buffer, 0, byteLength)
+  // RECORD_LENGTH_MASK, RECORD_DISCARDED and RECORD_HEADER_BYTES as literals: optimized code
+  // re-reads a module binding (with its temporal-dead-zone check, and a type check) on every
+  // use, which made this loop half again as slow (test/unit/batch.test.ts ties them together)
+  for (let at = 0; at < byteLength;) {
     const header = view.getUint32(at, true)
-    const size = header & RECORD_LENGTH_MASK
-    if ((header & RECORD_DISCARDED) === 0) fn(view, at + RECORD_HEADER_BYTES, size)
-    at += RECORD_HEADER_BYTES + ((size + 7) & ~7)
+    const size = header & 0x3fffffff
+    if ((header & 0x40000000) === 0) fn(view, at + 8, size)
+    at += 8 + ((size + 7) & ~7)
   }
 }
