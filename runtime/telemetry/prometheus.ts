@@ -4,13 +4,16 @@
  * (see metrics.ts), so this serves `/metrics` with the SDK's PrometheusSerializer over the merged
  * collection instead.
  */
-import { createServer } from 'node:http'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { PrometheusSerializer } from '@opentelemetry/exporter-prometheus'
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics'
 import { withoutExponentialHistograms } from './metrics.ts'
 import type { TelemetryLog } from './log.ts'
+
+// An ES import of node:http builds its namespace, which reads http's lazy WebSocket and
+// MessageEvent exports and so loads undici, http2 and tls: megabytes this server never uses.
+const { createServer } = process.getBuiltinModule('node:http')
 
 export interface PrometheusEndpoint {
   url: string
