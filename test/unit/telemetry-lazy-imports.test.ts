@@ -35,7 +35,10 @@ function loadedPackages(config: object, env: Record<string, string>, emit: strin
     await telemetry.shutdown(200)
     const loaded = Object.keys(createRequire(import.meta.url).cache)
     const heavy = ${JSON.stringify(HEAVY)}
-    console.log(JSON.stringify(heavy.filter((name) => loaded.some((file) => file.includes('/node_modules/' + name + '/')))))
+    const found = heavy.filter((name) => loaded.some((file) => file.includes('/node_modules/' + name + '/')))
+    // Node's own fetch stack, loaded by an ES import of node:http
+    if (process.moduleLoadList.includes('NativeModule internal/deps/undici/undici')) found.push('undici')
+    console.log(JSON.stringify(found))
   `
   try {
     const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: path.resolve(import.meta.dirname, '../..'), encoding: 'utf8' })
@@ -47,7 +50,7 @@ function loadedPackages(config: object, env: Record<string, string>, emit: strin
 
 const span = `scope.spans([{ name: 'GET /', kind: 'server', startTimeNs: Date.now() * 1e6, endTimeNs: Date.now() * 1e6 + 1000 }])`
 
-test('the embedded default with an unscraped Prometheus endpoint loads no OTLP exporter, protobufjs, grpc-js, Prometheus serializer or log SDK', () => {
+test('the embedded default with an unscraped Prometheus endpoint loads no OTLP exporter, protobufjs, grpc-js, Prometheus serializer, log SDK or undici', () => {
   assert.deepEqual(loadedPackages({ prometheus: { port: 0 } }, {}, `${span}; scope.metrics([{ name: 'm', kind: 'counter', value: 1 }])`), [])
 })
 
@@ -60,7 +63,9 @@ test('a log record loads the log SDK; a sampling ratio below 1 loads the trace S
 
 test('OTLP over HTTP loads the protobuf exporters only; gRPC loads grpc-js and the gRPC exporters only', () => {
   const endpoint = 'http://127.0.0.1:1'
-  assert.deepEqual(loadedPackages({ prometheus: { enabled: false }, exportTimeoutMs: 500 }, { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint }, ''), [
+  const http = loadedPackages({ prometheus: { enabled: false }, exportTimeoutMs: 500 }, { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint }, '')
+  // the SDK's HTTP transport needs undici; that is not what this case is about
+  assert.deepEqual(http.filter((name) => name !== 'undici'), [
     'protobufjs',
     '@opentelemetry/exporter-trace-otlp-proto',
     '@opentelemetry/exporter-metrics-otlp-proto',
