@@ -103,7 +103,10 @@ abstract class BatchReader implements AsyncIterable<RecordBatch> {
     if (!this.#closed) this.#consumer?.start()
   }
 
-  /** Delivers, synchronously, everything the kernel buffer holds right now. */
+  /**
+   * Delivers, synchronously, everything the kernel buffer holds right now. Called from inside
+   * onBatch it does nothing (the delivery under way goes on), so no batch is handed out twice.
+   */
   drain(): void {
     this.#consumer?.drain()
   }
