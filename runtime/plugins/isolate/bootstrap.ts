@@ -11,7 +11,7 @@
  * Everything the plugin sends out (signals and log lines) is queued and returned from those calls,
  * so nothing crosses the boundary per event.
  */
-import { forEachRecord } from '../../bpf/batch.ts'
+import { forEachRecord, type RecordCallback } from '../../bpf/batch.ts'
 import type { PluginContext, PluginDefinition, PluginMap } from '../api.ts'
 import { parseDuration } from '../duration.ts'
 
@@ -153,6 +153,31 @@ function makeContext(config: Record<string, unknown>, state: Record<string, unkn
 }
 
 let ctx: PluginContext<never> | undefined
+const dispatchers = new Map<string, RecordCallback>()
+
+/**
+ * Decodes one record and calls the topic's handlers. Made once per topic, after setup (when the
+ * handlers are final), rather than per batch: a new closure per batch costs 1-2 ns per record.
+ */
+function dispatcherFor(topic: string): RecordCallback | undefined {
+  const made = dispatchers.get(topic)
+  if (made !== undefined) return made
+  const list = handlers.get(topic)
+  const decode = decoders[topic]
+  if (list === undefined || decode === undefined) return undefined
+  const single = list.length === 1 ? list[0]! : undefined
+  const dispatch: RecordCallback = single !== undefined
+    ? (view, offset, size) => {
+        const r = single(decode(view, offset, size))
+        if (r !== undefined) watch(r)
+      }
+    : (view, offset, size) => {
+        const event = decode(view, offset, size)
+        for (const handler of list) watch(handler(event))
+      }
+  dispatchers.set(topic, dispatch)
+  return dispatch
+}
 
 /** Handed to the host as the script's result; plugin code never sees it. */
 export const control = {
@@ -175,19 +200,9 @@ export const control = {
   },
   /** The per-event loop: decode each record of the batch and call the topic's handlers. */
   deliver(topic: string, buffer: ArrayBuffer, byteLength: number) {
-    const list = handlers.get(topic)
-    const decode = decoders[topic]
-    if (list === undefined || decode === undefined) return undefined
-    const single = list.length === 1 ? list[0] : undefined
-    forEachRecord({ buffer, byteLength }, (view, offset, size) => {
-      const event = decode(view, offset, size)
-      if (single !== undefined) {
-        const r = single(event)
-        if (r !== undefined) watch(r)
-      } else {
-        for (const handler of list) watch(handler(event))
-      }
-    })
+    const dispatch = dispatcherFor(topic)
+    if (dispatch === undefined) return undefined
+    forEachRecord({ buffer, byteLength }, dispatch)
     return takeOutput()
   },
   async timer(index: number) {
