@@ -176,7 +176,8 @@ void RaiseUncaught(Napi::Env env);
 // batch is that span, lent to JS as an external ArrayBuffer for the duration of the callback
 // (then detached) and only then released to the kernel: no copy per record, one call per batch.
 // The batch format is the kernel's own record header (u32 length with the busy and discard
-// bits, u32 page offset), which runtime/bpf/batch.ts describes.
+// bits, u32 page offset), which runtime/bpf/batch.ts describes. The consumer holds its own
+// duplicate of the map fd and its own mapping, so the object may close before or during a read.
 class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
  public:
   static Napi::Function Init(Napi::Env env);
@@ -198,7 +199,7 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
   void StopWatching();
   void Unmap();
 
-  int map_fd_ = -1;
+  int map_fd_ = -1;  // our duplicate, polled and closed by us
   size_t page_size_ = 0;
   size_t mask_ = 0;
   size_t batch_bytes_ = 0;
@@ -214,6 +215,7 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
   Napi::ObjectReference self_;
 };
 
+// Like RingBuffer, it holds its own duplicate of the map fd, so the object may close first.
 class PerfBuffer : public Napi::ObjectWrap<PerfBuffer> {
  public:
   static Napi::Function Init(Napi::Env env);
@@ -234,6 +236,7 @@ class PerfBuffer : public Napi::ObjectWrap<PerfBuffer> {
   bool Fail(Napi::Env env, const BpfFailure& failure);
   void Shutdown();
 
+  int map_fd_ = -1;  // our duplicate, which perf_buffer__free deletes its entries through
   perf_buffer* pb_ = nullptr;
   uv_poll_t* poll_ = nullptr;
   IdleDrain idle_;

@@ -3,7 +3,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <string>
+#include <unistd.h>
 
 #include "errors.h"
 #include "handles.h"
@@ -79,15 +81,21 @@ PerfBuffer::PerfBuffer(const Napi::CallbackInfo& info)
   int map_fd = info[0].As<Napi::Number>().Int32Value();
   size_t pages = info[1].As<Napi::Number>().Uint32Value();
   callback_ = Napi::Persistent(info[2].As<Napi::Function>());
-  context_ = new Napi::AsyncContext(env, "periscope:perfbuf");
+  // perf_buffer__free deletes its per-CPU entries through the fd it was given: if that were the
+  // object's, closed first, they would go to whatever map reuses the number, so it gets our own
+  int own_fd = fcntl(map_fd, F_DUPFD_CLOEXEC, 0);
+  if (own_fd < 0) ThrowBpfError(env, "duplicate the perf event array map fd", errno);
   LibbpfLogCapture capture;
   errno = 0;
-  pb_ = perf_buffer__new(map_fd, pages, OnSample, OnLost, this, nullptr);
+  pb_ = perf_buffer__new(own_fd, pages, OnSample, OnLost, this, nullptr);
   if (pb_ == nullptr || libbpf_get_error(pb_) != 0) {
     int err = pb_ != nullptr ? static_cast<int>(libbpf_get_error(pb_)) : LastErrno();
     pb_ = nullptr;
+    close(own_fd);
     ThrowBpfError(env, "perf_buffer__new", err, capture.take());
   }
+  map_fd_ = own_fd;
+  context_ = new Napi::AsyncContext(env, "periscope:perfbuf");
 }
 
 PerfBuffer::~PerfBuffer() {
@@ -104,6 +112,8 @@ void PerfBuffer::Shutdown() {
   }
   if (pb_ != nullptr) perf_buffer__free(pb_);
   pb_ = nullptr;
+  if (map_fd_ >= 0) close(map_fd_);
+  map_fd_ = -1;
 }
 
 void PerfBuffer::OnSample(void* ctx, int, void* data, __u32 size) {

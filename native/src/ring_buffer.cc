@@ -2,6 +2,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
@@ -33,29 +34,39 @@ Napi::Function RingBuffer::Init(Napi::Env env) {
 // new BpfRingBuffer(mapFd, onBatch(buffer, byteLength, count, lost), batchBytes)
 RingBuffer::RingBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RingBuffer>(info) {
   Napi::Env env = info.Env();
-  map_fd_ = info[0].As<Napi::Number>().Int32Value();
+  int map_fd = info[0].As<Napi::Number>().Int32Value();
   callback_ = Napi::Persistent(info[1].As<Napi::Function>());
   batch_bytes_ = info[2].As<Napi::Number>().Uint32Value();
-  context_ = new Napi::AsyncContext(env, "periscope:ringbuf");
   bpf_map_info map_info{};
   __u32 len = sizeof map_info;
-  if (bpf_obj_get_info_by_fd(map_fd_, &map_info, &len) != 0) ThrowBpfError(env, "bpf_obj_get_info_by_fd ring buffer", errno);
+  if (bpf_obj_get_info_by_fd(map_fd, &map_info, &len) != 0) ThrowBpfError(env, "bpf_obj_get_info_by_fd ring buffer", errno);
   if (map_info.type != BPF_MAP_TYPE_RINGBUF) ThrowBpfError(env, "ring buffer consumer on a map that is not a ring buffer", EINVAL);
+  // the object may close its map fd while this consumer reads; polling that number would then
+  // watch a closed fd (libuv aborts) or whatever file reuses it, so the consumer polls its own
+  int own_fd = fcntl(map_fd, F_DUPFD_CLOEXEC, 0);
+  if (own_fd < 0) ThrowBpfError(env, "duplicate the ring buffer map fd", errno);
   page_size_ = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   mask_ = map_info.max_entries - 1;
   // the consumer page is ours to write; the producer page and the (twice mapped) data are not
-  void* consumer = mmap(nullptr, page_size_, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd_, 0);
-  if (consumer == MAP_FAILED) ThrowBpfError(env, "mmap ring buffer consumer page", errno);
-  void* producer = mmap(nullptr, page_size_ + 2 * static_cast<size_t>(map_info.max_entries), PROT_READ, MAP_SHARED, map_fd_,
+  void* consumer = mmap(nullptr, page_size_, PROT_READ | PROT_WRITE, MAP_SHARED, own_fd, 0);
+  if (consumer == MAP_FAILED) {
+    int err = errno;
+    close(own_fd);
+    ThrowBpfError(env, "mmap ring buffer consumer page", err);
+  }
+  void* producer = mmap(nullptr, page_size_ + 2 * static_cast<size_t>(map_info.max_entries), PROT_READ, MAP_SHARED, own_fd,
                         static_cast<off_t>(page_size_));
   if (producer == MAP_FAILED) {
     int err = errno;
     munmap(consumer, page_size_);
+    close(own_fd);
     ThrowBpfError(env, "mmap ring buffer data", err);
   }
+  map_fd_ = own_fd;
   consumer_pos_ = static_cast<unsigned long*>(consumer);
   producer_pos_ = static_cast<unsigned long*>(producer);
   data_ = static_cast<uint8_t*>(producer) + page_size_;
+  context_ = new Napi::AsyncContext(env, "periscope:ringbuf");
 }
 
 RingBuffer::~RingBuffer() {
@@ -64,6 +75,7 @@ RingBuffer::~RingBuffer() {
   delete context_;
 }
 
+// Also closes the fd: libuv must stop polling it first. The mapping keeps the map alive.
 void RingBuffer::StopWatching() {
   idle_.Close();
   if (poll_ != nullptr) {
@@ -71,6 +83,8 @@ void RingBuffer::StopWatching() {
     uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
     poll_ = nullptr;
   }
+  if (map_fd_ >= 0) close(map_fd_);
+  map_fd_ = -1;
 }
 
 void RingBuffer::Unmap() {

@@ -26,11 +26,16 @@ interface ChildReport {
   listenerErrors?: number
   uncaught: number
   batches: number
+  // fixtures/close-order.ts
+  errors: string[]
+  fdsAfterObjectClose?: number
+  fdsAfterReaderClose?: number
+  startAfterClose?: string
 }
 
-/** Runs fixtures/throwing-listener.ts in `mode`; fails with the child's output unless it exited 0. */
-function runChild(mode: string): ChildReport {
-  const child = spawnSync(process.execPath, [join(root, 'test/bpf/fixtures/throwing-listener.ts'), mode, String(RECORDS)], {
+/** Runs fixtures/<fixture>.ts in `mode`; fails with the child's output unless it exited 0. */
+function runChild(mode: string, fixture = 'throwing-listener'): ChildReport {
+  const child = spawnSync(process.execPath, [join(root, 'test/bpf/fixtures', `${fixture}.ts`), mode, String(RECORDS)], {
     encoding: 'utf8', timeout: 60_000,
   })
   assert.equal(child.signal, null, `the ${mode} child was killed by ${child.signal}; stderr:\n${child.stderr}`)
@@ -211,4 +216,50 @@ test('perf buffer: a listener that calls drain() from inside its callback is not
   reader.close()
   link.detach()
   object.close()
+})
+
+// Closing the object and its reader in any order: the reader owns a duplicate of the map's fd
+// and its own mapping, so the object's close frees neither under it. Records produced before the
+// object closed are still delivered, each once, and the reader's close releases the map.
+const closeOrder = (mode: string): ChildReport => runChild(mode, 'close-order')
+
+test('ring buffer: object.close() before reader.close() does not abort; the reader still delivers every record, then releases the map', () => {
+  const report = closeOrder('object-first')
+  assert.deepEqual(report.errors, [])
+  assert.deepEqual(report.seqs, range(RECORDS))
+  assert.equal(report.fdsAfterObjectClose, 1, 'only the reader holds the map once the object closed')
+  assert.equal(report.fdsAfterReaderClose, 0)
+})
+
+test('ring buffer: object.close() from inside the listener leaves the lent batch readable and the next batches arriving', () => {
+  const report = closeOrder('in-listener')
+  assert.deepEqual(report.errors, [])
+  assert.ok(report.batches > 1, `${RECORDS} records in 16 KiB batches take more than one batch`)
+  assert.deepEqual(report.seqs, range(RECORDS))
+  assert.equal(report.fdsAfterObjectClose, 1)
+  assert.equal(report.fdsAfterReaderClose, 0)
+})
+
+test('ring buffer: closing a reader twice, and using the addon\'s consumer after closing it twice, is harmless', () => {
+  const report = closeOrder('reader-twice')
+  assert.deepEqual(report.errors, [])
+  assert.deepEqual(report.seqs, range(RECORDS))
+  assert.match(report.startAfterClose!, /start of a closed ring buffer consumer/)
+  assert.equal(report.fdsAfterReaderClose, 0)
+})
+
+test('ring buffer: the idle-drain timer firing after the object closed reads the reader\'s own mapping', () => {
+  const report = closeOrder('timer-after-close')
+  assert.deepEqual(report.errors, [])
+  assert.deepEqual(report.seqs, range(RECORDS))
+  assert.equal(report.fdsAfterObjectClose, 1)
+  assert.equal(report.fdsAfterReaderClose, 0)
+})
+
+test('perf buffer: object.close() before reader.close() leaves the reader its own map fd; every sample arrives once', () => {
+  const report = closeOrder('perf-object-first')
+  assert.deepEqual(report.errors, [])
+  assert.deepEqual(report.seqs, range(RECORDS))
+  assert.equal(report.fdsAfterObjectClose, 1, 'perf_buffer__free deletes its entries through this fd, so it must be the reader\'s own')
+  assert.equal(report.fdsAfterReaderClose, 0)
 })
