@@ -21,7 +21,8 @@ export interface LibraryObject {
   links(): { id: number; program: string; attach: string }[]
   /** types of the loaded programs (libbpf's names, e.g. 'tracepoint', 'sched_cls'): they decide which capabilities the runtime keeps */
   programTypes?(): string[]
-  stats(): { received: number; dropped: number }
+  /** `listenerErrors`: batches on which a stream subscriber threw (contained: the others still got them), if the provider counts them */
+  stats(): { received: number; dropped: number; listenerErrors?: number }
   close(): Promise<void>
 }
 export interface ObjectProvider {

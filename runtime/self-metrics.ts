@@ -26,6 +26,9 @@ export function objectSelfMetrics(bus: Bus): SelfMetricPoint[] {
       { name: 'periscope.bpf.events.received', kind: 'counter', value: stats.received, unit: '{event}', description: 'Records read from the object\'s ring and perf buffers', attributes },
       { name: 'periscope.bpf.events.dropped', kind: 'counter', value: stats.dropped, unit: '{event}', description: 'Records lost in the kernel: ring buffer reserve failures and perf buffer losses', attributes },
     )
+    if (stats.listenerErrors !== undefined) {
+      points.push({ name: 'periscope.bpf.listener.errors', kind: 'counter', value: stats.listenerErrors, unit: '{batch}', description: 'Batches of the object\'s streams on which a subscriber threw (the other subscribers still received them)', attributes })
+    }
   }
   return points
 }

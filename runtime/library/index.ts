@@ -55,8 +55,10 @@ export class LibraryObject {
     set.add(onBatch)
     let reader = this.#readers.get(stream)
     if (reader === undefined) {
-      const deliver = (batch: RecordBatch) => { for (const fn of set) fn(batch) }
-      const onError = (error: Error) => this.#log(`${this.name}:${stream}: ${error.message}`)
+      const deliver = (batch: RecordBatch) => deliverToEach(set, batch)
+      // the reader's error names the stream; its cause is what a subscriber threw, whose stack
+      // is the only pointer to the faulty code
+      const onError = (error: Error) => this.#log(describeWithCauses(error))
       const type = this.object.map(stream).info.type
       reader = type === 'ringbuf' ? new RingBufferReader(this.object, stream, { onBatch: deliver, onError }) : new PerfBufferReader(this.object, stream, { onBatch: deliver, onError })
       this.#readers.set(stream, reader)
@@ -82,15 +84,18 @@ export class LibraryObject {
     return this.object.programs().flatMap((p) => (p.type === null ? [] : [p.type]))
   }
 
-  stats(): { received: number; dropped: number } {
+  /** Totals over the object's streams; `listenerErrors` counts batches on which a subscriber threw. */
+  stats(): { received: number; dropped: number; listenerErrors: number } {
     let received = 0
     let lost = 0
+    let listenerErrors = 0
     for (const reader of this.#readers.values()) {
       const s = reader.stats()
       received += s.received
       lost += s.lost
+      listenerErrors += s.listenerErrors
     }
-    return { received, dropped: this.object.dropped() + lost }
+    return { received, dropped: this.object.dropped() + lost, listenerErrors }
   }
 
   async close(): Promise<void> {
@@ -98,6 +103,45 @@ export class LibraryObject {
     this.#readers.clear()
     this.object.close()
   }
+}
+
+/**
+ * Hands the batch to every subscriber, even when one throws. What they threw is rethrown once
+ * all have run, so the reader counts the batch in `listenerErrors` and reports it to onError.
+ */
+function deliverToEach(subscribers: ReadonlySet<(batch: RecordBatch) => void>, batch: RecordBatch): void {
+  let failures: unknown[] | undefined
+  for (const subscriber of subscribers) {
+    try {
+      subscriber(batch)
+    } catch (error) {
+      (failures ??= []).push(error)
+    }
+  }
+  if (failures === undefined) return
+  const others = failures.length < subscribers.size ? '; the others received it' : ''
+  throw new AggregateError(failures, `${failures.length} of ${subscribers.size} subscribers threw on this batch${others}`)
+}
+
+/**
+ * An error's stack, then each cause's, indented. An AggregateError shows its message and then
+ * each of its errors: its own stack only says where they were collected. A cause seen before
+ * (a cycle) is named, not followed.
+ */
+function describeWithCauses(error: unknown, indent = '', seen = new Set<unknown>()): string {
+  if (seen.has(error)) return `(the ${error instanceof Error ? error.name : 'value'} above, again)`
+  seen.add(error)
+  if (error instanceof AggregateError) {
+    let text = `${error.name}: ${error.message}`
+    for (const inner of error.errors) text += `\n${indent}  - ${describeWithCauses(inner, `${indent}    `, seen)}`
+    return text
+  }
+  let text = error instanceof Error ? (error.stack ?? `${error.name}: ${error.message}`) : String(error)
+  text = text.replaceAll('\n', `\n${indent}`)
+  if (error instanceof Error && error.cause !== undefined) {
+    text += `\n${indent}  caused by: ${describeWithCauses(error.cause, `${indent}  `, seen)}`
+  }
+  return text
 }
 
 function attachOne(object: LoadedObject, spec: AttachSpec): Link {
