@@ -188,7 +188,10 @@ export class LoadedObject {
     return perCpu.reduce((sum, value) => sum + Number(Buffer.from(value).readBigUInt64LE(0)), 0)
   }
 
-  /** Detaches every link of this object and unloads it. */
+  /**
+   * Detaches every link of this object and unloads it. Ring and perf buffer readers open on its
+   * maps hold their own reference: they keep delivering what the buffers held until they close.
+   */
   close(): void {
     if (this.#closed) return
     this.#closed = true

@@ -111,6 +111,11 @@ abstract class BatchReader implements AsyncIterable<RecordBatch> {
     this.#consumer?.drain()
   }
 
+  /**
+   * Stops reading and releases the kernel buffer. A reader may outlive its object's close(): it
+   * holds the map itself, so it still delivers what the buffer held, until it is closed too.
+   * Closing twice does nothing.
+   */
   close(): void {
     if (this.#closed) return
     this.#closed = true

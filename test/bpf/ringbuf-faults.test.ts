@@ -1,10 +1,11 @@
 /**
  * Faults of the ring and perf buffer consumers (native/src/ring_buffer.cc, perf_buffer.cc): a
- * listener that throws, drains from inside its own callback, or closes its reader mid-batch. The
+ * listener that throws, drains from inside its own callback, or closes its reader mid-batch, and
+ * the object closed before its reader, from inside a listener, or before the drain timer fires. The
  * ring must stay consistent through each: every record delivered exactly once (loopgen and the
  * perf fixture number their records), nothing redelivered, and the process alive. The cases that
- * would end the process run in a child (fixtures/throwing-listener.ts), so an abort or a
- * segfault is reported as a failure instead of taking the test runner with it.
+ * would end the process run in a child (fixtures/throwing-listener.ts, fixtures/close-order.ts),
+ * so an abort or a segfault is reported as a failure instead of taking the test runner with it.
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
