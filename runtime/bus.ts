@@ -127,7 +127,17 @@ export class Bus {
         created.batches++
         created.records += batch.count
         created.lost += batch.lost
-        for (const l of created.listeners) l(batch)
+        // one listener that throws must not cost the others the batch; the reader counts and
+        // reports what they threw
+        let errors: unknown[] | undefined
+        for (const l of created.listeners) {
+          try {
+            l(batch)
+          } catch (error) {
+            (errors ??= []).push(error)
+          }
+        }
+        if (errors !== undefined) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `${errors.length} listeners of '${topic}' threw`)
       })
       stream = created
       this.streams.set(topic, stream)

@@ -35,6 +35,22 @@ describe('bus', () => {
     await bus.close()
   })
 
+  it('gives every listener the batch when one throws, then rethrows what it threw', async () => {
+    const provider = new SyntheticProvider()
+    const bus = new Bus(provider)
+    await bus.acquire('gen', 'a')
+    const seen: string[] = []
+    bus.subscribe('gen:events', () => { seen.push('first'); throw new RangeError('first broke') })
+    bus.subscribe('gen:events', () => { seen.push('second') })
+    assert.throws(() => provider.gen.push('events', 1), { name: 'RangeError', message: 'first broke' })
+    assert.deepEqual(seen, ['first', 'second'])
+    bus.subscribe('gen:events', () => { throw new TypeError('third broke') })
+    assert.throws(() => provider.gen.push('events', 1), (e: AggregateError) =>
+      e.message === "2 listeners of 'gen:events' threw" && e.errors.map((x: Error) => x.message).join() === 'first broke,third broke')
+    assert.deepEqual(seen, ['first', 'second', 'first', 'second'])
+    await bus.close()
+  })
+
   it('explains bad topics and failed opens', async () => {
     const bus = new Bus(new SyntheticProvider())
     assert.throws(() => bus.subscribe('gen', () => {}), /topic 'gen' is not '<object>:<map>'/)
