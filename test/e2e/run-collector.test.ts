@@ -303,6 +303,7 @@ test('periscope run: exec events become exact spans, metrics, logs and profiles 
   const handled = pointValue(final, 'periscope.plugin.events.handled', { plugin: 'e2e-exec' }) ?? 0
   assert.ok(handled >= seen && handled <= received, `periscope.plugin.events.handled ${handled} is between what the plugin saw (${seen}) and what the object received (${received})`)
   assert.equal(pointValue(final, 'periscope.bpf.events.dropped', { 'bpf.object': 'exec' }), 0)
+  assert.equal(pointValue(final, 'periscope.bpf.listener.errors', { 'bpf.object': 'exec' }), 0, 'no batch listener threw')
   assert.deepEqual(
     pointsIn(final, 'periscope.plugin.events.dropped').map(([a, v]) => [a.reason, v]).sort(),
     [['cpu_limit', 0], ['failure', 0], ['queue_full', 0], ['rate_limit', 0], ['unsubscribed', 0]],
