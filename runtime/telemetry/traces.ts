@@ -125,13 +125,15 @@ class RandomIds {
   }
 }
 
-/** A plugin's finished span, in the shape the SDK's exporters read. */
+/**
+ * A plugin's finished span, in the shape the SDK's exporters read. It waits in the export queue,
+ * up to thousands at a time through a Collector outage, so it keeps times and ids as plain values
+ * and builds the SDK's HrTime pairs and span contexts only when the exporter reads them (once,
+ * at encoding).
+ */
 class PluginSpan implements ReadableSpan {
   readonly name: string
   readonly kind: SpanKind
-  readonly parentSpanContext: SpanContext | undefined
-  readonly startTime: HrTime
-  readonly endTime: HrTime
   readonly status: SpanStatus
   readonly attributes: Attributes = {}
   readonly droppedAttributesCount: number
@@ -142,23 +144,30 @@ class PluginSpan implements ReadableSpan {
   readonly ended = true
   readonly resource: Resource
   readonly instrumentationScope: InstrumentationScope
-  private readonly context: SpanContext
+  private readonly startNs: number
+  private readonly endNs: number
+  private readonly traceId: string
+  private readonly spanId: string
+  /** The caller's span, from a traceparent: a remote parent in the same trace. */
+  private readonly parentSpanId: string | undefined
 
   /** `input` has passed `problemWith`. */
   constructor(
     input: SpanInput,
-    context: SpanContext,
-    parent: SpanContext | undefined,
+    traceId: string,
+    spanId: string,
+    parentSpanId: string | undefined,
     resource: Resource,
     scope: InstrumentationScope,
     limits: SpanLimits,
   ) {
     this.name = input.name
     this.kind = KINDS.get(input.kind ?? 'internal') as SpanKind
-    this.context = context
-    this.parentSpanContext = parent
-    this.startTime = nsToHrTime(input.startTimeNs)
-    this.endTime = nsToHrTime(input.endTimeNs)
+    this.traceId = traceId
+    this.spanId = spanId
+    this.parentSpanId = parentSpanId
+    this.startNs = input.startTimeNs
+    this.endNs = input.endTimeNs
     this.status = statusOf(input.status)
     this.droppedAttributesCount = copyAttributes(input.attributes, this.attributes, limits.attributeCount, limits.attributeValueLength, false)
     this.events = NO_EVENTS
@@ -184,12 +193,25 @@ class PluginSpan implements ReadableSpan {
     this.instrumentationScope = scope
   }
 
-  spanContext(): SpanContext {
-    return this.context
+  get startTime(): HrTime {
+    return nsToHrTime(this.startNs)
+  }
+
+  get endTime(): HrTime {
+    return nsToHrTime(this.endNs)
   }
 
   get duration(): HrTime {
     return hrTimeDuration(this.startTime, this.endTime)
+  }
+
+  get parentSpanContext(): SpanContext | undefined {
+    if (this.parentSpanId === undefined) return undefined
+    return { traceId: this.traceId, spanId: this.parentSpanId, traceFlags: TraceFlags.SAMPLED, isRemote: true }
+  }
+
+  spanContext(): SpanContext {
+    return { traceId: this.traceId, spanId: this.spanId, traceFlags: TraceFlags.SAMPLED }
   }
 }
 
@@ -291,12 +313,8 @@ export class TracePipeline {
         this.counts.sampledOut++
         continue
       }
-      const parent =
-        input.traceId !== undefined && input.parentSpanId !== undefined
-          ? { traceId, spanId: input.parentSpanId, traceFlags: TraceFlags.SAMPLED, isRemote: true }
-          : undefined
-      const context = { traceId, spanId: this.ids.next(8), traceFlags: TraceFlags.SAMPLED }
-      finished.push(new PluginSpan(input, context, parent, resourceFor(input) ?? this.runtimeResource, scope, this.limits))
+      const parentSpanId = input.traceId === undefined ? undefined : input.parentSpanId
+      finished.push(new PluginSpan(input, traceId, this.ids.next(8), parentSpanId, resourceFor(input) ?? this.runtimeResource, scope, this.limits))
     }
     if (finished.length > 0) this.deliver(finished)
     return firstProblem
