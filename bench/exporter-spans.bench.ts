@@ -1,15 +1,21 @@
 /**
- * Exporter figures, each against a baseline measured in the same run:
- * - spans/s through the whole exporter (SpanInput → ReadableSpan → export queue → OTLP/HTTP
- *   protobuf → a local sink), vs the SDK's raw protobuf encode of the same spans, and vs posting
- *   pre-encoded bodies to the same sink (the transport floor);
- * - memory (RSS, heap) while the Collector is down and spans keep coming, vs the same process
- *   before the outage.
+ * Exporter throughput: spans/s through the whole exporter (SpanInput → ReadableSpan → export queue →
+ * OTLP/HTTP protobuf → a local sink), against two baselines measured in the same run: the SDK's raw
+ * protobuf encode of the same spans, and posting pre-encoded bodies to the same sink (the transport
+ * floor). Every side is warmed before it is timed, and the three alternate over several rounds.
+ *
+ * The span inputs are built before any timing (the plugins' work, not the exporter's) and offered
+ * in 512-span batches as fast as the exporter's default queue (8192 spans) takes them: a batch
+ * waits while the queue is full instead of being dropped; drops, if any, are reported.
+ *
  * The exporter process is pinned to CPU 0 and the sink (another process) to CPU 1, so "one core"
- * means the exporter's work all happens on one core. Run: node --expose-gc bench/exporter-spans.bench.ts
+ * means the exporter's work all happens on one core. The exporter's memory under a Collector
+ * outage is in bench/memory.bench.ts.
+ *
+ *   node_modules/.bin/node bench/exporter-spans.bench.ts
  */
-import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -20,39 +26,42 @@ import { createTelemetry } from '../runtime/telemetry/index.ts'
 import type { SpanInput } from '../runtime/telemetry/index.ts'
 import { TracePipeline } from '../runtime/telemetry/traces.ts'
 import { freePort } from '../test/peers/otelcol.ts'
+import { median, pinSelf, spanInputs } from './common.ts'
 
-const SPANS = 300_000
+const SPANS = 307_200
+const WARM_SPANS = 61_440
+const ROUNDS = 3
 const PLUGIN_BATCH = 512
-const OUTAGE_SPANS = Number(process.env.OUTAGE_SPANS ?? 1_000_000)
-const OUTAGE_QUEUE = 8192
-const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1)
-const gc = (globalThis as { gc?: () => void }).gc ?? (() => {})
+const EXPORT_BATCH = 512
+const DISTINCT_BATCHES = 64
+const TARGET = 50_000
 
+const pinned = pinSelf(0)
 
-const T0 = Date.now() * 1e6
-const pids = [101, 102, 103, 104]
-function spanInputs(count: number, offset: number): SpanInput[] {
-  return Array.from({ length: count }, (_, i) => {
-    const n = offset + i
-    return {
-      name: 'GET /api/users/{id}',
-      kind: 'server',
-      startTimeNs: T0 + n * 1000,
-      endTimeNs: T0 + n * 1000 + 250_000,
-      traceId: (n.toString(16).padStart(8, '0') + 'a3ce929d0e0e47364bf92f35').slice(0, 32),
-      parentSpanId: '00f067aa0ba902b7',
-      attributes: {
-        'http.request.method': 'GET',
-        'url.path': `/api/users/${n % 1000}`,
-        'http.route': '/api/users/{id}',
-        'http.response.status_code': 200,
-        'server.address': 'api.internal',
-        'server.port': 8080,
-      },
-      process: { pid: pids[n % pids.length], executablePath: '/usr/sbin/nginx' },
-    }
-  })
-}
+// the sink: reads each body in full and answers an empty ExportTraceServiceResponse
+const sinkPort = await freePort()
+const sinkSource = `
+const http = require('node:http')
+http.createServer((req, res) => {
+  req.resume()
+  req.on('end', () => { res.writeHead(200, { 'content-type': 'application/x-protobuf' }); res.end() })
+}).listen(${sinkPort}, '127.0.0.1', () => process.stdout.write('ready\\n'))
+`
+const sink = spawn('taskset', ['-c', '1', process.execPath, '-e', sinkSource], { stdio: ['ignore', 'pipe', 'inherit'] })
+await new Promise<void>((resolve) => sink.stdout.once('data', () => resolve()))
+
+// what the plugins hand over, built once
+const inputs: SpanInput[][] = Array.from({ length: DISTINCT_BATCHES }, (_, i) => spanInputs(PLUGIN_BATCH, i * PLUGIN_BATCH))
+const built: ReadableSpan[][] = []
+const pipeline = new TracePipeline({
+  runtimeResource: resourceFromAttributes({ 'service.name': 'bench' }),
+  ratio: 1,
+  keepErrors: true,
+  deliver: (spans) => built.push(spans),
+})
+for (const batch of inputs) pipeline.emit('http', '1.0.0', batch, () => undefined)
+const bodies = built.map((spans) => ProtobufTraceSerializer.serializeRequest(spans) as Uint8Array)
+const bodyBytes = bodies.reduce((sum, b) => sum + b.length, 0) / (DISTINCT_BATCHES * PLUGIN_BATCH)
 
 function post(body: Uint8Array): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -65,169 +74,93 @@ function post(body: Uint8Array): Promise<void> {
   })
 }
 
-interface OutageFigures {
-  held: number
-  dropped: number
-  failedExports: number
-  seconds: number
-  rssBefore: number
-  rssAfter: number
-  peakRss: number
-  heapBefore: number
-  heapAfter: number
-  heapTotalAfter: number
+async function rate(spans: number, run: (spans: number) => unknown): Promise<number> {
+  await run(WARM_SPANS)
+  const started = performance.now()
+  await run(spans)
+  return spans / ((performance.now() - started) / 1000)
 }
 
-/**
- * Offers spans to an exporter whose Collector is down (nothing listens on the endpoint). With
- * `baseline`, the same loop builds the same inputs and keeps the newest OUTAGE_QUEUE of them
- * without any exporter: what V8 alone does to RSS under this allocation rate.
- */
-async function runOutage(baseline: boolean): Promise<void> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'periscope-bench-outage-'))
-  gc()
-  const rssBefore = process.memoryUsage.rss()
-  const heapBefore = process.memoryUsage().heapUsed
-  const outage = await createTelemetry({
-    config: {
-      dataDir,
-      batch: { intervalMs: 50 },
-      queue: { spans: OUTAGE_QUEUE },
-      retry: { initialBackoffMs: 200, maxBackoffMs: 1000 },
-      exportTimeoutMs: 1000,
-      metrics: { intervalMs: 600_000 },
+const encode = (spans: number): void => {
+  for (let i = 0; i < spans / EXPORT_BATCH; i++) ProtobufTraceSerializer.serializeRequest(built[i % DISTINCT_BATCHES]!)
+}
+
+const postAll = async (spans: number): Promise<void> => {
+  for (let i = 0; i < spans / EXPORT_BATCH; i++) await post(bodies[i % DISTINCT_BATCHES]!)
+}
+
+interface ExporterRun { rate: number; sent: number; dropped: number; failedExports: number; cpuPerSpanUs: number; cpuShare: number }
+
+async function exporterRun(): Promise<ExporterRun> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'periscope-bench-exporter-'))
+  const telemetry = await createTelemetry({
+    config: { dataDir, batch: { maxSize: EXPORT_BATCH, intervalMs: 5 }, metrics: { intervalMs: 600_000 }, prometheus: { enabled: false } },
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}` },
+    log: (level, message) => {
+      if (level !== 'info') console.error(message)
     },
-    env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await freePort()}` },
-    log: () => {},
   })
-  const outageScope = outage.scope('http', '1.0.0')
-  let kept: SpanInput[] = []
-  const offer = (spans: SpanInput[]): void => {
-    if (!baseline) {
-      outageScope.spans(spans)
-      return
+  const scope = telemetry.scope('http', '1.0.0')
+  const traces = () => telemetry.stats().signals.traces
+  // offers batches while the default queue has room, as a plugin handing over its emits would
+  const offer = async (spans: number): Promise<void> => {
+    for (let i = 0; i < spans / PLUGIN_BATCH; i++) {
+      for (let s = traces(); s.queued + s.inFlight + PLUGIN_BATCH > s.capacity; s = traces()) {
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+      scope.spans(inputs[i % DISTINCT_BATCHES]!)
     }
-    kept.push(...spans)
-    if (kept.length > OUTAGE_QUEUE) kept = kept.slice(-OUTAGE_QUEUE)
+    await telemetry.flush(60_000)
   }
-  const outageStarted = performance.now()
-  let peakRss = 0
-  for (let i = 0; i < OUTAGE_SPANS; i += PLUGIN_BATCH) {
-    offer(spanInputs(PLUGIN_BATCH, i))
-    if ((i / PLUGIN_BATCH) % 64 === 0) {
-      await new Promise((resolve) => setImmediate(resolve))
-      peakRss = Math.max(peakRss, process.memoryUsage.rss())
+  try {
+    await offer(WARM_SPANS)
+    const before = traces()
+    const cpuBefore = process.cpuUsage()
+    const started = performance.now()
+    await offer(SPANS)
+    const elapsed = (performance.now() - started) / 1000
+    const cpu = process.cpuUsage(cpuBefore)
+    const after = traces()
+    const sent = after.sent - before.sent
+    return {
+      rate: sent / elapsed,
+      sent,
+      dropped: after.dropped - before.dropped,
+      failedExports: after.failedExports - before.failedExports,
+      cpuPerSpanUs: (cpu.user + cpu.system) / sent,
+      cpuShare: (cpu.user + cpu.system) / 1e6 / elapsed,
     }
+  } finally {
+    await telemetry.shutdown(5000)
+    rmSync(dataDir, { recursive: true, force: true })
   }
-  gc()
-  const outageStats = outage.stats().signals.traces
-  const memory = process.memoryUsage()
-  await outage.shutdown(100)
-  const figures: OutageFigures = {
-    held: baseline ? kept.length : outageStats.queued + outageStats.inFlight,
-    dropped: outageStats.dropped,
-    failedExports: outageStats.failedExports,
-    seconds: (performance.now() - outageStarted) / 1000,
-    rssBefore,
-    rssAfter: memory.rss,
-    peakRss,
-    heapBefore,
-    heapAfter: memory.heapUsed,
-    heapTotalAfter: memory.heapTotal,
+}
+
+const encodeRates: number[] = []
+const postRates: number[] = []
+const exporterRuns: ExporterRun[] = []
+try {
+  for (let round = 0; round < ROUNDS; round++) {
+    encodeRates.push(await rate(SPANS, encode))
+    postRates.push(await rate(SPANS, postAll))
+    exporterRuns.push(await exporterRun())
   }
-  process.stdout.write(JSON.stringify(figures))
+} finally {
+  sink.kill()
 }
 
-if (process.argv.includes('--outage')) {
-  await runOutage(process.argv.includes('--baseline'))
-  process.exit(0)
-}
-
-const pinned = spawnSync('taskset', ['-a', '-cp', '0', String(process.pid)]).status === 0
-
-// the sink: reads each body in full and answers an empty ExportTraceServiceResponse
-const sinkPort = await freePort()
-const sinkSource = `
-const http = require('node:http')
-let bytes = 0, requests = 0
-http.createServer((req, res) => {
-  req.on('data', (c) => { bytes += c.length })
-  req.on('end', () => { requests++; res.writeHead(200, { 'content-type': 'application/x-protobuf' }); res.end() })
-}).listen(${sinkPort}, '127.0.0.1', () => process.stdout.write('ready\\n'))
-`
-const sink = spawn('taskset', ['-c', '1', process.execPath, '-e', sinkSource], { stdio: ['ignore', 'pipe', 'inherit'] })
-await new Promise<void>((resolve) => sink.stdout.once('data', () => resolve()))
-
-// baseline 1: the SDK's protobuf encode of the same spans, already built as ReadableSpans
-const built: ReadableSpan[] = []
-const pipeline = new TracePipeline({
-  runtimeResource: resourceFromAttributes({ 'service.name': 'bench' }),
-  ratio: 1,
-  keepErrors: true,
-  deliver: (spans) => built.push(...spans),
-})
-for (let i = 0; i < SPANS; i += PLUGIN_BATCH) pipeline.emit('http', '1.0.0', spanInputs(Math.min(PLUGIN_BATCH, SPANS - i), i), () => undefined)
-const EXPORT_BATCH = 512
-let started = performance.now()
-const bodies: Uint8Array[] = []
-for (let i = 0; i < built.length; i += EXPORT_BATCH) bodies.push(ProtobufTraceSerializer.serializeRequest(built.slice(i, i + EXPORT_BATCH)) as Uint8Array)
-const encodeRate = built.length / ((performance.now() - started) / 1000)
-const bodyBytes = bodies.reduce((sum, b) => sum + b.length, 0)
-built.length = 0
-
-// baseline 2: posting the pre-encoded bodies to the sink, one request at a time like the exporter
-started = performance.now()
-for (const body of bodies) await post(body)
-const postRate = SPANS / ((performance.now() - started) / 1000)
-bodies.length = 0
-gc()
-
-// the exporter end to end
-const dataDir = mkdtempSync(path.join(tmpdir(), 'periscope-bench-exporter-'))
-const telemetry = await createTelemetry({
-  config: { dataDir, batch: { maxSize: EXPORT_BATCH, intervalMs: 5 }, queue: { spans: SPANS }, metrics: { intervalMs: 600_000 } },
-  env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}` },
-  log: (level, message) => {
-    if (level !== 'info') console.error(message)
-  },
-})
-const scope = telemetry.scope('http', '1.0.0')
-const cpuBefore = process.cpuUsage()
-started = performance.now()
-for (let i = 0; i < SPANS; i += PLUGIN_BATCH) {
-  scope.spans(spanInputs(Math.min(PLUGIN_BATCH, SPANS - i), i))
-  // yield now and then, as a runtime handling event batches would, so sending overlaps emitting
-  if ((i / PLUGIN_BATCH) % 8 === 0) await new Promise((resolve) => setImmediate(resolve))
-}
-await telemetry.flush(60_000)
-const elapsed = (performance.now() - started) / 1000
-const cpu = process.cpuUsage(cpuBefore)
-const stats = telemetry.stats().signals.traces
-await telemetry.shutdown(5000)
-const exporterRate = stats.sent / elapsed
-// the input objects are built inside the timed loop, so part of the time is the benchmark's own
-const inputStarted = performance.now()
-for (let i = 0; i < SPANS; i += PLUGIN_BATCH) spanInputs(Math.min(PLUGIN_BATCH, SPANS - i), i)
-const inputSeconds = (performance.now() - inputStarted) / 1000
-
-// memory under a Collector outage, measured in fresh processes so the phases above do not count
-function outageRun(...extra: string[]): OutageFigures {
-  const run = spawnSync('taskset', ['-c', '0', process.execPath, '--expose-gc', import.meta.filename, '--outage', ...extra], { encoding: 'utf8' })
-  if (run.status !== 0) throw new Error(`the outage run failed:\n${run.stderr}`)
-  return JSON.parse(run.stdout) as OutageFigures
-}
-const outage = outageRun()
-const outageBaseline = outageRun('--baseline')
-sink.kill()
-
-console.log(`exporter spans benchmark (${SPANS} spans, ${PLUGIN_BATCH} per plugin batch, ${EXPORT_BATCH} per export; exporter ${pinned ? 'pinned to CPU 0' : 'NOT pinned (taskset failed)'}, sink on CPU 1)`)
-console.log(`  baseline raw protobuf encode (SDK ProtobufTraceSerializer): ${Math.round(encodeRate).toLocaleString('en')} spans/s, ${(bodyBytes / SPANS).toFixed(0)} bytes/span`)
-console.log(`  baseline POST pre-encoded bodies to the sink:             ${Math.round(postRate).toLocaleString('en')} spans/s`)
-console.log(`  exporter end to end (build + queue + encode + POST):      ${Math.round(exporterRate).toLocaleString('en')} spans/s  (target >= 50,000)`)
-console.log(`    = ${(exporterRate / encodeRate).toFixed(2)}x raw encode, ${(exporterRate / postRate).toFixed(2)}x the transport floor`)
-console.log(`    sent ${stats.sent}, dropped ${stats.dropped}, failed exports ${stats.failedExports}; CPU ${((cpu.user + cpu.system) / 1e3 / elapsed / 10).toFixed(0)}% of one core over ${elapsed.toFixed(2)} s (${((cpu.user + cpu.system) / stats.sent).toFixed(1)} µs CPU/span)`)
-console.log(`    of which building the SpanInput objects (the benchmark's own work): ${((inputSeconds / elapsed) * 100).toFixed(0)}% of the time`)
-console.log(`  Collector outage, ${OUTAGE_SPANS.toLocaleString('en')} spans offered, queue limit ${OUTAGE_QUEUE}:`)
-console.log(`    queued ${outage.held}, dropped ${outage.dropped} (counted), failed exports ${outage.failedExports}, ${outage.seconds.toFixed(1)} s`)
-console.log(`    heap in use after GC: ${mb(outage.heapBefore)} → ${mb(outage.heapAfter)} MiB (+${mb(outage.heapAfter - outage.heapBefore)} MiB, ${((outage.heapAfter - outage.heapBefore) / 1024 / outage.held).toFixed(2)} KiB per queued span); baseline loop without exporter +${mb(outageBaseline.heapAfter - outageBaseline.heapBefore)} MiB`)
-console.log(`    RSS: ${mb(outage.rssBefore)} → ${mb(outage.rssAfter)} MiB (peak ${mb(outage.peakRss)}, V8 heap reserved ${mb(outage.heapTotalAfter)} MiB); baseline loop without exporter ${mb(outageBaseline.rssBefore)} → ${mb(outageBaseline.rssAfter)} MiB (peak ${mb(outageBaseline.peakRss)}) = ${(outage.peakRss / outageBaseline.peakRss).toFixed(2)}x baseline peak`)
+const exporterRate = median(exporterRuns.map((r) => r.rate))
+const encodeRate = median(encodeRates)
+const postRate = median(postRates)
+const spansPerSecond = (x: number) => `${Math.round(x).toLocaleString('en')} spans/s`
+const dropped = exporterRuns.reduce((sum, r) => sum + r.dropped, 0)
+const met = exporterRate >= TARGET && dropped === 0
+console.log(`exporter spans benchmark (${SPANS.toLocaleString('en')} spans per side per round after ${WARM_SPANS.toLocaleString('en')} warm-up, medians of ${ROUNDS} rounds; ` +
+  `${PLUGIN_BATCH} per plugin batch, ${EXPORT_BATCH} per export, default queue; exporter ${pinned ? 'pinned to CPU 0' : 'NOT pinned (taskset failed)'}, sink on CPU 1)`)
+console.log(`  exporter end to end (build + queue + encode + POST): ${spansPerSecond(exporterRate)} (rounds ${exporterRuns.map((r) => spansPerSecond(r.rate)).join(', ')}; ` +
+  `target ≥ ${spansPerSecond(TARGET)}) ${met ? 'met' : 'MISSED'}`)
+console.log(`    sent ${exporterRuns.map((r) => r.sent).join(', ')}; dropped ${dropped}; failed exports ${exporterRuns.reduce((sum, r) => sum + r.failedExports, 0)}; ` +
+  `CPU ${(median(exporterRuns.map((r) => r.cpuShare)) * 100).toFixed(0)}% of one core, ${median(exporterRuns.map((r) => r.cpuPerSpanUs)).toFixed(1)} µs CPU/span`)
+console.log(`  baseline raw protobuf encode (SDK ProtobufTraceSerializer): ${spansPerSecond(encodeRate)}, ${bodyBytes.toFixed(0)} bytes/span; ratio ${(exporterRate / encodeRate).toFixed(2)}`)
+console.log(`  baseline POST of pre-encoded bodies to the sink: ${spansPerSecond(postRate)}; ratio ${(exporterRate / postRate).toFixed(2)}`)
+if (!met) process.exitCode = 1
