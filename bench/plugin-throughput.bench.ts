@@ -4,7 +4,7 @@
  * - events per CPU-second (this process, all threads; robust to other load on the machine) and
  *   per second of wall time into one plugin's handler reading one decoded field, vs the same
  *   decoding loop in the host. Both sides are warmed, then timed over the same pre-built batches in
- *   alternating rounds, on one CPU. The plugin runs with the default limits: batches are handed
+ *   alternating rounds. The plugin runs with the default limits: batches are handed
  *   over as the plugin takes them (at most WINDOW waiting), so the 64 MB queue never fills; drops
  *   are reported;
  * - reload latency from a file write to the new code handling events, vs a warm esbuild rebuild of
@@ -25,7 +25,7 @@ import { MemorySink } from '../runtime/plugins/sink.ts'
 import { watchPlugins } from '../runtime/plugins/watch.ts'
 import { decodeGen, decoders } from '../test/plugin-fixtures/decoders.ts'
 import { makeBatch, SyntheticProvider } from '../test/plugin-fixtures/synthetic.ts'
-import { median, pinSelf, verdict } from './common.ts'
+import { median, verdict } from './common.ts'
 
 const decodersPath = path.resolve(import.meta.dirname, '../test/plugin-fixtures/decoders.ts')
 const BATCH = 4096
@@ -38,7 +38,6 @@ const RELOADS = 11
 const TARGET_RATE = 1_000_000
 const TARGET_RELOAD_MS = 200
 
-const pinned = pinSelf(0)
 const dir = mkdtempSync(path.join(tmpdir(), 'periscope-bench-'))
 const provider = new SyntheticProvider()
 const bus = new Bus(provider)
@@ -182,7 +181,7 @@ try {
   const rateMet = m(inPlugin, 'cpuRate') >= TARGET_RATE && dropped === 0
   const reloadMet = median(reloads) <= TARGET_RELOAD_MS
   console.log(`plugin throughput (synthetic 64-byte records, ${BATCH} per batch, ${TIMED_BATCHES} batches per side per round, medians of ${ROUNDS} alternating rounds, ` +
-    `both warmed; ${pinned ? 'pinned to CPU 0' : 'NOT pinned (taskset failed)'}; default plugin limits)`)
+    `both warmed; default plugin limits)`)
   console.log(`  one plugin handler: ${rate(m(inPlugin, 'cpuRate'))} per CPU-second (rounds ${inPlugin.map((r) => rate(r.cpuRate)).join(', ')}; target ≥ ${rate(TARGET_RATE)}) ${verdict(rateMet)}; ` +
     `${rate(m(inPlugin, 'rate'))} wall; dropped ${dropped}`)
   console.log(`  baseline host loop, same decoder: ${rate(m(host, 'cpuRate'))} per CPU-second, ${rate(m(host, 'rate'))} wall; ` +
