@@ -9,5 +9,5 @@
 import { EXEC_EVENT_SIZE } from '../bpf/lib/exec.types.ts'
 import { measurePath, report } from './kernel-path.ts'
 
-const options = { recordSize: EXEC_EVENT_SIZE, plugins: 2, burst: 4096, warmBursts: 20, timedBursts: 150, rounds: 3 }
+const options = { recordSize: EXEC_EVENT_SIZE, plugins: 2, burst: 4096, warmBursts: 20, timedBursts: 400, rounds: 3 }
 if (!report('kernel → bus → 2 plugins, exec-sized records', options, await measurePath(options), 100_000)) process.exitCode = 1

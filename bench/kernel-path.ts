@@ -47,6 +47,8 @@ export interface PathRun {
   /** Records lost in the kernel, and events dropped by the plugins (queue full, limits, failure). */
   kernelDrops: number
   pluginDrops: number
+  /** Records per batch the consumer was handed: fewer when it keeps up and is woken more often. */
+  meanBatch: number
 }
 
 interface Consumer {
@@ -54,6 +56,8 @@ interface Consumer {
   /** Events handled so far, counted once per plugin (or per baseline handler). */
   handled(): number
   pluginDrops(): number
+  /** Batches handed to the first plugin (or baseline handler) so far. */
+  batches(): number
   close(): Promise<void>
 }
 
@@ -67,6 +71,7 @@ async function timeBursts(consumer: Consumer, options: PathOptions): Promise<Pat
       await waitFor(() => consumer.handled() + consumer.pluginDrops() >= expected, `${expected} events handled`)
     }
     for (let i = 0; i < options.warmBursts; i++) await burst()
+    const batchesBefore = consumer.batches()
     const cpuBefore = process.cpuUsage()
     const started = performance.now()
     for (let i = 0; i < options.timedBursts; i++) await burst()
@@ -78,6 +83,7 @@ async function timeBursts(consumer: Consumer, options: PathOptions): Promise<Pat
       perWallSecond: records / wall,
       kernelDrops: consumer.object.stats().dropped,
       pluginDrops: consumer.pluginDrops(),
+      meanBatch: records / (consumer.batches() - batchesBefore),
     }
   } finally {
     await producer.close()
@@ -88,8 +94,10 @@ async function timeBursts(consumer: Consumer, options: PathOptions): Promise<Pat
 async function hostReader(options: PathOptions): Promise<Consumer> {
   const object = await openLibraryObject('loopgen', { settings: { record_size: options.recordSize }, log: () => {} })
   let handled = 0
+  let batches = 0
   const sums = new Array<number>(options.plugins).fill(0)
   object.subscribe('events', (batch) => {
+    batches++
     for (let p = 0; p < options.plugins; p++) {
       forEachRecord(batch, (view, offset, size) => {
         sums[p] += decodeLoopgenEvent(view, offset, size).seq
@@ -97,7 +105,7 @@ async function hostReader(options: PathOptions): Promise<Consumer> {
       })
     }
   })
-  return { object, handled: () => handled, pluginDrops: () => 0, close: () => object.close() }
+  return { object, handled: () => handled, pluginDrops: () => 0, batches: () => batches, close: () => object.close() }
 }
 
 /** The runtime's path: the bus opens loopgen for the plugins, each in its own isolate. */
@@ -139,7 +147,13 @@ export default definePlugin({
     }
     const total = (pick: (stats: ReturnType<PluginManager['list']>[number]['stats']) => number) => () =>
       manager.list().reduce((sum, p) => sum + pick(p.stats), 0)
-    return { object, handled: total((s) => s.handled), pluginDrops: total((s) => s.dropped), close }
+    return {
+      object,
+      handled: total((s) => s.handled),
+      pluginDrops: total((s) => s.dropped),
+      batches: () => manager.list()[0]!.stats.batchesIn,
+      close,
+    }
   } catch (error) {
     await close()
     throw error
@@ -180,14 +194,16 @@ export function report(title: string, options: PathOptions, figures: PathFigures
   const cpu = (runs: PathRun[]) => median(runs.map((r) => r.perCpuSecond))
   const wall = (runs: PathRun[]) => median(runs.map((r) => r.perWallSecond))
   const drops = (runs: PathRun[]) => runs.reduce((sum, r) => sum + r.kernelDrops + r.pluginDrops, 0)
+  const meanBatch = (runs: PathRun[]) => median(runs.map((r) => r.meanBatch)).toFixed(0)
   const met = cpu(plugin) >= target && drops(plugin) === 0
   console.log(`${title}: ${options.recordSize}-byte records into ${options.plugins} plugin(s), ` +
     `${options.timedBursts} timed bursts of ${options.burst} after ${options.warmBursts} warm-up, medians of ${options.rounds} rounds; ` +
     `consumer ${figures.pinned ? `pinned to CPU ${CONSUMER_CPU}` : 'NOT pinned (taskset failed)'}, producer process on CPU ${PRODUCER_CPU}; default plugin limits`)
   console.log(`  plugins:  ${rate(cpu(plugin))} per consumer CPU-second (rounds ${plugin.map((r) => rate(r.perCpuSecond)).join(', ')}; target ≥ ${rate(target)}) ` +
-    `${met ? 'met' : 'MISSED'}; ${rate(wall(plugin))} wall; drops: kernel ${plugin.reduce((s, r) => s + r.kernelDrops, 0)}, plugins ${plugin.reduce((s, r) => s + r.pluginDrops, 0)}`)
+    `${met ? 'met' : 'MISSED'}; ${rate(wall(plugin))} wall; mean batch ${meanBatch(plugin)} records; ` +
+    `drops: kernel ${plugin.reduce((s, r) => s + r.kernelDrops, 0)}, plugins ${plugin.reduce((s, r) => s + r.pluginDrops, 0)}`)
   console.log(`  baseline host reader, same records, same decoder: ${rate(cpu(host))} per consumer CPU-second, ${rate(wall(host))} wall; ` +
-    `drops: kernel ${drops(host)}`)
+    `mean batch ${meanBatch(host)} records; drops: kernel ${drops(host)}`)
   console.log(`  ratio plugins / baseline: ${(cpu(plugin) / cpu(host)).toFixed(2)} per CPU-second, ${(wall(plugin) / wall(host)).toFixed(2)} wall`)
   return met
 }
