@@ -38,7 +38,7 @@ export const catalogue: Record<string, CatalogueEntry> = {
     attach: [],
   },
   loopgen: {
-    description: 'numbered 64-byte records on demand (benchmarks and reload tests)',
+    description: 'numbered records on demand, 64 bytes or its record_size setting (benchmarks and reload tests)',
     attach: [],
   },
 }
