@@ -112,7 +112,8 @@ describe('deadlines on plugin code', () => {
     const sink = h.sink
     await h.waitFor(() => hangingVersion(provider) === 1, 'the timer to hang')
     h.write('setup-hang.ts', hangingSetup.replace(`name: 'hang'`, `name: 'setup-hang'`))
-    await h.waitFor(() => h!.runtime.manager.list().some((p) => p.file.endsWith('setup-hang.ts')), 'the second plugin to start loading')
+    // its name is claimed once its bundle ran, right before its objects and setup()
+    await h.waitFor(() => h!.runtime.manager.list().some((p) => p.name === 'setup-hang' && p.status === 'starting'), 'the second plugin to reach setup()')
     provider.gen.push('events', 10)
     await h.waitFor(() => lastCount(sink.signals('counter').metrics)?.value === 10, 'the counter to count')
     const { runtime, events } = h
