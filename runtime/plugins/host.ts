@@ -21,7 +21,7 @@ import {
   type IsolateOutput,
   PluginFailure,
   PluginSandbox,
-  PreparedBatch,
+  StagedBatch,
   type SandboxHost,
   type SandboxLimits,
 } from './sandbox.ts'
@@ -105,7 +105,7 @@ interface Version {
 }
 
 type QueueItem =
-  | { kind: 'batch'; topic: string; batch: PreparedBatch }
+  | { kind: 'batch'; topic: string; batch: StagedBatch }
   | { kind: 'timer'; version: number; index: number }
 
 let nextVersionId = 1
@@ -384,7 +384,10 @@ export class PluginHost {
     }
     this.rate.events += batch.count
     this.queuedBytes += batch.byteLength
-    this.queue.push({ kind: 'batch', topic, batch: new PreparedBatch(batch) })
+    const last = this.queue.at(-1)
+    if (last?.kind !== 'batch' || last.topic !== topic || !last.batch.tryAppend(batch)) {
+      this.queue.push({ kind: 'batch', topic, batch: new StagedBatch(batch) })
+    }
     this.kick()
   }
 

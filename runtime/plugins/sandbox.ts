@@ -184,12 +184,12 @@ export class PluginSandbox {
   }
 
   /** Hands one whole batch to the isolate, which runs the per-event loop. */
-  async deliver(topic: string, batch: PreparedBatch): Promise<IsolateOutput | undefined> {
+  async deliver(topic: string, batch: StagedBatch): Promise<IsolateOutput | undefined> {
     let output: unknown
     try {
       output = await this.functions.deliver.apply(
         undefined,
-        [topic, batch.copy.copyInto({ release: true, transferIn: true }), batch.byteLength],
+        [topic, batch.take().copyInto({ release: true, transferIn: true }), batch.byteLength],
         { timeout: this.limits.callBudgetMs, result: { copy: true } },
       )
     } catch (error) {
@@ -326,23 +326,56 @@ function checkDeclaration(d: PluginDeclaration, file: string): void {
 }
 
 /**
- * A batch copied out of the provider's buffer when it arrives, so the provider may reuse its
- * buffer and the queued copy lives outside the V8 heap until the isolate takes it over.
+ * Records waiting for the isolate, copied out of the provider's buffer when they arrive (the
+ * provider may reuse it). Batches of one topic that arrive while the isolate is busy are appended
+ * to the same staged batch, up to `StagedBatch.maxBytes`, so a slow isolate gets fewer, larger
+ * calls instead of one call per small batch. The bytes live outside the V8 heap and move into
+ * the isolate without another copy.
  */
-export class PreparedBatch {
-  readonly copy: ivm.ExternalCopy<ArrayBuffer>
-  readonly byteLength: number
-  readonly count: number
-  readonly lost: number
-  constructor(batch: RecordBatch) {
-    this.copy = new ivm.ExternalCopy(batch.buffer.byteLength === batch.byteLength ? batch.buffer : batch.buffer.slice(0, batch.byteLength))
-    this.byteLength = batch.byteLength
-    this.count = batch.count
-    this.lost = batch.lost
+export class StagedBatch {
+  /** Most bytes one staged batch collects before a new one starts. */
+  static readonly maxBytes = 1024 * 1024
+  private buffer: ArrayBuffer
+  byteLength = 0
+  count = 0
+  lost = 0
+  /** Set once handed to the isolate or released; it takes no more records then. */
+  private sealed = false
+
+  constructor(first: RecordBatch) {
+    this.buffer = new ArrayBuffer(Math.max(first.byteLength, 64 * 1024))
+    this.append(first)
+  }
+
+  /** Appends `batch` when it fits and the batch is still open; false otherwise. */
+  tryAppend(batch: RecordBatch): boolean {
+    if (this.sealed || this.byteLength + batch.byteLength > StagedBatch.maxBytes) return false
+    this.append(batch)
+    return true
+  }
+
+  private append(batch: RecordBatch): void {
+    const end = this.byteLength + batch.byteLength
+    if (end > this.buffer.byteLength) {
+      const grown = new ArrayBuffer(Math.max(end, Math.min(2 * this.buffer.byteLength, StagedBatch.maxBytes)))
+      new Uint8Array(grown).set(new Uint8Array(this.buffer, 0, this.byteLength))
+      this.buffer = grown
+    }
+    new Uint8Array(this.buffer, this.byteLength, batch.byteLength).set(new Uint8Array(batch.buffer, 0, batch.byteLength))
+    this.byteLength = end
+    this.count += batch.count
+    this.lost += batch.lost
+  }
+
+  /** The bytes, moved (not copied) into an ExternalCopy; the batch is sealed from then on. */
+  take(): ivm.ExternalCopy<ArrayBuffer> {
+    this.sealed = true
+    return new ivm.ExternalCopy(this.buffer, { transferOut: true })
   }
 
   release(): void {
-    this.copy.release()
+    this.sealed = true
+    this.buffer = new ArrayBuffer(0)
   }
 }
 
