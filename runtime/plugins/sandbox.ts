@@ -343,7 +343,8 @@ export class StagedBatch {
   private sealed = false
 
   constructor(first: RecordBatch) {
-    this.buffer = new ArrayBuffer(Math.max(first.byteLength, 64 * 1024))
+    // room for a few more batches like the first, so gathering rarely has to grow and copy
+    this.buffer = new ArrayBuffer(Math.max(first.byteLength, Math.min(StagedBatch.maxBytes, Math.max(4 * first.byteLength, 64 * 1024))))
     this.append(first)
   }
 
