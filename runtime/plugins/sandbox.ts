@@ -95,6 +95,8 @@ export class PluginSandbox {
   private readonly functions: Functions
   private readonly limits: SandboxLimits
   private stoppedByHost = false
+  private heap = 0
+  private heapMeasuredAt = -Infinity
 
   private constructor(bundle: PluginBundle, declaration: PluginDeclaration, isolate: ivm.Isolate, context: ivm.Context, functions: Functions, limits: SandboxLimits) {
     this.bundle = bundle
@@ -281,10 +283,22 @@ export class PluginSandbox {
     return this.isolate.isDisposed ? 0n : this.isolate.cpuTime
   }
 
+  /**
+   * The isolate's heap as last measured, refreshed in the background at most once a second. The
+   * synchronous read would wait for a call in progress, stalling the host's event loop for up to
+   * the call budget whenever stats or metrics are read.
+   */
   heapBytes(): number {
     if (this.isolate.isDisposed) return 0
-    const heap = this.isolate.getHeapStatisticsSync()
-    return heap.used_heap_size + heap.externally_allocated_size
+    const now = performance.now()
+    if (now - this.heapMeasuredAt >= 1000) {
+      this.heapMeasuredAt = now
+      this.isolate.getHeapStatistics().then(
+        (heap) => { this.heap = heap.used_heap_size + heap.externally_allocated_size },
+        () => { /* disposed meanwhile: nothing to measure */ },
+      )
+    }
+    return this.heap
   }
 
   /** Stops the isolate, also in the middle of a call (which then rejects). */
@@ -339,6 +353,8 @@ export class StagedBatch {
   byteLength = 0
   count = 0
   lost = 0
+  /** When the first records arrived (performance.now()). */
+  readonly stagedAt = performance.now()
   /** Set once handed to the isolate or released; it takes no more records then. */
   private sealed = false
 

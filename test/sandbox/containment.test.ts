@@ -144,6 +144,20 @@ export default definePlugin({
     assert.equal(h.runtime.manager.list().find((p) => p.name === 'spin700')!.status, 'running')
   })
 
+  it('reading a plugin\'s stats does not wait for a long call in its isolate', async () => {
+    const provider = new SyntheticProvider()
+    h = await startHarness({ provider, plugins: { 'slow.ts': handlerPlugin('slow', `const until = Date.now() + 800; while (Date.now() < until) {}`) } })
+    const stats = () => h!.runtime.manager.list()[0]!.stats
+    provider.gen.push('events', 1)
+    await h.waitFor(() => stats().queuedBatches === 0, 'the batch to be in the isolate')
+    const start = performance.now()
+    const during = stats()
+    const took = performance.now() - start
+    assert.equal(during.handled, 0, 'the call was still running')
+    assert.ok(took < 200, `stats took ${Math.round(took)} ms; they must not wait for the 800 ms call`)
+    assert.ok(during.heapBytes > 100_000, `the heap as last measured (${during.heapBytes})`)
+  })
+
   it('a memory bomb hits the isolate memory limit', async () => {
     const failures = await contain(handlerPlugin('hostile', `const hoard: number[][] = (globalThis as any).hoard ??= []; for (;;) hoard.push(new Array(100000).fill(ev.seq))`), 2,
       { plugins: { hostile: { resource_limits: { max_memory_mb: 16, batch_budget: '10s' } } } })
