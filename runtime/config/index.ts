@@ -7,6 +7,7 @@ import { parse } from 'yaml'
 import type { z } from 'zod'
 import type { PluginLimits } from '../plugins/host.ts'
 import type { PluginSettings } from '../plugins/manager.ts'
+import { shippedPluginSettings } from './receiver.ts'
 import { configSchema, type PeriscopeConfig, type ResourceLimits } from './schema.ts'
 
 export { configSchema, type PeriscopeConfig }
@@ -67,13 +68,19 @@ export function limitsFrom(limits: ResourceLimits | undefined): Partial<PluginLi
   return out
 }
 
-/** Per-plugin settings for the plugin manager. */
+/**
+ * Per-plugin settings for the plugin manager: what the receiver block implies for the shipped
+ * plugins, overridden by each `plugins.<name>` entry key by key.
+ */
 export function pluginSettingsFrom(config: PeriscopeConfig): Record<string, PluginSettings> {
   const out: Record<string, PluginSettings> = {}
+  for (const [name, derived] of Object.entries(shippedPluginSettings(config))) {
+    out[name] = { enabled: derived.enabled, config: { ...derived.config } }
+  }
   for (const [name, settings] of Object.entries(config.plugins ?? {})) {
-    const pluginConfig: Record<string, unknown> = { ...settings.config }
+    const pluginConfig: Record<string, unknown> = { ...out[name]?.config, ...settings.config }
     if (settings.target_pids !== undefined) pluginConfig.target_pids = settings.target_pids
-    out[name] = { enabled: settings.enabled, config: pluginConfig, limits: limitsFrom(settings.resource_limits) }
+    out[name] = { enabled: settings.enabled ?? out[name]?.enabled, config: pluginConfig, limits: limitsFrom(settings.resource_limits) }
   }
   return out
 }

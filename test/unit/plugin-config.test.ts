@@ -60,7 +60,12 @@ describe('periscope.yaml', () => {
     assert.equal(config.receiver!.traces!.sampling, 1)
     assert.equal(config.receiver!.profiles!.collect_interval, 60_000)
     assert.deepEqual(limitsFrom(config.receiver!.resource_limits), { memoryMb: 500, maxCpuPercent: 5, maxEventsPerSecond: 10000 })
-    assert.deepEqual(pluginSettingsFrom(config).http, { enabled: undefined, config: { methods: ['GET', 'POST'] }, limits: { memoryMb: 32 } })
+    // the receiver block's trace settings reach the http plugin; plugins.http adds its own keys
+    assert.deepEqual(pluginSettingsFrom(config).http, {
+      enabled: true,
+      config: { https: false, min_duration_ms: 100, http_status: '>=400', sampling_percent: 1, methods: ['GET', 'POST'] },
+      limits: { memoryMb: 32 },
+    })
   })
 
   it('rejects an unknown key, naming its path', () => {

@@ -1,0 +1,45 @@
+/**
+ * The seed-shaped `receiver` block turned into settings of the shipped plugins. The block is the
+ * product's switchboard (which protocols are traced, filters, sampling, RED metrics); the plugins
+ * only ever see their own `ctx.config`, so a user plugin that replaces a shipped one reads the
+ * same keys. `plugins.<name>.config` in periscope.yaml still wins key by key.
+ */
+import type { PeriscopeConfig } from './schema.ts'
+
+type Receiver = NonNullable<PeriscopeConfig['receiver']>
+
+/** Config keys the HTTP plugin reads from the receiver block (plugins/http.ts documents each). */
+export interface HttpReceiverSettings {
+  enabled: boolean
+  config: {
+    https?: boolean
+    min_duration_ms?: number
+    http_status?: string
+    http_methods?: string[]
+    sampling_percent?: number
+    red_metrics?: boolean
+  }
+}
+
+function httpSettings(receiver: Receiver): HttpReceiverSettings {
+  const traces = receiver.traces
+  const protocols = traces?.protocols
+  const config: HttpReceiverSettings['config'] = {}
+  // with no protocols list every protocol is on, as with no receiver block at all
+  if (protocols !== undefined) config.https = protocols.includes('https')
+  const filters = traces?.filters
+  if (filters?.min_duration !== undefined) config.min_duration_ms = filters.min_duration
+  if (filters?.http_status !== undefined) config.http_status = filters.http_status.replaceAll(' ', '')
+  if (filters?.http_methods !== undefined) config.http_methods = filters.http_methods
+  if (traces?.sampling !== undefined) config.sampling_percent = traces.sampling
+  if (receiver.metrics?.red !== undefined) config.red_metrics = receiver.metrics.red
+  const enabled = protocols === undefined || protocols.includes('http') || protocols.includes('https')
+  return { enabled, config }
+}
+
+/** Settings per shipped plugin derived from the receiver block (none without a block). */
+export function shippedPluginSettings(config: PeriscopeConfig): Record<string, { enabled: boolean; config: Record<string, unknown> }> {
+  const receiver = config.receiver
+  if (receiver === undefined) return {}
+  return { http: httpSettings(receiver) }
+}
