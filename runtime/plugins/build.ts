@@ -22,6 +22,8 @@ import { type CapabilityName, startChildKeeping } from '../privileges.ts'
 const here = path.dirname(fileURLToPath(import.meta.url))
 /** Where `periscope/plugin` points inside a bundle. */
 export const pluginApiPath = path.join(here, 'api.ts')
+/** The protocol parsers and helpers (pure TypeScript) plugins import as `periscope/protocols/<name>`. */
+export const protocolsDir = path.resolve(here, '../protocols')
 /** The generated table of decoders, keyed by topic (`'exec:events'`). */
 export const defaultDecodersPath = path.resolve(here, '../../bpf/lib/index.types.ts')
 
@@ -146,7 +148,7 @@ export class PluginBuilder {
       outfile: path.join(dir, this.scriptName),
       sourcemap: 'external',
       sourcesContent: false,
-      alias: { 'periscope/plugin': pluginApiPath },
+      alias: { 'periscope/plugin': pluginApiPath, 'periscope/protocols': protocolsDir },
       logLevel: 'silent',
     }
   }
