@@ -2,8 +2,8 @@
 # Prepares a fresh machine (Debian, as root) to run Periscope, and does nothing that is already
 # done: Debian's BPF toolchain, npm packages with Node 24, tracefs and bpffs, then the build
 # (addon, BPF objects, generated types). Both README commands start here; `--test` also brings
-# the real peers the tests talk to (Debian's prometheus, an OpenTelemetry Collector built once
-# from Go modules and cached under ~/.cache/periscope-peers).
+# the real peers the tests talk to (Debian's prometheus, nginx, wrk, curl and openssl, an
+# OpenTelemetry Collector built once from Go modules and cached under ~/.cache/periscope-peers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "periscope setup: $*" >&2; }
@@ -14,7 +14,7 @@ fail() { say "$1"; exit 1; }
 
 packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config iproute2)
 for_tests=0
-[ "${1:-}" = --test ] && for_tests=1 && packages+=(prometheus binutils)
+[ "${1:-}" = --test ] && for_tests=1 && packages+=(prometheus binutils nginx wrk curl openssl)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -24,6 +24,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2 || fail "apt-get install failed; run: apt-get update && apt-get install -y ${missing[*]}"
 fi
 command -v clang >/dev/null || fail "clang is missing; run: apt-get install -y clang"
+# Debian starts and enables the nginx it installs (port 80). The tests start their own nginx on free
+# ports and never use it, and on a host traced whole it would only be noise: stop the one we just
+# installed and keep it from starting at boot. An nginx that was installed before is left alone.
+if [[ " ${missing[*]} " == *" nginx "* ]]; then
+  if [ -d /run/systemd/system ]; then systemctl disable --now nginx >&2 || say "could not stop the system nginx service (the tests do not need it); run: systemctl disable --now nginx"
+  else { service nginx stop && update-rc.d nginx disable; } >/dev/null 2>&1 || say "could not stop the system nginx service (the tests do not need it); run: service nginx stop && update-rc.d nginx disable"
+  fi
+fi
 
 # npm packages, Node 24 among them (the system Node may be older); reinstall when the lockfile changes
 stamp=node_modules/.periscope-lock
