@@ -1,0 +1,404 @@
+/**
+ * HTTP/1.x traces and RED metrics for every process on the host, plaintext and HTTPS, with no
+ * change to the services. The `sockdata` object hands this plugin only the records of connections
+ * the kernel classified as HTTP/1 (its `http` ring), so its cost follows HTTP traffic alone.
+ *
+ * Per connection, the HTTP/1 parser (runtime/protocols/http1.ts) pairs each request with its
+ * response. A process that received the request gets a SERVER span; one that sent it gets a
+ * CLIENT span. Trace context: an incoming `traceparent` makes the server span join that trace; an
+ * outgoing request joins the server span active on the same thread (the one whose request was
+ * read and whose response is not written yet), unless it carries its own `traceparent`.
+ *
+ * Everything here is public plugin API: a user plugin can do the same.
+ */
+import { definePlugin, type PluginContext, type SpanInput, type TopicEvent } from 'periscope/plugin'
+import { Http1Connection, type HttpExchange, type HttpRequest } from 'periscope/protocols/http1'
+import { redactQuery, defaultSensitiveQueryKeys } from 'periscope/protocols/redact'
+import { RouteTable } from 'periscope/protocols/routes'
+import { followOpenSsl } from 'periscope/protocols/tls-follow'
+import { newSpanId, newTraceId, parseTraceparent, sampledByTraceId } from 'periscope/protocols/trace-context'
+import { formatAddress, PROTOCOL_HTTP, SOCK_CONNECT_FAILED, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_LOSS, SOCK_FLAG_TLS, ROLE_CLIENT, ROLE_SERVER, protocolConfig } from 'periscope/protocols/sockdata'
+
+const config = {
+  /** Trace HTTPS through uprobes on OpenSSL (libssl.so.3 and statically linked binaries). */
+  https: true,
+  /** Payload bytes the kernel copies per call: enough for request and status lines and headers. */
+  capture_bytes: 4096,
+  /** Only these processes (empty: every process). */
+  target_pids: [] as number[],
+  /** Ports whose traffic is never traced, at either end. */
+  excluded_ports: [] as number[],
+  /** Spans shorter than this are not exported (metrics still count them). */
+  min_duration_ms: 0,
+  /** Only spans whose status matches, e.g. ">=400" (metrics still count every request). */
+  http_status: '',
+  /** Only these methods (empty: all). */
+  http_methods: [] as string[],
+  /** Head sampling of traces by trace id, in percent; errors are always kept. */
+  sampling_percent: 100,
+  /** The http.server/client.request.duration histograms. */
+  red_metrics: true,
+  /** Distinct routes per service before more collapse into `/*` (each collapse counted). */
+  max_routes: 200,
+  /** Query keys whose values are replaced by REDACTED (matched as lower-case substrings). */
+  sensitive_query_keys: [...defaultSensitiveQueryKeys] as string[],
+  /** Remote ports for which a failed connect is an HTTP client span with an error. */
+  connect_error_ports: [80, 443, 8080, 8443] as number[],
+  /** Connections tracked at once; the least recently used is forgotten past this. */
+  max_connections: 16384,
+}
+type Config = typeof config
+
+type SockEvent = TopicEvent<'sockdata:http'>
+
+/** seconds, as semconv asks for the duration histograms */
+const durationBoundaries = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+const capturedHeaders = ['host', 'user-agent', 'traceparent']
+
+interface Conn {
+  id: number
+  parser: Http1Connection
+  pid: number
+  comm: string
+  tls: boolean
+  family: number
+  local: string
+  localPort: number
+  remote: string
+  remotePort: number
+  /** tid that read each request in flight (server side), by request start position. */
+  serverSpans: Map<number, ActiveSpan>
+}
+
+interface ActiveSpan {
+  traceId: string
+  spanId: string
+  tid: number
+}
+
+export default definePlugin({
+  name: 'http',
+  objects: ['sockdata', 'exec'],
+  config,
+  async setup(ctx) {
+    const plugin = new HttpTracing(ctx)
+    await plugin.claimKernelFilters()
+    ctx.on('sockdata:http', (event) => plugin.onRecord(event), { onLoss: (lost) => plugin.onLoss(lost) })
+    ctx.on('sockdata:connections', (event) => plugin.onConnectionEvent(event))
+    if (ctx.config.https) await followOpenSsl(ctx, (message) => ctx.log.warn(message))
+    ctx.every('10s', () => plugin.report())
+    ctx.log.info(`tracing HTTP/1.x${ctx.config.https ? ' and HTTPS (OpenSSL uprobes)' : ''} on ${ctx.config.target_pids.length === 0 ? 'the whole host' : `pids ${ctx.config.target_pids.join(', ')}`}`)
+  },
+})
+
+class HttpTracing {
+  readonly #ctx: PluginContext<Config>
+  readonly #conns = new Map<number, Conn>()
+  /** Server spans whose request was read and whose response is not written yet, by thread. */
+  readonly #activeByThread = new Map<number, ActiveSpan>()
+  readonly #routes: RouteTable
+  readonly #methods: Set<string>
+  readonly #statusFilter: ((status: number) => boolean) | undefined
+  #lostRecords = 0
+  #parseErrors = 0
+
+  constructor(ctx: PluginContext<Config>) {
+    this.#ctx = ctx
+    this.#routes = new RouteTable(ctx.config.max_routes)
+    this.#methods = new Set(ctx.config.http_methods)
+    this.#statusFilter = statusFilter(ctx.config.http_status)
+  }
+
+  /** Tells the kernel to send HTTP records here, how much payload to copy, and for whom. */
+  async claimKernelFilters(): Promise<void> {
+    const { target_pids: pids, excluded_ports: ports, capture_bytes: capture } = this.#ctx.config
+    const protocols = this.#ctx.map('sockdata:protocols')
+    await protocols.claim(u32(PROTOCOL_HTTP), protocolConfig({ wanted: true, captureBytes: capture, pidFilter: pids.length > 0 }))
+    const targets = this.#ctx.map('sockdata:target_pids')
+    for (const pid of pids) await targets.claim(u32pair(PROTOCOL_HTTP, pid), Uint8Array.of(1))
+    const excluded = this.#ctx.map('sockdata:excluded_ports')
+    for (const port of ports) await excluded.claim(u32pair(PROTOCOL_HTTP, port), Uint8Array.of(1))
+  }
+
+  onLoss(lost: number): void {
+    this.#lostRecords += lost
+  }
+
+  onRecord(event: SockEvent): void {
+    if (event.kind === SOCK_CLOSE) return this.#close(event.conn_id, event.end_ns)
+    if (event.kind !== SOCK_DATA) return
+    const conn = this.#conn(event)
+    conn.parser.feed({
+      direction: event.direction,
+      position: event.position,
+      bytes: event.bytes,
+      data: event.data,
+      startNs: event.start_ns,
+      endNs: event.end_ns,
+      loss: (event.flags & SOCK_FLAG_LOSS) !== 0,
+      tid: event.tid,
+    })
+  }
+
+  onConnectionEvent(event: TopicEvent<'sockdata:connections'>): void {
+    if (event.kind === SOCK_CLOSE) return this.#close(event.conn_id, event.end_ns)
+    if (event.kind !== SOCK_CONNECT_FAILED || !this.#ctx.config.connect_error_ports.includes(event.remote_port)) return
+    const remote = formatAddress(event.family, event.remote_addr)
+    this.#export({
+      name: 'connect',
+      kind: 'client',
+      startTimeNs: this.#ctx.time.wallNs(event.start_ns),
+      endTimeNs: this.#ctx.time.wallNs(event.end_ns),
+      traceId: newTraceId(),
+      spanId: newSpanId(),
+      attributes: {
+        'server.address': remote,
+        'server.port': event.remote_port,
+        'network.peer.address': remote,
+        'network.peer.port': event.remote_port,
+        'error.type': 'connection_failed',
+        'process.pid': event.pid,
+      },
+      status: { code: 'error', message: `connect to ${remote}:${event.remote_port} failed` },
+      process: { pid: event.pid, command: event.comm },
+    }, true)
+  }
+
+  /** Self-reported counters, besides the runtime's own per-plugin metrics. */
+  report(): void {
+    const attributes = { 'periscope.plugin': 'http' }
+    this.#ctx.emit.metric({ name: 'periscope.http.connections', kind: 'gauge', value: this.#conns.size, attributes })
+    this.#ctx.emit.metric({ name: 'periscope.http.parse_errors', kind: 'gauge', value: this.#parseErrors + this.#liveParseErrors(), attributes })
+    this.#ctx.emit.metric({ name: 'periscope.http.records_lost', kind: 'gauge', value: this.#lostRecords, attributes })
+    this.#ctx.emit.metric({ name: 'periscope.http.routes_collapsed', kind: 'gauge', value: this.#routes.collapsed, attributes })
+  }
+
+  #liveParseErrors(): number {
+    let errors = 0
+    for (const conn of this.#conns.values()) errors += conn.parser.errorCount
+    return errors
+  }
+
+  #conn(event: SockEvent): Conn {
+    let conn = this.#conns.get(event.conn_id)
+    if (conn !== undefined) {
+      // most recently used last, so the first entry is the one to forget when full
+      this.#conns.delete(event.conn_id)
+      this.#conns.set(event.conn_id, conn)
+      return conn
+    }
+    if (this.#conns.size >= this.#ctx.config.max_connections) {
+      const oldest = this.#conns.keys().next().value!
+      this.#close(oldest, event.start_ns)
+    }
+    const id = event.conn_id
+    const created: Conn = {
+      id,
+      pid: event.pid,
+      comm: event.comm,
+      tls: (event.flags & SOCK_FLAG_TLS) !== 0,
+      family: event.family,
+      local: formatAddress(event.family, event.local_addr),
+      localPort: event.local_port,
+      remote: formatAddress(event.family, event.remote_addr),
+      remotePort: event.remote_port,
+      serverSpans: new Map(),
+      parser: new Http1Connection({
+        role: event.role === ROLE_CLIENT ? 'client' : event.role === ROLE_SERVER ? 'server' : 'unknown',
+        headers: capturedHeaders,
+        onRequest: (request, side) => this.#onRequest(created, request, side),
+        onExchange: (exchange, side) => this.#onExchange(created, exchange, side),
+      }),
+    }
+    this.#conns.set(id, created)
+    return created
+  }
+
+  #close(connId: number, endNs: number): void {
+    const conn = this.#conns.get(connId)
+    if (conn === undefined) return
+    this.#conns.delete(connId)
+    conn.parser.close(endNs)
+    this.#parseErrors += conn.parser.errorCount
+    for (const span of conn.serverSpans.values()) this.#deactivate(span)
+  }
+
+  /**
+   * A request was read in full. On the server side its span ids are chosen now, so requests the
+   * process makes while answering it (on the same thread) can be its children.
+   */
+  #onRequest(conn: Conn, request: HttpRequest, side: 'client' | 'server'): void {
+    if (side !== 'server') return
+    const parent = parseTraceparent(request.headers.traceparent)
+    const span: ActiveSpan = { traceId: parent?.traceId ?? newTraceId(), spanId: newSpanId(), tid: request.tid ?? 0 }
+    conn.serverSpans.set(request.startPosition, span)
+    if (span.tid !== 0) this.#activeByThread.set(span.tid, span)
+  }
+
+  #deactivate(span: ActiveSpan): void {
+    if (this.#activeByThread.get(span.tid) === span) this.#activeByThread.delete(span.tid)
+  }
+
+  #onExchange(conn: Conn, exchange: HttpExchange, side: 'client' | 'server'): void {
+    const { request, response } = exchange
+    const wall = this.#ctx.time
+    const scheme = conn.tls ? 'https' : 'http'
+    const { path, query } = splitTarget(request.target)
+    const route = this.#routes.route(`${conn.pid}:${conn.comm}`, path)
+    const status = response?.status
+    const startNs = wall.wallNs(request.startNs)
+    const endNs = wall.wallNs(response?.endNs ?? exchange.endNs ?? request.endNs)
+    const attributes: SpanInput['attributes'] & object = {
+      'http.request.method': request.method,
+      'url.path': path,
+      'url.scheme': scheme,
+      'network.protocol.version': request.version,
+      'network.peer.address': conn.remote,
+      'network.peer.port': conn.remotePort,
+      'process.pid': conn.pid,
+    }
+    if (query !== undefined) attributes['url.query'] = redactQuery(query, this.#ctx.config.sensitive_query_keys)
+    if (status !== undefined) attributes['http.response.status_code'] = status
+    const userAgent = request.headers['user-agent']
+    if (userAgent !== undefined) attributes['user_agent.original'] = userAgent
+    const host = parseHost(request.headers.host)
+    let ids: { traceId: string; spanId: string; parentSpanId?: string }
+    if (side === 'server') {
+      attributes['http.route'] = route
+      attributes['server.address'] = host?.name ?? conn.local
+      attributes['server.port'] = host?.port ?? conn.localPort
+      attributes['client.address'] = conn.remote
+      attributes['client.port'] = conn.remotePort
+      const active = conn.serverSpans.get(request.startPosition)
+      conn.serverSpans.delete(request.startPosition)
+      if (active !== undefined) this.#deactivate(active)
+      const parent = parseTraceparent(request.headers.traceparent)
+      ids = { traceId: active?.traceId ?? parent?.traceId ?? newTraceId(), spanId: active?.spanId ?? newSpanId(), parentSpanId: parent?.parentSpanId }
+    } else {
+      attributes['server.address'] = host?.name ?? conn.remote
+      attributes['server.port'] = host?.port ?? conn.remotePort
+      ids = this.#clientIds(request)
+    }
+    const error = spanError(side, status, exchange.incomplete)
+    if (error !== undefined) attributes['error.type'] = error.type
+    if (this.#ctx.config.red_metrics) this.#recordDuration(side, attributes, route, (endNs - startNs) / 1e9)
+    const name = side === 'server' ? `${request.method} ${route}` : request.method
+    this.#export({
+      name,
+      kind: side,
+      startTimeNs: startNs,
+      endTimeNs: endNs,
+      attributes,
+      status: error === undefined ? { code: 'unset' } : { code: 'error', message: error.message },
+      ...ids,
+      process: { pid: conn.pid, command: conn.comm },
+    }, error !== undefined)
+  }
+
+  /** A client request's trace: its own traceparent, else the server span active on its thread. */
+  #clientIds(request: HttpRequest): { traceId: string; spanId: string; parentSpanId?: string } {
+    const own = parseTraceparent(request.headers.traceparent)
+    if (own !== undefined) return { traceId: own.traceId, spanId: newSpanId(), parentSpanId: own.parentSpanId }
+    const active = request.tid === undefined ? undefined : this.#activeByThread.get(request.tid)
+    if (active !== undefined) return { traceId: active.traceId, spanId: newSpanId(), parentSpanId: active.spanId }
+    return { traceId: newTraceId(), spanId: newSpanId() }
+  }
+
+  #recordDuration(side: 'client' | 'server', span: Record<string, unknown>, route: string, seconds: number): void {
+    const attributes: Record<string, string | number> = {
+      'http.request.method': span['http.request.method'] as string,
+      'url.scheme': span['url.scheme'] as string,
+      'network.protocol.version': span['network.protocol.version'] as string,
+    }
+    if (span['http.response.status_code'] !== undefined) attributes['http.response.status_code'] = span['http.response.status_code'] as number
+    if (span['error.type'] !== undefined) attributes['error.type'] = span['error.type'] as string
+    if (side === 'server') attributes['http.route'] = route
+    else {
+      attributes['server.address'] = span['server.address'] as string
+      attributes['server.port'] = span['server.port'] as number
+    }
+    this.#ctx.emit.metric({
+      name: `http.${side}.request.duration`,
+      kind: 'histogram',
+      unit: 's',
+      description: `Duration of HTTP ${side} requests.`,
+      boundaries: durationBoundaries,
+      value: seconds,
+      attributes,
+    })
+  }
+
+  /** Applies the receiver block's filters and sampling; errors pass sampling always. */
+  #export(span: SpanInput, isError: boolean): void {
+    const { min_duration_ms: minMs, sampling_percent: percent } = this.#ctx.config
+    if (minMs > 0 && span.endTimeNs - span.startTimeNs < minMs * 1e6) return
+    const method = span.attributes?.['http.request.method']
+    if (this.#methods.size > 0 && typeof method === 'string' && !this.#methods.has(method)) return
+    const status = span.attributes?.['http.response.status_code']
+    if (this.#statusFilter !== undefined && !(typeof status === 'number' && this.#statusFilter(status))) return
+    if (!isError && span.traceId !== undefined && !sampledByTraceId(span.traceId, percent)) return
+    this.#ctx.emit.span(span)
+  }
+}
+
+function spanError(side: 'client' | 'server', status: number | undefined, incomplete: HttpExchange['incomplete']): { type: string; message: string } | undefined {
+  if (status === undefined) {
+    if (incomplete === 'closed') return { type: 'connection_closed', message: 'the connection closed before the response was complete' }
+    if (incomplete === 'lost') return { type: 'data_lost', message: 'records of this exchange were lost; its response is unknown' }
+    return undefined
+  }
+  if (status >= 500 || (side === 'client' && status >= 400)) return { type: String(status), message: `HTTP ${status}` }
+  return undefined
+}
+
+/** ">=400", "500", "<300" as a predicate; undefined for no filter. */
+function statusFilter(text: string): ((status: number) => boolean) | undefined {
+  const match = /^(>=|<=|>|<|==)?(\d{3})$/.exec(text.replaceAll(' ', ''))
+  if (match === null) return undefined
+  const value = Number(match[2])
+  switch (match[1]) {
+    case '>=': return (s) => s >= value
+    case '<=': return (s) => s <= value
+    case '>': return (s) => s > value
+    case '<': return (s) => s < value
+    default: return (s) => s === value
+  }
+}
+
+function splitTarget(target: string): { path: string; query?: string } {
+  // absolute-form targets (proxies): keep the path only
+  let rest = target
+  if (!rest.startsWith('/')) {
+    const scheme = rest.indexOf('://')
+    if (scheme >= 0) {
+      const slash = rest.indexOf('/', scheme + 3)
+      rest = slash < 0 ? '/' : rest.slice(slash)
+    }
+  }
+  const hash = rest.indexOf('#')
+  if (hash >= 0) rest = rest.slice(0, hash)
+  const q = rest.indexOf('?')
+  return q < 0 ? { path: rest } : { path: rest.slice(0, q), query: rest.slice(q + 1) }
+}
+
+function parseHost(host: string | undefined): { name: string; port?: number } | undefined {
+  if (host === undefined || host === '') return undefined
+  const match = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(host.trim())
+  if (match === null) return undefined
+  const name = match[1]!.replace(/^\[|\]$/g, '')
+  return match[2] === undefined ? { name } : { name, port: Number(match[2]) }
+}
+
+function u32(value: number): Uint8Array {
+  const out = new Uint8Array(4)
+  new DataView(out.buffer).setUint32(0, value, true)
+  return out
+}
+
+function u32pair(a: number, b: number): Uint8Array {
+  const out = new Uint8Array(8)
+  const view = new DataView(out.buffer)
+  view.setUint32(0, a, true)
+  view.setUint32(4, b, true)
+  return out
+}

@@ -1,0 +1,74 @@
+/**
+ * What protocol plugins need to read `sockdata` records and fill its filter maps: the constants of
+ * bpf/lib/sockdata.h (checked against the header by test/unit/sockdata-constants.test.ts) and the
+ * encoders of its map values. Pure TypeScript, bundled into plugins.
+ */
+
+/** `kind` */
+export const SOCK_DATA = 0
+export const SOCK_OPEN = 1
+export const SOCK_CLOSE = 2
+export const SOCK_CONNECT_FAILED = 3
+
+/** `direction`: egress is what this process sent, ingress what it received. */
+export const DIRECTION_EGRESS = 0
+export const DIRECTION_INGRESS = 1
+
+/** `role`: whether this end connected (client) or accepted (server). */
+export const ROLE_UNKNOWN = 0
+export const ROLE_CLIENT = 1
+export const ROLE_SERVER = 2
+
+/** `protocol`, as the kernel classified the connection from its first bytes. */
+export const PROTOCOL_UNKNOWN = 0
+export const PROTOCOL_HTTP = 1
+export const PROTOCOL_HTTP2 = 2
+export const PROTOCOL_REDIS = 3
+export const PROTOCOL_POSTGRES = 4
+export const PROTOCOL_MYSQL = 5
+export const PROTOCOL_KAFKA = 6
+
+/** `flags` */
+export const SOCK_FLAG_TLS = 1
+export const SOCK_FLAG_SENDFILE = 2
+export const SOCK_FLAG_LOSS = 4
+export const SOCK_FLAG_PREEXISTING = 8
+export const SOCK_FLAG_TRUNCATED = 16
+
+const AF_INET = 2
+const AF_INET6 = 10
+
+/** A record's address bytes as text: dotted IPv4, or IPv6 in its RFC 5952 short form. */
+export function formatAddress(family: number, bytes: Uint8Array): string {
+  if (family === AF_INET) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`
+  if (family !== AF_INET6) return ''
+  // an IPv4-mapped address (::ffff:a.b.c.d) is shown as the IPv4 it is
+  if (bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff) {
+    return `${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}`
+  }
+  const groups: number[] = []
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!)
+  // the longest run of two or more zero groups becomes ::
+  let bestStart = -1
+  let bestLength = 1
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) { i++; continue }
+    let j = i
+    while (j < 8 && groups[j] === 0) j++
+    if (j - i > bestLength) { bestStart = i; bestLength = j - i }
+    i = j
+  }
+  const hex = groups.map((g) => g.toString(16))
+  if (bestStart < 0) return hex.join(':')
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`
+}
+
+/** The value of `sockdata:protocols` for one protocol (`struct protocol_config`). */
+export function protocolConfig(options: { wanted: boolean; captureBytes: number; pidFilter: boolean }): Uint8Array {
+  const out = new Uint8Array(16)
+  const view = new DataView(out.buffer)
+  view.setUint32(0, options.wanted ? 1 : 0, true)
+  view.setUint32(4, options.captureBytes, true)
+  view.setUint32(8, options.pidFilter ? 1 : 0, true)
+  return out
+}
