@@ -1,0 +1,164 @@
+/**
+ * Plaintext of TLS connections, for any protocol plugin: keeps the `sockdata` object's OpenSSL
+ * uprobes attached to every libssl (and every statically linked OpenSSL) that some process maps.
+ *
+ * Uprobes go on the library *file*, for every process that maps it, so there is one set per file
+ * however many processes use it; the host shares them with other plugins too. Files are found by
+ * the object's `mapped_libraries` iterator at start (the /proc scan, done in the kernel because
+ * Periscope runs without CAP_SYS_PTRACE), then by its `libraries` ring (a process mapped a libssl)
+ * and by exec events (a binary that may carry OpenSSL itself). When the last process that used a
+ * file exits, its uprobes are removed.
+ *
+ * Handlers only queue work; the attaching happens in a timer, so no batch waits on it and every
+ * await has the runtime's deadline.
+ */
+import type { PluginContext, TopicEvent } from 'periscope/plugin'
+
+type Ctx = PluginContext<Record<string, unknown>>
+
+/** program name in sockdata → the OpenSSL function it hooks; the _ex forms may be absent (1.1.0). */
+const probes: { program: string; symbol: string; retprobe: boolean; optional: boolean }[] = [
+  { program: 'ssl_write', symbol: 'SSL_write', retprobe: false, optional: false },
+  { program: 'ssl_write_ret', symbol: 'SSL_write', retprobe: true, optional: false },
+  { program: 'ssl_read', symbol: 'SSL_read', retprobe: false, optional: false },
+  { program: 'ssl_read_ret', symbol: 'SSL_read', retprobe: true, optional: false },
+  { program: 'ssl_write_ex', symbol: 'SSL_write_ex', retprobe: false, optional: true },
+  { program: 'ssl_write_ex_ret', symbol: 'SSL_write_ex', retprobe: true, optional: true },
+  { program: 'ssl_read_ex', symbol: 'SSL_read_ex', retprobe: false, optional: true },
+  { program: 'ssl_read_ex_ret', symbol: 'SSL_read_ex', retprobe: true, optional: true },
+]
+
+/** Executables checked for a static OpenSSL and found without one; bounded, oldest forgotten. */
+const maxCheckedBinaries = 4096
+
+interface FileState {
+  pids: Set<number>
+  detach: (() => Promise<void>)[]
+}
+
+/** Whether an attach error says the symbol is not in the file (rather than a real failure). */
+function isMissingSymbol(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : String(error)
+  return /symbol|ENOENT|no such/i.test(message)
+}
+
+export class OpenSslFollower {
+  readonly #ctx: Ctx
+  readonly #warn: (message: string) => void
+  readonly #files = new Map<string, FileState>()
+  readonly #withoutOpenSsl = new Set<string>()
+  readonly #pidsToScan = new Set<number>()
+  readonly #binariesToCheck = new Map<string, number>()
+  #recheck = false
+
+  constructor(ctx: Ctx, warn: (message: string) => void) {
+    this.#ctx = ctx
+    this.#warn = warn
+  }
+
+  /** Attaches to what is mapped now; the caller then routes events here and runs `work` on a timer. */
+  async start(): Promise<void> {
+    await this.#addMappings(await this.#ctx.iterate('sockdata:mapped_libraries'))
+  }
+
+  /** A process mapped a libssl: its path is looked up (by pid) at the next `work`. */
+  onLibrary(event: TopicEvent<'sockdata:libraries'>): void {
+    this.#pidsToScan.add(event.pid)
+  }
+
+  /** exec: the new image may link OpenSSL statically; exit: a file may have lost its last user. */
+  onExec(event: TopicEvent<'exec:events'>): void {
+    if (event.kind === 0) {
+      if (!this.#withoutOpenSsl.has(event.filename) && !this.#files.has(event.filename)) this.#binariesToCheck.set(event.filename, event.pid)
+      return
+    }
+    for (const state of this.#files.values()) {
+      if (state.pids.delete(event.pid) && state.pids.size === 0) this.#recheck = true
+    }
+  }
+
+  async work(): Promise<void> {
+    const pids = [...this.#pidsToScan]
+    this.#pidsToScan.clear()
+    for (const pid of pids) await this.#addMappings(await this.#ctx.iterate('sockdata:mapped_libraries', { pid }))
+    const binaries = [...this.#binariesToCheck]
+    this.#binariesToCheck.clear()
+    for (const [path, pid] of binaries) await this.#tryStatic(path, pid)
+    if (this.#recheck) {
+      this.#recheck = false
+      await this.#detachUnused()
+    }
+  }
+
+  async #addMappings(text: string): Promise<void> {
+    for (const line of text.split('\n')) {
+      const space = line.indexOf(' ')
+      if (space <= 0) continue
+      const pid = Number(line.slice(0, space))
+      const path = line.slice(space + 1)
+      const known = this.#files.get(path)
+      if (known !== undefined) known.pids.add(pid)
+      else await this.#attach(path, pid, true)
+    }
+  }
+
+  async #tryStatic(path: string, pid: number): Promise<void> {
+    if (this.#withoutOpenSsl.size >= maxCheckedBinaries) this.#withoutOpenSsl.delete(this.#withoutOpenSsl.values().next().value!)
+    if (!(await this.#attach(path, pid, false))) this.#withoutOpenSsl.add(path)
+  }
+
+  /** Attaches every probe to one file; false when the file has no SSL_write (not OpenSSL). */
+  async #attach(path: string, pid: number, expectOpenSsl: boolean): Promise<boolean> {
+    const state: FileState = { pids: new Set([pid]), detach: [] }
+    for (const probe of probes) {
+      try {
+        const handle = await this.#ctx.attach({ program: `sockdata:${probe.program}`, uprobe: { binary: path, symbol: probe.symbol, retprobe: probe.retprobe } })
+        state.detach.push(() => handle.detach())
+      } catch (error) {
+        if (isMissingSymbol(error) && (probe.optional || !expectOpenSsl)) {
+          if (probe.optional) continue
+          return false
+        }
+        this.#warn(`HTTPS in ${path} is not traced: ${(error as Error).message}`)
+        for (const detach of state.detach) await detach()
+        return false
+      }
+    }
+    this.#files.set(path, state)
+    return true
+  }
+
+  /** Files no process is known to use: detached unless the kernel still sees a mapping. */
+  async #detachUnused(): Promise<void> {
+    const idle = [...this.#files].filter(([, state]) => state.pids.size === 0)
+    if (idle.length === 0) return
+    const mapped = new Set<string>()
+    for (const line of (await this.#ctx.iterate('sockdata:mapped_libraries')).split('\n')) {
+      const space = line.indexOf(' ')
+      if (space <= 0) continue
+      const path = line.slice(space + 1)
+      mapped.add(path)
+      this.#files.get(path)?.pids.add(Number(line.slice(0, space)))
+    }
+    for (const [path, state] of idle) {
+      if (mapped.has(path)) continue
+      this.#files.delete(path)
+      for (const detach of state.detach) await detach()
+    }
+  }
+
+  /** Files with uprobes attached now, for the plugin's report. */
+  get files(): string[] {
+    return [...this.#files.keys()]
+  }
+}
+
+/** Starts an OpenSslFollower and wires it to the plugin's streams and a 200 ms timer. */
+export async function followOpenSsl(ctx: Ctx, warn: (message: string) => void): Promise<OpenSslFollower> {
+  const follower = new OpenSslFollower(ctx, warn)
+  ctx.on('sockdata:libraries', (event) => follower.onLibrary(event))
+  ctx.on('exec:events', (event) => follower.onExec(event))
+  await follower.start()
+  ctx.every('200ms', () => follower.work())
+  return follower
+}
