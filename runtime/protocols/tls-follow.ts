@@ -28,6 +28,10 @@ const probes: { program: string; symbol: string; retprobe: boolean; optional: bo
   { program: 'ssl_read_ex_ret', symbol: 'SSL_read_ex', retprobe: true, optional: true },
 ]
 
+/** `kind` of exec:events (bpf/lib/exec.h) */
+const EXEC_EVENT_EXEC = 1
+const EXEC_EVENT_EXIT = 2
+
 /** Executables checked for a static OpenSSL and found without one; bounded, oldest forgotten. */
 const maxCheckedBinaries = 4096
 
@@ -68,10 +72,11 @@ export class OpenSslFollower {
 
   /** exec: the new image may link OpenSSL statically; exit: a file may have lost its last user. */
   onExec(event: TopicEvent<'exec:events'>): void {
-    if (event.kind === 0) {
+    if (event.kind === EXEC_EVENT_EXEC) {
       if (!this.#withoutOpenSsl.has(event.filename) && !this.#files.has(event.filename)) this.#binariesToCheck.set(event.filename, event.pid)
       return
     }
+    if (event.kind !== EXEC_EVENT_EXIT) return
     for (const state of this.#files.values()) {
       if (state.pids.delete(event.pid) && state.pids.size === 0) this.#recheck = true
     }
