@@ -20,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setProcessCredentials", Napi::Function::New(env, SetProcessCredentials));
   exports.Set("setAmbientCapabilities", Napi::Function::New(env, SetAmbientCapabilities));
   exports.Set("withFreshNetworkNamespace", Napi::Function::New(env, WithFreshNetworkNamespace));
+  exports.Set("clockGettime", Napi::Function::New(env, ClockGettime));
   return InitProbes(env, exports);
 }
 

@@ -253,6 +253,7 @@ Napi::Array DescribeBtf(Napi::Env env, const btf* types);  // btf.cc
 Napi::Value SetProcessCredentials(const Napi::CallbackInfo& info);  // capabilities.cc
 Napi::Value SetAmbientCapabilities(const Napi::CallbackInfo& info);  // capabilities.cc
 Napi::Value WithFreshNetworkNamespace(const Napi::CallbackInfo& info);  // namespaces.cc
+Napi::Value ClockGettime(const Napi::CallbackInfo& info);  // clock.cc
 Napi::Object InitProbes(Napi::Env env, Napi::Object exports);
 
 // Reads a Uint8Array / Buffer argument as raw bytes, checking only its type (TypeScript checks sizes).

@@ -114,6 +114,8 @@ export interface NativeAddon {
   setAmbientCapabilities(mask: bigint): void
   /** Calls `fn` on this thread inside a new, empty network namespace, then returns to the original (native/src/namespaces.cc). */
   withFreshNetworkNamespace<T>(fn: () => T): T
+  /** clock_gettime(clockid) in nanoseconds (native/src/clock.cc): Node has no CLOCK_BOOTTIME. */
+  clockGettime(clockid: number): bigint
   probeProgType(type: number): boolean | BpfError
   probeMapType(type: number): boolean | BpfError
   probeHelper(progType: number, helper: number): boolean | BpfError
