@@ -6,8 +6,9 @@
  * the count never touches zero and the kernel links stay attached.
  */
 import type { RecordBatch } from './bpf/batch.ts'
+import { type Holder, MapClaims, PluginApiError, SharedUprobes, type UprobeRequest } from './holds.ts'
 
-export type { RecordBatch }
+export type { Holder, RecordBatch, UprobeRequest }
 
 export interface LibraryObject {
   readonly name: string
@@ -16,15 +17,40 @@ export interface LibraryObject {
   /** start delivering batches of one stream; returns an unsubscribe function. Delivery pauses are allowed; no record is lost while subscribed */
   subscribe(stream: string, onBatch: (batch: RecordBatch) => void): () => void
   /** key/value access to a non-stream map; keys/values as Uint8Array (the generated codecs in bpf/lib/<name>.types.ts turn them into objects) */
-  map(name: string): { lookup(key: Uint8Array): Uint8Array | undefined; update(key: Uint8Array, value: Uint8Array): void; delete(key: Uint8Array): boolean; entries(): Iterable<[Uint8Array, Uint8Array]>; readonly keySize: number; readonly valueSize: number }
+  map(name: string): ObjectMap
   /** kernel links currently attached: the ids must stay the same across a plugin hot reload */
   links(): { id: number; program: string; attach: string }[]
   /** types of the loaded programs (libbpf's names, e.g. 'tracepoint', 'sched_cls'): they decide which capabilities the runtime keeps */
   programTypes?(): string[]
   /** `listenerErrors`: batches on which a stream subscriber threw (contained: the others still got them), if the provider counts them */
   stats(): { received: number; dropped: number; listenerErrors?: number }
+  /**
+   * Records of `stream` the kernel could not reserve so far (cumulative). An object that counts
+   * its drops per object (the `dropped` map of bpf/include/periscope.h) reports that count for
+   * each of its streams, so a loss anywhere in it reaches every stream's listeners.
+   */
+  kernelDrops?(stream: string): number
+  /** The loaded programs with their ELF section, which says how each attaches or runs. */
+  programs?(): { name: string; section: string }[]
+  /** Attaches a uprobe (or uretprobe) program on `symbol` in `binary`; only `pid`'s calls when given. */
+  attachUprobe?(program: string, binary: string, options: { symbol: string; retprobe: boolean; pid?: number }): { readonly id: number; detach(): void }
+  /** Runs an iterator program once and returns the text it printed. */
+  runIterator?(program: string, options: { pid?: number }): Promise<string>
   close(): Promise<void>
 }
+
+/** A map of an object. `info` is there for kernel maps: claims reset array entries instead of deleting them, and per-CPU values are split. */
+export interface ObjectMap {
+  lookup(key: Uint8Array): Uint8Array | undefined
+  update(key: Uint8Array, value: Uint8Array): void
+  delete(key: Uint8Array): boolean
+  /** Per-CPU maps: each value holds every possible CPU's, back to back, each padded to 8 bytes. */
+  entries(): Iterable<[Uint8Array, Uint8Array]>
+  readonly keySize: number
+  readonly valueSize: number
+  readonly info?: { readonly type: string | null; readonly perCpu: boolean }
+}
+
 export interface ObjectProvider {
   open(name: string, settings?: Record<string, number | bigint | boolean>): Promise<LibraryObject>
 }
@@ -48,6 +74,13 @@ interface Stream {
   lost: number
 }
 
+/** Where a stream stands: a listener that stopped and starts again learns how much it missed. */
+export interface StreamPosition {
+  stream: object
+  /** Records delivered plus records lost, since the stream opened. */
+  total: number
+}
+
 export function splitTopic(topic: string): { object: string; member: string } {
   const at = topic.indexOf(':')
   if (at <= 0 || at === topic.length - 1) {
@@ -59,6 +92,10 @@ export function splitTopic(topic: string): { object: string; member: string } {
 export class Bus {
   private readonly objects = new Map<string, OpenObject>()
   private readonly streams = new Map<string, Stream>()
+  /** Map entries plugins hold (PluginMap.claim), shared across plugins and versions. */
+  readonly claims = new MapClaims()
+  /** Uprobe links plugins hold (ctx.attach), one per target however many holders. */
+  readonly uprobes = new SharedUprobes()
 
   private readonly provider: ObjectProvider
   /** Settings per object name, from periscope.yaml's `objects` block. */
@@ -98,6 +135,8 @@ export class Bus {
     const entry = this.objects.get(name)
     if (entry === undefined || !entry.users.delete(user) || entry.users.size > 0) return
     this.objects.delete(name)
+    this.claims.forgetObject(name)
+    this.uprobes.forgetObject(name)
     for (const [topic, stream] of this.streams) {
       if (splitTopic(topic).object === name) {
         stream.unsubscribe()
@@ -123,16 +162,29 @@ export class Bus {
         throw new Error(`'${topic}': object '${name}' has no stream '${member}'; its streams are ${object.streams.join(', ') || 'none'}`)
       }
       const created: Stream = { listeners: new Set(), unsubscribe: () => {}, batches: 0, records: 0, lost: 0 }
+      const kernelDrops = object.kernelDrops === undefined ? undefined : () => object.kernelDrops!(member)
+      let dropsSeen = kernelDrops?.() ?? 0
+      // reserve failures happen while the ring is full, so after every record it held when they
+      // were counted: they go with the next batch, which starts after them
+      let dropsNoticed = 0
       created.unsubscribe = object.subscribe(member, (batch) => {
+        const lost = batch.lost + dropsNoticed
+        dropsNoticed = 0
+        const delivered = lost === batch.lost ? batch : { ...batch, lost }
         created.batches++
         created.records += batch.count
-        created.lost += batch.lost
+        created.lost += lost
+        if (kernelDrops !== undefined) {
+          const drops = kernelDrops()
+          dropsNoticed = drops - dropsSeen
+          dropsSeen = drops
+        }
         // one listener that throws must not cost the others the batch; the reader counts and
         // reports what they threw
         let errors: unknown[] | undefined
         for (const l of created.listeners) {
           try {
-            l(batch)
+            l(delivered)
           } catch (error) {
             (errors ??= []).push(error)
           }
@@ -151,9 +203,44 @@ export class Bus {
     }
   }
 
-  map(topic: string): ReturnType<LibraryObject['map']> {
+  /** Records delivered and lost so far on an open stream; undefined when it is not open. */
+  position(topic: string): StreamPosition | undefined {
+    const stream = this.streams.get(topic)
+    return stream === undefined ? undefined : { stream, total: stream.records + stream.lost }
+  }
+
+  map(topic: string): ObjectMap {
     const { object, member } = splitTopic(topic)
     return this.loaded(object, topic).map(member)
+  }
+
+  /** See MapClaims.claim; the object must be acquired. */
+  claim(topic: string, key: Uint8Array, value: Uint8Array, holder: Holder): void {
+    this.claims.claim(topic, this.map(topic), key, value, holder)
+  }
+
+  /** Attaches (or shares) a uprobe link of program `'<object>:<program>'`; see SharedUprobes.attach. */
+  attachUprobe(program: string, request: UprobeRequest): { id: number; release(): boolean } {
+    const { object, member } = splitTopic(program)
+    return this.uprobes.attach(object, this.loaded(object, program), member, request)
+  }
+
+  /** Runs iterator program `'<object>:<program>'` once; resolves to what it printed. */
+  async runIterator(program: string, options: { pid?: number }): Promise<string> {
+    const { object: name, member } = splitTopic(program)
+    const object = this.loaded(name, program)
+    const what = `ctx.iterate('${program}')`
+    if (object.runIterator === undefined || object.programs === undefined) {
+      throw new PluginApiError('EINVAL', `${what}: object '${name}' cannot run programs on demand`)
+    }
+    const programs = object.programs()
+    const iterators = programs.filter((p) => isIterator(p.section)).map((p) => p.name)
+    const info = programs.find((p) => p.name === member)
+    if (info === undefined) throw new PluginApiError('ENOENT', `${what}: object '${name}' has no program '${member}'; its iterators: ${iterators.join(', ') || 'none'}`)
+    if (!isIterator(info.section)) {
+      throw new PluginApiError('EINVAL', `${what}: program '${member}' is a '${info.section}' program, not an iterator; its iterators: ${iterators.join(', ') || 'none'}`)
+    }
+    return await object.runIterator(member, options)
   }
 
   /** Open objects with their users, links and counters, for the admin socket. */
@@ -184,10 +271,18 @@ export class Bus {
     this.streams.clear()
     const entries = [...this.objects.values()]
     this.objects.clear()
+    for (const entry of entries) {
+      this.claims.forgetObject(entry.name)
+      this.uprobes.forgetObject(entry.name)
+    }
     const results = await Promise.allSettled(entries.map(async (e) => (await e.object).close()))
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (failed.length > 0) {
       throw new AggregateError(failed.map((f) => f.reason), `closing ${failed.length} object(s) failed`)
     }
   }
+}
+
+function isIterator(section: string): boolean {
+  return /^iter(\.s)?\//.test(section)
 }

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { RecordBatch } from '../bpf/batch.ts'
-import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, type Link } from '../bpf/links.ts'
+import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, attachUprobe, type Link } from '../bpf/links.ts'
 import { ObjectSpec, type LoadedObject, type Setting } from '../bpf/object.ts'
 import { settleAttachProbes } from '../bpf/features.ts'
 import { PerfBufferReader, RingBufferReader } from '../bpf/ringbuf.ts'
@@ -82,6 +82,28 @@ export class LibraryObject {
 
   programTypes(): string[] {
     return this.object.programs().flatMap((p) => (p.type === null ? [] : [p.type]))
+  }
+
+  programs(): { name: string; section: string }[] {
+    return this.object.programs()
+  }
+
+  /** A uprobe attached on demand (plugins' ctx.attach); it is listed in links() until detached. */
+  attachUprobe(program: string, binary: string, options: { symbol: string; retprobe: boolean; pid?: number }): { readonly id: number; detach(): void } {
+    const link = attachUprobe(this.object, program, binary, options)
+    this.#links.push(link)
+    return {
+      id: link.id,
+      detach: () => {
+        link.detach()
+        this.#links.splice(this.#links.indexOf(link), 1)
+      },
+    }
+  }
+
+  /** Ring reserve failures of the whole object (its `dropped` map): every stream is told of them all. */
+  kernelDrops(): number {
+    return this.object.dropped()
   }
 
   /** Totals over the object's streams; `listenerErrors` counts batches on which a subscriber threw. */

@@ -40,15 +40,101 @@ export type TopicEvent<K extends string> = K extends keyof Topics ? Topics[K] : 
 
 export type ConfigValue = string | number | boolean | null | ConfigValue[] | { [key: string]: ConfigValue }
 
-/** Key/value access to a BPF map. Keys and values are the raw bytes of the kernel's structs. */
+/**
+ * Key/value access to a BPF map. Keys and values are the raw bytes of the kernel's structs (the
+ * generated codecs in `bpf/lib/<name>.types.ts` encode and decode them). Every method is one host
+ * call, checked there against the plugin's objects. A failure rejects with an Error whose message
+ * starts with its code and whose `code` says it: `EACCES` (not one of the plugin's objects),
+ * `EBUSY` (another plugin claimed the key), `EINVAL` (wrong method for this kind of map).
+ */
 export interface PluginMap {
   lookup(key: Uint8Array): Promise<Uint8Array | undefined>
+  /** Refused (`EBUSY`) on a key another plugin claimed. */
   update(key: Uint8Array, value: Uint8Array): Promise<void>
+  /** Refused (`EBUSY`) on a key another plugin claimed. */
   delete(key: Uint8Array): Promise<boolean>
   /** A snapshot of all entries, copied in one call. */
   entries(): Promise<[Uint8Array, Uint8Array][]>
+  /**
+   * Reads every entry and resets it, in one call: hash entries are deleted, array entries are set
+   * to zero. An update the kernel makes to an entry between its read and its reset is lost; where
+   * every count matters, keep growing counters and take differences of `entries()`.
+   */
+  drain(): Promise<[Uint8Array, Uint8Array][]>
+  /**
+   * Holds `key` = `value` in the map while this version of the plugin runs: the entry is written
+   * now and removed (deleted; zeroed in an array) when no holder is left. Holds are counted across
+   * plugins and versions: a hot reload's new version claims during its setup, before the old
+   * version lets go, so the kernel never misses the entry. Other plugins may claim the same key
+   * only with the same value (otherwise `EBUSY`, naming the holder); a newer version of the same
+   * plugin may change it (the older version's value returns if the newer one fails to start). Use
+   * it for maps that configure the kernel from the plugin's config: filters, wanted protocols.
+   * Claiming the same key twice in one version holds it once, with the last value.
+   */
+  claim(key: Uint8Array, value: Uint8Array): Promise<void>
+  /** Lets go of this version's claim on `key`; false when it held none. */
+  unclaim(key: Uint8Array): Promise<boolean>
+  /**
+   * True for per-CPU maps, whose values come split by CPU through the `...PerCpu` methods
+   * (`valuesPerCpu`: one `valueSize` array per possible CPU). `lookup`, `entries` and `drain`
+   * refuse per-CPU maps, and the `...PerCpu` methods refuse the others (`EINVAL`).
+   */
+  readonly perCpu: boolean
+  lookupPerCpu(key: Uint8Array): Promise<Uint8Array[] | undefined>
+  entriesPerCpu(): Promise<[Uint8Array, Uint8Array[]][]>
+  /** As `drain`, for per-CPU maps. */
+  drainPerCpu(): Promise<[Uint8Array, Uint8Array[]][]>
   readonly keySize: number
   readonly valueSize: number
+}
+
+/** What `ctx.attach` attaches: a uprobe program of one of the plugin's objects on a function of a binary. */
+export interface UprobeAttach {
+  /** `'<object>:<program>'`; the program's section must be `uprobe` (or `uretprobe`, with `retprobe: true`). */
+  program: string
+  uprobe: {
+    /** Absolute path of the executable or shared library (`/usr/lib/x86_64-linux-gnu/libssl.so.3`). */
+    binary: string
+    /** The function's symbol in the binary's ELF symbol table (`SSL_write`). */
+    symbol: string
+    /** Attach at the function's return (a `uretprobe` program). */
+    retprobe?: boolean
+    /** Only this process's calls; every process that runs the binary when omitted. */
+    pid?: number
+  }
+}
+
+/** One hold on a kernel link from `ctx.attach`. */
+export interface PluginLink {
+  /** The kernel's link id (`bpftool link list`): holders of the same target see the same id. */
+  readonly id: number
+  /** Lets go of this hold; the last hold on the link detaches it. Detaching twice does nothing. */
+  detach(): Promise<void>
+}
+
+/** Clocks. */
+export interface PluginTime {
+  /**
+   * Boot-clock nanoseconds (what BPF programs read with `bpf_ktime_get_boot_ns`, the `*_ns`
+   * fields of socket and exec records) as nanoseconds since the Unix epoch, for span and log
+   * times. It is one addition: the offset between the two clocks is measured once when Periscope
+   * starts (the pair of readings with the smallest gap out of 64); a later step of the wall clock
+   * is not followed.
+   */
+  wallNs(bootNs: number): number
+}
+
+/** Options of `ctx.on`. */
+export interface SubscribeOptions {
+  /**
+   * Runs before the first event that follows records of the topic that were lost, with how many:
+   * records the kernel could not hand over (perf buffer loss, ring buffer reserve failures, which
+   * an object counts as a whole, so a loss on any of its streams is told to each), and records the
+   * runtime dropped for this plugin (its rate, CPU or queue limits, a failure while handling them,
+   * or a reload during which no version listened to the topic). A stream parser resynchronises
+   * here. It costs nothing per event.
+   */
+  onLoss?(lost: number): void
 }
 
 export interface PluginLog {
@@ -84,9 +170,27 @@ export interface PluginContext<C> {
    * Calls `handler` for every record of a ring or perf buffer, decoded. Call it during `setup`.
    * The topic's object must be listed in the plugin's `objects`.
    */
-  on<K extends string>(topic: K, handler: (event: TopicEvent<K>) => void): void
+  on<K extends string>(topic: K, handler: (event: TopicEvent<K>) => void, options?: SubscribeOptions): void
   /** Access to a map (`'<object>:<map>'`) of one of the plugin's objects. */
   map(topic: string): PluginMap
+  readonly time: PluginTime
+  /**
+   * Attaches a uprobe program of one of the plugin's objects at run time, and holds the link
+   * until `detach()` or the end of this version. Holders of the same target (object, program,
+   * file, symbol, retprobe, pid) share one kernel link, counted across plugins and versions; the
+   * last hold detaches it. The file is known by its device and inode, so two paths of one file
+   * share. Rejects with `code` (also the message's first word): `ENOENT` (no such binary or
+   * program), `ENOSYMBOL` (the binary has no such function symbol), `EACCES` (not one of the
+   * plugin's objects), `EINVAL` (not a uprobe program, retprobe not matching its section, a
+   * relative path), or the kernel's errno name.
+   */
+  attach(request: UprobeAttach): Promise<PluginLink>
+  /**
+   * Runs an iterator program (`SEC("iter/...")`, `'<object>:<program>'`) of one of the plugin's
+   * objects once and resolves to the text it printed; `pid` limits a task iterator to that process.
+   * Errors as for `attach`.
+   */
+  iterate(program: string, options?: { pid?: number }): Promise<string>
   /**
    * Runs `fn` every `interval` (`'500ms'`, `'10s'`, `'1m'`, or milliseconds), between batches. A
    * returned promise is awaited before the next batch, and its failure counts as a plugin failure.

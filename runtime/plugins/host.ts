@@ -13,8 +13,9 @@
  * checked against the objects this host acquired for that version (its `Grant`).
  */
 import type { RecordBatch } from '../bpf/batch.ts'
-import type { Bus } from '../bus.ts'
+import type { Bus, ObjectMap, StreamPosition } from '../bus.ts'
 import { splitTopic } from '../bus.ts'
+import { PluginApiError } from '../holds.ts'
 import { PluginBuildError, PluginBuilder } from './build.ts'
 import type { Logger } from './log.ts'
 import {
@@ -85,10 +86,20 @@ export interface PluginStats {
   emitted: { spans: number; metrics: number; logs: number; profiles: number }
 }
 
-/** What one version may touch: the objects acquired for it, until it is stopped. */
+/**
+ * What one version may touch: the objects acquired for it, until it is stopped, and what it holds
+ * in them (map claims and uprobe links, released when the version ends).
+ */
 interface Grant {
   objects: Set<string>
   revoked: boolean
+  /** The holder name of its claims and links: the version's bus user. */
+  user: string
+  /** The plugin's name, once its bundle told it. */
+  plugin: string
+  /** Its ctx.attach holds by the number handed to the isolate; each releases one hold. */
+  links: Map<number, () => boolean>
+  nextLink: number
 }
 
 interface Version {
@@ -131,6 +142,10 @@ export class PluginHost {
   private readonly queue: QueueItem[] = []
   private queuedBytes = 0
   private readonly subscriptions = new Map<string, () => void>()
+  /** Records of a topic lost since the last batch handed on (kernel and host drops): told to the next. */
+  private readonly pendingLoss = new Map<string, number>()
+  /** Where each stream stood when this plugin stopped listening, to count what it missed if it listens again. */
+  private readonly leftAt = new Map<string, StreamPosition>()
   private pumping = false
   private paused = false
   private idle: (() => void)[] = []
@@ -189,13 +204,14 @@ export class PluginHost {
     if (this.stopped) return
     const previous = this.current
     const keep = previous !== undefined && !previous.dead
-    const grant: Grant = { objects: new Set(), revoked: false }
     const user = `${this.file}#${nextVersionId}`
+    const grant: Grant = { objects: new Set(), revoked: false, user, plugin: '', links: new Map(), nextLink: 1 }
     let sandbox: PluginSandbox | undefined
     try {
       sandbox = await this.startSandbox(grant)
       if (sandbox === undefined) return
       const name = sandbox.name
+      grant.plugin = name
       this.claimName(name)
       for (const object of sandbox.declaration.objects) {
         await this.env.bus.acquire(object, user)
@@ -224,6 +240,7 @@ export class PluginHost {
       grant.revoked = true
       // startSandbox may have created one and thrown before returning it
       ;(sandbox ?? this.starting)?.dispose()
+      this.releaseHolds(grant)
       for (const object of grant.objects) await this.env.bus.release(object, user).catch((e: Error) => this.env.log.error(e.message))
       this.rejected(error as Error, reason, keep)
     } finally {
@@ -243,6 +260,9 @@ export class PluginHost {
     let sandbox: PluginSandbox | undefined
     const callbacks: SandboxHost = {
       map: (topic, op, key, value) => this.mapOperation(grant, topic, op, key, value),
+      attach: (request) => this.attach(grant, request),
+      detach: (link) => this.detach(grant, link),
+      iterate: (program, options) => this.iterate(grant, program, options),
       asyncFailure: (failure) => {
         const current = this.current
         if (current !== undefined && current.sandbox === sandbox) this.fail(current, failure)
@@ -310,6 +330,7 @@ export class PluginHost {
         if (this.subscriptions.has(topic)) continue
         this.subscriptions.set(topic, this.env.bus.subscribe(topic, (batch) => this.enqueue(topic, batch)))
         added.push(topic)
+        this.countMissed(topic)
       }
     } catch (error) {
       for (const topic of added) {
@@ -348,9 +369,28 @@ export class PluginHost {
       if (!version.topics.has(topic)) {
         unsubscribe()
         this.subscriptions.delete(topic)
+        const position = this.env.bus.position(topic)
+        if (position !== undefined) this.leftAt.set(topic, position)
       }
     }
     if (old !== undefined) this.retire(old)
+  }
+
+  /**
+   * A topic listened to again after a version that did not: what the stream carried meanwhile
+   * never reached this plugin, so the next batch reports it as lost. Nothing is owed when the
+   * stream closed in between (nobody held its object, so nothing was produced).
+   */
+  private countMissed(topic: string): void {
+    const left = this.leftAt.get(topic)
+    if (left === undefined) return
+    this.leftAt.delete(topic)
+    const now = this.env.bus.position(topic)
+    if (now !== undefined && now.stream === left.stream && now.total > left.total) this.addLoss(topic, now.total - left.total)
+  }
+
+  private addLoss(topic: string, records: number): void {
+    this.pendingLoss.set(topic, (this.pendingLoss.get(topic) ?? 0) + records)
   }
 
   /** Stops a version for good and lets go of its objects (after the next version holds them). */
@@ -360,8 +400,24 @@ export class PluginHost {
       const item = this.queue[i]!
       if (item.kind === 'timer' && item.version === version.id) this.queue.splice(i, 1)
     }
+    this.releaseHolds(version.grant)
     for (const object of version.grant.objects) {
       this.env.bus.release(object, version.user).catch((e: Error) => this.env.log.error(`release object ${object}: ${e.message}`))
+    }
+  }
+
+  /** Lets go of a version's map claims and uprobe links; the next version took its own already. */
+  private releaseHolds(grant: Grant): void {
+    for (const release of grant.links.values()) {
+      try {
+        release()
+      } catch (error) {
+        this.env.log.error(`plugin ${grant.plugin}: detach a uprobe link: ${(error as Error).message}`)
+      }
+    }
+    grant.links.clear()
+    for (const error of this.env.bus.claims.releaseHolder(grant.user)) {
+      this.env.log.error(`plugin ${grant.plugin}: release a map claim: ${error.message}`)
     }
   }
 
@@ -369,6 +425,7 @@ export class PluginHost {
     this.stats.batchesIn++
     this.stats.eventsIn += batch.count
     if (this.stopped) return
+    const lost = batch.lost + (this.pendingLoss.get(topic) ?? 0)
     const limits = this.env.limitsFor(this.name)
     const now = Date.now()
     if (now - this.rate.windowStart >= 1000) {
@@ -376,23 +433,22 @@ export class PluginHost {
       this.rate.events = 0
       this.rate.cpuStartNs = this.cpuNs()
     }
-    if (limits.maxEventsPerSecond > 0 && this.rate.events + batch.count > limits.maxEventsPerSecond) {
-      this.drop(batch.count, 'rateLimit')
+    let refused: keyof PluginStats['droppedBy'] | undefined
+    if (limits.maxEventsPerSecond > 0 && this.rate.events + batch.count > limits.maxEventsPerSecond) refused = 'rateLimit'
+    else if (limits.maxCpuPercent > 0 && Number(this.cpuNs() - this.rate.cpuStartNs) > limits.maxCpuPercent * 10_000_000) refused = 'cpuLimit'
+    else if (this.queuedBytes + batch.byteLength > limits.maxQueuedBytes) refused = 'queueFull'
+    if (refused !== undefined) {
+      this.drop(batch.count, refused)
+      this.pendingLoss.set(topic, lost + batch.count)
       return
     }
-    if (limits.maxCpuPercent > 0 && Number(this.cpuNs() - this.rate.cpuStartNs) > limits.maxCpuPercent * 10_000_000) {
-      this.drop(batch.count, 'cpuLimit')
-      return
-    }
-    if (this.queuedBytes + batch.byteLength > limits.maxQueuedBytes) {
-      this.drop(batch.count, 'queueFull')
-      return
-    }
+    this.pendingLoss.delete(topic)
     this.rate.events += batch.count
     this.queuedBytes += batch.byteLength
     const last = this.queue.at(-1)
-    if (last?.kind !== 'batch' || last.topic !== topic || !last.batch.tryAppend(batch)) {
-      this.queue.push({ kind: 'batch', topic, batch: new StagedBatch(batch) })
+    // a loss starts a staged batch of its own, so the isolate reports it before the right record
+    if (lost > 0 || last?.kind !== 'batch' || last.topic !== topic || !last.batch.tryAppend(batch)) {
+      this.queue.push({ kind: 'batch', topic, batch: new StagedBatch(batch, lost) })
     }
     this.kick()
   }
@@ -451,6 +507,7 @@ export class PluginHost {
               // queued for a version that listened to it; the one running now does not
               item.batch.release()
               this.drop(item.batch.count, 'unsubscribed')
+              this.addLoss(item.topic, item.batch.lost + item.batch.count)
               continue
             }
             const output = await version.sandbox.deliver(item.topic, item.batch)
@@ -460,7 +517,10 @@ export class PluginHost {
             this.forward(await version.sandbox.timer(item.index))
           }
         } catch (error) {
-          if (item.kind === 'batch') this.drop(item.batch.count, 'failure')
+          if (item.kind === 'batch') {
+            this.drop(item.batch.count, 'failure')
+            this.addLoss(item.topic, item.batch.lost + item.batch.count)
+          }
           this.fail(version, error instanceof PluginFailure ? error
             : new PluginFailure(this.name ?? this.file, 'throw', (error as Error).message, ''))
         }
@@ -543,20 +603,94 @@ export class PluginHost {
   /** A map call from the isolate: allowed only on the objects acquired for the calling version. */
   private mapOperation(grant: Grant, topic: unknown, op: unknown, key?: Uint8Array, value?: Uint8Array): unknown {
     if (typeof topic !== 'string' || typeof op !== 'string') throw new TypeError('ctx.map: the topic and operation must be strings')
-    if (grant.revoked) throw new Error(`map '${topic}': this version of the plugin was stopped`)
-    const { object } = splitTopic(topic)
-    if (!grant.objects.has(object)) {
-      throw new Error(`ctx.map('${topic}'): object '${object}' is not in this plugin's objects; add it to objects: [...]`)
-    }
+    this.checkObject(grant, topic, `ctx.map('${topic}')`)
     const map = this.env.bus.map(topic)
+    const perCpu = map.info?.perCpu === true
+    if (op !== 'info' && perCpu !== op.endsWith('PerCpu') && ['lookup', 'entries', 'drain', 'lookupPerCpu', 'entriesPerCpu', 'drainPerCpu'].includes(op)) {
+      throw new PluginApiError('EINVAL', perCpu
+        ? `map '${topic}' is a per-CPU map: use lookupPerCpu, entriesPerCpu or drainPerCpu, which give each CPU's value`
+        : `map '${topic}' is not a per-CPU map: use lookup, entries or drain`)
+    }
     switch (op) {
-      case 'info': return { keySize: map.keySize, valueSize: map.valueSize }
+      case 'info': return { keySize: map.keySize, valueSize: map.valueSize, perCpu }
       case 'lookup': return map.lookup(bytes(key, map.keySize, topic, 'key'))
-      case 'update': map.update(bytes(key, map.keySize, topic, 'key'), bytes(value, map.valueSize, topic, 'value')); return undefined
-      case 'delete': return map.delete(bytes(key, map.keySize, topic, 'key'))
+      case 'lookupPerCpu': {
+        const all = map.lookup(bytes(key, map.keySize, topic, 'key'))
+        return all === undefined ? undefined : splitPerCpu(all, map.valueSize)
+      }
+      case 'update':
+        this.checkUnclaimed(grant, topic, bytes(key, map.keySize, topic, 'key'))
+        map.update(key!, bytes(value, map.valueSize, topic, 'value'))
+        return undefined
+      case 'delete':
+        this.checkUnclaimed(grant, topic, bytes(key, map.keySize, topic, 'key'))
+        return map.delete(key!)
       case 'entries': return Array.from(map.entries())
+      case 'entriesPerCpu': return Array.from(map.entries(), ([k, v]) => [k, splitPerCpu(v, map.valueSize)])
+      case 'drain': return drain(map)
+      case 'drainPerCpu': return drain(map).map(([k, v]) => [k, splitPerCpu(v, map.valueSize)])
+      case 'claim':
+        if (perCpu) throw new PluginApiError('EINVAL', `map '${topic}' is a per-CPU map; claims are for maps that configure the kernel (hash or array)`)
+        this.env.bus.claim(topic, bytes(key, map.keySize, topic, 'key'), bytes(value, map.valueSize, topic, 'value'), { id: grant.user, plugin: grant.plugin })
+        return undefined
+      case 'unclaim': return this.env.bus.claims.unclaim(topic, bytes(key, map.keySize, topic, 'key'), grant.user)
       default: throw new Error(`map '${topic}': unknown operation '${op}'`)
     }
+  }
+
+  /** The topic's (or program's) object must be one acquired for this version, which must still run. */
+  private checkObject(grant: Grant, topic: string, what: string): void {
+    if (grant.revoked) throw new Error(`${what}: this version of the plugin was stopped`)
+    const { object } = splitTopic(topic)
+    if (!grant.objects.has(object)) {
+      throw new PluginApiError('EACCES', `${what}: object '${object}' is not in this plugin's objects; add it to objects: [...]`)
+    }
+  }
+
+  /** A plain write must not undo an entry another plugin claimed. */
+  private checkUnclaimed(grant: Grant, topic: string, key: Uint8Array): void {
+    const holder = this.env.bus.claims.claimedByOther(topic, key, grant.plugin)
+    if (holder !== undefined) {
+      throw new PluginApiError('EBUSY', `map '${topic}': key ${Buffer.from(key).toString('hex')} is claimed by plugin ${holder}; claim the same value instead of writing it`)
+    }
+  }
+
+  /** ctx.attach from the isolate: every field is checked here, whatever the bootstrap checked. */
+  private attach(grant: Grant, request: unknown): { id: number; link: number } {
+    const r = request as { program?: unknown; uprobe?: { binary?: unknown; symbol?: unknown; retprobe?: unknown; pid?: unknown } } | null
+    const u = r?.uprobe
+    if (r === null || typeof r !== 'object' || typeof r.program !== 'string' || u === null || typeof u !== 'object' ||
+      typeof u.binary !== 'string' || typeof u.symbol !== 'string' || u.symbol === '' ||
+      (u.retprobe !== undefined && typeof u.retprobe !== 'boolean') ||
+      (u.pid !== undefined && (typeof u.pid !== 'number' || !Number.isInteger(u.pid) || u.pid <= 0))) {
+      throw new PluginApiError('EINVAL', "ctx.attach: give { program: '<object>:<program>', uprobe: { binary: '/absolute/path', symbol: 'name', retprobe?: boolean, pid?: number } }")
+    }
+    this.checkObject(grant, r.program, `ctx.attach('${r.program}')`)
+    const hold = this.env.bus.attachUprobe(r.program, { binary: u.binary, symbol: u.symbol, retprobe: u.retprobe === true, pid: u.pid as number | undefined })
+    const link = grant.nextLink++
+    grant.links.set(link, hold.release)
+    return { id: hold.id, link }
+  }
+
+  /** Releases one ctx.attach hold of this version; false when it was released already. */
+  private detach(grant: Grant, link: unknown): boolean {
+    const release = typeof link === 'number' ? grant.links.get(link) : undefined
+    if (release === undefined) return false
+    grant.links.delete(link as number)
+    return release()
+  }
+
+  private async iterate(grant: Grant, program: unknown, options: unknown): Promise<string> {
+    const o = options as { pid?: unknown } | null | undefined
+    if (typeof program !== 'string' || (o !== undefined && (o === null || typeof o !== 'object')) ||
+      (o?.pid !== undefined && (typeof o.pid !== 'number' || !Number.isInteger(o.pid) || o.pid <= 0))) {
+      throw new PluginApiError('EINVAL', "ctx.iterate: give ('<object>:<program>', { pid?: number })")
+    }
+    const what = `ctx.iterate('${program}')`
+    this.checkObject(grant, program, what)
+    const text = await this.env.bus.runIterator(program, o?.pid === undefined ? {} : { pid: o.pid as number })
+    if (grant.revoked) throw new Error(`${what}: this version of the plugin was stopped`)
+    return text
   }
 
   private cpuNs(): bigint {
@@ -591,6 +725,7 @@ export class PluginHost {
     const version = this.current
     this.current = undefined
     if (version !== undefined) {
+      this.releaseHolds(version.grant)
       await Promise.allSettled([...version.grant.objects].map((o) => this.env.bus.release(o, version.user)))
     }
     if (this.name !== undefined) {
@@ -607,4 +742,28 @@ function bytes(value: Uint8Array | undefined, size: number, topic: string, what:
     throw new RangeError(`map '${topic}': the ${what} is ${value.byteLength} bytes, the map's ${what} is ${size}; encode it with the object's generated codec`)
   }
   return value
+}
+
+/** A per-CPU value (every possible CPU's, each padded to 8 bytes) as one `valueSize` array per CPU. */
+function splitPerCpu(value: Uint8Array, valueSize: number): Uint8Array[] {
+  const stride = (valueSize + 7) & ~7
+  const out: Uint8Array[] = []
+  for (let at = 0; at + valueSize <= value.byteLength; at += stride) out.push(value.slice(at, at + valueSize))
+  return out
+}
+
+/**
+ * Every entry, then each reset in the same host call: deleted, or zeroed in arrays (whose entries
+ * cannot be deleted). An update the kernel makes to an entry between its read and its reset is
+ * lost, so count in the kernel with values that only grow and read them with entries() where
+ * every event matters.
+ */
+function drain(map: ObjectMap): [Uint8Array, Uint8Array][] {
+  const entries = Array.from(map.entries(), ([k, v]): [Uint8Array, Uint8Array] => [Uint8Array.from(k), Uint8Array.from(v)])
+  const array = map.info?.type === 'array' || map.info?.type === 'percpu_array'
+  for (const [key, value] of entries) {
+    if (array) map.update(key, new Uint8Array(value.byteLength))
+    else map.delete(key)
+  }
+  return entries
 }

@@ -10,6 +10,7 @@
  */
 import ivm from 'isolated-vm'
 import type { RecordBatch } from '../bpf/batch.ts'
+import { bootToWallOffsetNs } from '../bpf/clock.ts'
 import { bootstrapScript, mapStack, type PluginBundle } from './build.ts'
 import type { IsolateOutput } from './isolate/bootstrap.ts'
 
@@ -64,8 +65,14 @@ const logLevels = new Set<unknown>(['debug', 'info', 'warn', 'error'])
 export const minTimerMs = 10
 
 export interface SandboxHost {
-  /** `op` is info, lookup, update, delete or entries; see PluginMap. */
+  /** `op` names a PluginMap method (and `info`); see PluginMap. Called synchronously. */
   map(topic: string, op: string, key?: Uint8Array, value?: Uint8Array): unknown
+  /** ctx.attach: the kernel link's id, and the number that detach() names this hold by. Arguments are unchecked. */
+  attach(request: unknown): { id: number; link: number }
+  /** PluginLink.detach(): releases the hold `attach` numbered `link`. */
+  detach(link: unknown): boolean
+  /** ctx.iterate: the iterator's text. Arguments are unchecked. */
+  iterate(program: unknown, options: unknown): Promise<string>
   /** A handler's or timer's promise rejected after the call that started it returned. */
   asyncFailure(failure: PluginFailure): void
 }
@@ -125,9 +132,22 @@ export class PluginSandbox {
       const failRef = new ivm.Reference((message: string, stack: string) => {
         host.asyncFailure(new PluginFailure(name, 'throw', `asynchronous failure: ${message}`, mapStack(stack, bundle)))
       })
+      // ctx.attach, PluginLink.detach and ctx.iterate; each answers with a promise
+      const callRef = new ivm.Reference(async (op: unknown, a?: unknown, b?: unknown) => {
+        try {
+          switch (op) {
+            case 'attach': return host.attach(a)
+            case 'detach': return host.detach(a)
+            case 'iterate': return await host.iterate(a, b)
+            default: throw new Error(`unknown host call '${String(op)}'`)
+          }
+        } catch (error) {
+          throw withoutHostStack(error)
+        }
+      })
       const control = (await context.evalClosure(
         `${await bootstrapScript()}\nreturn bootstrap.control`,
-        [mapRef, failRef, limits.maxOutputPerCall],
+        [mapRef, failRef, limits.maxOutputPerCall, bootToWallOffsetNs(), callRef],
         { result: { reference: true } },
       )) as unknown as Control
       const script = await isolate.compileScript(bundle.code, { filename: bundle.scriptName })
@@ -191,7 +211,7 @@ export class PluginSandbox {
     try {
       output = await this.functions.deliver.apply(
         undefined,
-        [topic, batch.take().copyInto({ release: true, transferIn: true }), batch.byteLength],
+        [topic, batch.take().copyInto({ release: true, transferIn: true }), batch.byteLength, batch.lost],
         { timeout: this.limits.callBudgetMs, result: { copy: true } },
       )
     } catch (error) {
@@ -352,19 +372,21 @@ export class StagedBatch {
   private buffer: ArrayBuffer
   byteLength = 0
   count = 0
-  lost = 0
+  /** Records lost before the first one (kernel and host drops); the isolate reports them first. */
+  readonly lost: number
   /** When the first records arrived (performance.now()). */
   readonly stagedAt = performance.now()
   /** Set once handed to the isolate or released; it takes no more records then. */
   private sealed = false
 
-  constructor(first: RecordBatch) {
+  constructor(first: RecordBatch, lost: number) {
+    this.lost = lost
     // room for a few more batches like the first, so gathering rarely has to grow and copy
     this.buffer = new ArrayBuffer(Math.max(first.byteLength, Math.min(StagedBatch.maxBytes, Math.max(4 * first.byteLength, 64 * 1024))))
     this.append(first)
   }
 
-  /** Appends `batch` when it fits and the batch is still open; false otherwise. */
+  /** Appends `batch` (which lost nothing before it) when it fits and the batch is still open; false otherwise. */
   tryAppend(batch: RecordBatch): boolean {
     if (this.sealed || this.byteLength + batch.byteLength > StagedBatch.maxBytes) return false
     this.append(batch)
@@ -381,7 +403,6 @@ export class StagedBatch {
     new Uint8Array(this.buffer, this.byteLength, batch.byteLength).set(new Uint8Array(batch.buffer, 0, batch.byteLength))
     this.byteLength = end
     this.count += batch.count
-    this.lost += batch.lost
   }
 
   /** The bytes, moved (not copied) into an ExternalCopy; the batch is sealed from then on. */

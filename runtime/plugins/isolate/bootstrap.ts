@@ -12,7 +12,7 @@
  * so nothing crosses the boundary per event.
  */
 import { forEachRecord, type RecordCallback } from '../../bpf/batch.ts'
-import type { PluginContext, PluginDefinition, PluginMap } from '../api.ts'
+import type { PluginContext, PluginDefinition, PluginLink, PluginMap, UprobeAttach } from '../api.ts'
 import { parseDuration } from '../duration.ts'
 
 /** What a `setup`, `deliver` or `timer` call hands back to the host. */
@@ -36,10 +36,14 @@ type Decoder = (view: DataView, offset: number, size: number) => object
 declare const $0: HostReference // map operations: (topic, op, key?, value?) => result
 declare const $1: HostReference // asynchronous failure: (message, stack) => void
 declare const $2: number // most emits + log lines per call before the plugin counts as flooding
+declare const $3: number // Unix-epoch ns minus boot-clock ns, measured once by the host
+declare const $4: HostReference // attach, detach and iterate: (op, ...args) => Promise
 
 const hostMap = $0
 const hostFail = $1
 const maxOutputPerCall = $2
+const bootToWallNs = $3
+const hostCall = $4
 
 let definition: PluginDefinition | undefined
 let decoders: Record<string, Decoder> = {}
@@ -48,6 +52,7 @@ let output: IsolateOutput | undefined
 let outputCount = 0
 let flooded = false
 const handlers = new Map<string, ((event: object) => unknown)[]>()
+const lossHandlers = new Map<string, ((lost: number) => unknown)[]>()
 const timers: { ms: number; fn: () => void | Promise<void> }[] = []
 const copy = { arguments: { copy: true }, result: { promise: true, copy: true } }
 
@@ -92,19 +97,49 @@ function requireSetup(what: string): void {
   if (!settingUp) throw new Error(`${what} can only be called during setup(); move the call into setup(ctx)`)
 }
 
+/**
+ * A host call's failure, with the code its message starts with (`EACCES: ...`) set as `code`
+ * again: isolated-vm carries an error's message across, not its other properties.
+ */
+function withCode(error: unknown): unknown {
+  if (!(error instanceof Error)) return error
+  const code = /^(E[A-Z]+): /.exec(error.message)?.[1]
+  if (code !== undefined) (error as Error & { code?: string }).code = code
+  return error
+}
+
+function call<T>(reference: HostReference, args: unknown[]): Promise<T> {
+  return (reference.apply(undefined, args, copy) as Promise<T>).then(undefined, (error: unknown) => { throw withCode(error) })
+}
+
 function makeMap(topic: string): PluginMap {
-  const info = hostMap.applySync(undefined, [topic, 'info'], { arguments: { copy: true }, result: { copy: true } }) as {
-    keySize: number
-    valueSize: number
+  let info: { keySize: number; valueSize: number; perCpu: boolean }
+  try {
+    info = hostMap.applySync(undefined, [topic, 'info'], { arguments: { copy: true }, result: { copy: true } }) as typeof info
+  } catch (error) {
+    throw withCode(error)
   }
+  const op = <T>(name: string, ...args: unknown[]) => call<T>(hostMap, [topic, name, ...args])
   return {
     keySize: info.keySize,
     valueSize: info.valueSize,
-    lookup: (key) => hostMap.apply(undefined, [topic, 'lookup', key], copy) as Promise<Uint8Array | undefined>,
-    update: (key, value) => hostMap.apply(undefined, [topic, 'update', key, value], copy) as Promise<void>,
-    delete: (key) => hostMap.apply(undefined, [topic, 'delete', key], copy) as Promise<boolean>,
-    entries: () => hostMap.apply(undefined, [topic, 'entries'], copy) as Promise<[Uint8Array, Uint8Array][]>,
+    perCpu: info.perCpu,
+    lookup: (key) => op('lookup', key),
+    update: (key, value) => op('update', key, value),
+    delete: (key) => op('delete', key),
+    entries: () => op('entries'),
+    drain: () => op('drain'),
+    claim: (key, value) => op('claim', key, value),
+    unclaim: (key) => op('unclaim', key),
+    lookupPerCpu: (key) => op('lookupPerCpu', key),
+    entriesPerCpu: () => op('entriesPerCpu'),
+    drainPerCpu: () => op('drainPerCpu'),
   }
+}
+
+async function attach(request: UprobeAttach): Promise<PluginLink> {
+  const { id, link } = await call<{ id: number; link: number }>(hostCall, ['attach', request])
+  return { id, detach: async () => { await call<boolean>(hostCall, ['detach', link]) } }
 }
 
 function makeContext(config: Record<string, unknown>, state: Record<string, unknown>): PluginContext<never> {
@@ -121,7 +156,7 @@ function makeContext(config: Record<string, unknown>, state: Record<string, unkn
       log: (record) => queue('logs', record),
       profile: (sample) => queue('profiles', sample),
     },
-    on(topic, handler) {
+    on(topic, handler, options) {
       requireSetup('ctx.on')
       const object = topic.split(':')[0]!
       if (!objects.has(object)) {
@@ -131,9 +166,12 @@ function makeContext(config: Record<string, unknown>, state: Record<string, unkn
         throw new Error(`ctx.on('${topic}'): no such stream; known streams: ${Object.keys(decoders).join(', ') || 'none'}`)
       }
       if (typeof handler !== 'function') throw new TypeError(`ctx.on('${topic}'): the handler must be a function`)
+      const onLoss = options?.onLoss
+      if (onLoss !== undefined && typeof onLoss !== 'function') throw new TypeError(`ctx.on('${topic}'): onLoss must be a function`)
       const list = handlers.get(topic) ?? []
       list.push(handler as (event: object) => unknown)
       handlers.set(topic, list)
+      if (onLoss !== undefined) lossHandlers.set(topic, [...(lossHandlers.get(topic) ?? []), onLoss])
     },
     map(topic) {
       const object = topic.split(':')[0]!
@@ -149,6 +187,9 @@ function makeContext(config: Record<string, unknown>, state: Record<string, unkn
       if (typeof fn !== 'function') throw new TypeError(`ctx.every('${interval}'): the callback must be a function`)
       timers.push({ ms, fn })
     },
+    time: { wallNs: (bootNs) => bootNs + bootToWallNs },
+    attach,
+    iterate: (program, options) => call<string>(hostCall, ['iterate', program, options]),
   }
 }
 
@@ -198,10 +239,14 @@ export const control = {
     }
     return { topics: [...handlers.keys()], timers: timers.map((t) => t.ms), output: takeOutput() }
   },
-  /** The per-event loop: decode each record of the batch and call the topic's handlers. */
-  deliver(topic: string, buffer: ArrayBuffer, byteLength: number) {
+  /**
+   * The per-event loop: decode each record of the batch and call the topic's handlers, after the
+   * topic's onLoss handlers when `lost` records went missing just before it.
+   */
+  deliver(topic: string, buffer: ArrayBuffer, byteLength: number, lost: number) {
     const dispatch = dispatcherFor(topic)
     if (dispatch === undefined) return undefined
+    if (lost > 0) for (const onLoss of lossHandlers.get(topic) ?? []) watch(onLoss(lost))
     forEachRecord({ buffer, byteLength }, dispatch)
     return takeOutput()
   },
