@@ -21,6 +21,11 @@ export interface SpanInput {
   traceId?: string
   /** 16 lowercase hex digits: the caller's span, from the same traceparent. */
   parentSpanId?: string
+  /**
+   * 16 lowercase hex digits (non-zero): this span's id, chosen by the plugin so that spans it emits
+   * later can name it as their parent (with the same `traceId`). A random id when omitted.
+   */
+  spanId?: string
   /** Resource of the traced process (process.pid, process.executable.path, service.name...). */
   process?: ProcessRef
 }

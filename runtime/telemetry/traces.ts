@@ -231,6 +231,9 @@ function problemWith(input: SpanInput): string | undefined {
   if (input.endTimeNs < input.startTimeNs) return `span "${input.name}": endTimeNs is before startTimeNs`
   if (!KINDS.has(input.kind ?? 'internal')) return `span "${input.name}": unknown kind "${input.kind}"`
   if (input.events !== undefined && !Array.isArray(input.events)) return `span "${input.name}": events must be an array`
+  if (input.spanId !== undefined && (typeof input.spanId !== 'string' || !SPAN_ID.test(input.spanId) || input.spanId === ZERO_SPAN_ID)) {
+    return `span "${input.name}": spanId "${input.spanId}" is not 16 lowercase hex digits (non-zero)`
+  }
   if (input.traceId !== undefined) {
     if (!TRACE_ID.test(input.traceId) || input.traceId === ZERO_TRACE_ID) {
       return `span "${input.name}": traceId "${input.traceId}" is not 32 lowercase hex digits (non-zero)`
@@ -314,7 +317,7 @@ export class TracePipeline {
         continue
       }
       const parentSpanId = input.traceId === undefined ? undefined : input.parentSpanId
-      finished.push(new PluginSpan(input, traceId, this.ids.next(8), parentSpanId, resourceFor(input) ?? this.runtimeResource, scope, this.limits))
+      finished.push(new PluginSpan(input, traceId, input.spanId ?? this.ids.next(8), parentSpanId, resourceFor(input) ?? this.runtimeResource, scope, this.limits))
     }
     if (finished.length > 0) this.deliver(finished)
     return firstProblem
