@@ -256,7 +256,7 @@ function attachOrExplain(object: LibraryObject, program: string, request: Uprobe
   } catch (error) {
     const code = (error as { code?: unknown }).code
     if (code === 'ENOENT') {
-      throw new PluginApiError('ENOSYMBOL', `${what}: ${request.binary} has no function symbol ${request.symbol} (${(error as Error).message})`)
+      throw new PluginApiError('ENOSYMBOL', `${what}: ${request.binary} has no function symbol ${request.symbol}`)
     }
     throw new PluginApiError(typeof code === 'string' ? code : 'EIO', `${what}: ${(error as Error).message}`)
   }

@@ -77,6 +77,9 @@ export interface SandboxHost {
   asyncFailure(failure: PluginFailure): void
 }
 
+/** What a host call answers the isolate: its value, or its error's message and name. */
+export type HostCallResult = { value: unknown } | { error: string; name: string }
+
 export interface PluginDeclaration {
   name: string
   objects: string[]
@@ -132,17 +135,19 @@ export class PluginSandbox {
       const failRef = new ivm.Reference((message: string, stack: string) => {
         host.asyncFailure(new PluginFailure(name, 'throw', `asynchronous failure: ${message}`, mapStack(stack, bundle)))
       })
-      // ctx.attach, PluginLink.detach and ctx.iterate; each answers with a promise
-      const callRef = new ivm.Reference(async (op: unknown, a?: unknown, b?: unknown) => {
+      // ctx.attach, PluginLink.detach and ctx.iterate. Each resolves, to { value } or { error }:
+      // isolated-vm takes up the promise a tick late, and a rejection would be reported unhandled
+      const callRef = new ivm.Reference(async (op: unknown, a?: unknown, b?: unknown): Promise<HostCallResult> => {
         try {
           switch (op) {
-            case 'attach': return host.attach(a)
-            case 'detach': return host.detach(a)
-            case 'iterate': return await host.iterate(a, b)
+            case 'attach': return { value: host.attach(a) }
+            case 'detach': return { value: host.detach(a) }
+            case 'iterate': return { value: await host.iterate(a, b) }
             default: throw new Error(`unknown host call '${String(op)}'`)
           }
         } catch (error) {
-          throw withoutHostStack(error)
+          const e = withoutHostStack(error)
+          return { error: e.message, name: e.name }
         }
       })
       const control = (await context.evalClosure(

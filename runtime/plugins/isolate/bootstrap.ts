@@ -112,6 +112,17 @@ function call<T>(reference: HostReference, args: unknown[]): Promise<T> {
   return (reference.apply(undefined, args, copy) as Promise<T>).then(undefined, (error: unknown) => { throw withCode(error) })
 }
 
+/** A call of `hostCall`, which answers { value } or { error, name } rather than rejecting. */
+async function request<T>(args: unknown[]): Promise<T> {
+  const answer = await (hostCall.apply(undefined, args, copy) as Promise<{ value?: T; error?: string; name?: string }>)
+  if (typeof answer?.error === 'string') {
+    const error = new Error(answer.error)
+    if (typeof answer.name === 'string') error.name = answer.name
+    throw withCode(error)
+  }
+  return answer.value as T
+}
+
 function makeMap(topic: string): PluginMap {
   let info: { keySize: number; valueSize: number; perCpu: boolean }
   try {
@@ -137,9 +148,9 @@ function makeMap(topic: string): PluginMap {
   }
 }
 
-async function attach(request: UprobeAttach): Promise<PluginLink> {
-  const { id, link } = await call<{ id: number; link: number }>(hostCall, ['attach', request])
-  return { id, detach: async () => { await call<boolean>(hostCall, ['detach', link]) } }
+async function attach(spec: UprobeAttach): Promise<PluginLink> {
+  const { id, link } = await request<{ id: number; link: number }>(['attach', spec])
+  return { id, detach: async () => { await request<boolean>(['detach', link]) } }
 }
 
 function makeContext(config: Record<string, unknown>, state: Record<string, unknown>): PluginContext<never> {
@@ -189,7 +200,7 @@ function makeContext(config: Record<string, unknown>, state: Record<string, unkn
     },
     time: { wallNs: (bootNs) => bootNs + bootToWallNs },
     attach,
-    iterate: (program, options) => call<string>(hostCall, ['iterate', program, options]),
+    iterate: (program, options) => request<string>(['iterate', program, options]),
   }
 }
 
