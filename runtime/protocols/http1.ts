@@ -611,9 +611,11 @@ class MessageStream {
         this.parser.stats.headsCut++
         if (this.readingRequest && this.entry !== null) this.connection.requestHead(this.entry)
         return this.blind(count)
+      case CHUNK_END:
+        if (!lost && count <= (this.sawCR ? 1 : 2)) return this.unseenChunkEnd(count)
+        return lost ? this.desync(endNs) : this.blind(count)
       case CHUNK_SIZE:
       case CHUNK_EXT:
-      case CHUNK_END:
       case TRAILERS:
         return lost ? this.desync(endNs) : this.blind(count)
       case IDLE:
@@ -639,27 +641,33 @@ class MessageStream {
     this.bodyBytes += this.remaining
     this.remaining = 0
     if (this.state === CHUNK_DATA) {
+      this.state = CHUNK_END
+      this.sawCR = false
       // a writer usually puts the CRLF after chunk data in the same call
-      if (rest <= 2) {
-        this.bodyBytes += rest
-        this.state = rest === 2 ? CHUNK_SIZE : CHUNK_END
-        this.sawCR = rest === 1
-        this.chunkDigits = 0
-        return
-      }
-      this.bodyBytes += rest
-      this.state = BLIND
-      return
+      return rest <= 2 ? this.unseenChunkEnd(rest) : this.blind(rest)
     }
     this.finishMessage(endNs)
     this.parser.stats.unseenStarts++
     this.desync(endNs)
   }
 
+  /** Unseen bytes that can only be the CR and LF after chunk data. */
+  private unseenChunkEnd(count: number): void {
+    this.bodyBytes += count
+    if (count === 1 && !this.sawCR) {
+      this.sawCR = true
+      return
+    }
+    this.state = CHUNK_SIZE
+    this.chunkDigits = 0
+    this.remaining = 0
+  }
+
   /** The framing continues where it cannot be seen: the message ends where the next one starts. */
   private blind(count: number): void {
     this.bodyBytes += count
     this.state = BLIND
+    this.lineLength = 0
   }
 
   /** @internal a request whose end was not visible got its whole response, so it had ended */
