@@ -142,15 +142,15 @@ describe('HTTP/1 parser: keep-alive and pipelining', () => {
     const w = new Wire('client', { maxPending: 2 })
     const q = w.send(EGRESS, 'GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\nGET /4 HTTP/1.1\r\n\r\n')
     assert.equal(w.connection.pending, 2)
-    const ok = (n: number) => `HTTP/1.1 ${200 + n} X\r\nContent-Length: 1\r\n\r\n${n}`
+    const ok = (n: number) => `HTTP/1.1 ${200 + 10 * n} X\r\nContent-Length: 1\r\n\r\n${n}`
     const r = w.send(INGRESS, ok(1) + ok(2))
     // /5 waits before the responses to /3 and /4, which must not be taken for its own
     const q5 = w.send(EGRESS, 'GET /5 HTTP/1.1\r\n\r\n')
     const r5 = w.send(INGRESS, ok(3) + ok(4) + ok(5))
     assert.deepEqual(w.exchanges, [
-      { side: 'client', request: request({ target: '/1', ...span(q) }), response: response({ status: 201, bodyBytes: 1, ...span(r) }) },
-      { side: 'client', request: request({ target: '/2', ...span(q) }), response: response({ status: 202, bodyBytes: 1, ...span(r) }) },
-      { side: 'client', request: request({ target: '/5', ...span(q5) }), response: response({ status: 205, bodyBytes: 1, ...span(r5) }) },
+      { side: 'client', request: request({ target: '/1', ...span(q) }), response: response({ status: 210, bodyBytes: 1, ...span(r) }) },
+      { side: 'client', request: request({ target: '/2', ...span(q) }), response: response({ status: 220, bodyBytes: 1, ...span(r) }) },
+      { side: 'client', request: request({ target: '/5', ...span(q5) }), response: response({ status: 250, bodyBytes: 1, ...span(r5) }) },
     ])
     assert.deepEqual(w.stats(), { queueOverflows: 2, unmatchedResponses: 2 })
   })
