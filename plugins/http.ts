@@ -12,7 +12,7 @@
  * Everything here is public plugin API: a user plugin can do the same.
  */
 import { definePlugin, type PluginContext, type SpanInput, type TopicEvent } from 'periscope/plugin'
-import { Http1Connection, type HttpExchange, type HttpRequest } from 'periscope/protocols/http1'
+import { Http1Parser, type Http1Connection, type Http1Exchange, type Http1Request } from 'periscope/protocols/http1'
 import { redactQuery, defaultSensitiveQueryKeys } from 'periscope/protocols/redact'
 import { RouteTable } from 'periscope/protocols/routes'
 import { followOpenSsl } from 'periscope/protocols/tls-follow'
@@ -57,7 +57,7 @@ const capturedHeaders = ['host', 'user-agent', 'traceparent']
 
 interface Conn {
   id: number
-  parser: Http1Connection
+  stream: Http1Connection<Conn>
   pid: number
   comm: string
   tls: boolean
@@ -66,8 +66,10 @@ interface Conn {
   localPort: number
   remote: string
   remotePort: number
-  /** tid that read each request in flight (server side), by request start position. */
-  serverSpans: Map<number, ActiveSpan>
+  /** When the connection closed (boot ns): the end of an exchange it cut short. */
+  closedNs?: number
+  /** Server spans of the requests read and not yet answered, by request. */
+  serverSpans: Map<Http1Request, ActiveSpan>
 }
 
 interface ActiveSpan {
@@ -99,14 +101,18 @@ class HttpTracing {
   readonly #routes: RouteTable
   readonly #methods: Set<string>
   readonly #statusFilter: ((status: number) => boolean) | undefined
+  readonly #parser: Http1Parser<Conn>
   #lostRecords = 0
-  #parseErrors = 0
 
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
     this.#routes = new RouteTable(ctx.config.max_routes)
     this.#methods = new Set(ctx.config.http_methods)
     this.#statusFilter = statusFilter(ctx.config.http_status)
+    this.#parser = new Http1Parser<Conn>((exchange, conn, side) => this.#onExchange(conn, exchange, side), {
+      headers: capturedHeaders,
+      onRequest: (request, conn, side) => this.#onRequest(conn, request, side),
+    })
   }
 
   /** Tells the kernel to send HTTP records here, how much payload to copy, and for whom. */
@@ -128,7 +134,7 @@ class HttpTracing {
     if (event.kind === SOCK_CLOSE) return this.#close(event.conn_id, event.end_ns)
     if (event.kind !== SOCK_DATA) return
     const conn = this.#conn(event)
-    conn.parser.feed({
+    conn.stream.push({
       direction: event.direction,
       position: event.position,
       bytes: event.bytes,
@@ -168,15 +174,11 @@ class HttpTracing {
   report(): void {
     const attributes = { 'periscope.plugin': 'http' }
     this.#ctx.emit.metric({ name: 'periscope.http.connections', kind: 'gauge', value: this.#conns.size, attributes })
-    this.#ctx.emit.metric({ name: 'periscope.http.parse_errors', kind: 'gauge', value: this.#parseErrors + this.#liveParseErrors(), attributes })
+    for (const [reason, count] of Object.entries(this.#parser.errors)) {
+      this.#ctx.emit.metric({ name: 'periscope.http.parse_errors', kind: 'gauge', value: count, attributes: { ...attributes, reason } })
+    }
     this.#ctx.emit.metric({ name: 'periscope.http.records_lost', kind: 'gauge', value: this.#lostRecords, attributes })
     this.#ctx.emit.metric({ name: 'periscope.http.routes_collapsed', kind: 'gauge', value: this.#routes.collapsed, attributes })
-  }
-
-  #liveParseErrors(): number {
-    let errors = 0
-    for (const conn of this.#conns.values()) errors += conn.parser.errorCount
-    return errors
   }
 
   #conn(event: SockEvent): Conn {
@@ -192,7 +194,7 @@ class HttpTracing {
       this.#close(oldest, event.start_ns)
     }
     const id = event.conn_id
-    const created: Conn = {
+    const created = {
       id,
       pid: event.pid,
       comm: event.comm,
@@ -203,13 +205,8 @@ class HttpTracing {
       remote: formatAddress(event.family, event.remote_addr),
       remotePort: event.remote_port,
       serverSpans: new Map(),
-      parser: new Http1Connection({
-        role: event.role === ROLE_CLIENT ? 'client' : event.role === ROLE_SERVER ? 'server' : 'unknown',
-        headers: capturedHeaders,
-        onRequest: (request, side) => this.#onRequest(created, request, side),
-        onExchange: (exchange, side) => this.#onExchange(created, exchange, side),
-      }),
-    }
+    } as Conn
+    created.stream = this.#parser.connection(created, event.role === ROLE_CLIENT ? 'client' : event.role === ROLE_SERVER ? 'server' : 'unknown')
     this.#conns.set(id, created)
     return created
   }
@@ -218,8 +215,8 @@ class HttpTracing {
     const conn = this.#conns.get(connId)
     if (conn === undefined) return
     this.#conns.delete(connId)
-    conn.parser.close(endNs)
-    this.#parseErrors += conn.parser.errorCount
+    conn.closedNs = endNs
+    conn.stream.close()
     for (const span of conn.serverSpans.values()) this.#deactivate(span)
   }
 
@@ -227,19 +224,19 @@ class HttpTracing {
    * A request was read in full. On the server side its span ids are chosen now, so requests the
    * process makes while answering it (on the same thread) can be its children.
    */
-  #onRequest(conn: Conn, request: HttpRequest, side: 'client' | 'server'): void {
+  #onRequest(conn: Conn, request: Http1Request, side: 'client' | 'server'): void {
     if (side !== 'server') return
     const parent = parseTraceparent(request.headers.traceparent)
-    const span: ActiveSpan = { traceId: parent?.traceId ?? newTraceId(), spanId: newSpanId(), tid: request.tid ?? 0 }
-    conn.serverSpans.set(request.startPosition, span)
-    if (span.tid !== 0) this.#activeByThread.set(span.tid, span)
+    const span: ActiveSpan = { traceId: parent?.traceId ?? newTraceId(), spanId: newSpanId(), tid: request.tid }
+    conn.serverSpans.set(request, span)
+    this.#activeByThread.set(span.tid, span)
   }
 
   #deactivate(span: ActiveSpan): void {
     if (this.#activeByThread.get(span.tid) === span) this.#activeByThread.delete(span.tid)
   }
 
-  #onExchange(conn: Conn, exchange: HttpExchange, side: 'client' | 'server'): void {
+  #onExchange(conn: Conn, exchange: Http1Exchange, side: 'client' | 'server'): void {
     const { request, response } = exchange
     const wall = this.#ctx.time
     const scheme = conn.tls ? 'https' : 'http'
@@ -247,7 +244,7 @@ class HttpTracing {
     const route = this.#routes.route(`${conn.pid}:${conn.comm}`, path)
     const status = response?.status
     const startNs = wall.wallNs(request.startNs)
-    const endNs = wall.wallNs(response?.endNs ?? exchange.endNs ?? request.endNs)
+    const endNs = wall.wallNs(response?.endNs ?? (exchange.incomplete === 'closed' ? conn.closedNs : undefined) ?? request.endNs)
     const attributes: SpanInput['attributes'] & object = {
       'http.request.method': request.method,
       'url.path': path,
@@ -269,8 +266,8 @@ class HttpTracing {
       attributes['server.port'] = host?.port ?? conn.localPort
       attributes['client.address'] = conn.remote
       attributes['client.port'] = conn.remotePort
-      const active = conn.serverSpans.get(request.startPosition)
-      conn.serverSpans.delete(request.startPosition)
+      const active = conn.serverSpans.get(request)
+      conn.serverSpans.delete(request)
       if (active !== undefined) this.#deactivate(active)
       const parent = parseTraceparent(request.headers.traceparent)
       ids = { traceId: active?.traceId ?? parent?.traceId ?? newTraceId(), spanId: active?.spanId ?? newSpanId(), parentSpanId: parent?.parentSpanId }
@@ -296,10 +293,10 @@ class HttpTracing {
   }
 
   /** A client request's trace: its own traceparent, else the server span active on its thread. */
-  #clientIds(request: HttpRequest): { traceId: string; spanId: string; parentSpanId?: string } {
+  #clientIds(request: Http1Request): { traceId: string; spanId: string; parentSpanId?: string } {
     const own = parseTraceparent(request.headers.traceparent)
     if (own !== undefined) return { traceId: own.traceId, spanId: newSpanId(), parentSpanId: own.parentSpanId }
-    const active = request.tid === undefined ? undefined : this.#activeByThread.get(request.tid)
+    const active = this.#activeByThread.get(request.tid)
     if (active !== undefined) return { traceId: active.traceId, spanId: newSpanId(), parentSpanId: active.spanId }
     return { traceId: newTraceId(), spanId: newSpanId() }
   }
@@ -341,7 +338,7 @@ class HttpTracing {
   }
 }
 
-function spanError(side: 'client' | 'server', status: number | undefined, incomplete: HttpExchange['incomplete']): { type: string; message: string } | undefined {
+function spanError(side: 'client' | 'server', status: number | undefined, incomplete: Http1Exchange['incomplete']): { type: string; message: string } | undefined {
   if (status === undefined) {
     if (incomplete === 'closed') return { type: 'connection_closed', message: 'the connection closed before the response was complete' }
     if (incomplete === 'lost') return { type: 'data_lost', message: 'records of this exchange were lost; its response is unknown' }
