@@ -678,13 +678,14 @@ class MessageStream {
 
   /** Whether a record starts with a message of the kind this stream carries (to end a blind body). */
   private startsMessage(data: Uint8Array, n: number): boolean {
-    if (this.carries === RESPONSES) {
-      return n >= 13 && equalsBytes(data, 0, HTTP_1) && (data[7] === 48 || data[7] === 49) && data[8] === SP && HEX[data[9]!]! < 10
+    let lf = indexOfByte(data, LF, 0, n)
+    if (lf >= 0) {
+      if (lf > 0 && data[lf - 1] === CR) lf--
+      return this.carries === RESPONSES ? statusLineShape(data, 0, lf) : requestLineShape(data, 0, lf) > 0
     }
-    for (const method of METHODS) {
-      if (n > method.bytes.length && equalsBytes(data, 0, method.bytes) && data[method.bytes.length] === SP) return true
-    }
-    return false
+    // the line runs past the capture: only a known method or the version is evidence enough
+    if (this.carries === RESPONSES) return n >= 13 && statusLineShape(data, 0, 12)
+    return knownMethodEnding(data, 0, indexOfByte(data, SP, 0, Math.min(n, 8))) === 0
   }
 
   /** Lost our place: end the message in progress as lost and look for the next message start. */
@@ -890,16 +891,9 @@ class MessageStream {
 
   /** Fills method, target and version from an exact request line. */
   private parseRequestLine(buf: Uint8Array, a: number, b: number): boolean {
-    let methodEnd = a
-    while (methodEnd < b && TOKEN[buf[methodEnd]!] === 1) methodEnd++
-    const versionAt = b - 8
-    if (methodEnd === a || buf[methodEnd] !== SP || versionAt - 2 <= methodEnd) return false
-    if (buf[versionAt - 1] !== SP || !isVersion(buf, versionAt)) return false
-    const targetEnd = versionAt - 1
-    for (let i = methodEnd + 1; i < targetEnd; i++) {
-      const c = buf[i]!
-      if (c <= SP || c === 0x7f) return false
-    }
+    const methodEnd = requestLineShape(buf, a, b)
+    if (methodEnd < 0) return false
+    const targetEnd = b - 9
     this.method = internMethod(buf, a, methodEnd)
     this.version = buf[b - 1] === 49 ? '1.1' : '1.0'
     const kept = Math.min(targetEnd - methodEnd - 1, this.limits.maxTargetBytes)
@@ -910,17 +904,8 @@ class MessageStream {
 
   /** Fills status and version from an exact status line (`HTTP/1.1 200 OK`, reason optional). */
   private parseStatusLine(buf: Uint8Array, a: number, b: number): boolean {
-    if (b - a < 12 || !isVersion(buf, a) || buf[a + 8] !== SP) return false
-    const d0 = buf[a + 9]! - 48
-    const d1 = buf[a + 10]! - 48
-    const d2 = buf[a + 11]! - 48
-    if (d0 < 1 || d0 > 9 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return false
-    if (b - a > 12 && buf[a + 12] !== SP) return false
-    for (let i = a + 13; i < b; i++) {
-      const c = buf[i]!
-      if ((c < SP && c !== HT) || c === 0x7f) return false
-    }
-    this.status = d0 * 100 + d1 * 10 + d2
+    if (!statusLineShape(buf, a, b)) return false
+    this.status = (buf[a + 9]! - 48) * 100 + (buf[a + 10]! - 48) * 10 + (buf[a + 11]! - 48)
     this.version = buf[a + 7] === 49 ? '1.1' : '1.0'
     return true
   }
@@ -945,17 +930,19 @@ class MessageStream {
     }
   }
 
+  /** Keeps a value, joining repeats with `, `; separators count against the cap too. */
   private keepHeader(name: string, buf: Uint8Array, start: number, end: number): void {
-    const room = this.limits.maxHeaderBytes - this.storedBytes
-    const kept = Math.min(end - start, room)
-    this.parser.stats.headerBytesCut += end - start - kept
-    if (kept <= 0 && end > start) return
-    const value = latin1(buf, start, start + kept)
-    this.storedBytes += kept
-    if (this.entry !== null) this.entry.storedBytes += kept
     const headers = this.message!.headers
     const previous = headers[name]
+    const separator = previous === undefined ? 0 : 2
+    const room = this.limits.maxHeaderBytes - this.storedBytes - separator
+    const kept = Math.max(0, Math.min(end - start, room))
+    this.parser.stats.headerBytesCut += end - start - kept
+    if (room < 0 || (kept === 0 && end > start)) return
+    const value = latin1(buf, start, start + kept)
     headers[name] = previous === undefined ? value : `${previous}, ${value}`
+    this.storedBytes += separator + kept
+    if (this.entry !== null) this.entry.storedBytes += separator + kept
   }
 
   /** RFC 9112 6.3: a list of identical lengths is one length; anything else invalid is an error. */
@@ -1177,6 +1164,35 @@ class MessageStream {
     if (this.line !== null) line.set(this.line.subarray(0, this.lineLength))
     this.line = line
   }
+}
+
+/** Whether `[a, b)` is a request line (`GET /x HTTP/1.1`): where its method ends, or -1. */
+function requestLineShape(buf: Uint8Array, a: number, b: number): number {
+  let methodEnd = a
+  while (methodEnd < b && TOKEN[buf[methodEnd]!] === 1) methodEnd++
+  const versionAt = b - 8
+  if (methodEnd === a || buf[methodEnd] !== SP || versionAt - 2 <= methodEnd) return -1
+  if (buf[versionAt - 1] !== SP || !isVersion(buf, versionAt)) return -1
+  for (let i = methodEnd + 1; i < versionAt - 1; i++) {
+    const c = buf[i]!
+    if (c <= SP || c === 0x7f) return -1
+  }
+  return methodEnd
+}
+
+/** Whether `[a, b)` is a status line: `HTTP/1.1 200`, then a reason phrase or nothing. */
+function statusLineShape(buf: Uint8Array, a: number, b: number): boolean {
+  if (b - a < 12 || !isVersion(buf, a) || buf[a + 8] !== SP) return false
+  const d0 = buf[a + 9]! - 48
+  const d1 = buf[a + 10]! - 48
+  const d2 = buf[a + 11]! - 48
+  if (d0 < 1 || d0 > 9 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return false
+  if (b - a > 12 && buf[a + 12] !== SP) return false
+  for (let i = a + 13; i < b; i++) {
+    const c = buf[i]!
+    if ((c < SP && c !== HT) || c === 0x7f) return false
+  }
+  return true
 }
 
 /** `HTTP/1.0` or `HTTP/1.1` at `at`. */

@@ -584,6 +584,15 @@ describe('HTTP/1 parser: bounded memory', () => {
     assert.deepEqual(w.stats(), { headerBytesCut: 4 + 1 })
   })
 
+  it('counts the separators of repeated headers against maxHeaderBytes, so empty repeats cannot grow a value', () => {
+    const w = new Wire('client', { maxHeaderBytes: 10 })
+    w.send(EGRESS, `GET / HTTP/1.1\r\n${'Host:\r\n'.repeat(1000)}Host: abc\r\n\r\n`)
+    w.send(INGRESS, 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n')
+    // '' then five ', ' separators fill the 10 bytes; the rest is cut
+    assert.deepEqual(w.exchanges[0]!.request.headers, { host: ', , , , , ' })
+    assert.deepEqual(w.stats(), { headerBytesCut: 3 })
+  })
+
   it('cuts the request target at maxTargetBytes', () => {
     const w = new Wire('client', { maxTargetBytes: 8 })
     w.send(EGRESS, 'GET /0123456789abc HTTP/1.1\r\n\r\n')
