@@ -371,6 +371,8 @@ describe('HTTP/1 parser: bytes that were not captured', () => {
     const head = 'GET /cookie HTTP/1.1\r\nHost: h\r\nCookie: '
     const q = w.send(INGRESS, `${head}${'c'.repeat(60)}`, { bytes: 6000 })
     const r = w.send(EGRESS, 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n')
+    // handed over now, not when the next request shows where this one ended
+    assert.equal(w.exchanges.length, 1)
     const q2 = w.send(INGRESS, 'GET /2 HTTP/1.1\r\n\r\n')
     const r2 = w.send(EGRESS, 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n')
     assert.deepEqual(w.exchanges, [
