@@ -20,8 +20,11 @@ import { startHarness, type Harness } from '../plugin-harness.ts'
 import { compileFixture, requireFeature, root } from './kernel.ts'
 
 const decodersPath = join(root, 'bpf/lib/index.types.ts')
-/** loopgen's ring, small enough to overflow in one generate() call and to drain in one batch. */
-const SMALL_RING = 64 * 1024
+/**
+ * loopgen's ring, small enough to overflow in one generate() call and to drain in one batch, and
+ * large enough for that batch to be read by the drop counter at once (bus.ts reads after 64 KiB).
+ */
+const SMALL_RING = 128 * 1024
 const LOOPGEN_RECORD = 8 + 64
 
 const fixture = compileFixture('plugin-api')
@@ -107,10 +110,10 @@ export default definePlugin({
       testRun(loopgen.object, 'generate', args)
     }
     // the consumer runs on this thread, so nothing leaves the ring during one generate() call
-    generate(2000)
+    generate(4000)
     const fit = Math.floor(SMALL_RING / LOOPGEN_RECORD)
     const dropped = loopgen.object.dropped()
-    assert.equal(dropped, 2000 - fit, 'the kernel counted every record that did not fit')
+    assert.equal(dropped, 4000 - fit, 'the kernel counted every record that did not fit')
     await harness.waitFor(() => last()?.value === fit, `the ${fit} records that fit`)
     generate(10)
     await harness.waitFor(() => last()?.value === fit + 10, 'the records after the overflow')
