@@ -144,7 +144,8 @@ export interface Http1Stats {
 
 /**
  * Called once per exchange, in request order per connection. `side` is the connection's role:
- * `server` when this process received the request.
+ * `server` when this process received the request. Called from inside `push` and `close`: what
+ * it throws propagates out of them.
  */
 export type Http1ExchangeHandler<C> = (exchange: Http1Exchange, context: C, side: 'client' | 'server') => void
 
@@ -198,6 +199,8 @@ const HTTP_1 = ascii('HTTP/1.')
 const CONTENT_LENGTH = ascii('content-length')
 const TRANSFER_ENCODING = ascii('transfer-encoding')
 const CHUNKED = ascii('chunked')
+const EXPECT = ascii('expect')
+const CONTINUE = ascii('100-continue')
 /** A chunked body's last chunk and empty trailers, as a sender writes them. */
 const LAST_CHUNK = ascii('\r\n0\r\n\r\n')
 /** The largest Content-Length or chunk size taken: 2^53 - 1 keeps the arithmetic exact. */
@@ -415,11 +418,11 @@ export class Http1Connection<C = unknown> {
     this.emitReady()
   }
 
-  /** @internal a request whose end was not visible ends when its response does */
+  /** @internal */
   responseDone(entry: Pending): void {
     entry.responseDone = true
     const requests = this.streams[0].entry === entry ? this.streams[0] : this.streams[1].entry === entry ? this.streams[1] : null
-    if (requests !== null && requests.state === BLIND) requests.endBlindRequest()
+    requests?.answeredWhileOpen()
     this.emitReady()
   }
 
@@ -510,6 +513,7 @@ class MessageStream {
   badContentLength = false
   chunked = false
   otherCoding = false
+  expectContinue = false
   remaining = 0
   chunkDigits = 0
   chunkExtension = 0
@@ -670,10 +674,19 @@ class MessageStream {
     this.lineLength = 0
   }
 
-  /** @internal a request whose end was not visible got its whole response, so it had ended */
-  endBlindRequest(): void {
-    this.finishMessage(this.lastEndNs)
-    this.state = SYNC
+  /**
+   * @internal the request being read got its whole response. If its end was out of sight, it had
+   * ended. If it asked `Expect: 100-continue` and sent no body yet, the refusal means it never
+   * will (RFC 9110 10.1.1); a body sent anyway is skipped up to the next request.
+   */
+  answeredWhileOpen(): void {
+    if (this.state === BLIND) {
+      this.finishMessage(this.lastEndNs)
+      this.state = SYNC
+    } else if (this.expectContinue && this.bodyBytes === 0 && (this.state === BODY_LENGTH || this.state === CHUNK_SIZE)) {
+      this.finishMessage(this.lastEndNs)
+      this.state = BLIND
+    }
   }
 
   /** Whether a record starts with a message of the kind this stream carries (to end a blind body). */
@@ -923,6 +936,7 @@ class MessageStream {
     const nameLength = colon - a
     if (nameLength === CONTENT_LENGTH.length && equalsLowerCase(buf, a, CONTENT_LENGTH)) this.onContentLength(buf, valueStart, valueEnd)
     else if (nameLength === TRANSFER_ENCODING.length && equalsLowerCase(buf, a, TRANSFER_ENCODING)) this.onTransferEncoding(buf, valueStart, valueEnd)
+    else if (nameLength === EXPECT.length && equalsLowerCase(buf, a, EXPECT)) this.expectContinue = valueEnd - valueStart === CONTINUE.length && equalsLowerCase(buf, valueStart, CONTINUE)
     const wanted = this.parser.wantedByLength[nameLength]
     if (wanted === undefined || this.message === null) return
     for (const header of wanted) {
@@ -1121,6 +1135,7 @@ class MessageStream {
     this.badContentLength = false
     this.chunked = false
     this.otherCoding = false
+    this.expectContinue = false
     this.remaining = 0
   }
 

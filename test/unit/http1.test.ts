@@ -240,6 +240,19 @@ describe('HTTP/1 parser: interim responses and protocol switches', () => {
     assert.deepEqual(w.exchanges, [{ side: 'client', request: request({ method: 'POST', target: '/upload', bodyBytes: 10, ...span(head, body) }), response: response(span(r)) }])
   })
 
+  it('ends a 100-continue request at its head when a final response refuses it before the body', () => {
+    const w = new Wire('client')
+    const q = w.send(EGRESS, 'PUT /big HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n')
+    const r = w.send(INGRESS, 'HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n')
+    assert.deepEqual(w.exchanges, [{ side: 'client', request: request({ method: 'PUT', target: '/big', ...span(q) }), response: response({ status: 417, ...span(r) }) }])
+    // the client may send the body anyway: it is skipped up to the next request
+    w.send(EGRESS, 'x'.repeat(100), { bytes: 1000000 })
+    const q2 = w.send(EGRESS, 'GET /next HTTP/1.1\r\n\r\n')
+    const r2 = w.send(INGRESS, 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n')
+    assert.deepEqual(w.exchanges[1], { side: 'client', request: request({ target: '/next', ...span(q2) }), response: response(span(r2)) })
+    assert.deepEqual(w.errors(), {})
+  })
+
   it('skips 103 Early Hints (with headers) before the final response in the same record', () => {
     const w = new Wire('client')
     const q = w.send(EGRESS, 'GET / HTTP/1.1\r\n\r\n')
