@@ -125,7 +125,7 @@ export class MapClaims {
     }
   }
 
-  /** Entries held now, for tests and the admin socket. */
+  /** Entries held now, with their holders. */
   list(): { topic: string; key: string; value: string; holders: string[] }[] {
     return [...this.claims.values()].map((c) => ({ topic: c.topic, key: hex(c.key), value: hex(c.written), holders: [...c.holders.keys()].sort() }))
   }
@@ -228,7 +228,7 @@ export class SharedUprobes {
     for (const [key, shared] of this.links) if (shared.object === object) this.links.delete(key)
   }
 
-  /** Links held now with their holds, for tests and the admin socket. */
+  /** Links held now, with how many holds each. */
   list(): { object: string; id: number; holds: number }[] {
     return [...this.links.values()].map((s) => ({ object: s.object, id: s.link.id, holds: s.holds }))
   }

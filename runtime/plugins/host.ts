@@ -606,7 +606,7 @@ export class PluginHost {
     this.checkObject(grant, topic, `ctx.map('${topic}')`)
     const map = this.env.bus.map(topic)
     const perCpu = map.info?.perCpu === true
-    if (op !== 'info' && perCpu !== op.endsWith('PerCpu') && ['lookup', 'entries', 'drain', 'lookupPerCpu', 'entriesPerCpu', 'drainPerCpu'].includes(op)) {
+    if (valueReads.has(op) && perCpu !== op.endsWith('PerCpu')) {
       throw new PluginApiError('EINVAL', perCpu
         ? `map '${topic}' is a per-CPU map: use lookupPerCpu, entriesPerCpu or drainPerCpu, which give each CPU's value`
         : `map '${topic}' is not a per-CPU map: use lookup, entries or drain`)
@@ -743,6 +743,9 @@ function bytes(value: Uint8Array | undefined, size: number, topic: string, what:
   }
   return value
 }
+
+/** Map operations that return values: per-CPU maps have their own, which split values by CPU. */
+const valueReads = new Set(['lookup', 'entries', 'drain', 'lookupPerCpu', 'entriesPerCpu', 'drainPerCpu'])
 
 /** A per-CPU value (every possible CPU's, each padded to 8 bytes) as one `valueSize` array per CPU. */
 function splitPerCpu(value: Uint8Array, valueSize: number): Uint8Array[] {
