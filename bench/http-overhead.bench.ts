@@ -1,0 +1,247 @@
+/**
+ * What tracing HTTP costs the traced service (issue 8): Debian's nginx (one worker) serving its
+ * small page under wrk (2 threads, 50 connections), without Periscope (the baseline) and with a
+ * real `./periscope run` tracing it with the shipped plugins and exporting over OTLP/HTTP to a local
+ * sink (test/peers/otlp-sink.ts, in this process: it counts spans and decodes nothing else).
+ * Baseline and traced runs alternate over the rounds, in the same run; one row for plain HTTP and
+ * one for HTTPS (the same nginx, its TLS port). Periscope starts afresh for each round's traced
+ * runs, after nginx, so it finds nginx already running, as it would on a host.
+ *
+ * Per run: wrk's requests/s and its p50 and p99 latency; Periscope's CPU time (utime + stime of
+ * its process, all threads, from /proc/<pid>/stat) per 10,000 requests nginx logged, from the start
+ * of the load until its exports settle (no new span for 1.5 s), so work left over when wrk stops
+ * counts too; its RSS, sampled every 100 ms over the same time (VmRSS), and its VmHWM; the spans
+ * that reached the sink (nginx's server spans and wrk's client spans). The kernel side of tracing runs in
+ * nginx's and wrk's own syscalls: it shows as lost throughput and added latency, not as Periscope's
+ * CPU. Medians over the rounds. Targets: throughput ≥ 0.95 of the baseline, p99 added ≤ 100 µs,
+ * RSS ≤ 150 MB (10^6 bytes) under load. Exits non-zero when one is missed.
+ *
+ *   node_modules/.bin/node bench/http-overhead.bench.ts [--seconds 10] [--rounds 3]
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { runCurl, runWrk, type WrkResult } from '../test/peers/clients.ts'
+import { NGINX_SMALL_PAGE, startNginx, type Nginx } from '../test/peers/nginx.ts'
+import { startOtlpSink, type OtlpSink } from '../test/peers/otlp-sink.ts'
+import { mb, median, procMemory, repoRoot, verdict } from './common.ts'
+
+const { values: args } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, rounds: { type: 'string', default: '3' } } })
+const SECONDS = Number(args.seconds)
+const ROUNDS = Number(args.rounds)
+if (!(SECONDS >= 1) || !(ROUNDS >= 1)) throw new Error(`--seconds and --rounds must be positive numbers (got ${args.seconds}, ${args.rounds})`)
+const THREADS = 2
+const CONNECTIONS = 50
+const TARGET_THROUGHPUT_RATIO = 0.95
+const TARGET_P99_ADDED_US = 100
+const TARGET_RSS = 150e6
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
+
+type Scheme = 'http' | 'https'
+const SCHEMES: Scheme[] = ['http', 'https']
+
+interface PeriscopeUse {
+  cpuS: number
+  /** Largest VmRSS sampled during the load, bytes. */
+  sampledRss: number
+  /** VmHWM at the end of the load: the peak since start, start-up included, bytes. */
+  hwm: number
+  /** Spans that reached the sink for this run's requests (server spans from nginx, client spans from wrk). */
+  spans: number
+}
+
+interface LoadRun {
+  wrk: WrkResult
+  /** Lines nginx logged during the run: every request it answered, wrk's in-flight ones included. */
+  logged: number
+  periscope?: PeriscopeUse
+}
+
+interface Periscope {
+  pid: number
+  running: string
+  output(): string
+  stop(): Promise<void>
+}
+
+/** utime + stime of a process, all threads, seconds. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+}
+
+function hwm(pid: number): number {
+  const match = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  if (match === null) throw new Error(`/proc/${pid}/status has no VmHWM line`)
+  return Number(match[1]) * 1024
+}
+
+/**
+ * Resolves once no span has reached the sink for 1.5 s: Periscope exports a batch at least every
+ * second (exporter.batch.intervalMs), so by then it has handled and exported what the load made.
+ */
+async function exportSettled(sink: OtlpSink): Promise<void> {
+  const start = performance.now()
+  let last = sink.counts().spans
+  let lastChange = performance.now()
+  while (performance.now() - lastChange < 1500) {
+    if (performance.now() - start > 120_000) throw new Error(`spans kept reaching the sink for 120 s after the load (${last} so far)`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const now = sink.counts().spans
+    if (now !== last) [last, lastChange] = [now, performance.now()]
+  }
+}
+
+/**
+ * One wrk run. With Periscope, its CPU and memory are followed until its exports settle after the
+ * load, so work it does for the load after wrk stops counts too.
+ */
+async function load(nginx: Nginx, scheme: Scheme, traced?: { periscope: Periscope; sink: OtlpSink }): Promise<LoadRun> {
+  const periscope = traced?.periscope
+  const url = `${scheme === 'http' ? nginx.baseUrl : nginx.tlsUrl}/`
+  const loggedBefore = nginx.accessLog().length
+  const cpuBefore = periscope === undefined ? 0 : cpuSeconds(periscope.pid)
+  let sampledRss = 0
+  const sample = (): void => {
+    if (periscope !== undefined) sampledRss = Math.max(sampledRss, procMemory(periscope.pid)?.rss ?? 0)
+  }
+  const sampler = setInterval(sample, 100)
+  const spansBefore = traced?.sink.counts().spans ?? 0
+  let wrk: WrkResult
+  try {
+    wrk = await runWrk({ url, threads: THREADS, connections: CONNECTIONS, durationS: SECONDS })
+    if (traced !== undefined) await exportSettled(traced.sink)
+  } finally {
+    clearInterval(sampler)
+  }
+  sample()
+  if (wrk.errors.connect + wrk.errors.read + wrk.errors.write + wrk.errors.timeout + wrk.errors.status > 0) {
+    throw new Error(`wrk against ${url} had errors ${JSON.stringify(wrk.errors)}:\n${wrk.output}\n${nginx.errors()}`)
+  }
+  const logged = (await nginx.waitForAccessLog((lines) => lines.length - loggedBefore >= wrk.requests)).length - loggedBefore
+  const use = periscope === undefined ? undefined : {
+    cpuS: cpuSeconds(periscope.pid) - cpuBefore,
+    sampledRss,
+    hwm: hwm(periscope.pid),
+    spans: traced!.sink.counts().spans - spansBefore,
+  }
+  return { wrk, logged, periscope: use }
+}
+
+/** `./periscope run` with the shipped plugins, exporting to the sink; resolves once its plugins run. */
+async function startPeriscope(sink: OtlpSink): Promise<Periscope> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'periscope-bench-http-'))
+  // the runtime continues as nobody after loading, and must reach its data directory
+  chmodSync(dir, 0o755)
+  writeFileSync(path.join(dir, 'periscope.yaml'), JSON.stringify({
+    admin: { socket: path.join(dir, 'admin', 'admin.sock') },
+    exporter: { dataDir: path.join(dir, 'data'), prometheus: { port: 0 } },
+  }))
+  const env: Record<string, string> = {}
+  for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !key.startsWith('OTEL_')) env[key] = value
+  env.OTEL_EXPORTER_OTLP_ENDPOINT = sink.endpoint
+  const child: ChildProcess = spawn(path.join(repoRoot, 'periscope'), ['run', '--config', path.join(dir, 'periscope.yaml')], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGINT')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+      const code = await exited
+      clearTimeout(timer)
+      if (code !== 0) console.error(`periscope run exited with ${code} on SIGINT:\n${output.slice(-3000)}`)
+    }
+    rmSync(dir, { recursive: true, force: true })
+  }
+  try {
+    const start = performance.now()
+    let ready: RegExpExecArray | null
+    while ((ready = /running \d+ of \d+ plugins[^\n]*/.exec(output)) === null) {
+      if (child.exitCode !== null) throw new Error(`periscope run exited with ${child.exitCode} during start-up:\n${output}`)
+      if (performance.now() - start > 120_000) throw new Error(`periscope run was not running its plugins after 120 s:\n${output}`)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    return { pid: child.pid!, running: ready[0], output: () => output, stop }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+}
+
+/**
+ * With the shipped HTTP plugin in place, waits until a request to nginx comes back as a span at the
+ * sink, so the timed load starts with tracing in effect; without it there is nothing to wait for.
+ */
+async function waitUntilTracing(nginx: Nginx, sink: OtlpSink, periscope: Periscope): Promise<void> {
+  if (!existsSync(path.join(repoRoot, 'plugins', 'http.ts'))) return
+  const before = sink.counts().spans
+  const start = performance.now()
+  while (sink.counts().spans === before) {
+    if (performance.now() - start > 60_000) throw new Error(`no span reached the sink within 60 s of requests to nginx; periscope run output:\n${periscope.output().slice(-3000)}`)
+    await runCurl(`${nginx.baseUrl}/`)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+}
+
+const sink = await startOtlpSink()
+const nginx = await startNginx({ tls: true })
+const baseline: Record<Scheme, LoadRun[]> = { http: [], https: [] }
+const traced: Record<Scheme, LoadRun[]> = { http: [], https: [] }
+let running = ''
+try {
+  // nginx, wrk and the page cache warmed; one Periscope start so later ones find the compile cache filled
+  for (const scheme of SCHEMES) await runWrk({ url: `${scheme === 'http' ? nginx.baseUrl : nginx.tlsUrl}/`, durationS: 2, threads: THREADS, connections: CONNECTIONS })
+  await (await startPeriscope(sink)).stop()
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const scheme of SCHEMES) baseline[scheme].push(await load(nginx, scheme))
+    const periscope = await startPeriscope(sink)
+    running = periscope.running
+    try {
+      await waitUntilTracing(nginx, sink, periscope)
+      await exportSettled(sink)
+      for (const scheme of SCHEMES) traced[scheme].push(await load(nginx, scheme, { periscope, sink }))
+    } finally {
+      await periscope.stop()
+    }
+  }
+} finally {
+  await nginx.stop()
+  await sink.stop()
+}
+
+const ms = (us: number): string => `${(us / 1000).toFixed(2)} ms`
+const rps = (x: number): string => Math.round(x).toLocaleString('en')
+let allMet = true
+console.log(`HTTP overhead: nginx (1 worker) serving its ${Buffer.byteLength(NGINX_SMALL_PAGE)}-byte page under wrk (${THREADS} threads, ${CONNECTIONS} connections, ${SECONDS} s a run), ` +
+  `medians of ${ROUNDS} rounds alternating without and with Periscope; ${running || 'periscope run'}; OTLP/HTTP to a local sink`)
+for (const scheme of SCHEMES) {
+  const base = baseline[scheme]
+  const withP = traced[scheme]
+  const m = (runs: LoadRun[], pick: (r: LoadRun) => number): number => median(runs.map(pick))
+  const baseRps = m(base, (r) => r.wrk.requestsPerSecond)
+  const withRps = m(withP, (r) => r.wrk.requestsPerSecond)
+  const p99Added = m(withP, (r) => r.wrk.latencyUs.p99) - m(base, (r) => r.wrk.latencyUs.p99)
+  const cpuPer10k = m(withP, (r) => (r.periscope!.cpuS / r.logged) * 10_000)
+  const rss = Math.max(...withP.map((r) => r.periscope!.sampledRss))
+  const peak = Math.max(...withP.map((r) => r.periscope!.hwm))
+  const logged = withP.reduce((sum, r) => sum + r.logged, 0)
+  const exported = withP.reduce((sum, r) => sum + r.periscope!.spans, 0)
+  const met = { throughput: withRps / baseRps >= TARGET_THROUGHPUT_RATIO, p99: p99Added <= TARGET_P99_ADDED_US, rss: rss <= TARGET_RSS }
+  allMet &&= met.throughput && met.p99 && met.rss
+  console.log(`  ${scheme.padEnd(5)} without Periscope: ${rps(baseRps)} req/s (rounds ${base.map((r) => rps(r.wrk.requestsPerSecond)).join(', ')}); ` +
+    `p50 ${ms(m(base, (r) => r.wrk.latencyUs.p50))}, p99 ${ms(m(base, (r) => r.wrk.latencyUs.p99))}`)
+  console.log(`        with Periscope:    ${rps(withRps)} req/s (rounds ${withP.map((r) => rps(r.wrk.requestsPerSecond)).join(', ')}); ` +
+    `ratio ${(withRps / baseRps).toFixed(3)} (target ≥ ${TARGET_THROUGHPUT_RATIO}) ${verdict(met.throughput)}`)
+  console.log(`          p50 ${ms(m(withP, (r) => r.wrk.latencyUs.p50))}, p99 ${ms(m(withP, (r) => r.wrk.latencyUs.p99))}: ` +
+    `p99 added ${p99Added.toFixed(0)} µs (target ≤ ${TARGET_P99_ADDED_US}) ${verdict(met.p99)}; ratio p50 ${(m(withP, (r) => r.wrk.latencyUs.p50) / m(base, (r) => r.wrk.latencyUs.p50)).toFixed(2)}, ` +
+    `p99 ${(m(withP, (r) => r.wrk.latencyUs.p99) / m(base, (r) => r.wrk.latencyUs.p99)).toFixed(2)}`)
+  console.log(`          Periscope: ${cpuPer10k.toFixed(3)} CPU-s per 10,000 requests (rounds ${withP.map((r) => ((r.periscope!.cpuS / r.logged) * 10_000).toFixed(3)).join(', ')}); ` +
+    `RSS under load ${mb(rss)} MB (target ≤ ${mb(TARGET_RSS)}) ${verdict(met.rss)}, VmHWM ${mb(peak)} MB; ` +
+    `${exported.toLocaleString('en')} spans exported for ${logged.toLocaleString('en')} requests (${(exported / logged).toFixed(2)} a request)`)
+}
+if (!allMet) process.exitCode = 1
