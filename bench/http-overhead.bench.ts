@@ -17,6 +17,7 @@
  * RSS ≤ 150 MB (10^6 bytes) under load. Exits non-zero when one is missed.
  *
  *   node_modules/.bin/node bench/http-overhead.bench.ts [--seconds 10] [--rounds 3]
+ *   PERISCOPE_BENCH_HTTP_SECONDS=5 npm run bench -- http-overhead
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -28,7 +29,12 @@ import { NGINX_SMALL_PAGE, startNginx, type Nginx } from '../test/peers/nginx.ts
 import { startOtlpSink, type OtlpSink } from '../test/peers/otlp-sink.ts'
 import { mb, median, procMemory, repoRoot, verdict } from './common.ts'
 
-const { values: args } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, rounds: { type: 'string', default: '3' } } })
+const { values: args } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: process.env.PERISCOPE_BENCH_HTTP_SECONDS ?? '10' },
+    rounds: { type: 'string', default: process.env.PERISCOPE_BENCH_HTTP_ROUNDS ?? '3' },
+  },
+})
 const SECONDS = Number(args.seconds)
 const ROUNDS = Number(args.rounds)
 if (!(SECONDS >= 1) || !(ROUNDS >= 1)) throw new Error(`--seconds and --rounds must be positive numbers (got ${args.seconds}, ${args.rounds})`)
