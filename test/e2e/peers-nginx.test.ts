@@ -154,6 +154,9 @@ test('the raw client: a request in several writes is read piece by piece, pipeli
   assert.equal(entries[0]!.requestLength, pieces.join('').length)
   assert.equal(entries[0]!.traceparent, TRACEPARENT)
   assert.deepEqual(entries.map((e) => e.bytesSent), [split!.wireBytes, ...pipelined.map((r) => r.wireBytes)])
+  const last = await conn.request(getRequest('/', { Connection: 'close' }))
+  assert.equal(last.headers.connection, 'close')
+  await conn.closed()
 })
 
 test('the reverse proxy reaches the backend over a kept-alive upstream connection and forwards traceparent', async (t) => {
