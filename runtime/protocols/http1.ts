@@ -201,6 +201,9 @@ const TRANSFER_ENCODING = ascii('transfer-encoding')
 const CHUNKED = ascii('chunked')
 const EXPECT = ascii('expect')
 const CONTINUE = ascii('100-continue')
+/** The headers that frame a message, by name length (their lengths differ). */
+const FRAMING_BY_LENGTH: (Uint8Array | undefined)[] = []
+for (const name of [CONTENT_LENGTH, TRANSFER_ENCODING, EXPECT]) FRAMING_BY_LENGTH[name.length] = name
 /** A chunked body's last chunk and empty trailers, as a sender writes them. */
 const LAST_CHUNK = ascii('\r\n0\r\n\r\n')
 /** The largest Content-Length or chunk size taken: 2^53 - 1 keeps the arithmetic exact. */
@@ -926,22 +929,30 @@ class MessageStream {
   private onHeaderLine(buf: Uint8Array, a: number, b: number, chunk: Http1Chunk): void {
     // obsolete line folding (RFC 9112 5.2) continues the previous value: nothing to frame by
     if (buf[a] === SP || buf[a] === HT) return
-    const colon = indexOfByte(buf, COLON, a, b)
-    if (colon <= a) return this.fail('header-line', chunk.endNs)
-    for (let i = a; i < colon; i++) if (TOKEN[buf[i]!] !== 1) return this.fail('header-line', chunk.endNs)
+    // one pass checks the name and finds the colon, which is not a token character
+    let colon = a
+    while (colon < b && TOKEN[buf[colon]!] === 1) colon++
+    if (colon === a || colon === b || buf[colon] !== COLON) return this.fail('header-line', chunk.endNs)
+    const nameLength = colon - a
+    const framing = FRAMING_BY_LENGTH[nameLength]
+    const wanted = this.message === null ? undefined : this.parser.wantedByLength[nameLength]
+    // most header lines are neither: their values are never looked at
+    if (framing === undefined && wanted === undefined) return
     let valueStart = colon + 1
     let valueEnd = b
     while (valueStart < valueEnd && (buf[valueStart] === SP || buf[valueStart] === HT)) valueStart++
     while (valueEnd > valueStart && (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HT)) valueEnd--
-    const nameLength = colon - a
-    if (nameLength === CONTENT_LENGTH.length && equalsLowerCase(buf, a, CONTENT_LENGTH)) this.onContentLength(buf, valueStart, valueEnd)
-    else if (nameLength === TRANSFER_ENCODING.length && equalsLowerCase(buf, a, TRANSFER_ENCODING)) this.onTransferEncoding(buf, valueStart, valueEnd)
-    else if (nameLength === EXPECT.length && equalsLowerCase(buf, a, EXPECT)) this.expectContinue = valueEnd - valueStart === CONTINUE.length && equalsLowerCase(buf, valueStart, CONTINUE)
-    const wanted = this.parser.wantedByLength[nameLength]
-    if (wanted === undefined || this.message === null) return
+    if (framing !== undefined && equalsLowerCase(buf, a, framing)) this.onFramingHeader(framing, buf, valueStart, valueEnd)
+    if (wanted === undefined) return
     for (const header of wanted) {
       if (equalsLowerCase(buf, a, header.bytes)) return this.keepHeader(header.name, buf, valueStart, valueEnd)
     }
+  }
+
+  private onFramingHeader(name: Uint8Array, buf: Uint8Array, start: number, end: number): void {
+    if (name === CONTENT_LENGTH) this.onContentLength(buf, start, end)
+    else if (name === TRANSFER_ENCODING) this.onTransferEncoding(buf, start, end)
+    else this.expectContinue = end - start === CONTINUE.length && equalsLowerCase(buf, start, CONTINUE)
   }
 
   /** Keeps a value, joining repeats with `, `; separators count against the cap too. */
