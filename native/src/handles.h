@@ -66,6 +66,7 @@ class Program : public Napi::ObjectWrap<Program> {
   Napi::Value AttachPerfEvent(const Napi::CallbackInfo& info);
   Napi::Value AttachCgroup(const Napi::CallbackInfo& info);
   Napi::Value AttachTc(const Napi::CallbackInfo& info);
+  Napi::Value AttachIter(const Napi::CallbackInfo& info);
   Napi::Value TestRun(const Napi::CallbackInfo& info);
   Napi::Value Wrap(Napi::Env env, bpf_link* link, const std::string& op, const std::string& log);
 
@@ -114,6 +115,7 @@ class Link : public Napi::ObjectWrap<Link> {
  private:
   Napi::Value Detach(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value IterCreate(const Napi::CallbackInfo& info);
 
   Object* owner_ = nullptr;
   bpf_link* link_ = nullptr;

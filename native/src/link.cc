@@ -14,6 +14,7 @@ Napi::Function Link::Init(Napi::Env env) {
                                   {
                                       InstanceMethod<&Link::Detach>("detach"),
                                       InstanceMethod<&Link::Info>("info"),
+                                      InstanceMethod<&Link::IterCreate>("iterCreate"),
                                   });
   constructor = Napi::Persistent(fn);
   return fn;
@@ -56,6 +57,16 @@ Napi::Value Link::Detach(const Napi::CallbackInfo& info) {
   Release();
   if (owner != nullptr) owner->forget(this);
   return Napi::Boolean::New(info.Env(), attached);
+}
+
+// iterCreate() -> the fd of a new instance of an iterator link (bpf_iter_create, close-on-exec);
+// reading it to EOF runs the program once over what it iterates. The caller closes the fd.
+Napi::Value Link::IterCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (link_ == nullptr) ThrowBpfError(env, "bpf_iter_create (the link was detached)", EBADF);
+  int fd = bpf_iter_create(bpf_link__fd(link_));
+  if (fd < 0) ThrowBpfError(env, "bpf_iter_create", errno);
+  return Napi::Number::New(env, fd);
 }
 
 // info() -> { kind, id, progId, type } from the kernel; tc filters have no link id (0)

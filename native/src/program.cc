@@ -26,6 +26,7 @@ Napi::Function Program::Init(Napi::Env env) {
                                       InstanceMethod<&Program::AttachPerfEvent>("attachPerfEvent"),
                                       InstanceMethod<&Program::AttachCgroup>("attachCgroup"),
                                       InstanceMethod<&Program::AttachTc>("attachTc"),
+                                      InstanceMethod<&Program::AttachIter>("attachIter"),
                                       InstanceMethod<&Program::TestRun>("testRun"),
                                   });
   constructor = Napi::Persistent(fn);
@@ -222,6 +223,26 @@ Napi::Value Program::AttachTc(const Napi::CallbackInfo& info) {
   Link::Unwrap(js)->BindTc(object_, hook, opts);
   object_->adopt(env, Link::Unwrap(js), js);
   return js;
+}
+
+// attachIter(pid): an iterator link, which runs nothing until an instance is created from it
+// (Link.iterCreate); a pid > 0 limits a task iterator (task, task_file, task_vma) to that process.
+Napi::Value Program::AttachIter(const Napi::CallbackInfo& info) {
+  bpf_program* prog = handle(info.Env());
+  uint32_t pid = info[0].As<Napi::Number>().Uint32Value();
+  union bpf_iter_link_info link_info{};
+  LIBBPF_OPTS(bpf_iter_attach_opts, opts);
+  std::string op = std::string("iter ") + bpf_program__name(prog);
+  if (pid > 0) {
+    link_info.task.pid = pid;
+    opts.link_info = &link_info;
+    opts.link_info_len = sizeof link_info;
+    op += " pid " + std::to_string(pid);
+  }
+  LibbpfLogCapture capture;
+  errno = 0;
+  bpf_link* link = bpf_program__attach_iter(prog, &opts);
+  return Wrap(info.Env(), link, op, capture.take());
 }
 
 // testRun(ctxIn?: Uint8Array, repeat?) -> retval: runs a syscall/raw_tp program in the caller's

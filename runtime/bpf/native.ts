@@ -20,6 +20,8 @@ export interface NativeProgram {
   attachPerfEvent(type: number, config: number, frequency: number, period: number, pid: number, cpu: number, cookie?: bigint): NativeLink
   attachCgroup(cgroupFd: number): NativeLink
   attachTc(ifindex: number, egress: boolean, priority: number): NativeLink
+  /** An iterator link; pid > 0 limits a task iterator to that process. */
+  attachIter(pid: number): NativeLink
   testRun(context?: Uint8Array | null, repeat?: number): number
 }
 
@@ -60,6 +62,8 @@ export interface NativeLinkInfo {
 export interface NativeLink {
   detach(): boolean
   info(): NativeLinkInfo
+  /** Iterator links only: the fd of a new instance, read to EOF to run it (bpf_iter_create). */
+  iterCreate(): number
 }
 
 export interface NativeObject {

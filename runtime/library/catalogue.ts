@@ -21,6 +21,19 @@ export interface CatalogueEntry {
   description: string
   /** Attached when the object is opened. Objects driven on demand (generic, loopgen) have none. */
   attach: AttachPoint[]
+  /**
+   * Iterator programs run once, in order, when the object opens (after its links attach), to
+   * find what existed before it: each prints one line per thing found, and `found` names them.
+   */
+  startupIterators?: { program: string; found: string }[]
+}
+
+/** The entry and exit tracepoints of one syscall, as two attach points. */
+function syscall(name: string, what: string, program = name, tracepoint = name): AttachPoint[] {
+  return [
+    { what: `${what} (${name} entry)`, alternatives: [{ kind: 'tracepoint', program: `enter_${program}`, category: 'syscalls', name: `sys_enter_${tracepoint}` }] },
+    { what: `${what} (${name} exit)`, alternatives: [{ kind: 'tracepoint', program: `exit_${program}`, category: 'syscalls', name: `sys_exit_${tracepoint}` }] },
+  ]
 }
 
 export const catalogue: Record<string, CatalogueEntry> = {
@@ -31,6 +44,36 @@ export const catalogue: Record<string, CatalogueEntry> = {
       { what: 'process exit', alternatives: [{ kind: 'tracepoint', program: 'handle_exit', category: 'sched', name: 'sched_process_exit' }] },
       // only the raw tracepoint names the child's task, which tells a new process from a new thread
       { what: "process fork (to follow target_tgid's descendants)", alternatives: [{ kind: 'raw_tp', program: 'handle_fork', name: 'sched_process_fork' }] },
+    ],
+  },
+  sockdata: {
+    description: 'socket data of L7 protocols, one ring per protocol (http, http2, redis, postgres, mysql, kafka), '
+      + 'classified in the kernel from the first bytes and sent only when claimed in `protocols`; connection lifecycle '
+      + '(connections), libssl mappings (libraries); OpenSSL plaintext through uprobes attached at run time',
+    // syscall tracepoints: the kernel's sock_sendmsg/sock_recvmsg would cover every path in one place,
+    // but fentry and kprobes are not available on the kernels this ships for
+    attach: [
+      ...syscall('write', 'data sent on sockets'),
+      ...syscall('read', 'data received on sockets'),
+      ...syscall('writev', 'data sent on sockets'),
+      ...syscall('readv', 'data received on sockets'),
+      ...syscall('sendto', 'data sent on sockets'),
+      ...syscall('recvfrom', 'data received on sockets'),
+      ...syscall('sendmsg', 'data sent on sockets'),
+      ...syscall('recvmsg', 'data received on sockets'),
+      ...syscall('sendmmsg', 'data sent on sockets'),
+      ...syscall('recvmmsg', 'data received on sockets'),
+      ...syscall('sendfile64', 'file data sent on sockets', 'sendfile'),
+      ...syscall('connect', 'connections opened'),
+      ...syscall('accept', 'connections accepted'),
+      ...syscall('accept4', 'connections accepted'),
+      { what: 'connections closed (close entry)', alternatives: [{ kind: 'tracepoint', program: 'enter_close', category: 'syscalls', name: 'sys_enter_close' }] },
+      { what: 'TCP state changes (failed non-blocking connects, listening ports, Periscope\'s own connections)', alternatives: [{ kind: 'tracepoint', program: 'on_state_change', category: 'sock', name: 'inet_sock_set_state' }] },
+      { what: 'libssl mapped by a process (mmap entry)', alternatives: [{ kind: 'tracepoint', program: 'on_mmap', category: 'syscalls', name: 'sys_enter_mmap' }] },
+    ],
+    startupIterators: [
+      { program: 'scan_listeners', found: 'listening TCP sockets' },
+      { program: 'scan_sockets', found: 'TCP connections opened before Periscope' },
     ],
   },
   generic: {

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { RecordBatch } from '../bpf/batch.ts'
-import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, attachUprobe, type Link } from '../bpf/links.ts'
+import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, attachUprobe, runIterator, type Link } from '../bpf/links.ts'
 import { ObjectSpec, type LoadedObject, type Setting } from '../bpf/object.ts'
 import { settleAttachProbes } from '../bpf/features.ts'
 import { PerfBufferReader, RingBufferReader } from '../bpf/ringbuf.ts'
@@ -99,6 +99,11 @@ export class LibraryObject {
         this.#links.splice(this.#links.indexOf(link), 1)
       },
     }
+  }
+
+  /** Runs one of the object's iterator programs once (pid: only that process); resolves to what it printed. */
+  async runIterator(program: string, options: { pid?: number } = {}): Promise<string> {
+    return (await runIterator(this.object, program, options)).toString()
   }
 
   /** Ring reserve failures of the whole object (its `dropped` map): every stream is told of them all. */
@@ -215,13 +220,47 @@ export async function openLibraryObject(name: string, options: OpenOptions = {})
   } catch (error) {
     throw explainPermissionDenied(error, `loading library object ${name}`, needs)
   }
+  let library: LibraryObject
   try {
+    markSelf(object)
     const links = chosen.map((c) => attachOne(object, c))
-    return new LibraryObject(name, object, links, log)
+    library = new LibraryObject(name, object, links, log)
   } catch (error) {
     object.close()
     throw explainPermissionDenied(error, `attaching library object ${name}`, needs)
   }
+  try {
+    await runStartupIterators(library, entry.startupIterators ?? [], log)
+  } catch (error) {
+    await library.close()
+    throw explainPermissionDenied(error, `scanning at the start of library object ${name}`, needs)
+  }
+  return library
+}
+
+/**
+ * An object with a `self_tgids` map skips Periscope's own processes (and, in sockdata, the other
+ * end of their connections): written before its links attach, so none of Periscope's traffic is
+ * seen even once.
+ */
+function markSelf(object: LoadedObject): void {
+  if (!object.maps().some((m) => m.name === 'self_tgids')) return
+  const map = object.map('self_tgids')
+  const key = new Uint8Array(4)
+  new DataView(key.buffer).setUint32(0, process.pid, true)
+  map.update(key, new Uint8Array(map.valueSize).fill(1))
+}
+
+/** Runs the entry's start-up iterators in order and logs how many things each found. */
+async function runStartupIterators(library: LibraryObject, iterators: { program: string; found: string }[], log: (message: string) => void): Promise<void> {
+  if (iterators.length === 0) return
+  const counts: string[] = []
+  for (const { program, found } of iterators) {
+    const output = await library.runIterator(program)
+    const lines = output === '' ? 0 : output.trimEnd().split('\n').length
+    counts.push(`${lines} ${found}`)
+  }
+  log(`${library.name}: start-up scan found ${counts.join(', ')}`)
 }
 
 /**

@@ -1,0 +1,1554 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Socket data for L7 protocol plugins. Each send and receive on a stream socket (TCP, unix) is
+ * followed to its connection, whose protocol the kernel tags from its first bytes; a record goes
+ * to that protocol's ring only when some plugin claimed the protocol (`protocols`), so traffic
+ * nobody wants never leaves the kernel. TLS plaintext comes from uprobes on OpenSSL, which
+ * plugins attach at run time; the connection table is filled at start by two task_file
+ * iterators, so connections older than Periscope are traced too.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "periscope.h"
+#include "sockdata.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AF_UNIX 1
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define S_IFMT 0170000
+#define S_IFSOCK 0140000
+#define PROT_EXEC 0x4
+#define VM_EXEC 0x4
+#define EINTR 4
+#define EAGAIN 11
+#define EISCONN 106
+#define EALREADY 114
+#define EINPROGRESS 115
+
+/* undecided records before a connection is classified as other */
+#define CLASSIFY_ATTEMPTS 4
+/* bytes the classifier looks at */
+#define HEAD_LEN 16
+/* iovecs gathered per call, and messages per sendmmsg/recvmmsg */
+#define MAX_IOV 16
+#define MAX_MMSG 8
+/* path components the libraries ring follows up to the root */
+#define PATH_DEPTH 16
+#define NAME_MAX 255
+
+#define PROTOCOL_RING(name)                         \
+	struct {                                    \
+		__uint(type, BPF_MAP_TYPE_RINGBUF); \
+		__uint(max_entries, 4 << 20);       \
+	} name SEC(".maps");                        \
+	RECORD(name, struct sock_event)
+
+PROTOCOL_RING(http);
+PROTOCOL_RING(http2);
+PROTOCOL_RING(redis);
+PROTOCOL_RING(postgres);
+PROTOCOL_RING(mysql);
+PROTOCOL_RING(kafka);
+
+/* open, close and connect-failed of the connections of wanted processes */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} connections SEC(".maps");
+RECORD(connections, struct sock_event);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 << 10);
+} libraries SEC(".maps");
+RECORD(libraries, struct library_event);
+
+DROP_COUNTER;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PROTOCOL_COUNT);
+	__type(key, __u32);
+	__type(value, struct protocol_config);
+} protocols SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct protocol_pid);
+	__type(value, __u8);
+} target_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct protocol_port);
+	__type(value, __u8);
+} excluded_ports SEC(".maps");
+
+/* Periscope's own processes, written by the runtime when it opens the object */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} self_tgids SEC(".maps");
+
+/* Periscope's TCP connections as its end sees them; their other end is not traced either */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct self_flow);
+	__type(value, __u8);
+} self_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} self_listen_ports SEC(".maps");
+
+/* Periscope's sockets between SYN_SENT and ESTABLISHED, when their source port is known */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} self_socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct conn_key);
+	__type(value, struct conn_info);
+} conns SEC(".maps");
+
+/* listening TCP ports: a connection on one of them was accepted */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct listen_key);
+	__type(value, __u8);
+} listening SEC(".maps");
+
+enum call_shape {
+	SHAPE_BUFFER = 0,
+	SHAPE_IOVEC = 1,
+	SHAPE_MSG = 2,
+	SHAPE_MMSG = 3,
+	SHAPE_SENDFILE = 4,
+	SHAPE_CONNECT = 5,
+	SHAPE_ACCEPT = 6,
+};
+
+/* a syscall between its entry and exit, per thread */
+struct active_call {
+	__u64 start_ns;
+	/* the buffer, iovec array, msghdr, mmsghdr array or (connect) sockaddr */
+	__u64 source;
+	__s32 fd;
+	/* iovcnt or vlen */
+	__u32 count;
+	__u8 shape;
+	__u8 direction;
+	__u8 pad[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct active_call);
+} active_calls SEC(".maps");
+
+/* an SSL_read/SSL_write between its entry and return, per thread */
+struct ssl_call {
+	__u64 start_ns;
+	__u64 ssl;
+	__u64 buf;
+	/* the _ex forms' size_t *written / *readbytes; 0 for SSL_read/SSL_write */
+	__u64 count_ptr;
+	/* from a socket syscall nested in the call; -1 until one is seen */
+	__s32 fd;
+	__u8 direction;
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct ssl_call);
+} ssl_calls SEC(".maps");
+
+struct ssl_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 ssl;
+};
+
+/* the socket of an SSL*, for calls OpenSSL serves from its buffer without a syscall */
+struct ssl_socket {
+	__u64 conn_id;
+	__s32 fd;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ssl_key);
+	__type(value, struct ssl_socket);
+} ssl_sockets SEC(".maps");
+
+/* a non-blocking connect in progress, whose failure shows as SYN_SENT -> CLOSE */
+struct pending_connect {
+	struct conn_key key;
+	__u64 conn_id;
+	__u64 start_ns;
+	__u32 tid;
+	__u32 pad;
+	char comm[SOCK_COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct pending_connect);
+} pending_connects SEC(".maps");
+
+/* payloads are gathered here; twice the cap, so the verifier can bound offset + length */
+struct payload_buffer {
+	__u8 bytes[2 * SOCK_DATA_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct payload_buffer);
+} scratch SEC(".maps");
+
+/*
+ * conn_id counters, one per CPU, with the CPU in the low bits: unique without atomics, which
+ * the build's BPF CPU version cannot return a value from. Tracing programs do not nest on a CPU.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} conn_counters SEC(".maps");
+
+/* what one record is made from */
+struct capture {
+	__u64 start_ns;
+	/* one buffer, or an iovec array when iovcnt > 0 */
+	__u64 source;
+	__u32 iovcnt;
+	__u32 bytes;
+	__u32 tgid;
+	__s32 fd;
+	__u8 direction;
+	/* SOCK_FLAG_TLS or SOCK_FLAG_SENDFILE */
+	__u8 flags;
+	__u8 pad[6];
+};
+
+static __always_inline bool is_self(__u32 tgid)
+{
+	return bpf_map_lookup_elem(&self_tgids, &tgid) != NULL;
+}
+
+static __always_inline __u64 next_conn_id(void)
+{
+	__u32 zero = 0;
+	__u64 *counter = bpf_map_lookup_elem(&conn_counters, &zero);
+
+	if (!counter)
+		return 0;
+	*counter += 1;
+	return (*counter << 10) | (bpf_get_smp_processor_id() & 1023);
+}
+
+/* the struct file an fd of the current task names, from its file table */
+static __always_inline struct file *fd_file(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = NULL;
+
+	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	return file;
+}
+
+/* the file's socket when it is a stream socket: a sockfs inode whose socket points back */
+static __always_inline struct socket *stream_socket(struct file *file)
+{
+	struct socket *sock;
+	umode_t mode;
+
+	if (!file)
+		return NULL;
+	mode = BPF_CORE_READ(file, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return NULL;
+	sock = BPF_CORE_READ(file, private_data);
+	if (BPF_CORE_READ(sock, file) != file || BPF_CORE_READ(sock, type) != SOCK_STREAM)
+		return NULL;
+	return sock;
+}
+
+/* IPv4 as IPv4-mapped IPv6, so both kinds of socket meet in one key */
+static __always_inline void as_ipv6(__u8 out[SOCK_ADDR_LEN], const __u8 in[SOCK_ADDR_LEN], __u16 family)
+{
+	if (family != AF_INET) {
+		__builtin_memcpy(out, in, SOCK_ADDR_LEN);
+		return;
+	}
+	__builtin_memset(out, 0, 10);
+	out[10] = 0xff;
+	out[11] = 0xff;
+	__builtin_memcpy(out + 12, in, 4);
+}
+
+static __always_inline bool is_loopback(const __u8 addr[SOCK_ADDR_LEN])
+{
+	__u64 high, low;
+
+	__builtin_memcpy(&high, addr, 8);
+	__builtin_memcpy(&low, addr + 8, 8);
+	if (high != 0)
+		return false;
+	/* ::1, or ::ffff:127.x.y.z */
+	return low == bpf_cpu_to_be64(1) || (low >> 32 == bpf_htonl(0xffff) && addr[12] == 127);
+}
+
+static __always_inline bool same_address(const __u8 a[SOCK_ADDR_LEN], const __u8 b[SOCK_ADDR_LEN])
+{
+	__u64 a0, a1, b0, b1;
+
+	__builtin_memcpy(&a0, a, 8);
+	__builtin_memcpy(&a1, a + 8, 8);
+	__builtin_memcpy(&b0, b, 8);
+	__builtin_memcpy(&b1, b + 8, 8);
+	return a0 == b0 && a1 == b1;
+}
+
+/* the other end of one of Periscope's own connections, or a client of its listening ports */
+static __always_inline bool is_peer_of_self(struct conn_info *conn)
+{
+	struct self_flow flow = {};
+	__u32 port = conn->remote_port;
+
+	if (conn->family != AF_INET && conn->family != AF_INET6)
+		return false;
+	as_ipv6(flow.local_addr, conn->remote_addr, conn->family);
+	as_ipv6(flow.remote_addr, conn->local_addr, conn->family);
+	flow.local_port = conn->remote_port;
+	flow.remote_port = conn->local_port;
+	if (bpf_map_lookup_elem(&self_flows, &flow))
+		return true;
+	if (!bpf_map_lookup_elem(&self_listen_ports, &port))
+		return false;
+	return is_loopback(flow.local_addr) || same_address(flow.local_addr, flow.remote_addr);
+}
+
+/* family, addresses and ports of a socket; false for families other than inet, inet6, unix */
+static __always_inline bool read_endpoints(struct conn_info *conn, struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	conn->family = family;
+	if (family == AF_UNIX)
+		return true;
+	if (family == AF_INET) {
+		bpf_core_read(conn->local_addr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(conn->remote_addr, 4, &sk->__sk_common.skc_daddr);
+	} else if (family == AF_INET6) {
+		bpf_core_read(conn->local_addr, SOCK_ADDR_LEN, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(conn->remote_addr, SOCK_ADDR_LEN, &sk->__sk_common.skc_v6_daddr);
+	} else {
+		return false;
+	}
+	conn->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	conn->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	return true;
+}
+
+static __always_inline __u32 netns_of(struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/*
+ * Adds a connection to the table under key. ROLE_UNKNOWN asks for the role from the listening
+ * sockets: a TCP connection on a listening port was accepted.
+ */
+static __always_inline struct conn_info *new_conn(struct conn_key *key, struct file *file, struct socket *sock, __u8 role, __u8 flags)
+{
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	struct conn_info conn = {};
+
+	if (!read_endpoints(&conn, sk))
+		return NULL;
+	if (role == ROLE_UNKNOWN && conn.family != AF_UNIX) {
+		struct listen_key listener = { .netns = netns_of(sk), .port = conn.local_port };
+
+		role = bpf_map_lookup_elem(&listening, &listener) ? ROLE_SERVER : ROLE_CLIENT;
+	}
+	conn.conn_id = next_conn_id();
+	conn.file = (__u64)file;
+	conn.role = role;
+	conn.flags = flags;
+	conn.excluded = is_peer_of_self(&conn);
+	bpf_map_update_elem(&conns, key, &conn, BPF_ANY);
+	return bpf_map_lookup_elem(&conns, key);
+}
+
+/* the connection an fd of the current task names, made at first sight; NULL for non-sockets */
+static __always_inline struct conn_info *conn_for_fd(__u32 tgid, int fd)
+{
+	struct conn_key key = { .tgid = tgid, .fd = fd };
+	struct file *file = fd_file(fd);
+	struct conn_info *conn;
+	struct socket *sock;
+
+	if (!file)
+		return NULL;
+	conn = bpf_map_lookup_elem(&conns, &key);
+	if (conn && conn->file == (__u64)file)
+		return conn;
+	sock = stream_socket(file);
+	if (!sock) {
+		/* a closed socket's fd, reused without a close we saw */
+		if (conn)
+			bpf_map_delete_elem(&conns, &key);
+		return NULL;
+	}
+	return new_conn(&key, file, sock, ROLE_UNKNOWN, 0);
+}
+
+/* ciphertext from now on: the plaintext stream is classified and counted afresh */
+static __always_inline void start_tls(struct conn_info *conn)
+{
+	conn->tls = 1;
+	conn->protocol = PROTOCOL_UNKNOWN;
+	conn->attempts = 0;
+	conn->positions[0] = 0;
+	conn->positions[1] = 0;
+	conn->loss[0] = 0;
+	conn->loss[1] = 0;
+}
+
+/* a socket syscall inside an SSL call names the SSL object's socket, which is then TLS */
+static __always_inline void note_ssl_socket(__u64 id, int fd, struct conn_info *conn)
+{
+	struct ssl_call *call = bpf_map_lookup_elem(&ssl_calls, &id);
+
+	if (!call)
+		return;
+	call->fd = fd;
+	if (!conn->tls)
+		start_tls(conn);
+}
+
+/* the protocol's config when a record of it from this process and connection goes out */
+static __always_inline struct protocol_config *protocol_passes(__u32 protocol, __u32 tgid, struct conn_info *conn)
+{
+	struct protocol_config *config;
+	struct protocol_pid pid = { .protocol = protocol, .pid = tgid };
+	struct protocol_port port = { .protocol = protocol };
+
+	if (protocol == PROTOCOL_UNKNOWN || protocol >= PROTOCOL_TLS)
+		return NULL;
+	config = bpf_map_lookup_elem(&protocols, &protocol);
+	if (!config || !config->wanted)
+		return NULL;
+	if (config->pid_filter && !bpf_map_lookup_elem(&target_pids, &pid))
+		return NULL;
+	port.port = conn->local_port;
+	if (bpf_map_lookup_elem(&excluded_ports, &port))
+		return NULL;
+	port.port = conn->remote_port;
+	if (bpf_map_lookup_elem(&excluded_ports, &port))
+		return NULL;
+	return config;
+}
+
+/* open, close and connect-failed go out for connections some wanted protocol could be on */
+static __always_inline bool lifecycle_wanted(struct conn_info *conn, __u32 tgid)
+{
+	__u32 protocol = conn->protocol;
+
+	if (conn->excluded)
+		return false;
+	if (protocol != PROTOCOL_UNKNOWN)
+		return protocol_passes(protocol, tgid, conn) != NULL;
+	for (protocol = PROTOCOL_HTTP; protocol < PROTOCOL_TLS; protocol++) {
+		if (protocol_passes(protocol, tgid, conn))
+			return true;
+	}
+	return false;
+}
+
+static __always_inline bool any_protocol_wanted(void)
+{
+	struct protocol_config *config;
+	__u32 protocol;
+
+	for (protocol = PROTOCOL_HTTP; protocol < PROTOCOL_TLS; protocol++) {
+		config = bpf_map_lookup_elem(&protocols, &protocol);
+		if (config && config->wanted)
+			return true;
+	}
+	return false;
+}
+
+static __always_inline void fill_header(struct sock_event *e, struct conn_info *conn, __u32 tgid, __u32 tid, __s32 fd)
+{
+	e->conn_id = conn->conn_id;
+	e->pid = tgid;
+	e->tid = tid;
+	e->fd = fd;
+	e->family = conn->family;
+	e->local_port = conn->local_port;
+	e->remote_port = conn->remote_port;
+	e->role = conn->role;
+	e->protocol = conn->protocol;
+	e->flags = conn->flags;
+	__builtin_memcpy(e->local_addr, conn->local_addr, SOCK_ADDR_LEN);
+	__builtin_memcpy(e->remote_addr, conn->remote_addr, SOCK_ADDR_LEN);
+}
+
+/* a lifecycle record; comm is the current task's unless given (softirq context) */
+static __always_inline void emit_lifecycle(struct conn_info *conn, __u8 kind, __u32 tgid, __u32 tid, __s32 fd, __u64 start_ns, __u32 error, const char *comm)
+{
+	struct sock_event e = {};
+
+	fill_header(&e, conn, tgid, tid, fd);
+	e.kind = kind;
+	e.start_ns = start_ns;
+	e.end_ns = bpf_ktime_get_boot_ns();
+	e.bytes = error;
+	if (comm)
+		__builtin_memcpy(e.comm, comm, SOCK_COMM_LEN);
+	else
+		bpf_get_current_comm(e.comm, sizeof(e.comm));
+	if (bpf_ringbuf_output(&connections, &e, sizeof(e), 0))
+		count_drop(&dropped);
+}
+
+/*
+ * Copies up to `left` bytes of iovec `index` of the user array at `iovecs` to offset `at` of the
+ * buffer; returns how many, or -1 when it could not be read. Global, like the other helpers of
+ * emit_data, so the verifier checks it once per program instead of once per loop iteration.
+ */
+__noinline int copy_iovec(struct payload_buffer *buffer, __u64 iovecs, __u64 index, __u64 at, __u64 left)
+{
+	struct iovec iov;
+	__u64 len;
+
+	if (!buffer || at >= SOCK_DATA_MAX)
+		return -1;
+	if (bpf_probe_read_user(&iov, sizeof(iov), (struct iovec *)iovecs + index))
+		return -1;
+	len = iov.iov_len < left ? iov.iov_len : left;
+	if (len == 0)
+		return 0;
+	if (len > SOCK_DATA_MAX)
+		return -1;
+	/* the mask changes nothing but shows the verifier the bound on whichever register it reads */
+	if (bpf_probe_read_user(buffer->bytes + (at & (SOCK_DATA_MAX - 1)), len, iov.iov_base))
+		return -1;
+	return len;
+}
+
+/* copies up to cap bytes of the call's data (one buffer or its iovecs) into the buffer; how many */
+__noinline __u32 gather(struct payload_buffer *buffer, __u32 cap, struct capture *c)
+{
+	__u64 want, copied = 0;
+	int i, n;
+
+	if (!buffer || !c)
+		return 0;
+	want = c->bytes < cap ? c->bytes : cap;
+	if (want > SOCK_DATA_MAX)
+		want = SOCK_DATA_MAX;
+	if (c->iovcnt == 0) {
+		/* the mask changes nothing (want <= SOCK_DATA_MAX) but bounds every copy of the register */
+		if (want == 0 || bpf_probe_read_user(buffer->bytes, want & (2 * SOCK_DATA_MAX - 1), (void *)c->source))
+			return 0;
+		return want;
+	}
+	for (i = 0; i < MAX_IOV && i < c->iovcnt && copied < want; i++) {
+		n = copy_iovec(buffer, c->source, i, copied, want - copied);
+		if (n < 0)
+			break;
+		copied += n;
+	}
+	return copied;
+}
+
+/* the first bytes of the call's data (its first iovec's, for vectors) into dst; returns how many */
+static __always_inline __u32 read_head(__u8 *dst, struct capture *c)
+{
+	__u64 source = c->source, len = c->bytes;
+	struct iovec iov;
+
+	if (c->iovcnt > 0) {
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)source))
+			return 0;
+		source = (__u64)iov.iov_base;
+		if (iov.iov_len < len)
+			len = iov.iov_len;
+	}
+	if (len > HEAD_LEN)
+		len = HEAD_LEN;
+	if (len == 0 || bpf_probe_read_user(dst, len, (void *)source))
+		return 0;
+	return len;
+}
+
+/* a string literal's first bytes as a little-endian word, folded at compile time */
+#define BYTE_AT(s, i) (sizeof(s) - 1 > (i) ? (__u64)(__u8)(s)[i] << (8 * (i)) : 0)
+#define WORD(s) (BYTE_AT(s, 0) | BYTE_AT(s, 1) | BYTE_AT(s, 2) | BYTE_AT(s, 3) | \
+		 BYTE_AT(s, 4) | BYTE_AT(s, 5) | BYTE_AT(s, 6) | BYTE_AT(s, 7))
+#define MASK(len) ((len) >= 8 ? ~0ULL : (1ULL << (8 * (len))) - 1)
+/* whether the head (word: its first 8 bytes, n of them valid) starts with a literal of <= 8 bytes */
+#define STARTS(literal) (n >= sizeof(literal) - 1 && (word & MASK(sizeof(literal) - 1)) == WORD(literal))
+
+static __always_inline bool is_digit(__u8 c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static __always_inline __u32 be32_at(const __u8 *p)
+{
+	return (__u32)p[0] << 24 | (__u32)p[1] << 16 | (__u32)p[2] << 8 | p[3];
+}
+
+static __always_inline __u32 be16_at(const __u8 *p)
+{
+	return (__u32)p[0] << 8 | p[1];
+}
+
+/* the protocol the first bytes of a connection speak; PROTOCOL_UNKNOWN when undecided */
+__noinline __u8 classify(struct payload_buffer *buffer, __u32 n, __u32 bytes)
+{
+	__u64 word, second;
+	__u8 *head;
+
+	if (!buffer || n > HEAD_LEN)
+		return PROTOCOL_UNKNOWN;
+	head = buffer->bytes;
+	__builtin_memcpy(&word, head, 8);
+	__builtin_memcpy(&second, head + 8, 8);
+	/* a TLS record: change cipher spec, alert, handshake or application data, version 3.x */
+	if (n >= 3 && head[0] >= 20 && head[0] <= 23 && head[1] == 3 && head[2] <= 4)
+		return PROTOCOL_TLS;
+	if (STARTS("GET ") || STARTS("POST ") || STARTS("PUT ") || STARTS("HEAD ") || STARTS("DELETE ") ||
+	    STARTS("OPTIONS ") || STARTS("PATCH ") || STARTS("CONNECT ") || STARTS("TRACE ") || STARTS("HTTP/1."))
+		return PROTOCOL_HTTP;
+	if (n >= 14 && word == WORD("PRI * HT") && (second & MASK(6)) == WORD("TP/2.0"))
+		return PROTOCOL_HTTP2;
+	/* a RESP command: an array of bulk strings, *<count>\r\n$ */
+	if (n >= 6 && head[0] == '*' && is_digit(head[1]) &&
+	    ((head[2] == '\r' && head[3] == '\n' && head[4] == '$') ||
+	     (is_digit(head[2]) && head[3] == '\r' && head[4] == '\n' && head[5] == '$')))
+		return PROTOCOL_REDIS;
+	if (n >= 8) {
+		__u32 length = be32_at(head), code = be32_at(head + 4);
+
+		/* PostgreSQL: a 3.0 startup message, or an SSL or GSS encryption request */
+		if ((code == 0x00030000 && length == bytes) || (length == 8 && (code == 80877103 || code == 80877104)))
+			return PROTOCOL_POSTGRES;
+	}
+	/* MySQL: the server's greeting, packet 0 of protocol 10 with a version string */
+	if (n >= 6 && head[3] == 0 && head[4] == 10 && is_digit(head[5])) {
+		__u32 length = head[0] | (__u32)head[1] << 8 | (__u32)head[2] << 16;
+
+		if (length > 0 && length < 1024)
+			return PROTOCOL_MYSQL;
+	}
+	/* Kafka: a whole request, size-prefixed, with a known API key and version and a client id */
+	if (n >= 14 && be32_at(head) + 4 == bytes && be16_at(head + 4) <= 100 && be16_at(head + 6) <= 30) {
+		__u32 client_id = be16_at(head + 12);
+
+		if (client_id <= 255 || client_id == 0xffff)
+			return PROTOCOL_KAFKA;
+	}
+	return PROTOCOL_UNKNOWN;
+}
+
+/* writes header and payload to one ring with the record's exact size; 0 when it went out */
+static __always_inline long write_record(void *ring, struct sock_event *e, __u8 *payload, __u32 captured)
+{
+	struct bpf_dynptr record;
+	long err;
+
+	/* captured never exceeds SOCK_DATA_MAX; the mask shows the verifier a bound on every register copy */
+	captured &= 2 * SOCK_DATA_MAX - 1;
+	err = bpf_ringbuf_reserve_dynptr(ring, sizeof(*e) + captured, 0, &record);
+	if (err) {
+		bpf_ringbuf_discard_dynptr(&record, 0);
+		return err;
+	}
+	bpf_dynptr_write(&record, 0, e, sizeof(*e), 0);
+	if (captured)
+		bpf_dynptr_write(&record, sizeof(*e), payload, captured, 0);
+	bpf_ringbuf_submit_dynptr(&record, 0);
+	return 0;
+}
+
+static __always_inline long output(__u8 protocol, struct sock_event *e, __u8 *payload, __u32 captured)
+{
+	switch (protocol) {
+	case PROTOCOL_HTTP: return write_record(&http, e, payload, captured);
+	case PROTOCOL_HTTP2: return write_record(&http2, e, payload, captured);
+	case PROTOCOL_REDIS: return write_record(&redis, e, payload, captured);
+	case PROTOCOL_POSTGRES: return write_record(&postgres, e, payload, captured);
+	case PROTOCOL_MYSQL: return write_record(&mysql, e, payload, captured);
+	case PROTOCOL_KAFKA: return write_record(&kafka, e, payload, captured);
+	}
+	return -1;
+}
+
+/*
+ * One call's data on a connection: classifies the connection while it is undecided, advances
+ * the direction's position, and sends the record to its protocol's ring if that is wanted.
+ * A global function, so the verifier checks it once per program rather than once per call.
+ */
+__noinline int emit_data(struct capture *c, struct conn_info *conn)
+{
+	struct protocol_config *config;
+	__u8 direction, sendfile;
+	struct sock_event e = {};
+	__u32 zero = 0, cap, captured = 0;
+	struct payload_buffer *payload;
+	__u64 position, id;
+
+	if (!c || !conn)
+		return 0;
+	direction = c->direction & 1;
+	sendfile = c->flags & SOCK_FLAG_SENDFILE;
+	/* ciphertext of a TLS connection: the uprobes give its plaintext */
+	if (conn->tls && !(c->flags & SOCK_FLAG_TLS))
+		return 0;
+	payload = bpf_map_lookup_elem(&scratch, &zero);
+	if (!payload)
+		return 0;
+	if (conn->protocol == PROTOCOL_UNKNOWN && !sendfile) {
+		__u8 protocol = classify(payload, read_head(payload->bytes, c), c->bytes);
+
+		if (protocol == PROTOCOL_TLS) {
+			if (!(c->flags & SOCK_FLAG_TLS))
+				start_tls(conn);
+			return 0;
+		}
+		if (protocol == PROTOCOL_UNKNOWN && ++conn->attempts >= CLASSIFY_ATTEMPTS)
+			protocol = PROTOCOL_OTHER;
+		conn->protocol = protocol;
+	}
+	position = conn->positions[direction];
+	conn->positions[direction] = position + c->bytes;
+	config = protocol_passes(conn->protocol, c->tgid, conn);
+	if (!config)
+		return 0;
+	if (!sendfile) {
+		cap = config->capture_bytes ? config->capture_bytes : SOCK_CAPTURE_DEFAULT;
+		captured = gather(payload, cap < SOCK_DATA_MAX ? cap : SOCK_DATA_MAX, c);
+	}
+
+	id = bpf_get_current_pid_tgid();
+	fill_header(&e, conn, c->tgid, (__u32)id, c->fd);
+	e.start_ns = c->start_ns;
+	e.end_ns = bpf_ktime_get_boot_ns();
+	e.position = position;
+	e.bytes = c->bytes;
+	e.captured = captured;
+	e.kind = SOCK_DATA;
+	e.direction = direction;
+	e.flags |= c->flags;
+	if (conn->loss[direction])
+		e.flags |= SOCK_FLAG_LOSS;
+	if (!sendfile && captured < c->bytes)
+		e.flags |= SOCK_FLAG_TRUNCATED;
+	bpf_get_current_comm(e.comm, sizeof(e.comm));
+	if (output(conn->protocol, &e, payload->bytes, captured)) {
+		count_drop(&dropped);
+		conn->loss[direction] = 1;
+	} else {
+		conn->loss[direction] = 0;
+	}
+	return 0;
+}
+
+/* syscall entry: remembers the call of a socket the table should follow */
+static __always_inline int data_enter(int fd, __u64 source, __u32 count, __u8 shape, __u8 direction)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct active_call call = {};
+	struct conn_info *conn;
+
+	if (is_self(tgid))
+		return 0;
+	conn = conn_for_fd(tgid, fd);
+	if (!conn)
+		return 0;
+	note_ssl_socket(id, fd, conn);
+	if (conn->excluded || conn->tls || conn->protocol == PROTOCOL_OTHER)
+		return 0;
+	call.start_ns = bpf_ktime_get_boot_ns();
+	call.source = source;
+	call.fd = fd;
+	call.count = count;
+	call.shape = shape;
+	call.direction = direction;
+	if (bpf_map_update_elem(&active_calls, &id, &call, BPF_ANY)) {
+		count_drop(&dropped);
+		conn->loss[direction & 1] = 1;
+	}
+	return 0;
+}
+
+/* takes the thread's call of this shape, if its entry was seen */
+static __always_inline bool take_call(__u64 id, __u8 shape, struct active_call *call)
+{
+	struct active_call *active = bpf_map_lookup_elem(&active_calls, &id);
+
+	if (!active)
+		return false;
+	*call = *active;
+	bpf_map_delete_elem(&active_calls, &id);
+	return call->shape == shape;
+}
+
+/* syscall exit of read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg, sendfile */
+static __always_inline int data_exit(long ret, __u8 shape)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct active_call call;
+	struct capture c = {};
+	struct conn_key key = { .tgid = id >> 32 };
+	struct conn_info *conn;
+
+	if (!take_call(id, shape, &call) || ret <= 0)
+		return 0;
+	key.fd = call.fd;
+	conn = bpf_map_lookup_elem(&conns, &key);
+	if (!conn)
+		return 0;
+	c.start_ns = call.start_ns;
+	c.bytes = ret;
+	c.tgid = key.tgid;
+	c.fd = call.fd;
+	c.direction = call.direction;
+	c.source = call.source;
+	if (shape == SHAPE_IOVEC) {
+		c.iovcnt = call.count;
+	} else if (shape == SHAPE_MSG) {
+		struct user_msghdr msg;
+
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)call.source))
+			return 0;
+		c.source = (__u64)msg.msg_iov;
+		c.iovcnt = msg.msg_iovlen;
+	} else if (shape == SHAPE_SENDFILE) {
+		c.source = 0;
+		c.flags = SOCK_FLAG_SENDFILE;
+	}
+	if (shape != SHAPE_BUFFER && shape != SHAPE_SENDFILE && c.iovcnt == 0)
+		return 0;
+	emit_data(&c, conn);
+	return 0;
+}
+
+/* sendmmsg/recvmmsg exit: one record per message, up to MAX_MMSG */
+static __always_inline int mmsg_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct active_call call;
+	struct capture c = {};
+	struct conn_key key = { .tgid = id >> 32 };
+	struct conn_info *conn;
+	struct mmsghdr msg;
+	int i;
+
+	if (!take_call(id, SHAPE_MMSG, &call) || ret <= 0)
+		return 0;
+	key.fd = call.fd;
+	conn = bpf_map_lookup_elem(&conns, &key);
+	if (!conn)
+		return 0;
+	c.start_ns = call.start_ns;
+	c.tgid = key.tgid;
+	c.fd = call.fd;
+	c.direction = call.direction;
+	for (i = 0; i < MAX_MMSG; i++) {
+		if (i >= ret)
+			break;
+		if (bpf_probe_read_user(&msg, sizeof(msg), (struct mmsghdr *)call.source + i))
+			break;
+		if (msg.msg_len == 0 || msg.msg_hdr.msg_iovlen == 0)
+			continue;
+		c.source = (__u64)msg.msg_hdr.msg_iov;
+		c.iovcnt = msg.msg_hdr.msg_iovlen;
+		c.bytes = msg.msg_len;
+		emit_data(&c, conn);
+	}
+	return 0;
+}
+
+#define ENTER(syscall, shape, direction, count)                                   \
+	SEC("tracepoint/syscalls/sys_enter_" #syscall)                           \
+	int enter_##syscall(struct trace_event_raw_sys_enter *ctx)               \
+	{                                                                         \
+		return data_enter(ctx->args[0], ctx->args[1], count, shape, direction); \
+	}
+
+#define EXIT(syscall, shape)                                       \
+	SEC("tracepoint/syscalls/sys_exit_" #syscall)             \
+	int exit_##syscall(struct trace_event_raw_sys_exit *ctx)  \
+	{                                                          \
+		return data_exit(ctx->ret, shape);                 \
+	}
+
+ENTER(write, SHAPE_BUFFER, DIRECTION_EGRESS, 0)
+EXIT(write, SHAPE_BUFFER)
+ENTER(read, SHAPE_BUFFER, DIRECTION_INGRESS, 0)
+EXIT(read, SHAPE_BUFFER)
+ENTER(writev, SHAPE_IOVEC, DIRECTION_EGRESS, ctx->args[2])
+EXIT(writev, SHAPE_IOVEC)
+ENTER(readv, SHAPE_IOVEC, DIRECTION_INGRESS, ctx->args[2])
+EXIT(readv, SHAPE_IOVEC)
+ENTER(sendto, SHAPE_BUFFER, DIRECTION_EGRESS, 0)
+EXIT(sendto, SHAPE_BUFFER)
+ENTER(recvfrom, SHAPE_BUFFER, DIRECTION_INGRESS, 0)
+EXIT(recvfrom, SHAPE_BUFFER)
+ENTER(sendmsg, SHAPE_MSG, DIRECTION_EGRESS, 0)
+EXIT(sendmsg, SHAPE_MSG)
+ENTER(recvmsg, SHAPE_MSG, DIRECTION_INGRESS, 0)
+EXIT(recvmsg, SHAPE_MSG)
+ENTER(sendmmsg, SHAPE_MMSG, DIRECTION_EGRESS, ctx->args[2])
+ENTER(recvmmsg, SHAPE_MMSG, DIRECTION_INGRESS, ctx->args[2])
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return mmsg_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return mmsg_exit(ctx->ret);
+}
+
+/* sendfile64(out_fd, in_fd, offset, count): the socket is out_fd */
+SEC("tracepoint/syscalls/sys_enter_sendfile64")
+int enter_sendfile(struct trace_event_raw_sys_enter *ctx)
+{
+	return data_enter(ctx->args[0], 0, 0, SHAPE_SENDFILE, DIRECTION_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendfile64")
+int exit_sendfile(struct trace_event_raw_sys_exit *ctx)
+{
+	return data_exit(ctx->ret, SHAPE_SENDFILE);
+}
+
+/* connect, accept and accept4 entries: the fd (and for connect the address) and the start */
+static __always_inline int lifecycle_enter(int fd, __u64 source, __u8 shape)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct active_call call = {};
+
+	if (is_self(id >> 32))
+		return 0;
+	call.start_ns = bpf_ktime_get_boot_ns();
+	call.source = source;
+	call.fd = fd;
+	call.shape = shape;
+	bpf_map_update_elem(&active_calls, &id, &call, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	return lifecycle_enter(ctx->args[0], ctx->args[1], SHAPE_CONNECT);
+}
+
+/* the peer a connect asked for: after a refusal the socket itself no longer holds it */
+static __always_inline void read_sockaddr(struct conn_info *conn, __u64 address)
+{
+	struct sockaddr_in6 in6;
+	struct sockaddr_in in;
+	__u16 family = 0;
+
+	bpf_probe_read_user(&family, sizeof(family), (void *)address);
+	if (family == AF_INET && !bpf_probe_read_user(&in, sizeof(in), (void *)address)) {
+		conn->family = AF_INET;
+		conn->remote_port = bpf_ntohs(in.sin_port);
+		__builtin_memcpy(conn->remote_addr, &in.sin_addr, 4);
+	} else if (family == AF_INET6 && !bpf_probe_read_user(&in6, sizeof(in6), (void *)address)) {
+		conn->family = AF_INET6;
+		conn->remote_port = bpf_ntohs(in6.sin6_port);
+		__builtin_memcpy(conn->remote_addr, &in6.sin6_addr, SOCK_ADDR_LEN);
+	}
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct conn_key key = { .tgid = tgid };
+	struct active_call call;
+	struct conn_info *conn, failed = {};
+	struct socket *sock;
+	struct file *file;
+	long ret = ctx->ret;
+
+	if (!take_call(id, SHAPE_CONNECT, &call))
+		return 0;
+	key.fd = call.fd;
+	file = fd_file(call.fd);
+	sock = stream_socket(file);
+	if (!sock)
+		return 0;
+	if (ret == 0 || ret == -EINPROGRESS) {
+		conn = new_conn(&key, file, sock, ROLE_CLIENT, 0);
+		if (!conn)
+			return 0;
+		if (lifecycle_wanted(conn, tgid)) {
+			emit_lifecycle(conn, SOCK_OPEN, tgid, (__u32)id, call.fd, call.start_ns, 0, NULL);
+			conn->opened = 1;
+		}
+		if (ret == -EINPROGRESS && conn->family != AF_UNIX) {
+			struct pending_connect pending = { .key = key, .conn_id = conn->conn_id, .start_ns = call.start_ns, .tid = (__u32)id };
+			__u64 sk = (__u64)BPF_CORE_READ(sock, sk);
+
+			bpf_get_current_comm(pending.comm, sizeof(pending.comm));
+			bpf_map_update_elem(&pending_connects, &sk, &pending, BPF_ANY);
+		}
+		return 0;
+	}
+	/* still under way, or not a new attempt */
+	if (ret == -EINTR || ret == -EALREADY || ret == -EISCONN || ret == -EAGAIN)
+		return 0;
+	bpf_map_delete_elem(&conns, &key);
+	if (!read_endpoints(&failed, BPF_CORE_READ(sock, sk)))
+		return 0;
+	read_sockaddr(&failed, call.source);
+	failed.conn_id = next_conn_id();
+	failed.role = ROLE_CLIENT;
+	failed.excluded = is_peer_of_self(&failed);
+	if (lifecycle_wanted(&failed, tgid))
+		emit_lifecycle(&failed, SOCK_CONNECT_FAILED, tgid, (__u32)id, call.fd, call.start_ns, -ret, NULL);
+	return 0;
+}
+
+static __always_inline int accept_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct conn_key key = { .tgid = tgid, .fd = ret };
+	struct active_call call;
+	struct conn_info *conn;
+	struct socket *sock;
+	struct file *file;
+
+	if (!take_call(id, SHAPE_ACCEPT, &call) || ret < 0)
+		return 0;
+	file = fd_file(ret);
+	sock = stream_socket(file);
+	if (!sock)
+		return 0;
+	conn = new_conn(&key, file, sock, ROLE_SERVER, 0);
+	if (conn && lifecycle_wanted(conn, tgid)) {
+		emit_lifecycle(conn, SOCK_OPEN, tgid, (__u32)id, ret, call.start_ns, 0, NULL);
+		conn->opened = 1;
+	}
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept")
+int enter_accept(struct trace_event_raw_sys_enter *ctx)
+{
+	return lifecycle_enter(ctx->args[0], 0, SHAPE_ACCEPT);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return accept_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept4")
+int enter_accept4(struct trace_event_raw_sys_enter *ctx)
+{
+	return lifecycle_enter(ctx->args[0], 0, SHAPE_ACCEPT);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return accept_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct conn_key key = { .tgid = id >> 32, .fd = ctx->args[0] };
+	struct conn_info *conn = bpf_map_lookup_elem(&conns, &key);
+	__u64 now;
+
+	if (!conn)
+		return 0;
+	/* a connection nobody heard of (no open record, no wanted data) closes silently */
+	if ((conn->opened || conn->protocol != PROTOCOL_UNKNOWN) && lifecycle_wanted(conn, key.tgid)) {
+		now = bpf_ktime_get_boot_ns();
+		emit_lifecycle(conn, SOCK_CLOSE, key.tgid, (__u32)id, key.fd, now, 0, NULL);
+	}
+	bpf_map_delete_elem(&conns, &key);
+	return 0;
+}
+
+/* a non-blocking connect's outcome: SYN_SENT -> CLOSE is a failure, with the socket's error */
+static __always_inline void connect_outcome(__u64 sk, int newstate)
+{
+	struct pending_connect *pending = bpf_map_lookup_elem(&pending_connects, &sk);
+	struct conn_info *conn;
+	__u32 error;
+
+	if (!pending)
+		return;
+	conn = bpf_map_lookup_elem(&conns, &pending->key);
+	if (newstate == TCP_CLOSE && conn && conn->conn_id == pending->conn_id) {
+		error = BPF_CORE_READ((struct sock *)sk, sk_err);
+		if (lifecycle_wanted(conn, pending->key.tgid))
+			emit_lifecycle(conn, SOCK_CONNECT_FAILED, pending->key.tgid, pending->tid, pending->key.fd, pending->start_ns, error, pending->comm);
+		bpf_map_delete_elem(&conns, &pending->key);
+	}
+	bpf_map_delete_elem(&pending_connects, &sk);
+}
+
+/* Periscope's own connections and listening ports, so their other ends are not traced */
+static __always_inline void track_self(struct trace_event_raw_inet_sock_set_state *ctx, __u64 sk, __u32 tgid)
+{
+	struct self_flow flow = {};
+	__u32 port = ctx->sport;
+	__u8 yes = 1;
+
+	if (ctx->newstate == TCP_LISTEN) {
+		if (is_self(tgid))
+			bpf_map_update_elem(&self_listen_ports, &port, &yes, BPF_ANY);
+		return;
+	}
+	if (ctx->oldstate == TCP_LISTEN) {
+		if (is_self(tgid))
+			bpf_map_delete_elem(&self_listen_ports, &port);
+		return;
+	}
+	/* the source port may still be 0 at SYN_SENT: the flow is known at ESTABLISHED */
+	if (ctx->newstate == TCP_SYN_SENT) {
+		if (is_self(tgid))
+			bpf_map_update_elem(&self_socks, &sk, &yes, BPF_ANY);
+		return;
+	}
+	if (!bpf_map_lookup_elem(&self_socks, &sk))
+		return;
+	/* the tracepoint gives IPv4 as IPv4-mapped IPv6 already; a copy the verifier lets through ctx */
+	bpf_probe_read_kernel(flow.local_addr, SOCK_ADDR_LEN, ctx->saddr_v6);
+	bpf_probe_read_kernel(flow.remote_addr, SOCK_ADDR_LEN, ctx->daddr_v6);
+	flow.local_port = ctx->sport;
+	flow.remote_port = ctx->dport;
+	if (ctx->newstate == TCP_ESTABLISHED) {
+		bpf_map_update_elem(&self_flows, &flow, &yes, BPF_ANY);
+	} else if (ctx->newstate == TCP_CLOSE) {
+		bpf_map_delete_elem(&self_flows, &flow);
+		bpf_map_delete_elem(&self_socks, &sk);
+	}
+}
+
+static __always_inline void track_listening(struct trace_event_raw_inet_sock_set_state *ctx, __u64 sk)
+{
+	struct listen_key key = { .port = ctx->sport };
+	__u8 yes = 1;
+
+	if (ctx->newstate != TCP_LISTEN && ctx->oldstate != TCP_LISTEN)
+		return;
+	key.netns = netns_of((struct sock *)sk);
+	if (ctx->newstate == TCP_LISTEN)
+		bpf_map_update_elem(&listening, &key, &yes, BPF_ANY);
+	else
+		bpf_map_delete_elem(&listening, &key);
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int on_state_change(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	__u64 sk = (__u64)ctx->skaddr;
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	if (ctx->oldstate == TCP_SYN_SENT)
+		connect_outcome(sk, ctx->newstate);
+	track_self(ctx, sk, bpf_get_current_pid_tgid() >> 32);
+	track_listening(ctx, sk);
+	return 0;
+}
+
+/* the uprobes' common entry: remembers the call for its return and nested syscalls */
+static __always_inline int ssl_enter(__u64 ssl, __u64 buf, __u64 count_ptr, __u8 direction)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call call = { .ssl = ssl, .buf = buf, .count_ptr = count_ptr, .fd = -1, .direction = direction };
+
+	if (is_self(id >> 32))
+		return 0;
+	call.start_ns = bpf_ktime_get_boot_ns();
+	bpf_map_update_elem(&ssl_calls, &id, &call, BPF_ANY);
+	return 0;
+}
+
+/* the uprobes' common return: the plaintext, on the connection of the SSL object's socket */
+static __always_inline int ssl_exit(int ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call *active = bpf_map_lookup_elem(&ssl_calls, &id);
+	struct ssl_call call;
+	struct ssl_key ssl = { .tgid = id >> 32 };
+	struct conn_key key = { .tgid = id >> 32 };
+	struct ssl_socket *known, socket = {};
+	struct capture c = {};
+	struct conn_info *conn;
+	size_t count = 0;
+
+	if (!active)
+		return 0;
+	call = *active;
+	bpf_map_delete_elem(&ssl_calls, &id);
+	if (call.count_ptr) {
+		/* SSL_read_ex/SSL_write_ex: 1 on success, the count through a pointer */
+		if (ret != 1 || bpf_probe_read_user(&count, sizeof(count), (void *)call.count_ptr))
+			return 0;
+	} else {
+		if (ret <= 0)
+			return 0;
+		count = ret;
+	}
+	if (count == 0)
+		return 0;
+	ssl.ssl = call.ssl;
+	if (call.fd >= 0) {
+		key.fd = call.fd;
+		conn = bpf_map_lookup_elem(&conns, &key);
+		if (!conn)
+			return 0;
+		socket.fd = call.fd;
+		socket.conn_id = conn->conn_id;
+		bpf_map_update_elem(&ssl_sockets, &ssl, &socket, BPF_ANY);
+	} else {
+		/* served from OpenSSL's buffer: the socket an earlier call of this SSL* used */
+		known = bpf_map_lookup_elem(&ssl_sockets, &ssl);
+		if (!known)
+			return 0;
+		key.fd = known->fd;
+		conn = bpf_map_lookup_elem(&conns, &key);
+		if (!conn || conn->conn_id != known->conn_id)
+			return 0;
+	}
+	if (!conn->tls)
+		start_tls(conn);
+	if (conn->excluded || conn->protocol == PROTOCOL_OTHER)
+		return 0;
+	c.start_ns = call.start_ns;
+	c.source = call.buf;
+	c.bytes = count;
+	c.tgid = key.tgid;
+	c.fd = key.fd;
+	c.direction = call.direction;
+	c.flags = SOCK_FLAG_TLS;
+	emit_data(&c, conn);
+	return 0;
+}
+
+/* int SSL_write(SSL *ssl, const void *buf, int num) */
+SEC("uprobe")
+int ssl_write(struct pt_regs *ctx)
+{
+	return ssl_enter(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), 0, DIRECTION_EGRESS);
+}
+
+SEC("uretprobe")
+int ssl_write_ret(struct pt_regs *ctx)
+{
+	return ssl_exit(PT_REGS_RC(ctx));
+}
+
+/* int SSL_read(SSL *ssl, void *buf, int num) */
+SEC("uprobe")
+int ssl_read(struct pt_regs *ctx)
+{
+	return ssl_enter(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), 0, DIRECTION_INGRESS);
+}
+
+SEC("uretprobe")
+int ssl_read_ret(struct pt_regs *ctx)
+{
+	return ssl_exit(PT_REGS_RC(ctx));
+}
+
+/* int SSL_write_ex(SSL *s, const void *buf, size_t num, size_t *written) */
+SEC("uprobe")
+int ssl_write_ex(struct pt_regs *ctx)
+{
+	return ssl_enter(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM4(ctx), DIRECTION_EGRESS);
+}
+
+SEC("uretprobe")
+int ssl_write_ex_ret(struct pt_regs *ctx)
+{
+	return ssl_exit(PT_REGS_RC(ctx));
+}
+
+/* int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes) */
+SEC("uprobe")
+int ssl_read_ex(struct pt_regs *ctx)
+{
+	return ssl_enter(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM4(ctx), DIRECTION_INGRESS);
+}
+
+SEC("uretprobe")
+int ssl_read_ex_ret(struct pt_regs *ctx)
+{
+	return ssl_exit(PT_REGS_RC(ctx));
+}
+
+/* whether a file's name starts with "libssl" */
+static __always_inline bool is_libssl(struct file *file)
+{
+	const unsigned char *name = BPF_CORE_READ(file, f_path.dentry, d_name.name);
+	char head[6];
+
+	if (bpf_probe_read_kernel(head, sizeof(head), name))
+		return false;
+	return head[0] == 'l' && head[1] == 'i' && head[2] == 'b' && head[3] == 's' && head[4] == 's' && head[5] == 'l';
+}
+
+/*
+ * The file's path from the global root, crossing mount points, built right to left in tmp
+ * (2 * SOCK_LIBRARY_PATH_LEN bytes); false when it is deeper or longer than the record holds.
+ */
+static __always_inline bool build_path(struct file *file, char *out, __u8 *tmp)
+{
+	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry), *parent;
+	struct vfsmount *vfsmnt = BPF_CORE_READ(file, f_path.mnt);
+	struct mount *mnt = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt), *up;
+	const unsigned char *name;
+	int pos = SOCK_LIBRARY_PATH_LEN, i;
+	__u32 len, at;
+
+	for (i = 0; i < PATH_DEPTH; i++) {
+		if (dentry == BPF_CORE_READ(vfsmnt, mnt_root)) {
+			up = BPF_CORE_READ(mnt, mnt_parent);
+			/* the root of the mount tree */
+			if (up == mnt)
+				break;
+			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = up;
+			vfsmnt = (void *)up + bpf_core_field_offset(struct mount, mnt);
+			continue;
+		}
+		parent = BPF_CORE_READ(dentry, d_parent);
+		/* the root of a file system mounted nowhere we came from */
+		if (dentry == parent)
+			break;
+		len = BPF_CORE_READ(dentry, d_name.len);
+		name = BPF_CORE_READ(dentry, d_name.name);
+		if (len > NAME_MAX)
+			return false;
+		pos -= len + 1;
+		if (pos < 0)
+			return false;
+		at = pos & (SOCK_LIBRARY_PATH_LEN - 1);
+		tmp[at] = '/';
+		bpf_probe_read_kernel(tmp + at + 1, len, name);
+		dentry = parent;
+	}
+	if (i == PATH_DEPTH || pos == SOCK_LIBRARY_PATH_LEN)
+		return false;
+	len = SOCK_LIBRARY_PATH_LEN - pos;
+	if (len > SOCK_LIBRARY_PATH_LEN - 1)
+		return false;
+	bpf_probe_read_kernel(out, len, tmp + (pos & (SOCK_LIBRARY_PATH_LEN - 1)));
+	out[len] = 0;
+	return true;
+}
+
+/* a process maps a libssl's code: the TLS follower attaches its uprobes to that file */
+SEC("tracepoint/syscalls/sys_enter_mmap")
+int on_mmap(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct library_event *e;
+	struct file *file;
+	__u32 zero = 0;
+	__u8 *tmp;
+
+	if (!(ctx->args[2] & PROT_EXEC) || (int)ctx->args[4] < 0)
+		return 0;
+	file = fd_file(ctx->args[4]);
+	if (!file || !is_libssl(file) || is_self(id >> 32) || !any_protocol_wanted())
+		return 0;
+	tmp = bpf_map_lookup_elem(&scratch, &zero);
+	if (!tmp)
+		return 0;
+	e = RESERVE_OR_DROP(libraries, sizeof(*e));
+	if (!e)
+		return 0;
+	e->timestamp_ns = bpf_ktime_get_boot_ns();
+	e->inode = BPF_CORE_READ(file, f_inode, i_ino);
+	e->dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+	e->pid = id >> 32;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	if (!build_path(file, e->path, tmp))
+		e->path[0] = 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/*
+ * Start-up scan, first pass: listening sockets (for the role of the connections found next),
+ * and Periscope's own listening ports and connections. Prints "listen <pid> <port>" per
+ * listening socket.
+ */
+SEC("iter/task_file")
+int scan_listeners(struct bpf_iter__task_file *ctx)
+{
+	struct file *file = ctx->file;
+	struct task_struct *task = ctx->task;
+	struct conn_info conn = {};
+	struct self_flow flow = {};
+	struct socket *sock;
+	struct sock *sk;
+	__u32 tgid, port;
+	__u8 state, yes = 1;
+
+	if (!file || !task)
+		return 0;
+	sock = stream_socket(file);
+	if (!sock)
+		return 0;
+	sk = BPF_CORE_READ(sock, sk);
+	if (!read_endpoints(&conn, sk) || conn.family == AF_UNIX)
+		return 0;
+	tgid = task->tgid;
+	state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (state == TCP_LISTEN) {
+		struct listen_key key = { .netns = netns_of(sk), .port = conn.local_port };
+
+		bpf_map_update_elem(&listening, &key, &yes, BPF_ANY);
+		port = conn.local_port;
+		if (is_self(tgid))
+			bpf_map_update_elem(&self_listen_ports, &port, &yes, BPF_ANY);
+		BPF_SEQ_PRINTF(ctx->meta->seq, "listen %u %u\n", tgid, port);
+		return 0;
+	}
+	if (state != TCP_ESTABLISHED || !is_self(tgid))
+		return 0;
+	as_ipv6(flow.local_addr, conn.local_addr, conn.family);
+	as_ipv6(flow.remote_addr, conn.remote_addr, conn.family);
+	flow.local_port = conn.local_port;
+	flow.remote_port = conn.remote_port;
+	bpf_map_update_elem(&self_flows, &flow, &yes, BPF_ANY);
+	return 0;
+}
+
+/*
+ * Start-up scan, second pass: TCP connections that existed before the object opened go into
+ * the table, flagged pre-existing. Prints "<pid> <fd> <role> <local port> <remote port>" each.
+ */
+SEC("iter/task_file")
+int scan_sockets(struct bpf_iter__task_file *ctx)
+{
+	struct file *file = ctx->file;
+	struct task_struct *task = ctx->task;
+	struct conn_key key = {};
+	struct conn_info *conn;
+	struct socket *sock;
+	struct sock *sk;
+	__u16 family;
+	__u8 state;
+
+	if (!file || !task)
+		return 0;
+	key.tgid = task->tgid;
+	key.fd = ctx->fd;
+	if (is_self(key.tgid))
+		return 0;
+	sock = stream_socket(file);
+	if (!sock)
+		return 0;
+	sk = BPF_CORE_READ(sock, sk);
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if ((family != AF_INET && family != AF_INET6) || (state != TCP_ESTABLISHED && state != TCP_CLOSE_WAIT))
+		return 0;
+	conn = bpf_map_lookup_elem(&conns, &key);
+	if (conn && conn->file == (__u64)file)
+		return 0;
+	conn = new_conn(&key, file, sock, ROLE_UNKNOWN, SOCK_FLAG_PREEXISTING);
+	if (!conn)
+		return 0;
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%u %d %s %u %u\n", key.tgid, key.fd, conn->role == ROLE_SERVER ? "server" : "client",
+		       conn->local_port, conn->remote_port);
+	return 0;
+}
+
+/* per-CPU room for bpf_d_path */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, char[SOCK_LIBRARY_PATH_LEN]);
+} path_buffer SEC(".maps");
+
+/* "<pid> <path>\n" for each executable mapping of a file whose name starts with "libssl" */
+SEC("iter/task_vma")
+int mapped_libraries(struct bpf_iter__task_vma *ctx)
+{
+	struct vm_area_struct *vma = ctx->vma;
+	struct task_struct *task = ctx->task;
+	struct file *file;
+	__u32 zero = 0;
+	char *path;
+
+	if (!vma || !task || !(vma->vm_flags & VM_EXEC))
+		return 0;
+	file = vma->vm_file;
+	if (!file || !is_libssl(file))
+		return 0;
+	path = bpf_map_lookup_elem(&path_buffer, &zero);
+	if (!path || bpf_d_path((struct path *)&file->f_path, path, SOCK_LIBRARY_PATH_LEN) < 0)
+		return 0;
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%u %s\n", task->tgid, path);
+	return 0;
+}
