@@ -17,7 +17,7 @@ import { redactQuery, defaultSensitiveQueryKeys } from 'periscope/protocols/reda
 import { RouteTable } from 'periscope/protocols/routes'
 import { followOpenSsl } from 'periscope/protocols/tls-follow'
 import { newSpanId, newTraceId, parseTraceparent, sampledByTraceId } from 'periscope/protocols/trace-context'
-import { formatAddress, PROTOCOL_HTTP, SOCK_CONNECT_FAILED, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_LOSS, SOCK_FLAG_TLS, ROLE_CLIENT, ROLE_SERVER, protocolConfig } from 'periscope/protocols/sockdata'
+import { formatAddress, PROTOCOL_HTTP, SOCK_CONNECT_FAILED, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_LOSS, SOCK_FLAG_TLS, DIRECTION_INGRESS, ROLE_CLIENT, ROLE_SERVER, protocolConfig } from 'periscope/protocols/sockdata'
 
 const config = {
   /** Trace HTTPS through uprobes on OpenSSL (libssl.so.3 and statically linked binaries). */
@@ -139,7 +139,9 @@ class HttpTracing {
       position: event.position,
       bytes: event.bytes,
       data: event.data,
-      startNs: event.start_ns,
+      // a receive may wait long (an idle keep-alive connection) before its data arrives; its exit
+      // is the one time known to follow the arrival, so received data starts there
+      startNs: event.direction === DIRECTION_INGRESS ? event.end_ns : event.start_ns,
       endNs: event.end_ns,
       loss: (event.flags & SOCK_FLAG_LOSS) !== 0,
       tid: event.tid,
