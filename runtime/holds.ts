@@ -258,6 +258,10 @@ function attachOrExplain(object: LibraryObject, program: string, request: Uprobe
     if (code === 'ENOENT') {
       throw new PluginApiError('ENOSYMBOL', `${what}: ${request.binary} has no function symbol ${request.symbol}`)
     }
+    if (code === 'EACCES' || code === 'EPERM') {
+      throw new PluginApiError(code, `${what}: the kernel attaches uprobes only for CAP_SYS_ADMIN, which Periscope gives up after start-up; ` +
+        'attach in setup() of a plugin that is in place when `periscope run` starts (a link attached then is shared with later holders)')
+    }
     throw new PluginApiError(typeof code === 'string' ? code : 'EIO', `${what}: ${(error as Error).message}`)
   }
 }

@@ -3,7 +3,7 @@
  * `detach()` is idempotent; closing the object detaches whatever is still attached, and so does
  * process exit (the kernel drops links with their last fd).
  */
-import { existsSync, openSync, closeSync, readFile, readFileSync } from 'node:fs'
+import { existsSync, openSync, closeSync, statSync, readFile, readFileSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { explain } from './errors.ts'
 import type { NativeLink, NativeLinkInfo } from './native.ts'
@@ -109,7 +109,9 @@ export interface UprobeOptions extends CookieOption {
  * @example attachUprobe(obj, 'on_ssl_write', '/usr/lib/x86_64-linux-gnu/libssl.so.3', { symbol: 'SSL_write' })
  */
 export function attachUprobe(object: LoadedObject, program: string, binary: string, options: UprobeOptions): Link {
-  if (!existsSync(binary)) throw new Error(`attach ${program}: binary ${binary} does not exist`)
+  // not existsSync: access(2) checks the real uid and, for one that is not root, ignores every
+  // capability, so after the privilege drop a binary only root may reach would seem missing
+  if (statSync(binary, { throwIfNoEntry: false }) === undefined) throw new Error(`attach ${program}: binary ${binary} does not exist`)
   if (options.symbol === undefined && options.offset === undefined) throw new Error(`attach ${program}: a uprobe needs a symbol or an offset in ${binary}`)
   const p = object.program(program)
   const kind = options.retprobe === true ? 'uretprobe' : 'uprobe'
