@@ -9,8 +9,9 @@
  * and by exec events (a binary that may carry OpenSSL itself). When the last process that used a
  * file exits, its uprobes are removed.
  *
- * Handlers only queue work; the attaching happens in a timer, so no batch waits on it and every
- * await has the runtime's deadline.
+ * Handlers only queue work. A timer starts it in the background and does not wait for it: an
+ * attach makes libbpf read the file's symbol table, which for a large binary takes long enough
+ * that batches would queue up behind it (a timer's promise is awaited before the next batch).
  */
 import type { PluginContext, TopicEvent } from 'periscope/plugin'
 
@@ -46,6 +47,10 @@ function isMissingSymbol(error: unknown): boolean {
   return /symbol|ENOENT|no such/i.test(message)
 }
 
+function isNotElf(error: unknown): boolean {
+  return /LIBBPF_FORMAT|not a valid|ELF/i.test(error instanceof Error ? error.message : String(error))
+}
+
 export class OpenSslFollower {
   readonly #ctx: Ctx
   readonly #warn: (message: string) => void
@@ -54,6 +59,9 @@ export class OpenSslFollower {
   readonly #pidsToScan = new Set<number>()
   readonly #binariesToCheck = new Map<string, number>()
   #recheck = false
+  #working = false
+  /** Attach failures that were not expected, for the plugin's report. */
+  failures = 0
 
   constructor(ctx: Ctx, warn: (message: string) => void) {
     this.#ctx = ctx
@@ -82,7 +90,14 @@ export class OpenSslFollower {
     }
   }
 
-  async work(): Promise<void> {
+  /** Starts the queued work unless it is already running; never waits for it. */
+  kick(): void {
+    if (this.#working) return
+    this.#working = true
+    this.#work().catch((error: Error) => this.#warn(`following OpenSSL: ${error.message}`)).finally(() => (this.#working = false))
+  }
+
+  async #work(): Promise<void> {
     const pids = [...this.#pidsToScan]
     this.#pidsToScan.clear()
     for (const pid of pids) await this.#addMappings(await this.#ctx.iterate('sockdata:mapped_libraries', { pid }))
@@ -120,10 +135,10 @@ export class OpenSslFollower {
         const handle = await this.#ctx.attach({ program: `sockdata:${probe.program}`, uprobe: { binary: path, symbol: probe.symbol, retprobe: probe.retprobe } })
         state.detach.push(() => handle.detach())
       } catch (error) {
-        if (isMissingSymbol(error) && (probe.optional || !expectOpenSsl)) {
-          if (probe.optional) continue
-          return false
-        }
+        if (probe.optional && isMissingSymbol(error)) continue
+        // an executable checked for a static OpenSSL: a script, or an ELF without SSL_write
+        if (!expectOpenSsl && (isMissingSymbol(error) || isNotElf(error))) return false
+        this.failures++
         this.#warn(`HTTPS in ${path} is not traced: ${(error as Error).message}`)
         for (const detach of state.detach) await detach()
         return false
@@ -164,6 +179,6 @@ export async function followOpenSsl(ctx: Ctx, warn: (message: string) => void): 
   ctx.on('sockdata:libraries', (event) => follower.onLibrary(event))
   ctx.on('exec:events', (event) => follower.onExec(event))
   await follower.start()
-  ctx.every('200ms', () => follower.work())
+  ctx.every('200ms', () => follower.kick())
   return follower
 }
