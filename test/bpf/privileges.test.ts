@@ -16,6 +16,8 @@ import { root, waitFor } from './kernel.ts'
 const kept = (1n << 39n) | (1n << 38n) | (1n << 12n) | (1n << 2n)
 const hex = (mask: bigint) => mask.toString(16).padStart(16, '0')
 const nobody = ['65534', '65534', '65534', '65534']
+/** These tests are about the runtime's privileges, not the shipped plugins: only their own plugins run. */
+const withoutShippedPlugins = 'plugins:\n  http:\n    enabled: false\n'
 
 /** Credentials of every thread of `pid`, as the kernel accounts them. */
 function threadCredentials(pid: number) {
@@ -158,7 +160,7 @@ export default definePlugin({
   },
 })
 `)
-  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${socket}\nexporter:\n  dataDir: ${dataDir}\n  prometheus:\n    enabled: false\n`)
+  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${socket}\nexporter:\n  dataDir: ${dataDir}\n  prometheus:\n    enabled: false\n${withoutShippedPlugins}`)
   const run = startRun(dir)
   let again: ReturnType<typeof startRun> | undefined
   try {
@@ -252,6 +254,7 @@ test('after the drop the esbuild service runs as nobody with no_new_privs and on
   for (const d of [dir, hidden]) assert.deepEqual([statSync(d).mode & 0o777, statSync(d).uid], [0o700, 0])
   const plugin = `import { definePlugin } from 'periscope/plugin'
 import { label } from './lib/label.ts'
+
 export default definePlugin({
   name: 'esbuild-execs',
   objects: ['exec'],
@@ -266,7 +269,7 @@ export default definePlugin({
   mkdirSync(join(dir, 'lib'), { mode: 0o700 })
   writeFileSync(join(dir, 'lib/label.ts'), `export const label = 'v1'\n`)
   writeFileSync(join(dir, 'execs.ts'), plugin)
-  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${join(dir, 'admin.sock')}\nexporter:\n  dataDir: ${join(dir, 'data')}\n  prometheus:\n    enabled: false\n`)
+  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${join(dir, 'admin.sock')}\nexporter:\n  dataDir: ${join(dir, 'data')}\n  prometheus:\n    enabled: false\n${withoutShippedPlugins}`)
   const run = startRun(dir, { repoUnder: hidden })
   try {
     await waitFor(() => /running 1 of \d+ plugins/.test(run.output()), 'the runtime to start', 20_000)
@@ -320,7 +323,7 @@ test('periscope run refuses a data directory that is not its own, since nobody w
 export default definePlugin({ name: 'shared-execs', objects: ['exec'], setup(ctx) { ctx.on('exec:events', () => {}) } })
 `)
   // the data directory is the one holding the plugin and the config
-  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${join(dir, 'admin.sock')}\nexporter:\n  dataDir: ${dir}\n  prometheus:\n    enabled: false\n`)
+  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${join(dir, 'admin.sock')}\nexporter:\n  dataDir: ${dir}\n  prometheus:\n    enabled: false\n${withoutShippedPlugins}`)
   const run = startRun(dir)
   try {
     assert.equal(await run.exited, 1, run.output())

@@ -96,7 +96,8 @@ async function startRun(t: TestContext, marker: string, exporter: Json, pluginCo
   const config = {
     admin: { socket: join(dir, 'admin.sock') },
     exporter: { dataDir: join(dir, 'data'), prometheus: { enabled: false }, ...exporter },
-    plugins: { 'e2e-exec': { config: { marker, ...pluginConfig } } },
+    // only the plugin under test: the shipped ones would trace this test's own OTLP traffic too
+    plugins: { 'e2e-exec': { config: { marker, ...pluginConfig } }, http: { enabled: false } },
   }
   // JSON is YAML: no hand-written indentation to get wrong
   await writeFile(join(dir, 'periscope.yaml'), JSON.stringify(config, null, 2))
