@@ -1012,6 +1012,25 @@ static __always_inline void read_sockaddr(struct conn_info *conn, __u64 address)
 	}
 }
 
+/* a non-blocking connect's outcome: SYN_SENT -> CLOSE is a failure, with the socket's error */
+static __always_inline void connect_outcome(__u64 sk, int newstate)
+{
+	struct pending_connect *pending = bpf_map_lookup_elem(&pending_connects, &sk);
+	struct conn_info *conn;
+	__u32 error;
+
+	if (!pending)
+		return;
+	conn = bpf_map_lookup_elem(&conns, &pending->key);
+	if (newstate == TCP_CLOSE && conn && conn->conn_id == pending->conn_id) {
+		error = BPF_CORE_READ((struct sock *)sk, sk_err);
+		if (lifecycle_wanted(conn, pending->key.tgid))
+			emit_lifecycle(conn, SOCK_CONNECT_FAILED, pending->key.tgid, pending->tid, pending->key.fd, pending->start_ns, error, pending->comm);
+		conn->failed = 1;
+	}
+	bpf_map_delete_elem(&pending_connects, &sk);
+}
+
 SEC("tracepoint/syscalls/sys_exit_connect")
 int exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
@@ -1041,17 +1060,25 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 		}
 		if (ret == -EINPROGRESS && conn->family != AF_UNIX) {
 			struct pending_connect pending = { .key = key, .conn_id = conn->conn_id, .start_ns = call.start_ns, .tid = (__u32)id };
-			__u64 sk = (__u64)BPF_CORE_READ(sock, sk);
+			struct sock *sk = BPF_CORE_READ(sock, sk);
+			__u64 sk_id = (__u64)sk;
 
 			bpf_get_current_comm(pending.comm, sizeof(pending.comm));
-			bpf_map_update_elem(&pending_connects, &sk, &pending, BPF_ANY);
+			bpf_map_update_elem(&pending_connects, &sk_id, &pending, BPF_ANY);
+			/* refused on loopback before the call even returned: the state change came too early */
+			if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE)
+				connect_outcome(sk_id, TCP_CLOSE);
 		}
 		return 0;
 	}
 	/* still under way, or not a new attempt */
 	if (ret == -EINTR || ret == -EALREADY || ret == -EISCONN || ret == -EAGAIN)
 		return 0;
+	conn = bpf_map_lookup_elem(&conns, &key);
 	bpf_map_delete_elem(&conns, &key);
+	/* the error of a non-blocking attempt whose failure already went out */
+	if (conn && conn->file == (__u64)file && conn->failed)
+		return 0;
 	if (!read_endpoints(&failed, BPF_CORE_READ(sock, sk)))
 		return 0;
 	read_sockaddr(&failed, call.source);
@@ -1121,32 +1148,13 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 
 	if (!conn)
 		return 0;
-	/* a connection nobody heard of (no open record, no wanted data) closes silently */
-	if ((conn->opened || conn->protocol != PROTOCOL_UNKNOWN) && lifecycle_wanted(conn, key.tgid)) {
+	/* a connection nobody heard of (no open record, no wanted data), or one that failed, closes silently */
+	if ((conn->opened || conn->protocol != PROTOCOL_UNKNOWN) && !conn->failed && lifecycle_wanted(conn, key.tgid)) {
 		now = bpf_ktime_get_boot_ns();
 		emit_lifecycle(conn, SOCK_CLOSE, key.tgid, (__u32)id, key.fd, now, 0, NULL);
 	}
 	bpf_map_delete_elem(&conns, &key);
 	return 0;
-}
-
-/* a non-blocking connect's outcome: SYN_SENT -> CLOSE is a failure, with the socket's error */
-static __always_inline void connect_outcome(__u64 sk, int newstate)
-{
-	struct pending_connect *pending = bpf_map_lookup_elem(&pending_connects, &sk);
-	struct conn_info *conn;
-	__u32 error;
-
-	if (!pending)
-		return;
-	conn = bpf_map_lookup_elem(&conns, &pending->key);
-	if (newstate == TCP_CLOSE && conn && conn->conn_id == pending->conn_id) {
-		error = BPF_CORE_READ((struct sock *)sk, sk_err);
-		if (lifecycle_wanted(conn, pending->key.tgid))
-			emit_lifecycle(conn, SOCK_CONNECT_FAILED, pending->key.tgid, pending->tid, pending->key.fd, pending->start_ns, error, pending->comm);
-		bpf_map_delete_elem(&conns, &pending->key);
-	}
-	bpf_map_delete_elem(&pending_connects, &sk);
 }
 
 /* Periscope's own connections and listening ports, so their other ends are not traced */

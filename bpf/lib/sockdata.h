@@ -172,7 +172,8 @@ struct conn_info {
 	__u8 loss[2];
 	/* an open record went out: its close goes out too, even if no data was ever classified */
 	__u8 opened;
-	__u8 pad[1];
+	/* a non-blocking connect failed (reported): the next connect's error is that same failure */
+	__u8 failed;
 	__u8 local_addr[SOCK_ADDR_LEN];
 	__u8 remote_addr[SOCK_ADDR_LEN];
 };

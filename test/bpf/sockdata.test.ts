@@ -1,0 +1,581 @@
+/**
+ * The sockdata object on the real kernel. Two python3 processes (test/bpf/fixtures/sockdata-peer.py)
+ * talk over loopback with known bytes, and the records are checked field by field. This process
+ * is Periscope here (openLibraryObject wrote its tgid into self_tgids), so the traffic under test
+ * runs in children; tests that need "nothing was sent" drain the rings after the children have
+ * finished, when every record their syscalls produced is already in the ring.
+ */
+import assert from 'node:assert/strict'
+import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { createServer, connect, type AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, beforeEach, test } from 'node:test'
+import { decodeLibraryEvent, decodeSockEvent, mapCodecs, type LibraryEvent, type ProtocolConfig, type SockEvent } from '../../bpf/lib/sockdata.types.ts'
+import { forEachRecord } from '../../runtime/bpf/batch.ts'
+import { attachUprobe, type Link } from '../../runtime/bpf/links.ts'
+import { TypedMap } from '../../runtime/bpf/maps.ts'
+import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
+import { openLibraryObject, type LibraryObject } from '../../runtime/library/index.ts'
+import { root, waitFor } from './kernel.ts'
+
+const PYTHON = '/usr/bin/python3'
+const PEER = join(root, 'test/bpf/fixtures/sockdata-peer.py')
+
+const HTTP = 1, HTTP2 = 2, REDIS = 3, POSTGRES = 4, MYSQL = 5, KAFKA = 6
+const DATA = 0, OPEN = 1, CLOSE = 2, CONNECT_FAILED = 3
+const EGRESS = 0, INGRESS = 1
+const CLIENT = 1, SERVER = 2
+const FLAG_TLS = 1, FLAG_SENDFILE = 2, FLAG_LOSS = 4, FLAG_PREEXISTING = 8, FLAG_TRUNCATED = 16
+const AF_INET = 2
+const ECONNREFUSED = 111
+const protocolRings = ['http', 'http2', 'redis', 'postgres', 'mysql', 'kafka'] as const
+
+const REQUEST = 'GET /hello?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: sockdata-test\r\n\r\n'
+const RESPONSE = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello'
+
+type Step = [string, unknown?]
+const hex = (data: string | Buffer): string => Buffer.from(data).toString('hex')
+const send = (data: string | Buffer): Step => ['send', hex(data)]
+const recv = (data: string | Buffer): Step => ['recv', Buffer.byteLength(data)]
+
+/** One record, its payload copied out of the lent batch, its addresses as text. */
+interface Rec extends Omit<SockEvent, 'data' | 'local_addr' | 'remote_addr' | 'pad'> {
+  stream: string
+  data: Buffer
+  local: string
+  remote: string
+}
+
+function address(family: number, bytes: Uint8Array): string {
+  return family === AF_INET ? [...bytes.subarray(0, 4)].join('.') : Buffer.from(bytes).toString('hex')
+}
+
+function toRec(stream: string, e: SockEvent): Rec {
+  const { data, local_addr, remote_addr, pad: _pad, ...fields } = e
+  return { ...fields, stream, data: Buffer.from(data), local: address(e.family, local_addr), remote: address(e.family, remote_addr) }
+}
+
+/** A sockdata object with one reader per stream, which the tests drain synchronously. */
+class Capture {
+  readonly library: LibraryObject
+  readonly records: Rec[] = []
+  readonly libraries: LibraryEvent[] = []
+  readonly log: string[] = []
+  readonly #readers: RingBufferReader[] = []
+  readonly protocols: TypedMap<number, ProtocolConfig>
+
+  private constructor(library: LibraryObject, log: string[]) {
+    this.library = library
+    this.log = log
+    this.protocols = new TypedMap(library.object.map('protocols'), mapCodecs.protocols.key, mapCodecs.protocols.value)
+  }
+
+  static async open(options: { maxEntries?: Record<string, number>; subscribe?: boolean } = {}): Promise<Capture> {
+    const log: string[] = []
+    const library = await openLibraryObject('sockdata', { maxEntries: options.maxEntries, log: (message) => log.push(message) })
+    const capture = new Capture(library, log)
+    if (options.subscribe !== false) capture.subscribe()
+    return capture
+  }
+
+  subscribe(): void {
+    for (const stream of [...protocolRings, 'connections']) {
+      this.#readers.push(new RingBufferReader(this.library.object, stream, {
+        onBatch: (batch) => forEachRecord(batch, (view, offset, size) => this.records.push(toRec(stream, decodeSockEvent(view, offset, size)))),
+      }))
+    }
+    this.#readers.push(new RingBufferReader(this.library.object, 'libraries', {
+      onBatch: (batch) => forEachRecord(batch, (view, offset) => this.libraries.push(decodeLibraryEvent(view, offset))),
+    }))
+  }
+
+  /** Records of one process, after taking everything the rings hold now. */
+  of(pid: number, stream?: string): Rec[] {
+    for (const reader of this.#readers) reader.drain()
+    return this.records.filter((r) => r.pid === pid && (stream === undefined || r.stream === stream))
+  }
+
+  want(protocol: number, options: { captureBytes?: number; pidFilter?: boolean } = {}): void {
+    this.protocols.update(protocol, { wanted: 1, capture_bytes: options.captureBytes ?? 0, pid_filter: options.pidFilter === true ? 1 : 0, pad: 0 })
+  }
+
+  /** Every protocol unwanted and no filters: what a fresh object has. */
+  reset(): void {
+    for (let protocol = 0; protocol < 9; protocol++) this.protocols.update(protocol, { wanted: 0, capture_bytes: 0, pid_filter: 0, pad: 0 })
+    for (const map of ['target_pids', 'excluded_ports']) {
+      const raw = this.library.object.map(map)
+      for (const key of [...raw.keys()]) raw.delete(key)
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const reader of this.#readers) reader.close()
+    await this.library.close()
+  }
+}
+
+const peers = new Set<Peer>()
+
+/** A sockdata-peer.py process; its stdout lines say where it is. */
+class Peer {
+  readonly child: ChildProcessWithoutNullStreams
+  readonly lines: string[] = []
+  stderr = ''
+  exitCode: number | null | undefined
+
+  constructor(spec: Record<string, unknown>) {
+    this.child = spawn(PYTHON, [PEER, JSON.stringify(spec)])
+    let pending = ''
+    this.child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      pending += chunk
+      for (let newline = pending.indexOf('\n'); newline >= 0; newline = pending.indexOf('\n')) {
+        this.lines.push(pending.slice(0, newline))
+        pending = pending.slice(newline + 1)
+      }
+    })
+    this.child.stderr.setEncoding('utf8').on('data', (chunk: string) => { this.stderr += chunk })
+    this.child.on('exit', (code) => { this.exitCode = code })
+    peers.add(this)
+  }
+
+  get pid(): number {
+    return this.child.pid!
+  }
+
+  /** The `occurrence`th line starting with `prefix`, once printed. */
+  async line(prefix: string, occurrence = 1): Promise<string> {
+    const find = () => this.lines.filter((l) => l.startsWith(prefix))[occurrence - 1]
+    await waitFor(() => find() !== undefined || this.exitCode !== undefined, `"${prefix}" from peer ${this.pid}`, 10_000)
+    const line = find()
+    if (line === undefined) throw new Error(`peer ${this.pid} exited (${this.exitCode}) before printing "${prefix}" #${occurrence}: ${this.stderr}`)
+    return line
+  }
+
+  /** Lets a peer blocked in a "wait" step go on. */
+  resume(): void {
+    this.child.stdin.write('\n')
+  }
+
+  async finished(): Promise<void> {
+    await this.line('done')
+    await waitFor(() => this.exitCode !== undefined, `peer ${this.pid} to exit`)
+    assert.equal(this.exitCode, 0, `peer ${this.pid} failed: ${this.stderr}`)
+    peers.delete(this)
+  }
+}
+
+function startServer(steps: Step[], extra: Record<string, unknown> = {}): { server: Peer; port: Promise<number> } {
+  const server = new Peer({ role: 'server', steps, ...extra })
+  return { server, port: server.line('listening ').then((line) => Number(line.split(' ')[1])) }
+}
+
+async function startClient(port: number, steps: Step[], extra: Record<string, unknown> = {}): Promise<{ client: Peer; clientPort: number }> {
+  const client = new Peer({ role: 'client', port, steps, ...extra })
+  return { client, clientPort: Number((await client.line('connected ')).split(' ')[1]) }
+}
+
+/** A server and a client running their steps to the end. */
+async function exchange(serverSteps: Step[], clientSteps: Step[], extra: Record<string, unknown> = {}) {
+  const { server, port: listening } = startServer(serverSteps, extra)
+  const port = await listening
+  const { client, clientPort } = await startClient(port, clientSteps, extra)
+  await Promise.all([server.finished(), client.finished()])
+  return { server, client, port, clientPort }
+}
+
+const requestResponse = (request = REQUEST, response = RESPONSE): [Step[], Step[]] => [[recv(request), send(response)], [send(request), recv(response)]]
+
+let capture: Capture
+const work = mkdtempSync(join(tmpdir(), 'periscope-sockdata-'))
+
+before(async () => {
+  capture = await Capture.open()
+})
+beforeEach(() => capture.reset())
+after(async () => {
+  for (const peer of peers) peer.child.kill('SIGKILL')
+  await capture?.close()
+  rmSync(work, { recursive: true, force: true })
+})
+
+/** Data records of a process in one direction on one ring, in order. */
+const flow = (pid: number, stream: string, direction: number) => capture.of(pid, stream).filter((r) => r.kind === DATA && r.direction === direction)
+
+/** The positions of consecutive records are the bytes before each: nothing lost, nothing twice. */
+function assertContiguous(records: Rec[], startAt = 0): void {
+  let position = startAt
+  for (const r of records) {
+    assert.equal(r.position, position, `record at ${r.position}, expected ${position}`)
+    position += r.bytes
+  }
+}
+
+test('a request and its response: exact records on both ends, and their open and close on connections', async () => {
+  capture.want(HTTP)
+  const { server, client, port, clientPort } = await exchange(...requestResponse())
+
+  const [request] = flow(client.pid, 'http', EGRESS)
+  assert.deepEqual(capture.of(client.pid, 'http').map((r) => [r.direction, r.bytes]), [[EGRESS, REQUEST.length], [INGRESS, RESPONSE.length]])
+  assert.deepEqual(capture.of(server.pid, 'http').map((r) => [r.direction, r.bytes]), [[INGRESS, REQUEST.length], [EGRESS, RESPONSE.length]])
+  const clientEnd = { pid: client.pid, tid: client.pid, comm: 'python3', family: AF_INET, local: '127.0.0.1', remote: '127.0.0.1', local_port: clientPort, remote_port: port, role: CLIENT, protocol: HTTP, flags: 0, kind: DATA }
+  const serverEnd = { ...clientEnd, pid: server.pid, tid: server.pid, local_port: port, remote_port: clientPort, role: SERVER }
+  const check = (r: Rec, end: typeof clientEnd, direction: number, text: string) => {
+    assert.deepEqual({ ...r, start_ns: 0, end_ns: 0, conn_id: 0, fd: 0, stream: '', data: null }, { ...end, start_ns: 0, end_ns: 0, conn_id: 0, fd: 0, stream: '', data: null, direction, position: 0, bytes: text.length, captured: text.length })
+    assert.equal(r.data.toString(), text)
+    assert.ok(r.start_ns > 0 && r.start_ns <= r.end_ns, `start ${r.start_ns} <= end ${r.end_ns}`)
+    assert.ok(r.fd >= 3)
+  }
+  const [clientOut, clientIn] = capture.of(client.pid, 'http')
+  const [serverIn, serverOut] = capture.of(server.pid, 'http')
+  check(clientOut, clientEnd, EGRESS, REQUEST)
+  check(clientIn, clientEnd, INGRESS, RESPONSE)
+  check(serverIn, serverEnd, INGRESS, REQUEST)
+  check(serverOut, serverEnd, EGRESS, RESPONSE)
+  assert.equal(request.conn_id, clientIn.conn_id)
+  assert.equal(clientOut.fd, clientIn.fd)
+  assert.equal(serverIn.conn_id, serverOut.conn_id)
+  assert.notEqual(clientOut.conn_id, serverIn.conn_id)
+  // the server answered after the request arrived
+  assert.ok(serverIn.end_ns <= serverOut.start_ns)
+
+  const lifecycle = (pid: number) => capture.of(pid, 'connections').map((r) => [r.kind, r.conn_id, r.fd, r.role, r.protocol, r.bytes, r.captured, r.data.length, r.local_port, r.remote_port])
+  assert.deepEqual(lifecycle(client.pid), [
+    [OPEN, clientOut.conn_id, clientOut.fd, CLIENT, 0, 0, 0, 0, clientPort, port],
+    [CLOSE, clientOut.conn_id, clientOut.fd, CLIENT, HTTP, 0, 0, 0, clientPort, port],
+  ])
+  assert.deepEqual(lifecycle(server.pid), [
+    [OPEN, serverIn.conn_id, serverIn.fd, SERVER, 0, 0, 0, 0, port, clientPort],
+    [CLOSE, serverIn.conn_id, serverIn.fd, SERVER, HTTP, 0, 0, 0, port, clientPort],
+  ])
+  assert.equal(capture.library.stats().dropped, 0)
+})
+
+test('writev, readv, sendmsg and recvmsg_into are gathered across their iovecs; sendmmsg gives one record per message', async () => {
+  capture.want(HTTP)
+  const first = ['GET /gather HTTP/1.1\r\n', 'Host: a\r\n', 'X-Part: 3\r\n\r\n']
+  const second = ['GET /second', ' HTTP/1.1\r\n', '\r\n']
+  const third = [['GET /m1 HTTP/1.1\r\n', '\r\n'], ['GET /m2 HTTP/1.1\r\n\r\n']]
+  const length = (parts: string[]) => parts.join('').length
+  const { server, port } = startServer([
+    ['wait'], ['readv', [5, 10, 100]],
+    ['wait'], ['recvmsg_into', [4, 4, 200]],
+    ['recv', third.flat().join('').length], send(RESPONSE),
+  ])
+  const { client } = await startClient(await port, [
+    ['writev', first.map(hex)], ['wait'],
+    ['sendmsg', second.map(hex)], ['wait'],
+    ['sendmmsg', third.map((parts) => parts.map(hex))], recv(RESPONSE),
+  ])
+  // each read runs only once the data it reads is in the socket: one call gets all of it
+  await client.line('waiting', 1)
+  server.resume()
+  assert.equal(await server.line('readv '), `readv ${length(first)}`)
+  client.resume()
+  await client.line('waiting', 2)
+  server.resume()
+  assert.equal(await server.line('recvmsg_into '), `recvmsg_into ${length(second)}`)
+  client.resume()
+  await Promise.all([server.finished(), client.finished()])
+
+  const sent = flow(client.pid, 'http', EGRESS)
+  assert.deepEqual(sent.map((r) => r.data.toString()), [first.join(''), second.join(''), third[0].join(''), third[1].join('')])
+  assert.deepEqual(sent.map((r) => r.bytes), sent.map((r) => r.captured))
+  assertContiguous(sent)
+  const received = flow(server.pid, 'http', INGRESS)
+  assert.deepEqual(received.slice(0, 2).map((r) => [r.data.toString(), r.bytes, r.position]), [
+    [first.join(''), length(first), 0],
+    [second.join(''), length(second), length(first)],
+  ])
+  assertContiguous(received)
+  assert.equal(Buffer.concat(received.map((r) => r.data)).toString(), [...first, ...second, ...third.flat()].join(''))
+})
+
+test('reads and writes of plain files and pipes are not captured, even when they look like HTTP', async () => {
+  capture.want(HTTP)
+  const files = new Peer({ role: 'files', path: join(work, 'request.txt'), data: hex(REQUEST) })
+  await files.finished()
+  assert.deepEqual(capture.of(files.pid), [])
+})
+
+test('only claimed protocols leave the kernel, each on its own ring', async () => {
+  capture.want(REDIS)
+  const http = await exchange(...requestResponse())
+  // the connection's lifecycle goes out while its protocol is unknown; its data and close do not
+  for (const pid of [http.client.pid, http.server.pid]) assert.deepEqual(capture.of(pid).map((r) => [r.stream, r.kind]), [['connections', OPEN]])
+
+  const ping = '*1\r\n$4\r\nPING\r\n'
+  const redis = await exchange([recv(ping), send('+PONG\r\n')], [send(ping), recv('+PONG\r\n')])
+  // order holds within a ring, not across rings
+  const records = (stream: string) => capture.of(redis.client.pid, stream).map((r) => [r.kind, r.direction, r.protocol, r.data.toString()])
+  assert.deepEqual(records('redis'), [[DATA, EGRESS, REDIS, ping], [DATA, INGRESS, REDIS, '+PONG\r\n']])
+  assert.deepEqual(records('connections'), [[OPEN, 0, 0, ''], [CLOSE, 0, REDIS, '']])
+  assert.deepEqual(capture.of(redis.client.pid).filter((r) => r.stream !== 'redis' && r.stream !== 'connections'), [])
+})
+
+test('each protocol is recognised from its first bytes and routed to its ring', async () => {
+  for (const protocol of [HTTP, HTTP2, REDIS, POSTGRES, MYSQL, KAFKA]) capture.want(protocol)
+  const startup = Buffer.concat([Buffer.from('0000000000030000', 'hex'), Buffer.from('user\0postgres\0database\0db\0\0')])
+  startup.writeUInt32BE(startup.length, 0)
+  const greetingBody = Buffer.concat([Buffer.from([10]), Buffer.from('8.0.36\0'), Buffer.alloc(20, 1)])
+  // ApiVersions v0: size, api key 18, version 0, correlation id 1, client id "test"
+  const apiVersions = Buffer.from('0000000e00120000000000010004' + hex('test'), 'hex')
+  const cases: { ring: string; protocol: number; serverFirst?: boolean; client: Buffer; server: Buffer }[] = [
+    { ring: 'http2', protocol: HTTP2, client: Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), server: Buffer.from('000000040000000000', 'hex') },
+    { ring: 'postgres', protocol: POSTGRES, client: startup, server: Buffer.from('520000000800000000', 'hex') },
+    // MySQL's server speaks first: its greeting, packet 0 of protocol 10
+    { ring: 'mysql', protocol: MYSQL, serverFirst: true, client: Buffer.from([5, 0, 0, 1, 1, 2, 3, 4, 5]), server: Buffer.concat([Buffer.from([greetingBody.length, 0, 0, 0]), greetingBody]) },
+    { ring: 'kafka', protocol: KAFKA, client: apiVersions, server: Buffer.from('00000006000000010000', 'hex') },
+  ]
+  for (const c of cases) {
+    const steps: [Step[], Step[]] = c.serverFirst === true
+      ? [[send(c.server), recv(c.client)], [recv(c.server), send(c.client)]]
+      : [[recv(c.client), send(c.server)], [send(c.client), recv(c.server)]]
+    const { server, client } = await exchange(...steps)
+    const expected = c.serverFirst === true ? [[c.ring, c.protocol, INGRESS, hex(c.server)], [c.ring, c.protocol, EGRESS, hex(c.client)]] : [[c.ring, c.protocol, EGRESS, hex(c.client)], [c.ring, c.protocol, INGRESS, hex(c.server)]]
+    const data = (pid: number) => capture.of(pid).filter((r) => r.kind === DATA).map((r) => [r.stream, r.protocol, r.direction, r.data.toString('hex')])
+    assert.deepEqual(data(client.pid), expected, `${c.ring}: the client's records`)
+    assert.deepEqual(data(server.pid), expected.map(([ring, protocol, direction, bytes]) => [ring, protocol, 1 - (direction as number), bytes]), `${c.ring}: the server's records`)
+  }
+})
+
+test('a connection whose first four records are nothing known is never sent, whatever follows', async () => {
+  capture.want(HTTP)
+  const junk = 'ping'
+  const pingPong: [Step[], Step[]] = [[recv(junk), send(junk), recv(junk), send(junk)], [send(junk), recv(junk), send(junk), recv(junk)]]
+  const { server, client } = await exchange([...pingPong[0], ...requestResponse()[0]], [...pingPong[1], ...requestResponse()[1]])
+  for (const pid of [server.pid, client.pid]) assert.deepEqual(capture.of(pid).map((r) => [r.stream, r.kind]), [['connections', OPEN]])
+})
+
+test('an excluded port (either end) and the pid filter keep records in the kernel', async () => {
+  capture.want(HTTP)
+  const { server: listener, port: listening } = startServer(requestResponse()[0])
+  const port = await listening
+  const key = new Uint8Array(8)
+  new DataView(key.buffer).setUint32(0, HTTP, true)
+  new DataView(key.buffer).setUint32(4, port, true)
+  capture.library.object.map('excluded_ports').update(key, new Uint8Array([1]))
+  const { client } = await startClient(port, requestResponse()[1])
+  await Promise.all([listener.finished(), client.finished()])
+  for (const pid of [listener.pid, client.pid]) assert.deepEqual(capture.of(pid, 'http'), [])
+
+  capture.reset()
+  capture.want(HTTP, { pidFilter: true })
+  const { server, port: filtered } = startServer(requestResponse()[0])
+  const target = new Uint8Array(8)
+  new DataView(target.buffer).setUint32(0, HTTP, true)
+  new DataView(target.buffer).setUint32(4, server.pid, true)
+  capture.library.object.map('target_pids').update(target, new Uint8Array([1]))
+  const other = await startClient(await filtered, requestResponse()[1])
+  await Promise.all([server.finished(), other.client.finished()])
+  assert.deepEqual(capture.of(server.pid, 'http').map((r) => r.data.toString()), [REQUEST, RESPONSE])
+  assert.deepEqual(capture.of(other.client.pid), [])
+})
+
+test("Periscope's own traffic is not captured at either end, while its children's is", async () => {
+  capture.want(HTTP)
+  // Periscope (this process) serves: its client is not traced
+  const server = createServer((socket) => {
+    socket.once('data', () => socket.end(RESPONSE))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  try {
+    const { client } = await startClient((server.address() as AddressInfo).port, requestResponse()[1])
+    await client.finished()
+    assert.deepEqual(capture.of(client.pid), [])
+  } finally {
+    server.close()
+  }
+  // Periscope connects: the server it talks to is not traced
+  const { server: peer, port } = startServer(requestResponse()[0])
+  const socket = connect(await port, '127.0.0.1')
+  socket.write(REQUEST)
+  let answer = ''
+  socket.setEncoding('utf8').on('data', (chunk: string) => { answer += chunk })
+  await peer.finished()
+  await waitFor(() => answer === RESPONSE, 'the response in this process')
+  socket.destroy()
+  assert.deepEqual(capture.of(peer.pid), [])
+  assert.deepEqual(capture.of(process.pid), [])
+  // the same exchange between two children is traced
+  const control = await exchange(...requestResponse())
+  assert.equal(capture.of(control.client.pid, 'http').length, 2)
+})
+
+test('a refused connect gives a connect-failed record, blocking or not', async () => {
+  capture.want(HTTP)
+  // a port nothing listens on: bound and closed here
+  const probe = createServer()
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  const port = (probe.address() as AddressInfo).port
+  await new Promise<void>((resolve) => probe.close(() => resolve()))
+
+  const blocking = new Peer({ role: 'client', port })
+  assert.equal(await blocking.line('connect failed'), `connect failed ${ECONNREFUSED}`)
+  await waitFor(() => blocking.exitCode !== undefined, 'the blocking client to exit')
+  const nonblocking = new Peer({ role: 'client', port, nonblocking: true })
+  assert.equal(await nonblocking.line('connect '), `connect ${ECONNREFUSED}`)
+  await waitFor(() => nonblocking.exitCode !== undefined, 'the non-blocking client to exit')
+  for (const peer of [blocking, nonblocking]) {
+    peers.delete(peer)
+    const records = capture.of(peer.pid, 'connections').filter((r) => r.kind === CONNECT_FAILED)
+    assert.equal(records.length, 1, `one connect-failed record for ${peer.lines.join(' | ')}`)
+    const [failed] = records
+    assert.deepEqual([failed.bytes, failed.role, failed.protocol, failed.remote, failed.remote_port, failed.family, failed.comm, failed.tid, failed.captured],
+      [ECONNREFUSED, CLIENT, 0, '127.0.0.1', port, AF_INET, 'python3', peer.pid, 0])
+    assert.ok(failed.conn_id > 0 && failed.start_ns <= failed.end_ns)
+    // no close follows a failed connect
+    assert.deepEqual(capture.of(peer.pid, 'connections').filter((r) => r.kind === CLOSE), [])
+  }
+})
+
+test('a connection opened before the object is found by the start-up scan: role, pre-existing flag, position 0', async () => {
+  const { server, port: listening } = startServer([['wait'], ...requestResponse()[0]])
+  const port = await listening
+  const { client, clientPort } = await startClient(port, [['wait'], ...requestResponse()[1]])
+  await Promise.all([server.line('waiting'), client.line('waiting')])
+
+  const late = await Capture.open({ subscribe: false })
+  try {
+    const scan = late.log.find((line) => line.startsWith('sockdata: start-up scan found '))
+    assert.match(scan ?? '', /^sockdata: start-up scan found [1-9]\d* listening TCP sockets, [1-9]\d* TCP connections opened before Periscope$/)
+    late.want(HTTP)
+    const seen: Rec[] = []
+    for (const stream of ['http', 'connections']) {
+      late.library.subscribe(stream, (batch) => forEachRecord(batch, (view, offset, size) => seen.push(toRec(stream, decodeSockEvent(view, offset, size)))))
+    }
+    server.resume()
+    client.resume()
+    await Promise.all([server.finished(), client.finished()])
+    const mine = (pid: number) => seen.filter((r) => r.pid === pid)
+    await waitFor(() => mine(client.pid).length === 3 && mine(server.pid).length === 3, 'the late object\'s records')
+    // order holds within a ring, not across rings
+    const fields = (r: Rec) => [r.stream, r.kind, r.direction, r.role, r.flags, r.position, r.local_port, r.remote_port, r.data.toString()]
+    const byRing = (pid: number) => [...mine(pid).filter((r) => r.stream === 'http'), ...mine(pid).filter((r) => r.stream === 'connections')].map(fields)
+    assert.deepEqual(byRing(client.pid), [
+      ['http', DATA, EGRESS, CLIENT, FLAG_PREEXISTING, 0, clientPort, port, REQUEST],
+      ['http', DATA, INGRESS, CLIENT, FLAG_PREEXISTING, 0, clientPort, port, RESPONSE],
+      ['connections', CLOSE, 0, CLIENT, FLAG_PREEXISTING, 0, clientPort, port, ''],
+    ])
+    assert.deepEqual(byRing(server.pid), [
+      ['http', DATA, INGRESS, SERVER, FLAG_PREEXISTING, 0, port, clientPort, REQUEST],
+      ['http', DATA, EGRESS, SERVER, FLAG_PREEXISTING, 0, port, clientPort, RESPONSE],
+      ['connections', CLOSE, 0, SERVER, FLAG_PREEXISTING, 0, port, clientPort, ''],
+    ])
+  } finally {
+    await late.close()
+  }
+})
+
+test('sendfile gives a record with its byte count and no payload, at the right position', async () => {
+  capture.want(HTTP)
+  const body = Buffer.alloc(5000, 'b')
+  const file = join(work, 'body.bin')
+  writeFileSync(file, body)
+  const headers = `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`
+  const { server } = await exchange([recv(REQUEST), send(headers), ['sendfile', file]], [send(REQUEST), ['recv', headers.length + body.length]])
+  assert.deepEqual(flow(server.pid, 'http', EGRESS).map((r) => [r.bytes, r.captured, r.flags, r.position, r.data.toString()]), [
+    [headers.length, headers.length, 0, 0, headers],
+    [body.length, 0, FLAG_SENDFILE, headers.length, ''],
+  ])
+})
+
+test('data is cut at the capture size, with the full byte count and the cut flagged', async () => {
+  capture.want(HTTP, { captureBytes: 100 })
+  const response = `HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n${'z'.repeat(1000)}`
+  const { server } = await exchange([recv(REQUEST), send(response)], [send(REQUEST), recv(response)])
+  assert.deepEqual(flow(server.pid, 'http', EGRESS).map((r) => [r.bytes, r.captured, r.flags, r.data.toString()]), [
+    [response.length, 100, FLAG_TRUNCATED, response.slice(0, 100)],
+  ])
+  assert.deepEqual(flow(server.pid, 'http', INGRESS).map((r) => [r.bytes, r.captured, r.flags]), [[REQUEST.length, REQUEST.length, 0]])
+})
+
+test('records dropped on a full ring are counted, and the next record of that direction carries the loss flag', async () => {
+  // one page of ring: three 1000-byte records fill it while nobody reads
+  const small = await Capture.open({ maxEntries: { http: 4096 }, subscribe: false })
+  try {
+    small.want(HTTP)
+    const chunk = `POST /upload HTTP/1.1\r\nContent-Length: ${1000 - 44}\r\n\r\n`.padEnd(1000, 'p')
+    assert.equal(chunk.length, 1000)
+    const { server, port } = startServer([['wait'], ['recv', 11_000], send(RESPONSE)])
+    const { client } = await startClient(await port, [...Array.from({ length: 10 }, () => send(chunk)), ['wait'], send(chunk), recv(RESPONSE)])
+    await client.line('waiting')
+    assert.ok(small.library.stats().dropped > 0, 'the ring overflowed')
+    small.subscribe()
+    const sent = () => small.of(client.pid, 'http').filter((r) => r.direction === EGRESS)
+    assert.ok(sent().length >= 1 && sent().length <= 3, `${sent().length} records fit`)
+    assertContiguous(sent())
+    assert.ok(sent().every((r) => (r.flags & FLAG_LOSS) === 0))
+    server.resume()
+    client.resume()
+    await Promise.all([server.finished(), client.finished()])
+    const last = sent().at(-1)!
+    assert.deepEqual([last.position, last.bytes, last.flags], [10_000, 1000, FLAG_LOSS])
+  } finally {
+    await small.close()
+  }
+})
+
+test('mapped_libraries lists the libssl a process maps, and the libraries ring reports the mapping', async () => {
+  capture.want(HTTP)
+  const python = spawn(PYTHON, ['-c', 'import ssl, sys; print("ready", flush=True); sys.stdin.readline()'])
+  try {
+    let ready = false
+    python.stdout.on('data', () => { ready = true })
+    await waitFor(() => ready, 'python to import ssl')
+    const expected = realpathSync('/usr/lib/x86_64-linux-gnu/libssl.so.3')
+    assert.equal(await capture.library.runIterator('mapped_libraries', { pid: python.pid! }), `${python.pid} ${expected}\n`)
+    const everyone = await capture.library.runIterator('mapped_libraries')
+    assert.ok(everyone.split('\n').includes(`${python.pid} ${expected}`))
+
+    capture.of(python.pid!)
+    const mapped = capture.libraries.filter((e) => e.pid === python.pid)
+    const stat = statSync(expected)
+    assert.deepEqual(mapped.map((e) => [e.path, e.inode, e.comm]), [[expected, stat.ino, 'python3']])
+    // the kernel's dev_t is MAJOR << 20 | MINOR; user space's packs them differently
+    const kernelDev = mapped[0].dev
+    const major = kernelDev >>> 20, minor = kernelDev & 0xfffff
+    assert.equal((major << 8) | (minor & 0xff) | ((minor & ~0xff) << 12), stat.dev)
+  } finally {
+    python.kill()
+  }
+})
+
+test('TLS: OpenSSL plaintext through the uprobes, on the socket\'s connection; ciphertext never leaves the kernel', async () => {
+  capture.want(HTTP)
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(work, 'key.pem'), '-out', join(work, 'cert.pem'), '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' })
+  const tls = { tls: { cert: join(work, 'cert.pem'), key: join(work, 'key.pem') } }
+
+  // without uprobes: the handshake and the encrypted exchange classify as TLS and stay in the kernel
+  const hidden = await exchange(...requestResponse(), tls)
+  for (const pid of [hidden.client.pid, hidden.server.pid]) {
+    assert.deepEqual(capture.of(pid).map((r) => [r.stream, r.kind, r.protocol]), [['connections', OPEN, 0], ['connections', CLOSE, 0]])
+  }
+
+  const library = realpathSync('/usr/lib/x86_64-linux-gnu/libssl.so.3')
+  const links: Link[] = []
+  try {
+    for (const symbol of ['SSL_write', 'SSL_read', 'SSL_write_ex', 'SSL_read_ex']) {
+      const program = symbol.toLowerCase()
+      links.push(attachUprobe(capture.library.object, program, library, { symbol }))
+      links.push(attachUprobe(capture.library.object, `${program}_ret`, library, { symbol, retprobe: true }))
+    }
+    const { server, client, port, clientPort } = await exchange(...requestResponse(), tls)
+    const opened = (pid: number) => capture.of(pid, 'connections').find((r) => r.kind === OPEN)!
+    assert.deepEqual(capture.of(client.pid, 'http').map((r) => [r.direction, r.flags, r.position, r.bytes, r.data.toString(), r.conn_id, r.role, r.local_port, r.remote_port]), [
+      [EGRESS, FLAG_TLS, 0, REQUEST.length, REQUEST, opened(client.pid).conn_id, CLIENT, clientPort, port],
+      [INGRESS, FLAG_TLS, 0, RESPONSE.length, RESPONSE, opened(client.pid).conn_id, CLIENT, clientPort, port],
+    ])
+    assert.deepEqual(capture.of(server.pid, 'http').map((r) => [r.direction, r.flags, r.position, r.data.toString(), r.conn_id, r.role]), [
+      [INGRESS, FLAG_TLS, 0, REQUEST, opened(server.pid).conn_id, SERVER],
+      [EGRESS, FLAG_TLS, 0, RESPONSE, opened(server.pid).conn_id, SERVER],
+    ])
+    // nothing else: no ciphertext on any ring
+    for (const pid of [client.pid, server.pid]) {
+      assert.deepEqual(capture.of(pid).filter((r) => r.stream !== 'http').map((r) => r.kind), [OPEN, CLOSE])
+    }
+  } finally {
+    for (const link of links) link.detach()
+  }
+})
