@@ -41,14 +41,21 @@ interface FileState {
   detach: (() => Promise<void>)[]
 }
 
-/** Whether an attach error says the symbol is not in the file (rather than a real failure). */
-function isMissingSymbol(error: unknown): boolean {
-  const message = error instanceof Error ? error.message : String(error)
-  return /symbol|ENOENT|no such/i.test(message)
+/** The host's error code (`ctx.attach` errors carry it, and start their message with it). */
+function codeOf(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code
+  if (typeof code === 'string') return code
+  return /^([A-Z_]+):/.exec(error instanceof Error ? error.message : String(error))?.[1] ?? ''
 }
 
+/** The file has no such function: not an error for optional probes and for static checks. */
+function isMissingSymbol(error: unknown): boolean {
+  return codeOf(error) === 'ENOSYMBOL'
+}
+
+/** libbpf could not read the file as ELF (a script, say). */
 function isNotElf(error: unknown): boolean {
-  return /LIBBPF_FORMAT|not a valid|ELF/i.test(error instanceof Error ? error.message : String(error))
+  return codeOf(error) === 'LIBBPF_FORMAT'
 }
 
 export class OpenSslFollower {
