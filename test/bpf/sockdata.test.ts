@@ -252,7 +252,7 @@ test('a request and its response: exact records on both ends, and their open and
   assert.equal(capture.library.stats().dropped, 0)
 })
 
-test('writev, readv, sendmsg and recvmsg_into are gathered across their iovecs; sendmmsg gives one record per message', async () => {
+test('writev, readv, sendmsg and recvmsg_into are gathered across their iovecs; sendmmsg and recvmmsg give one record per message', async () => {
   capture.want(HTTP)
   const first = ['GET /gather HTTP/1.1\r\n', 'Host: a\r\n', 'X-Part: 3\r\n\r\n']
   const second = ['GET /second', ' HTTP/1.1\r\n', '\r\n']
@@ -261,12 +261,12 @@ test('writev, readv, sendmsg and recvmsg_into are gathered across their iovecs; 
   const { server, port } = startServer([
     ['wait'], ['readv', [5, 10, 100]],
     ['wait'], ['recvmsg_into', [4, 4, 200]],
-    ['recv', third.flat().join('').length], send(RESPONSE),
+    ['wait'], ['recvmmsg', [[4, 6], [100]]], send(RESPONSE),
   ])
   const { client } = await startClient(await port, [
     ['writev', first.map(hex)], ['wait'],
     ['sendmsg', second.map(hex)], ['wait'],
-    ['sendmmsg', third.map((parts) => parts.map(hex))], recv(RESPONSE),
+    ['sendmmsg', third.map((parts) => parts.map(hex))], ['wait'], recv(RESPONSE),
   ])
   // each read runs only once the data it reads is in the socket: one call gets all of it
   await client.line('waiting', 1)
@@ -276,6 +276,12 @@ test('writev, readv, sendmsg and recvmsg_into are gathered across their iovecs; 
   await client.line('waiting', 2)
   server.resume()
   assert.equal(await server.line('recvmsg_into '), `recvmsg_into ${length(second)}`)
+  client.resume()
+  await client.line('waiting', 3)
+  server.resume()
+  // the first message takes 10 bytes across its two iovecs, the second the rest
+  const sentByMmsg = third.flat().join('')
+  assert.equal(await server.line('recvmmsg '), `recvmmsg 10 ${sentByMmsg.length - 10}`)
   client.resume()
   await Promise.all([server.finished(), client.finished()])
 
@@ -288,8 +294,32 @@ test('writev, readv, sendmsg and recvmsg_into are gathered across their iovecs; 
     [first.join(''), length(first), 0],
     [second.join(''), length(second), length(first)],
   ])
+  assert.deepEqual(received.slice(2).map((r) => [r.data.toString(), r.bytes]), [[sentByMmsg.slice(0, 10), 10], [sentByMmsg.slice(10), sentByMmsg.length - 10]])
   assertContiguous(received)
-  assert.equal(Buffer.concat(received.map((r) => r.data)).toString(), [...first, ...second, ...third.flat()].join(''))
+})
+
+test('IPv6 connections carry 16-byte addresses; unix stream sockets are followed too, without addresses or role', async () => {
+  capture.want(HTTP)
+  const { client, server, port, clientPort } = await exchange(...requestResponse(), { family: 'inet6' })
+  const loopback6 = '00000000000000000000000000000001'
+  const AF_INET6 = 10, AF_UNIX = 1
+  assert.deepEqual(capture.of(client.pid, 'http').map((r) => [r.family, r.local, r.remote, r.local_port, r.remote_port, r.role, r.data.toString()]), [
+    [AF_INET6, loopback6, loopback6, clientPort, port, CLIENT, REQUEST],
+    [AF_INET6, loopback6, loopback6, clientPort, port, CLIENT, RESPONSE],
+  ])
+  assert.deepEqual(capture.of(server.pid, 'http').map((r) => [r.family, r.local_port, r.remote_port, r.role]), [[AF_INET6, port, clientPort, SERVER], [AF_INET6, port, clientPort, SERVER]])
+
+  const pair = new Peer({ role: 'pair', request: hex(REQUEST), response: hex(RESPONSE) })
+  await pair.finished()
+  const records = capture.of(pair.pid, 'http')
+  assert.deepEqual(records.map((r) => [r.family, r.direction, r.role, r.local_port, r.remote_port, r.position, r.data.toString()]), [
+    [AF_UNIX, EGRESS, 0, 0, 0, 0, REQUEST],
+    [AF_UNIX, INGRESS, 0, 0, 0, 0, REQUEST],
+    [AF_UNIX, EGRESS, 0, 0, 0, 0, RESPONSE],
+    [AF_UNIX, INGRESS, 0, 0, 0, 0, RESPONSE],
+  ])
+  // the two ends are two connections
+  assert.equal(new Set(records.map((r) => r.conn_id)).size, 2)
 })
 
 test('reads and writes of plain files and pipes are not captured, even when they look like HTTP', async () => {
@@ -517,19 +547,25 @@ test('records dropped on a full ring are counted, and the next record of that di
   }
 })
 
+/** A python3 that has imported ssl (so maps libssl), until `stop`. */
+async function pythonWithSsl(): Promise<{ pid: number; stop(): void }> {
+  const python = spawn(PYTHON, ['-c', 'import ssl, sys; print("ready", flush=True); sys.stdin.readline()'])
+  let ready = false
+  python.stdout.on('data', () => { ready = true })
+  await waitFor(() => ready, 'python to import ssl')
+  return { pid: python.pid!, stop: () => python.kill() }
+}
+
 test('mapped_libraries lists the libssl a process maps, and the libraries ring reports the mapping', async () => {
   capture.want(HTTP)
-  const python = spawn(PYTHON, ['-c', 'import ssl, sys; print("ready", flush=True); sys.stdin.readline()'])
+  const python = await pythonWithSsl()
   try {
-    let ready = false
-    python.stdout.on('data', () => { ready = true })
-    await waitFor(() => ready, 'python to import ssl')
     const expected = realpathSync('/usr/lib/x86_64-linux-gnu/libssl.so.3')
-    assert.equal(await capture.library.runIterator('mapped_libraries', { pid: python.pid! }), `${python.pid} ${expected}\n`)
+    assert.equal(await capture.library.runIterator('mapped_libraries', { pid: python.pid }), `${python.pid} ${expected}\n`)
     const everyone = await capture.library.runIterator('mapped_libraries')
     assert.ok(everyone.split('\n').includes(`${python.pid} ${expected}`))
 
-    capture.of(python.pid!)
+    capture.of(python.pid)
     const mapped = capture.libraries.filter((e) => e.pid === python.pid)
     const stat = statSync(expected)
     assert.deepEqual(mapped.map((e) => [e.path, e.inode, e.comm]), [[expected, stat.ino, 'python3']])
@@ -538,7 +574,7 @@ test('mapped_libraries lists the libssl a process maps, and the libraries ring r
     const major = kernelDev >>> 20, minor = kernelDev & 0xfffff
     assert.equal((major << 8) | (minor & 0xff) | ((minor & ~0xff) << 12), stat.dev)
   } finally {
-    python.kill()
+    python.stop()
   }
 })
 
@@ -553,7 +589,11 @@ test('TLS: OpenSSL plaintext through the uprobes, on the socket\'s connection; c
     assert.deepEqual(capture.of(pid).map((r) => [r.stream, r.kind, r.protocol]), [['connections', OPEN, 0], ['connections', CLOSE, 0]])
   }
 
-  const library = realpathSync('/usr/lib/x86_64-linux-gnu/libssl.so.3')
+  // the libssl python's ssl module maps, as the mapped_libraries iterator finds it
+  const python = await pythonWithSsl()
+  const [line] = (await capture.library.runIterator('mapped_libraries', { pid: python.pid })).split('\n')
+  python.stop()
+  const library = line.slice(line.indexOf(' ') + 1)
   const links: Link[] = []
   try {
     for (const symbol of ['SSL_write', 'SSL_read', 'SSL_write_ex', 'SSL_read_ex']) {
