@@ -11,16 +11,16 @@
  * its process, all threads, from /proc/<pid>/stat) per 10,000 requests nginx logged, from the start
  * of the load until its exports settle (no new span for 1.5 s), so work left over when wrk stops
  * counts too; its RSS, sampled every 100 ms over the same time (VmRSS), and its VmHWM; the spans
- * that reached the sink (nginx's server spans and wrk's client spans). The kernel side of tracing runs in
- * nginx's and wrk's own syscalls: it shows as lost throughput and added latency, not as Periscope's
- * CPU. Medians over the rounds. Targets: throughput ≥ 0.95 of the baseline, p99 added ≤ 100 µs,
+ * that reached the sink (nginx's server spans and wrk's client spans). The kernel side of tracing
+ * runs in nginx's and wrk's own syscalls, not in Periscope's CPU: nginx's CPU per 10,000 requests
+ * (user and system, master and workers), with and without, shows it. Medians over the rounds. Targets: throughput ≥ 0.95 of the baseline, p99 added ≤ 100 µs,
  * RSS ≤ 150 MB (10^6 bytes) under load. Exits non-zero when one is missed.
  *
  *   node_modules/.bin/node bench/http-overhead.bench.ts [--seconds 10] [--rounds 3]
  *   PERISCOPE_BENCH_HTTP_SECONDS=5 npm run bench -- http-overhead
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
@@ -49,7 +49,9 @@ type Scheme = 'http' | 'https'
 const SCHEMES: Scheme[] = ['http', 'https']
 
 interface PeriscopeUse {
-  cpuS: number
+  cpu: CpuTimes
+  /** threadCpu() over the run, seconds. */
+  byThread: Map<string, number>
   /** Largest VmRSS sampled during the load, bytes. */
   sampledRss: number
   /** VmHWM at the end of the load: the peak since start, start-up included, bytes. */
@@ -62,6 +64,8 @@ interface LoadRun {
   wrk: WrkResult
   /** Lines nginx logged during the run: every request it answered, wrk's in-flight ones included. */
   logged: number
+  /** nginx's master and workers during wrk's run. */
+  nginxCpu: CpuTimes
   periscope?: PeriscopeUse
 }
 
@@ -72,17 +76,70 @@ interface Periscope {
   stop(): Promise<void>
 }
 
-/** utime + stime of a process, all threads, seconds. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+interface CpuTimes {
+  /** utime, seconds. */
+  user: number
+  /** stime, seconds: the BPF programs on the syscall tracepoints run in here. */
+  system: number
+}
+
+/** CPU time of processes (all their threads) from /proc/<pid>/stat, summed. */
+function cpuTimes(pids: readonly number[]): CpuTimes {
+  const sum = { user: 0, system: 0 }
+  for (const pid of pids) {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    sum.user += Number(fields[11]) / CLOCK_TICKS
+    sum.system += Number(fields[12]) / CLOCK_TICKS
+  }
+  return sum
+}
+
+const minus = (a: CpuTimes, b: CpuTimes): CpuTimes => ({ user: a.user - b.user, system: a.system - b.system })
+
+/**
+ * Periscope's CPU seconds by kind of thread: its main thread (ring buffers, bus, exporter), the
+ * threads it starts that keep the main thread's name (isolated-vm's isolate threads: the plugins),
+ * V8's workers (garbage collection, compilation) and libuv's pool. A thread that exits between two
+ * readings loses its time from the difference.
+ */
+function threadCpu(pid: number): Map<string, number> {
+  const byKind = new Map<string, number>()
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+    } catch {
+      continue
+    }
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const kind = tid === String(pid) ? 'main thread' : comm === 'MainThread' ? 'isolates' : comm === 'V8Worker' ? 'V8 workers' : comm === 'libuv-worker' ? 'libuv pool' : comm
+    byKind.set(kind, (byKind.get(kind) ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS)
+  }
+  return byKind
 }
 
 function hwm(pid: number): number {
   const match = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   if (match === null) throw new Error(`/proc/${pid}/status has no VmHWM line`)
   return Number(match[1]) * 1024
+}
+
+/**
+ * Other `periscope run` processes on the host: one would trace the baseline too (and compete for
+ * the CPUs), so the figures are then no clean comparison.
+ */
+function otherPeriscopes(own?: number): string[] {
+  const found: string[] = []
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name) && Number(name) !== own)) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+      const cli = argv.findIndex((arg) => arg.endsWith('runtime/cli.ts'))
+      if (cli >= 0 && argv[cli + 1] === 'run') found.push(`${pid} ${argv.join(' ').trim()}`)
+    } catch {}
+  }
+  return found
 }
 
 /**
@@ -108,8 +165,12 @@ async function exportSettled(sink: OtlpSink): Promise<void> {
 async function load(nginx: Nginx, scheme: Scheme, traced?: { periscope: Periscope; sink: OtlpSink }): Promise<LoadRun> {
   const periscope = traced?.periscope
   const url = `${scheme === 'http' ? nginx.baseUrl : nginx.tlsUrl}/`
+  for (const other of otherPeriscopes(periscope?.pid)) intruders.add(other)
   const loggedBefore = nginx.accessLog().length
-  const cpuBefore = periscope === undefined ? 0 : cpuSeconds(periscope.pid)
+  const cpuBefore = periscope === undefined ? undefined : cpuTimes([periscope.pid])
+  const threadsBefore = periscope === undefined ? undefined : threadCpu(periscope.pid)
+  const nginxPids = [nginx.pid, ...nginx.workerPids()]
+  const nginxBefore = cpuTimes(nginxPids)
   let sampledRss = 0
   const sample = (): void => {
     if (periscope !== undefined) sampledRss = Math.max(sampledRss, procMemory(periscope.pid)?.rss ?? 0)
@@ -117,8 +178,10 @@ async function load(nginx: Nginx, scheme: Scheme, traced?: { periscope: Periscop
   const sampler = setInterval(sample, 100)
   const spansBefore = traced?.sink.counts().spans ?? 0
   let wrk: WrkResult
+  let nginxCpu: CpuTimes
   try {
     wrk = await runWrk({ url, threads: THREADS, connections: CONNECTIONS, durationS: SECONDS })
+    nginxCpu = minus(cpuTimes(nginxPids), nginxBefore)
     if (traced !== undefined) await exportSettled(traced.sink)
   } finally {
     clearInterval(sampler)
@@ -129,12 +192,13 @@ async function load(nginx: Nginx, scheme: Scheme, traced?: { periscope: Periscop
   }
   const logged = (await nginx.waitForAccessLog((lines) => lines.length - loggedBefore >= wrk.requests)).length - loggedBefore
   const use = periscope === undefined ? undefined : {
-    cpuS: cpuSeconds(periscope.pid) - cpuBefore,
+    cpu: minus(cpuTimes([periscope.pid]), cpuBefore!),
+    byThread: new Map([...threadCpu(periscope.pid)].map(([kind, seconds]) => [kind, seconds - (threadsBefore!.get(kind) ?? 0)])),
     sampledRss,
     hwm: hwm(periscope.pid),
     spans: traced!.sink.counts().spans - spansBefore,
   }
-  return { wrk, logged, periscope: use }
+  return { wrk, logged, nginxCpu, periscope: use }
 }
 
 /** `./periscope run` with the shipped plugins, exporting to the sink; resolves once its plugins run. */
@@ -194,6 +258,7 @@ async function waitUntilTracing(nginx: Nginx, sink: OtlpSink, periscope: Perisco
   }
 }
 
+const intruders = new Set<string>()
 const sink = await startOtlpSink()
 const nginx = await startNginx({ tls: true })
 const baseline: Record<Scheme, LoadRun[]> = { http: [], https: [] }
@@ -232,7 +297,12 @@ for (const scheme of SCHEMES) {
   const baseRps = m(base, (r) => r.wrk.requestsPerSecond)
   const withRps = m(withP, (r) => r.wrk.requestsPerSecond)
   const p99Added = m(withP, (r) => r.wrk.latencyUs.p99) - m(base, (r) => r.wrk.latencyUs.p99)
-  const cpuPer10k = m(withP, (r) => (r.periscope!.cpuS / r.logged) * 10_000)
+  const per10k = (cpu: CpuTimes, r: LoadRun): number => ((cpu.user + cpu.system) / r.logged) * 10_000
+  const split = (runs: LoadRun[], pick: (r: LoadRun) => CpuTimes): string => {
+    const user = m(runs, (r) => (pick(r).user / r.logged) * 10_000)
+    const system = m(runs, (r) => (pick(r).system / r.logged) * 10_000)
+    return `${(user + system).toFixed(3)} (user ${user.toFixed(3)}, system ${system.toFixed(3)})`
+  }
   const rss = Math.max(...withP.map((r) => r.periscope!.sampledRss))
   const peak = Math.max(...withP.map((r) => r.periscope!.hwm))
   const logged = withP.reduce((sum, r) => sum + r.logged, 0)
@@ -246,8 +316,16 @@ for (const scheme of SCHEMES) {
   console.log(`          p50 ${ms(m(withP, (r) => r.wrk.latencyUs.p50))}, p99 ${ms(m(withP, (r) => r.wrk.latencyUs.p99))}: ` +
     `p99 added ${p99Added.toFixed(0)} µs (target ≤ ${TARGET_P99_ADDED_US}) ${verdict(met.p99)}; ratio p50 ${(m(withP, (r) => r.wrk.latencyUs.p50) / m(base, (r) => r.wrk.latencyUs.p50)).toFixed(2)}, ` +
     `p99 ${(m(withP, (r) => r.wrk.latencyUs.p99) / m(base, (r) => r.wrk.latencyUs.p99)).toFixed(2)}`)
-  console.log(`          Periscope: ${cpuPer10k.toFixed(3)} CPU-s per 10,000 requests (rounds ${withP.map((r) => ((r.periscope!.cpuS / r.logged) * 10_000).toFixed(3)).join(', ')}); ` +
+  console.log(`          Periscope: ${split(withP, (r) => r.periscope!.cpu)} CPU-s per 10,000 requests (rounds ${withP.map((r) => per10k(r.periscope!.cpu, r).toFixed(3)).join(', ')}); ` +
     `RSS under load ${mb(rss)} MB (target ≤ ${mb(TARGET_RSS)}) ${verdict(met.rss)}, VmHWM ${mb(peak)} MB; ` +
     `${exported.toLocaleString('en')} spans exported for ${logged.toLocaleString('en')} requests (${(exported / logged).toFixed(2)} a request)`)
+  const kinds = [...new Set(withP.flatMap((r) => [...r.periscope!.byThread.keys()]))]
+  const byThread = kinds.map((kind) => [kind, m(withP, (r) => ((r.periscope!.byThread.get(kind) ?? 0) / r.logged) * 10_000)] as const).filter(([, s]) => s >= 0.0005)
+  console.log(`            by thread: ${byThread.map(([kind, seconds]) => `${kind} ${seconds.toFixed(3)}`).join(', ')}`)
+  console.log(`          nginx, CPU-s per 10,000 requests: ${split(withP, (r) => r.nginxCpu)} traced, ${split(base, (r) => r.nginxCpu)} without; ` +
+    `ratio ${(m(withP, (r) => per10k(r.nginxCpu, r)) / m(base, (r) => per10k(r.nginxCpu, r))).toFixed(2)}`)
+}
+if (intruders.size > 0) {
+  console.log(`  WARNING: other periscope run processes were running during the runs, tracing the baseline too; these figures compare nothing:\n    ${[...intruders].join('\n    ')}`)
 }
 if (!allMet) process.exitCode = 1
