@@ -247,6 +247,8 @@ export function attachIterator(object: LoadedObject, program: string, options: {
   const pid = options.pid ?? 0
   if (!Number.isInteger(pid) || pid < 0 || pid > 0x7fffffff) throw new Error(`attach iterator ${program}: pid must be a positive integer, got ${options.pid}`)
   const p = object.program(program)
+  const { section } = p.describe()
+  if (!/^iter(\.s)?\//.test(section)) throw new Error(`attach iterator ${program}: it is a "${section}" program, not an iterator (SEC("iter/…"))`)
   const target = pid > 0 ? `iterator ${program} of pid ${pid}` : `iterator ${program}`
   try {
     return new IteratorLink(p.attachIter(pid), program, target)

@@ -578,6 +578,13 @@ test('mapped_libraries lists the libssl a process maps, and the libraries ring r
   }
 })
 
+test('an iterator limited to a process that does not exist prints nothing; a program that is not an iterator is refused by name', async () => {
+  assert.equal(await capture.library.runIterator('mapped_libraries', { pid: 0x7ffffffe }), '')
+  await assert.rejects(capture.library.runIterator('enter_write'), {
+    message: 'attach iterator enter_write: it is a "tracepoint/syscalls/sys_enter_write" program, not an iterator (SEC("iter/…"))',
+  })
+})
+
 test('TLS: OpenSSL plaintext through the uprobes, on the socket\'s connection; ciphertext never leaves the kernel', async () => {
   capture.want(HTTP)
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(work, 'key.pem'), '-out', join(work, 'cert.pem'), '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' })
