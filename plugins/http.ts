@@ -68,15 +68,26 @@ interface Conn {
   remotePort: number
   /** When the connection closed (boot ns): the end of an exchange it cut short. */
   closedNs?: number
-  /** Server spans of the requests read and not yet answered, by request. */
-  serverSpans: Map<Http1Request, ActiveSpan>
+  /** `local>remote` address and port: the other end's connection has it reversed. */
+  tuple: string
+  /** Span ids chosen when each request's head was seen, until its exchange is exported. */
+  spans: Map<Http1Request, ActiveSpan>
+  /** Client side: requests sent that no traced server has read yet (see #peerParent). */
+  awaitingPeer: { request: Http1Request; ids: ActiveSpan }[]
 }
 
-interface ActiveSpan {
+interface SpanIds {
   traceId: string
   spanId: string
+  parentSpanId?: string
+}
+
+interface ActiveSpan extends SpanIds {
   tid: number
 }
+
+/** A client connection's requests that wait for the server side to read them, at most. */
+const maxAwaitingPeer = 8
 
 export default definePlugin({
   name: 'http',
@@ -98,6 +109,8 @@ class HttpTracing {
   readonly #conns = new Map<number, Conn>()
   /** Server spans whose request was read and whose response is not written yet, by thread. */
   readonly #activeByThread = new Map<number, ActiveSpan>()
+  /** Open connections by `tuple`, to find the other end of a connection on this host. */
+  readonly #byTuple = new Map<string, Conn>()
   readonly #routes: RouteTable
   readonly #methods: Set<string>
   readonly #statusFilter: ((status: number) => boolean) | undefined
@@ -196,20 +209,26 @@ class HttpTracing {
       this.#close(oldest, event.start_ns)
     }
     const id = event.conn_id
+    const local = formatAddress(event.family, event.local_addr)
+    const remote = formatAddress(event.family, event.remote_addr)
     const created = {
       id,
       pid: event.pid,
       comm: event.comm,
       tls: (event.flags & SOCK_FLAG_TLS) !== 0,
       family: event.family,
-      local: formatAddress(event.family, event.local_addr),
+      local,
       localPort: event.local_port,
-      remote: formatAddress(event.family, event.remote_addr),
+      remote,
       remotePort: event.remote_port,
-      serverSpans: new Map(),
-    } as Conn
+      tuple: `${local}:${event.local_port}>${remote}:${event.remote_port}`,
+      spans: new Map(),
+      awaitingPeer: [],
+      // the parser's connection takes this object as its context: set just below
+    } as Omit<Conn, 'stream'> as Conn
     created.stream = this.#parser.connection(created, event.role === ROLE_CLIENT ? 'client' : event.role === ROLE_SERVER ? 'server' : 'unknown')
     this.#conns.set(id, created)
+    this.#byTuple.set(created.tuple, created)
     return created
   }
 
@@ -217,21 +236,48 @@ class HttpTracing {
     const conn = this.#conns.get(connId)
     if (conn === undefined) return
     this.#conns.delete(connId)
+    if (this.#byTuple.get(conn.tuple) === conn) this.#byTuple.delete(conn.tuple)
     conn.closedNs = endNs
     conn.stream.close()
-    for (const span of conn.serverSpans.values()) this.#deactivate(span)
+    for (const span of conn.spans.values()) this.#deactivate(span)
   }
 
   /**
-   * A request was read in full. On the server side its span ids are chosen now, so requests the
-   * process makes while answering it (on the same thread) can be its children.
+   * A request's head was seen: its span ids are chosen now. A server span is then active on its
+   * thread, so requests the process makes while answering it become its children; a client
+   * request waits for a traced server on this host to read it, which becomes its child.
    */
   #onRequest(conn: Conn, request: Http1Request, side: 'client' | 'server'): void {
-    if (side !== 'server') return
-    const parent = parseTraceparent(request.headers.traceparent)
-    const span: ActiveSpan = { traceId: parent?.traceId ?? newTraceId(), spanId: newSpanId(), tid: request.tid }
-    conn.serverSpans.set(request, span)
+    if (side === 'client') {
+      const ids = { ...this.#clientIds(request), tid: request.tid }
+      conn.spans.set(request, ids)
+      if (conn.awaitingPeer.push({ request, ids }) > maxAwaitingPeer) conn.awaitingPeer.shift()
+      return
+    }
+    // the peer's queue is consumed even when a traceparent wins, or its entry would go stale
+    const peer = this.#peerParent(conn, request)
+    const parent: { traceId: string; parentSpanId: string } | undefined = parseTraceparent(request.headers.traceparent) ?? peer
+    const span: ActiveSpan = { traceId: parent?.traceId ?? newTraceId(), spanId: newSpanId(), parentSpanId: parent?.parentSpanId, tid: request.tid }
+    conn.spans.set(request, span)
     this.#activeByThread.set(span.tid, span)
+  }
+
+  /**
+   * The client span of the same request, when the process that sent it is traced on this host
+   * too (the connection's other end): the server span becomes its child. Trusted only when that
+   * end has exactly one request waiting, with the same method and target, sent before this one
+   * was read; anything else (pipelining, records seen out of order) links nothing, and clears the
+   * queue so a stale entry cannot pair with a later request.
+   */
+  #peerParent(conn: Conn, request: Http1Request): { traceId: string; parentSpanId: string } | undefined {
+    const peer = this.#byTuple.get(`${conn.remote}:${conn.remotePort}>${conn.local}:${conn.localPort}`)
+    if (peer === undefined || peer.awaitingPeer.length === 0) return undefined
+    const waiting = peer.awaitingPeer
+    const only = waiting.length === 1 ? waiting[0]! : undefined
+    waiting.length = 0
+    if (only === undefined || only.request.method !== request.method || only.request.target !== request.target) return undefined
+    if (only.request.startNs > request.endNs) return undefined
+    return { traceId: only.ids.traceId, parentSpanId: only.ids.spanId }
   }
 
   #deactivate(span: ActiveSpan): void {
@@ -261,23 +307,22 @@ class HttpTracing {
     const userAgent = request.headers['user-agent']
     if (userAgent !== undefined) attributes['user_agent.original'] = userAgent
     const host = parseHost(request.headers.host)
-    let ids: { traceId: string; spanId: string; parentSpanId?: string }
+    const chosen = conn.spans.get(request)
+    conn.spans.delete(request)
     if (side === 'server') {
       attributes['http.route'] = route
       attributes['server.address'] = host?.name ?? conn.local
       attributes['server.port'] = host?.port ?? conn.localPort
       attributes['client.address'] = conn.remote
       attributes['client.port'] = conn.remotePort
-      const active = conn.serverSpans.get(request)
-      conn.serverSpans.delete(request)
-      if (active !== undefined) this.#deactivate(active)
-      const parent = parseTraceparent(request.headers.traceparent)
-      ids = { traceId: active?.traceId ?? parent?.traceId ?? newTraceId(), spanId: active?.spanId ?? newSpanId(), parentSpanId: parent?.parentSpanId }
+      if (chosen !== undefined) this.#deactivate(chosen)
     } else {
       attributes['server.address'] = host?.name ?? conn.remote
       attributes['server.port'] = host?.port ?? conn.remotePort
-      ids = this.#clientIds(request)
     }
+    // every request's head is seen before its exchange ends, so ids were chosen; the fallback
+    // only covers a parser that never reported the head
+    const ids: SpanIds = chosen === undefined ? this.#clientIds(request) : { traceId: chosen.traceId, spanId: chosen.spanId, parentSpanId: chosen.parentSpanId }
     const error = spanError(side, status, exchange.incomplete)
     if (error !== undefined) attributes['error.type'] = error.type
     if (this.#ctx.config.red_metrics) this.#recordDuration(side, attributes, route, (endNs - startNs) / 1e9)
@@ -295,7 +340,7 @@ class HttpTracing {
   }
 
   /** A client request's trace: its own traceparent, else the server span active on its thread. */
-  #clientIds(request: Http1Request): { traceId: string; spanId: string; parentSpanId?: string } {
+  #clientIds(request: Http1Request): SpanIds {
     const own = parseTraceparent(request.headers.traceparent)
     if (own !== undefined) return { traceId: own.traceId, spanId: newSpanId(), parentSpanId: own.parentSpanId }
     const active = this.#activeByThread.get(request.tid)

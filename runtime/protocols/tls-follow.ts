@@ -55,7 +55,8 @@ function isMissingSymbol(error: unknown): boolean {
 
 /** libbpf could not read the file as ELF (a script, say). */
 function isNotElf(error: unknown): boolean {
-  return codeOf(error) === 'LIBBPF_FORMAT'
+  const code = codeOf(error)
+  return code === 'ENOEXEC' || code === 'LIBBPF_FORMAT'
 }
 
 export class OpenSslFollower {
@@ -88,6 +89,8 @@ export class OpenSslFollower {
   /** exec: the new image may link OpenSSL statically; exit: a file may have lost its last user. */
   onExec(event: TopicEvent<'exec:events'>): void {
     if (event.kind === EXEC_EVENT_EXEC) {
+      // a relative path is relative to a working directory this event does not carry
+      if (!event.filename.startsWith('/')) return
       if (!this.#withoutOpenSsl.has(event.filename) && !this.#files.has(event.filename)) this.#binariesToCheck.set(event.filename, event.pid)
       return
     }

@@ -120,8 +120,11 @@ describe('HTTP traces from nginx and curl', { timeout: 300_000 }, () => {
       'http.request.method': 'GET', 'url.path': '/', 'url.scheme': 'http', 'http.response.status_code': 200, 'server.address': '127.0.0.1', 'server.port': nginx.port, 'network.peer.port': nginx.port,
     })
     assert.equal(client!.error, false)
-    // the client's span encloses the server's
+    // the client's span encloses the server's, and both ends on this host make one trace
     assert.ok(client!.startNs <= server!.startNs && server!.endNs <= client!.endNs, 'client span encloses server span')
+    assert.equal(server!.traceId, client!.traceId)
+    assert.equal(server!.parentSpanId, client!.spanId)
+    assert.equal(client!.parentSpanId, '')
     assert.equal(Number(server!.resource['process.pid']), pidOf(server!))
   })
 
@@ -230,6 +233,28 @@ describe('HTTP traces from nginx and curl', { timeout: 300_000 }, () => {
     assert.equal(frontClient[0]!.parentSpanId, parent)
     assert.equal(backendServer[0]!.parentSpanId, parent)
     assert.equal(frontClient[0]!.attributes['server.port'], nginx.backend!.port)
+  })
+
+  it('without a traceparent, curl → nginx → backend on this host is one trace, each span the child of the one before', async () => {
+    const run = await runCurl(`${nginx.baseUrl}/proxy/?case=chain`)
+    assert.equal(run.transfers[0]!.status, 200)
+    const workers = new Set(nginx.workerPids())
+    const backendWorkers = new Set(nginx.backend!.workerPids())
+    const spans = await spansForCase('chain', (s) => s.length >= 4)
+    assert.equal(spans.length, 4)
+    const one = (what: string, match: (s: Span) => boolean): Span => {
+      const found = spans.filter(match)
+      assert.equal(found.length, 1, what)
+      return found[0]!
+    }
+    const curlClient = one('curl client', (s) => s.kind === 'client' && pidOf(s) === run.pid)
+    const frontServer = one('nginx server', (s) => s.kind === 'server' && workers.has(pidOf(s)))
+    const frontClient = one('nginx client', (s) => s.kind === 'client' && workers.has(pidOf(s)))
+    const backendServer = one('backend server', (s) => s.kind === 'server' && backendWorkers.has(pidOf(s)))
+    const shown = spans.map((s) => `${s.kind} pid ${pidOf(s)} trace ${s.traceId} span ${s.spanId} parent ${s.parentSpanId}`).join('\n')
+    for (const s of spans) assert.equal(s.traceId, curlClient.traceId, shown)
+    assert.deepEqual([curlClient.parentSpanId, frontServer.parentSpanId, frontClient.parentSpanId, backendServer.parentSpanId],
+      ['', curlClient.spanId, frontServer.spanId, frontClient.spanId])
   })
 
   it('HTTPS through nginx gives the same spans with url.scheme=https', async () => {
