@@ -249,13 +249,16 @@ function fileIdentity(binary: string, what: string): string {
   return `${stat.dev}:${stat.ino}`
 }
 
-/** The binary exists (checked just before), so libbpf's ENOENT means the symbol is not in it. */
+/**
+ * The binary exists (checked just before), so libbpf's ENOENT (classic uprobes) means the symbol
+ * is not in it, as ENOSYMBOL does from runtime/symbols/elf.ts (uprobe_multi links).
+ */
 function attachOrExplain(object: LibraryObject, program: string, request: UprobeRequest, what: string): { readonly id: number; detach(): void } {
   try {
     return object.attachUprobe!(program, request.binary, { symbol: request.symbol, retprobe: request.retprobe, pid: request.pid })
   } catch (error) {
     const code = (error as { code?: unknown }).code
-    if (code === 'ENOENT') {
+    if (code === 'ENOENT' || code === 'ENOSYMBOL') {
       throw new PluginApiError('ENOSYMBOL', `${what}: ${request.binary} has no function symbol ${request.symbol}`)
     }
     if (code === 'EACCES' || code === 'EPERM') {

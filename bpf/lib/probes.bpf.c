@@ -46,6 +46,13 @@ int probe_uprobe(void *ctx)
 	return 0;
 }
 
+/* loaded with expected attach type BPF_TRACE_UPROBE_MULTI, which libbpf 1.1 has no section for */
+SEC("uprobe")
+int probe_uprobe_multi(void *ctx)
+{
+	return 0;
+}
+
 SEC("perf_event")
 int probe_perf_event(void *ctx)
 {

@@ -57,12 +57,14 @@ class Program : public Napi::ObjectWrap<Program> {
   Napi::Value Fd(const Napi::CallbackInfo& info);
   Napi::Value GetAutoload(const Napi::CallbackInfo& info);
   void SetAutoload(const Napi::CallbackInfo& info, const Napi::Value& value);
+  Napi::Value SetExpectedAttachType(const Napi::CallbackInfo& info);
   Napi::Value SetAttachTarget(const Napi::CallbackInfo& info);
   Napi::Value AttachTracepoint(const Napi::CallbackInfo& info);
   Napi::Value AttachRawTracepoint(const Napi::CallbackInfo& info);
   Napi::Value AttachTrace(const Napi::CallbackInfo& info);
   Napi::Value AttachKprobe(const Napi::CallbackInfo& info);
   Napi::Value AttachUprobe(const Napi::CallbackInfo& info);
+  Napi::Value AttachUprobeMulti(const Napi::CallbackInfo& info);
   Napi::Value AttachPerfEvent(const Napi::CallbackInfo& info);
   Napi::Value AttachCgroup(const Napi::CallbackInfo& info);
   Napi::Value AttachTc(const Napi::CallbackInfo& info);
@@ -108,6 +110,9 @@ class Link : public Napi::ObjectWrap<Link> {
   explicit Link(const Napi::CallbackInfo& info);
   ~Link() override;
   void BindLink(Object* owner, bpf_link* link, std::string kind);
+  // A link the addon created itself (BPF_LINK_CREATE of a type libbpf 1.1 cannot make): closing
+  // its fd detaches it, as bpf_link__destroy would.
+  void BindFd(Object* owner, int fd, std::string kind);
   void BindTc(Object* owner, const bpf_tc_hook& hook, const bpf_tc_opts& opts);
   // Detaches without touching the owner's bookkeeping; used when the owner closes.
   void Release();
@@ -116,9 +121,12 @@ class Link : public Napi::ObjectWrap<Link> {
   Napi::Value Detach(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value IterCreate(const Napi::CallbackInfo& info);
+  bool attached() const { return link_ != nullptr || fd_ >= 0 || tc_; }
+  int fd() const { return link_ != nullptr ? bpf_link__fd(link_) : fd_; }
 
   Object* owner_ = nullptr;
   bpf_link* link_ = nullptr;
+  int fd_ = -1;
   bool tc_ = false;
   bpf_tc_hook tc_hook_{};
   bpf_tc_opts tc_opts_{};
@@ -257,6 +265,10 @@ Napi::Value SetAmbientCapabilities(const Napi::CallbackInfo& info);  // capabili
 Napi::Value WithFreshNetworkNamespace(const Napi::CallbackInfo& info);  // namespaces.cc
 Napi::Value ClockGettime(const Napi::CallbackInfo& info);  // clock.cc
 Napi::Object InitProbes(Napi::Env env, Napi::Object exports);
+// libbpf's name of an attach or link type, or for types newer than libbpf 1.1 the name newer
+// libbpf gives them (probes.cc); nullptr for types neither knows.
+const char* AttachTypeName(int type);
+const char* LinkTypeName(int type);
 
 // Reads a Uint8Array / Buffer argument as raw bytes, checking only its type (TypeScript checks sizes).
 struct Bytes {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <bpf/bpf.h>
+#include <unistd.h>
 #include <cerrno>
 
 #include "errors.h"
@@ -30,6 +31,12 @@ void Link::BindLink(Object* owner, bpf_link* link, std::string kind) {
   kind_ = std::move(kind);
 }
 
+void Link::BindFd(Object* owner, int fd, std::string kind) {
+  owner_ = owner;
+  fd_ = fd;
+  kind_ = std::move(kind);
+}
+
 void Link::BindTc(Object* owner, const bpf_tc_hook& hook, const bpf_tc_opts& opts) {
   owner_ = owner;
   tc_ = true;
@@ -41,6 +48,8 @@ void Link::BindTc(Object* owner, const bpf_tc_hook& hook, const bpf_tc_opts& opt
 void Link::Release() {
   if (link_ != nullptr) bpf_link__destroy(link_);
   link_ = nullptr;
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
   if (tc_) {
     // bpf_tc_detach identifies the filter by handle and priority only
     LIBBPF_OPTS(bpf_tc_opts, opts, .handle = tc_opts_.handle, .priority = tc_opts_.priority);
@@ -52,19 +61,19 @@ void Link::Release() {
 
 // detach() -> true when this call detached it, false when it already was
 Napi::Value Link::Detach(const Napi::CallbackInfo& info) {
-  bool attached = link_ != nullptr || tc_;
+  bool was_attached = attached();
   Object* owner = owner_;
   Release();
   if (owner != nullptr) owner->forget(this);
-  return Napi::Boolean::New(info.Env(), attached);
+  return Napi::Boolean::New(info.Env(), was_attached);
 }
 
 // iterCreate() -> the fd of a new instance of an iterator link (bpf_iter_create, close-on-exec);
 // reading it to EOF runs the program once over what it iterates. The caller closes the fd.
 Napi::Value Link::IterCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (link_ == nullptr) ThrowBpfError(env, "bpf_iter_create (the link was detached)", EBADF);
-  int fd = bpf_iter_create(bpf_link__fd(link_));
+  if (link_ == nullptr && fd_ < 0) ThrowBpfError(env, "bpf_iter_create (the link was detached)", EBADF);
+  int fd = bpf_iter_create(this->fd());
   if (fd < 0) ThrowBpfError(env, "bpf_iter_create", errno);
   return Napi::Number::New(env, fd);
 }
@@ -74,7 +83,7 @@ Napi::Value Link::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
   out.Set("kind", kind_);
-  out.Set("attached", link_ != nullptr || tc_);
+  out.Set("attached", attached());
   if (tc_) {
     out.Set("id", 0);
     out.Set("progId", tc_opts_.prog_id);
@@ -84,16 +93,16 @@ Napi::Value Link::Info(const Napi::CallbackInfo& info) {
     out.Set("priority", tc_opts_.priority);
     return out;
   }
-  if (link_ == nullptr) return out;
+  if (!attached()) return out;
   bpf_link_info link_info{};
   __u32 len = sizeof link_info;
-  if (bpf_obj_get_info_by_fd(bpf_link__fd(link_), &link_info, &len) != 0)
+  if (bpf_obj_get_info_by_fd(fd(), &link_info, &len) != 0)
     ThrowBpfError(env, "bpf_obj_get_info_by_fd link", errno);
-  const char* type = libbpf_bpf_link_type_str(static_cast<bpf_link_type>(link_info.type));
+  const char* type = LinkTypeName(static_cast<int>(link_info.type));
   out.Set("id", link_info.id);
   out.Set("progId", link_info.prog_id);
   out.Set("type", type == nullptr ? env.Null() : Napi::String::New(env, type));
-  out.Set("fd", bpf_link__fd(link_));
+  out.Set("fd", fd());
   return out;
 }
 

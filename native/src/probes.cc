@@ -11,6 +11,28 @@
 
 namespace periscope {
 
+// Types the kernel has and libbpf 1.1 predates, as newer libbpf names them, in uapi order from
+// the first one libbpf 1.1 lacks (include/uapi/linux/bpf.h); enough for what Periscope uses.
+constexpr int kFirstNewAttachType = 44;  // BPF_STRUCT_OPS
+constexpr const char* kNewAttachTypes[] = {"struct_ops", "netfilter", "tcx_ingress", "tcx_egress", "trace_uprobe_multi"};
+constexpr int kFirstNewLinkType = 10;  // BPF_LINK_TYPE_NETFILTER
+constexpr const char* kNewLinkTypes[] = {"netfilter", "tcx", "uprobe_multi"};
+
+template <size_t N>
+static const char* NewerName(int type, int first, const char* const (&names)[N]) {
+  return type >= first && type < first + static_cast<int>(N) ? names[type - first] : nullptr;
+}
+
+const char* AttachTypeName(int type) {
+  const char* name = libbpf_bpf_attach_type_str(static_cast<bpf_attach_type>(type));
+  return name != nullptr ? name : NewerName(type, kFirstNewAttachType, kNewAttachTypes);
+}
+
+const char* LinkTypeName(int type) {
+  const char* name = libbpf_bpf_link_type_str(static_cast<bpf_link_type>(type));
+  return name != nullptr ? name : NewerName(type, kFirstNewLinkType, kNewLinkTypes);
+}
+
 namespace {
 // Names from libbpf's own tables, so TypeScript and libbpf agree on spelling.
 template <typename Fn>
@@ -66,7 +88,7 @@ Napi::Object InitProbes(Napi::Env env, Napi::Object exports) {
   exports.Set("versions", Napi::Function::New(env, Versions));
   exports.Set("progTypeNames", Names(env, [](int i) { return libbpf_bpf_prog_type_str(static_cast<bpf_prog_type>(i)); }));
   exports.Set("mapTypeNames", Names(env, [](int i) { return libbpf_bpf_map_type_str(static_cast<bpf_map_type>(i)); }));
-  exports.Set("attachTypeNames", Names(env, [](int i) { return libbpf_bpf_attach_type_str(static_cast<bpf_attach_type>(i)); }));
+  exports.Set("attachTypeNames", Names(env, AttachTypeName));
   return exports;
 }
 

@@ -2,7 +2,11 @@
 #include <linux/perf_event.h>
 #include <bpf/bpf.h>
 #include <net/if.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <cerrno>
+#include <cstddef>
+#include <vector>
 
 #include "errors.h"
 #include "handles.h"
@@ -17,12 +21,14 @@ Napi::Function Program::Init(Napi::Env env) {
                                       InstanceMethod<&Program::Describe>("describe"),
                                       InstanceMethod<&Program::Fd>("fd"),
                                       InstanceAccessor<&Program::GetAutoload, &Program::SetAutoload>("autoload"),
+                                      InstanceMethod<&Program::SetExpectedAttachType>("setExpectedAttachType"),
                                       InstanceMethod<&Program::SetAttachTarget>("setAttachTarget"),
                                       InstanceMethod<&Program::AttachTracepoint>("attachTracepoint"),
                                       InstanceMethod<&Program::AttachRawTracepoint>("attachRawTracepoint"),
                                       InstanceMethod<&Program::AttachTrace>("attachTrace"),
                                       InstanceMethod<&Program::AttachKprobe>("attachKprobe"),
                                       InstanceMethod<&Program::AttachUprobe>("attachUprobe"),
+                                      InstanceMethod<&Program::AttachUprobeMulti>("attachUprobeMulti"),
                                       InstanceMethod<&Program::AttachPerfEvent>("attachPerfEvent"),
                                       InstanceMethod<&Program::AttachCgroup>("attachCgroup"),
                                       InstanceMethod<&Program::AttachTc>("attachTc"),
@@ -57,7 +63,7 @@ Napi::Value Program::Describe(const Napi::CallbackInfo& info) {
   out.Set("name", bpf_program__name(prog));
   out.Set("section", bpf_program__section_name(prog));
   out.Set("type", OrNull(env, libbpf_bpf_prog_type_str(bpf_program__type(prog))));
-  out.Set("attachType", OrNull(env, libbpf_bpf_attach_type_str(bpf_program__expected_attach_type(prog))));
+  out.Set("attachType", OrNull(env, AttachTypeName(bpf_program__expected_attach_type(prog))));
   out.Set("instructions", Napi::Number::New(env, bpf_program__insn_cnt(prog)));
   return out;
 }
@@ -73,6 +79,14 @@ Napi::Value Program::GetAutoload(const Napi::CallbackInfo& info) {
 void Program::SetAutoload(const Napi::CallbackInfo& info, const Napi::Value& value) {
   int err = bpf_program__set_autoload(handle(info.Env()), value.ToBoolean());
   if (err != 0) ThrowBpfError(info.Env(), "bpf_program__set_autoload", err);
+}
+
+// setExpectedAttachType(type): before load; the kernel checks it at load and again at attach.
+Napi::Value Program::SetExpectedAttachType(const Napi::CallbackInfo& info) {
+  int type = info[0].As<Napi::Number>().Int32Value();
+  int err = bpf_program__set_expected_attach_type(handle(info.Env()), static_cast<bpf_attach_type>(type));
+  if (err != 0) ThrowBpfError(info.Env(), "bpf_program__set_expected_attach_type " + std::to_string(type), err);
+  return info.Env().Undefined();
 }
 
 // setAttachTarget(functionName): retargets fentry/fexit/tp_btf programs before load.
@@ -157,6 +171,66 @@ Napi::Value Program::AttachUprobe(const Napi::CallbackInfo& info) {
   bpf_link* link = bpf_program__attach_uprobe_opts(prog, pid, binary.c_str(), offset, &opts);
   std::string where = binary + ":" + (func.empty() ? std::to_string(offset) : func);
   return Wrap(info.Env(), link, std::string(retprobe ? "uretprobe " : "uprobe ") + where, capture.take());
+}
+
+// The uprobe_multi fields of union bpf_attr's link_create, laid out as Linux 6.6 added them (and
+// 6.18 still has them, per its BTF); Debian 12's uapi headers (6.1) and libbpf 1.1 predate them.
+struct UprobeMultiLinkCreate {
+  __u32 prog_fd;
+  __u32 target_fd;
+  __u32 attach_type;
+  __u32 flags;
+  __aligned_u64 path;
+  __aligned_u64 offsets;
+  __aligned_u64 ref_ctr_offsets;
+  __aligned_u64 cookies;
+  __u32 cnt;
+  __u32 uprobe_flags;
+  __u32 pid;
+};
+static_assert(offsetof(UprobeMultiLinkCreate, path) == 16 && offsetof(UprobeMultiLinkCreate, pid) == 56);
+constexpr __u32 kTraceUprobeMulti = 48;        // BPF_TRACE_UPROBE_MULTI
+constexpr __u32 kUprobeMultiReturn = 1U << 0;  // BPF_F_UPROBE_MULTI_RETURN
+
+static __u64 Address(const void* p) { return reinterpret_cast<uintptr_t>(p); }
+
+// attachUprobeMulti(retprobe, pid, binaryPath, offsets: number[], cookies?: bigint[]): one
+// uprobe_multi link on file offsets of a binary (pid 0: every process). Unlike a uprobe made
+// through the uprobe PMU, it needs no CAP_SYS_ADMIN; the program must have been loaded with
+// expected attach type trace_uprobe_multi.
+Napi::Value Program::AttachUprobeMulti(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bpf_program* prog = handle(env);
+  bool retprobe = info[0].ToBoolean();
+  uint32_t pid = info[1].As<Napi::Number>().Uint32Value();
+  std::string binary = info[2].As<Napi::String>();
+  Napi::Array offsets_arg = info[3].As<Napi::Array>();
+  std::vector<__u64> offsets(offsets_arg.Length());
+  for (uint32_t i = 0; i < offsets.size(); i++) offsets[i] = static_cast<__u64>(offsets_arg.Get(i).As<Napi::Number>().Int64Value());
+  std::vector<__u64> cookies;
+  if (info.Length() > 4 && info[4].IsArray()) {
+    Napi::Array cookies_arg = info[4].As<Napi::Array>();
+    for (uint32_t i = 0; i < cookies_arg.Length(); i++) {
+      bool lossless;
+      cookies.push_back(cookies_arg.Get(i).As<Napi::BigInt>().Uint64Value(&lossless));
+    }
+  }
+  UprobeMultiLinkCreate attr{};
+  attr.prog_fd = static_cast<__u32>(bpf_program__fd(prog));
+  attr.attach_type = kTraceUprobeMulti;
+  attr.path = Address(binary.c_str());
+  attr.offsets = Address(offsets.data());
+  attr.cookies = cookies.empty() ? 0 : Address(cookies.data());
+  attr.cnt = static_cast<__u32>(offsets.size());
+  attr.uprobe_flags = retprobe ? kUprobeMultiReturn : 0;
+  attr.pid = pid;
+  std::string op = std::string(retprobe ? "uretprobe_multi " : "uprobe_multi ") + binary;
+  int fd = static_cast<int>(syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof attr));
+  if (fd < 0) ThrowBpfError(env, "bpf_link_create " + op, errno);
+  Napi::Object js = Link::constructor.New({});
+  Link::Unwrap(js)->BindFd(object_, fd, retprobe ? "uretprobe_multi" : "uprobe_multi");
+  object_->adopt(env, Link::Unwrap(js), js);
+  return js;
 }
 
 // attachPerfEvent(type, config, frequency, period, pid, cpu, cookie?): opens the perf event and

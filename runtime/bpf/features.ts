@@ -13,7 +13,7 @@ import { capabilitiesForProgramType, probeLacks, type CapabilityName } from '../
 import { BpfError } from './errors.ts'
 import { native } from './native.ts'
 import { ObjectSpec, type LoadedObject } from './object.ts'
-import { attachCgroup, cgroup2Root, attachKprobe, attachPerfEvent, attachRawTracepoint, attachTc, attachTracepoint, attachTracing, attachUprobe, type Link } from './links.ts'
+import { attachCgroup, cgroup2Root, attachKprobe, attachPerfEvent, attachRawTracepoint, attachTc, attachTracepoint, attachTracing, attachUprobe, attachUprobeMulti, UPROBE_MULTI_ATTACH_TYPE, type Link } from './links.ts'
 
 export type FeatureResult =
   | { status: 'supported' }
@@ -74,7 +74,7 @@ export function probeHelper(programType: string, helper: keyof typeof helperIds)
   return cached(`helper:${programType}:${helper}`, () => answer(native.probeHelper(type, helperIds[helper]), `helper bpf_${helper} in ${programType} programs`))
 }
 
-export const attachKinds = ['kprobe', 'fentry', 'tp_btf', 'raw_tp', 'tracepoint', 'uprobe', 'perf_event', 'cgroup_skb', 'tc'] as const
+export const attachKinds = ['kprobe', 'fentry', 'tp_btf', 'raw_tp', 'tracepoint', 'uprobe', 'uprobe_multi', 'perf_event', 'cgroup_skb', 'tc'] as const
 export type AttachKind = (typeof attachKinds)[number]
 
 const probesObject = fileURLToPath(new URL('../../bpf/lib/probes.bpf.o', import.meta.url))
@@ -82,7 +82,12 @@ const probesObject = fileURLToPath(new URL('../../bpf/lib/probes.bpf.o', import.
 /** The program type (libbpf's name) of each probe program in probes.bpf.c. */
 const probeProgramTypes: Record<AttachKind, string> = {
   kprobe: 'kprobe', fentry: 'tracing', tp_btf: 'tracing', raw_tp: 'raw_tracepoint', tracepoint: 'tracepoint',
-  uprobe: 'kprobe', perf_event: 'perf_event', cgroup_skb: 'cgroup_skb', tc: 'sched_cls',
+  uprobe: 'kprobe', uprobe_multi: 'kprobe', perf_event: 'perf_event', cgroup_skb: 'cgroup_skb', tc: 'sched_cls',
+}
+
+/** What each probe program needs set before load, beyond its section name. */
+const probePreparations: Partial<Record<AttachKind, (spec: ObjectSpec, program: string) => void>> = {
+  uprobe_multi: (spec, program) => spec.setExpectedAttachType(program, UPROBE_MULTI_ATTACH_TYPE),
 }
 
 /** What each attach probe needs beyond loading: tc creates a network namespace (CAP_SYS_ADMIN). */
@@ -110,6 +115,7 @@ const attachAndDetach: Record<AttachKind, (object: LoadedObject) => void> = {
   tracepoint: (o) => detachAll([attachTracepoint(o, 'probe_tracepoint', 'sched', 'sched_process_fork')]),
   // the node binary exports libuv, so uv_version is a symbol every Periscope process can probe
   uprobe: (o) => detachAll([attachUprobe(o, 'probe_uprobe', process.execPath, { symbol: 'uv_version', pid: process.pid })]),
+  uprobe_multi: (o) => detachAll([attachUprobeMulti(o, 'probe_uprobe_multi', process.execPath, { symbol: 'uv_version', pid: process.pid })]),
   perf_event: (o) => detachAll(attachPerfEvent(o, 'probe_perf_event', { frequency: 1, cpus: [0] })),
   cgroup_skb: (o) => inProbeCgroup((cgroup) => detachAll([attachCgroup(o, 'probe_cgroup_skb', cgroup)])),
   // lo is ifindex 1 in every namespace; detaching must happen in the namespace too
@@ -123,6 +129,7 @@ function detachAll(links: Link[]): void {
 function whyUnsupported(kind: AttachKind, error: unknown): string {
   const code = error instanceof BpfError ? error.code : 'error'
   if (kind === 'kprobe' && !existsSync('/sys/bus/event_source/devices/kprobe')) return `kprobes are not available on this kernel (no kprobe PMU, CONFIG_KPROBES off): ${code}`
+  if (kind === 'uprobe_multi' && code === 'EINVAL') return 'uprobe_multi links need Linux 6.6 with CONFIG_UPROBES (EINVAL); run-time uprobes then go through the uprobe PMU, which needs CAP_SYS_ADMIN'
   if (code === 'EPERM') return `the kernel refuses ${kind} programs even with every capability they need (lockdown or policy): EPERM`
   return `${kind} cannot attach here: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`
 }
@@ -151,6 +158,7 @@ async function runAttachProbe(kind: AttachKind): Promise<FeatureResult> {
   try {
     const spec = ObjectSpec.open(probesObject)
     for (const p of spec.programs()) spec.setAutoload(p.name, p.name === program)
+    probePreparations[kind]?.(spec, program)
     object = await spec.load()
     attachAndDetach[kind](object)
     result = { status: 'supported' }

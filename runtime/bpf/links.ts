@@ -5,6 +5,7 @@
  */
 import { existsSync, openSync, closeSync, statSync, readFile, readFileSync } from 'node:fs'
 import { promisify } from 'node:util'
+import { ElfError, functionFileOffset } from '../symbols/elf.ts'
 import { explain } from './errors.ts'
 import type { NativeLink, NativeLinkInfo } from './native.ts'
 import type { LoadedObject } from './object.ts'
@@ -98,26 +99,69 @@ export interface UprobeOptions extends CookieOption {
   retprobe?: boolean
   /** Only this process; all processes when omitted. */
   pid?: number
-  /** The function's symbol (resolved by libbpf in the ELF), or… */
+  /** The function's symbol (found in the ELF's .dynsym or .symtab), or… */
   symbol?: string
   /** …a file offset (added to the symbol's when both are given). */
   offset?: number
 }
 
-/**
- * A uprobe or uretprobe on a user-space binary or library. Linux 4.17 (fd-based), cookies 5.15.
- * @example attachUprobe(obj, 'on_ssl_write', '/usr/lib/x86_64-linux-gnu/libssl.so.3', { symbol: 'SSL_write' })
- */
-export function attachUprobe(object: LoadedObject, program: string, binary: string, options: UprobeOptions): Link {
+/** The attach type a uprobe program is loaded for (ObjectSpec.setExpectedAttachType) to attach through uprobe_multi links. */
+export const UPROBE_MULTI_ATTACH_TYPE = 'trace_uprobe_multi'
+
+/** What to say about a uprobe: 'uprobe /bin/x:main' ('uretprobe …', '0x…' for an offset). */
+function uprobeTarget(kind: string, binary: string, options: UprobeOptions): string {
+  return `${kind} ${binary}:${options.symbol ?? `0x${(options.offset ?? 0).toString(16)}`}`
+}
+
+function checkUprobe(program: string, binary: string, options: UprobeOptions): void {
   // not existsSync: access(2) checks the real uid and, for one that is not root, ignores every
   // capability, so after the privilege drop a binary only root may reach would seem missing
   if (statSync(binary, { throwIfNoEntry: false }) === undefined) throw new Error(`attach ${program}: binary ${binary} does not exist`)
   if (options.symbol === undefined && options.offset === undefined) throw new Error(`attach ${program}: a uprobe needs a symbol or an offset in ${binary}`)
+}
+
+/**
+ * A uprobe or uretprobe on a user-space binary or library. Linux 4.17 (fd-based), cookies 5.15.
+ * A program loaded for uprobe_multi links (UPROBE_MULTI_ATTACH_TYPE) attaches through
+ * attachUprobeMulti; any other through the uprobe PMU, which the kernel allows only with
+ * CAP_SYS_ADMIN, and libbpf finds the symbol.
+ * @example attachUprobe(obj, 'on_ssl_write', '/usr/lib/x86_64-linux-gnu/libssl.so.3', { symbol: 'SSL_write' })
+ */
+export function attachUprobe(object: LoadedObject, program: string, binary: string, options: UprobeOptions): Link {
   const p = object.program(program)
-  const kind = options.retprobe === true ? 'uretprobe' : 'uprobe'
-  const where = `${binary}:${options.symbol ?? `0x${(options.offset ?? 0).toString(16)}`}`
-  return attach(object, program, `${kind} ${where}`, () =>
+  if (p.describe().attachType === UPROBE_MULTI_ATTACH_TYPE) return attachUprobeMulti(object, program, binary, options)
+  checkUprobe(program, binary, options)
+  const target = uprobeTarget(options.retprobe === true ? 'uretprobe' : 'uprobe', binary, options)
+  return attach(object, program, target, () =>
     p.attachUprobe(options.retprobe === true, options.pid ?? -1, binary, options.symbol ?? null, options.offset ?? 0, options.cookie))
+}
+
+/**
+ * A uprobe or uretprobe as a uprobe_multi link (Linux 6.6), for a program loaded with expected
+ * attach type UPROBE_MULTI_ATTACH_TYPE. It needs only CAP_BPF and CAP_PERFMON (and the right to
+ * open the binary), so it attaches after Periscope dropped CAP_SYS_ADMIN. The symbol is found
+ * in user space (runtime/symbols/elf.ts); a missing one throws with code ENOSYMBOL.
+ * @example attachUprobeMulti(obj, 'on_ssl_write', '/usr/lib/x86_64-linux-gnu/libssl.so.3', { symbol: 'SSL_write' })
+ */
+export function attachUprobeMulti(object: LoadedObject, program: string, binary: string, options: UprobeOptions): Link {
+  checkUprobe(program, binary, options)
+  const p = object.program(program)
+  const target = uprobeTarget(options.retprobe === true ? 'uretprobe_multi' : 'uprobe_multi', binary, options)
+  if (p.describe().attachType !== UPROBE_MULTI_ATTACH_TYPE) {
+    throw new Error(`attach ${program} to ${target}: the program was not loaded for uprobe_multi links; ` +
+      `call setExpectedAttachType('${program}', '${UPROBE_MULTI_ATTACH_TYPE}') on its ObjectSpec before load`)
+  }
+  let offset = options.offset ?? 0
+  if (options.symbol !== undefined) {
+    try {
+      offset += functionFileOffset(binary, options.symbol)
+    } catch (error) {
+      if (error instanceof ElfError) throw new ElfError(error.code, `attach ${program} to ${target}: ${error.message}`)
+      throw error
+    }
+  }
+  const cookies = options.cookie === undefined ? undefined : [options.cookie]
+  return attach(object, program, target, () => p.attachUprobeMulti(options.retprobe === true, options.pid ?? 0, binary, [offset], cookies))
 }
 
 export const PERF_TYPE_HARDWARE = 0

@@ -11,12 +11,16 @@ export interface NativeProgram {
   describe(): { name: string; section: string; type: string | null; attachType: string | null; instructions: number }
   fd(): number
   autoload: boolean
+  /** Before load: the attach type the kernel checks the program against (a number of native.attachTypeNames). */
+  setExpectedAttachType(type: number): void
   setAttachTarget(functionName: string): void
   attachTracepoint(category: string, name: string, cookie?: bigint): NativeLink
   attachRawTracepoint(name: string): NativeLink
   attachTrace(cookie?: bigint): NativeLink
   attachKprobe(retprobe: boolean, functionName: string, offset: number, cookie?: bigint): NativeLink
   attachUprobe(retprobe: boolean, pid: number, binary: string, functionName: string | null, offset: number, cookie?: bigint): NativeLink
+  /** A uprobe_multi link (BPF_LINK_CREATE) on file offsets of `binary`; pid 0: every process. */
+  attachUprobeMulti(retprobe: boolean, pid: number, binary: string, offsets: number[], cookies?: bigint[]): NativeLink
   attachPerfEvent(type: number, config: number, frequency: number, period: number, pid: number, cpu: number, cookie?: bigint): NativeLink
   attachCgroup(cgroupFd: number): NativeLink
   attachTc(ifindex: number, egress: boolean, priority: number): NativeLink
@@ -126,6 +130,7 @@ export interface NativeAddon {
   versions(): { libbpf: string; possibleCpus: number }
   progTypeNames: string[]
   mapTypeNames: string[]
+  /** By enum bpf_attach_type; libbpf 1.1's names, then those of newer types as newer libbpf spells them. */
   attachTypeNames: string[]
 }
 

@@ -81,6 +81,18 @@ export class ObjectSpec {
     return this
   }
 
+  /**
+   * Sets the attach type the kernel loads a program for, by libbpf's name: 'trace_uprobe_multi'
+   * makes a uprobe program attach through uprobe_multi links (attachUprobe then uses them), and
+   * no longer as a classic uprobe. The section name decides it otherwise.
+   */
+  setExpectedAttachType(program: string, attachType: string): this {
+    const type = native.attachTypeNames.indexOf(attachType)
+    if (type < 0) throw new Error(`unknown attach type "${attachType}" for program "${program}" of ${this.path}; known: ${native.attachTypeNames.join(', ')}`)
+    this.#program(program).setExpectedAttachType(type)
+    return this
+  }
+
   /** Retargets an fentry/fexit/tp_btf program before load. */
   setAttachTarget(program: string, functionName: string): this {
     this.#program(program).setAttachTarget(functionName)

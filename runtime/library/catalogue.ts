@@ -94,6 +94,8 @@ export const fallbackChains: Record<string, AttachKind[]> = {
   raw_tp: ['raw_tp', 'tracepoint'],
   tracepoint: ['tracepoint'],
   uprobe: ['uprobe'],
+  // uprobes attached at run time, after the privilege drop, need uprobe_multi links
+  uprobe_multi: ['uprobe_multi', 'uprobe'],
   perf_event: ['perf_event'],
   cgroup_skb: ['cgroup_skb', 'tc'],
   tc: ['tc'],

@@ -6,11 +6,12 @@
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { RecordBatch } from '../bpf/batch.ts'
-import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, attachUprobe, runIterator, type Link } from '../bpf/links.ts'
+import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, attachUprobe, runIterator, UPROBE_MULTI_ATTACH_TYPE, type Link } from '../bpf/links.ts'
 import { ObjectSpec, type LoadedObject, type Setting } from '../bpf/object.ts'
 import type { BpfMap } from '../bpf/maps.ts'
-import { settleAttachProbes } from '../bpf/features.ts'
+import { probeAttach, settleAttachProbes } from '../bpf/features.ts'
 import { PerfBufferReader, RingBufferReader } from '../bpf/ringbuf.ts'
+import { uprobeKind } from '../holds.ts'
 import { capabilitiesForProgramType, explainPermissionDenied } from '../privileges.ts'
 import { catalogue, choose, type AttachSpec } from './catalogue.ts'
 
@@ -215,6 +216,7 @@ export async function openLibraryObject(name: string, options: OpenOptions = {})
     // only chosen programs load (and programs no plan mentions, which are attached on demand)
     const planned = new Set(entry.attach.flatMap((p) => p.alternatives.map((a) => a.program)))
     for (const p of spec.programs()) if (planned.has(p.name)) spec.setAutoload(p.name, chosen.some((c) => c.program === p.name))
+    await chooseRunTimeUprobes(spec, name, log)
     spec.setSettings(options.settings ?? {})
     for (const [map, entries] of Object.entries(options.maxEntries ?? {})) spec.setMaxEntries(map, entries)
   } catch (error) {
@@ -245,6 +247,23 @@ export async function openLibraryObject(name: string, options: OpenOptions = {})
     throw explainPermissionDenied(error, `scanning at the start of library object ${name}`, needs)
   }
   return library
+}
+
+/**
+ * Uprobe programs attach at run time (ctx.attach), mostly after the privilege drop, when only
+ * uprobe_multi links (Linux 6.6) attach: the uprobe PMU wants CAP_SYS_ADMIN. It is decided at
+ * load, since a program loaded for one kind of link cannot attach as the other.
+ */
+async function chooseRunTimeUprobes(spec: ObjectSpec, name: string, log: (message: string) => void): Promise<void> {
+  const uprobes = spec.programs().filter((p) => uprobeKind(p.section) !== undefined).map((p) => p.name)
+  if (uprobes.length === 0) return
+  const multi = await probeAttach('uprobe_multi')
+  if (multi.status === 'supported') {
+    for (const program of uprobes) spec.setExpectedAttachType(program, UPROBE_MULTI_ATTACH_TYPE)
+    return
+  }
+  log(`${name}: not using uprobe_multi links for ${uprobes.join(', ')} (${multi.reason}); ` +
+    'they attach through the uprobe PMU, which needs CAP_SYS_ADMIN: only before the privilege drop')
 }
 
 /**

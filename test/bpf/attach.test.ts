@@ -15,7 +15,7 @@ import { decodeLoopgenEvent } from '../../bpf/lib/loopgen.types.ts'
 import { forEachRecord } from '../../runtime/bpf/batch.ts'
 import { BtfTypes } from '../../runtime/bpf/btf.ts'
 import { attachKinds, probeAttach, probeMapType, probeProgramType } from '../../runtime/bpf/features.ts'
-import { attachCgroup, attachKprobe, attachPerfEvent, attachRawTracepoint, attachTc, attachTracepoint, attachTracing, attachUprobe, cgroup2Root, onlineCpus, PERF_COUNT_HW_CPU_CYCLES, PERF_TYPE_HARDWARE, testRun } from '../../runtime/bpf/links.ts'
+import { attachCgroup, attachKprobe, attachPerfEvent, attachRawTracepoint, attachTc, attachTracepoint, attachTracing, attachUprobe, attachUprobeMulti, cgroup2Root, onlineCpus, PERF_COUNT_HW_CPU_CYCLES, PERF_TYPE_HARDWARE, testRun, UPROBE_MULTI_ATTACH_TYPE } from '../../runtime/bpf/links.ts'
 import { native } from '../../runtime/bpf/native.ts'
 import { ObjectSpec, type LoadedObject } from '../../runtime/bpf/object.ts'
 import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
@@ -46,9 +46,10 @@ const FIRED = { tracepoint: 1, raw_tp: 2, tp_btf: 3, uprobe: 4, uretprobe: 5, pe
  * closed when the test ends, passed or failed. Every process's events are recorded: the tests
  * pick theirs, so a filter in the fixture cannot hide a wrong answer.
  */
-async function loadOnly(t: TestContext, program: string) {
+async function loadOnly(t: TestContext, program: string, options: { attachType?: string } = {}) {
   const spec = ObjectSpec.open(fixture)
   for (const p of spec.programs()) spec.setAutoload(p.name, p.name === program)
+  if (options.attachType !== undefined) spec.setExpectedAttachType(program, options.attachType)
   const object = await spec.load()
   const events: AttachEvent[] = []
   const reader = new RingBufferReader(object, 'events', { onBatch: (batch) => forEachRecord(batch, (view, offset) => { events.push(decodeAttachEvent(view, offset)) }) })
@@ -74,7 +75,7 @@ const fork = (): number => spawnSync('/bin/true').pid!
 test('feature probes match this kernel', async () => {
   const kprobePmu = existsSync('/sys/bus/event_source/devices/kprobe')
   assert.equal((await probeAttach('kprobe')).status, kprobePmu ? 'supported' : 'unsupported')
-  for (const kind of ['tracepoint', 'tp_btf', 'raw_tp', 'uprobe', 'perf_event', 'cgroup_skb', 'tc'] as const) {
+  for (const kind of ['tracepoint', 'tp_btf', 'raw_tp', 'uprobe', 'uprobe_multi', 'perf_event', 'cgroup_skb', 'tc'] as const) {
     assert.equal((await probeAttach(kind)).status, 'supported', kind)
   }
   // this machine family refuses fentry (EPERM as root); elsewhere the answer must still be conclusive
@@ -180,6 +181,69 @@ test('uprobe and uretprobe: by symbol and by offset, with cookies, and a pid fil
     assert.deepEqual(returns.filter(([, tgid]) => tgid === a.pid), [0, 1, 2].map((n) => [FIRED.uretprobe, a.pid, 2 * n]))
     assert.deepEqual(returns.filter(([, tgid]) => tgid === b.pid), [0, 1, 2, 3, 4].map((n) => [FIRED.uretprobe, b.pid, 2 * n]))
   }
+})
+
+test('uprobe_multi: by a symbol found in user space and by offset, with cookies, a pid filter and a uretprobe; detaching removes each link', async (t) => {
+  if (!requireFeature(t, 'uprobe_multi', await probeAttach('uprobe_multi'))) return
+  const { binary, offset } = buildUprobeTarget()
+  t.after(() => rmSync(join(binary, '..'), { recursive: true, force: true }))
+  const a = startTarget(binary, 3)
+  const b = startTarget(binary, 5)
+  const entry = await loadOnly(t, 'on_uprobe', { attachType: UPROBE_MULTI_ATTACH_TYPE })
+  const exit = await loadOnly(t, 'on_uretprobe', { attachType: UPROBE_MULTI_ATTACH_TYPE })
+  assert.equal(entry.object.programs()[0]!.attachType, 'trace_uprobe_multi')
+  // attachUprobe takes the uprobe_multi path for a program loaded for it
+  const bySymbol = attachUprobe(entry.object, 'on_uprobe', binary, { symbol: 'periscope_target', pid: a.pid, cookie: 7n })
+  const byOffset = attachUprobeMulti(entry.object, 'on_uprobe', binary, { offset, pid: b.pid, cookie: 9n })
+  const returns = attachUprobe(exit.object, 'on_uretprobe', binary, { symbol: 'periscope_target', retprobe: true, cookie: 8n })
+  const links = [bySymbol, byOffset, returns]
+  assert.deepEqual(links.map((l) => [l.target, l.info().type, l.info().kind]), [
+    [`uprobe_multi ${binary}:periscope_target`, 'uprobe_multi', 'uprobe_multi'],
+    [`uprobe_multi ${binary}:0x${offset.toString(16)}`, 'uprobe_multi', 'uprobe_multi'],
+    [`uretprobe_multi ${binary}:periscope_target`, 'uprobe_multi', 'uretprobe_multi'],
+  ])
+  const listed = bpftoolLinkIds()
+  assert.ok(links.every((l) => l.id > 0 && listed.includes(l.id)))
+  a.release()
+  b.release()
+  await Promise.all([a.exited, b.exited])
+  entry.reader.drain()
+  exit.reader.drain()
+  const seen = (events: AttachEvent[], cookie: bigint) => events.filter((e) => e.cookie === cookie).map((e) => [e.program, e.tgid, e.value])
+  // the arguments prove the probe sits at the function's first instruction
+  assert.deepEqual(seen(entry.events, 7n), [0, 1, 2].map((n) => [FIRED.uprobe, a.pid, n]))
+  assert.deepEqual(seen(entry.events, 9n), [0, 1, 2, 3, 4].map((n) => [FIRED.uprobe, b.pid, n]))
+  assert.equal(entry.events.length, 8, 'nothing but those fired')
+  const returned = seen(exit.events, 8n)
+  assert.deepEqual(returned.filter(([, tgid]) => tgid === a.pid), [0, 1, 2].map((n) => [FIRED.uretprobe, a.pid, 2 * n]))
+  assert.deepEqual(returned.filter(([, tgid]) => tgid === b.pid), [0, 1, 2, 3, 4].map((n) => [FIRED.uretprobe, b.pid, 2 * n]))
+
+  assert.deepEqual(links.map((l) => l.detach()), [true, true, true])
+  assert.deepEqual(links.map((l) => l.detach()), [false, false, false])
+  const left = bpftoolLinkIds()
+  assert.ok(links.every((l) => !left.includes(l.id)), 'no link is left in the kernel')
+  const c = startTarget(binary, 4)
+  c.release()
+  await c.exited
+  entry.reader.drain()
+  exit.reader.drain()
+  assert.deepEqual([...entry.events, ...exit.events].filter((e) => e.tgid === c.pid), [], 'detached uprobes do not fire')
+})
+
+test('uprobe_multi: a missing symbol is ENOSYMBOL; a program loaded as a classic uprobe is refused with what to do', async (t) => {
+  if (!requireFeature(t, 'uprobe_multi', await probeAttach('uprobe_multi'))) return
+  const { binary } = buildUprobeTarget()
+  t.after(() => rmSync(join(binary, '..'), { recursive: true, force: true }))
+  const multi = await loadOnly(t, 'on_uprobe', { attachType: UPROBE_MULTI_ATTACH_TYPE })
+  assert.throws(() => attachUprobe(multi.object, 'on_uprobe', binary, { symbol: 'no_such_function' }), {
+    code: 'ENOSYMBOL',
+    message: `attach on_uprobe to uprobe_multi ${binary}:no_such_function: ${binary} has no function symbol no_such_function (searched .dynsym and .symtab)`,
+  })
+  const classic = await loadOnly(t, 'on_uretprobe')
+  assert.throws(() => attachUprobeMulti(classic.object, 'on_uretprobe', binary, { symbol: 'periscope_target', retprobe: true }), {
+    message: `attach on_uretprobe to uretprobe_multi ${binary}:periscope_target: the program was not loaded for uprobe_multi links; ` +
+      "call setExpectedAttachType('on_uretprobe', 'trace_uprobe_multi') on its ObjectSpec before load",
+  })
 })
 
 test('perf_event sampling attaches on every online CPU and fires on each', async (t) => {

@@ -34,10 +34,10 @@ test('periscope check --json gives the same answers, machine-readable', () => {
   const { fentry, ...rest } = plans
   assert.deepEqual(rest, {
     kprobe: kprobes ? 'kprobe' : 'tracepoint', tp_btf: 'tp_btf', raw_tp: 'raw_tp', tracepoint: 'tracepoint',
-    uprobe: 'uprobe', perf_event: 'perf_event', cgroup_skb: 'cgroup_skb', tc: 'tc',
+    uprobe: 'uprobe', uprobe_multi: 'uprobe_multi', perf_event: 'perf_event', cgroup_skb: 'cgroup_skb', tc: 'tc',
   })
   if (!kprobes) assert.equal(fentry, 'tracepoint')
-  for (const kind of ['tc', 'cgroup_skb', 'tp_btf', 'uprobe']) assert.deepEqual(report.attach[kind], { status: 'supported' }, kind)
+  for (const kind of ['tc', 'cgroup_skb', 'tp_btf', 'uprobe', 'uprobe_multi']) assert.deepEqual(report.attach[kind], { status: 'supported' }, kind)
 })
 
 test('periscope check leaves the host as it found it: its cgroup probe runs in a cgroup of its own, removed after, and no tc hook is left', async () => {

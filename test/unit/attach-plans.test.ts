@@ -11,23 +11,23 @@ const plan = (...supported: AttachKind[]) => Object.fromEntries(planAttachKinds(
 
 describe('attach plans', () => {
   it('on the machines we build on (no kprobes, fentry refused): tracepoints stand in for both', () => {
-    assert.deepEqual(plan('tp_btf', 'raw_tp', 'tracepoint', 'uprobe', 'perf_event', 'cgroup_skb', 'tc'), {
+    assert.deepEqual(plan('tp_btf', 'raw_tp', 'tracepoint', 'uprobe', 'uprobe_multi', 'perf_event', 'cgroup_skb', 'tc'), {
       fentry: 'tracepoint', kprobe: 'tracepoint', tp_btf: 'tp_btf', raw_tp: 'raw_tp', tracepoint: 'tracepoint',
-      uprobe: 'uprobe', perf_event: 'perf_event', cgroup_skb: 'cgroup_skb', tc: 'tc',
+      uprobe: 'uprobe', uprobe_multi: 'uprobe_multi', perf_event: 'perf_event', cgroup_skb: 'cgroup_skb', tc: 'tc',
     })
   })
 
   it('on a kernel that allows everything, each kind is used as wanted', () => {
-    assert.deepEqual(plan('kprobe', 'fentry', 'tp_btf', 'raw_tp', 'tracepoint', 'uprobe', 'perf_event', 'cgroup_skb', 'tc'), {
+    assert.deepEqual(plan('kprobe', 'fentry', 'tp_btf', 'raw_tp', 'tracepoint', 'uprobe', 'uprobe_multi', 'perf_event', 'cgroup_skb', 'tc'), {
       fentry: 'fentry', kprobe: 'kprobe', tp_btf: 'tp_btf', raw_tp: 'raw_tp', tracepoint: 'tracepoint',
-      uprobe: 'uprobe', perf_event: 'perf_event', cgroup_skb: 'cgroup_skb', tc: 'tc',
+      uprobe: 'uprobe', uprobe_multi: 'uprobe_multi', perf_event: 'perf_event', cgroup_skb: 'cgroup_skb', tc: 'tc',
     })
   })
 
-  it('on an old kernel without BTF programs or cgroup_skb: kprobe for fentry, raw_tp for tp_btf, tc for cgroup_skb', () => {
+  it('on an old kernel without BTF programs, cgroup_skb or uprobe_multi: kprobe for fentry, raw_tp for tp_btf, tc for cgroup_skb, the uprobe PMU for uprobe_multi', () => {
     assert.deepEqual(plan('kprobe', 'raw_tp', 'tracepoint', 'uprobe', 'perf_event', 'tc'), {
       fentry: 'kprobe', kprobe: 'kprobe', tp_btf: 'raw_tp', raw_tp: 'raw_tp', tracepoint: 'tracepoint',
-      uprobe: 'uprobe', perf_event: 'perf_event', cgroup_skb: 'tc', tc: 'tc',
+      uprobe: 'uprobe', uprobe_multi: 'uprobe', perf_event: 'perf_event', cgroup_skb: 'tc', tc: 'tc',
     })
   })
 

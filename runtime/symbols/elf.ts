@@ -1,0 +1,256 @@
+/**
+ * ELF symbols of user-space binaries, read in user space: a function's file offset for a uprobe
+ * (libbpf 1.1 resolves symbols only inside its own uprobe attach, and keeps its resolver private).
+ *
+ * Only the headers and the symbol and string tables are read, each with one positioned read, so a
+ * large binary (Node's own, 120 MB) costs its tables, not its size. ELF32 and ELF64 of either byte
+ * order are read.
+ */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
+
+/** An ELF file could not be read, or has no such function: `code` says which. */
+export class ElfError extends Error {
+  /** ENOSYMBOL: no defined function of that name; ENOEXEC: not an ELF file; EINVAL: a malformed or ambiguous one. */
+  readonly code: 'ENOSYMBOL' | 'ENOEXEC' | 'EINVAL'
+
+  constructor(code: ElfError['code'], message: string) {
+    super(message)
+    this.name = 'ElfError'
+    this.code = code
+  }
+}
+
+export interface FunctionSymbol {
+  name: string
+  /** st_value: the virtual address the symbol table gives (relative to the load base for a shared object or PIE). */
+  address: bigint
+  size: bigint
+  binding: 'local' | 'global' | 'weak'
+  /** Where the function's code sits in the file: what a uprobe attaches to. */
+  fileOffset: number
+}
+
+interface Segment {
+  fileOffset: bigint
+  address: bigint
+  fileSize: bigint
+}
+
+interface Section {
+  name: number
+  type: number
+  offset: bigint
+  size: bigint
+  link: number
+  entrySize: bigint
+}
+
+const SHT_SYMTAB = 2
+const SHT_DYNSYM = 11
+const SHT_NOBITS = 8
+const PT_LOAD = 1
+const STT_FUNC = 2
+const STB_LOCAL = 0
+const STB_WEAK = 2
+const SHN_UNDEF = 0
+
+/**
+ * The file offset of function `name` in the ELF file at `path`, as libbpf's elf_find_func_offset
+ * finds it for a classic uprobe: the defined STT_FUNC symbol named `name` (or `name@VERSION`, and a
+ * `name@@VERSION` given in full), from .dynsym, else .symtab; a weak definition gives way to a
+ * strong one. Throws an ElfError (`code` ENOSYMBOL when there is no such function).
+ * @example functionFileOffset('/usr/lib/x86_64-linux-gnu/libssl.so.3', 'SSL_write')  // 0x35980
+ */
+export function functionFileOffset(path: string, name: string): number {
+  const elf = ElfFile.open(path)
+  try {
+    return elf.functionSymbol(name).fileOffset
+  } finally {
+    elf.close()
+  }
+}
+
+export class ElfFile {
+  readonly path: string
+  readonly #fd: number
+  readonly #fileSize: bigint
+  readonly #view: Reader
+  readonly #segments: Segment[]
+  readonly #sections: Section[]
+
+  private constructor(path: string, fd: number) {
+    this.path = path
+    this.#fd = fd
+    this.#fileSize = BigInt(fstatSync(fd).size)
+    const ident = this.#read(0n, 16n, 'the ELF identification')
+    if (ident.readUInt32BE(0) !== 0x7f454c46) throw new ElfError('ENOEXEC', `${path} is not an ELF file (no ELF magic)`)
+    const elfClass = ident[4], byteOrder = ident[5]
+    if ((elfClass !== 1 && elfClass !== 2) || (byteOrder !== 1 && byteOrder !== 2)) {
+      throw new ElfError('EINVAL', `${path} is an ELF file of an unknown class (${elfClass}) or byte order (${byteOrder})`)
+    }
+    const header = this.#read(0n, elfClass === 2 ? 64n : 52n, 'the ELF header')
+    this.#view = new Reader(header, elfClass === 2, byteOrder === 1)
+    this.#segments = this.#readSegments()
+    this.#sections = this.#readSections()
+  }
+
+  /** Opens an ELF file: reads its header, program headers and section headers. */
+  static open(path: string): ElfFile {
+    const fd = openSync(path, 'r')
+    try {
+      return new ElfFile(path, fd)
+    } catch (error) {
+      closeSync(fd)
+      throw error
+    }
+  }
+
+  close(): void {
+    closeSync(this.#fd)
+  }
+
+  /** The defined function `name` (see functionFileOffset for how it is chosen); throws ENOSYMBOL when there is none. */
+  functionSymbol(name: string): FunctionSymbol {
+    const searched: string[] = []
+    for (const type of [SHT_DYNSYM, SHT_SYMTAB]) {
+      const table = this.#sections.find((s) => s.type === type)
+      // a separate debug-info file keeps the headers of tables whose bytes stayed in the binary
+      if (table === undefined || this.#sections[table.link]?.type === SHT_NOBITS) continue
+      searched.push(type === SHT_DYNSYM ? '.dynsym' : '.symtab')
+      const found = this.#findIn(table, name)
+      if (found !== undefined) return found
+    }
+    const where = searched.length === 0 ? 'it has no symbol table (.dynsym or .symtab)' : `searched ${searched.join(' and ')}`
+    throw new ElfError('ENOSYMBOL', `${this.path} has no function symbol ${name} (${where})`)
+  }
+
+  /** The file offset of a virtual address: through the PT_LOAD segment that maps it, as the kernel maps the file. */
+  fileOffset(address: bigint): number {
+    const segment = this.#segments.find((s) => address >= s.address && address < s.address + s.fileSize)
+    if (segment === undefined) throw new ElfError('EINVAL', `${this.path}: address 0x${address.toString(16)} is in no loadable segment of the file`)
+    return Number(address - segment.address + segment.fileOffset)
+  }
+
+  #findIn(table: Section, name: string): FunctionSymbol | undefined {
+    const strings = this.#sections[table.link]
+    if (strings === undefined) throw new ElfError('EINVAL', `${this.path}: a symbol table links to section ${table.link}, which does not exist`)
+    const wide = this.#view.wide
+    const entrySize = wide ? 24n : 16n
+    if (table.entrySize !== entrySize) throw new ElfError('EINVAL', `${this.path}: symbol entries of ${table.entrySize} bytes, expected ${entrySize}`)
+    const symbols = this.#read(table.offset, table.size, 'a symbol table')
+    const names = this.#read(strings.offset, strings.size, 'a string table')
+    const reader = new Reader(symbols, wide, this.#view.little)
+    const wanted = Buffer.from(name)
+    // `name@@VERSION` names one version; a bare name also matches its versioned spellings
+    const qualified = name.includes('@@')
+    let best: { symbol: FunctionSymbol; strong: boolean } | undefined
+    for (let at = 0; at + Number(entrySize) <= symbols.byteLength; at += Number(entrySize)) {
+      const info = symbols[at + (wide ? 4 : 12)]!
+      const shndx = reader.u16(at + (wide ? 6 : 14))
+      if ((info & 0xf) !== STT_FUNC || shndx === SHN_UNDEF) continue
+      const start = reader.u32(at)
+      if (!matches(names, start, wanted, qualified)) continue
+      const address = wide ? reader.u64(at + 8) : BigInt(reader.u32(at + 4))
+      if (address === 0n) continue
+      const bind = info >> 4
+      const strong = bind !== STB_WEAK
+      if (best !== undefined) {
+        if (!strong || best.symbol.address === address) continue
+        if (best.strong) {
+          throw new ElfError('EINVAL', `${this.path}: function ${name} is defined twice, at 0x${best.symbol.address.toString(16)} and 0x${address.toString(16)}; ` +
+            'give the file offset instead of the symbol')
+        }
+      }
+      const end = names.indexOf(0, start)
+      best = {
+        strong,
+        symbol: {
+          name: names.toString('utf8', start, end < 0 ? names.byteLength : end),
+          address,
+          size: wide ? reader.u64(at + 16) : BigInt(reader.u32(at + 8)),
+          binding: bind === STB_LOCAL ? 'local' : strong ? 'global' : 'weak',
+          fileOffset: this.fileOffset(address),
+        },
+      }
+    }
+    return best?.symbol
+  }
+
+  #readSegments(): Segment[] {
+    const h = this.#view
+    const offset = h.wide ? h.u64(32) : BigInt(h.u32(28))
+    const entrySize = h.u16(h.wide ? 54 : 42)
+    const count = h.u16(h.wide ? 56 : 44)
+    if (count === 0) return []
+    const table = new Reader(this.#read(offset, BigInt(entrySize * count), 'the program headers'), h.wide, h.little)
+    const segments: Segment[] = []
+    for (let i = 0, at = 0; i < count; i++, at += entrySize) {
+      if (table.u32(at) !== PT_LOAD) continue
+      segments.push(h.wide
+        ? { fileOffset: table.u64(at + 8), address: table.u64(at + 16), fileSize: table.u64(at + 32) }
+        : { fileOffset: BigInt(table.u32(at + 4)), address: BigInt(table.u32(at + 8)), fileSize: BigInt(table.u32(at + 16)) })
+    }
+    return segments
+  }
+
+  #readSections(): Section[] {
+    const h = this.#view
+    const offset = h.wide ? h.u64(40) : BigInt(h.u32(32))
+    const entrySize = h.u16(h.wide ? 58 : 46)
+    let count = h.u16(h.wide ? 60 : 48)
+    if (offset === 0n) return []
+    const section = (table: Reader, at: number): Section => (h.wide
+      ? { name: table.u32(at), type: table.u32(at + 4), offset: table.u64(at + 24), size: table.u64(at + 32), link: table.u32(at + 40), entrySize: table.u64(at + 56) }
+      : { name: table.u32(at), type: table.u32(at + 4), offset: BigInt(table.u32(at + 16)), size: BigInt(table.u32(at + 20)), link: table.u32(at + 24), entrySize: BigInt(table.u32(at + 36)) })
+    // more than 0xff00 sections: the count is in the first section header's size
+    if (count === 0) count = Number(section(new Reader(this.#read(offset, BigInt(entrySize), 'the section headers'), h.wide, h.little), 0).size)
+    const table = new Reader(this.#read(offset, BigInt(entrySize * count), 'the section headers'), h.wide, h.little)
+    return Array.from({ length: count }, (_, i) => section(table, i * entrySize))
+  }
+
+  /** `length` bytes at `offset`, all of them or an error naming what was cut short. */
+  #read(offset: bigint, length: bigint, what: string): Buffer {
+    if (offset + length > this.#fileSize) throw new ElfError(offset === 0n ? 'ENOEXEC' : 'EINVAL', `${this.path}: ${what} (${length} bytes at ${offset}) ends past the end of the file (${this.#fileSize} bytes)${offset === 0n ? '; it is not an ELF file' : ''}`)
+    const buffer = Buffer.allocUnsafe(Number(length))
+    let done = 0
+    while (done < buffer.byteLength) {
+      const read = readSync(this.#fd, buffer, done, buffer.byteLength - done, Number(offset) + done)
+      if (read === 0) throw new ElfError('EINVAL', `${this.path}: ${what} was cut short (the file shrank while it was read)`)
+      done += read
+    }
+    return buffer
+  }
+}
+
+/** Whether the NUL-terminated string at `start` of `names` is `wanted`, or `wanted@…` unless `qualified`. */
+function matches(names: Buffer, start: number, wanted: Buffer, qualified: boolean): boolean {
+  if (start + wanted.byteLength > names.byteLength) return false
+  if (names[start] !== wanted[0] || names.compare(wanted, 0, wanted.byteLength, start, start + wanted.byteLength) !== 0) return false
+  const next = names[start + wanted.byteLength]
+  return next === 0 || next === undefined || qualified || next === 0x40 /* @ */
+}
+
+/** Little- or big-endian fields of a buffer, 32- or 64-bit ELF. */
+class Reader {
+  readonly wide: boolean
+  readonly little: boolean
+  readonly #view: DataView
+
+  constructor(buffer: Buffer, wide: boolean, little: boolean) {
+    this.#view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+    this.wide = wide
+    this.little = little
+  }
+
+  u16(at: number): number {
+    return this.#view.getUint16(at, this.little)
+  }
+
+  u32(at: number): number {
+    return this.#view.getUint32(at, this.little)
+  }
+
+  u64(at: number): bigint {
+    return this.#view.getBigUint64(at, this.little)
+  }
+}
