@@ -3,7 +3,7 @@
  * the kernel, where settings, map sizes and autoload are decided; `load()` hands it to the
  * kernel and returns a LoadedObject, whose programs attach and whose maps hold data.
  */
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { BtfTypes, type Layout } from './btf.ts'
 import { BpfError, explain } from './errors.ts'
 import { native, type NativeMap, type NativeMapInfo, type NativeObject, type NativeProgram } from './native.ts'
@@ -39,7 +39,9 @@ export class ObjectSpec {
 
   /** Parses a BPF ELF object. Touches no kernel state. */
   static open(path: string): ObjectSpec {
-    if (!existsSync(path)) throw new Error(`BPF object ${path} does not exist; run \`npm run build\` to build bpf/lib`)
+    // not existsSync: access(2) ignores capabilities for a uid other than root, so after the
+    // privilege drop an object in a directory only root may enter (/root) would seem missing
+    if (statSync(path, { throwIfNoEntry: false }) === undefined) throw new Error(`BPF object ${path} does not exist; run \`npm run build\` to build bpf/lib`)
     const head = readFileSync(path).subarray(0, 4)
     if (!head.equals(ELF_MAGIC)) throw new Error(`${path} is not an ELF file (bad magic); rebuild it with \`npm run build\``)
     let object: NativeObject

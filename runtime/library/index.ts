@@ -3,7 +3,7 @@
  * follows the attach plan, and serves its streams (ring/perf buffers) and maps. This is the
  * ObjectProvider the bus (runtime/bus.ts) shares among plugins.
  */
-import { existsSync } from 'node:fs'
+import { statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { RecordBatch } from '../bpf/batch.ts'
 import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, attachUprobe, runIterator, UPROBE_MULTI_ATTACH_TYPE, type Link } from '../bpf/links.ts'
@@ -202,7 +202,8 @@ export async function openLibraryObject(name: string, options: OpenOptions = {})
   const entry = catalogue[name]
   if (entry === undefined) throw new Error(`unknown library object "${name}"; the library has: ${Object.keys(catalogue).join(', ')}`)
   const path = `${libraryDir}${name}.bpf.o`
-  if (!existsSync(path)) throw new Error(`library object ${path} is not built; run \`npm run build\``)
+  // stat, not access(2), which would miss it after the privilege drop in a root-only directory (/root)
+  if (statSync(path, { throwIfNoEntry: false }) === undefined) throw new Error(`library object ${path} is not built; run \`npm run build\``)
   const log = options.log ?? ((message: string) => console.error(`periscope: ${message}`))
   const spec = ObjectSpec.open(path)
   const chosen: AttachSpec[] = []
