@@ -62,7 +62,7 @@ export function capabilityMask(capabilities: Iterable<CapabilityName>): bigint {
  */
 export const keptCapabilities: Readonly<Partial<Record<CapabilityName, string>>> = {
   CAP_BPF: 'create maps and load programs',
-  CAP_PERFMON: 'tracing programs, perf events, kprobes and uprobes, also in other processes',
+  CAP_PERFMON: 'tracing programs, perf events, kprobes, and uprobes as uprobe_multi links, also in other processes',
   CAP_NET_ADMIN: 'tc and cgroup programs, which a plugin added later may bring',
   CAP_DAC_READ_SEARCH: 'read what only root may read: tracefs (tracepoint ids), the plugin files, and the binaries and libraries uprobes attach to',
 }
