@@ -47,7 +47,6 @@ interface Section {
 
 const SHT_SYMTAB = 2
 const SHT_DYNSYM = 11
-const SHT_NOBITS = 8
 const PT_LOAD = 1
 const STT_FUNC = 2
 const STB_LOCAL = 0
@@ -114,8 +113,7 @@ export class ElfFile {
     const searched: string[] = []
     for (const type of [SHT_DYNSYM, SHT_SYMTAB]) {
       const table = this.#sections.find((s) => s.type === type)
-      // a separate debug-info file keeps the headers of tables whose bytes stayed in the binary
-      if (table === undefined || this.#sections[table.link]?.type === SHT_NOBITS) continue
+      if (table === undefined) continue
       searched.push(type === SHT_DYNSYM ? '.dynsym' : '.symtab')
       const found = this.#findIn(table, name)
       if (found !== undefined) return found
