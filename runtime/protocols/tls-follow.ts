@@ -10,7 +10,7 @@
  * file exits, its uprobes are removed.
  *
  * Handlers only queue work. A timer starts it in the background and does not wait for it: an
- * attach makes libbpf read the file's symbol table, which for a large binary takes long enough
+ * attach makes the host read the file's symbol table (runtime/symbols/elf.ts), which for a large binary takes long enough
  * that batches would queue up behind it (a timer's promise is awaited before the next batch).
  */
 import type { PluginContext, TopicEvent } from 'periscope/plugin'
@@ -53,7 +53,7 @@ function isMissingSymbol(error: unknown): boolean {
   return codeOf(error) === 'ENOSYMBOL'
 }
 
-/** libbpf could not read the file as ELF (a script, say). */
+/** The file is not ELF (a script, say): ENOEXEC from the ELF reader, LIBBPF_FORMAT from libbpf. */
 function isNotElf(error: unknown): boolean {
   const code = codeOf(error)
   return code === 'ENOEXEC' || code === 'LIBBPF_FORMAT'
