@@ -265,7 +265,9 @@ export class Bus {
     for (const entry of this.objects.values()) {
       const object = entry.loaded
       if (object === undefined) continue
-      out.push({ name: entry.name, users: [...entry.users].sort(), streams: object.streams, links: object.links(), programTypes: object.programTypes?.() ?? [], stats: object.stats() })
+      // the links fixed at open, then those plugins attached at run time (ctx.attach)
+      const attached = this.uprobes.list().filter((l) => l.object === entry.name).map(({ id, program, attach }) => ({ id, program, attach }))
+      out.push({ name: entry.name, users: [...entry.users].sort(), streams: object.streams, links: [...object.links(), ...attached], programTypes: object.programTypes?.() ?? [], stats: object.stats() })
     }
     return out
   }

@@ -165,6 +165,9 @@ export interface UprobeRequest {
 
 interface SharedLink {
   object: string
+  program: string
+  /** What it is attached to, for listings: `uretprobe /usr/lib/…/libssl.so.3:SSL_read`. */
+  attach: string
   link: { readonly id: number; detach(): void }
   holds: number
 }
@@ -203,7 +206,8 @@ export class SharedUprobes {
     const key = [objectName, program, file, request.symbol, request.retprobe, request.pid ?? -1].join('\0')
     let shared = this.links.get(key)
     if (shared === undefined) {
-      shared = { object: objectName, link: attachOrExplain(object, program, request, what), holds: 0 }
+      const target = `${kind} ${request.binary}:${request.symbol}${request.pid === undefined ? '' : ` pid ${request.pid}`}`
+      shared = { object: objectName, program, attach: target, link: attachOrExplain(object, program, request, what), holds: 0 }
       this.links.set(key, shared)
     }
     shared.holds++
@@ -229,8 +233,8 @@ export class SharedUprobes {
   }
 
   /** Links held now, with how many holds each. */
-  list(): { object: string; id: number; holds: number }[] {
-    return [...this.links.values()].map((s) => ({ object: s.object, id: s.link.id, holds: s.holds }))
+  list(): { object: string; id: number; program: string; attach: string; holds: number }[] {
+    return [...this.links.values()].map((s) => ({ object: s.object, id: s.link.id, program: s.program, attach: s.attach, holds: s.holds }))
   }
 }
 
