@@ -148,7 +148,15 @@ enum call_shape {
 	SHAPE_ACCEPT = 6,
 };
 
-/* a syscall between its entry and exit, per thread */
+/* where a call's entry was seen: that says where its iovecs are and which exit takes it */
+enum call_origin {
+	/* a syscall tracepoint: buffers, iovecs and msghdrs as the process passed them */
+	ORIGIN_SYSCALL = 0,
+	/* a socket function's entry (fentry or kprobe): the iovec array is the kernel's copy */
+	ORIGIN_SOCKET_FUNCTION = 1,
+};
+
+/* a syscall (or one socket function call of it) between its entry and exit, per thread */
 struct active_call {
 	__u64 start_ns;
 	/* the buffer, iovec array, msghdr, mmsghdr array or (connect) sockaddr */
@@ -158,7 +166,8 @@ struct active_call {
 	__u32 count;
 	__u8 shape;
 	__u8 direction;
-	__u8 pad[6];
+	__u8 origin;
+	__u8 pad[5];
 };
 
 struct {
@@ -260,7 +269,9 @@ struct capture {
 	__u8 direction;
 	/* SOCK_FLAG_TLS or SOCK_FLAG_SENDFILE */
 	__u8 flags;
-	__u8 pad[6];
+	/* enum call_origin: where the iovec array is */
+	__u8 origin;
+	__u8 pad[5];
 };
 
 static __always_inline bool is_self(__u32 tgid)
@@ -551,19 +562,29 @@ static __always_inline void emit_lifecycle(struct conn_info *conn, __u8 kind, __
 		count_drop(&dropped);
 }
 
+/* iovec `index` of the call's array: the process's own, or the kernel's copy of it */
+static __always_inline long read_iovec(struct iovec *iov, struct capture *c, __u64 index)
+{
+	struct iovec *at = (struct iovec *)c->source + index;
+
+	if (c->origin == ORIGIN_SOCKET_FUNCTION)
+		return bpf_probe_read_kernel(iov, sizeof(*iov), at);
+	return bpf_probe_read_user(iov, sizeof(*iov), at);
+}
+
 /*
- * Copies up to `left` bytes of iovec `index` of the user array at `iovecs` to offset `at` of the
- * buffer; returns how many, or -1 when it could not be read. Global, like the other helpers of
- * emit_data, so the verifier checks it once per program instead of once per loop iteration.
+ * Copies up to `left` bytes of the call's iovec `index` to offset `at` of the buffer; returns
+ * how many, or -1 when it could not be read. Global, like the other helpers of emit_data, so
+ * the verifier checks it once per program instead of once per loop iteration.
  */
-__noinline int copy_iovec(struct payload_buffer *buffer, __u64 iovecs, __u64 index, __u64 at, __u64 left)
+__noinline int copy_iovec(struct payload_buffer *buffer, struct capture *c, __u64 index, __u64 at, __u64 left)
 {
 	struct iovec iov;
 	__u64 len;
 
-	if (!buffer || at >= SOCK_DATA_MAX)
+	if (!buffer || !c || at >= SOCK_DATA_MAX)
 		return -1;
-	if (bpf_probe_read_user(&iov, sizeof(iov), (struct iovec *)iovecs + index))
+	if (read_iovec(&iov, c, index))
 		return -1;
 	len = iov.iov_len < left ? iov.iov_len : left;
 	if (len == 0)
@@ -594,7 +615,7 @@ __noinline __u32 gather(struct payload_buffer *buffer, __u32 cap, struct capture
 		return want;
 	}
 	for (i = 0; i < MAX_IOV && i < c->iovcnt && copied < want; i++) {
-		n = copy_iovec(buffer, c->source, i, copied, want - copied);
+		n = copy_iovec(buffer, c, i, copied, want - copied);
 		if (n < 0)
 			break;
 		copied += n;
@@ -609,7 +630,7 @@ static __always_inline __u32 read_head(__u8 *dst, struct capture *c)
 	struct iovec iov;
 
 	if (c->iovcnt > 0) {
-		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)source))
+		if (read_iovec(&iov, c, 0))
 			return 0;
 		source = (__u64)iov.iov_base;
 		if (iov.iov_len < len)
@@ -796,16 +817,17 @@ __noinline int emit_data(struct capture *c, struct conn_info *conn)
 	return 0;
 }
 
-/* syscall entry: remembers the call of a socket the table should follow */
-static __always_inline int data_enter(int fd, __u64 source, __u32 count, __u8 shape, __u8 direction)
+/*
+ * A send or receive begins on a socket fd (a syscall's entry, or a socket function's entry in
+ * it): remembers the call for its exit, if the connection's data could be wanted.
+ */
+static __always_inline int remember_call(int fd, __u64 source, __u32 count, __u8 shape, __u8 direction, __u8 origin)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
 	struct active_call call = {};
 	struct conn_info *conn;
 
-	if (is_self(tgid))
-		return 0;
 	conn = conn_for_fd(tgid, fd);
 	if (!conn)
 		return 0;
@@ -818,11 +840,20 @@ static __always_inline int data_enter(int fd, __u64 source, __u32 count, __u8 sh
 	call.count = count;
 	call.shape = shape;
 	call.direction = direction;
+	call.origin = origin;
 	if (bpf_map_update_elem(&active_calls, &id, &call, BPF_ANY)) {
 		count_drop(&dropped);
 		conn->loss[direction & 1] = 1;
 	}
 	return 0;
+}
+
+/* syscall entry of read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg, sendfile */
+static __always_inline int data_enter(int fd, __u64 source, __u32 count, __u8 shape, __u8 direction)
+{
+	if (is_self(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	return remember_call(fd, source, count, shape, direction, ORIGIN_SYSCALL);
 }
 
 /* takes the thread's call of this shape, if its entry was seen */
@@ -837,44 +868,49 @@ static __always_inline bool take_call(__u64 id, __u8 shape, struct active_call *
 	return call->shape == shape;
 }
 
-/* syscall exit of read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg, sendfile */
-static __always_inline int data_exit(long ret, __u8 shape)
+/* a finished call that moved `ret` bytes: its record, from the buffer or iovecs it named */
+static __always_inline int finish_call(struct active_call *call, long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct active_call call;
 	struct capture c = {};
-	struct conn_key key = { .tgid = id >> 32 };
-	struct conn_info *conn;
+	struct conn_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .fd = call->fd };
+	struct conn_info *conn = bpf_map_lookup_elem(&conns, &key);
 
-	if (!take_call(id, shape, &call) || ret <= 0)
-		return 0;
-	key.fd = call.fd;
-	conn = bpf_map_lookup_elem(&conns, &key);
 	if (!conn)
 		return 0;
-	c.start_ns = call.start_ns;
+	c.start_ns = call->start_ns;
 	c.bytes = ret;
 	c.tgid = key.tgid;
-	c.fd = call.fd;
-	c.direction = call.direction;
-	c.source = call.source;
-	if (shape == SHAPE_IOVEC) {
-		c.iovcnt = call.count;
-	} else if (shape == SHAPE_MSG) {
+	c.fd = call->fd;
+	c.direction = call->direction;
+	c.source = call->source;
+	c.origin = call->origin;
+	if (call->shape == SHAPE_IOVEC) {
+		c.iovcnt = call->count;
+	} else if (call->shape == SHAPE_MSG) {
 		struct user_msghdr msg;
 
-		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)call.source))
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)call->source))
 			return 0;
 		c.source = (__u64)msg.msg_iov;
 		c.iovcnt = msg.msg_iovlen;
-	} else if (shape == SHAPE_SENDFILE) {
+	} else if (call->shape == SHAPE_SENDFILE) {
 		c.source = 0;
 		c.flags = SOCK_FLAG_SENDFILE;
 	}
-	if (shape != SHAPE_BUFFER && shape != SHAPE_SENDFILE && c.iovcnt == 0)
+	if (call->shape != SHAPE_BUFFER && call->shape != SHAPE_SENDFILE && c.iovcnt == 0)
 		return 0;
 	emit_data(&c, conn);
 	return 0;
+}
+
+/* syscall exit of read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg, sendfile */
+static __always_inline int data_exit(long ret, __u8 shape)
+{
+	struct active_call call;
+
+	if (!take_call(bpf_get_current_pid_tgid(), shape, &call) || ret <= 0)
+		return 0;
+	return finish_call(&call, ret);
 }
 
 /* sendmmsg/recvmmsg exit: one record per message, up to MAX_MMSG */
@@ -970,6 +1006,141 @@ int exit_sendfile(struct trace_event_raw_sys_exit *ctx)
 {
 	return data_exit(ctx->ret, SHAPE_SENDFILE);
 }
+
+/*
+ * The preferred data path, where the kernel allows fentry or kprobes: the entry and return of
+ * the sendmsg and recvmsg of the stream socket families followed (inet, inet6, unix). Every
+ * send and receive syscall reaches one of them; sock_sendmsg and sock_recvmsg are not enough
+ * (since Linux 6.6 write, sendto and sendmsg go through __sock_sendmsg, inlined, and recvmmsg
+ * skips sock_recvmsg after its first message). The fd is the syscall's first argument, read
+ * from the registers it saved, so nothing fires on the host's other reads and writes. Records
+ * are made by the syscall path's own helpers from the same table; their start and end are the
+ * socket function's entry and return.
+ */
+
+/* before Linux 6.4 the iovec array of an iov_iter was `iov` */
+struct iov_iter___pre_6_4 {
+	const struct iovec *iov;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u64 iter_iovecs(struct iov_iter *iter)
+{
+	if (bpf_core_field_exists(iter->__iov))
+		return (__u64)BPF_CORE_READ(iter, __iov);
+	return (__u64)BPF_CORE_READ((struct iov_iter___pre_6_4 *)iter, iov);
+}
+
+/* the first argument of the syscall the current thread is in: the fd, for every data syscall */
+static __always_inline int syscall_fd(void)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+
+	return PT_REGS_PARM1_CORE_SYSCALL(regs);
+}
+
+/*
+ * A thread's socket function call whose return never came: kretprobes miss returns when more
+ * threads wait in the function than the probe has instances. Its record is lost; the loss
+ * flag on the connection's next record of that direction says so.
+ */
+static __always_inline void note_missed_return(__u64 id)
+{
+	struct active_call *stale = bpf_map_lookup_elem(&active_calls, &id);
+	struct conn_key key = { .tgid = id >> 32 };
+	struct conn_info *conn;
+
+	if (!stale || stale->origin != ORIGIN_SOCKET_FUNCTION)
+		return;
+	key.fd = stale->fd;
+	conn = bpf_map_lookup_elem(&conns, &key);
+	if (!conn)
+		return;
+	conn->loss[stale->direction & 1] = 1;
+	if (protocol_passes(conn->protocol, key.tgid, conn))
+		count_drop(&dropped);
+}
+
+/* a socket function's entry: remembers the call when a data syscall runs it on its fd's socket */
+static __always_inline int socket_function_enter(struct socket *sock, struct msghdr *msg, __u8 direction)
+{
+	struct iov_iter *iter = __builtin_preserve_access_index(&msg->msg_iter);
+	__u8 type = BPF_CORE_READ(iter, iter_type), shape;
+	__u64 offset = BPF_CORE_READ(iter, iov_offset), source, id;
+	__u32 count = 0;
+	int fd;
+
+	/* a process's own memory; sendfile and splice hand over pages, the kernel's users kvecs */
+	if (bpf_core_enum_value_exists(enum iter_type, ITER_UBUF) && type == bpf_core_enum_value(enum iter_type, ITER_UBUF)) {
+		shape = SHAPE_BUFFER;
+		source = (__u64)BPF_CORE_READ(iter, ubuf) + offset;
+	} else if (type == bpf_core_enum_value(enum iter_type, ITER_IOVEC) && offset == 0) {
+		/* a syscall's iterator is fresh; a part-consumed one is some kernel caller's */
+		shape = SHAPE_IOVEC;
+		source = iter_iovecs(iter);
+		count = BPF_CORE_READ(iter, nr_segs);
+	} else {
+		return 0;
+	}
+	id = bpf_get_current_pid_tgid();
+	if (is_self(id >> 32))
+		return 0;
+	fd = syscall_fd();
+	/* the syscall names this very socket: not a send the kernel makes on the thread's behalf */
+	if (fd_file(fd) != BPF_CORE_READ(sock, file))
+		return 0;
+	note_missed_return(id);
+	return remember_call(fd, source, count, shape, direction, ORIGIN_SOCKET_FUNCTION);
+}
+
+/* a socket function's return: the record of the call its entry remembered */
+static __always_inline int socket_function_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct active_call *active = bpf_map_lookup_elem(&active_calls, &id);
+	struct active_call call;
+
+	/* a syscall's own entry (sendfile's, around its splice to the socket) is its exit's to take */
+	if (!active || active->origin != ORIGIN_SOCKET_FUNCTION)
+		return 0;
+	call = *active;
+	bpf_map_delete_elem(&active_calls, &id);
+	if (ret <= 0)
+		return 0;
+	return finish_call(&call, ret);
+}
+
+/*
+ * fentry/fexit and kprobe/kretprobe programs of one socket function; the catalogue attaches one
+ * kind. `...` are the function's parameters after msg, which fexit must list before the return.
+ */
+#define SOCKET_FUNCTION_HOOKS(function, direction, ...)                                        \
+	SEC("fentry/" #function)                                                                \
+	int BPF_PROG(fentry_##function, struct socket *sock, struct msghdr *msg)                \
+	{                                                                                       \
+		return socket_function_enter(sock, msg, direction);                             \
+	}                                                                                       \
+	SEC("fexit/" #function)                                                                 \
+	int BPF_PROG(fexit_##function, struct socket *sock, struct msghdr *msg, __VA_ARGS__, int ret) \
+	{                                                                                       \
+		return socket_function_exit(ret);                                               \
+	}                                                                                       \
+	SEC("kprobe/" #function)                                                                \
+	int BPF_KPROBE(kprobe_##function, struct socket *sock, struct msghdr *msg)              \
+	{                                                                                       \
+		return socket_function_enter(sock, msg, direction);                             \
+	}                                                                                       \
+	SEC("kretprobe/" #function)                                                             \
+	int BPF_KRETPROBE(kretprobe_##function, int ret)                                        \
+	{                                                                                       \
+		return socket_function_exit(ret);                                               \
+	}
+
+SOCKET_FUNCTION_HOOKS(inet_sendmsg, DIRECTION_EGRESS, size_t size)
+SOCKET_FUNCTION_HOOKS(inet6_sendmsg, DIRECTION_EGRESS, size_t size)
+SOCKET_FUNCTION_HOOKS(unix_stream_sendmsg, DIRECTION_EGRESS, size_t size)
+SOCKET_FUNCTION_HOOKS(inet_recvmsg, DIRECTION_INGRESS, size_t size, int flags)
+SOCKET_FUNCTION_HOOKS(inet6_recvmsg, DIRECTION_INGRESS, size_t size, int flags)
+SOCKET_FUNCTION_HOOKS(unix_stream_recvmsg, DIRECTION_INGRESS, size_t size, int flags)
 
 /* connect, accept and accept4 entries: the fd (and for connect the address) and the start */
 static __always_inline int lifecycle_enter(int fd, __u64 source, __u8 shape)

@@ -3,7 +3,7 @@
  * in order of preference (fentry → kprobe → tracepoint, say); the first whose attach kind the
  * kernel really supports (features.ts) is used and the others are not even loaded.
  */
-import { attachKinds, probeAttach, type AttachKind } from '../bpf/features.ts'
+import { attachKinds, probeAttach, type AttachKind, type FeatureResult } from '../bpf/features.ts'
 
 export type AttachSpec =
   | { kind: 'tracepoint'; program: string; category: string; name: string }
@@ -11,10 +11,24 @@ export type AttachSpec =
   | { kind: 'tp_btf' | 'fentry'; program: string }
   | { kind: 'kprobe'; program: string; function: string; retprobe?: boolean }
 
+/**
+ * Programs of one attach kind that observe a point only together (the entry and return hooks of
+ * several functions, say), so they are chosen all or none.
+ */
+export interface AttachGroup {
+  kind: AttachKind
+  /** How the group observes, for the run log ("syscall tracepoints"). */
+  how: string
+  programs: AttachSpec[]
+}
+
+export type Alternative = AttachSpec | AttachGroup
+
 export interface AttachPoint {
   /** What the point observes, for messages ("process exec"). */
   what: string
-  alternatives: AttachSpec[]
+  /** Best first. */
+  alternatives: Alternative[]
 }
 
 export interface CatalogueEntry {
@@ -28,12 +42,49 @@ export interface CatalogueEntry {
   startupIterators?: { program: string; found: string }[]
 }
 
+/** The entry and exit tracepoints of one syscall, handled by programs enter_<program> and exit_<program>. */
+function syscallTracepoints(name: string, program = name, tracepoint = name): [AttachSpec, AttachSpec] {
+  return [
+    { kind: 'tracepoint', program: `enter_${program}`, category: 'syscalls', name: `sys_enter_${tracepoint}` },
+    { kind: 'tracepoint', program: `exit_${program}`, category: 'syscalls', name: `sys_exit_${tracepoint}` },
+  ]
+}
+
 /** The entry and exit tracepoints of one syscall, as two attach points. */
 function syscall(name: string, what: string, program = name, tracepoint = name): AttachPoint[] {
+  const [entry, exit] = syscallTracepoints(name, program, tracepoint)
   return [
-    { what: `${what} (${name} entry)`, alternatives: [{ kind: 'tracepoint', program: `enter_${program}`, category: 'syscalls', name: `sys_enter_${tracepoint}` }] },
-    { what: `${what} (${name} exit)`, alternatives: [{ kind: 'tracepoint', program: `exit_${program}`, category: 'syscalls', name: `sys_exit_${tracepoint}` }] },
+    { what: `${what} (${name} entry)`, alternatives: [entry] },
+    { what: `${what} (${name} exit)`, alternatives: [exit] },
   ]
+}
+
+/**
+ * The sendmsg and recvmsg of the stream socket families sockdata follows: every send and
+ * receive syscall reaches one of them (sockdata.bpf.c says why not sock_sendmsg/sock_recvmsg).
+ */
+export const socketFunctions = ['inet_sendmsg', 'inet6_sendmsg', 'unix_stream_sendmsg', 'inet_recvmsg', 'inet6_recvmsg', 'unix_stream_recvmsg']
+const dataSyscalls = ['write', 'read', 'writev', 'readv', 'sendto', 'recvfrom', 'sendmsg', 'recvmsg', 'sendmmsg', 'recvmmsg']
+
+/** Socket data from the socket functions' entry and return where the kernel allows, else from the syscalls. */
+const socketData: AttachPoint = {
+  what: 'socket data',
+  alternatives: [
+    {
+      kind: 'fentry',
+      how: `fentry/fexit on ${socketFunctions.join(', ')}`,
+      programs: socketFunctions.flatMap((f): AttachSpec[] => [{ kind: 'fentry', program: `fentry_${f}` }, { kind: 'fentry', program: `fexit_${f}` }]),
+    },
+    {
+      kind: 'kprobe',
+      how: `kprobes and kretprobes on ${socketFunctions.join(', ')}`,
+      programs: socketFunctions.flatMap((f): AttachSpec[] => [
+        { kind: 'kprobe', program: `kprobe_${f}`, function: f },
+        { kind: 'kprobe', program: `kretprobe_${f}`, function: f, retprobe: true },
+      ]),
+    },
+    { kind: 'tracepoint', how: 'syscall tracepoints', programs: dataSyscalls.flatMap((name) => syscallTracepoints(name)) },
+  ],
 }
 
 export const catalogue: Record<string, CatalogueEntry> = {
@@ -50,19 +101,9 @@ export const catalogue: Record<string, CatalogueEntry> = {
     description: 'socket data of L7 protocols, one ring per protocol (http, http2, redis, postgres, mysql, kafka), '
       + 'classified in the kernel from the first bytes and sent only when claimed in `protocols`; connection lifecycle '
       + '(connections), libssl mappings (libraries); OpenSSL plaintext through uprobes attached at run time',
-    // syscall tracepoints: the kernel's sock_sendmsg/sock_recvmsg would cover every path in one place,
-    // but fentry and kprobes are not available on the kernels this ships for
     attach: [
-      ...syscall('write', 'data sent on sockets'),
-      ...syscall('read', 'data received on sockets'),
-      ...syscall('writev', 'data sent on sockets'),
-      ...syscall('readv', 'data received on sockets'),
-      ...syscall('sendto', 'data sent on sockets'),
-      ...syscall('recvfrom', 'data received on sockets'),
-      ...syscall('sendmsg', 'data sent on sockets'),
-      ...syscall('recvmsg', 'data received on sockets'),
-      ...syscall('sendmmsg', 'data sent on sockets'),
-      ...syscall('recvmmsg', 'data received on sockets'),
+      socketData,
+      // sendfile's bytes are counted, never copied: its syscall gives all there is to know
       ...syscall('sendfile64', 'file data sent on sockets', 'sendfile'),
       ...syscall('connect', 'connections opened'),
       ...syscall('accept', 'connections accepted'),
@@ -113,13 +154,59 @@ export async function attachPlanFallbacks(): Promise<{ want: string; use?: Attac
   return planAttachKinds(supported)
 }
 
-/** Picks the first alternative the kernel supports, with the reasons the others were passed over. */
-export async function choose(point: AttachPoint): Promise<{ spec?: AttachSpec; skipped: string[] }> {
-  const skipped: string[] = []
-  for (const spec of point.alternatives) {
-    const result = await probeAttach(spec.kind)
-    if (result.status === 'supported') return { spec, skipped }
-    skipped.push(`${spec.kind} for ${point.what}: ${result.reason}`)
+/** The programs an alternative attaches. */
+export function programsOf(alternative: Alternative): AttachSpec[] {
+  return 'programs' in alternative ? alternative.programs : [alternative]
+}
+
+function howOf(alternative: Alternative): string {
+  return 'how' in alternative ? alternative.how : `${alternative.kind} ${alternative.program}`
+}
+
+export interface AttachPlan {
+  /** The programs to load and attach, in the catalogue's order. */
+  attach: AttachSpec[]
+  /** Programs of alternatives not chosen: they must not even load. */
+  unused: string[]
+  /** For the run log: how each point that had a choice is observed, and why better ways were not. */
+  notes: string[]
+}
+
+export interface PlanOptions {
+  /**
+   * At each point that offers this attach kind, use it and nothing else (tests compare the
+   * paths); an error if the kernel refuses it. The other points follow the plan.
+   */
+  attachKind?: AttachKind
+}
+
+/**
+ * Chooses, per attach point of an object, the first alternative whose attach kind `probe` says
+ * the kernel supports. Throws when a point has none, with every reason.
+ */
+export async function planAttach(name: string, entry: CatalogueEntry, options: PlanOptions = {}, probe: (kind: AttachKind) => Promise<FeatureResult> = probeAttach): Promise<AttachPlan> {
+  const plan: AttachPlan = { attach: [], unused: [], notes: [] }
+  for (const point of entry.attach) {
+    const forced = point.alternatives.filter((a) => a.kind === options.attachKind)
+    const candidates = forced.length > 0 ? forced : point.alternatives
+    const passedOver: string[] = []
+    let chosen: Alternative | undefined
+    for (const alternative of candidates) {
+      const result = await probe(alternative.kind)
+      if (result.status === 'supported') {
+        chosen = alternative
+        break
+      }
+      passedOver.push(`${alternative.kind}: ${result.reason}`)
+    }
+    if (chosen === undefined) throw new Error(`${name}: no way to observe ${point.what} on this kernel (${passedOver.join('; ')})`)
+    plan.attach.push(...programsOf(chosen))
+    const using = new Set(programsOf(chosen).map((p) => p.program))
+    for (const alternative of point.alternatives) plan.unused.push(...programsOf(alternative).map((p) => p.program).filter((p) => !using.has(p)))
+    if (point.alternatives.length > 1) {
+      const fallback = passedOver.length > 0 ? ` (${chosen.kind} fallback: ${passedOver.join('; ')})` : ''
+      plan.notes.push(`${name}: ${point.what} from ${howOf(chosen)}${fallback}`)
+    }
   }
-  return { skipped }
+  return plan
 }

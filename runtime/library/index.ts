@@ -13,7 +13,7 @@ import { probeAttach, settleAttachProbes } from '../bpf/features.ts'
 import { PerfBufferReader, RingBufferReader } from '../bpf/ringbuf.ts'
 import { uprobeKind } from '../holds.ts'
 import { capabilitiesForProgramType, explainPermissionDenied } from '../privileges.ts'
-import { catalogue, choose, type AttachSpec } from './catalogue.ts'
+import { catalogue, planAttach, type AttachSpec, type PlanOptions } from './catalogue.ts'
 
 export const libraryDir = fileURLToPath(new URL('../../bpf/lib/', import.meta.url))
 
@@ -190,7 +190,7 @@ function attachOne(object: LoadedObject, spec: AttachSpec): Link {
   }
 }
 
-export interface OpenOptions {
+export interface OpenOptions extends PlanOptions {
   settings?: Record<string, Setting>
   /** Map sizes to change before load, e.g. a ring buffer's bytes. */
   maxEntries?: Record<string, number>
@@ -206,17 +206,13 @@ export async function openLibraryObject(name: string, options: OpenOptions = {})
   if (statSync(path, { throwIfNoEntry: false }) === undefined) throw new Error(`library object ${path} is not built; run \`npm run build\``)
   const log = options.log ?? ((message: string) => console.error(`periscope: ${message}`))
   const spec = ObjectSpec.open(path)
-  const chosen: AttachSpec[] = []
+  let chosen: AttachSpec[]
   try {
-    for (const point of entry.attach) {
-      const { spec: pick, skipped } = await choose(point)
-      for (const reason of skipped) log(`${name}: not using ${reason}`)
-      if (pick === undefined) throw new Error(`${name}: no way to observe ${point.what} on this kernel (${skipped.join('; ')})`)
-      chosen.push(pick)
-    }
+    const plan = await planAttach(name, entry, { attachKind: options.attachKind })
+    for (const note of plan.notes) log(note)
+    chosen = plan.attach
     // only chosen programs load (and programs no plan mentions, which are attached on demand)
-    const planned = new Set(entry.attach.flatMap((p) => p.alternatives.map((a) => a.program)))
-    for (const p of spec.programs()) if (planned.has(p.name)) spec.setAutoload(p.name, chosen.some((c) => c.program === p.name))
+    for (const program of plan.unused) spec.setAutoload(program, false)
     await chooseRunTimeUprobes(spec, name, log)
     spec.setSettings(options.settings ?? {})
     for (const [map, entries] of Object.entries(options.maxEntries ?? {})) spec.setMaxEntries(map, entries)
