@@ -913,7 +913,15 @@ static __always_inline int data_exit(long ret, __u8 shape)
 	return finish_call(&call, ret);
 }
 
-/* sendmmsg/recvmmsg exit: one record per message, up to MAX_MMSG */
+/* a call that got no record: the connection's next record of that direction carries the loss flag */
+static __always_inline void lose_record(struct conn_info *conn, __u8 direction, __u32 tgid)
+{
+	conn->loss[direction & 1] = 1;
+	if (protocol_passes(conn->protocol, tgid, conn))
+		count_drop(&dropped);
+}
+
+/* sendmmsg/recvmmsg exit: one record per message, up to MAX_MMSG; the rest are flagged as lost */
 static __always_inline int mmsg_exit(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -946,6 +954,8 @@ static __always_inline int mmsg_exit(long ret)
 		c.bytes = msg.msg_len;
 		emit_data(&c, conn);
 	}
+	if (i < ret)
+		lose_record(conn, call.direction, key.tgid);
 	return 0;
 }
 
@@ -1053,11 +1063,8 @@ static __always_inline void note_missed_return(__u64 id)
 		return;
 	key.fd = stale->fd;
 	conn = bpf_map_lookup_elem(&conns, &key);
-	if (!conn)
-		return;
-	conn->loss[stale->direction & 1] = 1;
-	if (protocol_passes(conn->protocol, key.tgid, conn))
-		count_drop(&dropped);
+	if (conn)
+		lose_record(conn, stale->direction, key.tgid);
 }
 
 /* a socket function's entry: remembers the call when a data syscall runs it on its fd's socket */

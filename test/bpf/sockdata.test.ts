@@ -330,6 +330,20 @@ test('a connection opened before the object is found by the start-up scan: role,
   }
 })
 
+test('a sendmmsg of more messages than the syscall path records per call: the gap is flagged on the next record', async () => {
+  capture.want(HTTP)
+  const messages = Array.from({ length: 10 }, (_, i) => `GET /m${i} HTTP/1.1\r\n\r\n`)
+  const total = messages.join('').length
+  const { client } = await exchange([['recv', total + REQUEST.length]], [['sendmmsg', messages.map((m) => [hex(m)])], send(REQUEST)])
+  const sent = flow(client.pid, 'http', EGRESS).map((r) => [r.data.toString(), r.flags & FLAG_LOSS])
+  // the syscall tracepoints read 8 messages of a call; the socket functions see each message
+  if (capture.library.programs().some((p) => p.name === 'exit_sendmmsg')) {
+    assert.deepEqual(sent, [...messages.slice(0, 8).map((m) => [m, 0]), [REQUEST, FLAG_LOSS]])
+  } else {
+    assert.deepEqual(sent, [...messages, REQUEST].map((m) => [m, 0]))
+  }
+})
+
 test('sendfile gives a record with its byte count and no payload, at the right position', async () => {
   capture.want(HTTP)
   const body = Buffer.alloc(5000, 'b')
