@@ -87,6 +87,13 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct protocol_cgroup);
+	__type(value, __u8);
+} target_cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
 	__type(key, struct protocol_port);
 	__type(value, __u8);
@@ -217,7 +224,16 @@ struct {
 	__type(value, struct ssl_socket);
 } ssl_sockets SEC(".maps");
 
-/* a non-blocking connect in progress, whose failure shows as SYN_SENT -> CLOSE */
+/* a thread's cgroup v2 id and its ancestors', nearest first; 0 past the root */
+struct cgroup_ancestors {
+	__u64 ids[SOCK_CGROUP_LEVELS];
+};
+
+/*
+ * A non-blocking connect in progress, whose failure shows as SYN_SENT -> CLOSE, often in softirq
+ * on whatever task was running: what the failure record and its filter need from the
+ * connecting thread is kept here.
+ */
 struct pending_connect {
 	struct conn_key key;
 	__u64 conn_id;
@@ -225,6 +241,7 @@ struct pending_connect {
 	__u32 tid;
 	__u32 pad;
 	char comm[SOCK_COMM_LEN];
+	struct cgroup_ancestors cgroups;
 };
 
 struct {
@@ -476,8 +493,60 @@ static __always_inline void note_ssl_socket(__u64 id, int fd, struct conn_info *
 		start_tls(conn);
 }
 
-/* the protocol's config when a record of it from this process and connection goes out */
-static __always_inline struct protocol_config *protocol_passes(__u32 protocol, __u32 tgid, struct conn_info *conn)
+/* the current thread's cgroup v2 level: 0 is the root */
+static __always_inline int current_cgroup_level(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, cgroups, dfl_cgrp, level);
+}
+
+static __always_inline void current_cgroup_ancestors(struct cgroup_ancestors *out)
+{
+	int level = current_cgroup_level(), i;
+
+	for (i = 0; i < SOCK_CGROUP_LEVELS && i <= level; i++)
+		out->ids[i] = bpf_get_current_ancestor_cgroup_id(level - i);
+}
+
+/*
+ * Whether a process is in one of a protocol's target cgroups, or below one: a Kubernetes pod's
+ * cgroup then covers its containers (its children), a slice its services. The process's own
+ * cgroup is looked up first, then its ancestors up the tree (SOCK_CGROUP_LEVELS in all), so a
+ * service's own cgroup matches at the first lookup. The cgroup is the current thread's, read
+ * live: every record of a connection in the table is made in its own process (data in the
+ * syscall or SSL call, open in connect or accept, close in close), so a process moved to
+ * another cgroup is filtered by where it is now. The one record made elsewhere, a non-blocking
+ * connect's failure (inet_sock_set_state, in softirq), passes the connecting thread's ancestors
+ * kept in its pending_connect. The start-up scan filters nothing: its connections' records come
+ * later, from their own processes.
+ */
+__noinline int cgroup_targeted(__u32 protocol, struct cgroup_ancestors *kept)
+{
+	struct protocol_cgroup key = { .protocol = protocol };
+	int level = 0, i;
+
+	if (!kept)
+		level = current_cgroup_level();
+	for (i = 0; i < SOCK_CGROUP_LEVELS; i++) {
+		if (kept)
+			key.cgroup = kept->ids[i];
+		else
+			key.cgroup = i <= level ? bpf_get_current_ancestor_cgroup_id(level - i) : 0;
+		if (!key.cgroup)
+			return 0;
+		if (bpf_map_lookup_elem(&target_cgroups, &key))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * The protocol's config when a record of it from this process and connection goes out. cgroups:
+ * the connection's thread's, when it is not the current one (NULL: the current thread's). With
+ * both a pid and a cgroup filter, a process named by either passes.
+ */
+static __always_inline struct protocol_config *protocol_passes(__u32 protocol, __u32 tgid, struct conn_info *conn, struct cgroup_ancestors *cgroups)
 {
 	struct protocol_config *config;
 	struct protocol_pid pid = { .protocol = protocol, .pid = tgid };
@@ -488,7 +557,9 @@ static __always_inline struct protocol_config *protocol_passes(__u32 protocol, _
 	config = bpf_map_lookup_elem(&protocols, &protocol);
 	if (!config || !config->wanted)
 		return NULL;
-	if (config->pid_filter && !bpf_map_lookup_elem(&target_pids, &pid))
+	if ((config->pid_filter || config->cgroup_filter) &&
+	    !(config->pid_filter && bpf_map_lookup_elem(&target_pids, &pid)) &&
+	    !(config->cgroup_filter && cgroup_targeted(protocol, cgroups)))
 		return NULL;
 	port.port = conn->local_port;
 	if (bpf_map_lookup_elem(&excluded_ports, &port))
@@ -499,17 +570,20 @@ static __always_inline struct protocol_config *protocol_passes(__u32 protocol, _
 	return config;
 }
 
-/* open, close and connect-failed go out for connections some wanted protocol could be on */
-static __always_inline bool lifecycle_wanted(struct conn_info *conn, __u32 tgid)
+/*
+ * open, close and connect-failed go out for connections some wanted protocol could be on;
+ * cgroups as for protocol_passes
+ */
+static __always_inline bool lifecycle_wanted(struct conn_info *conn, __u32 tgid, struct cgroup_ancestors *cgroups)
 {
 	__u32 protocol = conn->protocol;
 
 	if (conn->excluded)
 		return false;
 	if (protocol != PROTOCOL_UNKNOWN)
-		return protocol_passes(protocol, tgid, conn) != NULL;
+		return protocol_passes(protocol, tgid, conn, cgroups) != NULL;
 	for (protocol = PROTOCOL_HTTP; protocol < PROTOCOL_TLS; protocol++) {
-		if (protocol_passes(protocol, tgid, conn))
+		if (protocol_passes(protocol, tgid, conn, cgroups))
 			return true;
 	}
 	return false;
@@ -785,7 +859,7 @@ __noinline int emit_data(struct capture *c, struct conn_info *conn)
 	}
 	position = conn->positions[direction];
 	conn->positions[direction] = position + c->bytes;
-	config = protocol_passes(conn->protocol, c->tgid, conn);
+	config = protocol_passes(conn->protocol, c->tgid, conn, NULL);
 	if (!config)
 		return 0;
 	if (!sendfile) {
@@ -917,7 +991,7 @@ static __always_inline int data_exit(long ret, __u8 shape)
 static __always_inline void lose_record(struct conn_info *conn, __u8 direction, __u32 tgid)
 {
 	conn->loss[direction & 1] = 1;
-	if (protocol_passes(conn->protocol, tgid, conn))
+	if (protocol_passes(conn->protocol, tgid, conn, NULL))
 		count_drop(&dropped);
 }
 
@@ -1202,7 +1276,7 @@ static __always_inline void connect_outcome(__u64 sk, int newstate)
 	conn = bpf_map_lookup_elem(&conns, &pending->key);
 	if (newstate == TCP_CLOSE && conn && conn->conn_id == pending->conn_id) {
 		error = BPF_CORE_READ((struct sock *)sk, sk_err);
-		if (lifecycle_wanted(conn, pending->key.tgid))
+		if (lifecycle_wanted(conn, pending->key.tgid, &pending->cgroups))
 			emit_lifecycle(conn, SOCK_CONNECT_FAILED, pending->key.tgid, pending->tid, pending->key.fd, pending->start_ns, error, pending->comm);
 		conn->failed = 1;
 	}
@@ -1232,7 +1306,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 		conn = new_conn(&key, file, sock, ROLE_CLIENT, 0);
 		if (!conn)
 			return 0;
-		if (lifecycle_wanted(conn, tgid)) {
+		if (lifecycle_wanted(conn, tgid, NULL)) {
 			emit_lifecycle(conn, SOCK_OPEN, tgid, (__u32)id, call.fd, call.start_ns, 0, NULL);
 			conn->opened = 1;
 		}
@@ -1242,6 +1316,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 			__u64 sk_id = (__u64)sk;
 
 			bpf_get_current_comm(pending.comm, sizeof(pending.comm));
+			current_cgroup_ancestors(&pending.cgroups);
 			bpf_map_update_elem(&pending_connects, &sk_id, &pending, BPF_ANY);
 			/* refused on loopback before the call even returned: the state change came too early */
 			if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE)
@@ -1263,7 +1338,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	failed.conn_id = next_conn_id();
 	failed.role = ROLE_CLIENT;
 	failed.excluded = is_peer_of_self(&failed);
-	if (lifecycle_wanted(&failed, tgid))
+	if (lifecycle_wanted(&failed, tgid, NULL))
 		emit_lifecycle(&failed, SOCK_CONNECT_FAILED, tgid, (__u32)id, call.fd, call.start_ns, -ret, NULL);
 	return 0;
 }
@@ -1285,7 +1360,7 @@ static __always_inline int accept_exit(long ret)
 	if (!sock)
 		return 0;
 	conn = new_conn(&key, file, sock, ROLE_SERVER, 0);
-	if (conn && lifecycle_wanted(conn, tgid)) {
+	if (conn && lifecycle_wanted(conn, tgid, NULL)) {
 		emit_lifecycle(conn, SOCK_OPEN, tgid, (__u32)id, ret, call.start_ns, 0, NULL);
 		conn->opened = 1;
 	}
@@ -1327,7 +1402,7 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!conn)
 		return 0;
 	/* a connection nobody heard of (no open record, no wanted data), or one that failed, closes silently */
-	if ((conn->opened || conn->protocol != PROTOCOL_UNKNOWN) && !conn->failed && lifecycle_wanted(conn, key.tgid)) {
+	if ((conn->opened || conn->protocol != PROTOCOL_UNKNOWN) && !conn->failed && lifecycle_wanted(conn, key.tgid, NULL)) {
 		now = bpf_ktime_get_boot_ns();
 		emit_lifecycle(conn, SOCK_CLOSE, key.tgid, (__u32)id, key.fd, now, 0, NULL);
 	}

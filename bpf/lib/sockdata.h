@@ -9,6 +9,8 @@
 /* the payload cap of a protocol whose config leaves capture_bytes at 0 */
 #define SOCK_CAPTURE_DEFAULT 4096
 #define SOCK_LIBRARY_PATH_LEN 256
+/* cgroups the cgroup filter looks at per process: its own, then its nearest ancestors, this many in all */
+#define SOCK_CGROUP_LEVELS 8
 
 /* what the kernel classified a connection as, from its first bytes; also the ring it goes to */
 enum sock_protocol {
@@ -118,14 +120,22 @@ struct protocol_config {
 	__u32 wanted;
 	/* payload cap; 0 means SOCK_CAPTURE_DEFAULT, at most SOCK_DATA_MAX */
 	__u32 capture_bytes;
-	/* 1: only pids in target_pids for this protocol */
+	/* 1: only pids in target_pids for this protocol (or, with cgroup_filter too, in either) */
 	__u32 pid_filter;
-	__u32 pad;
+	/* 1: only processes in a cgroup of target_cgroups for this protocol, or below one */
+	__u32 cgroup_filter;
 };
 
 struct protocol_pid {
 	__u32 protocol;
 	__u32 pid;
+};
+
+/* a cgroup v2 id: the inode number of the cgroup's directory, as bpf_get_current_cgroup_id gives */
+struct protocol_cgroup {
+	__u32 protocol;
+	__u32 pad;
+	__u64 cgroup;
 };
 
 /* either end's port */

@@ -91,8 +91,10 @@ export class Capture {
     return this.records.filter((r) => r.pid === pid && (stream === undefined || r.stream === stream))
   }
 
-  want(protocol: number, options: { captureBytes?: number; pidFilter?: boolean } = {}): void {
-    this.protocols.update(protocol, { wanted: 1, capture_bytes: options.captureBytes ?? 0, pid_filter: options.pidFilter === true ? 1 : 0, pad: 0 })
+  want(protocol: number, options: { captureBytes?: number; pidFilter?: boolean; cgroupFilter?: boolean } = {}): void {
+    this.protocols.update(protocol, {
+      wanted: 1, capture_bytes: options.captureBytes ?? 0, pid_filter: options.pidFilter === true ? 1 : 0, cgroup_filter: options.cgroupFilter === true ? 1 : 0,
+    })
   }
 
   /** Adds a process to a protocol's pid filter (want(protocol, { pidFilter: true })). */
@@ -103,10 +105,18 @@ export class Capture {
     this.library.object.map('target_pids').update(key, new Uint8Array([1]))
   }
 
+  /** Adds a cgroup (by id) to a protocol's cgroup filter (want(protocol, { cgroupFilter: true })). */
+  targetCgroup(protocol: number, cgroup: number): void {
+    const key = new Uint8Array(16)
+    new DataView(key.buffer).setUint32(0, protocol, true)
+    new DataView(key.buffer).setBigUint64(8, BigInt(cgroup), true)
+    this.library.object.map('target_cgroups').update(key, new Uint8Array([1]))
+  }
+
   /** Every protocol unwanted and no filters: what a fresh object has. */
   reset(): void {
-    for (let protocol = 0; protocol < 9; protocol++) this.protocols.update(protocol, { wanted: 0, capture_bytes: 0, pid_filter: 0, pad: 0 })
-    for (const map of ['target_pids', 'excluded_ports']) {
+    for (let protocol = 0; protocol < 9; protocol++) this.protocols.update(protocol, { wanted: 0, capture_bytes: 0, pid_filter: 0, cgroup_filter: 0 })
+    for (const map of ['target_pids', 'target_cgroups', 'excluded_ports']) {
       const raw = this.library.object.map(map)
       for (const key of [...raw.keys()]) raw.delete(key)
     }
