@@ -63,12 +63,26 @@ export function formatAddress(family: number, bytes: Uint8Array): string {
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`
 }
 
-/** The value of `sockdata:protocols` for one protocol (`struct protocol_config`). */
-export function protocolConfig(options: { wanted: boolean; captureBytes: number; pidFilter: boolean }): Uint8Array {
+/**
+ * The value of `sockdata:protocols` for one protocol (`struct protocol_config`). pidFilter: only
+ * the pids in `sockdata:target_pids`; cgroupFilter: only processes in the cgroups of
+ * `sockdata:target_cgroups` or below them; with both, a process named by either.
+ */
+export function protocolConfig(options: { wanted: boolean; captureBytes: number; pidFilter: boolean; cgroupFilter?: boolean }): Uint8Array {
   const out = new Uint8Array(16)
   const view = new DataView(out.buffer)
   view.setUint32(0, options.wanted ? 1 : 0, true)
   view.setUint32(4, options.captureBytes, true)
   view.setUint32(8, options.pidFilter ? 1 : 0, true)
+  view.setUint32(12, options.cgroupFilter === true ? 1 : 0, true)
+  return out
+}
+
+/** A key of `sockdata:target_cgroups` (`struct protocol_cgroup`): a protocol and a cgroup v2 id. */
+export function protocolCgroup(protocol: number, cgroupId: number): Uint8Array {
+  const out = new Uint8Array(16)
+  const view = new DataView(out.buffer)
+  view.setUint32(0, protocol, true)
+  view.setBigUint64(8, BigInt(cgroupId), true)
   return out
 }

@@ -17,10 +17,18 @@ test('every constant equals the enum value of the same name in sockdata.h', () =
 })
 
 test('protocolConfig encodes struct protocol_config as the generated decoder reads it', () => {
-  const bytes = sockdata.protocolConfig({ wanted: true, captureBytes: 4096, pidFilter: true })
-  assert.equal(bytes.length, mapCodecs.protocols.value.size)
-  const decoded = mapCodecs.protocols.value.decode(new DataView(bytes.buffer), 0)
-  assert.deepEqual(decoded, { wanted: 1, capture_bytes: 4096, pid_filter: 1, pad: 0 })
+  const decode = (bytes: Uint8Array) => {
+    assert.equal(bytes.length, mapCodecs.protocols.value.size)
+    return mapCodecs.protocols.value.decode(new DataView(bytes.buffer), 0)
+  }
+  assert.deepEqual(decode(sockdata.protocolConfig({ wanted: true, captureBytes: 4096, pidFilter: true })), { wanted: 1, capture_bytes: 4096, pid_filter: 1, cgroup_filter: 0 })
+  assert.deepEqual(decode(sockdata.protocolConfig({ wanted: true, captureBytes: 512, pidFilter: false, cgroupFilter: true })), { wanted: 1, capture_bytes: 512, pid_filter: 0, cgroup_filter: 1 })
+})
+
+test('protocolCgroup encodes struct protocol_cgroup as the generated decoder reads it', () => {
+  const bytes = sockdata.protocolCgroup(sockdata.PROTOCOL_HTTP, 2 ** 40 + 8176)
+  assert.equal(bytes.length, mapCodecs.target_cgroups.key.size)
+  assert.deepEqual(mapCodecs.target_cgroups.key.decode(new DataView(bytes.buffer), 0), { protocol: 1, pad: 0, cgroup: 2 ** 40 + 8176 })
 })
 
 test('addresses format as IPv4, mapped IPv4 and RFC 5952 IPv6', () => {
