@@ -27,7 +27,7 @@ export function cgroup2MountPoints(mountinfo = readFileSync('/proc/self/mountinf
 function whereCgroup2Is(): string {
   const points = cgroup2MountPoints()
   return points.length === 0
-    ? 'cgroup v2 is not mounted on this host (mount it: mount -t cgroup2 none /sys/fs/cgroup/unified)'
+    ? 'cgroup v2 is not mounted on this host; mount it with mount -t cgroup2 none /sys/fs/cgroup/unified'
     : `cgroup v2 is mounted at ${points.join(', ')} on this host`
 }
 

@@ -7,6 +7,7 @@ import { parse } from 'yaml'
 import type { z } from 'zod'
 import type { PluginLimits } from '../plugins/host.ts'
 import type { PluginSettings } from '../plugins/manager.ts'
+import { cgroupId } from './cgroups.ts'
 import { shippedPluginSettings } from './receiver.ts'
 import { configSchema, type PeriscopeConfig, type ResourceLimits } from './schema.ts'
 
@@ -70,17 +71,31 @@ export function limitsFrom(limits: ResourceLimits | undefined): Partial<PluginLi
 
 /**
  * Per-plugin settings for the plugin manager: what the receiver block implies for the shipped
- * plugins, overridden by each `plugins.<name>` entry key by key.
+ * plugins, overridden by each `plugins.<name>` entry key by key. `target_cgroups` paths become
+ * cgroup ids here (`target_cgroup_ids`); a path that is not a cgroup v2 directory is a
+ * ConfigError naming it, with every other such path.
  */
-export function pluginSettingsFrom(config: PeriscopeConfig): Record<string, PluginSettings> {
+export function pluginSettingsFrom(config: PeriscopeConfig, source = 'config'): Record<string, PluginSettings> {
   const out: Record<string, PluginSettings> = {}
+  const problems: string[] = []
   for (const [name, derived] of Object.entries(shippedPluginSettings(config))) {
     out[name] = { enabled: derived.enabled, config: { ...derived.config } }
   }
   for (const [name, settings] of Object.entries(config.plugins ?? {})) {
     const pluginConfig: Record<string, unknown> = { ...out[name]?.config, ...settings.config }
     if (settings.target_pids !== undefined) pluginConfig.target_pids = settings.target_pids
+    if (settings.target_cgroups !== undefined) {
+      pluginConfig.target_cgroup_ids = settings.target_cgroups.flatMap((path, i) => {
+        try {
+          return [cgroupId(path)]
+        } catch (error) {
+          problems.push(`plugins.${name}.target_cgroups.${i}: ${(error as Error).message}`)
+          return []
+        }
+      })
+    }
     out[name] = { enabled: settings.enabled ?? out[name]?.enabled, config: pluginConfig, limits: limitsFrom(settings.resource_limits) }
   }
+  if (problems.length > 0) throw new ConfigError(source, problems)
   return out
 }

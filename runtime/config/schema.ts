@@ -94,6 +94,11 @@ export const pluginSettingsSchema = z.strictObject({
   config: z.record(z.string(), configValue).optional(),
   /** Only these processes, for plugins that honour it (passed in ctx.config.target_pids). */
   target_pids: z.array(z.number().int().positive()).optional(),
+  /**
+   * Only processes in these cgroup v2 directories or below them, for plugins that honour it
+   * (resolved to cgroup ids at start, passed in ctx.config.target_cgroup_ids).
+   */
+  target_cgroups: z.array(z.string().startsWith('/', "write the cgroup directory's absolute path, like /sys/fs/cgroup/system.slice/nginx.service")).optional(),
   resource_limits: resourceLimitsSchema.optional(),
 })
 
