@@ -17,7 +17,7 @@ import { redactQuery, defaultSensitiveQueryKeys } from 'periscope/protocols/reda
 import { RouteTable } from 'periscope/protocols/routes'
 import { followOpenSsl } from 'periscope/protocols/tls-follow'
 import { newSpanId, newTraceId, parseTraceparent, sampledByTraceId } from 'periscope/protocols/trace-context'
-import { formatAddress, PROTOCOL_HTTP, SOCK_CONNECT_FAILED, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_LOSS, SOCK_FLAG_TLS, DIRECTION_INGRESS, ROLE_CLIENT, ROLE_SERVER, protocolConfig } from 'periscope/protocols/sockdata'
+import { formatAddress, PROTOCOL_HTTP, SOCK_CONNECT_FAILED, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_LOSS, SOCK_FLAG_TLS, DIRECTION_INGRESS, ROLE_CLIENT, ROLE_SERVER, protocolCgroup, protocolConfig } from 'periscope/protocols/sockdata'
 
 const config = {
   /** Trace HTTPS through uprobes on OpenSSL (libssl.so.3 and statically linked binaries). */
@@ -26,6 +26,11 @@ const config = {
   capture_bytes: 4096,
   /** Only these processes (empty: every process). */
   target_pids: [] as number[],
+  /**
+   * Only processes in these cgroups or below them, by cgroup v2 id; with target_pids too, a
+   * process named by either. Filled from `plugins.http.target_cgroups` paths in periscope.yaml.
+   */
+  target_cgroup_ids: [] as number[],
   /** Ports whose traffic is never traced, at either end. */
   excluded_ports: [] as number[],
   /** Spans shorter than this are not exported (metrics still count them). */
@@ -100,7 +105,9 @@ export default definePlugin({
     ctx.on('sockdata:connections', (event) => plugin.onConnectionEvent(event))
     if (ctx.config.https) await followOpenSsl(ctx, (message) => ctx.log.warn(message))
     ctx.every('10s', () => plugin.report())
-    ctx.log.info(`tracing HTTP/1.x${ctx.config.https ? ' and HTTPS (OpenSSL uprobes)' : ''} on ${ctx.config.target_pids.length === 0 ? 'the whole host' : `pids ${ctx.config.target_pids.join(', ')}`}`)
+    const { target_pids: pids, target_cgroup_ids: cgroups } = ctx.config
+    const targets = [...pids.length > 0 ? [`pids ${pids.join(', ')}`] : [], ...cgroups.length > 0 ? [`cgroups ${cgroups.join(', ')} and below`] : []]
+    ctx.log.info(`tracing HTTP/1.x${ctx.config.https ? ' and HTTPS (OpenSSL uprobes)' : ''} on ${targets.length === 0 ? 'the whole host' : targets.join(' and ')}`)
   },
 })
 
@@ -130,11 +137,13 @@ class HttpTracing {
 
   /** Tells the kernel to send HTTP records here, how much payload to copy, and for whom. */
   async claimKernelFilters(): Promise<void> {
-    const { target_pids: pids, excluded_ports: ports, capture_bytes: capture } = this.#ctx.config
+    const { target_pids: pids, target_cgroup_ids: cgroups, excluded_ports: ports, capture_bytes: capture } = this.#ctx.config
     const protocols = this.#ctx.map('sockdata:protocols')
-    await protocols.claim(u32(PROTOCOL_HTTP), protocolConfig({ wanted: true, captureBytes: capture, pidFilter: pids.length > 0 }))
+    await protocols.claim(u32(PROTOCOL_HTTP), protocolConfig({ wanted: true, captureBytes: capture, pidFilter: pids.length > 0, cgroupFilter: cgroups.length > 0 }))
     const targets = this.#ctx.map('sockdata:target_pids')
     for (const pid of pids) await targets.claim(u32pair(PROTOCOL_HTTP, pid), Uint8Array.of(1))
+    const targetCgroups = this.#ctx.map('sockdata:target_cgroups')
+    for (const cgroup of cgroups) await targetCgroups.claim(protocolCgroup(PROTOCOL_HTTP, cgroup), Uint8Array.of(1))
     const excluded = this.#ctx.map('sockdata:excluded_ports')
     for (const port of ports) await excluded.claim(u32pair(PROTOCOL_HTTP, port), Uint8Array.of(1))
   }
