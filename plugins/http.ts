@@ -7,7 +7,8 @@
  * response. A process that received the request gets a SERVER span; one that sent it gets a
  * CLIENT span. Trace context: an incoming `traceparent` makes the server span join that trace; an
  * outgoing request joins the server span active on the same thread (the one whose request was
- * read and whose response is not written yet), unless it carries its own `traceparent`.
+ * read and whose response is not written yet), unless it carries its own `traceparent`; and a
+ * request whose sender is traced on this host too makes the server span that client span's child.
  *
  * Everything here is public plugin API: a user plugin can do the same.
  */
@@ -298,7 +299,8 @@ class HttpTracing {
     const wall = this.#ctx.time
     const scheme = conn.tls ? 'https' : 'http'
     const { path, query } = splitTarget(request.target)
-    const route = this.#routes.route(`${conn.pid}:${conn.comm}`, path)
+    // by command, not pid: short-lived clients would each start a table of their own
+    const route = this.#routes.route(conn.comm, path)
     const status = response?.status
     const startNs = wall.wallNs(request.startNs)
     const endNs = wall.wallNs(response?.endNs ?? (exchange.incomplete === 'closed' ? conn.closedNs : undefined) ?? request.endNs)

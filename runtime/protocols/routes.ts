@@ -3,8 +3,8 @@
  * server's routing table, so it infers a route: segments that look like identifiers (numbers,
  * UUIDs, long hex or mixed tokens) become `*`, so `/users/123/orders/9f8e…` is `/users/*\/orders/*`.
  * What still varies past `maxRoutes` distinct routes per service collapses to `/*` (still with its
- * method and status), and each collapse is counted, so a scan of random paths cannot blow up the
- * metric series.
+ * method and status), and so does everything of services past `maxServices`; each collapse is
+ * counted, so a scan of random paths cannot blow up the metric series or this table.
  */
 
 const numeric = /^\d+$/
@@ -38,12 +38,14 @@ export function routePattern(path: string): string {
 
 export class RouteTable {
   readonly #maxRoutes: number
+  readonly #maxServices: number
   readonly #routes = new Map<string, Set<string>>()
   /** How many requests got the collapsed route `/*` because their service had too many routes. */
   collapsed = 0
 
-  constructor(maxRoutes: number) {
+  constructor(maxRoutes: number, maxServices = 1024) {
     this.#maxRoutes = maxRoutes
+    this.#maxServices = maxServices
   }
 
   /** The route of `path` for `service` (any key naming who serves it, e.g. its executable). */
@@ -51,6 +53,10 @@ export class RouteTable {
     const pattern = routePattern(path)
     let known = this.#routes.get(service)
     if (known === undefined) {
+      if (this.#routes.size >= this.#maxServices) {
+        this.collapsed++
+        return '/*'
+      }
       known = new Set()
       this.#routes.set(service, known)
     }

@@ -71,6 +71,15 @@ test('a route table collapses past its cap per service and counts each collapse'
   assert.equal(table.route('nginx', '/d'), '/d')
 })
 
+test('a route table past its services cap collapses new services entirely', () => {
+  const table = new RouteTable(10, 2)
+  assert.equal(table.route('a', '/x'), '/x')
+  assert.equal(table.route('b', '/x'), '/x')
+  assert.equal(table.route('c', '/x'), '/*')
+  assert.equal(table.collapsed, 1)
+  assert.equal(table.route('a', '/y'), '/y')
+})
+
 test('query values of sensitive keys are redacted, names and other values kept', () => {
   const keys = defaultSensitiveQueryKeys
   assert.equal(redactQuery('q=shoes&page=2', keys), 'q=shoes&page=2')
