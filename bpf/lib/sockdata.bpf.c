@@ -493,12 +493,12 @@ static __always_inline void note_ssl_socket(__u64 id, int fd, struct conn_info *
 		start_tls(conn);
 }
 
-/* the current thread's cgroup v2 level: 0 is the root */
+/* the current thread's cgroup v2 level (0 is the root), by loads through BTF: no helper calls */
 static __always_inline int current_cgroup_level(void)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 
-	return BPF_CORE_READ(task, cgroups, dfl_cgrp, level);
+	return task->cgroups->dfl_cgrp->level;
 }
 
 static __always_inline void current_cgroup_ancestors(struct cgroup_ancestors *out)
