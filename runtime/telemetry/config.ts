@@ -69,6 +69,8 @@ export const telemetryConfigSchema = z.strictObject({
     .strictObject({
       maxSize: positiveInt.max(100_000).default(512),
       intervalMs: positiveInt.default(1000),
+      /** Batches of one signal sent at once, so the next is serialised while the destination answers. */
+      maxInFlight: positiveInt.max(64).default(4),
     })
     .prefault({}),
   /** Queue limits per signal. Beyond them the oldest item is dropped and counted. */

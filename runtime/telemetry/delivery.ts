@@ -45,12 +45,13 @@ export async function openQueues(config: TelemetryConfig, settings: ResolvedTele
     profileSender(settings.targets.profiles, context, config.profiles.writePprof),
   ])
   const senders: SignalSenders = { traces, metrics, logs, profiles }
-  const queue = <T>(signal: Signal, sender: Sender<T>, capacity: number, maxBatch: number) =>
+  const queue = <T>(signal: Signal, sender: Sender<T>, capacity: number, maxBatch: number, maxInFlight = config.batch.maxInFlight) =>
     new ExportQueue<T>({
       signal,
       destination: sender.destination,
       capacity,
       maxBatch,
+      maxInFlight,
       intervalMs: config.batch.intervalMs,
       initialBackoffMs: config.retry.initialBackoffMs,
       maxBackoffMs: config.retry.maxBackoffMs,
@@ -59,8 +60,8 @@ export async function openQueues(config: TelemetryConfig, settings: ResolvedTele
     })
   const queues: SignalQueues = {
     traces: queue('traces', traces, config.queue.spans, config.batch.maxSize),
-    // one collection per request: the OTLP metrics exporter takes a single ResourceMetrics
-    metrics: queue('metrics', metrics, config.queue.metrics, 1),
+    // one collection per request, in order: the OTLP metrics exporter takes a single ResourceMetrics
+    metrics: queue('metrics', metrics, config.queue.metrics, 1, 1),
     logs: queue('logs', logs, config.queue.logs, config.batch.maxSize),
     profiles: queue('profiles', profiles, config.queue.profiles, 64),
   }

@@ -1,6 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { ExportQueue } from '../../runtime/telemetry/queue.ts'
 import type { ExportQueueOptions } from '../../runtime/telemetry/queue.ts'
 
@@ -22,6 +24,7 @@ function queue(send: (batch: number[]) => Promise<void>, overrides: Partial<Expo
     destination: 'http://127.0.0.1:4318/v1/traces',
     capacity: 100,
     maxBatch: 10,
+    maxInFlight: 1,
     intervalMs: 20,
     initialBackoffMs: 20,
     maxBackoffMs: 50,
@@ -113,4 +116,63 @@ test('close flushes within its deadline, then counts what is left as dropped at 
   assert.ok(logs.some((l) => l.includes('15 item(s) not exported before the shutdown deadline')))
   q.push([99])
   assert.equal(q.stats().dropped, 1, 'pushes after close are counted, not kept')
+})
+
+test('exported items are let go while the queue never empties under load', async () => {
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  let sends = 0
+  let feeding = true
+  const item = () => ({ payload: new Array(16).fill(sends) })
+  const q = new ExportQueue<object>({
+    signal: 'traces', destination: 'test', capacity: 1000, maxBatch: 10, maxInFlight: 1, intervalMs: 20,
+    initialBackoffMs: 20, maxBackoffMs: 50, log: () => {},
+    // each export brings as many new items as it takes, so the queue always holds a batch more
+    send: async () => {
+      sends++
+      if (feeding) q.push(Array.from({ length: 10 }, item))
+      await sleep(0)
+    },
+  })
+  const refs = ((): WeakRef<object>[] => {
+    const first = Array.from({ length: 20 }, item)
+    q.push(first)
+    return first.map((o) => new WeakRef(o))
+  })()
+  while (sends < 50) await sleep(1)
+  feeding = false
+  assert.ok(q.stats().queued > 0, 'the queue was never empty')
+  await sleep(0)
+  gc()
+  assert.equal(refs.filter((r) => r.deref() !== undefined).length, 0, 'items exported 48 batches ago are collectable')
+  await q.close(Date.now() + 1000)
+  assert.equal(q.stats().sent, 20 + 10 * 50)
+})
+
+test('up to maxInFlight batches are sent at once; a failing destination gets one at a time', async () => {
+  const pending: { batch: number[]; resolve(): void; reject(error: Error): void }[] = []
+  const q = queue((batch) => new Promise((resolve, reject) => pending.push({ batch, resolve, reject })), { maxInFlight: 3, initialBackoffMs: 10, maxBackoffMs: 10 })
+  q.push(range(0, 45))
+  await sleep(5)
+  assert.deepEqual(pending.map((p) => p.batch), [range(0, 10), range(10, 20), range(20, 30)], 'three full batches at once, oldest first')
+  assert.deepEqual([q.stats().inFlight, q.stats().queued], [30, 15])
+  pending.shift()!.resolve()
+  await sleep(1)
+  assert.deepEqual(pending.map((p) => p.batch[0]), [10, 20, 30], 'a freed flight takes the next full batch at once')
+  assert.equal(q.stats().queued, 5, 'a partial batch waits for the interval')
+
+  for (const p of pending.splice(0)) p.reject(new Error('connect ECONNREFUSED'))
+  await sleep(5)
+  assert.equal(q.stats().queued, 35, 'failed batches are back in the queue')
+  while (pending.length === 0) await sleep(1)
+  await sleep(5)
+  assert.equal(pending.length, 1, 'while failing, one probe at a time')
+  assert.deepEqual(pending[0]!.batch, range(10, 20), 'the oldest batch is retried first')
+  pending.shift()!.resolve()
+  while (pending.length < 3) await sleep(1)
+  assert.deepEqual(pending.map((p) => p.batch[0]), [20, 30, 40], 'recovered: three at once again')
+  for (const p of pending.splice(0)) p.resolve()
+  await q.flush(Date.now() + 1000)
+  assert.equal(q.stats().sent, 45)
+  await q.close(Date.now())
 })
