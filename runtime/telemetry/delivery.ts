@@ -2,7 +2,6 @@
  * Delivery: one sender and one bounded export queue per signal, the timers that feed the metric
  * and profile queues, and the flush and shutdown that drain them within a deadline.
  */
-import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import type { ReadableLogRecord } from '@opentelemetry/sdk-logs'
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics'
 import { SIGNALS } from './config.ts'
@@ -14,11 +13,12 @@ import { profileSender } from './profiles-otlp.ts'
 import type { PrometheusEndpoint } from './prometheus.ts'
 import { ExportQueue } from './queue.ts'
 import { logSender, metricSender, spanSender } from './senders.ts'
+import type { PluginSpan } from './traces.ts'
 import type { Sender, SenderContext } from './senders.ts'
 
 /** What each signal's queue carries. */
 export interface SignalItems {
-  traces: ReadableSpan
+  traces: PluginSpan
   metrics: ResourceMetrics
   logs: ReadableLogRecord
   profiles: AggregatedProfile

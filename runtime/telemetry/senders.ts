@@ -7,15 +7,17 @@
  * The SDK exporters retry within their own timeout; the export queue adds the long-term retry with
  * backoff and the bounded buffer in front of them.
  */
+import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { ExportResultCode } from '@opentelemetry/core'
 import type { ExportResult } from '@opentelemetry/core'
-import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics'
 import type { ReadableLogRecord } from '@opentelemetry/sdk-logs'
 import type { Metadata } from '@grpc/grpc-js'
 import type { SignalTarget } from './config.ts'
 import { RotatingFile } from './file-store.ts'
+import { OtlpTraceEncoder } from './otlp-traces.ts'
+import type { PluginSpan } from './traces.ts'
 
 export interface Sender<T> {
   /** A URL or a file path, for messages. */
@@ -84,11 +86,29 @@ async function otlpOptions(target: OtlpTarget, context: SenderContext) {
  * The SDK's OTLP exporters, with protobufjs, grpc-js and the OTLP HTTP stack behind them, are
  * imported only for the signals and protocols the configuration uses: loaded eagerly they cost
  * tens of MB of a runtime that, by default, writes files.
+ *
+ * Spans go through the SDK's transports (retries, compression, headers, timeouts, proxies) with
+ * OtlpTraceEncoder in place of the SDK's serializer, which cost more than everything else the
+ * runtime does per span. The transports' building blocks are resolved from the SDK's own span
+ * exporter packages, which are built on them, so they are the versions those exporters use.
  */
-async function spanExporter(target: OtlpTarget, context: SenderContext): Promise<SdkExporter<ReadableSpan[]>> {
+async function spanExporter(target: OtlpTarget, context: SenderContext): Promise<SdkExporter<PluginSpan[]>> {
   const options = await otlpOptions(target, context)
-  if (target.protocol === 'grpc') return new (await import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter(options)
-  return new (await import('@opentelemetry/exporter-trace-otlp-proto')).OTLPTraceExporter(options)
+  const { ProtobufTraceSerializer, TraceExporterMetricsHelper } = await import('@opentelemetry/otlp-transformer')
+  const encoder = new OtlpTraceEncoder()
+  const serializer = { serializeRequest: (spans: PluginSpan[]) => encoder.encode(spans), deserializeResponse: ProtobufTraceSerializer.deserializeResponse }
+  if (target.protocol === 'grpc') {
+    const from = createRequire(import.meta.resolve('@opentelemetry/exporter-trace-otlp-grpc'))
+    const { OTLPExporterBase } = from('@opentelemetry/otlp-exporter-base') as typeof import('@opentelemetry/otlp-exporter-base')
+    const grpc = from('@opentelemetry/otlp-grpc-exporter-base') as typeof import('@opentelemetry/otlp-grpc-exporter-base')
+    return new OTLPExporterBase(grpc.createOtlpGrpcExportDelegate(grpc.convertLegacyOtlpGrpcOptions(options, 'TRACES'), serializer,
+      'otlp_grpc_span_exporter', TraceExporterMetricsHelper, undefined, 'TraceExportService', '/opentelemetry.proto.collector.trace.v1.TraceService/Export'))
+  }
+  const from = createRequire(import.meta.resolve('@opentelemetry/exporter-trace-otlp-proto'))
+  const { OTLPExporterBase } = from('@opentelemetry/otlp-exporter-base') as typeof import('@opentelemetry/otlp-exporter-base')
+  const http = from('@opentelemetry/otlp-exporter-base/node-http') as typeof import('@opentelemetry/otlp-exporter-base/node-http')
+  return new OTLPExporterBase(http.createOtlpHttpExportDelegate(http.convertLegacyHttpOptions(options, 'TRACES', 'v1/traces', { 'Content-Type': 'application/x-protobuf' }),
+    serializer, 'otlp_http_span_exporter', TraceExporterMetricsHelper, undefined))
 }
 
 async function metricExporter(target: OtlpTarget, context: SenderContext): Promise<SdkExporter<ResourceMetrics>> {
@@ -107,7 +127,7 @@ function otlpSender<T>(target: OtlpTarget, exporter: SdkExporter<T[]>): Sender<T
   return { destination: target.url, send: (batch) => exportWith(exporter, batch), shutdown: () => exporter.shutdown() }
 }
 
-export async function spanSender(target: SignalTarget, context: SenderContext): Promise<Sender<ReadableSpan>> {
+export async function spanSender(target: SignalTarget, context: SenderContext): Promise<Sender<PluginSpan>> {
   if (target.kind === 'otlp') return otlpSender(target, await spanExporter(target, context))
   const { JsonTraceSerializer } = await import('@opentelemetry/otlp-transformer')
   return fileSender(context, 'traces.jsonl', (batch) => [JsonTraceSerializer.serializeRequest(batch) as Uint8Array])

@@ -131,7 +131,7 @@ class RandomIds {
  * and builds the SDK's HrTime pairs and span contexts only when the exporter reads them (once,
  * at encoding).
  */
-class PluginSpan implements ReadableSpan {
+export class PluginSpan implements ReadableSpan {
   readonly name: string
   readonly kind: SpanKind
   readonly status: SpanStatus
@@ -144,12 +144,14 @@ class PluginSpan implements ReadableSpan {
   readonly ended = true
   readonly resource: Resource
   readonly instrumentationScope: InstrumentationScope
-  private readonly startNs: number
-  private readonly endNs: number
-  private readonly traceId: string
-  private readonly spanId: string
+  /** Nanoseconds since the epoch. */
+  readonly startNs: number
+  readonly endNs: number
+  /** Lowercase hex, checked. */
+  readonly traceIdHex: string
+  readonly spanIdHex: string
   /** The caller's span, from a traceparent: a remote parent in the same trace. */
-  private readonly parentSpanId: string | undefined
+  readonly parentSpanIdHex: string | undefined
 
   /** `input` has passed `problemWith`. */
   constructor(
@@ -163,9 +165,9 @@ class PluginSpan implements ReadableSpan {
   ) {
     this.name = input.name
     this.kind = KINDS.get(input.kind ?? 'internal') as SpanKind
-    this.traceId = traceId
-    this.spanId = spanId
-    this.parentSpanId = parentSpanId
+    this.traceIdHex = traceId
+    this.spanIdHex = spanId
+    this.parentSpanIdHex = parentSpanId
     this.startNs = input.startTimeNs
     this.endNs = input.endTimeNs
     this.status = statusOf(input.status)
@@ -206,12 +208,12 @@ class PluginSpan implements ReadableSpan {
   }
 
   get parentSpanContext(): SpanContext | undefined {
-    if (this.parentSpanId === undefined) return undefined
-    return { traceId: this.traceId, spanId: this.parentSpanId, traceFlags: TraceFlags.SAMPLED, isRemote: true }
+    if (this.parentSpanIdHex === undefined) return undefined
+    return { traceId: this.traceIdHex, spanId: this.parentSpanIdHex, traceFlags: TraceFlags.SAMPLED, isRemote: true }
   }
 
   spanContext(): SpanContext {
-    return { traceId: this.traceId, spanId: this.spanId, traceFlags: TraceFlags.SAMPLED }
+    return { traceId: this.traceIdHex, spanId: this.spanIdHex, traceFlags: TraceFlags.SAMPLED }
   }
 }
 
@@ -271,14 +273,14 @@ export class TracePipeline {
   private readonly ids = new RandomIds()
   private readonly scopes = new Map<string, InstrumentationScope>()
   private readonly runtimeResource: Resource
-  private readonly deliver: (spans: ReadableSpan[]) => void
+  private readonly deliver: (spans: PluginSpan[]) => void
   private readonly counts: TraceStats = { sampledOut: 0, rejected: 0 }
 
   constructor(options: {
     runtimeResource: Resource
     ratio: number
     keepErrors: boolean
-    deliver: (spans: ReadableSpan[]) => void
+    deliver: (spans: PluginSpan[]) => void
   }) {
     this.ratio = ratioSampler(options.ratio)
     this.keepErrors = options.keepErrors
@@ -302,7 +304,7 @@ export class TracePipeline {
     resourceFor: (span: SpanInput) => Resource | undefined,
   ): string | undefined {
     const scope = this.scope(scopeName, scopeVersion)
-    const finished: ReadableSpan[] = []
+    const finished: PluginSpan[] = []
     let firstProblem: string | undefined
     for (const input of spans) {
       const problem = problemWith(input)

@@ -18,6 +18,7 @@ const HEAVY = [
   '@opentelemetry/exporter-metrics-otlp-grpc',
   '@opentelemetry/exporter-logs-otlp-proto',
   '@opentelemetry/exporter-logs-otlp-grpc',
+  '@opentelemetry/otlp-grpc-exporter-base',
   '@opentelemetry/exporter-prometheus',
   '@opentelemetry/sdk-logs',
   '@opentelemetry/sdk-trace-base',
@@ -64,14 +65,14 @@ test('a log record loads the log SDK; a sampling ratio below 1 loads the trace S
 test('OTLP over HTTP loads the protobuf exporters only; gRPC loads grpc-js and the gRPC exporters only', () => {
   const endpoint = 'http://127.0.0.1:1'
   const http = loadedPackages({ prometheus: { enabled: false }, exportTimeoutMs: 500 }, { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint }, '')
-  // the SDK's HTTP transport needs undici; that is not what this case is about
+  // the SDK's HTTP transport needs undici; that is not what this case is about. Spans go through
+  // the SDK's transport with Periscope's own encoder, so the trace exporter package is not loaded
   assert.deepEqual(http.filter((name) => name !== 'undici'), [
     'protobufjs',
-    '@opentelemetry/exporter-trace-otlp-proto',
     '@opentelemetry/exporter-metrics-otlp-proto',
     '@opentelemetry/exporter-logs-otlp-proto',
   ])
   const grpc = loadedPackages({ prometheus: { enabled: false }, exportTimeoutMs: 500 }, { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, '')
-  assert.ok(grpc.includes('@grpc/grpc-js') && grpc.includes('@opentelemetry/exporter-trace-otlp-grpc'), grpc.join(', '))
+  assert.ok(grpc.includes('@grpc/grpc-js') && grpc.includes('@opentelemetry/otlp-grpc-exporter-base') && grpc.includes('@opentelemetry/exporter-metrics-otlp-grpc'), grpc.join(', '))
   assert.ok(!grpc.some((name) => name.endsWith('-otlp-proto')), grpc.join(', '))
 })
