@@ -132,7 +132,7 @@ async function startRun(t: TestContext, marker: string, exporter: Json, pluginCo
       }
     },
   }
-  await run.waitForOutput(/running 1 of 1 plugins/, 'the runtime to start')
+  await run.waitForOutput(/running 1 of \d+ plugins/, 'the runtime to start')
   return run
 }
 
