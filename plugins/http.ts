@@ -76,6 +76,15 @@ interface Conn {
   closedNs?: number
   /** `local>remote` address and port: the other end's connection has it reversed. */
   tuple: string
+  /** This tuple reversed: the other end's `tuple`. */
+  peerTuple: string
+  /** The resource of its spans, one object for all of them (copied out of the isolate once a batch). */
+  process: { pid: number; command: string }
+  /** The last Host header seen and what it parsed to: a keep-alive client sends the same one each time. */
+  hostHeader?: string
+  host?: { name: string; port?: number }
+  /** The last duration metric's attributes, reused while they do not change. */
+  metricAttributes?: Record<string, string | number>
   /** Span ids chosen when each request's head was seen, until its exchange is exported. */
   spans: Map<Http1Request, ActiveSpan>
   /** Client side: requests sent that no traced server has read yet (see #peerParent). */
@@ -232,6 +241,8 @@ class HttpTracing {
       remote,
       remotePort: event.remote_port,
       tuple: `${local}:${event.local_port}>${remote}:${event.remote_port}`,
+      peerTuple: `${remote}:${event.remote_port}>${local}:${event.local_port}`,
+      process: { pid: event.pid, command: event.comm },
       spans: new Map(),
       awaitingPeer: [],
       // the parser's connection takes this object as its context: set just below
@@ -280,7 +291,7 @@ class HttpTracing {
    * queue so a stale entry cannot pair with a later request.
    */
   #peerParent(conn: Conn, request: Http1Request): { traceId: string; parentSpanId: string } | undefined {
-    const peer = this.#byTuple.get(`${conn.remote}:${conn.remotePort}>${conn.local}:${conn.localPort}`)
+    const peer = this.#byTuple.get(conn.peerTuple)
     if (peer === undefined || peer.awaitingPeer.length === 0) return undefined
     const waiting = peer.awaitingPeer
     const only = waiting.length === 1 ? waiting[0]! : undefined
@@ -317,7 +328,7 @@ class HttpTracing {
     if (status !== undefined) attributes['http.response.status_code'] = status
     const userAgent = request.headers['user-agent']
     if (userAgent !== undefined) attributes['user_agent.original'] = userAgent
-    const host = parseHost(request.headers.host)
+    const host = this.#host(conn, request.headers.host)
     const chosen = conn.spans.get(request)
     conn.spans.delete(request)
     if (side === 'server') {
@@ -336,7 +347,7 @@ class HttpTracing {
     const ids: SpanIds = chosen === undefined ? this.#clientIds(request) : { traceId: chosen.traceId, spanId: chosen.spanId, parentSpanId: chosen.parentSpanId }
     const error = spanError(side, status, exchange.incomplete)
     if (error !== undefined) attributes['error.type'] = error.type
-    if (this.#ctx.config.red_metrics) this.#recordDuration(side, attributes, route, (endNs - startNs) / 1e9)
+    if (this.#ctx.config.red_metrics) this.#recordDuration(conn, side, attributes, route, (endNs - startNs) / 1e9)
     const name = side === 'server' ? `${request.method} ${route}` : request.method
     this.#export({
       name,
@@ -344,9 +355,9 @@ class HttpTracing {
       startTimeNs: startNs,
       endTimeNs: endNs,
       attributes,
-      status: error === undefined ? { code: 'unset' } : { code: 'error', message: error.message },
+      status: error === undefined ? statusUnset : { code: 'error', message: error.message },
       ...ids,
-      process: { pid: conn.pid, command: conn.comm },
+      process: conn.process,
     }, error !== undefined)
   }
 
@@ -359,7 +370,30 @@ class HttpTracing {
     return { traceId: newTraceId(), spanId: newSpanId() }
   }
 
-  #recordDuration(side: 'client' | 'server', span: Record<string, unknown>, route: string, seconds: number): void {
+  /** The parsed Host header, parsed again only when it differs from the connection's last one. */
+  #host(conn: Conn, header: string | undefined): { name: string; port?: number } | undefined {
+    if (header !== conn.hostHeader) {
+      conn.hostHeader = header
+      conn.host = parseHost(header)
+    }
+    return conn.host
+  }
+
+  #recordDuration(conn: Conn, side: 'client' | 'server', span: Record<string, unknown>, route: string, seconds: number): void {
+    const attributes = sameMetricAttributes(conn.metricAttributes, side, span, route) ? conn.metricAttributes! : this.#metricAttributes(side, span, route)
+    conn.metricAttributes = attributes
+    this.#ctx.emit.metric({
+      name: side === 'server' ? 'http.server.request.duration' : 'http.client.request.duration',
+      kind: 'histogram',
+      unit: 's',
+      description: side === 'server' ? 'Duration of HTTP server requests.' : 'Duration of HTTP client requests.',
+      boundaries: durationBoundaries,
+      value: seconds,
+      attributes,
+    })
+  }
+
+  #metricAttributes(side: 'client' | 'server', span: Record<string, unknown>, route: string): Record<string, string | number> {
     const attributes: Record<string, string | number> = {
       'http.request.method': span['http.request.method'] as string,
       'url.scheme': span['url.scheme'] as string,
@@ -372,15 +406,7 @@ class HttpTracing {
       attributes['server.address'] = span['server.address'] as string
       attributes['server.port'] = span['server.port'] as number
     }
-    this.#ctx.emit.metric({
-      name: `http.${side}.request.duration`,
-      kind: 'histogram',
-      unit: 's',
-      description: `Duration of HTTP ${side} requests.`,
-      boundaries: durationBoundaries,
-      value: seconds,
-      attributes,
-    })
+    return attributes
   }
 
   /** Applies the receiver block's filters and sampling; errors pass sampling always. */
@@ -394,6 +420,21 @@ class HttpTracing {
     if (!isError && span.traceId !== undefined && !sampledByTraceId(span.traceId, percent)) return
     this.#ctx.emit.span(span)
   }
+}
+
+const statusUnset = { code: 'unset' } as const
+
+/** Whether a duration metric's attributes for this span would equal `previous` (same side, same values). */
+function sameMetricAttributes(previous: Record<string, string | number> | undefined, side: 'client' | 'server', span: Record<string, unknown>, route: string): boolean {
+  return previous !== undefined &&
+    previous['http.request.method'] === span['http.request.method'] &&
+    previous['url.scheme'] === span['url.scheme'] &&
+    previous['network.protocol.version'] === span['network.protocol.version'] &&
+    previous['http.response.status_code'] === span['http.response.status_code'] &&
+    previous['error.type'] === span['error.type'] &&
+    (side === 'server'
+      ? previous['http.route'] === route && !('server.address' in previous)
+      : previous['server.address'] === span['server.address'] && previous['server.port'] === span['server.port'] && !('http.route' in previous))
 }
 
 function spanError(side: 'client' | 'server', status: number | undefined, incomplete: Http1Exchange['incomplete']): { type: string; message: string } | undefined {
