@@ -10,9 +10,9 @@
 // second a core on this machine, less than wrk makes nginx answer: with spans sent there, its
 // slowness, not Periscope's, decided how many spans were dropped at the exporter queue.
 import assert from 'node:assert/strict'
-import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
 import { after, before, it } from 'node:test'
+import { Worker } from 'node:worker_threads'
 import { attributesOf, flatten, startCollector, type Collector } from '../peers/otelcol.ts'
 import { startNginx, type Nginx } from '../peers/nginx.ts'
 import { runWrk } from '../peers/clients.ts'
@@ -50,31 +50,64 @@ after(async () => {
 interface SpanReceiver {
   /** The full URL for exporter.endpoints.traces. */
   url: string
+  /** How many export requests arrived so far. */
+  count(): Promise<number>
   /** Each export request's body, as received. */
-  bodies: Buffer[]
+  bodies(): Promise<Buffer[]>
   stop(): Promise<void>
 }
 
-/** An OTLP/HTTP protobuf trace receiver that only keeps the bodies: decoding waits for the end of the load. */
+/**
+ * An OTLP/HTTP protobuf trace receiver that only keeps the bodies; decoding waits for the end of
+ * the load. It runs on a thread of its own: the test's own work (reading an access log of a
+ * hundred thousand lines) must not hold up its answers, or Periscope's exports would wait on the
+ * test and its queue would overflow.
+ */
 async function startSpanReceiver(): Promise<SpanReceiver> {
-  const bodies: Buffer[] = []
-  const server: Server = createServer((request, response) => {
-    const chunks: Buffer[] = []
-    request.on('data', (chunk: Buffer) => chunks.push(chunk))
-    request.on('end', () => {
-      bodies.push(Buffer.concat(chunks))
-      response.writeHead(200, { 'content-type': 'application/x-protobuf' }).end()
+  const worker = new Worker(`
+    const { createServer } = require('node:http')
+    const { parentPort } = require('node:worker_threads')
+    const bodies = []
+    const server = createServer((request, response) => {
+      const chunks = []
+      request.on('data', (chunk) => chunks.push(chunk))
+      request.on('end', () => {
+        bodies.push(Buffer.concat(chunks))
+        response.writeHead(200, { 'content-type': 'application/x-protobuf' }).end()
+      })
     })
+    server.listen(0, '127.0.0.1', () => parentPort.postMessage({ port: server.address().port }))
+    parentPort.on('message', (message) => {
+      if (message === 'count') parentPort.postMessage({ count: bodies.length })
+      if (message === 'bodies') parentPort.postMessage({ bodies })
+      if (message === 'stop') {
+        server.closeAllConnections()
+        server.close(() => parentPort.close())
+      }
+    })
+  `, { eval: true })
+  const next = () => new Promise<{ port?: number; count?: number; bodies?: Uint8Array[] }>((resolve, reject) => {
+    worker.once('message', resolve)
+    worker.once('error', reject)
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
+  const { port } = await next()
   return {
     url: `http://127.0.0.1:${port}/v1/traces`,
-    bodies,
-    stop: () => new Promise((resolve) => {
-      server.closeAllConnections()
-      server.close(() => resolve())
-    }),
+    async count() {
+      const answer = next()
+      worker.postMessage('count')
+      return (await answer).count!
+    },
+    async bodies() {
+      const answer = next()
+      worker.postMessage('bodies')
+      return (await answer).bodies!.map((body) => Buffer.from(body.buffer, body.byteOffset, body.byteLength))
+    },
+    async stop() {
+      const exited = new Promise((resolve) => worker.once('exit', resolve))
+      worker.postMessage('stop')
+      await exited
+    },
   }
 }
 
@@ -157,12 +190,13 @@ async function settled(periscope: Periscope, receiver: SpanReceiver): Promise<vo
   const admin = await connectAdmin(join(periscope.dir, 'admin.sock'))
   try {
     const start = Date.now()
-    let bodies = receiver.bodies.length
+    let bodies = await receiver.count()
     let lastChange = Date.now()
     for (;;) {
       const stats = await admin.request<{ plugins: { name: string; queuedBatches: number }[] }>('stats')
       const queued = stats.plugins.reduce((sum, p) => sum + p.queuedBatches, 0)
-      if (receiver.bodies.length !== bodies || queued > 0) [bodies, lastChange] = [receiver.bodies.length, Date.now()]
+      const received = await receiver.count()
+      if (received !== bodies || queued > 0) [bodies, lastChange] = [received, Date.now()]
       if (Date.now() - lastChange >= 3000) return
       if (Date.now() - start > 120_000) throw new Error(`Periscope was still busy 120 s after the load: ${queued} batch(es) queued in plugins`)
       await new Promise((resolve) => setTimeout(resolve, 250))
@@ -198,7 +232,7 @@ it(`wrk for ${durationS} s: spans plus counted drops account for every access lo
   await periscope.stop()
   let server = 0
   let client = 0
-  for (const body of spanReceiver.bodies) {
+  for (const body of await spanReceiver.bodies()) {
     for (const span of decodeSpans(body)) {
       if (span.query !== marker) continue
       if (span.kind === SPAN_KIND_SERVER && workers.has(span.pid!)) server++
