@@ -198,7 +198,7 @@ function exporterSelfMetrics(
     const s = queues[signal].stats()
     const attributes = { signal }
     points.push(
-      { name: 'periscope.exporter.queue.size', kind: 'gauge', value: s.queued + s.inFlight, unit: '{item}', description: 'Items waiting for export, including the batch in flight', attributes },
+      { name: 'periscope.exporter.queue.size', kind: 'gauge', value: s.queued + s.inFlight, unit: '{item}', description: 'Items waiting for export, including the batches in flight', attributes },
       { name: 'periscope.exporter.queue.capacity', kind: 'gauge', value: s.capacity, unit: '{item}', description: 'Queue limit beyond which the oldest items are dropped', attributes },
       { name: 'periscope.exporter.sent', kind: 'counter', value: s.sent, unit: '{item}', description: 'Items the destination accepted', attributes },
       { name: 'periscope.exporter.failed', kind: 'counter', value: s.failedExports, unit: '{request}', description: 'Export attempts that failed and were retried', attributes },
