@@ -119,17 +119,22 @@ class Writer {
     this.pos += 8
   }
 
-  /** A length-prefixed string, UTF-8. */
+  /** A length-prefixed string, UTF-8: ASCII is copied as it is checked, in one pass. */
   string(text: string): void {
     const length = text.length
-    for (let i = 0; i < length; i++) {
-      if (text.charCodeAt(i) > 0x7f) return this.bytes(new TextEncoder().encode(text))
-    }
+    const start = this.pos
     this.uint32(length)
     this.ensure(length)
     const buf = this.buf
     let at = this.pos
-    for (let i = 0; i < length; i++) buf[at++] = text.charCodeAt(i)
+    for (let i = 0; i < length; i++) {
+      const code = text.charCodeAt(i)
+      if (code > 0x7f) {
+        this.pos = start
+        return this.bytes(textEncoder.encode(text))
+      }
+      buf[at++] = code
+    }
     this.pos = at
   }
 
@@ -151,7 +156,7 @@ class Writer {
     this.ensure(length)
     const buf = this.buf
     let at = this.pos
-    for (let i = 0; i < text.length; i += 2) buf[at++] = (hexDigit(text.charCodeAt(i)) << 4) | hexDigit(text.charCodeAt(i + 1))
+    for (let i = 0; i < text.length; i += 2) buf[at++] = (HEX_VALUES[text.charCodeAt(i)]! << 4) | HEX_VALUES[text.charCodeAt(i + 1)]!
     this.pos = at
   }
 
@@ -186,10 +191,11 @@ class Writer {
   }
 }
 
-function hexDigit(code: number): number {
-  // 0-9, a-f, A-F (ids are checked to be lowercase hex before they get here)
-  return code <= 57 ? code - 48 : (code | 0x20) - 87
-}
+/** The value of each hex digit by character code (ids are checked lowercase hex before they get here). */
+const HEX_VALUES = new Uint8Array(128)
+for (let i = 0; i < 16; i++) HEX_VALUES['0123456789abcdef'.charCodeAt(i)] = i
+
+const textEncoder = new TextEncoder()
 
 export class OtlpTraceEncoder {
   private readonly writer = new Writer()
