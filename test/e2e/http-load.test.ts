@@ -17,6 +17,7 @@ import { Worker } from 'node:worker_threads'
 import { attributesOf, flatten, startCollector, type Collector } from '../peers/otelcol.ts'
 import { startNginx, type Nginx } from '../peers/nginx.ts'
 import { runWrk } from '../peers/clients.ts'
+import { protobufFields } from '../peers/otlp-sink.ts'
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
 import { connectAdmin } from '../../runtime/admin/client.ts'
 
@@ -112,37 +113,6 @@ async function startSpanReceiver(): Promise<SpanReceiver> {
   }
 }
 
-/** Calls `each(field, value, from, to)` for every field of the protobuf message in buf[start, end): a varint's value, or a length-delimited field's length and bytes. */
-function fields(buf: Buffer, start: number, end: number, each: (field: number, value: number, from: number, to: number) => void): void {
-  let at = start
-  const varint = (): number => {
-    let value = 0
-    let scale = 1
-    for (;;) {
-      const byte = buf[at++]!
-      value += (byte & 0x7f) * scale
-      if (byte < 0x80) return value
-      scale *= 128
-    }
-  }
-  while (at < end) {
-    const key = varint()
-    const field = Math.floor(key / 8)
-    switch (key & 7) {
-      case 0: each(field, varint(), at, at); break
-      case 1: at += 8; break
-      case 5: at += 4; break
-      case 2: {
-        const length = varint()
-        each(field, length, at, at + length)
-        at += length
-        break
-      }
-      default: throw new Error(`unexpected protobuf wire type ${key & 7} in an export request`)
-    }
-  }
-}
-
 interface DecodedSpan {
   kind: number
   /** process.pid and url.query, the attributes the accounting needs. */
@@ -153,22 +123,22 @@ interface DecodedSpan {
 /** ExportTraceServiceRequest → ResourceSpans(1) → ScopeSpans(2) → Span(2): kind(6), attributes(9). */
 function decodeSpans(body: Buffer): DecodedSpan[] {
   const spans: DecodedSpan[] = []
-  fields(body, 0, body.length, (field, _, from, to) => {
+  protobufFields(body, 0, body.length, (field, _, from, to) => {
     if (field !== 1) return
-    fields(body, from, to, (field, _, from, to) => {
+    protobufFields(body, from, to, (field, _, from, to) => {
       if (field !== 2) return
-      fields(body, from, to, (field, _, from, to) => {
+      protobufFields(body, from, to, (field, _, from, to) => {
         if (field !== 2) return
         const span: DecodedSpan = { kind: 0 }
-        fields(body, from, to, (field, value, from, to) => {
+        protobufFields(body, from, to, (field, value, from, to) => {
           if (field === 6) span.kind = value
           if (field !== 9) return
           let key = ''
-          fields(body, from, to, (field, _, from, to) => {
+          protobufFields(body, from, to, (field, _, from, to) => {
             if (field === 1) key = body.toString('utf8', from, to)
             if (field !== 2) return
             // AnyValue: string_value(1), int_value(3)
-            fields(body, from, to, (field, value, from, to) => {
+            protobufFields(body, from, to, (field, value, from, to) => {
               if (key === 'process.pid' && field === 3) span.pid = value
               if (key === 'url.query' && field === 1) span.query = body.toString('utf8', from, to)
             })

@@ -27,8 +27,11 @@ export interface OtlpSink {
   stop(): Promise<void>
 }
 
-/** Calls `each(field, start, end)` for every length-delimited field of the message in buf[start, end). */
-function lengthDelimited(buf: Buffer, start: number, end: number, each: (field: number, from: number, to: number) => void): void {
+/**
+ * Calls `each(field, value, from, to)` for every field of the protobuf message in buf[start, end):
+ * a varint's value (from = to), or a length-delimited field's length and its bytes' range.
+ */
+export function protobufFields(buf: Buffer, start: number, end: number, each: (field: number, value: number, from: number, to: number) => void): void {
   let at = start
   const varint = (): number => {
     let value = 0
@@ -42,26 +45,30 @@ function lengthDelimited(buf: Buffer, start: number, end: number, each: (field: 
   }
   while (at < end) {
     const key = varint()
-    const wireType = key & 7
-    if (wireType === 0) varint()
-    else if (wireType === 1) at += 8
-    else if (wireType === 5) at += 4
-    else if (wireType === 2) {
-      const length = varint()
-      each(Math.floor(key / 8), at, at + length)
-      at += length
-    } else throw new Error(`OTLP sink: unexpected protobuf wire type ${wireType}`)
+    const field = Math.floor(key / 8)
+    switch (key & 7) {
+      case 0: each(field, varint(), at, at); break
+      case 1: at += 8; break
+      case 5: at += 4; break
+      case 2: {
+        const length = varint()
+        each(field, length, at, at + length)
+        at += length
+        break
+      }
+      default: throw new Error(`OTLP sink: unexpected protobuf wire type ${key & 7}`)
+    }
   }
 }
 
 /** ExportTraceServiceRequest.resource_spans(1) → ResourceSpans.scope_spans(2) → ScopeSpans.spans(2). */
 export function countSpans(body: Buffer): number {
   let spans = 0
-  lengthDelimited(body, 0, body.length, (field, from, to) => {
+  protobufFields(body, 0, body.length, (field, _, from, to) => {
     if (field !== 1) return
-    lengthDelimited(body, from, to, (field, from, to) => {
+    protobufFields(body, from, to, (field, _, from, to) => {
       if (field !== 2) return
-      lengthDelimited(body, from, to, (field) => {
+      protobufFields(body, from, to, (field) => {
         if (field === 2) spans++
       })
     })
