@@ -14,7 +14,7 @@ fail() { say "$1"; exit 1; }
 
 packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config iproute2)
 for_tests=0
-[ "${1:-}" = --test ] && for_tests=1 && packages+=(prometheus binutils nginx wrk curl openssl)
+[ "${1:-}" = --test ] && for_tests=1 && packages+=(prometheus binutils nginx wrk curl openssl redis-server redis-tools postgresql postgresql-contrib mariadb-server mariadb-client python3-redis)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -24,14 +24,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2 || fail "apt-get install failed; run: apt-get update && apt-get install -y ${missing[*]}"
 fi
 command -v clang >/dev/null || fail "clang is missing; run: apt-get install -y clang"
-# Debian starts and enables the nginx it installs (port 80). The tests start their own nginx on free
-# ports and never use it, and on a host traced whole it would only be noise: stop the one we just
-# installed and keep it from starting at boot. An nginx that was installed before is left alone.
-if [[ " ${missing[*]} " == *" nginx "* ]]; then
-  if [ -d /run/systemd/system ]; then systemctl disable --now nginx >&2 || say "could not stop the system nginx service (the tests do not need it); run: systemctl disable --now nginx"
-  else { service nginx stop && update-rc.d nginx disable; } >/dev/null 2>&1 || say "could not stop the system nginx service (the tests do not need it); run: service nginx stop && update-rc.d nginx disable"
+# Debian starts and enables the servers it installs (nginx on 80, redis on 6379, PostgreSQL on 5432,
+# MariaDB on 3306). The tests start their own servers on free ports and never use these, and on a
+# host traced whole they would only be noise: stop the ones we just installed and keep them from
+# starting at boot. Servers that were installed before are left alone.
+for pair in nginx:nginx redis-server:redis-server postgresql:postgresql mariadb-server:mariadb; do
+  package=${pair%%:*} service=${pair#*:}
+  [[ " ${missing[*]} " == *" $package "* ]] || continue
+  if [ -d /run/systemd/system ]; then systemctl disable --now "$service" >&2 || say "could not stop the system $service service (the tests do not need it); run: systemctl disable --now $service"
+  else { service "$service" stop && update-rc.d "$service" disable; } >/dev/null 2>&1 || say "could not stop the system $service service (the tests do not need it); run: service $service stop && update-rc.d $service disable"
   fi
-fi
+done
 
 # npm packages, Node 24 among them (the system Node may be older); reinstall when the lockfile changes
 stamp=node_modules/.periscope-lock

@@ -11,13 +11,14 @@ import { join, relative } from 'node:path'
 import { test } from 'node:test'
 import { connectAdmin } from '../../runtime/admin/client.ts'
 import { root, waitFor } from './kernel.ts'
+import { withoutShippedPlugins } from '../peers/periscope.ts'
 
 // CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_DAC_READ_SEARCH
 const kept = (1n << 39n) | (1n << 38n) | (1n << 12n) | (1n << 2n)
 const hex = (mask: bigint) => mask.toString(16).padStart(16, '0')
 const nobody = ['65534', '65534', '65534', '65534']
 /** These tests are about the runtime's privileges, not the shipped plugins: only their own plugins run. */
-const withoutShippedPlugins = 'plugins:\n  http:\n    enabled: false\n'
+const noShippedPlugins = `plugins: ${JSON.stringify(withoutShippedPlugins())}\n`
 
 /** Credentials of every thread of `pid`, as the kernel accounts them. */
 function threadCredentials(pid: number) {
@@ -160,7 +161,7 @@ export default definePlugin({
   },
 })
 `)
-  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${socket}\nexporter:\n  dataDir: ${dataDir}\n  prometheus:\n    enabled: false\n${withoutShippedPlugins}`)
+  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${socket}\nexporter:\n  dataDir: ${dataDir}\n  prometheus:\n    enabled: false\n${noShippedPlugins}`)
   const run = startRun(dir)
   let again: ReturnType<typeof startRun> | undefined
   try {
@@ -269,7 +270,7 @@ export default definePlugin({
   mkdirSync(join(dir, 'lib'), { mode: 0o700 })
   writeFileSync(join(dir, 'lib/label.ts'), `export const label = 'v1'\n`)
   writeFileSync(join(dir, 'execs.ts'), plugin)
-  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${join(dir, 'admin.sock')}\nexporter:\n  dataDir: ${join(dir, 'data')}\n  prometheus:\n    enabled: false\n${withoutShippedPlugins}`)
+  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${join(dir, 'admin.sock')}\nexporter:\n  dataDir: ${join(dir, 'data')}\n  prometheus:\n    enabled: false\n${noShippedPlugins}`)
   const run = startRun(dir, { repoUnder: hidden })
   try {
     await waitFor(() => /running 1 of \d+ plugins/.test(run.output()), 'the runtime to start', 20_000)
@@ -323,7 +324,7 @@ test('periscope run refuses a data directory that is not its own, since nobody w
 export default definePlugin({ name: 'shared-execs', objects: ['exec'], setup(ctx) { ctx.on('exec:events', () => {}) } })
 `)
   // the data directory is the one holding the plugin and the config
-  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${join(dir, 'admin.sock')}\nexporter:\n  dataDir: ${dir}\n  prometheus:\n    enabled: false\n${withoutShippedPlugins}`)
+  writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${join(dir, 'admin.sock')}\nexporter:\n  dataDir: ${dir}\n  prometheus:\n    enabled: false\n${noShippedPlugins}`)
   const run = startRun(dir)
   try {
     assert.equal(await run.exited, 1, run.output())

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { root, waitFor } from './kernel.ts'
+import { withoutShippedPlugins } from '../peers/periscope.ts'
 
 const programsOf = (names: string[]): number[] =>
   (JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'list']).toString()) as { id: number; name?: string }[])
@@ -23,7 +24,7 @@ export default definePlugin({
   },
 })
 `)
-    writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${join(dir, 'admin.sock')}\nexporter:\n  dataDir: ${join(dir, 'data')}\n  prometheus:\n    enabled: false\n# only this test's plugins: the shipped ones are not what it checks\nplugins:\n  http:\n    enabled: false\n`)
+    writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${join(dir, 'admin.sock')}\nexporter:\n  dataDir: ${join(dir, 'data')}\n  prometheus:\n    enabled: false\n# only this test's plugins: the shipped ones are not what it checks\nplugins: ${JSON.stringify(withoutShippedPlugins())}\n`)
     const before = programsOf(['handle_exec', 'handle_exit'])
     const child = spawn(process.execPath, [join(root, 'runtime/cli.ts'), 'run', '--plugins', dir, '--config', join(dir, 'periscope.yaml')], { cwd: dir, env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '' } })
     t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })

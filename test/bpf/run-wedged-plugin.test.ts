@@ -12,6 +12,7 @@ import { test } from 'node:test'
 import { connectAdmin } from '../../runtime/admin/client.ts'
 import type { PluginInfo } from '../../runtime/plugins/manager.ts'
 import { root, sleep, waitFor } from './kernel.ts'
+import { withoutShippedPlugins } from '../peers/periscope.ts'
 
 async function pollUntil(condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -61,7 +62,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     try {
       writeFileSync(join(dir, 'execs.ts'), execs)
       writeFileSync(join(dir, 'hung-timer.ts'), hungTimer)
-      writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${join(dir, 'admin', 'admin.sock')}\nexporter:\n  dataDir: ${join(dir, 'data')}\n  prometheus:\n    enabled: false\n# only this test's plugins: the shipped ones are not what it checks\nplugins:\n  http:\n    enabled: false\n`)
+      writeFileSync(join(dir, 'periscope.yaml'), `admin:\n  socket: ${join(dir, 'admin', 'admin.sock')}\nexporter:\n  dataDir: ${join(dir, 'data')}\n  prometheus:\n    enabled: false\n# only this test's plugins: the shipped ones are not what it checks\nplugins: ${JSON.stringify(withoutShippedPlugins())}\n`)
       const before = programsOf(['handle_exec', 'handle_exit'])
       child = spawn(process.execPath, [join(root, 'runtime/cli.ts'), 'run', '--plugins', dir, '--config', join(dir, 'periscope.yaml')],
         { cwd: dir, env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '' } })

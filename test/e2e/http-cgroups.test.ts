@@ -49,6 +49,7 @@ describe('plugins.http.target_cgroups', { timeout: 180_000 }, () => {
     periscope = await startPeriscope({
       endpoint: collector.httpEndpoint,
       config: { plugins: { http: { target_cgroups: [cgroup.path] } } },
+      shipped: ['http'],
       ready: /running 1 of 1 plugins/,
     })
     await periscope.waitForOutput(new RegExp(`tracing HTTP/1\\.x and HTTPS \\(OpenSSL uprobes\\) on cgroups ${cgroup.id} and below`), 'the http plugin to start')

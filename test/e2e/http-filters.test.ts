@@ -25,6 +25,7 @@ describe('receiver.traces filters, sampling and redaction', { timeout: 180_000 }
         receiver: { traces: { protocols: ['http', 'https'], filters: [{ http_methods: ['GET', 'POST'] }], sampling: '0%' } },
         exporter: { metrics: { intervalMs: 500 } },
       },
+      shipped: ['http'],
       ready: /running 1 of 1 plugins/,
     })
     await periscope.waitForOutput(/tracing HTTP\/1\.x/, 'the http plugin to start')

@@ -37,6 +37,7 @@ before(async () => {
   periscope = await startPeriscope({
     endpoint: collector.httpEndpoint,
     config: { exporter: { metrics: { intervalMs: 1000 }, endpoints: { traces: spanReceiver.url } } },
+    shipped: ['http'],
     ready: /running 1 of 1 plugins/,
   })
   await periscope.waitForOutput(/tracing HTTP\/1\.x/, 'the http plugin to start')

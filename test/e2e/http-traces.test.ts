@@ -59,6 +59,7 @@ describe('HTTP traces from nginx and curl', { timeout: 300_000 }, () => {
     periscope = await startPeriscope({
       endpoint: collector.httpEndpoint,
       config: { plugins: { http: { config: { connect_error_ports: [refusedPort] } } } },
+      shipped: ['http'],
       ready: /running 1 of 1 plugins/,
     })
     await periscope.waitForOutput(/tracing HTTP\/1\.x and HTTPS/, 'the http plugin to start')

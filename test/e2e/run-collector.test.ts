@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { attributesOf, flatten, startCollector } from '../peers/otelcol.ts'
 import type { Collector, FlatItem } from '../peers/otelcol.ts'
+import { withoutShippedPlugins } from '../peers/periscope.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const node = join(root, 'node_modules/.bin/node')
@@ -97,7 +98,7 @@ async function startRun(t: TestContext, marker: string, exporter: Json, pluginCo
     admin: { socket: join(dir, 'admin.sock') },
     exporter: { dataDir: join(dir, 'data'), prometheus: { enabled: false }, ...exporter },
     // only the plugin under test: the shipped ones would trace this test's own OTLP traffic too
-    plugins: { 'e2e-exec': { config: { marker, ...pluginConfig } }, http: { enabled: false } },
+    plugins: { 'e2e-exec': { config: { marker, ...pluginConfig } }, ...withoutShippedPlugins() },
   }
   // JSON is YAML: no hand-written indentation to get wrong
   await writeFile(join(dir, 'periscope.yaml'), JSON.stringify(config, null, 2))

@@ -4,6 +4,7 @@
  * the runtime's own "running N of M plugins" line.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { readdirSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,6 +19,11 @@ export interface PeriscopeOptions {
   config?: Record<string, unknown>
   /** OTLP/HTTP endpoint to export to; without it the embedded default writes into `dir/data`. */
   endpoint?: string
+  /**
+   * The shipped plugins (plugins/*.ts, by name) this run keeps; the others are disabled, so a test
+   * sees only the traffic it is about. Default: all of them, as a user gets.
+   */
+  shipped?: string[]
   /** Extra `--plugins` directories. */
   pluginDirs?: string[]
   /** The start-up line to wait for; default any "running N of M plugins". */
@@ -41,6 +47,7 @@ export async function startPeriscope(options: PeriscopeOptions = {}): Promise<Pe
   const config = {
     admin: { socket: join(dir, 'admin.sock') },
     ...options.config,
+    plugins: { ...(options.shipped === undefined ? {} : withoutShippedPlugins(options.shipped)), ...(options.config?.plugins as object | undefined) },
     exporter: { dataDir: join(dir, 'data'), prometheus: { enabled: false }, ...(options.config?.exporter as object | undefined) },
   }
   await writeFile(join(dir, 'periscope.yaml'), JSON.stringify(config, null, 2))
@@ -81,4 +88,16 @@ export async function startPeriscope(options: PeriscopeOptions = {}): Promise<Pe
     throw error
   }
   return { pid: child.pid!, dir, output: () => output, waitForOutput, stop }
+}
+
+/** The names of the plugins Periscope ships (each file's name is its plugin's name). */
+export function shippedPluginNames(): string[] {
+  return readdirSync(join(root, 'plugins')).filter((file) => file.endsWith('.ts')).map((file) => file.slice(0, -3)).sort()
+}
+
+/** A periscope.yaml `plugins` block that disables every shipped plugin except `keep`. */
+export function withoutShippedPlugins(keep: string[] = []): Record<string, { enabled: false }> {
+  const unknown = keep.filter((name) => !shippedPluginNames().includes(name))
+  if (unknown.length > 0) throw new Error(`no shipped plugin named ${unknown.join(', ')} in plugins/ (there are: ${shippedPluginNames().join(', ')})`)
+  return Object.fromEntries(shippedPluginNames().filter((name) => !keep.includes(name)).map((name) => [name, { enabled: false as const }]))
 }

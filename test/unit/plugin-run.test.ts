@@ -11,6 +11,7 @@ import { main } from '../../runtime/run.ts'
 import { fixtureDecoders } from '../plugin-harness.ts'
 import { counterPlugin } from '../plugin-fixtures/sources.ts'
 import { SyntheticProvider } from '../plugin-fixtures/synthetic.ts'
+import { withoutShippedPlugins } from '../peers/periscope.ts'
 
 it('runs plugins from --plugins and shuts down cleanly on the stop signal', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'periscope-run-'))
@@ -19,7 +20,7 @@ it('runs plugins from --plugins and shuts down cleanly on the stop signal', asyn
     const socket = path.join(dir, 'admin.sock')
     mkdirSync(plugins)
     writeFileSync(path.join(plugins, 'counter.ts'), counterPlugin())
-    writeFileSync(path.join(dir, 'periscope.yaml'), `admin:\n  socket: ${socket}\nplugins:\n  counter:\n    resource_limits: { max_memory_mb: 32 }\n  http:\n    enabled: false\n`)
+    writeFileSync(path.join(dir, 'periscope.yaml'), `admin:\n  socket: ${socket}\nplugins: ${JSON.stringify({ counter: { resource_limits: { max_memory_mb: 32 } }, ...withoutShippedPlugins() })}\n`)
     const provider = new SyntheticProvider()
     const log = memoryLogger()
     let stop!: (signal: string) => void
