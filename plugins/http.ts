@@ -18,7 +18,7 @@ import { redactQuery, defaultSensitiveQueryKeys } from 'periscope/protocols/reda
 import { RouteTable } from 'periscope/protocols/routes'
 import { followOpenSsl } from 'periscope/protocols/tls-follow'
 import { newSpanId, newTraceId, parseTraceparent, sampledByTraceId } from 'periscope/protocols/trace-context'
-import { formatAddress, PROTOCOL_HTTP, SOCK_CONNECT_FAILED, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_LOSS, SOCK_FLAG_TLS, DIRECTION_INGRESS, ROLE_CLIENT, ROLE_SERVER, protocolCgroup, protocolConfig } from 'periscope/protocols/sockdata'
+import { formatAddress, PROTOCOL_HTTP, SOCK_CONNECT_FAILED, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_LOSS, SOCK_FLAG_TLS, DIRECTION_INGRESS, ROLE_CLIENT, ROLE_SERVER, claimProtocol } from 'periscope/protocols/sockdata'
 
 const config = {
   /** Trace HTTPS through uprobes on OpenSSL (libssl.so.3 and statically linked binaries). */
@@ -148,15 +148,8 @@ class HttpTracing {
 
   /** Tells the kernel to send HTTP records here, how much payload to copy, and for whom. */
   async claimKernelFilters(): Promise<void> {
-    const { target_pids: pids, target_cgroup_ids: cgroups, excluded_ports: ports, capture_bytes: capture } = this.#ctx.config
-    const protocols = this.#ctx.map('sockdata:protocols')
-    await protocols.claim(u32(PROTOCOL_HTTP), protocolConfig({ wanted: true, captureBytes: capture, pidFilter: pids.length > 0, cgroupFilter: cgroups.length > 0 }))
-    const targets = this.#ctx.map('sockdata:target_pids')
-    for (const pid of pids) await targets.claim(u32pair(PROTOCOL_HTTP, pid), Uint8Array.of(1))
-    const targetCgroups = this.#ctx.map('sockdata:target_cgroups')
-    for (const cgroup of cgroups) await targetCgroups.claim(protocolCgroup(PROTOCOL_HTTP, cgroup), Uint8Array.of(1))
-    const excluded = this.#ctx.map('sockdata:excluded_ports')
-    for (const port of ports) await excluded.claim(u32pair(PROTOCOL_HTTP, port), Uint8Array.of(1))
+    const { target_pids: targetPids, target_cgroup_ids: targetCgroupIds, excluded_ports: excludedPorts, capture_bytes: captureBytes } = this.#ctx.config
+    await claimProtocol(this.#ctx, PROTOCOL_HTTP, { captureBytes, targetPids, targetCgroupIds, excludedPorts })
   }
 
   onLoss(lost: number): void {
@@ -485,18 +478,4 @@ function parseHost(host: string | undefined): { name: string; port?: number } | 
   if (match === null) return undefined
   const name = match[1]!.replace(/^\[|\]$/g, '')
   return match[2] === undefined ? { name } : { name, port: Number(match[2]) }
-}
-
-function u32(value: number): Uint8Array {
-  const out = new Uint8Array(4)
-  new DataView(out.buffer).setUint32(0, value, true)
-  return out
-}
-
-function u32pair(a: number, b: number): Uint8Array {
-  const out = new Uint8Array(8)
-  const view = new DataView(out.buffer)
-  view.setUint32(0, a, true)
-  view.setUint32(4, b, true)
-  return out
 }

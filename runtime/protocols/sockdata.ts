@@ -3,6 +3,7 @@
  * bpf/lib/sockdata.h (checked against the header by test/unit/sockdata-constants.test.ts) and the
  * encoders of its map values. Pure TypeScript, bundled into plugins.
  */
+import type { PluginContext } from 'periscope/plugin'
 
 /** `kind` */
 export const SOCK_DATA = 0
@@ -85,4 +86,45 @@ export function protocolCgroup(protocol: number, cgroupId: number): Uint8Array {
   view.setUint32(0, protocol, true)
   view.setBigUint64(8, BigInt(cgroupId), true)
   return out
+}
+
+/** A key of the maps keyed by protocol and a 32-bit value (`target_pids`, `excluded_ports`). */
+function protocolKey(protocol: number, value: number): Uint8Array {
+  const out = new Uint8Array(8)
+  const view = new DataView(out.buffer)
+  view.setUint32(0, protocol, true)
+  view.setUint32(4, value, true)
+  return out
+}
+
+/** What a protocol plugin asks of the kernel for its protocol. */
+export interface ProtocolClaim {
+  /** Payload bytes copied per call (0: the kernel's default, 4096; at most 16384). */
+  captureBytes: number
+  /** Only these processes (empty: every process). */
+  targetPids: readonly number[]
+  /** Only processes in these cgroup v2 ids or below them; with targetPids, a process named by either. */
+  targetCgroupIds: readonly number[]
+  /** Ports whose connections are never traced, at either end. */
+  excludedPorts: readonly number[]
+}
+
+/**
+ * Tells the kernel to send `protocol`'s records to this plugin's ring, how much payload to copy,
+ * and for whom, through claims the plugin holds while it runs (released when it stops, so a
+ * protocol nobody traces costs nothing in the kernel).
+ */
+export async function claimProtocol(ctx: PluginContext<Record<string, unknown>>, protocol: number, claim: ProtocolClaim): Promise<void> {
+  const { captureBytes, targetPids, targetCgroupIds, excludedPorts } = claim
+  const one = Uint8Array.of(1)
+  const protocolId = new Uint8Array(4)
+  new DataView(protocolId.buffer).setUint32(0, protocol, true)
+  await ctx.map('sockdata:protocols').claim(protocolId,
+    protocolConfig({ wanted: true, captureBytes, pidFilter: targetPids.length > 0, cgroupFilter: targetCgroupIds.length > 0 }))
+  const pids = ctx.map('sockdata:target_pids')
+  for (const pid of targetPids) await pids.claim(protocolKey(protocol, pid), one)
+  const cgroups = ctx.map('sockdata:target_cgroups')
+  for (const cgroup of targetCgroupIds) await cgroups.claim(protocolCgroup(protocol, cgroup), one)
+  const ports = ctx.map('sockdata:excluded_ports')
+  for (const port of excludedPorts) await ports.claim(protocolKey(protocol, port), one)
 }
