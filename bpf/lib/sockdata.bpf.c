@@ -33,6 +33,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* undecided records before a connection is classified as other */
 #define CLASSIFY_ATTEMPTS 4
+/* bytes into a direction within which a TLS handshake means the connection switched to TLS */
+#define TLS_UPGRADE_WINDOW 4096
 /* bytes the classifier looks at */
 #define HEAD_LEN 16
 /* iovecs gathered per call, and messages per sendmmsg/recvmmsg */
@@ -273,6 +275,17 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } conn_counters SEC(".maps");
+
+/*
+ * The HTTP request each thread is serving (read, its response not written yet): tid -> the
+ * request's context id (sock_event.context). Client calls the thread makes meanwhile carry it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u64);
+} thread_contexts SEC(".maps");
 
 /* what one record is made from */
 struct capture {
@@ -788,6 +801,12 @@ __noinline __u8 classify(struct payload_buffer *buffer, __u32 n, __u32 bytes)
 	return PROTOCOL_UNKNOWN;
 }
 
+/* a TLS handshake record (ClientHello or ServerHello) of version 3.x */
+static __always_inline bool is_tls_handshake(const __u8 *head)
+{
+	return head[0] == 22 && head[1] == 3 && head[2] <= 4;
+}
+
 /* writes header and payload to one ring with the record's exact size; 0 when it went out */
 static __always_inline long write_record(void *ring, struct sock_event *e, __u8 *payload, __u32 captured)
 {
@@ -819,6 +838,38 @@ static __always_inline long output(__u8 protocol, struct sock_event *e, __u8 *pa
 	case PROTOCOL_KAFKA: return write_record(&kafka, e, payload, captured);
 	}
 	return -1;
+}
+
+/*
+ * The record's thread context (sock_event.context). A server's HTTP connection starts a new
+ * request context at its first ingress after a response (or ever), and the reading thread serves
+ * it until the connection's next egress (the response). A client connection's records carry the
+ * context of the request their thread serves. Only records that go out get here, so a context is
+ * only ever named when the HTTP plugin sees the request that made it.
+ */
+static __always_inline __u64 thread_context(struct conn_info *conn, __u8 direction, __u32 tid)
+{
+	__u64 *serving;
+
+	if (conn->role == ROLE_CLIENT) {
+		serving = bpf_map_lookup_elem(&thread_contexts, &tid);
+		return serving ? *serving : 0;
+	}
+	if (conn->role != ROLE_SERVER || conn->protocol != PROTOCOL_HTTP)
+		return 0;
+	if (direction == DIRECTION_INGRESS) {
+		if (!conn->context || conn->answered) {
+			conn->context = next_conn_id();
+			conn->answered = 0;
+		}
+		bpf_map_update_elem(&thread_contexts, &tid, &conn->context, BPF_ANY);
+		return conn->context;
+	}
+	conn->answered = 1;
+	serving = bpf_map_lookup_elem(&thread_contexts, &tid);
+	if (serving && *serving == conn->context)
+		bpf_map_delete_elem(&thread_contexts, &tid);
+	return conn->context;
 }
 
 /*
@@ -857,17 +908,24 @@ __noinline int emit_data(struct capture *c, struct conn_info *conn)
 			protocol = PROTOCOL_OTHER;
 		conn->protocol = protocol;
 	}
+	/* a plaintext protocol that switches to TLS (PostgreSQL's SSLRequest, MySQL's SSL request, an HTTP CONNECT tunnel) */
+	else if (!conn->tls && !(c->flags & SOCK_FLAG_TLS) && !sendfile && conn->positions[direction] < TLS_UPGRADE_WINDOW &&
+		 read_head(payload->bytes, c) >= 3 && is_tls_handshake(payload->bytes)) {
+		start_tls(conn);
+		return 0;
+	}
 	position = conn->positions[direction];
 	conn->positions[direction] = position + c->bytes;
 	config = protocol_passes(conn->protocol, c->tgid, conn, NULL);
 	if (!config)
 		return 0;
+	id = bpf_get_current_pid_tgid();
+	e.context = thread_context(conn, direction, (__u32)id);
 	if (!sendfile) {
 		cap = config->capture_bytes ? config->capture_bytes : SOCK_CAPTURE_DEFAULT;
 		captured = gather(payload, cap < SOCK_DATA_MAX ? cap : SOCK_DATA_MAX, c);
 	}
 
-	id = bpf_get_current_pid_tgid();
 	fill_header(&e, conn, c->tgid, (__u32)id, c->fd);
 	e.start_ns = c->start_ns;
 	e.end_ns = bpf_ktime_get_boot_ns();

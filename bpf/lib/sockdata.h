@@ -77,6 +77,13 @@ struct sock_event {
 	__u64 conn_id;
 	/* bytes of this direction before this record (plaintext for TLS) */
 	__u64 position;
+	/*
+	 * The thread context: on a server's HTTP connection, an id of the request being read (the same
+	 * for every record of it, a new one after a response); on a client connection, the id of the
+	 * request the calling thread was serving (read, its response not yet written), else 0. A
+	 * client call and the server request with the same id are parent and child.
+	 */
+	__u64 context;
 	__u32 pid;
 	__u32 tid;
 	__s32 fd;
@@ -184,6 +191,11 @@ struct conn_info {
 	__u8 opened;
 	/* a non-blocking connect failed (reported): the next connect's error is that same failure */
 	__u8 failed;
+	/* server side: the response to `context` was written, so the next ingress is a new request */
+	__u8 answered;
+	__u8 pad[7];
+	/* server side: the request being read or answered (see sock_event.context), 0 before any */
+	__u64 context;
 	__u8 local_addr[SOCK_ADDR_LEN];
 	__u8 remote_addr[SOCK_ADDR_LEN];
 };

@@ -60,7 +60,7 @@ test('a request and its response: exact records on both ends, and their open and
   const clientEnd = { pid: client.pid, tid: client.pid, comm: 'python3', family: AF_INET, local: '127.0.0.1', remote: '127.0.0.1', local_port: clientPort, remote_port: port, role: CLIENT, protocol: HTTP, flags: 0, kind: DATA }
   const serverEnd = { ...clientEnd, pid: server.pid, tid: server.pid, local_port: port, remote_port: clientPort, role: SERVER }
   const check = (r: Rec, end: typeof clientEnd, direction: number, text: string) => {
-    assert.deepEqual({ ...r, start_ns: 0, end_ns: 0, conn_id: 0, fd: 0, stream: '', data: null }, { ...end, start_ns: 0, end_ns: 0, conn_id: 0, fd: 0, stream: '', data: null, direction, position: 0, bytes: text.length, captured: text.length })
+    assert.deepEqual({ ...r, start_ns: 0, end_ns: 0, conn_id: 0, fd: 0, stream: '', data: null, context: 0 }, { ...end, start_ns: 0, end_ns: 0, conn_id: 0, fd: 0, stream: '', data: null, context: 0, direction, position: 0, bytes: text.length, captured: text.length })
     assert.equal(r.data.toString(), text)
     assert.ok(r.start_ns > 0 && r.start_ns <= r.end_ns, `start ${r.start_ns} <= end ${r.end_ns}`)
     assert.ok(r.fd >= 3)
@@ -77,6 +77,10 @@ test('a request and its response: exact records on both ends, and their open and
   assert.notEqual(clientOut.conn_id, serverIn.conn_id)
   // the server answered after the request arrived
   assert.ok(serverIn.end_ns <= serverOut.start_ns)
+  // the server's request and its response carry the request's thread context; the client served none
+  assert.ok(serverIn.context > 0)
+  assert.equal(serverOut.context, serverIn.context)
+  assert.deepEqual([clientOut.context, clientIn.context], [0, 0])
 
   const lifecycle = (pid: number) => capture.of(pid, 'connections').map((r) => [r.kind, r.conn_id, r.fd, r.role, r.protocol, r.bytes, r.captured, r.data.length, r.local_port, r.remote_port])
   assert.deepEqual(lifecycle(client.pid), [

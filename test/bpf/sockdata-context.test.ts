@@ -1,0 +1,82 @@
+/**
+ * The sockdata object's thread context and TLS upgrades, on the real kernel. A python3 server
+ * (fixtures/sockdata-middle.py) pings a RESP backend while it serves each HTTP request and once
+ * after: the calls inside a request carry that request's context, the calls after it none. A
+ * PostgreSQL-shaped connection that switches to TLS after its SSLRequest sends no ciphertext.
+ */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { after, before, beforeEach, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { waitFor } from './kernel.ts'
+import { Capture, DATA, EGRESS, HTTP, INGRESS, POSTGRES, REDIS, REQUEST, RESPONSE, exchange, hex, killPeers, recv, send, startClient, startServer } from './sockdata-peers.ts'
+
+const MIDDLE = fileURLToPath(new URL('./fixtures/sockdata-middle.py', import.meta.url))
+const PING = '*1\r\n$4\r\nPING\r\n'
+const PONG = '+PONG\r\n'
+
+let capture: Capture
+
+before(async () => {
+  capture = await Capture.open()
+})
+beforeEach(() => capture.reset())
+after(async () => {
+  killPeers()
+  await capture?.close()
+})
+
+/** Runs the middle server against `backendPort`; resolves with its pid and listening port. */
+async function startMiddle(backendPort: number, rounds: number): Promise<{ pid: number; port: number; done: Promise<void> }> {
+  const child = spawn('/usr/bin/python3', [MIDDLE, String(backendPort), String(REQUEST.length), hex(RESPONSE), String(rounds)])
+  let out = ''
+  let err = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { err += chunk })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+  await waitFor(() => /listening \d+/.test(out) || child.exitCode !== null, 'the middle server to listen', 10_000)
+  const match = /listening (\d+)/.exec(out)
+  if (match === null) throw new Error(`the middle server exited (${child.exitCode}): ${err}`)
+  const done = exited.then((code) => assert.equal(code, 0, `the middle server failed: ${err}`))
+  return { pid: child.pid!, port: Number(match[1]), done }
+}
+
+test('client calls made while a thread serves an HTTP request carry its context; calls after the response carry none', async () => {
+  capture.want(HTTP)
+  capture.want(REDIS)
+  const rounds = 2
+  const { server: backend, port: backendPort } = startServer(Array.from({ length: rounds * 2 }, () => [recv(PING), send(PONG)]).flat())
+  const middle = await startMiddle(await backendPort, rounds)
+  const { client } = await startClient(middle.port, Array.from({ length: rounds }, () => [send(REQUEST), recv(RESPONSE)]).flat())
+  await Promise.all([middle.done, backend.finished(), client.finished()])
+
+  const served = capture.of(middle.pid, 'http').filter((r) => r.kind === DATA)
+  assert.deepEqual(served.map((r) => r.direction), [INGRESS, EGRESS, INGRESS, EGRESS])
+  const [first, second] = [served[0]!.context, served[2]!.context]
+  assert.ok(first > 0 && second > 0 && first !== second, `two requests, two contexts: ${first}, ${second}`)
+  assert.deepEqual(served.map((r) => r.context), [first, first, second, second])
+  const calls = capture.of(middle.pid, 'redis').filter((r) => r.kind === DATA)
+  assert.deepEqual(calls.map((r) => [r.direction, r.context]), [
+    [EGRESS, first], [INGRESS, first], [EGRESS, 0], [INGRESS, 0],
+    [EGRESS, second], [INGRESS, second], [EGRESS, 0], [INGRESS, 0],
+  ])
+  // the backend and the front client served nothing while they talked
+  for (const pid of [backend.pid, client.pid]) assert.deepEqual(capture.of(pid).filter((r) => r.kind === DATA && r.stream !== 'http').map((r) => r.context).filter((c) => c !== 0), [])
+  assert.deepEqual(capture.of(client.pid, 'http').map((r) => r.context).filter((c) => c !== 0), [])
+})
+
+test('a PostgreSQL connection that switches to TLS after its SSLRequest sends no ciphertext', async () => {
+  capture.want(POSTGRES)
+  const sslRequest = Buffer.from('0000000804d2162f', 'hex')
+  // the first bytes of a ClientHello and of a ServerHello: TLS handshake records, version 3.x
+  const clientHello = Buffer.from('160301002a0100002603030102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f2000000000', 'hex')
+  const serverHello = Buffer.from('160303002a0200002603030102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f2000000000', 'hex')
+  const more = Buffer.from('170303000a00112233445566778899', 'hex')
+  const { server, client } = await exchange(
+    [recv(sslRequest), send('S'), recv(clientHello), send(serverHello), recv(more), send(more)],
+    [send(sslRequest), recv('S'), send(clientHello), recv(serverHello), send(more), recv(more)],
+  )
+  const data = (pid: number) => capture.of(pid, 'postgres').filter((r) => r.kind === DATA).map((r) => [r.direction, r.data.toString('hex')])
+  assert.deepEqual(data(client.pid), [[EGRESS, hex(sslRequest)], [INGRESS, hex('S')]])
+  assert.deepEqual(data(server.pid), [[INGRESS, hex(sslRequest)], [EGRESS, hex('S')]])
+})
