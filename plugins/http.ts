@@ -9,6 +9,8 @@
  * outgoing request joins the server span active on the same thread (the one whose request was
  * read and whose response is not written yet), unless it carries its own `traceparent`; and a
  * request whose sender is traced on this host too makes the server span that client span's child.
+ * A server span also names the kernel's thread context of its request, so the database and
+ * messaging calls other plugins see that thread make while serving it become its children.
  *
  * Everything here is public plugin API: a user plugin can do the same.
  */
@@ -132,7 +134,7 @@ class HttpTracing {
   readonly #methods: Set<string>
   readonly #statusFilter: ((status: number) => boolean) | undefined
   readonly #parser: Http1Parser<Conn>
-  readonly #chunk: Http1Chunk = { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, loss: false, tid: 0 }
+  readonly #chunk: Http1Chunk = { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, loss: false, tid: 0, context: 0 }
   #lostRecords = 0
 
   constructor(ctx: PluginContext<Config>) {
@@ -172,6 +174,7 @@ class HttpTracing {
     chunk.endNs = event.end_ns
     chunk.loss = (event.flags & SOCK_FLAG_LOSS) !== 0
     chunk.tid = event.tid
+    chunk.context = event.context
     conn.stream.push(chunk)
   }
 
@@ -352,6 +355,8 @@ class HttpTracing {
       attributes,
       status: error === undefined ? statusUnset : { code: 'error', message: error.message },
       ...ids,
+      // other plugins' client spans made while this request was served become its children
+      ...side === 'server' && request.context !== 0 ? { context: request.context } : {},
       process: conn.process,
     }, error !== undefined)
   }

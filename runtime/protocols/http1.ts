@@ -45,6 +45,8 @@ export interface Http1Chunk {
   loss?: boolean
   /** The calling thread, passed on as the `tid` of a message whose head ends in this call. */
   tid?: number
+  /** The record's thread context (sockdata's `context`), passed on like `tid`. */
+  context?: number
 }
 
 /** `client`: this process connected, so it sends the requests. `server`: it accepted. */
@@ -66,6 +68,8 @@ export interface Http1Request {
   endNs: number
   /** The `tid` of the call that carried the end of the head (0 if not given). */
   tid: number
+  /** The `context` of that call (0 if not given). */
+  context: number
 }
 
 export interface Http1Response {
@@ -76,6 +80,7 @@ export interface Http1Response {
   startNs: number
   endNs: number
   tid: number
+  context: number
 }
 
 export interface Http1Exchange {
@@ -883,6 +888,7 @@ class MessageStream {
       startNs: this.messageStartNs,
       endNs: this.messageStartNs,
       tid: 0,
+      context: 0,
     }
     this.entry = this.connection.answer(response, chunk.endNs)
     if (this.entry !== null) this.message = response
@@ -898,6 +904,7 @@ class MessageStream {
       startNs: this.messageStartNs,
       endNs: this.messageStartNs,
       tid: 0,
+      context: 0,
     }
     this.entry = this.connection.enqueue(request)
     if (this.entry === null) return
@@ -1001,7 +1008,10 @@ class MessageStream {
   }
 
   private endHead(chunk: Http1Chunk): void {
-    if (this.message !== null) this.message.tid = chunk.tid ?? 0
+    if (this.message !== null) {
+      this.message.tid = chunk.tid ?? 0
+      this.message.context = chunk.context ?? 0
+    }
     if (!this.readingRequest) return this.endResponseHead(chunk)
     if (this.entry !== null) this.connection.requestHead(this.entry)
     this.endRequestHead(chunk)

@@ -106,9 +106,11 @@ export async function createTelemetry(options: TelemetryOptions = {}): Promise<T
     registerSelfMetrics: (source, collect) => pipelines.metrics.registerSelfMetrics(source, collect),
     stats: () => exporterStats(settings, queues, invalid, pipelines, prometheus),
     async flush(deadlineMs = 5000) {
+      pipelines.traces.releaseWaiting()
       if (shuttingDown === undefined) await delivery.flush(deadlineMs)
     },
     shutdown(deadlineMs = 5000) {
+      if (shuttingDown === undefined) pipelines.traces.releaseWaiting()
       shuttingDown ??= delivery.shutdown(deadlineMs)
       return shuttingDown
     },
@@ -211,6 +213,8 @@ function exporterSelfMetrics(
   points.push(
     { name: 'periscope.exporter.dropped', kind: 'counter', value: profileSamplesOverLimit, unit: '{item}', attributes: { signal: 'profiles', reason: 'stack_limit' } },
     { name: 'periscope.traces.sampled_out', kind: 'counter', value: traceStats.sampledOut, unit: '{span}', description: 'Spans not kept by head sampling' },
+    { name: 'periscope.traces.context_joins', kind: 'counter', value: traceStats.contextJoined, unit: '{span}', description: 'Client spans joined to the server span of the request their thread served, by outcome', attributes: { outcome: 'joined' } },
+    { name: 'periscope.traces.context_joins', kind: 'counter', value: traceStats.contextUnjoined, unit: '{span}', attributes: { outcome: 'alone' } },
   )
   return points
 }

@@ -26,6 +26,20 @@ export interface SpanInput {
    * later can name it as their parent (with the same `traceId`). A random id when omitted.
    */
   spanId?: string
+  /**
+   * The kernel's thread context of the server request this span answers: the `context` of the
+   * `sockdata` records of its request (non-zero). Spans of any plugin that name the same value as
+   * `parentContext` become this span's children, in its trace.
+   */
+  context?: number
+  /**
+   * The thread context this client call was made in: the `context` of its `sockdata` records (a
+   * thread serving a request made it). The span becomes a child of the span that names the same
+   * value as `context`, in that span's trace. That span usually comes later (it ends after its
+   * children), so this span waits for it, up to 2 s; then it goes out as a trace of its own
+   * (counted). Ignored with a `traceId`.
+   */
+  parentContext?: number
   /** Resource of the traced process (process.pid, process.executable.path, service.name...). */
   process?: ProcessRef
 }

@@ -244,6 +244,9 @@ function problemWith(input: SpanInput): string | undefined {
       return `span "${input.name}": parentSpanId "${input.parentSpanId}" is not 16 lowercase hex digits (non-zero)`
     }
   }
+  for (const key of ['context', 'parentContext'] as const) {
+    if (input[key] !== undefined && !validContext(input[key])) return `span "${input.name}": ${key} ${String(input[key])} is not a positive integer (a sockdata record's context)`
+  }
   return undefined
 }
 
@@ -252,6 +255,10 @@ export interface TraceStats {
   sampledOut: number
   /** Spans rejected as malformed (bad ids or times); each rejection is logged once per scope. */
   rejected: number
+  /** Spans with a parentContext that joined the span of that context. */
+  contextJoined: number
+  /** Spans with a parentContext that went out alone: no span named the context in time, or too many waited. */
+  contextUnjoined: number
 }
 
 const require = createRequire(import.meta.url)
@@ -274,7 +281,8 @@ export class TracePipeline {
   private readonly scopes = new Map<string, InstrumentationScope>()
   private readonly runtimeResource: Resource
   private readonly deliver: (spans: PluginSpan[]) => void
-  private readonly counts: TraceStats = { sampledOut: 0, rejected: 0 }
+  private readonly counts: TraceStats = { sampledOut: 0, rejected: 0, contextJoined: 0, contextUnjoined: 0 }
+  private readonly contexts = new ThreadContexts((spans) => this.deliver(spans), this.counts)
 
   constructor(options: {
     runtimeResource: Resource
@@ -313,16 +321,40 @@ export class TracePipeline {
         firstProblem ??= problem
         continue
       }
-      const traceId = input.traceId ?? this.ids.next(16)
-      if (!this.keeps(traceId, input.status?.code === 'error')) {
-        this.counts.sampledOut++
+      const resource = resourceFor(input) ?? this.runtimeResource
+      const parent = input.traceId === undefined && validContext(input.parentContext) ? this.contexts.parentOf(input.parentContext) : undefined
+      if (parent === 'unknown') {
+        // its parent span ends later: built once that span names the context, or alone after a while
+        this.contexts.wait(input.parentContext!, (joined) => this.build(input, joined, resource, scope))
         continue
       }
-      const parentSpanId = input.traceId === undefined ? undefined : input.parentSpanId
-      finished.push(new PluginSpan(input, traceId, input.spanId ?? this.ids.next(8), parentSpanId, resourceFor(input) ?? this.runtimeResource, scope, this.limits))
+      const span = this.build(input, parent, resource, scope)
+      if (span !== undefined) finished.push(span)
     }
     if (finished.length > 0) this.deliver(finished)
     return firstProblem
+  }
+
+  /** Delivers the spans still waiting for their context's span, as they are (at flush and shutdown). */
+  releaseWaiting(): void {
+    this.contexts.releaseAll()
+  }
+
+  /**
+   * The finished span, or undefined when sampled out. `joined`: the trace and parent span of the
+   * context it was made in. A span that names its own context is remembered, and the spans
+   * waiting for that context are built too.
+   */
+  private build(input: SpanInput, joined: ContextSpan | undefined, resource: Resource, scope: InstrumentationScope): PluginSpan | undefined {
+    const traceId = joined?.traceId ?? input.traceId ?? this.ids.next(16)
+    const spanId = input.spanId ?? this.ids.next(8)
+    if (validContext(input.context)) this.contexts.declare(input.context, { traceId, spanId })
+    if (!this.keeps(traceId, input.status?.code === 'error')) {
+      this.counts.sampledOut++
+      return undefined
+    }
+    const parentSpanId = joined?.spanId ?? (input.traceId === undefined ? undefined : input.parentSpanId)
+    return new PluginSpan(input, traceId, spanId, parentSpanId, resource, scope, this.limits)
   }
 
   private keeps(traceId: string, isError: boolean): boolean {
@@ -339,5 +371,107 @@ export class TracePipeline {
       this.scopes.set(key, scope)
     }
     return scope
+  }
+}
+
+const validContext = (context: unknown): context is number => typeof context === 'number' && Number.isSafeInteger(context) && context > 0
+
+interface ContextSpan {
+  traceId: string
+  spanId: string
+}
+
+/** Contexts remembered, so children that come after their parent still join it. */
+const MAX_CONTEXTS = 16384
+/** Spans waiting for their context's span, at most; past this they go out alone. */
+const MAX_WAITING = 8192
+/** How long a span waits for its context's span. */
+const CONTEXT_WAIT_MS = 2000
+
+/**
+ * Joins client spans to the server span of the request their thread was serving, across plugins:
+ * the kernel names the request (the `sockdata` thread context), the server span declares it as
+ * `context`, and the client spans name it as `parentContext`. The server span ends after its
+ * children, so children usually arrive first and wait here; the wait is bounded in time and in
+ * count, and nothing waiting is lost (it goes out alone, counted).
+ */
+class ThreadContexts {
+  private readonly known = new Map<number, ContextSpan>()
+  private readonly waiting = new Map<number, { since: number; build: (joined: ContextSpan | undefined) => PluginSpan | undefined }[]>()
+  private waitingCount = 0
+  private timer: NodeJS.Timeout | undefined
+  private readonly deliver: (spans: PluginSpan[]) => void
+  private readonly counts: TraceStats
+
+  constructor(deliver: (spans: PluginSpan[]) => void, counts: TraceStats) {
+    this.deliver = deliver
+    this.counts = counts
+  }
+
+  /** The context's span, or 'unknown' when it was not named yet. */
+  parentOf(context: number): ContextSpan | 'unknown' {
+    const span = this.known.get(context)
+    if (span === undefined) return 'unknown'
+    this.counts.contextJoined++
+    return span
+  }
+
+  wait(context: number, build: (joined: ContextSpan | undefined) => PluginSpan | undefined): void {
+    if (this.waitingCount >= MAX_WAITING) {
+      this.counts.contextUnjoined++
+      const span = build(undefined)
+      if (span !== undefined) this.deliver([span])
+      return
+    }
+    let list = this.waiting.get(context)
+    if (list === undefined) this.waiting.set(context, (list = []))
+    list.push({ since: performance.now(), build })
+    this.waitingCount++
+    this.timer ??= setInterval(() => this.expire(), CONTEXT_WAIT_MS / 4).unref()
+  }
+
+  /** A span named `context`: remembered, and the spans waiting for it are built as its children. */
+  declare(context: number, span: ContextSpan): void {
+    if (this.known.size >= MAX_CONTEXTS) this.known.delete(this.known.keys().next().value!)
+    this.known.set(context, span)
+    const list = this.waiting.get(context)
+    if (list === undefined) return
+    this.waiting.delete(context)
+    this.waitingCount -= list.length
+    this.counts.contextJoined += list.length
+    this.flush(list, span)
+  }
+
+  releaseAll(): void {
+    for (const [context, list] of this.waiting) this.release(context, list)
+  }
+
+  private expire(): void {
+    const cutoff = performance.now() - CONTEXT_WAIT_MS
+    // contexts wait in arrival order, so the oldest are first
+    for (const [context, list] of this.waiting) {
+      if (list[0]!.since > cutoff) break
+      this.release(context, list)
+    }
+    if (this.waitingCount === 0) {
+      clearInterval(this.timer)
+      this.timer = undefined
+    }
+  }
+
+  private release(context: number, list: { build: (joined: ContextSpan | undefined) => PluginSpan | undefined }[]): void {
+    this.waiting.delete(context)
+    this.waitingCount -= list.length
+    this.counts.contextUnjoined += list.length
+    this.flush(list, undefined)
+  }
+
+  private flush(list: { build: (joined: ContextSpan | undefined) => PluginSpan | undefined }[], joined: ContextSpan | undefined): void {
+    const spans: PluginSpan[] = []
+    for (const entry of list) {
+      const span = entry.build(joined)
+      if (span !== undefined) spans.push(span)
+    }
+    if (spans.length > 0) this.deliver(spans)
   }
 }

@@ -55,8 +55,8 @@ describe('HTTP/1 parser in a plugin isolate', () => {
           context: 'c1',
           side: 'client',
           exchange: {
-            request: { method: 'GET', target: '/x', version: '1.1', headers: { host: 'h' }, bodyBytes: 0, startNs: 0, endNs: 15, tid: 0 },
-            response: { status: 200, version: '1.1', headers: { server: 'caf\xe9' }, bodyBytes: 13, startNs: 20, endNs: 25, tid: 0 },
+            request: { method: 'GET', target: '/x', version: '1.1', headers: { host: 'h' }, bodyBytes: 0, startNs: 0, endNs: 15, tid: 0, context: 0 },
+            response: { status: 200, version: '1.1', headers: { server: 'caf\xe9' }, bodyBytes: 13, startNs: 20, endNs: 25, tid: 0, context: 0 },
           },
         }],
         errors: { 'start-line': 0, 'header-line': 0, 'head-too-long': 0, 'content-length': 0, 'transfer-encoding': 0, 'chunk-size': 0, 'chunk-end': 0, position: 0 },

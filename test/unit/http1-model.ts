@@ -283,6 +283,7 @@ export function expectedExchanges(conv: Conversation, streams: Streams, records:
     startNs: startNsOf(recordAt(direction, placed.start).index),
     endNs: endNsOf(recordAt(direction, placed.end - 1).index),
     tid: recordAt(direction, placed.headEnd - 1).index,
+    context: 0,
   })
   const responseDirection = 1 - requestDirection
   return conv.exchanges.map((exchange, i) => {

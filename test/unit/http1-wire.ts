@@ -23,6 +23,7 @@ export interface SendOptions {
   /** Bytes lost before this record: its position jumps by this much. */
   lostBefore?: number
   tid?: number
+  context?: number
   /** Times other than the next slot, for records that arrive out of time order. */
   times?: RecordTimes
 }
@@ -62,6 +63,7 @@ export class Wire {
       ...times,
       loss: options.lostBefore !== undefined,
       tid: options.tid,
+      context: options.context,
     })
     this.positions[direction]! += bytes
     return times

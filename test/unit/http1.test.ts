@@ -9,11 +9,11 @@ import type { Http1Request, Http1Response } from '../../runtime/protocols/http1.
 import { EGRESS, INGRESS, Wire, wire, type RecordTimes } from './http1-wire.ts'
 
 function request(fields: Partial<Http1Request> & RecordTimes): Http1Request {
-  return { method: 'GET', target: '/', version: '1.1', headers: {}, bodyBytes: 0, tid: 0, ...fields }
+  return { method: 'GET', target: '/', version: '1.1', headers: {}, bodyBytes: 0, tid: 0, context: 0, ...fields }
 }
 
 function response(fields: Partial<Http1Response> & RecordTimes): Http1Response {
-  return { status: 200, version: '1.1', headers: {}, bodyBytes: 0, tid: 0, ...fields }
+  return { status: 200, version: '1.1', headers: {}, bodyBytes: 0, tid: 0, context: 0, ...fields }
 }
 
 /** Start of the first record, end of the last. */
@@ -24,11 +24,11 @@ function span(first: RecordTimes, last: RecordTimes = first): RecordTimes {
 describe('HTTP/1 parser: one exchange', () => {
   it('pairs a client GET with its Content-Length response, keeping only the asked-for headers', () => {
     const w = new Wire('client')
-    const q = w.send(EGRESS, 'GET /users/7?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n', { tid: 41 })
+    const q = w.send(EGRESS, 'GET /users/7?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n', { tid: 41, context: 5 })
     const r = w.send(INGRESS, 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nServer: nginx\r\n\r\nhello', { tid: 42 })
     assert.deepEqual(w.exchanges, [{
       side: 'client',
-      request: request({ target: '/users/7?x=1', headers: { host: 'example.com', 'user-agent': 'curl/7.88.1' }, tid: 41, ...span(q) }),
+      request: request({ target: '/users/7?x=1', headers: { host: 'example.com', 'user-agent': 'curl/7.88.1' }, tid: 41, context: 5, ...span(q) }),
       response: response({ headers: { 'content-type': 'text/plain' }, bodyBytes: 5, tid: 42, ...span(r) }),
     }])
     assert.deepEqual(w.errors(), {})

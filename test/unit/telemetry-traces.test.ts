@@ -214,3 +214,37 @@ test('process resources: service.name from rule, plugin, executable, command; LR
   assert.equal(processes.size, 2)
   assert.notEqual(processes.get({ pid: 10 }), first, 'an evicted process gets a fresh entry')
 })
+
+test('a client span made in a thread context waits for the server span of that context, then joins its trace as its child', () => {
+  const { traces, delivered } = pipeline()
+  const client = (name: string, parentContext: number): SpanInput => ({ name, kind: 'client', startTimeNs: T0 + 10, endTimeNs: T0 + 20, parentContext })
+  traces.emit('redis', undefined, [client('GET', 7), client('SET', 7), client('PING', 8)], () => undefined)
+  assert.equal(delivered.length, 0, 'the children wait for their parent')
+  traces.emit('http', undefined, [{ name: 'GET /a', kind: 'server', startTimeNs: T0, endTimeNs: T0 + 30, context: 7, spanId: '1111111111111111' }], () => undefined)
+  const server = delivered.find((s) => s.name === 'GET /a')!
+  const children = delivered.filter((s) => s.name === 'GET' || s.name === 'SET')
+  assert.equal(children.length, 2)
+  for (const child of children) {
+    assert.equal(child.spanContext().traceId, server.spanContext().traceId)
+    assert.equal(child.parentSpanContext?.spanId, '1111111111111111')
+  }
+  // a child that comes after its parent joins at once
+  traces.emit('redis', undefined, [client('DEL', 7)], () => undefined)
+  assert.equal(delivered.at(-1)!.name, 'DEL')
+  assert.equal(delivered.at(-1)!.parentSpanContext?.spanId, '1111111111111111')
+  // a context nobody names: released (flush, shutdown, or after the wait) as a trace of its own
+  assert.equal(delivered.some((s) => s.name === 'PING'), false)
+  traces.releaseWaiting()
+  const alone = delivered.find((s) => s.name === 'PING')!
+  assert.equal(alone.parentSpanContext, undefined)
+  assert.deepEqual({ joined: traces.stats().contextJoined, alone: traces.stats().contextUnjoined }, { joined: 3, alone: 1 })
+})
+
+test('a span with its own trace id ignores parentContext; a context that is not a positive integer is refused', () => {
+  const { traces, delivered } = pipeline()
+  const traceId = randomTraceId()
+  traces.emit('redis', undefined, [{ name: 'GET', startTimeNs: T0, endTimeNs: T0 + 1, traceId, parentContext: 9 }], () => undefined)
+  assert.equal(delivered[0]!.spanContext().traceId, traceId)
+  const problem = traces.emit('redis', undefined, [{ name: 'bad', startTimeNs: T0, endTimeNs: T0 + 1, parentContext: -1 }], () => undefined)
+  assert.match(problem ?? '', /parentContext -1 is not a positive integer/)
+})
