@@ -37,9 +37,34 @@ function httpSettings(receiver: Receiver): HttpReceiverSettings {
   return { enabled, config }
 }
 
+/** Config keys every database and messaging plugin reads from the receiver block (plugins/redis.ts documents each). */
+export interface ClientReceiverSettings {
+  enabled: boolean
+  config: {
+    min_duration_ms?: number
+    sampling_percent?: number
+    metrics?: boolean
+  }
+}
+
+/** The receiver's protocol names of the database and messaging plugins, by plugin name. */
+const clientPlugins = { redis: 'redis', postgres: 'postgresql', mysql: 'mysql', kafka: 'kafka' } as const
+
+function clientSettings(receiver: Receiver, protocol: string): ClientReceiverSettings {
+  const traces = receiver.traces
+  const config: ClientReceiverSettings['config'] = {}
+  if (traces?.filters?.min_duration !== undefined) config.min_duration_ms = traces.filters.min_duration
+  if (traces?.sampling !== undefined) config.sampling_percent = traces.sampling
+  // `red` switches the request-duration histograms, which these plugins' operation durations are too
+  if (receiver.metrics?.red !== undefined) config.metrics = receiver.metrics.red
+  return { enabled: traces?.protocols === undefined || traces.protocols.includes(protocol as never), config }
+}
+
 /** Settings per shipped plugin derived from the receiver block (none without a block). */
 export function shippedPluginSettings(config: PeriscopeConfig): Record<string, { enabled: boolean; config: Record<string, unknown> }> {
   const receiver = config.receiver
   if (receiver === undefined) return {}
-  return { http: httpSettings(receiver) }
+  const settings: Record<string, { enabled: boolean; config: Record<string, unknown> }> = { http: httpSettings(receiver) }
+  for (const [plugin, protocol] of Object.entries(clientPlugins)) settings[plugin] = clientSettings(receiver, protocol)
+  return settings
 }

@@ -6,7 +6,7 @@ test('no receiver block: the shipped plugins keep their own defaults', () => {
   assert.deepEqual(pluginSettingsFrom(parseConfigText('')), {})
 })
 
-test('receiver.traces filters, sampling and metrics.red become the http plugin config', () => {
+test('receiver.traces filters, sampling and metrics.red become the http plugin config, and the shared keys the database and messaging plugins\' config', () => {
   const config = parseConfigText(`
 receiver:
   traces:
@@ -24,7 +24,17 @@ receiver:
       enabled: true,
       config: { https: false, min_duration_ms: 100, http_status: '>=400', http_methods: ['GET', 'POST'], sampling_percent: 10, red_metrics: false },
     },
+    redis: { enabled: true, config: { min_duration_ms: 100, sampling_percent: 10, metrics: false } },
+    postgres: { enabled: false, config: { min_duration_ms: 100, sampling_percent: 10, metrics: false } },
+    mysql: { enabled: false, config: { min_duration_ms: 100, sampling_percent: 10, metrics: false } },
+    kafka: { enabled: false, config: { min_duration_ms: 100, sampling_percent: 10, metrics: false } },
   })
+})
+
+test('every protocol is on without a protocols list; the list names postgresql, mysql, redis and kafka', () => {
+  const on = (text: string) => Object.fromEntries(Object.entries(pluginSettingsFrom(parseConfigText(text))).map(([name, s]) => [name, s.enabled]))
+  assert.deepEqual(on('receiver:\n  traces:\n    sampling: 50%\n'), { http: true, redis: true, postgres: true, mysql: true, kafka: true })
+  assert.deepEqual(on('receiver:\n  traces:\n    protocols: [postgresql, kafka]\n'), { http: false, redis: false, postgres: true, mysql: false, kafka: true })
 })
 
 test('a protocols list without http or https turns the http plugin off', () => {
