@@ -307,9 +307,9 @@ export class PostgresConnection<C> {
     if (reader.expected >= 0 && (chunk.loss === true || chunk.position !== reader.expected)) {
       this.#parser.errors.lost++
       this.#lose(reader, 'lost')
-    } else if (reader.expected < 0 && chunk.position !== 0 && frontend && this.#phase === PHASE_STARTUP) {
+    } else if (reader.expected < 0 && chunk.position !== 0) {
       // first seen mid-stream (Periscope started while the connection was open)
-      this.#phase = PHASE_TYPED
+      if (frontend) this.#phase = PHASE_TYPED
       this.#desync(reader)
     }
     reader.expected = chunk.position + chunk.bytes
