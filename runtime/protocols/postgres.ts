@@ -56,6 +56,8 @@ export interface PostgresChunk {
   tls?: boolean
   /** The calling thread. */
   tid?: number
+  /** The record's thread context (the HTTP request its thread was serving; 0 for none). */
+  context?: number
 }
 
 export interface PostgresError {
@@ -86,8 +88,9 @@ export interface PostgresOperation {
   /** Entry of the call that sent the request's first message, exit of the call that carried its answer's end. */
   startNs: number
   endNs: number
-  /** The thread that sent the request. */
+  /** The thread that sent the request, and its context (the record's, 0 for none). */
   tid: number
+  context: number
   /**
    * Set when the answer was not seen to its end: `closed`, the connection closed first; `lost`,
    * records of it were lost; `unseen`, it lay beyond the capture size of a record (the operation
@@ -187,6 +190,7 @@ interface Pending {
   textCut?: boolean
   startNs: number
   tid: number
+  context: number
 }
 
 /** One direction's framing: where the next message starts and what of the current one is kept. */
@@ -210,6 +214,7 @@ class Reader {
   startNs = 0
   endNs = 0
   tid = 0
+  context = 0
 
   reset(): void {
     this.headerHave = 0
@@ -271,6 +276,7 @@ export class PostgresConnection<C> {
   /** The first request message since the last Execute or Sync: where an Execute's time starts. */
   #segmentStartNs = -1
   #segmentTid = 0
+  #segmentContext = 0
   /** After an error in the extended protocol, until the client's Sync: the server skips what comes. */
   #skipping = false
   /** Times the backend direction lost its place: answers in between may have been unseen. */
@@ -417,6 +423,7 @@ export class PostgresConnection<C> {
     if (reader.headerHave === 0) {
       reader.startNs = chunk.startNs
       reader.tid = chunk.tid ?? 0
+      reader.context = chunk.context ?? 0
     }
     while (reader.headerHave < headerLength && at < data.length) reader.header[reader.headerHave++] = data[at++]!
     if (reader.headerHave < headerLength) return at
@@ -525,14 +532,16 @@ export class PostgresConnection<C> {
     if (this.#segmentStartNs < 0) {
       this.#segmentStartNs = reader.startNs
       this.#segmentTid = reader.tid
+      this.#segmentContext = reader.context
     }
     const startNs = this.#segmentStartNs
     const tid = this.#segmentTid
+    const context = this.#segmentContext
     switch (type) {
       case Q: {
         const text = cString(body, start, end)
         this.#statements.delete('')
-        this.#enqueue({ type, startNs, tid, operation: this.#operation('query', text === undefined ? latin1Text(body, start, end) : text.value, text === undefined || reader.cut, undefined, startNs, tid) })
+        this.#enqueue({ type, startNs, tid, context, operation: this.#operation('query', text === undefined ? latin1Text(body, start, end) : text.value, text === undefined || reader.cut, undefined, startNs, tid, context) })
         this.#segmentStartNs = -1
         return
       }
@@ -541,13 +550,13 @@ export class PostgresConnection<C> {
         const text = name === undefined ? undefined : cString(body, name.next, end)
         if (name === undefined) {
           this.#parser.errors['message-body']++
-          this.#enqueue({ type, startNs, tid })
+          this.#enqueue({ type, startNs, tid, context })
           return
         }
         const value = text?.value ?? latin1Text(body, name.next, end)
         const cut = text === undefined || reader.cut
         this.#remember(this.#statements, name.value, { text: value, cut })
-        this.#enqueue({ type, startNs, tid, statement: name.value, text: value, textCut: cut })
+        this.#enqueue({ type, startNs, tid, context, statement: name.value, text: value, textCut: cut })
         return
       }
       case B: {
@@ -557,7 +566,7 @@ export class PostgresConnection<C> {
           const known = this.#statements.get(statement.value)
           this.#remember(this.#portals, portal.value, { statement: statement.value, text: known?.text, cut: known?.cut ?? false })
         } else this.#parser.errors['message-body']++
-        this.#enqueue({ type, startNs, tid, statement: statement?.value })
+        this.#enqueue({ type, startNs, tid, context, statement: statement?.value })
         return
       }
       case E: {
@@ -569,7 +578,7 @@ export class PostgresConnection<C> {
           this.#parser.stats.skippedAfterError++
           return
         }
-        this.#enqueue({ type, startNs, tid, operation: this.#operation('execute', bound?.text, bound?.cut ?? false, bound?.statement, startNs, tid) })
+        this.#enqueue({ type, startNs, tid, context, operation: this.#operation('execute', bound?.text, bound?.cut ?? false, bound?.statement, startNs, tid, context) })
         this.#segmentStartNs = -1
         return
       }
@@ -578,17 +587,17 @@ export class PostgresConnection<C> {
           const name = cString(body, start + 1, end)
           if (name !== undefined) (body[start] === S ? this.#statements : this.#portals).delete(name.value)
         }
-        this.#enqueue({ type, startNs, tid })
+        this.#enqueue({ type, startNs, tid, context })
         return
       }
       case S:
         this.#skipping = false
-        this.#enqueue({ type, startNs, tid })
+        this.#enqueue({ type, startNs, tid, context })
         this.#segmentStartNs = -1
         return
       default:
         // Describe, FunctionCall
-        this.#enqueue({ type, startNs, tid })
+        this.#enqueue({ type, startNs, tid, context })
     }
   }
 
@@ -700,7 +709,7 @@ export class PostgresConnection<C> {
     if (queue.length === 0) this.#skipping = true
     if (blamed === undefined && head.type !== C) {
       // a Parse, Bind or Describe failed with no Execute after it: the statement is the span
-      blamed = this.#operation('prepare', head.text ?? this.#statementText(head.statement), head.textCut ?? false, head.statement, head.startNs, head.tid)
+      blamed = this.#operation('prepare', head.text ?? this.#statementText(head.statement), head.textCut ?? false, head.statement, head.startNs, head.tid, head.context)
     }
     if (blamed === undefined) return
     blamed.error = error
@@ -722,8 +731,8 @@ export class PostgresConnection<C> {
     return name === undefined ? undefined : this.#statements.get(name)?.text
   }
 
-  #operation(kind: PostgresOperation['kind'], text: string | undefined, textCut: boolean, statement: string | undefined, startNs: number, tid: number): PostgresOperation {
-    const operation: PostgresOperation = { kind, text, textCut, commands: [], completed: 0, rows: 0, startNs, endNs: startNs, tid }
+  #operation(kind: PostgresOperation['kind'], text: string | undefined, textCut: boolean, statement: string | undefined, startNs: number, tid: number, context: number): PostgresOperation {
+    const operation: PostgresOperation = { kind, text, textCut, commands: [], completed: 0, rows: 0, startNs, endNs: startNs, tid, context }
     if (statement !== undefined) operation.statement = statement
     return operation
   }

@@ -104,7 +104,7 @@ export class Wire {
   }
 
   /** Sends one record of `bytes` (all of it captured unless `captured` says fewer); returns its times. */
-  send(direction: number, bytes: Uint8Array, options: { captured?: number; tls?: boolean; loss?: boolean; position?: number; tid?: number } = {}): { startNs: number; endNs: number } {
+  send(direction: number, bytes: Uint8Array, options: { captured?: number; tls?: boolean; loss?: boolean; position?: number; tid?: number; context?: number } = {}): { startNs: number; endNs: number } {
     const startNs = (this.clock += 10)
     const endNs = (this.clock += 10)
     const position = options.position ?? this.positions[direction]!
@@ -118,6 +118,7 @@ export class Wire {
       loss: options.loss ?? false,
       tls: options.tls ?? false,
       tid: options.tid ?? 0,
+      context: options.context ?? 0,
     }
     this.connection.push(chunk)
     this.positions[direction] = position + bytes.length

@@ -27,7 +27,7 @@ function replay(name: string, connection: 'first' | 'last' = 'last'): Wire {
 }
 
 function op(fields: Partial<PostgresOperation> & { startNs: number; endNs: number }): PostgresOperation {
-  return { kind: 'query', text: undefined, textCut: false, commands: [], completed: 0, rows: 0, tid: 0, ...fields }
+  return { kind: 'query', text: undefined, textCut: false, commands: [], completed: 0, rows: 0, tid: 0, context: 0, ...fields }
 }
 
 function q(text: string, commands: string[], rows: number, times: { startNs: number; endNs: number }): PostgresOperation {

@@ -1,0 +1,220 @@
+/**
+ * PostgreSQL client spans and the `db.client.operation.duration` histogram for every process on
+ * the host, plaintext and TLS (libpq over OpenSSL), with no change to the applications. The
+ * `sockdata` object hands this plugin only the records of connections the kernel classified as
+ * PostgreSQL from their first bytes (a startup message or an SSLRequest), so its cost follows
+ * PostgreSQL traffic alone.
+ *
+ * Per connection, the wire-protocol parser (runtime/protocols/postgres.ts) turns the client's
+ * messages and the server's answers into operations: one per simple Query and one per extended
+ * Execute, which carries the statement text of its Parse (a named statement prepared once and
+ * executed many times keeps its text). Each becomes a CLIENT span of the process that sent it:
+ * `db.system.name=postgresql`, the database of the startup message in `db.namespace`, the
+ * statement with its literals masked in `db.query.text`, `db.operation.name` and
+ * `db.collection.name` from the statement, and the SQLSTATE of an ErrorResponse in
+ * `db.response.status_code`. Passwords are never read: the parser skips password messages by
+ * length, and Bind parameter values are not kept.
+ *
+ * Everything here is public plugin API: a user plugin can do the same.
+ */
+import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
+import { ClientSpans, clientConnection, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
+import { ConnectionTable } from 'periscope/protocols/connection-table'
+import { PostgresParser, type PostgresChunk, type PostgresConnection, type PostgresOperation } from 'periscope/protocols/postgres'
+import { claimProtocol, DIRECTION_INGRESS, PROTOCOL_POSTGRES, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_LOSS, SOCK_FLAG_TLS } from 'periscope/protocols/sockdata'
+import { maskSqlLiterals, summarizeSql } from 'periscope/protocols/sql'
+import { followOpenSsl } from 'periscope/protocols/tls-follow'
+
+const config = {
+  /** Follow connections that switch to TLS (sslmode=require and up) through uprobes on OpenSSL. */
+  tls: true,
+  /** Payload bytes the kernel copies per call: statement text beyond it is cut (and marked so). */
+  capture_bytes: 4096,
+  /** Only these processes (empty: every process). */
+  target_pids: [] as number[],
+  /** Only processes in these cgroups or below them, by cgroup v2 id; with target_pids too, a process named by either. */
+  target_cgroup_ids: [] as number[],
+  /** Ports whose traffic is never traced, at either end. */
+  excluded_ports: [] as number[],
+  /** Connections tracked at once; the least recently used is forgotten past this. */
+  max_connections: 16384,
+  /** The db.client.operation.duration histogram. */
+  metrics: true,
+  /** Spans shorter than this are not exported (the histogram still counts them). */
+  min_duration_ms: 0,
+  /** Head sampling in percent; errors are always kept. */
+  sampling_percent: 100,
+  /**
+   * Literals in `db.query.text` replaced by `?`, and the server's error messages (which may quote
+   * values) left out of the span status. Turn off only where statements carry no secrets.
+   */
+  mask_literals: true,
+}
+type Config = typeof config
+
+type SockEvent = TopicEvent<'sockdata:postgres'>
+
+interface Conn {
+  client: ClientConnection
+  stream: PostgresConnection<Conn>
+  /** The last histogram attributes, reused while they do not change. */
+  metricAttributes?: Record<string, string | number>
+}
+
+export default definePlugin({
+  name: 'postgres',
+  objects: ['sockdata', 'exec'],
+  config,
+  async setup(ctx) {
+    const plugin = new PostgresTracing(ctx)
+    const { target_pids: pids, target_cgroup_ids: cgroups, excluded_ports: ports, capture_bytes: capture } = ctx.config
+    await claimProtocol(ctx, PROTOCOL_POSTGRES, { captureBytes: capture, targetPids: pids, targetCgroupIds: cgroups, excludedPorts: ports })
+    ctx.on('sockdata:postgres', (event) => plugin.onRecord(event), { onLoss: (lost) => plugin.onLoss(lost) })
+    if (ctx.config.tls) await followOpenSsl(ctx, (message) => ctx.log.warn(message))
+    ctx.every('10s', () => plugin.report())
+    const targets = [...pids.length > 0 ? [`pids ${pids.join(', ')}`] : [], ...cgroups.length > 0 ? [`cgroups ${cgroups.join(', ')} and below`] : []]
+    ctx.log.info(`tracing PostgreSQL clients${ctx.config.tls ? ' (TLS through OpenSSL uprobes too)' : ''} on ${targets.length === 0 ? 'the whole host' : targets.join(' and ')}`)
+  },
+})
+
+class PostgresTracing {
+  readonly #ctx: PluginContext<Config>
+  readonly #conns: ConnectionTable<Conn>
+  readonly #parser: PostgresParser<Conn>
+  readonly #spans: ClientSpans
+  readonly #mask: boolean
+  /** One chunk object for every record: the parser keeps nothing of it. */
+  readonly #chunk: PostgresChunk = { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, loss: false, tls: false, tid: 0, context: 0 }
+  /** One operation object for every span: ClientSpans keeps only its attributes. */
+  readonly #operation: ClientOperation = { name: '', startNs: 0, endNs: 0, attributes: {}, metricAttributes: {} }
+  #lostRecords = 0
+
+  constructor(ctx: PluginContext<Config>) {
+    this.#ctx = ctx
+    this.#mask = ctx.config.mask_literals
+    this.#conns = new ConnectionTable<Conn>(ctx.config.max_connections, (conn) => conn.stream.close())
+    this.#parser = new PostgresParser<Conn>((operation, conn) => this.#onOperation(conn, operation))
+    this.#spans = new ClientSpans(ctx, {
+      histogram: ctx.config.metrics ? 'db.client.operation.duration' : undefined,
+      minDurationMs: ctx.config.min_duration_ms,
+      samplingPercent: ctx.config.sampling_percent,
+    })
+  }
+
+  onLoss(lost: number): void {
+    this.#lostRecords += lost
+  }
+
+  onRecord(event: SockEvent): void {
+    if (event.kind === SOCK_CLOSE) {
+      this.#conns.delete(event.conn_id)?.stream.close()
+      return
+    }
+    // spans come from the client's end; the server's end of a local connection is skipped early
+    if (event.kind !== SOCK_DATA || event.role === ROLE_SERVER) return
+    let conn = this.#conns.get(event.conn_id)
+    if (conn === undefined) {
+      conn = { client: clientConnection(event) } as Conn
+      conn.stream = this.#parser.connection(conn, event.role === ROLE_CLIENT ? 'client' : 'unknown')
+      this.#conns.set(event.conn_id, conn)
+    }
+    const chunk = this.#chunk
+    chunk.direction = event.direction
+    chunk.position = event.position
+    chunk.bytes = event.bytes
+    chunk.data = event.data
+    // a receive may wait long (an idle connection) before its data arrives; its exit is the one
+    // time known to follow the arrival
+    chunk.startNs = event.direction === DIRECTION_INGRESS ? event.end_ns : event.start_ns
+    chunk.endNs = event.end_ns
+    chunk.loss = (event.flags & SOCK_FLAG_LOSS) !== 0
+    chunk.tls = (event.flags & SOCK_FLAG_TLS) !== 0
+    chunk.tid = event.tid
+    chunk.context = event.context
+    conn.stream.push(chunk)
+  }
+
+  /** Self-reported counters, besides the runtime's own per-plugin metrics. */
+  report(): void {
+    const attributes = { 'periscope.plugin': 'postgres' }
+    const emit = this.#ctx.emit
+    emit.metric({ name: 'periscope.postgres.connections', kind: 'gauge', value: this.#conns.size, attributes })
+    emit.metric({ name: 'periscope.postgres.connections_evicted', kind: 'gauge', value: this.#conns.evicted, attributes })
+    for (const [reason, count] of Object.entries(this.#parser.errors)) {
+      emit.metric({ name: 'periscope.postgres.parse_errors', kind: 'gauge', value: count, attributes: { ...attributes, reason } })
+    }
+    emit.metric({ name: 'periscope.postgres.records_lost', kind: 'gauge', value: this.#lostRecords, attributes })
+    emit.metric({ name: 'periscope.postgres.resyncs', kind: 'gauge', value: this.#parser.stats.resyncs, attributes })
+    this.#spans.report('postgres')
+  }
+
+  #onOperation(conn: Conn, operation: PostgresOperation): void {
+    const database = conn.stream.database
+    const summary = describeStatement(operation)
+    const attributes: ClientOperation['attributes'] = { 'db.system.name': 'postgresql' }
+    if (database !== undefined) attributes['db.namespace'] = database
+    if (summary.operation !== undefined) attributes['db.operation.name'] = summary.operation
+    if (summary.collection !== undefined) attributes['db.collection.name'] = summary.collection
+    if (summary.batchSize !== undefined) attributes['db.operation.batch.size'] = summary.batchSize
+    if (operation.text !== undefined) attributes['db.query.text'] = this.#mask ? maskSqlLiterals(operation.text, 'postgresql') : operation.text
+    const code = operation.error?.code
+    if (code !== undefined && code !== '') attributes['db.response.status_code'] = code
+    const op = this.#operation
+    op.name = summary.operation === undefined ? 'postgresql' : summary.collection === undefined ? summary.operation : `${summary.operation} ${summary.collection}`
+    op.startNs = operation.startNs
+    op.endNs = operation.endNs
+    op.context = operation.context
+    op.attributes = attributes
+    op.metricAttributes = this.#metricAttributes(conn, database, summary, code)
+    op.error = this.#error(operation)
+    this.#spans.emit(conn.client, op)
+  }
+
+  #error(operation: PostgresOperation): ClientOperation['error'] {
+    const error = operation.error
+    if (error !== undefined) {
+      const code = error.code === '' ? 'unknown' : error.code
+      // the server's message may quote the statement's values (invalid input syntax for ...: "...")
+      return { type: code, message: this.#mask ? `${error.severity || 'ERROR'} SQLSTATE ${code}` : `${code}: ${error.message}` }
+    }
+    if (operation.incomplete === 'closed') return { type: 'connection_closed', message: 'the connection closed before the answer was complete' }
+    if (operation.incomplete === 'lost') return { type: 'data_lost', message: 'records of this operation were lost; its result is unknown' }
+    return undefined
+  }
+
+  #metricAttributes(conn: Conn, database: string | undefined, summary: Summary, code: string | undefined): Record<string, string | number> {
+    const last = conn.metricAttributes
+    if (last !== undefined && last['db.namespace'] === database && last['db.operation.name'] === summary.operation &&
+      last['db.collection.name'] === summary.collection && last['db.response.status_code'] === code) return last
+    const attributes: Record<string, string | number> = { 'db.system.name': 'postgresql' }
+    if (database !== undefined) attributes['db.namespace'] = database
+    if (summary.operation !== undefined) attributes['db.operation.name'] = summary.operation
+    if (summary.collection !== undefined) attributes['db.collection.name'] = summary.collection
+    if (code !== undefined && code !== '') attributes['db.response.status_code'] = code
+    conn.metricAttributes = attributes
+    return attributes
+  }
+}
+
+interface Summary {
+  operation?: string
+  collection?: string
+  batchSize?: number
+}
+
+/**
+ * The operation and table of a statement. A Query of several statements (`BEGIN; UPDATE ...;
+ * COMMIT`) is one span, a batch as the conventions name it: `BATCH UPDATE` when every statement the
+ * server completed had the same command, else `BATCH`, with the statement count. An Execute whose
+ * Parse was not seen (Periscope started later) is named by its CommandComplete tag.
+ */
+function describeStatement(operation: PostgresOperation): Summary {
+  if (operation.kind === 'query' && operation.completed > 1) {
+    const commands = operation.commands
+    const same = commands.length === operation.completed && commands.every((command) => command === commands[0])
+    return { operation: same ? `BATCH ${commands[0]}` : 'BATCH', batchSize: operation.completed }
+  }
+  if (operation.text !== undefined) return summarizeSql(operation.text, 'postgresql')
+  const tag = operation.commands[0]
+  return tag === undefined ? {} : { operation: tag }
+}
