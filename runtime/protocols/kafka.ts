@@ -47,6 +47,8 @@ export interface KafkaTopic {
   /** The topic id as 32 hex digits (Produce and Fetch v13+). */
   id?: string
   partitions: number
+  /** The first partition's index (-1 before any). */
+  partition: number
   /** Records in the batches seen (control batches excluded). */
   records: number
   /** The first nonzero partition error code, else 0. */
@@ -772,7 +774,8 @@ class Connection<C> implements KafkaConnection {
       operation.topics.push(topic)
       const partitionCount = reader.arrayLength(compact)
       for (let p = 0; p < partitionCount && reader.ok; p++) {
-        reader.int32()
+        const partition = reader.int32()
+        if (topic.partitions === 0) topic.partition = partition
         const length = reader.length(compact, true)
         if (length > 0 && reader.ok) {
           parser.countInto(reader.buf, reader.known, reader.at, Math.min(length, reader.end - reader.at), topic, operation)
@@ -788,7 +791,7 @@ class Connection<C> implements KafkaConnection {
 
   /** A topic's name or id; `resolve`: the id's name from Metadata seen before (counted when unknown). */
   #topic(reader: Reader, compact: boolean, byId: boolean, resolve = true): KafkaTopic | undefined {
-    const topic: KafkaTopic = { partitions: 0, records: 0, errorCode: 0, errorPartition: -1 }
+    const topic: KafkaTopic = { partitions: 0, partition: -1, records: 0, errorCode: 0, errorPartition: -1 }
     if (byId) {
       const id = reader.uuid()
       if (id === undefined) return undefined
@@ -904,6 +907,7 @@ class Connection<C> implements KafkaConnection {
         if (version >= 11) reader.int32()
         const length = reader.length(compact, true)
         if (!reader.ok) break
+        if (topic.partitions === 0) topic.partition = partition
         topic.partitions++
         if (errorCode !== 0) noteError(topic, operation, errorCode, partition)
         if (length > 0) {

@@ -13,7 +13,6 @@ import {
 
 const captured = capturedConnections()
 const ORDERS_ID = '1bfbe8cc5f1146668407023822c00958'
-const SMALL_ID = '2eba4e19aea24d2ba3c68eb5420b8159'
 
 /** What the tests compare of an operation. */
 function summary(op: ReturnType<typeof replay>['operations'][number]) {

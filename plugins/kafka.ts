@@ -1,0 +1,200 @@
+/**
+ * Kafka producer and consumer spans and the messaging.client.operation.duration histogram for
+ * every Kafka client on the host, with no change to the applications. The `sockdata` object hands
+ * this plugin only the records of connections the kernel classified as Kafka (a whole
+ * size-prefixed request as the first bytes), so its cost follows Kafka traffic alone.
+ *
+ * Per connection, the Kafka parser (runtime/protocols/kafka.ts) pairs each request with its
+ * response by correlation id. A Produce request makes one `send` span (kind producer): one network
+ * operation with one duration, so a request that carries batches of several topics is one span,
+ * named after its topic when it has one (the messaging conventions name a batch's destination only
+ * when all its messages share it). A Fetch whose response returned records, or an error, makes one
+ * `receive` span (kind client); the empty long polls of an idle consumer make none, since they
+ * would drown everything else. Topic ids (Produce and Fetch v13+) are named from the Metadata
+ * responses any traced client received. Only the client end of a connection makes spans: the
+ * broker's own records (and its controller traffic) are skipped.
+ *
+ * Everything here is public plugin API: a user plugin can do the same.
+ */
+import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
+import { ClientSpans, clientConnection, type ClientConnection } from 'periscope/protocols/client-spans'
+import { ConnectionTable } from 'periscope/protocols/connection-table'
+import { API_PRODUCE, KafkaParser, kafkaErrorName, type KafkaChunk, type KafkaConnection, type KafkaOperation } from 'periscope/protocols/kafka'
+import { DIRECTION_INGRESS, PROTOCOL_KAFKA, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_LOSS, claimProtocol } from 'periscope/protocols/sockdata'
+
+const config = {
+  /**
+   * Payload bytes the kernel copies per call. Request headers, topics and error codes fit in far
+   * less; record counts need every record batch header: a Produce request's (one batch per
+   * partition, at its start) nearly always fit, a Fetch response's only when the response does.
+   * Raise it (at most 16384) for exact counts of larger fetches.
+   */
+  capture_bytes: 4096,
+  /** Only these processes (empty: every process). */
+  target_pids: [] as number[],
+  /** Only processes in these cgroups or below them, by cgroup v2 id (from `plugins.kafka.target_cgroups`). */
+  target_cgroup_ids: [] as number[],
+  /** Ports whose traffic is never traced, at either end. */
+  excluded_ports: [] as number[],
+  /** Connections tracked at once; the least recently used is forgotten past this. */
+  max_connections: 16384,
+  /** The messaging.client.operation.duration histogram. */
+  metrics: true,
+  /** Spans shorter than this are not exported (the histogram still counts them). */
+  min_duration_ms: 0,
+  /** Head sampling of traces by trace id, in percent; errors are always kept. */
+  sampling_percent: 100,
+}
+type Config = typeof config
+
+type SockEvent = TopicEvent<'sockdata:kafka'>
+
+interface Conn {
+  client: ClientConnection
+  stream: KafkaConnection
+  /** The `context` of the last request record: the HTTP request its thread was serving. */
+  context: number
+}
+
+export default definePlugin({
+  name: 'kafka',
+  objects: ['sockdata'],
+  config,
+  async setup(ctx) {
+    const plugin = new KafkaTracing(ctx)
+    const { target_pids: targetPids, target_cgroup_ids: targetCgroupIds, excluded_ports: excludedPorts, capture_bytes: captureBytes } = ctx.config
+    await claimProtocol(ctx, PROTOCOL_KAFKA, { captureBytes, targetPids, targetCgroupIds, excludedPorts })
+    ctx.on('sockdata:kafka', (event) => plugin.onRecord(event), { onLoss: (lost) => plugin.onLoss(lost) })
+    ctx.every('10s', () => plugin.report())
+    const targets = [...targetPids.length > 0 ? [`pids ${targetPids.join(', ')}`] : [], ...targetCgroupIds.length > 0 ? [`cgroups ${targetCgroupIds.join(', ')} and below`] : []]
+    ctx.log.info(`tracing Kafka clients on ${targets.length === 0 ? 'the whole host' : targets.join(' and ')}`)
+  },
+})
+
+class KafkaTracing {
+  readonly #ctx: PluginContext<Config>
+  readonly #conns: ConnectionTable<Conn>
+  readonly #parser: KafkaParser<Conn>
+  readonly #spans: ClientSpans
+  readonly #chunk: KafkaChunk = { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, loss: false }
+  #lostRecords = 0
+
+  constructor(ctx: PluginContext<Config>) {
+    this.#ctx = ctx
+    this.#parser = new KafkaParser<Conn>((operation, conn) => this.#onOperation(conn, operation))
+    this.#spans = new ClientSpans(ctx, {
+      histogram: ctx.config.metrics ? 'messaging.client.operation.duration' : undefined,
+      minDurationMs: ctx.config.min_duration_ms,
+      samplingPercent: ctx.config.sampling_percent,
+    })
+    // a forgotten connection's unanswered Produce requests still end, as closed
+    this.#conns = new ConnectionTable<Conn>(ctx.config.max_connections, (conn) => conn.stream.close(0))
+  }
+
+  onLoss(lost: number): void {
+    this.#lostRecords += lost
+  }
+
+  onRecord(event: SockEvent): void {
+    // the server end (a broker on this host) makes no spans: cheapest to drop first
+    if (event.role === ROLE_SERVER) return
+    if (event.kind === SOCK_CLOSE) {
+      this.#conns.delete(event.conn_id)?.stream.close(event.end_ns)
+      return
+    }
+    if (event.kind !== SOCK_DATA) return
+    let conn = this.#conns.get(event.conn_id)
+    if (conn === undefined) {
+      const created = { client: clientConnection(event), context: 0 } as Omit<Conn, 'stream'> as Conn
+      // ROLE_UNKNOWN (found at start-up): the parser decides from which direction carries requests
+      created.stream = this.#parser.connection(created, event.role === ROLE_CLIENT ? 'client' : 'unknown')
+      this.#conns.set(event.conn_id, created)
+      conn = created
+    }
+    const chunk = this.#chunk
+    chunk.direction = event.direction
+    chunk.position = event.position
+    chunk.bytes = event.bytes
+    chunk.data = event.data
+    // a read may wait long for its data (a long poll); its exit is the one time known to follow the arrival
+    chunk.startNs = event.direction === DIRECTION_INGRESS ? event.end_ns : event.start_ns
+    chunk.endNs = event.end_ns
+    chunk.loss = (event.flags & SOCK_FLAG_LOSS) !== 0
+    if (event.direction !== DIRECTION_INGRESS) conn.context = event.context
+    conn.stream.push(chunk)
+  }
+
+  /** Self-reported counters, besides the runtime's own per-plugin metrics. */
+  report(): void {
+    const attributes = { 'periscope.plugin': 'kafka' }
+    const emit = this.#ctx.emit
+    emit.metric({ name: 'periscope.kafka.connections', kind: 'gauge', value: this.#conns.size, attributes })
+    emit.metric({ name: 'periscope.kafka.connections_evicted', kind: 'gauge', value: this.#conns.evicted, attributes })
+    emit.metric({ name: 'periscope.kafka.topic_ids', kind: 'gauge', value: this.#parser.topicNames.size, attributes })
+    for (const [reason, count] of Object.entries(this.#parser.errors)) {
+      emit.metric({ name: 'periscope.kafka.parse_errors', kind: 'gauge', value: count, attributes: { ...attributes, reason } })
+    }
+    emit.metric({ name: 'periscope.kafka.records_lost', kind: 'gauge', value: this.#lostRecords, attributes })
+    this.#spans.report('kafka')
+  }
+
+  #onOperation(conn: Conn, operation: KafkaOperation): void {
+    const send = operation.apiKey === API_PRODUCE
+    const error = operationError(operation)
+    // an empty fetch is a long poll that found nothing: no span
+    if (!send && error === undefined && operation.recordBytes === 0) return
+    const operationName = send ? 'send' : 'receive'
+    const topic = singleTopic(operation)
+    const attributes: Record<string, string | number | boolean> = {
+      'messaging.system': 'kafka',
+      'messaging.operation.type': operationName,
+      'messaging.operation.name': operationName,
+    }
+    if (operation.clientId !== '') attributes['messaging.client.id'] = operation.clientId
+    if (topic !== undefined) attributes['messaging.destination.name'] = topic
+    const partition = singlePartition(operation)
+    if (partition !== undefined) attributes['messaging.destination.partition.id'] = partition
+    if (operation.recordsExact) attributes['messaging.batch.message_count'] = operation.records
+    const metricAttributes: Record<string, string | number> = {
+      'messaging.system': 'kafka',
+      'messaging.operation.type': operationName,
+      'messaging.operation.name': operationName,
+    }
+    if (topic !== undefined) metricAttributes['messaging.destination.name'] = topic
+    this.#spans.emit(conn.client, {
+      name: topic === undefined ? operationName : `${operationName} ${topic}`,
+      kind: send ? 'producer' : 'client',
+      startNs: operation.startNs,
+      endNs: operation.endNs,
+      context: conn.context,
+      attributes,
+      metricAttributes,
+      error,
+    })
+  }
+}
+
+/** The one topic of an operation, by name; undefined for several, none, or an id never named. */
+function singleTopic(operation: KafkaOperation): string | undefined {
+  const topics = operation.topics
+  if (topics.length === 0) return undefined
+  const name = topics[0]!.name
+  for (let i = 1; i < topics.length; i++) if (topics[i]!.name !== name) return undefined
+  return name
+}
+
+/** The partition when the operation names exactly one (as the conventions ask: a string). */
+function singlePartition(operation: KafkaOperation): string | undefined {
+  if (operation.topics.length !== 1 || operation.topics[0]!.partitions !== 1) return undefined
+  return String(operation.topics[0]!.partition)
+}
+
+function operationError(operation: KafkaOperation): { type: string; message: string } | undefined {
+  if (operation.outcome === 'closed') return { type: 'connection_closed', message: 'the connection closed before the response arrived' }
+  if (operation.outcome === 'lost') return { type: 'data_lost', message: 'records of this exchange were lost; its response is unknown' }
+  if (operation.errorCode === 0) return undefined
+  const type = kafkaErrorName(operation.errorCode)
+  const failed = operation.topics.find((t) => t.errorCode === operation.errorCode)
+  const where = failed === undefined ? '' : ` on ${failed.name ?? failed.id} partition ${failed.errorPartition}`
+  return { type, message: `Kafka error ${type} (${operation.errorCode})${where}` }
+}
