@@ -36,6 +36,8 @@ export interface LibraryObject {
   attachUprobe?(program: string, binary: string, options: { symbol: string; retprobe: boolean; pid?: number }): { readonly id: number; detach(): void }
   /** Runs an iterator program once and returns the text it printed. */
   runIterator?(program: string, options: { pid?: number }): Promise<string>
+  /** Delivers, synchronously, what the kernel buffers of the subscribed streams hold now. */
+  drainStreams?(): void
   close(): Promise<void>
 }
 
@@ -277,6 +279,11 @@ export class Bus {
   }
 
   /** Closes every object regardless of users; for shutdown. */
+  /** Hands the subscribers every record the kernel holds for them now (the start of a clean shutdown). */
+  drainStreams(): void {
+    for (const entry of this.objects.values()) entry.loaded?.drainStreams?.()
+  }
+
   async close(): Promise<void> {
     for (const stream of this.streams.values()) stream.unsubscribe()
     this.streams.clear()

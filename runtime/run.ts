@@ -28,6 +28,8 @@ import type { SelfMetricPoint } from './telemetry/metrics.ts'
 
 /** The plugins Periscope ships. */
 export const shippedPluginsDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../plugins')
+/** How long plugins get at shutdown to handle the records already queued for them. */
+const SHUTDOWN_DRAIN_MS = 3000
 
 export interface RuntimeOptions {
   provider: ObjectProvider
@@ -110,8 +112,11 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       manager, bus, watcher, admin, privileges,
       async close() {
         await started.watcher.close()
+        // records the kernel already holds become telemetry before the plugins go
+        bus.drainStreams()
+        await manager.drain(SHUTDOWN_DRAIN_MS)
         // The exporter's final collection runs after close, when every object and plugin is gone:
-        // it reads the totals as of now, not the stale ones of the previous collection.
+        // it reads the totals as of now (the drain's drops included), not the previous collection's.
         const final = readSelfMetrics()
         readSelfMetrics = () => final
         await started.admin?.close()

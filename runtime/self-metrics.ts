@@ -16,6 +16,7 @@ const dropReasons: Record<keyof PluginStats['droppedBy'], string> = {
   cpuLimit: 'cpu_limit',
   failure: 'failure',
   unsubscribed: 'unsubscribed',
+  shutdown: 'shutdown',
 }
 
 export function objectSelfMetrics(bus: Bus): SelfMetricPoint[] {

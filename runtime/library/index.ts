@@ -75,6 +75,11 @@ export class LibraryObject {
     }
   }
 
+  /** Delivers, synchronously, what the kernel buffers of the subscribed streams hold now. */
+  drainStreams(): void {
+    for (const [stream, reader] of this.#readers) if ((this.#subscribers.get(stream)?.size ?? 0) > 0) reader.drain()
+  }
+
   map(name: string): LibraryMap {
     return this.object.map(name)
   }

@@ -77,7 +77,7 @@ export interface PluginStats {
   handled: number
   dropped: number
   /** `unsubscribed`: queued for a topic the version now running no longer listens to. */
-  droppedBy: { queueFull: number; rateLimit: number; cpuLimit: number; failure: number; unsubscribed: number }
+  droppedBy: { queueFull: number; rateLimit: number; cpuLimit: number; failure: number; unsubscribed: number; shutdown: number }
   cpuTimeMs: number
   heapBytes: number
   queuedBatches: number
@@ -154,6 +154,10 @@ export class PluginHost {
   private gatherTimer: NodeJS.Timeout | undefined
   /** Set by stop(), for good: nothing may load or restart afterwards. */
   private stopped = false
+  /** Set by drain() at its deadline: a call cut short then is a shutdown drop, not a failure. */
+  private draining = false
+  /** What the call into the isolate under way runs, if one is. */
+  private inFlight: 'batch' | 'timer' | undefined
   /** The sandbox a load is setting up, so stop() can end it mid-setup. */
   private starting: PluginSandbox | undefined
   private consecutiveFailures = 0
@@ -165,7 +169,7 @@ export class PluginHost {
   inputs: string[] = []
   readonly stats: PluginStats = {
     batchesIn: 0, eventsIn: 0, handled: 0, dropped: 0,
-    droppedBy: { queueFull: 0, rateLimit: 0, cpuLimit: 0, failure: 0, unsubscribed: 0 },
+    droppedBy: { queueFull: 0, rateLimit: 0, cpuLimit: 0, failure: 0, unsubscribed: 0, shutdown: 0 },
     cpuTimeMs: 0, heapBytes: 0, queuedBatches: 0, restarts: 0, reloads: 0,
     emitted: { spans: 0, metrics: 0, logs: 0, profiles: 0 },
   }
@@ -500,6 +504,7 @@ export class PluginHost {
         const version = this.current
         if (version === undefined || version.dead || this.gatherWait() > 0) break
         const item = this.queue.shift()!
+        this.inFlight = item.kind
         try {
           if (item.kind === 'batch') {
             this.queuedBytes -= item.batch.byteLength
@@ -518,7 +523,7 @@ export class PluginHost {
           }
         } catch (error) {
           if (item.kind === 'batch') {
-            this.drop(item.batch.count, 'failure')
+            this.drop(item.batch.count, this.draining ? 'shutdown' : 'failure')
             this.addLoss(item.topic, item.batch.lost + item.batch.count)
           }
           this.fail(version, error instanceof PluginFailure ? error
@@ -526,6 +531,7 @@ export class PluginHost {
         }
       }
     } finally {
+      this.inFlight = undefined
       this.pumping = false
       if (this.paused || this.queue.length === 0 || this.current === undefined || this.current.dead) this.settle()
       else this.kick()
@@ -706,6 +712,45 @@ export class PluginHost {
     return structuredClone(this.stats)
   }
 
+  /**
+   * The first step of a clean shutdown: takes no more events, and gives the plugin until the
+   * deadline to handle the batches queued, so records already read from the kernel become
+   * telemetry. Timers are periodic work, not data, and one may be hung: none is waited for. What
+   * is not handled by then is dropped and counted (reason `shutdown`).
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    for (const unsubscribe of this.subscriptions.values()) unsubscribe()
+    this.subscriptions.clear()
+    const version = this.current
+    if (version !== undefined) for (const interval of version.intervals) clearInterval(interval)
+    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.kind !== 'batch') this.queue.splice(i, 1)
+    if (this.inFlight !== 'timer') {
+      let timer: NodeJS.Timeout | undefined
+      const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, deadlineMs) })
+      await Promise.race([this.whenIdle(), deadline])
+      clearTimeout(timer)
+    }
+    this.draining = true
+    if (this.pumping && version !== undefined && !version.dead) {
+      // a call still running now ends; its batch counts as dropped for shutdown
+      version.dead = true
+      this.halt(version)
+      await this.whenIdle()
+    }
+    this.discardQueued('shutdown')
+  }
+
+  /** Empties the queue; its batches are released and their records counted as dropped for `reason`. */
+  private discardQueued(reason: keyof PluginStats['droppedBy']): void {
+    for (const item of this.queue) {
+      if (item.kind !== 'batch') continue
+      this.queuedBytes -= item.batch.byteLength
+      this.drop(item.batch.count, reason)
+      item.batch.release()
+    }
+    this.queue.length = 0
+  }
+
   /** Unloads: no more events, timers stopped, objects released, the isolate discarded. */
   async stop(): Promise<void> {
     this.stopped = true
@@ -720,8 +765,8 @@ export class PluginHost {
     await this.quiesce()
     for (const unsubscribe of this.subscriptions.values()) unsubscribe()
     this.subscriptions.clear()
-    for (const item of this.queue) if (item.kind === 'batch') item.batch.release()
-    this.queue.length = 0
+    // an unload that did not drain first (a plugin removed, a failed load) loses what was queued
+    this.discardQueued('unsubscribed')
     const version = this.current
     this.current = undefined
     if (version !== undefined) {

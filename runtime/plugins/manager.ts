@@ -154,6 +154,14 @@ export class PluginManager extends EventEmitter {
     await Promise.all([...this.hosts.values()].map((h) => h.whenIdle()))
   }
 
+  /**
+   * The first step of a clean shutdown: every plugin takes no more events and handles what is
+   * queued, until the deadline; what is left is dropped and counted.
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    await Promise.allSettled([...this.hosts.values()].map((h) => h.drain(deadlineMs)))
+  }
+
   async close(): Promise<void> {
     const hosts = [...this.hosts.values()]
     this.hosts.clear()

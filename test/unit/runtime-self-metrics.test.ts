@@ -65,6 +65,7 @@ test('events received and dropped per object, handled and dropped per plugin by 
     [{ plugin: 'counter', reason: 'cpu_limit' }, 0],
     [{ plugin: 'counter', reason: 'failure' }, 0],
     [{ plugin: 'counter', reason: 'unsubscribed' }, 0],
+    [{ plugin: 'counter', reason: 'shutdown' }, 0],
   ])
   const [[cpuAttributes, cpuSeconds]] = table(live, 'periscope.plugin.cpu.time')
   assert.deepEqual(cpuAttributes, { plugin: 'counter' })
@@ -81,7 +82,7 @@ test('events received and dropped per object, handled and dropped per plugin by 
   const final = collect()
   assert.deepEqual(table(final, 'periscope.bpf.events.received'), [[{ 'bpf.object': 'gen' }, 25]], 'the totals outlive the closed object')
   assert.deepEqual(table(final, 'periscope.plugin.events.handled'), [[{ plugin: 'counter' }, 5]], 'the totals outlive the stopped plugin')
-  assert.deepEqual(table(final, 'periscope.plugin.events.dropped').map(([, v]) => v), [0, 20, 0, 0, 0])
+  assert.deepEqual(table(final, 'periscope.plugin.events.dropped').map(([, v]) => v), [0, 20, 0, 0, 0, 0])
 })
 
 test('a sink without registerSelfMetrics (MemorySink) runs the runtime as before', async (t) => {
