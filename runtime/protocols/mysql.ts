@@ -298,7 +298,9 @@ class Pending {
   columns = 0
   /** Some byte of the response was received. */
   answered = false
-  /** COM_INIT_DB, COM_CHANGE_USER, `USE db`: the namespace after an OK. */
+  /** COM_INIT_DB, COM_CHANGE_USER, `USE db`, session tracking: an OK changes the namespace... */
+  changesNamespace = false
+  /** ...to this (undefined: to one not seen, its name cut from the capture). */
   newNamespace?: string
   constructor(operation: MysqlOperation, state: number) {
     this.operation = operation
@@ -320,6 +322,8 @@ class PacketReader {
   expected = -1
   /** Blind: a record of the other direction came since, so this one's next record starts a message. */
   realign = false
+  /** Realigning on the first record of a connection seen from its middle, which may start anywhere. */
+  guessing = false
   readonly header = new Uint8Array(4)
   headerHave = 0
   length = 0
@@ -474,6 +478,7 @@ export class MysqlConnection<C = unknown> {
       if (chunk.position > 0) {
         this.blind(reader, false)
         reader.realign = true
+        reader.guessing = true
         if (this.phase === GREETING) this.phase = COMMANDS
       }
     } else if (chunk.position > reader.expected) {
@@ -564,7 +569,7 @@ export class MysqlConnection<C = unknown> {
     if (reader.direction === this.requests || this.phase !== COMMANDS) return this.parser.limits.maxTextBytes
     const state = this.queue[0]?.state
     return state === R_COLUMNS || state === R_ROWS || state === R_AFTER_COLUMNS || state === R_FIELD_LIST || state === R_PREPARE_PARAMS || state === R_PREPARE_COLUMNS
-      ? ROW_PREFIX_BYTES
+      ? Math.min(ROW_PREFIX_BYTES, this.parser.limits.maxTextBytes)
       : this.parser.limits.maxTextBytes
   }
 
@@ -653,20 +658,22 @@ export class MysqlConnection<C = unknown> {
    */
   private realign(reader: PacketReader, chunk: MysqlChunk): boolean {
     reader.realign = false
-    const data = chunk.data
-    if (data.length < 5) return this.resyncFailed()
-    const length = data[0]! | (data[1]! << 8) | (data[2]! << 16)
-    const seq = data[3]!
-    if (length === 0) return this.resyncFailed()
-    if (this.requests < 0) {
-      // a connection seen from its middle: the side whose record starts with a command is the client
-      if (seq !== 0 || COMMAND_RESPONSES[data[4]!] === undefined) return this.resyncFailed()
-      this.requests = reader.direction
-      this.phase = COMMANDS
+    const guessing = this.requests < 0 || (reader.guessing && reader.direction === this.requests)
+    reader.guessing = false
+    if (guessing) {
+      // a record that may start anywhere must look like a whole command, as clients send them
+      const data = chunk.data
+      const length = data.length < 5 ? -1 : data[0]! | (data[1]! << 8) | (data[2]! << 16)
+      if (length + 4 !== chunk.bytes || data[3] !== 0 || COMMAND_RESPONSES[data[4]!] === undefined) return this.resyncFailed()
+      if (this.requests < 0) {
+        // the side whose record is a command is the client
+        this.requests = reader.direction
+        this.phase = COMMANDS
+      }
     }
     if (reader.direction === this.requests) {
+      // after the server's turn a command is due: its sequence id and command byte are checked as it is read
       if (this.phase !== COMMANDS) return this.resyncFailed()
-      if (seq !== 0 || COMMAND_RESPONSES[data[4]!] === undefined) return this.resyncFailed()
     } else {
       // the command just read (nextSeq follows it) is the one this record answers
       const head = this.queue[0]
@@ -754,14 +761,15 @@ export class MysqlConnection<C = unknown> {
     switch (command) {
       case COM_QUERY:
         this.readQuery(operation, packet)
-        entry.newNamespace = operation.text === undefined ? undefined : useStatementSchema(operation.text)
+        if (operation.text !== undefined) this.useSchema(entry, operation)
         break
       case COM_STMT_PREPARE:
         this.readText(operation, packet, 1)
         break
       case COM_INIT_DB:
         this.readText(operation, packet, 1)
-        entry.newNamespace = operation.text
+        entry.changesNamespace = true
+        if (operation.textBytesCut === 0) entry.newNamespace = operation.text
         break
       case COM_STMT_EXECUTE:
       case COM_STMT_FETCH:
@@ -769,9 +777,11 @@ export class MysqlConnection<C = unknown> {
       case COM_STMT_CLOSE:
       case COM_STMT_SEND_LONG_DATA:
       case COM_STMT_BULK_EXECUTE:
-        if (!this.readStatementId(operation, packet)) return void this.parser.errors.command++
+        if (packet.length < 5) return void this.malformed(reader, 'command')
+        this.readStatementId(operation, packet)
         break
       case COM_CHANGE_USER:
+        entry.changesNamespace = true
         entry.newNamespace = this.readChangeUser(packet)
         break
     }
@@ -787,6 +797,14 @@ export class MysqlConnection<C = unknown> {
       this.endUnfollowed()
     }
     this.queue.push(entry)
+  }
+
+  /** `USE db` by COM_QUERY, for servers that do not track session state: the schema it selects, if the capture kept all of it. */
+  private useSchema(entry: Pending, operation: MysqlOperation): void {
+    const schema = useStatementSchema(operation.text!)
+    if (schema === undefined) return
+    entry.changesNamespace = true
+    if (operation.textBytesCut === 0) entry.newNamespace = schema
   }
 
   /** COM_QUERY: the text, after MySQL 8's query attributes when the client negotiated them. */
@@ -812,8 +830,9 @@ export class MysqlConnection<C = unknown> {
     this.parser.stats.textBytesCut += packet.cut
   }
 
-  private readStatementId(operation: MysqlOperation, packet: Packet): boolean {
-    if (packet.seen < 5) return false
+  /** The statement id, unless the capture cut it; executions get the prepared text. */
+  private readStatementId(operation: MysqlOperation, packet: Packet): void {
+    if (packet.seen < 5) return
     const id = u32(packet.bytes, packet.start + 1)
     operation.statementId = id
     if (operation.command === COM_STMT_EXECUTE || operation.command === COM_STMT_FETCH || operation.command === COM_STMT_BULK_EXECUTE) {
@@ -821,7 +840,6 @@ export class MysqlConnection<C = unknown> {
       if (text === undefined) this.parser.stats.unknownStatements++
       else operation.text = text
     }
-    return true
   }
 
   /** COM_CHANGE_USER: the user and the database it asks for (the auth response is skipped, never read). */
@@ -829,20 +847,20 @@ export class MysqlConnection<C = unknown> {
     const { bytes } = packet
     const end = packet.start + packet.seen
     let at = packet.start + 1
-    const userEnd = bytes.indexOf(0, at)
-    if (userEnd < 0 || userEnd >= end) return undefined
+    const userEnd = indexOfZero(bytes, at, end)
+    if (userEnd < 0) return undefined
     this.user = utf8(bytes, at, userEnd)
     at = userEnd + 1
     if (this.capabilities === undefined || (this.capabilities & CLIENT_SECURE_CONNECTION) !== 0) {
       if (at >= end) return undefined
       at += 1 + bytes[at]!
     } else {
-      const authEnd = bytes.indexOf(0, at)
-      if (authEnd < 0 || authEnd >= end) return undefined
+      const authEnd = indexOfZero(bytes, at, end)
+      if (authEnd < 0) return undefined
       at = authEnd + 1
     }
-    const databaseEnd = at < end ? bytes.indexOf(0, at) : -1
-    if (databaseEnd < 0 || databaseEnd >= end) return undefined
+    const databaseEnd = indexOfZero(bytes, at, end)
+    if (databaseEnd < 0) return undefined
     return databaseEnd === at ? undefined : utf8(bytes, at, databaseEnd)
   }
 
@@ -876,6 +894,7 @@ export class MysqlConnection<C = unknown> {
         entry.state = R_ROWS
         if (first === 0xfe && packet.length === 5) {
           // the EOF after the definitions; an open cursor means the rows come by COM_STMT_FETCH
+          if (packet.seen < 5) return this.blind(reader, false)
           if ((u16(packet.bytes, packet.start + 3) & SERVER_STATUS_CURSOR_EXISTS) !== 0) this.complete(entry, packet)
           return
         }
@@ -944,7 +963,11 @@ export class MysqlConnection<C = unknown> {
   private onRow(entry: Pending, packet: Packet, first: number): void {
     if (first === 0xfe && packet.length < MAX_PAYLOAD) {
       // the end of the rows: an EOF, or an OK with CLIENT_DEPRECATE_EOF
-      if (packet.length === 5) return this.endResult(entry, packet, u16(packet.bytes, packet.start + 3))
+      if (packet.length === 5) {
+        // whether more results follow is in the status flags
+        if (packet.seen < 5) return this.blind(this.readers[1 - this.requests]!, false)
+        return this.endResult(entry, packet, u16(packet.bytes, packet.start + 3))
+      }
       return this.onOk(entry, packet)
     }
     if (first === 0xff) return this.onError(entry, packet)
@@ -958,7 +981,10 @@ export class MysqlConnection<C = unknown> {
       return this.blind(this.readers[1 - this.requests]!, false)
     }
     if (ok.affectedRows > 0) entry.operation.affectedRows = (entry.operation.affectedRows ?? 0) + ok.affectedRows
-    if (ok.schema !== undefined) entry.newNamespace = ok.schema
+    if (ok.schema !== undefined) {
+      entry.changesNamespace = true
+      entry.newNamespace = ok.schema
+    }
     this.endResult(entry, packet, ok.status)
   }
 
@@ -976,7 +1002,7 @@ export class MysqlConnection<C = unknown> {
     // MariaDB reports the progress of long commands as ERR packets with code 0xffff
     if (error?.code === PROGRESS_REPORT) return
     entry.operation.error = error ?? { code: 0, sqlState: '', message: '' }
-    entry.newNamespace = undefined
+    entry.changesNamespace = false
     this.complete(entry, packet)
   }
 
@@ -1044,7 +1070,7 @@ export class MysqlConnection<C = unknown> {
   private complete(entry: Pending, packet: Packet): void {
     const operation = entry.operation
     if (operation.error === undefined) {
-      if (entry.newNamespace !== undefined) this.database = entry.newNamespace
+      if (entry.changesNamespace) this.database = entry.newNamespace
       if (operation.command === COM_RESET_CONNECTION) this.statements.clear()
     }
     this.queue.shift()
@@ -1073,19 +1099,25 @@ export class MysqlConnection<C = unknown> {
       this.parser.stats.authFailures++
       return this.stop(undefined)
     }
-    const versionEnd = seen > 0 && bytes[start] === 10 ? bytes.indexOf(0, start + 1) : -1
-    if (versionEnd < 0 || versionEnd >= end || versionEnd + 1 + 4 + 8 + 1 + 2 > end) {
+    const versionEnd = seen > 0 && bytes[start] === 10 ? indexOfZero(bytes, start + 1, end) : -1
+    const whole = versionEnd >= 0 && versionEnd + 1 + 4 + 8 + 1 + 2 <= end
+    if (!whole && (packet.cut === 0 || seen === 0 || bytes[start] !== 10)) {
       this.parser.errors.greeting++
       return this.stop(undefined)
     }
-    const version = latin1(bytes, start + 1, versionEnd)
-    const mariadb = /mariadb/i.test(version)
-    this.server = { version: mariadb && version.startsWith('5.5.5-') ? version.slice(6) : version, mariadb }
-    let at = versionEnd + 1 + 4 + 8 + 1
-    let capabilities = u16(bytes, at)
-    at += 2
-    if (at + 1 + 2 + 2 <= end) capabilities |= u16(bytes, at + 3) << 16
-    this.serverCapabilities = capabilities >>> 0
+    // a greeting cut by the capture leaves the version and the server's capabilities unknown
+    this.serverCapabilities = 0xffffffff
+    if (versionEnd >= 0) {
+      const version = latin1(bytes, start + 1, versionEnd)
+      const mariadb = /mariadb/i.test(version)
+      this.server = { version: mariadb && version.startsWith('5.5.5-') ? version.slice(6) : version, mariadb }
+    }
+    if (whole) {
+      const at = versionEnd + 1 + 4 + 8 + 1
+      let capabilities = u16(bytes, at)
+      if (at + 2 + 1 + 2 + 2 <= end) capabilities |= u16(bytes, at + 5) << 16
+      this.serverCapabilities = capabilities >>> 0
+    }
     if (this.requests < 0) this.requests = 1 - reader.direction
     this.phase = LOGIN
   }
@@ -1093,7 +1125,12 @@ export class MysqlConnection<C = unknown> {
   private onHandshakeResponse(reader: PacketReader, packet: Packet): void {
     const { bytes, start, seen } = packet
     const end = start + seen
-    if (seen < 4) return void this.malformedHandshake(reader)
+    if (seen < 4) {
+      if (packet.cut === 0) return void this.malformedHandshake(reader)
+      // cut by the capture: capabilities, user and database unknown
+      this.phase = AUTH
+      return
+    }
     const capabilities = u32(bytes, start)
     if ((capabilities & CLIENT_PROTOCOL_41) === 0) {
       // a pre-4.1 client: its packets have other layouts, which nothing current uses
@@ -1106,8 +1143,8 @@ export class MysqlConnection<C = unknown> {
     }
     this.capabilities = capabilities & (this.serverCapabilities | CLIENT_MYSQL)
     if ((this.serverCapabilities & CLIENT_MYSQL) === 0 && seen >= 32) this.mariadbCapabilities = u32(bytes, start + 28)
-    const userEnd = seen > 32 ? bytes.indexOf(0, start + 32) : -1
-    if (userEnd < 0 || userEnd >= end) {
+    const userEnd = seen > 32 ? indexOfZero(bytes, start + 32, end) : -1
+    if (userEnd < 0) {
       // the user did not fit in the capture; the exchange can still be followed
       this.phase = AUTH
       return
@@ -1128,12 +1165,12 @@ export class MysqlConnection<C = unknown> {
     } else if ((capabilities & CLIENT_SECURE_CONNECTION) !== 0) {
       at += 1 + bytes[at]!
     } else {
-      const authEnd = bytes.indexOf(0, at)
-      if (authEnd < 0 || authEnd >= end) return undefined
+      const authEnd = indexOfZero(bytes, at, end)
+      if (authEnd < 0) return undefined
       at = authEnd + 1
     }
-    const databaseEnd = at < end ? bytes.indexOf(0, at) : -1
-    if (databaseEnd < 0 || databaseEnd >= end || databaseEnd === at) return undefined
+    const databaseEnd = indexOfZero(bytes, at, end)
+    if (databaseEnd <= at) return undefined
     return utf8(bytes, at, databaseEnd)
   }
 
@@ -1235,6 +1272,12 @@ function readOk(packet: Packet, capabilities: number | undefined): { affectedRow
     at = dataAt + dataLength
   }
   return result
+}
+
+/** The first 0 in `bytes[from, end)`, or -1. */
+function indexOfZero(bytes: Uint8Array, from: number, end: number): number {
+  const at = bytes.indexOf(0, from)
+  return at < 0 || at >= end ? -1 : at
 }
 
 function readError(packet: Packet): MysqlError | undefined {
