@@ -34,6 +34,11 @@ export interface PostgresOptions {
   password?: string
   /** `max_connections`; default 100 (PostgreSQL's own). */
   maxConnections?: number
+  /**
+   * A second login role authenticated with `password` (cleartext on the wire, unlike scram), to
+   * prove a traced password message is never exported.
+   */
+  cleartextUser?: { name: string; password: string }
 }
 
 export interface ClientResult {
@@ -58,7 +63,7 @@ export interface PostgresServer {
   /** `postgresql://user:password@127.0.0.1:port/database?sslmode=...`. */
   url(options?: { sslmode?: 'disable' | 'require'; database?: string }): string
   /** Runs psql over TCP (sslmode disable unless given) with `args`; ON_ERROR_STOP is not set. */
-  psql(args: string[], options?: { sslmode?: 'disable' | 'require'; input?: string; database?: string }): Promise<ClientResult>
+  psql(args: string[], options?: { sslmode?: 'disable' | 'require'; input?: string; database?: string; user?: { name: string; password: string } }): Promise<ClientResult>
   /** Runs pgbench over TCP against the test database with `args`. */
   pgbench(args: string[], options?: { sslmode?: 'disable' | 'require' }): Promise<ClientResult>
   /** The server's log so far (for failure messages). */
@@ -120,6 +125,14 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
     }
     await writeFile(join(data, 'postgresql.auto.conf'), settings.join('\n') + '\n')
     await chown(join(data, 'postgresql.auto.conf'), uid, gid)
+    const cleartext = options.cleartextUser
+    const hba = [
+      'local all all trust',
+      ...cleartext === undefined ? [] : [`host all ${cleartext.name} 127.0.0.1/32 password`],
+      'host all all 127.0.0.1/32 scram-sha-256',
+    ]
+    await writeFile(join(data, 'pg_hba.conf'), hba.join('\n') + '\n')
+    await chown(join(data, 'pg_hba.conf'), uid, gid)
     // started directly with the postgres user's ids, so signals reach the postmaster itself
     const child = spawn(join(POSTGRES_BIN, 'postgres'), ['-D', data], { cwd: '/', uid, gid, env: { PATH: process.env.PATH, LANG: 'C.UTF-8' }, stdio: ['ignore', 'pipe', 'pipe'] })
     server = child
@@ -127,14 +140,20 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
     child.stderr!.on('data', (d: Buffer) => (log += d.toString()))
     await waitReady(port, child, () => log)
     const base = { host: '127.0.0.1' as const, port, password, user: POSTGRES_USER, database: POSTGRES_DATABASE, dir }
-    const env = (sslmode: string): NodeJS.ProcessEnv => ({ ...process.env, PGPASSWORD: password, PGSSLMODE: sslmode, PGHOST: '127.0.0.1', PGPORT: String(port), PGUSER: POSTGRES_USER, PGCONNECT_TIMEOUT: '20' })
+    const env = (sslmode: string, user = { name: POSTGRES_USER, password }): NodeJS.ProcessEnv =>
+      ({ ...process.env, PGPASSWORD: user.password, PGSSLMODE: sslmode, PGHOST: '127.0.0.1', PGPORT: String(port), PGUSER: user.name, PGCONNECT_TIMEOUT: '20' })
     // the test database, made over the unix socket (trust) so no traced TCP traffic comes of it
-    await asPostgres(join(POSTGRES_BIN, 'psql'), ['-h', dir, '-p', String(port), '-U', POSTGRES_USER, '-d', 'postgres', '-X', '-q', '-c', `CREATE DATABASE ${POSTGRES_DATABASE}`])
+    const overSocket = (sql: string) => asPostgres(join(POSTGRES_BIN, 'psql'), ['-h', dir, '-p', String(port), '-U', POSTGRES_USER, '-d', 'postgres', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', sql])
+    await overSocket(`CREATE DATABASE ${POSTGRES_DATABASE}`)
+    if (cleartext !== undefined) {
+      await overSocket(`CREATE ROLE ${cleartext.name} LOGIN PASSWORD '${cleartext.password.replaceAll("'", "''")}'`)
+      await overSocket(`GRANT ALL ON DATABASE ${POSTGRES_DATABASE} TO ${cleartext.name}`)
+    }
     return {
       ...base,
       pid: child.pid!,
       url: (o = {}) => `postgresql://${POSTGRES_USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${o.database ?? POSTGRES_DATABASE}?sslmode=${o.sslmode ?? 'disable'}`,
-      psql: (args, o = {}) => client(join(POSTGRES_BIN, 'psql'), ['-X', '-d', o.database ?? POSTGRES_DATABASE, ...args], env(o.sslmode ?? 'disable'), o.input),
+      psql: (args, o = {}) => client(join(POSTGRES_BIN, 'psql'), ['-X', '-d', o.database ?? POSTGRES_DATABASE, ...args], env(o.sslmode ?? 'disable', o.user), o.input),
       pgbench: (args, o = {}) => client(join(POSTGRES_BIN, 'pgbench'), [...args, POSTGRES_DATABASE], env(o.sslmode ?? 'disable')),
       log: () => log,
       stop,
