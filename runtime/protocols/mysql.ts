@@ -65,6 +65,8 @@ export interface MysqlChunk {
   endNs: number
   /** The calling thread, passed on as the `tid` of a command sent in this call. */
   tid?: number
+  /** The record's `context` (the HTTP request its thread was serving), passed on with a command sent in this call. */
+  context?: number
 }
 
 /** `client`: this process connected, so it sends the commands. `server`: it accepted. */
@@ -152,6 +154,8 @@ export interface MysqlOperation {
   endNs: number
   /** The thread that sent the command (0 if not given). */
   tid: number
+  /** The `context` of the record that sent the command (0 if not given). */
+  context: number
   /** The ERR that ended the response. */
   error?: MysqlError
   /** Rows of the result sets, when every row packet was seen. */
@@ -395,6 +399,7 @@ export class MysqlConnection<C = unknown> {
   /** The command being read across records, before it is queued. */
   private commandStartNs = 0
   private commandTid = 0
+  private commandContext = 0
   private closed = false
 
   /** @internal use `MysqlParser.connection` */
@@ -545,6 +550,7 @@ export class MysqlConnection<C = unknown> {
         this.nextSeq = 0
         this.commandStartNs = chunk.startNs
         this.commandTid = chunk.tid ?? 0
+        this.commandContext = chunk.context ?? 0
       } else if (reader.direction !== this.requests && this.queue.length === 0) {
         return this.malformed(reader, 'unexpected-response')
       }
@@ -755,6 +761,7 @@ export class MysqlConnection<C = unknown> {
       startNs: this.commandStartNs,
       endNs: packet.endNs,
       tid: this.commandTid,
+      context: this.commandContext,
     }
     const entry = new Pending(operation, responseState)
     if (responseState === R_ROWS) operation.rows = 0

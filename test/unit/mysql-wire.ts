@@ -156,7 +156,7 @@ export class MysqlWire {
   }
 
   /** One record carrying `bytes`, of which only `capture` are captured; returns its times. */
-  send(direction: number, bytes: Uint8Array, options: { capture?: number; tid?: number; gapBefore?: number } = {}): RecordTimes {
+  send(direction: number, bytes: Uint8Array, options: { capture?: number; tid?: number; context?: number; gapBefore?: number } = {}): RecordTimes {
     const startNs = (this.clock += 10)
     const endNs = (this.clock += 5)
     this.positions[direction]! += options.gapBefore ?? 0
@@ -168,6 +168,7 @@ export class MysqlWire {
       startNs,
       endNs,
       tid: options.tid ?? 0,
+      context: options.context ?? 0,
     })
     this.positions[direction]! += bytes.length
     return { startNs, endNs }

@@ -31,7 +31,7 @@ function replay(session: Session, options: { split?: number; role?: 'client' | '
 }
 
 function operation(fields: Partial<MysqlOperation> & { command: number; startNs: number; endNs: number }): Handed {
-  return { textBytesCut: 0, tid: 0, side: 'client', namespace: undefined, ...fields } as Handed
+  return { textBytesCut: 0, tid: 0, context: 0, side: 'client', namespace: undefined, ...fields } as Handed
 }
 
 /** Operations without their times, to compare runs that cut records differently. */
@@ -279,7 +279,7 @@ describe('MySQL parser: large results and what the capture cuts', () => {
     const big = textRow(['y'.repeat(40 * 1024 * 1024)])
     const exact = textRow(['z'.repeat(0xffffff - 4)])
     assert.equal(exact.length, 0xffffff)
-    const sent = wire.send(EGRESS, packet(0, query('SELECT blob_column FROM files')))
+    wire.send(EGRESS, packet(0, query('SELECT blob_column FROM files')))
     const answer = packets(1, resultSet(['blob_column'], [big, exact, textRow(['small'])]))
     // records of a million bytes: the continuation packets' headers fall in uncaptured bytes, so
     // the framing is lost; a second run reads each packet in a record of its own

@@ -1,0 +1,225 @@
+/**
+ * MySQL and MariaDB client spans and the `db.client.operation.duration` histogram for every
+ * process on the host, with no change to the applications. The `sockdata` object hands this
+ * plugin only the records of connections the kernel classified as MySQL from their first bytes
+ * (the server's protocol 10 greeting), so its cost follows MySQL traffic alone.
+ *
+ * Per connection, the protocol parser (runtime/protocols/mysql.ts) turns the client's commands
+ * and the server's answers into operations. Each COM_QUERY and each COM_STMT_EXECUTE becomes a
+ * CLIENT span of the process that sent it; an execute carries the statement text of its
+ * COM_STMT_PREPARE, found by statement id. Other commands (a prepare, COM_INIT_DB, a ping) are
+ * not spans of their own unless the server answered them with an error, which is then the only
+ * trace of the failed statement. Attributes: `db.system.name` (`mariadb` when the greeting says
+ * MariaDB, else `mysql`), the database of the handshake, COM_INIT_DB or `USE` in `db.namespace`,
+ * the statement with its literals masked in `db.query.text`, `db.operation.name` and
+ * `db.collection.name` from the statement, the server's error number in
+ * `db.response.status_code`, and `db.response.returned_rows` when every row was seen.
+ *
+ * Secrets: the handshake's auth response is skipped by length, never decoded; execute parameter
+ * values are not read; literals are masked and the server's error messages (which may quote
+ * values) are left out unless `mask_literals` is off. A connection that switches to TLS (an SSL
+ * request in the handshake) is not traced past it: its ciphertext is counted and dropped.
+ *
+ * Everything here is public plugin API: a user plugin can do the same.
+ */
+import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
+import { ClientSpans, clientConnection, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
+import { ConnectionTable } from 'periscope/protocols/connection-table'
+import {
+  COM_CHANGE_USER, COM_INIT_DB, COM_PING, COM_QUERY, COM_RESET_CONNECTION, COM_SET_OPTION, COM_STATISTICS, COM_STMT_BULK_EXECUTE, COM_STMT_EXECUTE,
+  COM_STMT_RESET, MysqlParser, type MysqlChunk, type MysqlConnection, type MysqlOperation,
+} from 'periscope/protocols/mysql'
+import { claimProtocol, DIRECTION_INGRESS, PROTOCOL_MYSQL, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA } from 'periscope/protocols/sockdata'
+import { maskSqlLiterals, summarizeSql } from 'periscope/protocols/sql'
+
+const config = {
+  /** Payload bytes the kernel copies per call: statement text beyond it is cut; rows beyond it are skipped by length. */
+  capture_bytes: 4096,
+  /** Only these processes (empty: every process). */
+  target_pids: [] as number[],
+  /** Only processes in these cgroups or below them, by cgroup v2 id; with target_pids too, a process named by either. */
+  target_cgroup_ids: [] as number[],
+  /** Ports whose traffic is never traced, at either end. */
+  excluded_ports: [] as number[],
+  /** Connections tracked at once; the least recently used is forgotten past this. */
+  max_connections: 16384,
+  /** Prepared statements' texts kept per connection; the least recently prepared is forgotten past this. */
+  max_statements: 256,
+  /** The db.client.operation.duration histogram. */
+  metrics: true,
+  /** Spans shorter than this are not exported (the histogram still counts them). */
+  min_duration_ms: 0,
+  /** Head sampling in percent; errors are always kept. */
+  sampling_percent: 100,
+  /**
+   * Literals in `db.query.text` replaced by `?`, and the server's error messages (which may quote
+   * values) left out of the span status. Turn off only where statements carry no secrets.
+   */
+  mask_literals: true,
+}
+type Config = typeof config
+
+type SockEvent = TopicEvent<'sockdata:mysql'>
+
+interface Conn {
+  client: ClientConnection
+  stream: MysqlConnection<Conn>
+  /** The last histogram attributes, reused while they do not change. */
+  metricAttributes?: Record<string, string | number>
+}
+
+/** Span names of the commands that are not statements, when they fail. */
+const commandNames: Record<number, string> = {
+  [COM_INIT_DB]: 'USE',
+  [COM_PING]: 'PING',
+  [COM_CHANGE_USER]: 'CHANGE USER',
+  [COM_RESET_CONNECTION]: 'RESET CONNECTION',
+  [COM_STMT_RESET]: 'RESET STATEMENT',
+  [COM_STATISTICS]: 'STATISTICS',
+  [COM_SET_OPTION]: 'SET OPTION',
+}
+
+export default definePlugin({
+  name: 'mysql',
+  objects: ['sockdata'],
+  config,
+  async setup(ctx) {
+    const plugin = new MysqlTracing(ctx)
+    const { target_pids: pids, target_cgroup_ids: cgroups, excluded_ports: ports, capture_bytes: capture } = ctx.config
+    await claimProtocol(ctx, PROTOCOL_MYSQL, { captureBytes: capture, targetPids: pids, targetCgroupIds: cgroups, excludedPorts: ports })
+    ctx.on('sockdata:mysql', (event) => plugin.onRecord(event), { onLoss: (lost) => plugin.onLoss(lost) })
+    ctx.every('10s', () => plugin.report())
+    const targets = [...pids.length > 0 ? [`pids ${pids.join(', ')}`] : [], ...cgroups.length > 0 ? [`cgroups ${cgroups.join(', ')} and below`] : []]
+    ctx.log.info(`tracing MySQL and MariaDB clients on ${targets.length === 0 ? 'the whole host' : targets.join(' and ')}`)
+  },
+})
+
+class MysqlTracing {
+  readonly #ctx: PluginContext<Config>
+  readonly #conns: ConnectionTable<Conn>
+  readonly #parser: MysqlParser<Conn>
+  readonly #spans: ClientSpans
+  readonly #mask: boolean
+  /** One chunk object for every record: the parser keeps nothing of it. */
+  readonly #chunk: MysqlChunk = { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, tid: 0, context: 0 }
+  /** One operation object for every span: ClientSpans keeps only its attributes. */
+  readonly #operation: ClientOperation = { name: '', startNs: 0, endNs: 0, attributes: {}, metricAttributes: {} }
+  #lostRecords = 0
+
+  constructor(ctx: PluginContext<Config>) {
+    this.#ctx = ctx
+    this.#mask = ctx.config.mask_literals
+    this.#conns = new ConnectionTable<Conn>(ctx.config.max_connections, (conn) => conn.stream.close())
+    this.#parser = new MysqlParser<Conn>((operation, conn) => this.#onOperation(conn, operation), { maxStatements: ctx.config.max_statements })
+    this.#spans = new ClientSpans(ctx, {
+      histogram: ctx.config.metrics ? 'db.client.operation.duration' : undefined,
+      minDurationMs: ctx.config.min_duration_ms,
+      samplingPercent: ctx.config.sampling_percent,
+    })
+  }
+
+  onLoss(lost: number): void {
+    this.#lostRecords += lost
+  }
+
+  onRecord(event: SockEvent): void {
+    if (event.kind === SOCK_CLOSE) {
+      this.#conns.delete(event.conn_id)?.stream.close()
+      return
+    }
+    // spans come from the client's end; the server's end of a local connection is skipped early
+    if (event.kind !== SOCK_DATA || event.role === ROLE_SERVER) return
+    let conn = this.#conns.get(event.conn_id)
+    if (conn === undefined) {
+      conn = { client: clientConnection(event) } as Conn
+      conn.stream = this.#parser.connection(conn, event.role === ROLE_CLIENT ? 'client' : 'unknown')
+      this.#conns.set(event.conn_id, conn)
+    }
+    const chunk = this.#chunk
+    chunk.direction = event.direction
+    chunk.position = event.position
+    chunk.bytes = event.bytes
+    chunk.data = event.data
+    // a receive may wait long (an idle connection) before its data arrives; its exit is the one
+    // time known to follow the arrival
+    chunk.startNs = event.direction === DIRECTION_INGRESS ? event.end_ns : event.start_ns
+    chunk.endNs = event.end_ns
+    chunk.tid = event.tid
+    chunk.context = event.context
+    conn.stream.push(chunk)
+  }
+
+  /** Self-reported counters, besides the runtime's own per-plugin metrics. */
+  report(): void {
+    const attributes = { 'periscope.plugin': 'mysql' }
+    const emit = this.#ctx.emit
+    const stats = this.#parser.stats
+    emit.metric({ name: 'periscope.mysql.connections', kind: 'gauge', value: this.#conns.size, attributes })
+    emit.metric({ name: 'periscope.mysql.connections_evicted', kind: 'gauge', value: this.#conns.evicted, attributes })
+    for (const [reason, count] of Object.entries(this.#parser.errors)) {
+      emit.metric({ name: 'periscope.mysql.parse_errors', kind: 'gauge', value: count, attributes: { ...attributes, reason } })
+    }
+    emit.metric({ name: 'periscope.mysql.records_lost', kind: 'gauge', value: this.#lostRecords, attributes })
+    emit.metric({ name: 'periscope.mysql.resyncs', kind: 'gauge', value: stats.resyncs, attributes })
+    emit.metric({ name: 'periscope.mysql.unfollowed_responses', kind: 'gauge', value: stats.unfollowed, attributes })
+    for (const reason of ['tls', 'compressed', 'replication'] as const) {
+      emit.metric({ name: 'periscope.mysql.untraced_connections', kind: 'gauge', value: stats[reason], attributes: { ...attributes, reason } })
+    }
+    this.#spans.report('mysql')
+  }
+
+  #onOperation(conn: Conn, operation: MysqlOperation): void {
+    const statement = operation.command === COM_QUERY || operation.command === COM_STMT_EXECUTE || operation.command === COM_STMT_BULK_EXECUTE
+    if (!statement && operation.error === undefined) return
+    const system = conn.stream.server?.mariadb === true ? 'mariadb' : 'mysql'
+    // a failed COM_INIT_DB is about the database it asked for
+    const namespace = operation.command === COM_INIT_DB ? operation.text : operation.namespace
+    const summary = operation.command === COM_INIT_DB || operation.text === undefined
+      ? { operation: commandNames[operation.command] }
+      : summarizeSql(operation.text, 'mysql')
+    const attributes: ClientOperation['attributes'] = { 'db.system.name': system }
+    if (namespace !== undefined) attributes['db.namespace'] = namespace
+    if (summary.operation !== undefined) attributes['db.operation.name'] = summary.operation
+    if (summary.collection !== undefined) attributes['db.collection.name'] = summary.collection
+    if (operation.text !== undefined && operation.command !== COM_INIT_DB) {
+      attributes['db.query.text'] = this.#mask ? maskSqlLiterals(operation.text, 'mysql') : operation.text
+    }
+    if (operation.rows !== undefined) attributes['db.response.returned_rows'] = operation.rows
+    const code = operation.error === undefined ? undefined : String(operation.error.code)
+    if (code !== undefined) attributes['db.response.status_code'] = code
+    const op = this.#operation
+    op.name = summary.operation === undefined ? system : summary.collection === undefined ? summary.operation : `${summary.operation} ${summary.collection}`
+    op.startNs = operation.startNs
+    op.endNs = operation.endNs
+    op.context = operation.context
+    op.attributes = attributes
+    op.metricAttributes = this.#metricAttributes(conn, system, namespace, summary, code)
+    op.error = this.#error(operation)
+    this.#spans.emit(conn.client, op)
+  }
+
+  #error(operation: MysqlOperation): ClientOperation['error'] {
+    const error = operation.error
+    if (error !== undefined) {
+      const state = error.sqlState === '' ? '' : ` (${error.sqlState})`
+      // the server's message may quote the statement's values (Duplicate entry '...' for key ...)
+      return { type: String(error.code), message: this.#mask ? `ERROR ${error.code}${state}` : `ERROR ${error.code}${state}: ${error.message}` }
+    }
+    if (operation.incomplete === 'closed') return { type: 'connection_closed', message: 'the connection closed before the answer was complete' }
+    if (operation.incomplete === 'lost') return { type: 'data_lost', message: 'records of this operation were lost; its result is unknown' }
+    return undefined
+  }
+
+  #metricAttributes(conn: Conn, system: string, namespace: string | undefined, summary: { operation?: string; collection?: string }, code: string | undefined): Record<string, string | number> {
+    const last = conn.metricAttributes
+    if (last !== undefined && last['db.system.name'] === system && last['db.namespace'] === namespace && last['db.operation.name'] === summary.operation &&
+      last['db.collection.name'] === summary.collection && last['db.response.status_code'] === code) return last
+    const attributes: Record<string, string | number> = { 'db.system.name': system }
+    if (namespace !== undefined) attributes['db.namespace'] = namespace
+    if (summary.operation !== undefined) attributes['db.operation.name'] = summary.operation
+    if (summary.collection !== undefined) attributes['db.collection.name'] = summary.collection
+    if (code !== undefined) attributes['db.response.status_code'] = code
+    conn.metricAttributes = attributes
+    return attributes
+  }
+}
