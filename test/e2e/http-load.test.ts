@@ -38,7 +38,7 @@ before(async () => {
     endpoint: collector.httpEndpoint,
     config: { exporter: { metrics: { intervalMs: 1000 }, endpoints: { traces: spanReceiver.url } } },
     shipped: ['http'],
-    ready: /running 1 of 1 plugins/,
+    ready: /running 1 of \d+ plugins/,
   })
   await periscope.waitForOutput(/tracing HTTP\/1\.x/, 'the http plugin to start')
 })

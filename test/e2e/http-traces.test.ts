@@ -5,40 +5,12 @@
 // attributes, and no span may be invented.
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { freePort, flatten, attributesOf, startCollector, type Collector } from '../peers/otelcol.ts'
+import { collectorSpans as spansOf, freePort, startCollector, type Collector, type CollectorSpan } from '../peers/otelcol.ts'
 import { NGINX_BIG_BODY, startNginx, type Nginx, type AccessLogEntry } from '../peers/nginx.ts'
 import { connectHttp, getRequest, runCurl, type HttpConnection } from '../peers/clients.ts'
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
 
-type Json = Record<string, unknown>
-
-interface Span {
-  name: string
-  kind: 'server' | 'client' | 'other'
-  traceId: string
-  spanId: string
-  parentSpanId: string
-  attributes: Record<string, unknown>
-  resource: Record<string, unknown>
-  error: boolean
-  startNs: bigint
-  endNs: bigint
-}
-
-function spansOf(lines: Json[]): Span[] {
-  return flatten('traces', lines).map(({ item, resource }) => ({
-    name: item.name as string,
-    kind: item.kind === 2 ? 'server' : item.kind === 3 ? 'client' : 'other',
-    traceId: item.traceId as string,
-    spanId: item.spanId as string,
-    parentSpanId: (item.parentSpanId as string | undefined) ?? '',
-    attributes: attributesOf(item.attributes),
-    resource,
-    error: (item.status as { code?: number } | undefined)?.code === 2,
-    startNs: BigInt(item.startTimeUnixNano as string),
-    endNs: BigInt(item.endTimeUnixNano as string),
-  }))
-}
+type Span = CollectorSpan
 
 const pidOf = (span: Span): number => Number(span.attributes['process.pid'])
 
@@ -60,7 +32,7 @@ describe('HTTP traces from nginx and curl', { timeout: 300_000 }, () => {
       endpoint: collector.httpEndpoint,
       config: { plugins: { http: { config: { connect_error_ports: [refusedPort] } } } },
       shipped: ['http'],
-      ready: /running 1 of 1 plugins/,
+      ready: /running 1 of \d+ plugins/,
     })
     await periscope.waitForOutput(/tracing HTTP\/1\.x and HTTPS/, 'the http plugin to start')
   })

@@ -49,7 +49,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'periscope-https-late-'))
   collector = await startCollector()
   nginx = await startNginx({ http: false, tls: true })
-  periscope = await startPeriscope({ endpoint: collector.httpEndpoint, shipped: ['http'], ready: /running 1 of 1 plugins/ })
+  periscope = await startPeriscope({ endpoint: collector.httpEndpoint, shipped: ['http'], ready: /running 1 of \d+ plugins/ })
   await periscope.waitForOutput(/tracing HTTP\/1\.x and HTTPS/, 'the http plugin to start')
   await periscope.waitForOutput(/continues as nobody|dropped CAP_/, 'the privilege drop')
 })

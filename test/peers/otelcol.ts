@@ -206,3 +206,38 @@ export function flatten(signal: CollectorSignal, lines: readonly Json[]): FlatIt
   }
   return out
 }
+
+/** A span as the Collector's file exporter wrote it, flattened for assertions. */
+export interface CollectorSpan {
+  name: string
+  kind: 'server' | 'client' | 'producer' | 'consumer' | 'other'
+  traceId: string
+  spanId: string
+  /** '' for a root span. */
+  parentSpanId: string
+  attributes: Record<string, unknown>
+  resource: Record<string, unknown>
+  error: boolean
+  statusMessage: string
+  startNs: bigint
+  endNs: bigint
+}
+
+const SPAN_KINDS: Record<number, CollectorSpan['kind']> = { 2: 'server', 3: 'client', 4: 'producer', 5: 'consumer' }
+
+/** Every span in the Collector's trace lines. */
+export function collectorSpans(lines: readonly Json[]): CollectorSpan[] {
+  return flatten('traces', lines).map(({ item, resource }) => ({
+    name: item.name as string,
+    kind: SPAN_KINDS[item.kind as number] ?? 'other',
+    traceId: item.traceId as string,
+    spanId: item.spanId as string,
+    parentSpanId: (item.parentSpanId as string | undefined) ?? '',
+    attributes: attributesOf(item.attributes),
+    resource,
+    error: (item.status as { code?: number } | undefined)?.code === 2,
+    statusMessage: (item.status as { message?: string } | undefined)?.message ?? '',
+    startNs: BigInt(item.startTimeUnixNano as string),
+    endNs: BigInt(item.endTimeUnixNano as string),
+  }))
+}
