@@ -20,7 +20,7 @@ import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plu
 import { ClientSpans, clientConnection, type ClientConnection } from 'periscope/protocols/client-spans'
 import { ConnectionTable } from 'periscope/protocols/connection-table'
 import { API_PRODUCE, KafkaParser, kafkaErrorName, type KafkaChunk, type KafkaConnection, type KafkaOperation } from 'periscope/protocols/kafka'
-import { DIRECTION_INGRESS, PROTOCOL_KAFKA, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_LOSS, claimProtocol } from 'periscope/protocols/sockdata'
+import { DIRECTION_INGRESS, PROTOCOL_KAFKA, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_LOSS, SOCK_FLAG_PREEXISTING, claimProtocol } from 'periscope/protocols/sockdata'
 
 const config = {
   /**
@@ -106,8 +106,9 @@ class KafkaTracing {
     let conn = this.#conns.get(event.conn_id)
     if (conn === undefined) {
       const created = { client: clientConnection(event), context: 0 } as Omit<Conn, 'stream'> as Conn
-      // ROLE_UNKNOWN (found at start-up): the parser decides from which direction carries requests
-      created.stream = this.#parser.connection(created, event.role === ROLE_CLIENT ? 'client' : 'unknown')
+      // ROLE_UNKNOWN (found at start-up): the parser decides from which direction carries requests;
+      // a connection open before Periscope is entered mid-stream, at the first plausible frame
+      created.stream = this.#parser.connection(created, event.role === ROLE_CLIENT ? 'client' : 'unknown', (event.flags & SOCK_FLAG_PREEXISTING) !== 0)
       this.#conns.set(event.conn_id, created)
       conn = created
     }

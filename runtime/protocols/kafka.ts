@@ -110,7 +110,10 @@ export const kafkaParseErrorReasons = [
 export type KafkaParseErrorReason = typeof kafkaParseErrorReasons[number]
 
 export interface KafkaParserOptions {
-  /** Bytes of one frame kept for decoding; past it, the frame is decoded as truncated. */
+  /**
+   * Bytes of one frame kept for decoding, per direction of a connection; past it, the frame is
+   * decoded as truncated. The default holds a size record and the largest capture (16384).
+   */
   maxFrameHead?: number
   /** Requests awaiting their response per connection. */
   maxPending?: number
@@ -453,14 +456,18 @@ export class KafkaParser<C> {
 
   constructor(onOperation: (operation: KafkaOperation, context: C) => void, options: KafkaParserOptions = {}) {
     this.#onOperation = onOperation
-    this.#maxFrameHead = options.maxFrameHead ?? 65536
+    this.#maxFrameHead = options.maxFrameHead ?? 16384 + 64
     this.#maxPending = options.maxPending ?? 64
     this.#maxFrameBytes = options.maxFrameBytes ?? 100 * 1024 * 1024
     this.topicNames = new TopicNames(options.maxTopicIds ?? 10000)
   }
 
-  connection(context: C, role: KafkaRole): KafkaConnection {
-    return new Connection(this, context, role)
+  /**
+   * A connection's parser state. `midStream`: it was open before its first record was seen (found
+   * at start-up), so position 0 of its records is not the start of a frame.
+   */
+  connection(context: C, role: KafkaRole, midStream = false): KafkaConnection {
+    return new Connection(this, context, role, midStream)
   }
 
   /** @internal */
@@ -518,7 +525,10 @@ class Connection<C> implements KafkaConnection {
   #clientIdBytes = new Uint8Array(0)
   #clientId = ''
 
-  constructor(parser: KafkaParser<C>, context: C, role: KafkaRole) {
+  readonly #midStream: boolean
+
+  constructor(parser: KafkaParser<C>, context: C, role: KafkaRole, midStream: boolean) {
+    this.#midStream = midStream
     this.#parser = parser
     this.#context = context
     this.#role = role
@@ -560,7 +570,7 @@ class Connection<C> implements KafkaConnection {
       return
     }
     if (stream.next === -1) {
-      if (recordStart === 0 && !chunk.loss) stream.synced = true
+      if (recordStart === 0 && !chunk.loss && !this.#midStream) stream.synced = true
     } else if (chunk.loss || recordStart !== stream.next) {
       this.#discontinuity(stream, recordStart)
     }

@@ -59,7 +59,7 @@ describe('Kafka parser properties', () => {
   })
 
   it('a connection seen from any record on (mid-stream start): no throw, nothing invented', () => {
-    fc.assert(fc.property(cutFractions, fc.array(fc.nat(60), { minLength: captured.length, maxLength: captured.length }), (fractions, skips) => {
+    fc.assert(fc.property(cutFractions, fc.array(fc.nat(60), { minLength: captured.length, maxLength: captured.length }), fc.boolean(), (fractions, skips, midStream) => {
       const perConnection = captured.map((c) => recordsOf(c.frames, cutsFor(fractions)))
       const positions: number[][] = []
       const started = perConnection.map((records, i) => {
@@ -69,7 +69,7 @@ describe('Kafka parser properties', () => {
         positions.push(before)
         return records.slice(skip)
       })
-      assertNoInventions(replay(started, { startPositions: positions }).operations)
+      assertNoInventions(replay(started, { startPositions: positions, midStream }).operations)
     }), { numRuns: runs })
   })
 

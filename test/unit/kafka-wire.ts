@@ -67,12 +67,12 @@ export interface Replayed {
  * Feeds the records of each connection (in order) to one parser, each record cut to
  * `captureBytes`, then closes the connections. Record i gets times 10i and 10i + 5.
  */
-export function replay(connections: readonly Record_[][], options: { captureBytes?: number; role?: 'client' | 'unknown'; parser?: KafkaParserOptions; startPositions?: number[][] } = {}): Replayed {
+export function replay(connections: readonly Record_[][], options: { captureBytes?: number; role?: 'client' | 'unknown'; midStream?: boolean; parser?: KafkaParserOptions; startPositions?: number[][] } = {}): Replayed {
   const operations: Replayed['operations'] = []
   const parser = new KafkaParser<number>((operation, connection) => operations.push({ ...operation, topics: operation.topics.map((t) => ({ ...t })), connection }), options.parser)
   let clock = 0
   connections.forEach((records, index) => {
-    const connection = parser.connection(index, options.role ?? 'client')
+    const connection = parser.connection(index, options.role ?? 'client', options.midStream)
     const positions = [...(options.startPositions?.[index] ?? [0, 0])]
     for (const record of records) {
       const lost = record.lostBefore ?? 0

@@ -194,6 +194,18 @@ describe('Kafka parser on frames written from the message schemas', () => {
     assert.deepEqual(errors, { resync: 1, unknown_correlation_id: 1 })
   })
 
+  it('a connection open before Periscope: its record at position 0 is not trusted as a frame start, so a cut frame cannot swallow the next ones', () => {
+    // the tail of a request sent before Periscope started, whose bytes read as a size of 200 and an unknown api key
+    const tail = Uint8Array.of(0, 0, 0, 200, 0xff, 0xff, 0xff, 0xff, 0, 0)
+    const frames = orders(2)
+    const records: Record_[] = [{ direction: 0, bytes: tail }, ...recordsOf(frames)]
+    const trusting = replay([records])
+    assert.deepEqual(trusting.operations, [], 'taken for a frame start, the tail swallows the next request')
+    const { operations, errors } = replay([records], { midStream: true })
+    assert.deepEqual(operations.map((op) => op.records), [2])
+    assert.deepEqual(errors, { resync: 1 })
+  })
+
   it('a connection of unknown role: an end whose egress is requests is a client; one receiving requests is a server and is ignored', () => {
     const frames = orders(5)
     const client = replay([recordsOf(frames)], { role: 'unknown' })
