@@ -83,6 +83,11 @@ class PostgresTracing {
   readonly #parser: PostgresParser<Conn>
   readonly #spans: ClientSpans
   readonly #mask: boolean
+  /**
+   * Masked text and summary by statement text: a prepared statement (or a simple query an
+   * application repeats) is lexed once, not at every execution. Bounded; the oldest entry goes.
+   */
+  readonly #statements = new Map<string, Statement>()
   /** One chunk object for every record: the parser keeps nothing of it. */
   readonly #chunk: PostgresChunk = { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, loss: false, tls: false, tid: 0, context: 0 }
   /** One operation object for every span: ClientSpans keeps only its attributes. */
@@ -150,13 +155,14 @@ class PostgresTracing {
 
   #onOperation(conn: Conn, operation: PostgresOperation): void {
     const database = conn.stream.database
-    const summary = describeStatement(operation)
+    const statement = operation.text === undefined ? undefined : this.#statement(operation.text)
+    const summary = summarize(operation, statement)
     const attributes: ClientOperation['attributes'] = { 'db.system.name': 'postgresql' }
     if (database !== undefined) attributes['db.namespace'] = database
     if (summary.operation !== undefined) attributes['db.operation.name'] = summary.operation
     if (summary.collection !== undefined) attributes['db.collection.name'] = summary.collection
     if (summary.batchSize !== undefined) attributes['db.operation.batch.size'] = summary.batchSize
-    if (operation.text !== undefined) attributes['db.query.text'] = this.#mask ? maskSqlLiterals(operation.text, 'postgresql') : operation.text
+    if (statement !== undefined) attributes['db.query.text'] = statement.query
     const code = operation.error?.code
     if (code !== undefined && code !== '') attributes['db.response.status_code'] = code
     const op = this.#operation
@@ -168,6 +174,15 @@ class PostgresTracing {
     op.metricAttributes = this.#metricAttributes(conn, database, summary, code)
     op.error = this.#error(operation)
     this.#spans.emit(conn.client, op)
+  }
+
+  #statement(text: string): Statement {
+    let statement = this.#statements.get(text)
+    if (statement !== undefined) return statement
+    statement = { query: this.#mask ? maskSqlLiterals(text, 'postgresql') : text, summary: summarizeSql(text, 'postgresql') }
+    if (this.#statements.size >= maxCachedStatements) this.#statements.delete(this.#statements.keys().next().value!)
+    this.#statements.set(text, statement)
+    return statement
   }
 
   #error(operation: PostgresOperation): ClientOperation['error'] {
@@ -202,19 +217,27 @@ interface Summary {
   batchSize?: number
 }
 
+interface Statement {
+  /** db.query.text: masked unless mask_literals is off. */
+  query: string
+  summary: Summary
+}
+
+const maxCachedStatements = 1024
+
 /**
  * The operation and table of a statement. A Query of several statements (`BEGIN; UPDATE ...;
  * COMMIT`) is one span, a batch as the conventions name it: `BATCH UPDATE` when every statement the
  * server completed had the same command, else `BATCH`, with the statement count. An Execute whose
  * Parse was not seen (Periscope started later) is named by its CommandComplete tag.
  */
-function describeStatement(operation: PostgresOperation): Summary {
+function summarize(operation: PostgresOperation, statement: Statement | undefined): Summary {
   if (operation.kind === 'query' && operation.completed > 1) {
     const commands = operation.commands
     const same = commands.length === operation.completed && commands.every((command) => command === commands[0])
     return { operation: same ? `BATCH ${commands[0]}` : 'BATCH', batchSize: operation.completed }
   }
-  if (operation.text !== undefined) return summarizeSql(operation.text, 'postgresql')
+  if (statement !== undefined) return statement.summary
   const tag = operation.commands[0]
   return tag === undefined ? {} : { operation: tag }
 }

@@ -541,7 +541,7 @@ export class PostgresConnection<C> {
       case Q: {
         const text = cString(body, start, end)
         this.#statements.delete('')
-        this.#enqueue({ type, startNs, tid, context, operation: this.#operation('query', text === undefined ? latin1Text(body, start, end) : text.value, text === undefined || reader.cut, undefined, startNs, tid, context) })
+        this.#enqueue({ type, startNs, tid, context, operation: this.#operation('query', text === undefined ? utf8(body, start, end) : text.value, text === undefined || reader.cut, undefined, startNs, tid, context) })
         this.#segmentStartNs = -1
         return
       }
@@ -553,33 +553,44 @@ export class PostgresConnection<C> {
           this.#enqueue({ type, startNs, tid, context })
           return
         }
-        const value = text?.value ?? latin1Text(body, name.next, end)
+        const value = text?.value ?? utf8(body, name.next, end)
         const cut = text === undefined || reader.cut
         this.#remember(this.#statements, name.value, { text: value, cut })
         this.#enqueue({ type, startNs, tid, context, statement: name.value, text: value, textCut: cut })
         return
       }
       case B: {
-        const portal = cString(body, start, end)
-        const statement = portal === undefined ? undefined : cString(body, portal.next, end)
-        if (portal !== undefined && statement !== undefined) {
-          const known = this.#statements.get(statement.value)
-          this.#remember(this.#portals, portal.value, { statement: statement.value, text: known?.text, cut: known?.cut ?? false })
-        } else this.#parser.errors['message-body']++
-        this.#enqueue({ type, startNs, tid, context, statement: statement?.value })
+        const portalEnd = nulAt(body, start, end)
+        const statementEnd = portalEnd < 0 ? -1 : nulAt(body, portalEnd + 1, end)
+        if (statementEnd < 0) {
+          this.#parser.errors['message-body']++
+          this.#enqueue({ type, startNs, tid, context })
+          return
+        }
+        const portal = utf8(body, start, portalEnd)
+        const statement = utf8(body, portalEnd + 1, statementEnd)
+        const known = this.#statements.get(statement)
+        const bound = this.#portals.get(portal)
+        if (bound === undefined) this.#remember(this.#portals, portal, { statement, text: known?.text, cut: known?.cut ?? false })
+        else {
+          // the same portal bound again (the unnamed one, every time): updated in place
+          bound.statement = statement
+          bound.text = known?.text
+          bound.cut = known?.cut ?? false
+        }
+        this.#enqueue({ type, startNs, tid, context, statement })
         return
       }
       case E: {
-        const portal = cString(body, start, end)
-        const bound = portal === undefined ? undefined : this.#portals.get(portal.value)
-        if (portal === undefined) this.#parser.errors['message-body']++
+        const portalEnd = nulAt(body, start, end)
+        const bound = portalEnd < 0 ? undefined : this.#portals.get(utf8(body, start, portalEnd))
+        if (portalEnd < 0) this.#parser.errors['message-body']++
         this.#segmentStartNs = -1
         if (this.#skipping) {
           this.#parser.stats.skippedAfterError++
           return
         }
         this.#enqueue({ type, startNs, tid, context, operation: this.#operation('execute', bound?.text, bound?.cut ?? false, bound?.statement, startNs, tid, context) })
-        this.#segmentStartNs = -1
         return
       }
       case C: {
@@ -844,6 +855,12 @@ function startupCode(data: Uint8Array, bytes: number): number {
   return -1
 }
 
+/** The index of the first NUL in bytes[start, end), or -1. */
+function nulAt(bytes: Uint8Array, start: number, end: number): number {
+  const nul = bytes.indexOf(0, start)
+  return nul < 0 || nul >= end ? -1 : nul
+}
+
 /** A NUL-terminated string at `start`, decoded as UTF-8, and the offset after its NUL; undefined without a NUL. */
 function cString(bytes: Uint8Array, start: number, end: number): { value: string; next: number } | undefined {
   const nul = bytes.indexOf(0, start)
@@ -851,15 +868,19 @@ function cString(bytes: Uint8Array, start: number, end: number): { value: string
   return { value: utf8(bytes, start, nul), next: nul + 1 }
 }
 
-/** Text whose NUL was not captured (cut): all of what is there. */
-function latin1Text(bytes: Uint8Array, start: number, end: number): string {
-  return utf8(bytes, start, end)
-}
+/** Command tags' first words that need no new string each time. */
+const COMMON_COMMANDS = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'BEGIN', 'COMMIT', 'ROLLBACK', 'SET', 'FETCH', 'COPY', 'MERGE'].map((name) => ({ name, bytes: Uint8Array.from(name, (c) => c.charCodeAt(0)) }))
 
 /** The first word of a CommandComplete tag (`INSERT 0 1` → `INSERT`). */
 function firstWord(bytes: Uint8Array, start: number, end: number): string {
   let at = start
   while (at < end && bytes[at] !== 32 && bytes[at] !== 0) at++
+  for (const known of COMMON_COMMANDS) {
+    if (known.bytes.length !== at - start) continue
+    let same = true
+    for (let i = 0; i < known.bytes.length && same; i++) same = bytes[start + i] === known.bytes[i]
+    if (same) return known.name
+  }
   return latin1(bytes, start, at)
 }
 
@@ -888,7 +909,7 @@ export function utf8(bytes: Uint8Array, start: number, end: number): string {
       break
     }
   }
-  if (ascii) return latin1(bytes, start, end)
+  if (ascii) return end === start ? '' : latin1(bytes, start, end)
   let text = ''
   let i = start
   while (i < end) {
