@@ -27,6 +27,8 @@ interface Span {
   resource: Record<string, unknown>
   error: boolean
   statusMessage: string
+  startNs: bigint
+  endNs: bigint
 }
 
 function spansOf(lines: Json[]): Span[] {
@@ -37,6 +39,8 @@ function spansOf(lines: Json[]): Span[] {
     resource,
     error: (item.status as { code?: number } | undefined)?.code === 2,
     statusMessage: String((item.status as { message?: string } | undefined)?.message ?? ''),
+    startNs: BigInt(item.startTimeUnixNano as string),
+    endNs: BigInt(item.endTimeUnixNano as string),
   }))
 }
 
@@ -226,12 +230,24 @@ describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { time
     assert.ok([undefined, BIG_ROWS].includes(spans[0]!.attributes['db.response.returned_rows'] as number | undefined))
     assert.deepEqual(spans.slice(1).map((s) => [s.attributes['db.response.returned_rows'], s.attributes['db.response.status_code']]), [[1, undefined], [1, undefined], [undefined, '1146']])
     assert.deepEqual(spans.map((s) => s.error), [false, false, false, true])
+    // one after the other on the connection: the big result's span ends before the next begins
+    for (let i = 1; i < spans.length; i++) assert.ok(spans[i - 1]!.endNs <= spans[i]!.startNs, `span ${i - 1} ends before span ${i} starts`)
   })
 
   it('db.client.operation.duration counts every SELECT on items in shop', async () => {
     await collector.waitFor('metrics', (lines) => histogramCount(lines, db.port, 'SELECT', 'items') === selectItems, 60_000).catch((error: Error) => {
       throw new Error(`${error.message}\nlast count: ${histogramCount([], db.port, 'SELECT', 'items')}, want ${selectItems}`)
     })
+  })
+
+  it('the plugin reports no parse error for any of this traffic', async () => {
+    let errors: Record<string, number> = {}
+    await collector.waitFor('metrics', (lines) => {
+      errors = latestGauges(lines, 'periscope.mysql.parse_errors', 'reason')
+      return Object.keys(errors).length > 0
+    }, 60_000)
+    assert.deepEqual(Object.entries(errors).filter(([, n]) => n !== 0), [], `parse errors: ${JSON.stringify(errors)}`)
+    assert.deepEqual(Object.keys(errors).sort(), ['command', 'greeting', 'handshake', 'position', 'response', 'resync', 'sequence', 'unexpected-response'])
   })
 
   it('no password, literal or parameter value the test used appears in the data directory or the Collector output', async () => {
@@ -268,4 +284,17 @@ function histogramCount(lines: Json[], port: number, operation: string, collecti
     }
   }
   return count
+}
+
+/** The last value of a gauge per value of its `key` attribute. */
+function latestGauges(lines: Json[], name: string, key: string): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const { item } of flatten('metrics', lines)) {
+    if (item.name !== name) continue
+    for (const point of ((item.gauge as Json | undefined)?.dataPoints as Json[] | undefined) ?? []) {
+      const value = point.asInt ?? point.asDouble
+      out[String(attributesOf(point.attributes)[key])] = Number(value)
+    }
+  }
+  return out
 }
