@@ -7,7 +7,11 @@
  * full, times included.
  */
 import assert from 'node:assert/strict'
+import path from 'node:path'
 import { describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import * as esbuild from 'esbuild'
+import ivm from 'isolated-vm'
 import { COM_CHANGE_USER, COM_INIT_DB, COM_PING, COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE, COM_STMT_FETCH, utf8, type MysqlOperation } from '../../runtime/protocols/mysql.ts'
 import { cliSession, infileSession, multiResultSession, mysql2Session } from './mysql-captures.ts'
 import {
@@ -401,6 +405,15 @@ describe('MySQL parser: lost records and connections seen from the middle', () =
     assert.deepEqual(wire.stats(), { unknownStatements: 1 })
   })
 
+  it("an operation's tid and context are those of the record that sent the command's first byte", () => {
+    const wire = loggedIn()
+    const command = packet(0, query('SELECT 1'))
+    const sent = wire.send(EGRESS, command.subarray(0, 6), { tid: 41, context: 9 })
+    wire.send(EGRESS, command.subarray(6), { tid: 43, context: 10 })
+    const received = wire.send(INGRESS, packets(1, resultSet(['1'], [textRow(['1'])])), { tid: 42, context: 11 })
+    assert.deepEqual(wire.operations, [operation({ command: COM_QUERY, text: 'SELECT 1', namespace: 'shop', rows: 1, tid: 41, context: 9, startNs: sent.startNs, endNs: received.endNs })])
+  })
+
   it('closing with a command unanswered hands it over as closed', () => {
     const wire = loggedIn()
     const sent = wire.send(EGRESS, packet(0, query('SELECT SLEEP(10)')))
@@ -430,5 +443,68 @@ describe('utf8', () => {
     }
     assert.equal(utf8(Uint8Array.of(0x61, 0xff, 0x62), 0, 3), decoder.decode(Uint8Array.of(0x61, 0xff, 0x62)))
     assert.equal(utf8(Uint8Array.of(0x61, 0xe6, 0x97), 0, 3), 'a', 'a character cut at the end is dropped')
+  })
+})
+
+const protocolsDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../runtime/protocols')
+
+/** The recorded mysql2 session and a UTF-8 statement, fed inside the isolate. */
+const isolateDriver = `
+import { MysqlParser, EGRESS, INGRESS } from 'periscope/protocols/mysql'
+const session = ${JSON.stringify(mysql2Session)}
+const hex = (text) => Uint8Array.from(text.match(/../g), (pair) => parseInt(pair, 16))
+const operations = []
+const parser = new MysqlParser((operation, context, side) => operations.push({ command: operation.command, text: operation.text, rows: operation.rows, error: operation.error?.code, context, side }))
+const connection = parser.connection('c1', 'client')
+const positions = [0, 0]
+const push = (direction, data) => {
+  connection.push({ direction, position: positions[direction], bytes: data.length, data, startNs: 1, endNs: 2 })
+  positions[direction] += data.length
+}
+for (const [direction, text] of session.slice(0, -1)) push(direction === 'c' ? EGRESS : INGRESS, hex(text))
+// COM_QUERY "SELECT 'café ☕'" (UTF-8) answered by an OK
+push(EGRESS, Uint8Array.of(0x13, 0, 0, 0, 0x03, ...[..."SELECT 'caf"].map((c) => c.charCodeAt(0)), 0xc3, 0xa9, 0x20, 0xe2, 0x98, 0x95, 0x27))
+push(INGRESS, Uint8Array.of(7, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0))
+globalThis.result = JSON.stringify({ operations, errors: parser.errors, textDecoder: typeof TextDecoder, buffer: typeof Buffer })
+`
+
+describe('MySQL parser in a plugin isolate', () => {
+  it('bundles with no Node import and parses inside a bare isolate, UTF-8 statements included', async () => {
+    const bundle = await esbuild.build({
+      stdin: { contents: isolateDriver, resolveDir: protocolsDir, loader: 'ts' },
+      bundle: true,
+      write: false,
+      format: 'iife',
+      platform: 'neutral',
+      target: 'es2024',
+      alias: { 'periscope/protocols': protocolsDir },
+      logLevel: 'silent',
+    })
+    const isolate = new ivm.Isolate({ memoryLimit: 16 })
+    try {
+      const context = await isolate.createContext()
+      await context.eval(bundle.outputFiles[0]!.text)
+      const result = JSON.parse(await context.eval('result', { copy: true }))
+      const select = 'SELECT id, name FROM items WHERE price > ?'
+      const insert = 'INSERT INTO items (name, price) VALUES (?, ?)'
+      const common = { context: 'c1', side: 'client' }
+      assert.deepEqual(result, {
+        operations: [
+          { command: COM_STMT_PREPARE, text: select, ...common },
+          { command: COM_STMT_EXECUTE, text: select, rows: 1, ...common },
+          { command: COM_STMT_EXECUTE, text: select, rows: 2, ...common },
+          { command: COM_STMT_PREPARE, text: insert, ...common },
+          { command: COM_STMT_EXECUTE, text: insert, ...common },
+          { command: COM_STMT_PREPARE, text: 'SELECT * FROM nosuch WHERE id = ?', error: 1146, ...common },
+          { command: COM_QUERY, text: 'SELECT COUNT(*) AS n FROM items', rows: 1, ...common },
+          { command: COM_QUERY, text: "SELECT 'café ☕'", ...common },
+        ],
+        errors: { position: 0, sequence: 0, greeting: 0, handshake: 0, command: 0, response: 0, 'unexpected-response': 0, resync: 0 },
+        textDecoder: 'undefined',
+        buffer: 'undefined',
+      })
+    } finally {
+      isolate.dispose()
+    }
   })
 })
