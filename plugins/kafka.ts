@@ -27,7 +27,8 @@ const config = {
    * Payload bytes the kernel copies per call. Request headers, topics and error codes fit in far
    * less; record counts need every record batch header: a Produce request's (one batch per
    * partition, at its start) nearly always fit, a Fetch response's only when the response does.
-   * Raise it (at most 16384) for exact counts of larger fetches.
+   * Raise it (at most 16384) for exact counts of larger fetches; spans whose count could not be
+   * seen have no messaging.batch.message_count, and are counted in periscope.kafka.message_counts_unknown.
    */
   capture_bytes: 4096,
   /** Only these processes (empty: every process). */
@@ -78,6 +79,8 @@ class KafkaTracing {
   readonly #spans: ClientSpans
   readonly #chunk: KafkaChunk = { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, loss: false }
   #lostRecords = 0
+  /** Operations whose record count was not exported: batch headers past the capture size. */
+  #countsUnknown = 0
 
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
@@ -136,6 +139,7 @@ class KafkaTracing {
       emit.metric({ name: 'periscope.kafka.parse_errors', kind: 'gauge', value: count, attributes: { ...attributes, reason } })
     }
     emit.metric({ name: 'periscope.kafka.records_lost', kind: 'gauge', value: this.#lostRecords, attributes })
+    emit.metric({ name: 'periscope.kafka.message_counts_unknown', kind: 'gauge', value: this.#countsUnknown, attributes })
     this.#spans.report('kafka')
   }
 
@@ -156,6 +160,7 @@ class KafkaTracing {
     const partition = singlePartition(operation)
     if (partition !== undefined) attributes['messaging.destination.partition.id'] = partition
     if (operation.recordsExact) attributes['messaging.batch.message_count'] = operation.records
+    else this.#countsUnknown++
     const metricAttributes: Record<string, string | number> = {
       'messaging.system': 'kafka',
       'messaging.operation.type': operationName,

@@ -778,6 +778,8 @@ class Connection<C> implements KafkaConnection {
     operation.acks = reader.int16()
     reader.int32()
     const topicCount = reader.arrayLength(compact)
+    // the last partition's records were counted: what the capture cut after them holds no count
+    let lastCounted = false
     for (let t = 0; t < topicCount && reader.ok; t++) {
       const topic = this.#topic(reader, compact, byId)
       if (topic === undefined) break
@@ -785,18 +787,20 @@ class Connection<C> implements KafkaConnection {
       const partitionCount = reader.arrayLength(compact)
       for (let p = 0; p < partitionCount && reader.ok; p++) {
         const partition = reader.int32()
-        if (topic.partitions === 0) topic.partition = partition
         const length = reader.length(compact, true)
-        if (length > 0 && reader.ok) {
+        if (!reader.ok) break
+        if (topic.partitions === 0) topic.partition = partition
+        topic.partitions++
+        if (length > 0) {
           parser.countInto(reader.buf, reader.known, reader.at, Math.min(length, reader.end - reader.at), topic, operation)
           reader.skip(length)
+          if (t === topicCount - 1 && p === partitionCount - 1) lastCounted = true
         }
         if (compact) reader.skipTaggedFields()
-        topic.partitions++
       }
       if (compact) reader.skipTaggedFields()
     }
-    this.#finishBody(reader, operation)
+    this.#finishBody(reader, operation, lastCounted)
   }
 
   /** A topic's name or id; `resolve`: the id's name from Metadata seen before (counted when unknown). */
@@ -816,11 +820,18 @@ class Connection<C> implements KafkaConnection {
     return topic
   }
 
-  /** A body that stopped early: counted as truncated (capture size) or malformed. */
-  #finishBody(reader: Reader, operation: KafkaOperation): void {
-    if (reader.bad) this.#parser.count('malformed')
-    else if (reader.short) this.#parser.count('truncated_body')
-    if (!reader.ok) operation.recordsExact = false
+  /**
+   * A body that stopped early: counted as truncated (capture size) or malformed, and its counts
+   * inexact, unless the capture cut only what followed the last partition's records (`lastCounted`).
+   */
+  #finishBody(reader: Reader, operation: KafkaOperation, lastCounted = false): void {
+    if (reader.bad) {
+      this.#parser.count('malformed')
+      operation.recordsExact = false
+    } else if (reader.short && !lastCounted) {
+      this.#parser.count('truncated_body')
+      operation.recordsExact = false
+    }
   }
 
   #response(reader: Reader, endNs: number): boolean {
@@ -900,6 +911,7 @@ class Connection<C> implements KafkaConnection {
       reader.int32()
     }
     const topicCount = reader.arrayLength(compact)
+    let lastCounted = false
     for (let t = 0; t < topicCount && reader.ok; t++) {
       const topic = this.#topic(reader, compact, version >= 13)
       if (topic === undefined) break
@@ -923,12 +935,13 @@ class Connection<C> implements KafkaConnection {
         if (length > 0) {
           this.#parser.countInto(reader.buf, reader.known, reader.at, Math.min(length, reader.end - reader.at), topic, operation)
           reader.skip(length)
+          if (t === topicCount - 1 && p === partitionCount - 1) lastCounted = true
         }
         if (compact) reader.skipTaggedFields()
       }
       if (compact) reader.skipTaggedFields()
     }
-    this.#finishBody(reader, operation)
+    this.#finishBody(reader, operation, lastCounted)
   }
 
   /** Metadata v10+ names each topic's id: Produce and Fetch v13+ carry only the id. */

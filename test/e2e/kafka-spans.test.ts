@@ -191,6 +191,7 @@ describe('Kafka spans from a real broker and Kafka\'s own clients', { timeout: 6
     for (const reason of ['bad_frame_size', 'truncated_header', 'truncated_body', 'bad_request', 'malformed', 'unsupported_version', 'legacy_message_format', 'unknown_topic_id', 'internal']) {
       assert.equal(errors.get(reason), 0, `parse errors ${reason}: ${JSON.stringify([...errors])}`)
     }
+    assert.equal(latestGauge(metrics, 'periscope.kafka.message_counts_unknown').get(undefined), 0)
   })
 })
 
