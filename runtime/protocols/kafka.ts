@@ -847,8 +847,8 @@ class Connection<C> implements KafkaConnection {
       return false
     }
     // Kafka answers a connection's requests in order: the ones before this were not seen answered
-    for (let i = 0; i < index; i++) this.#unanswered(this.#pending[i]!)
-    const pending = this.#pending.splice(0, index + 1)[index]!
+    for (let i = 0; i < index; i++) this.#unanswered(this.#pending.shift()!)
+    const pending = this.#pending.shift()!
     const { apiKey, apiVersion, operation } = pending
     if (flexible(apiKey, apiVersion) && apiKey !== API_API_VERSIONS) reader.skipTaggedFields()
     if (apiKey === API_METADATA) {
