@@ -323,22 +323,25 @@ class Reader {
     if (n > 0) this.skip(n)
   }
 
-  /** A string as latin-1 text (topic names are ASCII); undefined when null or not readable. */
-  string(compact: boolean): string | undefined {
+  /** A topic id as hex text; the last one's text is reused (a client names few topics). */
+  uuid(): string | undefined {
+    if (!this.#need(16)) return undefined
+    const text = this.#lastUuid.text(this.buf, this.at, 16, hexText)
+    this.at += 16
+    return text
+  }
+
+  /** A topic name (latin-1); the last one's text is reused. */
+  topicName(compact: boolean): string | undefined {
     const n = this.length(compact)
     if (n < 0 || !this.#need(n)) return undefined
-    const text = latin1(this.buf, this.at, this.at + n)
+    const text = this.#lastName.text(this.buf, this.at, n, latin1)
     this.at += n
     return text
   }
 
-  uuid(): string | undefined {
-    if (!this.#need(16)) return undefined
-    let text = ''
-    for (let i = 0; i < 16; i++) text += hexDigits[this.buf[this.at + i]!]
-    this.at += 16
-    return text
-  }
+  readonly #lastUuid = new LastText()
+  readonly #lastName = new LastText()
 
   skipTaggedFields(): void {
     const count = this.uvarint()
@@ -346,6 +349,29 @@ class Reader {
       this.uvarint()
       this.skip(this.uvarint())
     }
+  }
+}
+
+function hexText(bytes: Uint8Array, start: number, end: number): string {
+  let text = ''
+  for (let i = start; i < end; i++) text += hexDigits[bytes[i]!]
+  return text
+}
+
+/** The text of the bytes decoded last, kept with a copy of them so the same bytes are not decoded again. */
+class LastText {
+  #bytes = new Uint8Array(0)
+  #text = ''
+
+  text(buf: Uint8Array, at: number, length: number, decode: (bytes: Uint8Array, start: number, end: number) => string): string {
+    const last = this.#bytes
+    let same = last.length === length
+    for (let i = 0; same && i < length; i++) same = last[i] === buf[at + i]
+    if (!same) {
+      this.#bytes = buf.slice(at, at + length)
+      this.#text = decode(buf, at, at + length)
+    }
+    return this.#text
   }
 }
 
@@ -521,9 +547,8 @@ class Connection<C> implements KafkaConnection {
   #role: KafkaRole
   readonly #streams: [Stream, Stream]
   readonly #pending: Pending[] = []
-  /** The last client id's bytes and text: a client sends the same one in every request. */
-  #clientIdBytes = new Uint8Array(0)
-  #clientId = ''
+  /** A client sends the same client id in every request: decoded once. */
+  readonly #clientId = new LastText()
 
   readonly #midStream: boolean
 
@@ -756,19 +781,11 @@ class Connection<C> implements KafkaConnection {
   #readClientId(reader: Reader): string {
     const length = reader.int16()
     if (length <= 0) return ''
-    const buf = reader.buf
     const at = reader.at
     reader.skip(length)
-    if (!reader.ok) return ''
-    const known = this.#clientIdBytes
-    let same = known.length === length
-    for (let i = 0; same && i < length; i++) same = known[i] === buf[at + i]
-    if (!same) {
-      this.#clientIdBytes = buf.slice(at, at + length)
-      this.#clientId = latin1(buf, at, at + length)
-    }
-    return this.#clientId
+    return reader.ok ? this.#clientId.text(reader.buf, at, length, latin1) : ''
   }
+
 
   #produceRequest(reader: Reader, operation: KafkaOperation): void {
     const parser = this.#parser
@@ -814,7 +831,7 @@ class Connection<C> implements KafkaConnection {
       topic.name = this.#parser.topicNames.get(id)
       if (topic.name === undefined) this.#parser.count('unknown_topic_id')
     } else {
-      topic.name = reader.string(compact)
+      topic.name = reader.topicName(compact)
       if (topic.name === undefined) return undefined
     }
     return topic
@@ -879,7 +896,7 @@ class Connection<C> implements KafkaConnection {
     for (let t = 0; t < topicCount && reader.ok; t++) {
       const answered = this.#topic(reader, compact, version >= 13, false)
       if (answered === undefined) break
-      const topic = operation.topics.find((known) => answered.id === undefined ? known.name === answered.name : known.id === answered.id)
+      const topic = requestTopic(operation, answered)
       const partitionCount = reader.arrayLength(compact)
       for (let p = 0; p < partitionCount && reader.ok; p++) {
         const partition = reader.int32()
@@ -961,7 +978,7 @@ class Connection<C> implements KafkaConnection {
     const topics = reader.arrayLength(true)
     for (let t = 0; t < topics && reader.ok; t++) {
       const errorCode = reader.int16()
-      const name = reader.string(true)
+      const name = reader.topicName(true)
       const id = reader.uuid()
       if (name !== undefined && id !== undefined && errorCode === 0) this.#parser.topicNames.set(id, name)
       reader.int8()
@@ -977,6 +994,14 @@ class Connection<C> implements KafkaConnection {
     if (reader.bad) this.#parser.count('malformed')
     else if (reader.short) this.#parser.count('truncated_body')
   }
+}
+
+/** The request's entry for a topic its response names. */
+function requestTopic(operation: KafkaOperation, answered: KafkaTopic): KafkaTopic | undefined {
+  for (const topic of operation.topics) {
+    if (answered.id === undefined ? topic.name === answered.name : topic.id === answered.id) return topic
+  }
+  return undefined
 }
 
 function noteError(topic: KafkaTopic, operation: KafkaOperation, errorCode: number, partition: number): void {
