@@ -90,8 +90,8 @@ class KafkaTracing {
       minDurationMs: ctx.config.min_duration_ms,
       samplingPercent: ctx.config.sampling_percent,
     })
-    // a forgotten connection's unanswered Produce requests still end, as closed
-    this.#conns = new ConnectionTable<Conn>(ctx.config.max_connections, (conn) => conn.stream.close(0))
+    // the least recently used connection is idle: it has no request awaiting an answer worth a span
+    this.#conns = new ConnectionTable<Conn>(ctx.config.max_connections, () => {})
   }
 
   onLoss(lost: number): void {
