@@ -146,8 +146,8 @@ class KafkaTracing {
   #onOperation(conn: Conn, operation: KafkaOperation): void {
     const send = operation.apiKey === API_PRODUCE
     const error = operationError(operation)
-    // an empty fetch is a long poll that found nothing: no span
-    if (!send && error === undefined && operation.recordBytes === 0) return
+    // a fetch with no record is a long poll that found nothing (or only a partial batch): no span
+    if (!send && error === undefined && operation.records === 0 && (operation.recordsExact || operation.recordBytes === 0)) return
     const operationName = send ? 'send' : 'receive'
     const topic = singleTopic(operation)
     const attributes: Record<string, string | number | boolean> = {

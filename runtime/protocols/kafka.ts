@@ -549,7 +549,6 @@ class Connection<C> implements KafkaConnection {
   readonly #pending: Pending[] = []
   /** A client sends the same client id in every request: decoded once. */
   readonly #clientId = new LastText()
-
   readonly #midStream: boolean
 
   constructor(parser: KafkaParser<C>, context: C, role: KafkaRole, midStream: boolean) {
