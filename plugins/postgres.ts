@@ -150,6 +150,8 @@ class PostgresTracing {
     }
     emit.metric({ name: 'periscope.postgres.records_lost', kind: 'gauge', value: this.#lostRecords, attributes })
     emit.metric({ name: 'periscope.postgres.resyncs', kind: 'gauge', value: this.#parser.stats.resyncs, attributes })
+    emit.metric({ name: 'periscope.postgres.tls_connections', kind: 'gauge', value: this.#parser.stats.tlsStarted, attributes })
+    emit.metric({ name: 'periscope.postgres.server_ends_skipped', kind: 'gauge', value: this.#parser.stats.roleCorrected, attributes })
     this.#spans.report('postgres')
   }
 

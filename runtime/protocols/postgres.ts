@@ -122,6 +122,8 @@ export interface PostgresStats {
   gssEncrypted: number
   /** Connections that switched to TLS after an SSLRequest. */
   tlsStarted: number
+  /** "client" connections whose first record was a startup message received: the server's end. */
+  roleCorrected: number
 }
 
 export interface PostgresOptions {
@@ -236,7 +238,7 @@ export class PostgresParser<C> {
     'message-body': 0,
     'unmatched-response': 0,
   }
-  readonly stats: PostgresStats = { resyncs: 0, skippedBytes: 0, queueOverflows: 0, skippedAfterError: 0, gssEncrypted: 0, tlsStarted: 0 }
+  readonly stats: PostgresStats = { resyncs: 0, skippedBytes: 0, queueOverflows: 0, skippedAfterError: 0, gssEncrypted: 0, tlsStarted: 0, roleCorrected: 0 }
   readonly onOperation: PostgresOperationHandler<C>
   readonly maxTextBytes: number
   readonly maxPending: number
@@ -333,7 +335,16 @@ export class PostgresConnection<C> {
 
   /** Whether the chunk is the frontend's (true), the backend's (false), or undecided (undefined). */
   #isFrontend(chunk: PostgresChunk): boolean | undefined {
-    if (this.role === 'client') return chunk.direction === EGRESS
+    if (this.role === 'client') {
+      // the kernel may take the end of an accepted connection for a client (a server process that
+      // inherited it, forked after accept): a startup message received first says otherwise
+      if (chunk.direction === INGRESS && chunk.position === 0 && this.#frontend.expected < 0 && this.#backend.expected < 0 && startupCode(chunk.data, chunk.bytes) !== -1) {
+        this.role = 'server'
+        this.#parser.stats.roleCorrected++
+        return undefined
+      }
+      return chunk.direction === EGRESS
+    }
     // the side whose first bytes are a startup message, or a message only the frontend sends
     const data = chunk.data
     if (chunk.position === 0 && startupCode(data, chunk.bytes) !== -1) {

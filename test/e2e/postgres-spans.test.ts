@@ -66,6 +66,8 @@ describe('PostgreSQL client spans from psql and pgbench', { timeout: 600_000 }, 
   let scratch: string
   /** UPDATE pgbench_accounts spans this test made: the histogram's count for that series. */
   let updates = 0
+  /** Every client process this test ran against the server. */
+  const clients = new Set<number>()
 
   before(async () => {
     scratch = await mkdtemp(join(tmpdir(), 'periscope-pg-e2e-'))
@@ -86,6 +88,7 @@ describe('PostgreSQL client spans from psql and pgbench', { timeout: 600_000 }, 
   /** A psql query whose span, once exported, follows everything traced before it. */
   async function barrier(): Promise<void> {
     const run = await pg.psql(['-c', 'SELECT 1'])
+    clients.add(run.pid)
     assert.equal(run.code, 0, run.stderr)
     await collector.waitFor('traces', (lines) => spansOf(lines).some((s) => pidOf(s) === run.pid), 60_000)
   }
@@ -93,6 +96,7 @@ describe('PostgreSQL client spans from psql and pgbench', { timeout: 600_000 }, 
   /** Polls until the client's spans number at least `count`; then they must number exactly `count`. */
   async function spansOfClient(run: ClientResult, count: number, timeoutMs = 60_000): Promise<Span[]> {
     assert.equal(run.code, 0, `client failed:\n${run.stdout}\n${run.stderr}`)
+    clients.add(run.pid)
     let found: Span[] = []
     await collector.waitFor('traces', (lines) => {
       found = spansOf(lines).filter((s) => pidOf(s) === run.pid)
@@ -146,6 +150,7 @@ describe('PostgreSQL client spans from psql and pgbench', { timeout: 600_000 }, 
 
   it('pgbench -i: its COPY of 100,000 rows (CopyData far beyond the capture size) is one COPY span, its spans kept apart from the runs by pid', async () => {
     const run = await pg.pgbench(['-i', '-s', '1', '-q'])
+    clients.add(run.pid)
     assert.equal(run.code, 0, run.stderr)
     let spans: Span[] = []
     await collector.waitFor('traces', (lines) => {
@@ -188,6 +193,15 @@ describe('PostgreSQL client spans from psql and pgbench', { timeout: 600_000 }, 
     assert.equal(span!.attributes['db.namespace'], POSTGRES_DATABASE)
   })
 
+  it('TLS pgbench -M prepared: exactly transactions × statements spans from the plaintext of libssl', async () => {
+    const run = await pg.pgbench(['-n', '-M', 'prepared', '-t', String(TRANSACTIONS), '-c', '1', '-f', join(scratch, 'two.sql')], { sslmode: 'require' })
+    assert.match(run.stdout, new RegExp(`number of transactions actually processed: ${TRANSACTIONS}/${TRANSACTIONS}`))
+    const spans = await spansOfClient(run, TRANSACTIONS * 2)
+    updates += TRANSACTIONS
+    assert.deepEqual(new Set(spans.map((s) => s.name)), new Set(['SELECT pgbench_accounts', 'UPDATE pgbench_accounts']))
+    for (const s of spans) assert.equal(s.attributes['db.namespace'], POSTGRES_DATABASE)
+  })
+
   it('a cleartext password login: the password message is never exported', async () => {
     const run = await pg.psql(['-c', `SELECT '${CLEARTEXT_LITERAL}' AS x`], { user: CLEARTEXT_USER })
     const [span] = await spansOfClient(run, 1)
@@ -198,6 +212,21 @@ describe('PostgreSQL client spans from psql and pgbench', { timeout: 600_000 }, 
     await collector.waitFor('metrics', (lines) => histogramCount(lines, pg.port, 'UPDATE', 'pgbench_accounts') === updates, 60_000).catch((error: Error) => {
       throw new Error(`${error.message}\nlast count: ${histogramCount([], pg.port, 'UPDATE', 'pgbench_accounts')}, want ${updates}`)
     })
+  })
+
+  it("the plugin's own gauges: TLS connections followed, and no malformed message (only records cut by the capture size)", async () => {
+    // 2 TLS clients: psql, pgbench (its check connection and its client)
+    await collector.waitFor('metrics', (lines) => gauge(lines, 'periscope.postgres.tls_connections') >= 3, 60_000)
+    const lines = await collector.read('metrics')
+    for (const reason of ['message-type', 'message-length', 'startup', 'message-body', 'unmatched-response', 'lost']) {
+      assert.equal(gauge(lines, 'periscope.postgres.parse_errors', { reason }), 0, `parse_errors{reason=${reason}}`)
+    }
+  })
+
+  it("no span comes from anything but the test's clients (the server's backends are the other end)", async () => {
+    const spans = spansOf(await collector.read('traces')).filter((s) => s.attributes['server.port'] === pg.port || s.attributes['db.system.name'] === 'postgresql')
+    const strangers = spans.filter((s) => !clients.has(pidOf(s)))
+    assert.deepEqual(strangers.map((s) => `${s.name} pid ${pidOf(s)} ${String(s.resource['process.command'] ?? '')}`), [])
   })
 
   it('no password or literal the test used appears in the data directory or the Collector output', async () => {
@@ -219,6 +248,20 @@ async function grep(text: string, dir: string): Promise<string> {
     if (error.code === 1) return ''
     throw error
   })
+}
+
+/** The last value of a gauge of the postgres plugin (with these attributes). */
+function gauge(lines: Json[], name: string, wanted: Record<string, string> = {}): number {
+  let value = -1
+  for (const { item } of flatten('metrics', lines)) {
+    if (item.name !== name) continue
+    for (const point of ((item.gauge as Json | undefined)?.dataPoints as Json[] | undefined) ?? []) {
+      const attributes = attributesOf(point.attributes)
+      if (Object.entries(wanted).some(([k, v]) => attributes[k] !== v)) continue
+      value = Number(point.asInt ?? point.asDouble)
+    }
+  }
+  return value
 }
 
 /** The largest count of the db.client.operation.duration points of this server, operation and table (cumulative). */

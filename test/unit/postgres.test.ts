@@ -236,6 +236,22 @@ describe('PostgreSQL parser: startup, SSLRequest and TLS', () => {
   })
 })
 
+describe('PostgreSQL parser: a role the kernel got wrong', () => {
+  it('a "client" whose first record is a startup message it received is the server end (a backend forked by the postmaster): no operation', () => {
+    const wire = new Wire('client')
+    wire.send(INGRESS, startup({ user: 'u', database: 'd' }))
+    wire.send(EGRESS, join(authOk(), parameterStatus('server_version', '15'), backendKey(), ready()))
+    for (let i = 0; i < 3; i++) {
+      wire.send(INGRESS, join(parse('', 'SELECT 1'), bind('', ''), execute(''), sync()))
+      wire.send(EGRESS, join(parseComplete(), bindComplete(), dataRow('1'), commandComplete('SELECT 1'), errorResponse('22012', 'x'), ready()))
+    }
+    assert.equal(wire.connection.role, 'server')
+    assert.deepEqual(wire.operations, [])
+    assert.deepEqual(wire.errors(), {})
+    assert.deepEqual(wire.stats(), { roleCorrected: 1 })
+  })
+})
+
 describe('PostgreSQL parser: extended protocol', () => {
   it('pipelined Executes before one Sync: one operation each, answered in one read', () => {
     const wire = connected()
