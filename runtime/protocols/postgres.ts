@@ -311,7 +311,6 @@ export class PostgresConnection<C> {
     if (frontend === undefined) return
     const reader = frontend ? this.#frontend : this.#backend
     if (!frontend) this.#lastBackendEndNs = chunk.endNs
-    if (this.#phase === PHASE_TLS || this.#phase === PHASE_OPAQUE) return
     if (reader.expected >= 0 && (chunk.loss === true || chunk.position !== reader.expected)) {
       this.#parser.errors.lost++
       this.#lose(reader, 'lost')
