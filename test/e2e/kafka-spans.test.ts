@@ -72,6 +72,7 @@ describe('Kafka spans from a real broker and Kafka\'s own clients', { timeout: 6
     kafka = await startKafka()
     process.stderr.write(`Kafka broker ready in ${Date.now() - started} ms\n`)
     await kafka.createTopic('orders')
+    await kafka.createTopic('ledger', { partitions: 3 })
     // a broker-side limit the producer does not know: its 500-byte record is refused by the broker
     await kafka.createTopic('small', { config: { 'max.message.bytes': '200' } })
     periscope = await startPeriscope({
@@ -156,6 +157,28 @@ describe('Kafka spans from a real broker and Kafka\'s own clients', { timeout: 6
       histogramCount(lines, 'messaging.client.operation.duration', { 'messaging.operation.name': 'send', 'messaging.destination.name': 'orders', 'server.port': kafka.port }) === sends.length &&
       histogramCount(lines, 'messaging.client.operation.duration', { 'messaging.operation.name': 'receive', 'messaging.destination.name': 'orders', 'server.port': kafka.port }) === receives.length,
     60_000)
+  })
+
+  it('a topic of 3 partitions: every record counted once each way, a fetch of all three partitions one span', async () => {
+    // no key: the producer's sticky partitioner fills a batch of ~1000 bytes for one partition, then moves on
+    const producer = kafka.produce({ topic: 'ledger', records: 90, recordSize: 40, clientId: 'e2e-ledger-producer', properties: { acks: 'all', 'batch.size': '1000', 'linger.ms': '20' } })
+    assert.equal((await producer.done).code, 0)
+    const consumer = kafka.consume({ topic: 'ledger', maxMessages: 90, clientId: 'e2e-ledger-consumer', group: 'e2e-ledger' })
+    const consumed = await consumer.done
+    assert.match(consumed.stderr, /Processed a total of 90 messages/)
+    const receives = await spansOfPid(consumer.pid, (spans) => messages(spans) >= 90, 'the ledger consumer\'s receive spans')
+    const sends = await spansOfPid(producer.pid, () => true, 'the ledger producer\'s send spans')
+    assert.equal(messages(sends), 90)
+    assert.equal(messages(receives), 90)
+    for (const span of [...sends, ...receives]) {
+      assert.equal(span.attributes['messaging.destination.name'], 'ledger')
+      assert.equal(span.error, false, span.statusMessage)
+      // a partition id only where the operation had exactly one partition
+      const partition = span.attributes['messaging.destination.partition.id']
+      assert.ok(partition === undefined || ['0', '1', '2'].includes(partition as string), String(partition))
+    }
+    // the consumer was assigned all three partitions and read them in the same fetches
+    assert.ok(receives.some((s) => s.attributes['messaging.destination.partition.id'] === undefined), 'a fetch returned several partitions')
   })
 
   it('a record larger than the topic allows: one send span with error.type MESSAGE_TOO_LARGE', async () => {
