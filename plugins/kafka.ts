@@ -53,8 +53,6 @@ type SockEvent = TopicEvent<'sockdata:kafka'>
 interface Conn {
   client: ClientConnection
   stream: KafkaConnection
-  /** The `context` of the last request record: the HTTP request its thread was serving. */
-  context: number
 }
 
 export default definePlugin({
@@ -77,7 +75,7 @@ class KafkaTracing {
   readonly #conns: ConnectionTable<Conn>
   readonly #parser: KafkaParser<Conn>
   readonly #spans: ClientSpans
-  readonly #chunk: KafkaChunk = { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, loss: false }
+  readonly #chunk: KafkaChunk = { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, loss: false, context: 0 }
   #lostRecords = 0
   /** Operations whose record count was not exported: batch headers past the capture size. */
   #countsUnknown = 0
@@ -108,7 +106,7 @@ class KafkaTracing {
     if (event.kind !== SOCK_DATA) return
     let conn = this.#conns.get(event.conn_id)
     if (conn === undefined) {
-      const created = { client: clientConnection(event), context: 0 } as Omit<Conn, 'stream'> as Conn
+      const created = { client: clientConnection(event) } as Omit<Conn, 'stream'> as Conn
       // ROLE_UNKNOWN (found at start-up): the parser decides from which direction carries requests;
       // a connection open before Periscope is entered mid-stream, at the first plausible frame
       created.stream = this.#parser.connection(created, event.role === ROLE_CLIENT ? 'client' : 'unknown', (event.flags & SOCK_FLAG_PREEXISTING) !== 0)
@@ -124,7 +122,7 @@ class KafkaTracing {
     chunk.startNs = event.direction === DIRECTION_INGRESS ? event.end_ns : event.start_ns
     chunk.endNs = event.end_ns
     chunk.loss = (event.flags & SOCK_FLAG_LOSS) !== 0
-    if (event.direction !== DIRECTION_INGRESS) conn.context = event.context
+    chunk.context = event.context
     conn.stream.push(chunk)
   }
 
@@ -172,7 +170,7 @@ class KafkaTracing {
       kind: send ? 'producer' : 'client',
       startNs: operation.startNs,
       endNs: operation.endNs,
-      context: conn.context,
+      context: operation.context,
       attributes,
       metricAttributes,
       error,

@@ -37,6 +37,8 @@ export interface KafkaChunk {
   endNs: number
   /** Records of this direction were lost before this one. */
   loss: boolean
+  /** The record's `context` (the HTTP request its thread was serving), 0 for none. */
+  context: number
 }
 
 export type KafkaRole = 'client' | 'server' | 'unknown'
@@ -66,6 +68,8 @@ export interface KafkaOperation {
   startNs: number
   /** The response's last record's end, else the request's. */
   endNs: number
+  /** The request's first record's `context`. */
+  context: number
   topics: KafkaTopic[]
   /** Records in all topics' batches seen. */
   records: number
@@ -442,6 +446,8 @@ class Stream {
   /** Bytes of the current frame after `headLength` were not captured (or did not fit). */
   gap = false
   startNs = 0
+  /** The `context` of the frame's first record. */
+  startContext = 0
 
   constructor(initial: number) {
     this.head = new Uint8Array(initial)
@@ -614,6 +620,7 @@ class Connection<C> implements KafkaConnection {
         stream.frameStart = position
         stream.frameEnd = -1
         stream.startNs = chunk.startNs
+        stream.startContext = chunk.context
       }
       // until the size is known, only its 4 bytes belong to the frame for sure
       const frameLeft = stream.frameEnd === -1 ? stream.frameStart + 4 - position : stream.frameEnd - position
@@ -718,11 +725,11 @@ class Connection<C> implements KafkaConnection {
   #frame(direction: number, stream: Stream, endNs: number): boolean {
     const reader = this.#parser.reader
     reader.reset(stream.head, stream.headLength, stream.frameEnd - stream.frameStart, 4)
-    if (direction === EGRESS) return this.#request(reader, stream.startNs, endNs)
+    if (direction === EGRESS) return this.#request(reader, stream.startNs, endNs, stream.startContext)
     return this.#response(reader, endNs)
   }
 
-  #request(reader: Reader, startNs: number, endNs: number): boolean {
+  #request(reader: Reader, startNs: number, endNs: number, context: number): boolean {
     const parser = this.#parser
     if (reader.known < 14) {
       parser.count('truncated_header')
@@ -750,7 +757,7 @@ class Connection<C> implements KafkaConnection {
     let operation: KafkaOperation | undefined
     if (apiKey === API_PRODUCE || apiKey === API_FETCH) {
       operation = {
-        apiKey, apiVersion, correlationId, clientId, startNs, endNs,
+        apiKey, apiVersion, correlationId, clientId, startNs, endNs, context,
         topics: [], records: 0, recordsExact: true, recordBytes: 0, errorCode: 0, outcome: 'response',
       }
       if (apiKey === API_PRODUCE) {

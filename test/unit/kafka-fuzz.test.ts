@@ -105,7 +105,7 @@ describe('Kafka parser properties', () => {
       const positions = [0, 0]
       for (const r of records) {
         positions[r.direction]! += r.lostBefore
-        connection.push({ direction: r.direction, position: positions[r.direction]!, bytes: r.bytes.length, data: r.bytes, startNs: 0, endNs: 0, loss: r.lostBefore > 0 })
+        connection.push({ direction: r.direction, position: positions[r.direction]!, bytes: r.bytes.length, data: r.bytes, startNs: 0, endNs: 0, loss: r.lostBefore > 0, context: 0 })
         positions[r.direction]! += r.bytes.length
       }
       connection.close(0)

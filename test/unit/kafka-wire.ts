@@ -38,6 +38,7 @@ export interface Record_ {
   bytes: Uint8Array
   /** Bytes lost before this record in its direction. */
   lostBefore?: number
+  context?: number
 }
 
 /** Each frame as one record, or split at `cuts` (frame-relative offsets) into several. */
@@ -78,7 +79,7 @@ export function replay(connections: readonly Record_[][], options: { captureByte
       const lost = record.lostBefore ?? 0
       positions[record.direction]! += lost
       const data = options.captureBytes === undefined ? record.bytes : record.bytes.subarray(0, options.captureBytes)
-      connection.push({ direction: record.direction, position: positions[record.direction]!, bytes: record.bytes.length, data, startNs: clock * 10, endNs: clock * 10 + 5, loss: lost > 0 })
+      connection.push({ direction: record.direction, position: positions[record.direction]!, bytes: record.bytes.length, data, startNs: clock * 10, endNs: clock * 10 + 5, loss: lost > 0, context: record.context ?? 0 })
       clock++
       positions[record.direction]! += record.bytes.length
     }

@@ -228,6 +228,16 @@ describe('Kafka parser on frames written from the message schemas', () => {
     assert.deepEqual(server.errors, {})
   })
 
+  it('an operation carries the context of its request\'s first record (the HTTP request its thread served)', () => {
+    const frames = orders(1)
+    const records: Record_[] = [
+      { direction: 0, bytes: frames[0]!.bytes.subarray(0, 20), context: 77 },
+      { direction: 0, bytes: frames[0]!.bytes.subarray(20), context: 78 },
+      { direction: 1, bytes: frames[1]!.bytes, context: 79 },
+    ]
+    assert.deepEqual(replay([records]).operations.map((op) => op.context), [77])
+  })
+
   it('a connection that closes with a Produce unanswered ends it as closed', () => {
     const { operations } = replay([recordsOf(orders(3).slice(0, 1))])
     assert.deepEqual(operations.map((op) => [op.outcome, op.records]), [['closed', 3]])
