@@ -53,7 +53,7 @@ interface BenchRun {
   p99Us: number
   /** The server's backends for this run (reaped by the postmaster by the time pgbench exits), CPU seconds. */
   serverCpu: number
-  periscope?: { cpu: number; spans: number }
+  periscope?: { cpu: number; byThread: Map<string, number>; spans: number }
 }
 
 /** CPU seconds (user + system, all threads) of processes; those gone by now count 0. */
@@ -68,6 +68,42 @@ function cpuSeconds(pids: readonly number[]): number {
     } catch {}
   }
   return sum
+}
+
+/** The postmaster's live (or not yet reaped) children. */
+function children(pid: number): Set<number> {
+  return new Set(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number))
+}
+
+/** Waits until the backends of a run have exited and been reaped, so their CPU time is in the postmaster's children's. */
+async function backendsReaped(pg: PostgresServer, before: Set<number>): Promise<void> {
+  const start = performance.now()
+  while ([...children(pg.pid)].some((pid) => !before.has(pid))) {
+    if (performance.now() - start > 30_000) throw new Error(`the backends of the pgbench run did not exit within 30 s:\n${pg.log()}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+/**
+ * Periscope's CPU seconds by kind of thread: its main thread (ring buffers, bus, exporter), the
+ * isolates' threads (named MainThread: the plugins), V8's workers (garbage collection,
+ * compilation) and libuv's pool.
+ */
+function threadCpu(pid: number): Map<string, number> {
+  const byKind = new Map<string, number>()
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+    } catch {
+      continue
+    }
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const kind = tid === String(pid) ? 'main thread' : comm === 'MainThread' ? 'isolates' : comm === 'V8Worker' ? 'V8 workers' : comm === 'libuv-worker' ? 'libuv pool' : comm
+    byKind.set(kind, (byKind.get(kind) ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS)
+  }
+  return byKind
 }
 
 /** Resolves true once at most SETTLED_SPANS spans reached the sink in the last 1.5 s; false after 30 s. */
@@ -101,11 +137,14 @@ async function load(pg: PostgresServer, traced?: { periscope: Periscope; sink: O
   const logs = mkdtempSync(path.join(tmpdir(), 'periscope-bench-pgbench-'))
   try {
     const serverBefore = cpuSeconds([pg.pid])
+    const backendsBefore = children(pg.pid)
+    const threadsBefore = traced === undefined ? undefined : threadCpu(traced.periscope.pid)
     const periscopeBefore = traced === undefined ? 0 : cpuSeconds([traced.periscope.pid])
     const spansBefore = traced?.sink.counts().spans ?? 0
     const run = await pg.pgbench(['-n', '-S', '-M', 'prepared', '-c', String(CLIENTS), '-j', String(THREADS), '-T', String(SECONDS),
       '-l', `--log-prefix=${path.join(logs, 'pgbench_log')}`, `--sampling-rate=${LOG_SAMPLING}`])
-    // the backends exit with their connections: the postmaster's children's time holds them then
+    // the backends exit with their connections: the postmaster's children's time holds them once reaped
+    await backendsReaped(pg, backendsBefore)
     const serverCpu = cpuSeconds([pg.pid]) - serverBefore
     if (run.code !== 0) throw new Error(`pgbench failed (${run.code}):\n${run.stdout}\n${run.stderr}\n${pg.log()}`)
     const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(run.stdout)?.[1])
@@ -113,7 +152,11 @@ async function load(pg: PostgresServer, traced?: { periscope: Periscope; sink: O
     if (!(tps > 0) || !(transactions > 0)) throw new Error(`no tps or transaction count in pgbench's output:\n${run.stdout}`)
     if (traced !== undefined && !(await exportSettled(traced.sink))) unsettled++
     const { p50, p99 } = latencyPercentiles(logs)
-    const periscope = traced === undefined ? undefined : { cpu: cpuSeconds([traced.periscope.pid]) - periscopeBefore, spans: traced.sink.counts().spans - spansBefore }
+    const periscope = traced === undefined ? undefined : {
+      cpu: cpuSeconds([traced.periscope.pid]) - periscopeBefore,
+      byThread: new Map([...threadCpu(traced.periscope.pid)].map(([kind, seconds]) => [kind, seconds - (threadsBefore!.get(kind) ?? 0)])),
+      spans: traced.sink.counts().spans - spansBefore,
+    }
     return { tps, transactions, p50Us: p50, p99Us: p99, serverCpu, periscope }
   } finally {
     rmSync(logs, { recursive: true, force: true })
@@ -226,6 +269,9 @@ console.log(`    p50 ${m(traced, (r) => r.p50Us)} µs, p99 ${m(traced, (r) => r.
   `p50 added ${m(traced, (r) => r.p50Us) - m(baseline, (r) => r.p50Us)} µs`)
 console.log(`    Periscope: ${m(traced, (r) => per10k(r.periscope!.cpu, r)).toFixed(3)} CPU-s per 10,000 transactions (rounds ${traced.map((r) => per10k(r.periscope!.cpu, r).toFixed(3)).join(', ')}); ` +
   `${exported.toLocaleString('en')} spans exported for ${transactions.toLocaleString('en')} transactions (${(exported / transactions).toFixed(3)} a transaction)`)
+const kinds = [...new Set(traced.flatMap((r) => [...r.periscope!.byThread.keys()]))]
+const byThread = kinds.map((kind) => [kind, m(traced, (r) => per10k(r.periscope!.byThread.get(kind) ?? 0, r))] as const).filter(([, seconds]) => seconds >= 0.0005)
+console.log(`      by thread: ${byThread.map(([kind, seconds]) => `${kind} ${seconds.toFixed(3)}`).join(', ')}`)
 console.log(`    PostgreSQL server, CPU-s per 10,000 transactions: ${m(traced, (r) => per10k(r.serverCpu, r)).toFixed(3)} traced, ${m(baseline, (r) => per10k(r.serverCpu, r)).toFixed(3)} without`)
 if (unsettled > 0) {
   console.log(`  WARNING: ${unsettled} time(s) spans kept reaching the sink for 30 s after a load: other PostgreSQL traffic on the host was traced, ` +
