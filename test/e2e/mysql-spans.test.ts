@@ -54,6 +54,7 @@ const STRING_LITERAL = 'mysql-literal-secret-k4'
 const NUMBER_LITERAL = '918273645'
 const PARAMETER_VALUE = 'execute-parameter-secret-w7'
 const TEXT_PROTOCOL_LITERAL = 'mysql2-query-literal-z3'
+const TLS_LITERAL = 'tls-literal-secret-p5'
 
 /** Rows of the big table, each larger than the default 4096-byte capture. */
 const BIG_ROWS = 3000
@@ -240,6 +241,20 @@ describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { time
     })
   })
 
+  it('a connection that switches to TLS (SSL request) gives no span and no parse error: it is counted as untraced', async () => {
+    // a server of its own: the mariadb client uses TLS whenever the server offers it
+    const secure = await startMariadb({ password: PASSWORD, tls: true })
+    try {
+      const run = await secure.mariadb(['--ssl', '--ssl-verify-server-cert=0', '-e', `SELECT '${TLS_LITERAL}' AS x; SHOW SESSION STATUS LIKE 'Ssl_version'`])
+      assert.equal(run.code, 0, run.stderr)
+      assert.match(run.stdout, /Ssl_version\tTLSv1\.[23]/, 'the session is TLS')
+      await spansOfClient(run, 0)
+      await collector.waitFor('metrics', (lines) => (latestGauges(lines, 'periscope.mysql.untraced_connections', 'reason').tls ?? 0) >= 1, 60_000)
+    } finally {
+      await secure.stop()
+    }
+  })
+
   it('the plugin reports no parse error for any of this traffic', async () => {
     let errors: Record<string, number> = {}
     await collector.waitFor('metrics', (lines) => {
@@ -251,7 +266,7 @@ describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { time
   })
 
   it('no password, literal or parameter value the test used appears in the data directory or the Collector output', async () => {
-    for (const secret of [PASSWORD, STRING_LITERAL, NUMBER_LITERAL, PARAMETER_VALUE, TEXT_PROTOCOL_LITERAL]) {
+    for (const secret of [PASSWORD, STRING_LITERAL, NUMBER_LITERAL, PARAMETER_VALUE, TEXT_PROTOCOL_LITERAL, TLS_LITERAL]) {
       for (const dir of [periscope.dir, collector.outDir]) {
         const found = await grep(secret, dir)
         assert.equal(found, '', `${secret} found in ${dir}:\n${found}`)

@@ -2,7 +2,8 @@
  * Debian's MariaDB server for end-to-end tests: a data directory made by `mariadb-install-db` in a
  * temporary directory, `mariadbd` started on a free 127.0.0.1 port with its unix socket, pid file
  * and error log in that directory (it drops to the `mysql` user itself), a database and a user
- * with a password for TCP logins, made as root over the unix socket.
+ * with a password for TCP logins, made as root over the unix socket. With `tls`, the server also
+ * offers TLS with a self-signed certificate openssl makes here (clients choose with --ssl).
  *
  *   const db = await startMariadb({ databases: ['shop', 'other'] })
  *   t.after(() => db.stop())
@@ -35,6 +36,8 @@ export interface MariadbOptions {
   password?: string
   /** Databases made besides MARIADB_DATABASE; the app user gets every privilege on all of them. */
   databases?: string[]
+  /** Offer TLS (a self-signed certificate for 127.0.0.1); default false. */
+  tls?: boolean
 }
 
 export interface ClientResult {
@@ -109,10 +112,11 @@ export async function startMariadb(options: MariadbOptions = {}): Promise<Mariad
         throw new Error(`mariadb-install-db --datadir=${data} failed: ${error.message}\n${error.stdout ?? ''}${error.stderr ?? ''}`)
       })
     const port = await freePort()
+    const tls = options.tls === true ? await makeCertificate(dir, uid, gid) : []
     const child = spawn(MARIADB_SERVER, [
       '--no-defaults', '--user=mysql', `--datadir=${data}`, `--socket=${socket}`, `--pid-file=${join(dir, 'mariadbd.pid')}`,
       `--log-error=${errorLog}`, `--port=${port}`, '--bind-address=127.0.0.1', '--skip-name-resolve', '--innodb-buffer-pool-size=64M',
-      '--innodb-flush-log-at-trx-commit=0', '--max-allowed-packet=64M',
+      '--innodb-flush-log-at-trx-commit=0', '--max-allowed-packet=64M', ...tls,
     ], { cwd: '/', env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] })
     server = child
     child.stdout!.on('data', (d: Buffer) => (output += d.toString()))
@@ -154,6 +158,21 @@ export async function startMariadb(options: MariadbOptions = {}): Promise<Mariad
     await stop()
     throw error
   }
+}
+
+/** A self-signed certificate the mysql user can read; the server options that use it. */
+async function makeCertificate(dir: string, uid: number, gid: number): Promise<string[]> {
+  const certPath = join(dir, 'cert.pem')
+  const keyPath = join(dir, 'key.pem')
+  await run('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', keyPath, '-out', certPath,
+  ]).catch((error: Error) => {
+    throw new Error(`making a self-signed certificate with openssl failed: ${error.message}. Install openssl (scripts/setup.sh --test)`)
+  })
+  for (const file of [certPath, keyPath]) await chown(file, uid, gid)
+  await chmod(keyPath, 0o600)
+  return [`--ssl-cert=${certPath}`, `--ssl-key=${keyPath}`]
 }
 
 async function mysqlIds(): Promise<{ uid: number; gid: number }> {
