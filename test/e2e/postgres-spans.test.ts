@@ -56,6 +56,15 @@ const PGBENCH_SCRIPT = [
   'UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;',
   '',
 ].join('\n')
+/** The same two statements in one pipeline (\startpipeline): both Executes before one Sync. */
+const PGBENCH_PIPELINE_SCRIPT = [
+  '\\set aid random(1, 100000)',
+  '\\startpipeline',
+  'SELECT abalance FROM pgbench_accounts WHERE aid = :aid;',
+  'UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;',
+  '\\endpipeline',
+  '',
+].join('\n')
 const TRANSACTIONS = 50
 const CLIENTS = 2
 
@@ -72,6 +81,7 @@ describe('PostgreSQL client spans from psql and pgbench', { timeout: 600_000 }, 
   before(async () => {
     scratch = await mkdtemp(join(tmpdir(), 'periscope-pg-e2e-'))
     await writeFile(join(scratch, 'two.sql'), PGBENCH_SCRIPT)
+    await writeFile(join(scratch, 'pipeline.sql'), PGBENCH_PIPELINE_SCRIPT)
     collector = await startCollector()
     pg = await startPostgres({ tls: true, password: SUPERUSER_PASSWORD, cleartextUser: CLEARTEXT_USER })
     periscope = await startPeriscope({ endpoint: collector.httpEndpoint, shipped: ['postgres'], ready: /running 1 of \d+ plugins/ })
@@ -183,6 +193,16 @@ describe('PostgreSQL client spans from psql and pgbench', { timeout: 600_000 }, 
       }
     })
   }
+
+  it(`pgbench -M prepared with \\startpipeline: exactly transactions × statements spans`, async () => {
+    const run = await pg.pgbench(['-n', '-M', 'prepared', '-t', String(TRANSACTIONS), '-c', String(CLIENTS), '-j', '1', '-f', join(scratch, 'pipeline.sql')])
+    assert.match(run.stdout, new RegExp(`number of transactions actually processed: ${TRANSACTIONS * CLIENTS}/${TRANSACTIONS * CLIENTS}`))
+    const spans = await spansOfClient(run, TRANSACTIONS * CLIENTS * 2)
+    updates += TRANSACTIONS * CLIENTS
+    const byName = new Map<string, number>()
+    for (const s of spans) byName.set(s.name, (byName.get(s.name) ?? 0) + 1)
+    assert.deepEqual(Object.fromEntries(byName), { 'SELECT pgbench_accounts': TRANSACTIONS * CLIENTS, 'UPDATE pgbench_accounts': TRANSACTIONS * CLIENTS })
+  })
 
   it('TLS (sslmode=require): libpq over libssl is traced through the OpenSSL uprobes', async () => {
     const run = await pg.psql(['-c', `SELECT length('${TLS_LITERAL}') AS n, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`], { sslmode: 'require' })

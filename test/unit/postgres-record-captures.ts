@@ -3,11 +3,13 @@
  * test/unit/postgres-captures.json, the input of test/unit/postgres.test.ts. A TCP proxy between
  * client and server keeps every read of either side as one record, in the order they happened.
  *
- *   node_modules/.bin/node test/unit/postgres-record-captures.ts
+ *   node_modules/.bin/node test/unit/postgres-record-captures.ts [session names]
  *
- * Run it again only when the sessions below change; the tests assert on what these sessions send.
+ * With names, only those sessions are recorded again and replace their earlier recordings (the
+ * others are kept as they are). Run it again only when the sessions below change; the tests assert
+ * on what these sessions send.
  */
-import { writeFile, mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer, connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -89,6 +91,16 @@ export const PSQL_SCRIPT = [
   '',
 ].join('\n')
 
+/** The same two statements in one pipeline: both sent before the one Sync of \endpipeline. */
+export const PGBENCH_PIPELINE_SCRIPT = [
+  '\\set aid random(1, 100000)',
+  '\\startpipeline',
+  'SELECT abalance FROM pgbench_accounts WHERE aid = :aid;',
+  'UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;',
+  '\\endpipeline',
+  '',
+].join('\n')
+
 /** The pgbench script: two statements a transaction. */
 export const PGBENCH_SCRIPT = [
   '\\set aid random(1, 100000)',
@@ -101,7 +113,9 @@ async function sessions(pg: PostgresServer, dir: string): Promise<{ name: string
   const script = join(dir, 'two.sql')
   const divide = join(dir, 'divide.sql')
   const broken = join(dir, 'broken.sql')
+  const pipeline = join(dir, 'pipeline.sql')
   await writeFile(script, PGBENCH_SCRIPT)
+  await writeFile(pipeline, PGBENCH_PIPELINE_SCRIPT)
   await writeFile(divide, 'SELECT 1 / 0;\n')
   await writeFile(broken, 'SELEC 1;\n')
   const bench = (mode: string, file: string, transactions: number) => async (port: string) =>
@@ -112,18 +126,21 @@ async function sessions(pg: PostgresServer, dir: string): Promise<{ name: string
     { name: 'pgbench-extended', command: 'pgbench -M extended -t 2 -f <PGBENCH_SCRIPT>', run: bench('extended', script, 2) },
     { name: 'pgbench-simple', command: 'pgbench -M simple -t 2 -f <PGBENCH_SCRIPT>', run: bench('simple', script, 2) },
     { name: 'pgbench-prepared-syntax-error', command: 'pgbench -M prepared -t 1 -f <SELEC 1;>', run: bench('prepared', broken, 1) },
+    { name: 'pgbench-prepared-pipeline', command: 'pgbench -M prepared -t 2 -f <PGBENCH_PIPELINE_SCRIPT>', run: bench('prepared', pipeline, 2) },
     { name: 'pgbench-extended-division-by-zero', command: 'pgbench -M extended -t 1 -f <SELECT 1 / 0;>', run: bench('extended', divide, 1) },
   ]
 }
 
-async function main(): Promise<void> {
+async function main(only: string[]): Promise<void> {
+  const path = fileURLToPath(new URL('./postgres-captures.json', import.meta.url))
+  const kept: CapturedSession[] = only.length === 0 ? [] : (JSON.parse(await readFile(path, 'utf8')) as CapturedSession[]).filter((s) => !only.includes(s.name))
   const pg = await startPostgres({ password: 'capture-password' })
   const dir = await mkdtemp(join(tmpdir(), 'periscope-pg-capture-'))
   const proxy = await recordingProxy(pg.port)
   const out: CapturedSession[] = []
   try {
     await pg.pgbench(['-i', '-s', '1', '-q'])
-    for (const session of await sessions(pg, dir)) {
+    for (const session of (await sessions(pg, dir)).filter((s) => only.length === 0 || only.includes(s.name))) {
       await session.run(String(proxy.port))
       const connections = await proxy.take()
       // pgbench opens one connection per client plus none other with -n; psql one
@@ -134,9 +151,8 @@ async function main(): Promise<void> {
     await pg.stop()
     await rm(dir, { recursive: true, force: true })
   }
-  const path = fileURLToPath(new URL('./postgres-captures.json', import.meta.url))
-  await writeFile(path, JSON.stringify(out, null, 1) + '\n')
-  console.log(`wrote ${out.length} sessions to ${path}`)
+  await writeFile(path, JSON.stringify([...kept, ...out], null, 1) + '\n')
+  console.log(`wrote ${out.length} sessions (and kept ${kept.length}) to ${path}`)
 }
 
-if (import.meta.main) await main()
+if (import.meta.main) await main(process.argv.slice(2))

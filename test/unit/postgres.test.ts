@@ -103,8 +103,17 @@ describe('PostgreSQL parser: recorded psql and pgbench sessions', () => {
     ])
   })
 
+  it('pgbench \\startpipeline: two Executes before one Sync, both answered in one read', () => {
+    const wire = replay('pgbench-prepared-pipeline')
+    // records: 6 and 8 Parse P_0 and P_1 (each with its Sync), 10 and 12 Bind/Describe/Execute of both then one Sync
+    const select = (times: { startNs: number; endNs: number }) => op({ kind: 'execute', text: SELECT_ACCOUNT, statement: 'P_0', commands: ['SELECT'], completed: 1, rows: 1, ...times })
+    const update = (times: { startNs: number; endNs: number }) => op({ kind: 'execute', text: UPDATE_ACCOUNT, statement: 'P_1', commands: ['UPDATE'], completed: 1, ...times })
+    assert.deepEqual(wire.operations, [select(between(10, 11)), update(between(10, 11)), select(between(12, 13)), update(between(12, 13))])
+    assert.deepEqual(wire.errors(), {})
+  })
+
   it("pgbench's extra connection (startup and Terminate only) gives no operation", () => {
-    for (const name of ['pgbench-prepared', 'pgbench-extended', 'pgbench-simple']) {
+    for (const name of ['pgbench-prepared', 'pgbench-extended', 'pgbench-simple', 'pgbench-prepared-pipeline']) {
       const wire = replay(name, 'first')
       assert.deepEqual(wire.operations, [], name)
       assert.equal(wire.connection.database, 'periscope_test')
