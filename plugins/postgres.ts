@@ -182,6 +182,8 @@ class PostgresTracing {
     let statement = this.#statements.get(text)
     if (statement !== undefined) return statement
     statement = { query: this.#mask ? maskSqlLiterals(text, 'postgresql') : text, summary: summarizeSql(text, 'postgresql') }
+    // long texts (bulk inserts, generated SQL) rarely repeat and would make the cache large
+    if (text.length > maxCachedTextLength) return statement
     if (this.#statements.size >= maxCachedStatements) this.#statements.delete(this.#statements.keys().next().value!)
     this.#statements.set(text, statement)
     return statement
@@ -226,6 +228,7 @@ interface Statement {
 }
 
 const maxCachedStatements = 1024
+const maxCachedTextLength = 2048
 
 /**
  * The operation and table of a statement. A Query of several statements (`BEGIN; UPDATE ...;
