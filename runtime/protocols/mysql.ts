@@ -93,7 +93,6 @@ export const COM_RESET_CONNECTION = 0x1f
 export const COM_STMT_BULK_EXECUTE = 0xfa
 
 /** Capability flags (the negotiated ones are the client's, which asks only for what the server offers). */
-export const CLIENT_MYSQL = 0x1
 export const CLIENT_CONNECT_WITH_DB = 0x8
 export const CLIENT_COMPRESS = 0x20
 export const CLIENT_PROTOCOL_41 = 0x200
@@ -344,8 +343,6 @@ class PacketReader {
   prefixWant = 0
   /** The prefix lies in the current record's data from here (-1: it is in `prefix`). */
   prefixAt = -1
-  /** The logical packet's first byte's record start and this record's end. */
-  packetStartNs = 0
   /** Exit of the last record of this direction. */
   lastEndNs = 0
 
@@ -382,8 +379,6 @@ export class MysqlConnection<C = unknown> {
   database?: string
   /** The negotiated capability flags (the handshake response's); undefined when the handshake was not seen. */
   capabilities?: number
-  /** MariaDB's extended capabilities (bits 32 and up of its handshake), 0 when none. */
-  mariadbCapabilities = 0
   private readonly parser: MysqlParser<C>
   private readonly readers: [PacketReader, PacketReader]
   /** `EGRESS` or `INGRESS`: the direction commands travel; -1 until decided. */
@@ -461,16 +456,21 @@ export class MysqlConnection<C = unknown> {
   }
 
   /**
-   * The connection closed: every command still waiting is handed over, `unfollowed` when some of
-   * its answer was received, else `closed`. Later records are ignored.
+   * The connection closed: every command still waiting is handed over, `unfollowed` when its
+   * answer was being received but could not be read to its end, else `closed`. Later records are
+   * ignored.
    */
   close(): void {
     if (this.closed) return
     this.closed = true
+    if (this.waitsOnlyForOptionalEof()) {
+      const head = this.queue.shift()!
+      this.finish(head, head.operation.endNs, undefined)
+    }
     const responses = this.requests < 0 ? undefined : this.readers[1 - this.requests]
     for (const entry of this.queue.splice(0)) {
-      if (entry.answered) this.finish(entry, responses?.lastEndNs ?? entry.operation.startNs, 'unfollowed')
-      else this.finish(entry, Math.max(entry.operation.startNs, responses?.lastEndNs ?? 0), 'closed')
+      const endNs = Math.max(entry.operation.startNs, responses?.lastEndNs ?? 0)
+      this.finish(entry, endNs, entry.answered && responses?.state === BLIND ? 'unfollowed' : 'closed')
     }
   }
 
@@ -563,7 +563,6 @@ export class MysqlConnection<C = unknown> {
       reader.logicalLength = 0
       reader.prefixHave = 0
       reader.prefixAt = -1
-      reader.packetStartNs = chunk.startNs
       reader.prefixWant = Math.min(reader.length, this.prefixWanted(reader))
     }
     reader.logicalLength += reader.length
@@ -622,7 +621,6 @@ export class MysqlConnection<C = unknown> {
     packet.seen = reader.prefixHave
     packet.length = reader.logicalLength
     packet.cut = reader.logicalLength - reader.prefixHave
-    packet.startNs = reader.packetStartNs
     packet.endNs = chunk.endNs
     if (reader.direction === this.requests) this.onRequestPacket(reader, packet)
     else this.onResponsePacket(reader, packet)
@@ -1148,8 +1146,7 @@ export class MysqlConnection<C = unknown> {
       // an SSL request: what follows is a TLS handshake and ciphertext
       return this.stop('tls')
     }
-    this.capabilities = capabilities & (this.serverCapabilities | CLIENT_MYSQL)
-    if ((this.serverCapabilities & CLIENT_MYSQL) === 0 && seen >= 32) this.mariadbCapabilities = u32(bytes, start + 28)
+    this.capabilities = capabilities & this.serverCapabilities
     const userEnd = seen > 32 ? indexOfZero(bytes, start + 32, end) : -1
     if (userEnd < 0) {
       // the user did not fit in the capture; the exchange can still be followed
@@ -1222,12 +1219,12 @@ interface Packet {
   length: number
   /** Bytes of the payload not in `seen`. */
   cut: number
-  startNs: number
+  /** Exit of the record that carried its last byte. */
   endNs: number
 }
 
 /** One packet object for every packet: interpreters read it synchronously and keep nothing of it. */
-const PACKET: Packet = { bytes: new Uint8Array(0), start: 0, seen: 0, length: 0, cut: 0, startNs: 0, endNs: 0 }
+const PACKET: Packet = { bytes: new Uint8Array(0), start: 0, seen: 0, length: 0, cut: 0, endNs: 0 }
 
 /** Enough of a row or definition packet to read an EOF, an OK's status or an ERR's message. */
 const ROW_PREFIX_BYTES = 512

@@ -87,10 +87,10 @@ export function greeting(version: string, capabilities: number): Uint8Array {
 }
 
 /** HandshakeResponse41 with a lenenc auth response. */
-export function handshakeResponse(options: { capabilities: number; user: string; auth: Uint8Array; database?: string; mariadbCapabilities?: number }): Uint8Array {
+export function handshakeResponse(options: { capabilities: number; user: string; auth: Uint8Array; database?: string }): Uint8Array {
   const filler = new Array(19).fill(0)
   return bytesOf(
-    u32le(options.capabilities), u32le(16 * 1024 * 1024), [45], filler, u32le(options.mariadbCapabilities ?? 0),
+    u32le(options.capabilities), u32le(16 * 1024 * 1024), [45], filler, u32le(0),
     options.user, [0], lenencString(options.auth), options.database === undefined ? [] : bytesOf(options.database, [0]),
     'mysql_native_password', [0],
   )

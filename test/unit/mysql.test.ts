@@ -421,6 +421,15 @@ describe('MySQL parser: lost records and connections seen from the middle', () =
     assert.deepEqual(wire.operations, [operation({ command: COM_QUERY, text: 'SELECT SLEEP(10)', namespace: 'shop', incomplete: 'closed', startNs: sent.startNs, endNs: sent.endNs })])
   })
 
+  it('closing in the middle of a result that was being followed hands it over as closed, not unfollowed', () => {
+    const wire = loggedIn()
+    const sent = wire.send(EGRESS, packet(0, query('SELECT name FROM items')))
+    const answer = packets(1, resultSet(['name'], [textRow(['apple']), textRow(['pear'])]))
+    const part = wire.send(INGRESS, answer.subarray(0, answer.length - 12))
+    wire.connection.close()
+    assert.deepEqual(wire.operations, [operation({ command: COM_QUERY, text: 'SELECT name FROM items', namespace: 'shop', incomplete: 'closed', startNs: sent.startNs, endNs: part.endNs })])
+  })
+
   it('prepared statements beyond maxStatements forget the least recently prepared', () => {
     const wire = new MysqlWire('client', { maxStatements: 2 })
     wire.send(INGRESS, packet(0, greeting('8.0.36', 0xffffffff)))
