@@ -24,6 +24,7 @@ interface Span {
   resource: Record<string, unknown>
   error: boolean
   statusMessage: string
+  startNs: bigint
 }
 
 function spansOf(lines: Json[]): Span[] {
@@ -34,6 +35,7 @@ function spansOf(lines: Json[]): Span[] {
     resource,
     error: (item.status as { code?: number } | undefined)?.code === 2,
     statusMessage: String((item.status as { message?: string } | undefined)?.message ?? ''),
+    startNs: BigInt(item.startTimeUnixNano as string),
   }))
 }
 
@@ -116,7 +118,8 @@ describe('PostgreSQL client spans from psql and pgbench', { timeout: 600_000 }, 
     })
     // a span invented later would come before a later client's: wait for one, then count again
     await barrier()
-    found = spansOf(await collector.read('traces')).filter((s) => pidOf(s) === run.pid)
+    // in the order the client sent them (export batches may arrive out of order)
+    found = spansOf(await collector.read('traces')).filter((s) => pidOf(s) === run.pid).sort((a, b) => (a.startNs < b.startNs ? -1 : a.startNs > b.startNs ? 1 : 0))
     assert.equal(found.length, count, `spans of pid ${run.pid}: ${found.map((s) => s.name).join(', ')}`)
     for (const span of found) {
       assert.equal(span.kind, SPAN_KIND_CLIENT)
