@@ -276,6 +276,22 @@ describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { time
     const check = await db.sql(`SELECT COUNT(*) FROM shop.items WHERE name IN ('${STRING_LITERAL}', '${PARAMETER_VALUE}')`)
     assert.match(check, /\n2\n/)
   })
+
+  it('mask_literals: false exports statements as sent, and the server error messages', async () => {
+    // after the secrets check: this run exports literals on purpose
+    await periscope.stop()
+    periscope = await startPeriscope({
+      endpoint: collector.httpEndpoint, shipped: ['mysql'], ready: /running 1 of \d+ plugins/,
+      config: { plugins: { mysql: { config: { mask_literals: false } } } },
+    })
+    await periscope.waitForOutput(/tracing MySQL and MariaDB clients/, 'the mysql plugin to start')
+    const run = await db.mariadb(['--force'], { input: "SELECT name FROM items WHERE name = 'visible' AND price > 2;\nSELECT * FROM nosuch_raw;\n", database: 'shop' })
+    const spans = await spansOfClient(run, 2)
+    assert.deepEqual(spans.map((s) => [s.attributes['db.query.text'], s.statusMessage]), [
+      ["SELECT name FROM items WHERE name = 'visible' AND price > 2", ''],
+      ['SELECT * FROM nosuch_raw', "ERROR 1146 (42S02): Table 'shop.nosuch_raw' doesn't exist"],
+    ])
+  })
 })
 
 /** Files under `dir` containing `text` (grep -r), '' when none. */
