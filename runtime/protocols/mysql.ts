@@ -662,23 +662,19 @@ export class MysqlConnection<C = unknown> {
    */
   private realign(reader: PacketReader, chunk: MysqlChunk): boolean {
     reader.realign = false
-    const guessing = this.requests < 0 || (reader.guessing && reader.direction === this.requests)
+    // a record that may start anywhere (the first seen, or one lost in the handshake) must look
+    // like a whole command, as clients send them
+    const guessing = this.requests < 0 || (reader.direction === this.requests && (reader.guessing || this.phase !== COMMANDS))
     reader.guessing = false
     if (guessing) {
-      // a record that may start anywhere must look like a whole command, as clients send them
       const data = chunk.data
       const length = data.length < 5 ? -1 : data[0]! | (data[1]! << 8) | (data[2]! << 16)
       if (length + 4 !== chunk.bytes || data[3] !== 0 || COMMAND_RESPONSES[data[4]!] === undefined) return this.resyncFailed()
-      if (this.requests < 0) {
-        // the side whose record is a command is the client
-        this.requests = reader.direction
-        this.phase = COMMANDS
-      }
+      // the side whose record is a command is the client, and the handshake is over
+      if (this.requests < 0) this.requests = reader.direction
+      this.phase = COMMANDS
     }
-    if (reader.direction === this.requests) {
-      // after the server's turn a command is due: its sequence id and command byte are checked as it is read
-      if (this.phase !== COMMANDS) return this.resyncFailed()
-    } else {
+    if (reader.direction !== this.requests) {
       // the command just read (nextSeq follows it) is the one this record answers
       const head = this.queue[0]
       if (head === undefined || head.answered || this.phase !== COMMANDS) return this.resyncFailed()
@@ -1118,10 +1114,10 @@ export class MysqlConnection<C = unknown> {
       this.server = { version: mariadb && version.startsWith('5.5.5-') ? version.slice(6) : version, mariadb }
     }
     if (whole) {
+      // the client asks only for what the server offers: capabilities not captured are taken as offered
       const at = versionEnd + 1 + 4 + 8 + 1
-      let capabilities = u16(bytes, at)
-      if (at + 2 + 1 + 2 + 2 <= end) capabilities |= u16(bytes, at + 5) << 16
-      this.serverCapabilities = capabilities >>> 0
+      const upper = at + 2 + 1 + 2 + 2 <= end ? u16(bytes, at + 5) : 0xffff
+      this.serverCapabilities = (u16(bytes, at) | (upper << 16)) >>> 0
     }
     if (this.requests < 0) this.requests = 1 - reader.direction
     this.phase = LOGIN

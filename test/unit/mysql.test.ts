@@ -167,6 +167,19 @@ describe('MySQL parser: handshakes', () => {
     assert.deepEqual(wire.errors(), {})
   })
 
+  it('a greeting cut by the capture before its upper capability flags: the client\'s CLIENT_DEPRECATE_EOF still holds', () => {
+    const wire = new MysqlWire('client')
+    const hello = packet(0, greeting('5.5.5-10.11.19-MariaDB', 0xfffffffe))
+    // the capture ends two bytes into the capability flags' upper half
+    wire.send(INGRESS, hello, { capture: 4 + 1 + '5.5.5-10.11.19-MariaDB'.length + 1 + 4 + 8 + 1 + 2 + 1 + 2 })
+    wire.send(EGRESS, packet(1, handshakeResponse({ capabilities: CAPS_41 | DEPRECATE_EOF, user: 'u', auth: new Uint8Array(20) })))
+    wire.send(INGRESS, packet(2, ok()))
+    assert.equal(wire.connection.server?.version, '10.11.19-MariaDB')
+    // a prepare whose one parameter definition ends it: no EOF with CLIENT_DEPRECATE_EOF
+    const t = exchange(wire, bytesOf([0x16], 'SELECT ?'), [bytesOf([0], u32le(1), u16le(0), u16le(1), [0], u16le(0)), columnDefinition('?')])
+    assert.deepEqual(wire.operations, [operation({ command: COM_STMT_PREPARE, text: 'SELECT ?', statementId: 1, ...t })])
+  })
+
   it('MySQL 8 query attributes before the statement text are skipped', () => {
     const wire = loggedIn({ version: '8.0.36', capabilities: CAPS_41 | QUERY_ATTRIBUTES })
     // no attributes: count 0, one parameter set
@@ -350,6 +363,23 @@ describe('MySQL parser: lost records and connections seen from the middle', () =
     ])
     assert.deepEqual(wire.stats(), { lostBytes: 300, resyncs: 1 })
     assert.deepEqual(wire.errors(), {})
+  })
+
+  it('the handshake response lost: the connection is followed from the next command, capabilities unknown', () => {
+    const wire = new MysqlWire('client')
+    wire.send(INGRESS, packet(0, greeting('5.5.5-10.11.19-MariaDB', 0xfffffffe)))
+    const login = packet(1, handshakeResponse({ capabilities: CAPS_41 | CONNECT_WITH_DB, user: 'u', auth: new Uint8Array(20), database: 'shop' }))
+    wire.positions[EGRESS] += login.length
+    // the server's OK is out of sequence (packet 1 was not seen): counted, and that direction waits for a command
+    wire.send(INGRESS, packet(2, ok()))
+    const first = exchange(wire, query('SELECT 1'), resultSet(['1'], [textRow(['1'])]))
+    const next = exchange(wire, query('SELECT 2'), resultSet(['2'], [textRow(['2'])]))
+    assert.deepEqual(wire.operations, [
+      operation({ command: COM_QUERY, text: 'SELECT 1', rows: 1, ...first }),
+      operation({ command: COM_QUERY, text: 'SELECT 2', rows: 1, ...next }),
+    ])
+    assert.equal(wire.connection.capabilities, undefined)
+    assert.deepEqual(wire.errors(), { sequence: 1 })
   })
 
   it('lost commands: their answers are not paired with the wrong commands', () => {
