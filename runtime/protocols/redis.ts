@@ -53,6 +53,8 @@ export interface RedisChunk {
   endNs: number
   /** The calling thread: a command's `tid` is that of the call that carried its first byte. */
   tid?: number
+  /** The record's `context` (the HTTP request its thread was serving, 0 for none): a command's is its first byte's call's. */
+  context?: number
 }
 
 /** `client`: this process connected, so it sends the commands. `server`: it accepted. */
@@ -60,7 +62,8 @@ export type RedisRole = 'client' | 'server' | 'unknown'
 
 /**
  * How a command ended. `ok` and `error`: its reply (for a command in a transaction, its element of
- * EXEC's reply, or EXEC's own error). `discarded`: DISCARD ended its transaction; `aborted`: EXEC
+ * EXEC's reply, or EXEC's own error); `ok` too for a command CLIENT REPLY OFF or SKIP left without
+ * a reply, which ends when it was sent. `discarded`: DISCARD ended its transaction; `aborted`: EXEC
  * returned null (a watched key changed), so it did not run; `closed`: the connection closed first.
  */
 export type RedisOutcome = 'ok' | 'error' | 'discarded' | 'aborted' | 'closed'
@@ -82,6 +85,7 @@ export interface RedisCommand {
   readonly startNs: number
   readonly endNs: number
   readonly tid: number
+  readonly context: number
   readonly outcome: RedisOutcome
   /** With `error`: the error's first word (`ERR`, `WRONGTYPE`, `EXECABORT`). */
   readonly errorPrefix: string | undefined
@@ -317,6 +321,7 @@ class PendingCommand implements RedisCommand {
   startNs = 0
   endNs = 0
   tid = 0
+  context = 0
   outcome: RedisOutcome = 'ok'
   errorPrefix: string | undefined = undefined
   errorMessage: string | undefined = undefined
@@ -575,6 +580,11 @@ export class RedisConnection<C = unknown> {
     this.blockedReplyEndNs = 0
   }
 
+  /** @internal reply bytes were passed over while looking for a boundary: they may have answered waiting commands */
+  repliesSkipped(): void {
+    if (this.queue.length > 0 || this.transaction.length > 0) this.repliesLost()
+  }
+
   /** @internal replies were lost: no queued command can be paired any more */
   repliesLost(): void {
     this.parser.stats.lostCommands += this.queue.length + this.transaction.length
@@ -601,7 +611,6 @@ export class RedisConnection<C = unknown> {
   /** @internal a whole top-level value was read */
   replyRead(reader: ReplyReader): void {
     const type = reader.topType
-    if (type !== STAR && type !== DOLLAR && type !== 43 /* + */ && type !== MINUS && type !== COLON) this.resp3 = true
     if (type === PUSH) return this.notice(reader)
     if (this.monitoring) {
       this.parser.stats.outOfBand++
@@ -776,9 +785,9 @@ class RequestReader {
   /** Position of the next byte; -1 before the first record. */
   private expected = -1
   /**
-   * The command start found by a resync is trusted once a command read from it ends in the same
-   * record (a client writes a command in one call, unless a value is large); otherwise the shape
-   * was inside a value, and what it declared must not swallow the commands after it.
+   * The command start found by a resync is trusted once a record ends where a command ends (a
+   * client writes whole commands in a call, unless a value is large); otherwise the shape was
+   * inside a value, and what it declared must not swallow the commands after it.
    */
   private tentative = false
 
@@ -833,11 +842,14 @@ class RequestReader {
     let i = 0
     while (i < captured) i = this.step(data, i, captured, chunk)
     if (chunk.bytes > captured) this.unseen(chunk.bytes - captured)
-    if (this.tentative && this.state !== REQ_IDLE && this.state !== REQ_SYNC) this.untrusted()
+    if (this.tentative && this.state !== REQ_SYNC) {
+      if (this.state === REQ_IDLE) this.tentative = false
+      else this.untrusted()
+    }
     this.expected = chunk.position + chunk.bytes
   }
 
-  /** The command read since a resync did not end in its record: it was no command. */
+  /** The record read since a resync did not end where a command ends: what was read was no command. */
   private untrusted(): void {
     this.parser.stats.resyncs++
     if (this.command !== null) this.parser.release(this.command)
@@ -861,7 +873,8 @@ class RequestReader {
     if (this.state === REQ_SYNC) return
     // bytes up to the end of the argument being read: its data, CR and LF
     const toEnd = this.state === REQ_DATA ? this.remaining + 2 : this.state === REQ_DATA_CR ? 2 : this.state === REQ_DATA_LF ? 1 : 0
-    if (count > toEnd) return this.desync(true)
+    // a name or subcommand not wholly seen names no command: its place is lost like any other
+    if (count > toEnd || (count > 0 && (this.keep === KEEP_NAME || this.keep === KEEP_SUBCOMMAND) && this.state === REQ_DATA)) return this.desync(true)
     if (this.state === REQ_DATA) this.unseenKept(Math.min(count, this.remaining))
     if (count === toEnd) {
       this.remaining = 0
@@ -879,9 +892,7 @@ class RequestReader {
   /** Unseen bytes of an argument being kept: what is kept is then cut or unknown. */
   private unseenKept(count: number): void {
     if (count === 0) return
-    if (this.keep === KEEP_NAME) this.nameCut = true
-    else if (this.keep === KEEP_SUBCOMMAND) this.subCut = true
-    else if (this.keep === KEEP_KEY) this.parser.stats.keyBytesCut += count
+    if (this.keep === KEEP_KEY) this.parser.stats.keyBytesCut += count
     else if (this.keep === KEEP_SELECT || this.keep === KEEP_MODE) this.small = Number.NaN
   }
 
@@ -978,6 +989,7 @@ class RequestReader {
     const command = this.parser.take()
     command.startNs = chunk.startNs
     command.tid = chunk.tid ?? 0
+    command.context = chunk.context ?? 0
     this.command = command
     this.argIndex = 0
     this.entry = undefined
@@ -1109,7 +1121,6 @@ class RequestReader {
     const command = this.command!
     this.command = null
     this.state = REQ_IDLE
-    this.tentative = false
     const entry = this.entry
     const sub = this.sub
     command.known = entry !== undefined && (entry.subcommands === null || sub !== undefined)
@@ -1307,7 +1318,7 @@ class ReplyReader {
   private readonly parser: RedisParser<any>
   private state: number
   private expected = -1
-  /** As in RequestReader: after a resync, the first value must end in its record to be trusted. */
+  /** As in RequestReader: after a resync, the place is trusted once a record ends where a value ends. */
   private tentative = false
 
   /** Elements left per open aggregate, -1 for a streamed one (ended by `.`). */
@@ -1378,7 +1389,10 @@ class ReplyReader {
     if (this.state === REP_SYNC && captured > 0) i = this.syncAtStart(data, captured)
     while (i < captured) i = this.step(data, i, captured, chunk)
     if (chunk.bytes > captured) this.unseen(chunk.bytes - captured, chunk.endNs)
-    if (this.tentative && !this.atBoundary()) this.untrusted()
+    if (this.tentative && this.state !== REP_SYNC) {
+      if (this.atBoundary()) this.tentative = false
+      else this.untrusted()
+    }
     this.expected = chunk.position + chunk.bytes
   }
 
@@ -1386,7 +1400,7 @@ class ReplyReader {
     return this.state === REP_SYNC || (this.state === REP_TYPE && this.depth === 0 && !this.inStreamedString)
   }
 
-  /** The value read since a resync did not end in its record: it was no value. */
+  /** The record read since a resync did not end where a value ends: what was read was no value. */
   private untrusted(): void {
     this.parser.stats.resyncs++
     this.state = REP_SYNC
@@ -1410,7 +1424,9 @@ class ReplyReader {
     if (this.state === REP_SYNC) return
     // bytes up to the end of the bulk value being read: its data, CR and LF
     const toEnd = this.state === REP_DATA ? this.bytesLeft + 2 : this.state === REP_DATA_CR ? 2 : this.state === REP_DATA_LF ? 1 : 0
-    if (count > toEnd) return this.desync(true)
+    // an error whose first word is not wholly seen has no known prefix
+    const prefixCut = this.keep === KEEP_ERROR && this.state === REP_DATA && this.errorBytes.subarray(0, this.errorLength).indexOf(SP) < 0
+    if (count > toEnd || prefixCut) return this.desync(true)
     if (count === toEnd) {
       this.bytesLeft = 0
       return this.bulkDone(endNs)
@@ -1485,13 +1501,20 @@ class ReplyReader {
   private sync(data: Uint8Array, i: number, n: number): number {
     for (let at = data.indexOf(LF, i); at >= 0 && at + 1 < n; at = data.indexOf(LF, at + 1)) {
       if (!replyStartAt(data, at + 1, n)) continue
-      this.parser.stats.skippedBytes += at + 1 - i
+      this.skipped(at + 1 - i)
       this.state = REP_TYPE
       this.tentative = true
       return at + 1
     }
-    this.parser.stats.skippedBytes += n - i
+    this.skipped(n - i)
     return n
+  }
+
+  /** Reply bytes passed over: whichever waiting command they answered, it is no longer known. */
+  private skipped(count: number): void {
+    if (count === 0) return
+    this.parser.stats.skippedBytes += count
+    this.connection.repliesSkipped()
   }
 
   private startValue(data: Uint8Array, i: number): number {
@@ -1531,6 +1554,8 @@ class ReplyReader {
   }
 
   private startTop(type: number): void {
+    // known from a value's first byte, so that a push still being read is never cut short (see commandRead)
+    if (type !== STAR && type !== DOLLAR && type !== 43 /* + */ && type !== MINUS && type !== COLON) this.connection.resp3 = true
     if (type === ATTRIBUTE) return
     this.topType = type
     this.topIsError = type === MINUS || type === 33 /* ! */
@@ -1712,7 +1737,6 @@ class ReplyReader {
   private topDone(endNs: number): void {
     this.endNs = endNs
     this.keep = 0
-    this.tentative = false
     this.connection.replyRead(this)
   }
 
@@ -1743,11 +1767,8 @@ function replyStartAt(data: Uint8Array, at: number, n: number): boolean {
   if (shape === 0) return false
   let i = at + 1
   if (shape === LINE && type !== COLON) {
-    while (i < n && data[i] !== CR) {
-      const c = data[i]!
-      if (c < SP && c !== HT) return false
-      i++
-    }
+    // a line may hold any byte but CR and LF
+    while (i < n && data[i] !== CR && data[i] !== LF) i++
   } else {
     if (data[i] === MINUS) i++
     const digits = i

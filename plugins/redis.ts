@@ -1,0 +1,205 @@
+/**
+ * Redis client spans and the `db.client.operation.duration` histogram for every process on the
+ * host, with no change to the applications. The `sockdata` object hands this plugin only the
+ * records of connections the kernel classified as Redis from their first bytes (a RESP array of
+ * bulk strings, `*<n>\r\n$`), so its cost follows Redis traffic alone.
+ *
+ * Per connection, the RESP2/RESP3 parser (runtime/protocols/redis.ts) pairs each command with its
+ * reply, through pipelining, MULTI/EXEC (a queued command's result is its element of EXEC's
+ * reply), pub/sub (messages and pushes answer no command) and MONITOR. Each command becomes a
+ * CLIENT span of the process that sent it, named after the command as sent (`GET`, `CLIENT
+ * SETNAME`), with `db.system.name=redis`, `db.operation.name`, `db.query.text` (the command, its
+ * first key, and `?` for every other argument), `db.namespace` (the database index, where known),
+ * and for an error reply `db.response.status_code` and `error.type` set to the error's prefix
+ * (`ERR`, `WRONGTYPE`).
+ *
+ * Secrets: argument values are skipped by length, never decoded; only the command name, its
+ * subcommand and its first key are read (and the key is not exported with `export_keys: false`).
+ * AUTH, HELLO and MIGRATE have no key, so their passwords are never read. An error's text is
+ * kept up to its first quote or colon, since what follows may echo arguments.
+ *
+ * Everything here is public plugin API: a user plugin can do the same.
+ */
+import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
+import { ClientSpans, clientConnection, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
+import { ConnectionTable } from 'periscope/protocols/connection-table'
+import { RedisParser, type RedisChunk, type RedisCommand, type RedisConnection } from 'periscope/protocols/redis'
+import { claimProtocol, DIRECTION_INGRESS, PROTOCOL_REDIS, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_PREEXISTING } from 'periscope/protocols/sockdata'
+import { followOpenSsl } from 'periscope/protocols/tls-follow'
+
+const config = {
+  /**
+   * Payload bytes the kernel copies per call (at most 16384). Commands in a write, and replies in
+   * a read, beyond it are lost (counted in periscope.redis.lost_commands); values beyond it are
+   * skipped by length. Pipelining clients write up to 16 KiB at once (redis-cli --pipe, hiredis)
+   * and read as much, so the default covers them.
+   */
+  capture_bytes: 16384,
+  /** Trace Redis over TLS through uprobes on OpenSSL (libssl.so.3 and statically linked binaries). */
+  tls: true,
+  /** Only these processes (empty: every process). */
+  target_pids: [] as number[],
+  /** Only processes in these cgroups or below them, by cgroup v2 id; with target_pids too, a process named by either. */
+  target_cgroup_ids: [] as number[],
+  /** Ports whose traffic is never traced, at either end. */
+  excluded_ports: [] as number[],
+  /** Connections tracked at once; the least recently used is forgotten past this. */
+  max_connections: 16384,
+  /** The db.client.operation.duration histogram. */
+  metrics: true,
+  /** Spans shorter than this are not exported (the histogram still counts them). */
+  min_duration_ms: 0,
+  /** Head sampling in percent; errors are always kept. */
+  sampling_percent: 100,
+  /** The first key of a command in `db.query.text` (`GET user:42`); off, every argument is `?`. */
+  export_keys: true,
+}
+type Config = typeof config
+
+type SockEvent = TopicEvent<'sockdata:redis'>
+
+interface Conn {
+  client: ClientConnection
+  stream: RedisConnection<Conn>
+  /** The last histogram attributes, reused while they do not change. */
+  metricAttributes?: Record<string, string | number>
+}
+
+/** Placeholders for the arguments after the key, by count; past the last, the text ends in `...`. */
+const placeholders = Array.from({ length: 33 }, (_, n) => ' ?'.repeat(n))
+/** Database indexes as text: SELECT's range (0 to 15 by default) is small. */
+const namespaces = Array.from({ length: 16 }, (_, n) => String(n))
+
+export default definePlugin({
+  name: 'redis',
+  objects: ['sockdata', 'exec'],
+  config,
+  async setup(ctx) {
+    const plugin = new RedisTracing(ctx)
+    const { target_pids: pids, target_cgroup_ids: cgroups, excluded_ports: ports, capture_bytes: capture } = ctx.config
+    await claimProtocol(ctx, PROTOCOL_REDIS, { captureBytes: capture, targetPids: pids, targetCgroupIds: cgroups, excludedPorts: ports })
+    ctx.on('sockdata:redis', (event) => plugin.onRecord(event), { onLoss: (lost) => plugin.onLoss(lost) })
+    if (ctx.config.tls) await followOpenSsl(ctx, (message) => ctx.log.warn(message))
+    ctx.every('10s', () => plugin.report())
+    const targets = [...pids.length > 0 ? [`pids ${pids.join(', ')}`] : [], ...cgroups.length > 0 ? [`cgroups ${cgroups.join(', ')} and below`] : []]
+    ctx.log.info(`tracing Redis clients${ctx.config.tls ? ' (TLS through OpenSSL uprobes too)' : ''} on ${targets.length === 0 ? 'the whole host' : targets.join(' and ')}`)
+  },
+})
+
+class RedisTracing {
+  readonly #ctx: PluginContext<Config>
+  readonly #conns: ConnectionTable<Conn>
+  readonly #parser: RedisParser<Conn>
+  readonly #spans: ClientSpans
+  /** One chunk object for every record: the parser keeps nothing of it. */
+  readonly #chunk: RedisChunk = { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, tid: 0, context: 0 }
+  /** One operation object for every span: ClientSpans keeps only its attributes. */
+  readonly #operation: ClientOperation = { name: '', startNs: 0, endNs: 0, attributes: {}, metricAttributes: {} }
+  #lostRecords = 0
+
+  constructor(ctx: PluginContext<Config>) {
+    this.#ctx = ctx
+    this.#conns = new ConnectionTable<Conn>(ctx.config.max_connections, (conn) => conn.stream.close())
+    this.#parser = new RedisParser<Conn>((command, conn) => this.#onCommand(conn, command), { keys: ctx.config.export_keys })
+    this.#spans = new ClientSpans(ctx, {
+      histogram: ctx.config.metrics ? 'db.client.operation.duration' : undefined,
+      minDurationMs: ctx.config.min_duration_ms,
+      samplingPercent: ctx.config.sampling_percent,
+    })
+  }
+
+  onLoss(lost: number): void {
+    this.#lostRecords += lost
+  }
+
+  onRecord(event: SockEvent): void {
+    if (event.kind === SOCK_CLOSE) {
+      this.#conns.delete(event.conn_id)?.stream.close()
+      return
+    }
+    // spans come from the client's end; the server's end of a local connection is skipped early
+    if (event.kind !== SOCK_DATA || event.role === ROLE_SERVER) return
+    let conn = this.#conns.get(event.conn_id)
+    if (conn === undefined) {
+      conn = { client: clientConnection(event) } as Conn
+      // a connection found open at start-up may be in the middle of a command or a reply
+      const midStream = (event.flags & SOCK_FLAG_PREEXISTING) !== 0
+      conn.stream = this.#parser.connection(conn, event.role === ROLE_CLIENT ? 'client' : 'unknown', { midStream })
+      this.#conns.set(event.conn_id, conn)
+    }
+    const chunk = this.#chunk
+    chunk.direction = event.direction
+    chunk.position = event.position
+    chunk.bytes = event.bytes
+    chunk.data = event.data
+    // a receive may wait long (an idle connection, a blocking command) before its data arrives;
+    // its exit is the one time known to follow the arrival
+    chunk.startNs = event.direction === DIRECTION_INGRESS ? event.end_ns : event.start_ns
+    chunk.endNs = event.end_ns
+    chunk.tid = event.tid
+    chunk.context = event.context
+    conn.stream.push(chunk)
+  }
+
+  /** Self-reported counters, besides the runtime's own per-plugin metrics. */
+  report(): void {
+    const attributes = { 'periscope.plugin': 'redis' }
+    const emit = this.#ctx.emit
+    const stats = this.#parser.stats
+    emit.metric({ name: 'periscope.redis.connections', kind: 'gauge', value: this.#conns.size, attributes })
+    emit.metric({ name: 'periscope.redis.connections_evicted', kind: 'gauge', value: this.#conns.evicted, attributes })
+    for (const [reason, count] of Object.entries(this.#parser.errors)) {
+      emit.metric({ name: 'periscope.redis.parse_errors', kind: 'gauge', value: count, attributes: { ...attributes, reason } })
+    }
+    emit.metric({ name: 'periscope.redis.records_lost', kind: 'gauge', value: this.#lostRecords, attributes })
+    emit.metric({ name: 'periscope.redis.lost_commands', kind: 'gauge', value: stats.lostCommands, attributes })
+    emit.metric({ name: 'periscope.redis.unmatched_replies', kind: 'gauge', value: stats.unmatchedReplies, attributes })
+    emit.metric({ name: 'periscope.redis.queue_overflows', kind: 'gauge', value: stats.queueOverflows, attributes })
+    emit.metric({ name: 'periscope.redis.resyncs', kind: 'gauge', value: stats.resyncs, attributes })
+    this.#spans.report('redis')
+  }
+
+  #onCommand(conn: Conn, command: RedisCommand): void {
+    const name = command.name
+    const database = command.database
+    const namespace = database === undefined ? undefined : namespaces[database] ?? String(database)
+    const attributes: ClientOperation['attributes'] = {
+      'db.system.name': 'redis',
+      'db.operation.name': name,
+      'db.query.text': queryText(command),
+    }
+    if (namespace !== undefined) attributes['db.namespace'] = namespace
+    const failed = command.outcome === 'error'
+    if (failed) attributes['db.response.status_code'] = command.errorPrefix!
+    const op = this.#operation
+    op.name = name
+    op.startNs = command.startNs
+    op.endNs = command.endNs
+    op.context = command.context
+    op.attributes = attributes
+    // the histogram's operation names are bounded: a name the server does not know is any text
+    op.metricAttributes = this.#metricAttributes(conn, command.known ? name : '_OTHER', namespace, failed ? command.errorPrefix : undefined)
+    op.error = failed
+      ? { type: command.errorPrefix!, message: command.errorMessage! }
+      : command.outcome === 'closed' ? { type: 'connection_closed', message: 'the connection closed before the reply' } : undefined
+    this.#spans.emit(conn.client, op)
+  }
+
+  #metricAttributes(conn: Conn, operation: string, namespace: string | undefined, code: string | undefined): Record<string, string | number> {
+    const last = conn.metricAttributes
+    if (last !== undefined && last['db.operation.name'] === operation && last['db.namespace'] === namespace && last['db.response.status_code'] === code) return last
+    const attributes: Record<string, string | number> = { 'db.system.name': 'redis', 'db.operation.name': operation }
+    if (namespace !== undefined) attributes['db.namespace'] = namespace
+    if (code !== undefined) attributes['db.response.status_code'] = code
+    conn.metricAttributes = attributes
+    return attributes
+  }
+}
+
+/** `SET user:42 ?`: the command, its first key, and `?` for every other argument. */
+function queryText(command: RedisCommand): string {
+  const key = command.key
+  const rest = key === undefined ? command.arguments : command.arguments - 1
+  const tail = rest < placeholders.length ? placeholders[rest]! : `${placeholders[placeholders.length - 1]} ...`
+  return key === undefined ? command.name + tail : `${command.name} ${key}${tail}`
+}
