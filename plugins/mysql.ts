@@ -185,7 +185,8 @@ class MysqlTracing {
       attributes['db.query.text'] = this.#mask ? maskSqlLiterals(operation.text, 'mysql') : operation.text
     }
     if (operation.rows !== undefined) attributes['db.response.returned_rows'] = operation.rows
-    const code = operation.error === undefined ? undefined : String(operation.error.code)
+    // 0: the capture cut the ERR before its number
+    const code = operation.error === undefined || operation.error.code === 0 ? undefined : String(operation.error.code)
     if (code !== undefined) attributes['db.response.status_code'] = code
     const op = this.#operation
     op.name = summary.operation === undefined ? system : summary.collection === undefined ? summary.operation : `${summary.operation} ${summary.collection}`
@@ -202,8 +203,9 @@ class MysqlTracing {
     const error = operation.error
     if (error !== undefined) {
       const state = error.sqlState === '' ? '' : ` (${error.sqlState})`
+      const type = error.code === 0 ? '_OTHER' : String(error.code)
       // the server's message may quote the statement's values (Duplicate entry '...' for key ...)
-      return { type: String(error.code), message: this.#mask ? `ERROR ${error.code}${state}` : `ERROR ${error.code}${state}: ${error.message}` }
+      return { type, message: this.#mask ? `ERROR ${error.code}${state}` : `ERROR ${error.code}${state}: ${error.message}` }
     }
     if (operation.incomplete === 'closed') return { type: 'connection_closed', message: 'the connection closed before the answer was complete' }
     if (operation.incomplete === 'lost') return { type: 'data_lost', message: 'records of this operation were lost; its result is unknown' }

@@ -949,6 +949,8 @@ export class MysqlConnection<C = unknown> {
     // a result set: its column count, then maybe "metadata follows" (MySQL 8 optional metadata, MariaDB cached metadata)
     const count = lengthEncoded(packet.bytes, packet.start, packet.start + packet.seen)
     const countBytes = lengthEncodedSize(first)
+    // the count cut by the capture: what follows cannot be counted
+    if (count < 0 && packet.cut > 0 && first >= 0xfc) return this.blind(reader, false)
     if (count <= 0 || (packet.length !== countBytes && packet.length !== countBytes + 1)) return void this.malformed(reader, 'response')
     const metadata = packet.length === countBytes + 1 ? packet.bytes[packet.start + countBytes] : 1
     if (metadata === undefined) return this.blind(reader, false)
