@@ -1,0 +1,247 @@
+/**
+ * What tracing Redis costs its clients (issue 9): redis-benchmark's SET and GET (50 clients,
+ * random keys among 100,000, 3-byte values) against Debian's redis-server 7.0 started for the run
+ * (test/peers/redis.ts, no persistence), one command per round trip and pipelined 16 at a time
+ * (`-P 16`), without Periscope (the baseline) and with a real `./periscope run` tracing it with
+ * the shipped redis plugin (the others disabled, so other engineers' traffic of other protocols on
+ * the host costs nothing here), exporting over OTLP/HTTP to a local sink (test/peers/otlp-sink.ts,
+ * in this process). Baseline and traced runs alternate over the rounds, in the same run; Periscope
+ * starts afresh for each round's traced runs, after the server, as it would on a host.
+ *
+ * Per run and test: redis-benchmark's requests/s and its p99 latency; Periscope's CPU (utime +
+ * stime of all its threads, /proc/<pid>/stat) per 10,000 commands, from the start of the load until
+ * its exports settle (no new span for 1.5 s), by kind of thread; the spans that reached the sink,
+ * against the commands sent (the difference is what was dropped: commands the plugin could not
+ * follow or spans the exporter's queue had no room for). The kernel side of tracing runs in the
+ * clients' and the server's own syscalls: redis-server's CPU per 10,000 commands, with and
+ * without, shows the server's share. Medians over the rounds.
+ * Target: throughput ≥ 0.95 of the baseline for the commands sent one at a time. Exits non-zero
+ * when it is missed; the pipelined figures are reported.
+ *
+ *   node_modules/.bin/node bench/redis-overhead.bench.ts [--requests 100000] [--pipelined-requests 500000] [--rounds 3]
+ *   npm run bench -- redis-overhead
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { startOtlpSink, type OtlpSink } from '../test/peers/otlp-sink.ts'
+import { withoutShippedPlugins } from '../test/peers/periscope.ts'
+import { startRedis, type BenchmarkRow, type Redis } from '../test/peers/redis.ts'
+import { median, repoRoot, verdict } from './common.ts'
+
+const { values: args } = parseArgs({
+  options: {
+    requests: { type: 'string', default: process.env.PERISCOPE_BENCH_REDIS_REQUESTS ?? '100000' },
+    'pipelined-requests': { type: 'string', default: process.env.PERISCOPE_BENCH_REDIS_PIPELINED_REQUESTS ?? '500000' },
+    rounds: { type: 'string', default: process.env.PERISCOPE_BENCH_REDIS_ROUNDS ?? '3' },
+  },
+})
+const ROUNDS = Number(args.rounds)
+const MODES = [
+  { name: 'one at a time', pipeline: 1, requests: Number(args.requests), target: true },
+  { name: '-P 16', pipeline: 16, requests: Number(args['pipelined-requests']), target: false },
+] as const
+if (!(ROUNDS >= 1) || MODES.some((mode) => !(mode.requests >= 1000))) {
+  throw new Error(`--rounds must be positive and the request counts at least 1000 (got ${args.rounds}, ${args.requests}, ${args['pipelined-requests']})`)
+}
+type Mode = (typeof MODES)[number]
+const TESTS = ['SET', 'GET']
+const CLIENTS = 50
+const KEYSPACE = 100_000
+const TARGET_THROUGHPUT_RATIO = 0.95
+const SETTLED_SPANS = 20
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
+
+interface BenchRun {
+  rows: Map<string, BenchmarkRow>
+  /** Commands sent: the requests of every test. */
+  commands: number
+  serverCpu: number
+  periscope?: { cpu: number; byThread: Map<string, number>; spans: number }
+}
+
+/** CPU seconds (user + system, all threads) of a process. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+}
+
+/**
+ * Periscope's CPU seconds by kind of thread: its main thread (ring buffers, bus, exporter), the
+ * isolates' threads (named MainThread: the plugins), V8's workers (garbage collection,
+ * compilation) and libuv's pool.
+ */
+function threadCpu(pid: number): Map<string, number> {
+  const byKind = new Map<string, number>()
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+    } catch {
+      continue
+    }
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const kind = tid === String(pid) ? 'main thread' : comm === 'MainThread' ? 'isolates' : comm === 'V8Worker' ? 'V8 workers' : comm === 'libuv-worker' ? 'libuv pool' : comm
+    byKind.set(kind, (byKind.get(kind) ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS)
+  }
+  return byKind
+}
+
+/** Resolves true once at most SETTLED_SPANS spans reached the sink in the last 1.5 s; false after 60 s. */
+async function exportSettled(sink: OtlpSink): Promise<boolean> {
+  const start = performance.now()
+  const window: number[] = []
+  for (;;) {
+    window.push(sink.counts().spans)
+    if (window.length > 16) window.shift()
+    if (window.length === 16 && window.at(-1)! - window[0]! <= SETTLED_SPANS) return true
+    if (performance.now() - start > 60_000) return false
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+async function load(redis: Redis, mode: Mode, traced?: { periscope: Periscope; sink: OtlpSink }): Promise<BenchRun> {
+  const serverBefore = cpuSeconds(redis.pid)
+  const threadsBefore = traced === undefined ? undefined : threadCpu(traced.periscope.pid)
+  const periscopeBefore = traced === undefined ? 0 : cpuSeconds(traced.periscope.pid)
+  const spansBefore = traced?.sink.counts().spans ?? 0
+  const run = await redis.benchmark({ tests: TESTS.map((t) => t.toLowerCase()), requests: mode.requests, pipeline: mode.pipeline, clients: CLIENTS, keyspace: KEYSPACE })
+  const serverCpu = cpuSeconds(redis.pid) - serverBefore
+  if (traced !== undefined && !(await exportSettled(traced.sink))) unsettled++
+  const rows = new Map(run.rows.map((row) => [row.test, row]))
+  for (const test of TESTS) if (!rows.has(test)) throw new Error(`redis-benchmark printed no ${test} row:\n${run.stdout}`)
+  const periscope = traced === undefined ? undefined : {
+    cpu: cpuSeconds(traced.periscope.pid) - periscopeBefore,
+    byThread: new Map([...threadCpu(traced.periscope.pid)].map(([kind, seconds]) => [kind, seconds - (threadsBefore!.get(kind) ?? 0)])),
+    spans: traced.sink.counts().spans - spansBefore,
+  }
+  return { rows, commands: mode.requests * TESTS.length, serverCpu, periscope }
+}
+
+interface Periscope {
+  pid: number
+  running: string
+  output(): string
+  stop(): Promise<void>
+}
+
+/** `./periscope run` with only the redis plugin, exporting to the sink; resolves once it runs. */
+async function startPeriscope(sink: OtlpSink): Promise<Periscope> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'periscope-bench-redis-'))
+  // the runtime continues as nobody after loading, and must reach its data directory
+  chmodSync(dir, 0o755)
+  writeFileSync(path.join(dir, 'periscope.yaml'), JSON.stringify({
+    admin: { socket: path.join(dir, 'admin', 'admin.sock') },
+    plugins: withoutShippedPlugins(['redis']),
+    exporter: { dataDir: path.join(dir, 'data'), prometheus: { enabled: false } },
+  }))
+  const env: Record<string, string> = {}
+  for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !key.startsWith('OTEL_')) env[key] = value
+  env.OTEL_EXPORTER_OTLP_ENDPOINT = sink.endpoint
+  const child: ChildProcess = spawn(path.join(repoRoot, 'periscope'), ['run', '--config', path.join(dir, 'periscope.yaml')], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGINT')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+      const code = await exited
+      clearTimeout(timer)
+      if (code !== 0) console.error(`periscope run exited with ${code} on SIGINT:\n${output.slice(-3000)}`)
+    }
+    rmSync(dir, { recursive: true, force: true })
+  }
+  try {
+    const start = performance.now()
+    let ready: RegExpExecArray | null
+    while ((ready = /running \d+ of \d+ plugins[^\n]*/.exec(output)) === null) {
+      if (child.exitCode !== null) throw new Error(`periscope run exited with ${child.exitCode} during start-up:\n${output}`)
+      if (performance.now() - start > 120_000) throw new Error(`periscope run was not running its plugins after 120 s:\n${output}`)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    return { pid: child.pid!, running: ready[0], output: () => output, stop }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+}
+
+/** Waits until a command comes back as a span at the sink, so the timed load starts with tracing in effect. */
+async function waitUntilTracing(redis: Redis, sink: OtlpSink, periscope: Periscope): Promise<void> {
+  const before = sink.counts().spans
+  const start = performance.now()
+  while (sink.counts().spans === before) {
+    if (performance.now() - start > 60_000) throw new Error(`no span reached the sink within 60 s of commands to Redis; periscope run output:\n${periscope.output().slice(-3000)}`)
+    await redis.cli(['PING'])
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+}
+
+let unsettled = 0
+const sink = await startOtlpSink()
+const redis = await startRedis()
+const baseline = new Map<Mode, BenchRun[]>(MODES.map((mode) => [mode, []]))
+const traced = new Map<Mode, BenchRun[]>(MODES.map((mode) => [mode, []]))
+let running = ''
+try {
+  // the server and its keyspace warmed; one Periscope start so later ones find the compile cache filled
+  for (const mode of MODES) await load(redis, mode)
+  await (await startPeriscope(sink)).stop()
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const mode of MODES) baseline.get(mode)!.push(await load(redis, mode))
+    const periscope = await startPeriscope(sink)
+    running = periscope.running
+    try {
+      await waitUntilTracing(redis, sink, periscope)
+      if (!(await exportSettled(sink))) unsettled++
+      for (const mode of MODES) traced.get(mode)!.push(await load(redis, mode, { periscope, sink }))
+    } finally {
+      await periscope.stop()
+    }
+  }
+} finally {
+  await redis.stop()
+  await sink.stop()
+}
+
+const m = (runs: BenchRun[], pick: (r: BenchRun) => number): number => median(runs.map(pick))
+const rps = (x: number): string => Math.round(x).toLocaleString('en')
+const per10k = (seconds: number, r: BenchRun): number => (seconds / r.commands) * 10_000
+let allMet = true
+console.log(`Redis overhead: redis-benchmark SET and GET (${CLIENTS} clients, ${KEYSPACE.toLocaleString('en')} random keys) against redis-server 7.0, ` +
+  `medians of ${ROUNDS} rounds alternating without and with Periscope; ${running || 'periscope run'} (redis plugin only); OTLP/HTTP to a local sink`)
+for (const mode of MODES) {
+  const base = baseline.get(mode)!
+  const withP = traced.get(mode)!
+  console.log(`  ${mode.name} (-n ${mode.requests.toLocaleString('en')} a test):`)
+  for (const test of TESTS) {
+    const baseRps = m(base, (r) => r.rows.get(test)!.requestsPerSecond)
+    const withRps = m(withP, (r) => r.rows.get(test)!.requestsPerSecond)
+    const baseP99 = m(base, (r) => r.rows.get(test)!.latencyMs.p99)
+    const withP99 = m(withP, (r) => r.rows.get(test)!.latencyMs.p99)
+    const met = withRps / baseRps >= TARGET_THROUGHPUT_RATIO
+    if (mode.target) allMet &&= met
+    console.log(`    ${test}: ${rps(baseRps)} → ${rps(withRps)} requests/s (rounds ${base.map((r) => rps(r.rows.get(test)!.requestsPerSecond)).join(', ')} → ` +
+      `${withP.map((r) => rps(r.rows.get(test)!.requestsPerSecond)).join(', ')}); ratio ${(withRps / baseRps).toFixed(3)}` +
+      `${mode.target ? ` (target ≥ ${TARGET_THROUGHPUT_RATIO}) ${verdict(met)}` : ''}; p99 ${baseP99.toFixed(3)} → ${withP99.toFixed(3)} ms, added ${((withP99 - baseP99) * 1000).toFixed(0)} µs`)
+  }
+  const commands = withP.reduce((sum, r) => sum + r.commands, 0)
+  const exported = withP.reduce((sum, r) => sum + r.periscope!.spans, 0)
+  console.log(`    Periscope: ${m(withP, (r) => per10k(r.periscope!.cpu, r)).toFixed(3)} CPU-s per 10,000 commands (rounds ${withP.map((r) => per10k(r.periscope!.cpu, r).toFixed(3)).join(', ')}); ` +
+    `${exported.toLocaleString('en')} spans exported for ${commands.toLocaleString('en')} commands: ${Math.max(0, commands - exported).toLocaleString('en')} dropped (${(Math.max(0, commands - exported) / commands * 100).toFixed(1)} %)`)
+  const kinds = [...new Set(withP.flatMap((r) => [...r.periscope!.byThread.keys()]))]
+  const byThread = kinds.map((kind) => [kind, m(withP, (r) => per10k(r.periscope!.byThread.get(kind) ?? 0, r))] as const).filter(([, seconds]) => seconds >= 0.0005)
+  console.log(`      by thread: ${byThread.map(([kind, seconds]) => `${kind} ${seconds.toFixed(3)}`).join(', ')}`)
+  console.log(`    redis-server, CPU-s per 10,000 commands: ${m(withP, (r) => per10k(r.serverCpu, r)).toFixed(3)} traced, ${m(base, (r) => per10k(r.serverCpu, r)).toFixed(3)} without`)
+}
+if (unsettled > 0) {
+  console.log(`  WARNING: ${unsettled} time(s) spans kept reaching the sink for 60 s after a load: other Redis traffic on the host was traced, ` +
+    'so the span counts include it, and Periscope\'s CPU and the baseline are disturbed')
+}
+if (!allMet) process.exitCode = 1
