@@ -139,12 +139,15 @@ struct {
 	__type(value, struct conn_info);
 } conns SEC(".maps");
 
-/* listening TCP ports: a connection on one of them was accepted */
+/*
+ * Listening TCP ports, with how many sockets listen on each (SO_REUSEPORT gives several): a
+ * connection on one of them was accepted.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct listen_key);
-	__type(value, __u8);
+	__type(value, __u32);
 } listening SEC(".maps");
 
 enum call_shape {
@@ -1506,18 +1509,38 @@ static __always_inline void track_self(struct trace_event_raw_inet_sock_set_stat
 	}
 }
 
+/* one more socket listens on the port */
+static __always_inline void add_listener(struct listen_key *key)
+{
+	__u32 one = 1, *count = bpf_map_lookup_elem(&listening, key);
+
+	if (count)
+		__sync_fetch_and_add(count, 1);
+	else
+		bpf_map_update_elem(&listening, key, &one, BPF_NOEXIST);
+}
+
+/*
+ * A socket starts or stops listening. Only LISTEN -> CLOSE ends a listener: every connection
+ * accepted on it also leaves LISTEN (its socket is cloned from the listener's, then moves
+ * LISTEN -> SYN_RECV), and must not remove the port.
+ */
 static __always_inline void track_listening(struct trace_event_raw_inet_sock_set_state *ctx, __u64 sk)
 {
 	struct listen_key key = { .port = ctx->sport };
-	__u8 yes = 1;
+	__u32 *count;
 
-	if (ctx->newstate != TCP_LISTEN && ctx->oldstate != TCP_LISTEN)
-		return;
 	key.netns = netns_of((struct sock *)sk);
-	if (ctx->newstate == TCP_LISTEN)
-		bpf_map_update_elem(&listening, &key, &yes, BPF_ANY);
-	else
-		bpf_map_delete_elem(&listening, &key);
+	if (ctx->newstate == TCP_LISTEN) {
+		add_listener(&key);
+	} else if (ctx->oldstate == TCP_LISTEN && ctx->newstate == TCP_CLOSE) {
+		count = bpf_map_lookup_elem(&listening, &key);
+		if (!count)
+			return;
+		__sync_fetch_and_add(count, -1);
+		if (*count == 0)
+			bpf_map_delete_elem(&listening, &key);
+	}
 }
 
 SEC("tracepoint/sock/inet_sock_set_state")
@@ -1784,7 +1807,7 @@ int scan_listeners(struct bpf_iter__task_file *ctx)
 	if (state == TCP_LISTEN) {
 		struct listen_key key = { .netns = netns_of(sk), .port = conn.local_port };
 
-		bpf_map_update_elem(&listening, &key, &yes, BPF_ANY);
+		add_listener(&key);
 		port = conn.local_port;
 		if (is_self(tgid))
 			bpf_map_update_elem(&self_listen_ports, &port, &yes, BPF_ANY);

@@ -1,5 +1,5 @@
 /**
- * The sockdata object's thread context and TLS upgrades, on the real kernel. A python3 server
+ * The sockdata object's thread context, TLS upgrades and server roles, on the real kernel. A python3 server
  * (fixtures/sockdata-middle.py) pings a RESP backend while it serves each HTTP request and once
  * after: the calls inside a request carry that request's context, the calls after it none. A
  * PostgreSQL-shaped connection that switches to TLS after its SSLRequest sends no ciphertext.
@@ -9,9 +9,10 @@ import { spawn } from 'node:child_process'
 import { after, before, beforeEach, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { waitFor } from './kernel.ts'
-import { Capture, DATA, EGRESS, HTTP, INGRESS, POSTGRES, REDIS, REQUEST, RESPONSE, exchange, hex, killPeers, recv, send, startClient, startServer } from './sockdata-peers.ts'
+import { CLIENT, Capture, DATA, EGRESS, HTTP, INGRESS, POSTGRES, REDIS, REQUEST, RESPONSE, SERVER, exchange, hex, killPeers, recv, send, startClient, startServer } from './sockdata-peers.ts'
 
 const MIDDLE = fileURLToPath(new URL('./fixtures/sockdata-middle.py', import.meta.url))
+const FORKING_SERVER = fileURLToPath(new URL('./fixtures/sockdata-forking-server.py', import.meta.url))
 const PING = '*1\r\n$4\r\nPING\r\n'
 const PONG = '+PONG\r\n'
 
@@ -79,4 +80,29 @@ test('a PostgreSQL connection that switches to TLS after its SSLRequest sends no
   const data = (pid: number) => capture.of(pid, 'postgres').filter((r) => r.kind === DATA).map((r) => [r.direction, r.data.toString('hex')])
   assert.deepEqual(data(client.pid), [[EGRESS, hex(sslRequest)], [INGRESS, hex('S')]])
   assert.deepEqual(data(server.pid), [[INGRESS, hex(sslRequest)], [EGRESS, hex('S')]])
+})
+
+test('connections a forked child serves are the server end, for every connection the listener accepted', async () => {
+  capture.want(HTTP)
+  const connections = 3
+  const server = spawn('/usr/bin/python3', [FORKING_SERVER, String(REQUEST.length), hex(RESPONSE), String(connections)])
+  let out = ''
+  server.stdout.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
+  const exited = new Promise<number | null>((resolve) => server.once('exit', resolve))
+  await waitFor(() => /listening \d+/.test(out), 'the forking server to listen', 10_000)
+  const port = Number(/listening (\d+)/.exec(out)![1])
+  const clients = []
+  for (let i = 0; i < connections; i++) {
+    // one at a time: each accept (and the listener's LISTEN -> SYN_RECV clone) happens before the next child serves
+    const { client } = await startClient(port, [send(REQUEST), recv(RESPONSE)])
+    await client.finished()
+    clients.push(client)
+  }
+  assert.equal(await exited, 0)
+  const children = [...out.matchAll(/child (\d+)/g)].map((m) => Number(m[1]))
+  assert.equal(children.length, connections)
+  for (const child of children) {
+    assert.deepEqual(capture.of(child, 'http').filter((r) => r.kind === DATA).map((r) => [r.direction, r.role]), [[INGRESS, SERVER], [EGRESS, SERVER]], `child ${child}`)
+  }
+  for (const client of clients) assert.deepEqual(capture.of(client.pid, 'http').map((r) => r.role), [CLIENT, CLIENT])
 })
