@@ -675,9 +675,16 @@ export class MysqlConnection<C = unknown> {
       this.phase = COMMANDS
     }
     if (reader.direction !== this.requests) {
-      // the command just read (nextSeq follows it) is the one this record answers
       const head = this.queue[0]
-      if (head === undefined || head.answered || this.phase !== COMMANDS) return this.resyncFailed()
+      if (head === undefined || this.phase !== COMMANDS) return this.resyncFailed()
+      if (head.state === R_INFILE || head.state === R_INFILE_DONE) {
+        // a LOCAL INFILE upload whose end the capture hid: this is the server's answer to it
+        head.state = R_INFILE_DONE
+        this.nextSeq = -1
+      } else if (head.answered) {
+        // only the start of an answer can be recognised; the command just read (nextSeq follows it) is the one this record answers
+        return this.resyncFailed()
+      }
     }
     reader.reset()
     return true

@@ -32,6 +32,7 @@ type Step =
   | { kind: 'prepare'; text: string; params: number; columns: number; error?: MysqlError }
   | { kind: 'execute'; which: number; results: Result[] }
   | { kind: 'init_db'; schema: string }
+  | { kind: 'infile'; file: number[]; affectedRows: number }
   | { kind: 'ping' }
 
 interface Session {
@@ -58,6 +59,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('execute' as const), which: fc.nat(), results: fc.array(result, { minLength: 1, maxLength: 1 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('init_db' as const), schema: fc.stringMatching(/^[a-z][a-z0-9_]{0,20}$/) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('ping' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('infile' as const), file: fc.array(fc.integer({ min: 1, max: 9000 }), { maxLength: 5 }), affectedRows: fc.integer({ min: 0, max: 500 }) }) },
 )
 const session: fc.Arbitrary<Session> = fc.record({ deprecateEof: fc.boolean(), sessionTrack: fc.boolean(), steps: fc.array(step, { maxLength: 12 }) })
 
@@ -152,6 +154,16 @@ function serialise(s: Session): { turns: Turn[]; expected: Expected[] } {
         expected.push({ command: COM_INIT_DB, text: st.schema, namespace })
         namespace = st.schema
         break
+      case 'infile': {
+        // the server asks for the file; the client sends it in packets and an empty one; the server answers
+        const text = "LOAD DATA LOCAL INFILE '/tmp/data.tsv' INTO TABLE items"
+        turns.push(turn(EGRESS, 0, [bytesOf([COM_QUERY], text)]))
+        turns.push(turn(INGRESS, 1, [bytesOf([0xfb], '/tmp/data.tsv')]))
+        turns.push(turn(EGRESS, 2, [...st.file.map((size) => new Uint8Array(size).fill(0x41)), new Uint8Array(0)]))
+        turns.push(turn(INGRESS, 3 + st.file.length, [ok({ affectedRows: st.affectedRows })]))
+        expected.push({ command: COM_QUERY, text, namespace, ...(st.affectedRows > 0 ? { affectedRows: st.affectedRows } : {}) })
+        break
+      }
       case 'ping':
         turns.push(turn(EGRESS, 0, [Uint8Array.of(COM_PING)]))
         turns.push(turn(INGRESS, 1, [ok()]))

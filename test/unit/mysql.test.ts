@@ -331,6 +331,21 @@ describe('MySQL parser: large results and what the capture cuts', () => {
     assert.deepEqual(wire.stats(), { textBytesCut: statement.length - (4096 - 5) })
   })
 
+  it('a LOCAL INFILE upload larger than the capture: the server\'s OK after it is still read', () => {
+    const wire = loggedIn()
+    const sent = wire.send(EGRESS, packet(0, query("LOAD DATA LOCAL INFILE 'big.tsv' INTO TABLE items")))
+    wire.send(INGRESS, packet(1, bytesOf([0xfb], 'big.tsv')))
+    // three 9000-byte packets and the empty one in one send, 4096 bytes of it captured
+    wire.send(EGRESS, packets(2, [new Uint8Array(9000).fill(65), new Uint8Array(9000).fill(66), new Uint8Array(9000).fill(67), new Uint8Array(0)]), { capture: 4096 })
+    const answered = wire.send(INGRESS, packet(6, ok({ affectedRows: 300 })))
+    const next = exchange(wire, query('SELECT 1'), resultSet(['1'], [textRow(['1'])]))
+    assert.deepEqual(wire.operations, [
+      operation({ command: COM_QUERY, text: "LOAD DATA LOCAL INFILE 'big.tsv' INTO TABLE items", namespace: 'shop', affectedRows: 300, startNs: sent.startNs, endNs: answered.endNs }),
+      operation({ command: COM_QUERY, text: 'SELECT 1', namespace: 'shop', rows: 1, ...next }),
+    ])
+    assert.deepEqual(wire.errors(), {})
+  })
+
   it('a COM_STMT_FETCH (cursor) answer is rows until EOF', () => {
     const wire = loggedIn()
     exchange(wire, bytesOf([0x16], 'SELECT name FROM items'), [bytesOf([0], u32le(4), u16le(1), u16le(0), [0], u16le(0)), columnDefinition('name'), eof()])
