@@ -62,7 +62,8 @@ export default definePlugin({
   async setup(ctx) {
     const plugin = new KafkaTracing(ctx)
     const { target_pids: targetPids, target_cgroup_ids: targetCgroupIds, excluded_ports: excludedPorts, capture_bytes: captureBytes } = ctx.config
-    await claimProtocol(ctx, PROTOCOL_KAFKA, { captureBytes, targetPids, targetCgroupIds, excludedPorts })
+    // client spans only: the broker's end of each connection stays in the kernel
+    await claimProtocol(ctx, PROTOCOL_KAFKA, { captureBytes, targetPids, targetCgroupIds, excludedPorts, clientEndOnly: true })
     ctx.on('sockdata:kafka', (event) => plugin.onRecord(event), { onLoss: (lost) => plugin.onLoss(lost) })
     ctx.every('10s', () => plugin.report())
     const targets = [...targetPids.length > 0 ? [`pids ${targetPids.join(', ')}`] : [], ...targetCgroupIds.length > 0 ? [`cgroups ${targetCgroupIds.join(', ')} and below`] : []]

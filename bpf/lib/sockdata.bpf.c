@@ -573,6 +573,9 @@ static __always_inline struct protocol_config *protocol_passes(__u32 protocol, _
 	config = bpf_map_lookup_elem(&protocols, &protocol);
 	if (!config || !config->wanted)
 		return NULL;
+	/* a server's records would only be skipped in user space, after crossing the ring */
+	if (config->wanted == WANTED_CLIENT_END && conn->role == ROLE_SERVER)
+		return NULL;
 	if ((config->pid_filter || config->cgroup_filter) &&
 	    !(config->pid_filter && bpf_map_lookup_elem(&target_pids, &pid)) &&
 	    !(config->cgroup_filter && cgroup_targeted(protocol, cgroups)))

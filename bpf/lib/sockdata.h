@@ -122,8 +122,15 @@ struct library_event {
 };
 
 /* value of `protocols`, indexed by enum sock_protocol */
+enum protocol_wanted {
+	/* records of both ends of a connection */
+	WANTED_BOTH_ENDS = 1,
+	/* only the end that connected (or whose role is unknown): a plugin that makes client spans only */
+	WANTED_CLIENT_END = 2,
+};
+
 struct protocol_config {
-	/* records of this protocol go out only when set */
+	/* records of this protocol go out only when set: WANTED_BOTH_ENDS or WANTED_CLIENT_END */
 	__u32 wanted;
 	/* payload cap; 0 means SOCK_CAPTURE_DEFAULT, at most SOCK_DATA_MAX */
 	__u32 capture_bytes;

@@ -29,6 +29,10 @@ export const PROTOCOL_POSTGRES = 4
 export const PROTOCOL_MYSQL = 5
 export const PROTOCOL_KAFKA = 6
 
+/** `wanted` of `struct protocol_config`: which ends of a connection send records. */
+export const WANTED_BOTH_ENDS = 1
+export const WANTED_CLIENT_END = 2
+
 /** `flags` */
 export const SOCK_FLAG_TLS = 1
 export const SOCK_FLAG_SENDFILE = 2
@@ -69,10 +73,10 @@ export function formatAddress(family: number, bytes: Uint8Array): string {
  * the pids in `sockdata:target_pids`; cgroupFilter: only processes in the cgroups of
  * `sockdata:target_cgroups` or below them; with both, a process named by either.
  */
-export function protocolConfig(options: { wanted: boolean; captureBytes: number; pidFilter: boolean; cgroupFilter?: boolean }): Uint8Array {
+export function protocolConfig(options: { wanted: boolean; captureBytes: number; pidFilter: boolean; cgroupFilter?: boolean; clientEndOnly?: boolean }): Uint8Array {
   const out = new Uint8Array(16)
   const view = new DataView(out.buffer)
-  view.setUint32(0, options.wanted ? 1 : 0, true)
+  view.setUint32(0, !options.wanted ? 0 : options.clientEndOnly === true ? WANTED_CLIENT_END : WANTED_BOTH_ENDS, true)
   view.setUint32(4, options.captureBytes, true)
   view.setUint32(8, options.pidFilter ? 1 : 0, true)
   view.setUint32(12, options.cgroupFilter === true ? 1 : 0, true)
@@ -107,6 +111,11 @@ export interface ProtocolClaim {
   targetCgroupIds: readonly number[]
   /** Ports whose connections are never traced, at either end. */
   excludedPorts: readonly number[]
+  /**
+   * Only the records of the end that connected (and of connections whose role is unknown): for a
+   * plugin that makes client spans only, the server's end never crosses the ring.
+   */
+  clientEndOnly?: boolean
 }
 
 /**
@@ -115,12 +124,12 @@ export interface ProtocolClaim {
  * protocol nobody traces costs nothing in the kernel).
  */
 export async function claimProtocol(ctx: PluginContext<Record<string, unknown>>, protocol: number, claim: ProtocolClaim): Promise<void> {
-  const { captureBytes, targetPids, targetCgroupIds, excludedPorts } = claim
+  const { captureBytes, targetPids, targetCgroupIds, excludedPorts, clientEndOnly } = claim
   const one = Uint8Array.of(1)
   const protocolId = new Uint8Array(4)
   new DataView(protocolId.buffer).setUint32(0, protocol, true)
   await ctx.map('sockdata:protocols').claim(protocolId,
-    protocolConfig({ wanted: true, captureBytes, pidFilter: targetPids.length > 0, cgroupFilter: targetCgroupIds.length > 0 }))
+    protocolConfig({ wanted: true, captureBytes, pidFilter: targetPids.length > 0, cgroupFilter: targetCgroupIds.length > 0, clientEndOnly }))
   const pids = ctx.map('sockdata:target_pids')
   for (const pid of targetPids) await pids.claim(protocolKey(protocol, pid), one)
   const cgroups = ctx.map('sockdata:target_cgroups')

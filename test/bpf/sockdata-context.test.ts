@@ -106,3 +106,10 @@ test('connections a forked child serves are the server end, for every connection
   }
   for (const client of clients) assert.deepEqual(capture.of(client.pid, 'http').map((r) => r.role), [CLIENT, CLIENT])
 })
+
+test('a protocol wanted at the client end only: records of the connecting end go out, those of the accepting end stay in the kernel', async () => {
+  capture.want(REDIS, { clientEndOnly: true })
+  const { server, client } = await exchange([recv(PING), send(PONG)], [send(PING), recv(PONG)])
+  assert.deepEqual(capture.of(client.pid, 'redis').filter((r) => r.kind === DATA).map((r) => [r.direction, r.role]), [[EGRESS, CLIENT], [INGRESS, CLIENT]])
+  assert.deepEqual(capture.of(server.pid, 'redis'), [])
+})

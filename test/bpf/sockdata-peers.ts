@@ -91,9 +91,9 @@ export class Capture {
     return this.records.filter((r) => r.pid === pid && (stream === undefined || r.stream === stream))
   }
 
-  want(protocol: number, options: { captureBytes?: number; pidFilter?: boolean; cgroupFilter?: boolean } = {}): void {
+  want(protocol: number, options: { captureBytes?: number; pidFilter?: boolean; cgroupFilter?: boolean; clientEndOnly?: boolean } = {}): void {
     this.protocols.update(protocol, {
-      wanted: 1, capture_bytes: options.captureBytes ?? 0, pid_filter: options.pidFilter === true ? 1 : 0, cgroup_filter: options.cgroupFilter === true ? 1 : 0,
+      wanted: options.clientEndOnly === true ? 2 : 1, capture_bytes: options.captureBytes ?? 0, pid_filter: options.pidFilter === true ? 1 : 0, cgroup_filter: options.cgroupFilter === true ? 1 : 0,
     })
   }
 

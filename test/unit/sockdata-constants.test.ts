@@ -23,6 +23,8 @@ test('protocolConfig encodes struct protocol_config as the generated decoder rea
   }
   assert.deepEqual(decode(sockdata.protocolConfig({ wanted: true, captureBytes: 4096, pidFilter: true })), { wanted: 1, capture_bytes: 4096, pid_filter: 1, cgroup_filter: 0 })
   assert.deepEqual(decode(sockdata.protocolConfig({ wanted: true, captureBytes: 512, pidFilter: false, cgroupFilter: true })), { wanted: 1, capture_bytes: 512, pid_filter: 0, cgroup_filter: 1 })
+  assert.deepEqual(decode(sockdata.protocolConfig({ wanted: true, captureBytes: 0, pidFilter: false, clientEndOnly: true })), { wanted: sockdata.WANTED_CLIENT_END, capture_bytes: 0, pid_filter: 0, cgroup_filter: 0 })
+  assert.deepEqual(decode(sockdata.protocolConfig({ wanted: false, captureBytes: 0, pidFilter: false, clientEndOnly: true })).wanted, 0)
 })
 
 test('protocolCgroup encodes struct protocol_cgroup as the generated decoder reads it', () => {
