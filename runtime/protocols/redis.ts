@@ -1055,10 +1055,33 @@ class RequestReader {
 
   private argumentBytes(data: Uint8Array, i: number, n: number): number {
     const take = Math.min(this.remaining, n - i)
-    if (this.keep !== KEEP_NONE) for (let j = i; j < i + take; j++) this.keepByte(data[j]!)
+    if (this.keep !== KEEP_NONE) this.keepRange(data, i, i + take)
     this.remaining -= take
     if (this.remaining === 0) this.state = REQ_DATA_CR
     return i + take
+  }
+
+  /** Bytes of a bulk argument that is kept: names and keys are copied at once, numbers read a byte at a time. */
+  private keepRange(data: Uint8Array, from: number, to: number): void {
+    const keep = this.keep
+    if (keep === KEEP_KEY || keep === KEEP_NAME || keep === KEEP_SUBCOMMAND) {
+      const buffer = keep === KEEP_KEY ? this.keyBytes : keep === KEEP_NAME ? this.name : this.subName
+      const length = keep === KEEP_KEY ? this.keyLength : keep === KEEP_NAME ? this.nameLength : this.subLength
+      const take = Math.min(to - from, buffer.length - length)
+      for (let j = 0; j < take; j++) buffer[length + j] = data[from + j]!
+      if (keep === KEEP_KEY) {
+        this.keyLength += take
+        this.parser.stats.keyBytesCut += to - from - take
+      } else if (keep === KEEP_NAME) {
+        this.nameLength += take
+        if (take < to - from) this.nameCut = true
+      } else {
+        this.subLength += take
+        if (take < to - from) this.subCut = true
+      }
+      return
+    }
+    for (let j = from; j < to; j++) this.keepByte(data[j]!)
   }
 
   /** One byte of an argument that is kept: the name, the subcommand, the key or SELECT's index. */

@@ -389,6 +389,27 @@ describe('Redis parser after lost, uncaptured or malformed bytes', () => {
     assert.deepEqual(summary(run.commands), ['GET key=k args=1 ok db?'])
   })
 
+  // the next three were found by test/unit/redis-fuzz.test.ts
+  it('mid-stream: reply bytes passed over while looking for a boundary drop the commands they may answer', () => {
+    // `+\0`: a simple string may hold any byte but CR and LF
+    const run = feed([out(command('SET', 'a', '')), back('junk\r\n+\0\r\n'), out(command('GET', 'a')), back('*-1\r\n')], { midStream: true })
+    assert.deepEqual(summary(run.commands), ['GET key=a args=1 ok db?'])
+    assert.equal(run.stats.lostCommands, 1)
+  })
+
+  it('after garbage, a place found is trusted only once a record ends on a value\'s end', () => {
+    const records: FeedRecord[] = [back('*-1\r\n|1\r\n'), back('$100000\r\n*2\r\n'), out('*2\r\n')]
+    const pairs: [string[], string][] = [[['ECHO', 'x'], '#t\r\n'], [['GET', 'a'], '+\0\r\n'], [['INCR', 'a'], ':1\r\n'], [['DEL', 'a'], '*-1\r\n']]
+    pairs.forEach(([args, reply], i) => records.push({ ...out(command(...args)), lostBefore: i === 0 ? 1 : 0 }, { ...back(reply), lostBefore: i === 0 ? 1 : 0 }))
+    const run = feed(records, { midStream: true })
+    assert.deepEqual(summary(run.commands).slice(-3), ['GET key=a args=1 ok db?', 'INCR key=a args=1 ok db?', 'DEL key=a args=1 ok db?'])
+  })
+
+  it('an error whose prefix the capture cut is a lost place, not a wrong prefix', () => {
+    const run = feed([out(command('PING')), { direction: 1, data: '!10\r\nWRONGTYPE \r\n' }, out(command('PING')), back('+PONG\r\n')], { capture: 12 })
+    assert.ok(run.commands.every((c) => c.errorPrefix === undefined), JSON.stringify(run.commands))
+  })
+
   it('after a resync, a declared length that runs past its record is not trusted', () => {
     const run = feed([
       // found open inside a value that looks like a command declaring a 1 MB argument
