@@ -104,7 +104,24 @@ async function exportSettled(sink: OtlpSink): Promise<boolean> {
   }
 }
 
+/**
+ * Other `periscope run` processes on the host (other tests): one with a Redis plugin would trace
+ * the baseline too (and compete for the CPUs), so the figures are then no clean comparison.
+ */
+function otherPeriscopes(own?: number): string[] {
+  const found: string[] = []
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name) && Number(name) !== own)) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+      const cli = argv.findIndex((arg) => arg.endsWith('runtime/cli.ts'))
+      if (cli >= 0 && argv[cli + 1] === 'run') found.push(`${pid} ${argv.join(' ').trim()}`)
+    } catch {}
+  }
+  return found
+}
+
 async function load(redis: Redis, mode: Mode, traced?: { periscope: Periscope; sink: OtlpSink }): Promise<BenchRun> {
+  for (const other of otherPeriscopes(traced?.periscope.pid)) intruders.add(other)
   const serverBefore = cpuSeconds(redis.pid)
   const threadsBefore = traced === undefined ? undefined : threadCpu(traced.periscope.pid)
   const periscopeBefore = traced === undefined ? 0 : cpuSeconds(traced.periscope.pid)
@@ -183,6 +200,7 @@ async function waitUntilTracing(redis: Redis, sink: OtlpSink, periscope: Perisco
   }
 }
 
+const intruders = new Set<string>()
 let unsettled = 0
 const sink = await startOtlpSink()
 const redis = await startRedis()
@@ -243,5 +261,8 @@ for (const mode of MODES) {
 if (unsettled > 0) {
   console.log(`  WARNING: ${unsettled} time(s) spans kept reaching the sink for 60 s after a load: other Redis traffic on the host was traced, ` +
     'so the span counts include it, and Periscope\'s CPU and the baseline are disturbed')
+}
+if (intruders.size > 0) {
+  console.log(`  WARNING: other periscope run processes were running during the runs, maybe tracing the baseline too; these figures compare nothing:\n    ${[...intruders].join('\n    ')}`)
 }
 if (!allMet) process.exitCode = 1
