@@ -789,12 +789,29 @@ __noinline __u8 classify(struct payload_buffer *buffer, __u32 n, __u32 bytes)
 		/* PostgreSQL: a 3.0 startup message, or an SSL or GSS encryption request */
 		if ((code == 0x00030000 && length == bytes) || (length == 8 && (code == 80877103 || code == 80877104)))
 			return PROTOCOL_POSTGRES;
+		/*
+		 * PostgreSQL mid-stream (a connection opened before Periscope): a whole simple Query, or
+		 * a Parse that starts an extended-query batch
+		 */
+		length = be32_at(head + 1);
+		if ((head[0] == 'Q' && length >= 5 && length + 1 == bytes) || (head[0] == 'P' && length >= 8 && length + 1 <= bytes && length < 65536))
+			return PROTOCOL_POSTGRES;
 	}
 	/* MySQL: the server's greeting, packet 0 of protocol 10 with a version string */
 	if (n >= 6 && head[3] == 0 && head[4] == 10 && is_digit(head[5])) {
 		__u32 length = head[0] | (__u32)head[1] << 8 | (__u32)head[2] << 16;
 
 		if (length > 0 && length < 1024)
+			return PROTOCOL_MYSQL;
+	}
+	/*
+	 * MySQL mid-stream: a whole command packet (sequence 0) of a client that connected before
+	 * Periscope: COM_INIT_DB, COM_QUERY, COM_PING, COM_STMT_PREPARE or COM_STMT_EXECUTE
+	 */
+	if (n >= 5 && head[3] == 0 && (head[4] == 2 || head[4] == 3 || head[4] == 14 || head[4] == 22 || head[4] == 23)) {
+		__u32 length = head[0] | (__u32)head[1] << 8 | (__u32)head[2] << 16;
+
+		if (length > 0 && length + 4 == bytes)
 			return PROTOCOL_MYSQL;
 	}
 	/* Kafka: a whole request, size-prefixed, with a known API key and version and a client id */

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process'
 import { after, before, beforeEach, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { waitFor } from './kernel.ts'
-import { CLIENT, Capture, DATA, EGRESS, HTTP, INGRESS, POSTGRES, REDIS, REQUEST, RESPONSE, SERVER, exchange, hex, killPeers, recv, send, startClient, startServer } from './sockdata-peers.ts'
+import { CLIENT, Capture, DATA, EGRESS, HTTP, INGRESS, MYSQL, POSTGRES, REDIS, REQUEST, RESPONSE, SERVER, exchange, hex, killPeers, recv, send, startClient, startServer } from './sockdata-peers.ts'
 
 const MIDDLE = fileURLToPath(new URL('./fixtures/sockdata-middle.py', import.meta.url))
 const FORKING_SERVER = fileURLToPath(new URL('./fixtures/sockdata-forking-server.py', import.meta.url))
@@ -112,4 +112,28 @@ test('a protocol wanted at the client end only: records of the connecting end go
   const { server, client } = await exchange([recv(PING), send(PONG)], [send(PING), recv(PONG)])
   assert.deepEqual(capture.of(client.pid, 'redis').filter((r) => r.kind === DATA).map((r) => [r.direction, r.role]), [[EGRESS, CLIENT], [INGRESS, CLIENT]])
   assert.deepEqual(capture.of(server.pid, 'redis'), [])
+})
+
+test('a PostgreSQL or MySQL connection first seen mid-stream is recognised from a whole query, and routed to its ring', async () => {
+  capture.want(POSTGRES)
+  capture.want(MYSQL)
+  const query = (text: string) => {
+    const message = Buffer.concat([Buffer.from('Q'), Buffer.alloc(4), Buffer.from(`${text}\0`)])
+    message.writeUInt32BE(message.length - 1, 1)
+    return message
+  }
+  // ReadyForQuery, idle
+  const ready = Buffer.from('5a0000000549', 'hex')
+  const comQuery = (text: string) => {
+    const packet = Buffer.concat([Buffer.alloc(4), Buffer.from([3]), Buffer.from(text)])
+    packet.writeUIntLE(packet.length - 4, 0, 3)
+    return packet
+  }
+  // an OK packet, sequence 1
+  const ok = Buffer.from('0700000100000002000000', 'hex')
+  for (const [ring, request, reply] of [['postgres', query('SELECT 1'), ready], ['mysql', comQuery('SELECT 1'), ok]] as const) {
+    const { client } = await exchange([recv(request), send(reply)], [send(request), recv(reply)])
+    assert.deepEqual(capture.of(client.pid).filter((r) => r.kind === DATA).map((r) => [r.stream, r.direction, r.data.toString('hex')]),
+      [[ring, EGRESS, hex(request)], [ring, INGRESS, hex(reply)]], ring)
+  }
 })
