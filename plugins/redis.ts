@@ -100,7 +100,10 @@ class RedisTracing {
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
     this.#conns = new ConnectionTable<Conn>(ctx.config.max_connections, (conn) => conn.stream.close())
-    this.#parser = new RedisParser<Conn>((command, conn) => this.#onCommand(conn, command), { keys: ctx.config.export_keys })
+    this.#parser = new RedisParser<Conn>((command, conn, side) => {
+      // a connection of unknown role (found at start-up) that turned out to be the server's end
+      if (side === 'client') this.#onCommand(conn, command)
+    }, { keys: ctx.config.export_keys })
     this.#spans = new ClientSpans(ctx, {
       histogram: ctx.config.metrics ? 'db.client.operation.duration' : undefined,
       minDurationMs: ctx.config.min_duration_ms,

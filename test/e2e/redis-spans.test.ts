@@ -1,5 +1,5 @@
 // Redis client spans end to end: Debian's redis-server 7.0 (started by this test on a free port,
-// no persistence; a second one with a password), driven by the real redis-cli (single commands,
+// no persistence; a second one with a password, a third over TLS only), driven by the real redis-cli (single commands,
 // sessions on one connection read from stdin, --pipe) and redis-benchmark (-P 16), traced by
 // `periscope run` with only the shipped redis plugin, exported to a real Collector. Every command
 // a client sent must be exactly one CLIENT span of that client's pid, with the semantic-convention
@@ -26,6 +26,9 @@ const VALUE = secret('redis-value')
 const TX_VALUE = secret('redis-tx-value')
 const PIPE_VALUE = secret('redis-pipe-value')
 const ECHOED_ARGUMENT = secret('redis-echoed-argument')
+const TLS_VALUE = secret('redis-tls-value')
+/** A key exported by default, and by no run with export_keys off. */
+const PRIVATE_KEY = secret('private-key-name')
 
 /** redis-benchmark: requests of each test, pipelined 16 at a time over 4 connections. */
 const BENCH_REQUESTS = 20_000
@@ -38,6 +41,7 @@ describe('Redis spans from redis-cli and redis-benchmark', { timeout: 600_000 },
   let collector: Collector
   let redis: Redis
   let secured: Redis
+  let overTls: Redis
   let periscope: Periscope
   /** SET spans to `redis` from every client of this test but redis-benchmark, for the histogram's count. */
   let setSpans = 0
@@ -48,6 +52,7 @@ describe('Redis spans from redis-cli and redis-benchmark', { timeout: 600_000 },
     collector = await startCollector()
     redis = await startRedis()
     secured = await startRedis({ password: PASSWORD })
+    overTls = await startRedis({ tls: true })
     periscope = await startPeriscope({
       endpoint: collector.httpEndpoint,
       shipped: ['redis'],
@@ -62,6 +67,7 @@ describe('Redis spans from redis-cli and redis-benchmark', { timeout: 600_000 },
     await periscope?.stop()
     await redis?.stop()
     await secured?.stop()
+    await overTls?.stop()
     await collector?.stop()
   })
 
@@ -192,7 +198,7 @@ describe('Redis spans from redis-cli and redis-benchmark', { timeout: 600_000 },
     setSpans += PIPE_COMMANDS
   })
 
-  it(`redis-benchmark -P 16 -n ${BENCH_REQUESTS} -t set,get: exactly that many SET and GET spans, less the drops Periscope counted`, async () => {
+  it(`redis-benchmark -P 16 -n ${BENCH_REQUESTS} -t set,get: exactly that many SET and GET spans, less the drops Periscope counted`, async (t) => {
     const before = await drops()
     const run = await redis.benchmark({ tests: ['set', 'get'], requests: BENCH_REQUESTS, pipeline: 16, clients: 4 })
     assert.deepEqual(run.rows.map((row) => row.test), ['SET', 'GET'])
@@ -213,6 +219,7 @@ describe('Redis spans from redis-cli and redis-benchmark', { timeout: 600_000 },
     assert.ok(spans.every((s) => ['SET', 'GET', 'CONFIG GET'].includes(s.name) && !s.error))
     // the drop counters are the host's: other Redis traffic may add to them, never take away
     const total = dropped.plugin + dropped.exporter
+    t.diagnostic(`redis-benchmark: ${count('SET')} SET, ${count('GET')} GET, ${count('CONFIG GET')} CONFIG GET spans; counted drops ${JSON.stringify(dropped)}`)
     if (total === 0) assert.deepEqual([count('SET'), count('GET'), count('CONFIG GET')], [BENCH_REQUESTS, BENCH_REQUESTS, 2])
     else assert.ok(spans.length <= wanted && spans.length + total >= wanted, `${spans.length} spans, ${JSON.stringify(dropped)} drops`)
     assert.ok(spans.filter((s) => s.name === 'SET').every((s) => s.attributes['db.query.text'] === 'SET key:__rand_int__ ?'))
@@ -247,8 +254,19 @@ describe('Redis spans from redis-cli and redis-benchmark', { timeout: 600_000 },
     assert.deepEqual(table, Object.fromEntries(Object.entries(expected).map(([key, names]) => [key, names.sort()])))
   })
 
+  it('over TLS: the same spans, from the plaintext the OpenSSL uprobes read', async () => {
+    const set = await overTls.cli(['SET', 'tls:key', TLS_VALUE])
+    assert.equal(set.stdout, 'OK\n', set.stderr)
+    assert.deepEqual(lines(await spansOf(set, 1)), ['SET "SET tls:key ?" db0 ok'])
+    const get = await overTls.cli(['GET', 'tls:key'])
+    assert.equal(get.stdout, `${TLS_VALUE}\n`)
+    const [span] = await spansOf(get, 1)
+    assert.deepEqual(lines([span!]), ['GET "GET tls:key" db0 ok'])
+    assert.equal(span!.attributes['server.port'], overTls.port)
+  })
+
   it('no password or value the test used appears in the data directory or the Collector output', async () => {
-    for (const text of [PASSWORD, WRONG_PASSWORD, VALUE, TX_VALUE, PIPE_VALUE, ECHOED_ARGUMENT]) {
+    for (const text of [PASSWORD, WRONG_PASSWORD, VALUE, TX_VALUE, PIPE_VALUE, ECHOED_ARGUMENT, TLS_VALUE]) {
       for (const dir of [periscope.dir, collector.outDir]) {
         const found = await grep(text, dir)
         assert.equal(found, '', `${text} found in ${dir}:\n${found}`)
@@ -257,6 +275,21 @@ describe('Redis spans from redis-cli and redis-benchmark', { timeout: 600_000 },
     // the values did reach the server: the grep is not vacuous
     assert.equal((await redis.cli(['GET', 'pipe:0'])).stdout, `${PIPE_VALUE}\n`)
     assert.equal((await secured.cli(['GET', 'k'])).stdout, `${VALUE}\n`)
+  })
+
+  it('with export_keys off, no key is exported either', async () => {
+    await periscope.stop()
+    periscope = await startPeriscope({
+      endpoint: collector.httpEndpoint,
+      shipped: ['redis'],
+      ready: /running 1 of \d+ plugins/,
+      config: { plugins: { redis: { config: { export_keys: false } } } },
+    })
+    await periscope.waitForOutput(/tracing Redis clients/, 'the redis plugin to start')
+    const run = await redis.cli(['SET', PRIVATE_KEY, VALUE])
+    assert.equal(run.stdout, 'OK\n')
+    assert.deepEqual(lines(await spansOf(run, 1)), ['SET "SET ? ?" db0 ok'])
+    for (const dir of [periscope.dir, collector.outDir]) assert.equal(await grep(PRIVATE_KEY, dir), '', `${PRIVATE_KEY} found in ${dir}`)
   })
 
   /**

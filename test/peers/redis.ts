@@ -1,20 +1,23 @@
 /**
  * Debian's redis-server for end-to-end tests and benchmarks: started as a child process on a free
  * 127.0.0.1 port with its own temporary directory, no persistence (no RDB snapshots, no AOF), and
- * optionally a password (`requirepass`). Ready once it answers PING; `stop()` ends it and removes
- * the directory. `cli` and `benchmark` run Debian's redis-cli and redis-benchmark against it.
+ * optionally a password (`requirepass`) or TLS only (a self-signed certificate made here by
+ * openssl). Ready once it answers PING; `stop()` ends it and removes the directory. `cli` and
+ * `benchmark` run Debian's redis-cli and redis-benchmark against it (over TLS with `tls`).
  *
  *   const redis = await startRedis({ password: 'hunter2' })
  *   t.after(() => redis.stop())
  *   const run = await redis.cli(['SET', 'k', 'v'])          // run.pid, run.stdout
  *   const bench = await redis.benchmark({ tests: ['set'], requests: 10_000, pipeline: 16 })
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { connect } from 'node:net'
+import { connect as connectTls } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { freePort } from './otelcol.ts'
 
 export const REDIS_SERVER = '/usr/bin/redis-server'
@@ -24,6 +27,8 @@ export const REDIS_BENCHMARK = '/usr/bin/redis-benchmark'
 export interface RedisOptions {
   /** `requirepass`: every connection must AUTH first. */
   password?: string
+  /** Listen for TLS only (`tls-port`, no plain port), with a self-signed certificate for 127.0.0.1; clients need no certificate. */
+  tls?: boolean
 }
 
 export interface ClientRun {
@@ -67,6 +72,8 @@ export interface Redis {
   readonly pid: number
   readonly dir: string
   readonly password?: string
+  /** With `tls`: the certificate (PEM) the server presents; redis-cli --cacert accepts it. */
+  readonly certPath?: string
   /** Runs redis-cli with these arguments (the password, if any, from REDISCLI_AUTH, so it is not in argv); `input` goes to its stdin. */
   cli(args: string[], options?: { input?: string | Buffer; auth?: boolean }): Promise<ClientRun>
   /** Runs redis-benchmark --csv and parses its rows; rejects when it fails. */
@@ -78,9 +85,9 @@ export interface Redis {
 }
 
 /** Sends PING (after AUTH with a password) on a fresh connection; true when the server answered PONG. */
-function ping(port: number, password: string | undefined): Promise<boolean> {
+function ping(port: number, password: string | undefined, tls: boolean): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1')
+    const socket = tls ? connectTls({ port, host: '127.0.0.1', rejectUnauthorized: false }) : connect(port, '127.0.0.1')
     let reply = ''
     const done = (ok: boolean): void => {
       socket.destroy()
@@ -88,7 +95,7 @@ function ping(port: number, password: string | undefined): Promise<boolean> {
     }
     socket.setTimeout(2000, () => done(false))
     socket.once('error', () => done(false))
-    socket.once('connect', () => {
+    socket.once(tls ? 'secureConnect' : 'connect', () => {
       const auth = password === undefined ? '' : resp(['AUTH', password])
       socket.write(auth + resp(['PING']))
     })
@@ -150,6 +157,20 @@ export function parseBenchmarkCsv(text: string): BenchmarkRow[] {
   })
 }
 
+/** A self-signed ECDSA P-256 certificate for 127.0.0.1 (cert.pem, key.pem in `dir`); its path. */
+async function makeCertificate(dir: string): Promise<string> {
+  const certPath = join(dir, 'cert.pem')
+  try {
+    await promisify(execFile)('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+      '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', certPath,
+    ])
+  } catch (error) {
+    throw new Error(`making a self-signed certificate with openssl failed: ${(error as Error).message}. Install openssl (scripts/setup.sh --test)`)
+  }
+  return certPath
+}
+
 export async function startRedis(options: RedisOptions = {}): Promise<Redis> {
   for (const binary of [REDIS_SERVER, REDIS_CLI, REDIS_BENCHMARK]) {
     if (!existsSync(binary)) throw new Error(`${binary} is missing; install Debian's redis with: scripts/setup.sh --test (or apt-get install -y redis-server redis-tools)`)
@@ -163,6 +184,12 @@ export async function startRedis(options: RedisOptions = {}): Promise<Redis> {
     '--save', '', '--appendonly', 'no',
   ]
   if (options.password !== undefined) args.push('--requirepass', options.password)
+  const certPath = options.tls === true ? await makeCertificate(dir) : undefined
+  if (certPath !== undefined) {
+    args.splice(args.indexOf('--port'), 2, '--port', '0', '--tls-port', String(port))
+    args.push('--tls-cert-file', certPath, '--tls-key-file', join(dir, 'key.pem'), '--tls-ca-cert-file', certPath, '--tls-auth-clients', 'no')
+  }
+  const tlsArgs = certPath === undefined ? [] : ['--tls', '--cacert', certPath]
   const child: ChildProcess = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
@@ -186,7 +213,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<Redis> {
   try {
     await poll(async () => {
       if (child.exitCode !== null || child.signalCode !== null) throw new Error(`redis-server exited during start-up (${child.exitCode ?? child.signalCode}).\n${log()}`)
-      return ping(port, options.password)
+      return ping(port, options.password, certPath !== undefined)
     }, `redis-server on 127.0.0.1:${port} to answer PING`, 20_000, log)
   } catch (error) {
     await stop()
@@ -198,9 +225,10 @@ export async function startRedis(options: RedisOptions = {}): Promise<Redis> {
     pid: child.pid!,
     dir,
     password: options.password,
-    cli: (cliArgs, cliOptions = {}) => run(REDIS_CLI, ['-h', '127.0.0.1', '-p', String(port), ...cliArgs], authEnv(cliOptions.auth ?? true), cliOptions.input),
+    certPath,
+    cli: (cliArgs, cliOptions = {}) => run(REDIS_CLI, ['-h', '127.0.0.1', '-p', String(port), ...tlsArgs, ...cliArgs], authEnv(cliOptions.auth ?? true), cliOptions.input),
     async benchmark(bench) {
-      const benchArgs = ['-h', '127.0.0.1', '-p', String(port), '--csv', '-t', bench.tests.join(','), '-n', String(bench.requests)]
+      const benchArgs = ['-h', '127.0.0.1', '-p', String(port), ...tlsArgs, '--csv', '-t', bench.tests.join(','), '-n', String(bench.requests)]
       if (bench.clients !== undefined) benchArgs.push('-c', String(bench.clients))
       if (bench.pipeline !== undefined) benchArgs.push('-P', String(bench.pipeline))
       if (bench.keyspace !== undefined) benchArgs.push('-r', String(bench.keyspace))
