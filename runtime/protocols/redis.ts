@@ -124,7 +124,7 @@ export interface RedisStats {
   lostCommands: number
   /** Bytes missing between records (lost records). */
   lostBytes: number
-  /** Times a direction lost its place and looked for the next boundary. */
+  /** Times a direction lost its place (or a place found after a loss proved wrong) and looked for the next boundary. */
   resyncs: number
   /** Bytes read while looking for a boundary, or while the role of the connection was unknown. */
   skippedBytes: number
@@ -336,8 +336,6 @@ class PendingCommand implements RedisCommand {
   noticesDue = 0
   /** Commands sent after this one that did not fit in the queue: their replies are skipped. */
   droppedAfter = 0
-  /** Queued in a transaction: its result comes with EXEC's reply. */
-  queued = false
 }
 
 type Limits = Required<RedisOptions>
@@ -400,7 +398,6 @@ export class RedisParser<C = unknown> {
     command.replyMode = Number.NaN
     command.noticesDue = 0
     command.droppedAfter = 0
-    command.queued = false
     return command
   }
 
@@ -650,7 +647,6 @@ export class RedisConnection<C = unknown> {
     this.queue.shift()
     this.skipReplies += head.droppedAfter
     if (this.inTransaction && head.special !== EXEC && head.special !== DISCARD && head.special !== RESET && !reader.topIsError) {
-      head.queued = true
       this.transaction.push(head)
       return
     }
