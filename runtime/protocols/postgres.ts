@@ -318,6 +318,12 @@ export class PostgresConnection<C> {
       // first seen mid-stream (Periscope started while the connection was open)
       if (frontend) this.#phase = PHASE_TYPED
       this.#desync(reader)
+    } else if (reader.expected < 0 && frontend && this.#phase === PHASE_STARTUP && chunk.data.length > 0 && FRONTEND[chunk.data[0]!] === 1) {
+      // a connection found open at start-up: its positions count from then, and its first
+      // message is a typed one (the kernel recognised it as a whole query); a startup message
+      // starts with its length's high byte, 0, which is no message type
+      this.#phase = PHASE_TYPED
+      this.#desync(reader)
     }
     reader.expected = chunk.position + chunk.bytes
     this.#read(reader, frontend, chunk)

@@ -5,7 +5,7 @@
 // convention attributes; errors carry their SQLSTATE; no literal or password the test used may
 // appear in anything Periscope or the Collector wrote.
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -79,6 +79,8 @@ describe('PostgreSQL client spans from psql and pgbench', { timeout: 600_000 }, 
   let updates = 0
   /** Every client process this test ran against the server. */
   const clients = new Set<number>()
+  /** A psql session that connected and queried before Periscope started. */
+  let early: { child: ChildProcessWithoutNullStreams; output: () => string } | undefined
 
   before(async () => {
     scratch = await mkdtemp(join(tmpdir(), 'periscope-pg-e2e-'))
@@ -86,11 +88,13 @@ describe('PostgreSQL client spans from psql and pgbench', { timeout: 600_000 }, 
     await writeFile(join(scratch, 'pipeline.sql'), PGBENCH_PIPELINE_SCRIPT)
     collector = await startCollector()
     pg = await startPostgres({ tls: true, password: SUPERUSER_PASSWORD, cleartextUser: CLEARTEXT_USER })
+    early = await startEarlySession(pg.url())
     periscope = await startPeriscope({ endpoint: collector.httpEndpoint, shipped: ['postgres'], ready: /running 1 of \d+ plugins/ })
     await periscope.waitForOutput(/tracing PostgreSQL clients \(TLS through OpenSSL uprobes too\)/, 'the postgres plugin to start')
   })
 
   after(async () => {
+    early?.child.kill('SIGKILL')
     await periscope?.stop()
     await pg?.stop()
     await collector?.stop()
@@ -237,6 +241,18 @@ describe('PostgreSQL client spans from psql and pgbench', { timeout: 600_000 }, 
     })
   })
 
+  it('a session opened before Periscope: its later queries are spans (the kernel recognises a whole query mid-stream)', async () => {
+    const session = early!
+    clients.add(session.child.pid)
+    for (const n of [1, 2, 3]) {
+      session.child.stdin.write(`SELECT 'early-${n}' AS x;\n`)
+      await waitForText(session.output, `early-${n}`)
+    }
+    const spans = await spansOfClient({ pid: session.child.pid, code: 0, stdout: '', stderr: '' }, 3)
+    assert.deepEqual(spans.map((s) => [s.name, s.attributes['db.query.text'], s.attributes['db.system.name']]), Array(3).fill(['SELECT', 'SELECT ? AS x;', 'postgresql']))
+    session.child.stdin.end()
+  })
+
   it("the plugin's own gauges: TLS connections followed, and no malformed message (only records cut by the capture size)", async () => {
     // 2 TLS clients: psql, pgbench (its check connection and its client)
     await collector.waitFor('metrics', (lines) => gauge(lines, 'periscope.postgres.tls_connections') >= 3, 60_000)
@@ -299,4 +315,23 @@ function histogramCount(lines: Json[], port: number, operation: string, collecti
     }
   }
   return count
+}
+
+/** psql connected over TCP and answered one query, its stdin open for more. */
+async function startEarlySession(url: string): Promise<{ child: ChildProcessWithoutNullStreams; output: () => string }> {
+  const child = spawn('/usr/bin/psql', ['-X', '-q', '-A', '-t', url])
+  let output = ''
+  child.stdout.on('data', (d: Buffer) => { output += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { output += d.toString() })
+  child.stdin.write("SELECT 'early-0';\n")
+  await waitForText(() => output, 'early-0')
+  return { child, output: () => output }
+}
+
+async function waitForText(output: () => string, text: string): Promise<void> {
+  const deadline = Date.now() + 20_000
+  while (!output().includes(text)) {
+    if (Date.now() > deadline) throw new Error(`psql did not print ${text}: ${output()}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
 }
