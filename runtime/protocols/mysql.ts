@@ -301,13 +301,18 @@ class Pending {
   columns = 0
   /** Some byte of the response was received. */
   answered = false
+  /** The connection's count of response records when the command was sent. */
+  readonly responseRecordsBefore: number
+  /** The sequence id its response starts with: one past the command's last packet. */
+  responseSeq = 1
   /** COM_INIT_DB, COM_CHANGE_USER, `USE db`, session tracking: an OK changes the namespace... */
   changesNamespace = false
   /** ...to this (undefined: to one not seen, its name cut from the capture). */
   newNamespace?: string
-  constructor(operation: MysqlOperation, state: number) {
+  constructor(operation: MysqlOperation, state: number, responseRecords: number) {
     this.operation = operation
     this.state = state
+    this.responseRecordsBefore = responseRecords
   }
 }
 
@@ -329,6 +334,8 @@ class PacketReader {
   guessing = false
   readonly header = new Uint8Array(4)
   headerHave = 0
+  /** The sequence id this direction's next packet must have; -1: any (after realigning). */
+  nextSeq = 0
   length = 0
   seq = 0
   /** Payload bytes of the current packet not yet read. */
@@ -385,12 +392,13 @@ export class MysqlConnection<C = unknown> {
   private requests = -1
   private phase = GREETING
   private serverCapabilities = 0
-  /** The sequence id the next packet of the exchange must have; -1: any (after realigning). */
-  private nextSeq = 0
   private readonly queue: Pending[] = []
   /** Prepared statements' text by id, least recently prepared first. */
   private readonly statements = new Map<number, string>()
+  /** The statement of the last COM_STMT_PREPARE sent: what statement id -1 executes. */
   private lastPrepared: string | undefined
+  /** Records of the response direction so far: tells a command the server had a turn after from a pipelined one. */
+  private responseRecords = 0
   /** The command being read across records, before it is queued. */
   private commandStartNs = 0
   private commandTid = 0
@@ -442,6 +450,7 @@ export class MysqlConnection<C = unknown> {
     const other = this.readers[1 - direction]!
     // the protocol takes turns: the other side's next record starts a message
     if (other.state === BLIND) other.realign = true
+    if (direction !== this.requests) this.responseRecords++
     this.checkPosition(reader, chunk)
     if (reader.state === BLIND) {
       if (!reader.realign || !this.realign(reader, chunk)) {
@@ -488,10 +497,10 @@ export class MysqlConnection<C = unknown> {
       }
     } else if (chunk.position > reader.expected) {
       this.parser.stats.lostBytes += chunk.position - reader.expected
-      this.blind(reader, true)
+      this.blind(reader, true, reader.direction === this.requests ? 0 : chunk.endNs)
     } else if (chunk.position < reader.expected) {
       this.parser.errors.position++
-      this.blind(reader, true)
+      this.blind(reader, true, reader.direction === this.requests ? 0 : chunk.endNs)
     }
     reader.expected = chunk.position + chunk.bytes
   }
@@ -547,7 +556,7 @@ export class MysqlConnection<C = unknown> {
       if (reader.direction === this.requests && !this.expectsClientData()) {
         // a command starts the exchange's numbering
         if (reader.seq !== 0) return this.malformed(reader, 'sequence')
-        this.nextSeq = 0
+        reader.nextSeq = 0
         this.commandStartNs = chunk.startNs
         this.commandTid = chunk.tid ?? 0
         this.commandContext = chunk.context ?? 0
@@ -555,8 +564,11 @@ export class MysqlConnection<C = unknown> {
         return this.malformed(reader, 'unexpected-response')
       }
     }
-    if (this.nextSeq >= 0 && reader.seq !== this.nextSeq) return this.malformed(reader, 'sequence')
-    this.nextSeq = (reader.seq + 1) & 0xff
+    if (reader.nextSeq >= 0 && reader.seq !== reader.nextSeq) return this.malformed(reader, 'sequence')
+    reader.nextSeq = (reader.seq + 1) & 0xff
+    // the handshake, a LOCAL INFILE upload and COM_CHANGE_USER's auth are conversations: each
+    // side's packets number on from the other's
+    if (this.phase !== COMMANDS || this.conversing()) this.readers[1 - reader.direction]!.nextSeq = reader.nextSeq
     reader.remaining = reader.length
     reader.state = PAYLOAD
     if (!reader.continuation) {
@@ -626,27 +638,33 @@ export class MysqlConnection<C = unknown> {
     else this.onResponsePacket(reader, packet)
   }
 
-  /** Loses this direction's place; the next record after the other side's turn starts a message. */
-  private blind(reader: PacketReader, lost: boolean): void {
+  /**
+   * Loses this direction's place; the next record after the other side's turn starts a message.
+   * `lost`: records were lost, so the commands waiting are handed over as lost, ended by
+   * `endNs` at the latest (the record that showed the gap).
+   */
+  private blind(reader: PacketReader, lost: boolean, endNs = 0): void {
     if (reader.state === DONE) return
     if (reader.state !== BLIND) this.parser.stats.resyncs++
     reader.reset()
     reader.state = BLIND
     reader.realign = false
-    this.nextSeq = -1
+    reader.nextSeq = -1
     if (this.requests < 0) return
     if (reader.direction === this.requests) {
       // lost commands would pair their answers with the wrong ones: follow none until the next
       // command; what was only cut from the capture (the rest of a long command or of a LOCAL
       // INFILE upload) is answered next
       const responses = this.readers[1 - this.requests]!
-      this.blind(responses, lost)
+      this.blind(responses, lost, endNs)
       responses.realign = !lost
       return
     }
-    // the answer being read cannot be followed to its end
-    const head = this.queue[0]
-    if (head !== undefined && lost) head.operation.incomplete = 'lost'
+    if (!lost) return
+    // which command the answers after the gap belong to is unknown until the next command
+    for (const entry of this.queue) entry.operation.incomplete = 'lost'
+    reader.lastEndNs = Math.max(reader.lastEndNs, endNs)
+    this.endUnfollowed(true)
   }
 
   private malformed(reader: PacketReader, reason: MysqlErrorReason): false {
@@ -674,17 +692,25 @@ export class MysqlConnection<C = unknown> {
       if (this.requests < 0) this.requests = reader.direction
       this.phase = COMMANDS
     }
-    if (reader.direction !== this.requests) {
+    if (reader.direction === this.requests) {
+      // the server had its turn: a LOCAL INFILE upload under way ended in what was not seen
+      const head = this.queue[0]
+      if (head?.state === R_INFILE) head.state = R_INFILE_DONE
+    } else {
       const head = this.queue[0]
       if (head === undefined || this.phase !== COMMANDS) return this.resyncFailed()
       if (head.state === R_INFILE || head.state === R_INFILE_DONE) {
         // a LOCAL INFILE upload whose end the capture hid: this is the server's answer to it
         head.state = R_INFILE_DONE
-        this.nextSeq = -1
-      } else if (head.answered) {
-        // only the start of an answer can be recognised; the command just read (nextSeq follows it) is the one this record answers
-        return this.resyncFailed()
+        reader.reset()
+        reader.nextSeq = -1
+        return true
       }
+      // only the start of an answer can be recognised
+      if (head.answered) return this.resyncFailed()
+      reader.reset()
+      reader.nextSeq = head.responseSeq
+      return true
     }
     reader.reset()
     return true
@@ -696,15 +722,23 @@ export class MysqlConnection<C = unknown> {
   }
 
   /**
-   * The client sent a command while the responses could not be followed: whatever was answered
-   * ended before it (at the last record received), and what was not answered never will be.
+   * The client sent a command while the responses could not be followed: the commands the server
+   * had a turn after are over, ended at the last record received (their answers lost if none of
+   * it came); commands pipelined since, with no answer yet, still wait, unless `all`.
    */
-  private endUnfollowed(): void {
+  private endUnfollowed(all = false): void {
     const responses = this.readers[1 - this.requests]!
-    for (const entry of this.queue.splice(0)) {
+    while (this.queue.length > 0 && (all || this.queue[0]!.responseRecordsBefore < this.responseRecords)) {
+      const entry = this.queue.shift()!
       if (!entry.answered) entry.operation.incomplete ??= 'lost'
       this.finish(entry, Math.max(entry.operation.startNs, responses.lastEndNs), entry.operation.incomplete ?? 'unfollowed')
     }
+  }
+
+  /** Whether the exchange under way is a conversation (LOCAL INFILE upload, COM_CHANGE_USER auth) rather than command and response. */
+  private conversing(): boolean {
+    const state = this.queue[0]?.state
+    return state === R_INFILE || state === R_AUTH
   }
 
   /** Whether the client may send data packets that are not commands now (LOCAL INFILE, auth). */
@@ -764,7 +798,7 @@ export class MysqlConnection<C = unknown> {
       tid: this.commandTid,
       context: this.commandContext,
     }
-    const entry = new Pending(operation, responseState)
+    const entry = new Pending(operation, responseState, this.responseRecords)
     if (responseState === R_ROWS) operation.rows = 0
     switch (command) {
       case COM_QUERY:
@@ -773,6 +807,7 @@ export class MysqlConnection<C = unknown> {
         break
       case COM_STMT_PREPARE:
         this.readText(operation, packet, 1)
+        this.lastPrepared = operation.text
         break
       case COM_INIT_DB:
         this.readText(operation, packet, 1)
@@ -802,8 +837,10 @@ export class MysqlConnection<C = unknown> {
       this.parser.stats.queueOverflows++
       // answers to commands no longer queued would pair with the wrong ones: follow none of them
       this.blind(this.readers[1 - this.requests]!, true)
-      this.endUnfollowed()
     }
+    entry.responseSeq = reader.nextSeq
+    // a command pipelined behind others is answered after them
+    if (this.queue.length === 0) this.readers[1 - this.requests]!.nextSeq = entry.responseSeq
     this.queue.push(entry)
   }
 
@@ -950,7 +987,9 @@ export class MysqlConnection<C = unknown> {
     if (first === 0xff) return this.onError(entry, packet)
     if (first === 0xfe && packet.length < 9) return this.complete(entry, packet)
     if (first === 0xfb && entry.state === R_FIRST && entry.operation.command === COM_QUERY) {
+      // the client uploads the file in packets numbered on from this one
       entry.state = R_INFILE
+      this.readers[this.requests]!.nextSeq = reader.nextSeq
       return
     }
     // a result set: its column count, then maybe "metadata follows" (MySQL 8 optional metadata, MariaDB cached metadata)
@@ -1068,7 +1107,6 @@ export class MysqlConnection<C = unknown> {
   }
 
   private remember(id: number, text: string): void {
-    this.lastPrepared = text
     this.statements.delete(id)
     if (this.statements.size >= this.parser.limits.maxStatements) {
       this.statements.delete(this.statements.keys().next().value!)
@@ -1084,6 +1122,8 @@ export class MysqlConnection<C = unknown> {
       if (operation.command === COM_RESET_CONNECTION) this.statements.clear()
     }
     this.queue.shift()
+    const next = this.queue[0]
+    if (next !== undefined) this.readers[1 - this.requests]!.nextSeq = next.responseSeq
     this.finish(entry, packet.endNs, operation.incomplete)
   }
 

@@ -397,6 +397,41 @@ describe('MySQL parser: lost records and connections seen from the middle', () =
     assert.deepEqual(wire.errors(), { sequence: 1 })
   })
 
+  it('answers lost across LOCAL INFILE uploads: later answers are not paired with the wrong commands', () => {
+    const wire = loggedIn()
+    const load = query("LOAD DATA LOCAL INFILE 'a.tsv' INTO TABLE items")
+    wire.send(EGRESS, packet(0, load))
+    wire.send(INGRESS, packet(1, bytesOf([0xfb], 'a.tsv')))
+    wire.send(EGRESS, packet(2, new Uint8Array(0)))
+    // the first upload's OK never arrives
+    wire.positions[INGRESS] += packet(3, ok({ affectedRows: 1 })).length
+    wire.send(EGRESS, packet(0, load))
+    wire.send(INGRESS, packet(1, bytesOf([0xfb], 'a.tsv')))
+    wire.send(EGRESS, packet(2, new Uint8Array(0)))
+    wire.send(INGRESS, packet(3, ok({ affectedRows: 1 })))
+    const next = exchange(wire, query('SELECT * FROM nosuch'), [err(1146, '42S02', "Table 'shop.nosuch' doesn't exist")])
+    assert.deepEqual(wire.operations.map((op) => [op.text, op.incomplete, op.error?.code]), [
+      ["LOAD DATA LOCAL INFILE 'a.tsv' INTO TABLE items", 'lost', undefined],
+      ["LOAD DATA LOCAL INFILE 'a.tsv' INTO TABLE items", 'lost', undefined],
+      ['SELECT * FROM nosuch', undefined, 1146],
+    ])
+    assert.equal(wire.operations[2]!.endNs, next.endNs)
+  })
+
+  it('pipelined COM_STMT_PREPARE and COM_STMT_EXECUTE of statement -1 (MariaDB): both answered in order, the execute with the prepared text', () => {
+    const wire = loggedIn()
+    const sent = wire.send(EGRESS, bytesOf(packet(0, bytesOf([0x16], 'SELECT name FROM items WHERE id = ?')), packet(0, bytesOf([0x17], u32le(0xffffffff), [0], u32le(1), [0], [1], u16le(3), u32le(2)))))
+    const prepared = packets(1, [bytesOf([0], u32le(5), u16le(1), u16le(1), [0], u16le(0)), columnDefinition('?'), eof(), columnDefinition('name'), eof()])
+    const executed = packets(1, [bytesOf([1]), columnDefinition('name'), eof(), bytesOf([0, 0], lenenc(4), 'pear'), eof()])
+    const first = wire.send(INGRESS, prepared)
+    const second = wire.send(INGRESS, executed)
+    assert.deepEqual(wire.operations, [
+      operation({ command: COM_STMT_PREPARE, text: 'SELECT name FROM items WHERE id = ?', statementId: 5, namespace: 'shop', startNs: sent.startNs, endNs: first.endNs }),
+      operation({ command: COM_STMT_EXECUTE, text: 'SELECT name FROM items WHERE id = ?', statementId: 0xffffffff, namespace: 'shop', rows: 1, startNs: sent.startNs, endNs: second.endNs }),
+    ])
+    assert.deepEqual(wire.errors(), {})
+  })
+
   it('lost commands: their answers are not paired with the wrong commands', () => {
     const wire = loggedIn()
     wire.send(EGRESS, packet(0, query('SELECT 1')))
