@@ -110,7 +110,10 @@ class MysqlTracing {
     this.#ctx = ctx
     this.#mask = ctx.config.mask_literals
     this.#conns = new ConnectionTable<Conn>(ctx.config.max_connections, (conn) => conn.stream.close())
-    this.#parser = new MysqlParser<Conn>((operation, conn) => this.#onOperation(conn, operation), { maxStatements: ctx.config.max_statements })
+    // a connection of unknown role (found at start-up) may turn out to be the server's end
+    this.#parser = new MysqlParser<Conn>((operation, conn, side) => {
+      if (side === 'client') this.#onOperation(conn, operation)
+    }, { maxStatements: ctx.config.max_statements })
     this.#spans = new ClientSpans(ctx, {
       histogram: ctx.config.metrics ? 'db.client.operation.duration' : undefined,
       minDurationMs: ctx.config.min_duration_ms,
