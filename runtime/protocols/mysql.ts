@@ -397,6 +397,8 @@ export class MysqlConnection<C = unknown> {
   private readonly statements = new Map<number, string>()
   /** The statement of the last COM_STMT_PREPARE sent: what statement id -1 executes. */
   private lastPrepared: string | undefined
+  /** The command byte of the previous command read in order, -1 when the commands lost their place since. */
+  private previousCommand = -1
   /** Records of the response direction so far: tells a command the server had a turn after from a pipelined one. */
   private responseRecords = 0
   /** The command being read across records, before it is queued. */
@@ -652,6 +654,7 @@ export class MysqlConnection<C = unknown> {
     reader.nextSeq = -1
     if (this.requests < 0) return
     if (reader.direction === this.requests) {
+      this.previousCommand = -1
       // lost commands would pair their answers with the wrong ones: follow none until the next
       // command; what was only cut from the capture (the rest of a long command or of a LOCAL
       // INFILE upload) is answered next
@@ -828,8 +831,18 @@ export class MysqlConnection<C = unknown> {
         entry.newNamespace = this.readChangeUser(packet)
         break
     }
+    const previous = this.previousCommand
+    this.previousCommand = command
     if (command === COM_STMT_CLOSE) {
       this.statements.delete(operation.statementId!)
+      return
+    }
+    if (operation.statementId === LAST_PREPARED && previous !== COM_STMT_PREPARE) {
+      // pipelined behind a prepare that was not seen, whose answer comes first: neither answer
+      // can be paired, so none is followed until the next command
+      const responses = this.readers[1 - this.requests]!
+      this.blind(responses, false)
+      responses.realign = false
       return
     }
     if (responseState === NO_RESPONSE) return

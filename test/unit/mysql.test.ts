@@ -432,6 +432,18 @@ describe('MySQL parser: lost records and connections seen from the middle', () =
     assert.deepEqual(wire.errors(), {})
   })
 
+  it('seen from its middle, an execute of statement -1 whose pipelined prepare was missed: the prepare\'s answer is not taken for the execute\'s', () => {
+    const wire = new MysqlWire('client')
+    wire.positions[EGRESS] = 700
+    wire.positions[INGRESS] = 900
+    wire.send(EGRESS, packet(0, bytesOf([0x17], u32le(0xffffffff), [0], u32le(1))))
+    wire.send(INGRESS, bytesOf(packets(1, [bytesOf([0], u32le(5), u16le(0), u16le(0), [0], u16le(0))]), packets(1, [ok({ affectedRows: 2 })])))
+    const next = exchange(wire, query('SELECT 1'), resultSet(['1'], [textRow(['1'])]))
+    assert.deepEqual(wire.operations, [operation({ command: COM_QUERY, text: 'SELECT 1', rows: 1, ...next })])
+    // the answers, first seen with no command known to them
+    assert.deepEqual(wire.errors(), { resync: 1 })
+  })
+
   it('lost commands: their answers are not paired with the wrong commands', () => {
     const wire = loggedIn()
     wire.send(EGRESS, packet(0, query('SELECT 1')))
