@@ -23,14 +23,16 @@
  *   message; MariaDB progress reports are not errors), EOF, result sets (column count, column
  *   definitions, text or binary rows until EOF or OK, with or without CLIENT_DEPRECATE_EOF, with
  *   or without cached metadata), multiple results (SERVER_MORE_RESULTS_EXISTS), and LOCAL INFILE.
+ *   Pipelined commands (MariaDB's prepare and execute of statement -1) are answered in order.
  *
- * When it loses its place (a lost record, a packet header in the uncaptured part of a record,
- * a sequence id out of order, garbage, a connection seen from its middle), that direction goes
- * blind and realigns at its first record after one of the other direction: the protocol takes
- * turns, so a client's send after the server's answer starts a command, and the server's first
- * send after a command starts its response. A response followed blind still ends right: at the
- * last record the client received before its next command. Malformed input is counted in
- * `MysqlParser.errors` by reason; nothing throws.
+ * When it loses its place (a packet header in the uncaptured part of a record, a sequence id out
+ * of order, garbage, a connection seen from its middle), that direction goes blind and realigns
+ * at its first record after one of the other direction: the protocol takes turns, so a client's
+ * send after the server's answer starts a command, and the server's first send after a command
+ * starts its response. A response followed blind still ends right: at the last record the client
+ * received before its next command (`incomplete: 'unfollowed'`). Lost records end every command
+ * waiting as `lost`: which one the answers after the gap belong to is not known. Malformed input
+ * is counted in `MysqlParser.errors` by reason; nothing throws.
  *
  * Memory per connection: the prefix of one packet per direction (at most `maxTextBytes`), the
  * commands waiting for answers (at most `maxPending`) and the prepared statements' text (at most
