@@ -525,8 +525,19 @@ export class MysqlConnection<C = unknown> {
     let at = 0
     while (at < captured && reader.state !== BLIND && reader.state !== DONE) {
       if (reader.state === HEADER) {
-        while (reader.headerHave < 4 && at < captured) reader.header[reader.headerHave++] = data[at++]!
-        if (reader.headerHave < 4) break
+        if (reader.headerHave === 0 && at + 4 <= captured) {
+          // the common case: the whole header in this record
+          reader.length = data[at]! | (data[at + 1]! << 8) | (data[at + 2]! << 16)
+          reader.seq = data[at + 3]!
+          at += 4
+        } else {
+          while (reader.headerHave < 4 && at < captured) reader.header[reader.headerHave++] = data[at++]!
+          if (reader.headerHave < 4) break
+          const h = reader.header
+          reader.headerHave = 0
+          reader.length = h[0]! | (h[1]! << 8) | (h[2]! << 16)
+          reader.seq = h[3]!
+        }
         if (!this.startPacket(reader, chunk)) return
         if (reader.remaining === 0) this.endPacket(reader, chunk, data)
         continue
@@ -550,12 +561,8 @@ export class MysqlConnection<C = unknown> {
     if (unseen > 0) this.blind(reader, false)
   }
 
-  /** A packet header was read: checks its sequence id and sets up the payload. */
+  /** A packet header was read (`length`, `seq`): checks its sequence id and sets up the payload. */
   private startPacket(reader: PacketReader, chunk: MysqlChunk): boolean {
-    const h = reader.header
-    reader.headerHave = 0
-    reader.length = h[0]! | (h[1]! << 8) | (h[2]! << 16)
-    reader.seq = h[3]!
     if (!reader.continuation && this.phase === COMMANDS) {
       if (reader.direction === this.requests && !this.expectsClientData()) {
         // a command starts the exchange's numbering
@@ -1300,8 +1307,18 @@ COMMAND_RESPONSES[COM_STATISTICS] = R_ANY
 COMMAND_RESPONSES[COM_CHANGE_USER] = R_AUTH
 for (const command of [COM_QUIT, COM_STMT_SEND_LONG_DATA, COM_STMT_CLOSE, COM_BINLOG_DUMP, COM_BINLOG_DUMP_GTID]) COMMAND_RESPONSES[command] = NO_RESPONSE
 
-/** An OK packet's affected rows, status flags, and the schema when session state tracking reported one. */
-function readOk(packet: Packet, capabilities: number | undefined): { affectedRows: number; status: number; schema?: string } | undefined {
+interface OkPacket {
+  affectedRows: number
+  status: number
+  /** The schema session state tracking reported, else undefined. */
+  schema: string | undefined
+}
+
+/** One result object for every OK packet: callers read it at once and keep nothing of it. */
+const OK: OkPacket = { affectedRows: 0, status: 0, schema: undefined }
+
+/** An OK packet's affected rows, status flags, and the schema when session state tracking reported one; undefined when the status was not captured. */
+function readOk(packet: Packet, capabilities: number | undefined): OkPacket | undefined {
   const { bytes, start } = packet
   const end = start + packet.seen
   let at = start + 1
@@ -1313,7 +1330,10 @@ function readOk(packet: Packet, capabilities: number | undefined): { affectedRow
   if (at + 4 > end) return undefined
   const status = u16(bytes, at)
   at += 4 // status, warnings
-  const result: { affectedRows: number; status: number; schema?: string } = { affectedRows, status }
+  const result = OK
+  result.affectedRows = affectedRows
+  result.status = status
+  result.schema = undefined
   const tracking = capabilities === undefined || (capabilities & CLIENT_SESSION_TRACK) !== 0
   if (!tracking || (status & SERVER_SESSION_STATE_CHANGED) === 0 || at >= end) return result
   const infoLength = lengthEncoded(bytes, at, end)
