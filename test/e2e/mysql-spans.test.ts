@@ -15,36 +15,11 @@ import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { client, startMariadb, type ClientResult, type MariadbServer } from '../peers/mariadb.ts'
-import { attributesOf, flatten, startCollector, type Collector } from '../peers/otelcol.ts'
+import { attributesOf, collectorSpans as spansOf, flatten, startCollector, type Collector, type CollectorSpan as Span } from '../peers/otelcol.ts'
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
 
 type Json = Record<string, unknown>
 
-interface Span {
-  name: string
-  kind: number
-  attributes: Record<string, unknown>
-  resource: Record<string, unknown>
-  error: boolean
-  statusMessage: string
-  startNs: bigint
-  endNs: bigint
-}
-
-function spansOf(lines: Json[]): Span[] {
-  return flatten('traces', lines).map(({ item, resource }) => ({
-    name: item.name as string,
-    kind: item.kind as number,
-    attributes: attributesOf(item.attributes),
-    resource,
-    error: (item.status as { code?: number } | undefined)?.code === 2,
-    statusMessage: String((item.status as { message?: string } | undefined)?.message ?? ''),
-    startNs: BigInt(item.startTimeUnixNano as string),
-    endNs: BigInt(item.endTimeUnixNano as string),
-  }))
-}
-
-const SPAN_KIND_CLIENT = 3
 const pidOf = (span: Span): number => Number(span.attributes['process.pid'])
 const root = fileURLToPath(new URL('../../', import.meta.url))
 
@@ -138,7 +113,7 @@ describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { time
     found = spansOf(await collector.read('traces')).filter((s) => pidOf(s) === run.pid)
     assert.equal(found.length, count, `spans of pid ${run.pid}: ${found.map((s) => s.name).join(', ')}`)
     for (const span of found) {
-      assert.equal(span.kind, SPAN_KIND_CLIENT)
+      assert.equal(span.kind, 'client')
       assert.equal(span.attributes['db.system.name'], 'mariadb')
       assert.equal(span.attributes['server.address'], '127.0.0.1')
       assert.equal(span.attributes['server.port'], db.port)
