@@ -18,6 +18,8 @@
  * Target: throughput ≥ 0.95 of the baseline for the commands sent one at a time. Exits non-zero
  * when it is missed; the pipelined figures are reported.
  *
+ * `--plugin-config '{"metrics":false}'` runs the plugin with those config keys, to see where the cost goes.
+ *
  *   node_modules/.bin/node bench/redis-overhead.bench.ts [--requests 100000] [--pipelined-requests 500000] [--rounds 3]
  *   npm run bench -- redis-overhead
  */
@@ -36,8 +38,10 @@ const { values: args } = parseArgs({
     requests: { type: 'string', default: process.env.PERISCOPE_BENCH_REDIS_REQUESTS ?? '100000' },
     'pipelined-requests': { type: 'string', default: process.env.PERISCOPE_BENCH_REDIS_PIPELINED_REQUESTS ?? '500000' },
     rounds: { type: 'string', default: process.env.PERISCOPE_BENCH_REDIS_ROUNDS ?? '3' },
+    'plugin-config': { type: 'string', default: '{}' },
   },
 })
+const PLUGIN_CONFIG = JSON.parse(args['plugin-config']) as Record<string, unknown>
 const ROUNDS = Number(args.rounds)
 const MODES = [
   { name: 'one at a time', pipeline: 1, requests: Number(args.requests), target: true },
@@ -153,7 +157,7 @@ async function startPeriscope(sink: OtlpSink): Promise<Periscope> {
   chmodSync(dir, 0o755)
   writeFileSync(path.join(dir, 'periscope.yaml'), JSON.stringify({
     admin: { socket: path.join(dir, 'admin', 'admin.sock') },
-    plugins: withoutShippedPlugins(['redis']),
+    plugins: { ...withoutShippedPlugins(['redis']), redis: { config: PLUGIN_CONFIG } },
     exporter: { dataDir: path.join(dir, 'data'), prometheus: { enabled: false } },
   }))
   const env: Record<string, string> = {}
@@ -233,7 +237,7 @@ const rps = (x: number): string => Math.round(x).toLocaleString('en')
 const per10k = (seconds: number, r: BenchRun): number => (seconds / r.commands) * 10_000
 let allMet = true
 console.log(`Redis overhead: redis-benchmark SET and GET (${CLIENTS} clients, ${KEYSPACE.toLocaleString('en')} random keys) against redis-server 7.0, ` +
-  `medians of ${ROUNDS} rounds alternating without and with Periscope; ${running || 'periscope run'} (redis plugin only); OTLP/HTTP to a local sink`)
+  `medians of ${ROUNDS} rounds alternating without and with Periscope; ${running || 'periscope run'} (redis plugin only, config ${JSON.stringify(PLUGIN_CONFIG)}); OTLP/HTTP to a local sink`)
 for (const mode of MODES) {
   const base = baseline.get(mode)!
   const withP = traced.get(mode)!
