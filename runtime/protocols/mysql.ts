@@ -490,8 +490,10 @@ export class MysqlConnection<C = unknown> {
   private checkPosition(reader: PacketReader, chunk: MysqlChunk): void {
     if (reader.expected < 0) {
       // the first record of this direction: a connection seen from its middle starts blind, and
-      // realigns on this very record if it starts a message that fits
-      if (chunk.position > 0) {
+      // realigns on this very record if it starts a message that fits. The kernel's positions of
+      // a connection it found open start at 0, so a first record that is not the greeting (the
+      // client never speaks first) tells the middle too.
+      if (chunk.position > 0 || (this.phase === GREETING && (reader.direction === this.requests || notGreeting(chunk.data)))) {
         this.blind(reader, false)
         reader.realign = true
         reader.guessing = true
@@ -1354,6 +1356,11 @@ function readOk(packet: Packet, capabilities: number | undefined): OkPacket | un
     at = dataAt + dataLength
   }
   return result
+}
+
+/** Whether a record's first bytes show it does not start with a greeting (packet 0 of protocol 10). */
+function notGreeting(data: Uint8Array): boolean {
+  return data.length >= 5 && (data[3] !== 0 || data[4] !== 10)
 }
 
 /** The first 0 in `bytes[from, end)`, or -1. */

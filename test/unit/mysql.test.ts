@@ -468,6 +468,18 @@ describe('MySQL parser: lost records and connections seen from the middle', () =
     assert.equal(wire.connection.server, undefined)
   })
 
+  it('a connection the kernel found open: positions start at 0, the first record a command; it is followed from there', () => {
+    const wire = new MysqlWire('client')
+    const first = exchange(wire, query('SELECT 1'), resultSet(['1'], [textRow(['1'])]))
+    const next = exchange(wire, bytesOf([0x17], u32le(4), [0], u32le(1)), [ok({ affectedRows: 1 })])
+    assert.deepEqual(wire.operations, [
+      operation({ command: COM_QUERY, text: 'SELECT 1', rows: 1, ...first }),
+      operation({ command: COM_STMT_EXECUTE, statementId: 4, affectedRows: 1, ...next }),
+    ])
+    assert.deepEqual(wire.errors(), {})
+    assert.equal(wire.connection.server, undefined)
+  })
+
   it('a connection first seen in its middle, with an unknown role: the side that sends a command is the client', () => {
     const wire = new MysqlWire('unknown')
     wire.positions[EGRESS] = 5000
