@@ -62,7 +62,7 @@ test('Redis calls made while a request is served are children of its server span
   let spans: CollectorSpan[] = []
   await collector.waitFor('traces', (lines) => {
     spans = ofApp(collectorSpans(lines))
-    // the SET before serving, GET and INCR per item request, and the server spans
+    // the SET before serving, GET and INCRBY (redis-py's incr) per item request, and the server spans
     return spans.filter((s) => s.attributes['db.system.name'] === 'redis').length >= 1 + 2 * requests && spans.filter((s) => s.kind === 'server').length >= requests + 1
   }, 60_000).catch((error: Error) => {
     throw new Error(`${error.message}\nspans of the service so far: ${JSON.stringify(spans.map((s) => [s.name, s.kind, s.parentSpanId]))}\nperiscope output:\n${periscope.output().slice(-3000)}`)
@@ -80,7 +80,7 @@ test('Redis calls made while a request is served are children of its server span
     const server = servers.find((s) => s.attributes['url.path'] === `/item/${i}`)
     assert.ok(server !== undefined, `a server span for /item/${i}`)
     const children = calls.filter((c) => c.parentSpanId === server.spanId)
-    assert.deepEqual(children.map((c) => c.name).sort(), ['GET', 'INCR'], `/item/${i}: its GET and INCR`)
+    assert.deepEqual(children.map((c) => c.name).sort(), ['GET', 'INCRBY'], `/item/${i}: its GET and INCRBY (redis-py's incr)`)
     for (const child of children) {
       assert.equal(child.traceId, server.traceId)
       assert.ok(child.startNs >= server.startNs && child.endNs <= server.endNs, 'a child lies within its parent')
