@@ -86,7 +86,8 @@ export default definePlugin({
   async setup(ctx) {
     const plugin = new MysqlTracing(ctx)
     const { target_pids: pids, target_cgroup_ids: cgroups, excluded_ports: ports, capture_bytes: capture } = ctx.config
-    await claimProtocol(ctx, PROTOCOL_MYSQL, { captureBytes: capture, targetPids: pids, targetCgroupIds: cgroups, excludedPorts: ports })
+    // client spans only: the server's end of each connection stays in the kernel
+    await claimProtocol(ctx, PROTOCOL_MYSQL, { captureBytes: capture, targetPids: pids, targetCgroupIds: cgroups, excludedPorts: ports, clientEndOnly: true })
     ctx.on('sockdata:mysql', (event) => plugin.onRecord(event), { onLoss: (lost) => plugin.onLoss(lost) })
     ctx.every('10s', () => plugin.report())
     const targets = [...pids.length > 0 ? [`pids ${pids.join(', ')}`] : [], ...cgroups.length > 0 ? [`cgroups ${cgroups.join(', ')} and below`] : []]

@@ -77,7 +77,8 @@ export default definePlugin({
   async setup(ctx) {
     const plugin = new RedisTracing(ctx)
     const { target_pids: pids, target_cgroup_ids: cgroups, excluded_ports: ports, capture_bytes: capture } = ctx.config
-    await claimProtocol(ctx, PROTOCOL_REDIS, { captureBytes: capture, targetPids: pids, targetCgroupIds: cgroups, excludedPorts: ports })
+    // client spans only: the server's end of each connection stays in the kernel
+    await claimProtocol(ctx, PROTOCOL_REDIS, { captureBytes: capture, targetPids: pids, targetCgroupIds: cgroups, excludedPorts: ports, clientEndOnly: true })
     ctx.on('sockdata:redis', (event) => plugin.onRecord(event), { onLoss: (lost) => plugin.onLoss(lost) })
     if (ctx.config.tls) await followOpenSsl(ctx, (message) => ctx.log.warn(message))
     ctx.every('10s', () => plugin.report())
