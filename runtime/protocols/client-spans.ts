@@ -19,6 +19,8 @@ export interface ClientConnection {
   serverPort: number
   /** The resource of its spans, one object for all of them. */
   process: { pid: number; command: string }
+  /** The last histogram series this connection recorded into, reused while the plugin's attributes object is the same. */
+  lastSeries?: { source: object; errorType: string | undefined; attributes: Record<string, string | number | boolean> }
 }
 
 export function clientConnection(event: { conn_id: number; pid: number; comm: string; family: number; remote_addr: Uint8Array; remote_port: number }): ClientConnection {
@@ -48,7 +50,11 @@ export interface ClientOperation {
   context?: number
   /** The protocol's span attributes (db.*, messaging.*). */
   attributes: AttributeMap
-  /** The histogram's protocol attributes: bounded values only, never query text or keys. */
+  /**
+   * The histogram's protocol attributes: bounded values only, never query text or keys. Reuse one
+   * object while the values stay the same and never change it after handing it over: a
+   * connection's series is remembered by this object's identity.
+   */
   metricAttributes: Record<string, string | number>
   /** Sets error.type and the span's error status. */
   error?: { type: string; message: string }
@@ -138,6 +144,29 @@ export class ClientSpans {
   }
 
   #record(conn: ClientConnection, op: ClientOperation, seconds: number): void {
+    const errorType = op.error?.type
+    const last = conn.lastSeries
+    // plugins reuse one attributes object per operation kind: the series is known without a key
+    const attributes = last !== undefined && last.source === op.metricAttributes && last.errorType === errorType ? last.attributes : this.#seriesOf(conn, op)
+    if (last === undefined) conn.lastSeries = { source: op.metricAttributes, errorType, attributes }
+    else {
+      last.source = op.metricAttributes
+      last.errorType = errorType
+      last.attributes = attributes
+    }
+    this.#ctx.emit.metric({
+      name: this.#histogram!,
+      kind: 'histogram',
+      unit: 's',
+      description: descriptions[this.#histogram!],
+      boundaries: durationBoundaries,
+      value: seconds,
+      attributes,
+    })
+  }
+
+  /** The histogram attributes of this operation's series, made once per distinct set. */
+  #seriesOf(conn: ClientConnection, op: ClientOperation): Record<string, string | number | boolean> {
     let key = `${conn.serverAddress}\0${conn.serverPort}\0${op.error?.type ?? ''}`
     for (const name in op.metricAttributes) key += `\0${name}=${op.metricAttributes[name]}`
     let attributes = this.#series.get(key)
@@ -151,14 +180,6 @@ export class ClientSpans {
         this.#series.set(key, attributes)
       }
     }
-    this.#ctx.emit.metric({
-      name: this.#histogram!,
-      kind: 'histogram',
-      unit: 's',
-      description: descriptions[this.#histogram!],
-      boundaries: durationBoundaries,
-      value: seconds,
-      attributes,
-    })
+    return attributes
   }
 }

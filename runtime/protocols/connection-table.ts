@@ -1,13 +1,22 @@
 /**
  * Per-connection state of a protocol plugin, by the kernel's conn_id, bounded: past `max`
- * connections the least recently used one is forgotten (its close may never be seen: the record
+ * connections one that was not used lately is forgotten (its close may never be seen: the record
  * was lost, or the process was killed), so a plugin's memory stays bounded on a busy host.
- * A Map keeps insertion order, so re-inserting on use keeps the least recently used first.
+ *
+ * Eviction is "second chance" (CLOCK), an approximation of least-recently-used that costs a flag
+ * write per use instead of a Map reorder: entries wait in insertion order; the oldest one that was
+ * used since it last came up moves to the back with its flag cleared, and the first one unused is
+ * forgotten.
  */
+interface Entry<T> {
+  conn: T
+  used: boolean
+}
+
 export class ConnectionTable<T> {
   readonly #max: number
   readonly #onEvict: (conn: T, id: number) => void
-  readonly #conns = new Map<number, T>()
+  readonly #entries = new Map<number, Entry<T>>()
   /** Connections forgotten because the table was full. */
   evicted = 0
 
@@ -17,39 +26,55 @@ export class ConnectionTable<T> {
     this.#onEvict = onEvict
   }
 
-  /** The connection's state, marked most recently used. */
+  /** The connection's state, marked as used. */
   get(id: number): T | undefined {
-    const conn = this.#conns.get(id)
-    if (conn === undefined) return undefined
-    this.#conns.delete(id)
-    this.#conns.set(id, conn)
-    return conn
+    const entry = this.#entries.get(id)
+    if (entry === undefined) return undefined
+    entry.used = true
+    return entry.conn
   }
 
-  /** Adds a connection, forgetting the least recently used one when the table is full. */
+  /** Adds a connection, forgetting one not used lately when the table is full. */
   set(id: number, conn: T): void {
-    this.#conns.delete(id)
-    if (this.#conns.size >= this.#max) {
-      const [oldestId, oldest] = this.#conns.entries().next().value!
-      this.#conns.delete(oldestId)
-      this.evicted++
-      this.#onEvict(oldest, oldestId)
+    const existing = this.#entries.get(id)
+    if (existing !== undefined) {
+      existing.conn = conn
+      existing.used = true
+      return
     }
-    this.#conns.set(id, conn)
+    if (this.#entries.size >= this.#max) this.#evictOne()
+    this.#entries.set(id, { conn, used: false })
   }
 
   /** Removes a connection that closed; onEvict is not called. */
   delete(id: number): T | undefined {
-    const conn = this.#conns.get(id)
-    if (conn !== undefined) this.#conns.delete(id)
-    return conn
+    const entry = this.#entries.get(id)
+    if (entry === undefined) return undefined
+    this.#entries.delete(id)
+    return entry.conn
   }
 
   get size(): number {
-    return this.#conns.size
+    return this.#entries.size
   }
 
-  values(): IterableIterator<T> {
-    return this.#conns.values()
+  *values(): IterableIterator<T> {
+    for (const entry of this.#entries.values()) yield entry.conn
+  }
+
+  #evictOne(): void {
+    // at most one pass gives every used entry its second chance; then an unused one comes up
+    for (;;) {
+      const [id, entry] = this.#entries.entries().next().value!
+      this.#entries.delete(id)
+      if (entry.used) {
+        entry.used = false
+        this.#entries.set(id, entry)
+        continue
+      }
+      this.evicted++
+      this.#onEvict(entry.conn, id)
+      return
+    }
   }
 }

@@ -243,12 +243,12 @@ describe('PostgreSQL client spans from psql and pgbench', { timeout: 600_000 }, 
 
   it('a session opened before Periscope: its later queries are spans (the kernel recognises a whole query mid-stream)', async () => {
     const session = early!
-    clients.add(session.child.pid)
+    clients.add(session.child.pid!)
     for (const n of [1, 2, 3]) {
       session.child.stdin.write(`SELECT 'early-${n}' AS x;\n`)
       await waitForText(session.output, `early-${n}`)
     }
-    const spans = await spansOfClient({ pid: session.child.pid, code: 0, stdout: '', stderr: '' }, 3)
+    const spans = await spansOfClient({ pid: session.child.pid!, code: 0, stdout: '', stderr: '' }, 3)
     assert.deepEqual(spans.map((s) => [s.name, s.attributes['db.query.text'], s.attributes['db.system.name']]), Array(3).fill(['SELECT', 'SELECT ? AS x;', 'postgresql']))
     session.child.stdin.end()
   })
