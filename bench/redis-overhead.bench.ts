@@ -20,7 +20,7 @@
  *
  * `--plugin-config '{"metrics":false}'` runs the plugin with those config keys, to see where the cost goes.
  *
- *   node_modules/.bin/node bench/redis-overhead.bench.ts [--requests 100000] [--pipelined-requests 500000] [--rounds 3]
+ *   node_modules/.bin/node bench/redis-overhead.bench.ts [--requests 100000] [--pipelined-requests 500000] [--rounds 3] [--pin]
  *   npm run bench -- redis-overhead
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
@@ -39,8 +39,16 @@ const { values: args } = parseArgs({
     'pipelined-requests': { type: 'string', default: process.env.PERISCOPE_BENCH_REDIS_PIPELINED_REQUESTS ?? '500000' },
     rounds: { type: 'string', default: process.env.PERISCOPE_BENCH_REDIS_ROUNDS ?? '3' },
     'plugin-config': { type: 'string', default: '{}' },
+    pin: { type: 'boolean', default: false },
   },
 })
+/**
+ * --pin: redis-server and redis-benchmark on CPU 0, Periscope (and this process, with the sink) on
+ * CPU 1, in both kinds of run. It measures what tracing costs the traced processes themselves (the
+ * kernel's hooks in their syscalls) when Periscope has a core of its own, as on a host with spare
+ * capacity, apart from the competition for CPU that a saturated 2-core machine adds.
+ */
+const PIN = args.pin === true
 const PLUGIN_CONFIG = JSON.parse(args['plugin-config']) as Record<string, unknown>
 const ROUNDS = Number(args.rounds)
 const MODES = [
@@ -130,7 +138,7 @@ async function load(redis: Redis, mode: Mode, traced?: { periscope: Periscope; s
   const threadsBefore = traced === undefined ? undefined : threadCpu(traced.periscope.pid)
   const periscopeBefore = traced === undefined ? 0 : cpuSeconds(traced.periscope.pid)
   const spansBefore = traced?.sink.counts().spans ?? 0
-  const run = await redis.benchmark({ tests: TESTS.map((t) => t.toLowerCase()), requests: mode.requests, pipeline: mode.pipeline, clients: CLIENTS, keyspace: KEYSPACE })
+  const run = await redis.benchmark({ tests: TESTS.map((t) => t.toLowerCase()), requests: mode.requests, pipeline: mode.pipeline, clients: CLIENTS, keyspace: KEYSPACE, cpus: PIN ? '0' : undefined })
   const serverCpu = cpuSeconds(redis.pid) - serverBefore
   if (traced !== undefined && !(await exportSettled(traced.sink))) unsettled++
   const rows = new Map(run.rows.map((row) => [row.test, row]))
@@ -206,8 +214,10 @@ async function waitUntilTracing(redis: Redis, sink: OtlpSink, periscope: Perisco
 
 const intruders = new Set<string>()
 let unsettled = 0
+if (PIN) execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)], { stdio: 'ignore' })
 const sink = await startOtlpSink()
 const redis = await startRedis()
+if (PIN) execFileSync('taskset', ['-a', '-cp', '0', String(redis.pid)], { stdio: 'ignore' })
 const baseline = new Map<Mode, BenchRun[]>(MODES.map((mode) => [mode, []]))
 const traced = new Map<Mode, BenchRun[]>(MODES.map((mode) => [mode, []]))
 let running = ''
@@ -237,7 +247,8 @@ const rps = (x: number): string => Math.round(x).toLocaleString('en')
 const per10k = (seconds: number, r: BenchRun): number => (seconds / r.commands) * 10_000
 let allMet = true
 console.log(`Redis overhead: redis-benchmark SET and GET (${CLIENTS} clients, ${KEYSPACE.toLocaleString('en')} random keys) against redis-server 7.0, ` +
-  `medians of ${ROUNDS} rounds alternating without and with Periscope; ${running || 'periscope run'} (redis plugin only, config ${JSON.stringify(PLUGIN_CONFIG)}); OTLP/HTTP to a local sink`)
+  `medians of ${ROUNDS} rounds alternating without and with Periscope; ${running || 'periscope run'} (redis plugin only, config ${JSON.stringify(PLUGIN_CONFIG)}); OTLP/HTTP to a local sink` +
+  (PIN ? '; pinned: redis-server and redis-benchmark on CPU 0, Periscope on CPU 1' : '; every process on both CPUs'))
 for (const mode of MODES) {
   const base = baseline.get(mode)!
   const withP = traced.get(mode)!

@@ -54,6 +54,8 @@ export interface BenchmarkOptions {
   dataSize?: number
   /** `--threads` (default: none, one thread). */
   threads?: number
+  /** Runs it on these CPUs only (taskset's list, e.g. '0'); default: wherever the scheduler puts it. */
+  cpus?: string
 }
 
 export interface BenchmarkRow {
@@ -235,7 +237,8 @@ export async function startRedis(options: RedisOptions = {}): Promise<Redis> {
       if (bench.dataSize !== undefined) benchArgs.push('-d', String(bench.dataSize))
       if (bench.threads !== undefined) benchArgs.push('--threads', String(bench.threads))
       if (options.password !== undefined) benchArgs.push('-a', options.password)
-      const result = await run(REDIS_BENCHMARK, benchArgs, {})
+      // taskset execs the binary: the pid stays redis-benchmark's
+      const result = bench.cpus === undefined ? await run(REDIS_BENCHMARK, benchArgs, {}) : await run('taskset', ['-c', bench.cpus, REDIS_BENCHMARK, ...benchArgs], {})
       if (result.code !== 0) throw new Error(`redis-benchmark ${bench.tests.join(',')} exited with ${result.code}:\n${result.stderr.slice(-2000)}\n${result.stdout.slice(-2000)}\n${log()}`)
       return { ...result, rows: parseBenchmarkCsv(result.stdout) }
     },
