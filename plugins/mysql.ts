@@ -166,6 +166,7 @@ class MysqlTracing {
     emit.metric({ name: 'periscope.mysql.records_lost', kind: 'gauge', value: this.#lostRecords, attributes })
     emit.metric({ name: 'periscope.mysql.resyncs', kind: 'gauge', value: stats.resyncs, attributes })
     emit.metric({ name: 'periscope.mysql.unfollowed_responses', kind: 'gauge', value: stats.unfollowed, attributes })
+    emit.metric({ name: 'periscope.mysql.rejected_connections', kind: 'gauge', value: stats.rejected, attributes })
     for (const reason of ['tls', 'compressed', 'replication'] as const) {
       emit.metric({ name: 'periscope.mysql.untraced_connections', kind: 'gauge', value: stats[reason], attributes: { ...attributes, reason } })
     }

@@ -205,6 +205,11 @@ export interface MysqlStats {
   replication: number
   /** Connections whose handshake the server refused (ERR to the handshake). */
   authFailures: number
+  /**
+   * Connections seen from their middle whose first command's answer did not parse: taken for
+   * another protocol that looked like MySQL, not parsed further, their operations not handed over.
+   */
+  rejected: number
   /** Commands not queued because `maxPending` waited already. */
   queueOverflows: number
   /** Prepared statements forgotten to stay within `maxStatements`. */
@@ -237,6 +242,7 @@ export class MysqlParser<C = unknown> {
     compressed: 0,
     replication: 0,
     authFailures: 0,
+    rejected: 0,
     queueOverflows: 0,
     statementsEvicted: 0,
     unknownStatements: 0,
@@ -315,6 +321,13 @@ class Pending {
     this.responseRecordsBefore = responseRecords
   }
 }
+
+// what shows that a connection speaks MySQL
+const NO_EVIDENCE = 0
+/** Seen from its middle, a record that looks like a whole command: operations wait for proof. */
+const GUESSED = 1
+/** The greeting, or a command answered as the protocol says. */
+const PROVEN = 2
 
 // packet reader states
 const HEADER = 0
@@ -406,6 +419,7 @@ export class MysqlConnection<C = unknown> {
   private commandTid = 0
   private commandContext = 0
   private closed = false
+  private evidence = NO_EVIDENCE
 
   /** @internal use `MysqlParser.connection` */
   constructor(parser: MysqlParser<C>, context: C, role: MysqlRole) {
@@ -680,6 +694,12 @@ export class MysqlConnection<C = unknown> {
   }
 
   private malformed(reader: PacketReader, reason: MysqlErrorReason): false {
+    if (this.evidence !== PROVEN) {
+      // a connection taken for MySQL from its middle that does not keep to the protocol is not MySQL
+      this.parser.stats.rejected++
+      this.stop(undefined)
+      return false
+    }
     this.parser.errors[reason]++
     this.blind(reader, false)
     return false
@@ -703,6 +723,7 @@ export class MysqlConnection<C = unknown> {
       // the side whose record is a command is the client, and the handshake is over
       if (this.requests < 0) this.requests = reader.direction
       this.phase = COMMANDS
+      if (this.evidence === NO_EVIDENCE) this.evidence = GUESSED
     }
     if (reader.direction === this.requests) {
       // the server had its turn: a LOCAL INFILE upload under way ended in what was not seen
@@ -729,7 +750,8 @@ export class MysqlConnection<C = unknown> {
   }
 
   private resyncFailed(): false {
-    this.parser.errors.resync++
+    // seen from its middle, answers to commands not seen are expected, not malformed
+    if (this.evidence === PROVEN) this.parser.errors.resync++
     return false
   }
 
@@ -1150,6 +1172,11 @@ export class MysqlConnection<C = unknown> {
   }
 
   private finish(entry: Pending, endNs: number, incomplete: MysqlOperation['incomplete']): void {
+    if (this.evidence !== PROVEN) {
+      // taken for MySQL from its middle: an answer read to its end as the protocol says proves it
+      if (incomplete !== undefined) return
+      this.evidence = PROVEN
+    }
     const operation = entry.operation
     operation.endNs = Math.max(endNs, operation.endNs)
     if (incomplete !== undefined) {
@@ -1192,6 +1219,7 @@ export class MysqlConnection<C = unknown> {
     }
     if (this.requests < 0) this.requests = 1 - reader.direction
     this.phase = LOGIN
+    this.evidence = PROVEN
   }
 
   private onHandshakeResponse(reader: PacketReader, packet: Packet): void {

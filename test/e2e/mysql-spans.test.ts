@@ -7,7 +7,7 @@
 // capture does not desynchronise what follows; no literal, parameter or password the test used
 // may appear in anything Periscope or the Collector wrote.
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -60,17 +60,37 @@ await connection.end()
 console.log(JSON.stringify(out))
 `
 
+/**
+ * A mysql2 client that connects and prepares a statement before Periscope starts, then, once the
+ * file GO exists, runs three queries and two executions of that statement on the same connection.
+ */
+const EARLY_CLIENT = `
+import mysql from ${JSON.stringify(join(root, 'node_modules/mysql2/promise.js'))}
+import { existsSync } from 'node:fs'
+const { PORT, MYSQL_PWD, USER, GO } = process.env
+const connection = await mysql.createConnection({ host: '127.0.0.1', port: Number(PORT), user: USER, password: MYSQL_PWD, database: 'shop' })
+await connection.execute('SELECT name FROM items WHERE id = ?', [1])
+console.log('ready')
+while (!existsSync(GO)) await new Promise((resolve) => setTimeout(resolve, 20))
+for (const id of [1, 2, 3]) await connection.query('SELECT price FROM items WHERE id = ' + id)
+for (const id of [1, 2]) await connection.execute('SELECT name FROM items WHERE id = ?', [id])
+await connection.end()
+console.log('done')
+`
+
 describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { timeout: 600_000 }, () => {
   let collector: Collector
   let db: MariadbServer
   let periscope: Periscope
   let scratch: string
+  let early: { pid: number; done: Promise<ClientResult> }
   /** `SELECT items` spans in the shop database: the histogram's count for that series. */
   let selectItems = 0
 
   before(async () => {
     scratch = await mkdtemp(join(tmpdir(), 'periscope-mysql-e2e-'))
     await writeFile(join(scratch, 'client.mjs'), MYSQL2_CLIENT)
+    await writeFile(join(scratch, 'early.mjs'), EARLY_CLIENT)
     collector = await startCollector()
     db = await startMariadb({ password: PASSWORD, databases: ['shop', 'other'] })
     await db.sql([
@@ -81,9 +101,29 @@ describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { time
       'CREATE TABLE shop.pages (id INT PRIMARY KEY, body TEXT)',
       `INSERT INTO shop.pages SELECT seq, REPEAT('b', ${BIG_ROW_BYTES}) FROM shop.seq_1_to_${BIG_ROWS}`,
     ].join(';\n'))
+    early = await startEarlyClient()
     periscope = await startPeriscope({ endpoint: collector.httpEndpoint, shipped: ['mysql'], ready: /running 1 of \d+ plugins/ })
     await periscope.waitForOutput(/tracing MySQL and MariaDB clients on the whole host/, 'the mysql plugin to start')
   })
+
+  /** The early client, connected and waiting for GO when this resolves. */
+  async function startEarlyClient(): Promise<{ pid: number; done: Promise<ClientResult> }> {
+    const child = spawn(join(root, 'node_modules/.bin/node'), [join(scratch, 'early.mjs')], {
+      env: { ...process.env, PORT: String(db.port), MYSQL_PWD: PASSWORD, USER: db.user, GO: join(scratch, 'go') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
+    const done = new Promise<ClientResult>((resolve) => child.once('exit', (code) => resolve({ stdout, stderr, code: code ?? -1, pid: child.pid! })))
+    const deadline = Date.now() + 30_000
+    while (!stdout.includes('ready')) {
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the early mysql2 client did not get ready (exit ${child.exitCode}):\n${stdout}\n${stderr}`)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    return { pid: child.pid!, done }
+  }
 
   after(async () => {
     await periscope?.stop()
@@ -100,7 +140,7 @@ describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { time
   }
 
   /** Polls until the client's spans number at least `count`; then they must number exactly `count`. */
-  async function spansOfClient(run: ClientResult, count: number, timeoutMs = 60_000): Promise<Span[]> {
+  async function spansOfClient(run: ClientResult, count: number, system = 'mariadb', timeoutMs = 60_000): Promise<Span[]> {
     let found: Span[] = []
     await collector.waitFor('traces', (lines) => {
       found = spansOf(lines).filter((s) => pidOf(s) === run.pid)
@@ -114,7 +154,7 @@ describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { time
     assert.equal(found.length, count, `spans of pid ${run.pid}: ${found.map((s) => s.name).join(', ')}`)
     for (const span of found) {
       assert.equal(span.kind, 'client')
-      assert.equal(span.attributes['db.system.name'], 'mariadb')
+      assert.equal(span.attributes['db.system.name'], system)
       assert.equal(span.attributes['server.address'], '127.0.0.1')
       assert.equal(span.attributes['server.port'], db.port)
       assert.equal(span.attributes['network.peer.address'], '127.0.0.1')
@@ -124,6 +164,20 @@ describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { time
   }
 
   const view = (s: Span): unknown[] => [s.name, s.attributes['db.operation.name'], s.attributes['db.collection.name'], s.attributes['db.query.text'], s.attributes['db.namespace'], s.attributes['db.response.returned_rows']]
+
+  it('a connection opened before Periscope started is followed from its next command; what came before (database, server, prepared text) is unknown', async () => {
+    await writeFile(join(scratch, 'go'), '')
+    const run = await early.done
+    assert.equal(run.code, 0, run.stderr)
+    const spans = await spansOfClient(run, 5, 'mysql')
+    assert.deepEqual(spans.map((s) => [s.name, s.attributes['db.query.text'], s.attributes['db.namespace'], s.attributes['db.response.returned_rows'], s.error]), [
+      ['SELECT items', 'SELECT price FROM items WHERE id = ?', undefined, 1, false],
+      ['SELECT items', 'SELECT price FROM items WHERE id = ?', undefined, 1, false],
+      ['SELECT items', 'SELECT price FROM items WHERE id = ?', undefined, 0, false],
+      ['mysql', undefined, undefined, 1, false],
+      ['mysql', undefined, undefined, 1, false],
+    ])
+  })
 
   it('the mariadb client: each statement one span, literals masked, `use` changes the namespace, errors carry 1146 and 1064', async () => {
     const script = [
@@ -224,7 +278,9 @@ describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { time
       assert.equal(run.code, 0, run.stderr)
       assert.match(run.stdout, /Ssl_version\tTLSv1\.[23]/, 'the session is TLS')
       await spansOfClient(run, 0)
-      await collector.waitFor('metrics', (lines) => (latestGauges(lines, 'periscope.mysql.untraced_connections', 'reason').tls ?? 0) >= 1, 60_000)
+      await collector.waitFor('metrics', (lines) => (latestGauges(lines, 'periscope.mysql.untraced_connections', 'reason').tls ?? 0) >= 1, 60_000).catch((error: Error) => {
+        throw new Error(`${error.message}\nperiscope output:\n${periscope.output().slice(-3000)}`)
+      })
     } finally {
       await secure.stop()
     }
