@@ -84,6 +84,8 @@ describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { time
   let periscope: Periscope
   let scratch: string
   let early: { pid: number; done: Promise<ClientResult> }
+  /** Every client process this test ran (spansOfClient's). */
+  const clientPids = new Set<number>()
   /** `SELECT items` spans in the shop database: the histogram's count for that series. */
   let selectItems = 0
 
@@ -141,6 +143,7 @@ describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { time
 
   /** Polls until the client's spans number at least `count`; then they must number exactly `count`. */
   async function spansOfClient(run: ClientResult, count: number, system = 'mariadb', timeoutMs = 60_000): Promise<Span[]> {
+    clientPids.add(run.pid)
     let found: Span[] = []
     await collector.waitFor('traces', (lines) => {
       found = spansOf(lines).filter((s) => pidOf(s) === run.pid)
@@ -286,13 +289,20 @@ describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { time
     }
   })
 
-  it('the plugin reports no parse error for any of this traffic', async () => {
+  it('the plugin reports no parse error for any of this traffic, and no span of any other process', async () => {
     let errors: Record<string, number> = {}
     await collector.waitFor('metrics', (lines) => {
       errors = latestGauges(lines, 'periscope.mysql.parse_errors', 'reason')
       return Object.keys(errors).length > 0
     }, 60_000)
     assert.deepEqual(Object.entries(errors).filter(([, n]) => n !== 0), [], `parse errors: ${JSON.stringify(errors)}`)
+    // nor a span of anything but the test's clients: the kernel takes other length-prefixed
+    // protocols seen from their middle (esbuild's IPC) for MySQL, and the parser must reject them
+    const spans = spansOf(await collector.read('traces'))
+    const clients = new Set(spans.filter((span) => clientPids.has(pidOf(span))).map((span) => span.resource['process.command']))
+    assert.deepEqual([...clients].sort(), ['MainThread', 'mariadb'].sort(), 'the commands of the test clients (Node names its main thread MainThread)')
+    const others = spans.filter((span) => !clients.has(span.resource['process.command']))
+    assert.deepEqual(others.map((span) => `${span.resource['process.command']} (${pidOf(span)}): ${span.name}`), [])
     assert.deepEqual(Object.keys(errors).sort(), ['command', 'greeting', 'handshake', 'position', 'response', 'resync', 'sequence', 'unexpected-response'])
   })
 
