@@ -759,8 +759,13 @@ static __always_inline __u32 be16_at(const __u8 *p)
 	return (__u32)p[0] << 8 | p[1];
 }
 
-/* the protocol the first bytes of a connection speak; PROTOCOL_UNKNOWN when undecided */
-__noinline __u8 classify(struct payload_buffer *buffer, __u32 n, __u32 bytes)
+/*
+ * The protocol the first bytes of a connection speak; PROTOCOL_UNKNOWN when undecided. A
+ * connection found by the start-up scan (preexisting) is seen mid-stream, where some protocols
+ * are recognised from a whole message; a new one only from how it starts, so no other length-
+ * prefixed protocol (esbuild's IPC, say) is taken for one of those.
+ */
+__noinline __u8 classify(struct payload_buffer *buffer, __u32 n, __u32 bytes, __u32 preexisting)
 {
 	__u64 word, second;
 	__u8 *head;
@@ -794,7 +799,7 @@ __noinline __u8 classify(struct payload_buffer *buffer, __u32 n, __u32 bytes)
 		 * a Parse that starts an extended-query batch
 		 */
 		length = be32_at(head + 1);
-		if ((head[0] == 'Q' && length >= 5 && length + 1 == bytes) || (head[0] == 'P' && length >= 8 && length + 1 <= bytes && length < 65536))
+		if (preexisting && ((head[0] == 'Q' && length >= 5 && length + 1 == bytes) || (head[0] == 'P' && length >= 8 && length + 1 <= bytes && length < 65536)))
 			return PROTOCOL_POSTGRES;
 	}
 	/* MySQL: the server's greeting, packet 0 of protocol 10 with a version string */
@@ -808,7 +813,7 @@ __noinline __u8 classify(struct payload_buffer *buffer, __u32 n, __u32 bytes)
 	 * MySQL mid-stream: a whole command packet (sequence 0) of a client that connected before
 	 * Periscope: COM_INIT_DB, COM_QUERY, COM_PING, COM_STMT_PREPARE or COM_STMT_EXECUTE
 	 */
-	if (n >= 5 && head[3] == 0 && (head[4] == 2 || head[4] == 3 || head[4] == 14 || head[4] == 22 || head[4] == 23)) {
+	if (preexisting && n >= 5 && head[3] == 0 && (head[4] == 2 || head[4] == 3 || head[4] == 14 || head[4] == 22 || head[4] == 23)) {
 		__u32 length = head[0] | (__u32)head[1] << 8 | (__u32)head[2] << 16;
 
 		if (length > 0 && length + 4 == bytes)
@@ -920,7 +925,7 @@ __noinline int emit_data(struct capture *c, struct conn_info *conn)
 	if (!payload)
 		return 0;
 	if (conn->protocol == PROTOCOL_UNKNOWN && !sendfile) {
-		__u8 protocol = classify(payload, read_head(payload->bytes, c), c->bytes);
+		__u8 protocol = classify(payload, read_head(payload->bytes, c), c->bytes, conn->flags & SOCK_FLAG_PREEXISTING);
 
 		if (protocol == PROTOCOL_TLS) {
 			if (!(c->flags & SOCK_FLAG_TLS))

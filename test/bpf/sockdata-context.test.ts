@@ -114,9 +114,7 @@ test('a protocol wanted at the client end only: records of the connecting end go
   assert.deepEqual(capture.of(server.pid, 'redis'), [])
 })
 
-test('a PostgreSQL or MySQL connection first seen mid-stream is recognised from a whole query, and routed to its ring', async () => {
-  capture.want(POSTGRES)
-  capture.want(MYSQL)
+test('a PostgreSQL or MySQL connection found open at start is recognised from a whole query; a new connection is not', async () => {
   const query = (text: string) => {
     const message = Buffer.concat([Buffer.from('Q'), Buffer.alloc(4), Buffer.from(`${text}\0`)])
     message.writeUInt32BE(message.length - 1, 1)
@@ -132,8 +130,27 @@ test('a PostgreSQL or MySQL connection first seen mid-stream is recognised from 
   // an OK packet, sequence 1
   const ok = Buffer.from('0700000100000002000000', 'hex')
   for (const [ring, request, reply] of [['postgres', query('SELECT 1'), ready], ['mysql', comQuery('SELECT 1'), ok]] as const) {
-    const { client } = await exchange([recv(request), send(reply)], [send(request), recv(reply)])
-    assert.deepEqual(capture.of(client.pid).filter((r) => r.kind === DATA).map((r) => [r.stream, r.direction, r.data.toString('hex')]),
-      [[ring, EGRESS, hex(request)], [ring, INGRESS, hex(reply)]], ring)
+    // opened before the object below: its records are mid-stream to it
+    const { server, port: listening } = startServer([['wait'], recv(request), send(reply), ['wait'], recv(request), send(reply)])
+    const { client } = await startClient(await listening, [['wait'], send(request), recv(reply), ['wait'], send(request), recv(reply)])
+    await Promise.all([server.line('waiting'), client.line('waiting')])
+    const late = await Capture.open()
+    try {
+      late.want(POSTGRES)
+      late.want(MYSQL)
+      server.resume()
+      client.resume()
+      await Promise.all([server.line('waiting', 2), client.line('waiting', 2)])
+      // a new connection that starts with the same bytes is nothing known
+      const fresh = await exchange([recv(request), send(reply)], [send(request), recv(reply)])
+      server.resume()
+      client.resume()
+      await Promise.all([server.finished(), client.finished()])
+      const data = (pid: number) => late.of(pid).filter((r) => r.kind === DATA).map((r) => [r.stream, r.direction, r.data.toString('hex')])
+      assert.deepEqual(data(client.pid), [[ring, EGRESS, hex(request)], [ring, INGRESS, hex(reply)], [ring, EGRESS, hex(request)], [ring, INGRESS, hex(reply)]], ring)
+      assert.deepEqual(data(fresh.client.pid), [], `${ring}: a new connection`)
+    } finally {
+      await late.close()
+    }
   }
 })
