@@ -15,12 +15,12 @@
  * Everything here is public plugin API: a user plugin can do the same.
  */
 import { definePlugin, type PluginContext, type SpanInput, type TopicEvent } from 'periscope/plugin'
-import { Http1Parser, type Http1Chunk, type Http1Connection, type Http1Exchange, type Http1Request } from 'periscope/protocols/http1'
+import { Http1Parser, type Http1Connection, type Http1Exchange, type Http1Request } from 'periscope/protocols/http1'
 import { redactQuery, defaultSensitiveQueryKeys } from 'periscope/protocols/redact'
 import { RouteTable } from 'periscope/protocols/routes'
 import { followOpenSsl } from 'periscope/protocols/tls-follow'
 import { newSpanId, newTraceId, parseTraceparent, sampledByTraceId } from 'periscope/protocols/trace-context'
-import { formatAddress, PROTOCOL_HTTP, SOCK_CONNECT_FAILED, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_LOSS, SOCK_FLAG_TLS, DIRECTION_INGRESS, ROLE_CLIENT, ROLE_SERVER, claimProtocol } from 'periscope/protocols/sockdata'
+import { formatAddress, PROTOCOL_HTTP, SOCK_CONNECT_FAILED, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_TLS, ROLE_CLIENT, ROLE_SERVER, claimProtocol, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
 
 const config = {
   /** Trace HTTPS through uprobes on OpenSSL (libssl.so.3 and statically linked binaries). */
@@ -134,7 +134,7 @@ class HttpTracing {
   readonly #methods: Set<string>
   readonly #statusFilter: ((status: number) => boolean) | undefined
   readonly #parser: Http1Parser<Conn>
-  readonly #chunk: Http1Chunk = { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, loss: false, tid: 0, context: 0 }
+  readonly #chunk = newSockChunk()
   #lostRecords = 0
 
   constructor(ctx: PluginContext<Config>) {
@@ -163,19 +163,7 @@ class HttpTracing {
     if (event.kind !== SOCK_DATA) return
     const conn = this.#conn(event)
     // one chunk object for every record: the parser keeps nothing of it
-    const chunk = this.#chunk
-    chunk.direction = event.direction
-    chunk.position = event.position
-    chunk.bytes = event.bytes
-    chunk.data = event.data
-    // a receive may wait long (an idle keep-alive connection) before its data arrives; its exit
-    // is the one time known to follow the arrival, so received data starts there
-    chunk.startNs = event.direction === DIRECTION_INGRESS ? event.end_ns : event.start_ns
-    chunk.endNs = event.end_ns
-    chunk.loss = (event.flags & SOCK_FLAG_LOSS) !== 0
-    chunk.tid = event.tid
-    chunk.context = event.context
-    conn.stream.push(chunk)
+    conn.stream.push(fillChunk(this.#chunk, event))
   }
 
   onConnectionEvent(event: TopicEvent<'sockdata:connections'>): void {

@@ -19,8 +19,8 @@
 import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
 import { ClientSpans, clientConnection, type ClientConnection } from 'periscope/protocols/client-spans'
 import { ConnectionTable } from 'periscope/protocols/connection-table'
-import { API_PRODUCE, KafkaParser, kafkaErrorName, type KafkaChunk, type KafkaConnection, type KafkaOperation } from 'periscope/protocols/kafka'
-import { DIRECTION_INGRESS, PROTOCOL_KAFKA, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_LOSS, SOCK_FLAG_PREEXISTING, claimProtocol } from 'periscope/protocols/sockdata'
+import { API_PRODUCE, KafkaParser, kafkaErrorName, type KafkaConnection, type KafkaOperation } from 'periscope/protocols/kafka'
+import { PROTOCOL_KAFKA, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_PREEXISTING, claimProtocol, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
 
 const config = {
   /**
@@ -76,7 +76,7 @@ class KafkaTracing {
   readonly #conns: ConnectionTable<Conn>
   readonly #parser: KafkaParser<Conn>
   readonly #spans: ClientSpans
-  readonly #chunk: KafkaChunk = { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, loss: false, context: 0 }
+  readonly #chunk = newSockChunk()
   #lostRecords = 0
   /** Operations whose record count was not exported: batch headers past the capture size. */
   #countsUnknown = 0
@@ -114,17 +114,7 @@ class KafkaTracing {
       this.#conns.set(event.conn_id, created)
       conn = created
     }
-    const chunk = this.#chunk
-    chunk.direction = event.direction
-    chunk.position = event.position
-    chunk.bytes = event.bytes
-    chunk.data = event.data
-    // a read may wait long for its data (a long poll); its exit is the one time known to follow the arrival
-    chunk.startNs = event.direction === DIRECTION_INGRESS ? event.end_ns : event.start_ns
-    chunk.endNs = event.end_ns
-    chunk.loss = (event.flags & SOCK_FLAG_LOSS) !== 0
-    chunk.context = event.context
-    conn.stream.push(chunk)
+    conn.stream.push(fillChunk(this.#chunk, event))
   }
 
   /** Self-reported counters, besides the runtime's own per-plugin metrics. */

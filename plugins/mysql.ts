@@ -25,11 +25,8 @@
 import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
 import { ClientSpans, clientConnection, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
 import { ConnectionTable } from 'periscope/protocols/connection-table'
-import {
-  COM_CHANGE_USER, COM_INIT_DB, COM_PING, COM_QUERY, COM_RESET_CONNECTION, COM_SET_OPTION, COM_STATISTICS, COM_STMT_BULK_EXECUTE, COM_STMT_EXECUTE,
-  COM_STMT_RESET, MysqlParser, type MysqlChunk, type MysqlConnection, type MysqlOperation,
-} from 'periscope/protocols/mysql'
-import { claimProtocol, DIRECTION_INGRESS, PROTOCOL_MYSQL, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA } from 'periscope/protocols/sockdata'
+import { COM_CHANGE_USER, COM_INIT_DB, COM_PING, COM_QUERY, COM_RESET_CONNECTION, COM_SET_OPTION, COM_STATISTICS, COM_STMT_BULK_EXECUTE, COM_STMT_EXECUTE, COM_STMT_RESET, MysqlParser, type MysqlConnection, type MysqlOperation } from 'periscope/protocols/mysql'
+import { claimProtocol, PROTOCOL_MYSQL, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
 import { maskSqlLiterals, summarizeSql } from 'periscope/protocols/sql'
 
 const config = {
@@ -102,7 +99,7 @@ class MysqlTracing {
   readonly #spans: ClientSpans
   readonly #mask: boolean
   /** One chunk object for every record: the parser keeps nothing of it. */
-  readonly #chunk: MysqlChunk = { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, tid: 0, context: 0 }
+  readonly #chunk = newSockChunk()
   /** One operation object for every span: ClientSpans keeps only its attributes. */
   readonly #operation: ClientOperation = { name: '', startNs: 0, endNs: 0, attributes: {}, metricAttributes: {} }
   #lostRecords = 0
@@ -139,18 +136,7 @@ class MysqlTracing {
       conn.stream = this.#parser.connection(conn, event.role === ROLE_CLIENT ? 'client' : 'unknown')
       this.#conns.set(event.conn_id, conn)
     }
-    const chunk = this.#chunk
-    chunk.direction = event.direction
-    chunk.position = event.position
-    chunk.bytes = event.bytes
-    chunk.data = event.data
-    // a receive may wait long (an idle connection) before its data arrives; its exit is the one
-    // time known to follow the arrival
-    chunk.startNs = event.direction === DIRECTION_INGRESS ? event.end_ns : event.start_ns
-    chunk.endNs = event.end_ns
-    chunk.tid = event.tid
-    chunk.context = event.context
-    conn.stream.push(chunk)
+    conn.stream.push(fillChunk(this.#chunk, event))
   }
 
   /** Self-reported counters, besides the runtime's own per-plugin metrics. */

@@ -20,8 +20,8 @@
 import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
 import { ClientSpans, clientConnection, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
 import { ConnectionTable } from 'periscope/protocols/connection-table'
-import { PostgresParser, type PostgresChunk, type PostgresConnection, type PostgresOperation } from 'periscope/protocols/postgres'
-import { claimProtocol, DIRECTION_INGRESS, PROTOCOL_POSTGRES, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_LOSS, SOCK_FLAG_TLS } from 'periscope/protocols/sockdata'
+import { PostgresParser, type PostgresConnection, type PostgresOperation } from 'periscope/protocols/postgres'
+import { claimProtocol, PROTOCOL_POSTGRES, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
 import { maskSqlLiterals, summarizeSql } from 'periscope/protocols/sql'
 import { followOpenSsl } from 'periscope/protocols/tls-follow'
 
@@ -90,7 +90,7 @@ class PostgresTracing {
    */
   readonly #statements = new Map<string, Statement>()
   /** One chunk object for every record: the parser keeps nothing of it. */
-  readonly #chunk: PostgresChunk = { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, loss: false, tls: false, tid: 0, context: 0 }
+  readonly #chunk = newSockChunk()
   /** One operation object for every span: ClientSpans keeps only its attributes. */
   readonly #operation: ClientOperation = { name: '', startNs: 0, endNs: 0, attributes: {}, metricAttributes: {} }
   #lostRecords = 0
@@ -124,20 +124,7 @@ class PostgresTracing {
       conn.stream = this.#parser.connection(conn, event.role === ROLE_CLIENT ? 'client' : 'unknown')
       this.#conns.set(event.conn_id, conn)
     }
-    const chunk = this.#chunk
-    chunk.direction = event.direction
-    chunk.position = event.position
-    chunk.bytes = event.bytes
-    chunk.data = event.data
-    // a receive may wait long (an idle connection) before its data arrives; its exit is the one
-    // time known to follow the arrival
-    chunk.startNs = event.direction === DIRECTION_INGRESS ? event.end_ns : event.start_ns
-    chunk.endNs = event.end_ns
-    chunk.loss = (event.flags & SOCK_FLAG_LOSS) !== 0
-    chunk.tls = (event.flags & SOCK_FLAG_TLS) !== 0
-    chunk.tid = event.tid
-    chunk.context = event.context
-    conn.stream.push(chunk)
+    conn.stream.push(fillChunk(this.#chunk, event))
   }
 
   /** Self-reported counters, besides the runtime's own per-plugin metrics. */

@@ -23,8 +23,8 @@
 import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
 import { ClientSpans, clientConnection, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
 import { ConnectionTable } from 'periscope/protocols/connection-table'
-import { RedisParser, type RedisChunk, type RedisCommand, type RedisConnection } from 'periscope/protocols/redis'
-import { claimProtocol, DIRECTION_INGRESS, PROTOCOL_REDIS, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_PREEXISTING } from 'periscope/protocols/sockdata'
+import { RedisParser, type RedisCommand, type RedisConnection } from 'periscope/protocols/redis'
+import { claimProtocol, PROTOCOL_REDIS, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_PREEXISTING, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
 import { followOpenSsl } from 'periscope/protocols/tls-follow'
 
 const config = {
@@ -93,7 +93,7 @@ class RedisTracing {
   readonly #parser: RedisParser<Conn>
   readonly #spans: ClientSpans
   /** One chunk object for every record: the parser keeps nothing of it. */
-  readonly #chunk: RedisChunk = { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, tid: 0, context: 0 }
+  readonly #chunk = newSockChunk()
   /** One operation object for every span: ClientSpans keeps only its attributes. */
   readonly #operation: ClientOperation = { name: '', startNs: 0, endNs: 0, attributes: {}, metricAttributes: {} }
   #lostRecords = 0
@@ -131,18 +131,7 @@ class RedisTracing {
       conn.stream = this.#parser.connection(conn, event.role === ROLE_CLIENT ? 'client' : 'unknown', { midStream })
       this.#conns.set(event.conn_id, conn)
     }
-    const chunk = this.#chunk
-    chunk.direction = event.direction
-    chunk.position = event.position
-    chunk.bytes = event.bytes
-    chunk.data = event.data
-    // a receive may wait long (an idle connection, a blocking command) before its data arrives;
-    // its exit is the one time known to follow the arrival
-    chunk.startNs = event.direction === DIRECTION_INGRESS ? event.end_ns : event.start_ns
-    chunk.endNs = event.end_ns
-    chunk.tid = event.tid
-    chunk.context = event.context
-    conn.stream.push(chunk)
+    conn.stream.push(fillChunk(this.#chunk, event))
   }
 
   /** Self-reported counters, besides the runtime's own per-plugin metrics. */

@@ -137,3 +137,44 @@ export async function claimProtocol(ctx: PluginContext<Record<string, unknown>>,
   const ports = ctx.map('sockdata:excluded_ports')
   for (const port of excludedPorts) await ports.claim(protocolKey(protocol, port), one)
 }
+
+/** A data record as the stream parsers read it; each parser reads the fields it needs. */
+export interface SockChunk {
+  direction: number
+  position: number
+  bytes: number
+  data: Uint8Array
+  /** Boot ns when the data was there: a send's entry, a receive's exit. */
+  startNs: number
+  endNs: number
+  /** Records of this direction were lost before this one. */
+  loss: boolean
+  /** Plaintext from the OpenSSL uprobes. */
+  tls: boolean
+  tid: number
+  context: number
+}
+
+export function newSockChunk(): SockChunk {
+  return { direction: 0, position: 0, bytes: 0, data: new Uint8Array(0), startNs: 0, endNs: 0, loss: false, tls: false, tid: 0, context: 0 }
+}
+
+/**
+ * Fills `chunk` from a data record and returns it. Plugins reuse one chunk for every record (the
+ * parsers keep nothing of it), so reading a record allocates nothing.
+ */
+export function fillChunk(chunk: SockChunk, event: { direction: number; position: number; bytes: number; data: Uint8Array; start_ns: number; end_ns: number; flags: number; tid: number; context: number }): SockChunk {
+  chunk.direction = event.direction
+  chunk.position = event.position
+  chunk.bytes = event.bytes
+  chunk.data = event.data
+  // a receive may wait long (an idle connection, a long poll, a blocking command) before its data
+  // arrives; its exit is the one time known to follow the arrival, so received data starts there
+  chunk.startNs = event.direction === DIRECTION_INGRESS ? event.end_ns : event.start_ns
+  chunk.endNs = event.end_ns
+  chunk.loss = (event.flags & SOCK_FLAG_LOSS) !== 0
+  chunk.tls = (event.flags & SOCK_FLAG_TLS) !== 0
+  chunk.tid = event.tid
+  chunk.context = event.context
+  return chunk
+}
