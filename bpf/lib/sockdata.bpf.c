@@ -978,6 +978,22 @@ __noinline int emit_data(struct capture *c, struct conn_info *conn)
 }
 
 /*
+ * Whether no plugin wants this end of a classified connection: its protocol is not claimed, or
+ * is claimed at the client end only and this is the server's end. Such calls are dropped at their
+ * entry, before any copy (a local server's syscalls then pay only the lookup).
+ */
+static __always_inline bool end_unwanted(struct conn_info *conn)
+{
+	__u32 protocol = conn->protocol;
+	struct protocol_config *config;
+
+	if (protocol == PROTOCOL_UNKNOWN || protocol >= PROTOCOL_TLS)
+		return false;
+	config = bpf_map_lookup_elem(&protocols, &protocol);
+	return !config || !config->wanted || (config->wanted == WANTED_CLIENT_END && conn->role == ROLE_SERVER);
+}
+
+/*
  * A send or receive begins on a socket fd (a syscall's entry, or a socket function's entry in
  * it): remembers the call for its exit, if the connection's data could be wanted.
  */
@@ -994,6 +1010,11 @@ static __always_inline int remember_call(int fd, __u64 source, __u32 count, __u8
 	note_ssl_socket(id, fd, conn);
 	if (conn->excluded || conn->tls || conn->protocol == PROTOCOL_OTHER)
 		return 0;
+	if (end_unwanted(conn)) {
+		/* the bytes of this call are not counted: the next record that goes out says so */
+		conn->loss[direction & 1] = 1;
+		return 0;
+	}
 	call.start_ns = bpf_ktime_get_boot_ns();
 	call.source = source;
 	call.fd = fd;
