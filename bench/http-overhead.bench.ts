@@ -19,15 +19,13 @@
  *   node_modules/.bin/node bench/http-overhead.bench.ts [--seconds 10] [--rounds 3]
  *   PERISCOPE_BENCH_HTTP_SECONDS=5 npm run bench -- http-overhead
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { runCurl, runWrk, type WrkResult } from '../test/peers/clients.ts'
 import { NGINX_SMALL_PAGE, startNginx, type Nginx } from '../test/peers/nginx.ts'
 import { startOtlpSink, type OtlpSink } from '../test/peers/otlp-sink.ts'
-import { mb, median, procMemory, repoRoot, verdict } from './common.ts'
+import { CLOCK_TICKS, type BenchPeriscope, exportSettled, otherPeriscopes, startBenchPeriscope, threadCpu, waitUntilTracing } from './traced-run.ts'
+import { mb, median, procMemory, verdict } from './common.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -44,7 +42,6 @@ const TARGET_THROUGHPUT_RATIO = 0.95
 const TARGET_P99_ADDED_US = 100
 const TARGET_RSS = 150e6
 const SETTLED_SPANS = 20
-const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
 
 type Scheme = 'http' | 'https'
 const SCHEMES: Scheme[] = ['http', 'https']
@@ -70,12 +67,6 @@ interface LoadRun {
   periscope?: PeriscopeUse
 }
 
-interface Periscope {
-  pid: number
-  running: string
-  output(): string
-  stop(): Promise<void>
-}
 
 interface CpuTimes {
   /** utime, seconds. */
@@ -98,28 +89,6 @@ function cpuTimes(pids: readonly number[]): CpuTimes {
 
 const minus = (a: CpuTimes, b: CpuTimes): CpuTimes => ({ user: a.user - b.user, system: a.system - b.system })
 
-/**
- * Periscope's CPU seconds by kind of thread: its main thread (ring buffers, bus, exporter), the
- * threads it starts that keep the main thread's name (isolated-vm's isolate threads: the plugins),
- * V8's workers (garbage collection, compilation) and libuv's pool. A thread that exits between two
- * readings loses its time from the difference.
- */
-function threadCpu(pid: number): Map<string, number> {
-  const byKind = new Map<string, number>()
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let stat: string
-    try {
-      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
-    } catch {
-      continue
-    }
-    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    const kind = tid === String(pid) ? 'main thread' : comm === 'MainThread' ? 'isolates' : comm === 'V8Worker' ? 'V8 workers' : comm === 'libuv-worker' ? 'libuv pool' : comm
-    byKind.set(kind, (byKind.get(kind) ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS)
-  }
-  return byKind
-}
 
 function hwm(pid: number): number {
   const match = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
@@ -127,45 +96,13 @@ function hwm(pid: number): number {
   return Number(match[1]) * 1024
 }
 
-/**
- * Other `periscope run` processes on the host: one would trace the baseline too (and compete for
- * the CPUs), so the figures are then no clean comparison.
- */
-function otherPeriscopes(own?: number): string[] {
-  const found: string[] = []
-  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name) && Number(name) !== own)) {
-    try {
-      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
-      const cli = argv.findIndex((arg) => arg.endsWith('runtime/cli.ts'))
-      if (cli >= 0 && argv[cli + 1] === 'run') found.push(`${pid} ${argv.join(' ').trim()}`)
-    } catch {}
-  }
-  return found
-}
 
-/**
- * Resolves true once at most SETTLED_SPANS spans reached the sink in the last 1.5 s: Periscope
- * exports a batch at least every second (exporter.batch.intervalMs), so by then it has handled and
- * exported what the load made, and what still comes is the host's other traffic (Periscope traces
- * the whole host). False when that never happens within 30 s: other HTTP load on the host.
- */
-async function exportSettled(sink: OtlpSink): Promise<boolean> {
-  const start = performance.now()
-  const window: number[] = []
-  for (;;) {
-    window.push(sink.counts().spans)
-    if (window.length > 16) window.shift()
-    if (window.length === 16 && window.at(-1)! - window[0]! <= SETTLED_SPANS) return true
-    if (performance.now() - start > 30_000) return false
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-}
 
 /**
  * One wrk run. With Periscope, its CPU and memory are followed until its exports settle after the
  * load, so work it does for the load after wrk stops counts too.
  */
-async function load(nginx: Nginx, scheme: Scheme, traced?: { periscope: Periscope; sink: OtlpSink }): Promise<LoadRun> {
+async function load(nginx: Nginx, scheme: Scheme, traced?: { periscope: BenchPeriscope; sink: OtlpSink }): Promise<LoadRun> {
   const periscope = traced?.periscope
   const url = `${scheme === 'http' ? nginx.baseUrl : nginx.tlsUrl}/`
   for (const other of otherPeriscopes(periscope?.pid)) intruders.add(other)
@@ -185,7 +122,7 @@ async function load(nginx: Nginx, scheme: Scheme, traced?: { periscope: Periscop
   try {
     wrk = await runWrk({ url, threads: THREADS, connections: CONNECTIONS, durationS: SECONDS })
     nginxCpu = minus(cpuTimes(nginxPids), nginxBefore)
-    if (traced !== undefined && !(await exportSettled(traced.sink))) unsettled++
+    if (traced !== undefined && !(await exportSettled(traced.sink, SETTLED_SPANS, 30_000))) unsettled++
   } finally {
     clearInterval(sampler)
   }
@@ -204,62 +141,7 @@ async function load(nginx: Nginx, scheme: Scheme, traced?: { periscope: Periscop
   return { wrk, logged, nginxCpu, periscope: use }
 }
 
-/** `./periscope run` with the shipped plugins, exporting to the sink; resolves once its plugins run. */
-async function startPeriscope(sink: OtlpSink): Promise<Periscope> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'periscope-bench-http-'))
-  // the runtime continues as nobody after loading, and must reach its data directory
-  chmodSync(dir, 0o755)
-  writeFileSync(path.join(dir, 'periscope.yaml'), JSON.stringify({
-    admin: { socket: path.join(dir, 'admin', 'admin.sock') },
-    exporter: { dataDir: path.join(dir, 'data'), prometheus: { port: 0 } },
-  }))
-  const env: Record<string, string> = {}
-  for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !key.startsWith('OTEL_')) env[key] = value
-  env.OTEL_EXPORTER_OTLP_ENDPOINT = sink.endpoint
-  const child: ChildProcess = spawn(path.join(repoRoot, 'periscope'), ['run', '--config', path.join(dir, 'periscope.yaml')], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGINT')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
-      const code = await exited
-      clearTimeout(timer)
-      if (code !== 0) console.error(`periscope run exited with ${code} on SIGINT:\n${output.slice(-3000)}`)
-    }
-    rmSync(dir, { recursive: true, force: true })
-  }
-  try {
-    const start = performance.now()
-    let ready: RegExpExecArray | null
-    while ((ready = /running \d+ of \d+ plugins[^\n]*/.exec(output)) === null) {
-      if (child.exitCode !== null) throw new Error(`periscope run exited with ${child.exitCode} during start-up:\n${output}`)
-      if (performance.now() - start > 120_000) throw new Error(`periscope run was not running its plugins after 120 s:\n${output}`)
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-    return { pid: child.pid!, running: ready[0], output: () => output, stop }
-  } catch (error) {
-    await stop()
-    throw error
-  }
-}
 
-/**
- * With the shipped HTTP plugin in place, waits until a request to nginx comes back as a span at the
- * sink, so the timed load starts with tracing in effect; without it there is nothing to wait for.
- */
-async function waitUntilTracing(nginx: Nginx, sink: OtlpSink, periscope: Periscope): Promise<void> {
-  if (!existsSync(path.join(repoRoot, 'plugins', 'http.ts'))) return
-  const before = sink.counts().spans
-  const start = performance.now()
-  while (sink.counts().spans === before) {
-    if (performance.now() - start > 60_000) throw new Error(`no span reached the sink within 60 s of requests to nginx; periscope run output:\n${periscope.output().slice(-3000)}`)
-    await runCurl(`${nginx.baseUrl}/`)
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
-}
 
 const intruders = new Set<string>()
 let unsettled = 0
@@ -271,14 +153,14 @@ let running = ''
 try {
   // nginx, wrk and the page cache warmed; one Periscope start so later ones find the compile cache filled
   for (const scheme of SCHEMES) await runWrk({ url: `${scheme === 'http' ? nginx.baseUrl : nginx.tlsUrl}/`, durationS: 2, threads: THREADS, connections: CONNECTIONS })
-  await (await startPeriscope(sink)).stop()
+  await (await startBenchPeriscope(sink, 'http', { exporter: { prometheus: { port: 0 } } })).stop()
   for (let round = 0; round < ROUNDS; round++) {
     for (const scheme of SCHEMES) baseline[scheme].push(await load(nginx, scheme))
-    const periscope = await startPeriscope(sink)
+    const periscope = await startBenchPeriscope(sink, 'http', { exporter: { prometheus: { port: 0 } } })
     running = periscope.running
     try {
-      await waitUntilTracing(nginx, sink, periscope)
-      if (!(await exportSettled(sink))) unsettled++
+      await waitUntilTracing(sink, periscope, () => runCurl(`${nginx.baseUrl}/`), 'requests to nginx')
+      if (!(await exportSettled(sink, SETTLED_SPANS, 30_000))) unsettled++
       for (const scheme of SCHEMES) traced[scheme].push(await load(nginx, scheme, { periscope, sink }))
     } finally {
       await periscope.stop()

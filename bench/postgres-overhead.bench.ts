@@ -20,15 +20,15 @@
  *   node_modules/.bin/node bench/postgres-overhead.bench.ts [--seconds 10] [--rounds 3]
  *   npm run bench -- postgres-overhead
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { startOtlpSink, type OtlpSink } from '../test/peers/otlp-sink.ts'
 import { withoutShippedPlugins } from '../test/peers/periscope.ts'
 import { startPostgres, type PostgresServer } from '../test/peers/postgres.ts'
-import { median, repoRoot, verdict } from './common.ts'
+import { CLOCK_TICKS, type BenchPeriscope, exportSettled, startBenchPeriscope, threadCpu, waitUntilTracing } from './traced-run.ts'
+import { median, verdict } from './common.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -44,7 +44,6 @@ const THREADS = 2
 const LOG_SAMPLING = 0.2
 const TARGET_THROUGHPUT_RATIO = 0.95
 const SETTLED_SPANS = 20
-const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
 
 interface BenchRun {
   tps: number
@@ -84,40 +83,7 @@ async function backendsReaped(pg: PostgresServer, before: Set<number>): Promise<
   }
 }
 
-/**
- * Periscope's CPU seconds by kind of thread: its main thread (ring buffers, bus, exporter), the
- * isolates' threads (named MainThread: the plugins), V8's workers (garbage collection,
- * compilation) and libuv's pool.
- */
-function threadCpu(pid: number): Map<string, number> {
-  const byKind = new Map<string, number>()
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let stat: string
-    try {
-      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
-    } catch {
-      continue
-    }
-    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    const kind = tid === String(pid) ? 'main thread' : comm === 'MainThread' ? 'isolates' : comm === 'V8Worker' ? 'V8 workers' : comm === 'libuv-worker' ? 'libuv pool' : comm
-    byKind.set(kind, (byKind.get(kind) ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS)
-  }
-  return byKind
-}
 
-/** Resolves true once at most SETTLED_SPANS spans reached the sink in the last 1.5 s; false after 30 s. */
-async function exportSettled(sink: OtlpSink): Promise<boolean> {
-  const start = performance.now()
-  const window: number[] = []
-  for (;;) {
-    window.push(sink.counts().spans)
-    if (window.length > 16) window.shift()
-    if (window.length === 16 && window.at(-1)! - window[0]! <= SETTLED_SPANS) return true
-    if (performance.now() - start > 30_000) return false
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-}
 
 /** Latency percentiles (µs) from pgbench's per-transaction logs in `dir` (third field: latency in µs). */
 function latencyPercentiles(dir: string): { p50: number; p99: number } {
@@ -133,7 +99,7 @@ function latencyPercentiles(dir: string): { p50: number; p99: number } {
   return { p50: latencies[Math.floor(latencies.length * 0.5)]!, p99: latencies[Math.floor(latencies.length * 0.99)]! }
 }
 
-async function load(pg: PostgresServer, traced?: { periscope: Periscope; sink: OtlpSink }): Promise<BenchRun> {
+async function load(pg: PostgresServer, traced?: { periscope: BenchPeriscope; sink: OtlpSink }): Promise<BenchRun> {
   const logs = mkdtempSync(path.join(tmpdir(), 'periscope-bench-pgbench-'))
   try {
     const serverBefore = cpuSeconds([pg.pid])
@@ -150,7 +116,7 @@ async function load(pg: PostgresServer, traced?: { periscope: Periscope; sink: O
     const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(run.stdout)?.[1])
     const transactions = Number(/number of transactions actually processed: (\d+)/.exec(run.stdout)?.[1])
     if (!(tps > 0) || !(transactions > 0)) throw new Error(`no tps or transaction count in pgbench's output:\n${run.stdout}`)
-    if (traced !== undefined && !(await exportSettled(traced.sink))) unsettled++
+    if (traced !== undefined && !(await exportSettled(traced.sink, SETTLED_SPANS, 60_000))) unsettled++
     const { p50, p99 } = latencyPercentiles(logs)
     const periscope = traced === undefined ? undefined : {
       cpu: cpuSeconds([traced.periscope.pid]) - periscopeBefore,
@@ -163,66 +129,8 @@ async function load(pg: PostgresServer, traced?: { periscope: Periscope; sink: O
   }
 }
 
-interface Periscope {
-  pid: number
-  running: string
-  output(): string
-  stop(): Promise<void>
-}
 
-/** `./periscope run` with only the postgres plugin, exporting to the sink; resolves once it runs. */
-async function startPeriscope(sink: OtlpSink): Promise<Periscope> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'periscope-bench-postgres-'))
-  // the runtime continues as nobody after loading, and must reach its data directory
-  chmodSync(dir, 0o755)
-  writeFileSync(path.join(dir, 'periscope.yaml'), JSON.stringify({
-    admin: { socket: path.join(dir, 'admin', 'admin.sock') },
-    plugins: withoutShippedPlugins(['postgres']),
-    exporter: { dataDir: path.join(dir, 'data'), prometheus: { enabled: false } },
-  }))
-  const env: Record<string, string> = {}
-  for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !key.startsWith('OTEL_')) env[key] = value
-  env.OTEL_EXPORTER_OTLP_ENDPOINT = sink.endpoint
-  const child: ChildProcess = spawn(path.join(repoRoot, 'periscope'), ['run', '--config', path.join(dir, 'periscope.yaml')], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGINT')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
-      const code = await exited
-      clearTimeout(timer)
-      if (code !== 0) console.error(`periscope run exited with ${code} on SIGINT:\n${output.slice(-3000)}`)
-    }
-    rmSync(dir, { recursive: true, force: true })
-  }
-  try {
-    const start = performance.now()
-    let ready: RegExpExecArray | null
-    while ((ready = /running \d+ of \d+ plugins[^\n]*/.exec(output)) === null) {
-      if (child.exitCode !== null) throw new Error(`periscope run exited with ${child.exitCode} during start-up:\n${output}`)
-      if (performance.now() - start > 120_000) throw new Error(`periscope run was not running its plugins after 120 s:\n${output}`)
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-    return { pid: child.pid!, running: ready[0], output: () => output, stop }
-  } catch (error) {
-    await stop()
-    throw error
-  }
-}
 
-/** Waits until a query comes back as a span at the sink, so the timed load starts with tracing in effect. */
-async function waitUntilTracing(pg: PostgresServer, sink: OtlpSink, periscope: Periscope): Promise<void> {
-  const before = sink.counts().spans
-  const start = performance.now()
-  while (sink.counts().spans === before) {
-    if (performance.now() - start > 60_000) throw new Error(`no span reached the sink within 60 s of queries to PostgreSQL; periscope run output:\n${periscope.output().slice(-3000)}`)
-    await pg.psql(['-c', 'SELECT 1'])
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
-}
 
 let unsettled = 0
 const sink = await startOtlpSink()
@@ -235,14 +143,14 @@ try {
   if (init.code !== 0) throw new Error(`pgbench -i failed:\n${init.stderr}`)
   // the server's caches and pgbench warmed; one Periscope start so later ones find the compile cache filled
   await pg.pgbench(['-n', '-S', '-M', 'prepared', '-c', String(CLIENTS), '-j', String(THREADS), '-T', '2'])
-  await (await startPeriscope(sink)).stop()
+  await (await startBenchPeriscope(sink, 'postgres', { plugins: withoutShippedPlugins(['postgres']) })).stop()
   for (let round = 0; round < ROUNDS; round++) {
     baseline.push(await load(pg))
-    const periscope = await startPeriscope(sink)
+    const periscope = await startBenchPeriscope(sink, 'postgres', { plugins: withoutShippedPlugins(['postgres']) })
     running = periscope.running
     try {
-      await waitUntilTracing(pg, sink, periscope)
-      if (!(await exportSettled(sink))) unsettled++
+      await waitUntilTracing(sink, periscope, () => pg.psql(['-c', 'SELECT 1']), 'queries to PostgreSQL')
+      if (!(await exportSettled(sink, SETTLED_SPANS, 60_000))) unsettled++
       traced.push(await load(pg, { periscope, sink }))
     } finally {
       await periscope.stop()

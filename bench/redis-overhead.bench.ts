@@ -23,15 +23,14 @@
  *   node_modules/.bin/node bench/redis-overhead.bench.ts [--requests 100000] [--pipelined-requests 500000] [--rounds 3] [--pin]
  *   npm run bench -- redis-overhead
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { startOtlpSink, type OtlpSink } from '../test/peers/otlp-sink.ts'
 import { withoutShippedPlugins } from '../test/peers/periscope.ts'
 import { startRedis, type BenchmarkRow, type Redis } from '../test/peers/redis.ts'
-import { median, repoRoot, verdict } from './common.ts'
+import { CLOCK_TICKS, type BenchPeriscope, exportSettled, otherPeriscopes, startBenchPeriscope, threadCpu, waitUntilTracing } from './traced-run.ts'
+import { median, verdict } from './common.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -64,7 +63,6 @@ const CLIENTS = 50
 const KEYSPACE = 100_000
 const TARGET_THROUGHPUT_RATIO = 0.95
 const SETTLED_SPANS = 20
-const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
 
 interface BenchRun {
   rows: Map<string, BenchmarkRow>
@@ -81,58 +79,10 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
 }
 
-/**
- * Periscope's CPU seconds by kind of thread: its main thread (ring buffers, bus, exporter), the
- * isolates' threads (named MainThread: the plugins), V8's workers (garbage collection,
- * compilation) and libuv's pool.
- */
-function threadCpu(pid: number): Map<string, number> {
-  const byKind = new Map<string, number>()
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let stat: string
-    try {
-      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
-    } catch {
-      continue
-    }
-    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    const kind = tid === String(pid) ? 'main thread' : comm === 'MainThread' ? 'isolates' : comm === 'V8Worker' ? 'V8 workers' : comm === 'libuv-worker' ? 'libuv pool' : comm
-    byKind.set(kind, (byKind.get(kind) ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS)
-  }
-  return byKind
-}
 
-/** Resolves true once at most SETTLED_SPANS spans reached the sink in the last 1.5 s; false after 60 s. */
-async function exportSettled(sink: OtlpSink): Promise<boolean> {
-  const start = performance.now()
-  const window: number[] = []
-  for (;;) {
-    window.push(sink.counts().spans)
-    if (window.length > 16) window.shift()
-    if (window.length === 16 && window.at(-1)! - window[0]! <= SETTLED_SPANS) return true
-    if (performance.now() - start > 60_000) return false
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-}
 
-/**
- * Other `periscope run` processes on the host (other tests): one with a Redis plugin would trace
- * the baseline too (and compete for the CPUs), so the figures are then no clean comparison.
- */
-function otherPeriscopes(own?: number): string[] {
-  const found: string[] = []
-  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name) && Number(name) !== own)) {
-    try {
-      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
-      const cli = argv.findIndex((arg) => arg.endsWith('runtime/cli.ts'))
-      if (cli >= 0 && argv[cli + 1] === 'run') found.push(`${pid} ${argv.join(' ').trim()}`)
-    } catch {}
-  }
-  return found
-}
 
-async function load(redis: Redis, mode: Mode, traced?: { periscope: Periscope; sink: OtlpSink }): Promise<BenchRun> {
+async function load(redis: Redis, mode: Mode, traced?: { periscope: BenchPeriscope; sink: OtlpSink }): Promise<BenchRun> {
   for (const other of otherPeriscopes(traced?.periscope.pid)) intruders.add(other)
   const serverBefore = cpuSeconds(redis.pid)
   const threadsBefore = traced === undefined ? undefined : threadCpu(traced.periscope.pid)
@@ -140,7 +90,7 @@ async function load(redis: Redis, mode: Mode, traced?: { periscope: Periscope; s
   const spansBefore = traced?.sink.counts().spans ?? 0
   const run = await redis.benchmark({ tests: TESTS.map((t) => t.toLowerCase()), requests: mode.requests, pipeline: mode.pipeline, clients: CLIENTS, keyspace: KEYSPACE, cpus: PIN ? '0' : undefined })
   const serverCpu = cpuSeconds(redis.pid) - serverBefore
-  if (traced !== undefined && !(await exportSettled(traced.sink))) unsettled++
+  if (traced !== undefined && !(await exportSettled(traced.sink, SETTLED_SPANS, 60_000))) unsettled++
   const rows = new Map(run.rows.map((row) => [row.test, row]))
   for (const test of TESTS) if (!rows.has(test)) throw new Error(`redis-benchmark printed no ${test} row:\n${run.stdout}`)
   const periscope = traced === undefined ? undefined : {
@@ -151,66 +101,8 @@ async function load(redis: Redis, mode: Mode, traced?: { periscope: Periscope; s
   return { rows, commands: mode.requests * TESTS.length, serverCpu, periscope }
 }
 
-interface Periscope {
-  pid: number
-  running: string
-  output(): string
-  stop(): Promise<void>
-}
 
-/** `./periscope run` with only the redis plugin, exporting to the sink; resolves once it runs. */
-async function startPeriscope(sink: OtlpSink): Promise<Periscope> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'periscope-bench-redis-'))
-  // the runtime continues as nobody after loading, and must reach its data directory
-  chmodSync(dir, 0o755)
-  writeFileSync(path.join(dir, 'periscope.yaml'), JSON.stringify({
-    admin: { socket: path.join(dir, 'admin', 'admin.sock') },
-    plugins: { ...withoutShippedPlugins(['redis']), redis: { config: PLUGIN_CONFIG } },
-    exporter: { dataDir: path.join(dir, 'data'), prometheus: { enabled: false } },
-  }))
-  const env: Record<string, string> = {}
-  for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !key.startsWith('OTEL_')) env[key] = value
-  env.OTEL_EXPORTER_OTLP_ENDPOINT = sink.endpoint
-  const child: ChildProcess = spawn(path.join(repoRoot, 'periscope'), ['run', '--config', path.join(dir, 'periscope.yaml')], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGINT')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
-      const code = await exited
-      clearTimeout(timer)
-      if (code !== 0) console.error(`periscope run exited with ${code} on SIGINT:\n${output.slice(-3000)}`)
-    }
-    rmSync(dir, { recursive: true, force: true })
-  }
-  try {
-    const start = performance.now()
-    let ready: RegExpExecArray | null
-    while ((ready = /running \d+ of \d+ plugins[^\n]*/.exec(output)) === null) {
-      if (child.exitCode !== null) throw new Error(`periscope run exited with ${child.exitCode} during start-up:\n${output}`)
-      if (performance.now() - start > 120_000) throw new Error(`periscope run was not running its plugins after 120 s:\n${output}`)
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-    return { pid: child.pid!, running: ready[0], output: () => output, stop }
-  } catch (error) {
-    await stop()
-    throw error
-  }
-}
 
-/** Waits until a command comes back as a span at the sink, so the timed load starts with tracing in effect. */
-async function waitUntilTracing(redis: Redis, sink: OtlpSink, periscope: Periscope): Promise<void> {
-  const before = sink.counts().spans
-  const start = performance.now()
-  while (sink.counts().spans === before) {
-    if (performance.now() - start > 60_000) throw new Error(`no span reached the sink within 60 s of commands to Redis; periscope run output:\n${periscope.output().slice(-3000)}`)
-    await redis.cli(['PING'])
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
-}
 
 const intruders = new Set<string>()
 let unsettled = 0
@@ -224,14 +116,14 @@ let running = ''
 try {
   // the server and its keyspace warmed; one Periscope start so later ones find the compile cache filled
   for (const mode of MODES) await load(redis, mode)
-  await (await startPeriscope(sink)).stop()
+  await (await startBenchPeriscope(sink, 'redis', { plugins: { ...withoutShippedPlugins(['redis']), redis: { config: PLUGIN_CONFIG } } })).stop()
   for (let round = 0; round < ROUNDS; round++) {
     for (const mode of MODES) baseline.get(mode)!.push(await load(redis, mode))
-    const periscope = await startPeriscope(sink)
+    const periscope = await startBenchPeriscope(sink, 'redis', { plugins: { ...withoutShippedPlugins(['redis']), redis: { config: PLUGIN_CONFIG } } })
     running = periscope.running
     try {
-      await waitUntilTracing(redis, sink, periscope)
-      if (!(await exportSettled(sink))) unsettled++
+      await waitUntilTracing(sink, periscope, () => redis.cli(['PING']), 'commands to Redis')
+      if (!(await exportSettled(sink, SETTLED_SPANS, 60_000))) unsettled++
       for (const mode of MODES) traced.get(mode)!.push(await load(redis, mode, { periscope, sink }))
     } finally {
       await periscope.stop()

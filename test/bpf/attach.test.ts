@@ -253,6 +253,9 @@ test('perf_event sampling attaches on every online CPU and fires on each', async
   const cpus = onlineCpus()
   assert.equal(links.length, cpus.length)
   assert.ok(links.every((l) => l.id > 0))
+  // the CPU clock does not tick on an idle CPU: keep each one busy until it has given a sample
+  const spinners = cpus.map((cpu) => spawn('taskset', ['-c', String(cpu), 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore' }))
+  t.after(() => { for (const spinner of spinners) spinner.kill('SIGKILL') })
   await waitFor(() => {
     reader.drain()
     return cpus.every((cpu) => events.some((e) => e.value === cpu))

@@ -308,7 +308,7 @@ test('periscope run: exec events become exact spans, metrics, logs and profiles 
   assert.equal(pointValue(final, 'periscope.bpf.listener.errors', { 'bpf.object': 'exec' }), 0, 'no batch listener threw')
   assert.deepEqual(
     pointsIn(final, 'periscope.plugin.events.dropped').map(([a, v]) => [a.reason, v]).sort(),
-    [['cpu_limit', 0], ['failure', 0], ['queue_full', 0], ['rate_limit', 0], ['unsubscribed', 0]],
+    [['cpu_limit', 0], ['failure', 0], ['queue_full', 0], ['rate_limit', 0], ['shutdown', 0], ['unsubscribed', 0]],
   )
   const cpu = pointValue(final, 'periscope.plugin.cpu.time', { plugin: 'e2e-exec' }) ?? 0
   assert.ok(cpu > 0 && cpu < 60, `plugin CPU time in seconds: ${cpu}`)

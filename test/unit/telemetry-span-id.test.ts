@@ -35,7 +35,7 @@ test('a chosen span id is exported as the span\'s id, and a child names it as it
     ['client', true, 'aaaabbbbccccdddd', '1111222233334444'],
     ['no trace id', false, '00000000000000ff', undefined],
   ])
-  assert.deepEqual(traces.stats(), { sampledOut: 0, rejected: 0 })
+  assert.deepEqual(traces.stats(), { sampledOut: 0, rejected: 0, contextJoined: 0, contextUnjoined: 0 })
 })
 
 test('malformed span ids are refused and counted; the other spans of the batch go out', () => {
@@ -48,5 +48,5 @@ test('malformed span ids are refused and counted; the other spans of the batch g
   assert.equal(problem, 'span "bad 0000000000000000": spanId "0000000000000000" is not 16 lowercase hex digits (non-zero)')
   assert.deepEqual(delivered.map((s) => s.name), ['good'])
   assert.match(delivered[0]!.spanContext().spanId, /^[0-9a-f]{16}$/)
-  assert.deepEqual(traces.stats(), { sampledOut: 0, rejected: bad.length })
+  assert.deepEqual(traces.stats(), { sampledOut: 0, rejected: bad.length, contextJoined: 0, contextUnjoined: 0 })
 })
