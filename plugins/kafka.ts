@@ -17,10 +17,10 @@
  * Everything here is public plugin API: a user plugin can do the same.
  */
 import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
-import { ClientSpans, clientConnection, type ClientConnection } from 'periscope/protocols/client-spans'
-import { ConnectionTable } from 'periscope/protocols/connection-table'
+import { ClientSpans, type ClientConnection } from 'periscope/protocols/client-spans'
+import { ClientStreams } from 'periscope/protocols/client-streams'
 import { API_PRODUCE, KafkaParser, kafkaErrorName, type KafkaConnection, type KafkaOperation } from 'periscope/protocols/kafka'
-import { PROTOCOL_KAFKA, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_PREEXISTING, claimProtocol, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
+import { PROTOCOL_KAFKA, claimProtocol } from 'periscope/protocols/sockdata'
 
 const config = {
   /**
@@ -73,10 +73,9 @@ export default definePlugin({
 
 class KafkaTracing {
   readonly #ctx: PluginContext<Config>
-  readonly #conns: ConnectionTable<Conn>
+  readonly #conns: ClientStreams<Conn>
   readonly #parser: KafkaParser<Conn>
   readonly #spans: ClientSpans
-  readonly #chunk = newSockChunk()
   #lostRecords = 0
   /** Operations whose record count was not exported: batch headers past the capture size. */
   #countsUnknown = 0
@@ -90,7 +89,11 @@ class KafkaTracing {
       samplingPercent: ctx.config.sampling_percent,
     })
     // the least recently used connection is idle: it has no request awaiting an answer worth a span
-    this.#conns = new ConnectionTable<Conn>(ctx.config.max_connections, () => {})
+    this.#conns = new ClientStreams<Conn>(ctx.config.max_connections, (client, role, midStream) => {
+      const conn = { client } as Conn
+      conn.stream = this.#parser.connection(conn, role, midStream)
+      return conn
+    }, { closeEvicted: false })
   }
 
   onLoss(lost: number): void {
@@ -98,24 +101,9 @@ class KafkaTracing {
   }
 
   onRecord(event: SockEvent): void {
-    // the server end (a broker on this host) makes no spans: cheapest to drop first
-    if (event.role === ROLE_SERVER) return
-    if (event.kind === SOCK_CLOSE) {
-      this.#conns.delete(event.conn_id)?.stream.close(event.end_ns)
-      return
-    }
-    if (event.kind !== SOCK_DATA) return
-    let conn = this.#conns.get(event.conn_id)
-    if (conn === undefined) {
-      const created = { client: clientConnection(event) } as Omit<Conn, 'stream'> as Conn
-      // ROLE_UNKNOWN (found at start-up): the parser decides from which direction carries requests;
-      // a connection open before Periscope is entered mid-stream, at the first plausible frame
-      created.stream = this.#parser.connection(created, event.role === ROLE_CLIENT ? 'client' : 'unknown', (event.flags & SOCK_FLAG_PREEXISTING) !== 0)
-      this.#conns.set(event.conn_id, created)
-      conn = created
-    }
-    conn.stream.push(fillChunk(this.#chunk, event))
+    this.#conns.onRecord(event)
   }
+
 
   /** Self-reported counters, besides the runtime's own per-plugin metrics. */
   report(): void {

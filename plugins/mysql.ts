@@ -23,10 +23,10 @@
  * Everything here is public plugin API: a user plugin can do the same.
  */
 import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
-import { ClientSpans, clientConnection, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
-import { ConnectionTable } from 'periscope/protocols/connection-table'
+import { ClientSpans, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
+import { ClientStreams } from 'periscope/protocols/client-streams'
 import { COM_CHANGE_USER, COM_INIT_DB, COM_PING, COM_QUERY, COM_RESET_CONNECTION, COM_SET_OPTION, COM_STATISTICS, COM_STMT_BULK_EXECUTE, COM_STMT_EXECUTE, COM_STMT_RESET, MysqlParser, type MysqlConnection, type MysqlOperation } from 'periscope/protocols/mysql'
-import { claimProtocol, PROTOCOL_MYSQL, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
+import { claimProtocol, PROTOCOL_MYSQL } from 'periscope/protocols/sockdata'
 import { maskSqlLiterals, summarizeSql } from 'periscope/protocols/sql'
 
 const config = {
@@ -94,12 +94,10 @@ export default definePlugin({
 
 class MysqlTracing {
   readonly #ctx: PluginContext<Config>
-  readonly #conns: ConnectionTable<Conn>
+  readonly #conns: ClientStreams<Conn>
   readonly #parser: MysqlParser<Conn>
   readonly #spans: ClientSpans
   readonly #mask: boolean
-  /** One chunk object for every record: the parser keeps nothing of it. */
-  readonly #chunk = newSockChunk()
   /** One operation object for every span: ClientSpans keeps only its attributes. */
   readonly #operation: ClientOperation = { name: '', startNs: 0, endNs: 0, attributes: {}, metricAttributes: {} }
   #lostRecords = 0
@@ -107,7 +105,11 @@ class MysqlTracing {
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
     this.#mask = ctx.config.mask_literals
-    this.#conns = new ConnectionTable<Conn>(ctx.config.max_connections, (conn) => conn.stream.close())
+    this.#conns = new ClientStreams<Conn>(ctx.config.max_connections, (client, role, midStream) => {
+      const conn = { client } as Conn
+      conn.stream = this.#parser.connection(conn, role)
+      return conn
+    }, { closeEvicted: true })
     // a connection of unknown role (found at start-up) may turn out to be the server's end
     this.#parser = new MysqlParser<Conn>((operation, conn, side) => {
       if (side === 'client') this.#onOperation(conn, operation)
@@ -124,20 +126,9 @@ class MysqlTracing {
   }
 
   onRecord(event: SockEvent): void {
-    if (event.kind === SOCK_CLOSE) {
-      this.#conns.delete(event.conn_id)?.stream.close()
-      return
-    }
-    // spans come from the client's end; the server's end of a local connection is skipped early
-    if (event.kind !== SOCK_DATA || event.role === ROLE_SERVER) return
-    let conn = this.#conns.get(event.conn_id)
-    if (conn === undefined) {
-      conn = { client: clientConnection(event) } as Conn
-      conn.stream = this.#parser.connection(conn, event.role === ROLE_CLIENT ? 'client' : 'unknown')
-      this.#conns.set(event.conn_id, conn)
-    }
-    conn.stream.push(fillChunk(this.#chunk, event))
+    this.#conns.onRecord(event)
   }
+
 
   /** Self-reported counters, besides the runtime's own per-plugin metrics. */
   report(): void {

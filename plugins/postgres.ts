@@ -18,10 +18,10 @@
  * Everything here is public plugin API: a user plugin can do the same.
  */
 import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
-import { ClientSpans, clientConnection, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
-import { ConnectionTable } from 'periscope/protocols/connection-table'
+import { ClientSpans, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
+import { ClientStreams } from 'periscope/protocols/client-streams'
 import { PostgresParser, type PostgresConnection, type PostgresOperation } from 'periscope/protocols/postgres'
-import { claimProtocol, PROTOCOL_POSTGRES, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
+import { claimProtocol, PROTOCOL_POSTGRES } from 'periscope/protocols/sockdata'
 import { maskSqlLiterals, summarizeSql } from 'periscope/protocols/sql'
 import { followOpenSsl } from 'periscope/protocols/tls-follow'
 
@@ -80,7 +80,7 @@ export default definePlugin({
 
 class PostgresTracing {
   readonly #ctx: PluginContext<Config>
-  readonly #conns: ConnectionTable<Conn>
+  readonly #conns: ClientStreams<Conn>
   readonly #parser: PostgresParser<Conn>
   readonly #spans: ClientSpans
   readonly #mask: boolean
@@ -89,8 +89,6 @@ class PostgresTracing {
    * application repeats) is lexed once, not at every execution. Bounded; the oldest entry goes.
    */
   readonly #statements = new Map<string, Statement>()
-  /** One chunk object for every record: the parser keeps nothing of it. */
-  readonly #chunk = newSockChunk()
   /** One operation object for every span: ClientSpans keeps only its attributes. */
   readonly #operation: ClientOperation = { name: '', startNs: 0, endNs: 0, attributes: {}, metricAttributes: {} }
   #lostRecords = 0
@@ -98,7 +96,11 @@ class PostgresTracing {
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
     this.#mask = ctx.config.mask_literals
-    this.#conns = new ConnectionTable<Conn>(ctx.config.max_connections, (conn) => conn.stream.close())
+    this.#conns = new ClientStreams<Conn>(ctx.config.max_connections, (client, role, midStream) => {
+      const conn = { client } as Conn
+      conn.stream = this.#parser.connection(conn, role)
+      return conn
+    }, { closeEvicted: true })
     this.#parser = new PostgresParser<Conn>((operation, conn) => this.#onOperation(conn, operation))
     this.#spans = new ClientSpans(ctx, {
       histogram: ctx.config.metrics ? 'db.client.operation.duration' : undefined,
@@ -112,20 +114,9 @@ class PostgresTracing {
   }
 
   onRecord(event: SockEvent): void {
-    if (event.kind === SOCK_CLOSE) {
-      this.#conns.delete(event.conn_id)?.stream.close()
-      return
-    }
-    // spans come from the client's end; the server's end of a local connection is skipped early
-    if (event.kind !== SOCK_DATA || event.role === ROLE_SERVER) return
-    let conn = this.#conns.get(event.conn_id)
-    if (conn === undefined) {
-      conn = { client: clientConnection(event) } as Conn
-      conn.stream = this.#parser.connection(conn, event.role === ROLE_CLIENT ? 'client' : 'unknown')
-      this.#conns.set(event.conn_id, conn)
-    }
-    conn.stream.push(fillChunk(this.#chunk, event))
+    this.#conns.onRecord(event)
   }
+
 
   /** Self-reported counters, besides the runtime's own per-plugin metrics. */
   report(): void {

@@ -21,10 +21,10 @@
  * Everything here is public plugin API: a user plugin can do the same.
  */
 import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
-import { ClientSpans, clientConnection, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
-import { ConnectionTable } from 'periscope/protocols/connection-table'
+import { ClientSpans, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
+import { ClientStreams } from 'periscope/protocols/client-streams'
 import { RedisParser, type RedisCommand, type RedisConnection } from 'periscope/protocols/redis'
-import { claimProtocol, PROTOCOL_REDIS, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_PREEXISTING, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
+import { claimProtocol, PROTOCOL_REDIS } from 'periscope/protocols/sockdata'
 import { followOpenSsl } from 'periscope/protocols/tls-follow'
 
 const config = {
@@ -89,18 +89,20 @@ export default definePlugin({
 
 class RedisTracing {
   readonly #ctx: PluginContext<Config>
-  readonly #conns: ConnectionTable<Conn>
+  readonly #conns: ClientStreams<Conn>
   readonly #parser: RedisParser<Conn>
   readonly #spans: ClientSpans
-  /** One chunk object for every record: the parser keeps nothing of it. */
-  readonly #chunk = newSockChunk()
   /** One operation object for every span: ClientSpans keeps only its attributes. */
   readonly #operation: ClientOperation = { name: '', startNs: 0, endNs: 0, attributes: {}, metricAttributes: {} }
   #lostRecords = 0
 
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
-    this.#conns = new ConnectionTable<Conn>(ctx.config.max_connections, (conn) => conn.stream.close())
+    this.#conns = new ClientStreams<Conn>(ctx.config.max_connections, (client, role, midStream) => {
+      const conn = { client } as Conn
+      conn.stream = this.#parser.connection(conn, role, { midStream })
+      return conn
+    }, { closeEvicted: true })
     this.#parser = new RedisParser<Conn>((command, conn, side) => {
       // a connection of unknown role (found at start-up) that turned out to be the server's end
       if (side === 'client') this.#onCommand(conn, command)
@@ -117,22 +119,9 @@ class RedisTracing {
   }
 
   onRecord(event: SockEvent): void {
-    if (event.kind === SOCK_CLOSE) {
-      this.#conns.delete(event.conn_id)?.stream.close()
-      return
-    }
-    // spans come from the client's end; the server's end of a local connection is skipped early
-    if (event.kind !== SOCK_DATA || event.role === ROLE_SERVER) return
-    let conn = this.#conns.get(event.conn_id)
-    if (conn === undefined) {
-      conn = { client: clientConnection(event) } as Conn
-      // a connection found open at start-up may be in the middle of a command or a reply
-      const midStream = (event.flags & SOCK_FLAG_PREEXISTING) !== 0
-      conn.stream = this.#parser.connection(conn, event.role === ROLE_CLIENT ? 'client' : 'unknown', { midStream })
-      this.#conns.set(event.conn_id, conn)
-    }
-    conn.stream.push(fillChunk(this.#chunk, event))
+    this.#conns.onRecord(event)
   }
+
 
   /** Self-reported counters, besides the runtime's own per-plugin metrics. */
   report(): void {

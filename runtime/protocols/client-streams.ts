@@ -1,0 +1,76 @@
+/**
+ * The client ends of one protocol's connections, each with its parser stream: what a database or
+ * messaging plugin does with every `sockdata` record before its parser sees it. The server's end
+ * of a connection on this host makes no spans and is dropped first; a close ends the stream; a
+ * data record reaches the connection's stream (made at its first record) through one reused chunk.
+ */
+import { clientConnection, type ClientConnection } from './client-spans.ts'
+import { ConnectionTable } from './connection-table.ts'
+import { fillChunk, newSockChunk, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_PREEXISTING, type SockChunk } from './sockdata.ts'
+
+export interface ClientStream {
+  push(chunk: SockChunk): void
+  /** The connection closed (at `endNs`, boot clock) or was forgotten. */
+  close(endNs: number): void
+}
+
+/** Per-connection state: at least the client end and its parser stream. */
+export interface ClientConn {
+  client: ClientConnection
+  stream: ClientStream
+}
+
+/** The fields of a `sockdata` record this reads. */
+export type SockRecord = Parameters<typeof fillChunk>[1] & Parameters<typeof clientConnection>[0] & { kind: number; role: number }
+
+/**
+ * `open` makes a connection's state and its parser stream: `role` is 'unknown' for a connection
+ * whose end the kernel could not tell (found at start-up), and `midStream` says the connection
+ * was open before Periscope, so its first record may fall inside a message.
+ */
+export type OpenConnection<C extends ClientConn> = (client: ClientConnection, role: 'client' | 'unknown', midStream: boolean) => C
+
+export class ClientStreams<C extends ClientConn> {
+  readonly #conns: ConnectionTable<C>
+  readonly #chunk = newSockChunk()
+  readonly #open: OpenConnection<C>
+
+  /** The end of the record being handled: when a connection forgotten for it stopped being followed. */
+  #nowNs = 0
+
+  /**
+   * At most `maxConnections` at once; past that the one least used lately is forgotten, and its
+   * stream closed when `closeEvicted` (what was waiting on it ends as if the connection closed) or
+   * dropped with what was waiting (a plugin whose closed operations would be reported as errors).
+   */
+  constructor(maxConnections: number, open: OpenConnection<C>, options: { closeEvicted: boolean }) {
+    this.#open = open
+    this.#conns = new ConnectionTable<C>(maxConnections, options.closeEvicted ? (conn) => conn.stream.close(this.#nowNs) : () => {})
+  }
+
+  onRecord(event: SockRecord): void {
+    if (event.role === ROLE_SERVER) return
+    if (event.kind === SOCK_CLOSE) {
+      this.#conns.delete(event.conn_id)?.stream.close(event.end_ns)
+      return
+    }
+    if (event.kind !== SOCK_DATA) return
+    let conn = this.#conns.get(event.conn_id)
+    if (conn === undefined) {
+      this.#nowNs = event.end_ns
+      conn = this.#open(clientConnection(event), event.role === ROLE_CLIENT ? 'client' : 'unknown', (event.flags & SOCK_FLAG_PREEXISTING) !== 0)
+      this.#conns.set(event.conn_id, conn)
+    }
+    conn.stream.push(fillChunk(this.#chunk, event))
+  }
+
+  /** Connections followed now. */
+  get size(): number {
+    return this.#conns.size
+  }
+
+  /** Connections forgotten because there were too many. */
+  get evicted(): number {
+    return this.#conns.evicted
+  }
+}
