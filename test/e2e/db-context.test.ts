@@ -12,6 +12,7 @@ import { collectorSpans, startCollector, type Collector, type CollectorSpan } fr
 import { runCurl } from '../peers/clients.ts'
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
 import { startRedis, type Redis } from '../peers/redis.ts'
+import { pollUntil } from '../peers/poll.ts'
 
 const APP = fileURLToPath(new URL('./fixtures/shop-app.py', import.meta.url))
 // Debian's python3, which has python3-redis (a pyenv python3 may come first on PATH)
@@ -43,13 +44,12 @@ async function startApp(): Promise<{ pid: number; port: number }> {
   let err = ''
   child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
   child.stderr!.on('data', (d: Buffer) => { err += d.toString() })
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    const match = /listening (\d+)/.exec(out)
-    if (match !== null) return { pid: child.pid!, port: Number(match[1]) }
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the shop service did not start (exit ${child.exitCode}): ${err}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
+  await pollUntil(() => /listening \d+/.test(out), {
+    what: 'the shop service to listen',
+    timeoutMs: 20_000,
+    failed: () => (child.exitCode !== null ? `the shop service exited (${child.exitCode}): ${err}` : undefined),
+  })
+  return { pid: child.pid!, port: Number(/listening (\d+)/.exec(out)![1]) }
 }
 
 test('Redis calls made while a request is served are children of its server span; a call outside any request is its own trace', { timeout: 180_000 }, async () => {

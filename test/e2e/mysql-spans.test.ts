@@ -17,6 +17,7 @@ import { promisify } from 'node:util'
 import { client, startMariadb, type ClientResult, type MariadbServer } from '../peers/mariadb.ts'
 import { attributesOf, collectorSpans as spansOf, flatten, startCollector, type Collector, type CollectorSpan as Span } from '../peers/otelcol.ts'
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
+import { pollUntil } from '../peers/poll.ts'
 
 type Json = Record<string, unknown>
 
@@ -119,11 +120,12 @@ describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { time
     child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
     const done = new Promise<ClientResult>((resolve) => child.once('exit', (code) => resolve({ stdout, stderr, code: code ?? -1, pid: child.pid! })))
-    const deadline = Date.now() + 30_000
-    while (!stdout.includes('ready')) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the early mysql2 client did not get ready (exit ${child.exitCode}):\n${stdout}\n${stderr}`)
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
+    await pollUntil(() => stdout.includes('ready'), {
+      what: 'the early mysql2 client to get ready',
+      timeoutMs: 30_000,
+      failed: () => (child.exitCode !== null ? `the early mysql2 client exited (${child.exitCode})` : undefined),
+      details: () => `${stdout}\n${stderr}`,
+    })
     return { pid: child.pid!, done }
   }
 

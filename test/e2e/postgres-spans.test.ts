@@ -14,6 +14,7 @@ import { promisify } from 'node:util'
 import { attributesOf, flatten, startCollector, type Collector } from '../peers/otelcol.ts'
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
 import { POSTGRES_DATABASE, startPostgres, type ClientResult, type PostgresServer } from '../peers/postgres.ts'
+import { pollUntil } from '../peers/poll.ts'
 
 type Json = Record<string, unknown>
 
@@ -329,9 +330,5 @@ async function startEarlySession(url: string): Promise<{ child: ChildProcessWith
 }
 
 async function waitForText(output: () => string, text: string): Promise<void> {
-  const deadline = Date.now() + 20_000
-  while (!output().includes(text)) {
-    if (Date.now() > deadline) throw new Error(`psql did not print ${text}: ${output()}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
+  await pollUntil(() => output().includes(text), { what: `psql to print ${text}`, timeoutMs: 20_000, details: output })
 }

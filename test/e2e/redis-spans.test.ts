@@ -15,6 +15,7 @@ import { attributesOf, collectorSpans, flatten, startCollector, type Collector, 
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
 import { startRedis, type ClientRun, type Redis } from '../peers/redis.ts'
 import { redisCommandsByFirstKey } from '../../runtime/protocols/redis-commands.ts'
+import { pollUntil } from '../peers/poll.ts'
 
 type Json = Record<string, unknown>
 
@@ -206,15 +207,18 @@ describe('Redis spans from redis-cli and redis-benchmark', { timeout: 600_000 },
     const wanted = 2 * BENCH_REQUESTS + 2
     let spans: CollectorSpan[] = []
     let dropped = { plugin: 0, exporter: 0 }
-    const deadline = Date.now() + 120_000
-    for (;;) {
+    await pollUntil(async () => {
       spans = collectorSpans(await collector.read('traces')).filter((s) => pidOf(s) === run.pid)
       const now = await drops()
       dropped = { plugin: now.plugin - before.plugin, exporter: now.exporter - before.exporter }
-      if (spans.length + dropped.plugin + dropped.exporter >= wanted) break
-      if (Date.now() > deadline) throw new Error(`${spans.length} spans of redis-benchmark and ${JSON.stringify(dropped)} counted drops, want ${wanted}\n${periscope.output().slice(-3000)}`)
-      await new Promise((resolve) => setTimeout(resolve, 500))
-    }
+      return spans.length + dropped.plugin + dropped.exporter >= wanted
+    }, {
+      what: `${wanted} spans of redis-benchmark or counted drops`,
+      timeoutMs: 120_000,
+      // each check reads the whole traces file and the metrics
+      intervalMs: 500,
+      details: () => `${spans.length} spans and ${JSON.stringify(dropped)} counted drops so far\n${periscope.output().slice(-3000)}`,
+    })
     const count = (name: string): number => spans.filter((s) => s.name === name).length
     assert.ok(spans.every((s) => ['SET', 'GET', 'CONFIG GET'].includes(s.name) && !s.error))
     // the drop counters are the host's: other Redis traffic may add to them, never take away

@@ -22,8 +22,8 @@ import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort } from './otelcol.ts'
+import { pollUntil } from './poll.ts'
 
 export const KAFKA_VERSION = '4.1.1'
 const POM = fileURLToPath(new URL('./kafka/pom.xml', import.meta.url))
@@ -199,13 +199,14 @@ export async function startKafka(options: {
     return { pid: child.pid, done }
   }
 
-  const deadline = Date.now() + (options.readyTimeoutMs ?? 60_000)
   try {
-    while (!(await brokerListed(port))) {
-      if (broker.exitCode !== null || broker.signalCode !== null) throw new Error(`the Kafka broker exited during start-up:\n${output.slice(-4000)}`)
-      if (Date.now() > deadline) throw new Error(`the Kafka broker on 127.0.0.1:${port} did not list itself in a Metadata response within ${options.readyTimeoutMs ?? 60_000} ms:\n${output.slice(-4000)}`)
-      await sleep(100)
-    }
+    await pollUntil(() => brokerListed(port), {
+      what: `the Kafka broker on 127.0.0.1:${port} to list itself in a Metadata response`,
+      timeoutMs: options.readyTimeoutMs ?? 60_000,
+      intervalMs: 100,
+      failed: () => (broker.exitCode !== null || broker.signalCode !== null ? 'the Kafka broker exited during start-up' : undefined),
+      details: () => output.slice(-4000),
+    })
   } catch (error) {
     await stop()
     throw error

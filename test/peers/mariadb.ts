@@ -20,8 +20,8 @@ import { chmod, chown, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort } from './otelcol.ts'
+import { pollUntil } from './poll.ts'
 
 const run = promisify(execFile)
 
@@ -184,14 +184,13 @@ async function mysqlIds(): Promise<{ uid: number; gid: number }> {
 }
 
 async function waitReady(socket: string, child: ChildProcess, log: () => string): Promise<void> {
-  const deadline = Date.now() + 60_000
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`mariadbd exited during start-up (${child.exitCode ?? child.signalCode}):\n${log()}`)
-    const ready = await run('mariadb-admin', ['--no-defaults', '-S', socket, '-u', 'root', '--connect-timeout=2', 'ping']).then(() => true, () => false)
-    if (ready) return
-    if (Date.now() > deadline) throw new Error(`mariadbd did not answer on ${socket} within 60 s:\n${log()}`)
-    await sleep(100)
-  }
+  await pollUntil(() => run('mariadb-admin', ['--no-defaults', '-S', socket, '-u', 'root', '--connect-timeout=2', 'ping']).then(() => true, () => false), {
+    what: `mariadbd to answer on ${socket}`,
+    timeoutMs: 60_000,
+    intervalMs: 100,
+    failed: () => (child.exitCode !== null || child.signalCode !== null ? `mariadbd exited during start-up (${child.exitCode ?? child.signalCode})` : undefined),
+    details: log,
+  })
 }
 
 /** Runs a client to its end; resolves with its output, exit code and pid (never rejects on a non-zero exit). */

@@ -17,8 +17,8 @@ import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort } from './otelcol.ts'
+import { pollUntil } from './poll.ts'
 
 const run = promisify(execFile)
 
@@ -173,14 +173,13 @@ async function postgresIds(): Promise<{ uid: number; gid: number }> {
 }
 
 async function waitReady(port: number, child: ChildProcess, log: () => string): Promise<void> {
-  const deadline = Date.now() + 60_000
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`postgres exited during start-up (${child.exitCode ?? child.signalCode}):\n${log()}`)
-    const ready = await run(join(POSTGRES_BIN, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-t', '2']).then(() => true, () => false)
-    if (ready) return
-    if (Date.now() > deadline) throw new Error(`postgres did not accept connections on 127.0.0.1:${port} within 60 s:\n${log()}`)
-    await sleep(100)
-  }
+  await pollUntil(() => run(join(POSTGRES_BIN, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-t', '2']).then(() => true, () => false), {
+    what: `postgres to accept connections on 127.0.0.1:${port}`,
+    timeoutMs: 60_000,
+    intervalMs: 100,
+    failed: () => (child.exitCode !== null || child.signalCode !== null ? `postgres exited during start-up (${child.exitCode ?? child.signalCode})` : undefined),
+    details: log,
+  })
 }
 
 /** Runs a client to its end; resolves with its output, exit code and pid (never rejects on a non-zero exit). */

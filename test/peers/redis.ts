@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { freePort } from './otelcol.ts'
+import { pollUntil } from './poll.ts'
 
 export const REDIS_SERVER = '/usr/bin/redis-server'
 export const REDIS_CLI = '/usr/bin/redis-cli'
@@ -116,14 +117,6 @@ export function resp(args: (string | Buffer)[]): string {
   return out
 }
 
-async function poll(condition: () => Promise<boolean>, what: string, timeoutMs: number, details: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${details()}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
-
 function run(binary: string, args: string[], env: Record<string, string>, input?: string | Buffer): Promise<ClientRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(binary, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
@@ -213,10 +206,12 @@ export async function startRedis(options: RedisOptions = {}): Promise<Redis> {
     await rm(dir, { recursive: true, force: true })
   }
   try {
-    await poll(async () => {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`redis-server exited during start-up (${child.exitCode ?? child.signalCode}).\n${log()}`)
-      return ping(port, options.password, certPath !== undefined)
-    }, `redis-server on 127.0.0.1:${port} to answer PING`, 20_000, log)
+    await pollUntil(() => ping(port, options.password, certPath !== undefined), {
+      what: `redis-server on 127.0.0.1:${port} to answer PING`,
+      timeoutMs: 20_000,
+      failed: () => (child.exitCode !== null || child.signalCode !== null ? `redis-server exited during start-up (${child.exitCode ?? child.signalCode})` : undefined),
+      details: log,
+    })
   } catch (error) {
     await stop()
     throw error
