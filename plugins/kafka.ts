@@ -17,7 +17,7 @@
  * Everything here is public plugin API: a user plugin can do the same.
  */
 import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
-import { ClientSpans, type ClientConnection } from 'periscope/protocols/client-spans'
+import { clientSpansFromConfig, type ClientSpans, type ClientConnection } from 'periscope/protocols/client-spans'
 import { ClientStreams } from 'periscope/protocols/client-streams'
 import { API_PRODUCE, KafkaParser, kafkaErrorName, type KafkaConnection, type KafkaOperation } from 'periscope/protocols/kafka'
 import { PROTOCOL_KAFKA, claimProtocol } from 'periscope/protocols/sockdata'
@@ -76,18 +76,13 @@ class KafkaTracing {
   readonly #conns: ClientStreams<Conn>
   readonly #parser: KafkaParser<Conn>
   readonly #spans: ClientSpans
-  #lostRecords = 0
   /** Operations whose record count was not exported: batch headers past the capture size. */
   #countsUnknown = 0
 
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
     this.#parser = new KafkaParser<Conn>((operation, conn) => this.#onOperation(conn, operation))
-    this.#spans = new ClientSpans(ctx, {
-      histogram: ctx.config.metrics ? 'messaging.client.operation.duration' : undefined,
-      minDurationMs: ctx.config.min_duration_ms,
-      samplingPercent: ctx.config.sampling_percent,
-    })
+    this.#spans = clientSpansFromConfig(ctx, 'messaging.client.operation.duration')
     // the least recently used connection is idle: it has no request awaiting an answer worth a span
     this.#conns = new ClientStreams<Conn>(ctx.config.max_connections, (client, role, midStream) => {
       const conn = { client } as Conn
@@ -97,7 +92,7 @@ class KafkaTracing {
   }
 
   onLoss(lost: number): void {
-    this.#lostRecords += lost
+    this.#conns.onLoss(lost)
   }
 
   onRecord(event: SockEvent): void {
@@ -109,13 +104,8 @@ class KafkaTracing {
   report(): void {
     const attributes = { 'periscope.plugin': 'kafka' }
     const emit = this.#ctx.emit
-    emit.metric({ name: 'periscope.kafka.connections', kind: 'gauge', value: this.#conns.size, attributes })
-    emit.metric({ name: 'periscope.kafka.connections_evicted', kind: 'gauge', value: this.#conns.evicted, attributes })
+    this.#conns.report(emit, 'kafka', this.#parser.errors)
     emit.metric({ name: 'periscope.kafka.topic_ids', kind: 'gauge', value: this.#parser.topicNames.size, attributes })
-    for (const [reason, count] of Object.entries(this.#parser.errors)) {
-      emit.metric({ name: 'periscope.kafka.parse_errors', kind: 'gauge', value: count, attributes: { ...attributes, reason } })
-    }
-    emit.metric({ name: 'periscope.kafka.records_lost', kind: 'gauge', value: this.#lostRecords, attributes })
     emit.metric({ name: 'periscope.kafka.message_counts_unknown', kind: 'gauge', value: this.#countsUnknown, attributes })
     this.#spans.report('kafka')
   }

@@ -23,7 +23,7 @@
  * Everything here is public plugin API: a user plugin can do the same.
  */
 import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
-import { ClientSpans, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
+import { clientSpansFromConfig, type ClientSpans, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
 import { ClientStreams } from 'periscope/protocols/client-streams'
 import { COM_CHANGE_USER, COM_INIT_DB, COM_PING, COM_QUERY, COM_RESET_CONNECTION, COM_SET_OPTION, COM_STATISTICS, COM_STMT_BULK_EXECUTE, COM_STMT_EXECUTE, COM_STMT_RESET, MysqlParser, type MysqlConnection, type MysqlOperation } from 'periscope/protocols/mysql'
 import { claimProtocol, PROTOCOL_MYSQL } from 'periscope/protocols/sockdata'
@@ -100,7 +100,6 @@ class MysqlTracing {
   readonly #mask: boolean
   /** One operation object for every span: ClientSpans keeps only its attributes. */
   readonly #operation: ClientOperation = { name: '', startNs: 0, endNs: 0, attributes: {}, metricAttributes: {} }
-  #lostRecords = 0
 
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
@@ -114,15 +113,11 @@ class MysqlTracing {
     this.#parser = new MysqlParser<Conn>((operation, conn, side) => {
       if (side === 'client') this.#onOperation(conn, operation)
     }, { maxStatements: ctx.config.max_statements })
-    this.#spans = new ClientSpans(ctx, {
-      histogram: ctx.config.metrics ? 'db.client.operation.duration' : undefined,
-      minDurationMs: ctx.config.min_duration_ms,
-      samplingPercent: ctx.config.sampling_percent,
-    })
+    this.#spans = clientSpansFromConfig(ctx, 'db.client.operation.duration')
   }
 
   onLoss(lost: number): void {
-    this.#lostRecords += lost
+    this.#conns.onLoss(lost)
   }
 
   onRecord(event: SockEvent): void {
@@ -134,13 +129,8 @@ class MysqlTracing {
   report(): void {
     const attributes = { 'periscope.plugin': 'mysql' }
     const emit = this.#ctx.emit
+    this.#conns.report(emit, 'mysql', this.#parser.errors)
     const stats = this.#parser.stats
-    emit.metric({ name: 'periscope.mysql.connections', kind: 'gauge', value: this.#conns.size, attributes })
-    emit.metric({ name: 'periscope.mysql.connections_evicted', kind: 'gauge', value: this.#conns.evicted, attributes })
-    for (const [reason, count] of Object.entries(this.#parser.errors)) {
-      emit.metric({ name: 'periscope.mysql.parse_errors', kind: 'gauge', value: count, attributes: { ...attributes, reason } })
-    }
-    emit.metric({ name: 'periscope.mysql.records_lost', kind: 'gauge', value: this.#lostRecords, attributes })
     emit.metric({ name: 'periscope.mysql.resyncs', kind: 'gauge', value: stats.resyncs, attributes })
     emit.metric({ name: 'periscope.mysql.unfollowed_responses', kind: 'gauge', value: stats.unfollowed, attributes })
     emit.metric({ name: 'periscope.mysql.rejected_connections', kind: 'gauge', value: stats.rejected, attributes })

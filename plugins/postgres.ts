@@ -18,7 +18,7 @@
  * Everything here is public plugin API: a user plugin can do the same.
  */
 import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
-import { ClientSpans, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
+import { clientSpansFromConfig, type ClientSpans, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
 import { ClientStreams } from 'periscope/protocols/client-streams'
 import { PostgresParser, type PostgresConnection, type PostgresOperation } from 'periscope/protocols/postgres'
 import { claimProtocol, PROTOCOL_POSTGRES } from 'periscope/protocols/sockdata'
@@ -91,7 +91,6 @@ class PostgresTracing {
   readonly #statements = new Map<string, Statement>()
   /** One operation object for every span: ClientSpans keeps only its attributes. */
   readonly #operation: ClientOperation = { name: '', startNs: 0, endNs: 0, attributes: {}, metricAttributes: {} }
-  #lostRecords = 0
 
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
@@ -102,15 +101,11 @@ class PostgresTracing {
       return conn
     }, { closeEvicted: true })
     this.#parser = new PostgresParser<Conn>((operation, conn) => this.#onOperation(conn, operation))
-    this.#spans = new ClientSpans(ctx, {
-      histogram: ctx.config.metrics ? 'db.client.operation.duration' : undefined,
-      minDurationMs: ctx.config.min_duration_ms,
-      samplingPercent: ctx.config.sampling_percent,
-    })
+    this.#spans = clientSpansFromConfig(ctx, 'db.client.operation.duration')
   }
 
   onLoss(lost: number): void {
-    this.#lostRecords += lost
+    this.#conns.onLoss(lost)
   }
 
   onRecord(event: SockEvent): void {
@@ -122,12 +117,7 @@ class PostgresTracing {
   report(): void {
     const attributes = { 'periscope.plugin': 'postgres' }
     const emit = this.#ctx.emit
-    emit.metric({ name: 'periscope.postgres.connections', kind: 'gauge', value: this.#conns.size, attributes })
-    emit.metric({ name: 'periscope.postgres.connections_evicted', kind: 'gauge', value: this.#conns.evicted, attributes })
-    for (const [reason, count] of Object.entries(this.#parser.errors)) {
-      emit.metric({ name: 'periscope.postgres.parse_errors', kind: 'gauge', value: count, attributes: { ...attributes, reason } })
-    }
-    emit.metric({ name: 'periscope.postgres.records_lost', kind: 'gauge', value: this.#lostRecords, attributes })
+    this.#conns.report(emit, 'postgres', this.#parser.errors)
     emit.metric({ name: 'periscope.postgres.resyncs', kind: 'gauge', value: this.#parser.stats.resyncs, attributes })
     emit.metric({ name: 'periscope.postgres.tls_connections', kind: 'gauge', value: this.#parser.stats.tlsStarted, attributes })
     emit.metric({ name: 'periscope.postgres.server_ends_skipped', kind: 'gauge', value: this.#parser.stats.roleCorrected, attributes })

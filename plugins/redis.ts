@@ -21,7 +21,7 @@
  * Everything here is public plugin API: a user plugin can do the same.
  */
 import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
-import { ClientSpans, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
+import { clientSpansFromConfig, type ClientSpans, type ClientConnection, type ClientOperation } from 'periscope/protocols/client-spans'
 import { ClientStreams } from 'periscope/protocols/client-streams'
 import { RedisParser, type RedisCommand, type RedisConnection } from 'periscope/protocols/redis'
 import { claimProtocol, PROTOCOL_REDIS } from 'periscope/protocols/sockdata'
@@ -94,7 +94,6 @@ class RedisTracing {
   readonly #spans: ClientSpans
   /** One operation object for every span: ClientSpans keeps only its attributes. */
   readonly #operation: ClientOperation = { name: '', startNs: 0, endNs: 0, attributes: {}, metricAttributes: {} }
-  #lostRecords = 0
 
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
@@ -107,15 +106,11 @@ class RedisTracing {
       // a connection of unknown role (found at start-up) that turned out to be the server's end
       if (side === 'client') this.#onCommand(conn, command)
     }, { keys: ctx.config.export_keys })
-    this.#spans = new ClientSpans(ctx, {
-      histogram: ctx.config.metrics ? 'db.client.operation.duration' : undefined,
-      minDurationMs: ctx.config.min_duration_ms,
-      samplingPercent: ctx.config.sampling_percent,
-    })
+    this.#spans = clientSpansFromConfig(ctx, 'db.client.operation.duration')
   }
 
   onLoss(lost: number): void {
-    this.#lostRecords += lost
+    this.#conns.onLoss(lost)
   }
 
   onRecord(event: SockEvent): void {
@@ -127,13 +122,8 @@ class RedisTracing {
   report(): void {
     const attributes = { 'periscope.plugin': 'redis' }
     const emit = this.#ctx.emit
+    this.#conns.report(emit, 'redis', this.#parser.errors)
     const stats = this.#parser.stats
-    emit.metric({ name: 'periscope.redis.connections', kind: 'gauge', value: this.#conns.size, attributes })
-    emit.metric({ name: 'periscope.redis.connections_evicted', kind: 'gauge', value: this.#conns.evicted, attributes })
-    for (const [reason, count] of Object.entries(this.#parser.errors)) {
-      emit.metric({ name: 'periscope.redis.parse_errors', kind: 'gauge', value: count, attributes: { ...attributes, reason } })
-    }
-    emit.metric({ name: 'periscope.redis.records_lost', kind: 'gauge', value: this.#lostRecords, attributes })
     emit.metric({ name: 'periscope.redis.lost_commands', kind: 'gauge', value: stats.lostCommands, attributes })
     emit.metric({ name: 'periscope.redis.unmatched_replies', kind: 'gauge', value: stats.unmatchedReplies, attributes })
     emit.metric({ name: 'periscope.redis.queue_overflows', kind: 'gauge', value: stats.queueOverflows, attributes })

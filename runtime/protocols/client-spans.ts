@@ -73,6 +73,23 @@ export interface ClientSpansOptions {
   maxSeries?: number
 }
 
+/** The config keys every database and messaging plugin has (the receiver block fills them). */
+export interface ClientSpansConfig {
+  /** The operation-duration histogram. */
+  metrics: boolean
+  min_duration_ms: number
+  sampling_percent: number
+}
+
+/** ClientSpans set from a plugin's `metrics`, `min_duration_ms` and `sampling_percent`. */
+export function clientSpansFromConfig(ctx: PluginContext<ClientSpansConfig>, histogram: OperationHistogram): ClientSpans {
+  return new ClientSpans(ctx, {
+    histogram: ctx.config.metrics ? histogram : undefined,
+    minDurationMs: ctx.config.min_duration_ms,
+    samplingPercent: ctx.config.sampling_percent,
+  })
+}
+
 /** Semantic-convention buckets of both operation-duration histograms, in seconds. */
 const durationBoundaries = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10]
 const descriptions: Record<OperationHistogram, string> = {
@@ -84,7 +101,8 @@ const overflowAttributes = { 'otel.metric.overflow': true }
 const statusUnset = { code: 'unset' } as const
 
 export class ClientSpans {
-  readonly #ctx: PluginContext<Record<string, unknown>>
+  /** Only its clock and emitters are used. */
+  readonly #ctx: Pick<PluginContext<unknown>, 'time' | 'emit'>
   readonly #histogram: OperationHistogram | undefined
   readonly #minDurationNs: number
   readonly #samplingPercent: number
@@ -94,7 +112,7 @@ export class ClientSpans {
   /** Points recorded into the overflow series. */
   #overflowed = 0
 
-  constructor(ctx: PluginContext<Record<string, unknown>>, options: ClientSpansOptions) {
+  constructor(ctx: Pick<PluginContext<unknown>, 'time' | 'emit'>, options: ClientSpansOptions) {
     this.#ctx = ctx
     this.#histogram = options.histogram
     this.#minDurationNs = (options.minDurationMs ?? 0) * 1e6

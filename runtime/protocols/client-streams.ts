@@ -4,6 +4,7 @@
  * of a connection on this host makes no spans and is dropped first; a close ends the stream; a
  * data record reaches the connection's stream (made at its first record) through one reused chunk.
  */
+import type { PluginEmitters } from 'periscope/plugin'
 import { clientConnection, type ClientConnection } from './client-spans.ts'
 import { ConnectionTable } from './connection-table.ts'
 import { fillChunk, newSockChunk, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_PREEXISTING, type SockChunk } from './sockdata.ts'
@@ -34,6 +35,7 @@ export class ClientStreams<C extends ClientConn> {
   readonly #conns: ConnectionTable<C>
   readonly #chunk = newSockChunk()
   readonly #open: OpenConnection<C>
+  #lostRecords = 0
 
   /** The end of the record being handled: when a connection forgotten for it stopped being followed. */
   #nowNs = 0
@@ -64,13 +66,22 @@ export class ClientStreams<C extends ClientConn> {
     conn.stream.push(fillChunk(this.#chunk, event))
   }
 
-  /** Connections followed now. */
-  get size(): number {
-    return this.#conns.size
+  /** Records of the ring lost before they reached the plugin: give this as the topic's onLoss. */
+  onLoss(lost: number): void {
+    this.#lostRecords += lost
   }
 
-  /** Connections forgotten because there were too many. */
-  get evicted(): number {
-    return this.#conns.evicted
+  /**
+   * The gauges every client-protocol plugin reports, as `periscope.<plugin>.*`: connections
+   * followed and forgotten, records lost, and its parser's errors by reason.
+   */
+  report(emit: PluginEmitters, plugin: string, parseErrors: Record<string, number>): void {
+    const attributes = { 'periscope.plugin': plugin }
+    emit.metric({ name: `periscope.${plugin}.connections`, kind: 'gauge', value: this.#conns.size, attributes })
+    emit.metric({ name: `periscope.${plugin}.connections_evicted`, kind: 'gauge', value: this.#conns.evicted, attributes })
+    emit.metric({ name: `periscope.${plugin}.records_lost`, kind: 'gauge', value: this.#lostRecords, attributes })
+    for (const [reason, count] of Object.entries(parseErrors)) {
+      emit.metric({ name: `periscope.${plugin}.parse_errors`, kind: 'gauge', value: count, attributes: { ...attributes, reason } })
+    }
   }
 }

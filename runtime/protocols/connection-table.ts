@@ -58,10 +58,6 @@ export class ConnectionTable<T> {
     return this.#entries.size
   }
 
-  *values(): IterableIterator<T> {
-    for (const entry of this.#entries.values()) yield entry.conn
-  }
-
   #evictOne(): void {
     // at most one pass gives every used entry its second chance; then an unused one comes up
     for (;;) {
