@@ -8,6 +8,7 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import type { OtlpSink } from '../test/peers/otlp-sink.ts'
+import { pollUntil } from '../test/peers/poll.ts'
 import { repoRoot } from './common.ts'
 
 export const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
@@ -53,14 +54,15 @@ export async function startBenchPeriscope(sink: OtlpSink, name: string, config: 
     rmSync(dir, { recursive: true, force: true })
   }
   try {
-    const start = performance.now()
-    let ready: RegExpExecArray | null
-    while ((ready = /running \d+ of \d+ plugins[^\n]*/.exec(output)) === null) {
-      if (child.exitCode !== null) throw new Error(`periscope run exited with ${child.exitCode} during start-up:\n${output}`)
-      if (performance.now() - start > 120_000) throw new Error(`periscope run was not running its plugins after 120 s:\n${output}`)
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-    return { pid: child.pid!, running: ready[0], output: () => output, stop }
+    const running = /running \d+ of \d+ plugins[^\n]*/
+    await pollUntil(() => running.test(output), {
+      what: 'periscope run to run its plugins',
+      timeoutMs: 120_000,
+      intervalMs: 50,
+      failed: () => (child.exitCode !== null ? `periscope run exited with ${child.exitCode} during start-up` : undefined),
+      details: () => output,
+    })
+    return { pid: child.pid!, running: running.exec(output)![0], output: () => output, stop }
   } catch (error) {
     await stop()
     throw error
@@ -127,10 +129,9 @@ export async function exportSettled(sink: OtlpSink, settledSpans: number, timeou
 /** Pokes the server until a span reaches the sink, so the timed load starts with tracing in effect. */
 export async function waitUntilTracing(sink: OtlpSink, periscope: BenchPeriscope, poke: () => Promise<unknown>, what: string): Promise<void> {
   const before = sink.counts().spans
-  const start = performance.now()
-  while (sink.counts().spans === before) {
-    if (performance.now() - start > 60_000) throw new Error(`no span reached the sink within 60 s of ${what}; periscope run output:\n${periscope.output().slice(-3000)}`)
+  await pollUntil(async () => {
+    if (sink.counts().spans !== before) return true
     await poke()
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
+    return false
+  }, { what: `a span of ${what} at the sink`, timeoutMs: 60_000, intervalMs: 200, details: () => `periscope run output:\n${periscope.output().slice(-3000)}` })
 }
