@@ -16,6 +16,7 @@
  */
 import { definePlugin, type PluginContext, type SpanInput, type TopicEvent } from 'periscope/plugin'
 import { Http1Parser, type Http1Connection, type Http1Exchange, type Http1Request } from 'periscope/protocols/http1'
+import { httpSpanError, parseHost, splitTarget, statusFilter } from 'periscope/protocols/http-attributes'
 import { redactQuery, defaultSensitiveQueryKeys } from 'periscope/protocols/redact'
 import { RouteTable } from 'periscope/protocols/routes'
 import { followOpenSsl } from 'periscope/protocols/tls-follow'
@@ -331,7 +332,7 @@ class HttpTracing {
     // every request's head is seen before its exchange ends, so ids were chosen; the fallback
     // only covers a parser that never reported the head
     const ids: SpanIds = chosen === undefined ? this.#clientIds(request) : { traceId: chosen.traceId, spanId: chosen.spanId, parentSpanId: chosen.parentSpanId }
-    const error = spanError(side, status, exchange.incomplete)
+    const error = httpSpanError(side, status, exchange.incomplete)
     if (error !== undefined) attributes['error.type'] = error.type
     if (this.#ctx.config.red_metrics) this.#recordDuration(conn, side, attributes, route, (endNs - startNs) / 1e9)
     const name = side === 'server' ? `${request.method} ${route}` : request.method
@@ -423,52 +424,4 @@ function sameMetricAttributes(previous: Record<string, string | number> | undefi
     (side === 'server'
       ? previous['http.route'] === route && !('server.address' in previous)
       : previous['server.address'] === span['server.address'] && previous['server.port'] === span['server.port'] && !('http.route' in previous))
-}
-
-function spanError(side: 'client' | 'server', status: number | undefined, incomplete: Http1Exchange['incomplete']): { type: string; message: string } | undefined {
-  if (status === undefined) {
-    if (incomplete === 'closed') return { type: 'connection_closed', message: 'the connection closed before the response was complete' }
-    if (incomplete === 'lost') return { type: 'data_lost', message: 'records of this exchange were lost; its response is unknown' }
-    return undefined
-  }
-  if (status >= 500 || (side === 'client' && status >= 400)) return { type: String(status), message: `HTTP ${status}` }
-  return undefined
-}
-
-/** ">=400", "500", "<300" as a predicate; undefined for no filter. */
-function statusFilter(text: string): ((status: number) => boolean) | undefined {
-  const match = /^(>=|<=|>|<|==)?(\d{3})$/.exec(text.replaceAll(' ', ''))
-  if (match === null) return undefined
-  const value = Number(match[2])
-  switch (match[1]) {
-    case '>=': return (s) => s >= value
-    case '<=': return (s) => s <= value
-    case '>': return (s) => s > value
-    case '<': return (s) => s < value
-    default: return (s) => s === value
-  }
-}
-
-function splitTarget(target: string): { path: string; query?: string } {
-  // absolute-form targets (proxies): keep the path only
-  let rest = target
-  if (!rest.startsWith('/')) {
-    const scheme = rest.indexOf('://')
-    if (scheme >= 0) {
-      const slash = rest.indexOf('/', scheme + 3)
-      rest = slash < 0 ? '/' : rest.slice(slash)
-    }
-  }
-  const hash = rest.indexOf('#')
-  if (hash >= 0) rest = rest.slice(0, hash)
-  const q = rest.indexOf('?')
-  return q < 0 ? { path: rest } : { path: rest.slice(0, q), query: rest.slice(q + 1) }
-}
-
-function parseHost(host: string | undefined): { name: string; port?: number } | undefined {
-  if (host === undefined || host === '') return undefined
-  const match = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(host.trim())
-  if (match === null) return undefined
-  const name = match[1]!.replace(/^\[|\]$/g, '')
-  return match[2] === undefined ? { name } : { name, port: Number(match[2]) }
 }

@@ -60,11 +60,47 @@ function clientSettings(receiver: Receiver, protocol: string): ClientReceiverSet
   return { enabled: traces?.protocols === undefined || traces.protocols.includes(protocol as never), config }
 }
 
+/** Config keys the HTTP/2 plugin reads from the receiver block (plugins/http2.ts documents each). */
+export interface Http2ReceiverSettings {
+  enabled: boolean
+  config: {
+    grpc?: boolean
+    http?: boolean
+    https?: boolean
+    go_tls?: boolean
+    min_duration_ms?: number
+    http_status?: string
+    http_methods?: string[]
+    sampling_percent?: number
+    metrics?: boolean
+  }
+}
+
+/**
+ * gRPC is HTTP/2; plain HTTP/2 follows `http`. TLS (OpenSSL and Go's) follows `https`, and
+ * `grpc` too: gRPC mostly runs inside TLS, and naming it means tracing it.
+ */
+function http2Settings(receiver: Receiver): Http2ReceiverSettings {
+  const traces = receiver.traces
+  const protocols = traces?.protocols
+  const { https, min_duration_ms, http_status, http_methods, sampling_percent, red_metrics } = httpSettings(receiver).config
+  const config: Http2ReceiverSettings['config'] = { min_duration_ms, http_status, http_methods, sampling_percent, metrics: red_metrics }
+  if (protocols !== undefined) {
+    config.grpc = protocols.includes('grpc')
+    config.http = protocols.includes('http') || protocols.includes('https')
+    config.https = https === true || config.grpc
+    config.go_tls = config.https
+  }
+  for (const key of Object.keys(config) as (keyof typeof config)[]) if (config[key] === undefined) delete config[key]
+  const enabled = protocols === undefined || ['grpc', 'http', 'https'].some((p) => protocols.includes(p as never))
+  return { enabled, config }
+}
+
 /** Settings per shipped plugin derived from the receiver block (none without a block). */
 export function shippedPluginSettings(config: PeriscopeConfig): Record<string, { enabled: boolean; config: Record<string, unknown> }> {
   const receiver = config.receiver
   if (receiver === undefined) return {}
-  const settings: Record<string, { enabled: boolean; config: Record<string, unknown> }> = { http: httpSettings(receiver) }
+  const settings: Record<string, { enabled: boolean; config: Record<string, unknown> }> = { http: httpSettings(receiver), http2: http2Settings(receiver) }
   for (const [plugin, protocol] of Object.entries(clientPlugins)) settings[plugin] = clientSettings(receiver, protocol)
   return settings
 }

@@ -24,6 +24,10 @@ receiver:
       enabled: true,
       config: { https: false, min_duration_ms: 100, http_status: '>=400', http_methods: ['GET', 'POST'], sampling_percent: 10, red_metrics: false },
     },
+    http2: {
+      enabled: true,
+      config: { grpc: false, http: true, https: false, go_tls: false, min_duration_ms: 100, http_status: '>=400', http_methods: ['GET', 'POST'], sampling_percent: 10, metrics: false },
+    },
     redis: { enabled: true, config: { min_duration_ms: 100, sampling_percent: 10, metrics: false } },
     postgres: { enabled: false, config: { min_duration_ms: 100, sampling_percent: 10, metrics: false } },
     mysql: { enabled: false, config: { min_duration_ms: 100, sampling_percent: 10, metrics: false } },
@@ -33,13 +37,22 @@ receiver:
 
 test('every protocol is on without a protocols list; the list names postgresql, mysql, redis and kafka', () => {
   const on = (text: string) => Object.fromEntries(Object.entries(pluginSettingsFrom(parseConfigText(text))).map(([name, s]) => [name, s.enabled]))
-  assert.deepEqual(on('receiver:\n  traces:\n    sampling: 50%\n'), { http: true, redis: true, postgres: true, mysql: true, kafka: true })
-  assert.deepEqual(on('receiver:\n  traces:\n    protocols: [postgresql, kafka]\n'), { http: false, redis: false, postgres: true, mysql: false, kafka: true })
+  assert.deepEqual(on('receiver:\n  traces:\n    sampling: 50%\n'), { http: true, http2: true, redis: true, postgres: true, mysql: true, kafka: true })
+  assert.deepEqual(on('receiver:\n  traces:\n    protocols: [postgresql, kafka]\n'), { http: false, http2: false, redis: false, postgres: true, mysql: false, kafka: true })
 })
 
 test('a protocols list without http or https turns the http plugin off', () => {
   const config = parseConfigText('receiver:\n  traces:\n    protocols: [redis]\n')
   assert.equal(pluginSettingsFrom(config).http?.enabled, false)
+})
+
+test('grpc turns the http2 plugin on for gRPC only, with TLS; http adds plain HTTP/2', () => {
+  const settings = (protocols: string) => pluginSettingsFrom(parseConfigText(`receiver:\n  traces:\n    protocols: [${protocols}]\n`)).http2
+  assert.deepEqual(settings('grpc'), { enabled: true, config: { grpc: true, http: false, https: true, go_tls: true } })
+  assert.deepEqual(settings('grpc, http'), { enabled: true, config: { grpc: true, http: true, https: true, go_tls: true } })
+  assert.deepEqual(settings('http'), { enabled: true, config: { grpc: false, http: true, https: false, go_tls: false } })
+  assert.deepEqual(settings('https'), { enabled: true, config: { grpc: false, http: true, https: true, go_tls: true } })
+  assert.deepEqual(settings('redis'), { enabled: false, config: { grpc: false, http: false, https: false, go_tls: false } })
 })
 
 test('plugins.http wins over the receiver block key by key', () => {
