@@ -1,7 +1,8 @@
 /**
  * Debian's nginx for end-to-end tests and benchmarks: started as a child process with a generated
  * configuration in its own temporary directory (pid file, temp paths, error and access logs), on
- * free 127.0.0.1 ports, plain HTTP and/or TLS with a self-signed certificate made here by openssl.
+ * free 127.0.0.1 ports, plain HTTP and/or TLS with a self-signed certificate made here by openssl,
+ * and HTTP/2 listeners (TLS with ALPN h2, and h2c with prior knowledge) with `http2`.
  *
  *   const nginx = await startNginx({ tls: true, proxy: true })
  *   t.after(() => nginx.stop())
@@ -33,6 +34,7 @@ import type { ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
+import { connect as http2Connect } from 'node:http2'
 import { request as httpsRequest } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -77,6 +79,12 @@ export interface NginxOptions {
   proxy?: boolean
   /** Idle connections kept open to the backend per worker (`keepalive` in the upstream block); default 16. */
   upstreamKeepalive?: number
+  /**
+   * Two more listeners speaking HTTP/2 only: over TLS with ALPN h2 (`h2Url`, for `curl --http2`)
+   * and h2c with prior knowledge (`h2cUrl`, for `curl --http2-prior-knowledge`); default false.
+   * The same locations as the others.
+   */
+  http2?: boolean
 }
 
 export interface AccessLogEntry {
@@ -121,6 +129,9 @@ export interface Nginx {
   readonly baseUrl?: string
   /** `https://127.0.0.1:<tlsPort>` (with `tls`). */
   readonly tlsUrl?: string
+  /** With `http2`: `https://127.0.0.1:<port>`, HTTP/2 over TLS, and `http://127.0.0.1:<port>`, h2c with prior knowledge. */
+  readonly h2Url?: string
+  readonly h2cUrl?: string
   /** The master process. */
   readonly pid: number
   /** The self-signed certificate (PEM) the TLS listener serves; curl --cacert accepts it for 127.0.0.1 and localhost. */
@@ -201,6 +212,8 @@ interface Layout {
   dir: string
   port?: number
   tlsPort?: number
+  h2Port?: number
+  h2cPort?: number
   backendPort?: number
   certPath: string
   keyPath: string
@@ -220,7 +233,11 @@ function configuration(options: NginxOptions, at: Layout): string {
   const www = join(dir, 'www')
   const listens = [
     ...(at.port === undefined ? [] : [`listen 127.0.0.1:${at.port};`]),
-    ...(at.tlsPort === undefined ? [] : [`listen 127.0.0.1:${at.tlsPort} ssl;`, `ssl_certificate ${at.certPath};`, `ssl_certificate_key ${at.keyPath};`]),
+    ...(at.tlsPort === undefined ? [] : [`listen 127.0.0.1:${at.tlsPort} ssl;`]),
+    // nginx 1.22's syntax (Debian 12): `http2` on the listen line; without `ssl`, h2c with prior knowledge
+    ...(at.h2Port === undefined ? [] : [`listen 127.0.0.1:${at.h2Port} ssl http2;`]),
+    ...(at.h2cPort === undefined ? [] : [`listen 127.0.0.1:${at.h2cPort} http2;`]),
+    ...(at.tlsPort === undefined && at.h2Port === undefined ? [] : [`ssl_certificate ${at.certPath};`, `ssl_certificate_key ${at.keyPath};`]),
   ]
   const proxy = at.backendPort === undefined ? [] : [
     'location /proxy/ {',
@@ -271,7 +288,8 @@ function configuration(options: NginxOptions, at: Layout): string {
 
 const run = promisify(execFile)
 
-async function makeCertificate(dir: string): Promise<{ certPath: string; keyPath: string }> {
+/** A self-signed ECDSA P-256 certificate for CN=localhost, DNS localhost and IP 127.0.0.1, in `dir` (cert.pem, key.pem). */
+export async function makeCertificate(dir: string): Promise<{ certPath: string; keyPath: string }> {
   const certPath = join(dir, 'cert.pem')
   const keyPath = join(dir, 'key.pem')
   try {
@@ -295,6 +313,24 @@ function probe(url: string, status: number): Promise<boolean> {
     })
     request.once('error', () => resolve(false))
     request.once('timeout', () => request.destroy())
+    request.end()
+  })
+}
+
+/** One HTTP/2 request with prior knowledge on its own connection; true on the expected status. */
+function probeH2c(url: string, status: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const session = http2Connect(url)
+    const done = (ok: boolean): void => {
+      clearTimeout(timer)
+      session.destroy()
+      resolve(ok)
+    }
+    const timer = setTimeout(() => done(false), 2000)
+    session.once('error', () => done(false))
+    const request = session.request({ ':path': new URL(url).pathname })
+    request.once('response', (headers) => done(headers[':status'] === status))
+    request.once('error', () => done(false))
     request.end()
   })
 }
@@ -346,6 +382,8 @@ async function prepareDirectory(options: NginxOptions, dir: string): Promise<Lay
     dir,
     port: options.http === false ? undefined : await freePort(),
     tlsPort: options.tls === true ? await freePort() : undefined,
+    h2Port: options.http2 === true ? await freePort() : undefined,
+    h2cPort: options.http2 === true ? await freePort() : undefined,
     certPath,
     keyPath,
     user: workerUser(),
@@ -355,7 +393,7 @@ async function prepareDirectory(options: NginxOptions, dir: string): Promise<Lay
 /** Starts nginx (and its backend with `proxy`) and resolves once every listener answers and every worker runs. */
 export async function startNginx(options: NginxOptions = {}): Promise<Nginx> {
   if (!existsSync(NGINX_BINARY)) throw new Error(`${NGINX_BINARY} is missing; install Debian's nginx with: scripts/setup.sh --test (or apt-get install -y nginx)`)
-  if (options.http === false && options.tls !== true) throw new Error('startNginx: with http: false, tls must be true, or nginx has no listener')
+  if (options.http === false && options.tls !== true && options.http2 !== true) throw new Error('startNginx: with http: false, tls or http2 must be true, or nginx has no listener')
   const backend = options.proxy === true ? await startNginx({ keepalive: options.keepalive, sendfile: options.sendfile }) : undefined
   try {
     return await startOne(options, backend)
@@ -392,6 +430,8 @@ async function startOne(options: NginxOptions, backend: Nginx | undefined): Prom
   const tlsPort = layout.tlsPort
   const baseUrl = port === undefined ? undefined : `http://127.0.0.1:${port}`
   const tlsUrl = tlsPort === undefined ? undefined : `https://127.0.0.1:${tlsPort}`
+  const h2Url = layout.h2Port === undefined ? undefined : `https://127.0.0.1:${layout.h2Port}`
+  const h2cUrl = layout.h2cPort === undefined ? undefined : `http://127.0.0.1:${layout.h2cPort}`
 
   const stop = async (): Promise<void> => {
     const running = workers().map((worker) => ({ worker, started: startTimeOf(worker) }))
@@ -412,9 +452,11 @@ async function startOne(options: NginxOptions, backend: Nginx | undefined): Prom
     await poll(async () => {
       if (child.exitCode !== null || child.signalCode !== null) throw new Error(`nginx exited during start-up (${child.exitCode ?? child.signalCode}).\n${errors()}`)
       if (workers().length !== workerCount) return false
-      for (const url of [baseUrl, tlsUrl]) if (url !== undefined && !(await probe(`${url}/periscope-ready`, 204))) return false
+      // the TLS h2 listener also answers HTTP/1.1 to a client that does not offer h2 in ALPN
+      for (const url of [baseUrl, tlsUrl, h2Url]) if (url !== undefined && !(await probe(`${url}/periscope-ready`, 204))) return false
+      if (h2cUrl !== undefined && !(await probeH2c(`${h2cUrl}/periscope-ready`, 204))) return false
       return true
-    }, `nginx (${confPath}) to answer on ${[port, tlsPort].filter((p) => p !== undefined).join(' and ')} with ${workerCount} worker(s)`, 20_000, errors)
+    }, `nginx (${confPath}) to answer on ${[port, tlsPort, layout.h2Port, layout.h2cPort].filter((p) => p !== undefined).join(' and ')} with ${workerCount} worker(s)`, 20_000, errors)
   } catch (error) {
     await stop()
     throw error
@@ -433,6 +475,8 @@ async function startOne(options: NginxOptions, backend: Nginx | undefined): Prom
     tlsPort,
     baseUrl,
     tlsUrl,
+    h2Url,
+    h2cUrl,
     pid,
     certPath: layout.certPath,
     dir,
