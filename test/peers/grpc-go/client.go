@@ -43,8 +43,8 @@ type rpcRecord struct {
 	Request     string `json:"request"`
 	Code        int    `json:"code"`
 	Status      string `json:"status"`
-	StartUnixNs int64  `json:"startUnixNs"`
-	EndUnixNs   int64  `json:"endUnixNs"`
+	StartUnixNs int64  `json:"startUnixNs,string"` // a string: ns since the epoch do not fit a double
+	EndUnixNs   int64  `json:"endUnixNs,string"`
 	Sent        int    `json:"sent"`
 	Received    int    `json:"received"`
 	// The connection's local address: the client end of the tuple the spans are matched by.
