@@ -32,8 +32,11 @@ export interface LibraryObject {
   kernelDrops?(stream: string): number
   /** The loaded programs with their ELF section, which says how each attaches or runs. */
   programs?(): { name: string; section: string }[]
-  /** Attaches a uprobe (or uretprobe) program on `symbol` in `binary`; only `pid`'s calls when given. */
-  attachUprobe?(program: string, binary: string, options: { symbol: string; retprobe: boolean; pid?: number }): { readonly id: number; detach(): void }
+  /**
+   * Attaches a uprobe (or uretprobe) program on `symbol` in `binary`; only `pid`'s calls when given;
+   * `at: 'returns'`: a uprobe program at each return instruction, `returns` of them.
+   */
+  attachUprobe?(program: string, binary: string, options: { symbol: string; retprobe: boolean; pid?: number; at?: 'entry' | 'returns' }): { readonly id: number; readonly returns?: number; detach(): void }
   /** Runs an iterator program once and returns the text it printed. */
   runIterator?(program: string, options: { pid?: number }): Promise<string>
   /** Delivers, synchronously, what the kernel buffers of the subscribed streams hold now. */

@@ -3,8 +3,8 @@
  * one plugin, on the bus (runtime/bus.ts):
  * - map claims: an entry written while any holder wants it, deleted (an array's: zeroed) when the
  *   last holder lets go;
- * - uprobe links: one kernel link per (object, program, file, symbol, retprobe, pid), however many
- *   holders asked for it, detached by the last.
+ * - uprobe links: one kernel link per (object, program, file, symbol, retprobe, at, pid), however
+ *   many holders asked for it, detached by the last.
  * A hot reload takes its holds (in the new version's setup) before the old version lets go of
  * its own, so a held entry or link never leaves the kernel across the swap.
  *
@@ -160,13 +160,15 @@ export interface UprobeRequest {
   binary: string
   symbol: string
   retprobe: boolean
+  /** The function's entry, or each of its return instructions (a uprobe program there). */
+  at: 'entry' | 'returns'
   pid?: number
 }
 
 interface SharedLink {
   object: string
   program: string
-  /** What it is attached to, for listings: `uretprobe /usr/lib/…/libssl.so.3:SSL_read`. */
+  /** What it is attached to, for listings: `uretprobe /usr/lib/…/libssl.so.3:SSL_read`, `uprobe /srv/api:crypto/tls.(*Conn).Write (3 returns)`. */
   attach: string
   link: { readonly id: number; detach(): void }
   holds: number
@@ -182,11 +184,12 @@ export class SharedUprobes {
   private readonly links = new Map<string, SharedLink>()
 
   /**
-   * One more hold on the link for (object, program, the binary's file, symbol, retprobe, pid),
+   * One more hold on the link for (object, program, the binary's file, symbol, retprobe, at, pid),
    * attaching it if nobody holds it yet. The returned release() is idempotent; the last detaches.
    */
   attach(objectName: string, object: LibraryObject, program: string, request: UprobeRequest): { id: number; release(): boolean } {
-    const what = `ctx.attach(${objectName}:${program} on ${request.binary}:${request.symbol})`
+    const at = request.at === 'returns' ? ' at its returns' : ''
+    const what = `ctx.attach(${objectName}:${program} on ${request.binary}:${request.symbol}${at})`
     if (object.attachUprobe === undefined || object.programs === undefined) {
       throw new PluginApiError('EINVAL', `${what}: object '${objectName}' cannot attach programs at run time`)
     }
@@ -199,15 +202,21 @@ export class SharedUprobes {
     if (kind === undefined) {
       throw new PluginApiError('EINVAL', `${what}: program '${program}' is a '${info.section}' program, not a uprobe; its uprobe programs: ${uprobes.join(', ') || 'none'}`)
     }
+    if (request.at === 'returns' && (kind === 'uretprobe' || request.retprobe)) {
+      throw new PluginApiError('EINVAL', `${what}: at: 'returns' runs a uprobe program (SEC("uprobe")) at each return instruction, in place of a uretprobe; ` +
+        (kind === 'uretprobe' ? `program '${program}' is a uretprobe program` : 'do not pass retprobe: true with it'))
+    }
     if ((kind === 'uretprobe') !== request.retprobe) {
       throw new PluginApiError('EINVAL', `${what}: program '${program}' is a ${kind} program; pass retprobe: ${kind === 'uretprobe'}`)
     }
     const file = fileIdentity(request.binary, what)
-    const key = [objectName, program, file, request.symbol, request.retprobe, request.pid ?? -1].join('\0')
+    const key = [objectName, program, file, request.symbol, request.retprobe, request.at, request.pid ?? -1].join('\0')
     let shared = this.links.get(key)
     if (shared === undefined) {
-      const target = `${kind} ${request.binary}:${request.symbol}${request.pid === undefined ? '' : ` pid ${request.pid}`}`
-      shared = { object: objectName, program, attach: target, link: attachOrExplain(object, program, request, what), holds: 0 }
+      const link = attachOrExplain(object, program, request, what)
+      const returns = link.returns === undefined ? '' : ` (${link.returns} returns)`
+      const target = `${kind} ${request.binary}:${request.symbol}${returns}${request.pid === undefined ? '' : ` pid ${request.pid}`}`
+      shared = { object: objectName, program, attach: target, link, holds: 0 }
       this.links.set(key, shared)
     }
     shared.holds++
@@ -254,12 +263,12 @@ function fileIdentity(binary: string, what: string): string {
 }
 
 /**
- * The binary exists (checked just before), so libbpf's ENOENT (classic uprobes) means the symbol
- * is not in it, as ENOSYMBOL does from runtime/symbols/elf.ts (uprobe_multi links).
+ * The binary exists (checked just before), so ENOSYMBOL from runtime/symbols/elf.ts, like an
+ * ENOENT from libbpf, means the symbol is not in it.
  */
-function attachOrExplain(object: LibraryObject, program: string, request: UprobeRequest, what: string): { readonly id: number; detach(): void } {
+function attachOrExplain(object: LibraryObject, program: string, request: UprobeRequest, what: string): { readonly id: number; readonly returns?: number; detach(): void } {
   try {
-    return object.attachUprobe!(program, request.binary, { symbol: request.symbol, retprobe: request.retprobe, pid: request.pid })
+    return object.attachUprobe!(program, request.binary, { symbol: request.symbol, retprobe: request.retprobe, pid: request.pid, at: request.at })
   } catch (error) {
     const code = (error as { code?: unknown }).code
     if (code === 'ENOENT' || code === 'ENOSYMBOL') {

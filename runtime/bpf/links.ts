@@ -6,6 +6,7 @@
 import { existsSync, openSync, closeSync, statSync, readFile, readFileSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { ElfError, functionFileOffset } from '../symbols/elf.ts'
+import { functionReturns } from '../symbols/returns.ts'
 import { explain } from './errors.ts'
 import type { NativeLink, NativeLinkInfo } from './native.ts'
 import type { LoadedObject } from './object.ts'
@@ -99,7 +100,7 @@ export interface UprobeOptions extends CookieOption {
   retprobe?: boolean
   /** Only this process; all processes when omitted. */
   pid?: number
-  /** The function's symbol (found in the ELF's .dynsym or .symtab), or… */
+  /** The function's symbol (found in the ELF's .dynsym or .symtab, else in Go's .gopclntab), or… */
   symbol?: string
   /** …a file offset (added to the symbol's when both are given). */
   offset?: number
@@ -124,7 +125,8 @@ function checkUprobe(program: string, binary: string, options: UprobeOptions): v
  * A uprobe or uretprobe on a user-space binary or library. Linux 4.17 (fd-based), cookies 5.15.
  * A program loaded for uprobe_multi links (UPROBE_MULTI_ATTACH_TYPE) attaches through
  * attachUprobeMulti; any other through the uprobe PMU, which the kernel allows only with
- * CAP_SYS_ADMIN, and libbpf finds the symbol.
+ * CAP_SYS_ADMIN. The symbol is found in user space (runtime/symbols/elf.ts, Go's .gopclntab
+ * included); a missing one throws with code ENOSYMBOL.
  * @example attachUprobe(obj, 'on_ssl_write', '/usr/lib/x86_64-linux-gnu/libssl.so.3', { symbol: 'SSL_write' })
  */
 export function attachUprobe(object: LoadedObject, program: string, binary: string, options: UprobeOptions): Link {
@@ -132,8 +134,20 @@ export function attachUprobe(object: LoadedObject, program: string, binary: stri
   if (p.describe().attachType === UPROBE_MULTI_ATTACH_TYPE) return attachUprobeMulti(object, program, binary, options)
   checkUprobe(program, binary, options)
   const target = uprobeTarget(options.retprobe === true ? 'uretprobe' : 'uprobe', binary, options)
+  // found here rather than by libbpf, whose resolver does not read Go's .gopclntab
+  const offset = (options.offset ?? 0) + (options.symbol === undefined ? 0 : symbolOffset(program, target, binary, options.symbol))
   return attach(object, program, target, () =>
-    p.attachUprobe(options.retprobe === true, options.pid ?? -1, binary, options.symbol ?? null, options.offset ?? 0, options.cookie))
+    p.attachUprobe(options.retprobe === true, options.pid ?? -1, binary, null, offset, options.cookie))
+}
+
+/** The file offset of `symbol` in `binary`; an ElfError names the attach it was for. */
+function symbolOffset(program: string, target: string, binary: string, symbol: string): number {
+  try {
+    return functionFileOffset(binary, symbol)
+  } catch (error) {
+    if (error instanceof ElfError) throw new ElfError(error.code, `attach ${program} to ${target}: ${error.message}`)
+    throw error
+  }
 }
 
 /**
@@ -151,17 +165,55 @@ export function attachUprobeMulti(object: LoadedObject, program: string, binary:
     throw new Error(`attach ${program} to ${target}: the program was not loaded for uprobe_multi links; ` +
       `call setExpectedAttachType('${program}', '${UPROBE_MULTI_ATTACH_TYPE}') on its ObjectSpec before load`)
   }
-  let offset = options.offset ?? 0
-  if (options.symbol !== undefined) {
-    try {
-      offset += functionFileOffset(binary, options.symbol)
-    } catch (error) {
-      if (error instanceof ElfError) throw new ElfError(error.code, `attach ${program} to ${target}: ${error.message}`)
-      throw error
-    }
-  }
+  const offset = (options.offset ?? 0) + (options.symbol === undefined ? 0 : symbolOffset(program, target, binary, options.symbol))
   const cookies = options.cookie === undefined ? undefined : [options.cookie]
   return attach(object, program, target, () => p.attachUprobeMulti(options.retprobe === true, options.pid ?? 0, binary, [offset], cookies))
+}
+
+export interface UprobeReturnsOptions extends CookieOption {
+  /** The function's symbol (.dynsym, .symtab, or Go's .gopclntab). */
+  symbol: string
+  /** Only this process; all processes when omitted. */
+  pid?: number
+}
+
+/**
+ * A uprobe program (not a uretprobe) at every return instruction of function `symbol`, found by
+ * decoding it (runtime/symbols/returns.ts; x86-64 only): where a uretprobe cannot go, in Go, whose
+ * moving stacks a uretprobe's swapped return address corrupts. A program loaded for uprobe_multi
+ * links (Linux 6.6) gets one link with every offset; any other, one classic uprobe per return
+ * instruction (uprobe PMU: CAP_SYS_ADMIN). Throws an ElfError for a function it cannot place them
+ * in (ENOSYMBOL, EINVAL).
+ * @example attachUprobeReturns(obj, 'go_tls_write_ret', '/usr/local/bin/server', { symbol: 'crypto/tls.(*Conn).Write' })  // { links: [Link], returns: 3 }
+ */
+export function attachUprobeReturns(object: LoadedObject, program: string, binary: string, options: UprobeReturnsOptions): { links: Link[]; returns: number } {
+  checkUprobe(program, binary, options)
+  const p = object.program(program)
+  const multi = p.describe().attachType === UPROBE_MULTI_ATTACH_TYPE
+  const target = `${multi ? 'uprobe_multi' : 'uprobe'} ${binary}:${options.symbol} at its returns`
+  let offsets: readonly number[]
+  try {
+    offsets = functionReturns(binary, options.symbol).offsets
+  } catch (error) {
+    if (error instanceof ElfError) throw new ElfError(error.code, `attach ${program} to ${target}: ${error.message}`)
+    throw error
+  }
+  const returns = offsets.length
+  if (multi) {
+    const cookies = options.cookie === undefined ? undefined : offsets.map(() => options.cookie!)
+    return { links: [attach(object, program, `uprobe_multi ${binary}:${options.symbol} (${returns} returns)`, () => p.attachUprobeMulti(false, options.pid ?? 0, binary, [...offsets], cookies))], returns }
+  }
+  const links: Link[] = []
+  try {
+    for (const [i, offset] of offsets.entries()) {
+      links.push(attach(object, program, `uprobe ${binary}:0x${offset.toString(16)} (return ${i + 1} of ${returns} of ${options.symbol})`, () =>
+        p.attachUprobe(false, options.pid ?? -1, binary, null, offset, options.cookie)))
+    }
+  } catch (error) {
+    for (const link of links) link.detach()
+    throw error
+  }
+  return { links, returns }
 }
 
 export const PERF_TYPE_HARDWARE = 0

@@ -6,7 +6,7 @@
 import { statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { RecordBatch } from '../bpf/batch.ts'
-import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, attachUprobe, runIterator, UPROBE_MULTI_ATTACH_TYPE, type Link } from '../bpf/links.ts'
+import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, attachUprobe, attachUprobeReturns, runIterator, UPROBE_MULTI_ATTACH_TYPE, type Link } from '../bpf/links.ts'
 import { ObjectSpec, type LoadedObject, type Setting } from '../bpf/object.ts'
 import type { BpfMap } from '../bpf/maps.ts'
 import { probeAttach, settleAttachProbes } from '../bpf/features.ts'
@@ -14,6 +14,14 @@ import { PerfBufferReader, RingBufferReader } from '../bpf/ringbuf.ts'
 import { uprobeKind } from '../holds.ts'
 import { capabilitiesForProgramType, explainPermissionDenied } from '../privileges.ts'
 import { catalogue, planAttach, type AttachSpec, type PlanOptions } from './catalogue.ts'
+
+export interface UprobeAttachOptions {
+  symbol: string
+  retprobe: boolean
+  pid?: number
+  /** Where in the function: its entry (the default) or each of its return instructions. */
+  at?: 'entry' | 'returns'
+}
 
 export const libraryDir = fileURLToPath(new URL('../../bpf/lib/', import.meta.url))
 
@@ -96,15 +104,24 @@ export class LibraryObject {
     return this.object.programs()
   }
 
-  /** A uprobe attached on demand (plugins' ctx.attach); it is listed in links() until detached. */
-  attachUprobe(program: string, binary: string, options: { symbol: string; retprobe: boolean; pid?: number }): { readonly id: number; detach(): void } {
-    const link = attachUprobe(this.object, program, binary, options)
-    this.#links.push(link)
+  /**
+   * A uprobe attached on demand (plugins' ctx.attach), at the function's entry or, `at: 'returns'`,
+   * at each of its return instructions (`returns` says how many; one link, or one classic uprobe
+   * each without uprobe_multi links, all detached together). Listed in links() until detached.
+   */
+  attachUprobe(program: string, binary: string, options: UprobeAttachOptions): { readonly id: number; readonly returns?: number; detach(): void } {
+    const { links, returns } = options.at === 'returns'
+      ? attachUprobeReturns(this.object, program, binary, { symbol: options.symbol, pid: options.pid })
+      : { links: [attachUprobe(this.object, program, binary, options)], returns: undefined }
+    this.#links.push(...links)
     return {
-      id: link.id,
+      id: links[0]!.id,
+      returns,
       detach: () => {
-        link.detach()
-        this.#links.splice(this.#links.indexOf(link), 1)
+        for (const link of links) {
+          link.detach()
+          this.#links.splice(this.#links.indexOf(link), 1)
+        }
       },
     }
   }

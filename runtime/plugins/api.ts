@@ -95,10 +95,24 @@ export interface UprobeAttach {
   uprobe: {
     /** Absolute path of the executable or shared library (`/usr/lib/x86_64-linux-gnu/libssl.so.3`). */
     binary: string
-    /** The function's symbol in the binary's ELF symbol table (`SSL_write`). */
+    /**
+     * The function's symbol in the binary's ELF symbol table (`SSL_write`), or, in a Go binary
+     * whose symbol table was stripped, in Go's function table `.gopclntab` (`crypto/tls.(*Conn).Write`).
+     */
     symbol: string
-    /** Attach at the function's return (a `uretprobe` program). */
+    /** Attach at the function's return (a `uretprobe` program). Not for Go functions: see `at`. */
     retprobe?: boolean
+    /**
+     * Where a `uprobe` program runs: at the function's entry (`'entry'`, the default), or at each of
+     * its return instructions (`'returns'`, found by decoding the function; x86-64 only, else
+     * `EINVAL`), where the return value is in the registers (`PT_REGS_RC`, Go's first result in
+     * RAX) but the arguments may be gone: save them at the entry, keyed by thread (Go: by
+     * goroutine). This is how to see a Go function return: a uretprobe replaces the return
+     * address on the stack, and Go moves goroutine stacks, which then crashes the program. All the
+     * return instructions are one hold: one uprobe_multi link, or, on kernels without them, one
+     * classic uprobe each, the hold's `id` being the first's.
+     */
+    at?: 'entry' | 'returns'
     /** Only this process's calls; every process that runs the binary when omitted. */
     pid?: number
   }
@@ -177,12 +191,13 @@ export interface PluginContext<C> {
   /**
    * Attaches a uprobe program of one of the plugin's objects at run time, and holds the link
    * until `detach()` or the end of this version. Holders of the same target (object, program,
-   * file, symbol, retprobe, pid) share one kernel link, counted across plugins and versions; the
-   * last hold detaches it. The file is known by its device and inode, so two paths of one file
+   * file, symbol, retprobe, at, pid) share one kernel link, counted across plugins and versions;
+   * the last hold detaches it. The file is known by its device and inode, so two paths of one file
    * share. Rejects with `code` (also the message's first word): `ENOENT` (no such binary or
    * program), `ENOSYMBOL` (the binary has no such function symbol), `EACCES` (not one of the
    * plugin's objects), `EINVAL` (not a uprobe program, retprobe not matching its section, a
-   * relative path), or the kernel's errno name.
+   * relative path, `at: 'returns'` with a uretprobe program, on a function whose return
+   * instructions cannot be found or on a binary that is not x86-64), or the kernel's errno name.
    */
   attach(request: UprobeAttach): Promise<PluginLink>
   /**

@@ -663,16 +663,17 @@ export class PluginHost {
 
   /** ctx.attach from the isolate: every field is checked here, whatever the bootstrap checked. */
   private attach(grant: Grant, request: unknown): { id: number; link: number } {
-    const r = request as { program?: unknown; uprobe?: { binary?: unknown; symbol?: unknown; retprobe?: unknown; pid?: unknown } } | null
+    const r = request as { program?: unknown; uprobe?: { binary?: unknown; symbol?: unknown; retprobe?: unknown; at?: unknown; pid?: unknown } } | null
     const u = r?.uprobe
     if (r === null || typeof r !== 'object' || typeof r.program !== 'string' || u === null || typeof u !== 'object' ||
       typeof u.binary !== 'string' || typeof u.symbol !== 'string' || u.symbol === '' ||
       (u.retprobe !== undefined && typeof u.retprobe !== 'boolean') ||
+      (u.at !== undefined && u.at !== 'entry' && u.at !== 'returns') ||
       (u.pid !== undefined && (typeof u.pid !== 'number' || !Number.isInteger(u.pid) || u.pid <= 0))) {
-      throw new PluginApiError('EINVAL', "ctx.attach: give { program: '<object>:<program>', uprobe: { binary: '/absolute/path', symbol: 'name', retprobe?: boolean, pid?: number } }")
+      throw new PluginApiError('EINVAL', "ctx.attach: give { program: '<object>:<program>', uprobe: { binary: '/absolute/path', symbol: 'name', retprobe?: boolean, at?: 'entry' | 'returns', pid?: number } }")
     }
     this.checkObject(grant, r.program, `ctx.attach('${r.program}')`)
-    const hold = this.env.bus.attachUprobe(r.program, { binary: u.binary, symbol: u.symbol, retprobe: u.retprobe === true, pid: u.pid as number | undefined })
+    const hold = this.env.bus.attachUprobe(r.program, { binary: u.binary, symbol: u.symbol, retprobe: u.retprobe === true, at: u.at ?? 'entry', pid: u.pid as number | undefined })
     const link = grant.nextLink++
     grant.links.set(link, hold.release)
     return { id: hold.id, link }

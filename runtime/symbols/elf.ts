@@ -4,9 +4,11 @@
  *
  * Only the headers and the symbol and string tables are read, each with one positioned read, so a
  * large binary (Node's own, 120 MB) costs its tables, not its size. ELF32 and ELF64 of either byte
- * order are read.
+ * order are read. A Go binary whose symbol tables were stripped is searched through Go's own
+ * function table (runtime/symbols/gopclntab.ts).
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
+import { GoFunctionTable } from './gopclntab.ts'
 
 /** An ELF file could not be read, or has no such function: `code` says which. */
 export class ElfError extends Error {
@@ -28,6 +30,8 @@ export interface FunctionSymbol {
   binding: 'local' | 'global' | 'weak'
   /** Where the function's code sits in the file: what a uprobe attaches to. */
   fileOffset: number
+  /** The table it was found in; a Go function's size from .gopclntab runs to the next function's entry. */
+  table: '.dynsym' | '.symtab' | '.gopclntab'
 }
 
 interface Segment {
@@ -39,6 +43,7 @@ interface Segment {
 interface Section {
   name: number
   type: number
+  address: bigint
   offset: bigint
   size: bigint
   link: number
@@ -57,7 +62,8 @@ const SHN_UNDEF = 0
  * The file offset of function `name` in the ELF file at `path`, as libbpf's elf_find_func_offset
  * finds it for a classic uprobe: the defined STT_FUNC symbol named `name` (or `name@VERSION`, and a
  * `name@@VERSION` given in full), from .dynsym, else .symtab; a weak definition gives way to a
- * strong one. Throws an ElfError (`code` ENOSYMBOL when there is no such function).
+ * strong one. Else, in a Go binary, the function of Go's table (.gopclntab) of that name.
+ * Throws an ElfError (`code` ENOSYMBOL when there is no such function).
  * @example functionFileOffset('/usr/lib/x86_64-linux-gnu/libssl.so.3', 'SSL_write')  // 0x35980
  */
 export function functionFileOffset(path: string, name: string): number {
@@ -69,8 +75,13 @@ export function functionFileOffset(path: string, name: string): number {
   }
 }
 
+/** EM_X86_64 in e_machine. */
+export const MACHINE_X86_64 = 62
+
 export class ElfFile {
   readonly path: string
+  /** e_machine: the instruction set (MACHINE_X86_64, 183 for AArch64, …). */
+  readonly machine: number
   readonly #fd: number
   readonly #fileSize: bigint
   readonly #view: Reader
@@ -81,14 +92,15 @@ export class ElfFile {
     this.path = path
     this.#fd = fd
     this.#fileSize = BigInt(fstatSync(fd).size)
-    const ident = this.#read(0n, 16n, 'the ELF identification')
+    const ident = this.read(0n, 16n, 'the ELF identification')
     if (ident.readUInt32BE(0) !== 0x7f454c46) throw new ElfError('ENOEXEC', `${path} is not an ELF file (no ELF magic)`)
     const elfClass = ident[4], byteOrder = ident[5]
     if ((elfClass !== 1 && elfClass !== 2) || (byteOrder !== 1 && byteOrder !== 2)) {
       throw new ElfError('EINVAL', `${path} is an ELF file of an unknown class (${elfClass}) or byte order (${byteOrder})`)
     }
-    const header = this.#read(0n, elfClass === 2 ? 64n : 52n, 'the ELF header')
+    const header = this.read(0n, elfClass === 2 ? 64n : 52n, 'the ELF header')
     this.#view = new Reader(header, elfClass === 2, byteOrder === 1)
+    this.machine = this.#view.u16(18)
     this.#segments = this.#readSegments()
     this.#sections = this.#readSections()
   }
@@ -118,8 +130,25 @@ export class ElfFile {
       const found = this.#findIn(table, name)
       if (found !== undefined) return found
     }
-    const where = searched.length === 0 ? 'it has no symbol table (.dynsym or .symtab)' : `searched ${searched.join(' and ')}`
+    const go = GoFunctionTable.open(this)
+    if (go !== undefined) {
+      searched.push('.gopclntab')
+      const found = go.find(name)
+      if (found !== undefined) return { ...found, binding: 'global', fileOffset: this.fileOffset(found.address), table: '.gopclntab' }
+    }
+    const where = this.#sections.length === 0
+      ? 'it has no section headers, so neither its symbol tables nor Go\'s function table (.gopclntab) can be found; give the file offset instead'
+      : searched.length === 0 ? 'it has no symbol table (.dynsym or .symtab) and is no Go binary (no .gopclntab)' : `searched ${searched.length === 1 ? searched[0] : `${searched.slice(0, -1).join(', ')} and ${searched.at(-1)}`}`
     throw new ElfError('ENOSYMBOL', `${this.path} has no function symbol ${name} (${where})`)
+  }
+
+  /** The section named `name` (the first of that name), or undefined. */
+  section(name: string): { address: bigint; offset: bigint; size: bigint } | undefined {
+    const names = this.#sectionNames()
+    if (names === undefined) return undefined
+    const wanted = Buffer.from(`${name}\0`)
+    const found = this.#sections.find((s) => s.name + wanted.byteLength <= names.byteLength && names.compare(wanted, 0, wanted.byteLength, s.name, s.name + wanted.byteLength) === 0)
+    return found === undefined ? undefined : { address: found.address, offset: found.offset, size: found.size }
   }
 
   /** The file offset of a virtual address: through the PT_LOAD segment that maps it, as the kernel maps the file. */
@@ -129,14 +158,28 @@ export class ElfFile {
     return Number(address - segment.address + segment.fileOffset)
   }
 
+  #sectionNameTable: Buffer | undefined
+
+  /** The section-name string table (e_shstrndx), read once. */
+  #sectionNames(): Buffer | undefined {
+    if (this.#sectionNameTable !== undefined || this.#sections.length === 0) return this.#sectionNameTable
+    let index = this.#view.u16(this.#view.wide ? 62 : 50)
+    // SHN_XINDEX: the index did not fit, it is in the first section header's link
+    if (index === 0xffff) index = this.#sections[0]!.link
+    const table = this.#sections[index]
+    if (table === undefined) throw new ElfError('EINVAL', `${this.path}: the section names are in section ${index}, which does not exist`)
+    this.#sectionNameTable = this.read(table.offset, table.size, 'the section names')
+    return this.#sectionNameTable
+  }
+
   #findIn(table: Section, name: string): FunctionSymbol | undefined {
     const strings = this.#sections[table.link]
     if (strings === undefined) throw new ElfError('EINVAL', `${this.path}: a symbol table links to section ${table.link}, which does not exist`)
     const wide = this.#view.wide
     const entrySize = wide ? 24n : 16n
     if (table.entrySize !== entrySize) throw new ElfError('EINVAL', `${this.path}: symbol entries of ${table.entrySize} bytes, expected ${entrySize}`)
-    const symbols = this.#read(table.offset, table.size, 'a symbol table')
-    const names = this.#read(strings.offset, strings.size, 'a string table')
+    const symbols = this.read(table.offset, table.size, 'a symbol table')
+    const names = this.read(strings.offset, strings.size, 'a string table')
     const reader = new Reader(symbols, wide, this.#view.little)
     const wanted = Buffer.from(name)
     // `name@@VERSION` names one version; a bare name also matches its versioned spellings
@@ -168,6 +211,7 @@ export class ElfFile {
           size: wide ? reader.u64(at + 16) : BigInt(reader.u32(at + 8)),
           binding: bind === STB_LOCAL ? 'local' : strong ? 'global' : 'weak',
           fileOffset: this.fileOffset(address),
+          table: table.type === SHT_DYNSYM ? '.dynsym' : '.symtab',
         },
       }
     }
@@ -180,7 +224,7 @@ export class ElfFile {
     const entrySize = h.u16(h.wide ? 54 : 42)
     const count = h.u16(h.wide ? 56 : 44)
     if (count === 0) return []
-    const table = new Reader(this.#read(offset, BigInt(entrySize * count), 'the program headers'), h.wide, h.little)
+    const table = new Reader(this.read(offset, BigInt(entrySize * count), 'the program headers'), h.wide, h.little)
     const segments: Segment[] = []
     for (let i = 0, at = 0; i < count; i++, at += entrySize) {
       if (table.u32(at) !== PT_LOAD) continue
@@ -198,16 +242,16 @@ export class ElfFile {
     let count = h.u16(h.wide ? 60 : 48)
     if (offset === 0n) return []
     const section = (table: Reader, at: number): Section => (h.wide
-      ? { name: table.u32(at), type: table.u32(at + 4), offset: table.u64(at + 24), size: table.u64(at + 32), link: table.u32(at + 40), entrySize: table.u64(at + 56) }
-      : { name: table.u32(at), type: table.u32(at + 4), offset: BigInt(table.u32(at + 16)), size: BigInt(table.u32(at + 20)), link: table.u32(at + 24), entrySize: BigInt(table.u32(at + 36)) })
+      ? { name: table.u32(at), type: table.u32(at + 4), address: table.u64(at + 16), offset: table.u64(at + 24), size: table.u64(at + 32), link: table.u32(at + 40), entrySize: table.u64(at + 56) }
+      : { name: table.u32(at), type: table.u32(at + 4), address: BigInt(table.u32(at + 12)), offset: BigInt(table.u32(at + 16)), size: BigInt(table.u32(at + 20)), link: table.u32(at + 24), entrySize: BigInt(table.u32(at + 36)) })
     // more than 0xff00 sections: the count is in the first section header's size
-    if (count === 0) count = Number(section(new Reader(this.#read(offset, BigInt(entrySize), 'the section headers'), h.wide, h.little), 0).size)
-    const table = new Reader(this.#read(offset, BigInt(entrySize * count), 'the section headers'), h.wide, h.little)
+    if (count === 0) count = Number(section(new Reader(this.read(offset, BigInt(entrySize), 'the section headers'), h.wide, h.little), 0).size)
+    const table = new Reader(this.read(offset, BigInt(entrySize * count), 'the section headers'), h.wide, h.little)
     return Array.from({ length: count }, (_, i) => section(table, i * entrySize))
   }
 
-  /** `length` bytes at `offset`, all of them or an error naming what was cut short. */
-  #read(offset: bigint, length: bigint, what: string): Buffer {
+  /** `length` bytes at `offset`, all of them or an error naming `what` was cut short. */
+  read(offset: bigint, length: bigint, what: string): Buffer {
     if (offset + length > this.#fileSize) throw new ElfError(offset === 0n ? 'ENOEXEC' : 'EINVAL', `${this.path}: ${what} (${length} bytes at ${offset}) ends past the end of the file (${this.#fileSize} bytes)${offset === 0n ? '; it is not an ELF file' : ''}`)
     const buffer = Buffer.allocUnsafe(Number(length))
     let done = 0
