@@ -252,6 +252,14 @@ export class HpackDecoder {
     if (size > this.limit) this.limit = size
   }
 
+  /** The connection starts here after all: the table is empty and its maximum the protocol's default. */
+  reset(): void {
+    this.unsync()
+    this.maxSize = this.limit = DEFAULT_TABLE_SIZE
+    this.maxSizeKnown = true
+    this.complete = true
+  }
+
   /**
    * The table is no longer known (the decoder starts mid-connection, or missed header blocks):
    * forget it; references past the entries added from now on resolve to undefined.
