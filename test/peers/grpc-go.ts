@@ -80,6 +80,8 @@ export interface GrpcGoLoad {
   callsPerSecond: number
   p50Ms: number
   p99Ms: number
+  /** The load client's CPU (user + system): tracing's kernel side runs in its syscalls. */
+  cpuSeconds: number
 }
 
 export interface GrpcGoServer {
@@ -240,9 +242,18 @@ export async function runGrpcGoClient(server: GrpcGoServer, scenario: GrpcGoScen
 }
 
 /** Unary SayHello load from `concurrency` goroutines over `connections` connections for `durationMs`. */
-export async function runGrpcGoLoad(server: GrpcGoServer, options: { connections: number; concurrency: number; durationMs: number }): Promise<GrpcGoLoad> {
+export async function runGrpcGoLoad(server: GrpcGoServer, options: {
+  connections: number
+  concurrency: number
+  durationMs: number
+  /** Runs it on these CPUs only (taskset's list, e.g. '0'); default: wherever the scheduler puts it. */
+  cpus?: string
+}): Promise<GrpcGoLoad> {
   const args = [...clientArgs(server, 'load'), '-connections', String(options.connections), '-concurrency', String(options.concurrency), '-duration', `${options.durationMs}ms`]
-  const run = await runPeer(server.binary, args, options.durationMs + 60_000)
+  // taskset execs the binary: the pid stays the load client's
+  const run = options.cpus === undefined
+    ? await runPeer(server.binary, args, options.durationMs + 60_000)
+    : await runPeer('taskset', ['-c', options.cpus, server.binary, ...args], options.durationMs + 60_000)
   if (run.code !== 0) throw new Error(`the Go gRPC load client exited with ${run.code}:\n${run.stderr.slice(-3000)}\n${server.output()}`)
   return { pid: run.pid, ...(JSON.parse(run.stdout) as Omit<GrpcGoLoad, 'pid'>) }
 }

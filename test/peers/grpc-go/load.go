@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc/examples/helloworld/helloworld"
@@ -22,6 +23,9 @@ type loadResult struct {
 	P99Ms          float64 `json:"p99Ms"`
 	Connections    int     `json:"connections"`
 	Concurrency    int     `json:"concurrency"`
+	// The load client's own CPU (user + system) over the whole run: the kernel side of tracing
+	// (socket hooks, uprobes) runs in its syscalls.
+	CPUSeconds float64 `json:"cpuSeconds"`
 }
 
 // runLoad calls SayHello from `concurrency` goroutines over `connections` connections for
@@ -81,8 +85,13 @@ func runLoad(target, ca string, connections, concurrency int, duration time.Dura
 	percentile := func(p float64) float64 {
 		return float64(all[min(len(all)-1, int(p*float64(len(all))))]) / float64(time.Millisecond)
 	}
+	var usage syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
+		return fmt.Errorf("load: getrusage: %w", err)
+	}
+	cpu := time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
 	return json.NewEncoder(os.Stdout).Encode(loadResult{
 		Calls: len(all), Seconds: elapsed.Seconds(), CallsPerSecond: float64(len(all)) / elapsed.Seconds(),
-		P50Ms: percentile(0.50), P99Ms: percentile(0.99), Connections: connections, Concurrency: concurrency,
+		P50Ms: percentile(0.50), P99Ms: percentile(0.99), Connections: connections, Concurrency: concurrency, CPUSeconds: cpu.Seconds(),
 	})
 }
