@@ -129,8 +129,10 @@ export interface Nginx {
   readonly baseUrl?: string
   /** `https://127.0.0.1:<tlsPort>` (with `tls`). */
   readonly tlsUrl?: string
-  /** With `http2`: `https://127.0.0.1:<port>`, HTTP/2 over TLS, and `http://127.0.0.1:<port>`, h2c with prior knowledge. */
+  /** With `http2`: the port and URL of HTTP/2 over TLS (`https://127.0.0.1:<h2Port>`), and of h2c with prior knowledge (`http://127.0.0.1:<h2cPort>`). */
+  readonly h2Port?: number
   readonly h2Url?: string
+  readonly h2cPort?: number
   readonly h2cUrl?: string
   /** The master process. */
   readonly pid: number
@@ -475,7 +477,9 @@ async function startOne(options: NginxOptions, backend: Nginx | undefined): Prom
     tlsPort,
     baseUrl,
     tlsUrl,
+    h2Port: layout.h2Port,
     h2Url,
+    h2cPort: layout.h2cPort,
     h2cUrl,
     pid,
     certPath: layout.certPath,
