@@ -760,6 +760,41 @@ static __always_inline __u32 be16_at(const __u8 *p)
 }
 
 /*
+ * Whether a record starts with a whole HTTP/2 frame of a kind a connection in use sends: a 9-byte
+ * header (24-bit length, type, flags, reserved bit clear, 31-bit stream) whose frame fits in the
+ * record, with only the flags its type defines, on the stream its type belongs to (SETTINGS,
+ * PING, GOAWAY on stream 0 with their lengths; HEADERS, DATA, RST_STREAM on a stream).
+ * PRIORITY, PUSH_PROMISE and CONTINUATION, rare or never first, are left out to stay strict.
+ * A record of exactly a frame's header counts too: Go's HTTP/2 server reads each header, then
+ * its payload, in calls of their own.
+ */
+static __always_inline bool is_http2_frame(const __u8 *head, __u32 n, __u32 bytes)
+{
+	__u32 length = (__u32)head[0] << 16 | (__u32)head[1] << 8 | head[2], stream = be32_at(head + 5);
+	__u8 type = head[3], flags = head[4];
+
+	if (n < 9 || (stream & 0x80000000) || (length + 9 > bytes && !(bytes == 9 && length > 0)))
+		return false;
+	switch (type) {
+	/* DATA: END_STREAM, PADDED */
+	case 0: return stream != 0 && !(flags & ~0x09);
+	/* HEADERS: END_STREAM, END_HEADERS, PADDED, PRIORITY */
+	case 1: return stream != 0 && length > 0 && !(flags & ~0x2d);
+	/* RST_STREAM: an error code */
+	case 3: return stream != 0 && length == 4 && flags == 0;
+	/* SETTINGS: 6 bytes a setting, at most the 7 RFC 9113 defines plus a few; an ACK is empty */
+	case 4: return stream == 0 && (flags == 0 ? length % 6 == 0 && length <= 6 * 16 : flags == 1 && length == 0);
+	/* PING: 8 bytes of opaque data, ACK */
+	case 6: return stream == 0 && length == 8 && !(flags & ~0x01);
+	/* GOAWAY: last stream and error code, then debug data */
+	case 7: return stream == 0 && length >= 8 && flags == 0;
+	/* WINDOW_UPDATE: a non-zero 31-bit increment */
+	case 8: return n >= 13 && length == 4 && flags == 0 && !(head[9] & 0x80) && be32_at(head + 9) != 0;
+	}
+	return false;
+}
+
+/*
  * The protocol the first bytes of a connection speak; PROTOCOL_UNKNOWN when undecided. A
  * connection found by the start-up scan (preexisting) is seen mid-stream, where some protocols
  * are recognised from a whole message; a new one only from how it starts, so no other length-
@@ -826,6 +861,9 @@ __noinline __u8 classify(struct payload_buffer *buffer, __u32 n, __u32 bytes, __
 		if (client_id <= 255 || client_id == 0xffff)
 			return PROTOCOL_KAFKA;
 	}
+	/* HTTP/2 mid-stream: a connection in use has long sent its preface */
+	if (preexisting && is_http2_frame(head, n, bytes))
+		return PROTOCOL_HTTP2;
 	return PROTOCOL_UNKNOWN;
 }
 
@@ -1730,6 +1768,160 @@ int ssl_read_ex_ret(struct pt_regs *ctx)
 	return ssl_exit(PT_REGS_RC(ctx));
 }
 
+/*
+ * Go's crypto/tls, which does not use OpenSSL: uprobes on (*Conn).Write and (*Conn).Read at their
+ * entry and at every return instruction (never uretprobes: a uretprobe rewrites the return address
+ * on the goroutine's stack, which Go moves when it grows). Go's register ABI (amd64, Go 1.17 and
+ * later): the receiver in RAX, the []byte's pointer and length in RBX and RCX, the result n in RAX
+ * at the return, and the running goroutine (g) in R14 throughout.
+ */
+#define GO_RECEIVER(ctx) ((ctx)->ax)
+#define GO_BUFFER(ctx) ((ctx)->bx)
+#define GO_RESULT(ctx) ((long)(ctx)->ax)
+#define GO_GOROUTINE(ctx) ((ctx)->r14)
+
+/*
+ * From a *tls.Conn to its socket's fd. These layouts have not changed since internal/poll came
+ * in Go 1.9; the offsets and hashes below were read by reflection in binaries of Go 1.17, 1.18,
+ * 1.19, 1.23 and 1.26 (test/bpf/sockdata-go-tls.test.ts checks the Go installed):
+ * - tls.Conn's first field is `conn net.Conn`, an interface: (itab, data) (since Go 1.0);
+ * - data is a *net.TCPConn, struct { conn }, and net.conn is struct { fd *netFD }: its first word;
+ * - netFD's first field is `pfd poll.FD`, whose fdMutex (uint64 + 2 uint32) is followed by Sysfd.
+ */
+#define GO_TLS_CONN_DATA 8
+#define GO_TCP_CONN_NETFD 0
+#define GO_NETFD_SYSFD 16
+/*
+ * The conn interface must hold a *net.TCPConn, or the words read are some other type's: its itab's
+ * Hash (abi.ITab: Inter, Type, then Hash) is the compiler's hash of the type's name "*net.TCPConn":
+ * the first 4 bytes (little-endian) of SHA-256 with byte 0 flipped since Go 1.24, of SHA-256 with
+ * every byte flipped in Go 1.19 to 1.23, of MD5 in Go 1.17 and 1.18.
+ */
+#define GO_ITAB_HASH 16
+#define GO_TCP_CONN_HASH 0x43fdf3b9
+#define GO_TCP_CONN_HASH_GO1_19 0xbc020cb9
+#define GO_TCP_CONN_HASH_GO1_17 0xb954d952
+
+/* a goroutine's call: goroutines block in Read and resume on another thread */
+struct go_tls_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 goroutine;
+};
+
+/* a (*Conn).Write or Read between its entry and a return */
+struct go_tls_call {
+	__u64 start_ns;
+	__u64 conn;
+	__u64 buf;
+	__u8 direction;
+	__u8 pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct go_tls_key);
+	__type(value, struct go_tls_call);
+} go_tls_calls SEC(".maps");
+
+static __always_inline int go_tls_enter(struct pt_regs *ctx, __u8 direction)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_tls_key key = { .tgid = id >> 32, .goroutine = GO_GOROUTINE(ctx) };
+	struct go_tls_call call = { .conn = GO_RECEIVER(ctx), .buf = GO_BUFFER(ctx), .direction = direction };
+
+	if (is_self(key.tgid))
+		return 0;
+	call.start_ns = bpf_ktime_get_boot_ns();
+	bpf_map_update_elem(&go_tls_calls, &key, &call, BPF_ANY);
+	return 0;
+}
+
+/* the fd of a *tls.Conn's socket; -1 when its net.Conn is not a *net.TCPConn or cannot be read */
+static __always_inline int go_conn_fd(__u64 tls_conn)
+{
+	__u64 itab = 0, tcp_conn = 0, net_fd = 0;
+	__s64 sysfd = -1;
+	__u32 hash = 0;
+
+	if (bpf_probe_read_user(&itab, sizeof(itab), (void *)tls_conn) ||
+	    bpf_probe_read_user(&hash, sizeof(hash), (void *)(itab + GO_ITAB_HASH)) ||
+	    (hash != GO_TCP_CONN_HASH && hash != GO_TCP_CONN_HASH_GO1_19 && hash != GO_TCP_CONN_HASH_GO1_17) ||
+	    bpf_probe_read_user(&tcp_conn, sizeof(tcp_conn), (void *)(tls_conn + GO_TLS_CONN_DATA)) ||
+	    bpf_probe_read_user(&net_fd, sizeof(net_fd), (void *)(tcp_conn + GO_TCP_CONN_NETFD)) ||
+	    bpf_probe_read_user(&sysfd, sizeof(sysfd), (void *)(net_fd + GO_NETFD_SYSFD)))
+		return -1;
+	return sysfd >= 0 && sysfd < 0x7fffffff ? sysfd : -1;
+}
+
+/* a return of (*Conn).Write or Read: the plaintext it moved, on its socket's connection */
+static __always_inline int go_tls_exit(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_tls_key key = { .tgid = id >> 32, .goroutine = GO_GOROUTINE(ctx) };
+	struct go_tls_call *active = bpf_map_lookup_elem(&go_tls_calls, &key);
+	long n = GO_RESULT(ctx);
+	struct go_tls_call call;
+	struct capture c = {};
+	struct conn_info *conn;
+	int fd;
+
+	if (!active)
+		return 0;
+	call = *active;
+	bpf_map_delete_elem(&go_tls_calls, &key);
+	if (n <= 0)
+		return 0;
+	fd = go_conn_fd(call.conn);
+	if (fd < 0)
+		return 0;
+	conn = conn_for_fd(key.tgid, fd);
+	if (!conn)
+		return 0;
+	if (!conn->tls)
+		start_tls(conn);
+	if (conn->excluded || conn->protocol == PROTOCOL_OTHER)
+		return 0;
+	c.start_ns = call.start_ns;
+	c.source = call.buf;
+	c.bytes = n;
+	c.tgid = key.tgid;
+	c.fd = fd;
+	c.direction = call.direction;
+	c.flags = SOCK_FLAG_TLS;
+	emit_data(&c, conn);
+	return 0;
+}
+
+/* func (c *Conn) Write(b []byte) (int, error), at its entry */
+SEC("uprobe")
+int go_tls_write(struct pt_regs *ctx)
+{
+	return go_tls_enter(ctx, DIRECTION_EGRESS);
+}
+
+/* at each return instruction of (*Conn).Write */
+SEC("uprobe")
+int go_tls_write_ret(struct pt_regs *ctx)
+{
+	return go_tls_exit(ctx);
+}
+
+/* func (c *Conn) Read(b []byte) (int, error), at its entry */
+SEC("uprobe")
+int go_tls_read(struct pt_regs *ctx)
+{
+	return go_tls_enter(ctx, DIRECTION_INGRESS);
+}
+
+/* at each return instruction of (*Conn).Read */
+SEC("uprobe")
+int go_tls_read_ret(struct pt_regs *ctx)
+{
+	return go_tls_exit(ctx);
+}
+
 /* whether a file's name starts with "libssl" */
 static __always_inline bool is_libssl(struct file *file)
 {
@@ -1936,6 +2128,31 @@ int mapped_libraries(struct bpf_iter__task_vma *ctx)
 		return 0;
 	path = bpf_map_lookup_elem(&path_buffer, &zero);
 	if (!path || bpf_d_path((struct path *)&file->f_path, path, SOCK_LIBRARY_PATH_LEN) < 0)
+		return 0;
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%u %s\n", task->tgid, path);
+	return 0;
+}
+
+/*
+ * "<pid> <path>\n" for each process and the executable it runs, from the global root: Periscope
+ * finds the Go binaries already running without reading /proc/<pid>/exe, which other users'
+ * processes would need CAP_SYS_PTRACE for. Thread-group leaders only; Periscope itself left out.
+ */
+SEC("iter/task")
+int executables(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct file *exe;
+	__u32 zero = 0;
+	char *path;
+
+	if (!task || task->pid != task->tgid || !task->mm || is_self(task->tgid))
+		return 0;
+	exe = task->mm->exe_file;
+	if (!exe)
+		return 0;
+	path = bpf_map_lookup_elem(&path_buffer, &zero);
+	if (!path || bpf_d_path((struct path *)&exe->f_path, path, SOCK_LIBRARY_PATH_LEN) < 0)
 		return 0;
 	BPF_SEQ_PRINTF(ctx->meta->seq, "%u %s\n", task->tgid, path);
 	return 0;

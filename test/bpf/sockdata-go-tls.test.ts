@@ -1,0 +1,329 @@
+/**
+ * The sockdata object's Go crypto/tls uprobes on the real kernel, with a Go HTTPS server and
+ * client from the standard library (test/bpf/fixtures/go-tls/): the plaintext of
+ * (*Conn).Write/Read comes out flagged TLS on the socket's connection, classified by its first
+ * bytes (HTTP/1.1, or HTTP/2 from the preface), and no ciphertext leaves the kernel. Also the
+ * mid-stream HTTP/2 rule for connections found by the start-up scan, and the `executables`
+ * iterator. Go's ingress reads return at most one TLS record (16 KiB), so with a 16 KiB capture
+ * each end's ingress is its whole stream, and every egress record is checked against the
+ * other end's ingress.
+ */
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, realpathSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, beforeEach, test } from 'node:test'
+import { decodeSockEvent } from '../../bpf/lib/sockdata.types.ts'
+import { forEachRecord } from '../../runtime/bpf/batch.ts'
+import { attachUprobe, type Link } from '../../runtime/bpf/links.ts'
+import { functionFileOffset } from '../../runtime/symbols/elf.ts'
+import {
+  FRAME_HEADERS, PREFACE, buildGoFixture, dataByStream, http2Frames, killGoProcesses, makeCertificate, requestBody,
+  startGoClient, startGoServer, type GoFixture,
+} from './go-tls-fixture.ts'
+import { waitFor } from './kernel.ts'
+import {
+  CLOSE, Capture, DATA, EGRESS, FLAG_PREEXISTING, FLAG_TLS, FLAG_TRUNCATED, HTTP, HTTP2, INGRESS, OPEN, type Rec, exchange, killPeers, recv, send, startClient, startServer, toRec,
+} from './sockdata-peers.ts'
+
+const CAPTURE_BYTES = 16384
+/** request (and echoed response) bodies: small ones, one over a TLS record, on one keep-alive connection */
+const SIZES = [11, 300, 20_000, 5]
+/** h2c: plaintext reads of a whole 20,000-byte DATA frame would be cut at the capture size */
+const H2C_SIZES = [11, 300, 5000, 5]
+
+let capture: Capture
+let fixture: GoFixture
+let certificate: { cert: string; key: string }
+const work = mkdtempSync(join(tmpdir(), 'periscope-go-tls-'))
+
+before(async () => {
+  fixture = buildGoFixture()
+  certificate = makeCertificate(work)
+  capture = await Capture.open()
+})
+beforeEach(() => capture.reset())
+after(async () => {
+  killGoProcesses()
+  killPeers()
+  await capture?.close()
+  rmSync(work, { recursive: true, force: true })
+})
+
+/** File offsets of a function's return instructions, from `go tool objdump`. */
+function returnOffsets(binary: string, symbol: string): number[] {
+  const pattern = `^${symbol.replace(/[.*()]/g, (c) => `\\${c}`)}$`
+  const lines = execFileSync('go', ['tool', 'objdump', '-s', pattern, binary], { encoding: 'utf8' }).split('\n')
+  const addresses = lines.map((line) => /^\s+\S+:\d+\s+0x([0-9a-f]+)\s+\S+\s+(\S+)/.exec(line)).filter((m) => m !== null)
+  const start = Number.parseInt(addresses[0]![1]!, 16)
+  const entry = functionFileOffset(binary, symbol)
+  return addresses.filter((m) => m[2] === 'RET').map((m) => entry + Number.parseInt(m[1]!, 16) - start)
+}
+
+/** The four Go TLS programs on a binary: entries by symbol, returns at each RET. */
+function attachGoTls(binary: string): Link[] {
+  const links: Link[] = []
+  for (const [program, symbol] of [['go_tls_write', 'crypto/tls.(*Conn).Write'], ['go_tls_read', 'crypto/tls.(*Conn).Read']] as const) {
+    links.push(attachUprobe(capture.library.object, program, binary, { symbol }))
+    for (const offset of returnOffsets(binary, symbol)) links.push(attachUprobe(capture.library.object, `${program}_ret`, binary, { offset }))
+  }
+  return links
+}
+
+/** Data records of a process in one direction on one ring, in order. */
+const flow = (records: Rec[], stream: string, direction: number) => records.filter((r) => r.stream === stream && r.kind === DATA && r.direction === direction)
+
+/**
+ * One direction of a connection as one process read it: contiguous records, none truncated,
+ * starting at `from`; returns its bytes.
+ */
+function ingressStream(records: Rec[], from = 0): Buffer {
+  let position = from
+  for (const r of records) {
+    assert.equal(r.position, position, `ingress record at ${r.position}, expected ${position}`)
+    assert.equal(r.flags & FLAG_TRUNCATED, 0, 'an ingress record was truncated')
+    assert.equal(r.captured, r.bytes)
+    position += r.bytes
+  }
+  return Buffer.concat(records.map((r) => r.data))
+}
+
+/**
+ * One direction as the sending process wrote it, against the stream the other end read (which
+ * starts at `peerFrom` of it): contiguous from `from`, each record's captured bytes exactly
+ * the stream's there, truncated at the capture size and flagged so.
+ */
+function assertEgress(records: Rec[], peerStream: Buffer, from: number, peerFrom = 0): void {
+  let position = from
+  for (const r of records) {
+    assert.equal(r.position, position, `egress record at ${r.position}, expected ${position}`)
+    assert.equal(r.captured, Math.min(r.bytes, CAPTURE_BYTES))
+    assert.equal(r.flags & FLAG_TRUNCATED, r.captured < r.bytes ? FLAG_TRUNCATED : 0)
+    assert.ok(r.data.equals(peerStream.subarray(r.position - peerFrom, r.position - peerFrom + r.captured)), `egress record at ${r.position} differs from what the other end read`)
+    position += r.bytes
+  }
+  assert.equal(position - peerFrom, peerStream.length, 'the egress records add up to what the other end read')
+}
+
+/** HTTP/1.1 messages of a stream: each head and its Content-Length body. */
+function http1Messages(stream: Buffer): { head: string; body: Buffer }[] {
+  const messages: { head: string; body: Buffer }[] = []
+  let at = 0
+  while (at < stream.length) {
+    const end = stream.indexOf('\r\n\r\n', at)
+    assert.ok(end > 0, `an HTTP/1.1 head at byte ${at}`)
+    const head = stream.subarray(at, end + 4).toString()
+    const length = Number(/\r\nContent-Length: (\d+)\r\n/.exec(head)?.[1])
+    messages.push({ head, body: stream.subarray(end + 4, end + 4 + length) })
+    at = end + 4 + length
+  }
+  return messages
+}
+
+/**
+ * Every record of the process is plaintext on `ring` (flagged `flags`) or its connection's open
+ * and close (a process that exits closes its sockets without close(2): no close record).
+ */
+function assertNoCiphertext(records: Rec[], ring: string, flags = FLAG_TLS): void {
+  assert.deepEqual(records.filter((r) => r.stream !== ring).map((r) => [r.stream, r.kind]).filter(([, kind]) => kind !== CLOSE), [['connections', OPEN]])
+  assert.deepEqual(new Set(records.filter((r) => r.stream === ring).map((r) => [r.kind, r.flags & ~FLAG_TRUNCATED].join())), new Set([`${DATA},${flags}`]))
+}
+
+test('the Go structures the kernel programs read: offsets and the *net.TCPConn type hash, by reflection', () => {
+  assert.deepEqual(execFileSync(fixture.plain, ['layout'], { encoding: 'utf8' }).trim().split('\n'), [
+    'tls.Conn.conn 0 net.Conn',
+    'net.TCPConn.conn 0 net.conn',
+    'net.conn.fd 0 *net.netFD',
+    'net.netFD.pfd 0 poll.FD',
+    'poll.FD.Sysfd 16 int',
+    // GO_TCP_CONN_HASH in bpf/lib/sockdata.bpf.c
+    'itab.Hash *net.TCPConn 0x43fdf3b9',
+  ])
+})
+
+test('executables lists each process once with the absolute path of its executable', async () => {
+  const server = (await startGoServer(fixture.plain, certificate)).server
+  try {
+    assert.equal(await capture.library.runIterator('executables', { pid: server.pid }), `${server.pid} ${realpathSync(fixture.plain)}\n`)
+    const everyone = (await capture.library.runIterator('executables')).trim().split('\n')
+    assert.ok(everyone.includes(`${server.pid} ${realpathSync(fixture.plain)}`))
+    // leaders only: one line per process, however many threads the Go runtime started
+    const pids = everyone.map((line) => line.slice(0, line.indexOf(' ')))
+    assert.equal(new Set(pids).size, pids.length)
+    // Periscope (this process) is left out
+    assert.ok(!pids.includes(String(process.pid)))
+  } finally {
+    server.stop()
+  }
+})
+
+test('HTTPS/1.1 in Go: the plaintext of crypto/tls on both ends, flagged TLS, no ciphertext', async () => {
+  capture.want(HTTP, { captureBytes: CAPTURE_BYTES })
+  const links = attachGoTls(fixture.plain)
+  const { server, port } = await startGoServer(fixture.plain, certificate)
+  try {
+    const client = await startGoClient(fixture.plain, port, certificate.cert, 'h1', SIZES)
+    client.resume()
+    assert.equal(await client.line('done'), 'done HTTP/1.1')
+    assert.equal(await client.exited(), 0, client.stderr)
+    await waitFor(() => capture.of(server.pid, 'connections').some((r) => r.kind === CLOSE), 'the server to close the connection', 30_000)
+
+    const clientRecords = capture.of(client.pid), serverRecords = capture.of(server.pid)
+    const requests = ingressStream(flow(serverRecords, 'http', INGRESS))
+    const responses = ingressStream(flow(clientRecords, 'http', INGRESS))
+    assertEgress(flow(clientRecords, 'http', EGRESS), requests, 0)
+    assertEgress(flow(serverRecords, 'http', EGRESS), responses, 0)
+    assert.deepEqual(http1Messages(requests).map((m) => [m.head.split('\r\n')[0], m.body.toString()]),
+      SIZES.map((size, i) => [`POST /echo/${i} HTTP/1.1`, requestBody(i, size).toString()]))
+    assert.deepEqual(http1Messages(responses).map((m) => [m.head, m.body.toString()]),
+      SIZES.map((size, i) => [`HTTP/1.1 200 OK\r\nContent-Length: ${size}\r\nContent-Type: application/octet-stream\r\n\r\n`, requestBody(i, size).toString()]))
+    // one keep-alive connection each end, the one its open record named
+    for (const records of [clientRecords, serverRecords]) {
+      const opened = records.find((r) => r.kind === OPEN)!
+      assert.deepEqual(new Set(records.map((r) => r.conn_id)), new Set([opened.conn_id]))
+      assertNoCiphertext(records, 'http')
+    }
+    // each call's start is its entry, before its end
+    assert.ok([...clientRecords, ...serverRecords].every((r) => r.start_ns > 0 && r.start_ns <= r.end_ns))
+  } finally {
+    for (const link of links) link.detach()
+    server.stop()
+  }
+})
+
+test('HTTP/2 over Go TLS (ALPN h2): the plaintext goes to the http2 ring from the client preface', async () => {
+  capture.want(HTTP2, { captureBytes: CAPTURE_BYTES })
+  const links = attachGoTls(fixture.plain)
+  const { server, port } = await startGoServer(fixture.plain, certificate)
+  try {
+    const client = await startGoClient(fixture.plain, port, certificate.cert, 'h2', SIZES)
+    client.resume()
+    assert.equal(await client.line('done'), 'done HTTP/2.0')
+    assert.equal(await client.exited(), 0, client.stderr)
+    await waitFor(() => capture.of(server.pid, 'connections').some((r) => r.kind === CLOSE), 'the server to close the connection', 30_000)
+
+    const clientRecords = capture.of(client.pid), serverRecords = capture.of(server.pid)
+    const toServer = ingressStream(flow(serverRecords, 'http2', INGRESS))
+    const toClient = ingressStream(flow(clientRecords, 'http2', INGRESS))
+    assert.ok(toServer.subarray(0, PREFACE.length).equals(Buffer.from(PREFACE)), 'the server read the preface first')
+    assertEgress(flow(clientRecords, 'http2', EGRESS), toServer, 0)
+    // the server may write its SETTINGS before it read the preface, which classifies the connection
+    const serverEgress = flow(serverRecords, 'http2', EGRESS)
+    assertEgress(serverEgress, toClient.subarray(serverEgress[0]!.position), serverEgress[0]!.position, serverEgress[0]!.position)
+    const requestFrames = http2Frames(toServer.subarray(PREFACE.length)), responseFrames = http2Frames(toClient)
+    const requestData = dataByStream(requestFrames), responseData = dataByStream(responseFrames)
+    assert.deepEqual(requestFrames.filter((f) => f.type === FRAME_HEADERS).map((f) => f.stream), SIZES.map((_, i) => 2 * i + 1))
+    for (const [i, size] of SIZES.entries()) {
+      assert.deepEqual(requestData.get(2 * i + 1)?.toString(), requestBody(i, size).toString(), `request ${i}`)
+      assert.deepEqual(responseData.get(2 * i + 1)?.toString(), requestBody(i, size).toString(), `response ${i}`)
+    }
+    for (const records of [clientRecords, serverRecords]) assertNoCiphertext(records, 'http2')
+  } finally {
+    for (const link of links) link.detach()
+    server.stop()
+  }
+})
+
+test('an h2c connection opened before the object is classified HTTP/2 mid-stream from a whole frame', async () => {
+  const { server, port } = await startGoServer(fixture.plain)
+  let late: Capture | undefined
+  try {
+    const client = await startGoClient(fixture.plain, port, '', 'h2c', H2C_SIZES)
+    client.resume()
+    await client.line('first done')
+    late = await Capture.open({ subscribe: false })
+    late.want(HTTP2, { captureBytes: CAPTURE_BYTES })
+    const seen: Rec[] = []
+    for (const stream of ['http2', 'connections']) {
+      late.library.subscribe(stream, (batch) => forEachRecord(batch, (view, offset, size) => seen.push(toRec(stream, decodeSockEvent(view, offset, size)))))
+    }
+    client.resume()
+    assert.equal(await client.line('done'), 'done HTTP/2.0')
+    assert.equal(await client.exited(), 0, client.stderr)
+    const mine = (pid: number) => seen.filter((r) => r.pid === pid)
+    await waitFor(() => mine(server.pid).some((r) => r.kind === CLOSE), 'the server to close the connection', 30_000)
+
+    // every record after the scan, from position 0 of each direction (the scan's), on both ends
+    const toServer = ingressStream(flow(mine(server.pid), 'http2', INGRESS))
+    const toClient = ingressStream(flow(mine(client.pid), 'http2', INGRESS))
+    assertEgress(flow(mine(client.pid), 'http2', EGRESS), toServer, 0)
+    assertEgress(flow(mine(server.pid), 'http2', EGRESS), toClient, 0)
+    const requestData = dataByStream(http2Frames(toServer)), responseData = dataByStream(http2Frames(toClient))
+    // request 0 went before the scan, on stream 1
+    assert.deepEqual([...requestData.keys()], [3, 5, 7])
+    for (const [i, size] of H2C_SIZES.entries()) {
+      if (i === 0) continue
+      assert.deepEqual(requestData.get(2 * i + 1)?.toString(), requestBody(i, size).toString(), `request ${i}`)
+      assert.deepEqual(responseData.get(2 * i + 1)?.toString(), requestBody(i, size).toString(), `response ${i}`)
+    }
+    assert.equal(http2Frames(toServer)[0]!.type, FRAME_HEADERS)
+    for (const pid of [client.pid, server.pid]) {
+      assert.deepEqual(new Set(mine(pid).map((r) => [r.stream, r.kind, r.flags].join())), new Set([`http2,${DATA},${FLAG_PREEXISTING}`, ...(pid === server.pid ? [`connections,${CLOSE},${FLAG_PREEXISTING}`] : [])]))
+    }
+  } finally {
+    await late?.close()
+    server.stop()
+  }
+})
+
+/** An HTTP/2 frame header and payload. */
+function frame(type: number, flags: number, stream: number, payload: Buffer, length = payload.length): Buffer {
+  const header = Buffer.alloc(9)
+  header.writeUIntBE(length, 0, 3)
+  header[3] = type
+  header[4] = flags
+  header.writeUInt32BE(stream, 5)
+  return Buffer.concat([header, payload])
+}
+
+const SETTINGS = frame(4, 0, 0, Buffer.from('000300000064000400010000', 'hex'))
+
+test('HTTP/2 mid-stream takes only a whole plausible frame, and only on a connection found by the start-up scan', async () => {
+  const cases: [string, Buffer, boolean][] = [
+    ['SETTINGS on stream 0', SETTINGS, true],
+    ['HEADERS on stream 3 with END_HEADERS, then DATA', Buffer.concat([frame(1, 4, 3, Buffer.from('82868441', 'hex')), frame(0, 1, 3, Buffer.from('hi'))]), true],
+    ['PING', frame(6, 0, 0, Buffer.alloc(8, 7)), true],
+    ['WINDOW_UPDATE', frame(8, 0, 0, Buffer.from('00010000', 'hex')), true],
+    ['a HEADERS frame\'s header alone, read before its payload', frame(1, 4, 3, Buffer.alloc(0), 20), true],
+    ['a frame header and part of its payload', frame(1, 4, 3, Buffer.from('82'), 20), false],
+    ['SETTINGS on stream 1', frame(4, 0, 1, Buffer.alloc(6)), false],
+    ['SETTINGS of 7 bytes', frame(4, 0, 0, Buffer.alloc(7)), false],
+    ['HEADERS on stream 0', frame(1, 4, 0, Buffer.from('82', 'hex')), false],
+    ['HEADERS with a flag HEADERS does not define', frame(1, 0x42, 5, Buffer.from('82', 'hex')), false],
+    ['DATA whose stream has the reserved bit', frame(0, 0, 0x80000003, Buffer.from('hi')), false],
+    ['a frame longer than the record', frame(0, 0, 3, Buffer.from('hi'), 100), false],
+    ['PING of 7 bytes', frame(6, 0, 0, Buffer.alloc(7)), false],
+    ['type 10', frame(10, 0, 0, Buffer.alloc(4)), false],
+    ['PRIORITY', frame(2, 0, 3, Buffer.alloc(5)), false],
+  ]
+  const pairs = await Promise.all(cases.map(async ([, bytes]) => {
+    const { server, port: listening } = startServer([['wait'], recv(bytes)])
+    const port = await listening
+    const { client } = await startClient(port, [['wait'], send(bytes)])
+    await Promise.all([server.line('waiting'), client.line('waiting')])
+    return { server, client }
+  }))
+  const late = await Capture.open({ subscribe: false })
+  try {
+    late.want(HTTP2)
+    const seen: Rec[] = []
+    late.library.subscribe('http2', (batch) => forEachRecord(batch, (view, offset, size) => seen.push(toRec('http2', decodeSockEvent(view, offset, size)))))
+    for (const { server, client } of pairs) {
+      server.resume()
+      client.resume()
+    }
+    await Promise.all(pairs.flatMap(({ server, client }) => [server.finished(), client.finished()]))
+    const expected = cases.filter(([, , http2]) => http2).length * 2
+    await waitFor(() => seen.length >= expected, `${expected} records on the http2 ring`, 10_000)
+    assert.deepEqual(cases.map(([name], i) => [name, seen.filter((r) => r.pid === pairs[i]!.client.pid || r.pid === pairs[i]!.server.pid).map((r) => [r.direction, r.flags, r.data.toString('hex')]).sort((a, b) => Number(a[0]) - Number(b[0]))]),
+      cases.map(([name, bytes, http2]) => [name, http2 ? [[EGRESS, FLAG_PREEXISTING, bytes.toString('hex')], [INGRESS, FLAG_PREEXISTING, bytes.toString('hex')]] : []]))
+  } finally {
+    await late.close()
+  }
+
+  // the same SETTINGS frame first on a new connection: not HTTP/2, which starts with the preface
+  capture.want(HTTP2)
+  const fresh = await exchange([recv(SETTINGS)], [send(SETTINGS)])
+  assert.deepEqual([...capture.of(fresh.client.pid, 'http2'), ...capture.of(fresh.server.pid, 'http2')], [])
+})
