@@ -84,14 +84,24 @@ export class GoFunctionTable {
     return new GoFunctionTable(elf, section, version, little, pointerSize)
   }
 
-  /** The function named `name`; undefined when there is none (an inlined-only function has no entry of its own). */
+  /**
+   * The function named `name`; undefined when there is none (an inlined-only function has no entry
+   * of its own). A function called across Go's two calling conventions also has an ABI wrapper of
+   * the same name here; as in the symbol table, where the ABI0 one is `name.abi0`, the name means
+   * the register-ABI one: a Go function rather than its wrapper for assembly callers, but the
+   * wrapper that Go code calls an assembly function through.
+   */
   find(name: string): GoFunction | undefined {
     const offsets = this.#nameOffsets(name)
     if (offsets.size === 0) return undefined
-    for (let i = 0; i < this.#count; i++) {
-      if (offsets.has(this.#nameOffset(i))) return this.#function(i, name)
-    }
-    return undefined
+    const found: number[] = []
+    for (let i = 0; i < this.#count; i++) if (offsets.has(this.#nameOffset(i))) found.push(i)
+    if (found.length === 0) return undefined
+    // an assembly function's twin is its register-ABI wrapper; a Go function's twin is an ABI0
+    // wrapper, which has the wrappers' function ID where ordinary code has 0
+    const compiled = found.filter((i) => !this.#isAssembly(i))
+    const chosen = compiled.length <= 1 ? compiled[0] ?? found[0]! : compiled.find((i) => this.#functionId(i) === 0) ?? compiled[0]!
+    return this.#function(chosen, name)
   }
 
   /** Every function, in address order. */
@@ -116,9 +126,29 @@ export class GoFunctionTable {
 
   #nameOffset(index: number): number {
     // `_func` starts with the entry (a pointer in 1.16, a 32-bit offset since) and then nameOff
-    const at = Number(this.#field(2 * index + 1)) + this.#fieldSize
-    if (at + 4 > this.#functions.byteLength) throw new ElfError('EINVAL', `${this.#elf.path}: .gopclntab function ${index} lies past the section; the table is damaged`)
+    const at = this.#record(index, this.#fieldSize + 4) + this.#fieldSize
     return this.#little ? this.#functions.readInt32LE(at) : this.#functions.readInt32BE(at)
+  }
+
+  /** `_func.funcID`, after entry and eight 32-bit fields (nine since 1.20, which added startLine). */
+  #functionId(index: number): number {
+    return this.#functions[this.#record(index, this.#functionIdAt + 1) + this.#functionIdAt]!
+  }
+
+  /** The flag byte after the function ID has FuncFlagAsm (1 << 2) for functions written in assembly. */
+  #isAssembly(index: number): boolean {
+    return (this.#functions[this.#record(index, this.#functionIdAt + 2) + this.#functionIdAt + 1]! & 4) !== 0
+  }
+
+  get #functionIdAt(): number {
+    return this.#fieldSize + 4 * (this.version === '1.20' ? 9 : 8)
+  }
+
+  /** Where function `index`'s `_func` starts, checked to hold `length` bytes. */
+  #record(index: number, length: number): number {
+    const at = Number(this.#field(2 * index + 1))
+    if (at + length > this.#functions.byteLength) throw new ElfError('EINVAL', `${this.#elf.path}: .gopclntab function ${index} lies past the section; the table is damaged`)
+    return at
   }
 
   /** Where `name` starts in the name table: every place the whole NUL-terminated string sits. */
