@@ -85,15 +85,18 @@ describe('gRPC spans between a Go server and a Go client (grpc-go)', { timeout: 
     let onPort: CollectorSpan[] = []
     const ofClient = (): CollectorSpan[] => onPort.filter((s) => pidOf(s) === run.pid)
     const ofServer = (): CollectorSpan[] => onPort.filter((s) => pidOf(s) === server.pid && s.attributes['client.port'] === clientPort)
+    let pluginGauges: Record<string, number> = {}
     await pollUntil(async () => {
       onPort = collectorSpans(await collector.read('traces')).filter((s) => s.attributes['server.port'] === server.port)
+      pluginGauges = latestGauges(await collector.read('metrics'), 'periscope.http2.')
       return ofClient().length >= count && ofServer().length >= count
     }, {
       what: `${count} CLIENT spans of pid ${run.pid} and ${count} SERVER spans of pid ${server.pid} (${scenario} on ${server.address})`,
       timeoutMs: 60_000,
       intervalMs: 250,
-      details: () => `spans so far: ${JSON.stringify(onPort.map((s) => `${s.kind} ${s.name} pid ${pidOf(s)}`))}\nclient RPCs:\n${run.rpcs.map((r) => JSON.stringify(r, bigints)).join('\n')}\n` +
-        `periscope output:\n${periscope.output().slice(-4000)}`,
+      details: () => `${ofClient().length} CLIENT and ${ofServer().length} SERVER spans; by name: ${JSON.stringify(countBy(onPort, (s) => `${s.kind} ${s.name} pid ${pidOf(s)}`))}\n` +
+        `http2 plugin gauges (non-zero): ${JSON.stringify(pluginGauges)}\nclient RPCs:\n${run.rpcs.slice(0, 10).map((r) => JSON.stringify(r, bigints)).join('\n')}\n` +
+        `periscope output:\n${periscope.output().slice(-3000)}`,
     })
     // nothing invented: the server's spans are exactly the RPCs the test's clients made to it, and
     // no other process has a span to its port
@@ -249,6 +252,24 @@ describe('gRPC spans between a Go server and a Go client (grpc-go)', { timeout: 
     })
   })
 })
+
+function countBy<T>(items: T[], key: (item: T) => string): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const item of items) out[key(item)] = (out[key(item)] ?? 0) + 1
+  return out
+}
+
+/** The last non-zero value of each gauge whose name starts with `prefix`, per attribute set. */
+function latestGauges(lines: Json[], prefix: string): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const { item } of flatten('metrics', lines)) {
+    if (!(item.name as string).startsWith(prefix)) continue
+    for (const point of (((item.gauge ?? item.sum) as Json | undefined)?.dataPoints as Json[] | undefined) ?? []) {
+      out[`${item.name as string} ${JSON.stringify(attributesOf(point.attributes))}`] = Number(point.asInt ?? point.asDouble)
+    }
+  }
+  return Object.fromEntries(Object.entries(out).filter(([, value]) => value !== 0))
+}
 
 function pick(span: CollectorSpan, keys: string[]): Record<string, unknown> {
   return Object.fromEntries(keys.map((k) => [k, span.attributes[k]]))
