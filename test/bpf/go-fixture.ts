@@ -96,7 +96,7 @@ export interface GoFixtureRun {
   pid: number
   /** Lets the program go on once the test attached. */
   release(): void
-  /** Resolves with what it printed once it exited 0; rejects with its status and stderr otherwise. */
+  /** Resolves with what it printed once it exited 0; rejects with its status and the start of its stderr (where Go says why it crashed) otherwise. */
   exited: Promise<string>
 }
 
@@ -111,7 +111,7 @@ export function runGoFixture(binary: string, mode: 'classify' | 'tls', numbers: 
   child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
   const exited = new Promise<string>((resolve, reject) => {
     child.on('error', reject)
-    child.on('close', (code, signal) => (code === 0 ? resolve(stdout.trim()) : reject(new Error(`${binary} ${mode} exited ${code ?? signal}: ${stderr.slice(-4000)}`))))
+    child.on('close', (code, signal) => (code === 0 ? resolve(stdout.trim()) : reject(new Error(`${binary} ${mode} exited ${code ?? signal}: ${stderr.slice(0, 4000)}`))))
   })
   return { pid: child.pid!, release: () => child.stdin.end('go\n'), exited }
 }
