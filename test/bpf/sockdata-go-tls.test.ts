@@ -15,14 +15,16 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, beforeEach, test } from 'node:test'
 import { decodeSockEvent } from '../../bpf/lib/sockdata.types.ts'
+import type { ObjectProvider } from '../../runtime/bus.ts'
+import { openLibraryObject } from '../../runtime/library/index.ts'
 import { forEachRecord } from '../../runtime/bpf/batch.ts'
-import { attachUprobe, type Link } from '../../runtime/bpf/links.ts'
-import { functionFileOffset } from '../../runtime/symbols/elf.ts'
+import { attachUprobe, attachUprobeReturns, type Link } from '../../runtime/bpf/links.ts'
 import {
   FRAME_HEADERS, PREFACE, buildGoFixture, dataByStream, http2Frames, killGoProcesses, makeCertificate, requestBody,
   startGoClient, startGoServer, type GoFixture,
 } from './go-tls-fixture.ts'
-import { waitFor } from './kernel.ts'
+import { startHarness } from '../plugin-harness.ts'
+import { root, waitFor } from './kernel.ts'
 import {
   CLOSE, Capture, DATA, EGRESS, FLAG_PREEXISTING, FLAG_TLS, FLAG_TRUNCATED, HTTP, HTTP2, INGRESS, OPEN, type Rec, exchange, killPeers, recv, send, startClient, startServer, toRec,
 } from './sockdata-peers.ts'
@@ -51,22 +53,12 @@ after(async () => {
   rmSync(work, { recursive: true, force: true })
 })
 
-/** File offsets of a function's return instructions, from `go tool objdump`. */
-function returnOffsets(binary: string, symbol: string): number[] {
-  const pattern = `^${symbol.replace(/[.*()]/g, (c) => `\\${c}`)}$`
-  const lines = execFileSync('go', ['tool', 'objdump', '-s', pattern, binary], { encoding: 'utf8' }).split('\n')
-  const addresses = lines.map((line) => /^\s+\S+:\d+\s+0x([0-9a-f]+)\s+\S+\s+(\S+)/.exec(line)).filter((m) => m !== null)
-  const start = Number.parseInt(addresses[0]![1]!, 16)
-  const entry = functionFileOffset(binary, symbol)
-  return addresses.filter((m) => m[2] === 'RET').map((m) => entry + Number.parseInt(m[1]!, 16) - start)
-}
-
-/** The four Go TLS programs on a binary: entries by symbol, returns at each RET. */
+/** The four Go TLS programs on a binary: at the entries, and at each return instruction. */
 function attachGoTls(binary: string): Link[] {
   const links: Link[] = []
   for (const [program, symbol] of [['go_tls_write', 'crypto/tls.(*Conn).Write'], ['go_tls_read', 'crypto/tls.(*Conn).Read']] as const) {
     links.push(attachUprobe(capture.library.object, program, binary, { symbol }))
-    for (const offset of returnOffsets(binary, symbol)) links.push(attachUprobe(capture.library.object, `${program}_ret`, binary, { offset }))
+    links.push(...attachUprobeReturns(capture.library.object, `${program}_ret`, binary, { symbol }).links)
   }
   return links
 }
@@ -326,4 +318,76 @@ test('HTTP/2 mid-stream takes only a whole plausible frame, and only on a connec
   capture.want(HTTP2)
   const fresh = await exchange([recv(SETTINGS)], [send(SETTINGS)])
   assert.deepEqual([...capture.of(fresh.client.pid, 'http2'), ...capture.of(fresh.server.pid, 'http2')], [])
+})
+
+/**
+ * A plugin that follows Go TLS as plugins/http2.ts does, and logs what the test needs: each http
+ * record (payload in hex), the files the follower has uprobes on whenever they change, and
+ * its warnings.
+ */
+const followerPlugin = `import { definePlugin } from 'periscope/plugin'
+import { followGoTls } from 'periscope/protocols/go-tls-follow'
+import { PROTOCOL_HTTP, claimProtocol } from 'periscope/protocols/sockdata'
+export default definePlugin({
+  name: 'go-tls-follower',
+  objects: ['sockdata', 'exec'],
+  async setup(ctx) {
+    await claimProtocol(ctx, PROTOCOL_HTTP, { captureBytes: ${CAPTURE_BYTES}, targetPids: [], targetCgroupIds: [], excludedPorts: [] })
+    ctx.on('sockdata:http', (e) => {
+      let data = ''
+      for (const byte of e.data) data += byte.toString(16).padStart(2, '0')
+      ctx.emit.log({ body: JSON.stringify({ pid: e.pid, kind: e.kind, direction: e.direction, position: e.position, bytes: e.bytes, captured: e.captured, flags: e.flags, data }) })
+    })
+    const follower = await followGoTls(ctx, (message) => ctx.emit.log({ body: 'warning ' + message }))
+    let files: string | undefined
+    ctx.every('50ms', () => {
+      const now = follower.files.sort().join(',')
+      if (now !== files) ctx.emit.log({ body: 'files ' + now })
+      files = now
+    })
+  },
+})
+`
+
+test('followGoTls attaches to a Go binary already running and to a stripped one started later, and detaches when they exit', async () => {
+  const provider: ObjectProvider = { open: (name, settings) => openLibraryObject(name, { settings, log: () => {} }) }
+  const { server, port } = await startGoServer(fixture.plain, certificate)
+  const h = await startHarness({ provider, decodersPath: join(root, 'bpf/lib/index.types.ts'), plugins: { 'go-tls-follower.ts': followerPlugin } })
+  try {
+    const logs = () => h.sink.signals('go-tls-follower').logs.map((l) => String(l.body))
+    // other Go programs on the host (the Go toolchain, esbuild, ...) are followed too
+    const following = (path: string) => logs().filter((l) => l.startsWith('files ')).at(-1)?.slice('files '.length).split(',').includes(path) ?? false
+    const plain = realpathSync(fixture.plain), stripped = realpathSync(fixture.stripped)
+    // the server ran before the plugin: found by the executables iterator at its start
+    await h.waitFor(() => following(plain), 'the running server\'s binary to be followed', 60_000)
+    // the stripped client starts now: found by its exec, its functions by .gopclntab
+    const client = await startGoClient(fixture.stripped, port, certificate.cert, 'h1', SIZES)
+    await h.waitFor(() => following(stripped), 'the stripped client\'s binary to be followed', 60_000)
+    client.resume()
+    assert.equal(await client.line('done'), 'done HTTP/1.1')
+    assert.equal(await client.exited(), 0, client.stderr)
+
+    const records = (pid: number): Rec[] => logs().filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Rec & { data: string })
+      .filter((r) => r.pid === pid).map((r) => ({ ...r, stream: 'http', data: Buffer.from(r.data, 'hex') }))
+    const total = SIZES.reduce((sum, size) => sum + size, 0)
+    await h.waitFor(() => flow(records(server.pid), 'http', INGRESS).reduce((sum, r) => sum + r.bytes, 0) > total &&
+      flow(records(client.pid), 'http', INGRESS).reduce((sum, r) => sum + r.bytes, 0) > total, 'both ends\' records', 30_000)
+    const requests = ingressStream(flow(records(server.pid), 'http', INGRESS))
+    const responses = ingressStream(flow(records(client.pid), 'http', INGRESS))
+    assertEgress(flow(records(client.pid), 'http', EGRESS), requests, 0)
+    assertEgress(flow(records(server.pid), 'http', EGRESS), responses, 0)
+    assert.deepEqual(http1Messages(responses).map((m) => m.body.toString()), SIZES.map((size, i) => requestBody(i, size).toString()))
+    assert.ok([...records(server.pid), ...records(client.pid)].every((r) => (r.flags & ~FLAG_TRUNCATED) === FLAG_TLS))
+
+    // the client exited: its file is let go; then the server's
+    await h.waitFor(() => !following(stripped), 'the exited client\'s binary to be let go', 30_000)
+    assert.ok(following(plain))
+    server.stop()
+    await server.exited()
+    await h.waitFor(() => !following(plain), 'the exited server\'s binary to be let go', 30_000)
+    assert.deepEqual(logs().filter((l) => l.startsWith('warning ')), [])
+  } finally {
+    server.stop()
+    await h.close()
+  }
 })

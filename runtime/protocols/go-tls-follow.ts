@@ -1,0 +1,232 @@
+/**
+ * Plaintext of Go's crypto/tls, for any protocol plugin: keeps the `sockdata` object's Go TLS
+ * uprobes attached to every executable that has `crypto/tls.(*Conn).Write` and runs on the host.
+ * Go links crypto/tls into each binary, so there is no shared library to follow as for OpenSSL
+ * (runtime/protocols/tls-follow.ts): every executable is a candidate.
+ *
+ * Executables are found by the object's `executables` iterator at start (the kernel reads each
+ * process's executable, since Periscope runs without CAP_SYS_PTRACE and cannot read other users'
+ * /proc/<pid>/exe), then by exec events. An exec's file name may be relative or a link, so a new
+ * name is resolved by running the iterator for that process: files are known by the kernel's path,
+ * and one file is attached once however it was started. Each file is checked once; those without
+ * crypto/tls are remembered (bounded). When the last process that ran a file exits, its uprobes
+ * are removed. The exec object reports the exit only of processes whose exec it saw, so while a
+ * file has users found by the iterator, the iterator is run again every few seconds to see them go.
+ *
+ * Entries get `go_tls_write`/`go_tls_read`; the `_ret` programs go on every return instruction
+ * (`at: 'returns'`), never on uretprobes, which crash Go programs whose stacks move. Stripped
+ * binaries are found through `.gopclntab` by the host.
+ *
+ * Handlers only queue work. A timer starts it in the background and does not wait for it: each
+ * attach makes the host read the file's symbols and decode the functions, which for a large
+ * binary takes long enough that batches would queue up behind it.
+ */
+import type { PluginContext, TopicEvent } from 'periscope/plugin'
+
+type Ctx = PluginContext<Record<string, unknown>>
+
+const WRITE = 'crypto/tls.(*Conn).Write'
+const READ = 'crypto/tls.(*Conn).Read'
+
+/** program name in sockdata → the function and where in it; the Write entry comes first, as the check for crypto/tls. */
+const probes: { program: string; symbol: string; at: 'entry' | 'returns' }[] = [
+  { program: 'go_tls_write', symbol: WRITE, at: 'entry' },
+  { program: 'go_tls_write_ret', symbol: WRITE, at: 'returns' },
+  { program: 'go_tls_read', symbol: READ, at: 'entry' },
+  { program: 'go_tls_read_ret', symbol: READ, at: 'returns' },
+]
+
+/** `kind` of exec:events (bpf/lib/exec.h) */
+const EXEC_EVENT_EXEC = 1
+const EXEC_EVENT_EXIT = 2
+
+/** Executables found without crypto/tls, and exec names resolved; each bounded, oldest forgotten. */
+const maxRemembered = 4096
+
+/** How often processes whose exit will not be reported are looked for again. */
+const sweepMs = 5000
+
+/** d_path's mark on a file that was deleted (or a memfd): nothing to open by that name. */
+const DELETED = ' (deleted)'
+
+interface FileState {
+  pids: Set<number>
+  detach: (() => Promise<void>)[]
+}
+
+/** The host's error code (`ctx.attach` errors carry it, and start their message with it). */
+function codeOf(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code
+  if (typeof code === 'string') return code
+  return /^([A-Z_]+):/.exec(error instanceof Error ? error.message : String(error))?.[1] ?? ''
+}
+
+/** Not Go with crypto/tls: no such function, or not ELF at all (a script). */
+function isNotGoTls(error: unknown): boolean {
+  const code = codeOf(error)
+  return code === 'ENOSYMBOL' || code === 'ENOEXEC' || code === 'LIBBPF_FORMAT'
+}
+
+/** Adds to a bounded set or map, forgetting the oldest entry when it is full. */
+function remember<K, V>(map: Map<K, V>, key: K, value: V): void {
+  if (map.size >= maxRemembered) map.delete(map.keys().next().value!)
+  map.set(key, value)
+}
+
+/** `<pid> <path>` lines of the executables iterator. */
+function* executableLines(text: string): Generator<[number, string]> {
+  for (const line of text.split('\n')) {
+    const space = line.indexOf(' ')
+    if (space <= 0) continue
+    yield [Number(line.slice(0, space)), line.slice(space + 1)]
+  }
+}
+
+export class GoTlsFollower {
+  readonly #ctx: Ctx
+  readonly #warn: (message: string) => void
+  readonly #files = new Map<string, FileState>()
+  /** files checked and found without crypto/tls (or that could not be attached: warned once) */
+  readonly #withoutGoTls = new Map<string, true>()
+  /** an exec's file name → the kernel's path of its file, once resolved */
+  readonly #resolved = new Map<string, string>()
+  /** pid → the file name it exec'd, to resolve at the next `work` */
+  readonly #toResolve = new Map<number, string>()
+  /** users of attached files found by the iterator, not by an exec: no exit event will come for them */
+  readonly #unwatched = new Set<number>()
+  #lastSweep = 0
+  #recheck = false
+  #working = false
+  /** Attach failures that were not expected, for the plugin's report. */
+  failures = 0
+
+  constructor(ctx: Ctx, warn: (message: string) => void) {
+    this.#ctx = ctx
+    this.#warn = warn
+  }
+
+  /** Attaches to what runs now; the caller then routes exec events here and runs `kick` on a timer. */
+  async start(): Promise<void> {
+    for (const [pid, path] of executableLines(await this.#ctx.iterate('sockdata:executables'))) {
+      if (await this.#addProcess(pid, path)) this.#unwatched.add(pid)
+    }
+    this.#lastSweep = Date.now()
+  }
+
+  /** exec: a known file gains a process, a new name is resolved later; exit: a file may have lost its last process. */
+  onExec(event: TopicEvent<'exec:events'>): void {
+    if (event.kind === EXEC_EVENT_EXEC) {
+      const path = this.#resolved.get(event.filename) ?? event.filename
+      if (this.#withoutGoTls.has(path)) return
+      const known = this.#files.get(path)
+      if (known !== undefined) known.pids.add(event.pid)
+      else this.#toResolve.set(event.pid, event.filename)
+      return
+    }
+    if (event.kind !== EXEC_EVENT_EXIT) return
+    this.#toResolve.delete(event.pid)
+    this.#unwatched.delete(event.pid)
+    for (const state of this.#files.values()) {
+      if (state.pids.delete(event.pid) && state.pids.size === 0) this.#recheck = true
+    }
+  }
+
+  /** Starts the queued work unless it is already running; never waits for it. */
+  kick(): void {
+    if (this.#working) return
+    this.#working = true
+    this.#work().catch((error: Error) => this.#warn(`following Go crypto/tls: ${error.message}`)).finally(() => (this.#working = false))
+  }
+
+  async #work(): Promise<void> {
+    const execs = [...this.#toResolve]
+    this.#toResolve.clear()
+    for (const [pid, filename] of execs) {
+      // a process that is gone already prints nothing: it has nothing left to trace
+      for (const [, path] of executableLines(await this.#ctx.iterate('sockdata:executables', { pid }))) {
+        remember(this.#resolved, filename, path)
+        await this.#addProcess(pid, path)
+      }
+    }
+    if (this.#recheck || (this.#unwatched.size > 0 && Date.now() - this.#lastSweep >= sweepMs)) {
+      this.#recheck = false
+      await this.#sweep()
+    }
+  }
+
+  /** Counts a process as a user of its file, attaching to the file first; false when it has no crypto/tls. */
+  async #addProcess(pid: number, path: string): Promise<boolean> {
+    if (path.endsWith(DELETED) || this.#withoutGoTls.has(path)) return false
+    const known = this.#files.get(path)
+    if (known !== undefined) {
+      known.pids.add(pid)
+      return true
+    }
+    const state = await this.#attach(path)
+    if (state === undefined) {
+      remember(this.#withoutGoTls, path, true)
+      return false
+    }
+    state.pids.add(pid)
+    this.#files.set(path, state)
+    return true
+  }
+
+  /** Attaches every probe to one file; undefined when it has no crypto/tls or could not be attached. */
+  async #attach(path: string): Promise<FileState | undefined> {
+    const state: FileState = { pids: new Set(), detach: [] }
+    for (const probe of probes) {
+      try {
+        const handle = await this.#ctx.attach({ program: `sockdata:${probe.program}`, uprobe: { binary: path, symbol: probe.symbol, at: probe.at } })
+        state.detach.push(() => handle.detach())
+      } catch (error) {
+        for (const detach of state.detach) await detach()
+        // most executables: not Go, or Go without crypto/tls
+        if (state.detach.length === 0 && isNotGoTls(error)) return undefined
+        this.failures++
+        this.#warn(`Go TLS in ${path} is not traced: ${(error as Error).message}`)
+        return undefined
+      }
+    }
+    return state
+  }
+
+  /**
+   * Counts each attached file's users afresh from the kernel, and detaches the files nobody runs:
+   * after an exit event left a file without users, and every sweepMs while some users' exits
+   * would go unreported.
+   */
+  async #sweep(): Promise<void> {
+    this.#lastSweep = Date.now()
+    // exec events handled while the iterator runs add users that it may not show yet
+    const before = new Map([...this.#files].map(([path, state]) => [path, new Set(state.pids)]))
+    const running = new Map<string, Set<number>>()
+    for (const [pid, path] of executableLines(await this.#ctx.iterate('sockdata:executables'))) {
+      if (this.#files.has(path)) running.set(path, (running.get(path) ?? new Set()).add(pid))
+    }
+    const alive = new Set([...running.values()].flatMap((pids) => [...pids]))
+    for (const pid of this.#unwatched) if (!alive.has(pid)) this.#unwatched.delete(pid)
+    for (const [path, state] of [...this.#files]) {
+      const pids = running.get(path) ?? new Set()
+      for (const pid of state.pids) if (before.get(path)?.has(pid) !== true) pids.add(pid)
+      state.pids = pids
+      if (pids.size > 0) continue
+      this.#files.delete(path)
+      for (const detach of state.detach) await detach()
+    }
+  }
+
+  /** Files with uprobes attached now, for the plugin's report. */
+  get files(): string[] {
+    return [...this.#files.keys()]
+  }
+}
+
+/** Starts a GoTlsFollower and wires it to exec events and a 200 ms timer; the plugin lists objects: ['sockdata', 'exec']. */
+export async function followGoTls(ctx: Ctx, warn: (message: string) => void): Promise<GoTlsFollower> {
+  const follower = new GoTlsFollower(ctx, warn)
+  ctx.on('exec:events', (event) => follower.onExec(event))
+  await follower.start()
+  ctx.every('200ms', () => follower.kick())
+  return follower
+}
