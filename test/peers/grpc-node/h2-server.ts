@@ -14,4 +14,7 @@ server.on('stream', (stream, headers) => {
 server.listen(0, '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ event: 'ready', port: (server.address() as { port: number }).port })}\n`)
 })
+// the test's end of stdin closes when the test ends, even when it dies without stopping this server
+process.stdin.resume()
+process.stdin.once('end', () => process.exit(0))
 process.once('SIGTERM', () => process.exit(0))

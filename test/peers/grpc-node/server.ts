@@ -83,6 +83,9 @@ server.bindAsync('127.0.0.1:0', credentials, (error, port) => {
   }
   print({ event: 'ready', port })
 })
+// the test's end of stdin closes when the test ends, even when it dies without stopping this server
+process.stdin.resume()
+process.stdin.once('end', () => process.exit(0))
 process.once('SIGTERM', () => {
   server.forceShutdown()
   process.exit(0)
