@@ -60,7 +60,13 @@ export async function capture(
   try {
     await script(session)
   } finally {
-    await new Promise<void>((resolve) => session.close(resolve))
+    // a GOAWAY received may have closed it already
+    if (!session.destroyed) {
+      await new Promise<void>((resolve) => {
+        session.once('close', resolve)
+        session.close()
+      })
+    }
     await pollUntil(() => open === 0, { what: 'the proxied connection to close', timeoutMs: 30_000, intervalMs: 5 })
     proxy.close()
     await new Promise<void>((resolve) => server.close(() => resolve()))
@@ -78,8 +84,9 @@ export function request(session: http2.ClientHttp2Session, headers: http2.Outgoi
     stream.on('response', (_headers, _flags, raw) => (rawHeaders = raw as unknown as string[]))
     stream.on('trailers', (_headers, _flags, raw) => (trailers = raw as unknown as string[]))
     stream.on('data', (data: Buffer) => (bodyBytes += data.length))
-    stream.on('end', () => resolve({ rawHeaders, bodyBytes, trailers }))
     stream.on('error', reject)
+    // a stream reset or refused ends without 'end'
+    stream.on('close', () => resolve({ rawHeaders, bodyBytes, trailers }))
     if (body !== undefined) stream.end(body)
   })
 }

@@ -87,6 +87,115 @@ describe('HTTP/2 parser on node:http2 traffic', () => {
   })
 })
 
+/** A gRPC message: compressed flag, 4-byte length, payload. */
+export function grpcMessage(length: number): Uint8Array {
+  const message = new Uint8Array(5 + length).fill(0x61)
+  message[0] = 0
+  new DataView(message.buffer).setUint32(1, length)
+  return message
+}
+
+let grpc: Capture | undefined
+/** gRPC-shaped calls: unary OK, trailers-only NOT_FOUND, INTERNAL with an encoded message, client streaming, server streaming, cancelled. */
+async function grpcCapture(): Promise<Capture> {
+  grpc ??= await capture(
+    (stream, headers) => {
+      const method = String(headers[':path']).split('/')[2]
+      stream.on('data', () => {})
+      stream.on('error', () => {})
+      const ok = { ':status': 200, 'content-type': 'application/grpc+proto' }
+      if (method === 'Missing') return stream.respond({ ...ok, 'grpc-status': '5', 'grpc-message': 'no such key' }, { endStream: true })
+      if (method === 'Slow') {
+        stream.respond(ok)
+        stream.write(grpcMessage(3))
+        return
+      }
+      stream.on('end', () => {
+        stream.respond(ok, { waitForTrailers: true })
+        stream.on('wantTrailers', () => stream.sendTrailers(method === 'Broken' ? { 'grpc-status': '13', 'grpc-message': 'bad%20thing%C3%A9' } : { 'grpc-status': '0' }))
+        if (method === 'Watch') {
+          for (let i = 0; i < 4; i++) stream.write(grpcMessage(i * 700))
+        } else {
+          stream.write(grpcMessage(20))
+        }
+        stream.end()
+      })
+    },
+    async (session) => {
+      const call = (method: string, messages: number) => new Promise<void>((resolve, reject) => {
+        const stream = session.request({ ':method': 'POST', ':path': `/pkg.Store/${method}`, 'content-type': 'application/grpc', te: 'trailers' }, { endStream: false })
+        stream.on('response', () => {
+          if (method === 'Slow') stream.close(http2.constants.NGHTTP2_CANCEL)
+        })
+        stream.resume()
+        stream.on('close', () => resolve())
+        stream.on('error', (error: NodeJS.ErrnoException) => (error.code === 'ERR_HTTP2_STREAM_ERROR' ? resolve() : reject(error)))
+        for (let i = 0; i < messages; i++) stream.write(grpcMessage(10 + i))
+        if (method !== 'Slow') stream.end()
+      })
+      await call('Get', 1)
+      await call('Missing', 1)
+      await call('Broken', 1)
+      await call('Upload', 3)
+      await call('Watch', 1)
+      await call('Slow', 1)
+    },
+  )
+  return grpc
+}
+
+describe('HTTP/2 parser on gRPC-shaped traffic', () => {
+  it('reads trailers, trailers-only responses, message counts and a cancelled stream', async () => {
+    const { records } = await grpcCapture()
+    for (const end of ['client', 'server'] as const) {
+      const run = feed(chunksOf(records, end), end)
+      assert.deepEqual(run.exchanges.map(summary), [
+        '1 POST /pkg.Store/Get 200 0 - - -',
+        '3 POST /pkg.Store/Missing 200 5 no such key - -',
+        '5 POST /pkg.Store/Broken 200 13 bad thingé - -',
+        '7 POST /pkg.Store/Upload 200 0 - - -',
+        '9 POST /pkg.Store/Watch 200 0 - - -',
+        '11 POST /pkg.Store/Slow 200 - - 8 -',
+      ])
+      assert.deepEqual(run.errors, {})
+      const counts = run.exchanges.map((exchange) => [exchange.requestMessages, exchange.responseMessages, exchange.requestBytes, exchange.responseBytes])
+      assert.deepEqual(counts, [[1, 1, 15, 25], [1, 0, 15, 0], [1, 1, 15, 25], [3, 1, 48, 25], [1, 4, 15, 4220], [1, 1, 15, 8]])
+      assert.equal(run.exchanges[0]!.request.headers['content-type'], 'application/grpc')
+      assert.equal(run.exchanges[0]!.response!.headers['content-type'], 'application/grpc+proto')
+      assert.equal(run.exchanges[0]!.response!.headers['grpc-status'], '0')
+    }
+  })
+})
+
+describe('HTTP/2 parser on resets and GOAWAY', () => {
+  it('a stream the server refuses has its reset code and no response; GOAWAY ends the streams past its last id', async () => {
+    const pending: http2.ServerHttp2Stream[] = []
+    const { records } = await capture(
+      (stream, headers, _raw, session) => {
+        stream.on('error', () => {})
+        if (headers[':path'] === '/refused') return stream.close(http2.constants.NGHTTP2_REFUSED_STREAM)
+        pending.push(stream)
+        if (pending.length < 3) return
+        // three requests are open: only the first will be processed
+        session.goaway(http2.constants.NGHTTP2_NO_ERROR, pending[0]!.id!)
+        pending[0]!.respond({ ':status': 200 }, { endStream: true })
+      },
+      async (session) => {
+        await request(session, { ':path': '/refused' }).catch(() => {})
+        await Promise.all([1, 2, 3].map((i) => request(session, { ':path': `/go/${i}` }).catch(() => {})))
+        // the server still holds the refused streams open
+        for (const stream of pending.slice(1)) stream.close()
+      },
+    )
+    for (const end of ['client', 'server'] as const) {
+      const run = feed(chunksOf(records, end), end)
+      // the GOAWAY goes out before the response it lets through
+      assert.deepEqual(run.exchanges.map(summary), ['1 GET /refused - - - 7 -', '5 GET /go/2 - - - - goaway', '7 GET /go/3 - - - - goaway', '3 GET /go/1 200 - - - -'])
+      assert.deepEqual(run.errors, {})
+    }
+  })
+})
+
 describe('status names', () => {
   it('names the 17 gRPC codes and the HTTP/2 error codes', () => {
     assert.equal(grpcStatusName(0), 'OK')
