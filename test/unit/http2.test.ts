@@ -7,7 +7,7 @@ import http2 from 'node:http2'
 import { describe, it } from 'node:test'
 import { Http2Parser, grpcStatusName, http2ErrorName, type Http2Exchange, type Http2Request } from '../../runtime/protocols/http2.ts'
 import type { SockChunk } from '../../runtime/protocols/sockdata.ts'
-import { capture, chunksOf, request, type Capture } from './http2-capture.ts'
+import { capture, chunksOf, headerBlocks, request, type Capture } from './http2-capture.ts'
 
 export interface Run {
   exchanges: (Http2Exchange & { side: string })[]
@@ -193,6 +193,115 @@ describe('HTTP/2 parser on resets and GOAWAY', () => {
       assert.deepEqual(run.exchanges.map(summary), ['1 GET /refused - - - 7 -', '5 GET /go/2 - - - - goaway', '7 GET /go/3 - - - - goaway', '3 GET /go/1 200 - - - -'])
       assert.deepEqual(run.errors, {})
     }
+  })
+})
+
+/** Every field the parser resolved is the one sent; each stream gives at most one exchange. */
+export function assertTruthful(run: Run, truth: Map<number, { method: string; path: string; status?: number }>): void {
+  const seen = new Set<number>()
+  for (const exchange of run.exchanges) {
+    const { streamId, method, path } = exchange.request
+    assert.ok(!seen.has(streamId), `stream ${streamId} twice`)
+    seen.add(streamId)
+    const expected = truth.get(streamId)
+    assert.ok(expected !== undefined, `stream ${streamId} was never sent`)
+    if (method !== undefined) assert.equal(method, expected.method)
+    if (path !== undefined) assert.equal(path, expected.path)
+    if (method === undefined || path === undefined) assert.equal(exchange.request.unresolved, true)
+    const status = exchange.response?.status
+    if (status !== undefined && expected.status !== undefined) assert.equal(status, expected.status)
+  }
+}
+
+let large: Capture | undefined
+const largeCount = 12
+/** Sequential requests with headers larger than a capture (one past a frame: CONTINUATION) and large bodies. */
+async function largeCapture(): Promise<Capture> {
+  large ??= await capture(
+    (stream, headers) => {
+      const i = Number(String(headers[':path']).split('/')[2])
+      stream.on('data', () => {})
+      stream.on('end', () => {
+        stream.respond({ ':status': 200 + (i % 3), 'content-type': 'application/octet-stream', 'x-server-note': 'n'.repeat(i * 50) })
+        stream.end(new Uint8Array(i % 2 === 0 ? 100_000 : 10))
+      })
+    },
+    async (session) => {
+      for (let i = 0; i < largeCount; i++) {
+        const big = i === 3 ? 20_000 : 3000 + i
+        await request(session, { ':method': 'POST', ':path': `/upload/${i}`, 'user-agent': 'big/1', 'x-big': String.fromCharCode(97 + i).repeat(big) }, new Uint8Array(i * 5000))
+      }
+    },
+  )
+  return large
+}
+
+function largeTruth(): Map<number, { method: string; path: string; status: number }> {
+  return new Map(Array.from({ length: largeCount }, (_, i) => [2 * i + 1, { method: 'POST', path: `/upload/${i}`, status: 200 + (i % 3) }]))
+}
+
+describe('HTTP/2 parser on records cut at the capture size', () => {
+  it('keeps frame sync when headers and DATA exceed the capture, one record per frame', async () => {
+    const { records } = await largeCapture()
+    for (const end of ['client', 'server'] as const) {
+      const run = feed(chunksOf(records, end, { byFrame: true, capture: 64 }), end)
+      assert.deepEqual(run.exchanges.map((exchange) => exchange.request.streamId), Array.from({ length: largeCount }, (_, i) => 2 * i + 1))
+      assertTruthful(run, largeTruth())
+      for (const exchange of run.exchanges) {
+        const i = (exchange.request.streamId - 1) / 2
+        // :method POST is a static entry, and each path a literal: both survive the lost table
+        assert.equal(exchange.request.method, 'POST')
+        assert.equal(exchange.request.path, `/upload/${i}`)
+        assert.equal(exchange.request.unresolved, true)
+        assert.equal(exchange.requestBytes, i * 5000)
+        assert.equal(exchange.responseBytes, i % 2 === 0 ? 100_000 : 10)
+        assert.equal(exchange.incomplete, undefined)
+      }
+      // every block longer than a record's captured payload, requests and responses
+      const cut = [...headerBlocks(records, 'c2s'), ...headerBlocks(records, 's2c')].filter(({ block }) => block.length > 64 - 9).length
+      assert.ok(cut > largeCount)
+      assert.equal(run.errors['header-block-cut'], cut)
+      assert.equal(run.errors['unseen-frames'], undefined)
+    }
+  })
+
+  it('with whole records cut, loses its place only where a frame starts past the capture, and never reports a wrong field', async () => {
+    const { records } = await largeCapture()
+    for (const capture of [16, 64, 200, 1000, 5000]) {
+      for (const end of ['client', 'server'] as const) {
+        const run = feed(chunksOf(records, end, { capture }), end)
+        assertTruthful(run, largeTruth())
+      }
+    }
+    // captured whole, the same records give every exchange exactly
+    const run = feed(chunksOf(records, 'server'), 'server')
+    assert.equal(run.exchanges.length, largeCount)
+    assert.deepEqual(run.errors, {})
+  })
+})
+
+describe('HTTP/2 parser joining late', () => {
+  it('accepts a server whose first egress (its SETTINGS) was not captured', async () => {
+    const { records } = await concurrentCapture()
+    const chunks = chunksOf(records, 'server', { byFrame: true }).filter((chunk) => !(chunk.direction === 0 && chunk.position === 0))
+    assert.ok(chunks.find((chunk) => chunk.direction === 0)!.position > 0)
+    const run = feed(chunks, 'server')
+    assert.deepEqual(run.exchanges.map(summary).sort(), expectedConcurrent())
+    assert.deepEqual(run.errors, {})
+  })
+
+  it('mid-connection, reports unknown table entries as unresolved and every resolved field right', async () => {
+    const { records } = await concurrentCapture()
+    const pieces = chunksOf(records, 'client', { byFrame: true })
+    const truth = new Map(paths.map((path, i) => [2 * i + 1, { method: i % 3 === 0 ? 'POST' : 'GET', path, status: i % 5 === 0 ? 404 : 200 }]))
+    let resolvedPaths = 0
+    for (const from of [5, 20, 40, 60, Math.floor(pieces.length / 2)]) {
+      const run = feed(pieces.slice(from), 'client', { midStream: true })
+      assertTruthful(run, truth)
+      resolvedPaths += run.exchanges.filter((exchange) => exchange.request.path !== undefined).length
+      assert.ok(run.unresolved > 0)
+    }
+    assert.ok(resolvedPaths > 0)
   })
 })
 
