@@ -19,6 +19,7 @@ import { Http1Parser, type Http1Connection, type Http1Exchange, type Http1Reques
 import { httpSpanError, parseHost, splitTarget, statusFilter } from 'periscope/protocols/http-attributes'
 import { redactQuery, defaultSensitiveQueryKeys } from 'periscope/protocols/redact'
 import { RouteTable } from 'periscope/protocols/routes'
+import { followGoTls } from 'periscope/protocols/go-tls-follow'
 import { followOpenSsl } from 'periscope/protocols/tls-follow'
 import { newSpanId, newTraceId, parseTraceparent, sampledByTraceId } from 'periscope/protocols/trace-context'
 import { formatAddress, PROTOCOL_HTTP, SOCK_CONNECT_FAILED, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_TLS, ROLE_CLIENT, ROLE_SERVER, claimProtocol, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
@@ -26,6 +27,8 @@ import { formatAddress, PROTOCOL_HTTP, SOCK_CONNECT_FAILED, SOCK_CLOSE, SOCK_DAT
 const config = {
   /** Trace HTTPS through uprobes on OpenSSL (libssl.so.3 and statically linked binaries). */
   https: true,
+  /** Trace HTTPS in Go programs through uprobes on crypto/tls. */
+  go_tls: true,
   /** Payload bytes the kernel copies per call: enough for request and status lines and headers. */
   capture_bytes: 4096,
   /** Only these processes (empty: every process). */
@@ -117,10 +120,12 @@ export default definePlugin({
     ctx.on('sockdata:http', (event) => plugin.onRecord(event), { onLoss: (lost) => plugin.onLoss(lost) })
     ctx.on('sockdata:connections', (event) => plugin.onConnectionEvent(event))
     if (ctx.config.https) await followOpenSsl(ctx, (message) => ctx.log.warn(message))
+    if (ctx.config.go_tls) await followGoTls(ctx, (message) => ctx.log.warn(message))
     ctx.every('10s', () => plugin.report())
     const { target_pids: pids, target_cgroup_ids: cgroups } = ctx.config
     const targets = [...pids.length > 0 ? [`pids ${pids.join(', ')}`] : [], ...cgroups.length > 0 ? [`cgroups ${cgroups.join(', ')} and below`] : []]
-    ctx.log.info(`tracing HTTP/1.x${ctx.config.https ? ' and HTTPS (OpenSSL uprobes)' : ''} on ${targets.length === 0 ? 'the whole host' : targets.join(' and ')}`)
+    const tls = [...ctx.config.https ? ['OpenSSL'] : [], ...ctx.config.go_tls ? ['Go crypto/tls'] : []]
+    ctx.log.info(`tracing HTTP/1.x${tls.length > 0 ? ` and HTTPS (${tls.join(', ')} uprobes)` : ''} on ${targets.length === 0 ? 'the whole host' : targets.join(' and ')}`)
   },
 })
 

@@ -13,6 +13,7 @@ export interface HttpReceiverSettings {
   enabled: boolean
   config: {
     https?: boolean
+    go_tls?: boolean
     min_duration_ms?: number
     http_status?: string
     http_methods?: string[]
@@ -26,7 +27,7 @@ function httpSettings(receiver: Receiver): HttpReceiverSettings {
   const protocols = traces?.protocols
   const config: HttpReceiverSettings['config'] = {}
   // with no protocols list every protocol is on, as with no receiver block at all
-  if (protocols !== undefined) config.https = protocols.includes('https')
+  if (protocols !== undefined) config.https = config.go_tls = protocols.includes('https')
   const filters = traces?.filters
   if (filters?.min_duration !== undefined) config.min_duration_ms = filters.min_duration
   if (filters?.http_status !== undefined) config.http_status = filters.http_status.replaceAll(' ', '')

@@ -22,7 +22,7 @@ receiver:
   assert.deepEqual(pluginSettingsFrom(config), {
     http: {
       enabled: true,
-      config: { https: false, min_duration_ms: 100, http_status: '>=400', http_methods: ['GET', 'POST'], sampling_percent: 10, red_metrics: false },
+      config: { https: false, go_tls: false, min_duration_ms: 100, http_status: '>=400', http_methods: ['GET', 'POST'], sampling_percent: 10, red_metrics: false },
     },
     http2: {
       enabled: true,
@@ -70,5 +70,5 @@ plugins:
 `)
   const http = pluginSettingsFrom(config).http!
   assert.equal(http.enabled, true)
-  assert.deepEqual(http.config, { https: true, sampling_percent: 5, max_routes: 10 })
+  assert.deepEqual(http.config, { https: true, go_tls: true, sampling_percent: 5, max_routes: 10 })
 })
