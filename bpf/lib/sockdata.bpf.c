@@ -495,6 +495,8 @@ static __always_inline void start_tls(struct conn_info *conn)
 	conn->positions[1] = 0;
 	conn->loss[0] = 0;
 	conn->loss[1] = 0;
+	conn->framed[0] = 0;
+	conn->framed[1] = 0;
 }
 
 /* a socket syscall inside an SSL call names the SSL object's socket, which is then TLS */
@@ -982,6 +984,17 @@ __noinline int emit_data(struct capture *c, struct conn_info *conn)
 	}
 	position = conn->positions[direction];
 	conn->positions[direction] = position + c->bytes;
+	/*
+	 * HTTP/2 found mid-stream: a call in flight when the object opened (its entry unseen, a
+	 * goroutine parked in Read, a thread blocked in recv) took bytes uncounted, maybe part of a
+	 * frame, so each direction goes out from a record that starts a frame; until then they are
+	 * counted, like the records before the classification
+	 */
+	if ((conn->flags & SOCK_FLAG_PREEXISTING) && conn->protocol == PROTOCOL_HTTP2 && !conn->framed[direction]) {
+		if (!sendfile && !is_http2_frame(payload->bytes, read_head(payload->bytes, c), c->bytes))
+			return 0;
+		conn->framed[direction] = 1;
+	}
 	config = protocol_passes(conn->protocol, c->tgid, conn, NULL);
 	if (!config)
 		return 0;

@@ -200,7 +200,12 @@ struct conn_info {
 	__u8 failed;
 	/* server side: the response to `context` was written, so the next ingress is a new request */
 	__u8 answered;
-	__u8 pad[7];
+	/*
+	 * HTTP/2 found mid-stream: the direction went out from a record that starts a frame (a call
+	 * in flight when the object opened took bytes nobody counted, maybe part of a frame)
+	 */
+	__u8 framed[2];
+	__u8 pad[5];
 	/* server side: the request being read or answered (see sock_event.context), 0 before any */
 	__u64 context;
 	__u8 local_addr[SOCK_ADDR_LEN];

@@ -114,9 +114,12 @@ export async function startGoServer(binary: string, certificate?: { cert: string
   return { server, port: Number((await server.line('listening ')).split(' ')[1]) }
 }
 
-/** Starts a client, which waits on stdin once it printed "ready". */
-export async function startGoClient(binary: string, port: number, ca: string, protocol: 'h1' | 'h2' | 'h2c', sizes: number[]): Promise<GoProcess> {
-  const client = new GoProcess(binary, ['client', String(port), ca, protocol, ...sizes.map(String)])
+/**
+ * Starts a client, which waits on stdin once it printed "ready"; a pausing one waits again after
+ * its first request, once it printed "first done".
+ */
+export async function startGoClient(binary: string, port: number, ca: string, protocol: 'h1' | 'h2' | 'h2c', sizes: number[], options: { pausing?: boolean } = {}): Promise<GoProcess> {
+  const client = new GoProcess(binary, [options.pausing === true ? 'client-pausing' : 'client', String(port), ca, protocol, ...sizes.map(String)])
   await client.line('ready')
   return client
 }

@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, realpathSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, beforeEach, test } from 'node:test'
@@ -30,10 +30,15 @@ import {
 } from './sockdata-peers.ts'
 
 const CAPTURE_BYTES = 16384
+/** x86-64 */
+const SYS_RECVFROM = 45
 /** request (and echoed response) bodies: small ones, one over a TLS record, on one keep-alive connection */
 const SIZES = [11, 300, 20_000, 5]
-/** h2c: plaintext reads of a whole 20,000-byte DATA frame would be cut at the capture size */
-const H2C_SIZES = [11, 300, 5000, 5]
+/**
+ * Connections opened before the object: no DATA frame over the capture size (an h2c read takes a
+ * whole frame), and request 1's answer over the 4 KiB the Go client reads at a time
+ */
+const MID_STREAM_SIZES = [11, 10_000, 300, 5]
 
 let capture: Capture
 let fixture: GoFixture
@@ -54,11 +59,11 @@ after(async () => {
 })
 
 /** The four Go TLS programs on a binary: at the entries, and at each return instruction. */
-function attachGoTls(binary: string): Link[] {
+function attachGoTls(binary: string, object = capture): Link[] {
   const links: Link[] = []
   for (const [program, symbol] of [['go_tls_write', 'crypto/tls.(*Conn).Write'], ['go_tls_read', 'crypto/tls.(*Conn).Read']] as const) {
-    links.push(attachUprobe(capture.library.object, program, binary, { symbol }))
-    links.push(...attachUprobeReturns(capture.library.object, `${program}_ret`, binary, { symbol }).links)
+    links.push(attachUprobe(object.library.object, program, binary, { symbol }))
+    links.push(...attachUprobeReturns(object.library.object, `${program}_ret`, binary, { symbol }).links)
   }
   return links
 }
@@ -67,7 +72,7 @@ function attachGoTls(binary: string): Link[] {
 const flow = (records: Rec[], stream: string, direction: number) => records.filter((r) => r.stream === stream && r.kind === DATA && r.direction === direction)
 
 /**
- * One direction of a connection as one process read it: contiguous records, none truncated,
+ * One direction of a connection as one process saw it: contiguous records, none truncated,
  * starting at `from`; returns its bytes.
  */
 function ingressStream(records: Rec[], from = 0): Buffer {
@@ -217,15 +222,27 @@ test('HTTP/2 over Go TLS (ALPN h2): the plaintext goes to the http2 ring from th
   }
 })
 
-test('an h2c connection opened before the object is classified HTTP/2 mid-stream from a whole frame', async () => {
-  const { server, port } = await startGoServer(fixture.plain)
+/**
+ * A connection of the fixture's pausing client opened before a sockdata object: request 0 goes
+ * before the object opens, the others after, with the Go TLS uprobes on it for 'h2'. Positions
+ * count from the scan (h2c), or from the first plaintext once the ciphertext was seen (h2).
+ * h2c: both ends' records from position 0, each direction the same bytes at both ends. h2: the
+ * goroutines that read are parked in (*Conn).Read when the uprobes come, and those calls, whose
+ * entry was not seen, go unrecorded: a frame header, say, whose payload would follow mid-frame.
+ * So a direction goes out from its first record that starts a frame; what each end read is the
+ * tail of what the other wrote.
+ */
+async function midStream(protocol: 'h2c' | 'h2'): Promise<void> {
+  const { server, port } = await startGoServer(fixture.plain, protocol === 'h2' ? certificate : undefined)
   let late: Capture | undefined
+  const links: Link[] = []
   try {
-    const client = await startGoClient(fixture.plain, port, '', 'h2c', H2C_SIZES)
+    const client = await startGoClient(fixture.plain, port, certificate.cert, protocol, MID_STREAM_SIZES, { pausing: true })
     client.resume()
     await client.line('first done')
     late = await Capture.open({ subscribe: false })
     late.want(HTTP2, { captureBytes: CAPTURE_BYTES })
+    if (protocol === 'h2') links.push(...attachGoTls(fixture.plain, late))
     const seen: Rec[] = []
     for (const stream of ['http2', 'connections']) {
       late.library.subscribe(stream, (batch) => forEachRecord(batch, (view, offset, size) => seen.push(toRec(stream, decodeSockEvent(view, offset, size)))))
@@ -236,28 +253,33 @@ test('an h2c connection opened before the object is classified HTTP/2 mid-stream
     const mine = (pid: number) => seen.filter((r) => r.pid === pid)
     await waitFor(() => mine(server.pid).some((r) => r.kind === CLOSE), 'the server to close the connection', 30_000)
 
-    // every record after the scan, from position 0 of each direction (the scan's), on both ends
-    const toServer = ingressStream(flow(mine(server.pid), 'http2', INGRESS))
-    const toClient = ingressStream(flow(mine(client.pid), 'http2', INGRESS))
-    assertEgress(flow(mine(client.pid), 'http2', EGRESS), toServer, 0)
-    assertEgress(flow(mine(server.pid), 'http2', EGRESS), toClient, 0)
-    const requestData = dataByStream(http2Frames(toServer)), responseData = dataByStream(http2Frames(toClient))
-    // request 0 went before the scan, on stream 1
-    assert.deepEqual([...requestData.keys()], [3, 5, 7])
-    for (const [i, size] of H2C_SIZES.entries()) {
-      if (i === 0) continue
-      assert.deepEqual(requestData.get(2 * i + 1)?.toString(), requestBody(i, size).toString(), `request ${i}`)
-      assert.deepEqual(responseData.get(2 * i + 1)?.toString(), requestBody(i, size).toString(), `response ${i}`)
+    for (const [sender, receiver, what] of [[client.pid, server.pid, 'requests'], [server.pid, client.pid, 'responses']] as const) {
+      const egress = flow(mine(sender), 'http2', EGRESS), ingress = flow(mine(receiver), 'http2', INGRESS)
+      const sent = ingressStream(egress), read = ingressStream(ingress, ingress[0]?.position)
+      assert.equal(egress[0]?.position, 0, `${what}: the first written`)
+      if (protocol === 'h2c') assert.equal(ingress[0]?.position, 0, `${what}: the first read`)
+      assert.ok(read.equals(sent.subarray(sent.length - read.length)), `${what}: what was read is the tail of what was written`)
+      // request 0 went before the scan, on stream 1
+      for (const bytes of [sent, read]) {
+        const data = dataByStream(http2Frames(bytes))
+        assert.deepEqual([...data.keys()], [3, 5, 7])
+        for (const [i, size] of MID_STREAM_SIZES.entries()) if (i > 0) assert.equal(data.get(2 * i + 1)?.toString(), requestBody(i, size).toString(), `${what}: ${i}`)
+      }
     }
-    assert.equal(http2Frames(toServer)[0]!.type, FRAME_HEADERS)
+    const flags = FLAG_PREEXISTING | (protocol === 'h2' ? FLAG_TLS : 0)
     for (const pid of [client.pid, server.pid]) {
-      assert.deepEqual(new Set(mine(pid).map((r) => [r.stream, r.kind, r.flags].join())), new Set([`http2,${DATA},${FLAG_PREEXISTING}`, ...(pid === server.pid ? [`connections,${CLOSE},${FLAG_PREEXISTING}`] : [])]))
+      assert.deepEqual(new Set(mine(pid).map((r) => [r.stream, r.kind, r.flags].join())), new Set([`http2,${DATA},${flags}`, ...(pid === server.pid ? [`connections,${CLOSE},${FLAG_PREEXISTING}`] : [])]))
     }
   } finally {
+    for (const link of links) link.detach()
     await late?.close()
     server.stop()
   }
-})
+}
+
+test('an h2c connection opened before the object is classified HTTP/2 mid-stream from a whole frame', () => midStream('h2c'))
+
+test('an HTTP/2 connection over Go TLS opened before the object: its plaintext is classified mid-stream', () => midStream('h2'))
 
 /** An HTTP/2 frame header and payload. */
 function frame(type: number, flags: number, stream: number, payload: Buffer, length = payload.length): Buffer {
@@ -320,12 +342,38 @@ test('HTTP/2 mid-stream takes only a whole plausible frame, and only on a connec
   assert.deepEqual([...capture.of(fresh.client.pid, 'http2'), ...capture.of(fresh.server.pid, 'http2')], [])
 })
 
+test('an HTTP/2 direction found mid-stream goes out from a record that starts a frame, not after a call in flight when the object opened', async () => {
+  const headers = frame(1, 4, 3, Buffer.alloc(21, 0x82)), ping = frame(6, 0, 0, Buffer.alloc(8, 1))
+  // the client is inside one recv of 20 bytes when the object opens: that call goes unrecorded
+  const { server, port: listening } = startServer([['wait'], send(headers), recv(SETTINGS), send(ping)])
+  const port = await listening
+  const { client } = await startClient(port, [['recv_waitall', 20], send(SETTINGS), recv(headers.subarray(20)), recv(ping)])
+  await server.line('waiting')
+  await waitFor(() => readFileSync(`/proc/${client.pid}/syscall`, 'utf8').startsWith(`${SYS_RECVFROM} `), 'the client to block in recvfrom', 10_000)
+  const late = await Capture.open({ subscribe: false })
+  try {
+    late.want(HTTP2)
+    const seen: Rec[] = []
+    late.library.subscribe('http2', (batch) => forEachRecord(batch, (view, offset, size) => seen.push(toRec('http2', decodeSockEvent(view, offset, size)))))
+    server.resume()
+    await Promise.all([server.finished(), client.finished()])
+    await waitFor(() => seen.filter((r) => r.pid === client.pid).length >= 2, 'the client\'s records', 10_000)
+    // the SETTINGS it wrote classified the connection; the rest of the HEADERS frame it then read is skipped, counted
+    assert.deepEqual(seen.filter((r) => r.pid === client.pid).map((r) => [r.direction, r.position, r.bytes, r.data.toString('hex')]), [
+      [EGRESS, 0, SETTINGS.length, SETTINGS.toString('hex')],
+      [INGRESS, 10, ping.length, ping.toString('hex')],
+    ])
+  } finally {
+    await late.close()
+  }
+})
+
 /**
  * A plugin that follows Go TLS as plugins/http2.ts does, and logs what the test needs: each http
- * record (payload in hex), the files the follower has uprobes on whenever they change, and
- * its warnings.
+ * record of the server's port (payload in hex; other tests' traffic is left out), the files the
+ * follower has uprobes on whenever they change, and its warnings.
  */
-const followerPlugin = `import { definePlugin } from 'periscope/plugin'
+const followerPlugin = (port: number) => `import { definePlugin } from 'periscope/plugin'
 import { followGoTls } from 'periscope/protocols/go-tls-follow'
 import { PROTOCOL_HTTP, claimProtocol } from 'periscope/protocols/sockdata'
 export default definePlugin({
@@ -334,6 +382,7 @@ export default definePlugin({
   async setup(ctx) {
     await claimProtocol(ctx, PROTOCOL_HTTP, { captureBytes: ${CAPTURE_BYTES}, targetPids: [], targetCgroupIds: [], excludedPorts: [] })
     ctx.on('sockdata:http', (e) => {
+      if (e.local_port !== ${port} && e.remote_port !== ${port}) return
       let data = ''
       for (const byte of e.data) data += byte.toString(16).padStart(2, '0')
       ctx.emit.log({ body: JSON.stringify({ pid: e.pid, kind: e.kind, direction: e.direction, position: e.position, bytes: e.bytes, captured: e.captured, flags: e.flags, data }) })
@@ -352,7 +401,7 @@ export default definePlugin({
 test('followGoTls attaches to a Go binary already running and to a stripped one started later, and detaches when they exit', async () => {
   const provider: ObjectProvider = { open: (name, settings) => openLibraryObject(name, { settings, log: () => {} }) }
   const { server, port } = await startGoServer(fixture.plain, certificate)
-  const h = await startHarness({ provider, decodersPath: join(root, 'bpf/lib/index.types.ts'), plugins: { 'go-tls-follower.ts': followerPlugin } })
+  const h = await startHarness({ provider, decodersPath: join(root, 'bpf/lib/index.types.ts'), plugins: { 'go-tls-follower.ts': followerPlugin(port) } })
   try {
     const logs = () => h.sink.signals('go-tls-follower').logs.map((l) => String(l.body))
     // other Go programs on the host (the Go toolchain, esbuild, ...) are followed too
