@@ -34,9 +34,10 @@ export interface LibraryObject {
   programs?(): { name: string; section: string }[]
   /**
    * Attaches a uprobe (or uretprobe) program on `symbol` in `binary`; only `pid`'s calls when given;
-   * `at: 'returns'`: a uprobe program at each return instruction, `returns` of them.
+   * `at: 'returns'`: a uprobe program at each return instruction, `returns` of them. `ids`: every
+   * kernel link it made (a classic uprobe per return instruction), which links() lists too.
    */
-  attachUprobe?(program: string, binary: string, options: { symbol: string; retprobe: boolean; pid?: number; at?: 'entry' | 'returns' }): { readonly id: number; readonly returns?: number; detach(): void }
+  attachUprobe?(program: string, binary: string, options: { symbol: string; retprobe: boolean; pid?: number; at?: 'entry' | 'returns' }): { readonly id: number; readonly ids?: readonly number[]; readonly returns?: number; detach(): void }
   /** Runs an iterator program once and returns the text it printed. */
   runIterator?(program: string, options: { pid?: number }): Promise<string>
   /** Delivers, synchronously, what the kernel buffers of the subscribed streams hold now. */
@@ -270,9 +271,12 @@ export class Bus {
     for (const entry of this.objects.values()) {
       const object = entry.loaded
       if (object === undefined) continue
-      // the links fixed at open, then those plugins attached at run time (ctx.attach)
-      const attached = this.uprobes.list().filter((l) => l.object === entry.name).map(({ id, program, attach }) => ({ id, program, attach }))
-      out.push({ name: entry.name, users: [...entry.users].sort(), streams: object.streams, links: [...object.links(), ...attached], programTypes: object.programTypes?.() ?? [], stats: object.stats() })
+      // the links fixed at open, then those plugins attached at run time (ctx.attach), each once
+      // as the hold it is, though the object lists its kernel links too
+      const held = this.uprobes.list().filter((l) => l.object === entry.name)
+      const heldIds = new Set(held.flatMap((l) => l.ids))
+      const fixed = object.links().filter((l) => !heldIds.has(l.id))
+      out.push({ name: entry.name, users: [...entry.users].sort(), streams: object.streams, links: [...fixed, ...held.map(({ id, program, attach }) => ({ id, program, attach }))], programTypes: object.programTypes?.() ?? [], stats: object.stats() })
     }
     return out
   }

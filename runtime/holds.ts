@@ -170,7 +170,7 @@ interface SharedLink {
   program: string
   /** What it is attached to, for listings: `uretprobe /usr/lib/…/libssl.so.3:SSL_read`, `uprobe /srv/api:crypto/tls.(*Conn).Write (3 returns)`. */
   attach: string
-  link: { readonly id: number; detach(): void }
+  link: { readonly id: number; readonly ids?: readonly number[]; detach(): void }
   holds: number
 }
 
@@ -241,9 +241,9 @@ export class SharedUprobes {
     for (const [key, shared] of this.links) if (shared.object === object) this.links.delete(key)
   }
 
-  /** Links held now, with how many holds each. */
-  list(): { object: string; id: number; program: string; attach: string; holds: number }[] {
-    return [...this.links.values()].map((s) => ({ object: s.object, id: s.link.id, program: s.program, attach: s.attach, holds: s.holds }))
+  /** Links held now, with how many holds each; `ids`: the kernel links each is made of. */
+  list(): { object: string; id: number; ids: readonly number[]; program: string; attach: string; holds: number }[] {
+    return [...this.links.values()].map((s) => ({ object: s.object, id: s.link.id, ids: s.link.ids ?? [s.link.id], program: s.program, attach: s.attach, holds: s.holds }))
   }
 }
 
@@ -266,7 +266,7 @@ function fileIdentity(binary: string, what: string): string {
  * The binary exists (checked just before), so ENOSYMBOL from runtime/symbols/elf.ts, like an
  * ENOENT from libbpf, means the symbol is not in it.
  */
-function attachOrExplain(object: LibraryObject, program: string, request: UprobeRequest, what: string): { readonly id: number; readonly returns?: number; detach(): void } {
+function attachOrExplain(object: LibraryObject, program: string, request: UprobeRequest, what: string): SharedLink['link'] & { readonly returns?: number } {
   try {
     return object.attachUprobe!(program, request.binary, { symbol: request.symbol, retprobe: request.retprobe, pid: request.pid, at: request.at })
   } catch (error) {

@@ -109,13 +109,14 @@ export class LibraryObject {
    * at each of its return instructions (`returns` says how many; one link, or one classic uprobe
    * each without uprobe_multi links, all detached together). Listed in links() until detached.
    */
-  attachUprobe(program: string, binary: string, options: UprobeAttachOptions): { readonly id: number; readonly returns?: number; detach(): void } {
+  attachUprobe(program: string, binary: string, options: UprobeAttachOptions): { readonly id: number; readonly ids: readonly number[]; readonly returns?: number; detach(): void } {
     const { links, returns } = options.at === 'returns'
       ? attachUprobeReturns(this.object, program, binary, { symbol: options.symbol, pid: options.pid })
       : { links: [attachUprobe(this.object, program, binary, options)], returns: undefined }
     this.#links.push(...links)
     return {
       id: links[0]!.id,
+      ids: links.map((l) => l.id),
       returns,
       detach: () => {
         for (const link of links) {

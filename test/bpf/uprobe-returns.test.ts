@@ -116,6 +116,8 @@ describe('ctx.attach at: \'returns\' on a stripped Go binary', () => {
       if (!await requireLinks(t, links)) return
       const binary = builds.stripped
       const run = runGoFixture(binary, 'classify', [CALLS])
+    t.after(() => run.stop())
+      t.after(() => run.stop())
       const p = provider(links)
       h = await startHarness({ provider: p, decodersPath })
       const harness = h
@@ -124,8 +126,12 @@ describe('ctx.attach at: \'returns\' on a stripped Go binary', () => {
       await loaded
       assert.equal(harness.sink.signals('returns').logs[0]?.body, 'attached')
       const object = p.opened.get('goreturns')!
-      assert.deepEqual(harness.runtime.bus.uprobes.list().map((l) => [l.attach, l.holds]), [[`uprobe ${binary}:main.classify (3 returns) pid ${run.pid}`, 1]])
+      const target = `uprobe ${binary}:main.classify (3 returns) pid ${run.pid}`
+      assert.deepEqual(harness.runtime.bus.uprobes.list().map((l) => [l.attach, l.holds]), [[target, 1]])
       assert.equal(object.links().length, links === 'classic' ? 3 : 1, 'one uprobe_multi link, or a classic uprobe per return')
+      // what `periscope links` shows: the hold, once, however many kernel links make it
+      assert.deepEqual(harness.runtime.bus.listObjects().find((o) => o.name === 'goreturns')!.links,
+        [{ id: harness.sink.signals('returns').logs[0]!.attributes!.id, program: 'on_return', attach: target }])
 
       run.release()
       const expectedSum = Array.from({ length: CALLS }, (_, n) => classify(n).value).reduce((a, b) => a + b, 0)
@@ -154,6 +160,7 @@ describe('ctx.attach at: \'returns\' on a stripped Go binary', () => {
     const binary = builds.stripped
     const sizes = [5, 300, 1200, 16000]
     const run = runGoFixture(binary, 'tls', sizes)
+    t.after(() => run.stop())
     const p = provider('uprobe_multi')
     h = await startHarness({ provider: p, decodersPath })
     const loaded = h.nextEvent('loaded', 'returns')
@@ -181,6 +188,7 @@ describe('ctx.attach at: \'returns\' on a stripped Go binary', () => {
     if (!await requireLinks(t, 'classic')) return
     const binary = builds.stripped
     const run = runGoFixture(binary, 'classify', [CALLS])
+    t.after(() => run.stop())
     h = await startHarness({ provider: provider('classic'), decodersPath })
     const loaded = h.nextEvent('loaded', 'returns')
     h.write('returns.ts', attachingPlugin([{ program: 'goreturns:on_uretprobe', uprobe: { binary, symbol: 'main.classify', retprobe: true, pid: run.pid } }]))
