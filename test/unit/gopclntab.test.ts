@@ -128,6 +128,46 @@ describe('.gopclntab formats and damage', () => {
     })
   })
 
+  it('reads the Go 1.16 layout (0xfffffffa: absolute entries, pointer-sized function table): the same functions from the same table laid out as 1.16 did', () => {
+    // Go 1.16 is not to be had here to build with; its layout, as Go's debug/gosym reads it:
+    // header words nfunc, nfiles, funcnametab, cutab, filetab, pctab, functab offsets (no text
+    // start); functab (entry pc, _func offset) pairs of pointers, then the end pc; _func: entry
+    // pointer, then nameOff … cuOffset (8 × 4 bytes), funcID, 2 bytes, nfuncdata
+    const expected = withTable(builds.stripped, (table) => table.functions())
+    const go116 = patched('go116', (bytes, at) => {
+      const base = Number(at)
+      const word = (i: number) => Number(bytes.readBigUInt64LE(base + 8 + 8 * i))
+      const count = word(0), namesAt = word(3), namesEnd = word(4), functionsAt = word(7)
+      const textStart = expected[0]!.address - BigInt(bytes.readUInt32LE(base + functionsAt))
+      const names = Buffer.from(bytes.subarray(base + namesAt, base + namesEnd))
+      const header = 64, table = header + names.byteLength, records = table + (2 * count + 1) * 8
+      const out = Buffer.alloc(records + count * 44)
+      out.writeUInt32LE(0xfffffffa, 0)
+      out.writeUInt8(1, 6)
+      out.writeUInt8(8, 7)
+      for (const [i, value] of [count, 0, header, table, table, table, table].entries()) out.writeBigUInt64LE(BigInt(value), 8 + 8 * i)
+      names.copy(out, header)
+      for (let i = 0; i <= count; i++) {
+        const entry = textStart + BigInt(bytes.readUInt32LE(base + functionsAt + 8 * i))
+        out.writeBigUInt64LE(entry, table + 16 * i)
+        if (i === count) break
+        const record = records + 44 * i
+        out.writeBigUInt64LE(BigInt(record - table), table + 16 * i + 8)
+        const source = base + functionsAt + bytes.readUInt32LE(base + functionsAt + 8 * i + 4)
+        out.writeBigUInt64LE(entry, record)
+        bytes.copy(out, record + 8, source + 4, source + 36) // nameOff … cuOffset
+        out.writeUInt8(bytes[source + 40]!, record + 40) // funcID (1.16 has no flag byte)
+      }
+      assert.ok(out.byteLength <= withTable(builds.stripped, (_, elf) => Number(elf.section('.gopclntab')!.size)), 'the 1.16 table fits where the 1.20 one was')
+      out.copy(bytes, base)
+    })
+    withTable(go116, (table) => {
+      assert.equal(table.version, '1.16')
+      assert.deepEqual(table.functions(), expected)
+      assert.deepEqual(table.find('crypto/tls.(*Conn).Write'), expected.find((f) => f.name === 'crypto/tls.(*Conn).Write'))
+    })
+  })
+
   it('refuses tables it does not know, and says why', () => {
     const go12 = patched('go12', (bytes, at) => bytes.writeUInt32LE(0xfffffffb, Number(at)))
     assert.equal(codeOf(() => functionFileOffset(go12, 'main.classify')),
