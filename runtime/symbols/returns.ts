@@ -8,7 +8,8 @@
  * data among its instructions, and a C compiler keeps jump tables in read-only data.
  */
 import { statSync } from 'node:fs'
-import { Decoder, DecoderOptions, Instruction, Mnemonic } from 'iced-x86'
+import { createRequire } from 'node:module'
+import type * as Iced from 'iced-x86'
 import { ElfError, ElfFile, MACHINE_X86_64, type FunctionSymbol } from './elf.ts'
 
 export interface FunctionReturns {
@@ -22,6 +23,13 @@ const MAX_FUNCTION_BYTES = 1 << 24
 /** Functions remembered; each is a few numbers, and a plugin attaches to a few functions per binary. */
 const CACHE_ENTRIES = 512
 const cache = new Map<string, FunctionReturns>()
+
+let iced: typeof Iced | undefined
+/** The decoder, loaded on first use: its WebAssembly costs 20 MB and 50 ms, which only a plugin that attaches at returns should pay. */
+function decoder(): typeof Iced {
+  iced ??= createRequire(import.meta.url)('iced-x86') as typeof Iced
+  return iced
+}
 
 /**
  * The return instructions (RET, RET imm16, with any prefixes) of function `symbol` of the ELF file
@@ -70,13 +78,14 @@ function readReturns(path: string, name: string): FunctionReturns {
 
 /** Addresses of the near returns among `code`, decoded in a line from `address`; `what` names the function in errors. */
 function decodeReturns(code: Buffer, address: bigint, what: string): bigint[] {
-  const decoder = new Decoder(64, code, DecoderOptions.None)
+  const { Decoder, DecoderOptions, Instruction, Mnemonic } = decoder()
+  const decoding = new Decoder(64, code, DecoderOptions.None)
   const instruction = new Instruction()
   try {
-    decoder.ip = address
+    decoding.ip = address
     const returns: bigint[] = []
-    while (decoder.canDecode) {
-      decoder.decodeOut(instruction)
+    while (decoding.canDecode) {
+      decoding.decodeOut(instruction)
       if (instruction.isInvalid) {
         throw new ElfError('EINVAL', `${what}: the bytes at 0x${instruction.ip.toString(16)}, ${instruction.ip - address} into it, ` +
           'do not decode as an x86-64 instruction, so its return instructions cannot be told apart from data; attach at its entry instead')
@@ -86,6 +95,6 @@ function decodeReturns(code: Buffer, address: bigint, what: string): bigint[] {
     return returns
   } finally {
     instruction.free()
-    decoder.free()
+    decoding.free()
   }
 }
