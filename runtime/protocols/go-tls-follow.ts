@@ -43,6 +43,9 @@ const EXEC_EVENT_EXIT = 2
 /** Executables found without crypto/tls, and exec names resolved; each bounded, oldest forgotten. */
 const maxRemembered = 4096
 
+/** Processes found gone before the others that exec'd the same name are given up on. */
+const resolveTries = 3
+
 /** How often processes whose exit will not be reported are looked for again. */
 const sweepMs = 5000
 
@@ -90,8 +93,8 @@ export class GoTlsFollower {
   readonly #withoutGoTls = new Map<string, true>()
   /** an exec's file name → the kernel's path of its file, once resolved */
   readonly #resolved = new Map<string, string>()
-  /** pid → the file name it exec'd, to resolve at the next `work` */
-  readonly #toResolve = new Map<number, string>()
+  /** file names exec'd since the last `work` → the pids that exec'd them, to resolve then */
+  readonly #toResolve = new Map<string, Set<number>>()
   /** users of attached files found by the iterator, not by an exec: no exit event will come for them */
   readonly #unwatched = new Set<number>()
   #lastSweep = 0
@@ -120,11 +123,10 @@ export class GoTlsFollower {
       if (this.#withoutGoTls.has(path)) return
       const known = this.#files.get(path)
       if (known !== undefined) known.pids.add(event.pid)
-      else this.#toResolve.set(event.pid, event.filename)
+      else this.#toResolve.set(event.filename, (this.#toResolve.get(event.filename) ?? new Set()).add(event.pid))
       return
     }
     if (event.kind !== EXEC_EVENT_EXIT) return
-    this.#toResolve.delete(event.pid)
     this.#unwatched.delete(event.pid)
     for (const state of this.#files.values()) {
       if (state.pids.delete(event.pid) && state.pids.size === 0) this.#recheck = true
@@ -141,16 +143,37 @@ export class GoTlsFollower {
   async #work(): Promise<void> {
     const execs = [...this.#toResolve]
     this.#toResolve.clear()
-    for (const [pid, filename] of execs) {
-      // a process that is gone already prints nothing: it has nothing left to trace
-      for (const [, path] of executableLines(await this.#ctx.iterate('sockdata:executables', { pid }))) {
-        remember(this.#resolved, filename, path)
-        await this.#addProcess(pid, path)
-      }
-    }
+    for (const [filename, pids] of execs) await this.#resolve(filename, [...pids])
     if (this.#recheck || (this.#unwatched.size > 0 && Date.now() - this.#lastSweep >= sweepMs)) {
       this.#recheck = false
       await this.#sweep()
+    }
+  }
+
+  /**
+   * Finds the file of processes that exec'd `filename`, by asking the kernel about them, newest
+   * first: one answer serves them all when the name is absolute. A process already gone prints
+   * nothing (it has nothing left to trace); after resolveTries such, the rest are not asked, so a
+   * burst of short-lived processes costs a few iterator runs, not one each.
+   */
+  async #resolve(filename: string, pids: number[]): Promise<void> {
+    let gone = 0
+    for (const pid of pids.reverse()) {
+      const [found] = [...executableLines(await this.#ctx.iterate('sockdata:executables', { pid }))]
+      if (found === undefined) {
+        if (++gone >= resolveTries) return
+        continue
+      }
+      const path = found[1]
+      if (!filename.startsWith('/')) {
+        await this.#addProcess(pid, path)
+        continue
+      }
+      remember(this.#resolved, filename, path)
+      await this.#addProcess(pid, path)
+      // the others were not asked: some may be gone, their exits handled before now; a sweep tells
+      for (const other of pids) if (other !== pid && (await this.#addProcess(other, path))) this.#unwatched.add(other)
+      return
     }
   }
 
