@@ -10,7 +10,9 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileS
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { functionReturns } from '../../runtime/symbols/returns.ts'
+import { ElfFile } from '../../runtime/symbols/elf.ts'
+import { GoFunctionTable } from '../../runtime/symbols/gopclntab.ts'
+import { functionReturns, type FunctionReturns } from '../../runtime/symbols/returns.ts'
 import { GO_FIXTURE_TWINS, goFixture, goTool, type GoFixtureBuild } from '../bpf/go-fixture.ts'
 
 const work = mkdtempSync(join(tmpdir(), 'periscope-returns-'))
@@ -77,6 +79,38 @@ describe('return instructions of Go functions, against go tool objdump', () => {
     const again = functionReturns(copy, 'main.classify')
     assert.notEqual(again, first, 'a rewritten file is read again')
     assert.deepEqual(again.offsets, first.offsets)
+  })
+
+  it('remembers 512 functions, the least recently used going first', () => {
+    // a file of its own, so that what earlier tests left remembered is older than all of this
+    const binary = join(work, 'lru')
+    copyFileSync(builds.plain, binary)
+    const elf = ElfFile.open(binary)
+    // a function and its ABI wrapper share a name: one entry
+    const names = new Set(GoFunctionTable.open(elf)!.functions().map((f) => f.name).filter((n) => !n.startsWith('main.')))
+    elf.close()
+    const remember = (name: string) => {
+      try {
+        return functionReturns(binary, name)
+      } catch {
+        return undefined // no return instruction (runtime.goexit, …): not remembered
+      }
+    }
+    const classify = functionReturns(binary, 'main.classify')
+    const grow = functionReturns(binary, 'main.grow')
+    const fillers: FunctionReturns[] = []
+    for (const name of names) {
+      if (fillers.length === 510) break
+      const found = remember(name)
+      if (found !== undefined) fillers.push(found)
+    }
+    // 512 now; grow is the least recently used of them after classify is used again
+    assert.equal(functionReturns(binary, 'main.classify'), classify)
+    assert.equal(functionReturns(binary, 'main.grow'), grow, 'all 512 remembered')
+    functionReturns(binary, 'main.classifyAll')
+    const [oldest] = fillers
+    assert.notEqual(functionReturns(binary, oldest!.symbol.name), oldest, 'the 513th pushed out the least recently used')
+    assert.equal(functionReturns(binary, 'main.grow'), grow)
   })
 
   it('is x86-64 only, and says so', () => {
