@@ -73,11 +73,14 @@ export function goFixture(): Promise<Record<GoFixtureBuild, string>> {
         await exec('go', ['build', '-trimpath', '-buildvcs=false', ...GO_FIXTURE_BUILDS[name], '-o', join(scratch, name), '.'],
           { cwd: SOURCES, env: goEnv(), maxBuffer: 16 * 1024 * 1024, timeout: 10 * 60_000 })
       }
-      await rm(dir, { recursive: true, force: true })
-      // another test file may have built and renamed its own copy in the meantime
-      await rename(scratch, dir).catch((error: unknown) => {
-        if (!names.every((name) => existsSync(paths[name]))) throw error
-      })
+      // another test file may have built its own copy in the meantime, which may be in use
+      const complete = () => names.every((name) => existsSync(paths[name]))
+      if (!complete()) {
+        await rm(dir, { recursive: true, force: true })
+        await rename(scratch, dir).catch((error: unknown) => {
+          if (!complete()) throw error
+        })
+      }
     } catch (error) {
       const { message, stderr } = error as Error & { stderr?: string }
       throw new Error(`building the Go uprobe fixture failed (go build in ${SOURCES}; the external link needs cgo and a C compiler): ${message}\n${stderr?.slice(-4000) ?? ''}`)
