@@ -155,72 +155,78 @@ test('executables lists each process once with the absolute path of its executab
   }
 })
 
-test('HTTPS/1.1 in Go: the plaintext of crypto/tls on both ends, flagged TLS, no ciphertext', async () => {
-  capture.want(HTTP, { captureBytes: CAPTURE_BYTES })
-  const links = attachGoTls(fixture.plain)
-  const { server, port } = await startGoServer(fixture.plain, certificate)
-  try {
-    const client = await startGoClient(fixture.plain, port, certificate.cert, 'h1', SIZES)
-    client.resume()
-    assert.equal(await client.line('done'), 'done HTTP/1.1')
-    assert.equal(await client.exited(), 0, client.stderr)
-    await waitFor(() => capture.of(server.pid, 'connections').some((r) => r.kind === CLOSE), 'the server to close the connection', 30_000)
+for (const variant of ['plain', 'stripped'] as const) {
+  test(`HTTPS/1.1 in Go (${variant} binary): the plaintext of crypto/tls on both ends, flagged TLS, no ciphertext`, async () => {
+    const binary = fixture[variant]
+    capture.want(HTTP, { captureBytes: CAPTURE_BYTES })
+    const links = attachGoTls(binary)
+    const { server, port } = await startGoServer(binary, certificate)
+    try {
+      const client = await startGoClient(binary, port, certificate.cert, 'h1', SIZES)
+      client.resume()
+      assert.equal(await client.line('done'), 'done HTTP/1.1')
+      assert.equal(await client.exited(), 0, client.stderr)
+      await waitFor(() => capture.of(server.pid, 'connections').some((r) => r.kind === CLOSE), 'the server to close the connection', 30_000)
 
-    const clientRecords = capture.of(client.pid), serverRecords = capture.of(server.pid)
-    const requests = ingressStream(flow(serverRecords, 'http', INGRESS))
-    const responses = ingressStream(flow(clientRecords, 'http', INGRESS))
-    assertEgress(flow(clientRecords, 'http', EGRESS), requests, 0)
-    assertEgress(flow(serverRecords, 'http', EGRESS), responses, 0)
-    assert.deepEqual(http1Messages(requests).map((m) => [m.head.split('\r\n')[0], m.body.toString()]),
-      SIZES.map((size, i) => [`POST /echo/${i} HTTP/1.1`, requestBody(i, size).toString()]))
-    assert.deepEqual(http1Messages(responses).map((m) => [m.head, m.body.toString()]),
-      SIZES.map((size, i) => [`HTTP/1.1 200 OK\r\nContent-Length: ${size}\r\nContent-Type: application/octet-stream\r\n\r\n`, requestBody(i, size).toString()]))
-    // one keep-alive connection each end, the one its open record named
-    for (const records of [clientRecords, serverRecords]) {
-      const opened = records.find((r) => r.kind === OPEN)!
-      assert.deepEqual(new Set(records.map((r) => r.conn_id)), new Set([opened.conn_id]))
-      assertNoCiphertext(records, 'http')
+      const clientRecords = capture.of(client.pid), serverRecords = capture.of(server.pid)
+      const requests = ingressStream(flow(serverRecords, 'http', INGRESS))
+      const responses = ingressStream(flow(clientRecords, 'http', INGRESS))
+      assertEgress(flow(clientRecords, 'http', EGRESS), requests, 0)
+      assertEgress(flow(serverRecords, 'http', EGRESS), responses, 0)
+      assert.deepEqual(http1Messages(requests).map((m) => [m.head.split('\r\n')[0], m.body.toString()]),
+        SIZES.map((size, i) => [`POST /echo/${i} HTTP/1.1`, requestBody(i, size).toString()]))
+      assert.deepEqual(http1Messages(responses).map((m) => [m.head, m.body.toString()]),
+        SIZES.map((size, i) => [`HTTP/1.1 200 OK\r\nContent-Length: ${size}\r\nContent-Type: application/octet-stream\r\n\r\n`, requestBody(i, size).toString()]))
+      // one keep-alive connection each end, the one its open record named
+      for (const records of [clientRecords, serverRecords]) {
+        const opened = records.find((r) => r.kind === OPEN)!
+        assert.deepEqual(new Set(records.map((r) => r.conn_id)), new Set([opened.conn_id]))
+        assertNoCiphertext(records, 'http')
+      }
+      // each call's start is its entry, before its end
+      assert.ok([...clientRecords, ...serverRecords].every((r) => r.start_ns > 0 && r.start_ns <= r.end_ns))
+    } finally {
+      for (const link of links) link.detach()
+      server.stop()
     }
-    // each call's start is its entry, before its end
-    assert.ok([...clientRecords, ...serverRecords].every((r) => r.start_ns > 0 && r.start_ns <= r.end_ns))
-  } finally {
-    for (const link of links) link.detach()
-    server.stop()
-  }
-})
+  })
+}
 
-test('HTTP/2 over Go TLS (ALPN h2): the plaintext goes to the http2 ring from the client preface', async () => {
-  capture.want(HTTP2, { captureBytes: CAPTURE_BYTES })
-  const links = attachGoTls(fixture.plain)
-  const { server, port } = await startGoServer(fixture.plain, certificate)
-  try {
-    const client = await startGoClient(fixture.plain, port, certificate.cert, 'h2', SIZES)
-    client.resume()
-    assert.equal(await client.line('done'), 'done HTTP/2.0')
-    assert.equal(await client.exited(), 0, client.stderr)
-    await waitFor(() => capture.of(server.pid, 'connections').some((r) => r.kind === CLOSE), 'the server to close the connection', 30_000)
+for (const variant of ['plain', 'stripped'] as const) {
+  test(`HTTP/2 over Go TLS (ALPN h2, ${variant} binary): the plaintext goes to the http2 ring from the client preface`, async () => {
+    const binary = fixture[variant]
+    capture.want(HTTP2, { captureBytes: CAPTURE_BYTES })
+    const links = attachGoTls(binary)
+    const { server, port } = await startGoServer(binary, certificate)
+    try {
+      const client = await startGoClient(binary, port, certificate.cert, 'h2', SIZES)
+      client.resume()
+      assert.equal(await client.line('done'), 'done HTTP/2.0')
+      assert.equal(await client.exited(), 0, client.stderr)
+      await waitFor(() => capture.of(server.pid, 'connections').some((r) => r.kind === CLOSE), 'the server to close the connection', 30_000)
 
-    const clientRecords = capture.of(client.pid), serverRecords = capture.of(server.pid)
-    const toServer = ingressStream(flow(serverRecords, 'http2', INGRESS))
-    const toClient = ingressStream(flow(clientRecords, 'http2', INGRESS))
-    assert.ok(toServer.subarray(0, PREFACE.length).equals(Buffer.from(PREFACE)), 'the server read the preface first')
-    assertEgress(flow(clientRecords, 'http2', EGRESS), toServer, 0)
-    // the server may write its SETTINGS before it read the preface, which classifies the connection
-    const serverEgress = flow(serverRecords, 'http2', EGRESS)
-    assertEgress(serverEgress, toClient.subarray(serverEgress[0]!.position), serverEgress[0]!.position, serverEgress[0]!.position)
-    const requestFrames = http2Frames(toServer.subarray(PREFACE.length)), responseFrames = http2Frames(toClient)
-    const requestData = dataByStream(requestFrames), responseData = dataByStream(responseFrames)
-    assert.deepEqual(requestFrames.filter((f) => f.type === FRAME_HEADERS).map((f) => f.stream), SIZES.map((_, i) => 2 * i + 1))
-    for (const [i, size] of SIZES.entries()) {
-      assert.deepEqual(requestData.get(2 * i + 1)?.toString(), requestBody(i, size).toString(), `request ${i}`)
-      assert.deepEqual(responseData.get(2 * i + 1)?.toString(), requestBody(i, size).toString(), `response ${i}`)
+      const clientRecords = capture.of(client.pid), serverRecords = capture.of(server.pid)
+      const toServer = ingressStream(flow(serverRecords, 'http2', INGRESS))
+      const toClient = ingressStream(flow(clientRecords, 'http2', INGRESS))
+      assert.ok(toServer.subarray(0, PREFACE.length).equals(Buffer.from(PREFACE)), 'the server read the preface first')
+      assertEgress(flow(clientRecords, 'http2', EGRESS), toServer, 0)
+      // the server may write its SETTINGS before it read the preface, which classifies the connection
+      const serverEgress = flow(serverRecords, 'http2', EGRESS)
+      assertEgress(serverEgress, toClient.subarray(serverEgress[0]!.position), serverEgress[0]!.position, serverEgress[0]!.position)
+      const requestFrames = http2Frames(toServer.subarray(PREFACE.length)), responseFrames = http2Frames(toClient)
+      const requestData = dataByStream(requestFrames), responseData = dataByStream(responseFrames)
+      assert.deepEqual(requestFrames.filter((f) => f.type === FRAME_HEADERS).map((f) => f.stream), SIZES.map((_, i) => 2 * i + 1))
+      for (const [i, size] of SIZES.entries()) {
+        assert.deepEqual(requestData.get(2 * i + 1)?.toString(), requestBody(i, size).toString(), `request ${i}`)
+        assert.deepEqual(responseData.get(2 * i + 1)?.toString(), requestBody(i, size).toString(), `response ${i}`)
+      }
+      for (const records of [clientRecords, serverRecords]) assertNoCiphertext(records, 'http2')
+    } finally {
+      for (const link of links) link.detach()
+      server.stop()
     }
-    for (const records of [clientRecords, serverRecords]) assertNoCiphertext(records, 'http2')
-  } finally {
-    for (const link of links) link.detach()
-    server.stop()
-  }
-})
+  })
+}
 
 /**
  * A connection of the fixture's pausing client opened before a sockdata object: request 0 goes
