@@ -3,11 +3,15 @@
  * of a Go function of a stripped binary (found in .gopclntab, returns by decoding), through
  * uprobe_multi and through classic uprobes. The Go fixture moves its goroutine stacks while the
  * probed function runs, which is what a uretprobe cannot survive: the test shows that too. Each
- * call is seen exactly once, at the return instruction of its path, with its result in RAX.
+ * call is seen exactly once, at the return instruction of its path, with its result in RAX; also
+ * after the privilege drop, as Periscope attaches to Go programs that start later.
  */
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { afterEach, before, describe, it, type TestContext } from 'node:test'
 import { probeAttach } from '../../runtime/bpf/features.ts'
 import { UPROBE_MULTI_ATTACH_TYPE } from '../../runtime/bpf/links.ts'
@@ -220,5 +224,25 @@ describe('ctx.attach at: \'returns\' on a stripped Go binary', () => {
       `ENOSYMBOL ENOSYMBOL: ${what('on_return', 'main.nothing')}: ${binary} has no function symbol main.nothing`,
     ])
     assert.deepEqual(h.runtime.bus.uprobes.list(), [])
+  })
+
+  it('after the privilege drop, attaches at the returns of a function of a binary only root may read, and counts every call', async (t) => {
+    if (!await requireLinks(t, 'uprobe_multi')) return
+    const dir = mkdtempSync(join(tmpdir(), 'periscope-returns-root-only-'))
+    t.after(() => rmSync(dir, { recursive: true, force: true }))
+    assert.equal(statSync(dir).mode & 0o777, 0o700, 'only root may enter the binary\'s directory')
+    const binary = join(dir, 'gofixture')
+    copyFileSync(builds.stripped, binary)
+    const { stdout } = await promisify(execFile)(process.execPath,
+      [join(root, 'test/bpf/fixtures/uprobe-returns-after-drop.ts'), fixture, binary, join(dir, 'data'), String(CALLS)], { timeout: 300_000 })
+    const result = JSON.parse(stdout) as { dropped: boolean; uid: string; attach: string; returns: number; targetExit: number; printed: string }
+    assert.deepEqual(result, {
+      dropped: true,
+      uid: '65534',
+      attach: '1 link, 3 returns',
+      returns: CALLS,
+      targetExit: 0,
+      printed: String(Array.from({ length: CALLS }, (_, n) => classify(n).value).reduce((a, b) => a + b, 0)),
+    })
   })
 })
