@@ -133,18 +133,26 @@ export class GoTlsFollower {
     }
   }
 
-  /** Starts the queued work unless it is already running; never waits for it. */
+  /** Starts the queued work unless it is already running (or there is none); never waits for it. */
   kick(): void {
-    if (this.#working) return
+    if (this.#working || !this.#due()) return
     this.#working = true
     this.#work().catch((error: Error) => this.#warn(`following Go crypto/tls: ${error.message}`)).finally(() => (this.#working = false))
+  }
+
+  #sweepDue(): boolean {
+    return this.#recheck || (this.#unwatched.size > 0 && Date.now() - this.#lastSweep >= sweepMs)
+  }
+
+  #due(): boolean {
+    return this.#toResolve.size > 0 || this.#sweepDue()
   }
 
   async #work(): Promise<void> {
     const execs = [...this.#toResolve]
     this.#toResolve.clear()
     for (const [filename, pids] of execs) await this.#resolve(filename, [...pids])
-    if (this.#recheck || (this.#unwatched.size > 0 && Date.now() - this.#lastSweep >= sweepMs)) {
+    if (this.#sweepDue()) {
       this.#recheck = false
       await this.#sweep()
     }
@@ -245,11 +253,15 @@ export class GoTlsFollower {
   }
 }
 
-/** Starts a GoTlsFollower and wires it to exec events and a 200 ms timer; the plugin lists objects: ['sockdata', 'exec']. */
+/**
+ * Starts a GoTlsFollower and wires it to exec events and a 50 ms timer (a Go service may open its
+ * connections right after it starts, and the uprobes only see the calls made once they are on);
+ * the plugin lists objects: ['sockdata', 'exec'].
+ */
 export async function followGoTls(ctx: Ctx, warn: (message: string) => void): Promise<GoTlsFollower> {
   const follower = new GoTlsFollower(ctx, warn)
   ctx.on('exec:events', (event) => follower.onExec(event))
   await follower.start()
-  ctx.every('200ms', () => follower.kick())
+  ctx.every('50ms', () => follower.kick())
   return follower
 }
