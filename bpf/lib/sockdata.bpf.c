@@ -2116,6 +2116,33 @@ int scan_sockets(struct bpf_iter__task_file *ctx)
 	return 0;
 }
 
+/*
+ * After TLS uprobes were attached to a process that was already running (followGoTls): its TLS
+ * connections whose plaintext nobody has seen yet are taken as found mid-stream, like the start-up
+ * scan's, since the calls made before the uprobes came were missed (an HTTP/2 preface, say). So
+ * they are recognised from a whole message and flagged pre-existing. Prints "<pid> <fd>" each.
+ */
+SEC("iter/task_file")
+int mark_tls_midstream(struct bpf_iter__task_file *ctx)
+{
+	struct file *file = ctx->file;
+	struct task_struct *task = ctx->task;
+	struct conn_key key = {};
+	struct conn_info *conn;
+
+	if (!file || !task)
+		return 0;
+	key.tgid = task->tgid;
+	key.fd = ctx->fd;
+	conn = bpf_map_lookup_elem(&conns, &key);
+	if (!conn || conn->file != (__u64)file || !conn->tls || conn->protocol != PROTOCOL_UNKNOWN ||
+	    conn->positions[0] || conn->positions[1] || (conn->flags & SOCK_FLAG_PREEXISTING))
+		return 0;
+	conn->flags |= SOCK_FLAG_PREEXISTING;
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%u %d\n", key.tgid, key.fd);
+	return 0;
+}
+
 /* per-CPU room for bpf_d_path */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

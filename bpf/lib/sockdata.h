@@ -59,7 +59,10 @@ enum sock_flag {
 	SOCK_FLAG_SENDFILE = 2,
 	/* records of this direction were dropped since the previous one */
 	SOCK_FLAG_LOSS = 4,
-	/* the connection existed before the object opened (found by the start-up scan) */
+	/*
+	 * the connection existed before the object opened (found by the start-up scan), or its TLS
+	 * plaintext was missed until uprobes came (mark_tls_midstream): it is seen mid-stream
+	 */
 	SOCK_FLAG_PREEXISTING = 8,
 	/* data was cut at the protocol's capture size; bytes is the full count */
 	SOCK_FLAG_TRUNCATED = 16,

@@ -15,7 +15,9 @@
  *
  * Entries get `go_tls_write`/`go_tls_read`; the `_ret` programs go on every return instruction
  * (`at: 'returns'`), never on uretprobes, which crash Go programs whose stacks move. Stripped
- * binaries are found through `.gopclntab` by the host.
+ * binaries are found through `.gopclntab` by the host. A process that ran before its file had the
+ * uprobes may have TLS connections whose start went by unseen: the object's `mark_tls_midstream`
+ * has the kernel take them as found mid-stream, as the start-up scan's are.
  *
  * Handlers only queue work. A timer starts it in the background and does not wait for it: each
  * attach makes the host read the file's symbols and decode the functions, which for a large
@@ -111,9 +113,19 @@ export class GoTlsFollower {
   /** Attaches to what runs now; the caller then routes exec events here and runs `kick` on a timer. */
   async start(): Promise<void> {
     for (const [pid, path] of executableLines(await this.#ctx.iterate('sockdata:executables'))) {
-      if (await this.#addProcess(pid, path)) this.#unwatched.add(pid)
+      if (!(await this.#addProcess(pid, path))) continue
+      this.#unwatched.add(pid)
+      await this.#markMidStream(pid)
     }
     this.#lastSweep = Date.now()
+  }
+
+  /**
+   * The process ran before its file had the uprobes: its TLS connections whose plaintext the
+   * kernel has not seen yet are taken as found mid-stream (an HTTP/2 preface may have gone by).
+   */
+  async #markMidStream(pid: number): Promise<void> {
+    await this.#ctx.iterate('sockdata:mark_tls_midstream', { pid })
   }
 
   /** exec: a known file gains a process, a new name is resolved later; exit: a file may have lost its last process. */
@@ -173,14 +185,15 @@ export class GoTlsFollower {
         continue
       }
       const path = found[1]
-      if (!filename.startsWith('/')) {
-        await this.#addProcess(pid, path)
-        continue
-      }
+      if (await this.#addProcess(pid, path)) await this.#markMidStream(pid)
+      if (!filename.startsWith('/')) continue
       remember(this.#resolved, filename, path)
-      await this.#addProcess(pid, path)
       // the others were not asked: some may be gone, their exits handled before now; a sweep tells
-      for (const other of pids) if (other !== pid && (await this.#addProcess(other, path))) this.#unwatched.add(other)
+      for (const other of pids) {
+        if (other === pid || !(await this.#addProcess(other, path))) continue
+        this.#unwatched.add(other)
+        await this.#markMidStream(other)
+      }
       return
     }
   }

@@ -237,26 +237,47 @@ for (const variant of ['plain', 'stripped'] as const) {
  * entry was not seen, go unrecorded: a frame header, say, whose payload would follow mid-frame.
  * So a direction goes out from its first record that starts a frame; what each end read is the
  * tail of what the other wrote.
+ *
+ * `lateUprobes`: the object is open from the start (the connection is not the scan's), only the
+ * uprobes come after request 0, as when followGoTls attaches to a Go service that has just
+ * started; 'marked' runs mark_tls_midstream for both processes then, as followGoTls does.
  */
-async function midStream(protocol: 'h2c' | 'h2'): Promise<void> {
+async function midStream(protocol: 'h2c' | 'h2', lateUprobes?: 'marked' | 'unmarked'): Promise<void> {
+  let object = lateUprobes === undefined ? undefined : await Capture.open({ subscribe: false })
+  const seen: Rec[] = []
+  const subscribe = (capture: Capture) => {
+    capture.want(HTTP2, { captureBytes: CAPTURE_BYTES })
+    for (const stream of ['http2', 'connections']) {
+      capture.library.subscribe(stream, (batch) => forEachRecord(batch, (view, offset, size) => seen.push(toRec(stream, decodeSockEvent(view, offset, size)))))
+    }
+  }
+  if (object !== undefined) subscribe(object)
   const { server, port } = await startGoServer(fixture.plain, protocol === 'h2' ? certificate : undefined)
-  let late: Capture | undefined
   const links: Link[] = []
   try {
     const client = await startGoClient(fixture.plain, port, certificate.cert, protocol, MID_STREAM_SIZES, { pausing: true })
     client.resume()
     await client.line('first done')
-    late = await Capture.open({ subscribe: false })
-    late.want(HTTP2, { captureBytes: CAPTURE_BYTES })
-    if (protocol === 'h2') links.push(...attachGoTls(fixture.plain, late))
-    const seen: Rec[] = []
-    for (const stream of ['http2', 'connections']) {
-      late.library.subscribe(stream, (batch) => forEachRecord(batch, (view, offset, size) => seen.push(toRec(stream, decodeSockEvent(view, offset, size)))))
+    if (object === undefined) {
+      object = await Capture.open({ subscribe: false })
+      subscribe(object)
+    }
+    if (protocol === 'h2') links.push(...attachGoTls(fixture.plain, object))
+    if (lateUprobes === 'marked') {
+      for (const pid of [client.pid, server.pid]) assert.match(await object.library.runIterator('mark_tls_midstream', { pid }), new RegExp(`^${pid} \\d+\n$`))
     }
     client.resume()
     assert.equal(await client.line('done'), 'done HTTP/2.0')
     assert.equal(await client.exited(), 0, client.stderr)
     const mine = (pid: number) => seen.filter((r) => r.pid === pid)
+    const opened = lateUprobes === undefined ? [] : [`connections,${OPEN},0`]
+    if (lateUprobes === 'unmarked') {
+      // the preface went before the uprobes came: never recognised, nothing goes out (the client
+      // has exited: every call of both ends is done)
+      object.library.drainStreams()
+      for (const pid of [client.pid, server.pid]) assert.deepEqual(mine(pid).map((r) => [r.stream, r.kind, r.flags].join()), opened)
+      return
+    }
     await waitFor(() => mine(server.pid).some((r) => r.kind === CLOSE), 'the server to close the connection', 30_000)
 
     for (const [sender, receiver, what] of [[client.pid, server.pid, 'requests'], [server.pid, client.pid, 'responses']] as const) {
@@ -274,11 +295,12 @@ async function midStream(protocol: 'h2c' | 'h2'): Promise<void> {
     }
     const flags = FLAG_PREEXISTING | (protocol === 'h2' ? FLAG_TLS : 0)
     for (const pid of [client.pid, server.pid]) {
-      assert.deepEqual(new Set(mine(pid).map((r) => [r.stream, r.kind, r.flags].join())), new Set([`http2,${DATA},${flags}`, ...(pid === server.pid ? [`connections,${CLOSE},${FLAG_PREEXISTING}`] : [])]))
+      assert.deepEqual(new Set(mine(pid).map((r) => [r.stream, r.kind, r.flags].join())),
+        new Set([...opened, `http2,${DATA},${flags}`, ...(pid === server.pid ? [`connections,${CLOSE},${FLAG_PREEXISTING}`] : [])]))
     }
   } finally {
     for (const link of links) link.detach()
-    await late?.close()
+    await object?.close()
     server.stop()
   }
 }
@@ -286,6 +308,10 @@ async function midStream(protocol: 'h2c' | 'h2'): Promise<void> {
 test('an h2c connection opened before the object is classified HTTP/2 mid-stream from a whole frame', () => midStream('h2c'))
 
 test('an HTTP/2 connection over Go TLS opened before the object: its plaintext is classified mid-stream', () => midStream('h2'))
+
+test('an HTTP/2 connection over Go TLS whose preface went before the uprobes came is never recognised…', () => midStream('h2', 'unmarked'))
+
+test('…unless mark_tls_midstream takes it as found mid-stream once the uprobes are on', () => midStream('h2', 'marked'))
 
 /** An HTTP/2 frame header and payload. */
 function frame(type: number, flags: number, stream: number, payload: Buffer, length = payload.length): Buffer {
