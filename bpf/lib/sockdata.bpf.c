@@ -3,9 +3,9 @@
  * Socket data for L7 protocol plugins. Each send and receive on a stream socket (TCP, unix) is
  * followed to its connection, whose protocol the kernel tags from its first bytes; a record goes
  * to that protocol's ring only when some plugin claimed the protocol (`protocols`), so traffic
- * nobody wants never leaves the kernel. TLS plaintext comes from uprobes on OpenSSL, which
- * plugins attach at run time; the connection table is filled at start by two task_file
- * iterators, so connections older than Periscope are traced too.
+ * nobody wants never leaves the kernel. TLS plaintext comes from uprobes on OpenSSL and on Go's
+ * crypto/tls, which plugins attach at run time; the connection table is filled at start by two
+ * task_file iterators, so connections older than Periscope are traced too.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
