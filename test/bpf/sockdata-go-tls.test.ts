@@ -2,11 +2,12 @@
  * The sockdata object's Go crypto/tls uprobes on the real kernel, with a Go HTTPS server and
  * client from the standard library (test/bpf/fixtures/go-tls/): the plaintext of
  * (*Conn).Write/Read comes out flagged TLS on the socket's connection, classified by its first
- * bytes (HTTP/1.1, or HTTP/2 from the preface), and no ciphertext leaves the kernel. Also the
- * mid-stream HTTP/2 rule for connections found by the start-up scan, and the `executables`
- * iterator. Go's ingress reads return at most one TLS record (16 KiB), so with a 16 KiB capture
- * each end's ingress is its whole stream, and every egress record is checked against the
- * other end's ingress.
+ * bytes (HTTP/1.1, or HTTP/2 from the preface), and no ciphertext leaves the kernel; also from
+ * a stripped binary. Also the mid-stream HTTP/2 rule for connections found by the start-up scan
+ * (or whose TLS plaintext the uprobes came too late for: mark_tls_midstream), the `executables`
+ * iterator, and followGoTls in a plugin. Go's ingress reads return at most one TLS record
+ * (16 KiB), so with a 16 KiB capture each end's ingress is its whole stream, and every egress
+ * record is checked against the other end's ingress.
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
@@ -72,14 +73,14 @@ function attachGoTls(binary: string, object = capture): Link[] {
 const flow = (records: Rec[], stream: string, direction: number) => records.filter((r) => r.stream === stream && r.kind === DATA && r.direction === direction)
 
 /**
- * One direction of a connection as one process saw it: contiguous records, none truncated,
- * starting at `from`; returns its bytes.
+ * One direction of a connection as one process saw it, whole: contiguous records, none
+ * truncated, starting at `from`; returns its bytes.
  */
-function ingressStream(records: Rec[], from = 0): Buffer {
+function wholeStream(records: Rec[], from = 0): Buffer {
   let position = from
   for (const r of records) {
-    assert.equal(r.position, position, `ingress record at ${r.position}, expected ${position}`)
-    assert.equal(r.flags & FLAG_TRUNCATED, 0, 'an ingress record was truncated')
+    assert.equal(r.position, position, `a record at ${r.position}, expected ${position}`)
+    assert.equal(r.flags & FLAG_TRUNCATED, 0, `the record at ${r.position} was truncated`)
     assert.equal(r.captured, r.bytes)
     position += r.bytes
   }
@@ -119,12 +120,12 @@ function http1Messages(stream: Buffer): { head: string; body: Buffer }[] {
 }
 
 /**
- * Every record of the process is plaintext on `ring` (flagged `flags`) or its connection's open
- * and close (a process that exits closes its sockets without close(2): no close record).
+ * Every record of the process is plaintext on `ring` (flagged TLS) or its connection's open and
+ * close (a process that exits closes its sockets without close(2): no close record).
  */
-function assertNoCiphertext(records: Rec[], ring: string, flags = FLAG_TLS): void {
+function assertNoCiphertext(records: Rec[], ring: string): void {
   assert.deepEqual(records.filter((r) => r.stream !== ring).map((r) => [r.stream, r.kind]).filter(([, kind]) => kind !== CLOSE), [['connections', OPEN]])
-  assert.deepEqual(new Set(records.filter((r) => r.stream === ring).map((r) => [r.kind, r.flags & ~FLAG_TRUNCATED].join())), new Set([`${DATA},${flags}`]))
+  assert.deepEqual(new Set(records.filter((r) => r.stream === ring).map((r) => [r.kind, r.flags & ~FLAG_TRUNCATED].join())), new Set([`${DATA},${FLAG_TLS}`]))
 }
 
 test('the Go structures the kernel programs read: offsets and the *net.TCPConn type hash, by reflection', () => {
@@ -169,8 +170,8 @@ for (const variant of ['plain', 'stripped'] as const) {
       await waitFor(() => capture.of(server.pid, 'connections').some((r) => r.kind === CLOSE), 'the server to close the connection', 30_000)
 
       const clientRecords = capture.of(client.pid), serverRecords = capture.of(server.pid)
-      const requests = ingressStream(flow(serverRecords, 'http', INGRESS))
-      const responses = ingressStream(flow(clientRecords, 'http', INGRESS))
+      const requests = wholeStream(flow(serverRecords, 'http', INGRESS))
+      const responses = wholeStream(flow(clientRecords, 'http', INGRESS))
       assertEgress(flow(clientRecords, 'http', EGRESS), requests, 0)
       assertEgress(flow(serverRecords, 'http', EGRESS), responses, 0)
       assert.deepEqual(http1Messages(requests).map((m) => [m.head.split('\r\n')[0], m.body.toString()]),
@@ -206,8 +207,8 @@ for (const variant of ['plain', 'stripped'] as const) {
       await waitFor(() => capture.of(server.pid, 'connections').some((r) => r.kind === CLOSE), 'the server to close the connection', 30_000)
 
       const clientRecords = capture.of(client.pid), serverRecords = capture.of(server.pid)
-      const toServer = ingressStream(flow(serverRecords, 'http2', INGRESS))
-      const toClient = ingressStream(flow(clientRecords, 'http2', INGRESS))
+      const toServer = wholeStream(flow(serverRecords, 'http2', INGRESS))
+      const toClient = wholeStream(flow(clientRecords, 'http2', INGRESS))
       assert.ok(toServer.subarray(0, PREFACE.length).equals(Buffer.from(PREFACE)), 'the server read the preface first')
       assertEgress(flow(clientRecords, 'http2', EGRESS), toServer, 0)
       // the server may write its SETTINGS before it read the preface, which classifies the connection
@@ -282,7 +283,7 @@ async function midStream(protocol: 'h2c' | 'h2', lateUprobes?: 'marked' | 'unmar
 
     for (const [sender, receiver, what] of [[client.pid, server.pid, 'requests'], [server.pid, client.pid, 'responses']] as const) {
       const egress = flow(mine(sender), 'http2', EGRESS), ingress = flow(mine(receiver), 'http2', INGRESS)
-      const sent = ingressStream(egress), read = ingressStream(ingress, ingress[0]?.position)
+      const sent = wholeStream(egress), read = wholeStream(ingress, ingress[0]?.position)
       assert.equal(egress[0]?.position, 0, `${what}: the first written`)
       if (protocol === 'h2c') assert.equal(ingress[0]?.position, 0, `${what}: the first read`)
       assert.ok(read.equals(sent.subarray(sent.length - read.length)), `${what}: what was read is the tail of what was written`)
@@ -453,8 +454,8 @@ test('followGoTls attaches to a Go binary already running and to a stripped one 
     const total = SIZES.reduce((sum, size) => sum + size, 0)
     await h.waitFor(() => flow(records(server.pid), 'http', INGRESS).reduce((sum, r) => sum + r.bytes, 0) > total &&
       flow(records(client.pid), 'http', INGRESS).reduce((sum, r) => sum + r.bytes, 0) > total, 'both ends\' records', 30_000)
-    const requests = ingressStream(flow(records(server.pid), 'http', INGRESS))
-    const responses = ingressStream(flow(records(client.pid), 'http', INGRESS))
+    const requests = wholeStream(flow(records(server.pid), 'http', INGRESS))
+    const responses = wholeStream(flow(records(client.pid), 'http', INGRESS))
     assertEgress(flow(records(client.pid), 'http', EGRESS), requests, 0)
     assertEgress(flow(records(server.pid), 'http', EGRESS), responses, 0)
     assert.deepEqual(http1Messages(responses).map((m) => m.body.toString()), SIZES.map((size, i) => requestBody(i, size).toString()))
