@@ -25,6 +25,8 @@ type Json = Record<string, unknown>
  * that offset and NTP slewing between the two clocks, both far below a millisecond.
  */
 const CLOCK_MARGIN_NS = 2_000_000n
+/** How long a thread may wait for a CPU on this loaded 2-core machine, for times taken in two processes. */
+const SCHEDULING_MARGIN_NS = 20_000_000n
 /**
  * How much shorter than the client's measurement a streaming span may be: the Go runtime's work
  * between the client's clock reads and its first write / last read (encoding, scheduling on a
@@ -150,9 +152,11 @@ describe('gRPC spans between a Go server and a Go client (grpc-go)', { timeout: 
     assert.equal(served.traceId, client.traceId, `trace of ${what}`)
     assert.equal(served.parentSpanId, client.spanId, `parent of the SERVER span of ${what}`)
     assert.equal(client.parentSpanId, '', `the CLIENT span of ${what} is a root`)
-    // the client's span contains the server's: the request was written before it was read, the
-    // status read after it was written (kernel times of the two processes' syscalls, one clock)
-    assert.ok(served.startNs >= client.startNs && served.endNs <= client.endNs + CLOCK_MARGIN_NS,
+    // the server's span starts after the client's (the request was written before it was read) and
+    // ends about when the client's does: a span ends when the syscall (h2c) or the crypto/tls Write
+    // (TLS) that wrote the status returns, and the client may read the status before the server's
+    // thread gets back from its write, by up to a scheduling delay (seen: 5 ms over TLS)
+    assert.ok(served.startNs >= client.startNs && served.endNs <= client.endNs + SCHEDULING_MARGIN_NS,
       `SERVER span of ${what} [${served.startNs}, ${served.endNs}] outside its CLIENT span [${client.startNs}, ${client.endNs}]`)
   }
 
@@ -185,7 +189,7 @@ describe('gRPC spans between a Go server and a Go client (grpc-go)', { timeout: 
       assert.ok(measured >= minimum, `${rpc.request}: the client measured ${measured} ns, under ${minimum}`)
       for (const [kind, s] of [['CLIENT', span], ['SERVER', serverSpan]] as const) {
         const duration = s.endNs - s.startNs
-        assert.ok(duration >= measured - STREAM_SLACK_NS && duration <= measured + CLOCK_MARGIN_NS,
+        assert.ok(duration >= measured - STREAM_SLACK_NS && duration <= measured + SCHEDULING_MARGIN_NS,
           `${rpc.request}: ${kind} span ${Number(duration) / 1e6} ms, the client measured ${Number(measured) / 1e6} ms`)
       }
     }
