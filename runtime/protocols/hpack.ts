@@ -58,7 +58,7 @@ export type HpackErrorReason =
   | 'hpack-index' // index 0, or past the dynamic table while the table is known
   | 'hpack-integer' // an integer longer than 31 bits
   | 'hpack-huffman' // an invalid Huffman string (EOS, or bad padding)
-  | 'hpack-size-update' // a table size update after a field, or above the announced limit
+  | 'hpack-size-update' // a table size update after a field
 
 /** Receives a block's fields in order. */
 export interface HpackSink {
@@ -378,7 +378,8 @@ export class HpackDecoder {
   private sizeUpdate(block: Uint8Array, i: number, end: number): number {
     const size = this.readInteger(block, i, end, 5)
     if (size < 0) return this.integerFailure(size)
-    if (size > this.limit && this.maxSizeKnown) return this.fail('hpack-size-update')
+    // above the announced limit is the encoder's error (RFC 7541 6.3), unless the SETTINGS that
+    // raised the limit went uncaptured: the encoder knows better, so its size is taken
     this.maxSize = size
     this.maxSizeKnown = true
     if (size > this.limit) this.limit = size
