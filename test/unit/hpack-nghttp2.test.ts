@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
 import { HPACK_OK, HpackDecoder } from '../../runtime/protocols/hpack.ts'
-import { capture, headerBlocks, pairs, request } from './http2-capture.ts'
+import { capture, headerBlocks, pairs } from './http2-capture.ts'
 
 const runs = Number(process.env.HPACK_FUZZ_RUNS ?? 25)
 

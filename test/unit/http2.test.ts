@@ -150,6 +150,48 @@ describe('HTTP/2 parser joining late', () => {
   })
 })
 
+/** One frame's bytes. */
+function frame(type: number, flags: number, stream: number, payload: number[]): number[] {
+  const n = payload.length
+  return [n >> 16, (n >> 8) & 255, n & 255, type, flags, (stream >>> 24) & 127, (stream >> 16) & 255, (stream >> 8) & 255, stream & 255, ...payload]
+}
+const text = (value: string) => [...value].map((c) => c.charCodeAt(0))
+
+describe('HTTP/2 parser on hand-made frames', () => {
+  it('reads padding, priority, a block split inside a string over CONTINUATION, a 100 response, and request trailers', () => {
+    const preface = text('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
+    // :method POST, :scheme http, :path /p (literal, cut after "/"), :authority h
+    const headers = frame(1, 0x08 | 0x20, 1, [3, 0, 0, 0, 0, 16, 0x83, 0x86, 0x44, 0x02, 0x2f, 0, 0, 0])
+    const continuation = frame(9, 0x04, 1, [0x70, 0x41, 0x01, 0x68])
+    const records: [number, number[]][] = [
+      [1, [...preface, ...frame(4, 0, 0, [0, 1, 0, 0, 1, 0])]],
+      [0, frame(4, 0, 0, [])],
+      [1, [...headers, ...continuation]],
+      [0, frame(1, 0x04, 1, [0x08, 0x03, ...text('100')])],
+      [1, frame(0, 0x08, 1, [4, ...new Array(10).fill(120), 0, 0, 0, 0])],
+      [1, frame(1, 0x05, 1, [0x40, 0x03, ...text('x-t'), 0x01, 0x31])],
+      [0, [...frame(1, 0x04, 1, [0x88]), ...frame(0, 0x09, 1, [1, ...text('hello'), 0])]],
+    ]
+    const positions = [0, 0]
+    const chunks = records.map(([direction, bytes], i) => {
+      const data = Uint8Array.from(bytes)
+      const chunk = { direction, position: positions[direction]!, bytes: data.length, data, startNs: i * 100, endNs: i * 100 + 50, loss: false, tls: false, tid: 1, context: 0 }
+      positions[direction]! += data.length
+      return chunk
+    })
+    for (const role of ['server', 'unknown'] as const) {
+      const run = feed(chunks, role)
+      assert.deepEqual(run.exchanges.map(summary), ['1 POST /p 200 - - - -'])
+      const [exchange] = run.exchanges
+      assert.equal(exchange!.side, 'server')
+      assert.equal(exchange!.request.authority, 'h')
+      assert.deepEqual([exchange!.request.startNs, exchange!.request.endNs, exchange!.response!.startNs, exchange!.response!.endNs], [200, 550, 600, 650])
+      assert.deepEqual([exchange!.requestBytes, exchange!.responseBytes], [10, 5])
+      assert.deepEqual(run.errors, {})
+    }
+  })
+})
+
 describe('status names', () => {
   it('names the 17 gRPC codes and the HTTP/2 error codes', () => {
     assert.equal(grpcStatusName(0), 'OK')
