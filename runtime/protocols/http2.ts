@@ -259,22 +259,59 @@ function positive(value: number | undefined, fallback: number, name: string): nu
   return value
 }
 
-/** One stream followed: its exchange and how far each side got. */
+/**
+ * gRPC length-prefixed messages in one direction of a stream: a flag byte and a 4-byte length
+ * before each, counted as they go by in DATA.
+ */
+class MessageFraming {
+  /** Bytes left of the current message. */
+  left = 0
+  /** Bytes of the next prefix read, and its length so far. */
+  prefixRead = 0
+  prefixLength = 0
+  /** A prefix went uncaptured: messages are no longer counted. */
+  lost = false
+
+  /** Reads `data[i, i + n)`; returns how many messages started in it. */
+  read(data: Uint8Array, i: number, n: number): number {
+    if (this.lost) return 0
+    const end = i + n
+    let messages = 0
+    while (i < end) {
+      if (this.left > 0) {
+        const take = Math.min(this.left, end - i)
+        this.left -= take
+        i += take
+        continue
+      }
+      if (this.prefixRead > 0) this.prefixLength = this.prefixLength * 256 + data[i]!
+      i++
+      if (++this.prefixRead < 5) continue
+      this.left = this.prefixLength
+      this.prefixRead = this.prefixLength = 0
+      messages++
+    }
+    return messages
+  }
+
+  /** `n` message bytes were not captured: inside a message they are skipped, past its end the framing is lost. */
+  skip(n: number): void {
+    if (this.left >= n && this.prefixRead === 0) this.left -= n
+    else this.lost = true
+  }
+}
+
+/** One stream followed: its exchange and, for gRPC, its messages each way. */
 class Stream {
   readonly exchange: Http2Exchange
-  readonly grpc: boolean
-  /** Bytes frames in uncaptured stretches may have carried its end: if it never ends, it was lost rather than closed. */
+  /** Indexed like directions: requests 0, responses 1; null when the stream is not gRPC. */
+  readonly framing: [MessageFraming, MessageFraming] | null
+  /** Frames in uncaptured stretches may have carried its end: if it never ends, it was lost rather than closed. */
   suspect = false
-  /** gRPC message framing per direction (0 requests, 1 responses): bytes left of the current message, prefix bytes read, the length read so far */
-  readonly messageLeft = [0, 0]
-  readonly prefixRead = [0, 0]
-  readonly prefixLength = [0, 0]
-  /** framing lost in that direction (uncaptured DATA at a message boundary) */
-  readonly messagesLost = [false, false]
 
   constructor(exchange: Http2Exchange, grpc: boolean) {
     this.exchange = exchange
-    this.grpc = grpc
+    this.framing = grpc ? [new MessageFraming(), new MessageFraming()] : null
   }
 }
 
@@ -741,12 +778,19 @@ class Direction<C> implements HpackSink {
       take--
     }
     const stream = this.connection.stream(this.frameStream)
-    if (stream === undefined || !stream.grpc || this.padLength < 0) return
-    const dataStart = (this.frameFlags & PADDED) !== 0 ? 1 : 0
-    const dataEnd = this.frameLength - this.padLength
-    const a = Math.max(from, dataStart)
-    const b = Math.min(from + take, dataEnd)
-    if (b > a) this.countMessages(stream, data, i + (a - from), b - a)
+    if (stream?.framing == null || this.padLength < 0) return
+    const a = Math.max(from, this.dataOffset())
+    const b = Math.min(from + take, this.frameLength - this.padLength)
+    if (b <= a) return
+    const requests = this.direction === this.connection.requestDirection
+    const messages = stream.framing[requests ? 0 : 1].read(data, i + (a - from), b - a)
+    if (requests) stream.exchange.requestMessages += messages
+    else stream.exchange.responseMessages += messages
+  }
+
+  /** Where a DATA frame's data starts in its payload. */
+  private dataOffset(): number {
+    return (this.frameFlags & PADDED) !== 0 ? 1 : 0
   }
 
   /** The pad length byte was read; the padding and what it pads take `room` bytes. */
@@ -766,42 +810,12 @@ class Direction<C> implements HpackSink {
     else stream.exchange.responseBytes += bytes
   }
 
-  /** gRPC length-prefixed messages: a 1-byte flag and a 4-byte length before each. */
-  private countMessages(stream: Stream, data: Uint8Array, i: number, n: number): void {
-    const side = this.direction === this.connection.requestDirection ? 0 : 1
-    if (stream.messagesLost[side]) return
-    const end = i + n
-    while (i < end) {
-      const left = stream.messageLeft[side]!
-      if (left > 0) {
-        const take = Math.min(left, end - i)
-        stream.messageLeft[side] = left - take
-        i += take
-        continue
-      }
-      const read = stream.prefixRead[side]!
-      if (read > 0) stream.prefixLength[side] = stream.prefixLength[side]! * 256 + data[i]!
-      i++
-      if (read < 4) {
-        stream.prefixRead[side] = read + 1
-        continue
-      }
-      stream.prefixRead[side] = 0
-      stream.messageLeft[side] = stream.prefixLength[side]!
-      stream.prefixLength[side] = 0
-      if (side === 0) stream.exchange.requestMessages++
-      else stream.exchange.responseMessages++
-    }
-  }
-
-  /** DATA bytes not captured: within a message they are skipped, at a prefix the framing is lost. */
-  private skipMessages(n: number): void {
+  /** DATA payload bytes `[from, from + n)` not captured. */
+  private skipMessages(from: number, n: number): void {
     const stream = this.connection.stream(this.frameStream)
-    if (stream === undefined || !stream.grpc) return
-    const side = this.direction === this.connection.requestDirection ? 0 : 1
-    const left = stream.messageLeft[side]!
-    if (left >= n && stream.prefixRead[side] === 0) stream.messageLeft[side] = left - n
-    else stream.messagesLost[side] = true
+    if (stream?.framing == null) return
+    const skipped = Math.min(from + n, this.frameLength - this.padLength) - Math.max(from, this.dataOffset())
+    if (skipped > 0) stream.framing[this.direction === this.connection.requestDirection ? 0 : 1].skip(skipped)
   }
 
   private consumeFragment(data: Uint8Array, i: number, take: number): void {
@@ -914,7 +928,7 @@ class Direction<C> implements HpackSink {
     if (this.state === SYNC) return
     if (this.state === FRAME_PAYLOAD) {
       const left = this.frameLength - this.payloadRead
-      this.skipPayload(Math.min(n, left))
+      this.skipPayload(this.payloadRead, Math.min(n, left))
       this.payloadRead += Math.min(n, left)
       if (n <= left) {
         if (this.payloadRead === this.frameLength) this.frameEnd(chunk)
@@ -933,8 +947,8 @@ class Direction<C> implements HpackSink {
     this.connection.unseenFrames()
   }
 
-  /** Uncaptured payload bytes of the current frame. */
-  private skipPayload(n: number): void {
+  /** Payload bytes `[from, from + n)` of the current frame were not captured. */
+  private skipPayload(from: number, n: number): void {
     if (n === 0) return
     if (this.payloadMode === BLOCK) {
       if (this.inBlock) this.blockCut = true
@@ -945,7 +959,7 @@ class Direction<C> implements HpackSink {
         this.padLength = 0
         this.countData(this.frameLength - 1)
       }
-      this.skipMessages(n)
+      this.skipMessages(from, n)
     } else if (this.payloadMode === CONTROL) {
       this.controlRead = 0
     }
