@@ -60,16 +60,6 @@ export interface GrpcResult {
   endNs: bigint
 }
 
-/** A line the server wrote for a call it handled. */
-export interface HandledCall {
-  method: string
-  outcome?: SayOutcome
-  /** Whether the client had cancelled the call (reset its stream) by then. */
-  cancelled: boolean
-  /** `cancelled`: written when the cancellation reached the handler. */
-  after?: string
-}
-
 /** One request of the plain HTTP/2 client. */
 export interface H2Request { method: string; path: string; headers?: Record<string, string> }
 
@@ -160,8 +150,6 @@ export interface GrpcNodeServer {
   readonly tls: boolean
   /** With `tls`: the self-signed certificate (CN=localhost, IP 127.0.0.1) clients trust. */
   readonly certPath?: string
-  /** The calls handled so far, in the order the handlers ran. */
-  handled(): HandledCall[]
   stop(): Promise<void>
 }
 
@@ -184,7 +172,6 @@ export async function startGrpcNodeServer(options: { tls?: boolean } = {}): Prom
       target: `127.0.0.1:${port}`,
       tls: tls !== undefined,
       certPath: certificate?.certPath,
-      handled: () => peer.lines.filter((line) => line.event === 'handled') as unknown as HandledCall[],
       stop,
     }
   } catch (error) {

@@ -6,8 +6,11 @@
  *
  * - `Say` (unary): the request's `outcome` decides the answer: `ok`, `not-found` (NOT_FOUND),
  *   `throw` (the handler throws: UNKNOWN), `internal` (INTERNAL), `deadline` (the server answers
- *   DEADLINE_EXCEEDED itself, as a server whose own downstream call timed out does), `slow`
- *   (answers after `delayMs`, for a client deadline shorter than that).
+ *   DEADLINE_EXCEEDED itself, as a server whose own downstream call timed out does), `stall`
+ *   (computes synchronously for `delayMs`, blocking the server's event loop, and never answers:
+ *   with a client deadline shorter than that, the client resets the stream at its deadline, and
+ *   the server's own deadline timer, which runs once the loop is free and before it reads the
+ *   reset, then sends DEADLINE_EXCEEDED; the wire is the same every time).
  * - `Count` (server streaming): `count` messages, `intervalMs` apart, the first after `intervalMs`.
  * - `Sum` (client streaming): one answer, the sum and count of what the client sent, after it ended.
  * - `Chat` (bidirectional): each message echoed at once; the server ends when the client does.
@@ -16,7 +19,7 @@ import type { ServiceDefinition } from '@grpc/grpc-js'
 
 export const ECHO_SERVICE = 'periscope.test.Echo'
 
-export type SayOutcome = 'ok' | 'not-found' | 'throw' | 'internal' | 'deadline' | 'slow'
+export type SayOutcome = 'ok' | 'not-found' | 'throw' | 'internal' | 'deadline' | 'stall'
 
 export interface SayRequest { name: string; outcome: SayOutcome; delayMs?: number }
 export interface SayReply { message: string }

@@ -1,7 +1,7 @@
 // The @grpc/grpc-js server of test/peers/grpc-node.ts, run as its own process. Argument: a JSON
 // object `{ tls?: { cert, key } }` (PEM file paths). It listens on a free 127.0.0.1 port and
 // writes JSON lines: `{"event":"ready","port":N}` once it listens, then for every call it
-// handled `{"event":"handled","method":"/periscope.test.Echo/Say","outcome":...,"cancelled":bool}`.
+// handled `{"event":"handled","method":...,"outcome":...,"cancelled":bool}`, which failure messages show.
 import * as grpc from '@grpc/grpc-js'
 import { readFileSync } from 'node:fs'
 import { echoService } from './echo-service.ts'
@@ -22,12 +22,11 @@ function say(call: grpc.ServerUnaryCall<SayRequest, SayReply>, callback: grpc.se
     case 'internal': return callback({ code: grpc.status.INTERNAL, details: 'the handler failed' })
     case 'deadline': return callback({ code: grpc.status.DEADLINE_EXCEEDED, details: 'the backend did not answer in time' })
     case 'throw': throw new Error('the handler threw')
-    case 'slow': {
-      const timer = setTimeout(() => callback(null, { message: `late hello ${name}` }), delayMs ?? 1000)
-      call.once('cancelled', () => {
-        clearTimeout(timer)
-        handled('Say', call, { outcome, after: 'cancelled' })
-      })
+    case 'stall': {
+      const until = Date.now() + (delayMs ?? 1000)
+      while (Date.now() < until) {
+        // busy: nothing of the event loop runs, neither the client's reset nor the deadline timer
+      }
       return
     }
   }
