@@ -11,6 +11,10 @@
  * captured (or records were lost) does a direction lose its place, and then it waits for a record
  * that starts with a plausible frame header (a boundary cannot be found by scanning HTTP/2).
  *
+ * Records come in the order their calls returned, so at the client end a response may come before
+ * the record of the send that carried its request: what the server sent on a stream above every
+ * one seen waits (a few streams, until a higher stream's request comes) for that request.
+ *
  * Header blocks go through one HPACK decoder per direction (./hpack.ts). When header blocks may
  * have been missed (the parser started mid-connection, lost records, a cut block), the dynamic
  * table is unknown: fields referring to entries from before resolve to undefined, are counted in
@@ -315,6 +319,23 @@ class Stream {
   }
 }
 
+/**
+ * What the server sent on a stream whose request record has not come yet. At the client end, a
+ * send's record is made when the call returns, and a response may be read before that: these wait
+ * (a few, briefly) for the request.
+ */
+interface EarlyEvent {
+  /** Response HEADERS (`fields` set), END_STREAM on DATA, or RST_STREAM (`code` set). */
+  fields?: BlockFields
+  endStream: boolean
+  code?: number
+  startNs: number
+  endNs: number
+}
+
+/** Streams whose response may come before the request's record. */
+const MAX_EARLY_STREAMS = 64
+
 /** Fields of the header block being decoded. */
 class BlockFields {
   method: string | undefined = undefined
@@ -335,6 +356,22 @@ class BlockFields {
     this.unresolved = false
   }
 
+  /** A copy that outlives the next block. */
+  copy(): BlockFields {
+    const copy = new BlockFields()
+    copy.method = this.method
+    copy.path = this.path
+    copy.scheme = this.scheme
+    copy.authority = this.authority
+    copy.status = this.status
+    copy.contentType = this.contentType
+    copy.grpcStatus = this.grpcStatus
+    copy.grpcMessage = this.grpcMessage
+    copy.headers = this.headers
+    copy.unresolved = this.unresolved
+    return copy
+  }
+
   hasPseudo(): boolean {
     return this.method !== undefined || this.path !== undefined || this.scheme !== undefined || this.authority !== undefined || this.status !== undefined
   }
@@ -352,6 +389,8 @@ class Connection<C> implements Http2Connection {
   highestStream = 0
   /** Header blocks decoded so far (a preface seen before any means the connection starts here). */
   blocksDecoded = 0
+  /** By stream id, what the server sent before the request's record came; oldest first. */
+  private readonly early = new Map<number, EarlyEvent[]>()
   private closed = false
 
   constructor(parser: Http2Parser<C>, context: C, role: 'client' | 'server' | 'unknown', midStream: boolean) {
@@ -374,6 +413,7 @@ class Connection<C> implements Http2Connection {
   close(endNs?: number): void {
     if (this.closed) return
     this.closed = true
+    this.dropEarly()
     for (const stream of [...this.streams.values()]) {
       const response = stream.exchange.response
       if (response !== undefined && endNs !== undefined) response.endNs = endNs
@@ -395,6 +435,7 @@ class Connection<C> implements Http2Connection {
   /** Records of a direction were lost: any stream may have ended or been reset in them. */
   lost(): void {
     this.parser.count('lost')
+    this.dropEarly()
     for (const stream of [...this.streams.values()]) this.end(stream, 'lost')
   }
 
@@ -412,7 +453,47 @@ class Connection<C> implements Http2Connection {
       else return
     }
     if (direction === this.requestDirection) this.requestHeaders(streamId, endStream, fields, startNs, chunk)
-    else this.responseHeaders(streamId, endStream, fields, startNs, chunk)
+    else if (this.streams.has(streamId) || !this.mayComeEarly(streamId)) this.responseHeaders(streamId, endStream, fields, startNs, chunk.endNs)
+    else this.keepEarly(streamId, { fields: fields.copy(), endStream, startNs, endNs: chunk.endNs })
+  }
+
+  /** Whether the request of a stream not followed may still come: a client stream above every one seen. */
+  private mayComeEarly(streamId: number): boolean {
+    return streamId % 2 === 1 && streamId > this.highestStream
+  }
+
+  private keepEarly(streamId: number, event: EarlyEvent): void {
+    const events = this.early.get(streamId)
+    if (events !== undefined) return void events.push(event)
+    if (this.early.size >= MAX_EARLY_STREAMS) {
+      this.parser.count('unmatched-response')
+      this.early.delete(this.early.keys().next().value!)
+    }
+    this.early.set(streamId, [event])
+  }
+
+  /** The stream's request came: what its server sent before applies now; lower streams' requests will not come. */
+  private replayEarly(streamId: number): void {
+    for (const id of this.early.keys()) {
+      if (id >= streamId) continue
+      this.early.delete(id)
+      this.parser.count('unmatched-response')
+    }
+    const events = this.early.get(streamId)
+    if (events === undefined) return
+    this.early.delete(streamId)
+    for (const event of events) {
+      if (!this.streams.has(streamId)) return
+      if (event.fields !== undefined) this.responseHeaders(streamId, event.endStream, event.fields, event.startNs, event.endNs)
+      else if (event.code !== undefined) this.reset(1 - this.requestDirection, streamId, event.code, event.endNs)
+      else this.endResponse(this.streams.get(streamId)!, event.endNs)
+    }
+  }
+
+  /** Responses whose requests never came. */
+  private dropEarly(): void {
+    for (let n = this.early.size; n > 0; n--) this.parser.count('unmatched-response')
+    this.early.clear()
   }
 
   private requestHeaders(streamId: number, endStream: boolean, fields: BlockFields, startNs: number, chunk: SockChunk): void {
@@ -450,9 +531,10 @@ class Connection<C> implements Http2Connection {
     const grpc = fields.contentType !== undefined && fields.contentType.startsWith('application/grpc')
     this.streams.set(streamId, new Stream(exchange, grpc))
     this.parser.onRequest?.(request, this.context, this.side())
+    if (this.early.size > 0) this.replayEarly(streamId)
   }
 
-  private responseHeaders(streamId: number, endStream: boolean, fields: BlockFields, startNs: number, chunk: SockChunk): void {
+  private responseHeaders(streamId: number, endStream: boolean, fields: BlockFields, startNs: number, endNs: number): void {
     const stream = this.streams.get(streamId)
     if (stream === undefined) {
       // a pushed stream's response (even id), or one whose request was not seen
@@ -465,7 +547,7 @@ class Connection<C> implements Http2Connection {
       const status = fields.status === undefined ? undefined : parseStatus(fields.status)
       // 1xx: informational, a final response follows
       if (status !== undefined && status < 200 && !endStream) return
-      response = { status, headers: fields.headers, unresolved: fields.unresolved, startNs, endNs: chunk.endNs }
+      response = { status, headers: fields.headers, unresolved: fields.unresolved, startNs, endNs }
       exchange.response = response
     } else {
       // trailers
@@ -478,30 +560,41 @@ class Connection<C> implements Http2Connection {
     }
     if (fields.grpcMessage !== undefined) response.grpcMessage = percentDecoded(fields.grpcMessage)
     if (endStream) {
-      response.endNs = chunk.endNs
+      response.endNs = endNs
       this.end(stream, undefined)
     }
   }
 
   /** END_STREAM on a DATA frame. */
-  dataEnd(direction: number, streamId: number, chunk: SockChunk): void {
+  dataEnd(direction: number, streamId: number, endNs: number): void {
+    if (this.requestDirection === -1) return
     const stream = this.streams.get(streamId)
-    if (stream === undefined || this.requestDirection === -1) return
-    if (direction === this.requestDirection) {
-      stream.exchange.request.endNs = chunk.endNs
+    if (stream === undefined) {
+      if (direction !== this.requestDirection && this.early.has(streamId)) this.keepEarly(streamId, { endStream: true, startNs: endNs, endNs })
       return
     }
+    if (direction === this.requestDirection) stream.exchange.request.endNs = endNs
+    else this.endResponse(stream, endNs)
+  }
+
+  private endResponse(stream: Stream, endNs: number): void {
     const response = stream.exchange.response
-    if (response !== undefined) response.endNs = chunk.endNs
+    if (response !== undefined) response.endNs = endNs
     this.end(stream, undefined)
   }
 
-  reset(streamId: number, code: number, chunk: SockChunk): void {
+  /** RST_STREAM, from either side. */
+  reset(direction: number, streamId: number, code: number, endNs: number): void {
     const stream = this.streams.get(streamId)
-    if (stream === undefined) return
+    if (stream === undefined) {
+      // the server refused a stream before its request's record came
+      const fromServer = this.requestDirection !== -1 && direction !== this.requestDirection
+      if (fromServer && this.mayComeEarly(streamId)) this.keepEarly(streamId, { endStream: true, code, startNs: endNs, endNs })
+      return
+    }
     stream.exchange.resetCode = code
     const response = stream.exchange.response
-    if (response !== undefined) response.endNs = chunk.endNs
+    if (response !== undefined) response.endNs = endNs
     this.end(stream, undefined)
   }
 
@@ -853,11 +946,11 @@ class Direction<C> implements HpackSink {
     this.headRead = 0
     const type = this.frameType
     if (type === DATA) {
-      if ((this.frameFlags & END_STREAM) !== 0) this.connection.dataEnd(this.direction, this.frameStream, chunk)
+      if ((this.frameFlags & END_STREAM) !== 0) this.connection.dataEnd(this.direction, this.frameStream, chunk.endNs)
     } else if (type === HEADERS || type === PUSH_PROMISE || type === CONTINUATION) {
       if (this.inBlock && (this.frameFlags & END_HEADERS) !== 0) this.blockEnd(chunk)
     } else if (type === RST_STREAM) {
-      if (this.controlRead >= 4) this.connection.reset(this.frameStream, readUint32(this.control, 0), chunk)
+      if (this.controlRead >= 4) this.connection.reset(this.direction, this.frameStream, readUint32(this.control, 0), chunk.endNs)
     } else if (type === SETTINGS) {
       if ((this.frameFlags & ACK) === 0) this.settings()
     } else if (type === GOAWAY) {

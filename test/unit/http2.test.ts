@@ -157,6 +157,32 @@ function frame(type: number, flags: number, stream: number, payload: number[]): 
 }
 const text = (value: string) => [...value].map((c) => c.charCodeAt(0))
 
+describe('HTTP/2 parser on records out of order', () => {
+  it('pairs a response whose records arrived before its request record (a send whose exit was late)', async () => {
+    const { records } = await grpcCapture()
+    const chunks = chunksOf(records, 'client', { byFrame: true })
+    // move the records of stream 5's request (HEADERS, DATA) after those of its response
+    const isFrame = (chunk: (typeof chunks)[number], type: number, stream: number) =>
+      chunk.data.length >= 9 && chunk.data[3] === type && ((chunk.data[5]! << 24) | (chunk.data[6]! << 16) | (chunk.data[7]! << 8) | chunk.data[8]!) === stream
+    const request = chunks.findIndex((chunk) => chunk.direction === 0 && isFrame(chunk, 1, 5))
+    assert.ok(isFrame(chunks[request + 1]!, 0, 5))
+    const moved = chunks.splice(request, 2)
+    const lastResponse = chunks.findLastIndex((chunk) => chunk.direction === 1 && isFrame(chunk, 1, 5))
+    assert.ok(lastResponse > request)
+    chunks.splice(lastResponse + 1, 0, ...moved)
+    const run = feed(chunks, 'client')
+    assert.deepEqual(run.exchanges.map(summary).sort(), [
+      '1 POST /pkg.Store/Get 200 0 - - -',
+      '11 POST /pkg.Store/Slow 200 - - 8 -',
+      '3 POST /pkg.Store/Missing 200 5 no such key - -',
+      '5 POST /pkg.Store/Broken 200 13 bad thingé - -',
+      '7 POST /pkg.Store/Upload 200 0 - - -',
+      '9 POST /pkg.Store/Watch 200 0 - - -',
+    ])
+    assert.deepEqual(run.errors, {})
+  })
+})
+
 describe('HTTP/2 parser on hand-made frames', () => {
   it('reads padding, priority, a block split inside a string over CONTINUATION, a 100 response, and request trailers', () => {
     const preface = text('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
