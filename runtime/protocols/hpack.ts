@@ -71,7 +71,7 @@ export interface HpackSink {
 }
 
 export interface HpackOptions {
-  /** Names (lower case) whose values to decode; without, every name and value is decoded. */
+  /** Names (lower case) whose values to decode; without, every name and value is decoded. Pass the same array to every decoder: its lookup tables are built once. */
   names?: readonly string[]
   /** Counters by reason, shared with the caller (default: the decoder's own). */
   errors?: Record<string, number>
@@ -175,6 +175,33 @@ interface WantedName {
   bytes: Uint8Array
 }
 
+/** How a list of names is looked up; built once per list, shared by the decoders that use it. */
+interface NameTables {
+  /** Candidates by length, so most names cost one array read. */
+  byLength: (WantedName[] | undefined)[]
+  /** For each static index, the index in the list of its name, or HPACK_OTHER. */
+  staticName: Int32Array
+}
+
+const nameTables = new WeakMap<readonly string[], NameTables>()
+
+function nameTablesOf(names: readonly string[]): NameTables {
+  let tables = nameTables.get(names)
+  if (tables !== undefined) return tables
+  tables = { byLength: [], staticName: new Int32Array(STATIC_ENTRIES + 1).fill(HPACK_OTHER) }
+  for (let index = 0; index < names.length; index++) {
+    const name = names[index]!
+    const bytes = new Uint8Array(name.length)
+    for (let i = 0; i < name.length; i++) bytes[i] = name.charCodeAt(i) & 0xff
+    ;(tables.byLength[name.length] ??= []).push({ index, bytes })
+    for (let s = 1; s <= STATIC_ENTRIES; s++) {
+      if (HPACK_STATIC_TABLE[s]![0] === name && tables.staticName[s] === HPACK_OTHER) tables.staticName[s] = index
+    }
+  }
+  nameTables.set(names, tables)
+  return tables
+}
+
 /** One direction's HPACK state. */
 export class HpackDecoder {
   /** Fields whose entry was unknown (only while the table is unknown). */
@@ -184,9 +211,9 @@ export class HpackDecoder {
   complete = true
 
   private readonly keepAll: boolean
-  private readonly wantedByLength: (WantedName[] | undefined)[] = []
+  private readonly wantedByLength: (WantedName[] | undefined)[]
   /** For each static index, the index in `names` of its name, or HPACK_OTHER. */
-  private readonly staticName = new Int32Array(STATIC_ENTRIES + 1).fill(HPACK_OTHER)
+  private readonly staticName: Int32Array
 
   // the dynamic table: a ring, oldest entry at `first`
   private capacity = 16
@@ -220,16 +247,9 @@ export class HpackDecoder {
     this.errors = options.errors ?? {}
     this.keepAll = options.names === undefined
     this.maxSize = this.limit = options.tableSize ?? DEFAULT_TABLE_SIZE
-    const names = options.names ?? []
-    for (let index = 0; index < names.length; index++) {
-      const name = names[index]!
-      const bytes = new Uint8Array(name.length)
-      for (let i = 0; i < name.length; i++) bytes[i] = name.charCodeAt(i) & 0xff
-      ;(this.wantedByLength[name.length] ??= []).push({ index, bytes })
-      for (let s = 1; s <= STATIC_ENTRIES; s++) {
-        if (HPACK_STATIC_TABLE[s]![0] === name && this.staticName[s] === HPACK_OTHER) this.staticName[s] = index
-      }
-    }
+    const tables = nameTablesOf(options.names ?? [])
+    this.wantedByLength = tables.byLength
+    this.staticName = tables.staticName
   }
 
   /** Entries in the dynamic table that are known. */
