@@ -388,9 +388,9 @@ class Http2Tracing {
     }, error !== undefined)
   }
 
-  /** The stream's end: its last frame, else the connection's close, else the request's end. */
+  /** The stream's end: its reset or the connection's close, else its response's end, else its request's. */
   #endNs(conn: Conn, exchange: Http2Exchange): number {
-    return exchange.response?.endNs ?? (exchange.incomplete === 'closed' ? conn.closedNs : undefined) ?? exchange.request.endNs
+    return exchange.cutNs ?? exchange.response?.endNs ?? (exchange.incomplete === 'closed' ? conn.closedNs : undefined) ?? exchange.request.endNs
   }
 
   /** server.*, client.* and network.peer.*, as the HTTP and RPC conventions share them. */

@@ -74,6 +74,8 @@ export interface Http2Exchange {
   response?: Http2Response
   /** RST_STREAM error code, from either side, when the stream was reset */
   resetCode?: number
+  /** boot ns: the record of the RST_STREAM, or the connection's close, that ended a stream without its response's end */
+  cutNs?: number
   /** the stream did not end normally: connection closed, records lost, GOAWAY past its id */
   incomplete?: 'closed' | 'lost' | 'goaway'
   /** DATA payload bytes each way (padding excluded) */
@@ -417,6 +419,7 @@ class Connection<C> implements Http2Connection {
     for (const stream of [...this.streams.values()]) {
       const response = stream.exchange.response
       if (response !== undefined && endNs !== undefined) response.endNs = endNs
+      stream.exchange.cutNs = endNs
       this.end(stream, stream.suspect ? 'lost' : 'closed')
     }
   }
@@ -593,6 +596,7 @@ class Connection<C> implements Http2Connection {
       return
     }
     stream.exchange.resetCode = code
+    stream.exchange.cutNs = endNs
     const response = stream.exchange.response
     if (response !== undefined) response.endNs = endNs
     this.end(stream, undefined)
