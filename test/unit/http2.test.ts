@@ -85,6 +85,37 @@ describe('HTTP/2 parser on resets and GOAWAY', () => {
   })
 })
 
+describe('HTTP/2 parser on server push', () => {
+  it('decodes PUSH_PROMISE blocks to keep HPACK in step and gives exchanges for the client streams only', async () => {
+    const { records } = await capture(
+      (stream, headers) => {
+        if (headers[':path'] === '/page') {
+          stream.pushStream({ ':path': '/style.css', 'x-pushed': 'yes' }, (error, push) => {
+            if (error) return
+            push.respond({ ':status': 200, 'content-type': 'text/css' })
+            push.end('body{}')
+          })
+        }
+        stream.respond({ ':status': 200, 'content-type': 'text/html' })
+        stream.end('<html>')
+      },
+      async (session) => {
+        session.on('stream', (push) => push.resume())
+        await request(session, { ':path': '/page' })
+        for (let i = 0; i < 3; i++) await request(session, { ':path': '/after', 'user-agent': 'push/1' })
+      },
+    )
+    assert.equal(headerBlocks(records, 's2c').filter(({ type }) => type === 5).length, 1)
+    for (const end of ['client', 'server'] as const) {
+      const run = feed(chunksOf(records, end), end)
+      assert.deepEqual(run.exchanges.map(summary), ['1 GET /page 200 - - - -', '3 GET /after 200 - - - -', '5 GET /after 200 - - - -', '7 GET /after 200 - - - -'])
+      assert.ok(run.exchanges.every((exchange) => exchange.response!.headers['content-type'] === 'text/html'))
+      assert.deepEqual(run.errors, {})
+      assert.equal(run.unresolved, 0)
+    }
+  })
+})
+
 describe('HTTP/2 parser on records cut at the capture size', () => {
   it('keeps frame sync when headers and DATA exceed the capture, one record per frame', async () => {
     const { records } = await largeCapture()
