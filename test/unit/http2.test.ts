@@ -174,6 +174,10 @@ describe('HTTP/2 parser joining late', () => {
     for (const from of [5, 20, 40, 60, Math.floor(pieces.length / 2)]) {
       const run = feed(pieces.slice(from), 'client', { midStream: true })
       assertTruthful(run, truth)
+      // without the kernel's role, the side is found from who sends :method
+      const unknown = feed(pieces.slice(from), 'unknown', { midStream: true })
+      assert.deepEqual(unknown.exchanges.map(summary), run.exchanges.map(summary))
+      assert.ok(unknown.exchanges.every((exchange) => exchange.side === 'client'))
       resolvedPaths += run.exchanges.filter((exchange) => exchange.request.path !== undefined).length
       assert.ok(run.unresolved > 0)
     }
