@@ -52,6 +52,11 @@ describe('HTTP/2 parser on gRPC-shaped traffic', () => {
       assert.equal(run.exchanges[0]!.request.headers['content-type'], 'application/grpc')
       assert.equal(run.exchanges[0]!.response!.headers['content-type'], 'application/grpc+proto')
       assert.equal(run.exchanges[0]!.response!.headers['grpc-status'], '0')
+      // only the cancelled call was cut, when its RST_STREAM was seen
+      assert.deepEqual(run.exchanges.map((exchange) => exchange.cutNs !== undefined), [false, false, false, false, false, true])
+      const cancelled = run.exchanges[5]!
+      assert.equal(cancelled.cutNs, cancelled.response!.endNs)
+      assert.ok(cancelled.cutNs! > cancelled.response!.startNs)
     }
   })
 })
