@@ -36,8 +36,12 @@ const config = {
   https: true,
   /** HTTP/2 over TLS in Go programs, through uprobes on crypto/tls. */
   go_tls: true,
-  /** Payload bytes the kernel copies per call: enough for the frames that carry headers. */
-  capture_bytes: 4096,
+  /**
+   * Payload bytes the kernel copies per call (at most 16384). Frames are followed by their
+   * lengths, so a frame that starts past the captured bytes loses that direction's place until a
+   * record starts on a frame again: busy connections read and write many frames per call.
+   */
+  capture_bytes: 16384,
   /** Only these processes (empty: every process). */
   target_pids: [] as number[],
   /** Only processes in these cgroups or below them, by cgroup v2 id; with target_pids, a process named by either. */
