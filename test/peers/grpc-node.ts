@@ -15,7 +15,7 @@
  *   await client.stop(); await server.stop()
  *
  * Node links OpenSSL statically: the TLS plaintext is what the node binary's own SSL_write and
- * SSL_read see.
+ * SSL_read see. Node drives them through memory BIOs, so no socket syscall happens inside them.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'

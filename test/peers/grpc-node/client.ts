@@ -9,14 +9,8 @@ import * as grpc from '@grpc/grpc-js'
 import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { echoService } from './echo-service.ts'
-import type { ChatMessage, CountReply, SayReply, SayRequest, SumReply } from './echo-service.ts'
-
-/** The calls a batch holds; see GrpcCall in test/peers/grpc-node.ts. */
-type Call =
-  | { kind: 'say'; name: string; outcome: SayRequest['outcome']; delayMs?: number; deadlineMs?: number; metadata?: Record<string, string> }
-  | { kind: 'count'; count: number; intervalMs: number }
-  | { kind: 'sum'; values: number; intervalMs: number }
-  | { kind: 'chat'; messages: number; intervalMs: number }
+import type { ChatMessage, CountReply, SayReply, SumReply } from './echo-service.ts'
+import type { GrpcCall } from '../grpc-node.ts'
 
 const options = JSON.parse(process.argv[2]!) as { target: string; tls?: { ca: string; serverName: string } }
 
@@ -35,7 +29,7 @@ function statusOf(error: grpc.ServiceError | null, received: number): Outcome {
   return error === null ? { code: grpc.status.OK, details: 'OK', received } : { code: error.code, details: error.details, received }
 }
 
-function say(call: Extract<Call, { kind: 'say' }>): Promise<Outcome> {
+function say(call: Extract<GrpcCall, { kind: 'say' }>): Promise<Outcome> {
   const metadata = new grpc.Metadata()
   for (const [key, value] of Object.entries(call.metadata ?? {})) metadata.set(key, value)
   const callOptions = call.deadlineMs === undefined ? {} : { deadline: Date.now() + call.deadlineMs }
@@ -45,7 +39,7 @@ function say(call: Extract<Call, { kind: 'say' }>): Promise<Outcome> {
   })
 }
 
-function count(call: Extract<Call, { kind: 'count' }>): Promise<Outcome> {
+function count(call: Extract<GrpcCall, { kind: 'count' }>): Promise<Outcome> {
   return new Promise((resolve) => {
     let received = 0
     const stream = client.Count({ count: call.count, intervalMs: call.intervalMs }) as grpc.ClientReadableStream<CountReply>
@@ -57,7 +51,7 @@ function count(call: Extract<Call, { kind: 'count' }>): Promise<Outcome> {
   })
 }
 
-function sum(call: Extract<Call, { kind: 'sum' }>): Promise<Outcome> {
+function sum(call: Extract<GrpcCall, { kind: 'sum' }>): Promise<Outcome> {
   return new Promise((resolve) => {
     const stream = client.Sum((error: grpc.ServiceError | null, reply?: SumReply) => resolve(statusOf(error, reply?.count ?? 0))) as grpc.ClientWritableStream<{ value: number }>
     void (async () => {
@@ -70,7 +64,7 @@ function sum(call: Extract<Call, { kind: 'sum' }>): Promise<Outcome> {
   })
 }
 
-function chat(call: Extract<Call, { kind: 'chat' }>): Promise<Outcome> {
+function chat(call: Extract<GrpcCall, { kind: 'chat' }>): Promise<Outcome> {
   return new Promise((resolve) => {
     let received = 0
     const stream = client.Chat() as grpc.ClientDuplexStream<ChatMessage, ChatMessage>
@@ -91,7 +85,7 @@ function chat(call: Extract<Call, { kind: 'chat' }>): Promise<Outcome> {
 
 const methods = { say: 'Say', count: 'Count', sum: 'Sum', chat: 'Chat' } as const
 
-async function run(call: Call, index: number): Promise<void> {
+async function run(call: GrpcCall, index: number): Promise<void> {
   const startNs = nowNs()
   const outcome = call.kind === 'say' ? await say(call) : call.kind === 'count' ? await count(call) : call.kind === 'sum' ? await sum(call) : await chat(call)
   print({ event: 'rpc', index, method: `/periscope.test.Echo/${methods[call.kind]}`, ...outcome, startNs, endNs: nowNs() })
@@ -105,7 +99,7 @@ client.waitForReady(Date.now() + 20_000, async (error?: Error) => {
   print({ event: 'ready' })
   for await (const line of createInterface({ input: process.stdin })) {
     if (line.trim() === '') continue
-    const batch = JSON.parse(line) as { calls: Call[]; parallel?: boolean }
+    const batch = JSON.parse(line) as { calls: GrpcCall[]; parallel?: boolean }
     if (batch.parallel === true) await Promise.all(batch.calls.map(run))
     else for (const [index, call] of batch.calls.entries()) await run(call, index)
     print({ event: 'batch', count: batch.calls.length })
