@@ -75,6 +75,17 @@ type SockEvent = TopicEvent<'sockdata:http2'>
 const rpcBoundaries = [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000]
 /** the HTTP conventions: seconds */
 const httpBoundaries = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+/** The duration histograms, by kind of stream and side. */
+const histograms = {
+  rpc: {
+    server: { name: 'rpc.server.duration', unit: 'ms', description: 'Measures the duration of inbound RPC.', boundaries: rpcBoundaries },
+    client: { name: 'rpc.client.duration', unit: 'ms', description: 'Measures the duration of outbound RPC.', boundaries: rpcBoundaries },
+  },
+  http: {
+    server: { name: 'http.server.request.duration', unit: 's', description: 'Duration of HTTP server requests.', boundaries: httpBoundaries },
+    client: { name: 'http.client.request.duration', unit: 's', description: 'Duration of HTTP client requests.', boundaries: httpBoundaries },
+  },
+} as const
 const capturedHeaders = ['content-type', 'traceparent', 'user-agent', 'grpc-timeout']
 /** gRPC codes the conventions count as a server's errors: UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS. */
 const serverErrorCodes = new Set([2, 4, 12, 13, 14, 15])
@@ -433,15 +444,7 @@ class Http2Tracing {
       }
       return made
     })
-    this.#ctx.emit.metric({
-      name: side === 'server' ? 'rpc.server.duration' : 'rpc.client.duration',
-      kind: 'histogram',
-      unit: 'ms',
-      description: side === 'server' ? 'Measures the duration of inbound RPC.' : 'Measures the duration of outbound RPC.',
-      boundaries: rpcBoundaries,
-      value: ms,
-      attributes,
-    })
+    this.#ctx.emit.metric({ ...histograms.rpc[side], kind: 'histogram', value: ms, attributes })
   }
 
   #recordHttp(side: 'client' | 'server', span: Record<string, unknown>, route: string, seconds: number): void {
@@ -463,15 +466,7 @@ class Http2Tracing {
       }
       return made
     })
-    this.#ctx.emit.metric({
-      name: side === 'server' ? 'http.server.request.duration' : 'http.client.request.duration',
-      kind: 'histogram',
-      unit: 's',
-      description: side === 'server' ? 'Duration of HTTP server requests.' : 'Duration of HTTP client requests.',
-      boundaries: httpBoundaries,
-      value: seconds,
-      attributes,
-    })
+    this.#ctx.emit.metric({ ...histograms.http[side], kind: 'histogram', value: seconds, attributes })
   }
 
   /** A new metric series, or the overflow series past maxSeries (counted). */
