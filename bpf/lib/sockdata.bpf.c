@@ -229,6 +229,28 @@ struct {
 	__type(value, struct ssl_socket);
 } ssl_sockets SEC(".maps");
 
+/*
+ * The ciphertext socket a thread last began to read: OpenSSL on memory BIOs (Node's TLS) never
+ * touches the socket in SSL_read, but decrypts in the callback of the read that brought the
+ * bytes, on the same thread, right after it.
+ */
+struct tls_read {
+	__u64 conn_id;
+	__u64 start_ns;
+	__s32 fd;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct tls_read);
+} tls_reads SEC(".maps");
+
+/* how long after its socket read an SSL call on memory BIOs may come and still be taken for that socket's */
+#define TLS_READ_WINDOW_NS 10000000ULL
+
 /* a thread's cgroup v2 id and its ancestors', nearest first; 0 past the root */
 struct cgroup_ancestors {
 	__u64 ids[SOCK_CGROUP_LEVELS];
@@ -1059,6 +1081,11 @@ static __always_inline int remember_call(int fd, __u64 source, __u32 count, __u8
 	if (!conn)
 		return 0;
 	note_ssl_socket(id, fd, conn);
+	if (conn->tls && direction == DIRECTION_INGRESS && !conn->excluded) {
+		struct tls_read read = { .conn_id = conn->conn_id, .start_ns = bpf_ktime_get_boot_ns(), .fd = fd };
+
+		bpf_map_update_elem(&tls_reads, &id, &read, BPF_ANY);
+	}
 	if (conn->excluded || conn->tls || conn->protocol == PROTOCOL_OTHER)
 		return 0;
 	if (end_unwanted(conn)) {
@@ -1667,6 +1694,40 @@ static __always_inline int ssl_enter(__u64 ssl, __u64 buf, __u64 count_ptr, __u8
 	return 0;
 }
 
+/*
+ * The connection of an SSL call: the socket a syscall nested in it used, else the one its SSL*
+ * used before; else, for OpenSSL on memory BIOs, the socket the thread began to read just before
+ * the call. The socket is remembered for the SSL* from then on, so the memory-BIO case needs one
+ * SSL_read after a socket read (Node calls it in the handshake too) and its writes follow.
+ */
+static __always_inline struct conn_info *ssl_connection(__u64 id, struct ssl_call *call, struct ssl_key *ssl, struct conn_key *key)
+{
+	struct ssl_socket *known, socket = {};
+	struct tls_read *recent;
+	struct conn_info *conn;
+
+	if (call->fd < 0) {
+		known = bpf_map_lookup_elem(&ssl_sockets, ssl);
+		if (known) {
+			key->fd = known->fd;
+			conn = bpf_map_lookup_elem(&conns, key);
+			return conn && conn->conn_id == known->conn_id ? conn : NULL;
+		}
+		recent = bpf_map_lookup_elem(&tls_reads, &id);
+		if (!recent || recent->start_ns > call->start_ns || call->start_ns - recent->start_ns > TLS_READ_WINDOW_NS)
+			return NULL;
+		call->fd = recent->fd;
+	}
+	key->fd = call->fd;
+	conn = bpf_map_lookup_elem(&conns, key);
+	if (!conn)
+		return NULL;
+	socket.fd = call->fd;
+	socket.conn_id = conn->conn_id;
+	bpf_map_update_elem(&ssl_sockets, ssl, &socket, BPF_ANY);
+	return conn;
+}
+
 /* the uprobes' common return: the plaintext, on the connection of the SSL object's socket */
 static __always_inline int ssl_exit(int ret)
 {
@@ -1675,7 +1736,6 @@ static __always_inline int ssl_exit(int ret)
 	struct ssl_call call;
 	struct ssl_key ssl = { .tgid = id >> 32 };
 	struct conn_key key = { .tgid = id >> 32 };
-	struct ssl_socket *known, socket = {};
 	struct capture c = {};
 	struct conn_info *conn;
 	size_t count = 0;
@@ -1684,6 +1744,11 @@ static __always_inline int ssl_exit(int ret)
 		return 0;
 	call = *active;
 	bpf_map_delete_elem(&ssl_calls, &id);
+	/* before the result is looked at: a handshake's SSL_read (no data yet) still ties the SSL* to its socket */
+	ssl.ssl = call.ssl;
+	conn = ssl_connection(id, &call, &ssl, &key);
+	if (!conn)
+		return 0;
 	if (call.count_ptr) {
 		/* SSL_read_ex/SSL_write_ex: 1 on success, the count through a pointer */
 		if (ret != 1 || bpf_probe_read_user(&count, sizeof(count), (void *)call.count_ptr))
@@ -1695,25 +1760,6 @@ static __always_inline int ssl_exit(int ret)
 	}
 	if (count == 0)
 		return 0;
-	ssl.ssl = call.ssl;
-	if (call.fd >= 0) {
-		key.fd = call.fd;
-		conn = bpf_map_lookup_elem(&conns, &key);
-		if (!conn)
-			return 0;
-		socket.fd = call.fd;
-		socket.conn_id = conn->conn_id;
-		bpf_map_update_elem(&ssl_sockets, &ssl, &socket, BPF_ANY);
-	} else {
-		/* served from OpenSSL's buffer: the socket an earlier call of this SSL* used */
-		known = bpf_map_lookup_elem(&ssl_sockets, &ssl);
-		if (!known)
-			return 0;
-		key.fd = known->fd;
-		conn = bpf_map_lookup_elem(&conns, &key);
-		if (!conn || conn->conn_id != known->conn_id)
-			return 0;
-	}
 	if (!conn->tls)
 		start_tls(conn);
 	if (conn->excluded || conn->protocol == PROTOCOL_OTHER)
