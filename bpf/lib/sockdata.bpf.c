@@ -37,8 +37,12 @@ char LICENSE[] SEC("license") = "GPL";
 #define TLS_UPGRADE_WINDOW 4096
 /* bytes the classifier looks at */
 #define HEAD_LEN 16
-/* iovecs gathered per call, and messages per sendmmsg/recvmmsg */
-#define MAX_IOV 16
+/*
+ * iovecs gathered per call (until the capture size is reached): gRPC and HTTP/2 stacks write each
+ * frame header and payload as an iovec of one writev, 3 per call, for many calls at once (grpc-js
+ * wrote 90 for 30 concurrent calls); and messages per sendmmsg/recvmmsg
+ */
+#define MAX_IOV 512
 #define MAX_MMSG 8
 /* path components the libraries ring follows up to the root */
 #define PATH_DEPTH 16

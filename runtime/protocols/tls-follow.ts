@@ -91,7 +91,10 @@ export class OpenSslFollower {
     if (event.kind === EXEC_EVENT_EXEC) {
       // a relative path is relative to a working directory this event does not carry
       if (!event.filename.startsWith('/')) return
-      if (!this.#withoutOpenSsl.has(event.filename) && !this.#files.has(event.filename)) this.#binariesToCheck.set(event.filename, event.pid)
+      const attached = this.#files.get(event.filename)
+      // another process of a file with the uprobes: it keeps them on after the first one exits
+      if (attached !== undefined) attached.pids.add(event.pid)
+      else if (!this.#withoutOpenSsl.has(event.filename)) this.#binariesToCheck.set(event.filename, event.pid)
       return
     }
     if (event.kind !== EXEC_EVENT_EXIT) return
