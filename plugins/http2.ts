@@ -497,10 +497,21 @@ function serverSpanIds(request: Http2Request, peer: SpanIds | undefined): SpanId
   return { traceId: newTraceId(), spanId: newSpanId() }
 }
 
-/** gRPC's content type on the request, or a grpc-status in the response (its headers unresolved). */
+/** `/package.Service/Method`: how gRPC names a call, and REST paths seldom look. */
+const grpcPathShape = /^\/[A-Za-z_]\w*(\.[A-Za-z_]\w*)+\/[A-Z]\w*$/
+
+/**
+ * gRPC's content type, or a grpc-status in the response. On a connection met in its middle both
+ * may be unresolved (HPACK indexes them the first time, before Periscope started); a POST whose
+ * content type is unknown there and whose path has gRPC's shape is taken for gRPC then, with its
+ * status code left out unless the trailers resolved.
+ */
 function isGrpc(exchange: Http2Exchange): boolean {
-  const type = exchange.request.headers['content-type'] ?? exchange.response?.headers['content-type']
-  return type?.startsWith('application/grpc') === true || exchange.response?.grpcStatus !== undefined
+  const { request, response } = exchange
+  const type = request.headers['content-type'] ?? response?.headers['content-type']
+  if (type !== undefined) return type.startsWith('application/grpc')
+  if (response?.grpcStatus !== undefined) return true
+  return request.unresolved && request.method === 'POST' && request.path !== undefined && grpcPathShape.test(request.path)
 }
 
 /** `/helloworld.Greeter/SayHello` → service and method; an unresolved or odd path is `_OTHER`. */
