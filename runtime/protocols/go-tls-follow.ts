@@ -24,6 +24,7 @@
  * binary takes long enough that batches would queue up behind it.
  */
 import type { PluginContext, TopicEvent } from 'periscope/plugin'
+import { pathLines } from './tls-follow.ts'
 
 type Ctx = PluginContext<Record<string, unknown>>
 
@@ -78,15 +79,6 @@ function remember<K, V>(map: Map<K, V>, key: K, value: V): void {
   map.set(key, value)
 }
 
-/** `<pid> <path>` lines of the executables iterator. */
-function* executableLines(text: string): Generator<[number, string]> {
-  for (const line of text.split('\n')) {
-    const space = line.indexOf(' ')
-    if (space <= 0) continue
-    yield [Number(line.slice(0, space)), line.slice(space + 1)]
-  }
-}
-
 export class GoTlsFollower {
   readonly #ctx: Ctx
   readonly #warn: (message: string) => void
@@ -112,7 +104,7 @@ export class GoTlsFollower {
 
   /** Attaches to what runs now; the caller then routes exec events here and runs `kick` on a timer. */
   async start(): Promise<void> {
-    for (const [pid, path] of executableLines(await this.#ctx.iterate('sockdata:executables'))) {
+    for (const [pid, path] of pathLines(await this.#ctx.iterate('sockdata:executables'))) {
       if (!(await this.#addProcess(pid, path))) continue
       this.#unwatched.add(pid)
       await this.#markMidStream(pid)
@@ -179,7 +171,7 @@ export class GoTlsFollower {
   async #resolve(filename: string, pids: number[]): Promise<void> {
     let gone = 0
     for (const pid of pids.reverse()) {
-      const [found] = [...executableLines(await this.#ctx.iterate('sockdata:executables', { pid }))]
+      const [found] = [...pathLines(await this.#ctx.iterate('sockdata:executables', { pid }))]
       if (found === undefined) {
         if (++gone >= resolveTries) return
         continue
@@ -245,7 +237,7 @@ export class GoTlsFollower {
     // exec events handled while the iterator runs add users that it may not show yet
     const before = new Map([...this.#files].map(([path, state]) => [path, new Set(state.pids)]))
     const running = new Map<string, Set<number>>()
-    for (const [pid, path] of executableLines(await this.#ctx.iterate('sockdata:executables'))) {
+    for (const [pid, path] of pathLines(await this.#ctx.iterate('sockdata:executables'))) {
       if (this.#files.has(path)) running.set(path, (running.get(path) ?? new Set()).add(pid))
     }
     const alive = new Set([...running.values()].flatMap((pids) => [...pids]))

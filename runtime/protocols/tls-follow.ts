@@ -4,8 +4,9 @@
  *
  * Uprobes go on the library *file*, for every process that maps it, so there is one set per file
  * however many processes use it; the host shares them with other plugins too. Files are found by
- * the object's `mapped_libraries` iterator at start (the /proc scan, done in the kernel because
- * Periscope runs without CAP_SYS_PTRACE), then by its `libraries` ring (a process mapped a libssl)
+ * the object's `mapped_libraries` and `executables` iterators at start (the /proc scan, done in
+ * the kernel because Periscope runs without CAP_SYS_PTRACE), then by its `libraries` ring (a
+ * process mapped a libssl)
  * and by exec events (a binary that may carry OpenSSL itself). When the last process that used a
  * file exits, its uprobes are removed.
  *
@@ -59,6 +60,15 @@ function isNotElf(error: unknown): boolean {
   return code === 'ENOEXEC' || code === 'LIBBPF_FORMAT'
 }
 
+/** `<pid> <path>` lines, as the mapped_libraries and executables iterators print them. */
+export function* pathLines(text: string): Generator<[number, string]> {
+  for (const line of text.split('\n')) {
+    const space = line.indexOf(' ')
+    if (space <= 0) continue
+    yield [Number(line.slice(0, space)), line.slice(space + 1)]
+  }
+}
+
 export class OpenSslFollower {
   readonly #ctx: Ctx
   readonly #warn: (message: string) => void
@@ -79,6 +89,12 @@ export class OpenSslFollower {
   /** Attaches to what is mapped now; the caller then routes events here and runs `work` on a timer. */
   async start(): Promise<void> {
     await this.#addMappings(await this.#ctx.iterate('sockdata:mapped_libraries'))
+    // binaries that carry OpenSSL themselves (Node's) and run already: checked in the background
+    for (const [pid, path] of pathLines(await this.#ctx.iterate('sockdata:executables'))) {
+      const known = this.#files.get(path)
+      if (known !== undefined) known.pids.add(pid)
+      else this.#binariesToCheck.set(path, pid)
+    }
   }
 
   /** A process mapped a libssl: its path is looked up (by pid) at the next `work`. */
@@ -124,11 +140,7 @@ export class OpenSslFollower {
   }
 
   async #addMappings(text: string): Promise<void> {
-    for (const line of text.split('\n')) {
-      const space = line.indexOf(' ')
-      if (space <= 0) continue
-      const pid = Number(line.slice(0, space))
-      const path = line.slice(space + 1)
+    for (const [pid, path] of pathLines(text)) {
       const known = this.#files.get(path)
       if (known !== undefined) known.pids.add(pid)
       else await this.#attach(path, pid, true)
@@ -161,17 +173,16 @@ export class OpenSslFollower {
     return true
   }
 
-  /** Files no process is known to use: detached unless the kernel still sees a mapping. */
+  /** Files no process is known to use: detached unless the kernel still sees a mapping or a process running it. */
   async #detachUnused(): Promise<void> {
     const idle = [...this.#files].filter(([, state]) => state.pids.size === 0)
     if (idle.length === 0) return
     const mapped = new Set<string>()
-    for (const line of (await this.#ctx.iterate('sockdata:mapped_libraries')).split('\n')) {
-      const space = line.indexOf(' ')
-      if (space <= 0) continue
-      const path = line.slice(space + 1)
+    // a libssl some process maps, or a binary with OpenSSL inside that some process runs
+    const lines = [...pathLines(await this.#ctx.iterate('sockdata:mapped_libraries')), ...pathLines(await this.#ctx.iterate('sockdata:executables'))]
+    for (const [pid, path] of lines) {
       mapped.add(path)
-      this.#files.get(path)?.pids.add(Number(line.slice(0, space)))
+      this.#files.get(path)?.pids.add(pid)
     }
     for (const [path, state] of idle) {
       if (mapped.has(path)) continue

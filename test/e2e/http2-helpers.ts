@@ -4,6 +4,7 @@
  * uprobes on a binary.
  */
 import assert from 'node:assert/strict'
+import { realpathSync } from 'node:fs'
 import { join } from 'node:path'
 import { connectAdmin } from '../../runtime/admin/client.ts'
 import { attributesOf, collectorSpans, flatten, type Collector, type CollectorSpan } from '../peers/otelcol.ts'
@@ -85,7 +86,11 @@ export async function sockdataUprobes(periscope: Periscope): Promise<string[]> {
 /** Waits until the OpenSSL uprobes are on `binary` (attached in the background once a process runs it). */
 export async function waitForOpenSslUprobes(periscope: Periscope, binary: string): Promise<void> {
   let links: string[] = []
-  await pollUntil(async () => (links = await sockdataUprobes(periscope)).some((l) => l.endsWith(`${binary}:SSL_write`)) && links.some((l) => l.endsWith(`${binary}:SSL_read`)), {
+  // a link is listed with the path of whoever attached it first: the one a process was started
+  // with (an exec), or the kernel's (the start-up scan), which has symbolic links resolved
+  const paths = [binary, realpathSync(binary)]
+  const has = (symbol: string): boolean => links.some((l) => paths.some((path) => l.endsWith(`${path}:${symbol}`)))
+  await pollUntil(async () => (links = await sockdataUprobes(periscope), has('SSL_write') && has('SSL_read')), {
     what: `the OpenSSL uprobes on ${binary}`,
     timeoutMs: 60_000,
     intervalMs: 200,
