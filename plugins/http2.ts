@@ -159,7 +159,7 @@ export default definePlugin({
     ctx.on('sockdata:connections', (event) => { if (event.kind === SOCK_CLOSE) plugin.close(event.conn_id, event.end_ns) })
     if (ctx.config.https) await followOpenSsl(ctx, (message) => ctx.log.warn(message))
     if (ctx.config.go_tls) await followGoTls(ctx, (message) => ctx.log.warn(message))
-    ctx.every('200ms', () => plugin.releaseWaiting(false))
+    ctx.every('200ms', () => plugin.releaseWaiting())
     ctx.every('10s', () => plugin.report())
     const kinds = [...ctx.config.grpc ? ['gRPC'] : [], ...ctx.config.http ? ['HTTP/2'] : []].join(' and ')
     const tls = [...ctx.config.https ? ['OpenSSL'] : [], ...ctx.config.go_tls ? ['Go crypto/tls'] : []]
@@ -221,22 +221,19 @@ class Http2Tracing {
     else this.#closedClients.push({ conn, sinceMs: Date.now() })
   }
 
-  /**
-   * Sends the server spans whose client ids arrived, and those that waited long enough (all of
-   * them with `all`); forgets closed client connections nobody waits for.
-   */
-  releaseWaiting(all: boolean): void {
+  /** Sends the server spans whose client ids arrived or that waited long enough; forgets closed clients nobody waits for. */
+  releaseWaiting(): void {
     const now = Date.now()
     const still: Waiting[] = []
     for (const waiting of this.#waiting) {
       const parent = this.#takePeerIds(waiting.conn, waiting.exchange.request.streamId)
-      if (parent !== undefined || all || now - waiting.sinceMs >= peerWaitMs) {
+      if (parent !== undefined || now - waiting.sinceMs >= peerWaitMs) {
         if (parent === undefined) this.#unmatched++
         this.#exportExchange(waiting.conn, waiting.exchange, 'server', parent)
       } else still.push(waiting)
     }
     this.#waiting = still
-    while (this.#closedClients.length > 0 && (all || now - this.#closedClients[0]!.sinceMs >= peerWaitMs)) {
+    while (this.#closedClients.length > 0 && now - this.#closedClients[0]!.sinceMs >= peerWaitMs) {
       const { conn } = this.#closedClients.shift()!
       if (this.#byTuple.get(conn.tuple) === conn) this.#byTuple.delete(conn.tuple)
     }

@@ -3,7 +3,7 @@
  * feature, and under PERISCOPE_REQUIRE_BPF=1 (CI) even that skip is a failure.
  */
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -25,7 +25,8 @@ export function requireFeature(t: TestContext, what: string, result: FeatureResu
 /** Compiles a BPF C fixture from test/bpf/fixtures into a temp dir and returns the object path. */
 export function compileFixture(name: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'periscope-fixture-'))
-  mkdirSync(dir, { recursive: true })
+  // the test loads the object while it runs: the directory goes when its process exits
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
   const out = join(dir, `${name}.bpf.o`)
   execFileSync('clang', ['-g', '-O2', '-target', 'bpf', '-D__TARGET_ARCH_x86', '-I', join(root, 'bpf/include'), '-c', join(root, 'test/bpf/fixtures', `${name}.bpf.c`), '-o', out])
   return out
