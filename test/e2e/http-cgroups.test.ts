@@ -52,7 +52,7 @@ describe('plugins.http.target_cgroups', { timeout: 180_000 }, () => {
       shipped: ['http'],
       ready: /running 1 of \d+ plugins/,
     })
-    await periscope.waitForOutput(new RegExp(`tracing HTTP/1\\.x and HTTPS \\(OpenSSL uprobes\\) on cgroups ${cgroup.id} and below`), 'the http plugin to start')
+    await periscope.waitForOutput(new RegExp(`tracing HTTP/1\\.x and HTTPS \\(OpenSSL, Go crypto/tls uprobes\\) on cgroups ${cgroup.id} and below`), 'the http plugin to start')
   })
 
   after(async () => {
