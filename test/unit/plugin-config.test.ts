@@ -63,7 +63,7 @@ describe('periscope.yaml', () => {
     // the receiver block's trace settings reach the http plugin; plugins.http adds its own keys
     assert.deepEqual(pluginSettingsFrom(config).http, {
       enabled: true,
-      config: { https: false, min_duration_ms: 100, http_status: '>=400', sampling_percent: 1, methods: ['GET', 'POST'] },
+      config: { https: false, go_tls: false, min_duration_ms: 100, http_status: '>=400', sampling_percent: 1, methods: ['GET', 'POST'] },
       limits: { memoryMb: 32 },
     })
   })
