@@ -177,32 +177,26 @@ export class GoTlsFollower {
         continue
       }
       const path = found[1]
-      // only a process that ran before its file had the uprobes has TLS connections whose start
-      // went unseen; one whose file had them is seen from its first byte (marking its fresh
-      // connections would take their real start for a middle)
-      const fresh = await this.#addProcess(pid, path) === 'attached'
-      if (fresh) await this.#markMidStream(pid)
+      if (await this.#addProcess(pid, path)) await this.#markMidStream(pid)
       if (!filename.startsWith('/')) continue
       remember(this.#resolved, filename, path)
       // the others were not asked: some may be gone, their exits handled before now; a sweep tells
       for (const other of pids) {
-        if (other === pid) continue
-        const added = await this.#addProcess(other, path)
-        if (added === false) continue
+        if (other === pid || !(await this.#addProcess(other, path))) continue
         this.#unwatched.add(other)
-        if (fresh || added === 'attached') await this.#markMidStream(other)
+        await this.#markMidStream(other)
       }
       return
     }
   }
 
   /** Counts a process as a user of its file, attaching to the file first; false when it has no crypto/tls. */
-  async #addProcess(pid: number, path: string): Promise<'known' | 'attached' | false> {
+  async #addProcess(pid: number, path: string): Promise<boolean> {
     if (path.endsWith(DELETED) || this.#withoutGoTls.has(path)) return false
     const known = this.#files.get(path)
     if (known !== undefined) {
       known.pids.add(pid)
-      return 'known'
+      return true
     }
     const state = await this.#attach(path)
     if (state === undefined) {
@@ -211,7 +205,7 @@ export class GoTlsFollower {
     }
     state.pids.add(pid)
     this.#files.set(path, state)
-    return 'attached'
+    return true
   }
 
   /** Attaches every probe to one file; undefined when it has no crypto/tls or could not be attached. */
