@@ -324,11 +324,11 @@ function probeH2c(url: string, status: number): Promise<boolean> {
   return new Promise((resolve) => {
     const session = http2Connect(url)
     const done = (ok: boolean): void => {
-      clearTimeout(timer)
       session.destroy()
       resolve(ok)
     }
-    const timer = setTimeout(() => done(false), 2000)
+    // an idle connection is given up, as probe's requests are: the poll around it asks again
+    session.setTimeout(2000, () => done(false))
     session.once('error', () => done(false))
     const request = session.request({ ':path': new URL(url).pathname })
     request.once('response', (headers) => done(headers[':status'] === status))
