@@ -61,20 +61,13 @@ function clientSettings(receiver: Receiver, protocol: string): ClientReceiverSet
   return { enabled: traces?.protocols === undefined || traces.protocols.includes(protocol as never), config }
 }
 
-/** Config keys the HTTP/2 plugin reads from the receiver block (plugins/http2.ts documents each). */
+/**
+ * Config keys the HTTP/2 plugin reads from the receiver block (plugins/http2.ts documents each):
+ * the http plugin's, with `metrics` for `red_metrics`, and which kinds of stream it traces.
+ */
 export interface Http2ReceiverSettings {
   enabled: boolean
-  config: {
-    grpc?: boolean
-    http?: boolean
-    https?: boolean
-    go_tls?: boolean
-    min_duration_ms?: number
-    http_status?: string
-    http_methods?: string[]
-    sampling_percent?: number
-    metrics?: boolean
-  }
+  config: Omit<HttpReceiverSettings['config'], 'red_metrics'> & { grpc?: boolean; http?: boolean; metrics?: boolean }
 }
 
 /**
@@ -82,17 +75,15 @@ export interface Http2ReceiverSettings {
  * `grpc` too: gRPC mostly runs inside TLS, and naming it means tracing it.
  */
 function http2Settings(receiver: Receiver): Http2ReceiverSettings {
-  const traces = receiver.traces
-  const protocols = traces?.protocols
-  const { https, min_duration_ms, http_status, http_methods, sampling_percent, red_metrics } = httpSettings(receiver).config
-  const config: Http2ReceiverSettings['config'] = { min_duration_ms, http_status, http_methods, sampling_percent, metrics: red_metrics }
+  const protocols = receiver.traces?.protocols
+  const { red_metrics, ...shared } = httpSettings(receiver).config
+  const config: Http2ReceiverSettings['config'] = { ...shared }
+  if (red_metrics !== undefined) config.metrics = red_metrics
   if (protocols !== undefined) {
     config.grpc = protocols.includes('grpc')
     config.http = protocols.includes('http') || protocols.includes('https')
-    config.https = https === true || config.grpc
-    config.go_tls = config.https
+    config.https = config.go_tls = shared.https === true || config.grpc
   }
-  for (const key of Object.keys(config) as (keyof typeof config)[]) if (config[key] === undefined) delete config[key]
   const enabled = protocols === undefined || ['grpc', 'http', 'https'].some((p) => protocols.includes(p as never))
   return { enabled, config }
 }
