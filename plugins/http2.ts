@@ -202,8 +202,8 @@ class Http2Tracing {
     this.#lostRecords += lost
   }
 
+  /** Data records (opens and closes come on `sockdata:connections`). */
   onRecord(event: SockEvent): void {
-    if (event.kind === SOCK_CLOSE) return this.close(event.conn_id, event.end_ns)
     if (event.kind !== SOCK_DATA) return
     // one chunk object for every record: the parser keeps nothing of it
     this.#conn(event).stream.push(fillChunk(this.#chunk, event))
