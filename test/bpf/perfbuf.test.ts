@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import { test } from 'node:test'
 import { forEachRecord } from '../../runtime/bpf/batch.ts'
 import { attachTracepoint } from '../../runtime/bpf/links.ts'
@@ -35,6 +36,14 @@ test('perf buffer: samples arrive in batches, numbered, in the shared batch form
   object.close()
 })
 
+// Pins the main thread (its tid is the pid) to the first CPU it may run on; returns the undo.
+function pinMainThread(): () => void {
+  const mask = /mask: ([0-9a-f]+)/.exec(execFileSync('taskset', ['-p', String(process.pid)], { encoding: 'utf8' }))![1]!
+  const cpu = BigInt(`0x${mask}`).toString(2).split('').reverse().indexOf('1')
+  execFileSync('taskset', ['-p', '-c', String(cpu), String(process.pid)], { stdio: 'ignore' })
+  return () => execFileSync('taskset', ['-p', mask, String(process.pid)], { stdio: 'ignore' })
+}
+
 test('perf buffer: a full buffer reports lost samples, and received + lost is exact', async () => {
   const object = await load()
   let received = 0
@@ -43,13 +52,21 @@ test('perf buffer: a full buffer reports lost samples, and received + lost is ex
     pagesPerCpu: 1,
     onBatch: (batch) => { received += batch.count; lost += batch.lost },
   })
-  // nobody reads while 5000 samples go into one page per CPU
-  reader.pause()
-  getuid(5000)
-  reader.drain()
-  // the kernel reports a loss with the first sample that fits again
-  getuid(1)
-  reader.drain()
+  // A CPU's buffer reports its loss with the next sample written to that CPU. If the scheduler
+  // moved this thread mid-loop, a CPU it left would keep its loss untold, so the thread stays on
+  // one CPU for the whole count.
+  const restore = pinMainThread()
+  try {
+    // nobody reads while 5000 samples go into one page per CPU
+    reader.pause()
+    getuid(5000)
+    reader.drain()
+    // the kernel reports a loss with the first sample that fits again
+    getuid(1)
+    reader.drain()
+  } finally {
+    restore()
+  }
   assert.ok(lost > 0, 'a one-page buffer must overflow')
   assert.equal(received + lost, 5001)
   assert.equal(reader.stats().lost, lost)
