@@ -88,11 +88,50 @@ function http2Settings(receiver: Receiver): Http2ReceiverSettings {
   return { enabled, config }
 }
 
-/** Settings per shipped plugin derived from the receiver block (none without a block). */
-export function shippedPluginSettings(config: PeriscopeConfig): Record<string, { enabled: boolean; config: Record<string, unknown> }> {
+type PluginSettings = { enabled: boolean; config: Record<string, unknown> }
+
+/**
+ * The kernel-metric and audit plugins, from `receiver.metrics` and `receiver.logs`. The seed's
+ * defaults: TCP, file I/O, processes and the security audit log on; syscall counts, the per-pid
+ * syscall log and allocation statistics off (they cost the most), so these are not even loaded
+ * until a key or `plugins.<name>.enabled` turns them on.
+ */
+function kernelSettings(receiver: Receiver): Record<string, PluginSettings> {
+  const metrics = receiver.metrics ?? {}
+  const logs = receiver.logs ?? {}
+  const interval = metrics.collect_interval === undefined ? {} : { collect_interval_ms: metrics.collect_interval }
+  const tcp = { connections: metrics.tcp_connections ?? true, retransmits: metrics.tcp_retransmits ?? true }
+  const audit: Record<string, unknown> = {}
+  if (logs.audit_rules !== undefined) audit.events = logs.audit_rules.flatMap((rule) => auditEvents[rule])
+  return {
+    tcp: { enabled: tcp.connections || tcp.retransmits, config: { ...interval, ...tcp } },
+    'file-io': { enabled: metrics.file_io ?? true, config: { ...interval } },
+    processes: { enabled: true, config: { ...interval } },
+    syscalls: { enabled: metrics.syscalls ?? false, config: { ...interval } },
+    allocations: { enabled: metrics.memory ?? false, config: { ...interval } },
+    audit: { enabled: logs.security_audit ?? true, config: audit },
+    'syscall-log': { enabled: logs.syscalls ?? false, config: {} },
+  }
+}
+
+/** The seed's `audit_rules` names → the audit plugin's event names (plugins/audit.ts documents each). */
+const auditEvents: Record<NonNullable<NonNullable<Receiver['logs']>['audit_rules']>[number], string[]> = {
+  execve: ['process.exec'],
+  unlink: ['file.delete', 'file.rename'],
+  setuid: ['privilege.change'],
+  connect: ['network.connect', 'network.accept'],
+}
+
+/**
+ * Settings per shipped plugin derived from the receiver block. Without a block, only the
+ * defaults that differ from "loaded, with the plugin's own config": the costly plugins are off.
+ */
+export function shippedPluginSettings(config: PeriscopeConfig): Record<string, PluginSettings> {
   const receiver = config.receiver
-  if (receiver === undefined) return {}
-  const settings: Record<string, { enabled: boolean; config: Record<string, unknown> }> = { http: httpSettings(receiver), http2: http2Settings(receiver) }
+  const settings = kernelSettings(receiver ?? {})
+  if (receiver === undefined) return settings
+  settings.http = httpSettings(receiver)
+  settings.http2 = http2Settings(receiver)
   for (const [plugin, protocol] of Object.entries(clientPlugins)) settings[plugin] = clientSettings(receiver, protocol)
   return settings
 }

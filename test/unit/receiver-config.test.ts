@@ -2,8 +2,54 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { parseConfigText, pluginSettingsFrom } from '../../runtime/config/index.ts'
 
-test('no receiver block: the shipped plugins keep their own defaults', () => {
-  assert.deepEqual(pluginSettingsFrom(parseConfigText('')), {})
+/** The kernel-metric and audit plugins' settings with no receiver block (the seed's defaults). */
+const kernelDefaults = {
+  tcp: { enabled: true, config: { connections: true, retransmits: true } },
+  'file-io': { enabled: true, config: {} },
+  processes: { enabled: true, config: {} },
+  syscalls: { enabled: false, config: {} },
+  allocations: { enabled: false, config: {} },
+  audit: { enabled: true, config: {} },
+  'syscall-log': { enabled: false, config: {} },
+}
+
+test('no receiver block: the tracing plugins keep their own defaults; syscall counts, the syscall log and allocations are off', () => {
+  assert.deepEqual(pluginSettingsFrom(parseConfigText('')), kernelDefaults)
+})
+
+test('receiver.metrics and receiver.logs switch the kernel-metric and audit plugins; audit_rules become audit events', () => {
+  const config = parseConfigText(`
+receiver:
+  metrics:
+    tcp_connections: false
+    tcp_retransmits: true
+    file_io: false
+    syscalls: true
+    memory: true
+    collect_interval: 5s
+  logs:
+    security_audit: true
+    syscalls: true
+    audit_rules: [execve, setuid]
+`)
+  const { http, http2, redis, postgres, mysql, kafka, ...kernel } = pluginSettingsFrom(config)
+  const interval = { collect_interval_ms: 5000 }
+  assert.deepEqual(kernel, {
+    tcp: { enabled: true, config: { ...interval, connections: false, retransmits: true } },
+    'file-io': { enabled: false, config: interval },
+    processes: { enabled: true, config: interval },
+    syscalls: { enabled: true, config: interval },
+    allocations: { enabled: true, config: interval },
+    audit: { enabled: true, config: { events: ['process.exec', 'privilege.change'] } },
+    'syscall-log': { enabled: true, config: {} },
+  })
+  const off = pluginSettingsFrom(parseConfigText('receiver:\n  metrics:\n    tcp_connections: false\n    tcp_retransmits: false\n  logs:\n    security_audit: false\n'))
+  assert.deepEqual([off.tcp!.enabled, off.audit!.enabled], [false, false])
+})
+
+test('plugins.<name>.enabled turns a plugin that is off by default on', () => {
+  const config = parseConfigText('plugins:\n  syscalls:\n    enabled: true\n    config:\n      top_n: 5\n')
+  assert.deepEqual(pluginSettingsFrom(config).syscalls, { enabled: true, config: { top_n: 5 }, limits: {} })
 })
 
 test('receiver.traces filters, sampling and metrics.red become the http plugin config, and the shared keys the database and messaging plugins\' config', () => {
@@ -20,6 +66,7 @@ receiver:
     red: false
 `)
   assert.deepEqual(pluginSettingsFrom(config), {
+    ...kernelDefaults,
     http: {
       enabled: true,
       config: { https: false, go_tls: false, min_duration_ms: 100, http_status: '>=400', http_methods: ['GET', 'POST'], sampling_percent: 10, red_metrics: false },
@@ -36,7 +83,8 @@ receiver:
 })
 
 test('every protocol is on without a protocols list; the list names postgresql, mysql, redis and kafka', () => {
-  const on = (text: string) => Object.fromEntries(Object.entries(pluginSettingsFrom(parseConfigText(text))).map(([name, s]) => [name, s.enabled]))
+  const tracing = ['http', 'http2', 'redis', 'postgres', 'mysql', 'kafka']
+  const on = (text: string) => Object.fromEntries(Object.entries(pluginSettingsFrom(parseConfigText(text))).filter(([name]) => tracing.includes(name)).map(([name, s]) => [name, s.enabled]))
   assert.deepEqual(on('receiver:\n  traces:\n    sampling: 50%\n'), { http: true, http2: true, redis: true, postgres: true, mysql: true, kafka: true })
   assert.deepEqual(on('receiver:\n  traces:\n    protocols: [postgresql, kafka]\n'), { http: false, http2: false, redis: false, postgres: true, mysql: false, kafka: true })
 })
