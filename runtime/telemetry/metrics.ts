@@ -8,6 +8,10 @@
  * provider and exponential ones in another whose reader selects the exponential aggregation for
  * every histogram. Collection merges the two, scope by scope, into one ResourceMetrics.
  *
+ * A histogram point with `bucketCounts` is a batch of observations bucketed in the kernel. The SDK
+ * cannot take those, so they are kept in bucketed-histograms.ts and merged into the collection as
+ * well, into the SDK's data points of the same name and attributes.
+ *
  * Both readers are pull readers with cumulative temporality, so the push loop (OTLP or the
  * embedded file) and a Prometheus scrape can both collect from them without disturbing each other.
  *
@@ -24,10 +28,11 @@ import {
   MeterProvider,
   MetricReader,
 } from '@opentelemetry/sdk-metrics'
-import type { MetricReaderOptions, ResourceMetrics, ScopeMetrics } from '@opentelemetry/sdk-metrics'
+import type { HistogramMetricData, MetricReaderOptions, ResourceMetrics, ScopeMetrics } from '@opentelemetry/sdk-metrics'
 import type { Resource } from '@opentelemetry/resources'
 import type { MetricKind, MetricPointInput } from './signals.ts'
 import type { TelemetryLog } from './log.ts'
+import { BucketedHistogram, bucketedBatchProblem, hrTimeNow, isAscending, sameNumbers } from './bucketed-histograms.ts'
 
 /** One value of a self-metric, as returned by a registered callback at collection time. */
 export interface SelfMetricPoint {
@@ -52,6 +57,16 @@ class PullMetricReader extends MetricReader {
 
 type SyncInstrument = Counter | UpDownCounter | Histogram | Gauge
 
+interface InstrumentEntry {
+  kind: MetricKind
+  /** The SDK's instrument, for single values; not yet created for a histogram fed only batches. */
+  instrument?: SyncInstrument
+  /** A histogram's boundaries, fixed by its first point (undefined: the SDK's default buckets). */
+  boundaries?: readonly number[]
+  /** A histogram's batches of observations already bucketed. */
+  bucketed?: BucketedHistogram
+}
+
 export class MetricsPipeline {
   private readonly explicitProvider: MeterProvider
   private readonly explicitReader = new PullMetricReader()
@@ -60,7 +75,9 @@ export class MetricsPipeline {
     aggregationSelector: (type) =>
       type === InstrumentType.HISTOGRAM ? { type: AggregationType.EXPONENTIAL_HISTOGRAM } : { type: AggregationType.DEFAULT },
   })
-  private readonly instruments = new Map<string, { kind: MetricKind; instrument: SyncInstrument }>()
+  private readonly instruments = new Map<string, InstrumentEntry>()
+  /** Bucketed histograms by scope, keyed as collect() keys the SDK's scopes. */
+  private readonly bucketedScopes = new Map<string, { scope: { name: string; version?: string }; histograms: BucketedHistogram[] }>()
   private readonly selfSources = new Map<string, () => SelfMetricPoint[]>()
   private readonly selfInstruments = new Set<string>()
   private latestSelf = new Map<string, SelfMetricPoint[]>()
@@ -92,13 +109,24 @@ export class MetricsPipeline {
     if (!Number.isFinite(point.value)) return `metric "${point.name}": value must be a finite number`
     const key = `${scopeName}\0${scopeVersion ?? ''}\0${point.name}`
     let entry = this.instruments.get(key)
-    if (entry === undefined) {
-      const created = this.createInstrument(scopeName, scopeVersion, point)
-      if (typeof created === 'string') return created
-      entry = { kind: point.kind, instrument: created }
-      this.instruments.set(key, entry)
-    } else if (entry.kind !== point.kind) {
+    if (entry !== undefined && entry.kind !== point.kind) {
       return `metric "${point.name}" was first recorded as a ${entry.kind} and cannot also be a ${point.kind}; use another name`
+    }
+    if (point.bucketCounts !== undefined) return this.recordBatch(scopeName, scopeVersion, key, entry, point)
+    if (entry === undefined) {
+      const created = this.createInstrument(scopeName, scopeVersion, point, point.boundaries)
+      if (typeof created === 'string') return created
+      entry = { kind: point.kind, instrument: created, boundaries: point.kind === 'histogram' ? point.boundaries?.slice() : undefined }
+      this.instruments.set(key, entry)
+    } else if (point.kind === 'histogram' && point.boundaries !== undefined && (entry.boundaries === undefined || !sameNumbers(entry.boundaries, point.boundaries))) {
+      const first = entry.boundaries === undefined ? 'the SDK\'s default buckets (its first point had no boundaries)' : `boundaries [${entry.boundaries.join(', ')}]`
+      return `metric "${point.name}": boundaries [${point.boundaries.join(', ')}] differ from ${first}; every point of a histogram must use the same boundaries, or another name`
+    }
+    if (entry.instrument === undefined) {
+      // a histogram fed only batches until now: its single values go to the SDK, in the same buckets
+      const created = this.createInstrument(scopeName, scopeVersion, point, entry.boundaries)
+      if (typeof created === 'string') return created
+      entry.instrument = created
     }
     const attributes = point.attributes as Attributes | undefined
     switch (point.kind) {
@@ -120,7 +148,27 @@ export class MetricsPipeline {
     return undefined
   }
 
-  private createInstrument(scopeName: string, scopeVersion: string | undefined, point: MetricPointInput): SyncInstrument | string {
+  /** Adds a batch of observations already bucketed (a histogram point with `bucketCounts`). */
+  private recordBatch(scopeName: string, scopeVersion: string | undefined, key: string, entry: InstrumentEntry | undefined, point: MetricPointInput): string | undefined {
+    const count = { value: 0 }
+    const problem = bucketedBatchProblem(point, { boundaries: entry?.boundaries, exists: entry !== undefined }, count)
+    if (problem !== undefined) return problem
+    if (entry === undefined) {
+      entry = { kind: 'histogram', boundaries: (point.boundaries as number[]).slice() }
+      this.instruments.set(key, entry)
+    }
+    if (entry.bucketed === undefined) {
+      entry.bucketed = new BucketedHistogram(point.name, entry.boundaries as readonly number[], point.unit, point.description)
+      const scopeKey = `${scopeName}\0${scopeVersion ?? ''}\0`
+      let scope = this.bucketedScopes.get(scopeKey)
+      if (scope === undefined) this.bucketedScopes.set(scopeKey, (scope = { scope: { name: scopeName, version: scopeVersion }, histograms: [] }))
+      scope.histograms.push(entry.bucketed)
+    }
+    if (count.value > 0) entry.bucketed.add(point.attributes as Attributes | undefined, point.bucketCounts as number[], point.value, count.value, hrTimeNow())
+    return undefined
+  }
+
+  private createInstrument(scopeName: string, scopeVersion: string | undefined, point: MetricPointInput, boundaries: readonly number[] | undefined): SyncInstrument | string {
     const options = { unit: point.unit, description: point.description }
     switch (point.kind) {
       case 'counter':
@@ -132,13 +180,12 @@ export class MetricsPipeline {
       case 'exponential_histogram':
         return this.exponentialProvider.getMeter(scopeName, scopeVersion).createHistogram(point.name, options)
       case 'histogram': {
-        const boundaries = point.boundaries
-        if (boundaries !== undefined && !isAscending(boundaries)) {
+        if (boundaries !== undefined && (!Array.isArray(boundaries) || !isAscending(boundaries))) {
           return `metric "${point.name}": boundaries must be finite numbers in strictly increasing order`
         }
         return this.explicitProvider.getMeter(scopeName, scopeVersion).createHistogram(point.name, {
           ...options,
-          advice: boundaries === undefined ? undefined : { explicitBucketBoundaries: boundaries },
+          advice: boundaries === undefined ? undefined : { explicitBucketBoundaries: [...boundaries] },
         })
       }
       default:
@@ -207,20 +254,29 @@ export class MetricsPipeline {
       if (existing === undefined) scopes.set(key, { scope: scopeMetrics.scope, metrics: [...scopeMetrics.metrics] })
       else existing.metrics.push(...scopeMetrics.metrics)
     }
+    this.mergeBucketed(scopes)
     return { resource: explicit.resourceMetrics.resource, scopeMetrics: [...scopes.values()] }
+  }
+
+  /** Adds the bucketed histograms to the collected scopes (keyed as in collect()). */
+  private mergeBucketed(scopes: Map<string, ScopeMetrics>): void {
+    const now = hrTimeNow()
+    for (const [key, { scope, histograms }] of this.bucketedScopes) {
+      let scopeMetrics = scopes.get(key)
+      for (const histogram of histograms) {
+        const index = scopeMetrics?.metrics.findIndex((metric) => metric.descriptor.name === histogram.name && metric.dataPointType === DataPointType.HISTOGRAM) ?? -1
+        const merged = histogram.collect(index < 0 ? undefined : (scopeMetrics?.metrics[index] as HistogramMetricData), now)
+        if (merged === undefined) continue
+        if (scopeMetrics === undefined) scopes.set(key, (scopeMetrics = { scope, metrics: [] }))
+        if (index < 0) scopeMetrics.metrics.push(merged)
+        else scopeMetrics.metrics[index] = merged
+      }
+    }
   }
 
   async shutdown(): Promise<void> {
     await Promise.all([this.explicitProvider.shutdown(), this.exponentialProvider.shutdown()])
   }
-}
-
-function isAscending(values: readonly number[]): boolean {
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i])) return false
-    if (i > 0 && values[i] <= values[i - 1]) return false
-  }
-  return true
 }
 
 /** Prometheus' text format has no exponential histograms; a scrape leaves them out. */

@@ -52,8 +52,23 @@ export interface MetricPointInput {
   value: number
   unit?: string
   description?: string
-  /** Explicit bucket boundaries for kind 'histogram'. */
+  /**
+   * Explicit bucket boundaries for kind 'histogram', ascending. The first point of a histogram fixes
+   * them; a later point with other boundaries is rejected (omit them on later points, or repeat them).
+   */
   boundaries?: number[]
+  /**
+   * Kind 'histogram' only: the point is a batch of observations already bucketed (in the kernel,
+   * say), not one observation. With `boundaries` b0 < b1 < … < b[n-1], `bucketCounts` has n+1
+   * whole counts of observations in (-inf, b0], (b0, b1], …, (b[n-1], +inf); `value` is the sum of
+   * those observations, and their count is the sum of `bucketCounts`. The exporter adds the batch
+   * to the cumulative histogram of this name and attributes exactly as if each observation had been
+   * recorded, so batches and single points of one name mix, as long as their boundaries are the
+   * same (a batch needs `boundaries`; a histogram whose first points had none uses the SDK's default
+   * buckets and takes no batches). Only min and max are lost: a series that received a batch exports
+   * neither. Kernel-side, log2 buckets are natural, e.g. boundaries of 2^k µs given in seconds.
+   */
+  bucketCounts?: number[]
   attributes?: Attributes
 }
 
