@@ -515,6 +515,7 @@ static __always_inline struct conn_info *conn_for_fd(__u32 tgid, int fd)
 static __always_inline void start_tls(struct conn_info *conn)
 {
 	conn->tls = 1;
+	conn->tls_ns = bpf_ktime_get_boot_ns();
 	conn->protocol = PROTOCOL_UNKNOWN;
 	conn->attempts = 0;
 	conn->positions[0] = 0;
@@ -2167,10 +2168,25 @@ int scan_sockets(struct bpf_iter__task_file *ctx)
 }
 
 /*
+ * Per process, when its TLS uprobes were all in place (boot-clock ns), written by whoever runs
+ * mark_tls_midstream for it: a connection whose handshake came later had all its plaintext seen,
+ * however soon after the attach the iterator runs.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u64);
+} tls_attached_ns SEC(".maps");
+
+/*
  * After TLS uprobes were attached to a process that was already running (followGoTls): its TLS
  * connections whose plaintext nobody has seen yet are taken as found mid-stream, like the start-up
  * scan's, since the calls made before the uprobes came were missed (an HTTP/2 preface, say). So
- * they are recognised from a whole message and flagged pre-existing. Prints "<pid> <fd>" each.
+ * they are recognised from a whole message and flagged pre-existing. Only those whose handshake
+ * came before the process's tls_attached_ns (every one when it has no entry): a connection that is
+ * handshaking while the iterator runs is new, and taking it for a middle would unsync its HPACK
+ * state. Prints "<pid> <fd>" each.
  */
 SEC("iter/task_file")
 int mark_tls_midstream(struct bpf_iter__task_file *ctx)
@@ -2179,6 +2195,7 @@ int mark_tls_midstream(struct bpf_iter__task_file *ctx)
 	struct task_struct *task = ctx->task;
 	struct conn_key key = {};
 	struct conn_info *conn;
+	__u64 *attached_ns;
 
 	if (!file || !task)
 		return 0;
@@ -2187,6 +2204,9 @@ int mark_tls_midstream(struct bpf_iter__task_file *ctx)
 	conn = bpf_map_lookup_elem(&conns, &key);
 	if (!conn || conn->file != (__u64)file || !conn->tls || conn->protocol != PROTOCOL_UNKNOWN ||
 	    conn->positions[0] || conn->positions[1] || (conn->flags & SOCK_FLAG_PREEXISTING))
+		return 0;
+	attached_ns = bpf_map_lookup_elem(&tls_attached_ns, &key.tgid);
+	if (attached_ns && conn->tls_ns >= *attached_ns)
 		return 0;
 	conn->flags |= SOCK_FLAG_PREEXISTING;
 	BPF_SEQ_PRINTF(ctx->meta->seq, "%u %d\n", key.tgid, key.fd);

@@ -211,6 +211,8 @@ struct conn_info {
 	__u8 pad[5];
 	/* server side: the request being read or answered (see sock_event.context), 0 before any */
 	__u64 context;
+	/* boot-clock ns when the ciphertext began (the TLS handshake was seen), 0 for plaintext */
+	__u64 tls_ns;
 	__u8 local_addr[SOCK_ADDR_LEN];
 	__u8 remote_addr[SOCK_ADDR_LEN];
 };

@@ -58,6 +58,8 @@ const DELETED = ' (deleted)'
 interface FileState {
   pids: Set<number>
   detach: (() => Promise<void>)[]
+  /** boot-clock ns once every probe was on: later connections of its processes were seen whole */
+  attachedNs: number
 }
 
 /** The host's error code (`ctx.attach` errors carry it, and start their message with it). */
@@ -105,19 +107,31 @@ export class GoTlsFollower {
   /** Attaches to what runs now; the caller then routes exec events here and runs `kick` on a timer. */
   async start(): Promise<void> {
     for (const [pid, path] of pathLines(await this.#ctx.iterate('sockdata:executables'))) {
-      if (!(await this.#addProcess(pid, path))) continue
+      const file = await this.#addProcess(pid, path)
+      if (file === undefined) continue
       this.#unwatched.add(pid)
-      await this.#markMidStream(pid)
+      await this.#markMidStream(pid, file)
     }
     this.#lastSweep = Date.now()
   }
 
   /**
-   * The process ran before its file had the uprobes: its TLS connections whose plaintext the
-   * kernel has not seen yet are taken as found mid-stream (an HTTP/2 preface may have gone by).
+   * The process may have TLS connections from before its file had the uprobes: those whose
+   * plaintext the kernel has not seen yet are taken as found mid-stream (an HTTP/2 preface may
+   * have gone by). The kernel leaves out the ones whose handshake came after the attach, through
+   * the process's entry in `tls_attached_ns`, held only while the iterator runs.
    */
-  async #markMidStream(pid: number): Promise<void> {
-    await this.#ctx.iterate('sockdata:mark_tls_midstream', { pid })
+  async #markMidStream(pid: number, file: FileState): Promise<void> {
+    const key = new Uint8Array(4), value = new Uint8Array(8)
+    new DataView(key.buffer).setUint32(0, pid, true)
+    new DataView(value.buffer).setBigUint64(0, BigInt(file.attachedNs), true)
+    const attachedNs = this.#ctx.map('sockdata:tls_attached_ns')
+    await attachedNs.update(key, value)
+    try {
+      await this.#ctx.iterate('sockdata:mark_tls_midstream', { pid })
+    } finally {
+      await attachedNs.delete(key)
+    }
   }
 
   /** exec: a known file gains a process, a new name is resolved later; exit: a file may have lost its last process. */
@@ -177,40 +191,42 @@ export class GoTlsFollower {
         continue
       }
       const path = found[1]
-      if (await this.#addProcess(pid, path)) await this.#markMidStream(pid)
+      const file = await this.#addProcess(pid, path)
+      if (file !== undefined) await this.#markMidStream(pid, file)
       if (!filename.startsWith('/')) continue
       remember(this.#resolved, filename, path)
       // the others were not asked: some may be gone, their exits handled before now; a sweep tells
       for (const other of pids) {
-        if (other === pid || !(await this.#addProcess(other, path))) continue
+        const otherFile = other === pid ? undefined : await this.#addProcess(other, path)
+        if (otherFile === undefined) continue
         this.#unwatched.add(other)
-        await this.#markMidStream(other)
+        await this.#markMidStream(other, otherFile)
       }
       return
     }
   }
 
-  /** Counts a process as a user of its file, attaching to the file first; false when it has no crypto/tls. */
-  async #addProcess(pid: number, path: string): Promise<boolean> {
-    if (path.endsWith(DELETED) || this.#withoutGoTls.has(path)) return false
+  /** Counts a process as a user of its file, attaching to the file first; undefined when it has no crypto/tls. */
+  async #addProcess(pid: number, path: string): Promise<FileState | undefined> {
+    if (path.endsWith(DELETED) || this.#withoutGoTls.has(path)) return undefined
     const known = this.#files.get(path)
     if (known !== undefined) {
       known.pids.add(pid)
-      return true
+      return known
     }
     const state = await this.#attach(path)
     if (state === undefined) {
       remember(this.#withoutGoTls, path, true)
-      return false
+      return undefined
     }
     state.pids.add(pid)
     this.#files.set(path, state)
-    return true
+    return state
   }
 
   /** Attaches every probe to one file; undefined when it has no crypto/tls or could not be attached. */
   async #attach(path: string): Promise<FileState | undefined> {
-    const state: FileState = { pids: new Set(), detach: [] }
+    const state: FileState = { pids: new Set(), detach: [], attachedNs: 0 }
     for (const probe of probes) {
       try {
         const handle = await this.#ctx.attach({ program: `sockdata:${probe.program}`, uprobe: { binary: path, symbol: probe.symbol, at: probe.at } })
@@ -224,7 +240,16 @@ export class GoTlsFollower {
         return undefined
       }
     }
+    state.attachedNs = this.#bootNowNs()
     return state
+  }
+
+  /**
+   * The boot clock now, from the wall clock and the runtime's offset between the two (wallNs is
+   * boot + offset): to the millisecond, well inside the time an attach takes.
+   */
+  #bootNowNs(): number {
+    return Date.now() * 1e6 - this.#ctx.time.wallNs(0)
   }
 
   /**

@@ -19,6 +19,7 @@ import { decodeSockEvent } from '../../bpf/lib/sockdata.types.ts'
 import type { ObjectProvider } from '../../runtime/bus.ts'
 import { openLibraryObject } from '../../runtime/library/index.ts'
 import { forEachRecord } from '../../runtime/bpf/batch.ts'
+import { bootToWallOffsetNs } from '../../runtime/bpf/clock.ts'
 import { attachUprobe, attachUprobeReturns, type Link } from '../../runtime/bpf/links.ts'
 import {
   FRAME_HEADERS, PREFACE, buildGoFixture, dataByStream, http2Frames, killGoProcesses, makeCertificate, requestBody,
@@ -243,6 +244,11 @@ for (const variant of ['plain', 'stripped'] as const) {
  * uprobes come after request 0, as when followGoTls attaches to a Go service that has just
  * started; 'marked' runs mark_tls_midstream for both processes then, as followGoTls does.
  */
+/** The boot clock (what bpf_ktime_get_boot_ns reads) now, from the wall clock and the runtime's offset. */
+const bootNowNs = (): bigint => BigInt(Date.now()) * 1_000_000n - BigInt(bootToWallOffsetNs())
+const u32 = (value: number): Uint8Array => { const b = new Uint8Array(4); new DataView(b.buffer).setUint32(0, value, true); return b }
+const u64 = (value: bigint): Uint8Array => { const b = new Uint8Array(8); new DataView(b.buffer).setBigUint64(0, value, true); return b }
+
 async function midStream(protocol: 'h2c' | 'h2', lateUprobes?: 'marked' | 'unmarked'): Promise<void> {
   let object = lateUprobes === undefined ? undefined : await Capture.open({ subscribe: false })
   const seen: Rec[] = []
@@ -255,6 +261,7 @@ async function midStream(protocol: 'h2c' | 'h2', lateUprobes?: 'marked' | 'unmar
   if (object !== undefined) subscribe(object)
   const { server, port } = await startGoServer(fixture.plain, protocol === 'h2' ? certificate : undefined)
   const links: Link[] = []
+  const beforeClientNs = bootNowNs()
   try {
     const client = await startGoClient(fixture.plain, port, certificate.cert, protocol, MID_STREAM_SIZES, { pausing: true })
     client.resume()
@@ -265,7 +272,19 @@ async function midStream(protocol: 'h2c' | 'h2', lateUprobes?: 'marked' | 'unmar
     }
     if (protocol === 'h2') links.push(...attachGoTls(fixture.plain, object))
     if (lateUprobes === 'marked') {
-      for (const pid of [client.pid, server.pid]) assert.match(await object.library.runIterator('mark_tls_midstream', { pid }), new RegExp(`^${pid} \\d+\n$`))
+      // with the uprobes "on" before the handshake (tls_attached_ns of a time before the client
+      // started), the connection was seen whole and stays unmarked; with them on now, it is marked
+      const attachedNs = object.library.object.map('tls_attached_ns')
+      for (const [pid, since, marks] of [[client.pid, beforeClientNs, ''], [server.pid, beforeClientNs, ''], [client.pid, bootNowNs(), 'one'], [server.pid, bootNowNs(), 'one']] as const) {
+        attachedNs.update(u32(pid), u64(since))
+        try {
+          const marked = await object.library.runIterator('mark_tls_midstream', { pid })
+          if (marks === '') assert.equal(marked, '', `pid ${pid}: its connection's handshake came after the attach`)
+          else assert.match(marked, new RegExp(`^${pid} \\d+\n$`))
+        } finally {
+          attachedNs.delete(u32(pid))
+        }
+      }
     }
     client.resume()
     assert.equal(await client.line('done'), 'done HTTP/2.0')
