@@ -87,6 +87,16 @@ const socketData: AttachPoint = {
   ],
 }
 
+/** The syscalls fileio counts (a program pair enter_<name>/exit_<name> each), and what they are. */
+const fileCalls: [string, string][] = [
+  ...['read', 'pread64', 'readv', 'preadv', 'preadv2'].map((name): [string, string] => [name, 'file reads']),
+  ...['write', 'pwrite64', 'writev', 'pwritev', 'pwritev2'].map((name): [string, string] => [name, 'file writes']),
+  ['fsync', 'file syncs'],
+  ['fdatasync', 'file data syncs'],
+]
+/** The syscalls that open a file by path, whose return fileio checks against its target paths. */
+const fileOpens = ['open', 'openat', 'openat2', 'creat']
+
 export const catalogue: Record<string, CatalogueEntry> = {
   exec: {
     description: 'process exec (filename, argv) and exit (code, lifetime) events',
@@ -116,6 +126,42 @@ export const catalogue: Record<string, CatalogueEntry> = {
       { program: 'scan_listeners', found: 'listening TCP sockets' },
       { program: 'scan_sockets', found: 'TCP connections opened before Periscope' },
     ],
+  },
+  sched: {
+    description: 'scheduler and process metrics aggregated in the kernel (run-queue latency histogram; context switches '
+      + 'and page faults per process, removed at exit) and process start, exit and OOM kill events',
+    attach: [
+      { what: 'context switches', alternatives: [{ kind: 'tp_btf', program: 'btf_sched_switch' }, { kind: 'raw_tp', program: 'raw_sched_switch', name: 'sched_switch' }] },
+      { what: 'wakeups', alternatives: [{ kind: 'tp_btf', program: 'btf_sched_wakeup' }, { kind: 'raw_tp', program: 'raw_sched_wakeup', name: 'sched_wakeup' }] },
+      { what: 'wakeups of new tasks', alternatives: [{ kind: 'tp_btf', program: 'btf_sched_wakeup_new' }, { kind: 'raw_tp', program: 'raw_sched_wakeup_new', name: 'sched_wakeup_new' }] },
+      { what: 'user page faults', alternatives: [{ kind: 'tracepoint', program: 'handle_page_fault', category: 'exceptions', name: 'page_fault_user' }] },
+      // only the raw tracepoint names the child's task, which tells a new process from a new thread
+      { what: 'process starts', alternatives: [{ kind: 'raw_tp', program: 'handle_fork', name: 'sched_process_fork' }] },
+      { what: 'process execs (new names)', alternatives: [{ kind: 'tracepoint', program: 'handle_exec', category: 'sched', name: 'sched_process_exec' }] },
+      { what: 'process exits', alternatives: [{ kind: 'tracepoint', program: 'handle_exit', category: 'sched', name: 'sched_process_exit' }] },
+      { what: 'OOM kills', alternatives: [{ kind: 'tracepoint', program: 'handle_oom_victim', category: 'oom', name: 'mark_victim' }] },
+    ],
+  },
+  fileio: {
+    description: 'file I/O per process counted in the kernel: read and write calls, bytes and latency, fsync and fdatasync, '
+      + 'on regular files only (processes map; last counts on the exits ring at exit or exec); per file for target_paths (file_stats)',
+    attach: [
+      ...fileCalls.flatMap(([name, what]) => syscall(name, what)),
+      ...fileOpens.map((name): AttachPoint => ({ what: `target files opened (${name} exit)`, alternatives: [{ kind: 'tracepoint', program: `exit_${name}`, category: 'syscalls', name: `sys_exit_${name}` }] })),
+      { what: 'process exits (last counts)', alternatives: [{ kind: 'tracepoint', program: 'handle_exit', category: 'sched', name: 'sched_process_exit' }] },
+      { what: 'process execs (last counts of the old image)', alternatives: [{ kind: 'tracepoint', program: 'handle_exec', category: 'sched', name: 'sched_process_exec' }] },
+    ],
+  },
+  tcp: {
+    description: 'TCP metrics aggregated in the kernel by port (connections opened and closed, state transitions, '
+      + 'retransmits, resets, bytes and segments, smoothed RTT histogram), rolled up by the collect iterator',
+    attach: [
+      { what: 'TCP state changes (connections opened and closed)', alternatives: [{ kind: 'tracepoint', program: 'on_state_change', category: 'sock', name: 'inet_sock_set_state' }] },
+      { what: 'TCP retransmits', alternatives: [{ kind: 'tracepoint', program: 'on_retransmit', category: 'tcp', name: 'tcp_retransmit_skb' }] },
+      { what: 'TCP resets sent', alternatives: [{ kind: 'tracepoint', program: 'on_send_reset', category: 'tcp', name: 'tcp_send_reset' }] },
+      { what: 'TCP resets received', alternatives: [{ kind: 'tracepoint', program: 'on_receive_reset', category: 'tcp', name: 'tcp_receive_reset' }] },
+    ],
+    startupIterators: [{ program: 'collect', found: 'TCP connections opened before Periscope' }],
   },
   generic: {
     description: 'raw records of any tracepoint, attached on demand with a per-probe cookie',

@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Scheduler and process metrics, aggregated in the kernel: a run-queue latency histogram
+ * (wakeup, or preemption, to switch-in), context switches and page faults per process, read by
+ * the reader every collection interval; process starts, exits (with exit code and totals) and
+ * OOM kills through the ring buffer. A process's entries are removed when it exits, so the maps
+ * follow the live processes; what a full map could not store is counted in `overflow`.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "periscope.h"
+#include "sched.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* 0 observes every process; otherwise only this tgid (its threads, its faults, its exit) */
+const volatile __u32 target_tgid = 0;
+
+/* include/linux/sched/signal.h: exit_group() or a fatal signal ended the whole thread group */
+#define SIGNAL_GROUP_EXIT 0x00000004
+/* include/linux/sched.h: the task is in do_exit() */
+#define PF_EXITING 0x00000004
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 18);
+} events SEC(".maps");
+RECORD(events, struct sched_event);
+
+/* preallocated: the switch and fault paths insert here, and must not allocate */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct proc_stats);
+} proc_stats SEC(".maps");
+
+/* per thread: when it became runnable (woken, or preempted while still runnable) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, __u64);
+} runq_start SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct runq_hist);
+} runq_latency SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, OVERFLOW_KINDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} overflow SEC(".maps");
+
+DROP_COUNTER;
+
+static __always_inline void count_overflow(__u32 kind)
+{
+	__u64 *count = bpf_map_lookup_elem(&overflow, &kind);
+
+	if (count)
+		*count += 1;
+}
+
+static __always_inline bool observed(__u32 tgid)
+{
+	return !target_tgid || tgid == target_tgid;
+}
+
+/*
+ * The process's entry, made on first sight (a process older than the object), but never for an
+ * exiting task: its last switch comes after its exit removed the entry, which must stay removed.
+ */
+static __always_inline struct proc_stats *stats_of(__u32 tgid, struct task_struct *task)
+{
+	struct proc_stats *stats = bpf_map_lookup_elem(&proc_stats, &tgid);
+	struct proc_stats fresh = {};
+
+	if (stats || (BPF_CORE_READ(task, flags) & PF_EXITING))
+		return stats;
+	BPF_CORE_READ_STR_INTO(&fresh.comm, task, group_leader, comm);
+	if (bpf_map_update_elem(&proc_stats, &tgid, &fresh, BPF_NOEXIST) && bpf_map_lookup_elem(&proc_stats, &tgid) == NULL) {
+		count_overflow(OVERFLOW_PROC_STATS);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&proc_stats, &tgid);
+}
+
+static __always_inline void mark_runnable(__u32 tid)
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	if (bpf_map_update_elem(&runq_start, &tid, &now, BPF_ANY))
+		count_overflow(OVERFLOW_RUNQ_START);
+}
+
+static __always_inline void on_wakeup(struct task_struct *task)
+{
+	__u32 tid = BPF_CORE_READ(task, pid);
+
+	if (!tid || !observed(BPF_CORE_READ(task, tgid)))
+		return;
+	mark_runnable(tid);
+}
+
+static __always_inline __u32 log2_slot(__u64 us)
+{
+	__u32 slot = 0;
+
+	/* slot = bit length of us, so [2^(k-1), 2^k) µs lands in slot k */
+	while (us && slot < RUNQ_SLOTS - 1) {
+		us >>= 1;
+		slot++;
+	}
+	return slot;
+}
+
+static __always_inline void record_runq_wait(__u32 tid)
+{
+	__u64 *since = bpf_map_lookup_elem(&runq_start, &tid), waited;
+	struct runq_hist *hist;
+	__u32 zero = 0, slot;
+
+	if (!since)
+		return;
+	waited = bpf_ktime_get_ns() - *since;
+	bpf_map_delete_elem(&runq_start, &tid);
+	hist = bpf_map_lookup_elem(&runq_latency, &zero);
+	if (!hist)
+		return;
+	slot = log2_slot(waited / 1000);
+	if (slot < RUNQ_SLOTS)
+		hist->slots[slot] += 1;
+	hist->sum_ns += waited;
+}
+
+static __always_inline void on_switch(bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+{
+	__u32 prev_tid = BPF_CORE_READ(prev, pid), prev_tgid = BPF_CORE_READ(prev, tgid);
+	__u32 next_tid = BPF_CORE_READ(next, pid);
+	struct proc_stats *stats;
+
+	/* the idle task (pid 0) is no process */
+	if (prev_tid && observed(prev_tgid)) {
+		/* as the kernel counts nvcsw: a task that gave up the CPU in a sleeping state */
+		bool voluntary = !preempt && prev_state != 0;
+
+		stats = stats_of(prev_tgid, prev);
+		if (stats) {
+			if (voluntary)
+				__sync_fetch_and_add(&stats->voluntary_switches, 1);
+			else
+				__sync_fetch_and_add(&stats->involuntary_switches, 1);
+		}
+		/* still runnable: it waits in the run queue from now; asleep: a stale wakeup is void */
+		if (prev_state == 0)
+			mark_runnable(prev_tid);
+		else
+			bpf_map_delete_elem(&runq_start, &prev_tid);
+	}
+	if (next_tid)
+		record_runq_wait(next_tid);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(btf_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+{
+	on_switch(preempt, prev, next, prev_state);
+	return 0;
+}
+
+SEC("raw_tp/sched_switch")
+int BPF_PROG(raw_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+{
+	on_switch(preempt, prev, next, prev_state);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(btf_sched_wakeup, struct task_struct *task)
+{
+	on_wakeup(task);
+	return 0;
+}
+
+SEC("raw_tp/sched_wakeup")
+int BPF_PROG(raw_sched_wakeup, struct task_struct *task)
+{
+	on_wakeup(task);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(btf_sched_wakeup_new, struct task_struct *task)
+{
+	on_wakeup(task);
+	return 0;
+}
+
+SEC("raw_tp/sched_wakeup_new")
+int BPF_PROG(raw_sched_wakeup_new, struct task_struct *task)
+{
+	on_wakeup(task);
+	return 0;
+}
+
+SEC("tracepoint/exceptions/page_fault_user")
+int handle_page_fault(void *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct proc_stats *stats;
+
+	if (!observed(tgid))
+		return 0;
+	stats = stats_of(tgid, (struct task_struct *)bpf_get_current_task());
+	if (stats)
+		__sync_fetch_and_add(&stats->page_faults, 1);
+	return 0;
+}
+
+/* a new process (not a new thread): its entry is made now, and its start reported */
+SEC("raw_tp/sched_process_fork")
+int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 child_tgid = BPF_CORE_READ(child, tgid);
+	struct sched_event *e;
+
+	if (child_tgid == BPF_CORE_READ(parent, tgid) || !observed(child_tgid))
+		return 0;
+	stats_of(child_tgid, child);
+
+	e = RESERVE_OR_DROP(events, sizeof(*e));
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = SCHED_EVENT_START;
+	e->pid = child_tgid;
+	e->ppid = BPF_CORE_READ(parent, tgid);
+	e->timestamp_ns = bpf_ktime_get_boot_ns();
+	BPF_CORE_READ_STR_INTO(&e->comm, child, comm);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* the process's metrics carry its new name from its exec on */
+SEC("tracepoint/sched/sched_process_exec")
+int handle_exec(void *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct proc_stats *stats = bpf_map_lookup_elem(&proc_stats, &tgid);
+
+	if (stats)
+		bpf_get_current_comm(stats->comm, sizeof(stats->comm));
+	return 0;
+}
+
+static __always_inline void report_exit(struct task_struct *task, __u32 tgid, struct proc_stats *totals)
+{
+	struct sched_event *e;
+	__u32 status;
+
+	e = RESERVE_OR_DROP(events, sizeof(*e));
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = SCHED_EVENT_EXIT;
+	e->pid = tgid;
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->timestamp_ns = bpf_ktime_get_boot_ns();
+	e->lifetime_ns = e->timestamp_ns - BPF_CORE_READ(task, group_leader, start_boottime);
+	/* exit_group's status, for every thread of the group; else this last thread's own */
+	if (BPF_CORE_READ(task, signal, flags) & SIGNAL_GROUP_EXIT)
+		status = BPF_CORE_READ(task, signal, group_exit_code);
+	else
+		status = BPF_CORE_READ(task, exit_code);
+	e->exit_code = (status >> 8) & 0xff;
+	e->exit_signal = status & 0x7f;
+	e->voluntary_switches = totals->voluntary_switches;
+	e->involuntary_switches = totals->involuntary_switches;
+	e->page_faults = totals->page_faults;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int handle_exit(void *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id, tgid = id >> 32;
+	struct proc_stats *stats, totals = {};
+
+	bpf_map_delete_elem(&runq_start, &tid);
+	if (!observed(tgid))
+		return 0;
+	/* the group's last thread: every thread has counted itself out of signal->live */
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	/*
+	 * threads exiting together may each see live at 0: only the one whose delete removes the
+	 * entry reports (a process that never got an entry, the map being full, may be reported by
+	 * more than one of its threads)
+	 */
+	stats = bpf_map_lookup_elem(&proc_stats, &tgid);
+	if (stats) {
+		totals = *stats;
+		if (bpf_map_delete_elem(&proc_stats, &tgid))
+			return 0;
+	}
+	report_exit(task, tgid, &totals);
+	return 0;
+}
+
+SEC("tracepoint/oom/mark_victim")
+int handle_oom_victim(struct trace_event_raw_mark_victim *ctx)
+{
+	struct sched_event *e;
+	__u32 victim = ctx->pid;
+
+	if (!observed(victim))
+		return 0;
+	e = RESERVE_OR_DROP(events, sizeof(*e));
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = SCHED_EVENT_OOM_KILL;
+	e->pid = victim;
+	e->ppid = bpf_get_current_pid_tgid() >> 32;
+	e->uid = BPF_CORE_READ(ctx, uid);
+	e->timestamp_ns = bpf_ktime_get_boot_ns();
+	e->total_vm_kb = BPF_CORE_READ(ctx, total_vm);
+	e->anon_rss_kb = BPF_CORE_READ(ctx, anon_rss);
+	e->file_rss_kb = BPF_CORE_READ(ctx, file_rss);
+	e->shmem_rss_kb = BPF_CORE_READ(ctx, shmem_rss);
+	e->oom_score_adj = BPF_CORE_READ(ctx, oom_score_adj);
+	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), (void *)ctx + (ctx->__data_loc_comm & 0xFFFF));
+	bpf_get_current_comm(e->trigger_comm, sizeof(e->trigger_comm));
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}

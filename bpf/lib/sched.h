@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+#ifndef SCHED_H
+#define SCHED_H
+
+#define SCHED_COMM_LEN 16
+
+/*
+ * Run-queue latency buckets, log2 in microseconds: slot 0 holds waits under 1 µs, slot k (1 ≤ k <
+ * RUNQ_SLOTS - 1) waits of [2^(k-1), 2^k) µs, and the last slot every longer wait (over 2^25 µs,
+ * about 33 s). As OpenTelemetry boundaries: 2^0 .. 2^(RUNQ_SLOTS-2) µs.
+ */
+#define RUNQ_SLOTS 27
+
+enum sched_event_kind {
+	SCHED_EVENT_START = 1,
+	SCHED_EVENT_EXIT = 2,
+	SCHED_EVENT_OOM_KILL = 3,
+};
+
+/* what could not be stored because a map was full: indexes of the `overflow` map */
+enum sched_overflow {
+	OVERFLOW_PROC_STATS = 0,
+	OVERFLOW_RUNQ_START = 1,
+	OVERFLOW_KINDS = 2,
+};
+
+/* per process (tgid), from its first switch, fault or its fork until its exit */
+struct proc_stats {
+	__u64 voluntary_switches;
+	__u64 involuntary_switches;
+	__u64 page_faults;
+	char comm[SCHED_COMM_LEN];
+};
+
+/* one per CPU, summed by the reader */
+struct runq_hist {
+	__u64 slots[RUNQ_SLOTS];
+	__u64 sum_ns;
+};
+
+struct sched_event {
+	__u32 kind;
+	/* start: the new process; exit: the process that ended; oom kill: the victim */
+	__u32 pid;
+	/* start and exit: the parent; oom kill: the process whose allocation ran out of memory */
+	__u32 ppid;
+	/* oom kill: the victim's owner */
+	__u32 uid;
+	/* exit: exit_group's status, and the signal that killed it (0: none) */
+	__s32 exit_code;
+	__u32 exit_signal;
+	__u64 timestamp_ns;
+	/* exit: how long the process lived */
+	__u64 lifetime_ns;
+	/* exit: the process's totals (its proc_stats entry, removed now) */
+	__u64 voluntary_switches;
+	__u64 involuntary_switches;
+	__u64 page_faults;
+	/* oom kill: the victim's memory in kB, as the OOM killer reports it */
+	__u64 total_vm_kb;
+	__u64 anon_rss_kb;
+	__u64 file_rss_kb;
+	__u64 shmem_rss_kb;
+	__s32 oom_score_adj;
+	__u32 pad;
+	/* start: the new process's (its parent's); exit: at exit; oom kill: the victim's */
+	char comm[SCHED_COMM_LEN];
+	/* oom kill: the process that ran out of memory */
+	char trigger_comm[SCHED_COMM_LEN];
+};
+
+#endif

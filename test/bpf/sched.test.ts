@@ -1,0 +1,188 @@
+// The sched object on the real kernel: process starts and exits (exit codes, signals, totals),
+// context switches and page faults per process checked against the kernel's own counters of a
+// known workload (test/bpf/fixtures/sched-workload.c), the run-queue latency histogram against
+// the kernel's schedstat, and every per-process entry gone when its process exits.
+import assert from 'node:assert/strict'
+import { execFileSync, spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, test } from 'node:test'
+import { decodeProcStats, decodeRunqHist, decodeSchedEvent, type ProcStats, type SchedEvent } from '../../bpf/lib/sched.types.ts'
+import { forEachRecord } from '../../runtime/bpf/batch.ts'
+import { openLibraryObject, type LibraryObject } from '../../runtime/library/index.ts'
+import { root, waitFor } from './kernel.ts'
+
+const START = 1
+const EXIT = 2
+
+let sched: LibraryObject
+const events: SchedEvent[] = []
+let workload: string
+
+before(async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'periscope-sched-'))
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+  workload = join(dir, 'sched-workload')
+  execFileSync('cc', ['-O2', '-Wall', '-o', workload, join(root, 'test/bpf/fixtures/sched-workload.c')])
+  sched = await openLibraryObject('sched')
+  sched.subscribe('events', (batch) => forEachRecord(batch, (view, offset, size) => events.push(decodeSchedEvent(view, offset, size))))
+})
+after(() => sched.close())
+
+const key = (pid: number): Uint8Array => {
+  const bytes = new Uint8Array(4)
+  new DataView(bytes.buffer).setUint32(0, pid, true)
+  return bytes
+}
+
+function statsOf(object: LibraryObject, pid: number): ProcStats | undefined {
+  const value = object.map('proc_stats').lookup(key(pid))
+  return value === undefined ? undefined : decodeProcStats(new DataView(value.buffer, value.byteOffset, value.byteLength), 0)
+}
+
+const eventsOf = (kind: number, pid: number): SchedEvent[] => events.filter((e) => e.kind === kind && e.pid === pid)
+
+/** The workload, started and waiting for its first line on stdin. */
+async function startWorkload(sleeps: number, pages: number, exitCode: number): Promise<{ child: ChildProcessWithoutNullStreams; step(): Promise<void>; output(): string }> {
+  const child = spawn(workload, ['run', String(sleeps), String(pages), String(exitCode)])
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  await waitFor(() => output.includes('ready\n'), 'the workload to start', 10_000)
+  // each step lets it run to its next wait: from ready to done, then to its exit
+  const step = async (): Promise<void> => {
+    const wanted = output.includes('done\n') ? undefined : 'done\n'
+    child.stdin.write('go\n')
+    if (wanted !== undefined) await waitFor(() => output.includes(wanted), `the workload to print ${wanted.trim()}`, 30_000)
+  }
+  return { child, step, output: () => output }
+}
+
+/** The kernel's counters of a single-threaded process (its only thread). */
+function kernelCounters(pid: number): { voluntary: number; involuntary: number; faults: number; runDelayNs: number; timesRun: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)![1])
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // after the parenthesised comm: state is field 3, minflt 10, majflt 12
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const [, runDelay, timesRun] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(' ').map(Number)
+  return {
+    voluntary: field('voluntary_ctxt_switches'),
+    involuntary: field('nonvoluntary_ctxt_switches'),
+    faults: Number(fields[7]) + Number(fields[9]),
+    runDelayNs: runDelay!,
+    timesRun: timesRun!,
+  }
+}
+
+test('a process that exits with 7 gives one start and one exit record, with code 7 and its parent', async () => {
+  const child = spawnSync('/bin/sh', ['-c', 'exit 7'])
+  assert.equal(child.status, 7)
+  await waitFor(() => eventsOf(EXIT, child.pid).length > 0, 'the exit record')
+  const [start, ...moreStarts] = eventsOf(START, child.pid)
+  const [exit, ...moreExits] = eventsOf(EXIT, child.pid)
+  assert.deepEqual([moreStarts.length, moreExits.length], [0, 0])
+  assert.equal(start!.ppid, process.pid)
+  assert.equal(exit!.ppid, process.pid)
+  assert.equal(exit!.exit_code, 7)
+  assert.equal(exit!.exit_signal, 0)
+  assert.equal(exit!.comm, 'sh')
+  assert.ok(exit!.lifetime_ns > 0 && exit!.lifetime_ns < 10e9, `lifetime ${exit!.lifetime_ns} ns`)
+  assert.ok(exit!.timestamp_ns > start!.timestamp_ns)
+  assert.equal(statsOf(sched, child.pid), undefined, 'its proc_stats entry was removed at exit')
+})
+
+test('a process killed by SIGKILL exits with signal 9', async () => {
+  const child = spawn('/bin/sleep', ['60'])
+  await waitFor(() => statsOf(sched, child.pid!)?.comm === 'sleep', 'the sleep process to exec')
+  child.kill('SIGKILL')
+  await waitFor(() => eventsOf(EXIT, child.pid!).length > 0, 'the exit record')
+  const [exit, ...more] = eventsOf(EXIT, child.pid!)
+  assert.equal(more.length, 0)
+  assert.equal(exit!.exit_signal, 9)
+  assert.equal(exit!.exit_code, 0)
+  assert.equal(exit!.comm, 'sleep')
+})
+
+test('a shell that forks 20 children gives exactly 20 starts and 20 exits under it, and no entry left', async () => {
+  // dash's loop, test and arithmetic are builtins: the only forks are the 20 children
+  const shell = spawnSync('/bin/sh', ['-c', 'i=0; while [ $i -lt 20 ]; do /bin/true & wait; i=$((i+1)); done; exit 3'])
+  assert.equal(shell.status, 3)
+  await waitFor(() => eventsOf(EXIT, shell.pid).length > 0, 'the shell\'s exit record')
+  await waitFor(() => events.filter((e) => e.kind === EXIT && e.ppid === shell.pid).length >= 20, 'its children\'s exit records')
+  const starts = events.filter((e) => e.kind === START && e.ppid === shell.pid)
+  const exits = events.filter((e) => e.kind === EXIT && e.ppid === shell.pid)
+  assert.equal(starts.length, 20)
+  assert.equal(exits.length, 20)
+  assert.deepEqual(new Set(exits.map((e) => e.pid)), new Set(starts.map((e) => e.pid)))
+  assert.ok(exits.every((e) => e.exit_code === 0 && e.exit_signal === 0 && e.comm === 'true'))
+  assert.equal(eventsOf(EXIT, shell.pid)[0]!.exit_code, 3)
+  for (const pid of [shell.pid, ...starts.map((e) => e.pid)]) assert.equal(statsOf(sched, pid), undefined, `pid ${pid}'s entry is gone`)
+  assert.equal(sched.stats().dropped, 0)
+})
+
+test('context switches and page faults of a known workload match the kernel\'s own counters', async () => {
+  const sleeps = 50
+  const pages = 2000
+  const busy = await startWorkload(sleeps, pages, 5)
+  const idle = await startWorkload(0, 0, 6)
+  try {
+    await busy.step()
+    await idle.step()
+    const pid = busy.child.pid!
+    // both wait on stdin now: their counters stand still
+    const kernel = kernelCounters(pid)
+    const ours = statsOf(sched, pid)!
+    assert.equal(ours.comm, 'sched-workload')
+    // the kernel counts a switch whose sleep a pending signal cut short as voluntary, the tracepoint as a preemption
+    assert.equal(ours.voluntary_switches + ours.involuntary_switches, kernel.voluntary + kernel.involuntary, `ours ${JSON.stringify(ours)}, kernel ${JSON.stringify(kernel)}`)
+    assert.ok(ours.voluntary_switches >= sleeps && ours.voluntary_switches <= kernel.voluntary, `voluntary: ours ${ours.voluntary_switches}, kernel ${kernel.voluntary}`)
+    // user-mode faults only: the kernel's counts also hold faults taken in the kernel on user memory (exec, read into a buffer)
+    assert.ok(ours.page_faults >= pages && ours.page_faults <= kernel.faults, `faults: ours ${ours.page_faults}, kernel ${kernel.faults}, pages touched ${pages}`)
+    const idleFaults = statsOf(sched, idle.child.pid!)!.page_faults
+    assert.ok(idleFaults < pages / 4, `a process that touches no pages of its own took ${idleFaults} faults`)
+
+    const exited = new Promise((resolve) => busy.child.once('exit', resolve))
+    await busy.step()
+    await exited
+    await waitFor(() => eventsOf(EXIT, pid).length > 0, 'the exit record')
+    const [exit] = eventsOf(EXIT, pid)
+    assert.equal(exit!.exit_code, 5)
+    // the totals at exit: what was counted while it waited, and the few switches of its last steps
+    assert.ok(exit!.voluntary_switches >= ours.voluntary_switches && exit!.voluntary_switches <= ours.voluntary_switches + 5, `exit ${JSON.stringify(exit)}`)
+    assert.ok(exit!.page_faults >= ours.page_faults)
+    assert.equal(statsOf(sched, pid), undefined)
+  } finally {
+    busy.child.kill()
+    idle.child.kill()
+  }
+})
+
+test('the run-queue latency histogram of one process matches the kernel\'s schedstat of it', async () => {
+  const sleeps = 200
+  const run = await startWorkload(sleeps, 0, 0)
+  const pid = run.child.pid!
+  const only = await openLibraryObject('sched', { settings: { target_tgid: pid } })
+  try {
+    const before = kernelCounters(pid)
+    await run.step()
+    const afterward = kernelCounters(pid)
+    const perCpu = only.object.map('runq_latency').lookupPerCpu(new Uint8Array(4))
+    const hists = perCpu.map((bytes) => decodeRunqHist(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), 0))
+    const count = hists.reduce((sum, h) => sum + h.slots.reduce((a, b) => a + b, 0), 0)
+    const sumNs = hists.reduce((sum, h) => sum + h.sum_ns, 0)
+    const timesRun = afterward.timesRun - before.timesRun
+    const runDelay = afterward.runDelayNs - before.runDelayNs
+    // every time it ran came after a wait the kernel timed (woken by each sleep's timer, or preempted)
+    assert.ok(timesRun >= sleeps, `it ran ${timesRun} times`)
+    assert.ok(Math.abs(count - timesRun) <= 2, `histogram count ${count}, schedstat times run ${timesRun}`)
+    // the kernel's run-queue clock and bpf_ktime_get_ns differ by a little per wait
+    assert.ok(Math.abs(sumNs - runDelay) <= runDelay * 0.2 + 200_000, `histogram sum ${sumNs} ns, schedstat run_delay ${runDelay} ns`)
+    // only the target: one process in the map
+    assert.deepEqual([...only.map('proc_stats').entries()].map(([k]) => new DataView(k.buffer, k.byteOffset).getUint32(0, true)), [pid])
+  } finally {
+    run.child.kill()
+    await only.close()
+  }
+})
