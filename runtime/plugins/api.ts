@@ -151,6 +151,42 @@ export interface SubscribeOptions {
   onLoss?(lost: number): void
 }
 
+/** One argument of a syscall, as the kernel's `SYSCALL_DEFINE` declares it. */
+export interface SyscallArgument {
+  /** `filename`, `flags`, `count`. */
+  name: string
+  /** `const char *`, `int`, `size_t`, `struct stat *` (without `__user`). */
+  type: string
+}
+
+/** A syscall of the running kernel, as `ctx.kernel.syscalls()` lists it. */
+export interface SyscallDescription {
+  /** Its number on this machine (x86-64: `read` is 0, `openat` 257). */
+  number: number
+  /** Without prefix: `read`, `openat`. */
+  name: string
+  /** In order: the first is the syscall's first register argument. */
+  args: SyscallArgument[]
+}
+
+/**
+ * What the running kernel is, read from the kernel itself (never from a table written for some
+ * version), on the host's first call and then kept for the life of the Periscope process; every
+ * plugin shares that one reading. Needs tracefs and CONFIG_FTRACE_SYSCALLS (the syscall
+ * tracepoints' own requirements); without them a call rejects with a message saying what to do.
+ */
+export interface PluginKernel {
+  /**
+   * Syscall names by number: index = syscall number on this machine (x86-64), value = the name
+   * without prefix (`read`, `openat`), `''` for a number no syscall has (a hole). The numbers are
+   * those the `raw_syscalls:sys_enter` tracepoint reports as `id`: the kernel's ftrace metadata of
+   * each syscall, numbered from its own sys_call_table at boot (runtime/kernel/syscall-table.ts).
+   */
+  syscallNames(): Promise<string[]>
+  /** As `syscallNames`, with each syscall's arguments; `null` for a hole. */
+  syscalls(): Promise<(SyscallDescription | null)[]>
+}
+
 export interface PluginLog {
   debug(message: string, attributes?: Record<string, ConfigValue>): void
   info(message: string, attributes?: Record<string, ConfigValue>): void
@@ -188,6 +224,8 @@ export interface PluginContext<C> {
   /** Access to a map (`'<object>:<map>'`) of one of the plugin's objects. */
   map(topic: string): PluginMap
   readonly time: PluginTime
+  /** What the running kernel is: its syscall table. */
+  readonly kernel: PluginKernel
   /**
    * Attaches a uprobe program of one of the plugin's objects at run time, and holds the link
    * until `detach()` or the end of this version. Holders of the same target (object, program,

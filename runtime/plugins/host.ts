@@ -267,6 +267,8 @@ export class PluginHost {
       attach: (request) => this.attach(grant, request),
       detach: (link) => this.detach(grant, link),
       iterate: (program, options) => this.iterate(grant, program, options),
+      syscallNames: async () => (await kernelTables()).syscallNames(),
+      syscalls: async () => Array.from(await (await kernelTables()).syscallTable(), (syscall) => syscall ?? null),
       asyncFailure: (failure) => {
         const current = this.current
         if (current !== undefined && current.sandbox === sandbox) this.fail(current, failure)
@@ -780,6 +782,11 @@ export class PluginHost {
     }
     await this.builder.dispose()
   }
+}
+
+/** Loaded on the first ctx.kernel call: most runs have no plugin that asks. */
+function kernelTables(): Promise<typeof import('../kernel/syscall-table.ts')> {
+  return import('../kernel/syscall-table.ts')
 }
 
 function bytes(value: Uint8Array | undefined, size: number, topic: string, what: string): Uint8Array {

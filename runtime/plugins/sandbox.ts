@@ -73,6 +73,9 @@ export interface SandboxHost {
   detach(link: unknown): boolean
   /** ctx.iterate: the iterator's text. Arguments are unchecked. */
   iterate(program: unknown, options: unknown): Promise<string>
+  /** ctx.kernel.syscallNames and ctx.kernel.syscalls: the running kernel's syscall table. */
+  syscallNames(): Promise<string[]>
+  syscalls(): Promise<unknown[]>
   /** A handler's or timer's promise rejected after the call that started it returned. */
   asyncFailure(failure: PluginFailure): void
 }
@@ -135,7 +138,7 @@ export class PluginSandbox {
       const failRef = new ivm.Reference((message: string, stack: string) => {
         host.asyncFailure(new PluginFailure(name, 'throw', `asynchronous failure: ${message}`, mapStack(stack, bundle)))
       })
-      // ctx.attach, PluginLink.detach and ctx.iterate. Each resolves, to { value } or { error }:
+      // ctx.attach, PluginLink.detach, ctx.iterate and ctx.kernel. Each resolves, to { value } or { error }:
       // isolated-vm takes up the promise a tick late, and a rejection would be reported unhandled
       const callRef = new ivm.Reference(async (op: unknown, a?: unknown, b?: unknown): Promise<HostCallResult> => {
         try {
@@ -143,6 +146,8 @@ export class PluginSandbox {
             case 'attach': return { value: host.attach(a) }
             case 'detach': return { value: host.detach(a) }
             case 'iterate': return { value: await host.iterate(a, b) }
+            case 'syscallNames': return { value: await host.syscallNames() }
+            case 'syscalls': return { value: await host.syscalls() }
             default: throw new Error(`unknown host call '${String(op)}'`)
           }
         } catch (error) {

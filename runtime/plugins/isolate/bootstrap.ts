@@ -37,7 +37,7 @@ declare const $0: HostReference // map operations: (topic, op, key?, value?) => 
 declare const $1: HostReference // asynchronous failure: (message, stack) => void
 declare const $2: number // most emits + log lines per call before the plugin counts as flooding
 declare const $3: number // Unix-epoch ns minus boot-clock ns, measured once by the host
-declare const $4: HostReference // attach, detach and iterate: (op, ...args) => Promise
+declare const $4: HostReference // attach, detach, iterate and the kernel's tables: (op, ...args) => Promise
 
 const hostMap = $0
 const hostFail = $1
@@ -201,6 +201,10 @@ function makeContext(config: Record<string, unknown>, state: Record<string, unkn
     time: { wallNs: (bootNs) => bootNs + bootToWallNs },
     attach,
     iterate: (program, options) => request<string>(['iterate', program, options]),
+    kernel: {
+      syscallNames: () => request<string[]>(['syscallNames']),
+      syscalls: () => request(['syscalls']),
+    },
   }
 }
 
