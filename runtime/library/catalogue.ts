@@ -97,6 +97,20 @@ const fileCalls: [string, string][] = [
 /** The syscalls that open a file by path, whose return fileio checks against its target paths. */
 const fileOpens = ['open', 'openat', 'openat2', 'creat']
 
+/** The syscalls audit reports, each by a program exit_<name> on its exit tracepoint, and what they are. */
+const auditSyscalls: [string, string][] = [
+  ...['unlink', 'unlinkat', 'rmdir'].map((name): [string, string] => [name, 'file deletions']),
+  ...['rename', 'renameat', 'renameat2'].map((name): [string, string] => [name, 'file renames']),
+  ...['chmod', 'fchmod', 'fchmodat', 'fchmodat2'].map((name): [string, string] => [name, 'mode changes']),
+  ...['chown', 'fchown', 'lchown', 'fchownat'].map((name): [string, string] => [name, 'ownership changes']),
+  ...['open', 'openat', 'openat2'].map((name): [string, string] => [name, 'opens of sensitive paths']),
+  ...['setuid', 'setgid', 'setreuid', 'setregid', 'setresuid', 'setresgid', 'capset'].map((name): [string, string] => [name, 'id and capability changes']),
+  ['connect', 'outbound connections'],
+  ...['accept', 'accept4'].map((name): [string, string] => [name, 'inbound connections']),
+  ['ptrace', 'ptrace attaches'],
+  ['bpf', 'BPF program loads'],
+]
+
 export const catalogue: Record<string, CatalogueEntry> = {
   exec: {
     description: 'process exec (filename, argv) and exit (code, lifetime) events',
@@ -162,6 +176,14 @@ export const catalogue: Record<string, CatalogueEntry> = {
       { what: 'TCP resets received', alternatives: [{ kind: 'tracepoint', program: 'on_receive_reset', category: 'tcp', name: 'tcp_receive_reset' }] },
     ],
     startupIterators: [{ program: 'collect', found: 'TCP connections opened before Periscope' }],
+  },
+  audit: {
+    description: 'security audit events (exec, file deletion and rename, chmod/chown, opens of sensitive paths, id and '
+      + 'capability changes, connect/accept, ptrace, BPF program loads), kept or dropped in the kernel by the rules in its maps',
+    attach: [
+      { what: 'process exec', alternatives: [{ kind: 'raw_tp', program: 'handle_exec', name: 'sched_process_exec' }] },
+      ...auditSyscalls.map(([name, what]): AttachPoint => ({ what: `${what} (${name} exit)`, alternatives: [{ kind: 'tracepoint', program: `exit_${name}`, category: 'syscalls', name: `sys_exit_${name}` }] })),
+    ],
   },
   generic: {
     description: 'raw records of any tracepoint, attached on demand with a per-probe cookie',
