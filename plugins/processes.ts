@@ -1,0 +1,263 @@
+/**
+ * Scheduler and process metrics, and process lifecycle logs, for every process on the host, from
+ * the `sched` object. High-rate counts stay in the kernel (a run-queue latency histogram; context
+ * switches and page faults per process) and are read every `collect_interval_ms`; starts, exits
+ * and OOM kills come one record each through its ring buffer. A process's kernel entry is removed
+ * when it exits, its last counts travelling on its exit record, so memory follows the live
+ * processes and nothing a short-lived process did is lost.
+ *
+ * Metrics (counters are cumulative in the exporter; each point here is the increment since the
+ * last collection):
+ * - `process.context_switches` {context_switch}: by `process.executable.name` and
+ *   `process.context_switch_type` (`voluntary`: the task gave up the CPU to wait; `involuntary`:
+ *   it was preempted).
+ * - `process.paging.faults` {fault}: user-mode page faults by `process.executable.name`, minor and
+ *   major together (the `exceptions:page_fault_user` tracepoint fires before the fault is
+ *   resolved, so it cannot tell them apart).
+ * - `system.scheduler.runqueue.latency` (s, histogram): how long runnable tasks waited for a CPU,
+ *   from their wakeup (or preemption) to running, on the whole host; log2 buckets of 1 µs to
+ *   2^25 µs, counted in the kernel.
+ * - `system.process.created` {process}: processes started (forks of a new process, not threads).
+ * - `system.memory.oom_kills` {process}: processes the OOM killer chose.
+ * - `periscope.processes.untracked` {event}: what the kernel could not store because a map was
+ *   full, by `bpf.map` (`proc_stats`: a process's counts; `runq_start`: a wait's start).
+ *
+ * With `per_pid: true` the per-process metrics also carry `process.pid`. It is off by default
+ * because the exporter keeps a cumulative series for every attribute set it ever saw: with pids,
+ * process churn makes series without end (the exporter folds those past 2000 per metric into one
+ * `otel.metric.overflow` series).
+ *
+ * Logs (`lifecycle_logs: false` turns off the first two):
+ * - `process.start`: `process.pid`, `process.parent_pid`, `process.executable.name` (the
+ *   parent's, which the new process inherits until it execs).
+ * - `process.exit`: `process.pid`, `process.parent_pid`, `process.executable.name`,
+ *   `process.exit.code` (exit_group's status), `process.exit.signal` (only when a signal ended it),
+ *   `process.uptime` (s).
+ * - `process.oom_kill` (warn): the victim's `process.pid`, `process.executable.name`, `user.id`,
+ *   `process.memory.virtual` and `process.memory.usage` (resident: anonymous, file and shared
+ *   memory) in bytes and `process.oom_score_adj`; and the process whose allocation ran out of
+ *   memory, `oom.trigger.pid` and `oom.trigger.executable.name`.
+ *
+ * Everything here is public plugin API: a user plugin can do the same.
+ */
+import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
+import {
+  decodeProcStats, decodeRunqHist, OVERFLOW_KINDS, OVERFLOW_PROC_STATS, OVERFLOW_RUNQ_START, runqBoundaries, RUNQ_SLOTS,
+  SCHED_EVENT_EXIT, SCHED_EVENT_OOM_KILL, SCHED_EVENT_START,
+} from 'periscope/protocols/sched'
+
+const config = {
+  /** How often the kernel's counts are read and exported. */
+  collect_interval_ms: 10_000,
+  /** `process.pid` on the per-process metrics (see above: a series per pid that ever ran). */
+  per_pid: false,
+  /** A log record per process start and exit (OOM kills are always logged). */
+  lifecycle_logs: true,
+}
+type Config = typeof config
+
+type SchedEvent = TopicEvent<'sched:events'>
+
+/** A process's counts as last exported: [voluntary, involuntary, faults], and the collection that last saw it. */
+interface Seen {
+  counts: number[]
+  round: number
+}
+
+/** Increments of one series of the per-process metrics, summed over an interval. */
+interface Increments {
+  attributes: Record<string, string | number>
+  voluntary: number
+  involuntary: number
+  faults: number
+}
+
+/** What carries across a hot reload, so the new version neither repeats nor skips counts. */
+interface CarriedState {
+  seen: [number, number[]][]
+  runq: number[]
+  overflow: number[]
+}
+
+const overflowMaps = ['proc_stats', 'runq_start']
+const zeroKey = new Uint8Array(4)
+
+export default definePlugin({
+  name: 'processes',
+  objects: ['sched'],
+  config,
+  setup(ctx) {
+    const plugin = new Processes(ctx)
+    ctx.on('sched:events', (event) => plugin.onEvent(event))
+    ctx.every(ctx.config.collect_interval_ms, () => plugin.collect())
+    ctx.log.info(`process metrics (context switches, page faults, run-queue latency) every ${ctx.config.collect_interval_ms} ms, `
+      + `${ctx.config.lifecycle_logs ? 'starts, exits and ' : ''}OOM kills on the whole host`)
+  },
+})
+
+class Processes {
+  readonly #ctx: PluginContext<Config>
+  /** By tgid: every process in the kernel map at the last collections, or whose exit is not handled yet. */
+  readonly #seen = new Map<number, Seen>()
+  /** By series (executable name, and pid with per_pid): increments since the last collection. */
+  #pending = new Map<string, Increments>()
+  /** The kernel's cumulative run-queue slots and sum (ns), and overflow counts, at the last collection. */
+  #runq: number[]
+  #overflow: number[]
+  #round = 0
+  #created = 0
+  #oomKills = 0
+
+  constructor(ctx: PluginContext<Config>) {
+    this.#ctx = ctx
+    const carried = ctx.state.processes as CarriedState | undefined
+    for (const [tgid, counts] of carried?.seen ?? []) this.#seen.set(tgid, { counts, round: 0 })
+    this.#runq = carried?.runq ?? new Array<number>(RUNQ_SLOTS + 1).fill(0)
+    this.#overflow = carried?.overflow ?? new Array<number>(OVERFLOW_KINDS).fill(0)
+  }
+
+  onEvent(event: SchedEvent): void {
+    switch (event.kind) {
+      case SCHED_EVENT_START:
+        this.#created++
+        if (this.#ctx.config.lifecycle_logs) this.#logStart(event)
+        break
+      case SCHED_EVENT_EXIT:
+        this.#add(event.pid, event.comm, [event.voluntary_switches, event.involuntary_switches, event.page_faults])
+        this.#seen.delete(event.pid)
+        if (this.#ctx.config.lifecycle_logs) this.#logExit(event)
+        break
+      case SCHED_EVENT_OOM_KILL:
+        this.#oomKills++
+        this.#logOomKill(event)
+        break
+    }
+  }
+
+  async collect(): Promise<void> {
+    this.#round++
+    for (const [key, value] of await this.#ctx.map('sched:proc_stats').entries()) {
+      const stats = decodeProcStats(new DataView(value.buffer, value.byteOffset, value.byteLength), 0)
+      const tgid = new DataView(key.buffer, key.byteOffset, key.byteLength).getUint32(0, true)
+      this.#add(tgid, stats.comm, [stats.voluntary_switches, stats.involuntary_switches, stats.page_faults])
+    }
+    // a process gone from the map exited: its exit record, sent before the entry went, normally
+    // came first; one more round is left for a record still on its way
+    for (const [tgid, seen] of this.#seen) if (seen.round < this.#round - 1) this.#seen.delete(tgid)
+    this.#emitProcessMetrics()
+    await this.#emitRunqueueLatency()
+    await this.#emitOverflow()
+    this.#emitLifecycleCounts()
+    this.#ctx.state.processes = { seen: Array.from(this.#seen, ([tgid, seen]) => [tgid, seen.counts]), runq: this.#runq, overflow: this.#overflow } satisfies CarriedState
+  }
+
+  /** Adds what a process counted since it was last seen to its series' increments. */
+  #add(tgid: number, comm: string, counts: number[]): void {
+    const seen = this.#seen.get(tgid)
+    // smaller than before: the pid was reused by a process whose exit we missed
+    const previous = seen === undefined || counts.some((count, i) => count < seen.counts[i]!) ? undefined : seen.counts
+    if (seen === undefined) this.#seen.set(tgid, { counts, round: this.#round })
+    else {
+      seen.counts = counts
+      seen.round = this.#round
+    }
+    const key = this.#ctx.config.per_pid ? `${comm}\0${tgid}` : comm
+    let increments = this.#pending.get(key)
+    if (increments === undefined) {
+      const attributes: Record<string, string | number> = { 'process.executable.name': comm }
+      if (this.#ctx.config.per_pid) attributes['process.pid'] = tgid
+      increments = { attributes, voluntary: 0, involuntary: 0, faults: 0 }
+      this.#pending.set(key, increments)
+    }
+    increments.voluntary += counts[0]! - (previous?.[0] ?? 0)
+    increments.involuntary += counts[1]! - (previous?.[1] ?? 0)
+    increments.faults += counts[2]! - (previous?.[2] ?? 0)
+  }
+
+  #emitProcessMetrics(): void {
+    const emit = this.#ctx.emit
+    for (const { attributes, voluntary, involuntary, faults } of this.#pending.values()) {
+      if (voluntary > 0) emit.metric({ name: 'process.context_switches', kind: 'counter', unit: '{context_switch}', value: voluntary, attributes: { ...attributes, 'process.context_switch_type': 'voluntary' } })
+      if (involuntary > 0) emit.metric({ name: 'process.context_switches', kind: 'counter', unit: '{context_switch}', value: involuntary, attributes: { ...attributes, 'process.context_switch_type': 'involuntary' } })
+      if (faults > 0) emit.metric({ name: 'process.paging.faults', kind: 'counter', unit: '{fault}', value: faults, attributes })
+    }
+    this.#pending = new Map()
+  }
+
+  async #emitRunqueueLatency(): Promise<void> {
+    const perCpu = await this.#ctx.map('sched:runq_latency').lookupPerCpu(zeroKey)
+    const total = new Array<number>(RUNQ_SLOTS + 1).fill(0)
+    for (const bytes of perCpu ?? []) {
+      const hist = decodeRunqHist(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), 0)
+      for (let slot = 0; slot < RUNQ_SLOTS; slot++) total[slot]! += hist.slots[slot]!
+      total[RUNQ_SLOTS]! += hist.sum_ns
+    }
+    const bucketCounts = total.slice(0, RUNQ_SLOTS).map((count, slot) => count - this.#runq[slot]!)
+    const sumNs = total[RUNQ_SLOTS]! - this.#runq[RUNQ_SLOTS]!
+    this.#runq = total
+    if (bucketCounts.every((count) => count === 0)) return
+    this.#ctx.emit.metric({
+      name: 'system.scheduler.runqueue.latency', kind: 'histogram', unit: 's',
+      description: 'Time runnable tasks waited for a CPU, from wakeup or preemption to running',
+      boundaries: runqBoundaries as number[], bucketCounts, value: sumNs / 1e9,
+    })
+  }
+
+  async #emitOverflow(): Promise<void> {
+    const totals = new Array<number>(OVERFLOW_KINDS).fill(0)
+    for (const [key, perCpu] of await this.#ctx.map('sched:overflow').entriesPerCpu()) {
+      const index = new DataView(key.buffer, key.byteOffset, key.byteLength).getUint32(0, true)
+      for (const bytes of perCpu) totals[index]! += Number(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true))
+    }
+    for (const index of [OVERFLOW_PROC_STATS, OVERFLOW_RUNQ_START]) {
+      this.#ctx.emit.metric({
+        name: 'periscope.processes.untracked', kind: 'counter', unit: '{event}', value: totals[index]! - this.#overflow[index]!,
+        description: 'Events the sched object could not store because a map was full', attributes: { 'bpf.map': overflowMaps[index]! },
+      })
+    }
+    this.#overflow = totals
+  }
+
+  #emitLifecycleCounts(): void {
+    this.#ctx.emit.metric({ name: 'system.process.created', kind: 'counter', unit: '{process}', value: this.#created, description: 'Processes started (not threads)' })
+    this.#ctx.emit.metric({ name: 'system.memory.oom_kills', kind: 'counter', unit: '{process}', value: this.#oomKills, description: 'Processes killed by the OOM killer' })
+    this.#created = 0
+    this.#oomKills = 0
+  }
+
+  #logStart(event: SchedEvent): void {
+    this.#ctx.emit.log({
+      eventName: 'process.start', severity: 'info', timeNs: this.#ctx.time.wallNs(event.timestamp_ns),
+      body: `process ${event.pid} (${event.comm}) started by ${event.ppid}`,
+      attributes: { 'process.pid': event.pid, 'process.parent_pid': event.ppid, 'process.executable.name': event.comm },
+    })
+  }
+
+  #logExit(event: SchedEvent): void {
+    const attributes: Record<string, string | number> = {
+      'process.pid': event.pid, 'process.parent_pid': event.ppid, 'process.executable.name': event.comm,
+      'process.exit.code': event.exit_code, 'process.uptime': event.lifetime_ns / 1e9,
+    }
+    if (event.exit_signal !== 0) attributes['process.exit.signal'] = event.exit_signal
+    this.#ctx.emit.log({
+      eventName: 'process.exit', severity: 'info', timeNs: this.#ctx.time.wallNs(event.timestamp_ns),
+      body: `process ${event.pid} (${event.comm}) ${event.exit_signal === 0 ? `exited with code ${event.exit_code}` : `was killed by signal ${event.exit_signal}`}`,
+      attributes,
+    })
+  }
+
+  #logOomKill(event: SchedEvent): void {
+    const residentKb = event.anon_rss_kb + event.file_rss_kb + event.shmem_rss_kb
+    this.#ctx.emit.log({
+      eventName: 'process.oom_kill', severity: 'warn', timeNs: this.#ctx.time.wallNs(event.timestamp_ns),
+      body: `the OOM killer killed process ${event.pid} (${event.comm}), resident ${Math.round(residentKb / 1024)} MiB, `
+        + `when ${event.ppid} (${event.trigger_comm}) ran out of memory`,
+      attributes: {
+        'process.pid': event.pid, 'process.executable.name': event.comm, 'user.id': event.uid,
+        'process.memory.virtual': event.total_vm_kb * 1024, 'process.memory.usage': residentKb * 1024,
+        'process.oom_score_adj': event.oom_score_adj,
+        'oom.trigger.pid': event.ppid, 'oom.trigger.executable.name': event.trigger_comm,
+      },
+    })
+  }
+}
