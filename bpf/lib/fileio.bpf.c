@@ -1,0 +1,489 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * File I/O per process from the syscall tracepoints, counted in the kernel: read and write calls
+ * (read, write, pread64, pwrite64, readv, writev, preadv, pwritev, preadv2, pwritev2), their
+ * bytes and latency, and fsync/fdatasync, on regular files only (a socket, pipe or device is not
+ * file I/O). User space reads the `processes` map on its interval; a process's last counts come
+ * on the `exits` ring when it exits or execs, and its entry goes. Files the user names
+ * (`target_paths`) are also counted per file, in `file_stats`.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include "periscope.h"
+#include "fileio.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define S_IFMT 00170000
+#define S_IFREG 0100000
+#define S_IFDIR 0040000
+
+/* mounts and directories a path walk crosses before it gives up (counted in FILEIO_OVERFLOW_PATH) */
+#define PATH_WALK_DEPTH 32
+
+struct in_flight {
+	__u64 start_ns;
+	__u32 op;
+	/* index in target_paths' values, or -1 */
+	__s32 target;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct in_flight);
+} in_flight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct fileio_process);
+} processes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} exits SEC(".maps");
+RECORD(exits, struct fileio_process);
+
+DROP_COUNTER;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FILEIO_OVERFLOWS);
+	__type(key, __u32);
+	__type(value, __u64);
+} overflows SEC(".maps");
+
+/* Periscope's own processes, written by the runtime before the links attach */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} self_tgids SEC(".maps");
+
+/* files to count one by one: path -> index in file_stats, claimed by user space */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FILEIO_MAX_TARGETS);
+	__type(key, struct fileio_path);
+	__type(value, __u32);
+} target_paths SEC(".maps");
+
+/* entry 0: how many target_paths there are, so opens cost nothing when there are none */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} target_count SEC(".maps");
+
+/* the inodes of target files, found when they are opened (or by the open_targets iterator) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct fileio_inode);
+	__type(value, __u32);
+} target_inodes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FILEIO_MAX_TARGETS);
+	__type(key, __u32);
+	__type(value, struct fileio_counts);
+} file_stats SEC(".maps");
+
+/* a path is built right to left in the first half, then copied NUL-padded into key */
+struct path_scratch {
+	char walk[FILEIO_PATH_LEN * 2];
+	struct fileio_path key;
+	__u32 start;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct path_scratch);
+} path_scratch SEC(".maps");
+
+/* a process's counters start from these zeroes (in .bss: nothing writes them, and .rodata would make them a setting) */
+struct fileio_process empty_process = {};
+
+static __always_inline void count_overflow(__u32 reason)
+{
+	__u64 *count = bpf_map_lookup_elem(&overflows, &reason);
+
+	if (count)
+		*count += 1;
+}
+
+/* the open file behind the current process's fd, or NULL */
+static __always_inline struct file *file_of_fd(unsigned long fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct files_struct *files = task->files;
+	struct fdtable *fdt;
+	struct file *file = NULL;
+
+	if (!files)
+		return NULL;
+	fdt = files->fdt;
+	if (fd >= fdt->max_fds)
+		return NULL;
+	bpf_probe_read_kernel(&file, sizeof(file), &fdt->fd[fd]);
+	return file;
+}
+
+static __always_inline __u32 mode_of(struct file *file)
+{
+	return BPF_CORE_READ(file, f_inode, i_mode);
+}
+
+static __always_inline bool targets_named(void)
+{
+	__u32 zero = 0;
+	__u32 *count = bpf_map_lookup_elem(&target_count, &zero);
+
+	return count && *count;
+}
+
+static __always_inline void inode_of(struct file *file, struct fileio_inode *key)
+{
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+
+	key->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	key->pad = 0;
+	key->ino = BPF_CORE_READ(inode, i_ino);
+}
+
+static __always_inline __s32 target_of(struct file *file)
+{
+	struct fileio_inode key;
+	__u32 *index;
+
+	if (!targets_named())
+		return -1;
+	inode_of(file, &key);
+	index = bpf_map_lookup_elem(&target_inodes, &key);
+	return index ? (__s32)*index : -1;
+}
+
+/*
+ * The absolute path of a dentry on a mount (a struct path's two halves) from the global root,
+ * mount points crossed, NUL-padded in the per-CPU scratch's key; 0, or -1 when it is longer than
+ * FILEIO_PATH_LEN - 1 or deeper than the walk. A global function, so the verifier walks its loop
+ * once rather than at every caller's every state.
+ */
+__noinline int path_from_root(__u64 dentry_addr, __u64 vfsmount_addr)
+{
+	__u32 zero = 0, start, size;
+	struct path_scratch *scratch = bpf_map_lookup_elem(&path_scratch, &zero);
+	struct dentry *dentry = (struct dentry *)dentry_addr, *parent;
+	/* struct mount holds the vfsmount: its offset relocated for this kernel */
+	struct mount *mnt = (void *)vfsmount_addr - bpf_core_field_offset(struct mount, mnt), *mnt_parent;
+	struct qstr name;
+	int depth;
+
+	if (!scratch)
+		return -1;
+	/*
+	 * the path ends at walk[FILEIO_PATH_LEN] and grows leftwards from there; its start is kept in
+	 * memory, not a register, so the verifier sees every iteration alike and prunes
+	 */
+	scratch->start = FILEIO_PATH_LEN;
+	for (depth = 0; depth < PATH_WALK_DEPTH; depth++) {
+		if (dentry == BPF_CORE_READ(mnt, mnt.mnt_root)) {
+			mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+			/* the global root's mount is its own parent */
+			if (mnt_parent == mnt)
+				break;
+			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = mnt_parent;
+			continue;
+		}
+		parent = BPF_CORE_READ(dentry, d_parent);
+		if (parent == dentry)
+			break;
+		name = BPF_CORE_READ(dentry, d_name);
+		start = *(volatile __u32 *)&scratch->start;
+		/* one more byte for the '/' and one left for the key's NUL */
+		if (name.len == 0 || name.len + 2 > start)
+			goto overflow;
+		start -= name.len + 1;
+		*(volatile __u32 *)&scratch->start = start;
+		bpf_probe_read_kernel(&scratch->walk[(start + 1) & (FILEIO_PATH_LEN - 1)], name.len & (FILEIO_PATH_LEN - 1), name.name);
+		scratch->walk[start & (FILEIO_PATH_LEN - 1)] = '/';
+		dentry = parent;
+	}
+	if (depth == PATH_WALK_DEPTH)
+		goto overflow;
+	__builtin_memset(&scratch->key, 0, sizeof(scratch->key));
+	start = *(volatile __u32 *)&scratch->start;
+	if (start >= FILEIO_PATH_LEN) {
+		scratch->key.path[0] = '/';
+		return 0;
+	}
+	/* start >= 1 (a NUL's room was kept), so the mask only shows the verifier the bound */
+	size = (FILEIO_PATH_LEN - start) & (FILEIO_PATH_LEN - 1);
+	bpf_probe_read_kernel(scratch->key.path, size, &scratch->walk[start & (FILEIO_PATH_LEN - 1)]);
+	return 0;
+overflow:
+	count_overflow(FILEIO_OVERFLOW_PATH);
+	return -1;
+}
+
+/* the current process's counters, created on its first call with its comm and executable */
+static __always_inline struct fileio_process *current_process(__u32 tgid)
+{
+	struct fileio_process *process = bpf_map_lookup_elem(&processes, &tgid);
+	struct task_struct *task;
+	struct path_scratch *scratch;
+	struct file *exe;
+	__u32 zero = 0;
+
+	if (process)
+		return process;
+	if (bpf_map_update_elem(&processes, &tgid, &empty_process, BPF_NOEXIST) && bpf_map_lookup_elem(&processes, &tgid) == NULL) {
+		count_overflow(FILEIO_OVERFLOW_PROCESSES);
+		return NULL;
+	}
+	process = bpf_map_lookup_elem(&processes, &tgid);
+	if (!process)
+		return NULL;
+	process->pid = tgid;
+	bpf_get_current_comm(process->comm, sizeof(process->comm));
+	task = bpf_get_current_task_btf();
+	exe = BPF_CORE_READ(task, mm, exe_file);
+	if (exe && path_from_root((__u64)BPF_CORE_READ(exe, f_path.dentry), (__u64)BPF_CORE_READ(exe, f_path.mnt)) == 0 &&
+	    (scratch = bpf_map_lookup_elem(&path_scratch, &zero)))
+		__builtin_memcpy(process->executable, scratch->key.path, sizeof(process->executable));
+	return process;
+}
+
+/* bucket of a latency: the smallest k with ns <= 2^k us, FILEIO_LATENCY_BUCKETS - 1 above them all */
+static __always_inline __u32 latency_bucket(__u64 ns)
+{
+	__u64 us = (ns + 999) / 1000, v;
+	__u32 k = 0;
+
+	if (us <= 1)
+		return 0;
+	/* ceil(log2(us)) = floor(log2(us - 1)) + 1 */
+	v = us - 1;
+	if (v >> 32) { v >>= 32; k += 32; }
+	if (v >> 16) { v >>= 16; k += 16; }
+	if (v >> 8) { v >>= 8; k += 8; }
+	if (v >> 4) { v >>= 4; k += 4; }
+	if (v >> 2) { v >>= 2; k += 2; }
+	if (v >> 1) { k += 1; }
+	k += 1;
+	return k < FILEIO_LATENCY_BUCKETS - 1 ? k : FILEIO_LATENCY_BUCKETS - 1;
+}
+
+static __always_inline void account(struct fileio_counts *counts, __u32 op, long ret, __u64 latency_ns)
+{
+	op &= FILEIO_OPS - 1;
+	__sync_fetch_and_add(&counts->ops[op], 1);
+	if (ret < 0)
+		__sync_fetch_and_add(&counts->errors[op], 1);
+	else if (op <= FILEIO_WRITE)
+		__sync_fetch_and_add(&counts->bytes[op], ret);
+	__sync_fetch_and_add(&counts->latency_sum_ns[op], latency_ns);
+	__sync_fetch_and_add(&counts->latency_buckets[op * FILEIO_LATENCY_BUCKETS + latency_bucket(latency_ns)], 1);
+}
+
+/* entry of a call on fd: remembers its start when fd is a file this op counts */
+static __always_inline int enter_call(unsigned long fd, __u32 op)
+{
+	__u64 id;
+	__u32 tgid, tid, mode;
+	struct file *file = file_of_fd(fd);
+	struct in_flight call;
+
+	if (!file)
+		return 0;
+	mode = mode_of(file) & S_IFMT;
+	/* a directory is synced after a rename or create, to make it last */
+	if (mode != S_IFREG && !(op >= FILEIO_FSYNC && mode == S_IFDIR))
+		return 0;
+	id = bpf_get_current_pid_tgid();
+	tgid = id >> 32;
+	tid = (__u32)id;
+	if (bpf_map_lookup_elem(&self_tgids, &tgid))
+		return 0;
+	call.start_ns = bpf_ktime_get_ns();
+	call.op = op;
+	call.target = target_of(file);
+	if (bpf_map_update_elem(&in_flight, &tid, &call, BPF_ANY))
+		count_overflow(FILEIO_OVERFLOW_IN_FLIGHT);
+	return 0;
+}
+
+/* return of a call: adds it to its process's counters and its target file's */
+static __always_inline int exit_call(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid(), latency;
+	__u32 tid = (__u32)id, op, target;
+	struct in_flight *call = bpf_map_lookup_elem(&in_flight, &tid);
+	struct fileio_process *process;
+	struct fileio_counts *file;
+	__s32 index;
+
+	if (!call)
+		return 0;
+	latency = bpf_ktime_get_ns() - call->start_ns;
+	op = call->op;
+	index = call->target;
+	bpf_map_delete_elem(&in_flight, &tid);
+	process = current_process(id >> 32);
+	if (process)
+		account(&process->counts, op, ret, latency);
+	if (index >= 0) {
+		target = index;
+		file = bpf_map_lookup_elem(&file_stats, &target);
+		if (file)
+			account(file, op, ret, latency);
+	}
+	return 0;
+}
+
+#define FILE_CALL(syscall, op)                                                  \
+	SEC("tracepoint/syscalls/sys_enter_" #syscall)                          \
+	int enter_##syscall(struct trace_event_raw_sys_enter *ctx)              \
+	{                                                                       \
+		return enter_call(ctx->args[0], op);                            \
+	}                                                                       \
+	SEC("tracepoint/syscalls/sys_exit_" #syscall)                           \
+	int exit_##syscall(struct trace_event_raw_sys_exit *ctx)                \
+	{                                                                       \
+		return exit_call(ctx->ret);                                     \
+	}
+
+FILE_CALL(read, FILEIO_READ)
+FILE_CALL(pread64, FILEIO_READ)
+FILE_CALL(readv, FILEIO_READ)
+FILE_CALL(preadv, FILEIO_READ)
+FILE_CALL(preadv2, FILEIO_READ)
+FILE_CALL(write, FILEIO_WRITE)
+FILE_CALL(pwrite64, FILEIO_WRITE)
+FILE_CALL(writev, FILEIO_WRITE)
+FILE_CALL(pwritev, FILEIO_WRITE)
+FILE_CALL(pwritev2, FILEIO_WRITE)
+FILE_CALL(fsync, FILEIO_FSYNC)
+FILE_CALL(fdatasync, FILEIO_FDATASYNC)
+
+/* a regular file just opened as fd: remembered as a target when its path is one */
+static __always_inline int opened(long fd)
+{
+	struct file *file;
+	struct path_scratch *scratch;
+	struct fileio_path *path;
+	struct fileio_inode inode;
+	__u32 *index, zero = 0;
+
+	if (fd < 0 || !targets_named())
+		return 0;
+	file = file_of_fd(fd);
+	if (!file || (mode_of(file) & S_IFMT) != S_IFREG)
+		return 0;
+	if (path_from_root((__u64)BPF_CORE_READ(file, f_path.dentry), (__u64)BPF_CORE_READ(file, f_path.mnt)))
+		return 0;
+	scratch = bpf_map_lookup_elem(&path_scratch, &zero);
+	if (!scratch)
+		return 0;
+	path = &scratch->key;
+	inode_of(file, &inode);
+	index = bpf_map_lookup_elem(&target_paths, path);
+	if (!index) {
+		/* an inode number reused by another file is not the target's any more */
+		bpf_map_delete_elem(&target_inodes, &inode);
+		return 0;
+	}
+	if (bpf_map_update_elem(&target_inodes, &inode, index, BPF_ANY))
+		count_overflow(FILEIO_OVERFLOW_TARGET_INODES);
+	return 0;
+}
+
+#define OPEN_CALL(syscall)                                               \
+	SEC("tracepoint/syscalls/sys_exit_" #syscall)                    \
+	int exit_##syscall(struct trace_event_raw_sys_exit *ctx)         \
+	{                                                                \
+		return opened(ctx->ret);                                 \
+	}
+
+OPEN_CALL(open)
+OPEN_CALL(openat)
+OPEN_CALL(openat2)
+OPEN_CALL(creat)
+
+/* hands a process's last counts to user space and forgets it */
+static __always_inline void flush_process(__u32 tgid)
+{
+	struct fileio_process *process = bpf_map_lookup_elem(&processes, &tgid);
+
+	if (!process)
+		return;
+	if (bpf_ringbuf_output(&exits, process, sizeof(*process), 0))
+		count_drop(&dropped);
+	bpf_map_delete_elem(&processes, &tgid);
+}
+
+/* a thread's call cut short by its exit is forgotten; the whole process's counts go at its last thread */
+SEC("tracepoint/sched/sched_process_exit")
+int handle_exit(void *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+
+	bpf_map_delete_elem(&in_flight, &tid);
+	/* signal->live is counted down before this tracepoint: 0 at the last thread */
+	if (task->signal->live.counter == 0)
+		flush_process(id >> 32);
+	return 0;
+}
+
+/* the counts so far belong to the image (comm, executable) the process leaves */
+SEC("tracepoint/sched/sched_process_exec")
+int handle_exec(void *ctx)
+{
+	flush_process(bpf_get_current_pid_tgid() >> 32);
+	return 0;
+}
+
+/* files the user names that were open before Periscope started (or before they were named) */
+SEC("iter/task_file")
+int open_targets(struct bpf_iter__task_file *ctx)
+{
+	struct file *file = ctx->file;
+	struct task_struct *task = ctx->task;
+	struct fileio_path *path;
+	struct fileio_inode inode;
+	__u32 zero = 0, *index;
+	struct path_scratch *scratch = bpf_map_lookup_elem(&path_scratch, &zero);
+
+	if (!file || !task || !scratch || (file->f_inode->i_mode & S_IFMT) != S_IFREG)
+		return 0;
+	/* d_path leaves what it built past the NUL: the key is copied, NUL-padded, from there */
+	if (bpf_d_path((struct path *)&file->f_path, scratch->walk, FILEIO_PATH_LEN) < 0)
+		return 0;
+	__builtin_memset(&scratch->key, 0, sizeof(scratch->key));
+	bpf_probe_read_kernel_str(scratch->key.path, sizeof(scratch->key.path), scratch->walk);
+	path = &scratch->key;
+	index = bpf_map_lookup_elem(&target_paths, path);
+	if (!index)
+		return 0;
+	inode_of(file, &inode);
+	if (bpf_map_update_elem(&target_inodes, &inode, index, BPF_ANY)) {
+		count_overflow(FILEIO_OVERFLOW_TARGET_INODES);
+		return 0;
+	}
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%u %s\n", task->tgid, path->path);
+	return 0;
+}
