@@ -19,8 +19,10 @@
  *   2^25 µs, counted in the kernel.
  * - `system.process.created` {process}: processes started (forks of a new process, not threads).
  * - `system.memory.oom_kills` {process}: processes the OOM killer chose.
- * - `periscope.processes.untracked` {event}: what the kernel could not store because a map was
+ * - `periscope.processes.map_overflow` {event}: what the kernel could not store because a map was
  *   full, by `bpf.map` (`proc_stats`: a process's counts; `runq_start`: a wait's start).
+ * - `periscope.processes.tracked` {process} (gauge): processes whose last counts the plugin keeps
+ *   (the live ones, and for one more collection those that just exited).
  *
  * With `per_pid: true` the per-process metrics also carry `process.pid`. It is off by default
  * because the exporter keeps a cumulative series for every attribute set it ever saw: with pids,
@@ -211,7 +213,7 @@ class Processes {
     }
     for (const index of [OVERFLOW_PROC_STATS, OVERFLOW_RUNQ_START]) {
       this.#ctx.emit.metric({
-        name: 'periscope.processes.untracked', kind: 'counter', unit: '{event}', value: totals[index]! - this.#overflow[index]!,
+        name: 'periscope.processes.map_overflow', kind: 'counter', unit: '{event}', value: totals[index]! - this.#overflow[index]!,
         description: 'Events the sched object could not store because a map was full', attributes: { 'bpf.map': overflowMaps[index]! },
       })
     }
@@ -219,6 +221,7 @@ class Processes {
   }
 
   #emitLifecycleCounts(): void {
+    this.#ctx.emit.metric({ name: 'periscope.processes.tracked', kind: 'gauge', unit: '{process}', value: this.#seen.size, description: 'Processes whose last counts the processes plugin keeps' })
     this.#ctx.emit.metric({ name: 'system.process.created', kind: 'counter', unit: '{process}', value: this.#created, description: 'Processes started (not threads)' })
     this.#ctx.emit.metric({ name: 'system.memory.oom_kills', kind: 'counter', unit: '{process}', value: this.#oomKills, description: 'Processes killed by the OOM killer' })
     this.#created = 0
