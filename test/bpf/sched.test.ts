@@ -177,12 +177,43 @@ test('the run-queue latency histogram of one process matches the kernel\'s sched
     // every time it ran came after a wait the kernel timed (woken by each sleep's timer, or preempted)
     assert.ok(timesRun >= sleeps, `it ran ${timesRun} times`)
     assert.ok(Math.abs(count - timesRun) <= 2, `histogram count ${count}, schedstat times run ${timesRun}`)
-    // the kernel's run-queue clock and bpf_ktime_get_ns differ by a little per wait
-    assert.ok(Math.abs(sumNs - runDelay) <= runDelay * 0.2 + 200_000, `histogram sum ${sumNs} ns, schedstat run_delay ${runDelay} ns`)
+    // the kernel times waits on its run queue's clock, whose update a switch may skip, so its waits
+    // come out shorter (by 1.4 ms in 200 here under load): ours hold most of it, and at most 100 µs a wait beyond
+    assert.ok(sumNs >= runDelay * 0.8 - 200_000 && sumNs <= runDelay + count * 100_000, `histogram sum ${sumNs} ns, schedstat run_delay ${runDelay} ns, ${count} waits`)
+    // each wait is in the bucket of its length: the sum lies between the buckets' lower and upper bounds
+    const slots = hists[0]!.slots.map((_, slot) => hists.reduce((sum, h) => sum + h.slots[slot]!, 0))
+    const lowest = slots.reduce((sum, n, slot) => sum + n * (slot === 0 ? 0 : 2 ** (slot - 1) * 1000), 0)
+    const highest = slots.reduce((sum, n, slot) => sum + n * 2 ** slot * 1000, 0)
+    assert.ok(sumNs >= lowest && sumNs < highest, `sum ${sumNs} ns outside the buckets' bounds [${lowest}, ${highest}) ns: ${slots.join(' ')}`)
     // only the target: one process in the map
     assert.deepEqual([...only.map('proc_stats').entries()].map(([k]) => new DataView(k.buffer, k.byteOffset).getUint32(0, true)), [pid])
   } finally {
     run.child.kill()
     await only.close()
+  }
+})
+
+test('with its per-process map full, the object counts what it could not store and still reports every exit', async () => {
+  const small = await openLibraryObject('sched', { maxEntries: { proc_stats: 4 } })
+  const seen: SchedEvent[] = []
+  small.subscribe('events', (batch) => forEachRecord(batch, (view, offset, size) => seen.push(decodeSchedEvent(view, offset, size))))
+  try {
+    const overflow = (): number => small.object.map('overflow').lookupPerCpu(new Uint8Array(4))
+      .reduce((sum, bytes) => sum + Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true)), 0)
+    // the host's running processes fill four entries at once
+    await waitFor(() => [...small.map('proc_stats').entries()].length === 4 && overflow() > 0, 'the map to fill')
+    const before = overflow()
+    const shell = spawnSync('/bin/sh', ['-c', 'i=0; while [ $i -lt 20 ]; do /bin/true & wait; i=$((i+1)); done'])
+    assert.equal(shell.status, 0)
+    await waitFor(() => seen.filter((e) => e.kind === EXIT && e.ppid === shell.pid).length >= 20, 'the children\'s exit records')
+    const exits = seen.filter((e) => e.kind === EXIT && e.ppid === shell.pid)
+    assert.equal(exits.length, 20, 'one exit record each, entry or not')
+    // each child that found no room failed at its fork and again at its first switch or fault
+    const untracked = exits.filter((e) => e.voluntary_switches + e.involuntary_switches + e.page_faults === 0).length
+    assert.ok(untracked >= 16, `${untracked} of 20 children had no entry, with 4 entries held by other processes`)
+    assert.ok(overflow() - before >= 2 * untracked, `overflow grew by ${overflow() - before} for ${untracked} untracked children`)
+    assert.ok([...small.map('proc_stats').entries()].length <= 4)
+  } finally {
+    await small.close()
   }
 })
