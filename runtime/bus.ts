@@ -32,6 +32,8 @@ export interface LibraryObject {
   kernelDrops?(stream: string): number
   /** The loaded programs with their ELF section, which says how each attaches or runs. */
   programs?(): { name: string; section: string }[]
+  /** Each loaded program's kernel run time and run count (counted while BPF stats are on; runtime/bpf/stats.ts). */
+  programStats?(): { name: string; id: number; runTimeNs: number; runCount: number }[]
   /**
    * Attaches a uprobe (or uretprobe) program on `symbol` in `binary`; only `pid`'s calls when given;
    * `at: 'returns'`: a uprobe program at each return instruction, `returns` of them. `ids`: every
@@ -277,6 +279,15 @@ export class Bus {
       const heldIds = new Set(held.flatMap((l) => l.ids))
       const fixed = object.links().filter((l) => !heldIds.has(l.id))
       out.push({ name: entry.name, users: [...entry.users].sort(), streams: object.streams, links: [...fixed, ...held.map(({ id, program, attach }) => ({ id, program, attach }))], programTypes: object.programTypes?.() ?? [], stats: object.stats() })
+    }
+    return out
+  }
+
+  /** Run time and run count of every program of every open object, for the self-metrics. */
+  programStats(): { object: string; program: string; runTimeNs: number; runCount: number }[] {
+    const out = []
+    for (const entry of this.objects.values()) {
+      for (const { name, runTimeNs, runCount } of entry.loaded?.programStats?.() ?? []) out.push({ object: entry.name, program: name, runTimeNs, runCount })
     }
     return out
   }

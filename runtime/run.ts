@@ -22,7 +22,7 @@ import type { SignalSink } from './plugins/sink.ts'
 import { type PluginWatcher, watchPlugins } from './plugins/watch.ts'
 import { stopBuildService } from './plugins/build.ts'
 import { dropPrivileges, type PrivilegeReport, type RuntimeDirectory, type SetAmbientCapabilities, type SetProcessCredentials } from './privileges.ts'
-import { objectSelfMetrics, pluginSelfMetrics } from './self-metrics.ts'
+import { objectSelfMetrics, pluginSelfMetrics, programSelfMetrics, startProgramStats } from './self-metrics.ts'
 import { parseTelemetryConfig, resolveTelemetrySettings } from './telemetry/config.ts'
 import type { SelfMetricPoint } from './telemetry/metrics.ts'
 
@@ -76,7 +76,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   for (const dir of dirs) {
     if (!existsSync(dir)) throw new Error(`plugin directory ${dir} does not exist; create it or fix --plugins / plugin_dirs`)
   }
-  let readSelfMetrics = (): SelfMetricPoint[] => [...objectSelfMetrics(bus), ...pluginSelfMetrics(manager)]
+  // before the privilege drop: turning the kernel's BPF stats on needs CAP_SYS_ADMIN
+  const programStats = await startProgramStats(options.log)
+  let readSelfMetrics = (): SelfMetricPoint[] => [...objectSelfMetrics(bus), ...programSelfMetrics(bus, programStats), ...pluginSelfMetrics(manager)]
   const unregisterSelfMetrics = options.sink.registerSelfMetrics?.('objects and plugins', () => readSelfMetrics())
   let watcher: PluginWatcher | undefined
   let admin: AdminServer | undefined
@@ -122,6 +124,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         await started.admin?.close()
         await manager.close()
         await bus.close()
+        programStats.close()
       },
     }
   } catch (error) {
@@ -130,6 +133,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     await admin?.close()
     await manager.close()
     await bus.close()
+    programStats.close()
     throw error
   }
 }

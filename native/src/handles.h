@@ -70,6 +70,7 @@ class Program : public Napi::ObjectWrap<Program> {
   Napi::Value AttachTc(const Napi::CallbackInfo& info);
   Napi::Value AttachIter(const Napi::CallbackInfo& info);
   Napi::Value TestRun(const Napi::CallbackInfo& info);
+  Napi::Value RunStats(const Napi::CallbackInfo& info);
   Napi::Value Wrap(Napi::Env env, bpf_link* link, const std::string& op, const std::string& log);
 
   Napi::ObjectReference owner_;
@@ -264,6 +265,7 @@ Napi::Value SetProcessCredentials(const Napi::CallbackInfo& info);  // capabilit
 Napi::Value SetAmbientCapabilities(const Napi::CallbackInfo& info);  // capabilities.cc
 Napi::Value WithFreshNetworkNamespace(const Napi::CallbackInfo& info);  // namespaces.cc
 Napi::Value ClockGettime(const Napi::CallbackInfo& info);  // clock.cc
+Napi::Value EnableStats(const Napi::CallbackInfo& info);   // program.cc
 Napi::Object InitProbes(Napi::Env env, Napi::Object exports);
 // libbpf's name of an attach or link type, or for types newer than libbpf 1.1 the name newer
 // libbpf gives them (probes.cc); nullptr for types neither knows.

@@ -34,6 +34,7 @@ Napi::Function Program::Init(Napi::Env env) {
                                       InstanceMethod<&Program::AttachTc>("attachTc"),
                                       InstanceMethod<&Program::AttachIter>("attachIter"),
                                       InstanceMethod<&Program::TestRun>("testRun"),
+                                      InstanceMethod<&Program::RunStats>("runStats"),
                                   });
   constructor = Napi::Persistent(fn);
   return fn;
@@ -333,6 +334,37 @@ Napi::Value Program::TestRun(const Napi::CallbackInfo& info) {
   int err = bpf_prog_test_run_opts(bpf_program__fd(prog), &opts);
   if (err != 0) ThrowBpfError(env, std::string("bpf_prog_test_run ") + bpf_program__name(prog), errno);
   return Napi::Number::New(env, opts.retval);
+}
+
+// runStats() -> { id, runTimeNs, runCount, recursionMisses }: what the kernel counted for this
+// program while BPF stats were on (enableStats). Holding the program's fd is enough to read them;
+// the kernel fills these fields before the ones that need CAP_BPF. Numbers, not bigints: a double
+// is exact to 2^53 ns, 104 days of one program's run time, and the caller reads them per collection.
+Napi::Value Program::RunStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bpf_program* prog = handle(env);
+  bpf_prog_info prog_info{};
+  __u32 len = sizeof prog_info;
+  if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &prog_info, &len) != 0) {
+    ThrowBpfError(env, std::string("bpf_obj_get_info_by_fd program ") + bpf_program__name(prog), errno);
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("id", Napi::Number::New(env, prog_info.id));
+  out.Set("runTimeNs", Napi::Number::New(env, static_cast<double>(prog_info.run_time_ns)));
+  out.Set("runCount", Napi::Number::New(env, static_cast<double>(prog_info.run_cnt)));
+  out.Set("recursionMisses", Napi::Number::New(env, static_cast<double>(prog_info.recursion_misses)));
+  return out;
+}
+
+// enableStats(type) -> fd: turns on the kernel's BPF stats of `type` (BPF_STATS_RUN_TIME = 0) for
+// every program while the fd is open; closing it turns them back off unless another holder, or the
+// kernel.bpf_stats_enabled sysctl, keeps them on. Needs CAP_SYS_ADMIN.
+Napi::Value EnableStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int type = info[0].As<Napi::Number>().Int32Value();
+  int fd = bpf_enable_stats(static_cast<bpf_stats_type>(type));
+  if (fd < 0) ThrowBpfError(env, "bpf_enable_stats " + std::to_string(type), fd == -1 ? errno : -fd);
+  return Napi::Number::New(env, fd);
 }
 
 }  // namespace periscope

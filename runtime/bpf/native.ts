@@ -27,6 +27,8 @@ export interface NativeProgram {
   /** An iterator link; pid > 0 limits a task iterator to that process. */
   attachIter(pid: number): NativeLink
   testRun(context?: Uint8Array | null, repeat?: number): number
+  /** What the kernel counted for this program while BPF stats were on (enableStats). */
+  runStats(): { id: number; runTimeNs: number; runCount: number; recursionMisses: number }
 }
 
 export interface NativeMapInfo {
@@ -124,6 +126,8 @@ export interface NativeAddon {
   withFreshNetworkNamespace<T>(fn: () => T): T
   /** clock_gettime(clockid) in nanoseconds (native/src/clock.cc): Node has no CLOCK_BOOTTIME. */
   clockGettime(clockid: number): bigint
+  /** BPF_ENABLE_STATS: stats of `type` (0: run time and count) on for every program while the returned fd is open. */
+  enableStats(type: number): number
   probeProgType(type: number): boolean | BpfError
   probeMapType(type: number): boolean | BpfError
   probeHelper(progType: number, helper: number): boolean | BpfError

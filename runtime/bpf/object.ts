@@ -11,6 +11,14 @@ import { BpfMap } from './maps.ts'
 
 export type Setting = number | bigint | boolean
 
+export interface ProgramRunStats {
+  name: string
+  /** The kernel's program id (bpftool prog show id N). */
+  id: number
+  runTimeNs: number
+  runCount: number
+}
+
 export interface ProgramInfo {
   name: string
   section: string
@@ -184,6 +192,20 @@ export class LoadedObject {
 
   programs(): ProgramInfo[] {
     return [...this.#programs.values()].filter((p) => p.autoload).map((p) => p.describe())
+  }
+
+  /**
+   * Each loaded program's run time and run count as the kernel counted them: only while BPF stats
+   * are on (runtime/bpf/stats.ts), so both stay 0 otherwise.
+   */
+  programStats(): ProgramRunStats[] {
+    const out: ProgramRunStats[] = []
+    for (const [name, program] of this.#programs) {
+      if (!program.autoload) continue
+      const { id, runTimeNs, runCount } = program.runStats()
+      out.push({ name, id, runTimeNs, runCount })
+    }
+    return out
   }
 
   map(name: string): BpfMap {

@@ -104,6 +104,10 @@ export class LibraryObject {
     return this.object.programs()
   }
 
+  programStats(): { name: string; id: number; runTimeNs: number; runCount: number }[] {
+    return this.object.programStats()
+  }
+
   /**
    * A uprobe attached on demand (plugins' ctx.attach), at the function's entry or, `at: 'returns'`,
    * at each of its return instructions (`returns` says how many; one link, or one classic uprobe
