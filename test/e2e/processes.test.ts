@@ -3,7 +3,8 @@
 // sleeps 1 ms 30 times, touches 1000 fresh pages and exits with 7 gives exactly one start and one
 // exit log (code 7) and context switch and page fault counts between the kernel's own counts of
 // it and those plus its last steps; a shell forking 20 children gives exactly 20 start and 20
-// exit logs under it; the run-queue latency histogram arrives with the kernel's log2 buckets.
+// exit logs under it; a workload past its memory cgroup's limit gives exactly one OOM kill log;
+// the run-queue latency histogram arrives with the kernel's log2 buckets.
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -14,6 +15,7 @@ import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
 import { attributesOf, flatten, startCollector, type Collector } from '../peers/otelcol.ts'
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
+import { memoryCgroup } from '../peers/memory-cgroup.ts'
 import { pollUntil } from '../peers/poll.ts'
 import { runqBoundaries } from '../../runtime/protocols/sched.ts'
 
@@ -125,6 +127,30 @@ describe('process metrics and lifecycle logs through a real Collector', { timeou
     assert.equal(exits.length, 20)
     assert.ok(exits.every((r) => r.attributes['process.exit.code'] === 0 && r.attributes['process.executable.name'] === 'true'))
     assert.deepEqual(new Set(exits.map((r) => r.attributes['process.pid'])), new Set(under(lines, 'process.start').map((r) => r.attributes['process.pid'])))
+  })
+
+  it('gives a process killed by the OOM killer exactly one OOM kill log and an exit log with signal 9', async () => {
+    const limit = 64 * 1024 * 1024
+    const cgroup = memoryCgroup(limit)
+    try {
+      const child = cgroup.spawnInside(workload, ['hog'])
+      assert.equal(await new Promise((resolve) => child.once('exit', (_code, signal) => resolve(signal))), 'SIGKILL')
+      const pid = child.pid!
+      const lines = await collector.waitFor('logs', (l) => logsOf(l).some((r) => r.eventName === 'process.exit' && r.attributes['process.pid'] === pid), 30_000)
+      const kills = logsOf(lines).filter((r) => r.eventName === 'process.oom_kill' && r.attributes['process.pid'] === pid)
+      assert.equal(kills.length, 1)
+      const kill = kills[0]!.attributes
+      assert.equal(kill['process.executable.name'], workloadName)
+      assert.equal(kill['oom.trigger.pid'], pid)
+      assert.equal(kill['user.id'], 0)
+      assert.ok(Number(kill['process.memory.usage']) >= limit / 2, `resident ${kill['process.memory.usage']} bytes at the kill`)
+      const exit = logsOf(lines).find((r) => r.eventName === 'process.exit' && r.attributes['process.pid'] === pid)!.attributes
+      assert.equal(exit['process.exit.signal'], 9)
+      const metrics = await collector.waitFor('metrics', (l) => counterTotal(l, 'system.memory.oom_kills', {}) >= 1, 30_000)
+      assert.ok(counterTotal(metrics, 'system.memory.oom_kills', {}) >= 1)
+    } finally {
+      await cgroup.remove()
+    }
   })
 
   it('exports the run-queue latency histogram with the kernel\'s log2 buckets', async () => {
