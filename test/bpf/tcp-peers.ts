@@ -9,12 +9,7 @@ import { decodeTcpPortStats, encodeTcpPortKey, type TcpPortStats } from '../../b
 import type { LibraryObject } from '../../runtime/library/index.ts'
 import { waitFor } from './kernel.ts'
 
-/** enum tcp_direction (bpf/lib/tcp.h) */
-export const INBOUND = 1
-export const OUTBOUND = 2
-/** enum tcp_overflow */
-export const OVERFLOW_PORT_STATS = 0
-export const OVERFLOW_CONNS = 1
+import { TCP_DIRECTION_INBOUND as INBOUND, TCP_DIRECTION_OUTBOUND as OUTBOUND, TCP_STATE_BITS } from '../../runtime/protocols/tcp.ts'
 /** TCP states (include/net/tcp_states.h) */
 export const TCP_ESTABLISHED = 1
 export const TCP_SYN_SENT = 2
@@ -41,7 +36,7 @@ function u64At(tcp: LibraryObject, map: string, index: number): number {
   return Number(new DataView(value.buffer, value.byteOffset, 8).getBigUint64(0, true))
 }
 
-export const transitionCount = (tcp: LibraryObject, from: number, to: number): number => u64At(tcp, 'transitions', (from << 4) | to)
+export const transitionCount = (tcp: LibraryObject, from: number, to: number): number => u64At(tcp, 'transitions', (from << TCP_STATE_BITS) | to)
 export const overflowCount = (tcp: LibraryObject, which: number): number => u64At(tcp, 'overflows', which)
 
 /** Polls until the port key's stats satisfy `condition` (close transitions end after the sockets' 'close' events). */
