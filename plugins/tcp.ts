@@ -20,7 +20,8 @@
  * - `tcp.state_transitions` {transition}: every state change of a TCP socket on the host, by
  *   `tcp.state.from` and `tcp.state.to` (`network.connection.state`'s values: `syn_sent`,
  *   `established`, `time_wait`, ..., plus Linux's `new_syn_recv` and `bound_inactive`).
- * - `tcp.retransmits` {segment}: segments sent again, by direction and port (`retransmits: true`).
+ * - `tcp.retransmits` {segment}: segments sent again, by direction and port (`retransmits: true`);
+ *   a listener's SYN-ACKs sent again count as inbound on its port.
  * - `tcp.resets` {segment}: resets, by direction and port and `network.io.direction` (`transmit`:
  *   sent by this host; `receive`: received). A reset this host sends for a port with no socket
  *   (nothing listens) counts as inbound on that port.

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * TCP metrics aggregated in the kernel, by port: connections opened and closed, state
- * transitions, retransmits, resets sent and received, bytes and segments sent and received, and
- * a histogram of smoothed RTTs. User space reads port_stats (counters that only grow) and
+ * transitions, retransmits (of SYN-ACKs too), resets sent and received, bytes and segments sent
+ * and received, and a histogram of smoothed RTTs. User space reads port_stats (counters that only grow) and
  * transitions at each collection, after running the `collect` iterator, which rolls the byte and
  * segment counters of live connections up into port_stats.
  *
@@ -271,6 +271,18 @@ SEC("tracepoint/tcp/tcp_retransmit_skb")
 int on_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
 {
 	struct tcp_port_key key = key_of((__u64)ctx->skaddr, ctx->sport, ctx->dport);
+	struct tcp_port_stats *stats = stats_for(&key);
+
+	if (stats)
+		__sync_fetch_and_add(&stats->retransmits, 1);
+	return 0;
+}
+
+/* a listener sends a SYN-ACK again: its handshake is not a connection yet, so no tcp_retransmit_skb */
+SEC("tracepoint/tcp/tcp_retransmit_synack")
+int on_retransmit_synack(struct trace_event_raw_tcp_retransmit_synack *ctx)
+{
+	struct tcp_port_key key = port_key(ctx->sport, ctx->dport, TCP_DIRECTION_INBOUND);
 	struct tcp_port_stats *stats = stats_for(&key);
 
 	if (stats)

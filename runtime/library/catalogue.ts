@@ -172,6 +172,7 @@ export const catalogue: Record<string, CatalogueEntry> = {
     attach: [
       { what: 'TCP state changes (connections opened and closed)', alternatives: [{ kind: 'tracepoint', program: 'on_state_change', category: 'sock', name: 'inet_sock_set_state' }] },
       { what: 'TCP retransmits', alternatives: [{ kind: 'tracepoint', program: 'on_retransmit', category: 'tcp', name: 'tcp_retransmit_skb' }] },
+      { what: 'TCP SYN-ACK retransmits', alternatives: [{ kind: 'tracepoint', program: 'on_retransmit_synack', category: 'tcp', name: 'tcp_retransmit_synack' }] },
       { what: 'TCP resets sent', alternatives: [{ kind: 'tracepoint', program: 'on_send_reset', category: 'tcp', name: 'tcp_send_reset' }] },
       { what: 'TCP resets received', alternatives: [{ kind: 'tracepoint', program: 'on_receive_reset', category: 'tcp', name: 'tcp_receive_reset' }] },
     ],

@@ -43,13 +43,18 @@ after(async () => {
   await tcp?.close()
 })
 
-test('the retransmit counter rises on a lossy link, and the bytes still arrive exactly', async (t) => {
-  t.diagnostic(`loss induced by ${link.lossBy}${link.lossBy === 'xdp' ? ' (this kernel has no sch_netem)' : ''}`)
-  const server = link.spawn('b', process.execPath, ['-e', SERVER, link.addressB])
+/** Starts SERVER in namespace b of `on` and resolves to its port. */
+async function startServer(on: VethLink): Promise<number> {
+  const server = on.spawn('b', process.execPath, ['-e', SERVER, on.addressB])
   let serverOut = ''
   server.stdout!.on('data', (chunk) => { serverOut += chunk })
   await pollUntil(() => /^\d+\n/.test(serverOut), { what: 'the server in namespace b to listen', timeoutMs: 30_000, failed: () => server.exitCode === null ? undefined : `the server exited with ${server.exitCode}` })
-  const port = Number(serverOut.trim())
+  return Number(serverOut.trim())
+}
+
+test('the retransmit counter rises on a lossy link, and the bytes still arrive exactly', async (t) => {
+  t.diagnostic(`loss induced by ${link.lossBy}${link.lossBy === 'xdp' ? ' (this kernel has no sch_netem)' : ''}`)
+  const port = await startServer(link)
 
   const client = link.spawn('a', process.execPath, ['-e', CLIENT, link.addressB, String(port), String(BYTES)])
   let answer = ''
@@ -69,4 +74,16 @@ test('the retransmit counter rises on a lossy link, and the bytes still arrive e
   // the kernel's bytes_sent counts retransmitted bytes again
   assert.ok(clientEnd.bytes_sent > BYTES, `the client sent ${clientEnd.bytes_sent} bytes for ${BYTES}`)
   assert.equal(portStats(tcp, outboundKey(port))!.resets_received, 0)
+})
+
+test('a handshake whose answers never arrive retransmits the SYN at the client and the SYN-ACK at the server', async (t) => {
+  const deaf = await VethLink.create({ lossPercent: { a: 100 } })
+  t.after(() => deaf.remove())
+  const port = await startServer(deaf)
+  // the client in a hears nothing: its connect hangs until remove() kills it
+  deaf.spawn('a', process.execPath, ['-e', CLIENT, deaf.addressB, String(port), '1'])
+  // both retransmit after the initial 1 s timeout
+  const client = await waitForStats(tcp, outboundKey(port), (s) => s.retransmits >= 1, 'the client to send its SYN again')
+  const server = await waitForStats(tcp, inboundKey(port), (s) => s.retransmits >= 1, 'the server to send its SYN-ACK again')
+  assert.deepEqual([client.opened, server.opened], [0, 0], 'no handshake completed')
 })

@@ -33,6 +33,11 @@ function ip(args: string[]): void {
   }
 }
 
+function macAddress(namespace: string, device: string): string {
+  const [link] = JSON.parse(execFileSync('ip', ['-n', namespace, '-j', 'link', 'show', 'dev', device], { encoding: 'utf8' })) as { address: string }[]
+  return link!.address
+}
+
 /** Whether `tc qdisc add ... netem` works here: tried on a namespace's loopback, so the host is untouched. */
 function netemAvailable(namespace: string): boolean {
   const result = spawnSync('ip', ['netns', 'exec', namespace, 'tc', 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'loss', '1%'], { stdio: 'ignore' })
@@ -52,7 +57,7 @@ int lose_packets(struct xdp_md *ctx)
 }
 `
 
-/** Compiles the XDP program that drops lossPercent of the packets; returns the object's path in a temp dir (removed at exit). */
+/** Compiles the XDP program that drops lossPercent of the packets it receives; returns the object's path in a temp dir (removed at exit). */
 function compileXdpLoss(lossPercent: number): string {
   const dir = mkdtempSync(join(tmpdir(), 'periscope-netns-'))
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
@@ -89,15 +94,21 @@ export class VethLink {
     this.addressB = `10.213.${n % 256}.2`
   }
 
-  /** Makes both namespaces and the link between them, up and addressed, losing lossPercent (0 to 100) of the packets each way. */
-  static async create(options: { lossPercent?: number } = {}): Promise<VethLink> {
-    const lossPercent = options.lossPercent ?? 0
-    if (!Number.isInteger(lossPercent) || lossPercent < 0 || lossPercent > 100) throw new Error(`lossPercent must be an integer from 0 to 100, got ${lossPercent}`)
+  /**
+   * Makes both namespaces and the link between them, up and addressed. `lossPercent` (0 to 100) is
+   * the share of the packets lost each way, or per receiving end: `{ a: 100 }` makes every packet
+   * to namespace a go missing.
+   */
+  static async create(options: { lossPercent?: number | Partial<Record<Side, number>> } = {}): Promise<VethLink> {
+    const loss = typeof options.lossPercent === 'object' ? options.lossPercent : { a: options.lossPercent ?? 0, b: options.lossPercent ?? 0 }
+    for (const percent of Object.values(loss)) {
+      if (!Number.isInteger(percent) || percent < 0 || percent > 100) throw new Error(`lossPercent must be an integer from 0 to 100, got ${percent}`)
+    }
     const link = new VethLink(++made)
     process.once('exit', link.#removeAtExit)
     try {
       link.#build()
-      if (lossPercent > 0) link.#induceLoss(lossPercent)
+      link.#induceLoss(loss.a ?? 0, loss.b ?? 0)
     } catch (error) {
       await link.remove()
       throw error
@@ -114,17 +125,25 @@ export class VethLink {
       ip(['-n', namespace, 'link', 'set', 'dev', device, 'up'])
       ip(['-n', namespace, 'link', 'set', 'dev', 'lo', 'up'])
     }
+    // each end knows the other's MAC address for good: a lossy link must lose IP packets, not the
+    // ARP exchange before them (an end that hears nothing would never send at all)
+    ip(['-n', this.namespaceA, 'neigh', 'replace', this.addressB, 'lladdr', macAddress(this.namespaceB, this.interfaceB), 'dev', this.interfaceA, 'nud', 'permanent'])
+    ip(['-n', this.namespaceB, 'neigh', 'replace', this.addressA, 'lladdr', macAddress(this.namespaceA, this.interfaceA), 'dev', this.interfaceB, 'nud', 'permanent'])
   }
 
-  #induceLoss(lossPercent: number): void {
-    const ends = [[this.namespaceA, this.interfaceA], [this.namespaceB, this.interfaceB]] as const
+  /** Packets to a lost at lossA percent, to b at lossB. */
+  #induceLoss(lossA: number, lossB: number): void {
+    if (lossA === 0 && lossB === 0) return
     if (netemAvailable(this.namespaceA)) {
-      for (const [namespace, device] of ends) ip(['netns', 'exec', namespace, 'tc', 'qdisc', 'add', 'dev', device, 'root', 'netem', 'loss', `${lossPercent}%`])
+      // netem drops on the way out: what a receives leaves b
+      if (lossA > 0) ip(['netns', 'exec', this.namespaceB, 'tc', 'qdisc', 'add', 'dev', this.interfaceB, 'root', 'netem', 'loss', `${lossA}%`])
+      if (lossB > 0) ip(['netns', 'exec', this.namespaceA, 'tc', 'qdisc', 'add', 'dev', this.interfaceA, 'root', 'netem', 'loss', `${lossB}%`])
       this.lossBy = 'netem'
       return
     }
-    const object = compileXdpLoss(lossPercent)
-    for (const [namespace, device] of ends) ip(['-n', namespace, 'link', 'set', 'dev', device, 'xdp', 'object', object, 'section', 'xdp'])
+    for (const [namespace, device, percent] of [[this.namespaceA, this.interfaceA, lossA], [this.namespaceB, this.interfaceB, lossB]] as const) {
+      if (percent > 0) ip(['-n', namespace, 'link', 'set', 'dev', device, 'xdp', 'object', compileXdpLoss(percent), 'section', 'xdp'])
+    }
     this.lossBy = 'xdp'
   }
 
