@@ -159,10 +159,13 @@ static __always_inline void on_switch(bool preempt, struct task_struct *prev, st
 			else
 				__sync_fetch_and_add(&stats->involuntary_switches, 1);
 		}
-		/* still runnable: it waits in the run queue from now; asleep: a stale wakeup is void */
+		/*
+		 * still runnable: it waits in the run queue from now; asleep: a wakeup that came while it
+		 * still ran is void (looked up first: a delete takes the bucket's lock even for no entry)
+		 */
 		if (prev_state == 0)
 			mark_runnable(prev_tid);
-		else
+		else if (bpf_map_lookup_elem(&runq_start, &prev_tid))
 			bpf_map_delete_elem(&runq_start, &prev_tid);
 	}
 	if (next_tid)
