@@ -257,6 +257,7 @@ static __always_inline struct fileio_process *current_process(__u32 tgid)
 	if (!process)
 		return NULL;
 	process->pid = tgid;
+	process->created_ns = bpf_ktime_get_boot_ns();
 	bpf_get_current_comm(process->comm, sizeof(process->comm));
 	task = bpf_get_current_task_btf();
 	exe = BPF_CORE_READ(task, mm, exe_file);

@@ -49,6 +49,8 @@ struct fileio_counts {
 /* a process's counters (`processes` map value), and its last counts when it exits or execs (`exits`) */
 struct fileio_process {
 	struct fileio_counts counts;
+	/* when the entry was made (boot clock): tells a pid's successive images and owners apart */
+	__u64 created_ns;
 	__u32 pid;
 	__u32 pad;
 	char comm[FILEIO_COMM_LEN];
