@@ -52,9 +52,9 @@ test('N connections of known sizes give exactly N opened and closed at each end,
       if (end.retransmits === 0) assert.equal(end.bytes_sent, connections * sent)
       else assert.ok(end.bytes_sent > connections * sent, `${end.bytes_sent} bytes sent with ${end.retransmits} retransmits`)
       assert.equal(end.resets_sent + end.resets_received, 0)
-      // one observation per connection, at its close: loopback RTTs are below 16 ms
+      // one observation per connection, at its close: loopback RTTs are below 1 s even on a loaded machine
       assert.equal(rttObservations(end), connections)
-      assert.ok(end.rtt_buckets.slice(15).every((n) => n === 0), `loopback RTTs in buckets ${end.rtt_buckets}`)
+      assert.ok(end.rtt_buckets.slice(21).every((n) => n === 0), `loopback RTTs in buckets ${end.rtt_buckets}`)
       assert.ok(end.rtt_sum_us > 0)
     }
     // every segment one end sent (a retransmitted one again), the other received, the handshake's

@@ -96,7 +96,8 @@ describe('TCP metrics through a real Collector', { timeout: 600_000 }, () => {
       assert.equal(Number(rtt.count), CONNECTIONS)
       assert.deepEqual((rtt.explicitBounds as number[]).map(Number), TCP_RTT_BOUNDARIES_S)
       assert.equal((rtt.bucketCounts as string[]).map(Number).reduce((a, b) => a + b, 0), CONNECTIONS)
-      assert.ok(Number(rtt.sum) > 0 && Number(rtt.sum) < CONNECTIONS * 0.1, `RTT sum ${rtt.sum} s`)
+      // loopback RTTs are below 1 s even on a loaded machine
+      assert.ok(Number(rtt.sum) > 0 && Number(rtt.sum) < CONNECTIONS, `RTT sum ${rtt.sum} s`)
     }
 
     // four more exports later, the cumulative totals have not moved
