@@ -8,6 +8,7 @@
  * CAP_PERFMON for the iterator, CAP_DAC_READ_SEARCH to open a tracefs file.
  */
 import { closeSync, openSync, readdirSync } from 'node:fs'
+import { constants } from 'node:os'
 import { mapCodecs } from '../../bpf/lib/syscall_table.types.ts'
 import { runIterator } from '../bpf/links.ts'
 import { ObjectSpec } from '../bpf/object.ts'
@@ -49,6 +50,22 @@ export function syscallTable(): Promise<SyscallTable> {
 /** Index = syscall number, value = its name (`read`), `''` for a hole. */
 export async function syscallNames(): Promise<string[]> {
   return Array.from(await syscallTable(), (syscall) => syscall?.name ?? '')
+}
+
+/** Names that share a number with the kernel's own name for it (errno(3)): the kernel's wins. */
+const errnoAliases = new Set(['EWOULDBLOCK', 'EDEADLOCK', 'ENOTSUP'])
+
+/**
+ * Error names by number (`ENOENT` at 2), `''` for numbers without one. The kernel has no table of
+ * them at run time (they are #defines), so this is libuv's table for this platform, which Node
+ * exposes as os.constants.errno.
+ */
+export function errnoNames(): string[] {
+  const names: string[] = []
+  for (const [name, number] of Object.entries(constants.errno)) {
+    if (names[number] === undefined || errnoAliases.has(names[number]!)) names[number] = name
+  }
+  return Array.from(names, (name) => name ?? '')
 }
 
 async function readSyscallTable(): Promise<SyscallTable> {

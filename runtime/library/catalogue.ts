@@ -186,6 +186,22 @@ export const catalogue: Record<string, CatalogueEntry> = {
       ...auditSyscalls.map(([name, what]): AttachPoint => ({ what: `${what} (${name} exit)`, alternatives: [{ kind: 'tracepoint', program: `exit_${name}`, category: 'syscalls', name: `sys_exit_${name}` }] })),
     ],
   },
+  syscalls: {
+    description: 'syscall counts per process and syscall, and failed calls by errno, counted in the kernel at each syscall\'s exit; '
+      + 'a process\'s last counts on the retired ring when it exits or execs',
+    attach: [
+      {
+        what: 'syscall exits',
+        alternatives: [
+          { kind: 'tp_btf', program: 'btf_sys_exit' },
+          { kind: 'raw_tp', program: 'raw_sys_exit', name: 'sys_exit' },
+          { kind: 'tracepoint', program: 'tp_sys_exit', category: 'raw_syscalls', name: 'sys_exit' },
+        ],
+      },
+      { what: 'process exits (last counts)', alternatives: [{ kind: 'tracepoint', program: 'handle_exit', category: 'sched', name: 'sched_process_exit' }] },
+      { what: 'process execs (last counts of the old image)', alternatives: [{ kind: 'tracepoint', program: 'handle_exec', category: 'sched', name: 'sched_process_exec' }] },
+    ],
+  },
   generic: {
     description: 'raw records of any tracepoint, attached on demand with a per-probe cookie',
     attach: [],

@@ -185,6 +185,13 @@ export interface PluginKernel {
   syscallNames(): Promise<string[]>
   /** As `syscallNames`, with each syscall's arguments; `null` for a hole. */
   syscalls(): Promise<(SyscallDescription | null)[]>
+  /**
+   * Error names by number: index = errno (as a failed syscall returns it, negated), value = its
+   * name (`ENOENT`), `''` for a number without one. The kernel keeps no table of them at run time:
+   * this is libuv's table for this platform (Node's `os.constants.errno`), with the kernel's name
+   * where two names share a number (`EAGAIN`, not `EWOULDBLOCK`).
+   */
+  errnoNames(): Promise<string[]>
 }
 
 export interface PluginLog {

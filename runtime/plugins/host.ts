@@ -269,6 +269,7 @@ export class PluginHost {
       iterate: (program, options) => this.iterate(grant, program, options),
       syscallNames: async () => (await kernelTables()).syscallNames(),
       syscalls: async () => Array.from(await (await kernelTables()).syscallTable(), (syscall) => syscall ?? null),
+      errnoNames: async () => (await kernelTables()).errnoNames(),
       asyncFailure: (failure) => {
         const current = this.current
         if (current !== undefined && current.sandbox === sandbox) this.fail(current, failure)

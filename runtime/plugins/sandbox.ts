@@ -76,6 +76,8 @@ export interface SandboxHost {
   /** ctx.kernel.syscallNames and ctx.kernel.syscalls: the running kernel's syscall table. */
   syscallNames(): Promise<string[]>
   syscalls(): Promise<unknown[]>
+  /** ctx.kernel.errnoNames. */
+  errnoNames(): Promise<string[]>
   /** A handler's or timer's promise rejected after the call that started it returned. */
   asyncFailure(failure: PluginFailure): void
 }
@@ -148,6 +150,7 @@ export class PluginSandbox {
             case 'iterate': return { value: await host.iterate(a, b) }
             case 'syscallNames': return { value: await host.syscallNames() }
             case 'syscalls': return { value: await host.syscalls() }
+            case 'errnoNames': return { value: await host.errnoNames() }
             default: throw new Error(`unknown host call '${String(op)}'`)
           }
         } catch (error) {

@@ -103,7 +103,7 @@ describe('the syscall table of the running kernel', () => {
       assert.equal(ppid, 1000 * parent)
       for (let i = 0; i < 7; i++) assert.throws(() => openSync(`/nonexistent-periscope-${i}`, 'r'), { code: 'ENOENT' })
       // this thread's records arrive in order: its getegid's exit comes after all the rest
-      process.getegid()
+      process.getegid!()
       await waitFor(() => marker, 'the exit record of the marker getegid()', 30_000)
       assert.equal(enters.get(getppid), 1000)
       assert.equal(failures.get(`${openat} ${ENOENT}`), 7)

@@ -204,6 +204,7 @@ function makeContext(config: Record<string, unknown>, state: Record<string, unkn
     kernel: {
       syscallNames: () => request<string[]>(['syscallNames']),
       syscalls: () => request(['syscalls']),
+      errnoNames: () => request<string[]>(['errnoNames']),
     },
   }
 }
