@@ -21,7 +21,7 @@ const LIMIT = 64 * 1024 * 1024
 test('a process past its memory cgroup\'s limit gives exactly one OOM kill record, then its exit by SIGKILL', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'periscope-oom-'))
   const workload = join(dir, 'sched-workload')
-  execFileSync('cc', ['-O2', '-Wall', '-o', workload, join(root, 'test/bpf/fixtures/sched-workload.c')])
+  execFileSync('cc', ['-O2', '-Wall', '-pthread', '-o', workload, join(root, 'test/bpf/fixtures/sched-workload.c')])
   const sched = await openLibraryObject('sched')
   const events: SchedEvent[] = []
   sched.subscribe('events', (batch) => forEachRecord(batch, (view, offset, size) => events.push(decodeSchedEvent(view, offset, size))))

@@ -24,7 +24,7 @@ before(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'periscope-sched-'))
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
   workload = join(dir, 'sched-workload')
-  execFileSync('cc', ['-O2', '-Wall', '-o', workload, join(root, 'test/bpf/fixtures/sched-workload.c')])
+  execFileSync('cc', ['-O2', '-Wall', '-pthread', '-o', workload, join(root, 'test/bpf/fixtures/sched-workload.c')])
   sched = await openLibraryObject('sched')
   sched.subscribe('events', (batch) => forEachRecord(batch, (view, offset, size) => events.push(decodeSchedEvent(view, offset, size))))
 })
@@ -216,4 +216,19 @@ test('with its per-process map full, the object counts what it could not store a
   } finally {
     await small.close()
   }
+})
+
+test('a process whose main thread ended first is reported once, when its last thread ends it with exit(9)', async () => {
+  const child = spawn(workload, ['threads', '4', '9'])
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  assert.equal(code, 9)
+  // reaped: every thread has passed its exit tracepoint, so every record it made is in the ring now
+  sched.drainStreams()
+  const exits = eventsOf(EXIT, child.pid!)
+  assert.equal(exits.length, 1, JSON.stringify(exits))
+  assert.equal(exits[0]!.exit_code, 9)
+  assert.equal(exits[0]!.exit_signal, 0)
+  assert.ok(exits[0]!.lifetime_ns >= 50_000_000, `lived ${exits[0]!.lifetime_ns} ns`)
+  assert.equal(eventsOf(START, child.pid!).length, 1, 'its threads are no new processes')
+  assert.equal(statsOf(sched, child.pid!), undefined)
 })

@@ -57,7 +57,7 @@ describe('process metrics and lifecycle logs through a real Collector', { timeou
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'periscope-processes-'))
     const built = join(dir, 'sched-workload')
-    execFileSync('cc', ['-O2', '-Wall', '-o', built, join(root, 'test/bpf/fixtures/sched-workload.c')])
+    execFileSync('cc', ['-O2', '-Wall', '-pthread', '-o', built, join(root, 'test/bpf/fixtures/sched-workload.c')])
     workload = join(dir, workloadName)
     copyFileSync(built, workload)
     execFileSync('chmod', ['755', workload])
