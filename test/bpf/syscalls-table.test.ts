@@ -4,7 +4,10 @@
  * the raw_syscalls tracepoints report for this process's own calls.
  */
 import assert from 'node:assert/strict'
-import { openSync, readdirSync, readFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterEach, describe, it } from 'node:test'
 import { decodeGenericRecord, encodeGenericProbeConfig, GENERIC_PROBE_CONFIG_SIZE } from '../../bpf/lib/generic.types.ts'
 import { forEachRecord } from '../../runtime/bpf/batch.ts'
@@ -13,7 +16,7 @@ import { ObjectSpec } from '../../runtime/bpf/object.ts'
 import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
 import { syscallNames, syscallTable } from '../../runtime/kernel/syscall-table.ts'
 import { startHarness, type Harness } from '../plugin-harness.ts'
-import { objectPath, waitFor } from './kernel.ts'
+import { objectPath, root, waitFor } from './kernel.ts'
 import { decodersPath, plugin, provider } from './plugin-api-fixture.ts'
 
 const ENOENT = 2
@@ -53,6 +56,16 @@ describe('the syscall table of the running kernel', () => {
     assert.deepEqual(names.filter((n) => n !== '').sort(), tracefs.sort())
     // read once per process
     assert.equal(await syscallTable(), table)
+  })
+
+  it('is read after the privilege drop too, as a plugin loaded later would first ask for it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'periscope-syscall-table-'))
+    try {
+      const output = execFileSync(process.execPath, [join(root, 'test/bpf/fixtures/syscall-table-after-drop.ts'), join(dir, 'data')], { encoding: 'utf8' })
+      assert.deepEqual(JSON.parse(output), { uid: 65534, names: ['read', 'getpid', 'openat'] })
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('numbers syscalls as raw_syscalls:sys_enter reports them: 1000 getppid and 7 openat failing with ENOENT from this thread', async () => {
