@@ -2,9 +2,9 @@
 /*
  * TCP metrics aggregated in the kernel, by port: connections opened and closed, state
  * transitions, retransmits (of SYN-ACKs too), resets sent and received, bytes and segments sent
- * and received, and a histogram of smoothed RTTs. User space reads port_stats (counters that only grow) and
- * transitions at each collection, after running the `collect` iterator, which rolls the byte and
- * segment counters of live connections up into port_stats.
+ * and received, and a histogram of smoothed RTTs. User space reads port_stats (counters that
+ * only grow) and transitions at each collection, after running the `collect` iterator, which
+ * rolls the byte and segment counters of live connections up into port_stats.
  *
  * Bytes and segments come from the kernel's own counters in struct tcp_sock (RFC 4898's), not
  * from a probe per packet: a connection in conns remembers how much of them was rolled up, and
@@ -148,26 +148,25 @@ static __always_inline __u32 rtt_bucket(__u64 rtt_us)
 }
 
 /*
- * Moves a counter's rolled-up mark to `now`; returns what that adds (the kernel's 32-bit segment
- * counters wrap, hence `wide`). A close takes the mark whatever it was; a collection only if
- * nobody moved it since it read it, else the mover counted it.
+ * Moves a counter's rolled-up mark to `now`; returns what that adds. A close takes the mark
+ * whatever it was; a collection only if nobody moved it since it read it (else the mover counted
+ * it), and never back: a 64-bit count read below the mark (see payload_received) adds nothing
+ * until it passes the mark. The kernel's 32-bit segment counters wrap, hence `wide`.
  */
 static __always_inline __u64 advance(__u64 *rolled, __u64 now, bool closing, bool wide)
 {
-	__u64 old, added;
+	__u64 old;
 
 	if (closing) {
 		old = __sync_lock_test_and_set(rolled, now);
 	} else {
 		old = *(volatile __u64 *)rolled;
-		if (old == now || __sync_val_compare_and_swap(rolled, old, now) != old)
+		if (old == now || (wide && now < old) || __sync_val_compare_and_swap(rolled, old, now) != old)
 			return 0;
 	}
-	added = now - old;
 	if (!wide)
-		return (__u32)added;
-	/* the mark ran ahead of the counter only if a collection read a freed socket's memory */
-	return now > old ? added : 0;
+		return (__u32)(now - old);
+	return now > old ? now - old : 0;
 }
 
 /*

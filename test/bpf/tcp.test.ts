@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { after, before, test } from 'node:test'
 import { decodeTcpPortStats, TCP_PORT_STATS_SIZE } from '../../bpf/lib/tcp.types.ts'
 import { openLibraryObject, type LibraryObject } from '../../runtime/library/index.ts'
@@ -90,6 +91,28 @@ test('a live connection is rolled up at each collection and its close adds only 
   } finally {
     socket.destroy()
     await server.close()
+  }
+})
+
+test('the peer\'s FIN is not counted as a byte received, on a live half-closed connection and at its close', async () => {
+  let serverEnd: Socket | undefined
+  const server = createServer({ allowHalfOpen: true }, (socket) => { serverEnd = socket; socket.resume() })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  const client = await openConnection(port)
+  try {
+    client.end(Buffer.alloc(800))
+    await waitFor(() => serverEnd?.readableEnded === true, 'the server to read the client\'s FIN')
+    await tcp.runIterator('collect')
+    assert.equal(portStats(tcp, inboundKey(port))!.bytes_received, 800, 'rolled up while half-closed')
+    serverEnd!.end()
+    const closed = await waitForStats(tcp, inboundKey(port), (s) => s.closed === 1, 'the server end to close')
+    assert.equal(closed.bytes_received, 800)
+    assert.equal(portStats(tcp, outboundKey(port))!.bytes_received, 0)
+  } finally {
+    client.destroy()
+    serverEnd?.destroy()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
   }
 })
 
