@@ -1,0 +1,238 @@
+/**
+ * Syscall counts per process and syscall, and failed calls by errno, for every process on the
+ * host, from the `syscalls` object. Off by default: every syscall of the host runs its program.
+ * The kernel counts at each syscall's exit, in maps read every `collect_interval_ms`; a process's
+ * last counts come on its exit (or exec) record and its kernel entries go, so memory follows the
+ * live processes and nothing a short-lived process did is lost. Syscall names are this kernel's
+ * (`ctx.kernel.syscallNames()`), errno names libuv's (`ctx.kernel.errnoNames()`). A syscall that
+ * never returns (exit, exit_group) is not counted, nor are 32-bit (ia32) calls.
+ *
+ * Metrics (counters are cumulative in the exporter; each point here is the increment since the
+ * last collection):
+ * - `process.syscall.calls` {call}: by `process.pid`, `process.executable.name` (the process's
+ *   comm) and `syscall.name` (`read`, `openat`). Each collection exports the `top_n` busiest
+ *   process and syscall pairs of its interval; the calls of the others, and calls the kernel could
+ *   not count per process (a full map), go to one series per syscall, with `syscall.name` and
+ *   `otel.metric.overflow: true` only. Summed by `syscall.name`, every call is there.
+ * - `process.syscall.errors` {call}: calls that returned an error (-4095..-1), with the same
+ *   attributes and the same top-N pairs.
+ * - `system.syscall.errors` {call}: failed calls on the whole host, by `syscall.name` and
+ *   `error.type` (the errno's name, `ENOENT`; the number for a kernel-internal code such as
+ *   `512`, ERESTARTSYS, which the exit hook sees before the kernel restarts the call).
+ * - `periscope.syscalls.map_overflow` {call}: calls the kernel could not store because a map was
+ *   full, by `bpf.map` (`calls`: counted without their process, in the overflow series above;
+ *   `errors`: a failure not counted by errno).
+ * - `periscope.syscalls.compat_calls` {call}: calls of 32-bit tasks, not counted.
+ *
+ * Everything here is public plugin API: a user plugin can do the same.
+ */
+import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
+import {
+  decodeSyscallCounts, decodeSyscallErrorKey, decodeSyscallKey, decodeSyscallProcess, SYSCALLS_MAX_NR,
+  SYSCALLS_OVERFLOW_COMPAT, SYSCALLS_OVERFLOW_ERRNO_TABLE, SYSCALLS_OVERFLOW_PROCESS_TABLE, SYSCALLS_OVERFLOWS,
+} from 'periscope/protocols/syscalls'
+
+const config = {
+  /** How often the kernel's counts are read and exported. */
+  collect_interval_ms: 10_000,
+  /** Process and syscall pairs exported per collection, busiest first (see above). */
+  top_n: 50,
+}
+type Config = typeof config
+
+/** A process's counts of one syscall as last read: [calls, errors], and the collection that read them. */
+interface Seen {
+  calls: number
+  errors: number
+  round: number
+}
+
+/** Increments of one process and syscall pair over an interval. */
+interface Increments {
+  tgid: number
+  nr: number
+  comm: string
+  calls: number
+  errors: number
+}
+
+/** What carries across a hot reload, so the new version neither repeats nor skips counts. */
+interface CarriedState {
+  seen: [number, number, number][]
+  errors: [number, number][]
+  unattributed: number[]
+  overflows: number[]
+}
+
+const view = (bytes: Uint8Array) => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+/** One number per process and syscall pair, cheaper to hash than a string. */
+const pairId = (tgid: number, nr: number) => tgid * SYSCALLS_MAX_NR + nr
+
+export default definePlugin({
+  name: 'syscalls',
+  objects: ['syscalls'],
+  config,
+  async setup(ctx) {
+    const plugin = new Syscalls(ctx, await ctx.kernel.syscallNames(), await ctx.kernel.errnoNames())
+    ctx.on('syscalls:retired', (record) => plugin.onRetired(record))
+    ctx.every(ctx.config.collect_interval_ms, () => plugin.collect())
+    ctx.log.info(`syscall counts of every process, the ${ctx.config.top_n} busiest process and syscall pairs every ${ctx.config.collect_interval_ms} ms`)
+  },
+})
+
+class Syscalls {
+  readonly #ctx: PluginContext<Config>
+  readonly #names: string[]
+  readonly #errnoNames: string[]
+  /** By pairId: every pair in the kernel's map at the last collections, or whose retirement is not handled yet. */
+  readonly #seen = new Map<number, Seen>()
+  /** By pairId: increments since the last collection. */
+  #pending = new Map<number, Increments>()
+  /** The kernel's cumulative counts at the last collection: failures by `nr * 65536 + errno`, unattributed [calls, errors] by nr, overflows. */
+  readonly #errors = new Map<number, number>()
+  #unattributed: number[]
+  #overflows: number[]
+  #round = 0
+
+  constructor(ctx: PluginContext<Config>, names: string[], errnoNames: string[]) {
+    this.#ctx = ctx
+    this.#names = names
+    this.#errnoNames = errnoNames
+    const carried = ctx.state.syscalls as CarriedState | undefined
+    for (const [id, calls, errors] of carried?.seen ?? []) this.#seen.set(id, { calls, errors, round: 0 })
+    for (const [id, count] of carried?.errors ?? []) this.#errors.set(id, count)
+    this.#unattributed = carried?.unattributed ?? new Array<number>(SYSCALLS_MAX_NR * 2).fill(0)
+    this.#overflows = carried?.overflows ?? new Array<number>(SYSCALLS_OVERFLOWS).fill(0)
+  }
+
+  onRetired(record: TopicEvent<'syscalls:retired'>): void {
+    this.#add(record.tgid, record.nr, record.comm, record.calls, record.errors)
+    this.#seen.delete(pairId(record.tgid, record.nr))
+  }
+
+  async collect(): Promise<void> {
+    this.#round++
+    const map = (name: string) => this.#ctx.map(`syscalls:${name}`)
+    // counts first, then the processes: a pair whose process is gone by then was retired, and its
+    // record brings what it counted since the last collection
+    const calls = await map('calls').entries()
+    const comms = new Map<number, string>()
+    for (const [key, value] of await map('processes').entries()) comms.set(view(key).getUint32(0, true), decodeSyscallProcess(view(value), 0).comm)
+    for (const [key, value] of calls) {
+      const { tgid, nr } = decodeSyscallKey(view(key), 0)
+      const comm = comms.get(tgid)
+      if (comm === undefined) continue
+      const counts = decodeSyscallCounts(view(value), 0)
+      this.#add(tgid, nr, comm, counts.calls, counts.errors)
+    }
+    // a pair gone from the map was retired: its record normally came first; one more round is
+    // left for a record still on its way
+    for (const [id, seen] of this.#seen) if (seen.round < this.#round - 1) this.#seen.delete(id)
+    const overflow = await this.#unattributedIncrements()
+    this.#emitTopPairs(overflow)
+    await this.#emitErrorsByErrno()
+    await this.#emitOverflows()
+    this.#ctx.state.syscalls = {
+      seen: Array.from(this.#seen, ([id, seen]) => [id, seen.calls, seen.errors]),
+      errors: [...this.#errors], unattributed: this.#unattributed, overflows: this.#overflows,
+    } satisfies CarriedState
+  }
+
+  /** Adds what a pair counted since it was last seen to its increments. */
+  #add(tgid: number, nr: number, comm: string, calls: number, errors: number): void {
+    const id = pairId(tgid, nr)
+    const seen = this.#seen.get(id)
+    // smaller than before: the pid was reused by a process whose retirement we missed
+    const fresh = seen === undefined || calls < seen.calls || errors < seen.errors
+    const callIncrement = fresh ? calls : calls - seen.calls
+    const errorIncrement = fresh ? errors : errors - seen.errors
+    if (seen === undefined) this.#seen.set(id, { calls, errors, round: this.#round })
+    else {
+      seen.calls = calls
+      seen.errors = errors
+      seen.round = this.#round
+    }
+    if (callIncrement === 0 && errorIncrement === 0) return
+    const pending = this.#pending.get(id)
+    if (pending === undefined) this.#pending.set(id, { tgid, nr, comm, calls: callIncrement, errors: errorIncrement })
+    else {
+      pending.calls += callIncrement
+      pending.errors += errorIncrement
+      pending.comm = comm
+    }
+  }
+
+  /** The increments of calls the kernel counted without a process, as [calls, errors] by number. */
+  async #unattributedIncrements(): Promise<number[]> {
+    const totals = new Array<number>(SYSCALLS_MAX_NR * 2).fill(0)
+    for (const [key, perCpu] of await this.#ctx.map('syscalls:unattributed').entriesPerCpu()) {
+      const nr = view(key).getUint32(0, true)
+      for (const bytes of perCpu) {
+        const counts = decodeSyscallCounts(view(bytes), 0)
+        totals[nr * 2]! += counts.calls
+        totals[nr * 2 + 1]! += counts.errors
+      }
+    }
+    const increments = totals.map((total, i) => total - this.#unattributed[i]!)
+    this.#unattributed = totals
+    return increments
+  }
+
+  #name(nr: number): string {
+    return this.#names[nr] || String(nr)
+  }
+
+  /** The top_n pairs with their process; the rest, and `overflow` ([calls, errors] by number), per syscall. */
+  #emitTopPairs(overflow: number[]): void {
+    const emit = this.#ctx.emit
+    const pairs = [...this.#pending.values()].sort((a, b) => b.calls - a.calls || b.errors - a.errors)
+    this.#pending = new Map()
+    for (const [i, pair] of pairs.entries()) {
+      if (i >= this.#ctx.config.top_n) {
+        overflow[pair.nr * 2]! += pair.calls
+        overflow[pair.nr * 2 + 1]! += pair.errors
+        continue
+      }
+      const attributes = { 'process.pid': pair.tgid, 'process.executable.name': pair.comm, 'syscall.name': this.#name(pair.nr) }
+      if (pair.calls > 0) emit.metric({ name: 'process.syscall.calls', kind: 'counter', unit: '{call}', value: pair.calls, attributes, description: 'Syscalls made (counted at their return)' })
+      if (pair.errors > 0) emit.metric({ name: 'process.syscall.errors', kind: 'counter', unit: '{call}', value: pair.errors, attributes, description: 'Syscalls that returned an error' })
+    }
+    for (let nr = 0; nr < SYSCALLS_MAX_NR; nr++) {
+      const [calls, errors] = [overflow[nr * 2]!, overflow[nr * 2 + 1]!]
+      if (calls === 0 && errors === 0) continue
+      const attributes = { 'syscall.name': this.#name(nr), 'otel.metric.overflow': true }
+      if (calls > 0) emit.metric({ name: 'process.syscall.calls', kind: 'counter', unit: '{call}', value: calls, attributes, description: 'Syscalls made (counted at their return)' })
+      if (errors > 0) emit.metric({ name: 'process.syscall.errors', kind: 'counter', unit: '{call}', value: errors, attributes, description: 'Syscalls that returned an error' })
+    }
+  }
+
+  async #emitErrorsByErrno(): Promise<void> {
+    for (const [key, value] of await this.#ctx.map('syscalls:errors').entries()) {
+      const { nr, error } = decodeSyscallErrorKey(view(key), 0)
+      const total = Number(view(value).getBigUint64(0, true))
+      const id = nr * 65536 + error
+      const increment = total - (this.#errors.get(id) ?? 0)
+      this.#errors.set(id, total)
+      if (increment <= 0) continue
+      this.#ctx.emit.metric({
+        name: 'system.syscall.errors', kind: 'counter', unit: '{call}', value: increment, description: 'Failed syscalls on the host, by errno',
+        attributes: { 'syscall.name': this.#name(nr), 'error.type': this.#errnoNames[error] || String(error) },
+      })
+    }
+  }
+
+  async #emitOverflows(): Promise<void> {
+    const totals = new Array<number>(SYSCALLS_OVERFLOWS).fill(0)
+    for (const [key, perCpu] of await this.#ctx.map('syscalls:overflows').entriesPerCpu()) {
+      const index = view(key).getUint32(0, true)
+      for (const bytes of perCpu) totals[index]! += Number(view(bytes).getBigUint64(0, true))
+    }
+    const increment = (index: number) => totals[index]! - this.#overflows[index]!
+    const emit = this.#ctx.emit
+    const description = 'Syscalls the syscalls object could not store because a map was full'
+    emit.metric({ name: 'periscope.syscalls.map_overflow', kind: 'counter', unit: '{call}', value: increment(SYSCALLS_OVERFLOW_PROCESS_TABLE), description, attributes: { 'bpf.map': 'calls' } })
+    emit.metric({ name: 'periscope.syscalls.map_overflow', kind: 'counter', unit: '{call}', value: increment(SYSCALLS_OVERFLOW_ERRNO_TABLE), description, attributes: { 'bpf.map': 'errors' } })
+    emit.metric({ name: 'periscope.syscalls.compat_calls', kind: 'counter', unit: '{call}', value: increment(SYSCALLS_OVERFLOW_COMPAT), description: 'Syscalls of 32-bit tasks, not counted' })
+    this.#overflows = totals
+  }
+}
