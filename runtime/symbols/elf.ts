@@ -6,9 +6,16 @@
  * large binary (Node's own, 120 MB) costs its tables, not its size. ELF32 and ELF64 of either byte
  * order are read. A Go binary whose symbol tables were stripped is searched through Go's own
  * function table (runtime/symbols/gopclntab.ts).
+ *
+ * For symbolisation (runtime/symbols/symbolizer.ts) the same file gives the other direction:
+ * every function of .symtab and .dynsym as a sorted table (address -> name), the GNU build id,
+ * the `.gnu_debuglink` and the separate debug file they point to, and the load bias of a mapping.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { crc32 } from 'node:zlib'
 import { GoFunctionTable } from './gopclntab.ts'
+import { aliasRank, type SymbolRange, SymbolTable } from './symbol-table.ts'
 
 /** An ELF file could not be read, or has no such function: `code` says which. */
 export class ElfError extends Error {
@@ -34,7 +41,7 @@ export interface FunctionSymbol {
   table: '.dynsym' | '.symtab' | '.gopclntab'
 }
 
-interface Segment {
+export interface Segment {
   fileOffset: bigint
   address: bigint
   fileSize: bigint
@@ -51,9 +58,15 @@ interface Section {
 }
 
 const SHT_SYMTAB = 2
+const SHT_NOTE = 7
 const SHT_DYNSYM = 11
 const PT_LOAD = 1
+const PT_NOTE = 4
 const STT_FUNC = 2
+const STT_GNU_IFUNC = 10
+const NT_GNU_BUILD_ID = 3
+/** Name ids of .dynsym names carry this bit, .symtab's do not (SymbolTable's name ids are one number). */
+const DYNSYM_NAME = 0x80000000
 const STB_LOCAL = 0
 const STB_WEAK = 2
 const SHN_UNDEF = 0
@@ -86,6 +99,7 @@ export class ElfFile {
   readonly #fileSize: bigint
   readonly #view: Reader
   readonly #segments: Segment[]
+  readonly #noteSegments: { fileOffset: bigint; fileSize: bigint }[] = []
   readonly #sections: Section[]
 
   private constructor(path: string, fd: number) {
@@ -118,6 +132,11 @@ export class ElfFile {
 
   close(): void {
     closeSync(this.#fd)
+  }
+
+  /** The file's size in bytes. */
+  get size(): bigint {
+    return this.#fileSize
   }
 
   /** The defined function `name` (see functionFileOffset for how it is chosen); throws ENOSYMBOL when there is none. */
@@ -156,6 +175,125 @@ export class ElfFile {
     const segment = this.#segments.find((s) => address >= s.address && address < s.address + s.fileSize)
     if (segment === undefined) throw new ElfError('EINVAL', `${this.path}: address 0x${address.toString(16)} is in no loadable segment of the file`)
     return Number(address - segment.address + segment.fileOffset)
+  }
+
+  /** The PT_LOAD segments: where each part of the file is mapped, relative to the load base. */
+  loadSegments(): readonly Readonly<Segment>[] {
+    return this.#segments
+  }
+
+  /**
+   * The virtual address (as the symbol tables give it) at `fileOffset` of the file, through the
+   * PT_LOAD segment holding it; undefined where no segment maps that byte.
+   */
+  addressOfFileOffset(fileOffset: number): number | undefined {
+    const offset = BigInt(fileOffset)
+    const segment = this.#segments.find((s) => offset >= s.fileOffset && offset < s.fileOffset + s.fileSize)
+    return segment === undefined ? undefined : Number(offset - segment.fileOffset + segment.address)
+  }
+
+  /**
+   * The load bias of a mapping of this file at `start` from file offset `offset` (a line of
+   * /proc/<pid>/maps): runtime address = virtual address + bias. 0 for a non-PIE executable.
+   * undefined when no PT_LOAD segment covers that offset (a mapping of data, or another file).
+   */
+  loadBias(start: bigint, offset: bigint): bigint | undefined {
+    // mappings start on a page, segments need not: a segment's first page holds the offset
+    const segment = this.#segments.find((s) => offset >= (s.fileOffset & ~0xfffn) && offset < s.fileOffset + s.fileSize)
+    return segment === undefined ? undefined : start - offset - (segment.address - segment.fileOffset)
+  }
+
+  #buildId: string | null | undefined
+
+  /** The GNU build id (NT_GNU_BUILD_ID note) as lower-case hex, or undefined when the file has none. */
+  buildId(): string | undefined {
+    if (this.#buildId !== undefined) return this.#buildId ?? undefined
+    const places = this.#sections.length > 0
+      ? this.#sections.filter((s) => s.type === SHT_NOTE).map((s) => ({ fileOffset: s.offset, fileSize: s.size }))
+      : this.#noteSegments
+    this.#buildId = null
+    for (const place of places) {
+      const found = buildIdOfNotes(this.read(place.fileOffset, place.fileSize, 'a note section'), this.#view.little)
+      if (found !== undefined) {
+        this.#buildId = found
+        break
+      }
+    }
+    return this.#buildId ?? undefined
+  }
+
+  /** The `.gnu_debuglink` section: the separate debug file's name and the CRC-32 of its contents. */
+  debugLink(): { file: string; crc: number } | undefined {
+    const section = this.section('.gnu_debuglink')
+    if (section === undefined || section.size < 8n) return undefined
+    const bytes = this.read(section.offset, section.size, 'the .gnu_debuglink section')
+    const end = bytes.indexOf(0)
+    if (end <= 0) return undefined
+    // the name, its NUL, padding to 4 bytes, then the CRC
+    const crcAt = (end + 4) & ~3
+    if (crcAt + 4 > bytes.byteLength) return undefined
+    return { file: bytes.toString('utf8', 0, end), crc: this.#view.little ? bytes.readUInt32LE(crcAt) : bytes.readUInt32BE(crcAt) }
+  }
+
+  /** Whether the file has a .symtab (a stripped file keeps only .dynsym, the exported functions). */
+  hasSymtab(): boolean {
+    return this.#sections.some((s) => s.type === SHT_SYMTAB)
+  }
+
+  /**
+   * Every defined function (STT_FUNC and GNU indirect functions) of .symtab and .dynsym, as a
+   * sorted table of virtual address ranges; for one address perf's choice among aliases
+   * (aliasRank). A function of size 0 runs to the next one. A Go binary without either table
+   * gives Go's own (.gopclntab). Names are decoded and demangled only when looked up.
+   */
+  functionTable(): SymbolTable {
+    const ranges: SymbolRange[] = []
+    const strings: Buffer[] = []
+    for (const type of [SHT_SYMTAB, SHT_DYNSYM]) {
+      const table = this.#sections.find((s) => s.type === type)
+      if (table !== undefined) strings[type === SHT_DYNSYM ? 1 : 0] = this.#functionRanges(table, type === SHT_DYNSYM ? DYNSYM_NAME : 0, ranges)
+    }
+    if (strings.length === 0) {
+      const go = GoFunctionTable.open(this)
+      if (go !== undefined) {
+        const functions = go.functions()
+        return SymbolTable.build(functions.map((f, i) => ({ start: Number(f.address), end: Number(f.address + f.size), rank: 0, name: i })), (i) => functions[i]!.name)
+      }
+    }
+    closeUnsizedRanges(ranges)
+    return SymbolTable.build(ranges, (id) => {
+      const names = strings[id & DYNSYM_NAME ? 1 : 0]!
+      const start = id & ~DYNSYM_NAME
+      const end = names.indexOf(0, start)
+      return names.toString('utf8', start, end < 0 ? names.byteLength : end)
+    })
+  }
+
+  /** Appends the functions of symbol table `table` to `ranges`; returns its string table. */
+  #functionRanges(table: Section, nameFlag: number, ranges: SymbolRange[]): Buffer {
+    const strings = this.#sections[table.link]
+    if (strings === undefined) throw new ElfError('EINVAL', `${this.path}: a symbol table links to section ${table.link}, which does not exist`)
+    const wide = this.#view.wide
+    const entrySize = wide ? 24 : 16
+    if (table.entrySize !== BigInt(entrySize)) throw new ElfError('EINVAL', `${this.path}: symbol entries of ${table.entrySize} bytes, expected ${entrySize}`)
+    const symbols = this.read(table.offset, table.size, 'a symbol table')
+    const names = this.read(strings.offset, strings.size, 'a string table')
+    const reader = new Reader(symbols, wide, this.#view.little)
+    for (let at = 0; at + entrySize <= symbols.byteLength; at += entrySize) {
+      const info = symbols[at + (wide ? 4 : 12)]!
+      const type = info & 0xf
+      if ((type !== STT_FUNC && type !== STT_GNU_IFUNC) || reader.u16(at + (wide ? 6 : 14)) === SHN_UNDEF) continue
+      const start = wide ? Number(reader.u64(at + 8)) : reader.u32(at + 4)
+      if (start === 0) continue
+      const size = wide ? Number(reader.u64(at + 16)) : reader.u32(at + 8)
+      const name = reader.u32(at)
+      const bind = info >> 4
+      let underscores = 0
+      while (names[name + underscores] === 0x5f /* _ */) underscores++
+      const length = names.indexOf(0, name) - name
+      ranges.push({ start, end: start + size, rank: aliasRank(size > 0, bind === STB_LOCAL ? 'local' : bind === STB_WEAK ? 'weak' : 'global', underscores, length), name: name | nameFlag })
+    }
+    return names
   }
 
   #sectionNameTable: Buffer | undefined
@@ -227,7 +365,11 @@ export class ElfFile {
     const table = new Reader(this.read(offset, BigInt(entrySize * count), 'the program headers'), h.wide, h.little)
     const segments: Segment[] = []
     for (let i = 0, at = 0; i < count; i++, at += entrySize) {
-      if (table.u32(at) !== PT_LOAD) continue
+      const type = table.u32(at)
+      if (type === PT_NOTE) {
+        this.#noteSegments.push(h.wide ? { fileOffset: table.u64(at + 8), fileSize: table.u64(at + 32) } : { fileOffset: BigInt(table.u32(at + 4)), fileSize: BigInt(table.u32(at + 16)) })
+      }
+      if (type !== PT_LOAD) continue
       segments.push(h.wide
         ? { fileOffset: table.u64(at + 8), address: table.u64(at + 16), fileSize: table.u64(at + 32) }
         : { fileOffset: BigInt(table.u32(at + 4)), address: BigInt(table.u32(at + 8)), fileSize: BigInt(table.u32(at + 16)) })
@@ -261,6 +403,79 @@ export class ElfFile {
       done += read
     }
     return buffer
+  }
+}
+
+/** Where separate debug files are looked for: the distributions' place (Debian's -dbgsym packages install there). */
+export const DEFAULT_DEBUG_DIRECTORIES = ['/usr/lib/debug']
+
+/**
+ * The separate debug file of `elf`, as gdb finds it: by build id
+ * (`<dir>/.build-id/xx/yyyy.debug`, whose build id must match), else by `.gnu_debuglink` next to
+ * the file, in its `.debug/` folder, and under each debug directory's copy of the file's folder
+ * (whose CRC-32 must match). `elf.path` is where the file is read, `originalPath` where the
+ * process mapped it (they differ for a file read through /proc/<pid>/map_files/). Opens the file
+ * found; the caller closes it.
+ */
+export function openDebugFile(elf: ElfFile, originalPath: string = elf.path, debugDirectories: readonly string[] = DEFAULT_DEBUG_DIRECTORIES): ElfFile | undefined {
+  const buildId = elf.buildId()
+  if (buildId !== undefined && buildId.length > 2) {
+    for (const directory of debugDirectories) {
+      const candidate = join(directory, '.build-id', buildId.slice(0, 2), `${buildId.slice(2)}.debug`)
+      const found = openIf(candidate, (debug) => debug.buildId() === buildId)
+      if (found !== undefined) return found
+    }
+  }
+  const link = elf.debugLink()
+  if (link === undefined) return undefined
+  const folder = dirname(originalPath)
+  for (const candidate of [join(folder, link.file), join(folder, '.debug', link.file), ...debugDirectories.map((d) => join(d, folder, link.file))]) {
+    if (candidate === originalPath) continue
+    const found = openIf(candidate, (debug) => crc32(debug.read(0n, debug.size, 'the debug file')) === link.crc)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
+function openIf(path: string, accept: (elf: ElfFile) => boolean): ElfFile | undefined {
+  if (!existsSync(path)) return undefined
+  let elf: ElfFile
+  try {
+    elf = ElfFile.open(path)
+  } catch {
+    // a debug file that is no ELF file is as good as none: the caller goes on without it
+    return undefined
+  }
+  if (accept(elf)) return elf
+  elf.close()
+  return undefined
+}
+
+/** The GNU build id in a buffer of ELF notes (a note section, PT_NOTE segment or /sys/kernel/notes), as hex. */
+export function buildIdOfNotes(notes: Buffer, little: boolean = true): string | undefined {
+  const u32 = (at: number): number => (little ? notes.readUInt32LE(at) : notes.readUInt32BE(at))
+  for (let at = 0; at + 12 <= notes.byteLength;) {
+    const nameSize = u32(at), descSize = u32(at + 4), type = u32(at + 8)
+    const nameAt = at + 12, descAt = nameAt + ((nameSize + 3) & ~3)
+    if (descAt + descSize > notes.byteLength) return undefined
+    if (type === NT_GNU_BUILD_ID && nameSize === 4 && notes.toString('latin1', nameAt, nameAt + 3) === 'GNU') return notes.toString('hex', descAt, descAt + descSize)
+    at = descAt + ((descSize + 3) & ~3)
+  }
+  return undefined
+}
+
+/** A function of size 0 (hand-written assembly, often) runs to the next function's start. */
+function closeUnsizedRanges(ranges: SymbolRange[]): void {
+  const starts = Float64Array.from(new Set(ranges.map((r) => r.start))).sort()
+  for (const range of ranges) {
+    if (range.end !== range.start) continue
+    let low = 0, high = starts.length
+    while (low < high) {
+      const middle = (low + high) >>> 1
+      if (starts[middle]! <= range.start) low = middle + 1
+      else high = middle
+    }
+    range.end = low < starts.length ? starts[low]! : range.start + 1
   }
 }
 

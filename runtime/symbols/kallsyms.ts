@@ -1,0 +1,123 @@
+/**
+ * Kernel symbols from /proc/kallsyms: a kernel address (a frame of a kernel stack) -> function +
+ * offset, with the module it belongs to (`[bpf]` for a JIT-compiled BPF program).
+ *
+ * Only text symbols (t, T, w, W) are kept. kallsyms has no sizes: a function runs to the next
+ * one. Kernel addresses all have their top 16 bits set, so the table is keyed on the low 48
+ * bits, which a double holds exactly. Reading the real addresses takes root (CAP_SYSLOG) with
+ * kernel.kptr_restrict at 0 or 1; otherwise the kernel shows zeros and load() says so.
+ *
+ * @example
+ *   const kernel = KernelSymbols.load()
+ *   kernel.lookup(0xffffffff81234567n)  // { name: 'do_sys_openat2', offset: 0x17, module: undefined }
+ */
+import { readFileSync } from 'node:fs'
+import { buildIdOfNotes } from './elf.ts'
+import { aliasRank, type SymbolRange, SymbolTable } from './symbol-table.ts'
+
+const LOW_48_BITS = 0xffff_ffff_ffffn
+const KERNEL_HALF = 0xffff_0000_0000_0000n
+
+export interface KernelSymbol {
+  name: string
+  /** From the function's start. */
+  offset: number
+  /** The module's name (`bpf` for BPF programs); undefined for the kernel image. */
+  module: string | undefined
+}
+
+export class KernelSymbols {
+  /** The running kernel's build id (/sys/kernel/notes), undefined where the kernel was built without one. */
+  readonly buildId: string | undefined
+  readonly #table: SymbolTable
+  /** Modules of the name ids that have one. */
+  readonly #modules: Map<number, string>
+
+  private constructor(table: SymbolTable, modules: Map<number, string>, buildId: string | undefined) {
+    this.#table = table
+    this.#modules = modules
+    this.buildId = buildId
+  }
+
+  /**
+   * Reads `/proc/kallsyms` (or a file of the same format). Throws when every address reads as
+   * zero: the kernel hides them from this process.
+   */
+  static load(path: string = '/proc/kallsyms', notesPath: string = '/sys/kernel/notes'): KernelSymbols {
+    const text = readFileSync(path, 'latin1')
+    const ranges: SymbolRange[] = []
+    const nameStarts: number[] = [], nameEnds: number[] = []
+    const modules = new Map<number, string>()
+    let nonZero = false
+    for (let at = 0; at < text.length;) {
+      let end = text.indexOf('\n', at)
+      if (end < 0) end = text.length
+      // "ffffffff81000000 T _stext" or "ffffffffc00006e4 t bpf_prog_…_enter_read\t[bpf]"
+      const type = text.charCodeAt(at + 17)
+      if (type === 0x74 /* t */ || type === 0x54 /* T */ || type === 0x77 /* w */ || type === 0x57 /* W */) {
+        const key = parseInt(text.slice(at + 4, at + 16), 16)
+        if (key !== 0) nonZero = true
+        // a module's symbols end in "\t[module]"; indexOf would search on past the line
+        let nameEnd = at + 19
+        while (nameEnd < end && text.charCodeAt(nameEnd) !== 0x09) nameEnd++
+        const id = nameStarts.length
+        nameStarts.push(at + 19)
+        nameEnds.push(nameEnd)
+        if (nameEnd !== end) modules.set(id, text.slice(nameEnd + 2, end - 1))
+        let underscores = 0
+        while (text.charCodeAt(at + 19 + underscores) === 0x5f) underscores++
+        ranges.push({ start: key, end: key, rank: aliasRank(true, type === 0x54 ? 'global' : type === 0x74 ? 'local' : 'weak', underscores, nameEnd - at - 19), name: id })
+      }
+      at = end + 1
+    }
+    if (ranges.length > 0 && !nonZero) {
+      throw new Error(`${path} shows every kernel address as 0: this process may not see them (kernel.kptr_restrict is ${readSysctl('kernel/kptr_restrict')}; ` +
+        'run as root with kernel.kptr_restrict at 0 or 1, or grant CAP_SYSLOG)')
+    }
+    runToNextStart(ranges)
+    const table = SymbolTable.build(ranges, (id) => text.slice(nameStarts[id]!, nameEnds[id]!))
+    return new KernelSymbols(table, modules, kernelBuildId(notesPath))
+  }
+
+  get size(): number {
+    return this.#table.size
+  }
+
+  /** The function holding kernel address `address`, or undefined (a user-space address, one below the kernel's text). */
+  lookup(address: bigint): KernelSymbol | undefined {
+    if ((address & KERNEL_HALF) !== KERNEL_HALF) return undefined
+    const key = Number(address & LOW_48_BITS)
+    const index = this.#table.indexOf(key)
+    if (index < 0) return undefined
+    return { name: this.#table.name(index), offset: key - this.#table.start(index), module: this.#modules.get(this.#table.nameId(index)) }
+  }
+}
+
+/** kallsyms has no sizes: each function ends where the next address starts. */
+function runToNextStart(ranges: SymbolRange[]): void {
+  ranges.sort((a, b) => a.start - b.start)
+  for (let i = 0, next = 0; i < ranges.length; i++) {
+    if (next <= i) {
+      next = i + 1
+      while (next < ranges.length && ranges[next]!.start === ranges[i]!.start) next++
+    }
+    ranges[i]!.end = next < ranges.length ? ranges[next]!.start : ranges[i]!.start + 1
+  }
+}
+
+function kernelBuildId(notesPath: string): string | undefined {
+  try {
+    return buildIdOfNotes(readFileSync(notesPath))
+  } catch {
+    // no /sys/kernel/notes (a kernel without sysfs notes): frames go without the kernel's build id
+    return undefined
+  }
+}
+
+function readSysctl(name: string): string {
+  try {
+    return readFileSync(`/proc/sys/${name}`, 'utf8').trim()
+  } catch {
+    return 'unknown'
+  }
+}
