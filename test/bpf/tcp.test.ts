@@ -68,6 +68,21 @@ test('N connections of known sizes give exactly N opened and closed at each end,
   }
 })
 
+test('IPv6 connections are counted as IPv4 ones, and a refused one\'s reset by its port', async () => {
+  const server = await startReplyServer(4000, '::1')
+  try {
+    await Promise.all(Array.from({ length: 3 }, () => exchange(server.port, 1500, '::1')))
+    const serverEnd = await waitForStats(tcp, inboundKey(server.port), (s) => s.closed === 3, 'the server ends to close')
+    const clientEnd = await waitForStats(tcp, outboundKey(server.port), (s) => s.closed === 3, 'the client ends to close')
+    assert.deepEqual([serverEnd.opened, serverEnd.bytes_received, clientEnd.opened, clientEnd.bytes_received], [3, 4500, 3, 12_000])
+  } finally {
+    await server.close()
+  }
+  const port = await closedPort()
+  await assert.rejects(openConnection(port, '::1'), { code: 'ECONNREFUSED' })
+  await waitForStats(tcp, inboundKey(port), (s) => s.resets_sent === 1, 'the reset sent for the port nothing listens on')
+})
+
 test('a live connection is rolled up at each collection and its close adds only the rest', async () => {
   const server = await startReplyServer(0)
   const socket = await openConnection(server.port)
