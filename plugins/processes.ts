@@ -74,11 +74,22 @@ interface Increments {
   faults: number
 }
 
-/** What carries across a hot reload, so the new version neither repeats nor skips counts. */
-interface CarriedState {
-  seen: [number, number[]][]
+/**
+ * Everything counted and not yet exported, and what was last exported: plain data kept in
+ * `ctx.state`, so a hot reload's new version carries on from the very event where the old one
+ * stopped, neither repeating nor skipping counts.
+ */
+interface Tally {
+  /** By tgid: every process in the kernel map at the last collections, or whose exit is not handled yet. */
+  seen: Record<number, Seen>
+  /** By series (executable name, and pid with per_pid): increments since the last collection. */
+  pending: Record<string, Increments>
+  /** The kernel's cumulative run-queue slots and sum (ns), and overflow counts, at the last collection. */
   runq: number[]
   overflow: number[]
+  round: number
+  created: number
+  oomKills: number
 }
 
 const overflowMaps = ['proc_stats', 'runq_start']
@@ -88,8 +99,12 @@ export default definePlugin({
   name: 'processes',
   objects: ['sched'],
   config,
-  setup(ctx) {
+  async setup(ctx) {
     const plugin = new Processes(ctx)
+    // a first start, or a restart after a failure (whose state is dropped): the kernel's counts so
+    // far are taken as exported, since a failed version may have exported them already
+    if (ctx.state.processes === undefined) await plugin.baseline()
+    ctx.state.processes = plugin.tally
     ctx.on('sched:events', (event) => plugin.onEvent(event))
     ctx.every(ctx.config.collect_interval_ms, () => plugin.collect())
     ctx.log.info(`process metrics (context switches, page faults, run-queue latency) every ${ctx.config.collect_interval_ms} ms, `
@@ -99,77 +114,80 @@ export default definePlugin({
 
 class Processes {
   readonly #ctx: PluginContext<Config>
-  /** By tgid: every process in the kernel map at the last collections, or whose exit is not handled yet. */
-  readonly #seen = new Map<number, Seen>()
-  /** By series (executable name, and pid with per_pid): increments since the last collection. */
-  #pending = new Map<string, Increments>()
-  /** The kernel's cumulative run-queue slots and sum (ns), and overflow counts, at the last collection. */
-  #runq: number[]
-  #overflow: number[]
-  #round = 0
-  #created = 0
-  #oomKills = 0
+  readonly tally: Tally
 
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
-    const carried = ctx.state.processes as CarriedState | undefined
-    for (const [tgid, counts] of carried?.seen ?? []) this.#seen.set(tgid, { counts, round: 0 })
-    this.#runq = carried?.runq ?? new Array<number>(RUNQ_SLOTS + 1).fill(0)
-    this.#overflow = carried?.overflow ?? new Array<number>(OVERFLOW_KINDS).fill(0)
+    this.tally = (ctx.state.processes as Tally | undefined) ?? {
+      seen: {}, pending: {}, runq: new Array<number>(RUNQ_SLOTS + 1).fill(0), overflow: new Array<number>(OVERFLOW_KINDS).fill(0), round: 0, created: 0, oomKills: 0,
+    }
   }
 
   onEvent(event: SchedEvent): void {
     switch (event.kind) {
       case SCHED_EVENT_START:
-        this.#created++
+        this.tally.created++
         if (this.#ctx.config.lifecycle_logs) this.#logStart(event)
         break
       case SCHED_EVENT_EXIT:
         this.#add(event.pid, event.comm, [event.voluntary_switches, event.involuntary_switches, event.page_faults])
-        this.#seen.delete(event.pid)
+        delete this.tally.seen[event.pid]
         if (this.#ctx.config.lifecycle_logs) this.#logExit(event)
         break
       case SCHED_EVENT_OOM_KILL:
-        this.#oomKills++
+        this.tally.oomKills++
         this.#logOomKill(event)
         break
     }
   }
 
+  /** Takes the kernel's counts as they are now as exported. */
+  async baseline(): Promise<void> {
+    for (const [tgid, stats] of await this.#processes()) this.tally.seen[tgid] = { counts: stats, round: 0 }
+    this.tally.runq = await this.#runqueueTotals()
+    this.tally.overflow = await this.#overflowTotals()
+  }
+
   async collect(): Promise<void> {
-    this.#round++
-    for (const [key, value] of await this.#ctx.map('sched:proc_stats').entries()) {
-      const stats = decodeProcStats(new DataView(value.buffer, value.byteOffset, value.byteLength), 0)
-      const tgid = new DataView(key.buffer, key.byteOffset, key.byteLength).getUint32(0, true)
-      this.#add(tgid, stats.comm, [stats.voluntary_switches, stats.involuntary_switches, stats.page_faults])
-    }
+    const tally = this.tally
+    tally.round++
+    for (const [tgid, counts, comm] of await this.#processes()) this.#add(tgid, comm, counts)
     // a process gone from the map exited: its exit record, sent before the entry went, normally
     // came first; one more round is left for a record still on its way
-    for (const [tgid, seen] of this.#seen) if (seen.round < this.#round - 1) this.#seen.delete(tgid)
+    for (const tgid in tally.seen) if (tally.seen[tgid]!.round < tally.round - 1) delete tally.seen[tgid]
     this.#emitProcessMetrics()
     await this.#emitRunqueueLatency()
     await this.#emitOverflow()
     this.#emitLifecycleCounts()
-    this.#ctx.state.processes = { seen: Array.from(this.#seen, ([tgid, seen]) => [tgid, seen.counts]), runq: this.#runq, overflow: this.#overflow } satisfies CarriedState
+  }
+
+  /** Every process in the kernel's map: tgid, [voluntary, involuntary, faults], name. */
+  async #processes(): Promise<[number, number[], string][]> {
+    return (await this.#ctx.map('sched:proc_stats').entries()).map(([key, value]) => {
+      const stats = decodeProcStats(new DataView(value.buffer, value.byteOffset, value.byteLength), 0)
+      const tgid = new DataView(key.buffer, key.byteOffset, key.byteLength).getUint32(0, true)
+      return [tgid, [stats.voluntary_switches, stats.involuntary_switches, stats.page_faults], stats.comm]
+    })
   }
 
   /** Adds what a process counted since it was last seen to its series' increments. */
   #add(tgid: number, comm: string, counts: number[]): void {
-    const seen = this.#seen.get(tgid)
+    const tally = this.tally
+    const seen = tally.seen[tgid]
     // smaller than before: the pid was reused by a process whose exit we missed
     const previous = seen === undefined || counts.some((count, i) => count < seen.counts[i]!) ? undefined : seen.counts
-    if (seen === undefined) this.#seen.set(tgid, { counts, round: this.#round })
+    if (seen === undefined) tally.seen[tgid] = { counts, round: tally.round }
     else {
       seen.counts = counts
-      seen.round = this.#round
+      seen.round = tally.round
     }
     const key = this.#ctx.config.per_pid ? `${comm}\0${tgid}` : comm
-    let increments = this.#pending.get(key)
+    let increments = tally.pending[key]
     if (increments === undefined) {
       const attributes: Record<string, string | number> = { 'process.executable.name': comm }
       if (this.#ctx.config.per_pid) attributes['process.pid'] = tgid
       increments = { attributes, voluntary: 0, involuntary: 0, faults: 0 }
-      this.#pending.set(key, increments)
+      tally.pending[key] = increments
     }
     increments.voluntary += counts[0]! - (previous?.[0] ?? 0)
     increments.involuntary += counts[1]! - (previous?.[1] ?? 0)
@@ -178,25 +196,31 @@ class Processes {
 
   #emitProcessMetrics(): void {
     const emit = this.#ctx.emit
-    for (const { attributes, voluntary, involuntary, faults } of this.#pending.values()) {
+    for (const { attributes, voluntary, involuntary, faults } of Object.values(this.tally.pending)) {
       if (voluntary > 0) emit.metric({ name: 'process.context_switches', kind: 'counter', unit: '{context_switch}', value: voluntary, attributes: { ...attributes, 'process.context_switch_type': 'voluntary' } })
       if (involuntary > 0) emit.metric({ name: 'process.context_switches', kind: 'counter', unit: '{context_switch}', value: involuntary, attributes: { ...attributes, 'process.context_switch_type': 'involuntary' } })
       if (faults > 0) emit.metric({ name: 'process.paging.faults', kind: 'counter', unit: '{fault}', value: faults, attributes })
     }
-    this.#pending = new Map()
+    this.tally.pending = {}
   }
 
-  async #emitRunqueueLatency(): Promise<void> {
-    const perCpu = await this.#ctx.map('sched:runq_latency').lookupPerCpu(zeroKey)
+  /** The kernel's run-queue slots and sum (ns), summed over CPUs. */
+  async #runqueueTotals(): Promise<number[]> {
     const total = new Array<number>(RUNQ_SLOTS + 1).fill(0)
-    for (const bytes of perCpu ?? []) {
+    for (const bytes of await this.#ctx.map('sched:runq_latency').lookupPerCpu(zeroKey) ?? []) {
       const hist = decodeRunqHist(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), 0)
       for (let slot = 0; slot < RUNQ_SLOTS; slot++) total[slot]! += hist.slots[slot]!
       total[RUNQ_SLOTS]! += hist.sum_ns
     }
-    const bucketCounts = total.slice(0, RUNQ_SLOTS).map((count, slot) => count - this.#runq[slot]!)
-    const sumNs = total[RUNQ_SLOTS]! - this.#runq[RUNQ_SLOTS]!
-    this.#runq = total
+    return total
+  }
+
+  async #emitRunqueueLatency(): Promise<void> {
+    const total = await this.#runqueueTotals()
+    const last = this.tally.runq
+    const bucketCounts = total.slice(0, RUNQ_SLOTS).map((count, slot) => count - last[slot]!)
+    const sumNs = total[RUNQ_SLOTS]! - last[RUNQ_SLOTS]!
+    this.tally.runq = total
     if (bucketCounts.every((count) => count === 0)) return
     this.#ctx.emit.metric({
       name: 'system.scheduler.runqueue.latency', kind: 'histogram', unit: 's',
@@ -205,27 +229,34 @@ class Processes {
     })
   }
 
-  async #emitOverflow(): Promise<void> {
+  /** What the kernel could not store, by `overflow` index, summed over CPUs. */
+  async #overflowTotals(): Promise<number[]> {
     const totals = new Array<number>(OVERFLOW_KINDS).fill(0)
     for (const [key, perCpu] of await this.#ctx.map('sched:overflow').entriesPerCpu()) {
       const index = new DataView(key.buffer, key.byteOffset, key.byteLength).getUint32(0, true)
       for (const bytes of perCpu) totals[index]! += Number(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true))
     }
+    return totals
+  }
+
+  async #emitOverflow(): Promise<void> {
+    const totals = await this.#overflowTotals()
     for (const index of [OVERFLOW_PROC_STATS, OVERFLOW_RUNQ_START]) {
       this.#ctx.emit.metric({
-        name: 'periscope.processes.map_overflow', kind: 'counter', unit: '{event}', value: totals[index]! - this.#overflow[index]!,
+        name: 'periscope.processes.map_overflow', kind: 'counter', unit: '{event}', value: totals[index]! - this.tally.overflow[index]!,
         description: 'Events the sched object could not store because a map was full', attributes: { 'bpf.map': overflowMaps[index]! },
       })
     }
-    this.#overflow = totals
+    this.tally.overflow = totals
   }
 
   #emitLifecycleCounts(): void {
-    this.#ctx.emit.metric({ name: 'periscope.processes.tracked', kind: 'gauge', unit: '{process}', value: this.#seen.size, description: 'Processes whose last counts the processes plugin keeps' })
-    this.#ctx.emit.metric({ name: 'system.process.created', kind: 'counter', unit: '{process}', value: this.#created, description: 'Processes started (not threads)' })
-    this.#ctx.emit.metric({ name: 'system.memory.oom_kills', kind: 'counter', unit: '{process}', value: this.#oomKills, description: 'Processes killed by the OOM killer' })
-    this.#created = 0
-    this.#oomKills = 0
+    const tally = this.tally
+    this.#ctx.emit.metric({ name: 'periscope.processes.tracked', kind: 'gauge', unit: '{process}', value: Object.keys(tally.seen).length, description: 'Processes whose last counts the processes plugin keeps' })
+    this.#ctx.emit.metric({ name: 'system.process.created', kind: 'counter', unit: '{process}', value: tally.created, description: 'Processes started (not threads)' })
+    this.#ctx.emit.metric({ name: 'system.memory.oom_kills', kind: 'counter', unit: '{process}', value: tally.oomKills, description: 'Processes killed by the OOM killer' })
+    tally.created = 0
+    tally.oomKills = 0
   }
 
   #logStart(event: SchedEvent): void {
