@@ -29,10 +29,11 @@ struct in_flight {
 	__s32 target;
 };
 
+/* per thread: a task's storage costs no hash on the hot exit path, and goes with the thread */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct in_flight);
 } in_flight SEC(".maps");
 
@@ -140,9 +141,14 @@ static __always_inline struct file *file_of_fd(unsigned long fd)
 	return file;
 }
 
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+/* loads through BTF (no helper call): this runs on every read and write of every fd */
 static __always_inline __u32 mode_of(struct file *file)
 {
-	return BPF_CORE_READ(file, f_inode, i_mode);
+	struct file *typed = bpf_rdonly_cast(file, bpf_core_type_id_kernel(struct file));
+
+	return typed->f_inode->i_mode;
 }
 
 static __always_inline bool targets_named(void)
@@ -302,10 +308,9 @@ static __always_inline void account(struct fileio_counts *counts, __u32 op, long
 /* entry of a call on fd: remembers its start when fd is a file this op counts */
 static __always_inline int enter_call(unsigned long fd, __u32 op)
 {
-	__u64 id;
-	__u32 tgid, tid, mode;
+	__u32 tgid, mode;
 	struct file *file = file_of_fd(fd);
-	struct in_flight call;
+	struct in_flight *call;
 
 	if (!file)
 		return 0;
@@ -313,36 +318,38 @@ static __always_inline int enter_call(unsigned long fd, __u32 op)
 	/* a directory is synced after a rename or create, to make it last */
 	if (mode != S_IFREG && !(op >= FILEIO_FSYNC && mode == S_IFDIR))
 		return 0;
-	id = bpf_get_current_pid_tgid();
-	tgid = id >> 32;
-	tid = (__u32)id;
+	tgid = bpf_get_current_pid_tgid() >> 32;
 	if (bpf_map_lookup_elem(&self_tgids, &tgid))
 		return 0;
-	call.start_ns = bpf_ktime_get_ns();
-	call.op = op;
-	call.target = target_of(file);
-	if (bpf_map_update_elem(&in_flight, &tid, &call, BPF_ANY))
+	call = bpf_task_storage_get(&in_flight, bpf_get_current_task_btf(), NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!call) {
 		count_overflow(FILEIO_OVERFLOW_IN_FLIGHT);
+		return 0;
+	}
+	call->op = op;
+	call->target = target_of(file);
+	call->start_ns = bpf_ktime_get_ns();
 	return 0;
 }
 
 /* return of a call: adds it to its process's counters and its target file's */
 static __always_inline int exit_call(long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid(), latency;
-	__u32 tid = (__u32)id, op, target;
-	struct in_flight *call = bpf_map_lookup_elem(&in_flight, &tid);
+	struct in_flight *call = bpf_task_storage_get(&in_flight, bpf_get_current_task_btf(), NULL, 0);
 	struct fileio_process *process;
 	struct fileio_counts *file;
+	__u64 latency;
+	__u32 op, target;
 	__s32 index;
 
-	if (!call)
+	/* a thread's storage stays between its calls: start_ns 0 says no counted call is in flight */
+	if (!call || !call->start_ns)
 		return 0;
 	latency = bpf_ktime_get_ns() - call->start_ns;
+	call->start_ns = 0;
 	op = call->op;
 	index = call->target;
-	bpf_map_delete_elem(&in_flight, &tid);
-	process = current_process(id >> 32);
+	process = current_process(bpf_get_current_pid_tgid() >> 32);
 	if (process)
 		account(&process->counts, op, ret, latency);
 	if (index >= 0) {
@@ -435,18 +442,15 @@ static __always_inline void flush_process(__u32 tgid)
 	bpf_map_delete_elem(&processes, &tgid);
 }
 
-/* a thread's call cut short by its exit is forgotten; the whole process's counts go at its last thread */
+/* the whole process's counts go at its last thread's exit (a thread's in_flight storage goes with it) */
 SEC("tracepoint/sched/sched_process_exit")
 int handle_exit(void *ctx)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
 
-	bpf_map_delete_elem(&in_flight, &tid);
 	/* signal->live is counted down before this tracepoint: 0 at the last thread */
 	if (task->signal->live.counter == 0)
-		flush_process(id >> 32);
+		flush_process(bpf_get_current_pid_tgid() >> 32);
 	return 0;
 }
 

@@ -23,7 +23,7 @@ enum fileio_op {
 
 /* what a bounded map could not store, counted in `overflows` */
 enum fileio_overflow {
-	/* a thread's call in flight: its latency and bytes are lost */
+	/* a thread's call in flight, whose storage could not be made: the call is not counted */
 	FILEIO_OVERFLOW_IN_FLIGHT = 0,
 	/* a process's counters: its calls are not counted */
 	FILEIO_OVERFLOW_PROCESSES = 1,
