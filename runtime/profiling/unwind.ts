@@ -1,0 +1,307 @@
+/**
+ * User-space stack unwinding of CPU samples, perf's `--call-graph dwarf` way: a sample brings a
+ * thread's user registers (ip, sp, bp) and a copy of its stack from sp up (bpf/lib/stacks.bpf.c);
+ * the unwinder walks the copy with each file's `.eh_frame` table (runtime/symbols/eh-frame.ts),
+ * so code built without frame pointers (most of Debian: libc, redis, nginx, postgres) gives whole
+ * stacks. Code in a file without a table, and JIT code, falls back to frame pointers.
+ *
+ * A stack is complete only when the walk reaches a frame that marks itself outermost (its
+ * return-address rule is "undefined", as glibc's `_start` and a thread's `clone3` frame are), or a
+ * frame-pointer chain ends in a zero frame pointer (what `_start` leaves in rbp). Anything else
+ * (the copy ends, a frame has no usable rule, an address outside every mapping, the frame limit) is
+ * reported as truncated with the reason, never as a complete stack.
+ *
+ * The hot path allocates nothing: frames go into a caller's Float64Array, the reason into a field.
+ *
+ * @example
+ *   const unwinder = new StackUnwinder()
+ *   const frames = new Float64Array(MAX_FRAMES)
+ *   forEachRecord(batch, (view, offset) => {
+ *     const count = unwinder.unwindSample(view, offset, frames)
+ *     if (unwinder.end !== UNWIND_COMPLETE) truncated++
+ *   })
+ *   unwinder.forget(pid)   // when the process exits
+ */
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs'
+import { CFA_PLT, DWARF_RBP, DWARF_RSP, EhFrameTables, RULE_OFFSET, RULE_UNDEFINED, RULE_UNSET, RULE_SAME_VALUE, parseEhFrame, type EhFrameTable } from '../symbols/eh-frame.ts'
+import { ProcessMappings, type Mapping } from '../symbols/mappings.ts'
+
+/** The walk reached the outermost frame: the stack is whole. */
+export const UNWIND_COMPLETE = 0
+/** A frame's caller lies above the copied stack (stack_bytes too small for this stack). */
+export const UNWIND_COPY_ENDED = 1
+/** An address in no executable mapping of the process (or the process is gone). */
+export const UNWIND_NO_MAPPING = 2
+/** A frame whose CFA or return address rule this unwinder does not evaluate (DWARF expressions, signal frames). */
+export const UNWIND_NO_RULE = 3
+/** The walk went nowhere: a CFA not above the previous frame's, or a return address of 0 mid-stack. */
+export const UNWIND_BAD_FRAME = 4
+/** More frames than the output holds. */
+export const UNWIND_TOO_DEEP = 5
+
+export const UNWIND_END_NAMES = ['complete', 'copy ended', 'no mapping', 'no rule', 'bad frame', 'too deep'] as const
+
+/** Field offsets of struct stack_sample (bpf/lib/stacks.h; test/bpf/unwind.test.ts checks them against its generated decoder). */
+export const SAMPLE_PID = 8
+export const SAMPLE_TID = 12
+export const SAMPLE_IP = 16
+export const SAMPLE_SP = 24
+export const SAMPLE_BP = 32
+export const SAMPLE_STACK_SIZE = 40
+export const SAMPLE_COPY_END = 44
+export const SAMPLE_STACK = 72
+
+/** A mapping's table and the constant that turns a runtime address into the file's virtual address. */
+interface MappedTable {
+  table: EhFrameTable | undefined
+  /** runtime address - bias = virtual address in the file */
+  bias: number
+}
+
+interface ProcessState {
+  mappings: ProcessMappings
+  tables: Map<Mapping, MappedTable>
+  /** When /proc/<pid>/maps was last read (ms): a miss re-reads it (a dlopen), at most once a second. */
+  readAt: number
+}
+
+export interface UnwinderOptions {
+  /** Shared file tables (one per build id), e.g. with a symboliser; a private cache by default. */
+  tables?: EhFrameTables
+  /** For tests: another /proc. */
+  procRoot?: string
+  /** How often (ms) a process's mappings may be re-read when an address is in none of them. */
+  remapIntervalMs?: number
+}
+
+export class StackUnwinder {
+  /** Why the last unwind() stopped: UNWIND_COMPLETE or one of the truncation reasons. */
+  end = UNWIND_COMPLETE
+  /** How many frames of the last unwind() came from frame pointers (files without a table, JIT code). */
+  framePointerFrames = 0
+  readonly tables: EhFrameTables
+  readonly #processes = new Map<number, ProcessState>()
+  readonly #procRoot: string
+  readonly #remapIntervalMs: number
+
+  constructor(options: UnwinderOptions = {}) {
+    this.tables = options.tables ?? new EhFrameTables()
+    this.#procRoot = options.procRoot ?? '/proc'
+    this.#remapIntervalMs = options.remapIntervalMs ?? 1000
+  }
+
+  /**
+   * Unwinds a record of bpf/lib/stacks.bpf.c (a struct stack_sample at `offset` of `view`, as a
+   * ring buffer batch holds it) into `frames`; returns how many (see unwind()).
+   */
+  unwindSample(view: DataView, offset: number, frames: Float64Array): number {
+    return this.unwind(view.getUint32(offset + SAMPLE_PID, true), readWord(view, offset + SAMPLE_IP), readWord(view, offset + SAMPLE_SP),
+      readWord(view, offset + SAMPLE_BP), view, offset + SAMPLE_STACK, view.getUint32(offset + SAMPLE_STACK_SIZE, true), frames)
+  }
+
+  /**
+   * Unwinds one sample of process `pid`: registers ip, sp, bp and `stackSize` bytes of its stack
+   * from sp (at `stackOffset` of `stack`). Writes the frames (the sampled ip, then return
+   * addresses) into `frames` and returns how many; `end` says whether the stack is whole.
+   */
+  unwind(pid: number, ip: number, sp: number, bp: number, stack: DataView, stackOffset: number, stackSize: number, frames: Float64Array): number {
+    this.framePointerFrames = 0
+    const process = this.#process(pid)
+    if (process === undefined) {
+      this.end = UNWIND_NO_MAPPING
+      return 0
+    }
+    // the copy starts at the sampled sp; frames above read it at their distance from there
+    const base = sp
+    let count = 0
+    let pc = ip
+    for (;;) {
+      if (count === frames.length) {
+        this.end = UNWIND_TOO_DEEP
+        return count
+      }
+      frames[count++] = pc
+      const mapped = this.#tableOf(process, pid, pc)
+      if (mapped === undefined) {
+        this.end = UNWIND_NO_MAPPING
+        return count
+      }
+      // a return address points after the call: the caller's rule is the call instruction's
+      const lookup = (count === 1 ? pc : pc - 1) - mapped.bias
+      const row = mapped.table?.find(lookup) ?? -1
+      let cfa: number, returnAddress: number, nextBp: number
+      if (row < 0) {
+        // no table, or no FDE here (JIT code, hand-written assembly): trust the frame pointer
+        if (bp === 0) {
+          this.end = UNWIND_COMPLETE
+          return count
+        }
+        cfa = bp + 16
+        const at = bp - base
+        if (at < 0 || at + 16 > stackSize) {
+          this.end = at < 0 ? UNWIND_BAD_FRAME : UNWIND_COPY_ENDED
+          return count
+        }
+        nextBp = readWord(stack, stackOffset + at)
+        returnAddress = readWord(stack, stackOffset + at + 8)
+        this.framePointerFrames++
+      } else {
+        const table = mapped.table!
+        const register = table.cfaRegister[row]!
+        if (table.raRule[row] === RULE_UNDEFINED) {
+          this.end = UNWIND_COMPLETE
+          return count
+        }
+        if (register === DWARF_RSP) cfa = sp + table.cfaOffset[row]!
+        else if (register === DWARF_RBP) cfa = bp + table.cfaOffset[row]!
+        else if (register === CFA_PLT) cfa = sp + 8 + ((lookup & 15) >= table.cfaOffset[row]! ? 8 : 0)
+        else {
+          this.end = UNWIND_NO_RULE
+          return count
+        }
+        if (table.raRule[row] !== RULE_OFFSET || (table.flags[row]! & 1) !== 0) {
+          this.end = UNWIND_NO_RULE
+          return count
+        }
+        const raAt = cfa + table.raOffset[row]! - base
+        if (raAt < 0 || raAt + 8 > stackSize) {
+          this.end = raAt < 0 ? UNWIND_BAD_FRAME : UNWIND_COPY_ENDED
+          return count
+        }
+        returnAddress = readWord(stack, stackOffset + raAt)
+        const rbpRule = table.rbpRule[row]!
+        if (rbpRule === RULE_OFFSET) {
+          const bpAt = cfa + table.rbpOffset[row]! - base
+          if (bpAt < 0 || bpAt + 8 > stackSize) {
+            this.end = bpAt < 0 ? UNWIND_BAD_FRAME : UNWIND_COPY_ENDED
+            return count
+          }
+          nextBp = readWord(stack, stackOffset + bpAt)
+        } else if (rbpRule === RULE_UNSET || rbpRule === RULE_SAME_VALUE || rbpRule === RULE_UNDEFINED) {
+          nextBp = bp
+        } else {
+          this.end = UNWIND_NO_RULE
+          return count
+        }
+      }
+      if (cfa <= sp || returnAddress === 0) {
+        // a zero return address where no rule marked the end: the chain is broken, not finished
+        this.end = UNWIND_BAD_FRAME
+        return count
+      }
+      sp = cfa
+      bp = nextBp
+      pc = returnAddress
+    }
+  }
+
+  /** Drops what is kept for process `pid` (call it when the process exits). */
+  forget(pid: number): void {
+    this.#processes.delete(pid)
+  }
+
+  /** Processes with cached mappings. */
+  get processes(): number {
+    return this.#processes.size
+  }
+
+  #process(pid: number): ProcessState | undefined {
+    const known = this.#processes.get(pid)
+    if (known !== undefined) return known
+    try {
+      const state = { mappings: ProcessMappings.read(pid, this.#procRoot), tables: new Map(), readAt: Date.now() }
+      this.#processes.set(pid, state)
+      return state
+    } catch {
+      // the process is gone: its samples cannot be unwound
+      return undefined
+    }
+  }
+
+  #tableOf(process: ProcessState, pid: number, pc: number): MappedTable | undefined {
+    let mapping = process.mappings.find(pc)
+    if (mapping === undefined && Date.now() - process.readAt >= this.#remapIntervalMs) {
+      try {
+        process.mappings = ProcessMappings.read(pid, this.#procRoot)
+        process.tables.clear()
+      } catch {
+        // gone since its first sample: keep what was read
+      }
+      process.readAt = Date.now()
+      mapping = process.mappings.find(pc)
+    }
+    if (mapping === undefined) return undefined
+    let mapped = process.tables.get(mapping)
+    if (mapped === undefined) {
+      mapped = this.#load(process.mappings, mapping)
+      process.tables.set(mapping, mapped)
+    }
+    return mapped
+  }
+
+  #vdso: EhFrameTable | null | undefined
+
+  /** The table of a mapping's file, or of the vDSO; none for JIT code and files that cannot be read. */
+  #load(mappings: ProcessMappings, mapping: Mapping): MappedTable {
+    if (mapping.kind === 'vdso') {
+      if (this.#vdso === undefined) this.#vdso = readVdsoTable() ?? null
+      return { table: this.#vdso ?? undefined, bias: this.#vdso === null ? 0 : Number(mapping.start) - this.#vdso.textBias }
+    }
+    if (mapping.kind !== 'file') return { table: undefined, bias: 0 }
+    let lookup
+    try {
+      lookup = this.tables.get(mappings.filePath(mapping, this.#procRoot))
+    } catch {
+      try {
+        lookup = this.tables.get(mappings.rootPath(mapping, this.#procRoot))
+      } catch {
+        return { table: undefined, bias: 0 }
+      }
+    }
+    const table = lookup.table
+    // an executable mapping maps the text segment: file offset + textBias = virtual address
+    return { table, bias: table === undefined ? 0 : Number(mapping.start) - Number(mapping.offset) - table.textBias }
+  }
+}
+
+/**
+ * The vDSO's table. Every 64-bit process of this kernel maps the same vDSO image, so this
+ * process's copy (read through /proc/self/mem) stands for all; it is a whole ELF image, section
+ * headers included. Undefined when it cannot be read.
+ */
+function readVdsoTable(): EhFrameTable | undefined {
+  const line = readFileSync('/proc/self/maps', 'latin1').split('\n').find((l) => l.endsWith('[vdso]'))
+  if (line === undefined) return undefined
+  const [start, end] = line.split(' ')[0]!.split('-').map((hex) => parseInt(hex, 16))
+  const image = Buffer.alloc(end! - start!)
+  const fd = openSync('/proc/self/mem', 'r')
+  try {
+    readSync(fd, image, 0, image.byteLength, start!)
+  } catch {
+    return undefined
+  } finally {
+    closeSync(fd)
+  }
+  const sections = new Map<string, { address: number; offset: number; size: number }>()
+  const headersAt = Number(image.readBigUInt64LE(40)), headerSize = image.readUInt16LE(58), count = image.readUInt16LE(60)
+  const namesHeader = headersAt + image.readUInt16LE(62) * headerSize
+  const namesAt = Number(image.readBigUInt64LE(namesHeader + 24))
+  for (let i = 0; i < count; i++) {
+    const at = headersAt + i * headerSize
+    const nameAt = namesAt + image.readUInt32LE(at)
+    const name = image.toString('latin1', nameAt, image.indexOf(0, nameAt))
+    sections.set(name, { address: Number(image.readBigUInt64LE(at + 16)), offset: Number(image.readBigUInt64LE(at + 24)), size: Number(image.readBigUInt64LE(at + 32)) })
+  }
+  const ehFrame = sections.get('.eh_frame'), text = sections.get('.text')
+  if (ehFrame === undefined || text === undefined) return undefined
+  try {
+    return parseEhFrame(image.subarray(ehFrame.offset, ehFrame.offset + ehFrame.size), ehFrame.address, text.address - text.offset, '[vdso]')
+  } catch {
+    return undefined
+  }
+}
+
+/** The little-endian 64-bit word at `at`, as a number (user addresses are below 2^47). */
+function readWord(stack: DataView, at: number): number {
+  return stack.getUint32(at, true) + stack.getUint32(at + 4, true) * 4294967296
+}
