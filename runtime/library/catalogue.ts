@@ -202,6 +202,13 @@ export const catalogue: Record<string, CatalogueEntry> = {
       { what: 'process execs (last counts of the old image)', alternatives: [{ kind: 'tracepoint', program: 'handle_exec', category: 'sched', name: 'sched_process_exec' }] },
     ],
   },
+  alloc: {
+    description: 'allocation statistics of target processes from uprobes on their libc malloc, calloc, realloc and free, '
+      + 'attached at run time per pid (calls, bytes allocated, bytes in use; processes map; last counts on the exits ring at exit)',
+    attach: [
+      { what: 'process exits (last counts, blocks forgotten)', alternatives: [{ kind: 'tracepoint', program: 'handle_exit', category: 'sched', name: 'sched_process_exit' }] },
+    ],
+  },
   generic: {
     description: 'raw records of any tracepoint, attached on demand with a per-probe cookie',
     attach: [],

@@ -1,0 +1,142 @@
+// The alloc object on the real kernel: uprobes on the libc of one process (found by the
+// object's task_vma iterator, attached for that pid) give exactly the calls, bytes allocated and
+// bytes in use of a C program whose allocations are known (test/e2e/fixtures/alloc-workload.c),
+// including realloc's own calls to malloc and free counted once; no other process is counted;
+// the process's entries go at its exit, its last counts on the exits ring.
+import assert from 'node:assert/strict'
+import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { decodeAllocStats, type AllocStats } from '../../bpf/lib/alloc.types.ts'
+import { forEachRecord } from '../../runtime/bpf/batch.ts'
+import { openLibraryObject, type LibraryObject } from '../../runtime/library/index.ts'
+import { root, waitFor } from './kernel.ts'
+
+/** Builds the workload; the caller removes `dir`. */
+export function buildAllocWorkload(dir: string): string {
+  const binary = join(dir, 'alloc-workload')
+  execFileSync('cc', ['-O0', '-fno-builtin', '-Wall', '-Werror', '-Wl,-z,now', '-o', binary, join(root, 'test/e2e/fixtures/alloc-workload.c')])
+  return binary
+}
+
+/** The workload's numbers: what each step leaves in the counts (see the fixture's comments). */
+export const afterStep1 = {
+  calls: [5, 1, 4, 1],
+  failures: 1,
+  // malloc 100 + 2000 + 64 + 1 MiB, calloc 10 * 30, realloc 1000 + 50 + 2 MiB
+  allocated: 100 + 2000 + 300 + 1000 + 50 + 64 + (1 << 20) + (2 << 20),
+  // realloc moved a (100), shrank g to nothing (64) and moved h (1 MiB); free(b) (2000)
+  freed: 100 + 64 + (1 << 20) + 2000,
+  unknownFrees: 0,
+}
+export const afterStep2 = { ...afterStep1, calls: [5, 1, 4, 6], freed: afterStep1.allocated, unknownFrees: 1 }
+
+describe('alloc object', { timeout: 120_000 }, () => {
+  let alloc: LibraryObject
+  let dir: string
+  let binary: string
+  const exits: AllocStats[] = []
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'periscope-alloc-'))
+    binary = buildAllocWorkload(dir)
+    alloc = await openLibraryObject('alloc')
+    alloc.subscribe('exits', (batch) => forEachRecord(batch, (view, offset, size) => exits.push(decodeAllocStats(view, offset, size))))
+  })
+  after(async () => {
+    await alloc?.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  /** Waits until the workload has written `line`. */
+  async function untilSaid(child: ChildProcessWithoutNullStreams, output: { text: string }, line: string): Promise<void> {
+    await waitFor(() => output.text.includes(`${line}\n`), `the workload (pid ${child.pid}) to say "${line}"; it said ${JSON.stringify(output.text)}`, 10_000)
+  }
+
+  /** The object's uprobes on a libc's functions, for one process. */
+  function attachAll(libc: string, pid: number): { detach(): void }[] {
+    const links: { detach(): void }[] = []
+    for (const [func, retprobe] of [['malloc', true], ['calloc', true], ['realloc', true], ['free', false]] as const) {
+      links.push(alloc.attachUprobe(`${func}_enter`, libc, { symbol: func, retprobe: false, pid }))
+      if (retprobe) links.push(alloc.attachUprobe(`${func}_exit`, libc, { symbol: func, retprobe: true, pid }))
+    }
+    return links
+  }
+
+  function statsOf(pid: number): AllocStats | undefined {
+    const value = alloc.map('processes').lookup(new Uint8Array(new Uint32Array([pid]).buffer))
+    return value === undefined ? undefined : decodeAllocStats(new DataView(value.buffer, value.byteOffset, value.byteLength), 0)
+  }
+
+  const summary = (stats: AllocStats) => ({
+    calls: stats.calls, failures: stats.failures, allocated: stats.allocated_bytes, freed: stats.freed_bytes, unknownFrees: stats.unknown_frees,
+  })
+
+  it('counts exactly the workload\'s calls and bytes, and nothing of other processes', async () => {
+    const child = spawn(binary, [], { stdio: ['pipe', 'pipe', 'inherit'] })
+    const output = { text: '' }
+    child.stdout.on('data', (chunk: Buffer) => (output.text += chunk.toString()))
+    const links: { detach(): void }[] = []
+    try {
+      await untilSaid(child, output, 'ready')
+      const libc = (await alloc.runIterator('libc_mappings', { pid: child.pid })).trim().split('\n')
+      assert.equal(new Set(libc).size, 1, `one libc mapped: ${libc.join(', ')}`)
+      links.push(...attachAll(libc[0]!, child.pid!))
+      // other processes calling the same libc meanwhile
+      execFileSync('/bin/sh', ['-c', 'for i in 1 2 3; do ls / >/dev/null; done'])
+
+      child.stdin.write('go\n')
+      await untilSaid(child, output, 'step 1')
+      const step1 = statsOf(child.pid!)!
+      assert.deepEqual(summary(step1), afterStep1)
+      assert.equal(step1.tracked_bytes, afterStep1.allocated, 'every block remembered')
+      assert.equal(step1.tracked_bytes - step1.freed_bytes, 300 + 1000 + 50 + (2 << 20), 'in use: c, d, e and h')
+      assert.equal(step1.comm, 'alloc-workload')
+
+      child.stdin.write('go\n')
+      await untilSaid(child, output, 'step 2')
+      const step2 = statsOf(child.pid!)!
+      assert.deepEqual(summary(step2), afterStep2)
+      assert.equal(step2.tracked_bytes - step2.freed_bytes, 0)
+      assert.deepEqual([...alloc.map('processes').entries()].length, 1, 'only the workload is counted')
+
+      child.stdin.end('go\n')
+      await waitFor(() => exits.some((e) => e.pid === child.pid), 'the workload\'s exit record')
+      assert.deepEqual(summary(exits.find((e) => e.pid === child.pid)!), afterStep2)
+      assert.equal(statsOf(child.pid!), undefined, 'its entry went at its exit')
+      assert.equal([...alloc.map('blocks').entries()].length, 0, 'no block of it is left')
+      const overflows = alloc.object.map('overflows')
+      for (let reason = 0; reason < 3; reason++) {
+        const perCpu = overflows.lookup(new Uint8Array(new Uint32Array([reason]).buffer))!
+        assert.equal(new BigUint64Array(perCpu.buffer.slice(perCpu.byteOffset, perCpu.byteOffset + perCpu.byteLength)).reduce((a, b) => a + b, 0n), 0n)
+      }
+      assert.equal(alloc.stats().dropped, 0)
+    } finally {
+      for (const link of links) link.detach()
+      child.kill()
+    }
+  })
+
+  it('leaves the blocks of a process that exits with blocks in use nowhere in the kernel', async () => {
+    const child = spawn(binary, [], { stdio: ['pipe', 'pipe', 'inherit'] })
+    const output = { text: '' }
+    child.stdout.on('data', (chunk: Buffer) => (output.text += chunk.toString()))
+    const links: { detach(): void }[] = []
+    try {
+      await untilSaid(child, output, 'ready')
+      const [libc] = (await alloc.runIterator('libc_mappings', { pid: child.pid })).trim().split('\n')
+      links.push(...attachAll(libc!, child.pid!))
+      child.stdin.write('go\n')
+      await untilSaid(child, output, 'step 1')
+      assert.equal([...alloc.map('blocks').entries()].length, 4, 'the blocks in use after step 1: c, d, e and h')
+      child.stdin.end()
+      await waitFor(() => exits.some((e) => e.pid === child.pid), 'the workload\'s exit record')
+      assert.equal([...alloc.map('blocks').entries()].length, 0)
+    } finally {
+      for (const link of links) link.detach()
+      child.kill()
+    }
+  })
+})
