@@ -256,14 +256,17 @@ static long walk_up(__u64 index, struct walk *w)
 		w->vfsmnt = (void *)up + bpf_core_field_offset(struct mount, mnt);
 		return 0;
 	}
+	if (n >= PATH_DEPTH)
+		return 1;
 	parent = BPF_CORE_READ(dentry, d_parent);
-	if (parent == dentry || n >= PATH_DEPTH)
+	/* a pseudo file's dentry (a memfd's, say) is its own parent: its name is all there is */
+	if (parent == dentry && n > 0)
 		return 1;
 	sc->names[n & (PATH_DEPTH - 1)] = BPF_CORE_READ(dentry, d_name.name);
 	sc->lens[n & (PATH_DEPTH - 1)] = BPF_CORE_READ(dentry, d_name.len);
 	w->n = n + 1;
 	w->dentry = parent;
-	return 0;
+	return parent == dentry;
 }
 
 /* writes the index-th component from the root (bpf_loop callback); they were found leaf first */
