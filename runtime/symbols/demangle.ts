@@ -3,51 +3,66 @@
  * `_ZNSt6vectorIiSaIiEE9push_backERKi` -> `std::vector<int, std::allocator<int> >::push_back(int const&)`,
  * `_RNvCs15kBYyAo9fc_7mycrate7example` -> `mycrate::example`.
  *
- * The work is done by gecko-profiler-demangle, the Firefox profiler's demangler: the `cpp_demangle`
- * and `rustc-demangle` crates (the latter the Rust project's own) compiled to WebAssembly, so no
- * child process and no native build. Its output matches `c++filt` (GCC clones read
- * `foo() [clone .cold]`), and Rust legacy names lose their hash as `rustfilt` prints them.
- * The module is compiled on first use (about 0.5 MB of WebAssembly), not at import.
+ * Names go through binutils' `c++filt`, one child per batch of names (a profile's collection),
+ * never one per name: libiberty's demangler, the one perf, nm and gdb print with, so Periscope's
+ * frames read as theirs do (--no-verbose: `std::string`, not `std::basic_string<char, …>`, as
+ * perf and nm -C abbreviate). npm's one demangling library for this, gecko-profiler-demangle (the
+ * Firefox profiler's cpp_demangle + rustc-demangle in WebAssembly), was tried and left: its C++
+ * output drops the first parameter of template constructors
+ * (`basic_string<…>::basic_string<std::allocator<char> >(std::allocator<char> const&)` for
+ * `(char const*, std::allocator<char> const&)`), and differs from c++filt for 12% of libstdc++.
+ *
+ * Without binutils (no `c++filt` on the PATH), names stay mangled and demanglerMissing() says why.
  */
-import { readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
+import { spawnSync } from 'node:child_process'
 
-interface Demangler {
-  demangle_any(name: string): string
-  __wbg_set_wasm(exports: Record<string, unknown>): void
-}
+/** Names per c++filt run: bounds its input and output (a name demangles to a few hundred bytes). */
+const NAMES_PER_RUN = 20_000
+/** Demangled names remembered across batches; past this the memory starts again empty. */
+const CACHE_LIMIT = 200_000
 
-/** The part of the WebAssembly API used here (the project's TypeScript libs leave WebAssembly out). */
-interface WebAssemblyApi {
-  Module: new (bytes: Uint8Array) => object
-  Instance: new (module: object, imports: Record<string, object>) => { exports: Record<string, unknown> }
-}
-
-let demangler: Demangler | undefined
-
-/**
- * Loads the bindings and instantiates the WebAssembly module synchronously: the package's own entry
- * imports the .wasm file as an ES module, which Node 24 flags as experimental with a warning.
- */
-function load(): Demangler {
-  const require = createRequire(import.meta.url)
-  const bindings = require('gecko-profiler-demangle/index_bg.js') as Demangler
-  const { WebAssembly } = globalThis as unknown as { WebAssembly: WebAssemblyApi }
-  const module = new WebAssembly.Module(readFileSync(require.resolve('gecko-profiler-demangle/index_bg.wasm')))
-  const instance = new WebAssembly.Instance(module, { './index_bg.js': bindings })
-  bindings.__wbg_set_wasm(instance.exports)
-  ;(instance.exports.__wbindgen_start as () => void)()
-  return bindings
-}
+const cache = new Map<string, string>()
+let missing: string | undefined
 
 /** Whether `name` is spelled as a C++ or Rust compiler mangles: `_Z…` (and Apple's `__Z…`), `_R…`. */
 export function isMangled(name: string): boolean {
   return name.startsWith('_Z') || name.startsWith('__Z') || (name.startsWith('_R') && name.length > 2 && name.charCodeAt(2) >= 0x41 && name.charCodeAt(2) <= 0x5a)
 }
 
-/** The demangled form of a C++ or Rust name; any other name (C's, a mangled name that does not parse) comes back as it is. */
+/**
+ * The demangled form of each name, in order; C names, and mangled names that do not parse, come
+ * back as they are. One c++filt run for every NAMES_PER_RUN names not seen before.
+ */
+export function demangleAll(names: readonly string[]): string[] {
+  const unseen = [...new Set(names.filter((name) => isMangled(name) && !cache.has(name)))]
+  for (let at = 0; at < unseen.length && missing === undefined; at += NAMES_PER_RUN) {
+    const chunk = unseen.slice(at, at + NAMES_PER_RUN)
+    const demangled = runCxxFilt(chunk)
+    if (demangled === undefined) break
+    if (cache.size + chunk.length > CACHE_LIMIT) cache.clear()
+    chunk.forEach((name, i) => cache.set(name, demangled[i]!))
+  }
+  return names.map((name) => cache.get(name) ?? name)
+}
+
+/** demangleAll of one name: a c++filt run when the name is new, so prefer demangleAll for many. */
 export function demangle(name: string): string {
-  if (!isMangled(name)) return name
-  demangler ??= load()
-  return demangler.demangle_any(name)
+  return demangleAll([name])[0]!
+}
+
+/** Why names stay mangled (c++filt missing or failing), or undefined while demangling works. */
+export function demanglerMissing(): string | undefined {
+  return missing
+}
+
+function runCxxFilt(names: string[]): string[] | undefined {
+  // names hold no newline: ELF symbol names end at NUL, and isMangled let through only _Z/_R names
+  const run = spawnSync('c++filt', ['--no-strip-underscore', '--no-verbose'], { input: `${names.join('\n')}\n`, encoding: 'utf8', maxBuffer: 1 << 28, timeout: 60_000 })
+  const lines = run.stdout?.split('\n')
+  if (run.error !== undefined || run.status !== 0 || lines === undefined || lines.length < names.length) {
+    const why = (run.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' ? 'c++filt is not installed' : `c++filt failed (${run.error?.message ?? `exit ${run.status}: ${run.stderr?.trim()}`})`
+    missing = `${why}: C++ and Rust function names stay mangled; install binutils (apt-get install binutils) to demangle them`
+    return undefined
+  }
+  return lines.slice(0, names.length)
 }

@@ -244,7 +244,7 @@ export class ElfFile {
    * Every defined function (STT_FUNC and GNU indirect functions) of .symtab and .dynsym, as a
    * sorted table of virtual address ranges; for one address perf's choice among aliases
    * (aliasRank). A function of size 0 runs to the next one. A Go binary without either table
-   * gives Go's own (.gopclntab). Names are decoded and demangled only when looked up.
+   * gives Go's own (.gopclntab). Names are decoded only when looked up, and not demangled.
    */
   functionTable(): SymbolTable {
     const ranges: SymbolRange[] = []

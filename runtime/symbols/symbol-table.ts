@@ -1,13 +1,12 @@
 /**
  * A sorted table of named address ranges, the common lookup of ELF symbol tables, the kernel's
  * kallsyms and JIT perf maps: address -> the range holding it, by binary search over two
- * Float64Arrays, with names decoded (and demangled) only when a lookup lands on them.
+ * Float64Arrays, with names decoded only when a lookup lands on them. Names are as the table
+ * has them (mangled): the symbolizer demangles a batch's names together (demangle.ts).
  *
  * Addresses are numbers: user-space addresses (< 2^47) and offsets inside the kernel's text fit
  * a double exactly; kallsyms.ts subtracts a base to get there.
  */
-import { demangle } from './demangle.ts'
-
 /** How many ranges before the one found a lookup also tries, for a range nested in a larger one. */
 const NESTING_LOOKBACK = 8
 
@@ -26,7 +25,7 @@ export class SymbolTable {
   readonly #ends: Float64Array
   readonly #nameIds: Uint32Array
   readonly #nameOf: (id: number) => string
-  /** Demangled names, filled as lookups land on them. */
+  /** Names decoded so far, filled as lookups land on them. */
   readonly #names: (string | undefined)[]
 
   private constructor(starts: Float64Array, ends: Float64Array, nameIds: Uint32Array, nameOf: (id: number) => string) {
@@ -39,7 +38,7 @@ export class SymbolTable {
 
   /**
    * Sorts `ranges` by start; of ranges starting at the same address, keeps the one of lowest
-   * rank. `nameOf` turns a range's `name` into its (mangled) name when a lookup first needs it.
+   * rank. `nameOf` turns a range's `name` into its name when a lookup first needs it.
    */
   static build(ranges: SymbolRange[], nameOf: (id: number) => string): SymbolTable {
     ranges.sort((a, b) => a.start - b.start || a.rank - b.rank)
@@ -84,9 +83,9 @@ export class SymbolTable {
     return this.#nameIds[index]!
   }
 
-  /** The demangled name of range `index`. */
+  /** The name of range `index`, as the table spells it. */
   name(index: number): string {
-    return this.#names[index] ??= demangle(this.#nameOf(this.#nameIds[index]!))
+    return this.#names[index] ??= this.#nameOf(this.#nameIds[index]!)
   }
 }
 

@@ -5,8 +5,8 @@
  *
  * - User addresses go through the process's executable mappings (mappings.ts) to the mapped
  *   file's functions (.symtab, .dynsym, a separate debug file found by build id or
- *   .gnu_debuglink, Go's .gopclntab: elf.ts), demangled (demangle.ts); addresses in JIT code
- *   through the process's perf map (perf-map.ts).
+ *   .gnu_debuglink, Go's .gopclntab: elf.ts), demangled in one c++filt run per batch
+ *   (demangle.ts); addresses in JIT code through the process's perf map (perf-map.ts).
  * - Kernel addresses go through /proc/kallsyms (kallsyms.ts).
  * - A frame that cannot be named keeps its module, file offset and build id, so a backend with
  *   the debug files can name it later.
@@ -26,6 +26,7 @@
  *   symbolizer.sweep()  // after each collection
  */
 import { readFileSync } from 'node:fs'
+import { demangleAll, isMangled } from './demangle.ts'
 import { ElfFile, openDebugFile, DEFAULT_DEBUG_DIRECTORIES } from './elf.ts'
 import { KernelSymbols } from './kallsyms.ts'
 import { type Mapping, ProcessMappings } from './mappings.ts'
@@ -140,7 +141,7 @@ export class Symbolizer {
   /** Frames for each request's addresses, in order. */
   symbolize(requests: readonly StackRequest[]): Frame[][] {
     this.#batch++
-    return requests.map((request) => {
+    const stacks = requests.map((request) => {
       const process = this.#process(request.pid)
       const frames: Frame[] = []
       for (let i = 0; i < request.addresses.length; i++) {
@@ -150,6 +151,8 @@ export class Symbolizer {
       }
       return frames
     })
+    demangleFrames(stacks.flat())
+    return stacks
   }
 
   /** Frames of kernel addresses (innermost first; all but the first are return addresses unless told otherwise). */
@@ -170,6 +173,8 @@ export class Symbolizer {
         origin: 'kernel',
       })
     }
+    // Rust in the kernel mangles too
+    demangleFrames(frames)
     return frames
   }
 
@@ -372,6 +377,15 @@ export class Symbolizer {
     this.#symbols -= file.table?.size ?? 0
     for (const identity of file.identities) this.#identities.delete(identity)
   }
+}
+
+/** The frames' ELF and kernel names demangled, in one c++filt run for the names not seen before. */
+function demangleFrames(frames: Frame[]): void {
+  const named = frames.filter((frame) => frame.origin !== 'jit' && frame.function !== undefined && isMangled(frame.function))
+  const demangled = demangleAll(named.map((frame) => frame.function!))
+  named.forEach((frame, i) => {
+    frame.function = demangled[i]
+  })
 }
 
 function identityOf(mapping: Mapping): string {
