@@ -20,7 +20,8 @@
  * - `system.process.created` {process}: processes started (forks of a new process, not threads).
  * - `system.memory.oom_kills` {process}: processes the OOM killer chose.
  * - `periscope.processes.map_overflow` {event}: what the kernel could not store because a map was
- *   full, by `bpf.map` (`proc_stats`: a process's counts; `runq_start`: a wait's start).
+ *   full, by `bpf.map` (`proc_stats`: a process's counts; `runnable_since`: a thread's run-queue mark,
+ *   which is task storage: only when the kernel could not allocate it).
  * - `periscope.processes.tracked` {process} (gauge): processes whose last counts the plugin keeps
  *   (the live ones, and for one more collection those that just exited).
  *
@@ -44,7 +45,7 @@
  */
 import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
 import {
-  decodeProcStats, decodeRunqHist, OVERFLOW_KINDS, OVERFLOW_PROC_STATS, OVERFLOW_RUNQ_START, runqBoundaries, RUNQ_SLOTS,
+  decodeProcStats, decodeRunqHist, OVERFLOW_KINDS, OVERFLOW_PROC_STATS, OVERFLOW_RUNNABLE_SINCE, runqBoundaries, RUNQ_SLOTS,
   SCHED_EVENT_EXIT, SCHED_EVENT_OOM_KILL, SCHED_EVENT_START,
 } from 'periscope/protocols/sched'
 
@@ -92,7 +93,7 @@ interface Tally {
   oomKills: number
 }
 
-const overflowMaps = ['proc_stats', 'runq_start']
+const overflowMaps = ['proc_stats', 'runnable_since']
 const zeroKey = new Uint8Array(4)
 
 export default definePlugin({
@@ -241,7 +242,7 @@ class Processes {
 
   async #emitOverflow(): Promise<void> {
     const totals = await this.#overflowTotals()
-    for (const index of [OVERFLOW_PROC_STATS, OVERFLOW_RUNQ_START]) {
+    for (const index of [OVERFLOW_PROC_STATS, OVERFLOW_RUNNABLE_SINCE]) {
       this.#ctx.emit.metric({
         name: 'periscope.processes.map_overflow', kind: 'counter', unit: '{event}', value: totals[index]! - this.tally.overflow[index]!,
         description: 'Events the sched object could not store because a map was full', attributes: { 'bpf.map': overflowMaps[index]! },

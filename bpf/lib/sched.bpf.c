@@ -37,13 +37,17 @@ struct {
 	__type(value, struct proc_stats);
 } proc_stats SEC(".maps");
 
-/* per thread: when it became runnable (woken, or preempted while still runnable) */
+/*
+ * Per thread: when it became runnable (woken, or preempted while still runnable), 0 while it runs
+ * or sleeps. Task storage, not a hash keyed by thread: no hash operation on the switch path, and
+ * the entry goes with its thread.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 32768);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, __u64);
-} runq_start SEC(".maps");
+} runnable_since SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -93,23 +97,6 @@ static __always_inline struct proc_stats *stats_of(__u32 tgid, struct task_struc
 	return bpf_map_lookup_elem(&proc_stats, &tgid);
 }
 
-static __always_inline void mark_runnable(__u32 tid)
-{
-	__u64 now = bpf_ktime_get_ns();
-
-	if (bpf_map_update_elem(&runq_start, &tid, &now, BPF_ANY))
-		count_overflow(OVERFLOW_RUNQ_START);
-}
-
-static __always_inline void on_wakeup(struct task_struct *task)
-{
-	__u32 tid = BPF_CORE_READ(task, pid);
-
-	if (!tid || !observed(BPF_CORE_READ(task, tgid)))
-		return;
-	mark_runnable(tid);
-}
-
 static __always_inline __u32 log2_slot(__u64 us)
 {
 	__u32 slot = 0;
@@ -122,16 +109,11 @@ static __always_inline __u32 log2_slot(__u64 us)
 	return slot;
 }
 
-static __always_inline void record_runq_wait(__u32 tid)
+static __always_inline void record_runq_wait(__u64 waited)
 {
-	__u64 *since = bpf_map_lookup_elem(&runq_start, &tid), waited;
 	struct runq_hist *hist;
 	__u32 zero = 0, slot;
 
-	if (!since)
-		return;
-	waited = bpf_ktime_get_ns() - *since;
-	bpf_map_delete_elem(&runq_start, &tid);
 	hist = bpf_map_lookup_elem(&runq_latency, &zero);
 	if (!hist)
 		return;
@@ -141,74 +123,65 @@ static __always_inline void record_runq_wait(__u32 tid)
 	hist->sum_ns += waited;
 }
 
-static __always_inline void on_switch(bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+static __always_inline void mark_runnable(struct task_struct *task, __u64 now)
 {
-	__u32 prev_tid = BPF_CORE_READ(prev, pid), prev_tgid = BPF_CORE_READ(prev, tgid);
-	__u32 next_tid = BPF_CORE_READ(next, pid);
-	struct proc_stats *stats;
+	__u64 *since = bpf_task_storage_get(&runnable_since, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
 
-	/* the idle task (pid 0) is no process */
-	if (prev_tid && observed(prev_tgid)) {
-		/* as the kernel counts nvcsw: a task that gave up the CPU in a sleeping state */
-		bool voluntary = !preempt && prev_state != 0;
-
-		stats = stats_of(prev_tgid, prev);
-		if (stats) {
-			if (voluntary)
-				__sync_fetch_and_add(&stats->voluntary_switches, 1);
-			else
-				__sync_fetch_and_add(&stats->involuntary_switches, 1);
-		}
-		/*
-		 * still runnable: it waits in the run queue from now; asleep: a wakeup that came while it
-		 * still ran is void (looked up first: a delete takes the bucket's lock even for no entry)
-		 */
-		if (prev_state == 0)
-			mark_runnable(prev_tid);
-		else if (bpf_map_lookup_elem(&runq_start, &prev_tid))
-			bpf_map_delete_elem(&runq_start, &prev_tid);
-	}
-	if (next_tid)
-		record_runq_wait(next_tid);
+	if (since)
+		*since = now;
+	else
+		count_overflow(OVERFLOW_RUNNABLE_SINCE);
 }
 
 SEC("tp_btf/sched_switch")
-int BPF_PROG(btf_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
 {
-	on_switch(preempt, prev, next, prev_state);
+	__u32 prev_tgid = prev->tgid;
+	__u64 now = bpf_ktime_get_ns(), *since;
+	struct proc_stats *stats;
+
+	/* the idle task (pid 0) is no process */
+	if (prev->pid && observed(prev_tgid)) {
+		stats = stats_of(prev_tgid, prev);
+		/* as the kernel counts nvcsw: a task that gave up the CPU in a sleeping state */
+		if (stats && !preempt && prev_state != 0)
+			__sync_fetch_and_add(&stats->voluntary_switches, 1);
+		else if (stats)
+			__sync_fetch_and_add(&stats->involuntary_switches, 1);
+		/* still runnable: it waits in the run queue from now; asleep: a wakeup that came while it still ran is void */
+		if (prev_state == 0) {
+			mark_runnable(prev, now);
+		} else {
+			since = bpf_task_storage_get(&runnable_since, prev, NULL, 0);
+			if (since)
+				*since = 0;
+		}
+	}
+	if (next->pid) {
+		since = bpf_task_storage_get(&runnable_since, next, NULL, 0);
+		if (since && *since) {
+			record_runq_wait(now - *since);
+			*since = 0;
+		}
+	}
 	return 0;
 }
 
-SEC("raw_tp/sched_switch")
-int BPF_PROG(raw_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+static __always_inline void on_wakeup(struct task_struct *task)
 {
-	on_switch(preempt, prev, next, prev_state);
-	return 0;
+	if (task->pid && observed(task->tgid))
+		mark_runnable(task, bpf_ktime_get_ns());
 }
 
 SEC("tp_btf/sched_wakeup")
-int BPF_PROG(btf_sched_wakeup, struct task_struct *task)
-{
-	on_wakeup(task);
-	return 0;
-}
-
-SEC("raw_tp/sched_wakeup")
-int BPF_PROG(raw_sched_wakeup, struct task_struct *task)
+int BPF_PROG(handle_wakeup, struct task_struct *task)
 {
 	on_wakeup(task);
 	return 0;
 }
 
 SEC("tp_btf/sched_wakeup_new")
-int BPF_PROG(btf_sched_wakeup_new, struct task_struct *task)
-{
-	on_wakeup(task);
-	return 0;
-}
-
-SEC("raw_tp/sched_wakeup_new")
-int BPF_PROG(raw_sched_wakeup_new, struct task_struct *task)
+int BPF_PROG(handle_wakeup_new, struct task_struct *task)
 {
 	on_wakeup(task);
 	return 0;
@@ -296,11 +269,9 @@ SEC("tracepoint/sched/sched_process_exit")
 int handle_exit(void *ctx)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id, tgid = id >> 32;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct proc_stats *stats, totals = {};
 
-	bpf_map_delete_elem(&runq_start, &tid);
 	if (!observed(tgid))
 		return 0;
 	/* the group's last thread: every thread has counted itself out of signal->live */

@@ -20,7 +20,8 @@ enum sched_event_kind {
 /* what could not be stored because a map was full: indexes of the `overflow` map */
 enum sched_overflow {
 	OVERFLOW_PROC_STATS = 0,
-	OVERFLOW_RUNQ_START = 1,
+	/* a thread's run-queue mark (task storage) could not be allocated */
+	OVERFLOW_RUNNABLE_SINCE = 1,
 	OVERFLOW_KINDS = 2,
 };
 

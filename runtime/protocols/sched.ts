@@ -12,7 +12,7 @@ export const SCHED_EVENT_OOM_KILL = 3
 
 /** Indexes of the `overflow` map: what a full map could not store. */
 export const OVERFLOW_PROC_STATS = 0
-export const OVERFLOW_RUNQ_START = 1
+export const OVERFLOW_RUNNABLE_SINCE = 1
 export const OVERFLOW_KINDS = 2
 
 /** Slots of `struct runq_hist`: log2 buckets of microseconds. */
