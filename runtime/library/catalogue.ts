@@ -145,9 +145,10 @@ export const catalogue: Record<string, CatalogueEntry> = {
     description: 'scheduler and process metrics aggregated in the kernel (run-queue latency histogram; context switches '
       + 'and page faults per process, removed at exit) and process start, exit and OOM kill events',
     attach: [
-      { what: 'context switches', alternatives: [{ kind: 'tp_btf', program: 'btf_sched_switch' }, { kind: 'raw_tp', program: 'raw_sched_switch', name: 'sched_switch' }] },
-      { what: 'wakeups', alternatives: [{ kind: 'tp_btf', program: 'btf_sched_wakeup' }, { kind: 'raw_tp', program: 'raw_sched_wakeup', name: 'sched_wakeup' }] },
-      { what: 'wakeups of new tasks', alternatives: [{ kind: 'tp_btf', program: 'btf_sched_wakeup_new' }, { kind: 'raw_tp', program: 'raw_sched_wakeup_new', name: 'sched_wakeup_new' }] },
+      // tp_btf only: its task pointers are what task storage (each thread's run-queue mark) takes
+      { what: 'context switches', alternatives: [{ kind: 'tp_btf', program: 'handle_switch' }] },
+      { what: 'wakeups', alternatives: [{ kind: 'tp_btf', program: 'handle_wakeup' }] },
+      { what: 'wakeups of new tasks', alternatives: [{ kind: 'tp_btf', program: 'handle_wakeup_new' }] },
       { what: 'user page faults', alternatives: [{ kind: 'tracepoint', program: 'handle_page_fault', category: 'exceptions', name: 'page_fault_user' }] },
       // only the raw tracepoint names the child's task, which tells a new process from a new thread
       { what: 'process starts', alternatives: [{ kind: 'raw_tp', program: 'handle_fork', name: 'sched_process_fork' }] },
