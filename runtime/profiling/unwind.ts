@@ -58,11 +58,41 @@ interface MappedTable {
   bias: number
 }
 
+/** A process's executable mappings as numbers (no bigint per lookup), each with its table once loaded. */
 interface ProcessState {
   mappings: ProcessMappings
-  tables: Map<Mapping, MappedTable>
+  starts: Float64Array
+  ends: Float64Array
+  tables: (MappedTable | undefined)[]
   /** When /proc/<pid>/maps was last read (ms): a miss re-reads it (a dlopen), at most once a second. */
   readAt: number
+}
+
+function processState(mappings: ProcessMappings): ProcessState {
+  const list = mappings.mappings
+  return {
+    mappings,
+    starts: Float64Array.from(list, (m) => Number(m.start)),
+    ends: Float64Array.from(list, (m) => Number(m.end)),
+    tables: new Array<MappedTable | undefined>(list.length),
+    readAt: Date.now(),
+  }
+}
+
+/** The index of the mapping holding `pc`, or -1. */
+function mappingIndex(state: ProcessState, pc: number): number {
+  const starts = state.starts
+  let low = 0, high = starts.length - 1, found = -1
+  while (low <= high) {
+    const middle = (low + high) >>> 1
+    if (starts[middle]! <= pc) {
+      found = middle
+      low = middle + 1
+    } else {
+      high = middle - 1
+    }
+  }
+  return found >= 0 && pc < state.ends[found]! ? found : -1
 }
 
 export interface UnwinderOptions {
@@ -209,7 +239,7 @@ export class StackUnwinder {
     const known = this.#processes.get(pid)
     if (known !== undefined) return known
     try {
-      const state = { mappings: ProcessMappings.read(pid, this.#procRoot), tables: new Map(), readAt: Date.now() }
+      const state = processState(ProcessMappings.read(pid, this.#procRoot))
       this.#processes.set(pid, state)
       return state
     } catch {
@@ -219,24 +249,18 @@ export class StackUnwinder {
   }
 
   #tableOf(process: ProcessState, pid: number, pc: number): MappedTable | undefined {
-    let mapping = process.mappings.find(pc)
-    if (mapping === undefined && Date.now() - process.readAt >= this.#remapIntervalMs) {
+    let index = mappingIndex(process, pc)
+    if (index < 0 && Date.now() - process.readAt >= this.#remapIntervalMs) {
       try {
-        process.mappings = ProcessMappings.read(pid, this.#procRoot)
-        process.tables.clear()
+        Object.assign(process, processState(ProcessMappings.read(pid, this.#procRoot)))
       } catch {
         // gone since its first sample: keep what was read
       }
       process.readAt = Date.now()
-      mapping = process.mappings.find(pc)
+      index = mappingIndex(process, pc)
     }
-    if (mapping === undefined) return undefined
-    let mapped = process.tables.get(mapping)
-    if (mapped === undefined) {
-      mapped = this.#load(process.mappings, mapping)
-      process.tables.set(mapping, mapped)
-    }
-    return mapped
+    if (index < 0) return undefined
+    return process.tables[index] ??= this.#load(process.mappings, process.mappings.mappings[index]!)
   }
 
   #vdso: EhFrameTable | null | undefined
