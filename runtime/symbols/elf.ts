@@ -60,6 +60,9 @@ interface Section {
 const SHT_SYMTAB = 2
 const SHT_NOTE = 7
 const SHT_DYNSYM = 11
+const SHT_GNU_VERSYM = 0x6fffffff
+/** In a .gnu.version entry: the symbol's version is not the default one (name@VERSION, not name@@VERSION). */
+const VERSYM_HIDDEN = 0x8000
 const PT_LOAD = 1
 const PT_NOTE = 4
 const STT_FUNC = 2
@@ -279,7 +282,8 @@ export class ElfFile {
     const symbols = this.read(table.offset, table.size, 'a symbol table')
     const names = this.read(strings.offset, strings.size, 'a string table')
     const reader = new Reader(symbols, wide, this.#view.little)
-    for (let at = 0; at + entrySize <= symbols.byteLength; at += entrySize) {
+    const versions = this.#hiddenVersions(table)
+    for (let at = 0, index = 0; at + entrySize <= symbols.byteLength; at += entrySize, index++) {
       const info = symbols[at + (wide ? 4 : 12)]!
       const type = info & 0xf
       if ((type !== STT_FUNC && type !== STT_GNU_IFUNC) || reader.u16(at + (wide ? 6 : 14)) === SHN_UNDEF) continue
@@ -291,9 +295,21 @@ export class ElfFile {
       let underscores = 0
       while (names[name + underscores] === 0x5f /* _ */) underscores++
       const length = names.indexOf(0, name) - name
-      ranges.push({ start, end: start + size, rank: aliasRank(size > 0, bind === STB_LOCAL ? 'local' : bind === STB_WEAK ? 'weak' : 'global', underscores, length), name: name | nameFlag })
+      // an old version of a function kept for old binaries (cfree@GLIBC_2.2.5) names it as a local would
+      const binding = bind === STB_LOCAL || versions?.(index) ? 'local' : bind === STB_WEAK ? 'weak' : 'global'
+      ranges.push({ start, end: start + size, rank: aliasRank(size > 0, binding, underscores, length), name: name | nameFlag })
     }
     return names
+  }
+
+  /** For .dynsym: whether symbol `index` has a hidden (non-default) version, from .gnu.version. */
+  #hiddenVersions(table: Section): ((index: number) => boolean) | undefined {
+    if (table.type !== SHT_DYNSYM) return undefined
+    const versym = this.#sections.find((s) => s.type === SHT_GNU_VERSYM)
+    if (versym === undefined) return undefined
+    const entries = new Reader(this.read(versym.offset, versym.size, 'the symbol versions'), this.#view.wide, this.#view.little)
+    const count = Number(versym.size / 2n)
+    return (index) => index < count && (entries.u16(index * 2) & VERSYM_HIDDEN) !== 0
   }
 
   #sectionNameTable: Buffer | undefined

@@ -93,6 +93,9 @@ export class KernelSymbols {
   }
 }
 
+/** What the highest symbol (nothing after it to end it) is taken to span: a page. */
+const LAST_SYMBOL_SIZE = 4096
+
 /** kallsyms has no sizes: each function ends where the next address starts. */
 function runToNextStart(ranges: SymbolRange[]): void {
   ranges.sort((a, b) => a.start - b.start)
@@ -101,7 +104,7 @@ function runToNextStart(ranges: SymbolRange[]): void {
       next = i + 1
       while (next < ranges.length && ranges[next]!.start === ranges[i]!.start) next++
     }
-    ranges[i]!.end = next < ranges.length ? ranges[next]!.start : ranges[i]!.start + 1
+    ranges[i]!.end = next < ranges.length ? ranges[next]!.start : ranges[i]!.start + LAST_SYMBOL_SIZE
   }
 }
 
