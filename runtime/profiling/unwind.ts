@@ -202,11 +202,16 @@ export class StackUnwinder {
         const rbpRule = table.rbpRule[row]!
         if (rbpRule === RULE_OFFSET) {
           const bpAt = cfa + table.rbpOffset[row]! - base
-          if (bpAt < 0 || bpAt + 8 > stackSize) {
+          if (bpAt < 0 && count === 1) {
+            // a slot below the sampled sp was popped already: compilers keep the save rule through
+            // the epilogue, but rbp holds the caller's value again
+            nextBp = bp
+          } else if (bpAt < 0 || bpAt + 8 > stackSize) {
             this.end = bpAt < 0 ? UNWIND_BAD_FRAME : UNWIND_COPY_ENDED
             return count
+          } else {
+            nextBp = readWord(stack, stackOffset + bpAt)
           }
-          nextBp = readWord(stack, stackOffset + bpAt)
         } else if (rbpRule === RULE_UNSET || rbpRule === RULE_SAME_VALUE || rbpRule === RULE_UNDEFINED) {
           nextBp = bp
         } else {
