@@ -242,7 +242,7 @@ int handle_exit(void *ctx)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct alloc_stats *stats;
+	struct alloc_stats *stats, *last;
 
 	/* signal->live is counted down before this tracepoint: 0 at the last thread */
 	if (task->signal->live.counter != 0)
@@ -250,11 +250,15 @@ int handle_exit(void *ctx)
 	stats = bpf_map_lookup_elem(&processes, &tgid);
 	if (!stats)
 		return 0;
-	if (bpf_ringbuf_output(&exits, stats, sizeof(*stats), 0))
-		count_drop(&dropped);
+	/* the record is sent last, so whoever reads it finds the process's entries gone */
+	last = RESERVE_OR_DROP(exits, sizeof(*last));
+	if (last)
+		bpf_probe_read_kernel(last, sizeof(*last), stats);
 	bpf_map_delete_elem(&processes, &tgid);
 	/* only a followed process's exit walks the blocks: targets are few */
 	bpf_for_each_map_elem(&blocks, forget_block, &tgid, 0);
+	if (last)
+		bpf_ringbuf_submit(last, 0);
 	return 0;
 }
 

@@ -433,13 +433,17 @@ OPEN_CALL(creat)
 /* hands a process's last counts to user space and forgets it */
 static __always_inline void flush_process(__u32 tgid)
 {
-	struct fileio_process *process = bpf_map_lookup_elem(&processes, &tgid);
+	struct fileio_process *process = bpf_map_lookup_elem(&processes, &tgid), *last;
 
 	if (!process)
 		return;
-	if (bpf_ringbuf_output(&exits, process, sizeof(*process), 0))
-		count_drop(&dropped);
+	/* the record is sent last, so whoever reads it finds the entry gone */
+	last = RESERVE_OR_DROP(exits, sizeof(*last));
+	if (last)
+		bpf_probe_read_kernel(last, sizeof(*last), process);
 	bpf_map_delete_elem(&processes, &tgid);
+	if (last)
+		bpf_ringbuf_submit(last, 0);
 }
 
 /* the whole process's counts go at its last thread's exit (a thread's in_flight storage goes with it) */
