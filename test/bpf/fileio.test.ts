@@ -26,7 +26,8 @@ const env = { ...process.env, LC_ALL: 'C', LANG: 'C' }
 
 describe('fileio object', { timeout: 120_000 }, () => {
   let fileio: LibraryObject
-  const exits = new Map<number, KernelProcess>()
+  /** every record, by pid, in order: a process that execs leaves one per image */
+  const exits = new Map<number, KernelProcess[]>()
   const dir = realpathSync(mkdtempSync(join(tmpdir(), 'periscope-fileio-')))
   /** the counts of a dd that copies nothing: its loader's and libc's own reads */
   let startup: FileioCounts
@@ -35,7 +36,7 @@ describe('fileio object', { timeout: 120_000 }, () => {
     fileio = await openLibraryObject('fileio')
     fileio.subscribe('exits', (batch) => forEachRecord(batch, (view, offset, size) => {
       const record = mapCodecs.processes.value.decode(view, offset, size)
-      exits.set(record.pid, record)
+      exits.set(record.pid, [...(exits.get(record.pid) ?? []), record])
     }))
     startup = (await run('dd', ['if=/dev/zero', 'of=/dev/null', 'count=0', 'status=none'])).counts
   })
@@ -51,8 +52,8 @@ describe('fileio object', { timeout: 120_000 }, () => {
     child.stdout?.on('data', (chunk: Buffer) => (piped += chunk.length))
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
     assert.equal(code, 0, `${command} ${args.join(' ')} exited with ${code}`)
-    await waitFor(() => exits.has(child.pid!), `the exit record of ${command} (pid ${child.pid})`, 10_000)
-    return { ...exits.get(child.pid!)!, piped }
+    await waitFor(() => exits.get(child.pid!)?.at(-1)?.comm === 'dd', `the exit record of dd (pid ${child.pid})`, 10_000)
+    return { ...exits.get(child.pid!)!.at(-1)!, piped }
   }
 
   /** The counts beyond the start-up reads every dd makes. */
@@ -75,7 +76,7 @@ describe('fileio object', { timeout: 120_000 }, () => {
   it('the start-up reads are of regular files (ld.so reading libc), and dd itself names its executable', async () => {
     assert.ok(startup.ops[READ]! >= 1, `start-up reads: ${startup.ops[READ]}`)
     assert.equal(startup.ops[WRITE], 0)
-    const record = exits.values().next().value!
+    const record = exits.values().next().value!.at(-1)!
     assert.equal(record.comm, 'dd')
     assert.equal(record.executable, realpathSync('/usr/bin/dd'))
   })
@@ -113,6 +114,16 @@ describe('fileio object', { timeout: 120_000 }, () => {
     const toPipe = await run('dd', ['if=/dev/zero', `bs=${BLOCK}`, 'count=64', 'status=none'], 'pipe')
     assert.equal(toPipe.piped, 64 * BLOCK)
     assert.deepEqual(beyondStartup(toPipe.counts), { ops: [0, 0, 0, 0], bytes: [0, 0], errors: [0, 0, 0, 0] })
+  })
+
+  it('an exec ends the old image\'s counts: a shell that execs dd leaves its own record first, and dd\'s is dd\'s alone', async () => {
+    const dd = await run('sh', ['-c', `exec dd if=/dev/zero of=${join(dir, 'after-exec')} bs=${BLOCK} count=5 status=none`])
+    const [shell, ...rest] = exits.get(dd.pid)!
+    assert.equal(rest.length, 1)
+    assert.equal(shell!.comm, 'sh')
+    assert.ok(shell!.counts.ops[READ]! >= 1, 'the shell\'s loader read its libc')
+    assert.ok(shell!.created_ns < dd.created_ns)
+    assert.deepEqual(beyondStartup(dd.counts), { ops: [0, 5, 0, 0], bytes: [0, 5 * BLOCK], errors: [0, 0, 0, 0] })
   })
 
   it('a process\'s entry goes at its exit, and no map overflowed', async () => {
