@@ -203,6 +203,29 @@ export const catalogue: Record<string, CatalogueEntry> = {
       { what: 'process execs (last counts of the old image)', alternatives: [{ kind: 'tracepoint', program: 'handle_exec', category: 'sched', name: 'sched_process_exec' }] },
     ],
   },
+  syscall_log: {
+    description: 'every syscall of the target processes (`targets`), one record each at its exit with its arguments, '
+      + 'return value and duration; the string arguments `decode` names (paths, names) copied at its entry',
+    attach: [
+      {
+        what: 'syscall entries',
+        alternatives: [
+          { kind: 'tp_btf', program: 'btf_sys_enter' },
+          { kind: 'raw_tp', program: 'raw_sys_enter', name: 'sys_enter' },
+          { kind: 'tracepoint', program: 'tp_sys_enter', category: 'raw_syscalls', name: 'sys_enter' },
+        ],
+      },
+      {
+        what: 'syscall exits',
+        alternatives: [
+          { kind: 'tp_btf', program: 'btf_sys_exit' },
+          { kind: 'raw_tp', program: 'raw_sys_exit', name: 'sys_exit' },
+          { kind: 'tracepoint', program: 'tp_sys_exit', category: 'raw_syscalls', name: 'sys_exit' },
+        ],
+      },
+      { what: 'thread exits (calls they leave unfinished)', alternatives: [{ kind: 'tracepoint', program: 'handle_exit', category: 'sched', name: 'sched_process_exit' }] },
+    ],
+  },
   alloc: {
     description: 'allocation statistics of target processes from uprobes on their libc malloc, calloc, realloc and free, '
       + 'attached at run time per pid (calls, bytes allocated, bytes in use; processes map; last counts on the exits ring at exit)',
