@@ -4,8 +4,8 @@
  * process's last counts leave on the `retired` ring when it exits or execs, its entries gone.
  */
 import assert from 'node:assert/strict'
-import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { execFileSync, spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -131,5 +131,22 @@ describe('the syscalls object', { timeout: 120_000 }, () => {
     assert.ok(afterExec.every((r) => r.comm === 'true'))
     assert.deepEqual(afterExec.filter((r) => r.nr === names.indexOf('execve')).map((r) => r.calls), [1])
     assert.equal(afterExec.find((r) => r.nr === names.indexOf('getppid')), undefined)
+  })
+
+  it('keeps entries of live processes only: 300 short-lived processes leave none behind', async () => {
+    const pids: number[] = []
+    for (let i = 0; i < 300; i++) {
+      const child = spawnSync('/bin/true')
+      assert.equal(child.status, 0)
+      pids.push(child.pid!)
+    }
+    await waitFor(() => pids.every((pid) => entriesOf(pid) === 0), 'the entries of 300 exited processes to go', 30_000)
+    // every entry left is a process that still runs (or one exiting this very moment)
+    const tgids = new Set<number>()
+    for (const [key] of object.map('calls').entries()) tgids.add(new DataView(key.buffer, key.byteOffset).getUint32(0, true))
+    for (const [key] of object.map('processes').entries()) tgids.add(new DataView(key.buffer, key.byteOffset).getUint32(0, true))
+    const gone = [...tgids].filter((tgid) => !existsSync(`/proc/${tgid}`))
+    assert.ok(gone.length <= 2, `entries of processes that no longer exist: ${gone.join(', ')}`)
+    assert.equal(object.object.dropped(), 0)
   })
 })
