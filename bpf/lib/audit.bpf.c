@@ -867,16 +867,16 @@ static __always_inline bool sock_addresses(struct audit_event *e, struct file *f
 	e->family = family;
 	e->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	if (family == AF_INET)
-		BPF_CORE_READ_INTO(e->local_addr, sk, __sk_common.skc_rcv_saddr);
+		bpf_core_read(e->local_addr, 4, &sk->__sk_common.skc_rcv_saddr);
 	else
-		BPF_CORE_READ_INTO(e->local_addr, sk, __sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(e->local_addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 	if (!peer_too)
 		return true;
 	e->peer_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (family == AF_INET)
-		BPF_CORE_READ_INTO(e->peer_addr, sk, __sk_common.skc_daddr);
+		bpf_core_read(e->peer_addr, 4, &sk->__sk_common.skc_daddr);
 	else
-		BPF_CORE_READ_INTO(e->peer_addr, sk, __sk_common.skc_v6_daddr);
+		bpf_core_read(e->peer_addr, 16, &sk->__sk_common.skc_v6_daddr);
 	return true;
 }
 

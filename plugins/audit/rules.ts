@@ -75,7 +75,6 @@ export interface CompiledRules {
 }
 
 const ruleKeys = new Set(['action', 'events', 'path_prefix', 'uid', 'comm', 'pid', 'namespace', 'executable'])
-const encoder = new TextEncoder()
 
 /**
  * The map entries for `events` (the kinds reported), `rules` and `sensitivePaths` (prefixes
@@ -152,7 +151,7 @@ function checkRule(raw: unknown, index: number): AuditRule {
   checkList(rule.executable, `${where}.executable`, 'string')
   checkList(rule.path_prefix, `${where}.path_prefix`, 'string')
   for (const comm of listOf(rule.comm as string | string[] | undefined)) {
-    if (encoder.encode(comm).length >= AUDIT_COMM_LEN) throw new Error(`audit: ${where}.comm "${comm}" is longer than the kernel's ${AUDIT_COMM_LEN - 1}-byte command names; write its first ${AUDIT_COMM_LEN - 1} bytes`)
+    if (utf8(comm).length >= AUDIT_COMM_LEN) throw new Error(`audit: ${where}.comm "${comm}" is longer than the kernel's ${AUDIT_COMM_LEN - 1}-byte command names; write its first ${AUDIT_COMM_LEN - 1} bytes`)
   }
   for (const path of [...listOf(rule.executable as string | string[] | undefined), ...listOf(rule.path_prefix as string | string[] | undefined)]) {
     if (!path.startsWith('/')) throw new Error(`audit: ${where} names the path ${JSON.stringify(path)}; paths are absolute, like /usr/bin/ or /tmp/`)
@@ -182,6 +181,14 @@ function addValues<K>(field: Map<K, bigint>, any: Record<string, bigint>, name: 
   for (const value of values) field.set(value, (field.get(value) ?? 0n) | bit)
 }
 
+/** UTF-8 bytes (isolates have no TextEncoder). */
+function utf8(text: string): Uint8Array {
+  const binary = unescape(encodeURIComponent(text))
+  const bytes = new Uint8Array(binary.length)
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i)
+  return bytes
+}
+
 function u32Key(value: number): Uint8Array {
   const key = new Uint8Array(4)
   new DataView(key.buffer).setUint32(0, value, true)
@@ -196,13 +203,13 @@ function u64Value(bits: bigint): Uint8Array {
 
 function commKey(comm: string): Uint8Array {
   const key = new Uint8Array(AUDIT_COMM_LEN)
-  key.set(encoder.encode(comm))
+  key.set(utf8(comm))
   return key
 }
 
 /** A trie key: the path's bytes as a prefix, or (exact) with its terminating NUL too. */
 export function pathKey(path: string, exact: boolean): Uint8Array {
-  const bytes = encoder.encode(path)
+  const bytes = utf8(path)
   if (bytes.length >= AUDIT_PATH_LEN) throw new Error(`audit: the path ${path.slice(0, 40)}... is ${bytes.length} bytes; the kernel compares at most ${AUDIT_PATH_LEN - 1}`)
   const key = new Uint8Array(PATH_KEY_SIZE)
   new DataView(key.buffer).setUint32(0, (bytes.length + (exact ? 1 : 0)) * 8, true)

@@ -12,14 +12,15 @@ export const redacted = 'REDACTED'
 
 /** The default `secret_patterns`. */
 export const defaultSecretPatterns: readonly string[] = [
-  // --password=..., DB_PASSWORD=..., --api-key=..., token=...
-  String.raw`(?:^|\0)[^\0=]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)[^\0=]*=([^\0]+)`,
-  // --password VALUE, --token VALUE: the value is the next argument
-  String.raw`(?:^|\0)--?[^\0=]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key)\0([^\0]+)`,
-  // HTTP credentials in a header argument (curl -H 'Authorization: Bearer ...')
-  String.raw`(?:authorization|proxy-authorization|x-api-key|cookie)\s*:\s*([^\0]+)`,
+  // --password=..., DB_PASSWORD=..., --api-key=..., token=... (up to a space: a shell script's
+  // other words are not the secret)
+  String.raw`(?:^|[\0\s])[^\0\s=]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)[^\0\s=]*=([^\0\s]+)`,
+  // --password VALUE, --token VALUE: the value is the next argument (or word)
+  String.raw`(?:^|[\0\s])--?[^\0\s=]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key)[\0\s]+([^\0\s]+)`,
+  // HTTP credentials in a header argument (curl -H 'Authorization: Bearer ...'), to the end of the line or quote
+  String.raw`(?:authorization|proxy-authorization|x-api-key|cookie)\s*:\s*([^\0\n'"]+)`,
   // the password of a URL (https://user:password@host/)
-  String.raw`://[^\0/:@]*:([^\0/@]+)@`,
+  String.raw`://[^\0\s/:@]*:([^\0\s/@]+)@`,
 ]
 
 /** Compiles patterns once; throws naming the pattern that is not a regular expression. */
