@@ -44,7 +44,7 @@ function startWorkload(binary: string): Workload {
   let output = ''
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
   const said = (line: string) => pollUntil(() => output.includes(`${line}\n`), {
-    what: `the workload (pid ${child.pid}) to say "${line}"`, timeoutMs: 30_000, details: () => `it said ${JSON.stringify(output)}`,
+    what: `the workload (pid ${child.pid}) to say "${line}"`, timeoutMs: 60_000, details: () => `it said ${JSON.stringify(output)}`,
   })
   return { child, said }
 }
@@ -99,7 +99,7 @@ describe('allocation statistics through a real Collector', { timeout: 600_000 },
     const lines = await collector.waitFor('metrics', (l) => {
       seen = figures(l)
       return seen.calls[3] === want.calls[3] && seen.freed === want.freed && seen.usage === inUse
-    }, 60_000).catch((error: Error) => {
+    }, 180_000).catch((error: Error) => {
       throw new Error(`${error.message}\nthe workload's figures: ${JSON.stringify(seen)}\nperiscope output:\n${periscope.output().slice(-3000)}`)
     })
     assert.deepEqual(figures(lines), { ...want, usage: inUse })

@@ -3,10 +3,12 @@
 // conv=fsync, and one reading them back, give exactly those calls and bytes under their pids,
 // beyond what a dd copying nothing shows (its loader reading libc); a dd writing into a socket
 // counts no write; the target file's own metrics count the read-back alone; every call is in the
-// latency histogram, with the kernel's log2 buckets.
+// latency histogram, with the kernel's log2 buckets. By default (per_pid off) the runs of one
+// executable add up in one series without a pid.
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { mkdtempSync, realpathSync, rmSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { chmodSync, copyFileSync, mkdtempSync, realpathSync, rmSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -105,11 +107,11 @@ describe('file I/O metrics through a real Collector', { timeout: 600_000 }, () =
     const opsIn = (lines: readonly Json[]): Record<string, number> => Object.fromEntries(['read', 'write', 'fsync', 'fdatasync']
       .map((op) => [op, counterTotal(lines, 'process.file.operations', { 'process.pid': pid, 'process.executable.name': 'dd', 'file.operation': op })]))
     let ops: Record<string, number> = {}
-    const reached = await collector.waitFor('metrics', (l) => Object.entries(want).every(([op, n]) => (ops = opsIn(l))[op]! >= n), 60_000).catch((error: Error) => {
+    const reached = await collector.waitFor('metrics', (l) => Object.entries(want).every(([op, n]) => (ops = opsIn(l))[op]! >= n), 180_000).catch((error: Error) => {
       throw new Error(`${error.message}\npid ${pid} has ${JSON.stringify(ops)}, want ${JSON.stringify(want)}\nperiscope output:\n${periscope.output().slice(-3000)}`)
     })
     // a collection may have caught the process alive: its last counts come with a later export
-    const lines = await collector.waitFor('metrics', (l) => l.length >= reached.length + 3, 60_000)
+    const lines = await collector.waitFor('metrics', (l) => l.length >= reached.length + 3, 180_000)
     return { lines, ops: opsIn(lines) }
   }
 
@@ -148,7 +150,7 @@ describe('file I/O metrics through a real Collector', { timeout: 600_000 }, () =
   })
 
   it('the target file counts the writer\'s and the reader\'s calls on it alone', async () => {
-    const lines = await collector.waitFor('metrics', (l) => counterTotal(l, 'file.operations', { 'file.path': target, 'file.operation': 'read' }) >= BLOCKS + 1, 60_000)
+    const lines = await collector.waitFor('metrics', (l) => counterTotal(l, 'file.operations', { 'file.path': target, 'file.operation': 'read' }) >= BLOCKS + 1, 180_000)
     assert.equal(counterTotal(lines, 'file.operations', { 'file.path': target, 'file.operation': 'read' }), BLOCKS + 1)
     assert.equal(counterTotal(lines, 'file.operations', { 'file.path': target, 'file.operation': 'write' }), BLOCKS)
     assert.equal(counterTotal(lines, 'file.operations', { 'file.path': target, 'file.operation': 'fsync' }), 1)
@@ -165,12 +167,55 @@ describe('file I/O metrics through a real Collector', { timeout: 600_000 }, () =
       const idle = await run('dd', ['if=/dev/zero', 'of=/dev/null', 'count=0', 'status=none'])
       const { ops: startup } = await operationsOf(idle, { read: 1 })
       const pid = await run('bash', ['-c', `exec dd if=/dev/zero bs=${BLOCK} count=${BLOCKS} status=none >/dev/tcp/127.0.0.1/${port}`])
-      await pollUntil(() => received === BLOCKS * BLOCK, { what: `the socket to receive dd's ${BLOCKS * BLOCK} bytes (${received} so far)`, timeoutMs: 10_000 })
+      await pollUntil(() => received === BLOCKS * BLOCK, { what: `the socket to receive dd's ${BLOCKS * BLOCK} bytes (${received} so far)`, timeoutMs: 60_000 })
       const { lines, ops } = await operationsOf(pid, { read: startup.read! })
       assert.deepEqual(ops, { read: startup.read, write: 0, fsync: 0, fdatasync: 0 })
       assert.equal(bytesOf(lines, pid, 'write'), 0)
     } finally {
       server.close()
     }
+  })
+})
+
+describe('file I/O metrics by default: one series per executable, no pid', { timeout: 600_000 }, () => {
+  let collector: Collector
+  let periscope: Periscope
+  const dir = realpathSync(mkdtempSync(join(tmpdir(), 'periscope-file-io-')))
+  /** dd under a name of this run's own, so no other dd on the host shares its series */
+  const name = `fio-${randomBytes(4).toString('hex')}`
+  const binary = join(dir, name)
+
+  before(async () => {
+    copyFileSync('/usr/bin/dd', binary)
+    chmodSync(binary, 0o755)
+    collector = await startCollector()
+    periscope = await startPeriscope({
+      endpoint: collector.httpEndpoint,
+      shipped: ['file-io'],
+      ready: /running 1 of \d+ plugins/,
+      config: { plugins: { 'file-io': { config: { collect_interval_ms: 500 } } }, exporter: { metrics: { intervalMs: 500 } } },
+    })
+    await periscope.waitForOutput(/plugin file-io: file I\/O metrics/, 'the file-io plugin to start')
+  })
+
+  after(async () => {
+    await periscope?.stop()
+    await collector?.stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('two runs of one executable add up in one series', async () => {
+    for (const count of [10, 20]) {
+      const child = spawn(binary, ['if=/dev/zero', `of=${join(dir, `out-${count}`)}`, `bs=${BLOCK}`, `count=${count}`, 'status=none'], { env, stdio: 'ignore' })
+      assert.equal(await new Promise((resolve) => child.once('exit', resolve)), 0)
+    }
+    const match = { 'process.executable.name': name, 'file.operation': 'write' }
+    const lines = await collector.waitFor('metrics', (l) => counterTotal(l, 'process.file.operations', match) >= 30, 180_000)
+    assert.equal(counterTotal(lines, 'process.file.operations', match), 30)
+    assert.equal(counterTotal(lines, 'process.file.io', { 'process.executable.name': name, 'file.io.direction': 'write' }), 30 * BLOCK)
+    const series = flatten('metrics', lines).filter(({ item }) => item.name === 'process.file.operations').flatMap(({ item }) =>
+      ((item.sum as Json).dataPoints as Json[]).map((p) => attributesOf(p.attributes))).filter((a) => a['process.executable.name'] === name)
+    assert.deepEqual(new Set(series.map((a) => JSON.stringify(a))), new Set(['read', 'write'].map((op) =>
+      JSON.stringify({ 'process.executable.name': name, 'process.executable.path': binary, 'file.operation': op }))))
   })
 })
