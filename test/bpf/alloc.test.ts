@@ -35,7 +35,7 @@ describe('alloc object', { timeout: 120_000 }, () => {
 
   /** Waits until the workload has written `line`. */
   async function untilSaid(child: ChildProcessByStdio<Writable, Readable, null>, output: { text: string }, line: string): Promise<void> {
-    await waitFor(() => output.text.includes(`${line}\n`), `the workload (pid ${child.pid}) to say "${line}"; it said ${JSON.stringify(output.text)}`, 10_000)
+    await waitFor(() => output.text.includes(`${line}\n`), `the workload (pid ${child.pid}) to say "${line}"`, 60_000)
   }
 
   /** The object's uprobes on a libc's functions, for one process. */
@@ -86,7 +86,7 @@ describe('alloc object', { timeout: 120_000 }, () => {
       assert.deepEqual([...alloc.map('processes').entries()].length, 1, 'only the workload is counted')
 
       child.stdin.end('go\n')
-      await waitFor(() => exits.some((e) => e.pid === child.pid), 'the workload\'s exit record')
+      await waitFor(() => exits.some((e) => e.pid === child.pid), 'the workload\'s exit record', 60_000)
       assert.deepEqual(summary(exits.find((e) => e.pid === child.pid)!), afterStep2)
       assert.equal(statsOf(child.pid!), undefined, 'its entry went at its exit')
       assert.equal([...alloc.map('blocks').entries()].length, 0, 'no block of it is left')
@@ -115,7 +115,7 @@ describe('alloc object', { timeout: 120_000 }, () => {
       await untilSaid(child, output, 'step 1')
       assert.equal([...alloc.map('blocks').entries()].length, 4, 'the blocks in use after step 1: c, d, e and h')
       child.stdin.end()
-      await waitFor(() => exits.some((e) => e.pid === child.pid), 'the workload\'s exit record')
+      await waitFor(() => exits.some((e) => e.pid === child.pid), 'the workload\'s exit record', 60_000)
       assert.equal([...alloc.map('blocks').entries()].length, 0)
     } finally {
       for (const link of links) link.detach()

@@ -52,7 +52,7 @@ describe('fileio object', { timeout: 120_000 }, () => {
     child.stdout?.on('data', (chunk: Buffer) => (piped += chunk.length))
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
     assert.equal(code, 0, `${command} ${args.join(' ')} exited with ${code}`)
-    await waitFor(() => exits.get(child.pid!)?.at(-1)?.comm === 'dd', `the exit record of dd (pid ${child.pid})`, 10_000)
+    await waitFor(() => exits.get(child.pid!)?.at(-1)?.comm === 'dd', `the exit record of dd (pid ${child.pid})`, 60_000)
     return { ...exits.get(child.pid!)!.at(-1)!, piped }
   }
 
@@ -106,7 +106,7 @@ describe('fileio object', { timeout: 120_000 }, () => {
     const { port } = server.address() as AddressInfo
     try {
       const toSocket = await run('bash', ['-c', `exec dd if=/dev/zero bs=${BLOCK} count=64 status=none >/dev/tcp/127.0.0.1/${port}`])
-      await waitFor(() => received === 64 * BLOCK, 'the socket to receive what dd wrote')
+      await waitFor(() => received === 64 * BLOCK, 'the socket to receive what dd wrote', 60_000)
       assert.deepEqual(beyondStartup(toSocket.counts), { ops: [0, 0, 0, 0], bytes: [0, 0], errors: [0, 0, 0, 0] })
     } finally {
       server.close()
@@ -182,13 +182,13 @@ describe('fileio object', { timeout: 120_000 }, () => {
       const holder = spawn('bash', ['-c', `exec 3>>${early}; read line; printf abc >&3; read line`], { env, stdio: ['pipe', 'ignore', 'inherit'] })
       try {
         let found = ''
-        const deadline = Date.now() + 10_000
+        const deadline = Date.now() + 60_000
         while (!(found = await fileio.runIterator('open_targets')).includes(`${holder.pid} ${early}`)) {
           assert.ok(Date.now() < deadline, `the iterator did not find ${early} held by ${holder.pid}: ${found}`)
           await new Promise((resolve) => setTimeout(resolve, 20))
         }
         holder.stdin!.write('go\n')
-        await waitFor(() => fileStats(2).bytes[WRITE] === 3, 'the holder\'s 3 bytes to count for the early file')
+        await waitFor(() => fileStats(2).bytes[WRITE] === 3, 'the holder\'s 3 bytes to count for the early file', 60_000)
         assert.equal(fileStats(2).ops[WRITE], 1)
       } finally {
         holder.stdin!.end('\n')
