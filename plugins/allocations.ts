@@ -149,8 +149,8 @@ class Allocations {
       const attributes = this.#add(`${stats.pid}:${stats.created_ns}`, stats)
       this.#usage.set(stats.pid, { attributes, bytes: stats.tracked_bytes - stats.freed_bytes })
     }
-    // an entry gone from the map went at its process's exit: its record, sent before the entry
-    // went, normally came first; one more round is left for a record still on its way
+    // an entry gone from the map went at its process's exit: its record, sent as the entry went,
+    // normally came first; one more round is left for a record still on its way
     for (const [key, seen] of this.#seen) if (seen.round < this.#round - 1) this.#seen.delete(key)
     this.#emit()
     await this.#emitUntracked()

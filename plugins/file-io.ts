@@ -161,8 +161,8 @@ class FileIo {
       const process = decodeFileioProcess(new DataView(value.buffer, value.byteOffset, value.byteLength), 0)
       this.#add(`${process.pid}:${process.created_ns}`, process, flatten(process.counts))
     }
-    // an entry gone from the map was flushed at exit or exec: its record, sent before the entry
-    // went, normally came first; one more round is left for a record still on its way
+    // an entry gone from the map was flushed at exit or exec: its record, sent as the entry went,
+    // normally came first; one more round is left for a record still on its way
     for (const [key, seen] of this.#seen) if (seen.round < this.#round - 1) this.#seen.delete(key)
     for (const { attributes, counts } of this.#pending.values()) this.#emitCounts('process.file', counts, attributes)
     this.#pending = new Map()
