@@ -3,9 +3,12 @@
 // the kernel must come back to near its size before the churn, since each object removes a
 // process's entries when it exits: the test reads the entry count of every hash map Periscope
 // holds (found through its file descriptors, counted with `bpftool map dump`), so a map of any
-// object, present or future, that keeps an entry per process it saw fails it. Periscope's RSS
-// must grow by less than 40 MiB, the processes plugin's own table of processes must come back too,
-// and it must log the exit of every one of the processes.
+// object, present or future, that keeps an entry per process it saw fails it. The processes
+// plugin's own table of processes must come back too, and it must log the exit of every one of the
+// processes. Periscope's RSS must grow by less than 64 MiB (after a warm-up): 6.7 KiB a process, so
+// a leak of two pages a process fails it. The 20,000 start and exit logs queue in the exporter
+// while it sends them, and the heap they took is not all given back: 20 to 36 MiB of growth here on
+// a quiet machine, more when the machine is so loaded that the exporter falls far behind.
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
@@ -21,7 +24,7 @@ const CHURN = 10_000
 const WARM_UP = 1_000
 /** Entries a map may hold beyond its size before the churn: other processes on the host come and go meanwhile. */
 const MAP_SLACK = 300
-const RSS_GROWTH_BOUND = 40 * 1024 * 1024
+const RSS_GROWTH_BOUND = 64 * 1024 * 1024
 
 const hashTypes = new Set(['hash', 'lru_hash', 'percpu_hash', 'lru_percpu_hash'])
 
