@@ -16,11 +16,32 @@ import { objectPath } from './kernel.ts'
 /** One sample's record, copied out of the ring buffer batch. */
 export type SampleRecord = DataView
 
+export interface SampleOptions {
+  /** stacks.bpf.c's stack_bytes. */
+  stackBytes: number
+  /** Samples to wait for. */
+  count: number
+  /** Per CPU, Hz (99 by default). */
+  frequency?: number
+  timeoutMs?: number
+  /** Called once the program is attached (to start a load, or a second profiler). */
+  whileSampling?: () => void
+}
+
+export interface Sampled {
+  records: SampleRecord[]
+  /** Records the ring buffer had no room for. */
+  dropped: number
+  /** The program's runs and run time, while the kernel's BPF stats were on (0 otherwise). */
+  programRuns: number
+  programRunTimeNs: number
+}
+
 /**
  * Samples process `pid` at `frequency` Hz on every CPU until `count` samples arrived (or the
- * timeout passed) with `stackBytes` of stack each; returns the records and the object's drop count.
+ * timeout passed) with `stackBytes` of stack each.
  */
-export async function sampleProcess(pid: number, options: { stackBytes: number; count: number; frequency?: number; timeoutMs?: number; whileSampling?: () => void }): Promise<{ records: SampleRecord[]; dropped: number }> {
+export async function sampleProcess(pid: number, options: SampleOptions): Promise<Sampled> {
   const spec = ObjectSpec.open(objectPath('stacks'))
   spec.setSettings({ target_tgid: pid, stack_bytes: options.stackBytes })
   const object = await spec.load()
@@ -31,7 +52,7 @@ export async function sampleProcess(pid: number, options: { stackBytes: number; 
   }
 }
 
-async function collect(object: LoadedObject, pid: number, options: { stackBytes: number; count: number; frequency?: number; timeoutMs?: number; whileSampling?: () => void }): Promise<{ records: SampleRecord[]; dropped: number }> {
+async function collect(object: LoadedObject, pid: number, options: SampleOptions): Promise<Sampled> {
   const records: SampleRecord[] = []
   const reader = new RingBufferReader(object, 'samples', {
     onBatch: (batch) => forEachRecord(batch, (view, offset, size) => {
@@ -50,8 +71,8 @@ async function collect(object: LoadedObject, pid: number, options: { stackBytes:
     reader.drain()
     reader.close()
   }
-  const dropped = object.dropped()
-  return { records, dropped }
+  const [stats] = object.programStats()
+  return { records, dropped: object.dropped(), programRuns: stats?.runCount ?? 0, programRunTimeNs: stats?.runTimeNs ?? 0 }
 }
 
 /** Function symbols of an ELF file (nm), as file-offset ranges: what a mapping's offset is measured in. */

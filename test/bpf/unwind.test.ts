@@ -114,7 +114,7 @@ describe('unwinding CPU samples of an -O2 -fomit-frame-pointer burner', () => {
     if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
     const { records } = await sampleProcess(child.pid!, { stackBytes: 8192, count: 5 })
     for (const record of records) {
-      const decoded = decodeStackSample(record, 0)
+      const decoded = decodeStackSample(record, 0, record.byteLength)
       assert.equal(record.getUint32(SAMPLE_PID, true), decoded.pid)
       assert.equal(record.getUint32(SAMPLE_TID, true), decoded.tid)
       assert.equal(record.getBigUint64(SAMPLE_IP, true), decoded.ip)
