@@ -131,7 +131,7 @@ class Processes {
         if (this.#ctx.config.lifecycle_logs) this.#logStart(event)
         break
       case SCHED_EVENT_EXIT:
-        this.#add(event.pid, event.comm, [event.voluntary_switches, event.involuntary_switches, event.page_faults])
+        this.#add(event.pid, event.comm, event.voluntary_switches, event.involuntary_switches, event.page_faults)
         delete this.tally.seen[event.pid]
         if (this.#ctx.config.lifecycle_logs) this.#logExit(event)
         break
@@ -144,7 +144,7 @@ class Processes {
 
   /** Takes the kernel's counts as they are now as exported. */
   async baseline(): Promise<void> {
-    for (const [tgid, stats] of await this.#processes()) this.tally.seen[tgid] = { counts: stats, round: 0 }
+    for (const [tgid, voluntary, involuntary, faults] of await this.#processes()) this.tally.seen[tgid] = { counts: [voluntary, involuntary, faults], round: 0 }
     this.tally.runq = await this.#runqueueTotals()
     this.tally.overflow = await this.#overflowTotals()
   }
@@ -152,7 +152,7 @@ class Processes {
   async collect(): Promise<void> {
     const tally = this.tally
     tally.round++
-    for (const [tgid, counts, comm] of await this.#processes()) this.#add(tgid, comm, counts)
+    for (const [tgid, voluntary, involuntary, faults, comm] of await this.#processes()) this.#add(tgid, comm, voluntary, involuntary, faults)
     // a process gone from the map exited: its exit record, sent before the entry went, normally
     // came first; one more round is left for a record still on its way
     for (const tgid in tally.seen) if (tally.seen[tgid]!.round < tally.round - 1) delete tally.seen[tgid]
@@ -162,37 +162,37 @@ class Processes {
     this.#emitLifecycleCounts()
   }
 
-  /** Every process in the kernel's map: tgid, [voluntary, involuntary, faults], name. */
-  async #processes(): Promise<[number, number[], string][]> {
+  /** Every process in the kernel's map: tgid, voluntary and involuntary switches, faults, name. */
+  async #processes(): Promise<[number, number, number, number, string][]> {
     return (await this.#ctx.map('sched:proc_stats').entries()).map(([key, value]) => {
       const stats = decodeProcStats(new DataView(value.buffer, value.byteOffset, value.byteLength), 0)
       const tgid = new DataView(key.buffer, key.byteOffset, key.byteLength).getUint32(0, true)
-      return [tgid, [stats.voluntary_switches, stats.involuntary_switches, stats.page_faults], stats.comm]
+      return [tgid, stats.voluntary_switches, stats.involuntary_switches, stats.page_faults, stats.comm]
     })
   }
 
   /** Adds what a process counted since it was last seen to its series' increments. */
-  #add(tgid: number, comm: string, counts: number[]): void {
+  #add(tgid: number, comm: string, voluntary: number, involuntary: number, faults: number): void {
     const tally = this.tally
-    const seen = tally.seen[tgid]
-    // smaller than before: the pid was reused by a process whose exit we missed
-    const previous = seen === undefined || counts.some((count, i) => count < seen.counts[i]!) ? undefined : seen.counts
-    if (seen === undefined) tally.seen[tgid] = { counts, round: tally.round }
-    else {
-      seen.counts = counts
-      seen.round = tally.round
-    }
+    let seen = tally.seen[tgid]
+    if (seen === undefined) tally.seen[tgid] = seen = { counts: [0, 0, 0], round: tally.round }
+    const last = seen.counts
+    // fewer than before: the pid was reused by a process whose exit was missed
+    if (voluntary < last[0]! || involuntary < last[1]! || faults < last[2]!) last.fill(0)
     const key = this.#ctx.config.per_pid ? `${comm}\0${tgid}` : comm
     let increments = tally.pending[key]
     if (increments === undefined) {
       const attributes: Record<string, string | number> = { 'process.executable.name': comm }
       if (this.#ctx.config.per_pid) attributes['process.pid'] = tgid
-      increments = { attributes, voluntary: 0, involuntary: 0, faults: 0 }
-      tally.pending[key] = increments
+      tally.pending[key] = increments = { attributes, voluntary: 0, involuntary: 0, faults: 0 }
     }
-    increments.voluntary += counts[0]! - (previous?.[0] ?? 0)
-    increments.involuntary += counts[1]! - (previous?.[1] ?? 0)
-    increments.faults += counts[2]! - (previous?.[2] ?? 0)
+    increments.voluntary += voluntary - last[0]!
+    increments.involuntary += involuntary - last[1]!
+    increments.faults += faults - last[2]!
+    last[0] = voluntary
+    last[1] = involuntary
+    last[2] = faults
+    seen.round = tally.round
   }
 
   #emitProcessMetrics(): void {
