@@ -40,14 +40,14 @@ const config = {
 }
 type Config = typeof config
 
-/** A process's counts of one syscall as last read: [calls, errors], and the collection that read them. */
+/** A process image's counts of one syscall as last read, and the collection that read them. */
 interface Seen {
   calls: number
   errors: number
   round: number
 }
 
-/** Increments of one process and syscall pair over an interval. */
+/** Increments of one series (a process under one name, and a syscall) over an interval. */
 interface Increments {
   tgid: number
   nr: number
@@ -58,15 +58,25 @@ interface Increments {
 
 /** What carries across a hot reload, so the new version neither repeats nor skips counts. */
 interface CarriedState {
-  seen: [number, number, number][]
+  seen: [string, number, number][]
   errors: [number, number][]
   unattributed: number[]
   overflows: number[]
 }
 
+/** A process's image in the kernel's `processes` map: its comm, and when its entry was made. */
+interface Image {
+  comm: string
+  created: number
+}
+
 const view = (bytes: Uint8Array) => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-/** One number per process and syscall pair, cheaper to hash than a string. */
-const pairId = (tgid: number, nr: number) => tgid * SYSCALLS_MAX_NR + nr
+/**
+ * One process image's counts of one syscall: the image's creation time tells a pid's successive
+ * images (an exec) and owners (a reused pid) apart, so an image's last counts, retired while a
+ * collection already reads its successor's, are never taken for the successor's.
+ */
+const seenKey = (tgid: number, created: number, nr: number) => `${tgid}:${created}:${nr}`
 
 export default definePlugin({
   name: 'syscalls',
@@ -84,10 +94,10 @@ class Syscalls {
   readonly #ctx: PluginContext<Config>
   readonly #names: string[]
   readonly #errnoNames: string[]
-  /** By pairId: every pair in the kernel's map at the last collections, or whose retirement is not handled yet. */
-  readonly #seen = new Map<number, Seen>()
-  /** By pairId: increments since the last collection. */
-  #pending = new Map<number, Increments>()
+  /** By seenKey: every image's pair in the kernel's map at the last collections, or whose retirement is not handled yet. */
+  readonly #seen = new Map<string, Seen>()
+  /** By series (pid, comm and syscall): increments since the last collection. */
+  #pending = new Map<string, Increments>()
   /** The kernel's cumulative counts at the last collection: failures by `nr * 65536 + errno`, unattributed [calls, errors] by nr, overflows. */
   readonly #errors = new Map<number, number>()
   #unattributed: number[]
@@ -99,66 +109,72 @@ class Syscalls {
     this.#names = names
     this.#errnoNames = errnoNames
     const carried = ctx.state.syscalls as CarriedState | undefined
-    for (const [id, calls, errors] of carried?.seen ?? []) this.#seen.set(id, { calls, errors, round: 0 })
+    for (const [key, calls, errors] of carried?.seen ?? []) this.#seen.set(key, { calls, errors, round: 0 })
     for (const [id, count] of carried?.errors ?? []) this.#errors.set(id, count)
     this.#unattributed = carried?.unattributed ?? new Array<number>(SYSCALLS_MAX_NR * 2).fill(0)
     this.#overflows = carried?.overflows ?? new Array<number>(SYSCALLS_OVERFLOWS).fill(0)
   }
 
   onRetired(record: TopicEvent<'syscalls:retired'>): void {
-    this.#add(record.tgid, record.nr, record.comm, record.calls, record.errors)
-    this.#seen.delete(pairId(record.tgid, record.nr))
+    const key = seenKey(record.tgid, record.created_ns, record.nr)
+    this.#add(key, record.tgid, record.nr, record.comm, record.calls, record.errors)
+    this.#seen.delete(key)
   }
 
   async collect(): Promise<void> {
     this.#round++
-    const map = (name: string) => this.#ctx.map(`syscalls:${name}`)
-    // counts first, then the processes: a pair whose process is gone by then was retired, and its
-    // record brings what it counted since the last collection
-    const calls = await map('calls').entries()
-    const comms = new Map<number, string>()
-    for (const [key, value] of await map('processes').entries()) comms.set(view(key).getUint32(0, true), decodeSyscallProcess(view(value), 0).comm)
+    // the processes before and after the counts: a process whose image changed meanwhile (it
+    // exited or execed) is left out, and its retired records bring what it counted
+    const before = await this.#images()
+    const calls = await this.#ctx.map('syscalls:calls').entries()
+    const after = await this.#images()
     for (const [key, value] of calls) {
       const { tgid, nr } = decodeSyscallKey(view(key), 0)
-      const comm = comms.get(tgid)
-      if (comm === undefined) continue
+      const image = before.get(tgid)
+      if (image === undefined || after.get(tgid)?.created !== image.created) continue
       const counts = decodeSyscallCounts(view(value), 0)
-      this.#add(tgid, nr, comm, counts.calls, counts.errors)
+      this.#add(seenKey(tgid, image.created, nr), tgid, nr, image.comm, counts.calls, counts.errors)
     }
     // a pair gone from the map was retired: its record normally came first; one more round is
     // left for a record still on its way
-    for (const [id, seen] of this.#seen) if (seen.round < this.#round - 1) this.#seen.delete(id)
+    for (const [key, seen] of this.#seen) if (seen.round < this.#round - 1) this.#seen.delete(key)
     const overflow = await this.#unattributedIncrements()
     this.#emitTopPairs(overflow)
     await this.#emitErrorsByErrno()
     await this.#emitOverflows()
     this.#ctx.state.syscalls = {
-      seen: Array.from(this.#seen, ([id, seen]) => [id, seen.calls, seen.errors]),
+      seen: Array.from(this.#seen, ([key, seen]) => [key, seen.calls, seen.errors]),
       errors: [...this.#errors], unattributed: this.#unattributed, overflows: this.#overflows,
     } satisfies CarriedState
   }
 
-  /** Adds what a pair counted since it was last seen to its increments. */
-  #add(tgid: number, nr: number, comm: string, calls: number, errors: number): void {
-    const id = pairId(tgid, nr)
-    const seen = this.#seen.get(id)
-    // smaller than before: the pid was reused by a process whose retirement we missed
-    const fresh = seen === undefined || calls < seen.calls || errors < seen.errors
-    const callIncrement = fresh ? calls : calls - seen.calls
-    const errorIncrement = fresh ? errors : errors - seen.errors
-    if (seen === undefined) this.#seen.set(id, { calls, errors, round: this.#round })
+  async #images(): Promise<Map<number, Image>> {
+    const images = new Map<number, Image>()
+    for (const [key, value] of await this.#ctx.map('syscalls:processes').entries()) {
+      const process = decodeSyscallProcess(view(value), 0)
+      images.set(view(key).getUint32(0, true), { comm: process.comm, created: process.created_ns })
+    }
+    return images
+  }
+
+  /** Adds what an image's pair counted since it was last seen to the pair's increments. */
+  #add(key: string, tgid: number, nr: number, comm: string, calls: number, errors: number): void {
+    const seen = this.#seen.get(key)
+    const callIncrement = calls - (seen?.calls ?? 0)
+    const errorIncrement = errors - (seen?.errors ?? 0)
+    if (seen === undefined) this.#seen.set(key, { calls, errors, round: this.#round })
     else {
       seen.calls = calls
       seen.errors = errors
       seen.round = this.#round
     }
     if (callIncrement === 0 && errorIncrement === 0) return
-    const pending = this.#pending.get(id)
-    if (pending === undefined) this.#pending.set(id, { tgid, nr, comm, calls: callIncrement, errors: errorIncrement })
+    const series = `${tgid}\0${comm}\0${nr}`
+    const pending = this.#pending.get(series)
+    if (pending === undefined) this.#pending.set(series, { tgid, nr, comm, calls: callIncrement, errors: errorIncrement })
     else {
       pending.calls += callIncrement
       pending.errors += errorIncrement
-      pending.comm = comm
     }
   }
 

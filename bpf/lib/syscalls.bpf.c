@@ -84,6 +84,7 @@ static __always_inline struct syscall_process *process_of(__u32 tgid)
 		return process;
 	task = (struct task_struct *)bpf_get_current_task();
 	BPF_CORE_READ_STR_INTO(&fresh.comm, task, group_leader, comm);
+	fresh.created_ns = bpf_ktime_get_boot_ns();
 	bpf_map_update_elem(&processes, &tgid, &fresh, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&processes, &tgid);
 }
@@ -201,6 +202,7 @@ static __always_inline void retire_syscall(struct retiring *retiring, __u32 nr)
 	if (record) {
 		record->tgid = key.tgid;
 		record->nr = nr;
+		record->created_ns = retiring->process->created_ns;
 		record->calls = counts->calls;
 		record->errors = counts->errors;
 		record->reason = retiring->reason;

@@ -43,6 +43,8 @@ struct syscall_counts {
 struct syscall_process {
 	/* bit nr of used[nr / 64]: the numbers it has an entry for in `calls` */
 	__u64 used[SYSCALLS_MAX_NR / 64];
+	/* when the entry was made (boot clock): tells a pid's successive images and owners apart */
+	__u64 created_ns;
 	/* its main thread's comm when the entry was made (the process's image) */
 	char comm[SYSCALLS_COMM_LEN];
 };
@@ -57,6 +59,8 @@ struct syscall_error_key {
 struct syscall_retired {
 	__u32 tgid;
 	__u32 nr;
+	/* the created_ns of its `processes` entry */
+	__u64 created_ns;
 	__u64 calls;
 	__u64 errors;
 	__u32 reason;

@@ -131,6 +131,11 @@ describe('the syscalls object', { timeout: 120_000 }, () => {
     assert.ok(afterExec.every((r) => r.comm === 'true'))
     assert.deepEqual(afterExec.filter((r) => r.nr === names.indexOf('execve')).map((r) => r.calls), [1])
     assert.equal(afterExec.find((r) => r.nr === names.indexOf('getppid')), undefined)
+    // each image's records carry its entry's creation time, which tells the images of a pid apart
+    const created = (records: SyscallRetired[]) => [...new Set(records.map((r) => r.created_ns))]
+    assert.equal(created(beforeExec).length, 1)
+    assert.equal(created(afterExec).length, 1)
+    assert.ok(created(afterExec)[0]! > created(beforeExec)[0]!)
   })
 
   it('keeps entries of live processes only: 300 short-lived processes leave none behind', async () => {
