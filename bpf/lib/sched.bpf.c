@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Scheduler and process metrics, aggregated in the kernel: a run-queue latency histogram
- * (wakeup, or preemption, to switch-in), context switches and page faults per process, read by
- * the reader every collection interval; process starts, exits (with exit code and totals) and
+ * (wakeup, or preemption, to switch-in), context switches and page faults per process, read from
+ * user space every collection interval; process starts, exits (with exit code and totals) and
  * OOM kills through the ring buffer. A process's entries are removed when it exits, so the maps
  * follow the live processes; what a full map could not store is counted in `overflow`.
  */
