@@ -102,7 +102,8 @@ static __always_inline struct alloc_stats *current_stats(__u32 tgid)
 		return NULL;
 	stats->pid = tgid;
 	stats->created_ns = bpf_ktime_get_boot_ns();
-	bpf_get_current_comm(stats->comm, sizeof(stats->comm));
+	/* the process's name, not the thread's that made the first call */
+	bpf_probe_read_kernel_str(stats->comm, sizeof(stats->comm), bpf_get_current_task_btf()->group_leader->comm);
 	return stats;
 }
 

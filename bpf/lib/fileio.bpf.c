@@ -264,8 +264,9 @@ static __always_inline struct fileio_process *current_process(__u32 tgid)
 		return NULL;
 	process->pid = tgid;
 	process->created_ns = bpf_ktime_get_boot_ns();
-	bpf_get_current_comm(process->comm, sizeof(process->comm));
 	task = bpf_get_current_task_btf();
+	/* the process's name, not the thread's that made the first call ("worker-3") */
+	bpf_probe_read_kernel_str(process->comm, sizeof(process->comm), task->group_leader->comm);
 	exe = BPF_CORE_READ(task, mm, exe_file);
 	if (exe && path_from_root((__u64)BPF_CORE_READ(exe, f_path.dentry), (__u64)BPF_CORE_READ(exe, f_path.mnt)) == 0 &&
 	    (scratch = bpf_map_lookup_elem(&path_scratch, &zero)))

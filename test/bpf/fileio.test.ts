@@ -3,7 +3,7 @@
 // pid, so other tests' file I/O does not disturb the counts. The counts dd's loader and libc make
 // before dd runs (ld.so reading libc, locale files) are measured by a dd that copies nothing.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync, realpathSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test'
 import { decodeFileioCounts, encodeFileioPath, mapCodecs, FILEIO_PATH_SIZE, type FileioCounts, type FileioProcess as KernelProcess } from '../../bpf/lib/fileio.types.ts'
 import { forEachRecord } from '../../runtime/bpf/batch.ts'
 import { openLibraryObject, type LibraryObject } from '../../runtime/library/index.ts'
-import { waitFor } from './kernel.ts'
+import { root, waitFor } from './kernel.ts'
 
 const READ = 0
 const WRITE = 1
@@ -31,6 +31,7 @@ describe('fileio object', { timeout: 120_000 }, () => {
   const dir = realpathSync(mkdtempSync(join(tmpdir(), 'periscope-fileio-')))
   /** the counts of a dd that copies nothing: its loader's and libc's own reads */
   let startup: FileioCounts
+  let startupRecord: FileioProcess
 
   before(async () => {
     fileio = await openLibraryObject('fileio')
@@ -38,7 +39,8 @@ describe('fileio object', { timeout: 120_000 }, () => {
       const record = mapCodecs.processes.value.decode(view, offset, size)
       exits.set(record.pid, [...(exits.get(record.pid) ?? []), record])
     }))
-    startup = (await run('dd', ['if=/dev/zero', 'of=/dev/null', 'count=0', 'status=none'])).counts
+    startupRecord = await run('dd', ['if=/dev/zero', 'of=/dev/null', 'count=0', 'status=none'])
+    startup = startupRecord.counts
   })
   after(async () => {
     await fileio?.close()
@@ -76,9 +78,8 @@ describe('fileio object', { timeout: 120_000 }, () => {
   it('the start-up reads are of regular files (ld.so reading libc), and dd itself names its executable', async () => {
     assert.ok(startup.ops[READ]! >= 1, `start-up reads: ${startup.ops[READ]}`)
     assert.equal(startup.ops[WRITE], 0)
-    const record = exits.values().next().value!.at(-1)!
-    assert.equal(record.comm, 'dd')
-    assert.equal(record.executable, realpathSync('/usr/bin/dd'))
+    assert.equal(startupRecord.comm, 'dd')
+    assert.equal(startupRecord.executable, realpathSync('/usr/bin/dd'))
   })
 
   it('dd of=<file> bs=4096 count=257 conv=fsync: 257 writes of 4096 bytes and one fsync; the 257 reads of /dev/zero are not file I/O', async () => {
@@ -124,6 +125,30 @@ describe('fileio object', { timeout: 120_000 }, () => {
     assert.ok(shell!.counts.ops[READ]! >= 1, 'the shell\'s loader read its libc')
     assert.ok(shell!.created_ns < dd.created_ns)
     assert.deepEqual(beyondStartup(dd.counts), { ops: [0, 5, 0, 0], bytes: [0, 5 * BLOCK], errors: [0, 0, 0, 0] })
+  })
+
+  it('a process first seen through a worker thread is named by its own name, not the thread\'s', async () => {
+    const binary = join(dir, 'fio-threads')
+    execFileSync('cc', ['-O2', '-Wall', '-Werror', '-pthread', '-o', binary, join(root, 'test/bpf/fixtures/fileio-threads.c')])
+    // started before a fileio object of its own loads, so its loader's reads are not seen
+    const child = spawn(binary, [join(dir, 'from-worker')], { env, stdio: ['pipe', 'pipe', 'inherit'] })
+    let said = ''
+    child.stdout.on('data', (chunk: Buffer) => (said += chunk.toString()))
+    const late = await openLibraryObject('fileio')
+    const records: KernelProcess[] = []
+    try {
+      late.subscribe('exits', (batch) => forEachRecord(batch, (view, offset, size) => records.push(mapCodecs.processes.value.decode(view, offset, size))))
+      await waitFor(() => said === 'ready\n', 'the worker to be ready', 60_000)
+      child.stdin.end('go\n')
+      await waitFor(() => records.some((r) => r.pid === child.pid), 'the exit record of the threaded process', 60_000)
+      const record = records.find((r) => r.pid === child.pid)!
+      assert.equal(record.comm, 'fio-threads')
+      assert.equal(record.executable, binary)
+      assert.deepEqual({ ops: record.counts.ops, bytes: record.counts.bytes }, { ops: [0, 1, 0, 0], bytes: [0, BLOCK] })
+    } finally {
+      child.kill()
+      await late.close()
+    }
   })
 
   it('a process\'s entry goes at its exit, and no map overflowed', async () => {
