@@ -113,6 +113,10 @@ describe('process metrics and lifecycle logs through a real Collector', { timeou
     const exported = counterTotal(metrics, 'process.context_switches', match)
     assert.ok(exported <= switches + 5, `exported ${exported} switches, the kernel counted ${switches} before its last steps`)
     assert.ok(counterTotal(metrics, 'process.context_switches', { ...match, 'process.context_switch_type': 'voluntary' }) >= 30)
+    // by executable name only, unless per_pid asks for pids
+    const pidSeries = flatten('metrics', metrics).filter(({ item }) => item.name === 'process.context_switches')
+      .flatMap(({ item }) => (item.sum as Json).dataPoints as Json[]).filter((point) => 'process.pid' in attributesOf(point.attributes))
+    assert.equal(pidSeries.length, 0)
     const exportedFaults = counterTotal(metrics, 'process.paging.faults', match)
     assert.ok(exportedFaults <= faults + 50, `exported ${exportedFaults} faults, the kernel counted ${faults} before its last steps`)
   })
