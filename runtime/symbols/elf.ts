@@ -70,6 +70,11 @@ const STT_GNU_IFUNC = 10
 const NT_GNU_BUILD_ID = 3
 /** Name ids of .dynsym names carry this bit, .symtab's do not (SymbolTable's name ids are one number). */
 const DYNSYM_NAME = 0x80000000
+/** Name ids of PLT entries (`name@plt`, made here) carry this bit, with an index into their list. */
+const PLT_NAME = 0x40000000
+const SHT_RELA = 4
+/** An x86-64 PLT entry's size; the lazy-binding .plt starts with one entry of its own (PLT0). */
+const PLT_ENTRY_SIZE = 16
 const STB_LOCAL = 0
 const STB_WEAK = 2
 const SHN_UNDEF = 0
@@ -252,10 +257,12 @@ export class ElfFile {
   functionTable(): SymbolTable {
     const ranges: SymbolRange[] = []
     const strings: Buffer[] = []
+    const unsizedLimits = new Map<SymbolRange, number>()
     for (const type of [SHT_SYMTAB, SHT_DYNSYM]) {
       const table = this.#sections.find((s) => s.type === type)
-      if (table !== undefined) strings[type === SHT_DYNSYM ? 1 : 0] = this.#functionRanges(table, type === SHT_DYNSYM ? DYNSYM_NAME : 0, ranges)
+      if (table !== undefined) strings[type === SHT_DYNSYM ? 1 : 0] = this.#functionRanges(table, type === SHT_DYNSYM ? DYNSYM_NAME : 0, ranges, unsizedLimits)
     }
+    const pltNames = this.machine === MACHINE_X86_64 && strings[1] !== undefined ? this.#pltRanges(strings[1], ranges) : []
     if (strings.length === 0) {
       const go = GoFunctionTable.open(this)
       if (go !== undefined) {
@@ -263,8 +270,9 @@ export class ElfFile {
         return SymbolTable.build(functions.map((f, i) => ({ start: Number(f.address), end: Number(f.address + f.size), rank: 0, name: i })), (i) => functions[i]!.name)
       }
     }
-    closeUnsizedRanges(ranges)
+    closeUnsizedRanges(ranges, unsizedLimits)
     return SymbolTable.build(ranges, (id) => {
+      if (id & PLT_NAME) return pltNames[id & ~PLT_NAME]!
       const names = strings[id & DYNSYM_NAME ? 1 : 0]!
       const start = id & ~DYNSYM_NAME
       const end = names.indexOf(0, start)
@@ -272,8 +280,11 @@ export class ElfFile {
     })
   }
 
-  /** Appends the functions of symbol table `table` to `ranges`; returns its string table. */
-  #functionRanges(table: Section, nameFlag: number, ranges: SymbolRange[]): Buffer {
+  /**
+   * Appends the functions of symbol table `table` to `ranges`, and for each of size 0 the end of
+   * its section to `unsizedLimits`; returns the table's strings.
+   */
+  #functionRanges(table: Section, nameFlag: number, ranges: SymbolRange[], unsizedLimits: Map<SymbolRange, number>): Buffer {
     const strings = this.#sections[table.link]
     if (strings === undefined) throw new ElfError('EINVAL', `${this.path}: a symbol table links to section ${table.link}, which does not exist`)
     const wide = this.#view.wide
@@ -286,7 +297,8 @@ export class ElfFile {
     for (let at = 0, index = 0; at + entrySize <= symbols.byteLength; at += entrySize, index++) {
       const info = symbols[at + (wide ? 4 : 12)]!
       const type = info & 0xf
-      if ((type !== STT_FUNC && type !== STT_GNU_IFUNC) || reader.u16(at + (wide ? 6 : 14)) === SHN_UNDEF) continue
+      const sectionIndex = reader.u16(at + (wide ? 6 : 14))
+      if ((type !== STT_FUNC && type !== STT_GNU_IFUNC) || sectionIndex === SHN_UNDEF) continue
       const start = wide ? Number(reader.u64(at + 8)) : reader.u32(at + 4)
       if (start === 0) continue
       const size = wide ? Number(reader.u64(at + 16)) : reader.u32(at + 8)
@@ -297,9 +309,47 @@ export class ElfFile {
       const length = names.indexOf(0, name) - name
       // an old version of a function kept for old binaries (cfree@GLIBC_2.2.5) names it as a local would
       const binding = bind === STB_LOCAL || versions?.(index) ? 'local' : bind === STB_WEAK ? 'weak' : 'global'
-      ranges.push({ start, end: start + size, rank: aliasRank(size > 0, binding, underscores, length), name: name | nameFlag })
+      const range = { start, end: start + size, rank: aliasRank(size > 0, binding, underscores, length), name: name | nameFlag }
+      ranges.push(range)
+      const section = this.#sections[sectionIndex]
+      // _init (size 0) must not run on over the PLT that follows its section
+      if (size === 0 && section !== undefined) unsizedLimits.set(range, Number(section.address + section.size))
     }
     return names
+  }
+
+  /**
+   * The x86-64 PLT's entries as functions `name@plt`, as perf names them: entry i of .plt.sec
+   * (the IBT layout), or of .plt after its first entry, calls the function of .rela.plt's i-th
+   * relocation. Returns the names, which the ranges' name ids index.
+   */
+  #pltRanges(dynamicNames: Buffer, ranges: SymbolRange[]): string[] {
+    const relocations = this.#sections.find((s) => s.type === SHT_RELA && this.#sectionName(s) === '.rela.plt')
+    const dynsym = this.#sections.find((s) => s.type === SHT_DYNSYM)
+    const sec = this.section('.plt.sec'), plt = this.section('.plt')
+    if (relocations === undefined || dynsym === undefined || (sec ?? plt) === undefined || !this.#view.wide) return []
+    const first = sec !== undefined ? Number(sec.address) : Number(plt!.address) + PLT_ENTRY_SIZE
+    const rela = new Reader(this.read(relocations.offset, relocations.size, 'the PLT relocations'), true, this.#view.little)
+    const symbols = new Reader(this.read(dynsym.offset, dynsym.size, 'the dynamic symbols'), true, this.#view.little)
+    const names: string[] = []
+    for (let i = 0; (i + 1) * 24 <= Number(relocations.size); i++) {
+      const symbol = Number(rela.u64(i * 24 + 8) >> 32n)
+      // an IRELATIVE relocation has no symbol: its entry stays unnamed
+      if (symbol === 0 || (symbol + 1) * 24 > Number(dynsym.size)) continue
+      const nameAt = symbols.u32(symbol * 24)
+      const end = dynamicNames.indexOf(0, nameAt)
+      const start = first + i * PLT_ENTRY_SIZE
+      ranges.push({ start, end: start + PLT_ENTRY_SIZE, rank: aliasRank(true, 'local', 0, 0), name: PLT_NAME | names.length })
+      names.push(`${dynamicNames.toString('utf8', nameAt, end < 0 ? dynamicNames.byteLength : end)}@plt`)
+    }
+    return names
+  }
+
+  #sectionName(section: Section): string | undefined {
+    const names = this.#sectionNames()
+    if (names === undefined) return undefined
+    const end = names.indexOf(0, section.name)
+    return names.toString('latin1', section.name, end < 0 ? names.byteLength : end)
   }
 
   /** For .dynsym: whether symbol `index` has a hidden (non-default) version, from .gnu.version. */
@@ -480,8 +530,8 @@ export function buildIdOfNotes(notes: Buffer, little: boolean = true): string | 
   return undefined
 }
 
-/** A function of size 0 (hand-written assembly, often) runs to the next function's start. */
-function closeUnsizedRanges(ranges: SymbolRange[]): void {
+/** A function of size 0 (hand-written assembly, often) runs to the next function's start, at most to its section's end. */
+function closeUnsizedRanges(ranges: SymbolRange[], limits: Map<SymbolRange, number>): void {
   const starts = Float64Array.from(new Set(ranges.map((r) => r.start))).sort()
   for (const range of ranges) {
     if (range.end !== range.start) continue
@@ -491,7 +541,7 @@ function closeUnsizedRanges(ranges: SymbolRange[]): void {
       if (starts[middle]! <= range.start) low = middle + 1
       else high = middle
     }
-    range.end = low < starts.length ? starts[low]! : range.start + 1
+    range.end = Math.min(low < starts.length ? starts[low]! : range.start + 1, limits.get(range) ?? Infinity)
   }
 }
 

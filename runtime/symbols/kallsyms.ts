@@ -13,7 +13,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { buildIdOfNotes } from './elf.ts'
-import { aliasRank, type SymbolRange, SymbolTable } from './symbol-table.ts'
+import { type SymbolRange, SymbolTable } from './symbol-table.ts'
 
 const LOW_48_BITS = 0xffff_ffff_ffffn
 const KERNEL_HALF = 0xffff_0000_0000_0000n
@@ -64,9 +64,9 @@ export class KernelSymbols {
         nameStarts.push(at + 19)
         nameEnds.push(nameEnd)
         if (nameEnd !== end) modules.set(id, text.slice(nameEnd + 2, end - 1))
-        let underscores = 0
-        while (text.charCodeAt(at + 19 + underscores) === 0x5f) underscores++
-        ranges.push({ start: key, end: key, rank: aliasRank(true, type === 0x54 ? 'global' : type === 0x74 ? 'local' : 'weak', underscores, nameEnd - at - 19), name: id })
+        // of symbols at one address the last listed wins, as in perf (which sizes each symbol up
+        // to the next address, leaving the earlier ones of an address empty, and prefers sized ones)
+        ranges.push({ start: key, end: key, rank: 0, name: id })
       }
       at = end + 1
     }

@@ -38,13 +38,19 @@ export class SymbolTable {
 
   /**
    * Sorts `ranges` by start; of ranges starting at the same address, keeps the one of lowest
-   * rank. `nameOf` turns a range's `name` into its name when a lookup first needs it.
+   * rank, and of those the last given (perf keeps the later of two equal symbols).
+   * `nameOf` turns a range's `name` into its name when a lookup first needs it.
    */
   static build(ranges: SymbolRange[], nameOf: (id: number) => string): SymbolTable {
+    // sort is stable: equal (start, rank) stay in the order given
     ranges.sort((a, b) => a.start - b.start || a.rank - b.rank)
     let kept = 0
     for (let i = 0; i < ranges.length; i++) {
-      if (kept > 0 && ranges[kept - 1]!.start === ranges[i]!.start) continue
+      const previous = ranges[kept - 1]
+      if (previous !== undefined && previous.start === ranges[i]!.start) {
+        if (previous.rank === ranges[i]!.rank) ranges[kept - 1] = ranges[i]!
+        continue
+      }
       ranges[kept++] = ranges[i]!
     }
     const starts = new Float64Array(kept), ends = new Float64Array(kept), nameIds = new Uint32Array(kept)
