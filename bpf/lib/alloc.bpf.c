@@ -38,9 +38,10 @@ struct {
 	__type(value, struct in_call);
 } in_call SEC(".maps");
 
+/* live blocks of every target: about 80 bytes of kernel memory each, allocated as they come */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, 1 << 18);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct alloc_block);
 	__type(value, __u64);
