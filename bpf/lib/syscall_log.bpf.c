@@ -5,7 +5,7 @@
  * duration. Arguments that `decode` names as strings (paths and names, chosen by user space from
  * the kernel's own syscall table) are copied at the entry, bounded; nothing else the pointers
  * point to (buffers, messages) is read. A call that never returns (exit_group) is sent at its
- * entry.
+ * entry. A target leaves `targets` when it exits.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -202,12 +202,20 @@ int tp_sys_exit(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-/* a thread that exits in a call (killed, or exec from another thread) leaves no entry behind */
+/*
+ * A thread that exits in a call (killed, or exec from another thread) leaves no entry behind; a
+ * target that exits is no target any more, so a process that later gets its pid is not logged.
+ */
 SEC("tracepoint/sched/sched_process_exit")
 int handle_exit(void *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id, tgid = id >> 32;
 
 	bpf_map_delete_elem(&in_flight, &tid);
+	/* signal->live is counted down before this tracepoint: 0 at the last thread */
+	if (task->signal->live.counter == 0)
+		bpf_map_delete_elem(&targets, &tgid);
 	return 0;
 }
