@@ -3,7 +3,9 @@
  * object, strace-like: the syscall's name and each argument by the name and type this kernel
  * declares it with (`ctx.kernel.syscalls()`), its return value or error, and how long it took.
  * Off by default, and it logs nothing until `target_pids` names a process (filtered in the
- * kernel: other processes' calls cost a map lookup each and never leave it).
+ * kernel: other processes' calls cost a map lookup each and never leave it). A target that exits
+ * leaves the kernel's filter, so a process that later gets its pid is not logged; a reload of the
+ * plugin names the pids again, whoever has them then.
  *
  * Secrets stay out: the only process memory read is the path and name arguments (`filename`,
  * `pathname`, `oldname`...), copied in the kernel at the call's entry, at most 255 bytes each and
