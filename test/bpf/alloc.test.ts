@@ -2,7 +2,8 @@
 // object's task_vma iterator, attached for that pid) give exactly the calls, bytes allocated and
 // bytes in use of a C program whose allocations are known (test/e2e/fixtures/alloc-workload.c),
 // realloc(NULL, n) and realloc(p, 0) counted as realloc calls; no other process is counted;
-// the process's entries go at its exit, its last counts on the exits ring.
+// the process's entries go at its exit, its last counts on the exits ring; a full blocks map
+// counts what it could not store.
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process'
 import type { Readable, Writable } from 'node:stream'
@@ -39,11 +40,11 @@ describe('alloc object', { timeout: 120_000 }, () => {
   }
 
   /** The object's uprobes on a libc's functions, for one process. */
-  function attachAll(libc: string, pid: number): { detach(): void }[] {
+  function attachAll(libc: string, pid: number, object = alloc): { detach(): void }[] {
     const links: { detach(): void }[] = []
     for (const [func, retprobe] of [['malloc', true], ['calloc', true], ['realloc', true], ['free', false]] as const) {
-      links.push(alloc.attachUprobe(`${func}_enter`, libc, { symbol: func, retprobe: false, pid }))
-      if (retprobe) links.push(alloc.attachUprobe(`${func}_exit`, libc, { symbol: func, retprobe: true, pid }))
+      links.push(object.attachUprobe(`${func}_enter`, libc, { symbol: func, retprobe: false, pid }))
+      if (retprobe) links.push(object.attachUprobe(`${func}_exit`, libc, { symbol: func, retprobe: true, pid }))
     }
     return links
   }
@@ -120,6 +121,33 @@ describe('alloc object', { timeout: 120_000 }, () => {
     } finally {
       for (const link of links) link.detach()
       child.kill()
+    }
+  })
+
+  it('a full blocks map counts each block it could not store, and keeps usage to the blocks it has', async () => {
+    const small = await openLibraryObject('alloc', { maxEntries: { blocks: 2 } })
+    const child = spawn(binary, [], { stdio: ['pipe', 'pipe', 'inherit'] })
+    const output = { text: '' }
+    child.stdout.on('data', (chunk: Buffer) => (output.text += chunk.toString()))
+    const links: { detach(): void }[] = []
+    try {
+      await untilSaid(child, output, 'ready')
+      const [libc] = (await small.runIterator('libc_mappings', { pid: child.pid })).trim().split('\n')
+      links.push(...attachAll(libc!, child.pid!, small))
+      child.stdin.write('go\n')
+      await untilSaid(child, output, 'step 1')
+      const value = small.map('processes').lookup(new Uint8Array(new Uint32Array([child.pid!]).buffer))!
+      const stats = decodeAllocStats(new DataView(value.buffer, value.byteOffset, value.byteLength), 0)
+      // with room for two: c (calloc) and e (realloc(NULL, 50)) came while a and b, then d and b, were held
+      const perCpu = small.object.map('overflows').lookup(new Uint8Array(4))!
+      assert.equal(new BigUint64Array(perCpu.buffer.slice(perCpu.byteOffset, perCpu.byteOffset + perCpu.byteLength)).reduce((a, b) => a + b, 0n), 2n)
+      assert.equal(stats.allocated_bytes, afterStep1.allocated)
+      assert.equal(stats.tracked_bytes, afterStep1.allocated - 300 - 50)
+      assert.equal(stats.tracked_bytes - stats.freed_bytes, 1000 + (2 << 20), 'in use: d and h, the blocks it holds')
+    } finally {
+      for (const link of links) link.detach()
+      child.kill()
+      await small.close()
     }
   })
 })
