@@ -84,9 +84,13 @@ struct {
 	__type(value, __u32);
 } target_count SEC(".maps");
 
-/* the inodes of target files, found when they are opened (or by the open_targets iterator) */
+/*
+ * the inodes of target files, found when they are opened (or by the open_targets iterator); not
+ * an LRU, whose evictions would go uncounted: a file the map has no room for is counted in
+ * overflows, and the plugin empties the map when it (re)starts
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
 	__type(key, struct fileio_inode);
 	__type(value, __u32);

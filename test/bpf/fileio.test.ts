@@ -202,6 +202,25 @@ describe('fileio object', { timeout: 120_000 }, () => {
       assert.equal(stats.ops[WRITE], 0)
     })
 
+    it('a target file the inode map has no room for is counted as an overflow', async () => {
+      const small = await openLibraryObject('fileio', { maxEntries: { target_inodes: 1 } })
+      try {
+        small.map('target_paths').update(targetKey(target), index(1))
+        small.map('target_paths').update(targetKey(other), index(2))
+        small.map('target_count').update(index(0), index(2))
+        const overflowsOf = (reason: number): bigint => {
+          const perCpu = small.object.map('overflows').lookup(index(reason))!
+          return new BigUint64Array(perCpu.buffer.slice(perCpu.byteOffset, perCpu.byteOffset + perCpu.byteLength)).reduce((a, b) => a + b, 0n)
+        }
+        await run('dd', [`if=${target}`, 'of=/dev/null', 'count=1', 'status=none'])
+        await run('dd', [`if=${other}`, 'of=/dev/null', 'count=1', 'status=none'])
+        assert.equal(overflowsOf(2), 1n, 'FILEIO_OVERFLOW_TARGET_INODES')
+        assert.equal([...small.map('target_inodes').entries()].length, 1)
+      } finally {
+        await small.close()
+      }
+    })
+
     it('a file opened before it was named is found by the open_targets iterator', async () => {
       // a process that keeps the file open and appends to it when told, on stdin
       const holder = spawn('bash', ['-c', `exec 3>>${early}; read line; printf abc >&3; read line`], { env, stdio: ['pipe', 'ignore', 'inherit'] })
