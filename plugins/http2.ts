@@ -95,6 +95,8 @@ const GRPC_DEADLINE_EXCEEDED = 4
 const maxIdsPerConnection = 256
 /** How long a server span waits for its client's ids, and how many wait at once. */
 const peerWaitMs = 1000
+/** How long a connection whose close came stays open to data records still on their way. */
+const closeGraceMs = 500
 const maxWaiting = 8192
 /** Distinct metric attribute sets; past this, points go to one overflow series. */
 const maxSeries = 2000
@@ -156,7 +158,7 @@ export default definePlugin({
       excludedPorts: ctx.config.excluded_ports,
     })
     ctx.on('sockdata:http2', (event) => plugin.onRecord(event), { onLoss: (lost) => plugin.onLoss(lost) })
-    ctx.on('sockdata:connections', (event) => { if (event.kind === SOCK_CLOSE) plugin.close(event.conn_id, event.end_ns) })
+    ctx.on('sockdata:connections', (event) => { if (event.kind === SOCK_CLOSE) plugin.closeLater(event.conn_id, event.end_ns) })
     if (ctx.config.https) await followOpenSsl(ctx, (message) => ctx.log.warn(message))
     if (ctx.config.go_tls) await followGoTls(ctx, (message) => ctx.log.warn(message))
     ctx.every('200ms', () => plugin.releaseWaiting())
@@ -178,6 +180,8 @@ class Http2Tracing {
   readonly #chunk = newSockChunk()
   /** Server exchanges whose client end is not seen yet, oldest first. */
   #waiting: Waiting[] = []
+  /** Connections whose close came, in their grace before closing, oldest first. */
+  readonly #closing: { conn: Conn; sinceMs: number }[] = []
   /** Closed client connections whose ids a server span may still take, oldest first. */
   readonly #closedClients: { conn: Conn; sinceMs: number }[] = []
   /** Metric attribute sets by their values; gRPC methods seen, bounded by max_methods. */
@@ -209,7 +213,27 @@ class Http2Tracing {
     this.#conn(event).stream.push(fillChunk(this.#chunk, event))
   }
 
-  close(connId: number, endNs: number): void {
+  /**
+   * A close comes on `sockdata:connections`, a ring of its own, and may be read before the last
+   * data records of its connection (the trailers of its last streams, say): the connection stays
+   * open to them for closeGraceMs, then closes. conn_ids are never reused, so nothing else can
+   * take its records meanwhile.
+   */
+  closeLater(connId: number, endNs: number): void {
+    const conn = this.#conns.get(connId)
+    if (conn === undefined || conn.closedNs !== undefined) return
+    conn.closedNs = endNs
+    this.#closing.push({ conn, sinceMs: Date.now() })
+  }
+
+  #closeDue(now: number): void {
+    while (this.#closing.length > 0 && now - this.#closing[0]!.sinceMs >= closeGraceMs) {
+      const { conn } = this.#closing.shift()!
+      if (this.#conns.get(conn.id) === conn) this.#close(conn.id, conn.closedNs!)
+    }
+  }
+
+  #close(connId: number, endNs: number): void {
     const conn = this.#conns.get(connId)
     if (conn === undefined) return
     this.#conns.delete(connId)
@@ -221,9 +245,13 @@ class Http2Tracing {
     else this.#closedClients.push({ conn, sinceMs: Date.now() })
   }
 
-  /** Sends the server spans whose client ids arrived or that waited long enough; forgets closed clients nobody waits for. */
+  /**
+   * Closes the connections whose grace is over; sends the server spans whose client ids arrived or
+   * that waited long enough; forgets closed clients nobody waits for.
+   */
   releaseWaiting(): void {
     const now = Date.now()
+    this.#closeDue(now)
     const still: Waiting[] = []
     for (const waiting of this.#waiting) {
       const parent = this.#takePeerIds(waiting.conn, waiting.exchange.request.streamId)
@@ -260,7 +288,7 @@ class Http2Tracing {
       this.#conns.set(event.conn_id, conn)
       return conn
     }
-    if (this.#conns.size >= this.#ctx.config.max_connections) this.close(this.#conns.keys().next().value!, event.start_ns)
+    if (this.#conns.size >= this.#ctx.config.max_connections) this.#close(this.#conns.keys().next().value!, event.start_ns)
     const local = formatAddress(event.family, event.local_addr)
     const remote = formatAddress(event.family, event.remote_addr)
     const created = {

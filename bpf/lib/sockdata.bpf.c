@@ -1833,14 +1833,15 @@ int ssl_read_ex_ret(struct pt_regs *ctx)
 }
 
 /*
- * Go's crypto/tls, which does not use OpenSSL: uprobes on (*Conn).Write and (*Conn).Read at their
- * entry and at every return instruction (never uretprobes: a uretprobe rewrites the return address
- * on the goroutine's stack, which Go moves when it grows). Go's register ABI (amd64, Go 1.17 and
+ * Go's crypto/tls, which does not use OpenSSL: uprobes on (*Conn).Write at its entry, and on
+ * (*Conn).Read at its entry and at every return instruction (never uretprobes: a uretprobe
+ * rewrites the return address on the goroutine's stack, which Go moves when it grows). Go's register ABI (amd64, Go 1.17 and
  * later): the receiver in RAX, the []byte's pointer and length in RBX and RCX, the result n in RAX
  * at the return, and the running goroutine (g) in R14 throughout.
  */
 #define GO_RECEIVER(ctx) ((ctx)->ax)
 #define GO_BUFFER(ctx) ((ctx)->bx)
+#define GO_BUFFER_LEN(ctx) ((long)(ctx)->cx)
 #define GO_RESULT(ctx) ((long)(ctx)->ax)
 #define GO_GOROUTINE(ctx) ((ctx)->r14)
 
@@ -1873,13 +1874,11 @@ struct go_tls_key {
 	__u64 goroutine;
 };
 
-/* a (*Conn).Write or Read between its entry and a return */
+/* a (*Conn).Read between its entry and a return */
 struct go_tls_call {
 	__u64 start_ns;
 	__u64 conn;
 	__u64 buf;
-	__u8 direction;
-	__u8 pad[7];
 };
 
 struct {
@@ -1889,11 +1888,11 @@ struct {
 	__type(value, struct go_tls_call);
 } go_tls_calls SEC(".maps");
 
-static __always_inline int go_tls_enter(struct pt_regs *ctx, __u8 direction)
+static __always_inline int go_tls_enter(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct go_tls_key key = { .tgid = id >> 32, .goroutine = GO_GOROUTINE(ctx) };
-	struct go_tls_call call = { .conn = GO_RECEIVER(ctx), .buf = GO_BUFFER(ctx), .direction = direction };
+	struct go_tls_call call = { .conn = GO_RECEIVER(ctx), .buf = GO_BUFFER(ctx) };
 
 	if (is_self(key.tgid))
 		return 0;
@@ -1919,64 +1918,72 @@ static __always_inline int go_conn_fd(__u64 tls_conn)
 	return sysfd >= 0 && sysfd < 0x7fffffff ? sysfd : -1;
 }
 
-/* a return of (*Conn).Write or Read: the plaintext it moved, on its socket's connection */
-static __always_inline int go_tls_exit(struct pt_regs *ctx)
+/* `n` bytes of plaintext at `buf` that a *tls.Conn moved, on its socket's connection */
+static __always_inline int go_tls_emit(__u32 tgid, __u64 tls_conn, __u64 buf, long n, __u64 start_ns, __u8 direction)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct go_tls_key key = { .tgid = id >> 32, .goroutine = GO_GOROUTINE(ctx) };
-	struct go_tls_call *active = bpf_map_lookup_elem(&go_tls_calls, &key);
-	long n = GO_RESULT(ctx);
-	struct go_tls_call call;
 	struct capture c = {};
 	struct conn_info *conn;
 	int fd;
 
-	if (!active)
-		return 0;
-	call = *active;
-	bpf_map_delete_elem(&go_tls_calls, &key);
 	if (n <= 0)
 		return 0;
-	fd = go_conn_fd(call.conn);
+	fd = go_conn_fd(tls_conn);
 	if (fd < 0)
 		return 0;
-	conn = conn_for_fd(key.tgid, fd);
+	conn = conn_for_fd(tgid, fd);
 	if (!conn)
 		return 0;
 	if (!conn->tls)
 		start_tls(conn);
 	if (conn->excluded || conn->protocol == PROTOCOL_OTHER)
 		return 0;
-	c.start_ns = call.start_ns;
-	c.source = call.buf;
+	c.start_ns = start_ns;
+	c.source = buf;
 	c.bytes = n;
-	c.tgid = key.tgid;
+	c.tgid = tgid;
 	c.fd = fd;
-	c.direction = call.direction;
+	c.direction = direction;
 	c.flags = SOCK_FLAG_TLS;
 	emit_data(&c, conn);
 	return 0;
 }
 
-/* func (c *Conn) Write(b []byte) (int, error), at its entry */
+/* a return of (*Conn).Read: the plaintext it read, on its socket's connection */
+static __always_inline int go_tls_exit(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_tls_key key = { .tgid = id >> 32, .goroutine = GO_GOROUTINE(ctx) };
+	struct go_tls_call *active = bpf_map_lookup_elem(&go_tls_calls, &key);
+	struct go_tls_call call;
+
+	if (!active)
+		return 0;
+	call = *active;
+	bpf_map_delete_elem(&go_tls_calls, &key);
+	return go_tls_emit(key.tgid, call.conn, call.buf, GO_RESULT(ctx), call.start_ns, DIRECTION_INGRESS);
+}
+
+/*
+ * func (c *Conn) Write(b []byte) (int, error), at its entry: all of b is there, and Write sends
+ * all of it or fails. Taken now rather than at a return, because the goroutine may return after
+ * another one closed the socket (a server's last trailers, read by a client that then hung up),
+ * when the fd names nothing any more and the bytes would be lost.
+ */
 SEC("uprobe")
 int go_tls_write(struct pt_regs *ctx)
 {
-	return go_tls_enter(ctx, DIRECTION_EGRESS);
-}
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
-/* at each return instruction of (*Conn).Write */
-SEC("uprobe")
-int go_tls_write_ret(struct pt_regs *ctx)
-{
-	return go_tls_exit(ctx);
+	if (is_self(tgid))
+		return 0;
+	return go_tls_emit(tgid, GO_RECEIVER(ctx), GO_BUFFER(ctx), GO_BUFFER_LEN(ctx), bpf_ktime_get_boot_ns(), DIRECTION_EGRESS);
 }
 
 /* func (c *Conn) Read(b []byte) (int, error), at its entry */
 SEC("uprobe")
 int go_tls_read(struct pt_regs *ctx)
 {
-	return go_tls_enter(ctx, DIRECTION_INGRESS);
+	return go_tls_enter(ctx);
 }
 
 /* at each return instruction of (*Conn).Read */

@@ -184,7 +184,7 @@ export interface UprobeReturnsOptions extends CookieOption {
  * links (Linux 6.6) gets one link with every offset; any other, one classic uprobe per return
  * instruction (uprobe PMU: CAP_SYS_ADMIN). Throws an ElfError for a function it cannot place them
  * in (ENOSYMBOL, EINVAL).
- * @example attachUprobeReturns(obj, 'go_tls_write_ret', '/usr/local/bin/server', { symbol: 'crypto/tls.(*Conn).Write' })  // { links: [Link], returns: 3 }
+ * @example attachUprobeReturns(obj, 'go_tls_read_ret', '/usr/local/bin/server', { symbol: 'crypto/tls.(*Conn).Read' })  // { links: [Link], returns: 3 }
  */
 export function attachUprobeReturns(object: LoadedObject, program: string, binary: string, options: UprobeReturnsOptions): { links: Link[]; returns: number } {
   checkUprobe(program, binary, options)

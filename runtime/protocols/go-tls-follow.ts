@@ -13,8 +13,9 @@
  * are removed. The exec object reports the exit only of processes whose exec it saw, so while a
  * file has users found by the iterator, the iterator is run again every few seconds to see them go.
  *
- * Entries get `go_tls_write`/`go_tls_read`; the `_ret` programs go on every return instruction
- * (`at: 'returns'`), never on uretprobes, which crash Go programs whose stacks move. Stripped
+ * Write's entry gets `go_tls_write` (the plaintext is all there); Read's entry gets `go_tls_read`
+ * and its every return instruction `go_tls_read_ret` (`at: 'returns'`), never a uretprobe, which
+ * crashes Go programs whose stacks move. Stripped
  * binaries are found through `.gopclntab` by the host. A process that ran before its file had the
  * uprobes may have TLS connections whose start went by unseen: the object's `mark_tls_midstream`
  * has the kernel take them as found mid-stream, as the start-up scan's are.
@@ -34,7 +35,6 @@ const READ = 'crypto/tls.(*Conn).Read'
 /** program name in sockdata → the function and where in it; the Write entry comes first, as the check for crypto/tls. */
 const probes: { program: string; symbol: string; at: 'entry' | 'returns' }[] = [
   { program: 'go_tls_write', symbol: WRITE, at: 'entry' },
-  { program: 'go_tls_write_ret', symbol: WRITE, at: 'returns' },
   { program: 'go_tls_read', symbol: READ, at: 'entry' },
   { program: 'go_tls_read_ret', symbol: READ, at: 'returns' },
 ]

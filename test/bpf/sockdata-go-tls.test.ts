@@ -60,14 +60,14 @@ after(async () => {
   rmSync(work, { recursive: true, force: true })
 })
 
-/** The four Go TLS programs on a binary: at the entries, and at each return instruction. */
+/** The Go TLS programs on a binary, as followGoTls attaches them: Write's entry, Read's entry and each of its return instructions. */
 function attachGoTls(binary: string, object = capture): Link[] {
-  const links: Link[] = []
-  for (const [program, symbol] of [['go_tls_write', 'crypto/tls.(*Conn).Write'], ['go_tls_read', 'crypto/tls.(*Conn).Read']] as const) {
-    links.push(attachUprobe(object.library.object, program, binary, { symbol }))
-    links.push(...attachUprobeReturns(object.library.object, `${program}_ret`, binary, { symbol }).links)
-  }
-  return links
+  const program = object.library.object
+  return [
+    attachUprobe(program, 'go_tls_write', binary, { symbol: 'crypto/tls.(*Conn).Write' }),
+    attachUprobe(program, 'go_tls_read', binary, { symbol: 'crypto/tls.(*Conn).Read' }),
+    ...attachUprobeReturns(program, 'go_tls_read_ret', binary, { symbol: 'crypto/tls.(*Conn).Read' }).links,
+  ]
 }
 
 /** Data records of a process in one direction on one ring, in order. */
