@@ -11,17 +11,19 @@
  * - `process.context_switches` {context_switch}: by `process.executable.name` and
  *   `process.context_switch_type` (`voluntary`: the task gave up the CPU to wait; `involuntary`:
  *   it was preempted).
- * - `process.paging.faults` {fault}: user-mode page faults by `process.executable.name`, minor and
- *   major together (the `exceptions:page_fault_user` tracepoint fires before the fault is
- *   resolved, so it cannot tell them apart).
+ * - `process.paging.faults` {fault}: by `process.executable.name` and `process.paging.fault_type`
+ *   (`minor`, or `major`: the page had to be read in). These are the kernel's own counts of each
+ *   thread (what /proc/<pid>/stat shows, faults the kernel took on user memory included), taken
+ *   at each user page fault (`exceptions:page_fault_user`) and at each thread's exit: a thread's
+ *   last fault shows at its next one or at its exit.
  * - `system.scheduler.runqueue.latency` (s, histogram): how long runnable tasks waited for a CPU,
  *   from their wakeup (or preemption) to running, on the whole host; log2 buckets of 1 µs to
  *   2^25 µs, counted in the kernel.
  * - `system.process.created` {process}: processes started (forks of a new process, not threads).
  * - `system.memory.oom_kills` {process}: processes the OOM killer chose.
  * - `periscope.processes.map_overflow` {event}: what the kernel could not store because a map was
- *   full, by `bpf.map` (`proc_stats`: a process's counts; `runnable_since`: a thread's run-queue mark,
- *   which is task storage: only when the kernel could not allocate it).
+ *   full, by `bpf.map` (`proc_stats`: a process's counts; `runnable_since` and `thread_faults`: a
+ *   thread's run-queue mark and fault counts, task storage: only when the kernel could not allocate it).
  * - `periscope.processes.tracked` {process} (gauge): processes whose last counts the plugin keeps
  *   (the live ones, and for one more collection those that just exited).
  *
@@ -45,7 +47,7 @@
  */
 import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
 import {
-  decodeProcStats, decodeRunqHist, OVERFLOW_KINDS, OVERFLOW_PROC_STATS, OVERFLOW_RUNNABLE_SINCE, runqBoundaries, RUNQ_SLOTS,
+  decodeProcStats, decodeRunqHist, OVERFLOW_KINDS, OVERFLOW_PROC_STATS, OVERFLOW_RUNNABLE_SINCE, OVERFLOW_THREAD_FAULTS, runqBoundaries, RUNQ_SLOTS,
   SCHED_EVENT_EXIT, SCHED_EVENT_OOM_KILL, SCHED_EVENT_START,
 } from 'periscope/protocols/sched'
 
@@ -61,7 +63,7 @@ type Config = typeof config
 
 type SchedEvent = TopicEvent<'sched:events'>
 
-/** A process's counts as last exported: [voluntary, involuntary, faults], and the collection that last saw it. */
+/** A process's counts as last exported: [voluntary, involuntary, minor, major], and the collection that last saw it. */
 interface Seen {
   counts: number[]
   round: number
@@ -72,7 +74,8 @@ interface Increments {
   attributes: Record<string, string | number>
   voluntary: number
   involuntary: number
-  faults: number
+  minor: number
+  major: number
 }
 
 /**
@@ -93,7 +96,7 @@ interface Tally {
   oomKills: number
 }
 
-const overflowMaps = ['proc_stats', 'runnable_since']
+const overflowMaps = ['proc_stats', 'runnable_since', 'thread_faults']
 const zeroKey = new Uint8Array(4)
 
 export default definePlugin({
@@ -131,7 +134,7 @@ class Processes {
         if (this.#ctx.config.lifecycle_logs) this.#logStart(event)
         break
       case SCHED_EVENT_EXIT:
-        this.#add(event.pid, event.comm, event.voluntary_switches, event.involuntary_switches, event.page_faults)
+        this.#add(event.pid, event.comm, event.voluntary_switches, event.involuntary_switches, event.minor_faults, event.major_faults)
         delete this.tally.seen[event.pid]
         if (this.#ctx.config.lifecycle_logs) this.#logExit(event)
         break
@@ -144,7 +147,7 @@ class Processes {
 
   /** Takes the kernel's counts as they are now as exported. */
   async baseline(): Promise<void> {
-    for (const [tgid, voluntary, involuntary, faults] of await this.#processes()) this.tally.seen[tgid] = { counts: [voluntary, involuntary, faults], round: 0 }
+    for (const [tgid, voluntary, involuntary, minor, major] of await this.#processes()) this.tally.seen[tgid] = { counts: [voluntary, involuntary, minor, major], round: 0 }
     this.tally.runq = await this.#runqueueTotals()
     this.tally.overflow = await this.#overflowTotals()
   }
@@ -152,7 +155,7 @@ class Processes {
   async collect(): Promise<void> {
     const tally = this.tally
     tally.round++
-    for (const [tgid, voluntary, involuntary, faults, comm] of await this.#processes()) this.#add(tgid, comm, voluntary, involuntary, faults)
+    for (const [tgid, voluntary, involuntary, minor, major, comm] of await this.#processes()) this.#add(tgid, comm, voluntary, involuntary, minor, major)
     // a process gone from the map exited: its exit record, sent before the entry went, normally
     // came first; one more round is left for a record still on its way
     for (const tgid in tally.seen) if (tally.seen[tgid]!.round < tally.round - 1) delete tally.seen[tgid]
@@ -162,45 +165,48 @@ class Processes {
     this.#emitLifecycleCounts()
   }
 
-  /** Every process in the kernel's map: tgid, voluntary and involuntary switches, faults, name. */
-  async #processes(): Promise<[number, number, number, number, string][]> {
+  /** Every process in the kernel's map: tgid, voluntary and involuntary switches, minor and major faults, name. */
+  async #processes(): Promise<[number, number, number, number, number, string][]> {
     return (await this.#ctx.map('sched:proc_stats').entries()).map(([key, value]) => {
       const stats = decodeProcStats(new DataView(value.buffer, value.byteOffset, value.byteLength), 0)
       const tgid = new DataView(key.buffer, key.byteOffset, key.byteLength).getUint32(0, true)
-      return [tgid, stats.voluntary_switches, stats.involuntary_switches, stats.page_faults, stats.comm]
+      return [tgid, stats.voluntary_switches, stats.involuntary_switches, stats.minor_faults, stats.major_faults, stats.comm]
     })
   }
 
   /** Adds what a process counted since it was last seen to its series' increments. */
-  #add(tgid: number, comm: string, voluntary: number, involuntary: number, faults: number): void {
+  #add(tgid: number, comm: string, voluntary: number, involuntary: number, minor: number, major: number): void {
     const tally = this.tally
     let seen = tally.seen[tgid]
-    if (seen === undefined) tally.seen[tgid] = seen = { counts: [0, 0, 0], round: tally.round }
+    if (seen === undefined) tally.seen[tgid] = seen = { counts: [0, 0, 0, 0], round: tally.round }
     const last = seen.counts
     // fewer than before: the pid was reused by a process whose exit was missed
-    if (voluntary < last[0]! || involuntary < last[1]! || faults < last[2]!) last.fill(0)
+    if (voluntary < last[0]! || involuntary < last[1]! || minor < last[2]! || major < last[3]!) last.fill(0)
     const key = this.#ctx.config.per_pid ? `${comm}\0${tgid}` : comm
     let increments = tally.pending[key]
     if (increments === undefined) {
       const attributes: Record<string, string | number> = { 'process.executable.name': comm }
       if (this.#ctx.config.per_pid) attributes['process.pid'] = tgid
-      tally.pending[key] = increments = { attributes, voluntary: 0, involuntary: 0, faults: 0 }
+      tally.pending[key] = increments = { attributes, voluntary: 0, involuntary: 0, minor: 0, major: 0 }
     }
     increments.voluntary += voluntary - last[0]!
     increments.involuntary += involuntary - last[1]!
-    increments.faults += faults - last[2]!
+    increments.minor += minor - last[2]!
+    increments.major += major - last[3]!
     last[0] = voluntary
     last[1] = involuntary
-    last[2] = faults
+    last[2] = minor
+    last[3] = major
     seen.round = tally.round
   }
 
   #emitProcessMetrics(): void {
     const emit = this.#ctx.emit
-    for (const { attributes, voluntary, involuntary, faults } of Object.values(this.tally.pending)) {
+    for (const { attributes, voluntary, involuntary, minor, major } of Object.values(this.tally.pending)) {
       if (voluntary > 0) emit.metric({ name: 'process.context_switches', kind: 'counter', unit: '{context_switch}', value: voluntary, attributes: { ...attributes, 'process.context_switch_type': 'voluntary' } })
       if (involuntary > 0) emit.metric({ name: 'process.context_switches', kind: 'counter', unit: '{context_switch}', value: involuntary, attributes: { ...attributes, 'process.context_switch_type': 'involuntary' } })
-      if (faults > 0) emit.metric({ name: 'process.paging.faults', kind: 'counter', unit: '{fault}', value: faults, attributes })
+      if (minor > 0) emit.metric({ name: 'process.paging.faults', kind: 'counter', unit: '{fault}', value: minor, attributes: { ...attributes, 'process.paging.fault_type': 'minor' } })
+      if (major > 0) emit.metric({ name: 'process.paging.faults', kind: 'counter', unit: '{fault}', value: major, attributes: { ...attributes, 'process.paging.fault_type': 'major' } })
     }
     this.tally.pending = {}
   }
@@ -242,7 +248,7 @@ class Processes {
 
   async #emitOverflow(): Promise<void> {
     const totals = await this.#overflowTotals()
-    for (const index of [OVERFLOW_PROC_STATS, OVERFLOW_RUNNABLE_SINCE]) {
+    for (const index of [OVERFLOW_PROC_STATS, OVERFLOW_RUNNABLE_SINCE, OVERFLOW_THREAD_FAULTS]) {
       this.#ctx.emit.metric({
         name: 'periscope.processes.map_overflow', kind: 'counter', unit: '{event}', value: totals[index]! - this.tally.overflow[index]!,
         description: 'Events the sched object could not store because a map was full', attributes: { 'bpf.map': overflowMaps[index]! },

@@ -50,6 +50,13 @@ struct {
 } runnable_since SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct thread_faults);
+} thread_faults SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
@@ -187,28 +194,63 @@ int BPF_PROG(handle_wakeup_new, struct task_struct *task)
 	return 0;
 }
 
+/*
+ * Adds what the thread's fault counts grew by since last time to its process's. The kernel
+ * accounts a fault when it is done, so at a fault's tracepoint the counts hold every fault
+ * before it: a thread's last fault shows at its next one, or at its exit.
+ */
+static __always_inline void account_faults(struct task_struct *task, __u32 tgid)
+{
+	struct thread_faults *last = bpf_task_storage_get(&thread_faults, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	__u64 minor = task->min_flt, major = task->maj_flt;
+	struct proc_stats *stats;
+
+	if (!last) {
+		count_overflow(OVERFLOW_THREAD_FAULTS);
+		return;
+	}
+	if (last->counted) {
+		stats = stats_of(tgid, task);
+		if (stats) {
+			__sync_fetch_and_add(&stats->minor_faults, minor - last->minor);
+			__sync_fetch_and_add(&stats->major_faults, major - last->major);
+		}
+	}
+	last->minor = minor;
+	last->major = major;
+	last->counted = 1;
+}
+
 SEC("tracepoint/exceptions/page_fault_user")
 int handle_page_fault(void *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct proc_stats *stats;
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 tgid = task->tgid;
 
-	if (!observed(tgid))
-		return 0;
-	stats = stats_of(tgid, (struct task_struct *)bpf_get_current_task());
-	if (stats)
-		__sync_fetch_and_add(&stats->page_faults, 1);
+	if (observed(tgid))
+		account_faults(task, tgid);
 	return 0;
 }
 
-/* a new process (not a new thread): its entry is made now, and its start reported */
-SEC("raw_tp/sched_process_fork")
+/*
+ * A new thread's faults count from its birth (the kernel starts its counts at 0); a new process
+ * (not a new thread) also gets its entry now, and its start is reported.
+ */
+SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 {
-	__u32 child_tgid = BPF_CORE_READ(child, tgid);
+	__u32 child_tgid = child->tgid;
+	struct thread_faults *faults;
 	struct sched_event *e;
 
-	if (child_tgid == BPF_CORE_READ(parent, tgid) || !observed(child_tgid))
+	if (!observed(child_tgid))
+		return 0;
+	faults = bpf_task_storage_get(&thread_faults, child, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (faults)
+		faults->counted = 1;
+	else
+		count_overflow(OVERFLOW_THREAD_FAULTS);
+	if (child_tgid == parent->tgid)
 		return 0;
 	stats_of(child_tgid, child);
 
@@ -218,7 +260,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	__builtin_memset(e, 0, sizeof(*e));
 	e->kind = SCHED_EVENT_START;
 	e->pid = child_tgid;
-	e->ppid = BPF_CORE_READ(parent, tgid);
+	e->ppid = parent->tgid;
 	e->timestamp_ns = bpf_ktime_get_boot_ns();
 	BPF_CORE_READ_STR_INTO(&e->comm, child, comm);
 	bpf_ringbuf_submit(e, 0);
@@ -260,7 +302,8 @@ static __always_inline void report_exit(struct task_struct *task, __u32 tgid, st
 	e->exit_signal = status & 0x7f;
 	e->voluntary_switches = totals->voluntary_switches;
 	e->involuntary_switches = totals->involuntary_switches;
-	e->page_faults = totals->page_faults;
+	e->minor_faults = totals->minor_faults;
+	e->major_faults = totals->major_faults;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 }
@@ -268,12 +311,14 @@ static __always_inline void report_exit(struct task_struct *task, __u32 tgid, st
 SEC("tracepoint/sched/sched_process_exit")
 int handle_exit(void *ctx)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 tgid = task->tgid;
 	struct proc_stats *stats, totals = {};
 
 	if (!observed(tgid))
 		return 0;
+	/* this thread's last faults, into its process's entry while there is one */
+	account_faults(task, tgid);
 	/* the group's last thread: every thread has counted itself out of signal->live */
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;

@@ -22,15 +22,31 @@ enum sched_overflow {
 	OVERFLOW_PROC_STATS = 0,
 	/* a thread's run-queue mark (task storage) could not be allocated */
 	OVERFLOW_RUNNABLE_SINCE = 1,
-	OVERFLOW_KINDS = 2,
+	/* a thread's fault counts as last accounted (task storage) could not be allocated */
+	OVERFLOW_THREAD_FAULTS = 2,
+	OVERFLOW_KINDS = 3,
 };
 
-/* per process (tgid), from its first switch, fault or its fork until its exit */
+/*
+ * Per process (tgid), from its first switch, fault or its fork until its exit. Faults are the
+ * kernel's own minor and major counts (task min_flt and maj_flt, which count faults taken in the
+ * kernel on user memory too), taken at each user page fault and at each thread's exit.
+ */
 struct proc_stats {
 	__u64 voluntary_switches;
 	__u64 involuntary_switches;
-	__u64 page_faults;
+	__u64 minor_faults;
+	__u64 major_faults;
 	char comm[SCHED_COMM_LEN];
+};
+
+/* per thread: its min_flt and maj_flt as last added to its process's counts */
+struct thread_faults {
+	__u64 minor;
+	__u64 major;
+	/* 0 until first seen, for a thread older than the object: its faults so far are not counted */
+	__u32 counted;
+	__u32 pad;
 };
 
 /* one per CPU, summed by the reader */
@@ -56,7 +72,8 @@ struct sched_event {
 	/* exit: the process's totals (its proc_stats entry, removed now) */
 	__u64 voluntary_switches;
 	__u64 involuntary_switches;
-	__u64 page_faults;
+	__u64 minor_faults;
+	__u64 major_faults;
 	/* oom kill: the victim's memory in kB, as the OOM killer reports it */
 	__u64 total_vm_kb;
 	__u64 anon_rss_kb;

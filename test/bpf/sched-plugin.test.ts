@@ -74,9 +74,9 @@ test('a hot reload between a workload\'s work and its collection neither repeats
     await harness.waitFor(() => collections() > before, 'a collection after the exit', 30_000)
     const switches = emitted(metrics(), 'process.context_switches', pid)
     const faults = emitted(metrics(), 'process.paging.faults', pid)
-    // user-mode faults are at most the kernel's count (which holds kernel-mode faults too); its last steps add a few of each
+    // the kernel's counts when it waited, and the few of its last steps
     assert.ok(switches >= kernel.switches && switches <= kernel.switches + 5, `emitted ${switches} switches, the kernel counted ${kernel.switches} before its last steps`)
-    assert.ok(faults >= 500 && faults <= kernel.faults + 50, `emitted ${faults} faults, the kernel counted ${kernel.faults} before its last steps`)
+    assert.ok(faults >= kernel.faults && faults <= kernel.faults + 10, `emitted ${faults} faults, the kernel counted ${kernel.faults} before its last steps`)
     assert.deepEqual(logsOfPid().map((l) => l.eventName).sort(), ['process.exit', 'process.start'])
   } finally {
     child.kill()

@@ -1,10 +1,11 @@
 // The sched object on the real kernel: process starts and exits (exit codes, signals, totals),
-// context switches and page faults per process checked against the kernel's own counters of a
+// context switches and minor and major faults per process checked against the kernel's own counters of a
 // known workload (test/bpf/fixtures/sched-workload.c), the run-queue latency histogram against
 // the kernel's schedstat, and every per-process entry gone when its process exits.
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
@@ -44,8 +45,8 @@ function statsOf(object: LibraryObject, pid: number): ProcStats | undefined {
 const eventsOf = (kind: number, pid: number): SchedEvent[] => events.filter((e) => e.kind === kind && e.pid === pid)
 
 /** The workload, started and waiting for its first line on stdin. */
-async function startWorkload(sleeps: number, pages: number, exitCode: number): Promise<{ child: ChildProcessWithoutNullStreams; step(): Promise<void>; output(): string }> {
-  const child = spawn(workload, ['run', String(sleeps), String(pages), String(exitCode)])
+async function startWorkload(sleeps: number, pages: number, exitCode: number, file?: string): Promise<{ child: ChildProcessWithoutNullStreams; step(): Promise<void>; output(): string }> {
+  const child = spawn(workload, ['run', String(sleeps), String(pages), String(exitCode), ...file === undefined ? [] : [file]])
   let output = ''
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
@@ -60,7 +61,7 @@ async function startWorkload(sleeps: number, pages: number, exitCode: number): P
 }
 
 /** The kernel's counters of a single-threaded process (its only thread). */
-function kernelCounters(pid: number): { voluntary: number; involuntary: number; faults: number; runDelayNs: number; timesRun: number } {
+function kernelCounters(pid: number): { voluntary: number; involuntary: number; minor: number; major: number; runDelayNs: number; timesRun: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)![1])
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
@@ -70,7 +71,8 @@ function kernelCounters(pid: number): { voluntary: number; involuntary: number; 
   return {
     voluntary: field('voluntary_ctxt_switches'),
     involuntary: field('nonvoluntary_ctxt_switches'),
-    faults: Number(fields[7]) + Number(fields[9]),
+    minor: Number(fields[7]),
+    major: Number(fields[9]),
     runDelayNs: runDelay!,
     timesRun: timesRun!,
   }
@@ -122,10 +124,15 @@ test('a shell that forks 20 children gives exactly 20 starts and 20 exits under 
   assert.equal(sched.stats().dropped, 0)
 })
 
-test('context switches and page faults of a known workload match the kernel\'s own counters', async () => {
+test('context switches and minor and major faults of a known workload match the kernel\'s own counters', async () => {
   const sleeps = 50
   const pages = 2000
-  const busy = await startWorkload(sleeps, pages, 5)
+  // on a disk file system (tmpfs pages are never read in, so never major)
+  const fileDir = mkdtempSync('/var/tmp/periscope-sched-')
+  const file = join(fileDir, 'pages')
+  const filePages = 256
+  writeFileSync(file, randomBytes(filePages * 4096))
+  const busy = await startWorkload(sleeps, pages, 5, file)
   const idle = await startWorkload(0, 0, 6)
   try {
     await busy.step()
@@ -134,14 +141,17 @@ test('context switches and page faults of a known workload match the kernel\'s o
     // both wait on stdin now: their counters stand still
     const kernel = kernelCounters(pid)
     const ours = statsOf(sched, pid)!
+    const counts = `ours ${JSON.stringify(ours)}, kernel ${JSON.stringify(kernel)}`
     assert.equal(ours.comm, 'sched-workload')
     // the kernel counts a switch whose sleep a pending signal cut short as voluntary, the tracepoint as a preemption
-    assert.equal(ours.voluntary_switches + ours.involuntary_switches, kernel.voluntary + kernel.involuntary, `ours ${JSON.stringify(ours)}, kernel ${JSON.stringify(kernel)}`)
-    assert.ok(ours.voluntary_switches >= sleeps && ours.voluntary_switches <= kernel.voluntary, `voluntary: ours ${ours.voluntary_switches}, kernel ${kernel.voluntary}`)
-    // user-mode faults only: the kernel's counts also hold faults taken in the kernel on user memory (exec, read into a buffer)
-    assert.ok(ours.page_faults >= pages && ours.page_faults <= kernel.faults, `faults: ours ${ours.page_faults}, kernel ${kernel.faults}, pages touched ${pages}`)
-    const idleFaults = statsOf(sched, idle.child.pid!)!.page_faults
-    assert.ok(idleFaults < pages / 4, `a process that touches no pages of its own took ${idleFaults} faults`)
+    assert.equal(ours.voluntary_switches + ours.involuntary_switches, kernel.voluntary + kernel.involuntary, counts)
+    assert.ok(ours.voluntary_switches >= sleeps && ours.voluntary_switches <= kernel.voluntary, counts)
+    // the kernel's own counts, taken at each fault: all but the faults since its last one (its last file page, a major one)
+    assert.ok(kernel.major >= filePages, `the kernel counted ${kernel.major} major faults for ${filePages} file pages read`)
+    assert.ok(ours.major_faults >= kernel.major - 1 && ours.major_faults <= kernel.major, counts)
+    assert.ok(ours.minor_faults >= pages && ours.minor_faults >= kernel.minor - 5 && ours.minor_faults <= kernel.minor, counts)
+    const idleStats = statsOf(sched, idle.child.pid!)!
+    assert.ok(idleStats.minor_faults + idleStats.major_faults < pages / 4, `a process that touches no pages of its own took ${JSON.stringify(idleStats)}`)
 
     const exited = new Promise((resolve) => busy.child.once('exit', resolve))
     await busy.step()
@@ -151,11 +161,14 @@ test('context switches and page faults of a known workload match the kernel\'s o
     assert.equal(exit!.exit_code, 5)
     // the totals at exit: what was counted while it waited, and the few switches of its last steps
     assert.ok(exit!.voluntary_switches >= ours.voluntary_switches && exit!.voluntary_switches <= ours.voluntary_switches + 5, `exit ${JSON.stringify(exit)}`)
-    assert.ok(exit!.page_faults >= ours.page_faults)
+    // at its exit, its last faults too: the kernel's counts, which read no more file pages since
+    assert.equal(exit!.major_faults, kernel.major, `exit ${JSON.stringify(exit)}, ${counts}`)
+    assert.ok(exit!.minor_faults >= kernel.minor && exit!.minor_faults <= kernel.minor + 10, `exit ${JSON.stringify(exit)}, ${counts}`)
     assert.equal(statsOf(sched, pid), undefined)
   } finally {
     busy.child.kill()
     idle.child.kill()
+    rmSync(fileDir, { recursive: true, force: true })
   }
 })
 
@@ -209,7 +222,7 @@ test('with its per-process map full, the object counts what it could not store a
     const exits = seen.filter((e) => e.kind === EXIT && e.ppid === shell.pid)
     assert.equal(exits.length, 20, 'one exit record each, entry or not')
     // each child that found no room failed at its fork and again at its first switch or fault
-    const untracked = exits.filter((e) => e.voluntary_switches + e.involuntary_switches + e.page_faults === 0).length
+    const untracked = exits.filter((e) => e.voluntary_switches + e.involuntary_switches + e.minor_faults + e.major_faults === 0).length
     assert.ok(untracked >= 16, `${untracked} of 20 children had no entry, with 4 entries held by other processes`)
     assert.ok(overflow() - before >= 2 * untracked, `overflow grew by ${overflow() - before} for ${untracked} untracked children`)
     assert.ok([...small.map('proc_stats').entries()].length <= 4)
