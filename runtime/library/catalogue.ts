@@ -150,8 +150,8 @@ export const catalogue: Record<string, CatalogueEntry> = {
       { what: 'wakeups', alternatives: [{ kind: 'tp_btf', program: 'handle_wakeup' }] },
       { what: 'wakeups of new tasks', alternatives: [{ kind: 'tp_btf', program: 'handle_wakeup_new' }] },
       { what: 'user page faults', alternatives: [{ kind: 'tracepoint', program: 'handle_page_fault', category: 'exceptions', name: 'page_fault_user' }] },
-      // only the raw tracepoint names the child's task, which tells a new process from a new thread
-      { what: 'process starts', alternatives: [{ kind: 'raw_tp', program: 'handle_fork', name: 'sched_process_fork' }] },
+      // the child's task tells a new process from a new thread, and takes its fault counts' task storage
+      { what: 'process and thread starts', alternatives: [{ kind: 'tp_btf', program: 'handle_fork' }] },
       { what: 'process execs (new names)', alternatives: [{ kind: 'tracepoint', program: 'handle_exec', category: 'sched', name: 'sched_process_exec' }] },
       { what: 'process exits', alternatives: [{ kind: 'tracepoint', program: 'handle_exit', category: 'sched', name: 'sched_process_exit' }] },
       { what: 'OOM kills', alternatives: [{ kind: 'tracepoint', program: 'handle_oom_victim', category: 'oom', name: 'mark_victim' }] },
