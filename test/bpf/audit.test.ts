@@ -16,7 +16,7 @@ import { after, before, test } from 'node:test'
 import { decodeAuditEvent, type AuditEvent } from '../../bpf/lib/audit.types.ts'
 import { forEachRecord } from '../../runtime/bpf/batch.ts'
 import { openLibraryObject, type LibraryObject } from '../../runtime/library/index.ts'
-import { auditEventNames, auditKinds, auditSyscallNames, compileRules, type RuleMap } from '../../plugins/audit/rules.ts'
+import { AUDIT_FLAG_PRIVILEGE_GAIN, auditEventNames, auditKinds, auditSyscallNames, compileRules, type RuleMap } from '../../plugins/audit/rules.ts'
 import { compileFixture, root, waitFor } from './kernel.ts'
 
 let audit: LibraryObject
@@ -40,9 +40,9 @@ after(async () => {
 })
 
 /** Replaces the object's rules, as a new version of the plugin would. */
-function setRules(rules: unknown[]): void {
+function setRules(rules: unknown[], kinds: readonly string[] = auditEventNames): void {
   for (const map of [...ruleMaps, 'sensitive_paths']) for (const [key] of [...audit.map(map).entries()]) audit.map(map).delete(key)
-  const compiled = compileRules(auditEventNames, rules, [])
+  const compiled = compileRules(kinds, rules, [])
   for (const entry of compiled.entries) audit.map(entry.map).update(entry.key, entry.value)
   audit.map('ruleset').update(new Uint8Array(4), compiled.ruleset)
 }
@@ -51,13 +51,13 @@ function setRules(rules: unknown[]): void {
  * Starts `sh -c 'read go; <command>'`, keeps only its pid's events, lets it run and returns its
  * pid and records once it exited and its last record (`last`) arrived.
  */
-async function runKept(command: string, rules: (pid: number) => unknown[], last: (e: AuditEvent) => boolean, status = 0): Promise<{ pid: number; records: AuditEvent[]; received: number }> {
+async function runKept(command: string, rules: (pid: number) => unknown[], last: (e: AuditEvent) => boolean, status = 0, kinds?: readonly string[]): Promise<{ pid: number; records: AuditEvent[]; received: number }> {
   const shell = spawn('/bin/sh', ['-c', `read go; ${command}`], { cwd: dir, stdio: ['pipe', 'ignore', 'inherit'] })
   const pid = shell.pid!
   const exited = new Promise<number | null>((resolve) => shell.once('exit', resolve))
   // the rules name it once it runs the shell: its own exec is not part of the test
   await waitFor(() => { try { return readlinkSync(`/proc/${pid}/exe`) === '/usr/bin/dash' } catch { return false } }, 'the shell to start', 10_000)
-  setRules(rules(pid))
+  setRules(rules(pid), kinds)
   const receivedBefore = audit.stats().received
   shell.stdin.end('go\n')
   assert.equal(await exited, status)
@@ -133,4 +133,15 @@ test('a BPF program load gives its type, name and id', async () => {
   } finally {
     rmSync(pinned, { recursive: true, force: true })
   }
+})
+
+test('with only setuid on, an exec that gains privileges is reported with the id changes, and no other exec', async () => {
+  const suid = join(dir, 'suid-helper')
+  execFileSync('cp', [helper, suid])
+  execFileSync('chmod', ['4755', suid])
+  const { records, received } = await runKept(`exec ${helper} drop-and-exec ${suid} suid-helper ids`, (pid) => [{ action: 'include', pid }], (e) => e.kind === auditKinds.execve, 0, ['setuid'])
+  assert.deepEqual(records.map(summary), ['setuid/setgid audit-actions 0/0 0', 'setuid/setuid audit-actions 65534/65534 0', 'execve/execve suid-helper 65534/0 0'])
+  assert.equal(records[2]!.flags & AUDIT_FLAG_PRIVILEGE_GAIN, AUDIT_FLAG_PRIVILEGE_GAIN)
+  assert.equal(records[2]!.path, suid)
+  assert.equal(received, 3)
 })
