@@ -9,7 +9,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, describe, it } from 'node:test'
+import { after, afterEach, before, describe, it } from 'node:test'
 import type { MetricPointInput } from '../../runtime/telemetry/signals.ts'
 import { startHarness, type Harness } from '../plugin-harness.ts'
 import { root, waitFor } from './kernel.ts'
@@ -27,37 +27,69 @@ function collections(points: readonly MetricPointInput[]): MetricPointInput[][] 
   return out.slice(0, -1)
 }
 
+/** Starts the workload fixture and resolves once it waits for its first line. */
+async function startWorkload(binary: string, calls: number) {
+  const child = spawn(binary, ['count', String(calls), '0'])
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+  await waitFor(() => output.includes('ready\n'), 'the workload to start', 10_000)
+  return {
+    pid: child.pid!,
+    /** Sends the line that starts its calls and waits until they are made. */
+    async run() {
+      child.stdin.write('go\n')
+      await waitFor(() => output.includes('done\n'), 'the workload to run', 60_000)
+    },
+    async exit() {
+      child.stdin.write('go\n')
+      assert.equal(await exited, 0)
+    },
+  }
+}
+
 describe('the syscalls plugin', { timeout: 120_000 }, () => {
   let h: Harness | undefined
   const dir = mkdtempSync(join(tmpdir(), 'periscope-syscalls-plugin-'))
+  const binary = join(dir, 'syscall-workload')
+  const source = readFileSync(join(root, 'plugins/syscalls.ts'), 'utf8')
 
-  after(async () => {
+  before(() => {
+    execFileSync('cc', ['-O2', '-Wall', '-o', binary, join(root, 'test/bpf/fixtures/syscall-workload.c')])
+  })
+
+  afterEach(async () => {
     await h?.close()
+    h = undefined
+  })
+
+  after(() => {
     rmSync(dir, { recursive: true, force: true })
   })
 
-  it('exports the top_n busiest pairs of each collection with their process, and the rest per syscall', async () => {
-    const binary = join(dir, 'syscall-workload')
-    execFileSync('cc', ['-O2', '-Wall', '-o', binary, join(root, 'test/bpf/fixtures/syscall-workload.c')])
+  async function start(topN: number): Promise<{ harness: Harness; points: () => MetricPointInput[] }> {
     h = await startHarness({
       provider: provider(), decodersPath,
-      plugins: { 'syscalls.ts': readFileSync(join(root, 'plugins/syscalls.ts'), 'utf8') },
-      config: { plugins: { syscalls: { enabled: true, config: { top_n: 2, collect_interval_ms: 300 } } } },
+      plugins: { 'syscalls.ts': source },
+      config: { plugins: { syscalls: { enabled: true, config: { top_n: topN, collect_interval_ms: 300 } } } },
     })
     const harness = h
     const points = () => harness.sink.signals('syscalls').metrics as MetricPointInput[]
     await harness.waitFor(() => collections(points()).length >= 1, 'the syscalls plugin\'s first collection', 30_000)
+    return { harness, points }
+  }
 
-    const child = spawn(binary, ['count', String(CALLS), '0'])
-    let output = ''
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
-    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
-    await waitFor(() => output.includes('ready\n'), 'the workload to start', 10_000)
-    child.stdin.write('go\n')
-    await waitFor(() => output.includes('done\n'), 'the workload to run', 60_000)
-    child.stdin.write('go\n')
-    assert.equal(await exited, 0)
-    const pid = child.pid!
+  /** The getppid calls the plugin exported for `pid` so far. */
+  const getppidOf = (points: readonly MetricPointInput[], pid: number) => points
+    .filter((p) => p.name === 'process.syscall.calls' && p.attributes?.['syscall.name'] === 'getppid' && p.attributes?.['process.pid'] === pid)
+    .reduce((sum, p) => sum + p.value, 0)
+
+  it('exports the top_n busiest pairs of each collection with their process, and the rest per syscall', async () => {
+    const { harness, points } = await start(2)
+    const workload = await startWorkload(binary, CALLS)
+    await workload.run()
+    await workload.exit()
+    const pid = workload.pid
     const getppid = (match: (p: MetricPointInput) => boolean) => points()
       .filter((p) => p.name === 'process.syscall.calls' && p.attributes?.['syscall.name'] === 'getppid' && match(p))
       .reduce((sum, p) => sum + p.value, 0)
@@ -75,5 +107,23 @@ describe('the syscalls plugin', { timeout: 120_000 }, () => {
     const overflowSeries = points().filter((p) => p.name === 'process.syscall.calls' && overflow(p))
     assert.ok(overflowSeries.length > 0)
     assert.ok(overflowSeries.every((p) => p.attributes?.['process.pid'] === undefined && p.attributes?.['process.executable.name'] === undefined))
+  })
+
+  it('neither repeats nor loses counts across a hot reload: what the old version exported is where the new one starts', async () => {
+    const { harness, points } = await start(100_000)
+    const workload = await startWorkload(binary, 2500)
+    await workload.run()
+    await harness.waitFor(() => getppidOf(points(), workload.pid) === 2500, 'the workload\'s 2500 getppid calls, counted live', 30_000)
+    const reloaded = harness.nextEvent('loaded', 'syscalls', 30_000)
+    harness.write('syscalls.ts', `${source}\n// reloaded\n`)
+    await reloaded
+    const collected = collections(points()).length
+    // its last counts come on its exit records, to the new version
+    await workload.exit()
+    await harness.waitFor(() => collections(points()).length >= collected + 2, 'two collections of the new version after the exit', 30_000)
+    assert.equal(getppidOf(points(), workload.pid), 2500)
+    const exitReads = points().filter((p) => p.name === 'process.syscall.calls' && p.attributes?.['process.pid'] === workload.pid && p.attributes?.['syscall.name'] === 'read')
+    // the dynamic loader's reads, and its two reads of stdin, the second sent at its exit to the new version
+    assert.ok(exitReads.reduce((sum, p) => sum + p.value, 0) >= 2)
   })
 })
