@@ -15,7 +15,6 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define AT_FDCWD -100
-#define AT_EMPTY_PATH 0x1000
 #define AF_INET 2
 #define AF_INET6 10
 #define S_IFMT 00170000
