@@ -39,7 +39,7 @@ it('runs plugins from --plugins and shuts down cleanly on the stop signal', asyn
     }
     let code: number
     try {
-      assert.deepEqual(names.sort(), ['counter running', ...shippedPluginNames().map((name) => `${name}.ts disabled`)])
+      assert.deepEqual(names.sort(), ['counter running', ...shippedPluginNames().map((name) => `${name}.ts disabled`)].sort())
       assert.equal(provider.opened[0]?.closed, false, log.lines.map((l) => l.message).join('\n'))
     } finally {
       stop('SIGTERM')
