@@ -8,12 +8,13 @@
 //    is reported with its errno;
 //  - a BPF program load (bpftool) gives the program's type, name and id.
 import assert from 'node:assert/strict'
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { decodeAuditEvent, type AuditEvent } from '../../bpf/lib/audit.types.ts'
+import { formatAddress } from '../../runtime/protocols/sockdata.ts'
 import { forEachRecord } from '../../runtime/bpf/batch.ts'
 import { openLibraryObject, type LibraryObject } from '../../runtime/library/index.ts'
 import { AUDIT_FLAG_PRIVILEGE_GAIN, auditEventNames, auditKinds, auditSyscallNames, compileRules, type RuleMap } from '../../plugins/audit/rules.ts'
@@ -32,7 +33,11 @@ before(async () => {
   helper = join(dir, 'audit-actions')
   execFileSync('cc', ['-O2', '-Wall', '-o', helper, join(root, 'test/e2e/fixtures/audit-actions.c')])
   audit = await openLibraryObject('audit')
-  audit.subscribe('events', (batch) => forEachRecord(batch, (view, offset, size) => events.push(decodeAuditEvent(view, offset, size))))
+  audit.subscribe('events', (batch) => forEachRecord(batch, (view, offset, size) => {
+    const event = decodeAuditEvent(view, offset, size)
+    // the addresses are views of the batch, which is gone after this call
+    events.push({ ...event, local_addr: event.local_addr.slice(), peer_addr: event.peer_addr.slice() })
+  }))
 })
 after(async () => {
   await audit?.close()
@@ -144,4 +149,13 @@ test('with only setuid on, an exec that gains privileges is reported with the id
   assert.equal(records[2]!.flags & AUDIT_FLAG_PRIVILEGE_GAIN, AUDIT_FLAG_PRIVILEGE_GAIN)
   assert.equal(records[2]!.path, suid)
   assert.equal(received, 3)
+})
+
+test('an IPv6 connect and accept give both ends\' addresses and ports', async () => {
+  const out = join(dir, 'net6.out')
+  const { records, received } = await runKept(`exec ${helper} net 6 > ${out}`, (pid) => [{ action: 'include', pid }, { events: ['execve'] }], (e) => e.kind === auditKinds.accept)
+  const [, server, client] = /^ports (\d+) (\d+)$/m.exec(spawnSync('cat', [out]).stdout.toString())!.map(Number)
+  const ends = records.map((e) => [auditSyscallNames[e.syscall], e.family, formatAddress(e.family, e.local_addr), e.local_port, formatAddress(e.family, e.peer_addr), e.peer_port, e.ret >= 0])
+  assert.deepEqual(ends, [['connect', 10, '::1', client, '::1', server, true], ['accept', 10, '::1', server, '::1', client, true]])
+  assert.equal(received, 2)
 })
