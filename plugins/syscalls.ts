@@ -56,10 +56,18 @@ interface Increments {
   errors: number
 }
 
-/** What carries across a hot reload, so the new version neither repeats nor skips counts. */
-interface CarriedState {
-  seen: [string, number, number][]
-  errors: [number, number][]
+/**
+ * What carries across a hot reload, so the new version neither repeats nor skips counts. It lives
+ * in ctx.state (plain data: maps and arrays), so a reload at any moment takes it as it is then.
+ */
+interface Carried {
+  round: number
+  /** By seenKey: every image's pair in the kernel's map at the last collections, or whose retirement is not handled yet. */
+  seen: Map<string, Seen>
+  /** By series (pid, comm and syscall): increments since the last collection. */
+  pending: Map<string, Increments>
+  /** The kernel's cumulative counts at the last collection: failures by `nr * 65536 + errno`, unattributed [calls, errors] by nr, overflows. */
+  errors: Map<number, number>
   unattributed: number[]
   overflows: number[]
 }
@@ -94,35 +102,27 @@ class Syscalls {
   readonly #ctx: PluginContext<Config>
   readonly #names: string[]
   readonly #errnoNames: string[]
-  /** By seenKey: every image's pair in the kernel's map at the last collections, or whose retirement is not handled yet. */
-  readonly #seen = new Map<string, Seen>()
-  /** By series (pid, comm and syscall): increments since the last collection. */
-  #pending = new Map<string, Increments>()
-  /** The kernel's cumulative counts at the last collection: failures by `nr * 65536 + errno`, unattributed [calls, errors] by nr, overflows. */
-  readonly #errors = new Map<number, number>()
-  #unattributed: number[]
-  #overflows: number[]
-  #round = 0
+  readonly #carried: Carried
 
   constructor(ctx: PluginContext<Config>, names: string[], errnoNames: string[]) {
     this.#ctx = ctx
     this.#names = names
     this.#errnoNames = errnoNames
-    const carried = ctx.state.syscalls as CarriedState | undefined
-    for (const [key, calls, errors] of carried?.seen ?? []) this.#seen.set(key, { calls, errors, round: 0 })
-    for (const [id, count] of carried?.errors ?? []) this.#errors.set(id, count)
-    this.#unattributed = carried?.unattributed ?? new Array<number>(SYSCALLS_MAX_NR * 2).fill(0)
-    this.#overflows = carried?.overflows ?? new Array<number>(SYSCALLS_OVERFLOWS).fill(0)
+    this.#carried = (ctx.state.syscalls as Carried | undefined) ?? {
+      round: 0, seen: new Map(), pending: new Map(), errors: new Map(),
+      unattributed: new Array<number>(SYSCALLS_MAX_NR * 2).fill(0), overflows: new Array<number>(SYSCALLS_OVERFLOWS).fill(0),
+    }
+    ctx.state.syscalls = this.#carried
   }
 
   onRetired(record: TopicEvent<'syscalls:retired'>): void {
     const key = seenKey(record.tgid, record.created_ns, record.nr)
     this.#add(key, record.tgid, record.nr, record.comm, record.calls, record.errors)
-    this.#seen.delete(key)
+    this.#carried.seen.delete(key)
   }
 
   async collect(): Promise<void> {
-    this.#round++
+    const round = ++this.#carried.round
     // the processes before and after the counts: a process whose image changed meanwhile (it
     // exited or execed) is left out, and its retired records bring what it counted
     const before = await this.#images()
@@ -137,15 +137,11 @@ class Syscalls {
     }
     // a pair gone from the map was retired: its record normally came first; one more round is
     // left for a record still on its way
-    for (const [key, seen] of this.#seen) if (seen.round < this.#round - 1) this.#seen.delete(key)
+    for (const [key, seen] of this.#carried.seen) if (seen.round < round - 1) this.#carried.seen.delete(key)
     const overflow = await this.#unattributedIncrements()
     this.#emitTopPairs(overflow)
     await this.#emitErrorsByErrno()
     await this.#emitOverflows()
-    this.#ctx.state.syscalls = {
-      seen: Array.from(this.#seen, ([key, seen]) => [key, seen.calls, seen.errors]),
-      errors: [...this.#errors], unattributed: this.#unattributed, overflows: this.#overflows,
-    } satisfies CarriedState
   }
 
   async #images(): Promise<Map<number, Image>> {
@@ -159,19 +155,20 @@ class Syscalls {
 
   /** Adds what an image's pair counted since it was last seen to the pair's increments. */
   #add(key: string, tgid: number, nr: number, comm: string, calls: number, errors: number): void {
-    const seen = this.#seen.get(key)
+    const { seen: allSeen, pending: allPending, round } = this.#carried
+    const seen = allSeen.get(key)
     const callIncrement = calls - (seen?.calls ?? 0)
     const errorIncrement = errors - (seen?.errors ?? 0)
-    if (seen === undefined) this.#seen.set(key, { calls, errors, round: this.#round })
+    if (seen === undefined) allSeen.set(key, { calls, errors, round })
     else {
       seen.calls = calls
       seen.errors = errors
-      seen.round = this.#round
+      seen.round = round
     }
     if (callIncrement === 0 && errorIncrement === 0) return
     const series = `${tgid}\0${comm}\0${nr}`
-    const pending = this.#pending.get(series)
-    if (pending === undefined) this.#pending.set(series, { tgid, nr, comm, calls: callIncrement, errors: errorIncrement })
+    const pending = allPending.get(series)
+    if (pending === undefined) allPending.set(series, { tgid, nr, comm, calls: callIncrement, errors: errorIncrement })
     else {
       pending.calls += callIncrement
       pending.errors += errorIncrement
@@ -189,8 +186,8 @@ class Syscalls {
         totals[nr * 2 + 1]! += counts.errors
       }
     }
-    const increments = totals.map((total, i) => total - this.#unattributed[i]!)
-    this.#unattributed = totals
+    const increments = totals.map((total, i) => total - this.#carried.unattributed[i]!)
+    this.#carried.unattributed = totals
     return increments
   }
 
@@ -201,8 +198,8 @@ class Syscalls {
   /** The top_n pairs with their process; the rest, and `overflow` ([calls, errors] by number), per syscall. */
   #emitTopPairs(overflow: number[]): void {
     const emit = this.#ctx.emit
-    const pairs = [...this.#pending.values()].sort((a, b) => b.calls - a.calls || b.errors - a.errors)
-    this.#pending = new Map()
+    const pairs = [...this.#carried.pending.values()].sort((a, b) => b.calls - a.calls || b.errors - a.errors)
+    this.#carried.pending.clear()
     for (const [i, pair] of pairs.entries()) {
       if (i >= this.#ctx.config.top_n) {
         overflow[pair.nr * 2]! += pair.calls
@@ -227,8 +224,8 @@ class Syscalls {
       const { nr, error } = decodeSyscallErrorKey(view(key), 0)
       const total = Number(view(value).getBigUint64(0, true))
       const id = nr * 65536 + error
-      const increment = total - (this.#errors.get(id) ?? 0)
-      this.#errors.set(id, total)
+      const increment = total - (this.#carried.errors.get(id) ?? 0)
+      this.#carried.errors.set(id, total)
       if (increment <= 0) continue
       this.#ctx.emit.metric({
         name: 'system.syscall.errors', kind: 'counter', unit: '{call}', value: increment, description: 'Failed syscalls on the host, by errno',
@@ -243,12 +240,12 @@ class Syscalls {
       const index = view(key).getUint32(0, true)
       for (const bytes of perCpu) totals[index]! += Number(view(bytes).getBigUint64(0, true))
     }
-    const increment = (index: number) => totals[index]! - this.#overflows[index]!
+    const increment = (index: number) => totals[index]! - this.#carried.overflows[index]!
     const emit = this.#ctx.emit
     const description = 'Syscalls the syscalls object could not store because a map was full'
     emit.metric({ name: 'periscope.syscalls.map_overflow', kind: 'counter', unit: '{call}', value: increment(SYSCALLS_OVERFLOW_PROCESS_TABLE), description, attributes: { 'bpf.map': 'calls' } })
     emit.metric({ name: 'periscope.syscalls.map_overflow', kind: 'counter', unit: '{call}', value: increment(SYSCALLS_OVERFLOW_ERRNO_TABLE), description, attributes: { 'bpf.map': 'errors' } })
     emit.metric({ name: 'periscope.syscalls.compat_calls', kind: 'counter', unit: '{call}', value: increment(SYSCALLS_OVERFLOW_COMPAT), description: 'Syscalls of 32-bit tasks, not counted' })
-    this.#overflows = totals
+    this.#carried.overflows = totals
   }
 }

@@ -67,15 +67,15 @@ describe('the syscalls plugin', { timeout: 120_000 }, () => {
     rmSync(dir, { recursive: true, force: true })
   })
 
-  async function start(topN: number): Promise<{ harness: Harness; points: () => MetricPointInput[] }> {
+  async function start(topN: number, intervalMs = 300): Promise<{ harness: Harness; points: () => MetricPointInput[] }> {
     h = await startHarness({
       provider: provider(), decodersPath,
       plugins: { 'syscalls.ts': source },
-      config: { plugins: { syscalls: { enabled: true, config: { top_n: topN, collect_interval_ms: 300 } } } },
+      config: { plugins: { syscalls: { enabled: true, config: { top_n: topN, collect_interval_ms: intervalMs } } } },
     })
     const harness = h
     const points = () => harness.sink.signals('syscalls').metrics as MetricPointInput[]
-    await harness.waitFor(() => collections(points()).length >= 1, 'the syscalls plugin\'s first collection', 30_000)
+    await harness.waitFor(() => harness.log.lines.some((l) => l.message.startsWith('plugin syscalls: loaded')), 'the syscalls plugin to load', 30_000)
     return { harness, points }
   }
 
@@ -125,5 +125,20 @@ describe('the syscalls plugin', { timeout: 120_000 }, () => {
     const exitReads = points().filter((p) => p.name === 'process.syscall.calls' && p.attributes?.['process.pid'] === workload.pid && p.attributes?.['syscall.name'] === 'read')
     // the dynamic loader's reads, and its two reads of stdin, the second sent at its exit to the new version
     assert.ok(exitReads.reduce((sum, p) => sum + p.value, 0) >= 2)
+  })
+
+  it('carries what it has not exported yet across a hot reload: a process that exits just before it still counts', async () => {
+    // a long interval: the workload's exit records reach the old version, which reloads before it collects
+    const { harness, points } = await start(100_000, 3000)
+    const workload = await startWorkload(binary, 2500)
+    await workload.run()
+    await workload.exit()
+    const reloaded = harness.nextEvent('loaded', 'syscalls', 30_000)
+    harness.write('syscalls.ts', `${source}\n// reloaded\n`)
+    await reloaded
+    await harness.waitFor(() => getppidOf(points(), workload.pid) >= 2500, 'the workload\'s getppid calls from the new version', 30_000)
+    const collected = collections(points()).length
+    await harness.waitFor(() => collections(points()).length > collected, 'one more collection', 30_000)
+    assert.equal(getppidOf(points(), workload.pid), 2500)
   })
 })
