@@ -23,6 +23,8 @@
  *   full, by `bpf.map` (`calls`: counted without their process, in the overflow series above;
  *   `errors`: a failure not counted by errno).
  * - `periscope.syscalls.compat_calls` {call}: calls of 32-bit tasks, not counted.
+ * - A process's last counts that its ring could not take (`retired`, 1 MiB) are lost; the
+ *   runtime counts those records in `periscope.bpf.events.dropped{bpf.object=syscalls}`.
  *
  * Everything here is public plugin API: a user plugin can do the same.
  */
