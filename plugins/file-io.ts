@@ -23,7 +23,9 @@
  * Per file, for the absolute paths in `target_paths` only (at most 64; symlinks are not followed,
  * so name the real path): the same four metrics named `file.operations`, `file.errors`, `file.io`
  * and `file.operation.duration`, by `file.path`, summed over every process. A target file is
- * recognised when it is opened, or found open when the plugin starts.
+ * recognised when it is opened, or found open when the plugin starts. While targets are named,
+ * every open of a regular file on the host walks its path in the kernel (about 1 µs here);
+ * without targets an open costs one array lookup.
  *
  * - `periscope.file_io.untracked` {event}: what the kernel could not store, by `reason`
  *   (`in_flight`: a call's start, whose bytes and time are lost; `processes`: a process's counts,
