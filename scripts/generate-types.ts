@@ -65,7 +65,8 @@ function writeScalar(scalar: string, at: string, value: string): string {
   throw new Error(`no writer for ${scalar}`)
 }
 
-function readExpr(layout: Layout, at: string, field?: Field & { filledBy?: number }): string {
+/** `depth`: how many arrays enclose this one, so an array of arrays gets an index of its own per level. */
+function readExpr(layout: Layout, at: string, field?: Field & { filledBy?: number }, depth = 0): string {
   switch (layout.kind) {
     case 'scalar': return readScalar(layout.scalar, at)
     case 'string': return field?.flexible === true ? `readString(view, ${at}, end - (${at}))` : `readString(view, ${at}, ${layout.size})`
@@ -73,17 +74,20 @@ function readExpr(layout: Layout, at: string, field?: Field & { filledBy?: numbe
     case 'bytes': return field?.flexible === true
       ? `new Uint8Array(view.buffer, view.byteOffset + ${at}, Math.max(0, end - (${at})))`
       : `new Uint8Array(view.buffer, view.byteOffset + ${at}, ${layout.size})`
-    case 'array': return `Array.from({ length: ${layout.length} }, (_, i) => ${readExpr(layout.element, `${at} + i * ${layout.element.size}`)})`
+    case 'array': return `Array.from({ length: ${layout.length} }, (_, i${depth}) => ${readExpr(layout.element, `${at} + i${depth} * ${layout.element.size}`, undefined, depth + 1)})`
     case 'struct': return `decode${pascal(layout.name)}(view, ${at})`
   }
 }
 
-function writeStatements(layout: Layout, at: string, value: string): string[] {
+function writeStatements(layout: Layout, at: string, value: string, depth = 0): string[] {
   switch (layout.kind) {
     case 'scalar': return [`${writeScalar(layout.scalar, at, value)}`]
     case 'string': case 'strings': return [`writeString(view, ${at}, ${layout.size}, ${layout.kind === 'strings' ? `${value}.join('\\0')` : value})`]
     case 'bytes': return [`new Uint8Array(view.buffer, view.byteOffset + ${at}, ${layout.size}).set(${value}.subarray(0, ${layout.size}))`]
-    case 'array': return [`for (let i = 0; i < ${layout.length}; i++) { ${writeStatements(layout.element, `${at} + i * ${layout.element.size}`, `${value}[i]`).join('; ')} }`]
+    case 'array': {
+      const i = `i${depth}`
+      return [`for (let ${i} = 0; ${i} < ${layout.length}; ${i}++) { ${writeStatements(layout.element, `${at} + ${i} * ${layout.element.size}`, `${value}[${i}]`, depth + 1).join('; ')} }`]
+    }
     case 'struct': return [`encode${pascal(layout.name)}(${value}, view, ${at})`]
   }
 }

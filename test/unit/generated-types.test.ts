@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict'
-import { readdirSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { BtfTypes } from '../../runtime/bpf/btf.ts'
 import { native } from '../../runtime/bpf/native.ts'
+import { generateTypes } from '../../scripts/generate-types.ts'
 
 const lib = fileURLToPath(new URL('../../bpf/lib/', import.meta.url))
 const objects = readdirSync(lib).filter((f) => f.endsWith('.bpf.o')).map((f) => f.slice(0, -'.bpf.o'.length))
@@ -41,4 +44,28 @@ test('decoders read what the encoders wrote, for every record struct', async () 
   buffer.setUint32(44, Buffer.byteLength('bash\0-c\0ünï\0'), true)
   const decoded = decodeExecEvent(buffer, 0)
   assert.deepEqual(decoded, { ...event, args_size: Buffer.byteLength('bash\0-c\0ünï\0') })
+})
+
+test('an array of arrays is read and written at each element\'s own offset', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'periscope-types-'))
+  try {
+    // a record with a 3×4 array: each level needs its own index in the generated loops
+    writeFileSync(join(dir, 'grid.bpf.c'), [
+      'typedef unsigned int __u32;',
+      'struct grid { __u32 before; __u32 cells[3][4]; __u32 after; };',
+      'struct grid *const __periscope_record_events __attribute__((used)) = 0;',
+    ].join('\n'))
+    execFileSync('clang', ['-g', '-O2', '-target', 'bpf', '-c', join(dir, 'grid.bpf.c'), '-o', join(dir, 'grid.bpf.o')])
+    const btf = new BtfTypes(native.btfTypes(join(dir, 'grid.bpf.o')))
+    writeFileSync(join(dir, 'grid.types.ts'), generateTypes({ name: 'grid', btf, programs: [], maps: [] }))
+    const { encodeGrid, decodeGrid, GRID_SIZE } = await import(join(dir, 'grid.types.ts'))
+    const cells = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
+    const view = new DataView(new ArrayBuffer(GRID_SIZE))
+    encodeGrid({ before: 100, cells, after: 200 }, view, 0)
+    // the C layout: row-major, 4 bytes per cell after `before`
+    assert.deepEqual(Array.from({ length: 12 }, (_, i) => view.getUint32(4 + 4 * i, true)), cells.flat())
+    assert.deepEqual(decodeGrid(view, 0), { before: 100, cells, after: 200 })
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
