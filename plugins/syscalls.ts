@@ -93,6 +93,8 @@ export default definePlugin({
   objects: ['syscalls'],
   config,
   async setup(ctx) {
+    const topN = ctx.config.top_n
+    if (!Number.isInteger(topN) || topN < 0) throw new Error(`syscalls: top_n must be a whole number of process and syscall pairs (0 exports none with its process), got ${JSON.stringify(topN)}`)
     const plugin = new Syscalls(ctx, await ctx.kernel.syscallNames(), await ctx.kernel.errnoNames())
     ctx.on('syscalls:retired', (record) => plugin.onRetired(record))
     ctx.every(ctx.config.collect_interval_ms, () => plugin.collect())
