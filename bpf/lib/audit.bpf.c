@@ -724,7 +724,7 @@ int exit_fchown(struct sys_exit_args *ctx)
 	return fd_event(ctx, AUDIT_CHOWN, AUDIT_SYS_FCHOWN, (int)ARG0(regs), (__u32)ARG1(regs), (__u32)ARG2(regs));
 }
 
-/* an open under a sensitive path: every open passes here, so the trie is asked before the rules */
+/* an open under a sensitive path: every open passes here, so the trie is asked before the event is built */
 static __always_inline int open_event(struct sys_exit_args *ctx, __u32 syscall, long dfd, const char *upath, __u64 flags)
 {
 	struct audit_ruleset *rs = rules();
@@ -734,12 +734,14 @@ static __always_inline int open_event(struct sys_exit_args *ctx, __u32 syscall, 
 
 	if (!sc)
 		return 0;
-	e = start_event(sc, AUDIT_OPEN, syscall, ctx->ret);
 	len = resolve(sc, dfd, (__u64)upath, 0);
-	bpf_probe_read_kernel(sc->key.path, AUDIT_PATH_LEN, e->path);
+	bpf_probe_read_kernel(sc->key.path, AUDIT_PATH_LEN, sc->event.path);
 	sc->key.prefixlen = len * 8;
 	if (!bpf_map_lookup_elem(&sensitive_paths, &sc->key))
 		return 0;
+	/* the rare sensitive open pays for the event (which starts empty) and a second resolve */
+	e = start_event(sc, AUDIT_OPEN, syscall, ctx->ret);
+	len = resolve(sc, dfd, (__u64)upath, 0);
 	e->arg0 = flags;
 	return finish_path(sc, rs, len, 0, false);
 }

@@ -45,9 +45,10 @@ after(async () => {
 })
 
 /** Replaces the object's rules, as a new version of the plugin would. */
-function setRules(rules: unknown[], kinds: readonly string[] = auditEventNames): void {
+function setRules(rules: unknown[], kinds: readonly string[] = auditEventNames, sensitive: readonly string[] = []): void {
   for (const map of [...ruleMaps, 'sensitive_paths']) for (const [key] of [...audit.map(map).entries()]) audit.map(map).delete(key)
-  const compiled = compileRules(kinds, rules, [])
+  const compiled = compileRules(kinds, rules, sensitive)
+  for (const key of compiled.sensitive) audit.map('sensitive_paths').update(key, new Uint8Array([1]))
   for (const entry of compiled.entries) audit.map(entry.map).update(entry.key, entry.value)
   audit.map('ruleset').update(new Uint8Array(4), compiled.ruleset)
 }
@@ -56,13 +57,13 @@ function setRules(rules: unknown[], kinds: readonly string[] = auditEventNames):
  * Starts `sh -c 'read go; <command>'`, keeps only its pid's events, lets it run and returns its
  * pid and records once it exited and its last record (`last`) arrived.
  */
-async function runKept(command: string, rules: (pid: number) => unknown[], last: (e: AuditEvent) => boolean, status = 0, kinds?: readonly string[]): Promise<{ pid: number; records: AuditEvent[]; received: number }> {
+async function runKept(command: string, rules: (pid: number) => unknown[], last: (e: AuditEvent) => boolean, status = 0, kinds?: readonly string[], sensitive?: readonly string[]): Promise<{ pid: number; records: AuditEvent[]; received: number }> {
   const shell = spawn('/bin/sh', ['-c', `read go; ${command}`], { cwd: dir, stdio: ['pipe', 'ignore', 'inherit'] })
   const pid = shell.pid!
   const exited = new Promise<number | null>((resolve) => shell.once('exit', resolve))
   // the rules name it once it runs the shell: its own exec is not part of the test
   await waitFor(() => { try { return readlinkSync(`/proc/${pid}/exe`) === '/usr/bin/dash' } catch { return false } }, 'the shell to start', 10_000)
-  setRules(rules(pid), kinds)
+  setRules(rules(pid), kinds, sensitive)
   const receivedBefore = audit.stats().received
   shell.stdin.end('go\n')
   assert.equal(await exited, status)
@@ -158,4 +159,10 @@ test('an IPv6 connect and accept give both ends\' addresses and ports', async ()
   const ends = records.map((e) => [auditSyscallNames[e.syscall], e.family, formatAddress(e.family, e.local_addr), e.local_port, formatAddress(e.family, e.peer_addr), e.peer_port, e.ret >= 0])
   assert.deepEqual(ends, [['connect', 10, '::1', client, '::1', server, true], ['accept', 10, '::1', server, '::1', client, true]])
   assert.equal(received, 2)
+})
+
+test('a relative open of a sensitive path is reported with its absolute path; the process\'s other opens are not', async () => {
+  const { records, received } = await runKept('cd /etc && exec cat shadow hostname > /dev/null', (pid) => [{ action: 'include', pid }, { events: ['execve'] }], (e) => e.kind === auditKinds.open, 0, undefined, ['/etc/shadow', '/etc/sudoers'])
+  assert.deepEqual(records.map((e) => [auditSyscallNames[e.syscall], e.path, e.arg0 & 3, e.ret > 0, e.comm]), [['openat', '/etc/shadow', 0, true, 'cat']])
+  assert.equal(received, 1)
 })
