@@ -51,6 +51,18 @@ export const SAMPLE_STACK_SIZE = 40
 export const SAMPLE_COPY_END = 44
 export const SAMPLE_STACK = 72
 
+/** A step found the caller: the walk goes on. */
+const CONTINUE = -1
+
+/**
+ * Where the kernel's signal frame (struct rt_sigframe, after the handler's return popped its
+ * return address) holds the interrupted registers: ucontext's uc_mcontext starts at 40, and its
+ * gregs are r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip.
+ */
+const UCONTEXT_RBP = 40 + 10 * 8
+const UCONTEXT_RSP = 40 + 15 * 8
+const UCONTEXT_RIP = 40 + 16 * 8
+
 /** A mapping's table and the constant that turns a runtime address into the file's virtual address. */
 interface MappedTable {
   table: EhFrameTable | undefined
@@ -141,15 +153,22 @@ export class StackUnwinder {
       this.end = UNWIND_NO_MAPPING
       return 0
     }
+    this.#pc = ip
+    this.#sp = sp
+    this.#bp = bp
+    this.#interrupted = true
     // the copy starts at the sampled sp; frames above read it at their distance from there
-    const base = sp
+    this.#base = sp
+    this.#stack = stack
+    this.#stackOffset = stackOffset
+    this.#stackSize = stackSize
     let count = 0
-    let pc = ip
     for (;;) {
       if (count === frames.length) {
         this.end = UNWIND_TOO_DEEP
         return count
       }
+      const pc = this.#pc
       frames[count++] = pc
       const mapped = this.#tableOf(process, pid, pc)
       if (mapped === undefined) {
@@ -157,77 +176,100 @@ export class StackUnwinder {
         return count
       }
       // a return address points after the call: the caller's rule is the call instruction's
-      const lookup = (count === 1 ? pc : pc - 1) - mapped.bias
+      const lookup = (this.#interrupted ? pc : pc - 1) - mapped.bias
       const row = mapped.table?.find(lookup) ?? -1
-      let cfa: number, returnAddress: number, nextBp: number
-      if (row < 0) {
-        // no table, or no FDE here (JIT code, hand-written assembly): trust the frame pointer
-        if (bp === 0) {
-          this.end = UNWIND_COMPLETE
-          return count
-        }
-        cfa = bp + 16
-        const at = bp - base
-        if (at < 0 || at + 16 > stackSize) {
-          this.end = at < 0 ? UNWIND_BAD_FRAME : UNWIND_COPY_ENDED
-          return count
-        }
-        nextBp = readWord(stack, stackOffset + at)
-        returnAddress = readWord(stack, stackOffset + at + 8)
-        this.framePointerFrames++
-      } else {
-        const table = mapped.table!
-        const register = table.cfaRegister[row]!
-        if (table.raRule[row] === RULE_UNDEFINED) {
-          this.end = UNWIND_COMPLETE
-          return count
-        }
-        if (register === DWARF_RSP) cfa = sp + table.cfaOffset[row]!
-        else if (register === DWARF_RBP) cfa = bp + table.cfaOffset[row]!
-        else if (register === CFA_PLT) cfa = sp + 8 + ((lookup & 15) >= table.cfaOffset[row]! ? 8 : 0)
-        else {
-          this.end = UNWIND_NO_RULE
-          return count
-        }
-        if (table.raRule[row] !== RULE_OFFSET || (table.flags[row]! & 1) !== 0) {
-          this.end = UNWIND_NO_RULE
-          return count
-        }
-        const raAt = cfa + table.raOffset[row]! - base
-        if (raAt < 0 || raAt + 8 > stackSize) {
-          this.end = raAt < 0 ? UNWIND_BAD_FRAME : UNWIND_COPY_ENDED
-          return count
-        }
-        returnAddress = readWord(stack, stackOffset + raAt)
-        const rbpRule = table.rbpRule[row]!
-        if (rbpRule === RULE_OFFSET) {
-          const bpAt = cfa + table.rbpOffset[row]! - base
-          if (bpAt < 0 && count === 1) {
-            // a slot below the sampled sp was popped already: compilers keep the save rule through
-            // the epilogue, but rbp holds the caller's value again
-            nextBp = bp
-          } else if (bpAt < 0 || bpAt + 8 > stackSize) {
-            this.end = bpAt < 0 ? UNWIND_BAD_FRAME : UNWIND_COPY_ENDED
-            return count
-          } else {
-            nextBp = readWord(stack, stackOffset + bpAt)
-          }
-        } else if (rbpRule === RULE_UNSET || rbpRule === RULE_SAME_VALUE || rbpRule === RULE_UNDEFINED) {
-          nextBp = bp
-        } else {
-          this.end = UNWIND_NO_RULE
-          return count
-        }
-      }
-      if (cfa <= sp || returnAddress === 0) {
-        // a zero return address where no rule marked the end: the chain is broken, not finished
-        this.end = UNWIND_BAD_FRAME
+      const end = row < 0 ? this.#framePointerStep() : this.#tableStep(mapped.table!, row, lookup, count === 1)
+      if (end !== CONTINUE) {
+        this.end = end
         return count
       }
-      sp = cfa
-      bp = nextBp
-      pc = returnAddress
     }
+  }
+
+  // the registers and stack copy of the unwind() under way, so that its steps allocate nothing
+  #pc = 0
+  #sp = 0
+  #bp = 0
+  /** The pc was interrupted (the sample's, or a signal's), not a return address. */
+  #interrupted = true
+  #base = 0
+  #stack: DataView = new DataView(new ArrayBuffer(0))
+  #stackOffset = 0
+  #stackSize = 0
+
+  /** The 64-bit word at stack address `address`, or -1 when it is outside the copy (below sp, or above the copy's end). */
+  #word(address: number): number {
+    const at = address - this.#base
+    return at < 0 || at + 8 > this.#stackSize ? -1 : readWord(this.#stack, this.#stackOffset + at)
+  }
+
+  /** Why a word at `address` could not be read: below the sampled sp the walk went wrong; above, the copy ended. */
+  #missing(address: number): number {
+    return address < this.#base ? UNWIND_BAD_FRAME : UNWIND_COPY_ENDED
+  }
+
+  /** A step where no table covers the pc (JIT code, hand-written assembly): trust the frame pointer. */
+  #framePointerStep(): number {
+    const bp = this.#bp
+    // what _start leaves in rbp for frame-pointer walkers: the outermost frame
+    if (bp === 0) return UNWIND_COMPLETE
+    const savedBp = this.#word(bp), returnAddress = this.#word(bp + 8)
+    if (savedBp < 0 || returnAddress < 0) return this.#missing(savedBp < 0 ? bp : bp + 8)
+    this.framePointerFrames++
+    return this.#moveTo(bp + 16, savedBp, returnAddress)
+  }
+
+  /** A step by the table's row for the pc. */
+  #tableStep(table: EhFrameTable, row: number, lookup: number, first: boolean): number {
+    if (table.raRule[row] === RULE_UNDEFINED) return UNWIND_COMPLETE
+    if ((table.flags[row]! & 1) !== 0) return this.#signalStep()
+    const register = table.cfaRegister[row]!
+    let cfa: number
+    if (register === DWARF_RSP) cfa = this.#sp + table.cfaOffset[row]!
+    else if (register === DWARF_RBP) cfa = this.#bp + table.cfaOffset[row]!
+    else if (register === CFA_PLT) cfa = this.#sp + 8 + ((lookup & 15) >= table.cfaOffset[row]! ? 8 : 0)
+    else return UNWIND_NO_RULE
+    if (table.raRule[row] !== RULE_OFFSET) return UNWIND_NO_RULE
+    const returnAddress = this.#word(cfa + table.raOffset[row]!)
+    if (returnAddress < 0) return this.#missing(cfa + table.raOffset[row]!)
+    let bp = this.#bp
+    const rbpRule = table.rbpRule[row]!
+    if (rbpRule === RULE_OFFSET) {
+      const slot = cfa + table.rbpOffset[row]!
+      // a slot below the sampled sp was popped already: compilers keep the save rule through
+      // the epilogue, but rbp holds the caller's value again
+      if (!(first && slot < this.#base)) {
+        bp = this.#word(slot)
+        if (bp < 0) return this.#missing(slot)
+      }
+    } else if (rbpRule !== RULE_UNSET && rbpRule !== RULE_SAME_VALUE && rbpRule !== RULE_UNDEFINED) {
+      return UNWIND_NO_RULE
+    }
+    return this.#moveTo(cfa, bp, returnAddress)
+  }
+
+  /**
+   * A step out of a signal handler: its return address is the kernel's signal trampoline
+   * (glibc's __restore_rt, an FDE with augmentation 'S'), and sp points at the ucontext the kernel
+   * saved, whose registers are those of the interrupted code.
+   */
+  #signalStep(): number {
+    const sp = this.#sp
+    const bp = this.#word(sp + UCONTEXT_RBP), interruptedSp = this.#word(sp + UCONTEXT_RSP), pc = this.#word(sp + UCONTEXT_RIP)
+    if (bp < 0 || interruptedSp < 0 || pc < 0) return this.#missing(sp + UCONTEXT_RIP)
+    const end = this.#moveTo(interruptedSp, bp, pc)
+    this.#interrupted = true
+    return end
+  }
+
+  /** Moves to the caller's frame; a frame not above this one, or a zero pc, means the walk went wrong. */
+  #moveTo(sp: number, bp: number, pc: number): number {
+    if (sp <= this.#sp || pc === 0) return UNWIND_BAD_FRAME
+    this.#sp = sp
+    this.#bp = bp
+    this.#pc = pc
+    this.#interrupted = false
+    return CONTINUE
   }
 
   /** Drops what is kept for process `pid` (call it when the process exits). */

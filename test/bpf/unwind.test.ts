@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { decodeStackSample, STACK_SAMPLE_SIZE } from '../../bpf/lib/stacks.types.ts'
 import { probeAttach } from '../../runtime/bpf/features.ts'
-import { SAMPLE_BP, SAMPLE_COPY_END, SAMPLE_IP, SAMPLE_PID, SAMPLE_SP, SAMPLE_STACK, SAMPLE_STACK_SIZE, SAMPLE_TID, StackUnwinder, UNWIND_COMPLETE, UNWIND_COPY_ENDED } from '../../runtime/profiling/unwind.ts'
+import { SAMPLE_BP, SAMPLE_COPY_END, SAMPLE_IP, SAMPLE_PID, SAMPLE_SP, SAMPLE_STACK, SAMPLE_STACK_SIZE, SAMPLE_TID, StackUnwinder, UNWIND_COMPLETE, UNWIND_COPY_ENDED, UNWIND_END_NAMES } from '../../runtime/profiling/unwind.ts'
 import { requireFeature, root } from './kernel.ts'
 import { frameNamer, sampleProcess } from './unwind-fixture.ts'
 
@@ -94,6 +94,32 @@ describe('unwinding CPU samples of an -O2 -fomit-frame-pointer burner', () => {
     t.diagnostic(`hot_loop share: ${(100 * ours).toFixed(1)}% of ${samples} samples here, ${(100 * perfShare).toFixed(1)}% of ${perfHot + perfCold} by perf`)
     assert.ok(Math.abs(ours - perfShare) <= 0.1, `hot_loop share ${ours.toFixed(3)} here, ${perfShare.toFixed(3)} by perf`)
     assert.ok(Math.abs(ours - 0.8) <= 0.1, `hot_loop share ${ours.toFixed(3)}, the burner spends 80% there`)
+  })
+
+  it('a signal handler\'s stacks go on through the kernel\'s signal frame to the code it interrupted and main', async (t) => {
+    if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
+    const signalled = spawn(burner, ['signal'], { stdio: 'ignore' })
+    t.after(() => signalled.kill('SIGKILL'))
+    const { records } = await sampleProcess(signalled.pid!, { stackBytes: 8192, count: 200 })
+    const unwinder = new StackUnwinder()
+    const frames = new Float64Array(128)
+    const name = frameNamer(signalled.pid!, burner)
+    let inHandler = 0, throughMain = 0
+    for (const record of records) {
+      const names = name(frames.subarray(0, unwinder.unwindSample(record, 0, frames)))
+      const complete = unwinder.end === UNWIND_COMPLETE && names.at(-1) === '_start' && names.includes('main')
+      if (complete) throughMain++
+      const handler = names.indexOf('in_handler')
+      if (handler < 0) continue
+      inHandler++
+      // the handler returns to glibc's __restore_rt, above which are the interrupted frames
+      assert.equal(names[handler + 1], 'libc.so.6', names.join(' < '))
+      assert.match(names[handler + 2]!, /^(hot_loop|cold_loop|middle|main)$/, names.join(' < '))
+      assert.ok(complete, `${names.join(' < ')}: ${UNWIND_END_NAMES[unwinder.end]}`)
+    }
+    // the handler runs about 4/9 of the time: hot_loop(4M) every 10 ms of the burner's CPU
+    assert.ok(inHandler >= 0.2 * records.length, `${inHandler} of ${records.length} samples in the handler`)
+    assert.ok(throughMain >= 0.9 * records.length, `${throughMain} of ${records.length} samples reach main and _start`)
   })
 
   it('a copy shorter than the stack gives truncated stacks, never complete ones', async (t) => {
