@@ -166,3 +166,24 @@ test('a relative open of a sensitive path is reported with its absolute path; th
   assert.deepEqual(records.map((e) => [auditSyscallNames[e.syscall], e.path, e.arg0 & 3, e.ret > 0, e.comm]), [['openat', '/etc/shadow', 0, true, 'cat']])
   assert.equal(received, 1)
 })
+
+test('fchmod and fchown name the file of their fd; openat2 gives the flags of its open_how', async () => {
+  const file = join(dir, 'perl-file')
+  // 437 is openat2 on x86-64; -100 is AT_FDCWD; open_how is { flags, mode, resolve }
+  const script = `open(my $f, ">", "${file}") or die; chmod(0640, $f) or die; chown(65534, 65534, $f) or die; my $p = "/etc/shadow"; my $h = pack("QQQ", 0, 0, 0); syscall(437, -100, $p, $h, 24) >= 0 or die`
+  const { records, received } = await runKept(`exec perl -e '${script}'`, (pid) => [{ action: 'include', pid }, { events: ['execve'] }], (e) => e.kind === auditKinds.open, 0, undefined, ['/etc/shadow'])
+  assert.deepEqual(records.map((e) => [auditSyscallNames[e.syscall], e.path, e.arg0, e.arg1, e.ret >= 0]), [
+    ['fchmod', file, 0o640, 0, true],
+    ['fchown', file, 65534, 65534, true],
+    ['openat2', '/etc/shadow', 0, 0, true],
+  ])
+  assert.equal(received, 3)
+})
+
+test('strace\'s seizes are reported as ptrace attaches of their targets', async () => {
+  const { records, received } = await runKept('exec strace -o /dev/null /bin/true', (pid) => [{ action: 'include', pid }, { events: ['execve'] }], (e) => e.kind === auditKinds.ptrace && events.filter((other) => other.pid === e.pid && other.kind === auditKinds.ptrace).length === 2)
+  // strace first seizes a child of its own to test the kernel, then the child that runs /bin/true
+  assert.deepEqual(records.map((e) => [auditSyscallNames[e.syscall], e.arg0, e.ret]), [['ptrace', 0x4206, 0], ['ptrace', 0x4206, 0]])
+  assert.notEqual(records[0]!.arg1, records[1]!.arg1)
+  assert.equal(received, 2)
+})
