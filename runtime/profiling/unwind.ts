@@ -272,7 +272,10 @@ export class StackUnwinder {
     return CONTINUE
   }
 
-  /** Drops what is kept for process `pid` (call it when the process exits). */
+  /**
+   * Drops what is kept for process `pid` (call it when the process exits): its mappings and its
+   * references to file tables, which keep a table alive after `tables` evicted it.
+   */
   forget(pid: number): void {
     this.#processes.delete(pid)
   }

@@ -11,7 +11,7 @@
  * the row before it. `.eh_frame_hdr` is not needed: its search table indexes the same FDEs, and the
  * table built here is already sorted.
  *
- * Rows live in typed arrays (23 bytes a row; libc.so.6 has about 27,000), so a table costs no
+ * Rows live in typed arrays (23 bytes a row; libc.so.6 has about 28,000), so a table costs no
  * per-row objects and a lookup is a binary search. `EhFrameTables` keeps one table per file (by
  * build id) up to a bound on the total rows.
  *
@@ -611,12 +611,12 @@ export type TableLookup = { table: EhFrameTable; key: string } | { table: undefi
 export class EhFrameTables {
   readonly maxRows: number
   readonly #tables = new Map<string, TableLookup>()
-  /** Path (as opened) to key, so a file is stat'ed, not re-read, on the next lookup. */
-  readonly #keys = new Map<string, string>()
+  /** What a path (as opened) was last: its identity when read, and the key its table is under. */
+  readonly #files = new Map<string, { identity: string; key: string }>()
   #rows = 0
 
   constructor(options: { maxRows?: number } = {}) {
-    // 4 million rows (92 MB): libc, libstdc++ and a large server binary take about 150,000
+    // 4 million rows (92 MB): libc, libstdc++ and a large server binary take about 100,000
     this.maxRows = options.maxRows ?? 4_000_000
   }
 
@@ -628,29 +628,28 @@ export class EhFrameTables {
     return this.#tables.size
   }
 
-  /** The table of the ELF file at `path` (read through /proc/<pid>/root or map_files by the caller). */
+  /** The table of the ELF file at `path` (a /proc/<pid>/map_files link, say): stat'ed each time, read once per build id. */
   get(path: string): TableLookup {
     const stat = statSync(path, { bigint: true })
-    const fileKey = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}`
-    const known = this.#keys.get(path)
-    const cachedKey = known?.startsWith(`${fileKey}=`) === true ? known.slice(fileKey.length + 1) : undefined
-    if (cachedKey !== undefined) {
-      const cached = this.#tables.get(cachedKey)
-      if (cached !== undefined) return this.#touch(cachedKey, cached)
+    const identity = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}`
+    const known = this.#files.get(path)
+    if (known?.identity === identity) {
+      const cached = this.#tables.get(known.key)
+      if (cached !== undefined) return this.#touch(known.key, cached)
     }
     let lookup: TableLookup
     let elf: ElfFile | undefined
     try {
       elf = ElfFile.open(path)
-      const key = buildId(elf) ?? fileKey
-      this.#keys.set(path, `${fileKey}=${key}`)
+      const key = buildId(elf) ?? identity
+      this.#files.set(path, { identity, key })
       const cached = this.#tables.get(key)
       if (cached !== undefined) return this.#touch(key, cached)
       const table = EhFrameTable.read(elf)
       lookup = table === undefined ? { table, key, reason: `${path} has no .eh_frame section` } : { table, key }
     } catch (error) {
-      lookup = { table: undefined, key: fileKey, reason: (error as Error).message }
-      this.#keys.set(path, `${fileKey}=${fileKey}`)
+      lookup = { table: undefined, key: identity, reason: (error as Error).message }
+      this.#files.set(path, { identity, key: identity })
     } finally {
       elf?.close()
     }
@@ -672,6 +671,7 @@ export class EhFrameTables {
       this.#tables.delete(key)
       this.#rows -= lookup.table?.rowCount ?? 0
     }
-    if (this.#keys.size > this.#tables.size * 4 + 1024) this.#keys.clear()
+    // paths of exited processes' map_files links pile up: forget them all now and then
+    if (this.#files.size > this.#tables.size * 4 + 1024) this.#files.clear()
   }
 }
