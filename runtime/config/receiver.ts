@@ -114,12 +114,16 @@ function kernelSettings(receiver: Receiver): Record<string, PluginSettings> {
   }
 }
 
-/** The seed's `audit_rules` names → the audit plugin's event names (plugins/audit.ts documents each). */
+/**
+ * The seed's `audit_rules` names → the audit plugin's `events` (plugins/audit.ts documents each):
+ * a file's deletion goes with its rename (the issue's "deletion and rename"), an outbound connect
+ * with the inbound accept.
+ */
 const auditEvents: Record<NonNullable<NonNullable<Receiver['logs']>['audit_rules']>[number], string[]> = {
-  execve: ['process.exec'],
-  unlink: ['file.delete', 'file.rename'],
-  setuid: ['privilege.change'],
-  connect: ['network.connect', 'network.accept'],
+  execve: ['execve'],
+  unlink: ['unlink', 'rename'],
+  setuid: ['setuid'],
+  connect: ['connect', 'accept'],
 }
 
 /**

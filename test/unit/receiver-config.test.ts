@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { auditEventNames } from '../../plugins/audit/rules.ts'
 import { parseConfigText, pluginSettingsFrom } from '../../runtime/config/index.ts'
 
 /** The kernel-metric and audit plugins' settings with no receiver block (the seed's defaults). */
@@ -40,7 +41,7 @@ receiver:
     processes: { enabled: true, config: interval },
     syscalls: { enabled: true, config: interval },
     allocations: { enabled: true, config: interval },
-    audit: { enabled: true, config: { events: ['process.exec', 'privilege.change'] } },
+    audit: { enabled: true, config: { events: ['execve', 'setuid'] } },
     'syscall-log': { enabled: true, config: {} },
   })
   const off = pluginSettingsFrom(parseConfigText('receiver:\n  metrics:\n    tcp_connections: false\n    tcp_retransmits: false\n  logs:\n    security_audit: false\n'))
@@ -119,4 +120,11 @@ plugins:
   const http = pluginSettingsFrom(config).http!
   assert.equal(http.enabled, true)
   assert.deepEqual(http.config, { https: true, go_tls: true, sampling_percent: 5, max_routes: 10 })
+})
+
+test('every audit_rules name becomes events the audit plugin knows', () => {
+  const config = parseConfigText('receiver:\n  logs:\n    audit_rules: [execve, unlink, setuid, connect]\n')
+  const events = pluginSettingsFrom(config).audit!.config.events as string[]
+  assert.deepEqual(events, ['execve', 'unlink', 'rename', 'setuid', 'connect', 'accept'])
+  assert.deepEqual(events.filter((event) => !(auditEventNames as string[]).includes(event)), [])
 })
