@@ -124,7 +124,7 @@ plugins:
 
 test('every audit_rules name becomes events the audit plugin knows', () => {
   const config = parseConfigText('receiver:\n  logs:\n    audit_rules: [execve, unlink, setuid, connect]\n')
-  const events = pluginSettingsFrom(config).audit!.config.events as string[]
+  const events = pluginSettingsFrom(config).audit!.config!.events as string[]
   assert.deepEqual(events, ['execve', 'unlink', 'rename', 'setuid', 'connect', 'accept'])
   assert.deepEqual(events.filter((event) => !(auditEventNames as string[]).includes(event)), [])
 })
