@@ -257,10 +257,9 @@ export class ElfFile {
   functionTable(): SymbolTable {
     const ranges: SymbolRange[] = []
     const strings: Buffer[] = []
-    const unsizedLimits = new Map<SymbolRange, number>()
     for (const type of [SHT_SYMTAB, SHT_DYNSYM]) {
       const table = this.#sections.find((s) => s.type === type)
-      if (table !== undefined) strings[type === SHT_DYNSYM ? 1 : 0] = this.#functionRanges(table, type === SHT_DYNSYM ? DYNSYM_NAME : 0, ranges, unsizedLimits)
+      if (table !== undefined) strings[type === SHT_DYNSYM ? 1 : 0] = this.#functionRanges(table, type === SHT_DYNSYM ? DYNSYM_NAME : 0, ranges)
     }
     const pltNames = this.machine === MACHINE_X86_64 && strings[1] !== undefined ? this.#pltRanges(strings[1], ranges) : []
     if (strings.length === 0) {
@@ -270,7 +269,6 @@ export class ElfFile {
         return SymbolTable.build(functions.map((f, i) => ({ start: Number(f.address), end: Number(f.address + f.size), rank: 0, name: i })), (i) => functions[i]!.name)
       }
     }
-    closeUnsizedRanges(ranges, unsizedLimits)
     return SymbolTable.build(ranges, (id) => {
       if (id & PLT_NAME) return pltNames[id & ~PLT_NAME]!
       const names = strings[id & DYNSYM_NAME ? 1 : 0]!
@@ -280,11 +278,8 @@ export class ElfFile {
     })
   }
 
-  /**
-   * Appends the functions of symbol table `table` to `ranges`, and for each of size 0 the end of
-   * its section to `unsizedLimits`; returns the table's strings.
-   */
-  #functionRanges(table: Section, nameFlag: number, ranges: SymbolRange[], unsizedLimits: Map<SymbolRange, number>): Buffer {
+  /** Appends the functions of symbol table `table` to `ranges`; returns the table's strings. */
+  #functionRanges(table: Section, nameFlag: number, ranges: SymbolRange[]): Buffer {
     const strings = this.#sections[table.link]
     if (strings === undefined) throw new ElfError('EINVAL', `${this.path}: a symbol table links to section ${table.link}, which does not exist`)
     const wide = this.#view.wide
@@ -309,11 +304,10 @@ export class ElfFile {
       const length = names.indexOf(0, name) - name
       // an old version of a function kept for old binaries (cfree@GLIBC_2.2.5) names it as a local would
       const binding = bind === STB_LOCAL || versions?.(index) ? 'local' : bind === STB_WEAK ? 'weak' : 'global'
-      const range = { start, end: start + size, rank: aliasRank(size > 0, binding, underscores, length), name: name | nameFlag }
-      ranges.push(range)
       const section = this.#sections[sectionIndex]
       // _init (size 0) must not run on over the PLT that follows its section
-      if (size === 0 && section !== undefined) unsizedLimits.set(range, Number(section.address + section.size))
+      const limit = size === 0 && section !== undefined ? Number(section.address + section.size) : undefined
+      ranges.push({ start, end: start + size, limit, rank: aliasRank(size > 0, binding, underscores, length), name: name | nameFlag })
     }
     return names
   }
@@ -528,21 +522,6 @@ export function buildIdOfNotes(notes: Buffer, little: boolean = true): string | 
     at = descAt + ((descSize + 3) & ~3)
   }
   return undefined
-}
-
-/** A function of size 0 (hand-written assembly, often) runs to the next function's start, at most to its section's end. */
-function closeUnsizedRanges(ranges: SymbolRange[], limits: Map<SymbolRange, number>): void {
-  const starts = Float64Array.from(new Set(ranges.map((r) => r.start))).sort()
-  for (const range of ranges) {
-    if (range.end !== range.start) continue
-    let low = 0, high = starts.length
-    while (low < high) {
-      const middle = (low + high) >>> 1
-      if (starts[middle]! <= range.start) low = middle + 1
-      else high = middle
-    }
-    range.end = Math.min(low < starts.length ? starts[low]! : range.start + 1, limits.get(range) ?? Infinity)
-  }
 }
 
 /** Whether the NUL-terminated string at `start` of `names` is `wanted`, or `wanted@…` unless `qualified`. */

@@ -74,8 +74,7 @@ export class KernelSymbols {
       throw new Error(`${path} shows every kernel address as 0: this process may not see them (kernel.kptr_restrict is ${readSysctl('kernel/kptr_restrict')}; ` +
         'run as root with kernel.kptr_restrict at 0 or 1, or grant CAP_SYSLOG)')
     }
-    runToNextStart(ranges)
-    const table = SymbolTable.build(ranges, (id) => text.slice(nameStarts[id]!, nameEnds[id]!))
+    const table = SymbolTable.build(ranges, (id) => text.slice(nameStarts[id]!, nameEnds[id]!), LAST_SYMBOL_SIZE)
     return new KernelSymbols(table, modules, kernelBuildId(notesPath))
   }
 
@@ -93,20 +92,8 @@ export class KernelSymbols {
   }
 }
 
-/** What the highest symbol (nothing after it to end it) is taken to span: a page. */
+/** kallsyms has no sizes: a function ends where the next starts; the highest is taken to span a page. */
 const LAST_SYMBOL_SIZE = 4096
-
-/** kallsyms has no sizes: each function ends where the next address starts. */
-function runToNextStart(ranges: SymbolRange[]): void {
-  ranges.sort((a, b) => a.start - b.start)
-  for (let i = 0, next = 0; i < ranges.length; i++) {
-    if (next <= i) {
-      next = i + 1
-      while (next < ranges.length && ranges[next]!.start === ranges[i]!.start) next++
-    }
-    ranges[i]!.end = next < ranges.length ? ranges[next]!.start : ranges[i]!.start + LAST_SYMBOL_SIZE
-  }
-}
 
 function kernelBuildId(notesPath: string): string | undefined {
   try {
