@@ -13,6 +13,8 @@
  * - the unwinder's CPU time per sample with its tables built (median of `--reps` passes over the
  *   samples), and the first pass, which reads and parses each file's .eh_frame once;
  * - the share of samples whose stack is complete (reaches _start or the thread start).
+ * And at 8 KB with the reader woken only once a MB waits in the ring (wakeup_bytes), as a
+ * profiler that drains on its collect interval would run it.
  * No target: the figures choose the default copy size and back the design choice.
  *
  *   node_modules/.bin/node bench/unwind.bench.ts [--samples 300] [--reps 20]
@@ -71,9 +73,9 @@ function cpuMicros(fn: () => void): number {
   return used.user + used.system
 }
 
-async function measure(workload: Workload, stackBytes: number): Promise<string> {
+async function measure(workload: Workload, stackBytes: number, wakeupBytes = 0): Promise<string> {
   let load: ChildProcess | undefined
-  const sampled = await sampleProcess(workload.pid, { stackBytes, count: SAMPLES, whileSampling: () => { load = workload.load?.() } })
+  const sampled = await sampleProcess(workload.pid, { stackBytes, wakeupBytes, count: SAMPLES, whileSampling: () => { load = workload.load?.() } })
   load?.kill('SIGKILL')
   const { records } = sampled
   const copied = records.reduce((sum, r) => sum + r.getUint32(SAMPLE_STACK_SIZE, true), 0) / records.length
@@ -92,7 +94,7 @@ async function measure(workload: Workload, stackBytes: number): Promise<string> 
   // every CPU's samples run the program; those of other processes return at the tgid check
   const bpfNsPerSample = sampled.programRunTimeNs / records.length
   return [
-    `${(stackBytes / 1024).toString().padStart(2)} KB`,
+    `${(stackBytes / 1024).toString().padStart(2)} KB${wakeupBytes === 0 ? '' : `, woken per ${wakeupBytes >> 20} MB`}`,
     `${Math.round(copied).toString().padStart(6)} B copied`,
     `${(RECORD_HEADER + stackBytes + PAGE).toString().padStart(6)} B reserved`,
     `bpf ${(bpfNsPerSample / 1000).toFixed(1).padStart(5)} µs/sample (${sampled.programRuns} runs)`,
@@ -113,6 +115,7 @@ try {
     try {
       console.log(workload.name)
       for (const size of SIZES) console.log(`  ${await measure(workload, size)}`)
+      console.log(`  ${await measure(workload, SIZES[0]!, 1 << 20)}`)
     } finally {
       await workload.stop()
     }

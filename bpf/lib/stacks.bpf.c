@@ -28,6 +28,11 @@ DROP_COUNTER;
 const volatile __u32 target_tgid = 0;
 /* the most stack bytes copied per sample, up to STACK_MAX_BYTES */
 const volatile __u32 stack_bytes = 8192;
+/*
+ * wake the reader only once the ring holds this many bytes (0: at every sample); a reader that
+ * drains on a timer saves the wakeup, which costs as much as copying a few KB of stack
+ */
+const volatile __u64 wakeup_bytes = 0;
 
 /*
  * copies the stack from sp up, a page at a time so that the copy ends exactly where the mapped
@@ -90,6 +95,6 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 	/* copy the user stack */
 	s->stack_size = copy_stack(s->stack, regs->sp, limit);
 	s->copy_end = s->stack_size == limit ? STACK_COPY_LIMIT : STACK_COPY_WHOLE;
-	bpf_ringbuf_submit(s, 0);
+	bpf_ringbuf_submit(s, wakeup_bytes && bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA) < wakeup_bytes ? BPF_RB_NO_WAKEUP : 0);
 	return 0;
 }

@@ -19,6 +19,8 @@ export type SampleRecord = DataView
 export interface SampleOptions {
   /** stacks.bpf.c's stack_bytes. */
   stackBytes: number
+  /** stacks.bpf.c's wakeup_bytes (0, the default: woken at every sample). */
+  wakeupBytes?: number
   /** Samples to wait for. */
   count: number
   /** Per CPU, Hz (99 by default). */
@@ -43,7 +45,7 @@ export interface Sampled {
  */
 export async function sampleProcess(pid: number, options: SampleOptions): Promise<Sampled> {
   const spec = ObjectSpec.open(objectPath('stacks'))
-  spec.setSettings({ target_tgid: pid, stack_bytes: options.stackBytes })
+  spec.setSettings({ target_tgid: pid, stack_bytes: options.stackBytes, wakeup_bytes: options.wakeupBytes ?? 0 })
   const object = await spec.load()
   try {
     return await collect(object, pid, options)

@@ -29,7 +29,8 @@ before(() => {
     const code = execFileSync('objdump', ['-d', '--no-show-raw-insn', `--disassemble=${name}`, burner], { encoding: 'utf8' })
     assert.doesNotMatch(code, /mov\s+%rsp,%rbp/, `${name} is built without a frame pointer`)
   }
-  child = spawn(burner, { stdio: 'ignore' })
+  // an empty environment: the stack above main stays a few hundred bytes, whatever the test's own
+  child = spawn(burner, { stdio: 'ignore', env: {} })
 })
 
 after(() => {
@@ -124,7 +125,7 @@ describe('unwinding CPU samples of an -O2 -fomit-frame-pointer burner', () => {
 
   it('a copy shorter than the stack gives truncated stacks, never complete ones', async (t) => {
     if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
-    // 256 bytes hold the loops' and middle's frames but not main's, some 5 KB below the stack top
+    // 256 bytes hold the frames of the loops, middle and main, not those of libc's start code above
     const { records } = await sampleProcess(child.pid!, { stackBytes: 256, count: 30 })
     const unwinder = new StackUnwinder()
     const frames = new Float64Array(128)
@@ -136,9 +137,23 @@ describe('unwinding CPU samples of an -O2 -fomit-frame-pointer burner', () => {
     }
   })
 
+  it('with wakeup_bytes the samples wait in the ring for a drain, whole', async (t) => {
+    if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
+    // the ring (4 MB) never holds 1 GB: no sample wakes the reader, the fixture's drain() reads them
+    const { records, dropped } = await sampleProcess(child.pid!, { stackBytes: 8192, wakeupBytes: 2 ** 30, count: 50 })
+    assert.equal(dropped, 0)
+    const unwinder = new StackUnwinder()
+    const frames = new Float64Array(128)
+    for (const record of records) {
+      assert.equal(record.getUint32(SAMPLE_PID, true), child.pid)
+      unwinder.unwindSample(record, 0, frames)
+      assert.equal(unwinder.end, UNWIND_COMPLETE)
+    }
+  })
+
   it('the record layout the unwinder reads is the generated decoder\'s', async (t) => {
     if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
-    const { records } = await sampleProcess(child.pid!, { stackBytes: 8192, count: 5 })
+    const { records } = await sampleProcess(child.pid!, { stackBytes: 32768, count: 5 })
     for (const record of records) {
       const decoded = decodeStackSample(record, 0, record.byteLength)
       assert.equal(record.getUint32(SAMPLE_PID, true), decoded.pid)
@@ -150,8 +165,9 @@ describe('unwinding CPU samples of an -O2 -fomit-frame-pointer burner', () => {
       assert.equal(SAMPLE_STACK, STACK_SAMPLE_SIZE)
       assert.equal(decoded.pid, child.pid)
       assert.equal(decoded.comm, 'burner')
-      // the main thread's stack ends a few KB above sp: the copy stops there, not at 8 KB
-      assert.ok(decoded.stack_size > 0 && decoded.stack_size < 8192, `${decoded.stack_size} bytes`)
+      // the main thread's stack (main's frame, then argv, the environment and the aux vector) ends
+      // a few KB above sp: the copy stops there, not at 32 KB
+      assert.ok(decoded.stack_size > 0 && decoded.stack_size < 32768, `${decoded.stack_size} bytes`)
       assert.equal(decoded.copy_end, 0)
     }
   })
