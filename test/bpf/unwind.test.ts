@@ -125,7 +125,7 @@ describe('unwinding CPU samples of an -O2 -fomit-frame-pointer burner', () => {
 
   it('a copy shorter than the stack gives truncated stacks, never complete ones', async (t) => {
     if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
-    // 256 bytes hold the frames of the loops, middle and main, not those of libc's start code above
+    // 256 bytes hold the innermost frames, not those of libc's start code above main
     const { records } = await sampleProcess(child.pid!, { stackBytes: 256, count: 30 })
     const unwinder = new StackUnwinder()
     const frames = new Float64Array(128)
