@@ -7,10 +7,10 @@
  * an event for Periscope's process plugins).
  *
  *   syscall-loop <read-bytes>
- *   stdin, one request a line:  read <calls>   |   getpid <calls>
+ *   stdin, one request a line:  read <calls>   |   getpid <calls>   |   getppid <calls>
  *   stdout, one answer a line:  {"wallNs":N,"cpuNs":N}
- * `read` reads <read-bytes> from /dev/zero per call; `getpid` calls the system call itself
- * (syscall(2)), never a cached value. cpuNs is this process's CPU time over the loop.
+ * `read` reads <read-bytes> from /dev/zero per call; `getpid` and `getppid` call the system call
+ * itself (syscall(2)), never a cached value. cpuNs is this process's CPU time over the loop.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -49,8 +49,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		int is_read = strcmp(call, "read") == 0;
-		if (!is_read && strcmp(call, "getpid") != 0) {
-			fprintf(stderr, "syscall-loop: unknown call %s (read or getpid)\n", call);
+		long nr = strcmp(call, "getpid") == 0 ? SYS_getpid : strcmp(call, "getppid") == 0 ? SYS_getppid : -1;
+		if (!is_read && nr < 0) {
+			fprintf(stderr, "syscall-loop: unknown call %s (read, getpid or getppid)\n", call);
 			return 2;
 		}
 		long long wall = clock_ns(CLOCK_MONOTONIC), cpu = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
@@ -62,7 +63,7 @@ int main(int argc, char **argv)
 				}
 			}
 		} else {
-			for (long i = 0; i < calls; i++) syscall(SYS_getpid);
+			for (long i = 0; i < calls; i++) syscall(nr);
 		}
 		cpu = clock_ns(CLOCK_PROCESS_CPUTIME_ID) - cpu;
 		wall = clock_ns(CLOCK_MONOTONIC) - wall;

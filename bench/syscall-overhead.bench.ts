@@ -18,6 +18,10 @@
  *   the most;
  * - Periscope's own CPU (utime + stime of all its threads) over the measured loops, per call and
  *   as a share of one CPU: its user-space work, which runs apart from the calls.
+ * Then, apart from Periscope, what the kernel charges by itself: a getppid() loop without a program,
+ * with a program that does nothing on its syscall tracepoint (bench/stats-probe.bpf.c), and with
+ * that program while the kernel's BPF stats are on (as Periscope keeps them, for its self-metrics):
+ * the cost of a syscall tracepoint, and what the stats add to every program run.
  * Medians over the rounds (each round's figure is the median of `--reps` loops). Each measured loop
  * waits for a host without tracing programs other than this run's Periscope (other engineers' tests
  * load theirs, whose hooks would run in either side's calls), and runs again when one appeared
@@ -29,12 +33,15 @@
  *   npm run bench -- syscall-overhead
  */
 import { type ChildProcessByStdio, execFileSync, spawn } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import path from 'node:path'
 import { createInterface } from 'node:readline'
 import type { Readable, Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
 import { startOtlpSink } from '../test/peers/otlp-sink.ts'
+import { attachTracepoint } from '../runtime/bpf/links.ts'
+import { ObjectSpec } from '../runtime/bpf/object.ts'
+import { enableRunTimeStats } from '../runtime/bpf/stats.ts'
 import { buildTool, median, repoRoot, verdict } from './common.ts'
 import { CLOCK_TICKS, type BenchPeriscope, otherPeriscopes, startBenchPeriscope } from './traced-run.ts'
 
@@ -60,10 +67,11 @@ if (!(CALLS >= 10_000) || !(READ_BYTES >= 1) || !(ROUNDS >= 1) || !(REPS >= 1)) 
   throw new Error(`--calls must be at least 10000, --read-bytes, --rounds and --reps positive (got ${args.calls}, ${args['read-bytes']}, ${args.rounds}, ${args.reps})`)
 }
 const TARGET_READ_RATIO = 1.05
-/** How long a loop waits for other tracing programs on the host (other engineers' tests) to go. */
-const QUIET_WAIT_MS = 120_000
+/** How long a loop waits for other tracing programs on the host (other engineers' tests) to go, and how often it tries. */
+const QUIET_WAIT_MS = 15_000
+const QUIET_TRIES = 2
 const CALL_KINDS = ['read', 'getpid'] as const
-type CallKind = (typeof CALL_KINDS)[number]
+type CallKind = (typeof CALL_KINDS)[number] | 'getppid'
 
 /** Part B of issue 11 builds the syscalls plugin; until it is in plugins/, that configuration is left out. */
 const syscallsShipped = existsSync(path.join(repoRoot, 'plugins/syscalls.ts'))
@@ -163,7 +171,7 @@ async function quiet(own: number | undefined, timeoutMs: number): Promise<boolea
 
 /**
  * One measured loop, run while no other tracing program is loaded on the host: tried again (up to
- * 5 times) when one appeared meanwhile; the last try counts anyway, marked as disturbed.
+ * QUIET_TRIES times) when one appeared meanwhile; the last try counts anyway, marked as disturbed.
  */
 async function cleanLoop(loop: SyscallLoop, kind: CallKind, own: number | undefined): Promise<LoopResult> {
   for (let attempt = 1; ; attempt++) {
@@ -176,7 +184,7 @@ async function cleanLoop(loop: SyscallLoop, kind: CallKind, own: number | undefi
     const periscopeCpu = own === undefined ? 0 : cpuSeconds(own) - ownCpuBefore
     const programs = own === undefined ? new Map<number, ProgramCounters>() : programDelta(before, programCounters(own))
     const disturbed = !quietBefore || foreignTracing(own) > 0
-    if (!disturbed || attempt === 5) return { cpuNs, wallNs, programs, periscopeCpu, seconds, disturbed }
+    if (!disturbed || attempt === QUIET_TRIES) return { cpuNs, wallNs, programs, periscopeCpu, seconds, disturbed }
   }
 }
 
@@ -266,6 +274,55 @@ function programNames(): Map<number, string> {
   }
 }
 
+/** getppid()'s CPU time per call: without a program, with one that does nothing, and with it while BPF stats are on. */
+async function tracepointCost(loop: SyscallLoop): Promise<{ none: number; program: number; programWithStats: number; statsHeldElsewhere: boolean }> {
+  const object = path.join(repoRoot, 'bench/build/stats-probe.bpf.o')
+  mkdirSync(path.dirname(object), { recursive: true })
+  execFileSync('clang', ['-g', '-O2', '-target', 'bpf', '-D__TARGET_ARCH_x86', '-I', path.join(repoRoot, 'bpf/include'), '-c', path.join(repoRoot, 'bench/stats-probe.bpf.c'), '-o', object])
+  const loaded = await ObjectSpec.open(object).load()
+  const samples = { none: [] as number[], program: [] as number[], programWithStats: [] as number[] }
+  try {
+    await loop.run('getppid', CALLS)
+    for (let rep = 0; rep < REPS * 2; rep++) {
+      samples.none.push((await loop.run('getppid', CALLS)).cpuNs)
+      const link = attachTracepoint(loaded, 'on_getppid', 'syscalls', 'sys_enter_getppid')
+      try {
+        samples.program.push((await loop.run('getppid', CALLS)).cpuNs)
+        const stats = enableRunTimeStats()
+        try {
+          samples.programWithStats.push((await loop.run('getppid', CALLS)).cpuNs)
+        } finally {
+          stats.close()
+        }
+      } finally {
+        link.detach()
+      }
+    }
+  } finally {
+    loaded.close()
+  }
+  return { none: median(samples.none), program: median(samples.program), programWithStats: median(samples.programWithStats), statsHeldElsewhere: statsHolders() > 0 }
+}
+
+/** Fds that keep the kernel's BPF stats on, in any process (other Periscope runs): with one, "without stats" has them. */
+function statsHolders(): number {
+  let count = 0
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    let fds: string[]
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`)
+    } catch {
+      continue
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`) === 'anon_inode:bpf-stats') count++
+      } catch {}
+    }
+  }
+  return count
+}
+
 const intruders = new Set<string>()
 let disturbedLoops = 0
 const names = new Map<number, string>()
@@ -277,6 +334,7 @@ if (PIN) {
 }
 const results = new Map<Config, ConfigRound[]>(CONFIGS.map((config) => [config, []]))
 let running = ''
+let probe: Awaited<ReturnType<typeof tracepointCost>>
 try {
   // one Periscope start before the rounds, so that later ones find the compile cache filled
   await (await startBenchPeriscope(sink, 'syscalls')).stop()
@@ -299,6 +357,7 @@ try {
       }
     }
   }
+  probe = await tracepointCost(loop)
 } finally {
   loop.close()
   await sink.stop()
@@ -348,9 +407,13 @@ for (const config of CONFIGS.slice(1)) {
   console.log(`  Periscope's own CPU, ${config.name}: ${ns(median(rounds.map((r) => r.periscopeNsPerCall!)))} ns a call ` +
     `(rounds ${rounds.map((r) => ns(r.periscopeNsPerCall!)).join(', ')}), ${(median(rounds.map((r) => r.periscopeCpuShare!)) * 100).toFixed(1)} % of a CPU during the loops`)
 }
+console.log(`  getppid(), apart from Periscope: ${ns(probe.none)} ns CPU a call without a program; ${ns(probe.program)} ns with one that does nothing on its syscall tracepoint ` +
+  `(+${ns(probe.program - probe.none)} ns: what a syscall tracepoint costs by itself); ${ns(probe.programWithStats)} ns with the kernel's BPF stats on ` +
+  `(+${ns(probe.programWithStats - probe.program)} ns a program run, which Periscope's program self-metrics cost)` +
+  (probe.statsHeldElsewhere ? '. WARNING: another process kept the BPF stats on meanwhile, so "without stats" had them too' : ''))
 if (disturbedLoops > 0) {
   console.log(`  WARNING: ${disturbedLoops} of ${ROUNDS * REPS * CALL_KINDS.length * CONFIGS.length} measured loops ran while other tracing programs were loaded on the host ` +
-    `(other Periscope runs or tests: their hooks ran in the loop's calls, the baseline's too), after waiting ${QUIET_WAIT_MS / 1000} s and 5 tries for a quiet host`)
+    `(other Periscope runs or tests: their hooks ran in the loop's calls, the baseline's too), after waiting up to ${QUIET_WAIT_MS / 1000} s, ${QUIET_TRIES} times, for a quiet host`)
 }
 if (intruders.size > 0) {
   console.log(`  WARNING: other periscope run processes were running during the runs:\n    ${[...intruders].join('\n    ')}`)
