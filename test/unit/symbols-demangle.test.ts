@@ -4,9 +4,9 @@
  * built here with v0 and legacy mangling, each file's names in one batch, answers in order.
  */
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
+import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { demangle, demangleAll, demanglerMissing, isMangled } from '../../runtime/symbols/demangle.ts'
@@ -14,7 +14,7 @@ import { demangle, demangleAll, demanglerMissing, isMangled } from '../../runtim
 const work = mkdtempSync(join(tmpdir(), 'periscope-demangle-'))
 after(() => rmSync(work, { recursive: true, force: true }))
 
-export const CPP_TEMPLATES = `
+const CPP_TEMPLATES = `
 #include <cstdio>
 #include <map>
 #include <string>
@@ -50,6 +50,14 @@ function nmFunctions(file: string, dynamic = false): [string, string][] {
     const other = /^[0-9a-f]+ [TtWwi] ([^@]*)/.exec(readable[i]!)
     return match === null || other === null ? [] : [[match[2]!, other[1]!] as [string, string]]
   })
+}
+
+/** rustc from the PATH, else rustup's place (a CI environment may not have ~/.cargo/bin on its PATH). */
+function rustc(): string {
+  const rustup = join(homedir(), '.cargo/bin/rustc')
+  const onPath = spawnSync('rustc', ['--version']).status === 0
+  assert.ok(onPath || existsSync(rustup), 'rustc is neither on the PATH nor in ~/.cargo/bin: install Rust (rustup) to build the test\'s Rust programs')
+  return onPath ? 'rustc' : rustup
 }
 
 /** Each name demangled in one batch equals nm -C's. */
@@ -88,7 +96,7 @@ impl<T: std::fmt::Debug> Thing<T> { #[inline(never)] pub fn show(&self) -> Strin
 fn main() { println!("{} {}", Thing(3u8).show(), Thing("x").show()); }
 `)
       const binary = join(work, `generic-${scheme}`)
-      execFileSync('rustc', ['-O', ...(scheme === 'v0' ? ['-C', 'symbol-mangling-version=v0'] : []), '-o', binary, source])
+      execFileSync(rustc(), ['-O', ...(scheme === 'v0' ? ['-C', 'symbol-mangling-version=v0'] : []), '-o', binary, source])
       const functions = nmFunctions(binary).filter(([name]) => isMangled(name))
       assert.ok(functions.length > 100, `${functions.length} mangled functions`)
       assertDemangledAsNm(functions)
