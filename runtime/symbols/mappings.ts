@@ -84,6 +84,11 @@ export class ProcessMappings {
 
   /** The executable mapping holding `address`, or undefined. */
   find(address: bigint | number): Mapping | undefined {
+    return this.mappings[this.indexOf(address)]
+  }
+
+  /** The index in `mappings` of the one holding `address`, or -1. */
+  indexOf(address: bigint | number): number {
     const key = Number(address)
     let low = 0, high = this.#starts.length
     while (low < high) {
@@ -92,7 +97,7 @@ export class ProcessMappings {
       else high = middle
     }
     const mapping = this.mappings[low - 1]
-    return mapping !== undefined && BigInt(address) < mapping.end ? mapping : undefined
+    return mapping !== undefined && BigInt(address) < mapping.end ? low - 1 : -1
   }
 
   /**

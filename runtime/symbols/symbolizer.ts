@@ -234,15 +234,16 @@ export class Symbolizer {
   }
 
   #userFrame(process: ProcessEntry, address: bigint, lookup: bigint): Frame {
-    let mapping = process.maps.find(lookup)
-    if (mapping === undefined && process.refreshedMaps !== this.#batch) {
+    let index = process.maps.indexOf(lookup)
+    if (index < 0 && process.refreshedMaps !== this.#batch) {
       this.#rereadMaps(process)
-      mapping = process.maps.find(lookup)
+      index = process.maps.indexOf(lookup)
     }
-    if (mapping === undefined) return this.#jitFrame(process, address, lookup) ?? unknownFrame(address)
+    if (index < 0) return this.#jitFrame(process, address, lookup) ?? unknownFrame(address)
+    const mapping = process.maps.mappings[index]!
     const moduleOffset = address - mapping.start + mapping.offset
     if (mapping.kind === 'file') {
-      const file = this.#file(process, mapping)
+      const file = this.#file(process, mapping, process.identities[index]!)
       const frame = this.#fileFrame(file, mapping, address, lookup, moduleOffset)
       if (frame.function !== undefined || file.table !== undefined) return frame
     }
@@ -257,10 +258,13 @@ export class Symbolizer {
   #fileFrame(file: FileEntry, mapping: Mapping, address: bigint, lookup: bigint, moduleOffset: bigint): Frame {
     const frame: Frame = { address, function: undefined, functionOffset: undefined, module: mapping.path, moduleOffset, buildId: file.buildId, origin: 'user' }
     if (file.table === undefined) return frame
-    const fileOffset = Number(lookup - mapping.start + mapping.offset)
-    const segment = file.segments.find((s) => fileOffset >= s.fileOffset && fileOffset < s.end)
-    if (segment === undefined) return frame
-    const virtualAddress = fileOffset - segment.fileOffset + segment.address
+    // user-space addresses fit doubles exactly: no bigint arithmetic per frame
+    const fileOffset = Number(lookup) - Number(mapping.start) + Number(mapping.offset)
+    let virtualAddress = -1
+    for (const segment of file.segments) {
+      if (fileOffset >= segment.fileOffset && fileOffset < segment.end) virtualAddress = fileOffset - segment.fileOffset + segment.address
+    }
+    if (virtualAddress < 0) return frame
     const index = file.table.indexOf(virtualAddress)
     if (index < 0) return frame
     frame.function = file.table.name(index)
@@ -295,9 +299,8 @@ export class Symbolizer {
     }
   }
 
-  /** The function table of `mapping`'s file: from the cache, else read now. */
-  #file(process: ProcessEntry, mapping: Mapping): FileEntry {
-    const identity = identityOf(mapping)
+  /** The function table of `mapping`'s file (`identity`, see identityOf): from the cache, else read now. */
+  #file(process: ProcessEntry, mapping: Mapping, identity: string): FileEntry {
     const key = this.#identities.get(identity)
     const cached = key === undefined ? undefined : this.#files.get(key)
     if (cached !== undefined) {
@@ -382,6 +385,7 @@ export class Symbolizer {
 /** The frames' ELF and kernel names demangled, in one c++filt run for the names not seen before. */
 function demangleFrames(frames: Frame[]): void {
   const named = frames.filter((frame) => frame.origin !== 'jit' && frame.function !== undefined && isMangled(frame.function))
+  if (named.length === 0) return
   const demangled = demangleAll(named.map((frame) => frame.function!))
   named.forEach((frame, i) => {
     frame.function = demangled[i]
