@@ -66,7 +66,7 @@ export class KernelSymbols {
         if (nameEnd !== end) modules.set(id, text.slice(nameEnd + 2, end - 1))
         // of symbols at one address the last listed wins, as in perf (which sizes each symbol up
         // to the next address, leaving the earlier ones of an address empty, and prefers sized ones)
-        ranges.push({ start: key, end: key, rank: 0, name: id })
+        ranges.push({ start: key, end: key, rank: -id, name: id })
       }
       at = end + 1
     }

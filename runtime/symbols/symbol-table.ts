@@ -40,7 +40,7 @@ export class SymbolTable {
 
   /**
    * Sorts `ranges` by start; of ranges starting at the same address, keeps the one of lowest
-   * rank, and of those the last given (perf keeps the later of two equal symbols). A range
+   * rank, and of those the first given (as perf keeps the earlier of two equal ELF symbols). A range
    * without a size ends at the next start, or `lastUnsizedSize` on when it is the last.
    * `nameOf` turns a range's `name` into its name when a lookup first needs it.
    */
@@ -48,11 +48,11 @@ export class SymbolTable {
     const order = byStart(ranges)
     const kept: SymbolRange[] = []
     for (let i = 0; i < order.length;) {
-      // of a run of one start (in the order given), the lowest rank; of equals, the last
+      // of a run of one start (in the order given), the lowest rank; of equals, the first
       let best = ranges[order[i]!]!
       let next = i + 1
       for (; next < order.length && ranges[order[next]!]!.start === best.start; next++) {
-        if (ranges[order[next]!]!.rank <= best.rank) best = ranges[order[next]!]!
+        if (ranges[order[next]!]!.rank < best.rank) best = ranges[order[next]!]!
       }
       kept.push(best)
       i = next

@@ -7,6 +7,7 @@
  *   file's functions (.symtab, .dynsym, a separate debug file found by build id or
  *   .gnu_debuglink, Go's .gopclntab: elf.ts), demangled in one c++filt run per batch
  *   (demangle.ts); addresses in JIT code through the process's perf map (perf-map.ts).
+ * - The vDSO's functions come from this process's copy of it, the same image in every process.
  * - Kernel addresses go through /proc/kallsyms (kallsyms.ts).
  * - A frame that cannot be named keeps its module, file offset and build id, so a backend with
  *   the debug files can name it later.
@@ -25,7 +26,9 @@
  *   symbolizer.symbolizeKernel(kernelStack)
  *   symbolizer.sweep()  // after each collection
  */
-import { readFileSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { demangleAll, isMangled } from './demangle.ts'
 import { ElfFile, openDebugFile, DEFAULT_DEBUG_DIRECTORIES } from './elf.ts'
 import { KernelSymbols } from './kallsyms.ts'
@@ -126,6 +129,8 @@ export class Symbolizer {
   #filesRead = 0
   #batch = 0
   #kernel: KernelSymbols | undefined
+  /** The vDSO's functions (null: it could not be read). */
+  #vdso: FileEntry | null | undefined
 
   constructor(options: SymbolizerOptions = {}) {
     this.#options = {
@@ -246,6 +251,10 @@ export class Symbolizer {
       const file = this.#file(process, mapping, process.identities[index]!)
       const frame = this.#fileFrame(file, mapping, address, lookup, moduleOffset)
       if (frame.function !== undefined || file.table !== undefined) return frame
+    }
+    if (mapping.kind === 'vdso') {
+      this.#vdso ??= readVdso()
+      if (this.#vdso !== null) return this.#fileFrame(this.#vdso, mapping, address, lookup, moduleOffset)
     }
     if (mapping.kind === 'anonymous' || mapping.kind === 'file') {
       const jit = this.#jitFrame(process, address, lookup)
@@ -390,6 +399,47 @@ function demangleFrames(frames: Frame[]): void {
   named.forEach((frame, i) => {
     frame.function = demangled[i]
   })
+}
+
+/**
+ * The vDSO's functions. Every 64-bit process of this kernel maps the same vDSO image, so this
+ * process's copy (read through /proc/self/mem) stands for all. It is read into a file of its own
+ * for ElfFile, removed at once. Null when it cannot be read.
+ */
+function readVdso(): FileEntry | null {
+  const line = readFileSync('/proc/self/maps', 'latin1').split('\n').find((l) => l.endsWith('[vdso]'))
+  if (line === undefined) return null
+  const [start, end] = line.split(' ')[0]!.split('-').map((hex) => parseInt(hex, 16))
+  const directory = mkdtempSync(join(tmpdir(), 'periscope-vdso-'))
+  try {
+    const image = Buffer.alloc(end! - start!)
+    const fd = openSync('/proc/self/mem', 'r')
+    try {
+      readSync(fd, image, 0, image.byteLength, start!)
+    } finally {
+      closeSync(fd)
+    }
+    const path = join(directory, 'vdso.so')
+    writeFileSync(path, image)
+    const elf = ElfFile.open(path)
+    try {
+      return {
+        key: '[vdso]',
+        path: '[vdso]',
+        buildId: elf.buildId(),
+        table: elf.functionTable(),
+        segments: elf.loadSegments().map((s) => ({ fileOffset: Number(s.fileOffset), address: Number(s.address), end: Number(s.fileOffset + s.fileSize) })),
+        identities: new Set(),
+      }
+    } finally {
+      elf.close()
+    }
+  } catch {
+    // no readable vDSO (a kernel without one, a locked-down /proc): its frames keep their offsets
+    return null
+  } finally {
+    rmSync(directory, { recursive: true, force: true })
+  }
 }
 
 function identityOf(mapping: Mapping): string {

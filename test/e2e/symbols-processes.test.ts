@@ -3,8 +3,8 @@
  * - a PIE C++ program with templates prints the addresses of its own functions: each resolves to
  *   the function nm -C names, demangled, at the right offset, with readelf's build id; a copy of
  *   it deleted after it started resolves the same through /proc/<pid>/map_files;
- * - the instruction pointers `perf record` samples from a C program busy in user space and in
- *   the kernel get the names perf gives them (perf as the independent oracle), user and kernel;
+ * - the instruction pointers `perf record` samples from a C program busy in user space, in the
+ *   vDSO and in the kernel get the names perf gives them (perf as the independent oracle);
  * - Node with --perf-basic-prof and Python 3.12 with -X perf, each running a hot function: their
  *   samples name it through the perf map, as perf does;
  * - process churn: the caches stay within their bounds and empty as the processes exit.
@@ -185,18 +185,23 @@ describe('symbolizing running processes', () => {
     await stop(running)
   })
 
-  it('perf record\'s samples of a C program busy in user space and in the kernel get perf\'s names, user and kernel', async () => {
+  it('perf record\'s samples of a C program busy in user space, the vDSO and the kernel get perf\'s names', async () => {
     const binary = compile('busy', `
+#include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 volatile unsigned long sink;
 __attribute__((noinline)) void spin_user(void) { for (int i = 0; i < 200000; i++) sink += (unsigned long)i * i; }
 __attribute__((noinline)) void spin_kernel(void) { for (int i = 0; i < 2000; i++) syscall(SYS_getppid); }
-int main(void) { for (;;) { spin_user(); spin_kernel(); } }
+__attribute__((noinline)) void spin_vdso(void) { struct timespec t; for (int i = 0; i < 20000; i++) { clock_gettime(CLOCK_MONOTONIC, &t); sink += t.tv_nsec; } }
+int main(void) { for (;;) { spin_user(); spin_kernel(); spin_vdso(); } }
 `, 'cc')
     const running = start(binary, [])
     const samples = (await perfSamples(running, 100)).filter((s) => s.pid === running.pid)
-    await assertAgreesWithPerf(samples, running.pid, (s) => s.dso === binary || s.dso.includes('libc.so'))
+    const frames = await assertAgreesWithPerf(samples, running.pid, (s) => s.dso === binary || s.dso.includes('libc.so') || s.dso === '[vdso]')
+    // clock_gettime runs in the vDSO, named from this process's copy of it
+    const vdso = frames.filter((frame, i) => samples[i]!.dso === '[vdso]' && samples[i]!.symbol !== '[unknown]')
+    assert.ok(vdso.length >= 5 && vdso.every((frame) => frame.module === '[vdso]' && frame.function !== undefined), `${vdso.length} vDSO samples: ${JSON.stringify(vdso.slice(0, 3).map((f) => [f.function, f.module]))}`)
     const kernelSamples = samples.filter((s) => s.dso === '[kernel.kallsyms]' && s.symbol !== '[unknown]')
     assert.ok(kernelSamples.length >= 20, `${kernelSamples.length} kernel samples of ${samples.length}`)
     const symbolizer = new Symbolizer()
