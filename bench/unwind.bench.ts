@@ -8,8 +8,8 @@
  * Per program and copy size, over `--samples` samples at 99 Hz:
  * - bytes copied per sample (the stack from sp up to the copy limit or the stack's end), and the
  *   ring buffer record reserved for it;
- * - the BPF program's run time per sample (the kernel's BPF stats: all its runs on every CPU,
- *   those of other processes included, over the samples of the program measured);
+ * - the BPF program's run time per sample (the kernel's BPF stats), less what its runs for other
+ *   processes' samples cost (measured first, alone: the tgid check and the stats' clock reads);
  * - the unwinder's CPU time per sample with its tables built (median of `--reps` passes over the
  *   samples), and the first pass, which reads and parses each file's .eh_frame once;
  * - the share of samples whose stack is complete (reaches _start or the thread start).
@@ -25,6 +25,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
+import { attachPerfEvent } from '../runtime/bpf/links.ts'
+import { ObjectSpec } from '../runtime/bpf/object.ts'
 import { enableRunTimeStats } from '../runtime/bpf/stats.ts'
 import { SAMPLE_STACK_SIZE, StackUnwinder, UNWIND_COMPLETE } from '../runtime/profiling/unwind.ts'
 import { sampleProcess } from '../test/bpf/unwind-fixture.ts'
@@ -91,13 +93,14 @@ async function measure(workload: Workload, stackBytes: number, wakeupBytes = 0):
   const warm = median(Array.from({ length: REPS }, () => cpuMicros(() => {
     for (const record of records) unwinder.unwindSample(record, 0, frames)
   }))) / records.length
-  // every CPU's samples run the program; those of other processes return at the tgid check
-  const bpfNsPerSample = sampled.programRunTimeNs / records.length
+  // every CPU's samples run the program; those of other processes return at the tgid check,
+  // at the cost measured alone (filteredRunNs)
+  const bpfNsPerSample = (sampled.programRunTimeNs - (sampled.programRuns - records.length) * filteredRunNs) / records.length
   return [
     `${(stackBytes / 1024).toString().padStart(2)} KB${wakeupBytes === 0 ? '' : `, woken per ${wakeupBytes >> 20} MB`}`,
     `${Math.round(copied).toString().padStart(6)} B copied`,
     `${(RECORD_HEADER + stackBytes + PAGE).toString().padStart(6)} B reserved`,
-    `bpf ${(bpfNsPerSample / 1000).toFixed(1).padStart(5)} µs/sample (${sampled.programRuns} runs)`,
+    `bpf ${(bpfNsPerSample / 1000).toFixed(1).padStart(5)} µs/sample`,
     `unwind ${warm.toFixed(1).padStart(5)} µs/sample (first pass ${(cold / 1000).toFixed(0)} ms)`,
     `${(depth / records.length).toFixed(1).padStart(5)} frames`,
     `complete ${(100 * complete / records.length).toFixed(1).padStart(5)}% of ${records.length}`,
@@ -105,11 +108,33 @@ async function measure(workload: Workload, stackBytes: number, wakeupBytes = 0):
   ].join('  ')
 }
 
+/** The program's mean run time over 3 s of samples while it targets a process that never runs (a sleep). */
+async function filteredRunCost(): Promise<number> {
+  const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' })
+  const spec = ObjectSpec.open(path.join(repoRoot, 'bpf/lib/stacks.bpf.o'))
+  spec.setSettings({ target_tgid: sleeper.pid! })
+  const object = await spec.load()
+  try {
+    const links = attachPerfEvent(object, 'on_cpu_sample', { frequency: 99 })
+    await new Promise((resolve) => setTimeout(resolve, 3000))
+    for (const link of links) link.detach()
+    const [program] = object.programStats()
+    return program!.runCount === 0 ? 0 : program!.runTimeNs / program!.runCount
+  } finally {
+    object.close()
+    sleeper.kill('SIGKILL')
+  }
+}
+
 const work = mkdtempSync(path.join(tmpdir(), 'periscope-unwind-bench-'))
 const binary = path.join(work, 'burner')
 execFileSync('cc', ['-O2', '-fomit-frame-pointer', '-o', binary, path.join(repoRoot, 'test/bpf/fixtures/unwind-burner.c')])
 const stats = enableRunTimeStats()
+/** The program's time for a sample of another process (the tgid check alone): it runs for every CPU's samples. */
+let filteredRunNs = 0
 try {
+  filteredRunNs = await filteredRunCost()
+  console.log(`a sample of another process: bpf ${(filteredRunNs / 1000).toFixed(1)} µs (the kernel's BPF stats; their own clock reads included)`)
   for (const start of [() => burner(undefined, binary), () => burner(150, binary), redis]) {
     const workload = await start()
     try {

@@ -7,13 +7,14 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { decodeStackSample, STACK_SAMPLE_SIZE } from '../../bpf/lib/stacks.types.ts'
 import { probeAttach } from '../../runtime/bpf/features.ts'
 import { SAMPLE_BP, SAMPLE_COPY_END, SAMPLE_IP, SAMPLE_PID, SAMPLE_SP, SAMPLE_STACK, SAMPLE_STACK_SIZE, SAMPLE_TID, StackUnwinder, UNWIND_COMPLETE, UNWIND_COPY_ENDED, UNWIND_END_NAMES } from '../../runtime/profiling/unwind.ts'
+import { pollUntil } from '../peers/poll.ts'
 import { requireFeature, root } from './kernel.ts'
 import { frameNamer, sampleProcess } from './unwind-fixture.ts'
 
@@ -21,7 +22,13 @@ const work = mkdtempSync(join(tmpdir(), 'periscope-unwind-'))
 const burner = join(work, 'burner')
 let child: ChildProcess
 
-before(() => {
+/** Until the burner has run 50 ms of CPU: past the dynamic loader's start-up, in its loops. */
+function burning(pid: number): Promise<void> {
+  const userTicks = () => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[11])
+  return pollUntil(() => userTicks() >= 5, { what: `the burner (pid ${pid}) to run 50 ms of CPU`, timeoutMs: 60_000 })
+}
+
+before(async () => {
   execFileSync('cc', ['-O2', '-fomit-frame-pointer', '-o', burner, join(root, 'test/bpf/fixtures/unwind-burner.c')])
   // no function sets up a frame pointer; middle() keeps a value of its own in rbp, so only the
   // .eh_frame rule for the caller's saved rbp gives main's rbp back
@@ -31,6 +38,7 @@ before(() => {
   }
   // an empty environment: the stack above main stays a few hundred bytes, whatever the test's own
   child = spawn(burner, { stdio: 'ignore', env: {} })
+  await burning(child.pid!)
 })
 
 after(() => {
@@ -101,6 +109,7 @@ describe('unwinding CPU samples of an -O2 -fomit-frame-pointer burner', () => {
     if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
     const signalled = spawn(burner, ['signal'], { stdio: 'ignore' })
     t.after(() => signalled.kill('SIGKILL'))
+    await burning(signalled.pid!)
     const { records } = await sampleProcess(signalled.pid!, { stackBytes: 8192, count: 200 })
     const unwinder = new StackUnwinder()
     const frames = new Float64Array(128)
