@@ -72,6 +72,10 @@ const NT_GNU_BUILD_ID = 3
 const DYNSYM_NAME = 0x80000000
 /** Name ids of PLT entries (`name@plt`, made here) carry this bit, with an index into their list. */
 const PLT_NAME = 0x40000000
+/** Name ids of Go functions (from .gopclntab) carry this bit, with an index into their list. */
+const GO_NAME = 0x20000000
+/** A Go function's name before a .dynsym alias of the same address (aliasRank gives 0 and up). */
+const GO_RANK = -1
 const SHT_RELA = 4
 /** An x86-64 PLT entry's size; the lazy-binding .plt starts with one entry of its own (PLT0). */
 const PLT_ENTRY_SIZE = 16
@@ -251,8 +255,8 @@ export class ElfFile {
   /**
    * Every defined function (STT_FUNC and GNU indirect functions) of .symtab and .dynsym, as a
    * sorted table of virtual address ranges; for one address perf's choice among aliases
-   * (aliasRank). A function of size 0 runs to the next one. A Go binary without either table
-   * gives Go's own (.gopclntab). Names are decoded only when looked up, and not demangled.
+   * (aliasRank). A function of size 0 runs to the next one. A Go binary without .symtab
+   * adds Go's own table (.gopclntab). Names are decoded only when looked up, and not demangled.
    */
   functionTable(): SymbolTable {
     const ranges: SymbolRange[] = []
@@ -262,15 +266,12 @@ export class ElfFile {
       if (table !== undefined) strings[type === SHT_DYNSYM ? 1 : 0] = this.#functionRanges(table, type === SHT_DYNSYM ? DYNSYM_NAME : 0, ranges)
     }
     const pltNames = this.machine === MACHINE_X86_64 && strings[1] !== undefined ? this.#pltRanges(strings[1], ranges) : []
-    if (strings.length === 0) {
-      const go = GoFunctionTable.open(this)
-      if (go !== undefined) {
-        const functions = go.functions()
-        return SymbolTable.build(functions.map((f, i) => ({ start: Number(f.address), end: Number(f.address + f.size), rank: 0, name: i })), (i) => functions[i]!.name)
-      }
-    }
+    // a stripped Go binary keeps Go's own table (and, built with cgo, a .dynsym of a few C functions)
+    const goFunctions = strings[0] === undefined ? GoFunctionTable.open(this)?.functions() ?? [] : []
+    goFunctions.forEach((f, i) => ranges.push({ start: Number(f.address), end: Number(f.address + f.size), rank: GO_RANK, name: GO_NAME | i }))
     return SymbolTable.build(ranges, (id) => {
       if (id & PLT_NAME) return pltNames[id & ~PLT_NAME]!
+      if (id & GO_NAME) return goFunctions[id & ~GO_NAME]!.name
       const names = strings[id & DYNSYM_NAME ? 1 : 0]!
       const start = id & ~DYNSYM_NAME
       const end = names.indexOf(0, start)

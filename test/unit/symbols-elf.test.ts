@@ -2,7 +2,8 @@
  * ELF symbolisation pieces (runtime/symbols/elf.ts) against binutils as the oracle: every
  * function `readelf` lists is found at its address (start and last byte) in the function table, build
  * ids equal `readelf -n`'s, `.gnu_debuglink` equals `readelf -p`'s, and a stripped binary's
- * separate debug file is found by build id and by debuglink (with its CRC checked).
+ * separate debug file is found by build id and by debuglink (with its CRC checked); a stripped Go
+ * binary's functions come from .gopclntab, at the addresses `go tool nm` gives its unstripped twin.
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
@@ -11,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { ElfFile, openDebugFile } from '../../runtime/symbols/elf.ts'
+import { goFixture, goTool } from '../bpf/go-fixture.ts'
 
 const work = mkdtempSync(join(tmpdir(), 'periscope-symbols-elf-'))
 after(() => rmSync(work, { recursive: true, force: true }))
@@ -99,6 +101,34 @@ int main(int argc, char **argv) { printf("%d\\n", compute(argc)); return 0; }
         // a non-PIE executable is mapped where it was linked: bias 0
         if (!pie) assert.equal(elf.loadBias(0x401000n, 0x1000n), 0n)
         else assert.equal(elf.loadBias(0x5555_5555_5000n, 0x1000n), 0x5555_5555_4000n)
+      })
+    }
+  })
+})
+
+describe('Go binaries stripped of their symbol tables', () => {
+  it('every text symbol go tool nm lists in the twin with symbols is named from .gopclntab, PIE or not', async () => {
+    const builds = await goFixture()
+    for (const [twin, stripped] of [['plain', 'stripped'], ['pie', 'pieStripped']] as const) {
+      const nm = (await goTool('nm', '-sort', 'address', builds[twin])).split('\n').flatMap((line) => {
+        const match = /^\s*([0-9a-f]+)\s+[Tt]\s+(.+)$/.exec(line)
+        // Go functions only (package.name): not cgo's C functions (_cgo_…, crosscall2), which only
+        // the symbol table names, nor markers (`net(.text)`, go:buildid, runtime.text and etext)
+        const go = match !== null && match[2]!.includes('.') && !/^(_|x_cgo|crosscall)|\(\.text(\.unlikely)?\)$|^go:|^runtime\.e?text$/.test(match[2]!)
+        return go ? [{ address: parseInt(match[1]!, 16), name: match[2]!.replace(/\.abi0$/, '') }] : []
+      })
+      assert.ok(nm.length > 3000, `${nm.length} text symbols`)
+      withElf(builds[stripped], (elf) => {
+        assert.equal(elf.hasSymtab(), false)
+        const table = elf.functionTable()
+        const namesAt = new Map<number, Set<string>>()
+        for (const symbol of nm) namesAt.set(symbol.address, (namesAt.get(symbol.address) ?? new Set()).add(symbol.name))
+        for (const symbol of nm) {
+          const index = table.indexOf(symbol.address + 1)
+          // the symbol table spells compiler-generated names' `·` as `.`
+          assert.ok(index >= 0 && namesAt.get(symbol.address)!.has(table.name(index).replaceAll('·', '.')), `${stripped}: ${symbol.name} at 0x${symbol.address.toString(16)} named ${index < 0 ? 'nothing' : table.name(index)}`)
+        }
+        assert.equal(table.name(table.indexOf(nm.find((symbol) => symbol.name === 'main.main')!.address)), 'main.main')
       })
     }
   })
