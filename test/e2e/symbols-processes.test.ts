@@ -21,11 +21,14 @@ import { pollUntil } from '../peers/poll.ts'
 const work = mkdtempSync(join(tmpdir(), 'periscope-symbols-e2e-'))
 const children = new Set<ChildProcess>()
 const perfMaps = new Set<string>()
-after(() => {
+function cleanUp(): void {
   for (const child of children) child.kill('SIGKILL')
   for (const map of perfMaps) rmSync(map, { force: true })
   rmSync(work, { recursive: true, force: true })
-})
+}
+after(cleanUp)
+// a runner cut short (its output closed, a signal) skips `after`: the busy programs must not outlive it
+process.once('exit', cleanUp)
 
 interface Running { child: ChildProcess; pid: number; lines: string[]; exited: () => string | undefined }
 
