@@ -13,7 +13,7 @@ import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { attributesOf, flatten, startCollector, type Collector } from '../peers/otelcol.ts'
+import { attributesOf, counterTotal, flatten, startCollector, type Collector } from '../peers/otelcol.ts'
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
 import { pollUntil } from '../peers/poll.ts'
 import { fileioLatencyBoundaries } from '../../runtime/protocols/fileio.ts'
@@ -24,20 +24,6 @@ const BLOCK = 4096
 const BLOCKS = 300
 /** "C": no locale files read, so every dd's start-up reads are the same */
 const env = { ...process.env, LC_ALL: 'C', LANG: 'C' }
-
-/** The latest cumulative value of each counter series whose attributes include `match`, summed. */
-function counterTotal(lines: readonly Json[], name: string, match: Record<string, unknown>): number {
-  const latest = new Map<string, number>()
-  for (const { item } of flatten('metrics', lines)) {
-    if (item.name !== name) continue
-    for (const point of ((item.sum as Json).dataPoints as Json[])) {
-      const attributes = attributesOf(point.attributes)
-      if (!Object.entries(match).every(([key, value]) => attributes[key] === value)) continue
-      latest.set(JSON.stringify(attributes), Number(point.asInt ?? point.asDouble))
-    }
-  }
-  return [...latest.values()].reduce((a, b) => a + b, 0)
-}
 
 interface HistogramPoint {
   attributes: Record<string, unknown>

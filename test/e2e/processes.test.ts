@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
-import { attributesOf, flatten, startCollector, type Collector } from '../peers/otelcol.ts'
+import { attributesOf, counterTotal, flatten, startCollector, type Collector } from '../peers/otelcol.ts'
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
 import { memoryCgroup } from '../peers/memory-cgroup.ts'
 import { pollUntil } from '../peers/poll.ts'
@@ -32,20 +32,6 @@ interface LogRecord {
 
 function logsOf(lines: readonly Json[]): LogRecord[] {
   return flatten('logs', lines).filter((l) => l.scope.name === 'processes').map(({ item }) => ({ eventName: item.eventName as string, attributes: attributesOf(item.attributes) }))
-}
-
-/** The latest cumulative value of a counter's series whose attributes include `match`, summed over such series. */
-function counterTotal(lines: readonly Json[], name: string, match: Record<string, unknown>): number {
-  const latest = new Map<string, number>()
-  for (const { item } of flatten('metrics', lines)) {
-    if (item.name !== name) continue
-    for (const point of ((item.sum as Json).dataPoints as Json[])) {
-      const attributes = attributesOf(point.attributes)
-      if (!Object.entries(match).every(([key, value]) => attributes[key] === value)) continue
-      latest.set(JSON.stringify(attributes), Number(point.asInt ?? point.asDouble))
-    }
-  }
-  return [...latest.values()].reduce((a, b) => a + b, 0)
 }
 
 describe('process metrics and lifecycle logs through a real Collector', { timeout: 600_000 }, () => {

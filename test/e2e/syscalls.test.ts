@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
-import { attributesOf, flatten, startCollector, type Collector } from '../peers/otelcol.ts'
+import { counterTotal, startCollector, type Collector } from '../peers/otelcol.ts'
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
 import { pollUntil } from '../peers/poll.ts'
 
@@ -20,20 +20,6 @@ type Json = Record<string, unknown>
 const root = fileURLToPath(new URL('../../', import.meta.url))
 /** comm is 15 bytes at most: a prefix and 8 hex digits name this run's workload alone. */
 const workloadName = `scwl-${randomBytes(4).toString('hex')}`
-
-/** The latest cumulative value of a counter's series whose attributes include `match`, summed over such series. */
-function counterTotal(lines: readonly Json[], name: string, match: Record<string, unknown>): number {
-  const latest = new Map<string, number>()
-  for (const { item } of flatten('metrics', lines)) {
-    if (item.name !== name) continue
-    for (const point of ((item.sum as Json).dataPoints as Json[])) {
-      const attributes = attributesOf(point.attributes)
-      if (!Object.entries(match).every(([key, value]) => attributes[key] === value)) continue
-      latest.set(JSON.stringify(attributes), Number(point.asInt ?? point.asDouble))
-    }
-  }
-  return [...latest.values()].reduce((a, b) => a + b, 0)
-}
 
 describe('syscall counts through a real Collector', { timeout: 600_000 }, () => {
   let collector: Collector

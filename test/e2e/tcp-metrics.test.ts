@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { after, before, describe, it } from 'node:test'
-import { attributesOf, flatten, startCollector, type Collector } from '../peers/otelcol.ts'
+import { attributesOf, counterTotal, flatten, startCollector, type Collector } from '../peers/otelcol.ts'
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
 import { pollUntil } from '../peers/poll.ts'
 import { VethLink } from '../peers/netns.ts'
@@ -19,19 +19,6 @@ type Json = Record<string, unknown>
 const CONNECTIONS = 10
 const REQUEST = 5000
 const REPLY = 20_000
-
-/** The latest cumulative value of each counter series whose attributes include `match`, summed. */
-function counterTotal(lines: readonly Json[], name: string, match: Record<string, unknown>): number {
-  const latest = new Map<string, number>()
-  for (const { item, scope } of flatten('metrics', lines)) {
-    if (item.name !== name || scope.name !== 'tcp') continue
-    for (const point of (item.sum as Json).dataPoints as Json[]) {
-      const attributes = attributesOf(point.attributes)
-      if (Object.entries(match).every(([key, value]) => attributes[key] === value)) latest.set(JSON.stringify(attributes), Number(point.asInt ?? point.asDouble))
-    }
-  }
-  return [...latest.values()].reduce((a, b) => a + b, 0)
-}
 
 /** The latest cumulative histogram point of the series with exactly these attributes. */
 function latestHistogram(lines: readonly Json[], name: string, attributes: Record<string, unknown>): Json | undefined {
@@ -82,7 +69,7 @@ describe('TCP metrics through a real Collector', { timeout: 600_000 }, () => {
       ['tcp.io', { ...inbound, 'network.io.direction': 'receive' }, CONNECTIONS * REQUEST],
       ['tcp.io', { ...outbound, 'network.io.direction': 'receive' }, CONNECTIONS * REPLY],
     ] as const
-    const totals = (lines: readonly Json[]) => expected.map(([name, match]) => counterTotal(lines, name, match))
+    const totals = (lines: readonly Json[]) => expected.map(([name, match]) => counterTotal(lines, name, match, 'tcp'))
     let lines: Json[] = []
     await pollUntil(async () => {
       lines = await collector.read('metrics')
@@ -128,8 +115,8 @@ describe('TCP metrics through a real Collector', { timeout: 600_000 }, () => {
     let lines: Json[] = []
     await pollUntil(async () => {
       lines = await collector.read('metrics')
-      return counterTotal(lines, 'tcp.connections.closed', outbound) === 1 && counterTotal(lines, 'tcp.retransmits', outbound) > 0
-    }, { what: 'the client\'s retransmits in the Collector', timeoutMs: 60_000, intervalMs: 200, details: () => `retransmits: ${counterTotal(lines, 'tcp.retransmits', outbound)}` })
-    assert.equal(counterTotal(lines, 'tcp.io', { 'tcp.connection.direction': 'inbound', 'network.local.port': port, 'network.io.direction': 'receive' }), 2 * 1024 * 1024)
+      return counterTotal(lines, 'tcp.connections.closed', outbound, 'tcp') === 1 && counterTotal(lines, 'tcp.retransmits', outbound, 'tcp') > 0
+    }, { what: 'the client\'s retransmits in the Collector', timeoutMs: 60_000, intervalMs: 200, details: () => `retransmits: ${counterTotal(lines, 'tcp.retransmits', outbound, 'tcp')}` })
+    assert.equal(counterTotal(lines, 'tcp.io', { 'tcp.connection.direction': 'inbound', 'network.local.port': port, 'network.io.direction': 'receive' }, 'tcp'), 2 * 1024 * 1024)
   })
 })

@@ -207,6 +207,22 @@ export function flatten(signal: CollectorSignal, lines: readonly Json[]): FlatIt
   return out
 }
 
+/**
+ * The sum of the latest cumulative points of counter `name` (of `scope` when given) over every
+ * series whose attributes include `match`: what a counter says now, across its series.
+ */
+export function counterTotal(lines: readonly Json[], name: string, match: Record<string, unknown>, scope?: string): number {
+  const latest = new Map<string, number>()
+  for (const { item, scope: itemScope } of flatten('metrics', lines)) {
+    if (item.name !== name || (scope !== undefined && itemScope.name !== scope)) continue
+    for (const point of (item.sum as Json).dataPoints as Json[]) {
+      const attributes = attributesOf(point.attributes)
+      if (Object.entries(match).every(([key, value]) => attributes[key] === value)) latest.set(JSON.stringify(attributes), Number(point.asInt ?? point.asDouble))
+    }
+  }
+  return [...latest.values()].reduce((a, b) => a + b, 0)
+}
+
 /** A span as the Collector's file exporter wrote it, flattened for assertions. */
 export interface CollectorSpan {
   name: string
