@@ -50,8 +50,9 @@ int main() { std::map<long, std::string> m; for (long i = 0;; i++) { churn(m, i)
     ['python3', ['-c', 'import json\nwhile True: json.dumps([{"i": i} for i in range(1000)])']],
     [cpp, []],
   ]
+  // in the work directory, which goes at the end: Node with --perf-basic-prof writes a V8 log where it runs
   return commands.map(([command, args]) => {
-    const child = spawn(command, args, { stdio: 'ignore' })
+    const child = spawn(command, args, { stdio: 'ignore', cwd: work })
     children.push(child)
     return child
   })

@@ -32,9 +32,12 @@ process.once('exit', cleanUp)
 
 interface Running { child: ChildProcess; pid: number; lines: string[]; exited: () => string | undefined }
 
-/** Starts a program whose stdout lines are collected; it is killed when the tests end. */
+/**
+ * Starts a program whose stdout lines are collected; it is killed when the tests end. It runs in
+ * the test's work directory, which goes with it: Node with --perf-basic-prof writes a V8 log there.
+ */
 function start(command: string, args: string[]): Running {
-  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] })
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], cwd: work })
   children.add(child)
   const lines: string[] = []
   let pending = '', stderr = ''
