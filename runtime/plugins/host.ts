@@ -289,7 +289,8 @@ export class PluginHost {
     if (!this.env.enabled(sandbox.name)) {
       sandbox.dispose()
       this.status = 'disabled'
-      this.env.log.info(`plugin ${sandbox.name} (${this.file}) is disabled in the config (plugins.${sandbox.name}.enabled: false); not loading it`)
+      // off by the user's config, or by default (the costly shipped plugins: runtime/config/receiver.ts)
+      this.env.log.info(`plugin ${sandbox.name} (${this.file}) is off (plugins.${sandbox.name}.enabled is false, in the config or by default); not loading it. Set plugins.${sandbox.name}.enabled: true to load it`)
       return undefined
     }
     return sandbox

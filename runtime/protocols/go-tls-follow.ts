@@ -25,7 +25,7 @@
  * binary takes long enough that batches would queue up behind it.
  */
 import type { PluginContext, TopicEvent } from 'periscope/plugin'
-import { pathLines } from './tls-follow.ts'
+import { DELETED, pathLines } from './tls-follow.ts'
 
 type Ctx = PluginContext<Record<string, unknown>>
 
@@ -52,8 +52,6 @@ const resolveTries = 3
 /** How often processes whose exit will not be reported are looked for again. */
 const sweepMs = 5000
 
-/** d_path's mark on a file that was deleted (or a memfd): nothing to open by that name. */
-const DELETED = ' (deleted)'
 
 interface FileState {
   pids: Set<number>

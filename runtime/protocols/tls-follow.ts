@@ -60,6 +60,9 @@ function isNotElf(error: unknown): boolean {
   return code === 'ENOEXEC' || code === 'LIBBPF_FORMAT'
 }
 
+/** d_path's mark on a file that was deleted (or a memfd): nothing to open by that name. */
+export const DELETED = ' (deleted)'
+
 /** `<pid> <path>` lines, as the mapped_libraries and executables iterators print them. */
 export function* pathLines(text: string): Generator<[number, string]> {
   for (const line of text.split('\n')) {
@@ -154,6 +157,8 @@ export class OpenSslFollower {
 
   /** Attaches every probe to one file; false when the file has no SSL_write (not OpenSSL). */
   async #attach(path: string, pid: number, expectOpenSsl: boolean): Promise<boolean> {
+    // an executable deleted or run from a memfd: checked for a static OpenSSL, it has no name to open
+    if (!expectOpenSsl && path.endsWith(DELETED)) return false
     const state: FileState = { pids: new Set([pid]), detach: [] }
     for (const probe of probes) {
       try {
