@@ -1,20 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * CPU samples with user stacks to unwind in user space: a perf_event program (attached on every
- * CPU at a frequency) sends, for each sample of a user thread, its user registers and a copy of
- * its stack from sp up, at most stack_bytes (perf's --call-graph dwarf way). The registers are the
- * thread's user registers even when the sample interrupted the kernel (task_pt_regs), so a thread
- * in a system call unwinds from its call site.
+ * CPU at a frequency) sends, for each sample of a thread, its user registers, a copy of its user
+ * stack from sp up (at most stack_bytes: perf's --call-graph dwarf way) and its kernel stack
+ * (bpf/include/stack_sample.h). Kernel threads send their kernel stack alone; the idle task is
+ * not sampled.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "periscope.h"
 #include "stacks.h"
+#include "stack_sample.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-#define PAGE_BYTES 4096
-#define PF_KTHREAD 0x00200000
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -24,7 +22,25 @@ RECORD(samples, struct stack_sample);
 
 DROP_COUNTER;
 
-/* the process to sample (its tgid); 0 samples every process */
+/*
+ * the processes to sample (tgid -> 1), when filter[0] is 1; plugins claim both entries
+ * (PluginMap.claim), so the filter holds while any of them wants it
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} target_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} filter SEC(".maps");
+
+/* the process to sample (its tgid); 0 samples every process (or those of target_pids) */
 const volatile __u32 target_tgid = 0;
 /* the most stack bytes copied per sample, up to STACK_MAX_BYTES */
 const volatile __u32 stack_bytes = 8192;
@@ -34,67 +50,28 @@ const volatile __u32 stack_bytes = 8192;
  */
 const volatile __u64 wakeup_bytes = 0;
 
-/*
- * copies the stack from sp up, a page at a time so that the copy ends exactly where the mapped
- * stack does (a single read of stack_bytes fails whole when the stack is shallower); returns the
- * bytes copied
- */
-static __always_inline __u32 copy_stack(__u8 *dst, __u64 sp, __u64 limit)
-{
-	__u64 done = 0;
-
-	for (int i = 0; i < STACK_MAX_BYTES / PAGE_BYTES + 1; i++) {
-		__u64 len;
-
-		if (done >= limit)
-			break;
-		/* up to the end of the page, or of the copy */
-		len = PAGE_BYTES - ((sp + done) & (PAGE_BYTES - 1));
-		if (len > limit - done)
-			len = limit - done;
-		if (bpf_probe_read_user(dst + done, len, (void *)(sp + done)))
-			break;
-		done += len;
-	}
-	return done;
-}
-
 SEC("perf_event")
 int on_cpu_sample(struct bpf_perf_event_data *ctx)
 {
 	__u64 limit = stack_bytes > STACK_MAX_BYTES ? STACK_MAX_BYTES : stack_bytes;
-	__u64 id = bpf_get_current_pid_tgid();
-	struct task_struct *task;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 zero = 0, *filtered;
 	struct stack_sample *s;
-	struct pt_regs *regs;
 
-	if ((__u32)id == 0 || (target_tgid && id >> 32 != target_tgid))
+	/* the idle task */
+	if ((__u32)bpf_get_current_pid_tgid() == 0)
 		return 0;
-	task = bpf_get_current_task_btf();
-	/* kernel threads have no user stack */
-	if (task->flags & PF_KTHREAD)
+	if (target_tgid && tgid != target_tgid)
 		return 0;
-	regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	if (!regs)
+	filtered = bpf_map_lookup_elem(&filter, &zero);
+	if (filtered && *filtered && !bpf_map_lookup_elem(&target_pids, &tgid))
 		return 0;
 
-	/* room for a last partial page past the limit: the verifier bounds offset and length apart */
-	s = RESERVE_OR_DROP(samples, sizeof(*s) + limit + PAGE_BYTES);
+	/* reserve sample from ringbuf */
+	s = RESERVE_OR_DROP(samples, STACK_SAMPLE_BYTES(limit));
 	if (!s)
 		return 0;
-	s->timestamp_ns = bpf_ktime_get_ns();
-	s->pid = id >> 32;
-	s->tid = (__u32)id;
-	s->ip = regs->ip;
-	s->sp = regs->sp;
-	s->bp = regs->bp;
-	s->cpu = bpf_get_smp_processor_id();
-	s->pad = 0;
-	bpf_get_current_comm(s->comm, sizeof(s->comm));
-
-	/* copy the user stack */
-	s->stack_size = copy_stack(s->stack, regs->sp, limit);
-	s->copy_end = s->stack_size == limit ? STACK_COPY_LIMIT : STACK_COPY_WHOLE;
+	fill_stack_sample(ctx, s, limit, 1);
 	bpf_ringbuf_submit(s, wakeup_bytes && bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA) < wakeup_bytes ? BPF_RB_NO_WAKEUP : 0);
 	return 0;
 }

@@ -42,6 +42,7 @@ export const UNWIND_TOO_DEEP = 5
 export const UNWIND_END_NAMES = ['complete', 'copy ended', 'no mapping', 'no rule', 'bad frame', 'too deep'] as const
 
 /** Field offsets of struct stack_sample (bpf/lib/stacks.h; test/bpf/unwind.test.ts checks them against its generated decoder). */
+export const SAMPLE_TIMESTAMP = 0
 export const SAMPLE_PID = 8
 export const SAMPLE_TID = 12
 export const SAMPLE_IP = 16
@@ -49,7 +50,15 @@ export const SAMPLE_SP = 24
 export const SAMPLE_BP = 32
 export const SAMPLE_STACK_SIZE = 40
 export const SAMPLE_COPY_END = 44
-export const SAMPLE_STACK = 72
+export const SAMPLE_CPU = 48
+export const SAMPLE_KERNEL_FRAMES = 52
+export const SAMPLE_COMM = 56
+export const SAMPLE_COMM_BYTES = 16
+export const SAMPLE_VALUE = 72
+export const SAMPLE_KERNEL = 80
+/** KERNEL_MAX_FRAMES of bpf/lib/stacks.h. */
+export const SAMPLE_KERNEL_MAX_FRAMES = 64
+export const SAMPLE_STACK = SAMPLE_KERNEL + 8 * SAMPLE_KERNEL_MAX_FRAMES
 
 /** A step found the caller: the walk goes on. */
 const CONTINUE = -1
@@ -134,9 +143,15 @@ export class StackUnwinder {
 
   /**
    * Unwinds a record of bpf/lib/stacks.bpf.c (a struct stack_sample at `offset` of `view`, as a
-   * ring buffer batch holds it) into `frames`; returns how many (see unwind()).
+   * ring buffer batch holds it) into `frames`; returns how many (see unwind()). A kernel
+   * thread's sample (no user registers) has no user frame and is complete.
    */
   unwindSample(view: DataView, offset: number, frames: Float64Array): number {
+    if (view.getUint32(offset + SAMPLE_IP, true) === 0 && view.getUint32(offset + SAMPLE_IP + 4, true) === 0) {
+      this.framePointerFrames = 0
+      this.end = UNWIND_COMPLETE
+      return 0
+    }
     return this.unwind(view.getUint32(offset + SAMPLE_PID, true), readWord(view, offset + SAMPLE_IP), readWord(view, offset + SAMPLE_SP),
       readWord(view, offset + SAMPLE_BP), view, offset + SAMPLE_STACK, view.getUint32(offset + SAMPLE_STACK_SIZE, true), frames)
   }

@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { decodeStackSample, STACK_SAMPLE_SIZE } from '../../bpf/lib/stacks.types.ts'
 import { probeAttach } from '../../runtime/bpf/features.ts'
-import { SAMPLE_BP, SAMPLE_COPY_END, SAMPLE_IP, SAMPLE_PID, SAMPLE_SP, SAMPLE_STACK, SAMPLE_STACK_SIZE, SAMPLE_TID, StackUnwinder, UNWIND_COMPLETE, UNWIND_COPY_ENDED, UNWIND_END_NAMES } from '../../runtime/profiling/unwind.ts'
+import { SAMPLE_BP, SAMPLE_COMM, SAMPLE_COPY_END, SAMPLE_CPU, SAMPLE_IP, SAMPLE_KERNEL, SAMPLE_KERNEL_FRAMES, SAMPLE_PID, SAMPLE_SP, SAMPLE_STACK, SAMPLE_STACK_SIZE, SAMPLE_TID, SAMPLE_TIMESTAMP, SAMPLE_VALUE, StackUnwinder, UNWIND_COMPLETE, UNWIND_COPY_ENDED, UNWIND_END_NAMES } from '../../runtime/profiling/unwind.ts'
 import { pollUntil } from '../peers/poll.ts'
 import { requireFeature, root } from './kernel.ts'
 import { frameNamer, sampleProcess } from './unwind-fixture.ts'
@@ -171,7 +171,15 @@ describe('unwinding CPU samples of an -O2 -fomit-frame-pointer burner', () => {
       assert.equal(record.getBigUint64(SAMPLE_SP, true), decoded.sp)
       assert.equal(record.getBigUint64(SAMPLE_BP, true), decoded.bp)
       assert.equal(record.getUint32(SAMPLE_STACK_SIZE, true), decoded.stack_size)
+      assert.equal(record.getBigUint64(SAMPLE_TIMESTAMP, true), BigInt(decoded.timestamp_ns))
+      assert.equal(record.getUint32(SAMPLE_CPU, true), decoded.cpu)
+      assert.equal(record.getUint32(SAMPLE_KERNEL_FRAMES, true), decoded.kernel_frames)
+      assert.equal(record.getBigUint64(SAMPLE_VALUE, true), BigInt(decoded.value))
+      assert.equal(record.getBigUint64(SAMPLE_KERNEL, true), decoded.kernel[0])
+      assert.equal(new TextDecoder().decode(new Uint8Array(record.buffer, record.byteOffset + SAMPLE_COMM, 6)), decoded.comm)
       assert.equal(SAMPLE_STACK, STACK_SAMPLE_SIZE)
+      // a CPU sample weighs one
+      assert.equal(decoded.value, 1)
       assert.equal(decoded.pid, child.pid)
       assert.equal(decoded.comm, 'burner')
       // the main thread's stack (main's frame, then argv, the environment and the aux vector) ends
