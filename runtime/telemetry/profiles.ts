@@ -30,11 +30,16 @@ interface ProfileTypeSpec {
   periodType?: ValueTypePair
 }
 
-/** The profile types Periscope's plugins emit; any other type gets `count` values named after it. */
+/**
+ * The profile types Periscope's plugins emit, with the sample types `go tool pprof` knows (the
+ * names of Go's own CPU and heap profiles), values in this order; any other type gets `count`
+ * values named after it. `go tool pprof` shows the last sample type unless told otherwise: CPU
+ * time, and bytes still in use.
+ */
 export const PROFILE_TYPES: Record<string, ProfileTypeSpec> = {
   cpu: { sampleTypes: [['samples', 'count'], ['cpu', 'nanoseconds']], periodType: ['cpu', 'nanoseconds'] },
-  offcpu: { sampleTypes: [['events', 'count'], ['offcpu', 'nanoseconds']] },
-  alloc: { sampleTypes: [['alloc_objects', 'count'], ['alloc_space', 'bytes']] },
+  offcpu: { sampleTypes: [['off_cpu', 'nanoseconds']] },
+  alloc: { sampleTypes: [['alloc_space', 'bytes'], ['inuse_space', 'bytes']] },
 }
 
 export interface AggregatedSample {
@@ -190,23 +195,108 @@ export function locationKeyOf(frame: FrameInput): string {
   return `${frame.address}\0${mappingKeyOf(frame) ?? ''}\0${functionKeyOf(frame) ?? ''}\0${frame.line ?? 0}`
 }
 
-/** The labels a pprof sample carries: the plugin's, plus the process id when known. */
+/** The labels an OTLP sample carries: the plugin's, plus the process id when known. */
 export function sampleLabels(profile: AggregatedProfile, sample: AggregatedSample): Record<string, string | number> {
   const labels: Record<string, string | number> = { ...sample.labels }
   if (profile.process !== undefined && labels.pid === undefined) labels.pid = profile.process.pid
   return labels
 }
 
-/** Encodes one profile as a gzipped pprof (profile.proto), the format `go tool pprof` reads. */
+/**
+ * pprof's names for the labels the profilers put on each sample (OpenTelemetry's names in OTLP),
+ * short as `go tool pprof -tagfocus=comm=redis-server` or `-tagroot=pid` want them.
+ */
+const PPROF_LABEL_NAMES: Record<string, string> = { 'process.pid': 'pid', 'thread.id': 'thread', 'thread.name': 'comm' }
+
+/** The labels a pprof sample carries: the plugin's under pprof's names, plus the process id when known. */
+export function pprofLabels(profile: AggregatedProfile, sample: AggregatedSample): Record<string, string | number> {
+  const labels: Record<string, string | number> = {}
+  for (const [key, value] of Object.entries(sample.labels)) labels[PPROF_LABEL_NAMES[key] ?? key] = value
+  if (profile.process !== undefined) labels.pid ??= profile.process.pid
+  return labels
+}
+
+/**
+ * What one sample stands for in the period type's unit (CPU nanoseconds per sample at the
+ * sampling frequency), from the totals: the plugins emit a count and its weight, not the period.
+ * 0 when the profile has no period type, or it is not the weight of a count.
+ */
+export function samplingPeriod(profile: AggregatedProfile): number {
+  const periodType = profile.periodType
+  if (periodType === undefined || profile.sampleTypes[0]?.[1] !== 'count') return 0
+  const weightAt = profile.sampleTypes.findIndex(([type, unit]) => type === periodType[0] && unit === periodType[1])
+  if (weightAt <= 0) return 0
+  let count = 0
+  let weight = 0
+  for (const sample of profile.samples) {
+    count += sample.values[0]
+    weight += sample.values[weightAt]
+  }
+  return count > 0 ? Math.round(weight / count) : 0
+}
+
+/**
+ * One profile of the samples of several (of one type, e.g. each process's CPU profile of an
+ * interval), spanning all their intervals: what a whole-host `periscope profile` writes. Each
+ * sample keeps its process as labels (pid, and comm when the plugin gave none), since the merged
+ * profile has no process of its own.
+ */
+export function mergeProfiles(profiles: readonly AggregatedProfile[]): AggregatedProfile {
+  const [first] = profiles
+  if (first === undefined) throw new Error('mergeProfiles: no profile to merge')
+  const other = profiles.find((p) => p.type !== first.type)
+  if (other !== undefined) throw new Error(`mergeProfiles: profiles of types ${first.type} and ${other.type} cannot be one profile`)
+  const samples: AggregatedSample[] = []
+  for (const profile of profiles) {
+    for (const sample of profile.samples) {
+      const labels: Record<string, string | number> = { ...sample.labels }
+      if (profile.process !== undefined) {
+        labels['process.pid'] ??= profile.process.pid
+        const command = profile.process.command
+        if (command !== undefined) labels['thread.name'] ??= command
+      }
+      samples.push({ frames: sample.frames, values: sample.values, labels })
+    }
+  }
+  return {
+    ...first,
+    process: profiles.length === 1 ? first.process : undefined,
+    startNs: Math.min(...profiles.map((p) => p.startNs)),
+    endNs: Math.max(...profiles.map((p) => p.endNs)),
+    samples,
+  }
+}
+
+/**
+ * The name a frame goes by in a table or a flame graph: its function, else where it is
+ * (`libfoo.so+0x1a2b`: the offset in the file, when the mapping says where the file is loaded),
+ * else its address.
+ */
+export function frameName(frame: FrameInput): string {
+  if (frame.function !== undefined && frame.function !== '') return frame.function
+  const mapping = frame.mapping
+  if (mapping !== undefined) {
+    const offset = mapping.start === undefined ? frame.address : frame.address - mapping.start + (mapping.offset ?? 0)
+    return `${mapping.file.slice(mapping.file.lastIndexOf('/') + 1)}+0x${offset.toString(16)}`
+  }
+  return `0x${frame.address.toString(16)}`
+}
+
+/**
+ * Encodes one profile as a gzipped pprof (profile.proto), the format `go tool pprof` reads.
+ * A mapping is marked `has_functions` when any of its frames is named, which tells pprof not to
+ * look the mapping's file up itself; it carries the build id, so a backend can fetch the right
+ * debug file for the frames left unnamed.
+ */
 export function encodePprof(profile: AggregatedProfile): Uint8Array {
   const strings = new StringTable()
   const functions = new Map<string, PprofFunction>()
   const mappings = new Map<string, Mapping>()
   const locations = new Map<string, Location>()
 
-  const mappingIdOf = (frame: FrameInput): number => {
+  const mappingOf = (frame: FrameInput): Mapping | undefined => {
     const key = mappingKeyOf(frame)
-    if (key === undefined || frame.mapping === undefined) return 0
+    if (key === undefined || frame.mapping === undefined) return undefined
     let mapping = mappings.get(key)
     if (mapping === undefined) {
       const m = frame.mapping
@@ -214,16 +304,20 @@ export function encodePprof(profile: AggregatedProfile): Uint8Array {
         id: mappings.size + 1,
         memoryStart: m.start ?? 0,
         memoryLimit: m.end ?? 0,
-        fileOffset: m.offset ?? 0,
+        fileOffset: m.start === undefined ? 0 : m.offset ?? 0,
         filename: strings.dedup(m.file),
         buildId: strings.dedup(m.buildId ?? ''),
-        hasFunctions: frame.function !== undefined,
-        hasFilenames: frame.file !== undefined,
-        hasLineNumbers: frame.line !== undefined,
       })
       mappings.set(key, mapping)
     }
-    return Number(mapping.id)
+    // a plugin that knows where a file is loaded but not how far it reaches: up to its last frame
+    if (frame.mapping.end === undefined && frame.mapping.start !== undefined && frame.address >= Number(mapping.memoryLimit)) {
+      mapping.memoryLimit = frame.address + 1
+    }
+    if (frame.function !== undefined) mapping.hasFunctions = true
+    if (frame.file !== undefined) mapping.hasFilenames = true
+    if (frame.line !== undefined) mapping.hasLineNumbers = true
+    return mapping
   }
   const functionIdOf = (frame: FrameInput): number => {
     const key = functionKeyOf(frame)
@@ -243,7 +337,7 @@ export function encodePprof(profile: AggregatedProfile): Uint8Array {
       const functionId = functionIdOf(frame)
       location = new Location({
         id: locations.size + 1,
-        mappingId: mappingIdOf(frame),
+        mappingId: mappingOf(frame)?.id ?? 0,
         address: frame.address,
         line: functionId === 0 ? [] : [new Line({ functionId, line: frame.line ?? 0 })],
       })
@@ -252,12 +346,17 @@ export function encodePprof(profile: AggregatedProfile): Uint8Array {
     return Number(location.id)
   }
 
+  // pprof takes the first mapping for the profiled program (its `File:` line)
+  const executable = profile.process?.executablePath
+  const executableFrame = executable === undefined ? undefined : profile.samples.flatMap((s) => s.frames).find((f) => f.mapping?.file === executable)
+  if (executableFrame !== undefined) mappingOf(executableFrame)
+
   const samples = profile.samples.map(
     (sample) =>
       new Sample({
         locationId: sample.frames.map(locationIdOf),
         value: sample.values,
-        label: Object.entries(sampleLabels(profile, sample)).map(([key, value]) =>
+        label: Object.entries(pprofLabels(profile, sample)).map(([key, value]) =>
           typeof value === 'number'
             ? new Label({ key: strings.dedup(key), num: value })
             : new Label({ key: strings.dedup(key), str: strings.dedup(value) }),
@@ -277,6 +376,7 @@ export function encodePprof(profile: AggregatedProfile): Uint8Array {
       profile.periodType === undefined
         ? undefined
         : new ValueType({ type: strings.dedup(profile.periodType[0]), unit: strings.dedup(profile.periodType[1]) }),
+    period: samplingPeriod(profile),
   }).encode()
   return gzipSync(encoded)
 }

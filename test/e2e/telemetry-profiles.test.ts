@@ -68,10 +68,10 @@ test('a CPU profile written by the embedded store loads in go tool pprof -top wi
   const counts = await pprof('-top', '-sample_index=samples', path)
   assert.match(counts, /^\s+3\s+75\.00%.*ngx_http_parse_request_line$/m)
 
-  // labels (the plugin's and the pid) travel with each sample
+  // labels (the plugin's, under pprof's names, and the pid) travel with each sample
   const tags = await pprof('-tags', path)
   assert.match(tags, /pid: Total 40ms of 40ms \(\s*100%\)\s+40ms \(\s*100%\): 4242/)
-  assert.match(tags, /thread\.name: Total 40ms of 40ms \(\s*100%\)\s+40ms \(\s*100%\): worker/)
+  assert.match(tags, /comm: Total 40ms of 40ms \(\s*100%\)\s+40ms \(\s*100%\): worker/)
 })
 
 interface Dictionary {
