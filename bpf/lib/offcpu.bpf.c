@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Off-CPU time: how long user threads stay blocked (switched out in a sleeping state, by
+ * sched_switch), and where, as stack samples (struct stack_sample, `value` = ns blocked) of the
+ * blocks that lasted at least `min_block_ns`.
+ *
+ * Whether a block was long enough is known only when the thread is switched back in, in the
+ * context of the task it replaces, whose memory bpf_probe_read_user would read. So the switch-in
+ * schedules a BPF task work on the woken thread (bpf_task_work_schedule_resume, Linux 6.18), which
+ * runs in that thread on its way back to user space: there its user registers and stack are
+ * still those of the moment it blocked (it ran only in the kernel since), and it sends the sample.
+ * A context switch costs a task storage write at switch-out and a lookup at switch-in; only the
+ * long blocks pay for the stack copy, never the short ones. The kernel stack is the sleeping
+ * thread's, read at switch-in (bpf_get_task_stack skips the scheduler's own frames).
+ *
+ * tp_btf only: task storage and the task work take the tracepoint's task pointers, which raw_tp
+ * and the tracepoint do not give.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "periscope.h"
+#include "stack_sample.h"
+#include "offcpu.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define TASK_RUNNING 0
+
+/* the most stack bytes copied per sample, up to STACK_MAX_BYTES */
+const volatile __u32 stack_bytes = 8192;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} samples SEC(".maps");
+RECORD(samples, struct stack_sample);
+
+DROP_COUNTER;
+
+/* entry 0; all zero (every block of every process) until user space claims it */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct offcpu_options);
+} options SEC(".maps");
+
+/* the processes observed when options.only_targets is set, claimed by user space */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} targets SEC(".maps");
+
+/* Periscope's own processes, never observed (written by the loader) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} self_tgids SEC(".maps");
+
+/* a thread's off-CPU state, made at its first observed block and gone with the thread */
+struct off_cpu {
+	/* when it blocked (boot clock); 0 while it runs */
+	__u64 since;
+	/* the long blocks not sent yet, and when the first of them began */
+	__u64 blocked_ns;
+	__u64 first_block_ns;
+	/* the kernel stack of the last of them */
+	__u32 kernel_frames;
+	__u32 pad;
+	addr64 kernel[KERNEL_MAX_FRAMES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct off_cpu);
+} threads SEC(".maps");
+
+/* the task work of a thread that had a long block, by tid (the kernel takes it only in a hash or array value) */
+struct send_work {
+	struct bpf_task_work work;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct send_work);
+} send_works SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, OFFCPU_OVERFLOWS);
+	__type(key, __u32);
+	__type(value, __u64);
+} overflows SEC(".maps");
+
+extern int bpf_task_work_schedule_resume_impl(struct task_struct *task, struct bpf_task_work *tw, void *map__map,
+					      int (*callback)(struct bpf_map *map, void *key, void *value), void *aux__prog) __ksym;
+
+static __always_inline void count_overflow(__u32 reason)
+{
+	__u64 *count = bpf_map_lookup_elem(&overflows, &reason);
+
+	if (count)
+		*count += 1;
+}
+
+static __always_inline bool observed(struct task_struct *task, struct offcpu_options *opts)
+{
+	__u32 tgid = task->tgid;
+
+	/* the idle task and kernel threads: no user stack, and no return to user space to send from */
+	if (task->pid == 0 || (task->flags & STACK_PF_KTHREAD))
+		return false;
+	if (bpf_map_lookup_elem(&self_tgids, &tgid))
+		return false;
+	return !opts->only_targets || bpf_map_lookup_elem(&targets, &tgid);
+}
+
+/* the task work: runs in the woken thread, on its way back to user space */
+static int send_sample(struct bpf_map *map, __u32 *tid, struct send_work *work)
+{
+	__u64 limit = stack_bytes > STACK_MAX_BYTES ? STACK_MAX_BYTES : stack_bytes;
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 id = bpf_get_current_pid_tgid();
+	struct stack_sample *s;
+	struct off_cpu *thread;
+	struct pt_regs *regs;
+
+	thread = bpf_task_storage_get(&threads, task, NULL, 0);
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!thread || !regs || !thread->blocked_ns)
+		return 0;
+	s = RESERVE_OR_DROP(samples, STACK_SAMPLE_BYTES(limit));
+	if (!s)
+		return 0;
+	/* the time the thread was off the CPU: from its first long block */
+	s->timestamp_ns = thread->first_block_ns;
+	s->value = thread->blocked_ns;
+	thread->blocked_ns = 0;
+	s->pid = id >> 32;
+	s->tid = (__u32)id;
+	s->cpu = bpf_get_smp_processor_id();
+	bpf_get_current_comm(s->comm, sizeof(s->comm));
+	s->kernel_frames = thread->kernel_frames > KERNEL_MAX_FRAMES ? KERNEL_MAX_FRAMES : thread->kernel_frames;
+	bpf_probe_read_kernel(s->kernel, sizeof(s->kernel), thread->kernel);
+
+	/* user registers and stack, as they were when the thread blocked */
+	s->ip = regs->ip;
+	s->sp = regs->sp;
+	s->bp = regs->bp;
+	s->stack_size = copy_user_stack(s->stack, regs->sp, limit);
+	s->copy_end = s->stack_size == limit ? STACK_COPY_LIMIT : STACK_COPY_WHOLE;
+	bpf_ringbuf_submit(s, 0);
+	return 0;
+}
+
+/* switch-in of a thread that blocked: a long block is added up and its sample scheduled */
+static __always_inline void woken(struct task_struct *task, __u64 now, struct offcpu_options *opts)
+{
+	struct off_cpu *thread = bpf_task_storage_get(&threads, task, NULL, 0);
+	struct send_work empty = {}, *work;
+	__u64 blocked_ns;
+	__u32 tid;
+	long bytes;
+
+	if (!thread || !thread->since)
+		return;
+	blocked_ns = now - thread->since;
+	if (blocked_ns < opts->min_block_ns) {
+		thread->since = 0;
+		return;
+	}
+	if (!thread->blocked_ns)
+		thread->first_block_ns = thread->since;
+	thread->since = 0;
+	thread->blocked_ns += blocked_ns;
+	bytes = bpf_get_task_stack(task, thread->kernel, sizeof(thread->kernel), 0);
+	thread->kernel_frames = bytes > 0 ? bytes / sizeof(addr64) : 0;
+
+	tid = task->pid;
+	work = bpf_map_lookup_elem(&send_works, &tid);
+	if (!work) {
+		if (bpf_map_update_elem(&send_works, &tid, &empty, BPF_NOEXIST) && !bpf_map_lookup_elem(&send_works, &tid)) {
+			count_overflow(OFFCPU_OVERFLOW_THREADS);
+			return;
+		}
+		work = bpf_map_lookup_elem(&send_works, &tid);
+		if (!work)
+			return;
+	}
+	if (bpf_task_work_schedule_resume_impl(task, &work->work, &send_works, (void *)send_sample, NULL))
+		count_overflow(OFFCPU_OVERFLOW_SCHEDULE);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+{
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct offcpu_options *opts;
+	__u32 zero = 0;
+
+	opts = bpf_map_lookup_elem(&options, &zero);
+	if (!opts)
+		return 0;
+	/* a preempted thread (still running) is waiting for a CPU, not blocked */
+	if (prev_state != TASK_RUNNING && observed(prev, opts)) {
+		struct off_cpu *thread = bpf_task_storage_get(&threads, prev, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+		if (thread)
+			thread->since = now;
+	}
+	woken(next, now, opts);
+	return 0;
+}
+
+/* a thread's task work goes with it (its task storage goes by itself) */
+SEC("tracepoint/sched/sched_process_exit")
+int handle_exit(void *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	bpf_map_delete_elem(&send_works, &tid);
+	return 0;
+}

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+#ifndef OFFCPU_H
+#define OFFCPU_H
+
+/* `options` entry 0, claimed by user space */
+struct offcpu_options {
+	/* blocks shorter than this are not recorded (0: every block) */
+	__u64 min_block_ns;
+	/* 1: only the processes in `targets`; 0: every user process */
+	__u32 only_targets;
+	__u32 pad;
+};
+
+/* what could not be recorded, counted in `overflows` */
+enum offcpu_overflow {
+	/* a thread's task work could not be stored (`blocked` full): its long blocks are not sent */
+	OFFCPU_OVERFLOW_THREADS = 0,
+	/*
+	 * a long block's task work could not be scheduled (the thread's previous one not run yet, or
+	 * the thread exiting): its time waits for the thread's next long block, or is lost at exit
+	 */
+	OFFCPU_OVERFLOW_SCHEDULE = 1,
+	OFFCPU_OVERFLOWS = 2,
+};
+
+#endif

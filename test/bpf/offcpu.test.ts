@@ -1,0 +1,164 @@
+/**
+ * Off-CPU samples (bpf/lib/offcpu.bpf.o on the real kernel, unwound by runtime/profiling/unwind.ts)
+ * of a C program built `-O2 -fomit-frame-pointer` that sleeps 200 ms in nap() and ten times 100 µs
+ * in short_naps() per iteration: each iteration gives one sample of about 200 ms at nap's
+ * nanosleep stack through main, with the kernel's nanosleep frames; blocks under the threshold
+ * give none; a process that is not a target gives none.
+ */
+import assert from 'node:assert/strict'
+import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Readable, Writable } from 'node:stream'
+import { after, before, describe, it } from 'node:test'
+import { forEachRecord } from '../../runtime/bpf/batch.ts'
+import { probeAttach, type FeatureResult } from '../../runtime/bpf/features.ts'
+import { attachTracepoint, attachTracing } from '../../runtime/bpf/links.ts'
+import { ObjectSpec, type LoadedObject } from '../../runtime/bpf/object.ts'
+import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
+import { SAMPLE_PID, StackUnwinder, UNWIND_COMPLETE, UNWIND_END_NAMES } from '../../runtime/profiling/unwind.ts'
+import { KernelSymbols } from '../../runtime/symbols/kallsyms.ts'
+import { decodeStackSample, encodeOffcpuOptions, OFFCPU_OPTIONS_SIZE } from '../../bpf/lib/offcpu.types.ts'
+import { pollUntil } from '../peers/poll.ts'
+import { objectPath, requireFeature, root } from './kernel.ts'
+import { frameNamer } from './unwind-fixture.ts'
+
+const work = mkdtempSync(join(tmpdir(), 'periscope-offcpu-'))
+const sleeper = join(work, 'sleeper')
+const NAP_NS = 200e6
+const MS = 1e6
+
+before(() => {
+  execFileSync('cc', ['-O2', '-fomit-frame-pointer', '-o', sleeper, join(root, 'test/bpf/fixtures/offcpu-sleeper.c')])
+})
+after(() => rmSync(work, { recursive: true, force: true }))
+
+/** The task work kfunc the object sends its samples with (Linux 6.18), looked up in the kernel's BTF. */
+function probeTaskWork(): FeatureResult {
+  const name = 'bpf_task_work_schedule_resume_impl'
+  return readFileSync('/sys/kernel/btf/vmlinux').includes(`\0${name}\0`)
+    ? { status: 'supported' }
+    : { status: 'unsupported', reason: `the kernel has no ${name} kfunc (Linux 6.18)` }
+}
+
+type Sleeper = ChildProcessByStdio<Writable, Readable, null>
+
+function startSleeper(iterations: number): Sleeper & { output: () => string } {
+  const child = spawn(sleeper, [String(iterations)], { stdio: ['pipe', 'pipe', 'ignore'], env: {} })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  return Object.assign(child, { output: () => output })
+}
+
+const u32 = (n: number): Uint8Array => new Uint8Array(new Uint32Array([n]).buffer)
+
+async function openOffCpu(options: { minBlockNs: number; targets: number[] }): Promise<{ object: LoadedObject; records: DataView[]; reader: RingBufferReader; close: () => void }> {
+  const object = await ObjectSpec.open(objectPath('offcpu')).load()
+  const value = new Uint8Array(OFFCPU_OPTIONS_SIZE)
+  encodeOffcpuOptions({ min_block_ns: options.minBlockNs, only_targets: 1, pad: 0 }, new DataView(value.buffer), 0)
+  object.map('options').update(u32(0), value)
+  for (const pid of options.targets) object.map('targets').update(u32(pid), new Uint8Array([1]))
+  const records: DataView[] = []
+  const reader = new RingBufferReader(object, 'samples', {
+    onBatch: (batch) => forEachRecord(batch, (view, offset, size) => {
+      records.push(new DataView(view.buffer.slice(view.byteOffset + offset, view.byteOffset + offset + size)))
+    }),
+  })
+  const links = [attachTracing(object, 'handle_switch'), attachTracepoint(object, 'handle_exit', 'sched', 'sched_process_exit')]
+  return {
+    object, records, reader,
+    close: () => {
+      for (const link of links) link.detach()
+      reader.close()
+      object.close()
+    },
+  }
+}
+
+/** Sum of the per-CPU counters of the `overflows` map. */
+function overflows(object: LoadedObject): number[] {
+  return [0, 1].map((reason) => {
+    const perCpu = object.map('overflows').lookup(u32(reason))!
+    const view = new DataView(perCpu.buffer, perCpu.byteOffset, perCpu.byteLength)
+    let sum = 0
+    for (let at = 0; at < perCpu.byteLength; at += 8) sum += Number(view.getBigUint64(at, true))
+    return sum
+  })
+}
+
+/** Runs sleepers (the first one targeted) until each printed "done"; their samples, unwound and named while they still run. */
+async function profileSleepers(iterations: number, minBlockNs: number, bystanders = 0) {
+  const target = startSleeper(iterations)
+  const others = Array.from({ length: bystanders }, () => startSleeper(iterations))
+  const all = [target, ...others]
+  const offCpu = await openOffCpu({ minBlockNs, targets: [target.pid!] })
+  try {
+    for (const child of all) child.stdin.write('g')
+    await pollUntil(() => all.every((child) => child.output() === 'done\n'), { what: 'the sleepers to finish their iterations', timeoutMs: 120_000, failed: () => all.some((c) => c.exitCode !== null) ? 'a sleeper exited' : undefined })
+    // the last nap's sample leaves as its thread returns to user space, before "done"
+    offCpu.reader.drain()
+    const unwinder = new StackUnwinder()
+    const frames = new Float64Array(128)
+    const name = frameNamer(target.pid!, sleeper)
+    const kernel = KernelSymbols.load()
+    const samples = offCpu.records.map((record) => {
+      const decoded = decodeStackSample(record, 0, record.byteLength)
+      const names = record.getUint32(SAMPLE_PID, true) === target.pid ? name(frames.subarray(0, unwinder.unwindSample(record, 0, frames))) : []
+      return {
+        ...decoded,
+        names,
+        end: UNWIND_END_NAMES[unwinder.end],
+        complete: unwinder.end === UNWIND_COMPLETE,
+        kernelNames: decoded.kernel.slice(0, decoded.kernel_frames).map((address) => kernel.lookup(address)?.name ?? '?'),
+      }
+    })
+    return { pid: target.pid!, samples, overflows: overflows(offCpu.object), dropped: offCpu.object.dropped() }
+  } finally {
+    offCpu.close()
+    for (const child of all) child.kill('SIGKILL')
+  }
+}
+
+const through = (names: string[], fn: string): boolean => names.indexOf(fn) >= 0 && names[names.indexOf(fn) + 1] === 'main'
+
+describe('off-CPU samples of a program that sleeps 200 ms in a loop', () => {
+  it('one sample of about 200 ms per iteration at nanosleep < nap < main; blocks under 1 ms and other processes give none', async (t) => {
+    if (!requireFeature(t, 'tp_btf', await probeAttach('tp_btf'))) return
+    if (!requireFeature(t, 'BPF task work', probeTaskWork())) return
+    const iterations = 5
+    const { pid, samples, overflows: lost, dropped } = await profileSleepers(iterations, 1 * MS, 1)
+    assert.deepEqual(lost, [0, 0])
+    assert.equal(dropped, 0)
+    for (const sample of samples) assert.equal(sample.pid, pid, 'only the target process is observed')
+    const naps = samples.filter((s) => through(s.names, 'nap'))
+    assert.equal(naps.length, iterations, samples.map((s) => `${s.value / MS} ms: ${s.names.join(' < ')}`).join('\n'))
+    assert.equal(samples.filter((s) => s.names.includes('short_naps')).length, 0, 'blocks of 100 µs are under the 1 ms threshold')
+    // besides the naps, only the wait for the start byte (read in main) may be there
+    assert.ok(samples.length - naps.length <= 1, samples.map((s) => s.names.join(' < ')).join('\n'))
+    t.diagnostic(`a nap: ${naps[0]!.value / MS} ms at ${naps[0]!.names.join(' < ')}; kernel ${naps[0]!.kernelNames.join(' < ')}`)
+    for (const nap of naps) {
+      assert.ok(nap.value >= NAP_NS && nap.value < NAP_NS + 100 * MS, `${nap.value / MS} ms blocked`)
+      assert.ok(nap.complete, `${nap.names.join(' < ')}: ${nap.end}`)
+      assert.equal(nap.names[0], 'libc.so.6', 'the leaf is libc\'s nanosleep')
+      assert.equal(nap.names.at(-1), '_start')
+      assert.ok(nap.kernelNames.includes('hrtimer_nanosleep'), nap.kernelNames.join(' < '))
+      assert.equal(nap.comm, 'sleeper')
+    }
+    // each sample starts when its nap began: one iteration apart
+    for (let i = 1; i < naps.length; i++) assert.ok(naps[i]!.timestamp_ns - naps[i - 1]!.timestamp_ns >= NAP_NS)
+  })
+
+  it('with no threshold every block is a sample: each nap and each short nap, exactly', async (t) => {
+    if (!requireFeature(t, 'tp_btf', await probeAttach('tp_btf'))) return
+    if (!requireFeature(t, 'BPF task work', probeTaskWork())) return
+    const iterations = 2
+    const { samples, overflows: lost, dropped } = await profileSleepers(iterations, 0)
+    assert.deepEqual(lost, [0, 0])
+    assert.equal(dropped, 0)
+    assert.equal(samples.filter((s) => through(s.names, 'nap')).length, iterations)
+    const short = samples.filter((s) => through(s.names, 'short_naps'))
+    assert.equal(short.length, 10 * iterations, samples.map((s) => `${s.value / 1e3} µs: ${s.names.join(' < ')}`).join('\n'))
+    for (const s of short) assert.ok(s.value >= 100e3 && s.value < 50 * MS, `${s.value / 1e3} µs blocked`)
+  })
+})
