@@ -157,6 +157,16 @@ export const catalogue: Record<string, CatalogueEntry> = {
       { what: 'OOM kills', alternatives: [{ kind: 'tracepoint', program: 'handle_oom_victim', category: 'oom', name: 'mark_victim' }] },
     ],
   },
+  offcpu: {
+    description: 'off-CPU stack samples: how long user threads stayed blocked (sched_switch), with the user stack of the moment they blocked '
+      + '(sent by a BPF task work as the woken thread returns to user space) and the kernel stack; blocks under the claimed threshold '
+      + 'are not sent; options and targets maps claimed by user space',
+    attach: [
+      // tp_btf only: task storage and the task work (Linux 6.18) take its task pointers, which raw_tp and the tracepoint do not give
+      { what: 'context switches (blocks and wakeups)', alternatives: [{ kind: 'tp_btf', program: 'handle_switch' }] },
+      { what: 'thread exits (task works forgotten)', alternatives: [{ kind: 'tracepoint', program: 'handle_exit', category: 'sched', name: 'sched_process_exit' }] },
+    ],
+  },
   fileio: {
     description: 'file I/O per process counted in the kernel: read and write calls, bytes and latency, fsync and fdatasync, '
       + 'on regular files only (processes map; last counts on the exits ring at exit or exec); per file for target_paths (file_stats)',
