@@ -243,6 +243,14 @@ export const catalogue: Record<string, CatalogueEntry> = {
       { what: 'process exits (last counts, blocks forgotten)', alternatives: [{ kind: 'tracepoint', program: 'handle_exit', category: 'sched', name: 'sched_process_exit' }] },
     ],
   },
+  alloc_stacks: {
+    description: 'allocation stack samples of target processes from uprobes on their libc malloc, calloc, realloc and free, attached at run '
+      + 'time per pid: sampled every sample_bytes on average (options map claimed by user space; 0: every allocation), each a stack sample '
+      + 'weighing its bytes; sampled blocks not freed yet in the live map',
+    attach: [
+      { what: 'process exits (sampled blocks forgotten)', alternatives: [{ kind: 'tracepoint', program: 'handle_exit', category: 'sched', name: 'sched_process_exit' }] },
+    ],
+  },
   generic: {
     description: 'raw records of any tracepoint, attached on demand with a per-probe cookie',
     attach: [],
