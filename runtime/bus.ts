@@ -40,6 +40,13 @@ export interface LibraryObject {
    * kernel link it made (a classic uprobe per return instruction), which links() lists too.
    */
   attachUprobe?(program: string, binary: string, options: { symbol: string; retprobe: boolean; pid?: number; at?: 'entry' | 'returns' }): { readonly id: number; readonly ids?: readonly number[]; readonly returns?: number; detach(): void }
+  /**
+   * Attaches a perf_event program to a software cpu-clock event on every online CPU at `frequency`
+   * Hz (only thread `pid`'s samples when given): one hold over the per-CPU links.
+   */
+  attachPerfEvent?(program: string, options: { frequency: number; pid?: number }): { readonly id: number; readonly ids: readonly number[]; detach(): void }
+  /** The struct a stream's records are (RECORD() in the C source), by its BTF name. */
+  recordType?(stream: string): string | undefined
   /** Runs an iterator program once and returns the text it printed. */
   runIterator?(program: string, options: { pid?: number }): Promise<string>
   /** Delivers, synchronously, what the kernel buffers of the subscribed streams hold now. */
@@ -108,6 +115,8 @@ export class Bus {
   readonly claims = new MapClaims()
   /** Uprobe links plugins hold (ctx.attach), one per target however many holders. */
   readonly uprobes = new SharedUprobes()
+  /** perf_event link sets plugins hold (ctx.attach), one per (program, frequency, pid). */
+  private readonly perfEvents = new Map<string, { object: string; link: { id: number; detach(): void }; holds: number }>()
 
   private readonly provider: ObjectProvider
   /** Settings per object name, from periscope.yaml's `objects` block. */
@@ -149,6 +158,7 @@ export class Bus {
     this.objects.delete(name)
     this.claims.forgetObject(name)
     this.uprobes.forgetObject(name)
+    this.forgetPerfEvents(name)
     for (const [topic, stream] of this.streams) {
       if (splitTopic(topic).object === name) {
         stream.unsubscribe()
@@ -156,6 +166,11 @@ export class Bus {
       }
     }
     await (await entry.object).close()
+  }
+
+  /** Forgets an object's perf_event links once it closed (closing detached them). */
+  private forgetPerfEvents(object: string): void {
+    for (const [key, shared] of this.perfEvents) if (shared.object === object) this.perfEvents.delete(key)
   }
 
   private loaded(name: string, topic: string): LibraryObject {
@@ -242,6 +257,61 @@ export class Bus {
     return this.uprobes.attach(object, this.loaded(object, program), member, request)
   }
 
+  /**
+   * Attaches (or shares) perf_event program `'<object>:<program>'` on every CPU at `frequency` Hz,
+   * `pid`'s thread only when given: one link set per (program, frequency, pid) however many
+   * holders; the returned release() is idempotent and the last detaches.
+   */
+  attachPerfEvent(program: string, request: { frequency: number; pid?: number }): { id: number; release(): boolean } {
+    const { object: name, member } = splitTopic(program)
+    const object = this.loaded(name, program)
+    const what = `ctx.attach(${program} at ${request.frequency} Hz${request.pid === undefined ? '' : ` for pid ${request.pid}`})`
+    if (object.attachPerfEvent === undefined || object.programs === undefined) {
+      throw new PluginApiError('EINVAL', `${what}: object '${name}' cannot attach programs at run time`)
+    }
+    const programs = object.programs()
+    const sampling = programs.filter((p) => p.section === 'perf_event').map((p) => p.name)
+    const info = programs.find((p) => p.name === member)
+    if (info === undefined) throw new PluginApiError('ENOENT', `${what}: object '${name}' has no program '${member}'; its perf_event programs: ${sampling.join(', ') || 'none'}`)
+    if (info.section !== 'perf_event') {
+      throw new PluginApiError('EINVAL', `${what}: program '${member}' is a '${info.section}' program, not a perf_event one; its perf_event programs: ${sampling.join(', ') || 'none'}`)
+    }
+    const key = `${program}\0${request.frequency}\0${request.pid ?? -1}`
+    let shared = this.perfEvents.get(key)
+    if (shared === undefined) {
+      let link
+      try {
+        link = object.attachPerfEvent(member, request)
+      } catch (error) {
+        const code = (error as { code?: unknown }).code
+        throw new PluginApiError(typeof code === 'string' ? code : 'EIO', `${what}: ${(error as Error).message}`)
+      }
+      shared = { object: name, link, holds: 0 }
+      this.perfEvents.set(key, shared)
+    }
+    shared.holds++
+    const held = shared
+    let released = false
+    return {
+      id: held.link.id,
+      release: () => {
+        if (released) return false
+        released = true
+        if (--held.holds === 0) {
+          this.perfEvents.delete(key)
+          held.link.detach()
+        }
+        return true
+      },
+    }
+  }
+
+  /** The struct the records of stream `topic` are, by BTF name; undefined when the object does not say. */
+  recordType(topic: string): string | undefined {
+    const { object, member } = splitTopic(topic)
+    return this.loaded(object, topic).recordType?.(member)
+  }
+
   /** Runs iterator program `'<object>:<program>'` once; resolves to what it printed. */
   async runIterator(program: string, options: { pid?: number }): Promise<string> {
     const { object: name, member } = splitTopic(program)
@@ -310,6 +380,7 @@ export class Bus {
     for (const entry of entries) {
       this.claims.forgetObject(entry.name)
       this.uprobes.forgetObject(entry.name)
+      this.forgetPerfEvents(entry.name)
     }
     const results = await Promise.allSettled(entries.map(async (e) => (await e.object).close()))
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected')

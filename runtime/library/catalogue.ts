@@ -243,6 +243,11 @@ export const catalogue: Record<string, CatalogueEntry> = {
       { what: 'process exits (last counts, blocks forgotten)', alternatives: [{ kind: 'tracepoint', program: 'handle_exit', category: 'sched', name: 'sched_process_exit' }] },
     ],
   },
+  stacks: {
+    description: 'CPU samples (perf_event, attached at run time at a frequency) with the user registers, a copy of the user stack and the kernel stack, '
+      + 'for unwinding in user space; target_pids filter map',
+    attach: [],
+  },
   alloc_stacks: {
     description: 'allocation stack samples of target processes from uprobes on their libc malloc, calloc, realloc and free, attached at run '
       + 'time per pid: sampled every sample_bytes on average (options map claimed by user space; 0: every allocation), each a stack sample '

@@ -6,7 +6,7 @@
 import { statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { RecordBatch } from '../bpf/batch.ts'
-import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, attachUprobe, attachUprobeReturns, runIterator, UPROBE_MULTI_ATTACH_TYPE, type Link } from '../bpf/links.ts'
+import { attachKprobe, attachPerfEvent, attachRawTracepoint, attachTracepoint, attachTracing, attachUprobe, attachUprobeReturns, runIterator, UPROBE_MULTI_ATTACH_TYPE, type Link } from '../bpf/links.ts'
 import { ObjectSpec, type LoadedObject, type Setting } from '../bpf/object.ts'
 import type { BpfMap } from '../bpf/maps.ts'
 import { probeAttach, settleAttachProbes } from '../bpf/features.ts'
@@ -129,6 +129,31 @@ export class LibraryObject {
         }
       },
     }
+  }
+
+  /**
+   * A perf_event program on a software cpu-clock event of every online CPU, attached on demand
+   * (plugins' ctx.attach); `pid`: that thread's samples only. Listed in links() until detached.
+   */
+  attachPerfEvent(program: string, options: { frequency: number; pid?: number }): { readonly id: number; readonly ids: readonly number[]; detach(): void } {
+    const links = attachPerfEvent(this.object, program, { frequency: options.frequency, pid: options.pid })
+    this.#links.push(...links)
+    return {
+      id: links[0]!.id,
+      ids: links.map((l) => l.id),
+      detach: () => {
+        for (const link of links) {
+          link.detach()
+          this.#links.splice(this.#links.indexOf(link), 1)
+        }
+      },
+    }
+  }
+
+  /** The struct a stream carries (RECORD() in the C source), by its BTF name. */
+  recordType(stream: string): string | undefined {
+    const id = this.object.btf.records().get(stream)
+    return id === undefined ? undefined : this.object.btf.resolve(id).type.name
   }
 
   /** Runs one of the object's iterator programs once (pid: only that process); resolves to what it printed. */

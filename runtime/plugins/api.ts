@@ -21,13 +21,14 @@
  *    with backoff and an empty `ctx.state`.
  */
 import type {
+  FrameInput,
   LogInput,
   MetricPointInput,
   ProfileSampleInput,
   SpanInput,
 } from '../telemetry/signals.ts'
 
-export type { LogInput, MetricPointInput, ProfileSampleInput, SpanInput }
+export type { FrameInput, LogInput, MetricPointInput, ProfileSampleInput, SpanInput }
 
 /**
  * Event types per topic (`'<object>:<stream>'`), generated from the objects' BTF into
@@ -116,6 +117,59 @@ export interface UprobeAttach {
     /** Only this process's calls; every process that runs the binary when omitted. */
     pid?: number
   }
+}
+
+/**
+ * What `ctx.attach` attaches: a `perf_event` program of one of the plugin's objects, run by a
+ * software cpu-clock event on every online CPU (Linux 4.9), `frequency` times a second per CPU.
+ */
+export interface PerfEventAttach {
+  /** `'<object>:<program>'`; the program's section must be `perf_event`. */
+  program: string
+  perfEvent: {
+    /** Samples per second per CPU, an integer from 1 to 1000 (perf's default is 4000; 19 to 99 is what profilers use continuously). */
+    frequency: number
+    /**
+     * Only this thread (a tid: a process's main thread has its pid), as perf_event_open counts
+     * it: the process's other threads are not sampled. To sample whole processes, filter by tgid
+     * in the program (bpf/lib/stacks.bpf.c's `target_pids` map).
+     */
+    pid?: number
+  }
+}
+
+/**
+ * One stack sample as `ctx.onStack` hands it over, unwound by the host: a record of a ring whose
+ * records are `struct stack_sample` (bpf/lib/stacks.h, filled by bpf/include/stack_sample.h).
+ */
+export interface StackSample {
+  /** Boot-clock nanoseconds when it was taken, like every record's `*_ns` (`ctx.time.wallNs` gives wall time). */
+  timeNs: number
+  /** The process (tgid) and thread (tid) sampled, the CPU it ran on and the thread's name. */
+  pid: number
+  tid: number
+  cpu: number
+  comm: string
+  /** What the sample weighs, as the program set it: 1 for a CPU sample, ns blocked off-CPU, bytes allocated. */
+  value: number
+  /** User addresses, innermost first: the sampled instruction, then return addresses. Empty for a kernel thread. */
+  user: number[]
+  /** Kernel addresses, innermost first; empty when the sample interrupted user code. */
+  kernel: bigint[]
+  /**
+   * Undefined when the user stack is whole (the walk reached the thread's outermost frame), else
+   * why it is not: 'copy ended' (the stack is deeper than the copy), 'no mapping' (an address in
+   * no executable mapping, or the process is gone), 'no rule' (a frame the unwinder cannot step
+   * through), 'bad frame', 'too deep' (more than 256 frames). Never shown as complete when it is not.
+   */
+  truncated: string | undefined
+}
+
+/** A stack to name with `ctx.symbolize`: what a StackSample holds. */
+export interface StackToSymbolize {
+  pid: number
+  user: number[]
+  kernel?: bigint[]
 }
 
 /** One hold on a kernel link from `ctx.attach`. */
@@ -228,14 +282,43 @@ export interface PluginContext<C> {
    * The topic's object must be listed in the plugin's `objects`.
    */
   on<K extends string>(topic: K, handler: (event: TopicEvent<K>) => void, options?: SubscribeOptions): void
+  /**
+   * Calls `handler` for every sample of a ring whose records are `struct stack_sample` (checked on
+   * the host against the object's BTF: `EINVAL` otherwise), with its user stack unwound by the host
+   * when the batch arrives (from the copied stack with each file's `.eh_frame`, frame pointers
+   * where there is none: runtime/profiling/unwind.ts), once for all plugins. The isolate receives
+   * one buffer of compact records per batch. Call it during `setup`; a topic is listened to with
+   * `ctx.on` or `ctx.onStack`, not both.
+   */
+  onStack(topic: string, handler: (sample: StackSample) => void, options?: SubscribeOptions): void
+  /**
+   * Names stacks, in one host call for a batch of distinct stacks (dedup first: at most 20,000 per
+   * call, 256 user and 64 kernel frames each). Resolves, per stack, to its frames innermost first
+   * (the kernel frames, then the user frames), each ready for `ctx.emit.profile`: `function`
+   * (demangled; JavaScript and Python names from perf maps), `address`, and `mapping`: `file` (a
+   * path, `[kernel.kallsyms]`, `[jit]`, `[vdso]`, `[anon]` or `[unknown]`), `buildId`, and for a
+   * file `start` (where its offset 0 lies: `address - start` is the file offset, for a backend to
+   * name the frame later). A frame that cannot be named has no `function`. One Symbolizer serves
+   * every plugin (tables cached by build id; processes that exited are forgotten after each call).
+   * Rejects with a TypeError or RangeError saying what is wrong with the input.
+   */
+  symbolize(stacks: StackToSymbolize[]): Promise<FrameInput[][]>
   /** Access to a map (`'<object>:<map>'`) of one of the plugin's objects. */
   map(topic: string): PluginMap
   readonly time: PluginTime
   /** What the running kernel is: its syscall table. */
   readonly kernel: PluginKernel
   /**
-   * Attaches a uprobe program of one of the plugin's objects at run time, and holds the link
-   * until `detach()` or the end of this version. Holders of the same target (object, program,
+   * Attaches a program of one of the plugin's objects at run time, and holds the link until
+   * `detach()` or the end of this version.
+   *
+   * A perf_event program (`{ program, perfEvent: { frequency, pid? } }`) samples every online CPU;
+   * holders of the same (object, program, frequency, pid) share one set of kernel links, and
+   * `id` is the first CPU's link. Rejects with `EINVAL` (not a perf_event program, a frequency
+   * that is not an integer from 1 to 1000, a bad pid), `ENOENT` (no such program), `EACCES` (not
+   * one of the plugin's objects), or the kernel's errno name.
+   *
+   * A uprobe program (`{ program, uprobe: {...} }`): holders of the same target (object, program,
    * file, symbol, retprobe, at, pid) share one kernel link, counted across plugins and versions;
    * the last hold detaches it. The file is known by its device and inode, so two paths of one file
    * share. Rejects with `code` (also the message's first word): `ENOENT` (no such binary or
@@ -244,7 +327,7 @@ export interface PluginContext<C> {
    * relative path, `at: 'returns'` with a uretprobe program, on a function whose return
    * instructions cannot be found or on a binary that is not x86-64), or the kernel's errno name.
    */
-  attach(request: UprobeAttach): Promise<PluginLink>
+  attach(request: UprobeAttach | PerfEventAttach): Promise<PluginLink>
   /**
    * Runs an iterator program (`SEC("iter/...")`, `'<object>:<program>'`) of one of the plugin's
    * objects once and resolves to the text it printed; `pid` limits a task iterator to that process.

@@ -16,6 +16,7 @@ import type { RecordBatch } from '../bpf/batch.ts'
 import type { Bus, ObjectMap, StreamPosition } from '../bus.ts'
 import { splitTopic } from '../bus.ts'
 import { PluginApiError } from '../holds.ts'
+import { profiling, symbolizeForPlugin } from '../profiling/stack-delivery.ts'
 import { PluginBuildError, PluginBuilder } from './build.ts'
 import type { Logger } from './log.ts'
 import {
@@ -109,6 +110,8 @@ interface Version {
   /** The name this version holds its objects under in the bus. */
   user: string
   topics: Set<string>
+  /** The topics it listens to with ctx.onStack: their batches are unwound before they queue. */
+  stackTopics: Set<string>
   intervals: NodeJS.Timeout[]
   startedAt: number
   /** Stopped after a failure; kept until a new version replaces it so its objects stay open. */
@@ -142,6 +145,8 @@ export class PluginHost {
   private readonly queue: QueueItem[] = []
   private queuedBytes = 0
   private readonly subscriptions = new Map<string, () => void>()
+  /** The subscribed topics whose batches are unwound stack samples (ctx.onStack). */
+  private readonly stackSubscriptions = new Set<string>()
   /** Records of a topic lost since the last batch handed on (kernel and host drops): told to the next. */
   private readonly pendingLoss = new Map<string, number>()
   /** Where each stream stood when this plugin stopped listening, to count what it missed if it listens again. */
@@ -228,7 +233,7 @@ export class PluginHost {
       const result = await sandbox.setup(config, state)
       this.throwIfStopped()
       const version: Version = {
-        id: nextVersionId++, sandbox, grant, user, topics: new Set(result.topics),
+        id: nextVersionId++, sandbox, grant, user, topics: new Set(result.topics), stackTopics: new Set(result.stackTopics),
         intervals: [], startedAt: Date.now(), dead: false,
       }
       this.subscribe(version)
@@ -267,6 +272,10 @@ export class PluginHost {
       attach: (request) => this.attach(grant, request),
       detach: (link) => this.detach(grant, link),
       iterate: (program, options) => this.iterate(grant, program, options),
+      symbolize: (stacks) => {
+        if (grant.revoked) throw new Error('ctx.symbolize: this version of the plugin was stopped')
+        return symbolizeForPlugin(stacks)
+      },
       syscallNames: async () => (await kernelTables()).syscallNames(),
       syscalls: async () => Array.from(await (await kernelTables()).syscallTable(), (syscall) => syscall ?? null),
       errnoNames: async () => (await kernelTables()).errnoNames(),
@@ -332,13 +341,31 @@ export class PluginHost {
           `ctx.on('${topic}'): object '${object}' is not in this plugin's objects; add it to objects: [...]`, '')
       }
     }
+    for (const topic of version.stackTopics) {
+      const type = this.env.bus.recordType(topic)
+      if (type !== 'stack_sample') {
+        throw new PluginFailure(this.name ?? this.file, 'permission',
+          `ctx.onStack('${topic}'): EINVAL: its records are ${type === undefined ? 'of no declared type' : `struct ${type}`}, not struct stack_sample (bpf/lib/stacks.h); listen to it with ctx.on`, '')
+      }
+    }
     const added: string[] = []
     try {
       for (const topic of version.topics) {
-        if (this.subscriptions.has(topic)) continue
-        this.subscriptions.set(topic, this.env.bus.subscribe(topic, (batch) => this.enqueue(topic, batch)))
+        const stacks = version.stackTopics.has(topic)
+        const existing = this.subscriptions.get(topic)
+        if (existing !== undefined && this.stackSubscriptions.has(topic) === stacks) continue
+        existing?.()
+        if (stacks) {
+          // kallsyms shows addresses only to the privileged: read it while the runtime still is (setup runs before the drop)
+          profiling().symbolizer.symbolizeKernel([])
+          this.stackSubscriptions.add(topic)
+        } else {
+          this.stackSubscriptions.delete(topic)
+        }
+        const delivery = profiling().delivery
+        this.subscriptions.set(topic, this.env.bus.subscribe(topic, stacks ? (batch) => this.enqueue(topic, delivery.convert(batch)) : (batch) => this.enqueue(topic, batch)))
         added.push(topic)
-        this.countMissed(topic)
+        if (existing === undefined) this.countMissed(topic)
       }
     } catch (error) {
       for (const topic of added) {
@@ -667,6 +694,7 @@ export class PluginHost {
 
   /** ctx.attach from the isolate: every field is checked here, whatever the bootstrap checked. */
   private attach(grant: Grant, request: unknown): { id: number; link: number } {
+    if (request !== null && typeof request === 'object' && 'perfEvent' in request) return this.attachPerfEvent(grant, request)
     const r = request as { program?: unknown; uprobe?: { binary?: unknown; symbol?: unknown; retprobe?: unknown; at?: unknown; pid?: unknown } } | null
     const u = r?.uprobe
     if (r === null || typeof r !== 'object' || typeof r.program !== 'string' || u === null || typeof u !== 'object' ||
@@ -678,6 +706,22 @@ export class PluginHost {
     }
     this.checkObject(grant, r.program, `ctx.attach('${r.program}')`)
     const hold = this.env.bus.attachUprobe(r.program, { binary: u.binary, symbol: u.symbol, retprobe: u.retprobe === true, at: u.at ?? 'entry', pid: u.pid as number | undefined })
+    const link = grant.nextLink++
+    grant.links.set(link, hold.release)
+    return { id: hold.id, link }
+  }
+
+  private attachPerfEvent(grant: Grant, request: object): { id: number; link: number } {
+    const r = request as { program?: unknown; perfEvent?: { frequency?: unknown; pid?: unknown } | null }
+    const p = r.perfEvent
+    if (typeof r.program !== 'string' || p === null || typeof p !== 'object' ||
+      typeof p.frequency !== 'number' || !Number.isInteger(p.frequency) || p.frequency < 1 || p.frequency > 1000 ||
+      (p.pid !== undefined && (typeof p.pid !== 'number' || !Number.isInteger(p.pid) || p.pid <= 0 || p.pid > 0x7fffffff))) {
+      throw new PluginApiError('EINVAL', "ctx.attach: give { program: '<object>:<program>', perfEvent: { frequency: <integer Hz from 1 to 1000>, pid?: <thread id> } }" +
+        (typeof p?.frequency === 'number' && !(Number.isInteger(p.frequency) && p.frequency >= 1 && p.frequency <= 1000) ? `; frequency ${p.frequency} is not an integer from 1 to 1000` : ''))
+    }
+    this.checkObject(grant, r.program, `ctx.attach('${r.program}')`)
+    const hold = this.env.bus.attachPerfEvent(r.program, { frequency: p.frequency, pid: p.pid as number | undefined })
     const link = grant.nextLink++
     grant.links.set(link, hold.release)
     return { id: hold.id, link }

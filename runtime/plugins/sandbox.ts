@@ -71,6 +71,8 @@ export interface SandboxHost {
   attach(request: unknown): { id: number; link: number }
   /** PluginLink.detach(): releases the hold `attach` numbered `link`. */
   detach(link: unknown): boolean
+  /** ctx.symbolize: frames per stack. Arguments are unchecked. */
+  symbolize(stacks: unknown): unknown
   /** ctx.iterate: the iterator's text. Arguments are unchecked. */
   iterate(program: unknown, options: unknown): Promise<string>
   /** ctx.kernel.syscallNames and ctx.kernel.syscalls: the running kernel's syscall table. */
@@ -93,6 +95,8 @@ export interface PluginDeclaration {
 
 export interface SetupResult {
   topics: string[]
+  /** The topics among `topics` that ctx.onStack listens to. */
+  stackTopics: string[]
   /** Interval of each `ctx.every`, in registration order; `timer(i)` runs the i-th. */
   timers: number[]
   output: IsolateOutput | undefined
@@ -140,7 +144,7 @@ export class PluginSandbox {
       const failRef = new ivm.Reference((message: string, stack: string) => {
         host.asyncFailure(new PluginFailure(name, 'throw', `asynchronous failure: ${message}`, mapStack(stack, bundle)))
       })
-      // ctx.attach, PluginLink.detach, ctx.iterate and ctx.kernel. Each resolves, to { value } or { error }:
+      // ctx.attach, PluginLink.detach, ctx.iterate, ctx.symbolize and ctx.kernel. Each resolves, to { value } or { error }:
       // isolated-vm takes up the promise a tick late, and a rejection would be reported unhandled
       const callRef = new ivm.Reference(async (op: unknown, a?: unknown, b?: unknown): Promise<HostCallResult> => {
         try {
@@ -148,6 +152,7 @@ export class PluginSandbox {
             case 'attach': return { value: host.attach(a) }
             case 'detach': return { value: host.detach(a) }
             case 'iterate': return { value: await host.iterate(a, b) }
+            case 'symbolize': return { value: host.symbolize(a) }
             case 'syscallNames': return { value: await host.syscallNames() }
             case 'syscalls': return { value: await host.syscalls() }
             case 'errnoNames': return { value: await host.errnoNames() }
@@ -283,11 +288,12 @@ export class PluginSandbox {
     const malformed = (what: string) => new PluginFailure(this.name, 'permission', `setup() reported ${what}; the version was not started`, '')
     if (r === null || typeof r !== 'object') throw malformed('no result')
     if (!Array.isArray(r.topics) || !r.topics.every((t) => typeof t === 'string')) throw malformed('topics that are not a list of strings')
+    if (!Array.isArray(r.stackTopics) || !r.stackTopics.every((t) => typeof t === 'string' && r.topics!.includes(t))) throw malformed('stack topics that are not among its topics')
     if (!Array.isArray(r.timers) || r.timers.length > maxTimers) throw malformed(`timers that are not a list of at most ${maxTimers}`)
     for (const ms of r.timers) {
       if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < minTimerMs) throw malformed(`a ctx.every interval of ${String(ms)} (at least ${minTimerMs} ms)`)
     }
-    return { topics: r.topics, timers: r.timers, output: this.checkOutput(r.output) }
+    return { topics: r.topics, stackTopics: r.stackTopics, timers: r.timers, output: this.checkOutput(r.output) }
   }
 
   /** Checks an isolate's output: its shape, and its size against the emit-flood limit. */

@@ -22,24 +22,12 @@
  *   })
  *   unwinder.forget(pid)   // when the process exits
  */
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs'
 import { CFA_PLT, DWARF_RBP, DWARF_RSP, EhFrameTables, RULE_OFFSET, RULE_UNDEFINED, RULE_UNSET, RULE_SAME_VALUE, parseEhFrame, type EhFrameTable } from '../symbols/eh-frame.ts'
 import { ProcessMappings, type Mapping } from '../symbols/mappings.ts'
+import { UNWIND_BAD_FRAME, UNWIND_COMPLETE, UNWIND_COPY_ENDED, UNWIND_NO_MAPPING, UNWIND_NO_RULE, UNWIND_TOO_DEEP } from './stack-record.ts'
 
-/** The walk reached the outermost frame: the stack is whole. */
-export const UNWIND_COMPLETE = 0
-/** A frame's caller lies above the copied stack (stack_bytes too small for this stack). */
-export const UNWIND_COPY_ENDED = 1
-/** An address in no executable mapping of the process (or the process is gone). */
-export const UNWIND_NO_MAPPING = 2
-/** A frame whose CFA or return address rule this unwinder does not evaluate (DWARF expressions, signal frames). */
-export const UNWIND_NO_RULE = 3
-/** The walk went nowhere: a CFA not above the previous frame's, or a return address of 0 mid-stack. */
-export const UNWIND_BAD_FRAME = 4
-/** More frames than the output holds. */
-export const UNWIND_TOO_DEEP = 5
-
-export const UNWIND_END_NAMES = ['complete', 'copy ended', 'no mapping', 'no rule', 'bad frame', 'too deep'] as const
+export { UNWIND_BAD_FRAME, UNWIND_COMPLETE, UNWIND_COPY_ENDED, UNWIND_END_NAMES, UNWIND_NO_MAPPING, UNWIND_NO_RULE, UNWIND_TOO_DEEP } from './stack-record.ts'
 
 /** Field offsets of struct stack_sample (bpf/lib/stacks.h; test/bpf/unwind.test.ts checks them against its generated decoder). */
 export const SAMPLE_TIMESTAMP = 0
@@ -295,6 +283,17 @@ export class StackUnwinder {
     this.#processes.delete(pid)
   }
 
+  /** Forgets the processes that exited (their /proc entry is gone); returns how many. */
+  sweep(): number {
+    let gone = 0
+    for (const pid of this.#processes.keys()) {
+      if (existsSync(`${this.#procRoot}/${pid}`)) continue
+      this.#processes.delete(pid)
+      gone++
+    }
+    return gone
+  }
+
   /** Processes with cached mappings. */
   get processes(): number {
     return this.#processes.size
@@ -338,15 +337,16 @@ export class StackUnwinder {
     }
     if (mapping.kind !== 'file') return { table: undefined, bias: 0 }
     let lookup
-    try {
-      lookup = this.tables.get(mappings.filePath(mapping, this.#procRoot))
-    } catch {
+    for (const path of [mappings.filePath(mapping, this.#procRoot), mappings.rootPath(mapping, this.#procRoot), mappings.hostPath(mapping)]) {
+      if (path === undefined) continue
       try {
-        lookup = this.tables.get(mappings.rootPath(mapping, this.#procRoot))
+        lookup = this.tables.get(path)
+        break
       } catch {
-        return { table: undefined, bias: 0 }
+        // not readable this way (see ProcessMappings): try the next
       }
     }
+    if (lookup === undefined) return { table: undefined, bias: 0 }
     const table = lookup.table
     // an executable mapping maps the text segment: file offset + textBias = virtual address
     return { table, bias: table === undefined ? 0 : Number(mapping.start) - Number(mapping.offset) - table.textBias }

@@ -15,7 +15,7 @@
  *   const m = maps.find(0x55d0c0a01234n)  // { path: '/usr/bin/redis-server', start, end, offset, … }
  *   const fileOffset = m.offset + (0x55d0c0a01234n - m.start)
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 
 export type MappingKind = 'file' | 'anonymous' | 'vdso' | 'vsyscall' | 'other'
 
@@ -111,6 +111,21 @@ export class ProcessMappings {
   /** The fallback for filePath: the path seen from the process's root (its mount namespace). */
   rootPath(mapping: Mapping, procRoot: string = '/proc'): string {
     return `${procRoot}/${this.pid}/root${mapping.path}`
+  }
+
+  /**
+   * The last resort, once the runtime gave up CAP_SYS_ADMIN and runs as another user (neither
+   * link opens then): the path in Periscope's own mount namespace, when the file there is the
+   * very one mapped (same device and inode); undefined otherwise (another namespace's file, a
+   * file replaced since).
+   */
+  hostPath(mapping: Mapping): string | undefined {
+    const stat = statSync(mapping.path, { throwIfNoEntry: false })
+    if (stat === undefined || stat.ino !== mapping.inode) return undefined
+    const [major, minor] = mapping.device.split(':').map((hex) => parseInt(hex, 16))
+    // the kernel's new_encode_dev(), which stat reports
+    const device = (minor! & 0xff) | (major! << 8) | ((minor! & ~0xff) << 12)
+    return stat.dev === device ? mapping.path : undefined
   }
 }
 

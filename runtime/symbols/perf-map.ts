@@ -48,14 +48,20 @@ export class PerfMap {
     } catch {
       return undefined
     }
-    const path = `${procRoot}/${pid}/root/tmp/perf-${namespacePid}.map`
-    try {
-      const owner = statSync(path).uid
-      if (owner !== 0 && owner !== statSync(`${procRoot}/${pid}`).uid) return undefined
-    } catch {
-      return undefined
+    // /proc/<pid>/root opens only for the process's user (or CAP_SYS_PTRACE): once the runtime
+    // runs as nobody, a process of Periscope's own pid namespace has its map in our /tmp too
+    const paths = [`${procRoot}/${pid}/root/tmp/perf-${namespacePid}.map`]
+    if (namespacePid === pid && procRoot === '/proc') paths.push(`/tmp/perf-${pid}.map`)
+    for (const path of paths) {
+      try {
+        const owner = statSync(path).uid
+        if (owner !== 0 && owner !== statSync(`${procRoot}/${pid}`).uid) return undefined
+      } catch {
+        continue
+      }
+      return new PerfMap(path)
     }
-    return new PerfMap(path)
+    return undefined
   }
 
   /** A perf map at `path`, not checked for its owner (tests, `perf inject` output). */

@@ -324,7 +324,8 @@ export class Symbolizer {
 
   #readFile(process: ProcessEntry, mapping: Mapping, identity: string): FileEntry {
     let elf: ElfFile | undefined
-    for (const path of [process.maps.filePath(mapping, this.#options.procRoot), process.maps.rootPath(mapping, this.#options.procRoot)]) {
+    for (const path of [process.maps.filePath(mapping, this.#options.procRoot), process.maps.rootPath(mapping, this.#options.procRoot), process.maps.hostPath(mapping)]) {
+      if (path === undefined) continue
       try {
         elf = ElfFile.open(path)
         break

@@ -12,7 +12,8 @@
  * so nothing crosses the boundary per event.
  */
 import { forEachRecord, type RecordCallback } from '../../bpf/batch.ts'
-import type { PluginContext, PluginDefinition, PluginLink, PluginMap, UprobeAttach } from '../api.ts'
+import { decodeStackRecord } from '../../profiling/stack-record.ts'
+import type { FrameInput, PerfEventAttach, PluginContext, PluginDefinition, PluginLink, PluginMap, StackSample, UprobeAttach } from '../api.ts'
 import { parseDuration } from '../duration.ts'
 
 /** What a `setup`, `deliver` or `timer` call hands back to the host. */
@@ -52,6 +53,8 @@ let output: IsolateOutput | undefined
 let outputCount = 0
 let flooded = false
 const handlers = new Map<string, ((event: object) => unknown)[]>()
+/** ctx.onStack handlers: their batches hold compact unwound records (runtime/profiling/stack-record.ts). */
+const stackHandlers = new Map<string, ((sample: StackSample) => unknown)[]>()
 const lossHandlers = new Map<string, ((lost: number) => unknown)[]>()
 const timers: { ms: number; fn: () => void | Promise<void> }[] = []
 const copy = { arguments: { copy: true }, result: { promise: true, copy: true } }
@@ -148,9 +151,28 @@ function makeMap(topic: string): PluginMap {
   }
 }
 
-async function attach(spec: UprobeAttach): Promise<PluginLink> {
+async function attach(spec: UprobeAttach | PerfEventAttach): Promise<PluginLink> {
   const { id, link } = await request<{ id: number; link: number }>(['attach', spec])
   return { id, detach: async () => { await request<boolean>(['detach', link]) } }
+}
+
+/** ctx.on and ctx.onStack: a topic is listened to one way or the other, not both. */
+function subscribe<T>(what: string, topic: string, handler: (event: T) => unknown, onLoss: unknown, into: Map<string, ((event: T) => unknown)[]>, other: Map<string, unknown>): void {
+  requireSetup(what)
+  const object = topic.split(':')[0]!
+  if (!(definition!.objects ?? []).includes(object)) {
+    throw new Error(`${what}('${topic}'): object '${object}' is not in this plugin's objects; add it to objects: [...]`)
+  }
+  if (decoders[topic] === undefined) {
+    throw new Error(`${what}('${topic}'): no such stream; known streams: ${Object.keys(decoders).join(', ') || 'none'}`)
+  }
+  if (other.has(topic)) throw new Error(`${what}('${topic}'): the topic is already listened to with ${what === 'ctx.on' ? 'ctx.onStack' : 'ctx.on'}; use one of them per topic`)
+  if (typeof handler !== 'function') throw new TypeError(`${what}('${topic}'): the handler must be a function`)
+  if (onLoss !== undefined && typeof onLoss !== 'function') throw new TypeError(`${what}('${topic}'): onLoss must be a function`)
+  const list = into.get(topic) ?? []
+  list.push(handler)
+  into.set(topic, list)
+  if (onLoss !== undefined) lossHandlers.set(topic, [...(lossHandlers.get(topic) ?? []), onLoss as (lost: number) => unknown])
 }
 
 function makeContext(config: Record<string, unknown>, state: Record<string, unknown>): PluginContext<never> {
@@ -168,22 +190,12 @@ function makeContext(config: Record<string, unknown>, state: Record<string, unkn
       profile: (sample) => queue('profiles', sample),
     },
     on(topic, handler, options) {
-      requireSetup('ctx.on')
-      const object = topic.split(':')[0]!
-      if (!objects.has(object)) {
-        throw new Error(`ctx.on('${topic}'): object '${object}' is not in this plugin's objects; add it to objects: [...]`)
-      }
-      if (decoders[topic] === undefined) {
-        throw new Error(`ctx.on('${topic}'): no such stream; known streams: ${Object.keys(decoders).join(', ') || 'none'}`)
-      }
-      if (typeof handler !== 'function') throw new TypeError(`ctx.on('${topic}'): the handler must be a function`)
-      const onLoss = options?.onLoss
-      if (onLoss !== undefined && typeof onLoss !== 'function') throw new TypeError(`ctx.on('${topic}'): onLoss must be a function`)
-      const list = handlers.get(topic) ?? []
-      list.push(handler as (event: object) => unknown)
-      handlers.set(topic, list)
-      if (onLoss !== undefined) lossHandlers.set(topic, [...(lossHandlers.get(topic) ?? []), onLoss])
+      subscribe('ctx.on', topic, handler, options?.onLoss, handlers, stackHandlers)
     },
+    onStack(topic, handler, options) {
+      subscribe('ctx.onStack', topic, handler, options?.onLoss, stackHandlers, handlers)
+    },
+    symbolize: (stacks) => request<FrameInput[][]>(['symbolize', stacks]),
     map(topic) {
       const object = topic.split(':')[0]!
       if (!objects.has(object)) {
@@ -219,8 +231,9 @@ const dispatchers = new Map<string, RecordCallback>()
 function dispatcherFor(topic: string): RecordCallback | undefined {
   const made = dispatchers.get(topic)
   if (made !== undefined) return made
-  const list = handlers.get(topic)
-  const decode = decoders[topic]
+  const stacks = stackHandlers.get(topic) as ((event: object) => unknown)[] | undefined
+  const list = stacks ?? handlers.get(topic)
+  const decode: Decoder | undefined = stacks !== undefined ? decodeStackRecord : decoders[topic]
   if (list === undefined || decode === undefined) return undefined
   const single = list.length === 1 ? list[0]! : undefined
   const dispatch: RecordCallback = single !== undefined
@@ -253,7 +266,7 @@ export const control = {
     } finally {
       settingUp = false
     }
-    return { topics: [...handlers.keys()], timers: timers.map((t) => t.ms), output: takeOutput() }
+    return { topics: [...handlers.keys(), ...stackHandlers.keys()], stackTopics: [...stackHandlers.keys()], timers: timers.map((t) => t.ms), output: takeOutput() }
   },
   /**
    * The per-event loop: decode each record of the batch and call the topic's handlers, after the
