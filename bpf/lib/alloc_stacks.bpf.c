@@ -21,8 +21,11 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* the most stack bytes copied per sample, up to STACK_MAX_BYTES */
+/* the most stack bytes copied per sample, up to ALLOC_STACKS_MAX_BYTES */
 const volatile __u32 stack_bytes = 8192;
+
+/* the largest copy: a sample is built in a per-CPU buffer, at most 32 KB */
+#define ALLOC_STACKS_MAX_BYTES 16384
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -69,6 +72,18 @@ struct {
 	__type(value, struct alloc_stacks_live);
 } live SEC(".maps");
 
+/*
+ * where a sample is built: the ring gets only its filled bytes (the header and the stack copied),
+ * not the room a reservation must leave for the deepest copy, so that a burst of samples (every
+ * allocation sampled) fits in the ring
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u8[STACK_SAMPLE_BYTES(ALLOC_STACKS_MAX_BYTES)]);
+} sample_buffer SEC(".maps");
+
 /* processes with sampled blocks, whose exit forgets them */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -98,11 +113,18 @@ static __always_inline __s64 next_gap(__u64 mean)
 	return (__s64)(bpf_get_prandom_u32() % (2 * mean)) + 1;
 }
 
-/* what an allocation of `size` weighs as a sample: 0 when it is not one */
+/* the random gaps a countdown adds before it turns to the mean for an allocation that spans more */
+#define ALLOC_STACKS_MAX_GAPS 64
+
+/*
+ * what an allocation of `size` weighs as a sample: 0 when it is not one. The bytes allocated are
+ * one line cut by gaps; an allocation weighs a mean-sized gap for each gap end it covers, so that
+ * a stack's weights add up to its bytes on average.
+ */
 static __always_inline __u64 sample_weight(struct in_call *call, __u64 size)
 {
 	struct alloc_stacks_options *opts;
-	__u64 mean, crossed;
+	__u64 mean, ends = 0;
 	__u32 zero = 0;
 
 	opts = bpf_map_lookup_elem(&options, &zero);
@@ -118,12 +140,18 @@ static __always_inline __u64 sample_weight(struct in_call *call, __u64 size)
 		call->armed = 1;
 	}
 	call->countdown -= size;
-	if (call->countdown > 0)
-		return 0;
-	/* the gaps the allocation spans, as many as mean-sized gaps fit in the overshoot, plus the one it ended */
-	crossed = 1 + (__u64)(-call->countdown) / mean;
-	call->countdown = next_gap(mean);
-	return crossed * mean;
+	/* the gaps that end in this allocation, and the next gap's end past it */
+	for (int i = 0; i < ALLOC_STACKS_MAX_GAPS && call->countdown <= 0; i++) {
+		call->countdown += next_gap(mean);
+		ends++;
+	}
+	if (call->countdown <= 0) {
+		__u64 more = (__u64)(-call->countdown) / mean + 1;
+
+		ends += more;
+		call->countdown += more * mean;
+	}
+	return ends * mean;
 }
 
 /* entry of malloc, calloc or realloc: remembers the outermost call's size (and realloc's block) */
@@ -152,19 +180,26 @@ static __always_inline void forget_block(__u32 tgid, __u64 address)
 /* sends the allocation's sample and remembers its block until it is freed */
 static __always_inline void sample(struct pt_regs *ctx, __u32 tgid, __u64 address, __u64 weight)
 {
-	__u64 limit = stack_bytes > STACK_MAX_BYTES ? STACK_MAX_BYTES : stack_bytes;
+	__u64 limit = stack_bytes > ALLOC_STACKS_MAX_BYTES ? ALLOC_STACKS_MAX_BYTES : stack_bytes;
 	struct alloc_stacks_block key = { .tgid = tgid, .address = address };
 	struct alloc_stacks_live block = { .weight = weight };
 	struct stack_sample *s;
+	__u32 zero = 0, size;
 	__u8 yes = 1;
 
-	s = RESERVE_OR_DROP(samples, STACK_SAMPLE_BYTES(limit));
+	s = bpf_map_lookup_elem(&sample_buffer, &zero);
 	if (!s)
 		return;
 	fill_stack_sample(ctx, s, limit, weight);
+	size = s->stack_size;
+	if (size > ALLOC_STACKS_MAX_BYTES)
+		size = ALLOC_STACKS_MAX_BYTES;
+	if (bpf_ringbuf_output(&samples, s, sizeof(*s) + size, 0)) {
+		count_drop(&dropped);
+		return;
+	}
 	block.timestamp_ns = s->timestamp_ns;
 	block.tid = s->tid;
-	bpf_ringbuf_submit(s, 0);
 	if (bpf_map_update_elem(&live, &key, &block, BPF_ANY)) {
 		count_overflow(ALLOC_STACKS_OVERFLOW_LIVE);
 		return;
