@@ -127,12 +127,29 @@ const auditEvents: Record<NonNullable<NonNullable<Receiver['logs']>['audit_rules
 }
 
 /**
+ * The profilers, from `receiver.profiles`: CPU profiles on (19 Hz unless `cpu_sampling_rate`
+ * says otherwise), off-CPU profiles only with `off_cpu: true`. `target_pids` and
+ * `collect_interval` apply to both (plugins/cpu-profile.ts documents each key).
+ */
+function profileSettings(receiver: Receiver): Record<string, PluginSettings> {
+  const profiles = receiver.profiles ?? {}
+  const shared: Record<string, unknown> = {}
+  if (profiles.collect_interval !== undefined) shared.collect_interval_ms = profiles.collect_interval
+  if (profiles.target_pids !== undefined) shared.target_pids = profiles.target_pids
+  const cpu = { ...shared, ...(profiles.cpu_sampling_rate === undefined ? {} : { frequency: profiles.cpu_sampling_rate }) }
+  return {
+    'cpu-profile': { enabled: true, config: cpu },
+    'offcpu-profile': { enabled: profiles.off_cpu ?? false, config: shared },
+  }
+}
+
+/**
  * Settings per shipped plugin derived from the receiver block. Without a block, only the
  * defaults that differ from "loaded, with the plugin's own config": the costly plugins are off.
  */
 export function shippedPluginSettings(config: PeriscopeConfig): Record<string, PluginSettings> {
   const receiver = config.receiver
-  const settings = kernelSettings(receiver ?? {})
+  const settings = { ...kernelSettings(receiver ?? {}), ...profileSettings(receiver ?? {}) }
   if (receiver === undefined) return settings
   settings.http = httpSettings(receiver)
   settings.http2 = http2Settings(receiver)

@@ -12,6 +12,8 @@ const kernelDefaults = {
   allocations: { enabled: false, config: {} },
   audit: { enabled: true, config: {} },
   'syscall-log': { enabled: false, config: {} },
+  'cpu-profile': { enabled: true, config: {} },
+  'offcpu-profile': { enabled: false, config: {} },
 }
 
 test('no receiver block: the tracing plugins keep their own defaults; syscall counts, the syscall log and allocations are off', () => {
@@ -43,6 +45,8 @@ receiver:
     allocations: { enabled: true, config: interval },
     audit: { enabled: true, config: { events: ['execve', 'setuid'] } },
     'syscall-log': { enabled: true, config: {} },
+    'cpu-profile': { enabled: true, config: {} },
+    'offcpu-profile': { enabled: false, config: {} },
   })
   const off = pluginSettingsFrom(parseConfigText('receiver:\n  metrics:\n    tcp_connections: false\n    tcp_retransmits: false\n  logs:\n    security_audit: false\n'))
   assert.deepEqual([off.tcp!.enabled, off.audit!.enabled], [false, false])
@@ -127,4 +131,16 @@ test('every audit_rules name becomes events the audit plugin knows', () => {
   const events = pluginSettingsFrom(config).audit!.config!.events as string[]
   assert.deepEqual(events, ['execve', 'unlink', 'rename', 'setuid', 'connect', 'accept'])
   assert.deepEqual(events.filter((event) => !(auditEventNames as string[]).includes(event)), [])
+})
+
+test('receiver.profiles: CPU profiles on at cpu_sampling_rate, off-CPU profiles on with off_cpu; target_pids and collect_interval for both', () => {
+  const settings = pluginSettingsFrom(parseConfigText('receiver:\n  profiles:\n    cpu_sampling_rate: 99\n    collect_interval: 30s\n    target_pids: [42, 43]\n    off_cpu: true\n'))
+  const shared = { collect_interval_ms: 30_000, target_pids: [42, 43] }
+  assert.deepEqual(settings['cpu-profile'], { enabled: true, config: { ...shared, frequency: 99 } })
+  assert.deepEqual(settings['offcpu-profile'], { enabled: true, config: shared })
+  const off = pluginSettingsFrom(parseConfigText('receiver:\n  profiles:\n    off_cpu: false\n'))
+  assert.deepEqual([off['cpu-profile'], off['offcpu-profile']], [{ enabled: true, config: {} }, { enabled: false, config: {} }])
+  // plugins.<name> still wins key by key
+  const overridden = pluginSettingsFrom(parseConfigText('receiver:\n  profiles:\n    cpu_sampling_rate: 99\nplugins:\n  cpu-profile:\n    config:\n      frequency: 49\n'))
+  assert.equal(overridden['cpu-profile']?.config?.frequency, 49)
 })
