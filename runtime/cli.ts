@@ -7,12 +7,15 @@ const usage = `usage: periscope <command> [options]
 
 commands:
   run [--plugins DIR]... [--config periscope.yaml]   start the runtime and load plugins
+  profile [--pid P] [--seconds N] [--frequency HZ]   CPU profile of a process or the whole host:
+          [--top ROWS] [--out DIR]                   top functions, pprof and an HTML flame graph
   check                                              report what this kernel supports
   help                                               show this text`
 
 const commands: Record<string, () => Promise<{ main(argv: string[]): Promise<number> }>> = {
   run: () => import('./run.ts'),
   check: () => import('./check.ts'),
+  profile: () => import('./profiling/profile-command.ts'),
 }
 
 const [name, ...rest] = process.argv.slice(2)

@@ -20,7 +20,7 @@ const LIBC = { file: '/usr/lib/x86_64-linux-gnu/libc.so.6', buildId: '2a1f0be2d0
 const STRIPPED = { file: '/opt/stripped.so', buildId: 'feedface', start: 0x7ffff7a00000, end: 0x7ffff7a10000, offset: 0 }
 const PERIOD_99HZ = Math.round(1e9 / 99)
 
-const named = (fn: string, address: number, mapping = BURNER): FrameInput => ({ address, function: fn, mapping })
+const named = (fn: string, address: number, mapping: FrameInput['mapping'] = BURNER): FrameInput => ({ address, function: fn, mapping })
 
 function profileOf(type: string, samples: AggregatedSample[], process?: AggregatedProfile['process']): AggregatedProfile {
   const spec = PROFILE_TYPES[type]
