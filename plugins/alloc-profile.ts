@@ -1,0 +1,164 @@
+/**
+ * Allocation profiles of the processes named in `target_pids`, opt-in (uprobes on malloc and free
+ * cost microseconds per call): uprobes on each process's libc `malloc`, `calloc`, `realloc` and
+ * `free` (the `alloc_stacks` object, attached for that pid alone) sample its allocations by bytes,
+ * one sample per `sample_bytes` allocated on average (0: every allocation, at its size), each
+ * with its stack from malloc's caller up (unwound by the runtime, ctx.onStack). Bytes, not calls:
+ * a stack's weight follows the memory it takes, and a rare big allocation is not missed the way
+ * every-Nth-call sampling misses it. A sampled block stays in the kernel's `live` map until freed.
+ *
+ * Every `collect_interval_ms`, per (process, thread, stack): `alloc` profile samples with values
+ * alloc_space (bytes allocated in the interval, estimated from the samples) and inuse_space (bytes
+ * of the sampled blocks not freed yet, estimated the same way), labelled `process.pid`,
+ * `thread.id` and `thread.name`. Statically linked programs and other allocators (jemalloc, Go)
+ * are not followed: the plugin says so for each target it cannot follow.
+ *
+ * Everything here is public plugin API: a user plugin can do the same.
+ */
+import { definePlugin, type FrameInput, type PluginContext, type PluginLink, type StackSample } from 'periscope/plugin'
+
+const config = {
+  /** Mean bytes allocated between two samples; 0 samples every allocation. */
+  sample_bytes: 512 * 1024,
+  /** How often the profiles are named and exported. */
+  collect_interval_ms: 10_000,
+  /** The processes followed (from `plugins.alloc-profile.target_pids` in periscope.yaml). */
+  target_pids: [] as number[],
+  /** Distinct (process, thread, stack) kept; samples beyond are counted lost. */
+  max_stacks: 20_000,
+}
+type Config = typeof config
+
+const probes: [string, boolean][] = [['malloc', true], ['calloc', true], ['realloc', true], ['free', false]]
+
+export default definePlugin({
+  name: 'alloc-profile',
+  objects: ['alloc_stacks'],
+  config,
+  async setup(ctx) {
+    const profiler = new AllocProfiler(ctx)
+    ctx.onStack('alloc_stacks:samples', (sample) => profiler.add(sample), { onLoss: (lost) => profiler.lose(lost) })
+    ctx.every(ctx.config.collect_interval_ms, () => profiler.collect())
+    await profiler.start()
+  },
+})
+
+/** One (process, thread, stack): its bytes allocated in the interval, and its bytes in use. */
+interface Stack {
+  pid: number
+  tid: number
+  comm: string
+  user: number[]
+  kernel: bigint[]
+  truncated: string | undefined
+  allocated: number
+  inUse: number
+}
+
+const u32 = (n: number): Uint8Array => new Uint8Array(new Uint32Array([n]).buffer)
+const u64 = (view: DataView, at: number): number => view.getUint32(at, true) + view.getUint32(at + 4, true) * 4294967296
+
+class AllocProfiler {
+  readonly #ctx: PluginContext<Config>
+  #stacks = new Map<string, Stack>()
+  /** By `<tid>:<time>`, the stack of each sample whose block may still be live. */
+  #bySample = new Map<string, Stack>()
+  #lost = 0
+
+  constructor(ctx: PluginContext<Config>) {
+    this.#ctx = ctx
+  }
+
+  async start(): Promise<void> {
+    const { sample_bytes: sampleBytes } = this.#ctx.config
+    if (!(Number.isInteger(sampleBytes) && sampleBytes >= 0)) throw new Error(`alloc-profile: sample_bytes must be a whole number of bytes, 0 or more; got ${JSON.stringify(sampleBytes)}`)
+    const options = new DataView(new ArrayBuffer(8))
+    options.setBigUint64(0, BigInt(sampleBytes), true)
+    await this.#ctx.map('alloc_stacks:options').claim(u32(0), new Uint8Array(options.buffer))
+    const followed: string[] = []
+    for (const pid of new Set(this.#ctx.config.target_pids)) {
+      const libc = (await this.#ctx.iterate('alloc_stacks:libc_mappings', { pid })).split('\n').find((line) => line !== '')
+      if (libc === undefined) {
+        this.#ctx.log.warn(`alloc-profile: pid ${pid} maps no libc (not running, statically linked, or using another allocator); it is not followed`)
+        continue
+      }
+      try {
+        await this.#attach(pid, libc)
+        followed.push(`pid ${pid} (${libc})`)
+      } catch (error) {
+        this.#ctx.log.warn(`alloc-profile: cannot follow pid ${pid} through ${libc}: ${(error as Error).message}`)
+      }
+    }
+    this.#ctx.log.info(followed.length === 0
+      ? 'allocation profiles: no process followed (name running processes in plugins.alloc-profile.target_pids)'
+      : `allocation profiles sampled every ${sampleBytes === 0 ? 'allocation' : `${sampleBytes} bytes`} for ${followed.join(', ')}`)
+  }
+
+  async #attach(pid: number, libc: string): Promise<void> {
+    const links: PluginLink[] = []
+    try {
+      for (const [symbol, returns] of probes) {
+        links.push(await this.#ctx.attach({ program: `alloc_stacks:${symbol}_enter`, uprobe: { binary: libc, symbol, pid } }))
+        if (returns) links.push(await this.#ctx.attach({ program: `alloc_stacks:${symbol}_exit`, uprobe: { binary: libc, symbol, retprobe: true, pid } }))
+      }
+    } catch (error) {
+      for (const link of links) await link.detach()
+      throw error
+    }
+  }
+
+  add(sample: StackSample): void {
+    const key = `${sample.pid}:${sample.tid}:${sample.user.join(',')}|${sample.truncated ?? ''}`
+    let stack = this.#stacks.get(key)
+    if (stack === undefined) {
+      if (this.#stacks.size >= this.#ctx.config.max_stacks) {
+        this.#lost++
+        return
+      }
+      stack = { pid: sample.pid, tid: sample.tid, comm: sample.comm, user: sample.user, kernel: sample.kernel, truncated: sample.truncated, allocated: 0, inUse: 0 }
+      this.#stacks.set(key, stack)
+    }
+    stack.allocated += sample.value
+    this.#bySample.set(`${sample.tid}:${sample.timeNs}`, stack)
+  }
+
+  lose(samples: number): void {
+    this.#lost += samples
+  }
+
+  /** Bytes in use per stack from the kernel's live blocks; stacks with neither new bytes nor live blocks go. */
+  async #readInUse(): Promise<void> {
+    for (const stack of this.#stacks.values()) stack.inUse = 0
+    const stillLive = new Map<string, Stack>()
+    for (const [, value] of await this.#ctx.map('alloc_stacks:live').entries()) {
+      const view = new DataView(value.buffer, value.byteOffset, value.byteLength)
+      const id = `${view.getUint32(16, true)}:${u64(view, 8)}`
+      const stack = this.#bySample.get(id)
+      if (stack === undefined) continue
+      stack.inUse += u64(view, 0)
+      stillLive.set(id, stack)
+    }
+    this.#bySample = stillLive
+  }
+
+  async collect(): Promise<void> {
+    await this.#readInUse()
+    const stacks = [...this.#stacks.values()].filter((s) => s.allocated > 0 || s.inUse > 0)
+    this.#stacks = new Map(stacks.filter((s) => s.inUse > 0).map((s) => [`${s.pid}:${s.tid}:${s.user.join(',')}|${s.truncated ?? ''}`, s]))
+    if (this.#lost > 0) this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: this.#lost, attributes: { 'profile.type': 'alloc' } })
+    this.#lost = 0
+    if (stacks.length === 0) return
+    const named = await this.#ctx.symbolize(stacks.map((s) => ({ pid: s.pid, user: s.user, kernel: s.kernel })))
+    stacks.forEach((s, i) => {
+      const frames: FrameInput[] = named[i]!
+      this.#ctx.emit.profile({
+        type: 'alloc',
+        frames: s.truncated === undefined ? frames : [...frames, { address: 0, function: `[truncated: ${s.truncated}]` }],
+        values: [s.allocated, s.inUse],
+        labels: { 'process.pid': s.pid, 'thread.id': s.tid, 'thread.name': s.comm },
+        process: { pid: s.pid },
+      })
+      s.allocated = 0
+    })
+  }
+}
