@@ -128,8 +128,9 @@ const auditEvents: Record<NonNullable<NonNullable<Receiver['logs']>['audit_rules
 
 /**
  * The profilers, from `receiver.profiles`: CPU profiles on (19 Hz unless `cpu_sampling_rate`
- * says otherwise), off-CPU profiles only with `off_cpu: true`. `target_pids` and
- * `collect_interval` apply to both (plugins/cpu-profile.ts documents each key).
+ * says otherwise), off-CPU profiles only with `off_cpu: true`, allocation profiles only with
+ * `plugins.alloc-profile.enabled` (the block has no key for them). `target_pids` and
+ * `collect_interval` apply to all three (plugins/cpu-profile.ts documents each key).
  */
 function profileSettings(receiver: Receiver): Record<string, PluginSettings> {
   const profiles = receiver.profiles ?? {}
@@ -140,6 +141,7 @@ function profileSettings(receiver: Receiver): Record<string, PluginSettings> {
   return {
     'cpu-profile': { enabled: true, config: cpu },
     'offcpu-profile': { enabled: profiles.off_cpu ?? false, config: shared },
+    'alloc-profile': { enabled: false, config: shared },
   }
 }
 

@@ -14,6 +14,7 @@ const kernelDefaults = {
   'syscall-log': { enabled: false, config: {} },
   'cpu-profile': { enabled: true, config: {} },
   'offcpu-profile': { enabled: false, config: {} },
+  'alloc-profile': { enabled: false, config: {} },
 }
 
 test('no receiver block: the tracing plugins keep their own defaults; syscall counts, the syscall log and allocations are off', () => {
@@ -47,6 +48,7 @@ receiver:
     'syscall-log': { enabled: true, config: {} },
     'cpu-profile': { enabled: true, config: {} },
     'offcpu-profile': { enabled: false, config: {} },
+    'alloc-profile': { enabled: false, config: {} },
   })
   const off = pluginSettingsFrom(parseConfigText('receiver:\n  metrics:\n    tcp_connections: false\n    tcp_retransmits: false\n  logs:\n    security_audit: false\n'))
   assert.deepEqual([off.tcp!.enabled, off.audit!.enabled], [false, false])
@@ -138,6 +140,8 @@ test('receiver.profiles: CPU profiles on at cpu_sampling_rate, off-CPU profiles 
   const shared = { collect_interval_ms: 30_000, target_pids: [42, 43] }
   assert.deepEqual(settings['cpu-profile'], { enabled: true, config: { ...shared, frequency: 99 } })
   assert.deepEqual(settings['offcpu-profile'], { enabled: true, config: shared })
+  // allocation profiles stay off until plugins.alloc-profile.enabled, for these pids then
+  assert.deepEqual(settings['alloc-profile'], { enabled: false, config: shared })
   const off = pluginSettingsFrom(parseConfigText('receiver:\n  profiles:\n    off_cpu: false\n'))
   assert.deepEqual([off['cpu-profile'], off['offcpu-profile']], [{ enabled: true, config: {} }, { enabled: false, config: {} }])
   // plugins.<name> still wins key by key
