@@ -74,20 +74,20 @@ function samplesOf(periscope: Periscope, pid: number): Sampled[] {
 
 const total = (samples: Sampled[]) => samples.reduce((sum, s) => sum + s.count, 0)
 
-/** Samples by leaf function (after the kernel frames of an interrupt), most first. */
+/** Samples by leaf function, most first: the first user frame, past the kernel frames of an interrupt taken there. */
 function leaves(samples: Sampled[]): Map<string, number> {
   const counts = new Map<string, number>()
   for (const s of samples) {
-    const leaf = s.functions.find((f, i) => i === s.functions.length - 1 || !/^(asm_|sysvec_|__irq|irq_|handle_softirqs|__do_softirq|__sysvec)/.test(s.functions[i + 1] ?? '') && !isKernelInterrupt(s.functions, i)) ?? '?'
+    const leaf = s.functions[s.functions.findLastIndex((f) => f.startsWith('asm_')) + 1] ?? '?'
     counts.set(leaf, (counts.get(leaf) ?? 0) + s.count)
   }
   return new Map([...counts].sort((a, b) => b[1] - a[1]))
 }
 
-/** Whether frame i is one of the kernel frames of an interrupt taken in user code (they end at asm_*). */
-function isKernelInterrupt(functions: string[], i: number): boolean {
-  const entry = functions.findIndex((f) => f.startsWith('asm_'))
-  return entry >= 0 && i <= entry
+/** The share of samples whose stack is whole (no `[truncated: …]` root), for the diagnostics. */
+function completeShare(samples: Sampled[]): string {
+  const truncated = total(samples.filter((s) => s.functions.at(-1)!.startsWith('[truncated')))
+  return `${total(samples) - truncated} of ${total(samples)} samples complete`
 }
 
 /** The leaf functions perf recorded, by samples (`perf script`: one block per sample, leaf first). */
@@ -140,9 +140,11 @@ describe('CPU profiles from periscope run', { timeout: 600_000 }, () => {
     framePointers = start(join(work, 'burner-fp'))
     noFramePointers = start(join(work, 'burner-nofp'))
     templates = start(join(work, 'templates'))
-    node = spawn(join(root, 'node_modules/.bin/node'), ['--perf-basic-prof', '-e',
+    // this very node binary (the repository's launcher would be another process); without
+    // inlining the hot function keeps code of its own, which the perf map names
+    node = spawn(process.execPath, ['--perf-basic-prof', '--no-turbo-inlining', '-e',
       'function periscopeHotFunction(n) { let x = 0; for (let i = 0; i < n; i++) x = (x * 31 + i) | 0; return x }\n' +
-      'let sink = 0; for (;;) sink += periscopeHotFunction(1e6)'], { stdio: 'ignore', cwd: work })
+      'let sink = 0; for (;;) sink += periscopeHotFunction(100000)'], { stdio: 'ignore', cwd: work })
     children.push(node)
     redis = await startRedis()
     for (const child of [framePointers, noFramePointers, templates, node]) await burning(child.pid!)
@@ -164,6 +166,7 @@ describe('CPU profiles from periscope run', { timeout: 600_000 }, () => {
 
   after(async () => {
     for (const child of children) child.kill('SIGKILL')
+    if (node?.pid !== undefined) rmSync(`/tmp/perf-${node.pid}.map`, { force: true })
     await periscope?.stop()
     await redis?.stop()
     rmSync(work, { recursive: true, force: true })
@@ -177,9 +180,10 @@ describe('CPU profiles from periscope run', { timeout: 600_000 }, () => {
     return samples
   }
 
-  it('a frame-pointer burner: 90% of samples in its two loops, 80:20 within 10%, all through main, perf -g agrees', async () => {
+  it('a frame-pointer burner: 90% of samples in its two loops, 80:20 within 10%, all through main, perf -g agrees', async (t) => {
     const pid = framePointers.pid!
     const samples = await profileOf(pid, 150)
+    t.diagnostic(`frame pointers: ${completeShare(samples)}`)
     const byLeaf = leaves(samples)
     const hot = byLeaf.get('hot_loop') ?? 0, cold = byLeaf.get('cold_loop') ?? 0
     const all = total(samples)
@@ -195,13 +199,15 @@ describe('CPU profiles from periscope run', { timeout: 600_000 }, () => {
     assert.deepEqual(topTwo(byLeaf), ['cold_loop', 'hot_loop'])
   })
 
-  it('the burner without frame pointers and a C++ program of templates: whole stacks through main, demangled, the leaves perf --call-graph dwarf sees', async () => {
+  it('the burner without frame pointers and a C++ program of templates: whole stacks through main, demangled, the leaves perf --call-graph dwarf sees', async (t) => {
     const burner = await profileOf(noFramePointers.pid!, 150)
+    t.diagnostic(`no frame pointers: ${completeShare(burner)}`)
     for (const s of burner) {
       // a sample in middle itself (between the calls) is its own leaf
       assert.match(s.functions.join(' < '), /(^|< )((hot_loop|cold_loop) < )?middle < main < .* < _start$/)
     }
     const cpp = await profileOf(templates.pid!, 150)
+    t.diagnostic(`C++: ${completeShare(cpp)}`)
     for (const s of cpp) {
       assert.match(s.functions.join(' < '), /(^|< )(periscope::Spinner<(double|unsigned long)>::spin\((double|unsigned long), unsigned long\) < )?(double|unsigned long) periscope::churn<(double|unsigned long)>\(unsigned long\) < main < .* < _start$/)
     }
@@ -214,8 +220,9 @@ describe('CPU profiles from periscope run', { timeout: 600_000 }, () => {
     }
   })
 
-  it('a busy redis-server: 90% of samples reach _start or the thread start', async () => {
+  it('a busy redis-server: 90% of samples reach _start or the thread start', async (t) => {
     const samples = await profileOf(redis.pid, 200)
+    t.diagnostic(`redis-server: ${completeShare(samples)}`)
     const roots = new Map<string, number>()
     for (const s of samples) roots.set(s.functions.at(-1)!, (roots.get(s.functions.at(-1)!) ?? 0) + s.count)
     const reached = (roots.get('_start') ?? 0) + (roots.get('clone3') ?? 0) + (roots.get('clone') ?? 0)
