@@ -39,6 +39,8 @@ export interface FlameGraphOptions {
    * profile of the whole host, where each process's stacks should stand apart.
    */
   byProcess?: boolean
+  /** The names of the processes for `byProcess` (their main thread's); else the samples' thread names. */
+  processNames?: ReadonlyMap<number, string>
 }
 
 /** Kernel text lives in the upper half of the 64-bit address space. */
@@ -50,15 +52,15 @@ function kindOf(frame: AggregatedSample['frames'][number]): string {
   return ''
 }
 
-function processNameOf(sample: AggregatedSample, profile: AggregatedProfile): string {
+function processNameOf(sample: AggregatedSample, profile: AggregatedProfile, names: ReadonlyMap<number, string> | undefined): string {
   const pid = sample.labels['process.pid'] ?? profile.process?.pid
-  const comm = sample.labels['thread.name'] ?? profile.process?.command
+  const comm = names?.get(Number(pid)) ?? profile.process?.command ?? sample.labels['thread.name']
   if (pid === undefined) return comm === undefined ? '[unknown process]' : String(comm)
   return comm === undefined ? `[${pid}]` : `${comm} [${pid}]`
 }
 
 /** Merges the stacks (leaf first in the profile) into a tree rooted at `root`. */
-export function flameTree(profile: AggregatedProfile, options: Pick<FlameGraphOptions, 'valueIndex' | 'byProcess'> & { root?: string } = {}): FlameNode {
+export function flameTree(profile: AggregatedProfile, options: Pick<FlameGraphOptions, 'valueIndex' | 'byProcess' | 'processNames'> & { root?: string } = {}): FlameNode {
   const valueIndex = options.valueIndex ?? profile.sampleTypes.length - 1
   const root: FlameNode = { name: options.root ?? 'all', value: 0, children: [] }
   const childIndex = new Map<FlameNode, Map<string, FlameNode>>()
@@ -80,7 +82,7 @@ export function flameTree(profile: AggregatedProfile, options: Pick<FlameGraphOp
     root.value += value
     let node = root
     if (options.byProcess === true) {
-      node = child(node, processNameOf(sample, profile), '')
+      node = child(node, processNameOf(sample, profile, options.processNames), '')
       node.value += value
     }
     for (let i = sample.frames.length - 1; i >= 0; i--) {
@@ -174,7 +176,7 @@ document.getElementById('reset').addEventListener('click', () => { document.getE
 export async function flameGraphHtml(profile: AggregatedProfile, options: FlameGraphOptions): Promise<string> {
   const valueIndex = options.valueIndex ?? profile.sampleTypes.length - 1
   const [type, unit] = profile.sampleTypes[valueIndex] ?? ['', '']
-  const tree = flameTree(profile, { valueIndex, byProcess: options.byProcess, root: 'all' })
+  const tree = flameTree(profile, { valueIndex, byProcess: options.byProcess, processNames: options.processNames, root: 'all' })
   const [script, style] = await Promise.all([flameGraphScript(), flameGraphStyle()])
   return `<!DOCTYPE html>
 <html lang="en">

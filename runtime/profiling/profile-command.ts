@@ -12,7 +12,7 @@
  * Like `perf record`, it runs as root from start to end (no drop to `nobody` as `periscope run`
  * does): it lasts seconds, and writes its files where the user asks.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, readlinkSync } from 'node:fs'
 import { access, constants, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import path from 'node:path'
@@ -37,6 +37,7 @@ const MAX_STACKS = 500_000
 const MAX_SECONDS = 24 * 3600
 /** How long the plugin gets, after the run, to unwind, name and hand over its collection. */
 const COLLECTION_GRACE_MS = 60_000
+const COUNT_WITHOUT_STACKS_MS = 5000
 
 const usage = `usage: periscope profile [--pid P] [--seconds N] [--frequency HZ] [--top ROWS] [--out DIR]
 
@@ -94,13 +95,42 @@ export function parseProfileArgs(argv: string[]): ProfileOptions | 'help' {
   return { pid, seconds, frequency, top, out: (values.out as string | undefined) ?? '.' }
 }
 
-/** The process's name, or a UsageError when there is no such process. */
-function processName(pid: number): string {
+function executableOf(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`)
+  } catch {
+    return undefined
+  }
+}
+
+function commOf(pid: number): string | undefined {
   try {
     return readFileSync(`/proc/${pid}/comm`, 'utf8').trim()
   } catch {
-    throw new UsageError(`--pid ${pid}: no such process (/proc/${pid} does not exist); pass the id of a running process (see \`ps -e\`), or leave --pid out to profile the whole host`)
+    return undefined
   }
+}
+
+/**
+ * Each sampled process's name (its main thread's comm), for the flame graph's process frames:
+ * from /proc while it runs, else its main thread's name in the samples (else any thread's).
+ */
+function processNames(profile: AggregatedProfile): Map<number, string> {
+  const threadNames = new Map<number, string>()
+  for (const { labels } of profile.samples) {
+    const pid = labels['process.pid']
+    const thread = labels['thread.name']
+    if (typeof pid !== 'number' || typeof thread !== 'string') continue
+    if (labels['thread.id'] === pid || !threadNames.has(pid)) threadNames.set(pid, thread)
+  }
+  return new Map([...threadNames].map(([pid, thread]) => [pid, commOf(pid) ?? thread]))
+}
+
+/** The process's name, or a UsageError when there is no such process. */
+function processName(pid: number): string {
+  const comm = commOf(pid)
+  if (comm !== undefined) return comm
+  throw new UsageError(`--pid ${pid}: no such process (/proc/${pid} does not exist); pass the id of a running process (see \`ps -e\`), or leave --pid out to profile the whole host`)
 }
 
 async function checkOutputDirectory(dir: string): Promise<string> {
@@ -114,10 +144,13 @@ async function checkOutputDirectory(dir: string): Promise<string> {
   return absolute
 }
 
-/** What the plugin hands over: its profile samples, aggregated, and the collections it reported. */
+/** What the plugin hands over: its profile samples, aggregated, and its self-metrics. */
 class CollectingSink implements SignalSink {
   readonly profiles = new ProfileAggregator(MAX_STACKS)
-  collections = 0
+  /** Batches of profile samples received: a collection's samples leave its isolate together. */
+  profileBatches = 0
+  /** When the plugin last reported its sample count (it does so at each collection with samples). */
+  countedAt: number | undefined
   samples = 0
   truncated = new Map<string, number>()
   private readonly ignore: ScopeSink = { spans() {}, metrics() {}, logs() {}, profiles() {} }
@@ -128,13 +161,14 @@ class CollectingSink implements SignalSink {
       spans() {},
       logs() {},
       profiles: (samples: ProfileSampleInput[]) => {
+        this.profileBatches++
         this.profiles.add({ name: pluginName }, samples, () => ({}))
       },
       metrics: (points: MetricPointInput[]) => {
         for (const point of points) {
           if (point.name === SAMPLES_METRIC) {
             this.samples += point.value
-            this.collections++
+            this.countedAt = performance.now()
           } else if (point.name === TRUNCATED_METRIC) {
             const reason = String(point.attributes?.reason ?? 'unknown')
             this.truncated.set(reason, (this.truncated.get(reason) ?? 0) + point.value)
@@ -190,8 +224,9 @@ async function startProfiler(options: ProfileOptions, sink: CollectingSink, deps
   return runtime
 }
 
-function samplesReceived(runtime: Runtime): number {
-  return runtime.bus.listObjects().find((o) => o.name === SAMPLES_OBJECT)?.stats.received ?? 0
+/** Samples the runtime has read from the kernel so far; undefined before the object is open. */
+function samplesReceived(runtime: Runtime): number | undefined {
+  return runtime.bus.listObjects().find((o) => o.name === SAMPLES_OBJECT)?.stats.received
 }
 
 /** Samples for the run's length, redrawing a progress line; then waits for the plugin's collection. */
@@ -199,7 +234,7 @@ async function sample(runtime: Runtime, sink: CollectingSink, options: ProfileOp
   const start = performance.now()
   const runMs = options.seconds * 1000
   const line = (elapsedMs: number): string =>
-    `sampling ${what} at ${options.frequency} Hz: ${(Math.min(elapsedMs, runMs) / 1000).toFixed(1)}/${options.seconds} s, ${samplesReceived(runtime)} samples`
+    `sampling ${what} at ${options.frequency} Hz: ${(Math.min(elapsedMs, runMs) / 1000).toFixed(1)}/${options.seconds} s, ${samplesReceived(runtime) ?? 0} samples`
   let lastPrinted = -Infinity
   while (performance.now() - start < runMs) {
     const elapsed = performance.now() - start
@@ -212,10 +247,21 @@ async function sample(runtime: Runtime, sink: CollectingSink, options: ProfileOp
   }
   write(`${redraw ? '\r' : ''}${line(runMs)}, collecting…${redraw ? '\u001b[K' : ''}\n`)
   const deadline = performance.now() + COLLECTION_GRACE_MS
-  while (sink.collections === 0) {
-    if (performance.now() > deadline) throw new Error(`the ${PLUGIN} plugin handed over no collection ${COLLECTION_GRACE_MS / 1000} s after the run; see its messages above`)
+  while (!collected(runtime, sink)) {
+    if (performance.now() > deadline) throw new Error(`the ${PLUGIN} plugin handed over no profile ${COLLECTION_GRACE_MS / 1000} s after the run; see its messages above`)
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
+}
+
+/**
+ * Whether the plugin's collection at the end of the run is in: its profile samples; or nothing
+ * to wait for (no sample reached the runtime); or its count came but no stack with it (every
+ * sample lost), given a few seconds, since the count may leave the isolate before the stacks
+ * (a batch of samples handled during its symbolize call takes the count along).
+ */
+function collected(runtime: Runtime, sink: CollectingSink): boolean {
+  if (sink.profileBatches > 0 || samplesReceived(runtime) === 0) return true
+  return sink.countedAt !== undefined && performance.now() - sink.countedAt > COUNT_WITHOUT_STACKS_MS
 }
 
 const stamp = (date: Date): string => date.toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-')
@@ -228,7 +274,7 @@ function describeTarget(options: ProfileOptions): string {
 async function writeOutputs(profile: AggregatedProfile, options: ProfileOptions, outDir: string, title: string, subtitle: string, date: Date): Promise<{ pprof: string; html: string }> {
   const base = path.join(outDir, `periscope-cpu-${options.pid ?? 'host'}-${stamp(date)}`)
   const files = { pprof: `${base}.pb.gz`, html: `${base}.html` }
-  const html = await flameGraphHtml(profile, { title, subtitle, byProcess: options.pid === undefined })
+  const html = await flameGraphHtml(profile, { title, subtitle, byProcess: options.pid === undefined, processNames: processNames(profile) })
   await writeFile(files.pprof, encodePprof(profile))
   await writeFile(files.html, html)
   return files
@@ -255,8 +301,10 @@ export async function profile(options: ProfileOptions, deps: ProfileDependencies
   const sink = new CollectingSink()
   const pluginDir = await mkdtemp(path.join(tmpdir(), 'periscope-profile-'))
   let runtime: Runtime | undefined
+  let sampledFrom = 0
   try {
     runtime = await startProfiler(options, sink, deps, log, pluginDir)
+    sampledFrom = Date.now() * 1e6
     await sample(runtime, sink, options, what, write, deps.redraw ?? process.stdout.isTTY === true)
   } finally {
     await runtime?.close()
@@ -267,7 +315,9 @@ export async function profile(options: ProfileOptions, deps: ProfileDependencies
     write(`no samples: ${what} ${options.pid === undefined ? 'ran nothing' : 'did not run on a CPU'} during the ${options.seconds} s; nothing written\n`)
     return 1
   }
-  const merged = mergeProfiles(profiles)
+  // the profile covers the run, not the moments the plugin handed its samples over
+  const merged = { ...mergeProfiles(profiles), startNs: sampledFrom, endNs: sampledFrom + options.seconds * 1e9 }
+  if (options.pid !== undefined) merged.process = { pid: options.pid, executablePath: executableOf(options.pid), command: processName(options.pid) }
   const title = `CPU profile of ${what}`
   const subtitle = `${started.toISOString().slice(0, 19).replace('T', ' ')} UTC · ${summary(sink, options)}`
   write(`${subtitle.slice(subtitle.indexOf('· ') + 2)}\n\n${formatTopTable(topFunctions(merged), { rows: options.top })}\n\n`)

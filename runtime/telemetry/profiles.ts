@@ -75,6 +75,8 @@ export class ProfileAggregator {
   private open = new Map<string, OpenProfile>()
   private stacks = 0
   private readonly maxStacks: number
+  /** Where the current interval began: each profile of it spans the interval, as pprof's duration. */
+  private intervalStartNs = Date.now() * 1e6
   /** Samples dropped because the distinct-stack limit was reached. */
   droppedSamples = 0
   rejected = 0
@@ -124,7 +126,7 @@ export class ProfileAggregator {
         type: sample.type,
         process: sample.process,
         resourceAttributes: resourceFor(sample.process),
-        startNs: Date.now() * 1e6,
+        startNs: this.intervalStartNs,
         sampleTypes,
         periodType: spec?.periodType,
         samples: new Map(),
@@ -169,6 +171,7 @@ export class ProfileAggregator {
     }
     this.open = new Map()
     this.stacks = 0
+    this.intervalStartNs = endNs
     return closed
   }
 }

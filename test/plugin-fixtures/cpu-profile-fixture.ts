@@ -3,7 +3,7 @@
  * them (`periscope profile`) without the kernel: every `collect_interval_ms` it emits the CPU
  * samples a process spending 80% of its time in `hot_loop` and 20% in `warm_loop` (both under
  * `work` and `main`) would give at `frequency` Hz for that long, for the first of `target_pids`
- * (else for two processes, as a whole host), then the `periscope.profile.samples` metric.
+ * (else for two processes whose pids cannot exist, pid_max being at most 2^22, as a whole host), then the `periscope.profile.samples` metric.
  */
 export function cpuProfileFixturePlugin(): string {
   return `import { definePlugin } from 'periscope/plugin'
@@ -12,7 +12,7 @@ export default definePlugin({
   config: { frequency: 19, collect_interval_ms: 10000, target_pids: [] as number[] },
   setup(ctx) {
     const { frequency, collect_interval_ms: interval, target_pids: pids } = ctx.config
-    const processes = pids.length > 0 ? [{ pid: pids[0], comm: 'burner' }] : [{ pid: 100, comm: 'alpha' }, { pid: 200, comm: 'beta' }]
+    const processes = pids.length > 0 ? [{ pid: pids[0], comm: 'burner' }] : [{ pid: 4194401, comm: 'alpha' }, { pid: 4194402, comm: 'beta' }]
     const periodNs = Math.round(1e9 / frequency)
     const mapping = { file: '/opt/burner', buildId: 'b0b0', start: 0x400000 }
     const frame = (fn: string, address: number) => ({ function: fn, address, mapping })

@@ -11,7 +11,7 @@ import { promisify } from 'node:util'
 import { gunzipSync } from 'node:zlib'
 import { Profile } from 'pprof-format'
 import type { AggregatedProfile, AggregatedSample } from '../../runtime/telemetry/profiles.ts'
-import { encodePprof, mergeProfiles, PROFILE_TYPES, samplingPeriod } from '../../runtime/telemetry/profiles.ts'
+import { encodePprof, mergeProfiles, ProfileAggregator, PROFILE_TYPES, samplingPeriod } from '../../runtime/telemetry/profiles.ts'
 import type { FrameInput } from '../../runtime/telemetry/signals.ts'
 
 const GO = process.env.GO ?? '/usr/local/go/bin/go'
@@ -174,6 +174,19 @@ test('a mapping given with its start but no end reaches its last frame, so pprof
   ])
   const decoded = decode(encodePprof(profile))
   assert.deepEqual(decoded.mapping.map((m) => [Number(m.memoryStart), Number(m.memoryLimit), Number(m.fileOffset)]), [[0x5600_0000_0000, 0x5600_0000_3001, 0]])
+})
+
+test('ProfileAggregator: a profile spans its interval, from the previous drain to its own', async () => {
+  const aggregator = new ProfileAggregator(10)
+  const sample = { type: 'cpu', frames: [named('main', 0x555555555200)], values: [1, PERIOD_99HZ], process: { pid: 1 } }
+  aggregator.add({ name: 'cpu-profile' }, [sample], () => ({}))
+  const [first] = aggregator.drain()
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  aggregator.add({ name: 'cpu-profile' }, [sample], () => ({}))
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  const [second] = aggregator.drain()
+  assert.equal(second.startNs, first.endNs)
+  assert.ok(second.endNs - second.startNs >= 40e6, `${second.endNs - second.startNs} ns`)
 })
 
 test('samplingPeriod: the weight per count, 0 without a period type', () => {

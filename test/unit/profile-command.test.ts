@@ -84,6 +84,8 @@ test('a profile of one process: progress, the top table, and where the pprof and
 
   const { stdout } = await promisify(execFile)(GO, ['tool', 'pprof', '-top', join(out, `${stem}.pb.gz`)], { env: { ...process.env, HOME: process.env.HOME ?? tmpdir() } })
   assert.match(stdout, /^\s+400ms\s+80\.00%\s+80\.00%\s+400ms\s+80\.00%\s+hot_loop$/m)
+  // the profile spans the run, whenever the plugin handed its samples over
+  assert.match(stdout, /^Duration: 500ms, Total samples = 500ms \(\s*100%\)$/m)
   const html = await readFile(join(out, `${stem}.html`), 'utf8')
   assert.match(html, new RegExp(`<title>CPU profile of pid ${process.pid} \\(${comm}\\)</title>`))
   assert.match(html, /2026-12-01 01:02:03 UTC · 50 samples in 0\.5 s at 100 Hz; every stack complete/)
@@ -97,6 +99,6 @@ test('a profile of the whole host: one pprof of every process, the flame graph r
   const files = await readdir(out)
   const html = await readFile(join(out, files.find((f) => f.endsWith('.html'))!), 'utf8')
   const tree = JSON.parse(/<script id="profile-data" type="application\/json">(.*?)<\/script>/s.exec(html)![1]).tree
-  assert.deepEqual(tree.children.map((c: { name: string; value: number }) => [c.name, c.value]), [['alpha [100]', 5e8], ['beta [200]', 5e8]])
+  assert.deepEqual(tree.children.map((c: { name: string; value: number }) => [c.name, c.value]), [['alpha [4194401]', 5e8], ['beta [4194402]', 5e8]])
   assert.equal(tree.children[0].children[0].name, 'main')
 })
