@@ -23,7 +23,9 @@
  * - `system.memory.oom_kills` {process}: processes the OOM killer chose.
  * - `periscope.processes.map_overflow` {event}: what the kernel could not store because a map was
  *   full, by `bpf.map` (`proc_stats`: a process's counts; `runnable_since` and `thread_faults`: a
- *   thread's run-queue mark and fault counts, task storage: only when the kernel could not allocate it).
+ *   thread's run-queue mark and fault counts, and `exit_reported`: a process's flag that one of its
+ *   threads reports its exit, all task storage: only when the kernel could not allocate it; then
+ *   the process's exit may be logged once per thread that ended it).
  * - `periscope.processes.tracked` {process} (gauge): processes whose last counts the plugin keeps
  *   (the live ones, and for one more collection those that just exited).
  *
@@ -47,7 +49,7 @@
  */
 import { definePlugin, type PluginContext, type TopicEvent } from 'periscope/plugin'
 import {
-  decodeProcStats, decodeRunqHist, OVERFLOW_KINDS, OVERFLOW_PROC_STATS, OVERFLOW_RUNNABLE_SINCE, OVERFLOW_THREAD_FAULTS, runqBoundaries, RUNQ_SLOTS,
+  decodeProcStats, decodeRunqHist, OVERFLOW_EXIT_REPORTED, OVERFLOW_KINDS, OVERFLOW_PROC_STATS, OVERFLOW_RUNNABLE_SINCE, OVERFLOW_THREAD_FAULTS, runqBoundaries, RUNQ_SLOTS,
   SCHED_EVENT_EXIT, SCHED_EVENT_OOM_KILL, SCHED_EVENT_START,
 } from 'periscope/protocols/sched'
 
@@ -96,7 +98,7 @@ interface Tally {
   oomKills: number
 }
 
-const overflowMaps = ['proc_stats', 'runnable_since', 'thread_faults']
+const overflowMaps = ['proc_stats', 'runnable_since', 'thread_faults', 'exit_reported']
 const zeroKey = new Uint8Array(4)
 
 export default definePlugin({
@@ -248,7 +250,7 @@ class Processes {
 
   async #emitOverflow(): Promise<void> {
     const totals = await this.#overflowTotals()
-    for (const index of [OVERFLOW_PROC_STATS, OVERFLOW_RUNNABLE_SINCE, OVERFLOW_THREAD_FAULTS]) {
+    for (const index of [OVERFLOW_PROC_STATS, OVERFLOW_RUNNABLE_SINCE, OVERFLOW_THREAD_FAULTS, OVERFLOW_EXIT_REPORTED]) {
       this.#ctx.emit.metric({
         name: 'periscope.processes.map_overflow', kind: 'counter', unit: '{event}', value: totals[index]! - this.tally.overflow[index]!,
         description: 'Events the sched object could not store because a map was full', attributes: { 'bpf.map': overflowMaps[index]! },

@@ -56,6 +56,18 @@ struct {
 	__type(value, struct thread_faults);
 } thread_faults SEC(".maps");
 
+/*
+ * Per process, on its group leader (whose task outlives every other thread of the group): set by
+ * the one thread that reports the process's exit. Not in the process's proc_stats entry, which a
+ * full map may not have given it, and which goes at the report.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} exit_reported SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -308,6 +320,27 @@ static __always_inline void report_exit(struct task_struct *task, __u32 tgid, st
 	bpf_ringbuf_submit(e, 0);
 }
 
+/*
+ * Whether this thread is the one to report its process's exit: threads ending together may each
+ * find the group dead, and the first to set the flag on the leader wins. Without the flag (task
+ * storage the kernel could not allocate) every such thread reports, and the overflow says so.
+ */
+static __always_inline bool claims_exit_report(struct task_struct *task)
+{
+	struct task_struct *leader = task->group_leader;
+	/* 64 bits: the BPF target has no 32-bit exchange before cpu v3 */
+	__u64 *reported = bpf_task_storage_get(&exit_reported, leader, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	/* a thread that created it at the same time made this one's creation fail */
+	if (!reported)
+		reported = bpf_task_storage_get(&exit_reported, leader, NULL, 0);
+	if (!reported) {
+		count_overflow(OVERFLOW_EXIT_REPORTED);
+		return true;
+	}
+	return __sync_lock_test_and_set(reported, 1) == 0;
+}
+
 SEC("tracepoint/sched/sched_process_exit")
 int handle_exit(void *ctx)
 {
@@ -320,18 +353,13 @@ int handle_exit(void *ctx)
 	/* this thread's last faults, into its process's entry while there is one */
 	account_faults(task, tgid);
 	/* the group's last thread: every thread has counted itself out of signal->live */
-	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+	if (BPF_CORE_READ(task, signal, live.counter) != 0 || !claims_exit_report(task))
 		return 0;
-	/*
-	 * threads exiting together may each see live at 0: only the one whose delete removes the
-	 * entry reports (a process that never got an entry, the map being full, may be reported by
-	 * more than one of its threads)
-	 */
+	/* the entry goes before its totals are sent: a collection that sees it has not had them */
 	stats = bpf_map_lookup_elem(&proc_stats, &tgid);
 	if (stats) {
 		totals = *stats;
-		if (bpf_map_delete_elem(&proc_stats, &tgid))
-			return 0;
+		bpf_map_delete_elem(&proc_stats, &tgid);
 	}
 	report_exit(task, tgid, &totals);
 	return 0;

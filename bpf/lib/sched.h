@@ -24,7 +24,9 @@ enum sched_overflow {
 	OVERFLOW_RUNNABLE_SINCE = 1,
 	/* a thread's fault counts as last accounted (task storage) could not be allocated */
 	OVERFLOW_THREAD_FAULTS = 2,
-	OVERFLOW_KINDS = 3,
+	/* a process's exit-reported flag (task storage) could not be allocated: its exit may be reported twice */
+	OVERFLOW_EXIT_REPORTED = 3,
+	OVERFLOW_KINDS = 4,
 };
 
 /*

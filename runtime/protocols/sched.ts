@@ -14,7 +14,8 @@ export const SCHED_EVENT_OOM_KILL = 3
 export const OVERFLOW_PROC_STATS = 0
 export const OVERFLOW_RUNNABLE_SINCE = 1
 export const OVERFLOW_THREAD_FAULTS = 2
-export const OVERFLOW_KINDS = 3
+export const OVERFLOW_EXIT_REPORTED = 3
+export const OVERFLOW_KINDS = 4
 
 /** Slots of `struct runq_hist`: log2 buckets of microseconds. */
 export const RUNQ_SLOTS = 27
