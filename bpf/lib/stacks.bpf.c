@@ -45,10 +45,12 @@ const volatile __u32 target_tgid = 0;
 /* the most stack bytes copied per sample, up to STACK_MAX_BYTES */
 const volatile __u32 stack_bytes = 8192;
 /*
- * wake the reader only once the ring holds this many bytes (0: at every sample); a reader that
- * drains on a timer saves the wakeup, which costs as much as copying a few KB of stack
+ * wake the reader only once the ring holds this many bytes (0: at every sample). The runtime
+ * drains stack rings on a timer (runtime/plugins/host.ts), so a wakeup per sample, which costs the
+ * runtime more than unwinding the sample, is saved; this many bytes (about 40 samples of 8 KB
+ * stacks) wake it early when samples come fast
  */
-const volatile __u64 wakeup_bytes = 0;
+const volatile __u64 wakeup_bytes = 512 * 1024;
 
 SEC("perf_event")
 int on_cpu_sample(struct bpf_perf_event_data *ctx)
