@@ -1,0 +1,98 @@
+/**
+ * The shipped cpu-profile plugin on the real kernel, in-process (the runtime with a memory sink):
+ * its profile samples hold what its self-metric counts, with the thread's labels, a wall
+ * time of this run and each file frame's offset and build id; a stack copy too short for the stack (objects.stacks.stack_bytes: 256) makes
+ * every stack truncated, shown by a `[truncated: copy ended]` root frame and counted by reason.
+ */
+import assert from 'node:assert/strict'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, afterEach, before, describe, it } from 'node:test'
+import { probeAttach } from '../../runtime/bpf/features.ts'
+import { ProcessMappings } from '../../runtime/symbols/mappings.ts'
+import type { MetricPointInput, ProfileSampleInput } from '../../runtime/telemetry/signals.ts'
+import { pollUntil } from '../peers/poll.ts'
+import { startHarness, type Harness } from '../plugin-harness.ts'
+import { requireFeature, root } from './kernel.ts'
+import { decodersPath, provider } from './plugin-api-fixture.ts'
+
+const work = mkdtempSync(join(tmpdir(), 'periscope-cpu-plugin-'))
+const burner = join(work, 'burner')
+let child: ChildProcess
+let h: Harness | undefined
+
+before(async () => {
+  execFileSync('cc', ['-O2', '-fomit-frame-pointer', '-o', burner, join(root, 'test/bpf/fixtures/unwind-burner.c')])
+  child = spawn(burner, { stdio: 'ignore', env: {} })
+  const userTicks = () => Number(readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[11])
+  await pollUntil(() => userTicks() >= 5, { what: 'the burner to run 50 ms of CPU', timeoutMs: 60_000 })
+})
+
+afterEach(async () => {
+  await h?.close()
+  h = undefined
+})
+
+after(() => {
+  child?.kill('SIGKILL')
+  rmSync(work, { recursive: true, force: true })
+})
+
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0)
+const metricTotal = (points: MetricPointInput[], name: string, attributes: Record<string, unknown> = {}) =>
+  sum(points.filter((p) => p.name === name && Object.entries(attributes).every(([k, v]) => p.attributes?.[k] === v)).map((p) => p.value))
+
+/** Runs the shipped plugin on the burner at 99 Hz with a 1 s interval until `count` samples were exported. */
+async function profile(count: number, objects: Record<string, Record<string, number>> = {}): Promise<{ profiles: ProfileSampleInput[]; metrics: MetricPointInput[]; startMs: number }> {
+  h = await startHarness({
+    provider: provider(), decodersPath,
+    config: { objects, plugins: { 'cpu-profile': { config: { frequency: 99, collect_interval_ms: 1000, target_pids: [child.pid!] } } } },
+  })
+  const harness = h
+  const startMs = Date.now()
+  harness.write('cpu-profile.ts', readFileSync(join(root, 'plugins/cpu-profile.ts'), 'utf8'))
+  const signals = harness.sink.signals('cpu-profile')
+  await harness.waitFor(() => sum(signals.profiles.map((p) => p.values[0]!)) >= count, `${count} samples exported`, 120_000)
+  return { profiles: [...signals.profiles], metrics: [...signals.metrics], startMs }
+}
+
+describe('the cpu-profile plugin', () => {
+  it('exports the target's samples as counted by the self-metric, labelled with its thread, at a wall time of this run, with file offsets and build ids', async (t) => {
+    if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
+    const { profiles, metrics, startMs } = await profile(100)
+    const maps = ProcessMappings.read(child.pid!)
+    const buildId = /Build ID: ([0-9a-f]+)/.exec(execFileSync('readelf', ['-n', burner], { encoding: 'utf8' }))![1]
+    const samples = sum(profiles.map((p) => p.values[0]!))
+    assert.equal(metricTotal(metrics, 'periscope.profile.samples', { 'profile.type': 'cpu' }), samples, 'the self-metric counts what the profiles hold')
+    assert.equal(metricTotal(metrics, 'periscope.profile.stacks.truncated'), 0)
+    for (const p of profiles) {
+      assert.equal(p.type, 'cpu')
+      assert.equal(p.values[1], p.values[0]! * Math.round(1e9 / 99), 'cpu ns: samples × the sampling period')
+      assert.deepEqual(p.labels, { 'process.pid': child.pid, 'thread.id': child.pid, 'thread.name': 'burner' })
+      assert.deepEqual(p.process, { pid: child.pid })
+      assert.ok(p.timeNs! >= startMs * 1e6 && p.timeNs! <= Date.now() * 1e6, `sample time ${p.timeNs} within the run`)
+      const names = p.frames.map((f) => f.function ?? '?')
+      assert.equal(names.at(-1), '_start', names.join(' < '))
+      assert.ok(names.includes('main'), names.join(' < '))
+      // a backend names a frame later from the file offset (address - start) and the build id
+      for (const frame of p.frames.filter((f) => f.mapping?.file === burner)) {
+        const mapping = maps.find(frame.address)!
+        assert.equal(frame.address - frame.mapping!.start!, frame.address - Number(mapping.start) + Number(mapping.offset))
+        assert.equal(frame.mapping!.offset, 0)
+        assert.equal(frame.mapping!.buildId, buildId)
+      }
+    }
+  })
+
+  it('marks stacks cut short by the copy with a [truncated: copy ended] root and counts them', async (t) => {
+    if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
+    // 256 bytes hold the innermost frames, not those of libc's start code above main
+    const { profiles, metrics } = await profile(50, { stacks: { stack_bytes: 256 } })
+    const samples = sum(profiles.map((p) => p.values[0]!))
+    for (const p of profiles) assert.equal(p.frames.at(-1)!.function, '[truncated: copy ended]', p.frames.map((f) => f.function).join(' < '))
+    assert.equal(metricTotal(metrics, 'periscope.profile.stacks.truncated', { reason: 'copy ended' }), samples)
+    assert.equal(metricTotal(metrics, 'periscope.profile.samples'), samples)
+  })
+})
