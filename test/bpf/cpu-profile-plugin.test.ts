@@ -1,8 +1,9 @@
 /**
  * The shipped cpu-profile plugin on the real kernel, in-process (the runtime with a memory sink):
- * its profile samples hold what its self-metric counts, with the thread's labels, a wall
- * time of this run and each file frame's offset and build id; a stack copy too short for the stack (objects.stacks.stack_bytes: 256) makes
- * every stack truncated, shown by a `[truncated: copy ended]` root frame and counted by reason.
+ * its profile samples hold what its self-metric counts, with the thread's labels, a wall time
+ * of this run and each file frame's offset and build id; a stack copy too short for the stack
+ * (objects.stacks.stack_bytes: 256) makes every stack truncated, shown by a
+ * `[truncated: copy ended]` root frame and counted by reason.
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
@@ -59,7 +60,7 @@ async function profile(count: number, objects: Record<string, Record<string, num
 }
 
 describe('the cpu-profile plugin', () => {
-  it('exports the target's samples as counted by the self-metric, labelled with its thread, at a wall time of this run, with file offsets and build ids', async (t) => {
+  it('exports the target\'s samples as counted by the self-metric, labelled with its thread, at a wall time of this run, with file offsets and build ids', async (t) => {
     if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
     const { profiles, metrics, startMs } = await profile(100)
     const maps = ProcessMappings.read(child.pid!)
