@@ -132,6 +132,8 @@ class CpuProfiler {
     const named = await this.#ctx.symbolize(stacks)
     counted.forEach((c, i) => {
       const frames: FrameInput[] = named[stackOf[i]!]!
+      // a process gone before its first frame was unwound, or a kernel stack the kernel could not read
+      if (c.truncated === undefined && frames.length === 0) frames.push({ address: 0, function: '[no stack]' })
       this.#ctx.emit.profile({
         type: 'cpu',
         frames: c.truncated === undefined ? frames : [...frames, { address: 0, function: `[truncated: ${c.truncated}]` }],
