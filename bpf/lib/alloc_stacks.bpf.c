@@ -16,7 +16,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "periscope.h"
-#include "stack_sample.h"
+#include "sample_buffer.h"
 #include "alloc_stacks.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -25,11 +25,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define VM_EXEC 0x00000004
 #define ALLOC_STACKS_PATH_LEN 256
 
-/* the most stack bytes copied per sample, up to ALLOC_STACKS_MAX_BYTES */
+/* the most stack bytes copied per sample, up to SAMPLE_BUFFER_MAX_BYTES */
 const volatile __u32 stack_bytes = 8192;
-
-/* the largest copy: a sample is built in a per-CPU buffer, at most 32 KB */
-#define ALLOC_STACKS_MAX_BYTES 16384
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -76,17 +73,8 @@ struct {
 	__type(value, struct alloc_stacks_live);
 } live SEC(".maps");
 
-/*
- * where a sample is built: the ring gets only its filled bytes (the header and the stack copied),
- * not the room a reservation must leave for the deepest copy, so that a burst of samples (every
- * allocation sampled) fits in the ring
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u8[STACK_SAMPLE_BYTES(ALLOC_STACKS_MAX_BYTES)]);
-} sample_buffer SEC(".maps");
+/* where a sample is built, so that the ring gets only its filled bytes */
+SAMPLE_BUFFER_MAP(sample_buffer);
 
 /* per-CPU room for bpf_d_path */
 struct {
@@ -192,26 +180,24 @@ static __always_inline void forget_block(__u32 tgid, __u64 address)
 /* sends the allocation's sample and remembers its block until it is freed */
 static __always_inline void sample(struct pt_regs *ctx, __u32 tgid, __u64 address, __u64 weight)
 {
-	__u64 limit = stack_bytes > ALLOC_STACKS_MAX_BYTES ? ALLOC_STACKS_MAX_BYTES : stack_bytes;
+	__u64 limit = stack_bytes > SAMPLE_BUFFER_MAX_BYTES ? SAMPLE_BUFFER_MAX_BYTES : stack_bytes;
 	struct alloc_stacks_block key = { .tgid = tgid, .address = address };
 	struct alloc_stacks_live block = { .weight = weight };
 	struct stack_sample *s;
-	__u32 zero = 0, size;
 	__u8 yes = 1;
 
-	s = bpf_map_lookup_elem(&sample_buffer, &zero);
-	if (!s)
-		return;
-	fill_stack_sample(ctx, s, limit, weight);
-	size = s->stack_size;
-	if (size > ALLOC_STACKS_MAX_BYTES)
-		size = ALLOC_STACKS_MAX_BYTES;
-	if (bpf_ringbuf_output(&samples, s, sizeof(*s) + size, 0)) {
+	s = take_sample_buffer(&sample_buffer);
+	if (!s) {
 		count_drop(&dropped);
 		return;
 	}
+	fill_stack_sample(ctx, s, limit, weight);
 	block.timestamp_ns = s->timestamp_ns;
 	block.tid = s->tid;
+	if (send_sample_buffer(&samples, s)) {
+		count_drop(&dropped);
+		return;
+	}
 	if (bpf_map_update_elem(&live, &key, &block, BPF_ANY)) {
 		count_overflow(ALLOC_STACKS_OVERFLOW_LIVE);
 		return;

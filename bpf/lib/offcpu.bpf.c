@@ -20,14 +20,14 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "periscope.h"
-#include "stack_sample.h"
+#include "sample_buffer.h"
 #include "offcpu.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 #define TASK_RUNNING 0
 
-/* the most stack bytes copied per sample, up to STACK_MAX_BYTES */
+/* the most stack bytes copied per sample, up to SAMPLE_BUFFER_MAX_BYTES */
 const volatile __u32 stack_bytes = 8192;
 
 struct {
@@ -37,6 +37,9 @@ struct {
 RECORD(samples, struct stack_sample);
 
 DROP_COUNTER;
+
+/* where a sample is built, so that the ring gets only its filled bytes */
+SAMPLE_BUFFER_MAP(sample_buffer);
 
 /* entry 0; all zero (every block of every process) until user space claims it */
 struct {
@@ -120,15 +123,16 @@ static __always_inline bool observed(struct task_struct *task, struct offcpu_opt
 	/* the idle task and kernel threads: no user stack, and no return to user space to send from */
 	if (task->pid == 0 || (task->flags & STACK_PF_KTHREAD))
 		return false;
-	if (bpf_map_lookup_elem(&self_tgids, &tgid))
-		return false;
-	return !opts->only_targets || bpf_map_lookup_elem(&targets, &tgid);
+	/* one hash lookup per switch: Periscope is left out only when every process is observed */
+	if (opts->only_targets)
+		return bpf_map_lookup_elem(&targets, &tgid);
+	return !bpf_map_lookup_elem(&self_tgids, &tgid);
 }
 
 /* the task work: runs in the woken thread, on its way back to user space */
 static int send_sample(struct bpf_map *map, __u32 *tid, struct send_work *work)
 {
-	__u64 limit = stack_bytes > STACK_MAX_BYTES ? STACK_MAX_BYTES : stack_bytes;
+	__u64 limit = stack_bytes > SAMPLE_BUFFER_MAX_BYTES ? SAMPLE_BUFFER_MAX_BYTES : stack_bytes;
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 id = bpf_get_current_pid_tgid();
 	struct stack_sample *s;
@@ -139,9 +143,11 @@ static int send_sample(struct bpf_map *map, __u32 *tid, struct send_work *work)
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!thread || !regs || !thread->blocked_ns)
 		return 0;
-	s = RESERVE_OR_DROP(samples, STACK_SAMPLE_BYTES(limit));
-	if (!s)
+	s = take_sample_buffer(&sample_buffer);
+	if (!s) {
+		count_drop(&dropped);
 		return 0;
+	}
 	/* the time the thread was off the CPU: from its first long block */
 	s->timestamp_ns = thread->first_block_ns;
 	s->value = thread->blocked_ns;
@@ -159,7 +165,8 @@ static int send_sample(struct bpf_map *map, __u32 *tid, struct send_work *work)
 	s->bp = regs->bp;
 	s->stack_size = copy_user_stack(s->stack, regs->sp, limit);
 	s->copy_end = s->stack_size == limit ? STACK_COPY_LIMIT : STACK_COPY_WHOLE;
-	bpf_ringbuf_submit(s, 0);
+	if (send_sample_buffer(&samples, s))
+		count_drop(&dropped);
 	return 0;
 }
 

@@ -52,6 +52,8 @@ interface Profile {
   /** By leaf function (the caller of malloc, called from main): [bytes allocated, bytes in use]. */
   byFunction: Map<string, [number, number]>
   samples: number
+  /** Their mean size in the ring. */
+  recordBytes: number
   /** Samples whose stack did not go leaf < main < … < _start, whole. */
   incomplete: string[]
   overflows: number
@@ -121,7 +123,7 @@ function summarise(object: LibraryObject, pid: number, records: DataView[]): Pro
     const bytes = perCpu.lookup(u32(reason))!
     for (let at = 0; at < bytes.byteLength; at += 8) overflows += Number(new DataView(bytes.buffer, bytes.byteOffset + at, 8).getBigUint64(0, true))
   }
-  return { byFunction, samples: records.length, incomplete, overflows, dropped: object.object.dropped() }
+  return { byFunction, samples: records.length, recordBytes: Math.round(records.reduce((sum, r) => sum + r.byteLength, 0) / records.length), incomplete, overflows, dropped: object.object.dropped() }
 }
 
 describe('allocation stack samples of a program with known malloc sizes', () => {
@@ -130,7 +132,7 @@ describe('allocation stack samples of a program with known malloc sizes', () => 
     // 1,400 samples of a few KB each (the stack up to the environment) in a few ms, faster than any
     // reader: a ring that holds them all, so that no loss blurs the exact figures
     const profile = await profileWorkload(1, 0, 1 << 24)
-    t.diagnostic(`${profile.samples} samples, ${profile.dropped} dropped, ${profile.overflows} overflows: ${JSON.stringify([...profile.byFunction])}`)
+    t.diagnostic(`${profile.samples} samples of ${profile.recordBytes} bytes, ${profile.dropped} dropped, ${profile.overflows} overflows: ${JSON.stringify([...profile.byFunction])}`)
     assert.equal(profile.overflows, 0)
     assert.equal(profile.dropped, 0)
     assert.deepEqual(profile.incomplete.filter((stack) => functions.some((f) => stack.startsWith(`${f} <`))), [], 'the workload\'s stacks are whole')

@@ -3,7 +3,8 @@
  * of a C program built `-O2 -fomit-frame-pointer` that sleeps 200 ms in nap() and ten times 100 µs
  * in short_naps() per iteration: each iteration gives one sample of about 200 ms at nap's
  * nanosleep stack through main, with the kernel's nanosleep frames; blocks under the threshold
- * give none; a process that is not a target gives none.
+ * give none, and with no threshold each block is one; a process that is not a target gives none;
+ * with no target every process but those in self_tgids is observed.
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process'
@@ -53,11 +54,12 @@ function startSleeper(iterations: number): Sleeper & { output: () => string } {
 
 const u32 = (n: number): Uint8Array => new Uint8Array(new Uint32Array([n]).buffer)
 
-async function openOffCpu(options: { minBlockNs: number; targets: number[] }): Promise<{ object: LoadedObject; records: DataView[]; reader: RingBufferReader; close: () => void }> {
+async function openOffCpu(options: { minBlockNs: number; targets: number[]; self?: number }): Promise<{ object: LoadedObject; records: DataView[]; reader: RingBufferReader; close: () => void }> {
   const object = await ObjectSpec.open(objectPath('offcpu')).load()
   const value = new Uint8Array(OFFCPU_OPTIONS_SIZE)
-  encodeOffcpuOptions({ min_block_ns: options.minBlockNs, only_targets: 1, pad: 0 }, new DataView(value.buffer), 0)
+  encodeOffcpuOptions({ min_block_ns: options.minBlockNs, only_targets: options.targets.length > 0 ? 1 : 0, pad: 0 }, new DataView(value.buffer), 0)
   object.map('options').update(u32(0), value)
+  if (options.self !== undefined) object.map('self_tgids').update(u32(options.self), new Uint8Array([1]))
   for (const pid of options.targets) object.map('targets').update(u32(pid), new Uint8Array([1]))
   const records: DataView[] = []
   const reader = new RingBufferReader(object, 'samples', {
@@ -87,12 +89,16 @@ function overflows(object: LoadedObject): number[] {
   })
 }
 
-/** Runs sleepers (the first one targeted) until each printed "done"; their samples, unwound and named while they still run. */
-async function profileSleepers(iterations: number, minBlockNs: number, bystanders = 0) {
+/**
+ * Runs sleepers until each printed "done": the first one targeted, or every process but this one
+ * (as Periscope leaves itself out) with `everyProcess`. Their samples, unwound and named while
+ * they still run (those of other processes not unwound).
+ */
+async function profileSleepers(iterations: number, minBlockNs: number, bystanders = 0, everyProcess = false) {
   const target = startSleeper(iterations)
   const others = Array.from({ length: bystanders }, () => startSleeper(iterations))
   const all = [target, ...others]
-  const offCpu = await openOffCpu({ minBlockNs, targets: [target.pid!] })
+  const offCpu = await openOffCpu(everyProcess ? { minBlockNs, targets: [], self: process.pid } : { minBlockNs, targets: [target.pid!] })
   try {
     for (const child of all) child.stdin.write('g')
     await pollUntil(() => all.every((child) => child.output() === 'done\n'), { what: 'the sleepers to finish their iterations', timeoutMs: 120_000, failed: () => all.some((c) => c.exitCode !== null) ? 'a sleeper exited' : undefined })
@@ -123,17 +129,19 @@ async function profileSleepers(iterations: number, minBlockNs: number, bystander
 const through = (names: string[], fn: string): boolean => names.indexOf(fn) >= 0 && names[names.indexOf(fn) + 1] === 'main'
 
 describe('off-CPU samples of a program that sleeps 200 ms in a loop', () => {
-  it('one sample of about 200 ms per iteration at nanosleep < nap < main; blocks under 1 ms and other processes give none', async (t) => {
+  it('one sample of about 200 ms per iteration at nanosleep < nap < main; blocks under the threshold and other processes give none', async (t) => {
     if (!requireFeature(t, 'tp_btf', await probeAttach('tp_btf'))) return
     if (!requireFeature(t, 'BPF task work', probeTaskWork())) return
     const iterations = 5
-    const { pid, samples, overflows: lost, dropped } = await profileSleepers(iterations, 1 * MS, 1)
+    // a block lasts until the thread runs again: on a loaded machine a 100 µs nap may wait a few
+    // ms for a CPU, never 20
+    const { pid, samples, overflows: lost, dropped } = await profileSleepers(iterations, 20 * MS, 1)
     assert.deepEqual(lost, [0, 0])
     assert.equal(dropped, 0)
     for (const sample of samples) assert.equal(sample.pid, pid, 'only the target process is observed')
     const naps = samples.filter((s) => through(s.names, 'nap'))
     assert.equal(naps.length, iterations, samples.map((s) => `${s.value / MS} ms: ${s.names.join(' < ')}`).join('\n'))
-    assert.equal(samples.filter((s) => s.names.includes('short_naps')).length, 0, 'blocks of 100 µs are under the 1 ms threshold')
+    assert.equal(samples.filter((s) => s.names.includes('short_naps')).length, 0, 'blocks of 100 µs are under the 20 ms threshold')
     // besides the naps, only the wait for the start byte (read in main) may be there
     assert.ok(samples.length - naps.length <= 1, samples.map((s) => s.names.join(' < ')).join('\n'))
     t.diagnostic(`a nap: ${naps[0]!.value / MS} ms at ${naps[0]!.names.join(' < ')}; kernel ${naps[0]!.kernelNames.join(' < ')}`)
@@ -160,5 +168,17 @@ describe('off-CPU samples of a program that sleeps 200 ms in a loop', () => {
     const short = samples.filter((s) => through(s.names, 'short_naps'))
     assert.equal(short.length, 10 * iterations, samples.map((s) => `${s.value / 1e3} µs: ${s.names.join(' < ')}`).join('\n'))
     for (const s of short) assert.ok(s.value >= 100e3 && s.value < 50 * MS, `${s.value / 1e3} µs blocked`)
+  })
+
+  it('with no target every user process is observed but those in self_tgids', async (t) => {
+    if (!requireFeature(t, 'tp_btf', await probeAttach('tp_btf'))) return
+    if (!requireFeature(t, 'BPF task work', probeTaskWork())) return
+    const iterations = 2
+    const { pid, samples, dropped } = await profileSleepers(iterations, 20 * MS, 0, true)
+    assert.equal(dropped, 0)
+    const mine = samples.filter((s) => s.pid === pid)
+    assert.equal(mine.filter((s) => through(s.names, 'nap')).length, iterations)
+    // this process blocks all the time (its event loop), and is left out like Periscope
+    assert.deepEqual(samples.filter((s) => s.pid === process.pid).map((s) => s.comm), [])
   })
 })
