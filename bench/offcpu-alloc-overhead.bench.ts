@@ -1,12 +1,16 @@
 /**
  * What the off-CPU and allocation profilers cost the processes they watch (issue 12), each against
- * a baseline measured in the same run, the configurations alternating round by round:
+ * a baseline measured in the same run, the configurations alternating in a rotating order round
+ * by round. The watched program's CPU time (CLOCK_PROCESS_CPUTIME_ID: what the kernel charges it,
+ * the programs run at its switches and its uprobes included, whatever else the loaded machine
+ * runs meanwhile) is the figure; wall time is shown beside it; and the kernel's BPF stats give
+ * the programs' own time per run.
  * - off-CPU (bpf/lib/offcpu.bpf.o): two threads pinned to one CPU hand a byte back and forth over
  *   pipes (bench/switch-pingpong.c), a context switch at each hand-over. Without the object; with
  *   it watching another process (every switch of the host runs the program, which filters it
- *   out); with it watching the ping-pong (every switch records a block and a wakeup; all blocks
- *   are under the 1 ms threshold, as nearly all are on a busy host); and with no threshold (every
- *   block a sample, sent by a task work with its stack: what a long block costs). Added ns per
+ *   out); watching the ping-pong (every switch records a block and a wakeup; all blocks are under
+ *   the 1 ms threshold, as most are on a busy host); and with no threshold (every block a
+ *   sample, sent by a task work with its stack: what each long block costs). Added ns per
  *   context switch.
  * - allocations (bpf/lib/alloc_stacks.bpf.o): malloc(64) + free pairs (bench/malloc-loop.c)
  *   without the uprobes, with them sampling every 512 KiB on average (the plugin's default), and
@@ -14,7 +18,7 @@
  * Medians over `--rounds` rounds. No target: the figures are reported in the README and the
  * plugins' docs.
  *
- *   node_modules/.bin/node bench/offcpu-alloc-overhead.bench.ts [--rounds 7] [--switch-rounds 100000] [--calls 300000]
+ *   node_modules/.bin/node bench/offcpu-alloc-overhead.bench.ts [--rounds 7] [--switch-rounds 50000] [--calls 200000]
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -23,19 +27,20 @@ import { parseArgs } from 'node:util'
 import { encodeAllocStacksOptions, ALLOC_STACKS_OPTIONS_SIZE } from '../bpf/lib/alloc_stacks.types.ts'
 import { encodeOffcpuOptions, OFFCPU_OPTIONS_SIZE } from '../bpf/lib/offcpu.types.ts'
 import { attachTracepoint, attachTracing, type Link } from '../runtime/bpf/links.ts'
-import { ObjectSpec } from '../runtime/bpf/object.ts'
+import { ObjectSpec, type LoadedObject } from '../runtime/bpf/object.ts'
 import { RingBufferReader } from '../runtime/bpf/ringbuf.ts'
+import { enableRunTimeStats } from '../runtime/bpf/stats.ts'
 import { openLibraryObject } from '../runtime/library/index.ts'
 import { objectPath } from '../test/bpf/kernel.ts'
 import { buildTool, median } from './common.ts'
 
-const { values: args } = parseArgs({ options: { rounds: { type: 'string', default: '7' }, 'switch-rounds': { type: 'string', default: '100000' }, calls: { type: 'string', default: '300000' } } })
+const { values: args } = parseArgs({ options: { rounds: { type: 'string', default: '7' }, 'switch-rounds': { type: 'string', default: '50000' }, calls: { type: 'string', default: '200000' } } })
 const ROUNDS = Number(args.rounds)
 
 const u32 = (n: number): Uint8Array => new Uint8Array(new Uint32Array([n]).buffer)
 
-/** A long-lived tool that answers each number written to it with one line. */
-function tool(name: string): { pid: number; ask: (line: string) => Promise<string>; stop: () => void } {
+/** A long-lived tool that answers each number written to it with one line of numbers. */
+function tool(name: string): { pid: number; ask: (line: string) => Promise<number[]>; stop: () => void } {
   const child: ChildProcessWithoutNullStreams = spawn(buildTool(name), [])
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
   return {
@@ -44,29 +49,47 @@ function tool(name: string): { pid: number; ask: (line: string) => Promise<strin
       child.stdin.write(`${line}\n`)
       const answer = await lines.next()
       if (answer.done) throw new Error(`${name} exited`)
-      return answer.value
+      return answer.value.split(' ').map(Number)
     },
     stop: () => child.kill('SIGKILL'),
   }
 }
 
-/** Runs `measure` under each configuration, rotating their order each round; medians by configuration. */
-async function alternate<C extends string>(configs: Record<C, { on: () => void | Promise<void>; off: () => void | Promise<void> }>, measure: () => Promise<number>): Promise<Record<C, number>> {
+interface Config {
+  on(): void
+  off(): void
+}
+
+/** Per configuration: medians of [wall, cpu] per operation and of the BPF ns per program run. */
+type Results<C extends string> = Record<C, { wall: number; cpu: number; bpfNsPerRun: number; runsPerOp: number }>
+
+/**
+ * Runs `measure` (one warm-up, one measured) under each configuration, rotating their order each
+ * round; `programs` are the object's programs whose BPF stats count.
+ */
+async function alternate<C extends string>(object: LoadedObject, programs: string[], operations: number, configs: Record<C, Config>, measure: () => Promise<number[]>): Promise<Results<C>> {
   const names = Object.keys(configs) as C[]
-  const results = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<C, number[]>
+  const samples = Object.fromEntries(names.map((n) => [n, { wall: [] as number[], cpu: [] as number[], bpf: [] as number[], runs: [] as number[] }])) as Record<C, { wall: number[]; cpu: number[]; bpf: number[]; runs: number[] }>
+  const bpfTotals = () => object.programStats().filter((p) => programs.includes(p.name)).reduce((sum, p) => [sum[0]! + p.runTimeNs, sum[1]! + p.runCount], [0, 0])
   for (let round = 0; round < ROUNDS; round++) {
     for (let i = 0; i < names.length; i++) {
       const name = names[(round + i) % names.length]!
-      await configs[name].on()
+      configs[name].on()
       try {
         await measure()
-        results[name].push(await measure())
+        const [ns0, runs0] = bpfTotals()
+        const [wall, cpu] = await measure()
+        const [ns1, runs1] = bpfTotals()
+        samples[name].wall.push(wall!)
+        samples[name].cpu.push(cpu!)
+        if (runs1! > runs0!) samples[name].bpf.push((ns1! - ns0!) / (runs1! - runs0!))
+        samples[name].runs.push((runs1! - runs0!) / operations)
       } finally {
-        await configs[name].off()
+        configs[name].off()
       }
     }
   }
-  return Object.fromEntries(names.map((n) => [n, median(results[n])])) as Record<C, number>
+  return Object.fromEntries(names.map((n) => [n, { wall: median(samples[n].wall), cpu: median(samples[n].cpu), bpfNsPerRun: samples[n].bpf.length > 0 ? median(samples[n].bpf) : 0, runsPerOp: median(samples[n].runs) }])) as Results<C>
 }
 
 async function offCpu(): Promise<void> {
@@ -76,12 +99,13 @@ async function offCpu(): Promise<void> {
   const samples = new RingBufferReader(object, 'samples', { onBatch: () => {} })
   try {
     let switchesPerRound = 0
+    const rounds = Number(args['switch-rounds'])
     const measure = async () => {
-      const [ns, switches] = (await pingpong.ask(args['switch-rounds']!)).split(' ').map(Number)
+      const [wall, cpu, switches] = await pingpong.ask(String(rounds))
       switchesPerRound = switches!
-      return ns!
+      return [wall!, cpu!]
     }
-    const watch = (pid: number, minBlockNs: number) => {
+    const watch = (pid: number, minBlockNs: number): Config => {
       let links: Link[] = []
       return {
         on: () => {
@@ -97,16 +121,17 @@ async function offCpu(): Promise<void> {
         },
       }
     }
-    const result = await alternate({
+    const result = await alternate(object, ['handle_switch'], rounds, {
       none: { on: () => {}, off: () => {} },
       'another process watched': watch(bystander.pid, 1e6),
-      'this process, 1 ms threshold': watch(pingpong.pid, 1e6),
-      'this process, every block sent': watch(pingpong.pid, 0),
+      'this one, 1 ms threshold': watch(pingpong.pid, 1e6),
+      'this one, every block sent': watch(pingpong.pid, 0),
     }, measure)
-    console.log(`off-CPU: ${switchesPerRound.toFixed(2)} context switches per ping-pong round`)
-    for (const [name, ns] of Object.entries(result)) {
-      const added = (ns - result.none) / switchesPerRound
-      console.log(`  ${name.padEnd(32)} ${ns.toFixed(0).padStart(6)} ns/round   ${name === 'none' ? 'baseline' : `${added >= 0 ? '+' : ''}${added.toFixed(0)} ns per context switch (${((ns / result.none - 1) * 100).toFixed(1)}%)`}`)
+    console.log(`off-CPU: two threads on one CPU, ${switchesPerRound.toFixed(2)} context switches per ping-pong round; CPU time of the process`)
+    for (const [name, r] of Object.entries(result)) {
+      const added = (r.cpu - result.none.cpu) / switchesPerRound
+      const vs = name === 'none' ? 'baseline' : `${added >= 0 ? '+' : ''}${added.toFixed(0)} ns per context switch; program ${r.bpfNsPerRun.toFixed(0)} ns a run`
+      console.log(`  ${name.padEnd(28)} ${r.cpu.toFixed(0).padStart(7)} ns CPU/round (wall ${r.wall.toFixed(0)})   ${vs}`)
     }
   } finally {
     samples.close()
@@ -121,9 +146,10 @@ async function allocations(): Promise<void> {
   const object = await openLibraryObject('alloc_stacks', { log: () => {} })
   const libc = readFileSync(`/proc/${loop.pid}/maps`, 'utf8').split('\n').find((l) => / r-xp .*\/libc[.-][^/]*$/.test(l))!
   const libcPath = libc.slice(libc.indexOf('/'))
-  let dropped = 0
   object.subscribe('samples', () => {})
-  const sampling = (sampleBytes: number) => {
+  const calls = Number(args.calls)
+  let dropped = 0
+  const sampling = (sampleBytes: number): Config => {
     let links: { detach(): void }[] = []
     return {
       on: () => {
@@ -143,21 +169,27 @@ async function allocations(): Promise<void> {
     }
   }
   try {
-    const result = await alternate({
+    const result = await alternate(object.object, ['malloc_enter', 'malloc_exit', 'free_enter'], calls, {
       none: { on: () => {}, off: () => {} },
       'sampled every 512 KiB': sampling(512 * 1024),
       'every allocation sampled': sampling(0),
-    }, async () => Number(await loop.ask(args.calls!)))
-    console.log('allocations: malloc(64) + free pairs')
-    for (const [name, ns] of Object.entries(result)) {
-      console.log(`  ${name.padEnd(32)} ${ns.toFixed(0).padStart(6)} ns/pair    ${name === 'none' ? 'baseline' : `+${(ns - result.none).toFixed(0)} ns per pair (x${(ns / result.none).toFixed(1)})`}`)
+    }, () => loop.ask(String(calls)))
+    console.log('allocations: malloc(64) + free pairs; CPU time of the process')
+    for (const [name, r] of Object.entries(result)) {
+      const vs = name === 'none' ? 'baseline' : `+${(r.cpu - result.none.cpu).toFixed(0)} ns per pair; programs ${(r.bpfNsPerRun * r.runsPerOp).toFixed(0)} ns a pair (${r.runsPerOp.toFixed(1)} runs)`
+      console.log(`  ${name.padEnd(28)} ${r.cpu.toFixed(0).padStart(7)} ns CPU/pair (wall ${r.wall.toFixed(0)})   ${vs}`)
     }
-    console.log(`  samples the ring had no room for, sampling every allocation: ${dropped}`)
+    console.log(`  samples the ring had no room for (every allocation sampled, the reader doing nothing else): ${dropped}`)
   } finally {
     await object.close()
     loop.stop()
   }
 }
 
-await offCpu()
-await allocations()
+const stats = enableRunTimeStats()
+try {
+  await offCpu()
+  await allocations()
+} finally {
+  stats.close()
+}
