@@ -10,8 +10,9 @@
  * Samples are counted here per (process, thread, user stack, kernel stack) and, every
  * `collect_interval_ms`, their distinct stacks are named in one ctx.symbolize call and emitted as
  * `cpu` profile samples (values: samples and samples × the sampling period in ns), labelled
- * `process.pid`, `thread.id` and `thread.name` (the thread's comm) like spans of the same thread,
- * with the wall time of the thread's last sample. Stacks cannot be counted in the kernel: they are
+ * `process.pid`, `thread.id` and `thread.name` (the thread's comm: OpenTelemetry's attributes, for
+ * a backend to join them with other signals of the thread), with the wall time of the thread's
+ * last sample. Stacks cannot be counted in the kernel: they are
  * only known once unwound (decision 13).
  *
  * A stack whose unwinding stopped short (a copy shorter than the stack, an address in no
