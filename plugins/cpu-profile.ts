@@ -12,8 +12,8 @@
  * `cpu` profile samples (values: samples and samples × the sampling period in ns), labelled
  * `process.pid`, `thread.id` and `thread.name` (the thread's comm: OpenTelemetry's attributes, for
  * a backend to join them with other signals of the thread), with the wall time of the thread's
- * last sample. Stacks cannot be counted in the kernel: they are
- * only known once unwound (decision 13).
+ * last sample. Stacks cannot be counted in the kernel: they are only known once unwound
+ * (decision 13).
  *
  * A stack whose unwinding stopped short (a copy shorter than the stack, an address in no
  * mapping, a frame the unwinder cannot step through) is never shown as complete: it gets a root
