@@ -2,8 +2,9 @@
 # Prepares a fresh machine (Debian, as root) to run Periscope, and does nothing that is already
 # done: Debian's BPF toolchain, npm packages with Node 24, tracefs and bpffs, then the build
 # (addon, BPF objects, generated types). Both README commands start here; `--test` also brings
-# the real peers the tests talk to (Debian's prometheus, nginx, wrk, curl and openssl, an
-# OpenTelemetry Collector built once from Go modules and cached under ~/.cache/periscope-peers).
+# the real peers the tests talk to (Debian's prometheus, nginx, wrk, curl and openssl, Chromium for
+# the flame graph page, an OpenTelemetry Collector built once from Go modules and cached under
+# ~/.cache/periscope-peers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "periscope setup: $*" >&2; }
@@ -14,7 +15,7 @@ fail() { say "$1"; exit 1; }
 
 packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config iproute2)
 for_tests=0
-[ "${1:-}" = --test ] && for_tests=1 && packages+=(prometheus binutils nginx wrk curl openssl redis-server redis-tools postgresql postgresql-contrib mariadb-server mariadb-client python3-redis openjdk-17-jre-headless maven)
+[ "${1:-}" = --test ] && for_tests=1 && packages+=(prometheus binutils nginx wrk curl openssl redis-server redis-tools postgresql postgresql-contrib mariadb-server mariadb-client python3-redis openjdk-17-jre-headless maven chromium)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
