@@ -25,7 +25,7 @@ import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { encodeAllocStacksOptions, ALLOC_STACKS_OPTIONS_SIZE } from '../bpf/lib/alloc_stacks.types.ts'
-import { encodeOffcpuOptions, OFFCPU_OPTIONS_SIZE } from '../bpf/lib/offcpu.types.ts'
+import { encodeOffcpuOptions, OFFCPU_OBSERVE_TARGETS, OFFCPU_OPTIONS_SIZE } from '../runtime/protocols/offcpu.ts'
 import { attachTracepoint, attachTracing, type Link } from '../runtime/bpf/links.ts'
 import { ObjectSpec, type LoadedObject } from '../runtime/bpf/object.ts'
 import { RingBufferReader } from '../runtime/bpf/ringbuf.ts'
@@ -60,8 +60,11 @@ interface Config {
   off(): void
 }
 
-/** Per configuration: medians of [wall, cpu] per operation and of the BPF ns per program run. */
-type Results<C extends string> = Record<C, { wall: number; cpu: number; bpfNsPerRun: number; runsPerOp: number }>
+/**
+ * Per configuration, medians of: wall and CPU ns per operation, what else the measure gave (the
+ * ping-pong's context switches per round), the BPF ns per program run and runs per operation.
+ */
+type Results<C extends string> = Record<C, { wall: number; cpu: number; extra: number; bpfNsPerRun: number; runsPerOp: number }>
 
 /**
  * Runs `measure` (one warm-up, one measured) under each configuration, rotating their order each
@@ -69,7 +72,7 @@ type Results<C extends string> = Record<C, { wall: number; cpu: number; bpfNsPer
  */
 async function alternate<C extends string>(object: LoadedObject, programs: string[], operations: number, configs: Record<C, Config>, measure: () => Promise<number[]>): Promise<Results<C>> {
   const names = Object.keys(configs) as C[]
-  const samples = Object.fromEntries(names.map((n) => [n, { wall: [] as number[], cpu: [] as number[], bpf: [] as number[], runs: [] as number[] }])) as Record<C, { wall: number[]; cpu: number[]; bpf: number[]; runs: number[] }>
+  const samples = Object.fromEntries(names.map((n) => [n, { wall: [] as number[], cpu: [] as number[], extra: [] as number[], bpf: [] as number[], runs: [] as number[] }])) as Record<C, Record<'wall' | 'cpu' | 'extra' | 'bpf' | 'runs', number[]>>
   const bpfTotals = () => object.programStats().filter((p) => programs.includes(p.name)).reduce((sum, p) => [sum[0]! + p.runTimeNs, sum[1]! + p.runCount], [0, 0])
   for (let round = 0; round < ROUNDS; round++) {
     for (let i = 0; i < names.length; i++) {
@@ -78,10 +81,11 @@ async function alternate<C extends string>(object: LoadedObject, programs: strin
       try {
         await measure()
         const [ns0, runs0] = bpfTotals()
-        const [wall, cpu] = await measure()
+        const [wall, cpu, extra] = await measure()
         const [ns1, runs1] = bpfTotals()
         samples[name].wall.push(wall!)
         samples[name].cpu.push(cpu!)
+        samples[name].extra.push(extra ?? 0)
         if (runs1! > runs0!) samples[name].bpf.push((ns1! - ns0!) / (runs1! - runs0!))
         samples[name].runs.push((runs1! - runs0!) / operations)
       } finally {
@@ -89,7 +93,7 @@ async function alternate<C extends string>(object: LoadedObject, programs: strin
       }
     }
   }
-  return Object.fromEntries(names.map((n) => [n, { wall: median(samples[n].wall), cpu: median(samples[n].cpu), bpfNsPerRun: samples[n].bpf.length > 0 ? median(samples[n].bpf) : 0, runsPerOp: median(samples[n].runs) }])) as Results<C>
+  return Object.fromEntries(names.map((n) => [n, { wall: median(samples[n].wall), cpu: median(samples[n].cpu), extra: median(samples[n].extra), bpfNsPerRun: samples[n].bpf.length > 0 ? median(samples[n].bpf) : 0, runsPerOp: median(samples[n].runs) }])) as Results<C>
 }
 
 async function offCpu(): Promise<void> {
@@ -98,19 +102,14 @@ async function offCpu(): Promise<void> {
   const object = await ObjectSpec.open(objectPath('offcpu')).load()
   const samples = new RingBufferReader(object, 'samples', { onBatch: () => {} })
   try {
-    let switchesPerRound = 0
     const rounds = Number(args['switch-rounds'])
-    const measure = async () => {
-      const [wall, cpu, switches] = await pingpong.ask(String(rounds))
-      switchesPerRound = switches!
-      return [wall!, cpu!]
-    }
+    const measure = () => pingpong.ask(String(rounds))
     const watch = (pid: number, minBlockNs: number): Config => {
       let links: Link[] = []
       return {
         on: () => {
           const value = new Uint8Array(OFFCPU_OPTIONS_SIZE)
-          encodeOffcpuOptions({ min_block_ns: minBlockNs, only_targets: 1, pad: 0 }, new DataView(value.buffer), 0)
+          encodeOffcpuOptions({ min_block_ns: minBlockNs, observe: OFFCPU_OBSERVE_TARGETS, pad: 0 }, new DataView(value.buffer), 0)
           object.map('options').update(u32(0), value)
           object.map('targets').update(u32(pid), new Uint8Array([1]))
           links = [attachTracing(object, 'handle_switch'), attachTracepoint(object, 'handle_exit', 'sched', 'sched_process_exit')]
@@ -127,11 +126,13 @@ async function offCpu(): Promise<void> {
       'this one, 1 ms threshold': watch(pingpong.pid, 1e6),
       'this one, every block sent': watch(pingpong.pid, 0),
     }, measure)
-    console.log(`off-CPU: two threads on one CPU, ${switchesPerRound.toFixed(2)} context switches per ping-pong round; CPU time of the process`)
+    // the switches per round vary with what else runs on the CPU: compared per switch
+    const perSwitch = (r: { cpu: number; extra: number }) => r.cpu / r.extra
+    console.log('off-CPU: two threads on one CPU handing a byte over; CPU time of the process per context switch')
     for (const [name, r] of Object.entries(result)) {
-      const added = (r.cpu - result.none.cpu) / switchesPerRound
+      const added = perSwitch(r) - perSwitch(result.none)
       const vs = name === 'none' ? 'baseline' : `${added >= 0 ? '+' : ''}${added.toFixed(0)} ns per context switch; program ${r.bpfNsPerRun.toFixed(0)} ns a run`
-      console.log(`  ${name.padEnd(28)} ${r.cpu.toFixed(0).padStart(7)} ns CPU/round (wall ${r.wall.toFixed(0)})   ${vs}`)
+      console.log(`  ${name.padEnd(28)} ${perSwitch(r).toFixed(0).padStart(6)} ns CPU/switch (${r.extra.toFixed(2)} switches/round, wall ${r.wall.toFixed(0)} ns/round)   ${vs}`)
     }
   } finally {
     samples.close()

@@ -23,6 +23,7 @@
  * Everything here is public plugin API: a user plugin can do the same.
  */
 import { definePlugin, type FrameInput, type PluginContext, type StackSample } from 'periscope/plugin'
+import { encodeOffcpuOptions, OFFCPU_OBSERVE_ALL, OFFCPU_OBSERVE_TARGETS, OFFCPU_OPTIONS_SIZE, OFFCPU_OVERFLOW_SCHEDULE, OFFCPU_OVERFLOW_THREADS, OFFCPU_OVERFLOWS } from 'periscope/protocols/offcpu'
 
 const config = {
   /** Blocks shorter than this are not recorded. */
@@ -36,8 +37,10 @@ const config = {
 }
 type Config = typeof config
 
-/** `enum offcpu_overflow` (bpf/lib/offcpu.h), by index. */
-const overflowReasons = ['threads', 'schedule']
+/** The `reason` of each `enum offcpu_overflow`. */
+const overflowReasons: string[] = []
+overflowReasons[OFFCPU_OVERFLOW_THREADS] = 'threads'
+overflowReasons[OFFCPU_OVERFLOW_SCHEDULE] = 'schedule'
 
 export default definePlugin({
   name: 'offcpu-profile',
@@ -71,7 +74,7 @@ class OffCpuProfiler {
   #samples = new Map<string, number>()
   #lost = 0
   /** The kernel's overflow counts at the last collection, by reason. */
-  #overflows = overflowReasons.map(() => 0)
+  #overflows = new Array<number>(OFFCPU_OVERFLOWS).fill(0)
 
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
@@ -82,10 +85,10 @@ class OffCpuProfiler {
     const { min_block_ms: minBlockMs, target_pids: pids } = this.#ctx.config
     if (!(minBlockMs >= 0)) throw new Error(`offcpu-profile: min_block_ms must be a number of milliseconds, 0 or more; got ${JSON.stringify(minBlockMs)}`)
     for (const pid of new Set(pids)) await this.#ctx.map('offcpu:targets').claim(u32(pid), new Uint8Array([1]))
-    const options = new DataView(new ArrayBuffer(16))
-    options.setBigUint64(0, BigInt(Math.round(minBlockMs * 1e6)), true)
-    options.setUint32(8, pids.length > 0 ? 1 : 0, true)
-    await this.#ctx.map('offcpu:options').claim(u32(0), new Uint8Array(options.buffer))
+    const options = new Uint8Array(OFFCPU_OPTIONS_SIZE)
+    const observe = pids.length > 0 ? OFFCPU_OBSERVE_TARGETS : OFFCPU_OBSERVE_ALL
+    encodeOffcpuOptions({ min_block_ns: Math.round(minBlockMs * 1e6), observe, pad: 0 }, new DataView(options.buffer), 0)
+    await this.#ctx.map('offcpu:options').claim(u32(0), options)
     this.#ctx.log.info(`off-CPU profiles of blocks of ${minBlockMs} ms or more in ${pids.length === 0 ? 'every process' : `pids ${pids.join(', ')}`}, exported every ${this.#ctx.config.collect_interval_ms} ms`)
   }
 
@@ -152,7 +155,7 @@ class OffCpuProfiler {
     this.#samples = new Map()
     if (this.#lost > 0) this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: this.#lost, attributes: type })
     this.#lost = 0
-    const now = overflowReasons.map(() => 0)
+    const now = new Array<number>(OFFCPU_OVERFLOWS).fill(0)
     for (const [key, perCpu] of await this.#ctx.map('offcpu:overflows').entriesPerCpu()) {
       const reason = new DataView(key.buffer, key.byteOffset, key.byteLength).getUint32(0, true)
       for (const bytes of perCpu) now[reason]! += Number(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true))

@@ -41,7 +41,7 @@ DROP_COUNTER;
 /* where a sample is built, so that the ring gets only its filled bytes */
 SAMPLE_BUFFER_MAP(sample_buffer);
 
-/* entry 0; all zero (every block of every process) until user space claims it */
+/* entry 0; all zero (nobody observed) until user space claims it */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -49,7 +49,7 @@ struct {
 	__type(value, struct offcpu_options);
 } options SEC(".maps");
 
-/* the processes observed when options.only_targets is set, claimed by user space */
+/* the processes observed with OFFCPU_OBSERVE_TARGETS, claimed by user space */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
@@ -124,9 +124,9 @@ static __always_inline bool observed(struct task_struct *task, struct offcpu_opt
 	if (task->pid == 0 || (task->flags & STACK_PF_KTHREAD))
 		return false;
 	/* one hash lookup per switch: Periscope is left out only when every process is observed */
-	if (opts->only_targets)
+	if (opts->observe == OFFCPU_OBSERVE_TARGETS)
 		return bpf_map_lookup_elem(&targets, &tgid);
-	return !bpf_map_lookup_elem(&self_tgids, &tgid);
+	return opts->observe == OFFCPU_OBSERVE_ALL && !bpf_map_lookup_elem(&self_tgids, &tgid);
 }
 
 /* the task work: runs in the woken thread, on its way back to user space */
@@ -216,7 +216,7 @@ int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_
 	__u32 zero = 0;
 
 	opts = bpf_map_lookup_elem(&options, &zero);
-	if (!opts)
+	if (!opts || opts->observe == OFFCPU_OBSERVE_NONE)
 		return 0;
 	/* a preempted thread (still running) is waiting for a CPU, not blocked */
 	if (prev_state != TASK_RUNNING && observed(prev, opts)) {

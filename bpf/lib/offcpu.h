@@ -2,12 +2,22 @@
 #ifndef OFFCPU_H
 #define OFFCPU_H
 
+/* whom `options.observe` watches */
+enum offcpu_observe {
+	/* nobody: the options' value until user space claims them */
+	OFFCPU_OBSERVE_NONE = 0,
+	/* the processes in `targets` */
+	OFFCPU_OBSERVE_TARGETS = 1,
+	/* every user process but those in `self_tgids` */
+	OFFCPU_OBSERVE_ALL = 2,
+};
+
 /* `options` entry 0, claimed by user space */
 struct offcpu_options {
 	/* blocks shorter than this are not recorded (0: every block) */
 	__u64 min_block_ns;
-	/* 1: only the processes in `targets`; 0: every user process */
-	__u32 only_targets;
+	/* enum offcpu_observe */
+	__u32 observe;
 	__u32 pad;
 };
 

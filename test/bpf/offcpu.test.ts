@@ -21,6 +21,7 @@ import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
 import { SAMPLE_PID, StackUnwinder, UNWIND_COMPLETE, UNWIND_END_NAMES } from '../../runtime/profiling/unwind.ts'
 import { KernelSymbols } from '../../runtime/symbols/kallsyms.ts'
 import { decodeStackSample, encodeOffcpuOptions, OFFCPU_OPTIONS_SIZE } from '../../bpf/lib/offcpu.types.ts'
+import { OFFCPU_OBSERVE_ALL, OFFCPU_OBSERVE_TARGETS } from '../../runtime/protocols/offcpu.ts'
 import { pollUntil } from '../peers/poll.ts'
 import { objectPath, requireFeature, root } from './kernel.ts'
 import { frameNamer } from './unwind-fixture.ts'
@@ -54,13 +55,16 @@ function startSleeper(iterations: number): Sleeper & { output: () => string } {
 
 const u32 = (n: number): Uint8Array => new Uint8Array(new Uint32Array([n]).buffer)
 
-async function openOffCpu(options: { minBlockNs: number; targets: number[]; self?: number }): Promise<{ object: LoadedObject; records: DataView[]; reader: RingBufferReader; close: () => void }> {
+async function openOffCpu(options: { minBlockNs: number; targets: number[]; self?: number } | 'unclaimed'): Promise<{ object: LoadedObject; records: DataView[]; reader: RingBufferReader; close: () => void }> {
   const object = await ObjectSpec.open(objectPath('offcpu')).load()
-  const value = new Uint8Array(OFFCPU_OPTIONS_SIZE)
-  encodeOffcpuOptions({ min_block_ns: options.minBlockNs, only_targets: options.targets.length > 0 ? 1 : 0, pad: 0 }, new DataView(value.buffer), 0)
-  object.map('options').update(u32(0), value)
-  if (options.self !== undefined) object.map('self_tgids').update(u32(options.self), new Uint8Array([1]))
-  for (const pid of options.targets) object.map('targets').update(u32(pid), new Uint8Array([1]))
+  if (options !== 'unclaimed') {
+    const value = new Uint8Array(OFFCPU_OPTIONS_SIZE)
+    const observe = options.targets.length > 0 ? OFFCPU_OBSERVE_TARGETS : OFFCPU_OBSERVE_ALL
+    encodeOffcpuOptions({ min_block_ns: options.minBlockNs, observe, pad: 0 }, new DataView(value.buffer), 0)
+    object.map('options').update(u32(0), value)
+    if (options.self !== undefined) object.map('self_tgids').update(u32(options.self), new Uint8Array([1]))
+    for (const pid of options.targets) object.map('targets').update(u32(pid), new Uint8Array([1]))
+  }
   const records: DataView[] = []
   const reader = new RingBufferReader(object, 'samples', {
     onBatch: (batch) => forEachRecord(batch, (view, offset, size) => {
@@ -168,6 +172,22 @@ describe('off-CPU samples of a program that sleeps 200 ms in a loop', () => {
     const short = samples.filter((s) => through(s.names, 'short_naps'))
     assert.equal(short.length, 10 * iterations, samples.map((s) => `${s.value / 1e3} µs: ${s.names.join(' < ')}`).join('\n'))
     for (const s of short) assert.ok(s.value >= 100e3 && s.value < 50 * MS, `${s.value / 1e3} µs blocked`)
+  })
+
+  it('until user space claims the options nothing is observed (the object attaches before a plugin\'s setup claims them)', async (t) => {
+    if (!requireFeature(t, 'tp_btf', await probeAttach('tp_btf'))) return
+    if (!requireFeature(t, 'BPF task work', probeTaskWork())) return
+    const sleeper = startSleeper(1)
+    const offCpu = await openOffCpu('unclaimed')
+    try {
+      sleeper.stdin.write('g')
+      await pollUntil(() => sleeper.output() === 'done\n', { what: 'the sleeper to nap', timeoutMs: 60_000 })
+      offCpu.reader.drain()
+      assert.deepEqual(offCpu.records.map((r) => decodeStackSample(r, 0, r.byteLength).comm), [])
+    } finally {
+      offCpu.close()
+      sleeper.kill('SIGKILL')
+    }
   })
 
   it('with no target every user process is observed but those in self_tgids', async (t) => {
