@@ -13,7 +13,7 @@
  * in 32-bit ints (`{"min": -2147483648, "max": 0}` for [2G, 4G)), and JSON escapes each byte
  * of a non-ASCII character as `\uffffffXX`.
  */
-import { average, histTotal, orderedEntries, type KeyPart, type LinearRange, type MapEntry, type MapSnapshot } from './maps.ts'
+import { average, orderedEntries, type KeyPart, type LinearRange, type MapEntry, type MapSnapshot } from './maps.ts'
 
 const BAR_WIDTH = 52
 
