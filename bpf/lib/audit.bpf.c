@@ -9,6 +9,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
+#include "fd_file.h"
 #include "periscope.h"
 #include "audit.h"
 
@@ -17,8 +18,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define AT_FDCWD -100
 #define AF_INET 2
 #define AF_INET6 10
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
 #define PTRACE_TRACEME 0
 #define PTRACE_ATTACH 16
 #define PTRACE_SEIZE 0x4206
@@ -172,6 +171,18 @@ static __always_inline struct pt_regs *user_regs(void)
 #define ARG2(regs) BPF_CORE_READ(regs, dx)
 #define ARG3(regs) BPF_CORE_READ(regs, r10)
 
+/*
+ * The exit program of a syscall, whose event `event` makes from the tracepoint's context (ctx)
+ * and the syscall's arguments in the saved user registers (regs)
+ */
+#define AUDIT_EXIT(syscall, event)                                  \
+	SEC("tracepoint/syscalls/sys_exit_" #syscall)               \
+	int exit_##syscall(struct sys_exit_args *ctx)               \
+	{                                                           \
+		struct pt_regs *regs = user_regs();                 \
+		return event;                                       \
+	}
+
 static __always_inline __u32 pid_ns_of(struct task_struct *task)
 {
 	struct pid *pid = BPF_CORE_READ(task, thread_pid);
@@ -322,18 +333,6 @@ static __always_inline __u32 keep_work(struct scratch *sc, char *dest, __u32 len
 	return len;
 }
 
-static __always_inline struct file *fd_file(struct task_struct *task, long fd)
-{
-	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
-	unsigned int max = BPF_CORE_READ(task, files, fdt, max_fds);
-	struct file *file = NULL;
-
-	if (fd < 0 || fd >= max)
-		return NULL;
-	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
-	return file;
-}
-
 /* the path field `which` (0: path, 1: path2) */
 #define PATH_FIELD(sc, which) ((which) ? (sc)->event.path2 : (sc)->event.path)
 
@@ -385,7 +384,7 @@ __noinline int resolve(struct scratch *sc, long dfd, __u64 upath, int which)
 		dentry = BPF_CORE_READ(task, fs, pwd.dentry);
 		mnt = BPF_CORE_READ(task, fs, pwd.mnt);
 	} else {
-		file = fd_file(task, (int)dfd);
+		file = fd_file((int)dfd);
 		if (!file) {
 			dest[0] = 0;
 			return 0;
@@ -565,7 +564,6 @@ static __always_inline int path_event(struct sys_exit_args *ctx, __u32 kind, __u
 /* the event of a syscall on an open file descriptor */
 static __always_inline int fd_event(struct sys_exit_args *ctx, __u32 kind, __u32 syscall, long fd, __u64 arg0, __u64 arg1)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct audit_ruleset *rs = rules();
 	struct scratch *sc = begin(rs, kind);
 	struct audit_event *e;
@@ -574,35 +572,15 @@ static __always_inline int fd_event(struct sys_exit_args *ctx, __u32 kind, __u32
 	if (!sc)
 		return 0;
 	e = start_event(sc, kind, syscall, ctx->ret);
-	len = file_path(sc, (__u64)fd_file(task, fd), 0);
+	len = file_path(sc, (__u64)fd_file(fd), 0);
 	e->arg0 = arg0;
 	e->arg1 = arg1;
 	return finish_path(sc, rs, len, 0, false);
 }
 
-SEC("tracepoint/syscalls/sys_exit_unlink")
-int exit_unlink(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return path_event(ctx, AUDIT_UNLINK, AUDIT_SYS_UNLINK, AT_FDCWD, (const char *)ARG0(regs), 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_unlinkat")
-int exit_unlinkat(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return path_event(ctx, AUDIT_UNLINK, AUDIT_SYS_UNLINKAT, ARG0(regs), (const char *)ARG1(regs), ARG2(regs));
-}
-
-SEC("tracepoint/syscalls/sys_exit_rmdir")
-int exit_rmdir(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return path_event(ctx, AUDIT_UNLINK, AUDIT_SYS_RMDIR, AT_FDCWD, (const char *)ARG0(regs), 0);
-}
+AUDIT_EXIT(unlink, path_event(ctx, AUDIT_UNLINK, AUDIT_SYS_UNLINK, AT_FDCWD, (const char *)ARG0(regs), 0))
+AUDIT_EXIT(unlinkat, path_event(ctx, AUDIT_UNLINK, AUDIT_SYS_UNLINKAT, ARG0(regs), (const char *)ARG1(regs), ARG2(regs)))
+AUDIT_EXIT(rmdir, path_event(ctx, AUDIT_UNLINK, AUDIT_SYS_RMDIR, AT_FDCWD, (const char *)ARG0(regs), 0))
 
 static __always_inline int rename_event(struct sys_exit_args *ctx, __u32 syscall, long olddfd, const char *oldpath, long newdfd, const char *newpath, __u64 flags)
 {
@@ -620,61 +598,13 @@ static __always_inline int rename_event(struct sys_exit_args *ctx, __u32 syscall
 	return finish_path(sc, rs, len, len2, true);
 }
 
-SEC("tracepoint/syscalls/sys_exit_rename")
-int exit_rename(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return rename_event(ctx, AUDIT_SYS_RENAME, AT_FDCWD, (const char *)ARG0(regs), AT_FDCWD, (const char *)ARG1(regs), 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_renameat")
-int exit_renameat(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return rename_event(ctx, AUDIT_SYS_RENAMEAT, ARG0(regs), (const char *)ARG1(regs), ARG2(regs), (const char *)ARG3(regs), 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_renameat2")
-int exit_renameat2(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return rename_event(ctx, AUDIT_SYS_RENAMEAT2, ARG0(regs), (const char *)ARG1(regs), ARG2(regs), (const char *)ARG3(regs), BPF_CORE_READ(regs, r8));
-}
-
-SEC("tracepoint/syscalls/sys_exit_chmod")
-int exit_chmod(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return path_event(ctx, AUDIT_CHMOD, AUDIT_SYS_CHMOD, AT_FDCWD, (const char *)ARG0(regs), ARG1(regs) & 07777);
-}
-
-SEC("tracepoint/syscalls/sys_exit_fchmod")
-int exit_fchmod(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return fd_event(ctx, AUDIT_CHMOD, AUDIT_SYS_FCHMOD, (int)ARG0(regs), ARG1(regs) & 07777, 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_fchmodat")
-int exit_fchmodat(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return path_event(ctx, AUDIT_CHMOD, AUDIT_SYS_FCHMODAT, ARG0(regs), (const char *)ARG1(regs), ARG2(regs) & 07777);
-}
-
-SEC("tracepoint/syscalls/sys_exit_fchmodat2")
-int exit_fchmodat2(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return path_event(ctx, AUDIT_CHMOD, AUDIT_SYS_FCHMODAT2, ARG0(regs), (const char *)ARG1(regs), ARG2(regs) & 07777);
-}
+AUDIT_EXIT(rename, rename_event(ctx, AUDIT_SYS_RENAME, AT_FDCWD, (const char *)ARG0(regs), AT_FDCWD, (const char *)ARG1(regs), 0))
+AUDIT_EXIT(renameat, rename_event(ctx, AUDIT_SYS_RENAMEAT, ARG0(regs), (const char *)ARG1(regs), ARG2(regs), (const char *)ARG3(regs), 0))
+AUDIT_EXIT(renameat2, rename_event(ctx, AUDIT_SYS_RENAMEAT2, ARG0(regs), (const char *)ARG1(regs), ARG2(regs), (const char *)ARG3(regs), BPF_CORE_READ(regs, r8)))
+AUDIT_EXIT(chmod, path_event(ctx, AUDIT_CHMOD, AUDIT_SYS_CHMOD, AT_FDCWD, (const char *)ARG0(regs), ARG1(regs) & 07777))
+AUDIT_EXIT(fchmod, fd_event(ctx, AUDIT_CHMOD, AUDIT_SYS_FCHMOD, (int)ARG0(regs), ARG1(regs) & 07777, 0))
+AUDIT_EXIT(fchmodat, path_event(ctx, AUDIT_CHMOD, AUDIT_SYS_FCHMODAT, ARG0(regs), (const char *)ARG1(regs), ARG2(regs) & 07777))
+AUDIT_EXIT(fchmodat2, path_event(ctx, AUDIT_CHMOD, AUDIT_SYS_FCHMODAT2, ARG0(regs), (const char *)ARG1(regs), ARG2(regs) & 07777))
 
 static __always_inline int chown_event(struct sys_exit_args *ctx, __u32 syscall, long dfd, const char *upath, __u64 uid, __u64 gid)
 {
@@ -692,37 +622,10 @@ static __always_inline int chown_event(struct sys_exit_args *ctx, __u32 syscall,
 	return finish_path(sc, rs, len, 0, false);
 }
 
-SEC("tracepoint/syscalls/sys_exit_chown")
-int exit_chown(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return chown_event(ctx, AUDIT_SYS_CHOWN, AT_FDCWD, (const char *)ARG0(regs), ARG1(regs), ARG2(regs));
-}
-
-SEC("tracepoint/syscalls/sys_exit_lchown")
-int exit_lchown(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return chown_event(ctx, AUDIT_SYS_LCHOWN, AT_FDCWD, (const char *)ARG0(regs), ARG1(regs), ARG2(regs));
-}
-
-SEC("tracepoint/syscalls/sys_exit_fchownat")
-int exit_fchownat(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return chown_event(ctx, AUDIT_SYS_FCHOWNAT, ARG0(regs), (const char *)ARG1(regs), ARG2(regs), ARG3(regs));
-}
-
-SEC("tracepoint/syscalls/sys_exit_fchown")
-int exit_fchown(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return fd_event(ctx, AUDIT_CHOWN, AUDIT_SYS_FCHOWN, (int)ARG0(regs), (__u32)ARG1(regs), (__u32)ARG2(regs));
-}
+AUDIT_EXIT(chown, chown_event(ctx, AUDIT_SYS_CHOWN, AT_FDCWD, (const char *)ARG0(regs), ARG1(regs), ARG2(regs)))
+AUDIT_EXIT(lchown, chown_event(ctx, AUDIT_SYS_LCHOWN, AT_FDCWD, (const char *)ARG0(regs), ARG1(regs), ARG2(regs)))
+AUDIT_EXIT(fchownat, chown_event(ctx, AUDIT_SYS_FCHOWNAT, ARG0(regs), (const char *)ARG1(regs), ARG2(regs), ARG3(regs)))
+AUDIT_EXIT(fchown, fd_event(ctx, AUDIT_CHOWN, AUDIT_SYS_FCHOWN, (int)ARG0(regs), (__u32)ARG1(regs), (__u32)ARG2(regs)))
 
 /* an open under a sensitive path: every open passes here, so the trie is asked before the event is built */
 static __always_inline int open_event(struct sys_exit_args *ctx, __u32 syscall, long dfd, const char *upath, __u64 flags)
@@ -746,32 +649,19 @@ static __always_inline int open_event(struct sys_exit_args *ctx, __u32 syscall, 
 	return finish_path(sc, rs, len, 0, false);
 }
 
-SEC("tracepoint/syscalls/sys_exit_open")
-int exit_open(struct sys_exit_args *ctx)
+AUDIT_EXIT(open, open_event(ctx, AUDIT_SYS_OPEN, AT_FDCWD, (const char *)ARG0(regs), (__u32)ARG1(regs)))
+AUDIT_EXIT(openat, open_event(ctx, AUDIT_SYS_OPENAT, ARG0(regs), (const char *)ARG1(regs), (__u32)ARG2(regs)))
+
+/* openat2's flags: its struct open_how begins with them */
+static __always_inline __u64 open_how_flags(struct pt_regs *regs)
 {
-	struct pt_regs *regs = user_regs();
-
-	return open_event(ctx, AUDIT_SYS_OPEN, AT_FDCWD, (const char *)ARG0(regs), (__u32)ARG1(regs));
-}
-
-SEC("tracepoint/syscalls/sys_exit_openat")
-int exit_openat(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return open_event(ctx, AUDIT_SYS_OPENAT, ARG0(regs), (const char *)ARG1(regs), (__u32)ARG2(regs));
-}
-
-SEC("tracepoint/syscalls/sys_exit_openat2")
-int exit_openat2(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
 	__u64 flags = 0;
 
-	/* struct open_how begins with its flags */
 	bpf_probe_read_user(&flags, sizeof(flags), (void *)ARG2(regs));
-	return open_event(ctx, AUDIT_SYS_OPENAT2, ARG0(regs), (const char *)ARG1(regs), flags);
+	return flags;
 }
+
+AUDIT_EXIT(openat2, open_event(ctx, AUDIT_SYS_OPENAT2, ARG0(regs), (const char *)ARG1(regs), open_how_flags(regs)))
 
 /* a change of ids (or capabilities): the ids asked for in arg0..arg2 */
 static __always_inline int setid_event(struct sys_exit_args *ctx, __u32 syscall, __u64 arg0, __u64 arg1, __u64 arg2)
@@ -792,64 +682,23 @@ static __always_inline int setid_event(struct sys_exit_args *ctx, __u32 syscall,
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_setuid")
-int exit_setuid(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return setid_event(ctx, AUDIT_SYS_SETUID, (__u32)ARG0(regs), 0, 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_setgid")
-int exit_setgid(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return setid_event(ctx, AUDIT_SYS_SETGID, (__u32)ARG0(regs), 0, 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_setreuid")
-int exit_setreuid(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return setid_event(ctx, AUDIT_SYS_SETREUID, (__u32)ARG0(regs), (__u32)ARG1(regs), 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_setregid")
-int exit_setregid(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return setid_event(ctx, AUDIT_SYS_SETREGID, (__u32)ARG0(regs), (__u32)ARG1(regs), 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_setresuid")
-int exit_setresuid(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return setid_event(ctx, AUDIT_SYS_SETRESUID, (__u32)ARG0(regs), (__u32)ARG1(regs), (__u32)ARG2(regs));
-}
-
-SEC("tracepoint/syscalls/sys_exit_setresgid")
-int exit_setresgid(struct sys_exit_args *ctx)
-{
-	struct pt_regs *regs = user_regs();
-
-	return setid_event(ctx, AUDIT_SYS_SETRESGID, (__u32)ARG0(regs), (__u32)ARG1(regs), (__u32)ARG2(regs));
-}
+AUDIT_EXIT(setuid, setid_event(ctx, AUDIT_SYS_SETUID, (__u32)ARG0(regs), 0, 0))
+AUDIT_EXIT(setgid, setid_event(ctx, AUDIT_SYS_SETGID, (__u32)ARG0(regs), 0, 0))
+AUDIT_EXIT(setreuid, setid_event(ctx, AUDIT_SYS_SETREUID, (__u32)ARG0(regs), (__u32)ARG1(regs), 0))
+AUDIT_EXIT(setregid, setid_event(ctx, AUDIT_SYS_SETREGID, (__u32)ARG0(regs), (__u32)ARG1(regs), 0))
+AUDIT_EXIT(setresuid, setid_event(ctx, AUDIT_SYS_SETRESUID, (__u32)ARG0(regs), (__u32)ARG1(regs), (__u32)ARG2(regs)))
+AUDIT_EXIT(setresgid, setid_event(ctx, AUDIT_SYS_SETRESGID, (__u32)ARG0(regs), (__u32)ARG1(regs), (__u32)ARG2(regs)))
 
 /* capset: the effective, permitted and inheritable sets asked for, 64 bits each */
-SEC("tracepoint/syscalls/sys_exit_capset")
-int exit_capset(struct sys_exit_args *ctx)
+static __always_inline int capset_event(struct sys_exit_args *ctx, struct pt_regs *regs)
 {
-	struct pt_regs *regs = user_regs();
 	__u32 data[6] = {};
 
 	bpf_probe_read_user(data, sizeof(data), (void *)ARG1(regs));
 	return setid_event(ctx, AUDIT_SYS_CAPSET, data[0] | (__u64)data[3] << 32, data[1] | (__u64)data[4] << 32, data[2] | (__u64)data[5] << 32);
 }
+
+AUDIT_EXIT(capset, capset_event(ctx, regs))
 
 /* local and peer address of a socket's sock (or only the local end: peer_too false) */
 static __always_inline bool sock_addresses(struct audit_event *e, struct file *file, bool peer_too)
@@ -858,7 +707,7 @@ static __always_inline bool sock_addresses(struct audit_event *e, struct file *f
 	struct sock *sk;
 	__u16 family;
 
-	if (!file || (BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+	if (file_type(file) != S_IFSOCK)
 		return false;
 	sock = (struct socket *)BPF_CORE_READ(file, private_data);
 	sk = BPF_CORE_READ(sock, sk);
@@ -885,7 +734,6 @@ static __always_inline bool sock_addresses(struct audit_event *e, struct file *f
 SEC("tracepoint/syscalls/sys_exit_connect")
 int exit_connect(struct sys_exit_args *ctx)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct pt_regs *regs = user_regs();
 	struct audit_ruleset *rs = rules();
 	struct scratch *sc = begin(rs, AUDIT_CONNECT);
@@ -900,7 +748,7 @@ int exit_connect(struct sys_exit_args *ctx)
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
 	e = start_event(sc, AUDIT_CONNECT, AUDIT_SYS_CONNECT, ctx->ret);
-	sock_addresses(e, fd_file(task, (int)ARG0(regs)), false);
+	sock_addresses(e, fd_file((int)ARG0(regs)), false);
 	e->family = family;
 	bpf_probe_read_user(&port, sizeof(port), addr + 2);
 	e->peer_port = bpf_ntohs(port);
@@ -918,7 +766,6 @@ int exit_connect(struct sys_exit_args *ctx)
 /* an accepted IPv4 or IPv6 connection, from its new socket; failed accepts (EAGAIN) are not told */
 static __always_inline int accept_event(struct sys_exit_args *ctx, __u32 syscall)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct audit_ruleset *rs = rules();
 	struct scratch *sc;
 	struct audit_event *e;
@@ -929,7 +776,7 @@ static __always_inline int accept_event(struct sys_exit_args *ctx, __u32 syscall
 	if (!sc)
 		return 0;
 	e = start_event(sc, AUDIT_ACCEPT, syscall, ctx->ret);
-	if (!sock_addresses(e, fd_file(task, ctx->ret), true))
+	if (!sock_addresses(e, fd_file(ctx->ret), true))
 		return 0;
 	if (!kept(sc, rs, 0, 0, 0))
 		return 0;
@@ -978,7 +825,6 @@ int exit_ptrace(struct sys_exit_args *ctx)
 SEC("tracepoint/syscalls/sys_exit_bpf")
 int exit_bpf(struct sys_exit_args *ctx)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct pt_regs *regs = user_regs();
 	struct audit_ruleset *rs;
 	struct scratch *sc;
@@ -1002,7 +848,7 @@ int exit_bpf(struct sys_exit_args *ctx)
 	if (ARG2(regs) >= 64)
 		bpf_probe_read_user_str(e->path2, 16, attr + 48);
 	if (ctx->ret >= 0) {
-		file = fd_file(task, ctx->ret);
+		file = fd_file(ctx->ret);
 		prog = file ? (struct bpf_prog *)BPF_CORE_READ(file, private_data) : NULL;
 		if (prog)
 			e->arg1 = BPF_CORE_READ(prog, aux, id);

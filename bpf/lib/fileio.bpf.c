@@ -10,14 +10,12 @@
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
+#include "fd_file.h"
+#include "overflow_counter.h"
 #include "periscope.h"
 #include "fileio.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-#define S_IFMT 00170000
-#define S_IFREG 0100000
-#define S_IFDIR 0040000
 
 /* mounts and directories a path walk crosses before it gives up (counted in FILEIO_OVERFLOW_PATH) */
 #define PATH_WALK_DEPTH 32
@@ -53,12 +51,7 @@ RECORD(exits, struct fileio_process);
 
 DROP_COUNTER;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FILEIO_OVERFLOWS);
-	__type(key, __u32);
-	__type(value, __u64);
-} overflows SEC(".maps");
+OVERFLOW_COUNTER(overflows, FILEIO_OVERFLOWS);
 
 /* Periscope's own processes, written by the runtime before the links attach */
 struct {
@@ -119,45 +112,6 @@ struct {
 
 /* a process's counters start from these zeroes (in .bss: nothing writes them, and .rodata would make them a setting) */
 struct fileio_process empty_process = {};
-
-static __always_inline void count_overflow(__u32 reason)
-{
-	__u64 *count = bpf_map_lookup_elem(&overflows, &reason);
-
-	if (count)
-		*count += 1;
-}
-
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
-
-/* the open file behind the current process's fd, or NULL */
-static __always_inline struct file *file_of_fd(unsigned long fd)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct files_struct *files = task->files;
-	struct fdtable *fdt;
-	struct list_head *slot;
-
-	if (!files)
-		return NULL;
-	fdt = files->fdt;
-	if (fd >= fdt->max_fds)
-		return NULL;
-	/*
-	 * the array's slot is read as a list_head, whose first member is one pointer: a load through
-	 * BTF (faults read as 0), not a helper call, on every read and write of every fd
-	 */
-	slot = bpf_rdonly_cast(&fdt->fd[fd], bpf_core_type_id_kernel(struct list_head));
-	return (struct file *)slot->next;
-}
-
-/* loads through BTF (no helper call): this runs on every read and write of every fd */
-static __always_inline __u32 mode_of(struct file *file)
-{
-	struct file *typed = bpf_rdonly_cast(file, bpf_core_type_id_kernel(struct file));
-
-	return typed->f_inode->i_mode;
-}
 
 static __always_inline bool targets_named(void)
 {
@@ -315,15 +269,12 @@ static __always_inline void account(struct fileio_counts *counts, __u32 op, long
 }
 
 /* entry of a call on fd: remembers its start when fd is a file this op counts */
-static __always_inline int enter_call(unsigned long fd, __u32 op)
+static __always_inline int enter_call(int fd, __u32 op)
 {
-	__u32 tgid, mode;
-	struct file *file = file_of_fd(fd);
+	struct file *file = fd_file(fd);
+	__u32 tgid, mode = file_type(file);
 	struct in_flight *call;
 
-	if (!file)
-		return 0;
-	mode = mode_of(file) & S_IFMT;
 	/* a directory is synced after a rename or create, to make it last */
 	if (mode != S_IFREG && !(op >= FILEIO_FSYNC && mode == S_IFDIR))
 		return 0;
@@ -406,8 +357,8 @@ static __always_inline int opened(long fd)
 
 	if (fd < 0 || !targets_named())
 		return 0;
-	file = file_of_fd(fd);
-	if (!file || (mode_of(file) & S_IFMT) != S_IFREG)
+	file = fd_file(fd);
+	if (file_type(file) != S_IFREG)
 		return 0;
 	if (path_from_root((__u64)BPF_CORE_READ(file, f_path.dentry), (__u64)BPF_CORE_READ(file, f_path.mnt)))
 		return 0;
@@ -446,11 +397,18 @@ static __always_inline void flush_process(__u32 tgid)
 
 	if (!process)
 		return;
-	/* the record is sent last, so whoever reads it finds the entry gone */
+	/*
+	 * the record is sent last, so whoever reads it finds the entry gone; of threads ending
+	 * together, only the one whose delete removed the entry sends it
+	 */
 	last = RESERVE_OR_DROP(exits, sizeof(*last));
 	if (last)
 		bpf_probe_read_kernel(last, sizeof(*last), process);
-	bpf_map_delete_elem(&processes, &tgid);
+	if (bpf_map_delete_elem(&processes, &tgid)) {
+		if (last)
+			bpf_ringbuf_discard(last, 0);
+		return;
+	}
 	if (last)
 		bpf_ringbuf_submit(last, 0);
 }

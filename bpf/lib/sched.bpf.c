@@ -10,6 +10,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "overflow_counter.h"
 #include "periscope.h"
 #include "sched.h"
 
@@ -75,22 +76,9 @@ struct {
 	__type(value, struct runq_hist);
 } runq_latency SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, OVERFLOW_KINDS);
-	__type(key, __u32);
-	__type(value, __u64);
-} overflow SEC(".maps");
+OVERFLOW_COUNTER(overflow, OVERFLOW_KINDS);
 
 DROP_COUNTER;
-
-static __always_inline void count_overflow(__u32 kind)
-{
-	__u64 *count = bpf_map_lookup_elem(&overflow, &kind);
-
-	if (count)
-		*count += 1;
-}
 
 static __always_inline bool observed(__u32 tgid)
 {

@@ -12,6 +12,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "fd_file.h"
 #include "periscope.h"
 #include "sockdata.h"
 
@@ -21,8 +22,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
-#define S_IFMT 0170000
-#define S_IFSOCK 0140000
 #define PROT_EXEC 0x4
 #define VM_EXEC 0x4
 #define EINTR 4
@@ -349,31 +348,12 @@ static __always_inline __u64 next_conn_id(void)
 	return (*counter << 10) | (bpf_get_smp_processor_id() & 1023);
 }
 
-/* the struct file an fd of the current task names, from its file table */
-static __always_inline struct file *fd_file(int fd)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
-	struct file *file = NULL;
-
-	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
-	return file;
-}
-
 /* the file's socket when it is a stream socket: a sockfs inode whose socket points back */
 static __always_inline struct socket *stream_socket(struct file *file)
 {
 	struct socket *sock;
-	umode_t mode;
 
-	if (!file)
-		return NULL;
-	mode = BPF_CORE_READ(file, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
+	if (!file || file_type(file) != S_IFSOCK)
 		return NULL;
 	sock = BPF_CORE_READ(file, private_data);
 	if (BPF_CORE_READ(sock, file) != file || BPF_CORE_READ(sock, type) != SOCK_STREAM)
@@ -1115,7 +1095,8 @@ static __always_inline int remember_call(int fd, __u64 source, __u32 count, __u8
 /* syscall entry of read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg, sendfile */
 static __always_inline int data_enter(int fd, __u64 source, __u32 count, __u8 shape, __u8 direction)
 {
-	if (is_self(bpf_get_current_pid_tgid() >> 32))
+	/* most reads and writes are not on sockets: the fd's type first, before any map lookup */
+	if (file_type(fd_file(fd)) != S_IFSOCK || is_self(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 	return remember_call(fd, source, count, shape, direction, ORIGIN_SYSCALL);
 }

@@ -11,6 +11,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "overflow_counter.h"
 #include "periscope.h"
 #include "syscall_log.h"
 
@@ -46,12 +47,7 @@ struct {
 	__type(value, struct syscall_log_record);
 } blank SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, SYSCALL_LOG_OVERFLOWS);
-	__type(key, __u32);
-	__type(value, __u64);
-} overflows SEC(".maps");
+OVERFLOW_COUNTER(overflows, SYSCALL_LOG_OVERFLOWS);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -60,14 +56,6 @@ struct {
 RECORD(records, struct syscall_log_record);
 
 DROP_COUNTER;
-
-static __always_inline void count_overflow(__u32 kind)
-{
-	__u64 *count = bpf_map_lookup_elem(&overflows, &kind);
-
-	if (count)
-		*count += 1;
-}
 
 /* copies the argument `which` names (1-based; 0: none) as a string into slot `slot` */
 static __always_inline void copy_string(struct syscall_log_record *call, int slot, __u8 which)

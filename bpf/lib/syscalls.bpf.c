@@ -12,6 +12,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "overflow_counter.h"
 #include "periscope.h"
 #include "syscalls.h"
 
@@ -50,12 +51,7 @@ struct {
 	__type(value, struct syscall_counts);
 } unattributed SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, SYSCALLS_OVERFLOWS);
-	__type(key, __u32);
-	__type(value, __u64);
-} overflows SEC(".maps");
+OVERFLOW_COUNTER(overflows, SYSCALLS_OVERFLOWS);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -64,14 +60,6 @@ struct {
 RECORD(retired, struct syscall_retired);
 
 DROP_COUNTER;
-
-static __always_inline void count_overflow(__u32 kind)
-{
-	__u64 *count = bpf_map_lookup_elem(&overflows, &kind);
-
-	if (count)
-		*count += 1;
-}
 
 /* the process's entry in `processes`, made with its image's comm on its first call */
 static __always_inline struct syscall_process *process_of(__u32 tgid)

@@ -13,6 +13,7 @@ import { decodeFileioCounts, encodeFileioPath, mapCodecs, FILEIO_PATH_SIZE, type
 import { forEachRecord } from '../../runtime/bpf/batch.ts'
 import { openLibraryObject, type LibraryObject } from '../../runtime/library/index.ts'
 import { root, waitFor } from './kernel.ts'
+import { runThreads } from './sched-workload.ts'
 
 const READ = 0
 const WRITE = 1
@@ -149,6 +150,19 @@ describe('fileio object', { timeout: 120_000 }, () => {
       child.kill()
       await late.close()
     }
+  })
+
+  it('a process whose threads end it together leaves one record', async () => {
+    // its loader's reads of libc made its entry; both threads may find the group dead at their exit
+    const rounds = 50
+    const wrong: string[] = []
+    for (let round = 0; round < rounds; round++) {
+      const { pid } = await runThreads(2, 0)
+      fileio.drainStreams()
+      const records = exits.get(pid) ?? []
+      if (records.length !== 1 || records[0]!.comm !== 'sched-workload') wrong.push(`round ${round}: ${JSON.stringify(records.map((r) => [r.comm, r.counts.ops]))}`)
+    }
+    assert.deepEqual(wrong, [], `${wrong.length} of ${rounds} processes not recorded exactly once`)
   })
 
   it('a process\'s entry goes at its exit, and no map overflowed', async () => {

@@ -3,17 +3,17 @@
 // known workload (test/bpf/fixtures/sched-workload.c), the run-queue latency histogram against
 // the kernel's schedstat, and every per-process entry gone when its process exits.
 import assert from 'node:assert/strict'
-import { execFileSync, spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { decodeProcStats, decodeRunqHist, decodeSchedEvent, type ProcStats, type SchedEvent } from '../../bpf/lib/sched.types.ts'
 import { forEachRecord } from '../../runtime/bpf/batch.ts'
 import { openLibraryObject, type LibraryObject } from '../../runtime/library/index.ts'
 import { OVERFLOW_EXIT_REPORTED, OVERFLOW_PROC_STATS } from '../../runtime/protocols/sched.ts'
-import { root, waitFor } from './kernel.ts'
+import { waitFor } from './kernel.ts'
+import { runThreads, schedWorkload } from './sched-workload.ts'
 
 const START = 1
 const EXIT = 2
@@ -23,10 +23,7 @@ const events: SchedEvent[] = []
 let workload: string
 
 before(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'periscope-sched-'))
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
-  workload = join(dir, 'sched-workload')
-  execFileSync('cc', ['-O2', '-Wall', '-pthread', '-o', workload, join(root, 'test/bpf/fixtures/sched-workload.c')])
+  workload = schedWorkload()
   sched = await openLibraryObject('sched')
   sched.subscribe('events', (batch) => forEachRecord(batch, (view, offset, size) => events.push(decodeSchedEvent(view, offset, size))))
 })
@@ -280,31 +277,3 @@ test('a process without an entry (its map full) whose threads end it together is
     await small.close()
   }
 })
-
-/**
- * Runs `sched-workload threads`: waits until its main thread is gone, lets it end, and returns when
- * it was reaped (every thread past its exit tracepoint, every record it made in the ring).
- */
-async function runThreads(threads: number, exitCode: number): Promise<{ pid: number; heldNs: bigint; spawnToExitNs: bigint }> {
-  const spawnedAt = process.hrtime.bigint()
-  const child = spawn(workload, ['threads', String(threads), String(exitCode)])
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
-  let output = ''
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  let readyAt: bigint, releasedAt: bigint
-  try {
-    await waitFor(() => output.includes('ready\n'), 'the workload\'s threads to start and its main thread to end', 10_000)
-    readyAt = process.hrtime.bigint()
-    // the main thread is a zombie (listed until the group is gone), the others run
-    const state = (path: string): string => readFileSync(path, 'utf8').split(') ')[1]![0]!
-    assert.deepEqual([readdirSync(`/proc/${child.pid}/task`).length, state(`/proc/${child.pid}/stat`)], [threads + 1, 'Z'])
-    child.stdin.write('go\n')
-    releasedAt = process.hrtime.bigint()
-  } catch (error) {
-    child.kill('SIGKILL')
-    throw error
-  }
-  assert.equal(await exited, exitCode, output)
-  return { pid: child.pid!, heldNs: releasedAt - readyAt, spawnToExitNs: process.hrtime.bigint() - spawnedAt }
-}
