@@ -11,7 +11,12 @@
  * alloc_space (bytes allocated in the interval, estimated from the samples) and inuse_space (bytes
  * of the sampled blocks not freed yet, estimated the same way), labelled `process.pid`,
  * `thread.id` and `thread.name`. Statically linked programs and other allocators (jemalloc, Go)
- * are not followed: the plugin says so for each target it cannot follow.
+ * are not followed: the plugin says so for each target it cannot follow. A hot reload carries the
+ * stacks of the live blocks over (ctx.state), so bytes in use go on.
+ *
+ * Cost (bench/offcpu-alloc-overhead.bench.ts): about 8.5 µs of CPU per malloc + free pair at
+ * the default sampling, nearly all of it the three uprobe traps (malloc's entry and return,
+ * free's entry); about 16 µs a pair when every allocation is sampled.
  *
  * Everything here is public plugin API: a user plugin can do the same.
  */
@@ -55,7 +60,15 @@ interface Stack {
   inUse: number
 }
 
+/** What carries across a hot reload: the stacks of live blocks, and which sample names each block. */
+interface CarriedState {
+  stacks: Stack[]
+  /** `<tid>:<time>` of a sample → its stack's index in `stacks`. */
+  samples: [string, number][]
+}
+
 const u32 = (n: number): Uint8Array => new Uint8Array(new Uint32Array([n]).buffer)
+const stackKey = (s: { pid: number; tid: number; user: number[]; truncated: string | undefined }): string => `${s.pid}:${s.tid}:${s.user.join(',')}|${s.truncated ?? ''}`
 const u64 = (view: DataView, at: number): number => view.getUint32(at, true) + view.getUint32(at + 4, true) * 4294967296
 
 class AllocProfiler {
@@ -67,6 +80,9 @@ class AllocProfiler {
 
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
+    const carried = ctx.state.allocProfile as CarriedState | undefined
+    for (const stack of carried?.stacks ?? []) this.#stacks.set(stackKey(stack), stack)
+    for (const [id, at] of carried?.samples ?? []) if (carried!.stacks[at] !== undefined) this.#bySample.set(id, carried!.stacks[at]!)
   }
 
   async start(): Promise<void> {
@@ -108,7 +124,7 @@ class AllocProfiler {
   }
 
   add(sample: StackSample): void {
-    const key = `${sample.pid}:${sample.tid}:${sample.user.join(',')}|${sample.truncated ?? ''}`
+    const key = stackKey(sample)
     let stack = this.#stacks.get(key)
     if (stack === undefined) {
       if (this.#stacks.size >= this.#ctx.config.max_stacks) {
@@ -144,7 +160,8 @@ class AllocProfiler {
   async collect(): Promise<void> {
     await this.#readInUse()
     const stacks = [...this.#stacks.values()].filter((s) => s.allocated > 0 || s.inUse > 0)
-    this.#stacks = new Map(stacks.filter((s) => s.inUse > 0).map((s) => [`${s.pid}:${s.tid}:${s.user.join(',')}|${s.truncated ?? ''}`, s]))
+    this.#stacks = new Map(stacks.filter((s) => s.inUse > 0).map((s) => [stackKey(s), s]))
+    this.#carry()
     if (this.#lost > 0) this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: this.#lost, attributes: { 'profile.type': 'alloc' } })
     this.#lost = 0
     if (stacks.length === 0) return
@@ -160,5 +177,12 @@ class AllocProfiler {
       })
       s.allocated = 0
     })
+  }
+
+  /** The state a reload takes (structured-copied then): the stacks still in use and their samples. */
+  #carry(): void {
+    const stacks = [...this.#stacks.values()]
+    const index = new Map(stacks.map((s, i) => [s, i]))
+    this.#ctx.state.allocProfile = { stacks, samples: Array.from(this.#bySample, ([id, stack]) => [id, index.get(stack) ?? -1] as [string, number]).filter(([, at]) => at >= 0) } satisfies CarriedState
   }
 }

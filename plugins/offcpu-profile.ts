@@ -17,8 +17,8 @@
  * send: `reason` `threads` when its map of threads was full, `schedule` when a thread's previous
  * send had not run yet).
  *
- * Cost (bench/offcpu-alloc-overhead.bench.ts): a few hundred ns per context switch of a watched
- * thread, about the same for the others (filtered out); a long block's sample some µs more.
+ * Cost (bench/offcpu-alloc-overhead.bench.ts): about 0.4 µs of CPU per context switch, watched
+ * or filtered out; about 10 µs more for each block that is sent.
  *
  * Everything here is public plugin API: a user plugin can do the same.
  */
