@@ -70,13 +70,22 @@ class Checker {
   readonly maps: MapShape[] = []
   readonly mapIds = new Map<string, number>()
   readonly types = new WeakMap<Expression, ValueType>()
-  readonly #mapKeyTypes = new Map<string, ValueType[]>()
+  #mapKeyTypes = new Map<string, ValueType[]>()
+  /** maps assigned so far in this pass: the first assignment of a pass declares the shape */
+  #assigned = new Set<string>()
   readonly #options: CheckOptions
   #probe!: Probe
   #variables = new Map<string, ValueType>()
 
   constructor(options: CheckOptions) {
     this.#options = options
+  }
+
+  /** Starts a pass over the program, keeping the maps declared by the last one. */
+  startPass(): void {
+    this.errors.length = 0
+    this.#mapKeyTypes = new Map()
+    this.#assigned = new Set()
   }
 
   #error(message: string, loc: Location): ValueType {
@@ -151,9 +160,14 @@ class Checker {
     }
     const keys = this.#mapKeys(map)
     const known = this.mapIds.get(map.name)
+    const declared: MapShape = { name: map.name, kind, signed, keys, ...(range ? { range } : {}) }
     if (known === undefined) {
       this.mapIds.set(map.name, this.maps.length)
-      this.maps.push({ name: map.name, kind, signed, keys, ...(range ? { range } : {}) })
+      this.maps.push(declared)
+    }
+    if (known === undefined || !this.#assigned.has(map.name)) {
+      this.maps[this.mapIds.get(map.name)!] = declared
+      this.#assigned.add(map.name)
       return
     }
     const shape = this.maps[known]
@@ -347,13 +361,10 @@ class Checker {
  */
 export function check(program: Program, options: CheckOptions = {}): CheckedProgram {
   const checker = new Checker(options)
-  // a first pass over the map assignments alone declares every map, so a probe that reads or
-  // prints a map written by a later probe (END { print(@x) } before it) types; its errors are
-  // found again by the full pass
-  for (const probe of program.probes) {
-    for (const statement of probe.statements) if (statement.kind === 'assignMap') checker.probe({ ...probe, predicate: undefined, statements: [statement] })
-  }
-  checker.errors.length = 0
+  // a first pass declares every map, so a probe that reads or prints a map written by a later
+  // probe types; the second pass finds the errors again, with every map known
+  for (const probe of program.probes) checker.probe(probe)
+  checker.startPass()
   for (const special of ['BEGIN', 'END'] as const) {
     const points = program.probes.flatMap((probe) => probe.attachPoints.filter((p) => p.provider === special))
     for (const extra of points.slice(1)) checker.errors.push(new BpftraceError(`More than one ${special} probe defined`, extra.loc))

@@ -115,6 +115,8 @@ const SAME_AS_BPFTRACE = [
   'BEGIN { @x = lhist(1, 0, 10) }',
   'BEGIN { @x[1] = 1; @x["a"] = 2 }',
   'BEGIN\n{\n  @x = 1 +;\n}',
+  'BEGIN\n{\n\t@x = 1 +;\n}',
+  'BEGIN { @x = 1; } END { print(@y); }',
   'BEGIN { printf("unterminated); }',
   '// a comment\nBEGIN { @x = 1; } // trailing\nBEGIN { @y = 2; exit(); }',
   'BEGIN { @x = 1 } tracepoint:syscalls { }',
