@@ -25,6 +25,7 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs'
 import { CFA_PLT, DWARF_RBP, DWARF_RSP, EhFrameTables, RULE_OFFSET, RULE_UNDEFINED, RULE_UNSET, RULE_SAME_VALUE, parseEhFrame, type EhFrameTable } from '../symbols/eh-frame.ts'
 import { ProcessMappings, type Mapping } from '../symbols/mappings.ts'
+import { PerfMap } from '../symbols/perf-map.ts'
 import { UNWIND_BAD_FRAME, UNWIND_COMPLETE, UNWIND_COPY_ENDED, UNWIND_NO_MAPPING, UNWIND_NO_RULE, UNWIND_TOO_DEEP } from './stack-record.ts'
 
 export { UNWIND_BAD_FRAME, UNWIND_COMPLETE, UNWIND_COPY_ENDED, UNWIND_END_NAMES, UNWIND_NO_MAPPING, UNWIND_NO_RULE, UNWIND_TOO_DEEP } from './stack-record.ts'
@@ -65,7 +66,22 @@ interface MappedTable {
   table: EhFrameTable | undefined
   /** runtime address - bias = virtual address in the file */
   bias: number
+  /** Anonymous memory: code a JIT made. */
+  jit?: boolean
 }
+
+/**
+ * CPython's perf trampoline (`-X perf`; 3.12 and 3.13 on x86-64, libpython's
+ * `_Py_trampoline_func_start`), copied into anonymous memory once per Python function and named
+ * `py::<function>:<file>` in the process's perf map: `sub $8,%rsp; call *%rcx; add $8,%rsp; ret`.
+ * It keeps no frame pointer and has no unwind table; by the pc's offset in it, how far above sp
+ * its return address is.
+ */
+const PYTHON_TRAMPOLINE_RETURN_ADDRESS = new Map([[0, 0], [4, 8], [6, 8], [10, 0]])
+/** The trampoline's instruction after its call. */
+const PYTHON_TRAMPOLINE_RETURN = 6
+/** A Python interpreter's file (python3.12, libpython3.12.so.1.0): its processes may run trampolines. */
+const PYTHON_FILE = /\/(lib)?python3[^/]*$/
 
 /** A process's executable mappings as numbers (no bigint per lookup), each with its table once loaded. */
 interface ProcessState {
@@ -75,6 +91,11 @@ interface ProcessState {
   tables: (MappedTable | undefined)[]
   /** When /proc/<pid>/maps was last read (ms): a miss re-reads it (a dlopen), at most once a second. */
   readAt: number
+  /** A Python interpreter: its JIT code may be perf trampolines, named in its perf map. */
+  python: boolean
+  /** Its perf map, read on the first JIT frame of a Python process (null: it has none). */
+  perfMap?: PerfMap | null
+  perfMapReadAt: number
 }
 
 function processState(mappings: ProcessMappings): ProcessState {
@@ -85,6 +106,8 @@ function processState(mappings: ProcessMappings): ProcessState {
     ends: Float64Array.from(list, (m) => Number(m.end)),
     tables: new Array<MappedTable | undefined>(list.length),
     readAt: Date.now(),
+    python: list.some((m) => PYTHON_FILE.test(m.path)),
+    perfMapReadAt: 0,
   }
 }
 
@@ -181,7 +204,9 @@ export class StackUnwinder {
       // a return address points after the call: the caller's rule is the call instruction's
       const lookup = (this.#interrupted ? pc : pc - 1) - mapped.bias
       const row = mapped.table?.find(lookup) ?? -1
-      const end = row < 0 ? this.#framePointerStep() : this.#tableStep(mapped.table!, row, lookup, count === 1)
+      const trampoline = mapped.jit === true && process.python ? this.#pythonTrampoline(process, pid, pc) : -1
+      const end = row >= 0 ? this.#tableStep(mapped.table!, row, lookup, count === 1)
+        : trampoline >= 0 ? this.#trampolineStep(trampoline) : this.#framePointerStep()
       if (end !== CONTINUE) {
         this.end = end
         return count
@@ -220,6 +245,35 @@ export class StackUnwinder {
     if (savedBp < 0 || returnAddress < 0) return this.#missing(savedBp < 0 ? bp : bp + 8)
     this.framePointerFrames++
     return this.#moveTo(bp + 16, savedBp, returnAddress)
+  }
+
+  /** A step out of a Python perf trampoline, whose return address is `returnAddressAt` bytes above sp. */
+  #trampolineStep(returnAddressAt: number): number {
+    const returnAddress = this.#word(this.#sp + returnAddressAt)
+    if (returnAddress < 0) return this.#missing(this.#sp + returnAddressAt)
+    return this.#moveTo(this.#sp + returnAddressAt + 8, this.#bp, returnAddress)
+  }
+
+  /**
+   * Where the return address of the Python perf trampoline holding `pc` is (bytes above sp), or
+   * -1 when `pc` is in none. The perf map is re-read on a miss, at most once a `remapIntervalMs`.
+   */
+  #pythonTrampoline(process: ProcessState, pid: number, pc: number): number {
+    if (process.perfMap === undefined) {
+      process.perfMap = PerfMap.of(pid, this.#procRoot) ?? null
+      process.perfMap?.refresh()
+      process.perfMapReadAt = Date.now()
+    }
+    if (process.perfMap === null) return -1
+    let symbol = process.perfMap.lookup(pc)
+    if (symbol === undefined && Date.now() - process.perfMapReadAt >= this.#remapIntervalMs) {
+      process.perfMapReadAt = Date.now()
+      if (process.perfMap.refresh()) symbol = process.perfMap.lookup(pc)
+    }
+    if (symbol === undefined || !symbol.name.startsWith('py::')) return -1
+    // a return address into it is the instruction after its call
+    if (!this.#interrupted && symbol.offset !== PYTHON_TRAMPOLINE_RETURN) return -1
+    return PYTHON_TRAMPOLINE_RETURN_ADDRESS.get(symbol.offset) ?? -1
   }
 
   /** A step by the table's row for the pc. */
@@ -335,7 +389,7 @@ export class StackUnwinder {
       if (this.#vdso === undefined) this.#vdso = readVdsoTable() ?? null
       return { table: this.#vdso ?? undefined, bias: this.#vdso === null ? 0 : Number(mapping.start) - this.#vdso.textBias }
     }
-    if (mapping.kind !== 'file') return { table: undefined, bias: 0 }
+    if (mapping.kind !== 'file') return { table: undefined, bias: 0, jit: mapping.kind === 'anonymous' }
     let lookup
     for (const path of [mappings.filePath(mapping, this.#procRoot), mappings.rootPath(mapping, this.#procRoot), mappings.hostPath(mapping)]) {
       if (path === undefined) continue

@@ -7,13 +7,14 @@
  * - the same burner -O2 -fomit-frame-pointer and a C++ program of templates: the same stacks
  *   through main, names demangled, the same leaves as `perf record --call-graph dwarf`;
  * - a busy Debian redis-server (redis-benchmark): ≥90% of samples reach _start or a thread's start;
- * - Node with --perf-basic-prof: its hot JavaScript function by name.
+ * - Node with --perf-basic-prof: its hot JavaScript function by name;
+ * - Python 3.12 with -X perf: its hot function by name, stacks whole through its perf trampolines.
  * Everything starts at once; each program is killed once its test has what it needs.
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { gunzipSync } from 'node:zlib'
@@ -115,7 +116,7 @@ describe('CPU profiles from periscope run', { timeout: 600_000 }, () => {
   const children: ChildProcess[] = []
   let periscope: Periscope
   let redis: Redis
-  let framePointers: ChildProcess, noFramePointers: ChildProcess, templates: ChildProcess, node: ChildProcess, benchmark: ChildProcess
+  let framePointers: ChildProcess, noFramePointers: ChildProcess, templates: ChildProcess, node: ChildProcess, python: ChildProcess, benchmark: ChildProcess
   const perf = new Map<number, { data: string; done: Promise<unknown> }>()
 
   const start = (binary: string, args: string[] = [], options: { cwd?: string } = {}) => {
@@ -146,9 +147,14 @@ describe('CPU profiles from periscope run', { timeout: 600_000 }, () => {
       'function periscopeHotFunction(n) { let x = 0; for (let i = 0; i < n; i++) x = (x * 31 + i) | 0; return x }\n' +
       'let sink = 0; for (;;) sink += periscopeHotFunction(100000)'], { stdio: 'ignore', cwd: work })
     children.push(node)
+    const versions = readdirSync(join(homedir(), '.pyenv/versions')).filter((v) => /^3\.1[2-9]\./.test(v)).sort()
+    assert.ok(versions.length > 0, 'pyenv has a Python 3.12 or later')
+    python = start(join(homedir(), '.pyenv/versions', versions[0]!, 'bin/python'), ['-X', 'perf', '-c',
+      'def periscope_hot_function(n):\n    s = 0\n    for i in range(n):\n        s += (i * i) % 7\n    return s\n' +
+      'while True:\n    periscope_hot_function(100000)\n'])
     redis = await startRedis()
-    for (const child of [framePointers, noFramePointers, templates, node]) await burning(child.pid!)
-    const pids = [framePointers, noFramePointers, templates, node].map((c) => c.pid!).concat(redis.pid)
+    for (const child of [framePointers, noFramePointers, templates, node, python]) await burning(child.pid!)
+    const pids = [framePointers, noFramePointers, templates, node, python].map((c) => c.pid!).concat(redis.pid)
     periscope = await startPeriscope({
       shipped: ['cpu-profile'],
       config: {
@@ -166,7 +172,7 @@ describe('CPU profiles from periscope run', { timeout: 600_000 }, () => {
 
   after(async () => {
     for (const child of children) child.kill('SIGKILL')
-    if (node?.pid !== undefined) rmSync(`/tmp/perf-${node.pid}.map`, { force: true })
+    for (const child of [node, python]) if (child?.pid !== undefined) rmSync(`/tmp/perf-${child.pid}.map`, { force: true })
     await periscope?.stop()
     await redis?.stop()
     rmSync(work, { recursive: true, force: true })
@@ -182,7 +188,8 @@ describe('CPU profiles from periscope run', { timeout: 600_000 }, () => {
 
   it('a frame-pointer burner: 90% of samples in its two loops, 80:20 within 10%, all through main, perf -g agrees', async (t) => {
     const pid = framePointers.pid!
-    const samples = await profileOf(pid, 120)
+    // 200 samples: the 80:20 split within 10% at 3 standard deviations
+    const samples = await profileOf(pid, 200)
     t.diagnostic(`frame pointers: ${completeShare(samples)}`)
     const byLeaf = leaves(samples)
     const hot = byLeaf.get('hot_loop') ?? 0, cold = byLeaf.get('cold_loop') ?? 0
@@ -208,13 +215,13 @@ describe('CPU profiles from periscope run', { timeout: 600_000 }, () => {
     const burner = await profileOf(noFramePointers.pid!, 120)
     t.diagnostic(`no frame pointers: ${completeShare(burner)}`)
     for (const s of burner) {
-      // a sample in middle itself (between the calls) is its own leaf
-      assert.match(s.functions.join(' < '), /(^|< )((hot_loop|cold_loop) < )?middle < main < .* < _start$/)
+      // a sample in middle or main themselves (between the calls) has them for leaf
+      assert.match(s.functions.join(' < '), /(^|< )(((hot_loop|cold_loop) < )?middle < )?main < .* < _start$/)
     }
     const cpp = await profileOf(templates.pid!, 120)
     t.diagnostic(`C++: ${completeShare(cpp)}`)
     for (const s of cpp) {
-      assert.match(s.functions.join(' < '), /(^|< )(periscope::Spinner<(double|unsigned long)>::spin\((double|unsigned long), unsigned long\) < )?(double|unsigned long) periscope::churn<(double|unsigned long)>\(unsigned long\) < main < .* < _start$/)
+      assert.match(s.functions.join(' < '), /(^|< )((periscope::Spinner<(double|unsigned long)>::spin\((double|unsigned long), unsigned long\) < )?(double|unsigned long) periscope::churn<(double|unsigned long)>\(unsigned long\) < )?main < .* < _start$/)
     }
     for (const [child, samples] of [[noFramePointers, burner], [templates, cpp]] as const) {
       await perf.get(child.pid!)!.done
@@ -240,5 +247,19 @@ describe('CPU profiles from periscope run', { timeout: 600_000 }, () => {
     const samples = await profileOf(node.pid!, 100)
     const named = samples.filter((s) => s.functions.some((f) => /periscopeHotFunction/.test(f)))
     assert.ok(total(named) >= 0.5 * total(samples), `${total(named)} of ${total(samples)} samples in periscopeHotFunction: ${JSON.stringify([...leaves(samples)].slice(0, 5))}`)
+    node.kill('SIGKILL')
+  })
+
+  it('Python with -X perf: the hot function by name, stacks whole through its perf trampolines', async (t) => {
+    const samples = await profileOf(python.pid!, 100)
+    t.diagnostic(`python: ${completeShare(samples)}`)
+    const named = samples.filter((s) => s.functions.includes('py::periscope_hot_function:<string>'))
+    assert.ok(total(named) >= 0.9 * total(samples), `${total(named)} of ${total(samples)} samples in periscope_hot_function`)
+    for (const s of named) {
+      // the function's trampoline returns into the interpreter, which was called from the module's
+      // (python's main is a tail call to Py_BytesMain)
+      assert.match(s.functions.join(' < '), /< py::periscope_hot_function:<string> < py_trampoline_evaluator < .* < py::<module>:<string> < py_trampoline_evaluator < .* < Py_BytesMain < __libc_start_call_main < .* < _start$/, s.functions.join(' < '))
+    }
+    python.kill('SIGKILL')
   })
 })
