@@ -32,6 +32,7 @@ const PLUGIN = 'cpu-profile'
 const SAMPLES_OBJECT = 'stacks'
 const SAMPLES_METRIC = 'periscope.profile.samples'
 const TRUNCATED_METRIC = 'periscope.profile.stacks.truncated'
+const LOST_METRIC = 'periscope.profile.samples.lost'
 /** Distinct stacks kept; a whole host at 1000 Hz for minutes stays far below. */
 const MAX_STACKS = 500_000
 const MAX_SECONDS = 24 * 3600
@@ -55,6 +56,7 @@ export interface ProfileOptions {
 }
 
 export class UsageError extends Error {}
+class Interrupted extends Error {}
 
 function positiveNumber(flag: string, text: string | undefined, fallback: number, check: (n: number) => string | undefined): number {
   if (text === undefined) return fallback
@@ -152,6 +154,7 @@ class CollectingSink implements SignalSink {
   /** When the plugin last reported its sample count (it does so at each collection with samples). */
   countedAt: number | undefined
   samples = 0
+  lost = 0
   truncated = new Map<string, number>()
   private readonly ignore: ScopeSink = { spans() {}, metrics() {}, logs() {}, profiles() {} }
 
@@ -169,6 +172,8 @@ class CollectingSink implements SignalSink {
           if (point.name === SAMPLES_METRIC) {
             this.samples += point.value
             this.countedAt = performance.now()
+          } else if (point.name === LOST_METRIC) {
+            this.lost += point.value
           } else if (point.name === TRUNCATED_METRIC) {
             const reason = String(point.attributes?.reason ?? 'unknown')
             this.truncated.set(reason, (this.truncated.get(reason) ?? 0) + point.value)
@@ -230,13 +235,16 @@ function samplesReceived(runtime: Runtime): number | undefined {
 }
 
 /** Samples for the run's length, redrawing a progress line; then waits for the plugin's collection. */
-async function sample(runtime: Runtime, sink: CollectingSink, options: ProfileOptions, what: string, write: (text: string) => void, redraw: boolean): Promise<void> {
+async function sample(
+  runtime: Runtime, sink: CollectingSink, options: ProfileOptions, what: string, write: (text: string) => void, redraw: boolean, interrupted: () => boolean,
+): Promise<void> {
   const start = performance.now()
   const runMs = options.seconds * 1000
   const line = (elapsedMs: number): string =>
     `sampling ${what} at ${options.frequency} Hz: ${(Math.min(elapsedMs, runMs) / 1000).toFixed(1)}/${options.seconds} s, ${samplesReceived(runtime) ?? 0} samples`
   let lastPrinted = -Infinity
   while (performance.now() - start < runMs) {
+    if (interrupted()) throw new Interrupted()
     const elapsed = performance.now() - start
     if (redraw) write(`\r${line(elapsed)}\u001b[K`)
     else if (elapsed - lastPrinted >= 5000) {
@@ -285,28 +293,34 @@ function summary(sink: CollectingSink, options: ProfileOptions): string {
   const stacks = truncated.length === 0
     ? 'every stack complete'
     : `stacks cut short: ${truncated.map(([reason, n]) => `${n} (${reason})`).join(', ')}, shown under a [truncated: …] root frame`
-  return `${sink.samples} samples in ${options.seconds} s at ${options.frequency} Hz; ${stacks}`
+  const lost = sink.lost === 0 ? '' : `; ${sink.lost} samples lost (the kernel's ring was full, or past the plugin's max_stacks)`
+  return `${sink.samples} samples in ${options.seconds} s at ${options.frequency} Hz; ${stacks}${lost}`
 }
 
 /** The profile run; returns the exit code. Errors of use throw UsageError. */
 export async function profile(options: ProfileOptions, deps: ProfileDependencies = {}): Promise<number> {
   const write = deps.write ?? ((text: string) => void process.stdout.write(text))
   const log = deps.log ?? quietLogger((text) => void process.stderr.write(text))
-  const what = describeTarget(options)
-  const outDir = await checkOutputDirectory(options.out)
   if (deps.provider === undefined && process.geteuid?.() !== 0) {
     throw new UsageError('sampling every CPU needs root (CAP_BPF and CAP_PERFMON, and reading other processes\' memory maps); run it with sudo')
   }
+  const what = describeTarget(options)
+  const outDir = await checkOutputDirectory(options.out)
   const started = (deps.now ?? (() => new Date()))()
   const sink = new CollectingSink()
   const pluginDir = await mkdtemp(path.join(tmpdir(), 'periscope-profile-'))
   let runtime: Runtime | undefined
   let sampledFrom = 0
+  // Ctrl-C stops the run cleanly (the plugin hands its samples over only at the end, so nothing is written)
+  let interrupted = false
+  const interrupt = () => { interrupted = true }
+  process.once('SIGINT', interrupt)
   try {
     runtime = await startProfiler(options, sink, deps, log, pluginDir)
     sampledFrom = Date.now() * 1e6
-    await sample(runtime, sink, options, what, write, deps.redraw ?? process.stdout.isTTY === true)
+    await sample(runtime, sink, options, what, write, deps.redraw ?? process.stdout.isTTY === true, () => interrupted)
   } finally {
+    process.off('SIGINT', interrupt)
     await runtime?.close()
     await rm(pluginDir, { recursive: true, force: true })
   }
@@ -317,12 +331,13 @@ export async function profile(options: ProfileOptions, deps: ProfileDependencies
   }
   // the profile covers the run, not the moments the plugin handed its samples over
   const merged = { ...mergeProfiles(profiles), startNs: sampledFrom, endNs: sampledFrom + options.seconds * 1e9 }
-  if (options.pid !== undefined) merged.process = { pid: options.pid, executablePath: executableOf(options.pid), command: processName(options.pid) }
-  const title = `CPU profile of ${what}`
-  const subtitle = `${started.toISOString().slice(0, 19).replace('T', ' ')} UTC · ${summary(sink, options)}`
-  write(`${subtitle.slice(subtitle.indexOf('· ') + 2)}\n\n${formatTopTable(topFunctions(merged), { rows: options.top })}\n\n`)
+  if (options.pid !== undefined) merged.process = { pid: options.pid, executablePath: executableOf(options.pid), command: commOf(options.pid) }
+  const stats = summary(sink, options)
+  if (options.pid !== undefined && merged.process?.command === undefined) write(`pid ${options.pid} exited during the run\n`)
+  write(`${stats}\n\n${formatTopTable(topFunctions(merged), { rows: options.top })}\n\n`)
   if (sink.profiles.droppedSamples > 0) write(`${sink.profiles.droppedSamples} samples with a new stack past ${MAX_STACKS} distinct stacks were left out\n`)
-  const files = await writeOutputs(merged, options, outDir, title, subtitle, started)
+  const subtitle = `${started.toISOString().slice(0, 19).replace('T', ' ')} UTC · ${stats}`
+  const files = await writeOutputs(merged, options, outDir, `CPU profile of ${what}`, subtitle, started)
   const relative = path.relative(process.cwd(), files.pprof)
   write(`pprof:       ${files.pprof}   (go tool pprof -http=: ${relative.startsWith('..') ? files.pprof : relative})\n`)
   write(`flame graph: ${files.html}   (open it in a browser; it works offline)\n`)
@@ -339,6 +354,10 @@ export async function main(argv: string[], deps: ProfileDependencies = {}): Prom
     }
     return await profile(options, deps)
   } catch (error) {
+    if (error instanceof Interrupted) {
+      console.error('\nperiscope profile: interrupted before the end of the run; nothing written')
+      return 130
+    }
     if (error instanceof UsageError) {
       console.error(`periscope profile: ${error.message}\n(periscope profile --help tells every option)`)
       return 2
