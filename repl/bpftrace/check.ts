@@ -55,8 +55,8 @@ function typeName(type: ValueType): string {
 }
 
 function fieldType(field: TracepointField): ValueType {
-  const array = /\bchar\b.*\[(\d+)\]$/.exec(field.type)
-  if (array || /\bchar\s*\[/.test(field.type)) return { kind: 'string', size: field.size }
+  if (field.type.startsWith('__data_loc')) return { kind: 'string', size: STRING_SIZE }
+  if (/\bchar\s*\[/.test(field.type)) return { kind: 'string', size: field.size }
   if (field.type.includes('*')) return UINT64
   return { kind: 'int', signed: field.signed, bits: Math.min(64, field.size * 8) }
 }
