@@ -25,21 +25,22 @@ import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
 import { objectPath, waitFor } from './kernel.ts'
 import { bpftraceVersion } from './repl-bpftrace.ts'
 
-const PROGRAM = 'tracepoint:syscalls:sys_exit_read /comm == "dd" && args->ret >= 0/ { @bytes = hist(args->ret); @n[comm] = count(); @s = stats(args->ret); @l = lhist(args->ret, 0, 8192, 1024); @big = max(args->ret) }'
+// bpftrace runs BEGIN once every probe is attached (it prints "Attaching 1 probe..." before)
+const PROGRAM = 'BEGIN { printf("ready\\n") } tracepoint:syscalls:sys_exit_read /comm == "dd" && args->ret >= 0/ { @bytes = hist(args->ret); @n[comm] = count(); @s = stats(args->ret); @l = lhist(args->ret, 0, 8192, 1024); @big = max(args->ret) }'
 
-/** bpftrace running `program` until stopped; resolves once it has attached. */
+/** bpftrace running `program` until stopped; resolves once its BEGIN probe printed "ready". */
 async function startBpftrace(program: string) {
   const child = spawn('bpftrace', ['-e', program], { stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-  await waitFor(() => stdout.includes('Attaching 1 probe...\n') || child.exitCode !== null, 'bpftrace attaching its probe', 120_000)
+  await waitFor(() => stdout.includes('ready\n') || child.exitCode !== null, 'bpftrace attaching its probes', 120_000)
   assert.equal(child.exitCode, null, 'bpftrace exited before attaching')
   return {
     async stop(): Promise<string> {
       const exited = once(child, 'exit')
       child.kill('SIGINT')
       await exited
-      return stdout.slice(stdout.indexOf('\n') + 1)
+      return stdout.slice(stdout.indexOf('ready\n') + 'ready\n'.length)
     },
     kill: () => child.kill('SIGKILL'),
   }
@@ -49,7 +50,7 @@ test('a hist, lhist, stats, max and count one-liner over sys_exit_read prints wh
   assert.match(bpftraceVersion(), /v0\.17\./)
   const checked = compileProgram(PROGRAM, { tracepointFields: tracefsFields() })
   // comm is the only filter: generic.bpf.c filters pids only, so user space applies it
-  assert.deepEqual(kernelFilter(checked.program.probes[0]), { comm: 'dd', notInGeneric: ['comm'] })
+  assert.deepEqual(kernelFilter(checked.program.probes[1]), { comm: 'dd', notInGeneric: ['comm'] })
   const format = readFormat('syscalls', 'sys_exit_read')!
 
   const aggregator = new UserSpaceAggregator(checked.maps)
@@ -68,7 +69,7 @@ test('a hist, lhist, stats, max and count one-liner over sys_exit_read prints wh
         const record = decodeGenericRecord(view, offset, size)
         if (record.comm === 'periscope-mark') markerSeen = true
         const event: TraceEvent = { pid: record.pid, tid: record.tid, uid: 0, gid: 0, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns), args: decodeFields(format, record.data) }
-        evaluator.fire(0, event)
+        evaluator.fire(1, event)
       }),
     })
     for (const [bs, count] of [[4096, 40], [100, 25], [1, 3], [8192, 7], [65536, 2]]) {
