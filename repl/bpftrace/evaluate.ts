@@ -63,8 +63,9 @@ const bool = (value: boolean) => (value ? 1n : 0n)
 
 /** A string cut to a bpftrace string of `size` bytes (its last byte the terminating NUL). */
 function fitString(value: string, size: number): string {
-  const bytes = Buffer.from(value)
-  return bytes.length < size ? value : bytes.subarray(0, size - 1).toString()
+  // the common case (it fits) measures without copying
+  if (value.length < size && Buffer.byteLength(value) < size) return value
+  return Buffer.from(value).subarray(0, size - 1).toString()
 }
 
 export class Evaluator {
