@@ -316,6 +316,8 @@ class HttpTracing {
       'network.peer.port': conn.remotePort,
       'process.pid': conn.pid,
     }
+    // the thread that read (server) or wrote (client) the request's head: joins CPU profile samples
+    if (request.tid !== 0) attributes['thread.id'] = request.tid
     if (query !== undefined) attributes['url.query'] = redactQuery(query, this.#ctx.config.sensitive_query_keys)
     if (status !== undefined) attributes['http.response.status_code'] = status
     const userAgent = request.headers['user-agent']

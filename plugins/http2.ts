@@ -369,7 +369,7 @@ class Http2Tracing {
     const attributes: SpanInput['attributes'] & object = { 'rpc.system': 'grpc', 'rpc.method': method }
     if (service !== undefined) attributes['rpc.service'] = service
     if (code !== undefined) attributes['rpc.grpc.status_code'] = code
-    this.#addEndpoints(conn, side, attributes, request.authority)
+    this.#addEndpoints(conn, side, attributes, request)
     attributes['network.protocol.name'] = 'http'
     attributes['network.protocol.version'] = '2'
     const error = grpcError(side, code, exchange)
@@ -408,7 +408,7 @@ class Http2Tracing {
     if (status !== undefined) attributes['http.response.status_code'] = status
     const userAgent = request.headers['user-agent']
     if (userAgent !== undefined) attributes['user_agent.original'] = userAgent
-    this.#addEndpoints(conn, side, attributes, request.authority)
+    this.#addEndpoints(conn, side, attributes, request)
     if (side === 'server') attributes['http.route'] = route
     const incomplete = exchange.incomplete === 'goaway' ? 'closed' : exchange.incomplete
     const error = status === undefined && exchange.resetCode !== undefined
@@ -434,11 +434,13 @@ class Http2Tracing {
   }
 
   /** server.*, client.* and network.peer.*, as the HTTP and RPC conventions share them. */
-  #addEndpoints(conn: Conn, side: 'client' | 'server', attributes: SpanInput['attributes'] & object, authority: string | undefined): void {
-    const host = parseHost(authority)
+  #addEndpoints(conn: Conn, side: 'client' | 'server', attributes: SpanInput['attributes'] & object, request: { authority?: string; tid: number }): void {
+    const host = parseHost(request.authority)
     attributes['network.peer.address'] = conn.remote
     attributes['network.peer.port'] = conn.remotePort
     attributes['process.pid'] = conn.pid
+    // the thread that carried the request's HEADERS: joins CPU profile samples of that thread
+    if (request.tid !== 0) attributes['thread.id'] = request.tid
     if (side === 'server') {
       attributes['server.address'] = host?.name ?? conn.local
       attributes['server.port'] = host?.port ?? conn.localPort

@@ -165,6 +165,7 @@ class MysqlTracing {
     op.startNs = operation.startNs
     op.endNs = operation.endNs
     op.context = operation.context
+    op.tid = operation.tid
     op.attributes = attributes
     op.metricAttributes = this.#metricAttributes(conn, system, namespace, summary, code)
     op.error = this.#error(operation)

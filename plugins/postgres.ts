@@ -141,6 +141,7 @@ class PostgresTracing {
     op.startNs = operation.startNs
     op.endNs = operation.endNs
     op.context = operation.context
+    op.tid = operation.tid
     op.attributes = attributes
     op.metricAttributes = this.#metricAttributes(conn, database, summary, code)
     op.error = this.#error(operation)

@@ -148,6 +148,7 @@ class RedisTracing {
     op.startNs = command.startNs
     op.endNs = command.endNs
     op.context = command.context
+    op.tid = command.tid
     op.attributes = attributes
     // the histogram's operation names are bounded: a name the server does not know is any text
     op.metricAttributes = this.#metricAttributes(conn, command.known ? name : '_OTHER', namespace, failed ? command.errorPrefix : undefined)

@@ -48,6 +48,11 @@ export interface ClientOperation {
   endNs: number
   /** The request record's `context`: the HTTP request its thread was serving, 0 for none. */
   context?: number
+  /**
+   * The thread that sent the request (0 or undefined: not known), exported as `thread.id` so a
+   * backend can join the span with CPU profile samples of the same thread and time.
+   */
+  tid?: number
   /** The protocol's span attributes (db.*, messaging.*). */
   attributes: AttributeMap
   /**
@@ -132,6 +137,7 @@ export class ClientSpans {
     attributes['network.peer.address'] = conn.serverAddress
     attributes['network.peer.port'] = conn.serverPort
     attributes['process.pid'] = conn.pid
+    if (op.tid !== undefined && op.tid !== 0) attributes['thread.id'] = op.tid
     if (op.error !== undefined) attributes['error.type'] = op.error.type
     const span: SpanInput = {
       name: op.name,

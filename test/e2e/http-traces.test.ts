@@ -99,6 +99,9 @@ describe('HTTP traces from nginx and curl', { timeout: 300_000 }, () => {
     assert.equal(server!.parentSpanId, client!.spanId)
     assert.equal(client!.parentSpanId, '')
     assert.equal(Number(server!.resource['process.pid']), pidOf(server!))
+    // an nginx worker and curl each serve the request on their one thread: the main thread's id is the pid
+    assert.equal(server!.attributes['thread.id'], pidOf(server!))
+    assert.equal(client!.attributes['thread.id'], pidOf(client!))
   })
 
   it('404 is an error for the client only; 500 for both', async () => {

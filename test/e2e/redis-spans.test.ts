@@ -97,9 +97,11 @@ describe('Redis spans from redis-cli and redis-benchmark', { timeout: 600_000 },
     assert.equal(set.stdout, 'OK\n')
     const [span] = await spansOf(set, 1)
     assert.equal(span!.name, 'SET')
-    assert.deepEqual(pick(span!, ['db.system.name', 'db.operation.name', 'db.query.text', 'db.namespace', 'server.address', 'server.port', 'network.peer.address', 'network.peer.port', 'process.pid']), {
+    assert.deepEqual(pick(span!, ['db.system.name', 'db.operation.name', 'db.query.text', 'db.namespace', 'server.address', 'server.port', 'network.peer.address', 'network.peer.port', 'process.pid', 'thread.id']), {
       'db.system.name': 'redis', 'db.operation.name': 'SET', 'db.query.text': 'SET greeting ?', 'db.namespace': '0',
       'server.address': '127.0.0.1', 'server.port': redis.port, 'network.peer.address': '127.0.0.1', 'network.peer.port': redis.port, 'process.pid': set.pid,
+      // redis-cli sends from its one thread, whose id is the pid
+      'thread.id': set.pid,
     })
     assert.equal(span!.error, false)
     assert.ok(span!.endNs > span!.startNs)
