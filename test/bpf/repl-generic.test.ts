@@ -1,28 +1,26 @@
 /**
  * A one-liner over a real tracepoint: records of syscalls:sys_exit_read copied by the library's
- * generic.bpf.c, decoded with the tracefs format and run through the evaluator, while Debian's
+ * generic.bpf.c (repl/bpftrace/capture.ts), decoded with the tracefs format and run through the
+ * evaluator, while Debian's
  * bpftrace runs the same one-liner on the same workload (dd reading fixed block sizes). After
  * Ctrl-C (SIGINT) bpftrace prints its maps: ours must be the same bytes.
  */
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { test } from 'node:test'
-import { decodeGenericRecord, encodeGenericProbeConfig, GENERIC_PROBE_CONFIG_SIZE } from '../../bpf/lib/generic.types.ts'
 import { UserSpaceAggregator } from '../../repl/bpftrace/aggregate.ts'
-import { Evaluator, type TraceEvent } from '../../repl/bpftrace/evaluate.ts'
+import { captureTracepoints, type Capture } from '../../repl/bpftrace/capture.ts'
+import { Evaluator } from '../../repl/bpftrace/evaluate.ts'
 import { kernelFilter } from '../../repl/bpftrace/kernel-filter.ts'
+import { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
 import { compileProgram } from '../../repl/bpftrace/program.ts'
-import { decodeFields, readFormat, tracefsFields } from '../../repl/bpftrace/tracefs.ts'
+import { tracefsFields } from '../../repl/bpftrace/tracefs.ts'
 import { exitText } from '../../repl/printers.ts'
-import { forEachRecord } from '../../runtime/bpf/batch.ts'
-import { attachTracepoint } from '../../runtime/bpf/links.ts'
-import { ObjectSpec } from '../../runtime/bpf/object.ts'
-import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
-import { objectPath, waitFor } from './kernel.ts'
+import { waitFor } from './kernel.ts'
 import { bpftraceVersion } from './repl-bpftrace.ts'
 
 // bpftrace runs BEGIN once every probe is attached (it prints "Attaching 1 probe..." before)
@@ -51,26 +49,16 @@ test('a hist, lhist, stats, max and count one-liner over sys_exit_read prints wh
   const checked = compileProgram(PROGRAM, { tracepointFields: tracefsFields() })
   // comm is the only filter: generic.bpf.c filters pids only, so user space applies it
   assert.deepEqual(kernelFilter(checked.program.probes[1]), { comm: 'dd', notInGeneric: ['comm'] })
-  const format = readFormat('syscalls', 'sys_exit_read')!
 
   const aggregator = new UserSpaceAggregator(checked.maps)
   const evaluator = new Evaluator(checked, aggregator, { printf: () => {}, print: () => {}, exit: () => {} }, 0n)
   let markerSeen = false
-  const object = await ObjectSpec.open(objectPath('generic')).load()
   const bpftrace = await startBpftrace(PROGRAM)
-  let reader: RingBufferReader | undefined
+  let capture: Capture | undefined
   try {
-    const config = new Uint8Array(GENERIC_PROBE_CONFIG_SIZE)
-    encodeGenericProbeConfig({ record_size: format.recordSize, tgid: 0 }, new DataView(config.buffer), 0)
-    object.map('probe_config').update(new Uint8Array(4), config)
-    const link = attachTracepoint(object, 'generic_tracepoint', 'syscalls', 'sys_exit_read', { cookie: 0n })
-    reader = new RingBufferReader(object, 'events', {
-      onBatch: (batch) => forEachRecord(batch, (view, offset, size) => {
-        const record = decodeGenericRecord(view, offset, size)
-        if (record.comm === 'periscope-mark') markerSeen = true
-        const event: TraceEvent = { pid: record.pid, tid: record.tid, uid: 0, gid: 0, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns), args: decodeFields(format, record.data) }
-        evaluator.fire(1, event)
-      }),
+    capture = await captureTracepoints(checked, (probe, event) => {
+      if (event.comm === 'periscope-mark') markerSeen = true
+      evaluator.fire(probe, event)
     })
     for (const [bs, count] of [[4096, 40], [100, 25], [1, 3], [8192, 7], [65536, 2]]) {
       const dd = spawnSync('dd', ['if=/dev/zero', 'of=/dev/null', `bs=${bs}`, `count=${count}`, 'status=none'])
@@ -84,8 +72,7 @@ test('a hist, lhist, stats, max and count one-liner over sys_exit_read prints wh
     rmSync(dirname(marker), { recursive: true })
     await waitFor(() => markerSeen, 'the marker read after the dd runs', 60_000)
     const theirs = await bpftrace.stop()
-    link.detach()
-    assert.equal(object.dropped(), 0)
+    assert.equal(capture.dropped(), 0)
     const ours = exitText(aggregator.snapshots())
     assert.equal(ours, theirs)
     // the dd reads, counted exactly: at least the blocks asked for
@@ -93,7 +80,39 @@ test('a hist, lhist, stats, max and count one-liner over sys_exit_read prints wh
     assert.ok(Number(/@n\[dd\]: (\d+)/.exec(ours)![1]) >= 40 + 25 + 3 + 7 + 2)
   } finally {
     bpftrace.kill()
-    reader?.close()
-    object.close()
+    capture?.close()
   }
 })
+
+test('a pid filter runs in the kernel, wildcards expand from tracefs, and uid is refused until recorded', { timeout: 120_000 }, async () => {
+  const source = `tracepoint:syscalls:sys_enter_getppi* /pid == ${process.pid}/ { @calls[comm] = count(); }`
+  const checked = compileProgram(source, { tracepointFields: tracefsFields() })
+  const aggregator = new UserSpaceAggregator(checked.maps)
+  const evaluator = new Evaluator(checked, aggregator, { printf: () => {}, print: () => {}, exit: () => {} }, 0n)
+  const pids = new Set<number>()
+  let delivered = 0
+  const capture = await captureTracepoints(checked, (probe, event) => {
+    pids.add(event.pid)
+    delivered++
+    evaluator.fire(probe, event)
+  })
+  try {
+    // each read of process.ppid is one getppid() call by this process
+    let sum = 0
+    for (let i = 0; i < 10; i++) sum += process.ppid
+    assert.ok(sum > 0)
+    spawnSync('/bin/sh', ['-c', 'for i in 1 2 3; do echo $PPID > /dev/null; done'])
+    await waitFor(() => delivered >= 10, 'ten getppid records', 60_000)
+    // generic.bpf.c dropped every other process's calls before the ring buffer
+    assert.deepEqual([...pids], [process.pid])
+    assert.equal(exitText(aggregator.snapshots()), `\n\n@calls[${readComm()}]: 10\n`)
+  } finally {
+    capture.close()
+  }
+  const uid = 'tracepoint:syscalls:sys_enter_getppid /uid == 0/ { @ = count(); }'
+  await assert.rejects(captureTracepoints(compileProgram(uid), () => {}), (error: unknown) => error instanceof BpftraceErrors && error.format(uid) === 'stdin:1:39-43: ERROR: uid is not recorded by the generic tracepoint program yet\ntracepoint:syscalls:sys_enter_getppid /uid == 0/ { @ = count(); }\n                                      ~~~~\n')
+})
+
+function readComm(): string {
+  return readFileSync('/proc/self/comm', 'utf8').trim()
+}

@@ -1,0 +1,103 @@
+/**
+ * Feeds a checked program's tracepoint probes from the kernel: one `generic.bpf.c` object,
+ * attached to every tracepoint the program names (wildcards expanded from tracefs), each with
+ * its own config slot (the attach cookie): the record size from the tracefs format and the
+ * kernel-side pid filter from `kernelFilter()`. Records are decoded with the format and handed
+ * to `onEvent(probeIndex, event)` — usually `Evaluator.fire`.
+ *
+ * Not here yet: uprobe/uretprobe, profile and interval probes, BEGIN/END (the caller runs
+ * them), and the `uid`/`gid` builtins, which generic.bpf.c does not record: a program using
+ * them in a tracepoint probe is refused rather than given zeros.
+ */
+import { readdirSync } from 'node:fs'
+import { decodeGenericRecord, encodeGenericProbeConfig, GENERIC_PROBE_CONFIG_SIZE } from '../../bpf/lib/generic.types.ts'
+import { forEachRecord } from '../../runtime/bpf/batch.ts'
+import { attachTracepoint, type Link } from '../../runtime/bpf/links.ts'
+import { ObjectSpec } from '../../runtime/bpf/object.ts'
+import { libraryDir } from '../../runtime/library/index.ts'
+import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
+import type { AttachPoint, Expression, Statement } from './ast.ts'
+import type { CheckedProgram } from './check.ts'
+import { BpftraceError, BpftraceErrors } from './errors.ts'
+import type { TraceEvent } from './evaluate.ts'
+import { kernelFilter } from './kernel-filter.ts'
+import { decodeFields, readFormat, TRACEFS, type TracepointFormat } from './tracefs.ts'
+
+/** generic.h's GENERIC_MAX_PROBES: config slots, so tracepoints, one object serves */
+const MAX_PROBES = 64
+
+export interface Capture {
+  /** records the kernel could not put in the ring buffer */
+  dropped(): number
+  close(): void
+}
+
+function wildcard(pattern: string): RegExp {
+  return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replaceAll('*', '.*').replaceAll('?', '.')}$`)
+}
+
+/** The tracepoints an attach point names, `category:name` pairs, wildcards expanded. */
+export function expandTracepoint(point: Extract<AttachPoint, { provider: 'tracepoint' }>, root = TRACEFS): [string, string][] {
+  const categories = readdirSync(`${root}/events`, { withFileTypes: true }).filter((d) => d.isDirectory() && wildcard(point.category).test(d.name)).map((d) => d.name)
+  const found = categories.flatMap((category) => readdirSync(`${root}/events/${category}`, { withFileTypes: true }).filter((d) => d.isDirectory() && wildcard(point.name).test(d.name)).map((d): [string, string] => [category, d.name]))
+  if (found.length === 0) throw new BpftraceErrors([new BpftraceError(`No tracepoints matched ${point.category}:${point.name}`, point.loc)])
+  return found.sort()
+}
+
+function usesBuiltin(nodes: (Expression | Statement | undefined)[], names: Set<string>): Expression | undefined {
+  for (const node of nodes) {
+    if (!node) continue
+    if ('kind' in node && node.kind === 'builtin' && names.has(node.name)) return node
+    const children = Object.values(node).flatMap((value) => (Array.isArray(value) ? value : [value])).filter((value): value is Expression => typeof value === 'object' && value !== null && 'kind' in value)
+    const found = usesBuiltin(children, names)
+    if (found) return found
+  }
+  return undefined
+}
+
+/** Attaches the program's tracepoint probes; `onEvent` gets each record as a `TraceEvent`. */
+export async function captureTracepoints(checked: CheckedProgram, onEvent: (probe: number, event: TraceEvent) => void, root = TRACEFS): Promise<Capture> {
+  const slots: { probe: number; format: TracepointFormat; category: string; name: string; tgid: number }[] = []
+  checked.program.probes.forEach((probe, index) => {
+    const points = probe.attachPoints.filter((p): p is Extract<AttachPoint, { provider: 'tracepoint' }> => p.provider === 'tracepoint')
+    if (points.length === 0) return
+    const unrecorded = usesBuiltin([probe.predicate, ...probe.statements], new Set(['uid', 'gid']))
+    if (unrecorded) throw new BpftraceErrors([new BpftraceError(`${(unrecorded as { name: string }).name} is not recorded by the generic tracepoint program yet`, unrecorded.loc)])
+    const tgid = kernelFilter(probe).pid ?? 0
+    for (const point of points) {
+      for (const [category, name] of expandTracepoint(point, root)) {
+        const format = readFormat(category, name, root)
+        if (format) slots.push({ probe: index, format, category, name, tgid })
+      }
+    }
+  })
+  if (slots.length > MAX_PROBES) throw new Error(`the program names ${slots.length} tracepoints; one generic object serves ${MAX_PROBES}: narrow the wildcards`)
+  const object = await ObjectSpec.open(`${libraryDir}generic.bpf.o`).load()
+  const links: Link[] = []
+  let reader: RingBufferReader | undefined
+  const close = () => {
+    reader?.close()
+    for (const link of links) link.detach()
+    object.close()
+  }
+  try {
+    const config = object.map('probe_config')
+    slots.forEach((slot, index) => {
+      const value = new Uint8Array(GENERIC_PROBE_CONFIG_SIZE)
+      encodeGenericProbeConfig({ record_size: slot.format.recordSize, tgid: slot.tgid }, new DataView(value.buffer), 0)
+      config.update(new Uint8Array(new Uint32Array([index]).buffer), value)
+    })
+    reader = new RingBufferReader(object, 'events', {
+      onBatch: (batch) => forEachRecord(batch, (view, offset, size) => {
+        const record = decodeGenericRecord(view, offset, size)
+        const slot = slots[Number(record.cookie)]
+        onEvent(slot.probe, { pid: record.pid, tid: record.tid, uid: 0, gid: 0, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns), args: decodeFields(slot.format, record.data) })
+      }),
+    })
+    slots.forEach((slot, index) => links.push(attachTracepoint(object, 'generic_tracepoint', slot.category, slot.name, { cookie: BigInt(index) })))
+  } catch (error) {
+    close()
+    throw error
+  }
+  return { dropped: () => object.dropped(), close }
+}
