@@ -71,7 +71,11 @@ class Cursor {
   }
 }
 
-function readString(source: string, start: number, cursor: Cursor, errors: BpftraceError[]): { value: string; end: number } {
+/**
+ * A string literal from its opening quote. One cut by a newline or the end of the file is
+ * reported to `errors` and gives no token, and lexing goes on after it, as in bpftrace.
+ */
+function readString(source: string, start: number, cursor: Cursor, errors: BpftraceError[]): { value: string; end: number; terminated: boolean } {
   let value = ''
   let i = start + 1
   cursor.advance('"')
@@ -79,16 +83,19 @@ function readString(source: string, start: number, cursor: Cursor, errors: Bpftr
     if (i >= source.length) {
       // bpftrace reports it and lets the parser meet the end of file too
       errors.push(new BpftraceError('unterminated string', cursor.location()))
-      return { value, end: i }
+      return { value, end: i, terminated: false }
     }
     const char = source[i]
     if (char === '"') {
       cursor.advance(char)
-      return { value, end: i + 1 }
+      return { value, end: i + 1, terminated: true }
     }
     if (char === '\n') {
       cursor.advance(char)
-      throw new BpftraceError('unterminated string', cursor.location())
+      errors.push(new BpftraceError('unterminated string', cursor.location()))
+      cursor.advance(char, true)
+      cursor.step()
+      return { value, end: i + 1, terminated: false }
     }
     if (char !== '\\') {
       value += char
@@ -172,9 +179,9 @@ export function tokenize(source: string, errors: BpftraceError[] = []): Token[] 
     const char = source[i]
     const word = match(IDENT)
     if (char === '"') {
-      const { value, end } = readString(source, i, cursor, errors)
+      const { value, end, terminated } = readString(source, i, cursor, errors)
       i = end
-      if (i < source.length || source.endsWith('"')) tokens.push({ type: 'string', text: value, loc: cursor.location() })
+      if (terminated) tokens.push({ type: 'string', text: value, loc: cursor.location() })
     } else if (word !== undefined) {
       const type: TokenType = word === 'bpftrace' || word === 'perf' ? 'stack_mode' : BUILTINS.has(word) ? 'builtin' : CALLS.has(word) ? 'call' : word === 'kstack' || word === 'ustack' ? 'call_builtin' : KEYWORDS.has(word) ? 'keyword' : word === 'struct' || word === 'union' || word === 'enum' ? 'struct' : 'ident'
       push(type, word)

@@ -77,11 +77,11 @@ const ATTACH_PUNCT = new Set([':', '.', '+', '*', '[', ']'])
 
 class Parser {
   readonly #tokens: Token[]
-  readonly lexErrors: BpftraceError[] = []
   #at = 0
 
-  constructor(source: string) {
-    this.#tokens = tokenize(source, this.lexErrors)
+  /** `lexErrors` receives the errors the lexer reports and lexes past */
+  constructor(source: string, lexErrors: BpftraceError[]) {
+    this.#tokens = tokenize(source, lexErrors)
   }
 
   #peek(offset = 0): Token {
@@ -315,16 +315,16 @@ class Parser {
  * string) and then the first syntax error, as bpftrace reports them.
  */
 export function parse(source: string): Program {
-  const parser = new Parser(source)
+  const lexErrors: BpftraceError[] = []
   let program: Program | undefined
   let failure: BpftraceError | undefined
   try {
-    program = parser.program()
+    program = new Parser(source, lexErrors).program()
   } catch (error) {
     if (!(error instanceof BpftraceError)) throw error
     failure = error
   }
-  const errors = [...parser.lexErrors, ...(failure ? [failure] : [])]
+  const errors = [...lexErrors, ...(failure ? [failure] : [])]
   if (errors.length || !program) throw new BpftraceErrors(errors)
   return program
 }

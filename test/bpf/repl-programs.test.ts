@@ -117,6 +117,8 @@ const SAME_AS_BPFTRACE = [
   'BEGIN\n{\n  @x = 1 +;\n}',
   'BEGIN\n{\n\t@x = 1 +;\n}',
   'BEGIN { @x = 1; } END { print(@y); }',
+  'BEGIN { printf("abc\n); }',
+  'BEGIN { @x = 1 ` }',
   'BEGIN { printf("unterminated); }',
   '// a comment\nBEGIN { @x = 1; } // trailing\nBEGIN { @y = 2; exit(); }',
   'BEGIN { @x = 1 } tracepoint:syscalls { }',

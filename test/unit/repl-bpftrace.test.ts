@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import fc from 'fast-check'
 import { UserSpaceAggregator } from '../../repl/bpftrace/aggregate.ts'
 import type { Expression, Program, Statement } from '../../repl/bpftrace/ast.ts'
 import { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
@@ -165,4 +166,18 @@ test('kernelFilter takes pid, comm and uid equalities from the top-level conjunc
   assert.deepEqual(filterOf('tracepoint:a:b /!(pid == 42)/ { @ = count() }'), { notInGeneric: [] })
   assert.deepEqual(filterOf('tracepoint:a:b /pid != 42 && comm == "a-name-longer-than-15"/ { @ = count() }'), { notInGeneric: [] })
   assert.deepEqual(filterOf('tracepoint:a:b { @ = count() }'), { notInGeneric: [] })
+})
+
+test('any input either compiles or gets located bpftrace errors, never another exception', () => {
+  const piece = fc.constantFrom('BEGIN', 'END', 'tracepoint', ':', 'syscalls', ':sys_enter_read', 'uprobe:/bin/sh:main', 'profile:hz:99', 'interval:s:1', ',', '/', '{', '}', '(', ')', '[', ']', ';', '@', '@x', '$v', '$1', '=', '==', '!=', '<', '>=', '&&', '||', '!', '-', '+', '*', '%', '?', '.', '->', 'args', 'args->ret', 'args.fd', 'pid', 'comm', 'uid', 'retval', 'arg0', 'nsecs', 'elapsed', 'kstack', 'count()', 'hist(', 'lhist(', 'sum(', 'stats(', 'printf(', '"%d\\n"', '"x', 'str(', 'exit()', 'delete(', 'clear(', 'print(', '0', '42', '-7', '0x1f', '1_000', 'if', 'else', '++', '+=', '// c\n', '/* c */', '\n', ' ', '\t', 'foo', 'struct', '#include <x>')
+  fc.assert(fc.property(fc.array(piece, { maxLength: 30 }), (pieces) => {
+    const source = pieces.join(' ')
+    try {
+      compileProgram(source)
+    } catch (error) {
+      if (!(error instanceof BpftraceErrors)) throw error
+      const text = error.format(source)
+      assert.match(text, /^(stdin:\d+(:\d+-\d+|-\d+): )?ERROR: /)
+    }
+  }), { numRuns: 3000, seed: 1304 })
 })
