@@ -44,15 +44,19 @@ describe('the alloc-profile plugin', { timeout: 300_000 }, () => {
   after(async () => { await harness?.close() })
 
   it('gives each function\'s alloc_space and inuse_space exactly, and the bytes in use still after a hot reload', async () => {
-    // a pause after each allocation: every one is a sample, which the ring must not outrun
-    const child = spawn(workload, ['1', '200'], { stdio: ['pipe', 'pipe', 'ignore'], env: {} })
+    const child = spawn(workload, ['1'], { stdio: ['pipe', 'pipe', 'ignore'], env: {} })
     let output = ''
     child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
     try {
       harness = await startHarness({
         provider: provider(), decodersPath,
         plugins: { 'alloc-profile.ts': source },
-        config: { plugins: { 'alloc-profile': { enabled: true, target_pids: [child.pid], config: { sample_bytes: 0, collect_interval_ms: 500 } } } },
+        config: {
+          plugins: { 'alloc-profile': { enabled: true, target_pids: [child.pid], config: { sample_bytes: 0, collect_interval_ms: 500 } } },
+          // every allocation is a sample: 2 KB of stack (the workload's frames fit in a few hundred
+          // bytes) keeps each record small enough for the ring to hold them all, however late the reader
+          objects: { alloc_stacks: { stack_bytes: 2048 } },
+        },
       })
       const h = harness
       await h.waitFor(() => h.log.lines.some((l) => l.message.includes(`allocation profiles sampled every allocation for pid ${child.pid}`)), 'the plugin to follow the workload', 60_000)
