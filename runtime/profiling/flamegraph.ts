@@ -5,8 +5,8 @@
  * with the data. Nothing is fetched: the file can be mailed, attached to a ticket, or opened on a
  * machine without network.
  *
- * Frames are coloured by kind as d3-flame-graph does: kernel orange, JIT green, C++ yellow,
- * other native code red. Clicking a frame zooms into it; the search box highlights every frame
+ * Frames are coloured by kind as d3-flame-graph does (and perf's flame graphs): kernel orange,
+ * JIT green, C++ yellow, other native code red. Clicking a frame zooms into it; the search box highlights every frame
  * whose name matches and gives their share.
  *
  *   await writeFile('cpu.html', await flameGraphHtml(profile, { title: 'CPU: pid 4242 (redis-server)' }))
@@ -22,7 +22,10 @@ import { frameName } from '../telemetry/profiles.ts'
 export interface FlameNode {
   name: string
   value: number
-  /** d3-flame-graph's library type, which picks the colour: 'kernel', 'jit', or '' for native code. */
+  /**
+   * d3-flame-graph's library type, which picks the colour: 'kernel' orange, 'jit' green, 'user'
+   * (native code) red, yellow for a C++ name; none (warm colours) for the root and process frames.
+   */
   l?: string
   children: FlameNode[]
 }
@@ -49,7 +52,7 @@ const KERNEL_ADDRESSES = 2 ** 63
 function kindOf(frame: AggregatedSample['frames'][number]): string {
   if (frame.address >= KERNEL_ADDRESSES) return 'kernel'
   if (frame.mapping?.file === '[jit]') return 'jit'
-  return ''
+  return 'user'
 }
 
 function processNameOf(sample: AggregatedSample, profile: AggregatedProfile, names: ReadonlyMap<number, string> | undefined): string {

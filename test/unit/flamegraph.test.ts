@@ -30,10 +30,10 @@ const PROFILE = cpu([
 test('flameTree: stacks merged root first, values summed up the tree, kernel and JIT frames tagged for their colours', () => {
   assert.deepEqual(flameTree(PROFILE), {
     name: 'all', value: 150, children: [{
-      name: 'main', value: 150, children: [
-        { name: 'work', value: 110, children: [
-          { name: 'hot', value: 90, children: [{ name: 'asm_sysvec_apic_timer_interrupt', value: 10, l: 'kernel', children: [] }] },
-          { name: 'warm', value: 20, children: [] },
+      name: 'main', value: 150, l: 'user', children: [
+        { name: 'work', value: 110, l: 'user', children: [
+          { name: 'hot', value: 90, l: 'user', children: [{ name: 'asm_sysvec_apic_timer_interrupt', value: 10, l: 'kernel', children: [] }] },
+          { name: 'warm', value: 20, l: 'user', children: [] },
         ] },
         { name: 'LazyCompile:*fib /app.js:1', value: 40, l: 'jit', children: [{ name: 'LazyCompile:*fib /app.js:1', value: 40, l: 'jit', children: [] }] },
       ],
