@@ -41,10 +41,13 @@ export interface Program {
 
 export type Statement =
   | { kind: 'expression'; expression: Expression; loc: Location }
-  /** `@map[keys] = value`; the value may be an aggregation call such as `count()` */
-  | { kind: 'assignMap'; map: MapAccess; value: Expression; loc: Location }
-  /** `$name = value` */
-  | { kind: 'assignVariable'; variable: Variable; value: Expression; loc: Location }
+  /**
+   * `@map[keys] = value`; the value may be an aggregation call such as `count()`. `@x += e` is
+   * `@x = @x + e` with `compound` set, as bpftrace reads it.
+   */
+  | { kind: 'assignMap'; map: MapAccess; value: Expression; compound: boolean; loc: Location }
+  /** `$name = value`, `$name op= value` */
+  | { kind: 'assignVariable'; variable: Variable; value: Expression; compound: boolean; loc: Location }
 
 export interface MapAccess {
   kind: 'map'
@@ -76,5 +79,7 @@ export type Expression =
   | { kind: 'binary'; operator: BinaryOperator; left: Expression; right: Expression; loc: Location }
   | { kind: 'unary'; operator: UnaryOperator; operand: Expression; loc: Location }
   | { kind: 'ternary'; condition: Expression; then: Expression; otherwise: Expression; loc: Location }
+  /** `@x++`, `--$y`: the new value is stored; the expression is the old one unless `prefix` */
+  | { kind: 'increment'; operator: '++' | '--'; target: MapAccess | Variable; prefix: boolean; loc: Location }
   /** `count()`, `str(x)`, `printf(...)`, `exit()` ... */
   | { kind: 'call'; name: string; args: Expression[]; loc: Location }

@@ -76,6 +76,8 @@ class Checker {
   readonly #options: CheckOptions
   #probe!: Probe
   #variables = new Map<string, ValueType>()
+  /** the map reads of `@x op= e` statements: an undeclared map reads as 0 (uint64) there */
+  readonly #compoundReads = new WeakSet<Expression>()
 
   constructor(options: CheckOptions) {
     this.#options = options
@@ -121,7 +123,7 @@ class Checker {
         this.#error(`${call.name}() should be directly assigned to a map`, call.loc)
         return
       }
-      if (call.kind !== 'call') this.#error('a statement must be a call or an assignment', statement.loc)
+      if (call.kind !== 'call' && call.kind !== 'increment') this.#error('a statement must be a call, an assignment or an increment', statement.loc)
       this.expression(call)
     } else if (statement.kind === 'assignVariable') {
       if (isMapKind(statement.value)) {
@@ -133,6 +135,7 @@ class Checker {
       this.types.set(statement.variable, type)
       this.#variables.set(statement.variable.name, type)
     } else {
+      if (statement.compound && statement.value.kind === 'binary') this.#compoundReads.add(statement.value.left)
       this.#assignMap(statement.map, statement.value)
     }
   }
@@ -231,6 +234,7 @@ class Checker {
       case 'map': {
         this.#mapKeys(expression)
         const id = this.mapIds.get(expression.name)
+        if (id === undefined && this.#compoundReads.has(expression)) return UINT64
         if (id === undefined) return this.#error(`Undefined map: ${expression.name}`, expression.loc)
         const shape = this.maps[id]
         if (shape.kind === 'hist' || shape.kind === 'lhist' || shape.kind === 'stats') return this.#error(`${shape.name} holds a ${shape.kind}() and cannot be read in an expression`, expression.loc)
@@ -257,7 +261,33 @@ class Checker {
       }
       case 'call':
         return this.#call(expression)
+      case 'increment':
+        return this.#increment(expression)
     }
+  }
+
+  /** `@x++` makes @x an int64 map when it has no type yet; `$x++` needs $x assigned first. */
+  #increment(expression: Extract<Expression, { kind: 'increment' }>): ValueType {
+    const target = expression.target
+    if (target.kind === 'variable') {
+      const type = this.expression(target)
+      if (type.kind === 'string') return this.#error(`The ${expression.operator} operator can not be used on expressions of type '${typeName(type)}'`, expression.loc)
+      return type
+    }
+    const keys = this.#mapKeys(target)
+    const id = this.mapIds.get(target.name)
+    if (id === undefined) {
+      this.mapIds.set(target.name, this.maps.length)
+      this.maps.push({ name: target.name, kind: 'integer', signed: true, keys })
+      this.#assigned.add(target.name)
+    } else if (!this.#assigned.has(target.name)) {
+      this.maps[id] = { name: target.name, kind: 'integer', signed: true, keys }
+      this.#assigned.add(target.name)
+    } else if (this.maps[id].kind !== 'integer') {
+      return this.#error(`The ${expression.operator} operator can not be used on expressions of type '${this.maps[id].kind}'`, expression.loc)
+    }
+    this.types.set(target, INT64)
+    return INT64
   }
 
   #builtin(name: string, loc: Location): ValueType {

@@ -211,6 +211,33 @@ export class Evaluator {
       }
       case 'call':
         return this.#call(expression)
+      case 'increment':
+        return this.#increment(expression)
+    }
+  }
+
+  #increment(expression: Extract<Expression, { kind: 'increment' }>): Compiled {
+    const step = expression.operator === '++' ? 1n : -1n
+    const prefix = expression.prefix
+    const target = expression.target
+    const type = this.#checked.types.get(target)
+    if (target.kind === 'variable') {
+      const name = target.name
+      return ({ variables }) => {
+        const old = (variables.get(name) ?? 0n) as bigint
+        const next = wrap(type, old + step)
+        variables.set(name, next)
+        return prefix ? next : old
+      }
+    }
+    const map = this.#mapId(target.name)
+    const keys = this.#keys(target.keys)
+    return (scope) => {
+      const key = keys(scope)
+      const old = this.#aggregator.read(map, key) as bigint
+      const next = wrap(type, old + step)
+      this.#aggregator.assign(map, key, next)
+      return prefix ? next : old
     }
   }
 

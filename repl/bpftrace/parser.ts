@@ -6,8 +6,7 @@
  *
  * `parse(source)` throws a `BpftraceError` at the first error, located as bpftrace locates it.
  * Every construct bpftrace has and Periscope does not run yet (kprobes, `if`, loops, casts,
- * `++`, `+=`, tuples, positional parameters, struct definitions ...) is refused by name, never
- * skipped.
+ * tuples, positional parameters, struct definitions ...) is refused by name, never skipped.
  */
 import type { AttachPoint, BinaryOperator, Expression, Location, MapAccess, Probe, Program, RateUnit, Statement, UnaryOperator } from './ast.ts'
 import { BpftraceError, BpftraceErrors } from './errors.ts'
@@ -103,8 +102,12 @@ class Parser {
     return new BpftraceError(`syntax error, unexpected ${describe(token)}`, token.loc)
   }
 
-  #expect(text: string): Token {
-    if (!this.#is(text)) throw this.#unexpected()
+  /** The punctuation `text`; `expecting` adds bison's ", expecting ..." to the error. */
+  #expect(text: string, expecting?: string): Token {
+    if (!this.#is(text)) {
+      const error = this.#unexpected()
+      throw expecting ? new BpftraceError(`${error.message}, expecting ${expecting}`, error.loc) : error
+    }
     return this.#next()
   }
 
@@ -133,7 +136,8 @@ class Parser {
     if (this.#peek().type === 'eof') throw new BpftraceError('unexpected end of file, expected {', span(attachPoints[0].loc, this.#peek().loc))
     const open = this.#expect('{')
     const statements = this.#statements()
-    const close = this.#expect('}')
+    // a statement not followed by `;` must be the last one
+    const close = this.#expect('}', '}')
     return { attachPoints, predicate, statements, loc: span(attachPoints[0].loc ?? open.loc, close.loc) }
   }
 
@@ -176,12 +180,15 @@ class Parser {
   #statement(): Statement {
     const target = this.#expression()
     const token = this.#peek()
-    if (token.type === 'punct' && COMPOUND.has(token.text)) throw unsupported(`the ${token.text} operator`, token.loc)
-    if (!this.#is('=')) return { kind: 'expression', expression: target, loc: target.loc }
+    const compound = token.type === 'punct' && COMPOUND.has(token.text)
+    if (!this.#is('=') && !compound) return { kind: 'expression', expression: target, loc: target.loc }
     if (target.kind !== 'map' && target.kind !== 'variable') throw this.#unexpected()
     const assign = this.#next()
-    const value = this.#expression()
-    return target.kind === 'map' ? { kind: 'assignMap', map: target, value, loc: assign.loc } : { kind: 'assignVariable', variable: target, value, loc: assign.loc }
+    let value = this.#expression()
+    // `@x += e` is `@x = @x + e`, located as bison locates the compound statement
+    if (compound) value = { kind: 'binary', operator: assign.text.slice(0, -1) as BinaryOperator, left: target, right: value, loc: assign.loc }
+    const loc = compound ? span(target.loc, value.loc) : assign.loc
+    return target.kind === 'map' ? { kind: 'assignMap', map: target, value, compound, loc } : { kind: 'assignVariable', variable: target, value, compound, loc }
   }
 
   #expression(): Expression {
@@ -209,7 +216,12 @@ class Parser {
 
   #unary(): Expression {
     const token = this.#peek()
-    if (token.type === 'punct' && (token.text === '++' || token.text === '--')) throw unsupported(`the ${token.text} operator`, token.loc)
+    if (token.type === 'punct' && (token.text === '++' || token.text === '--')) {
+      this.#next()
+      const target = this.#peek().type === 'map' || this.#peek().type === 'var' ? this.#primary() : undefined
+      if (target?.kind !== 'map' && target?.kind !== 'variable') throw new BpftraceError(`The ${token.text} operator must be applied to a map or variable`, token.loc)
+      return { kind: 'increment', operator: token.text, target, prefix: true, loc: token.loc }
+    }
     if (token.type === 'punct' && token.text === '*') throw unsupported('pointer dereference', token.loc)
     if (token.type === 'punct' && (token.text === '!' || token.text === '-' || token.text === '~')) {
       this.#next()
@@ -236,8 +248,9 @@ class Parser {
         expression = { kind: 'field', base: expression, field: field.text, arrow: token.text === '->', loc: span(expression.loc, field.loc) }
       } else if (this.#is('[')) {
         throw unsupported('array indexing', token.loc)
-      } else if (this.#is('++') || this.#is('--')) {
-        throw unsupported(`the ${token.text} operator`, token.loc)
+      } else if ((this.#is('++') || this.#is('--')) && (expression.kind === 'map' || expression.kind === 'variable')) {
+        this.#next()
+        expression = { kind: 'increment', operator: token.text as '++' | '--', target: expression, prefix: false, loc: token.loc }
       } else {
         return expression
       }

@@ -45,6 +45,7 @@ const CASES: [name: string, program: string][] = [
   ['print(), clear() and delete() while running', 'BEGIN { @c[1] = count(); @c[2] = count(); @c[2] = count(); print(@c); delete(@c[1]); print(@c); clear(@c); @c[5] = count(); exit(); }'],
   ['several probes: BEGIN and END', 'BEGIN { @start = 1; printf("begin\\n"); exit(); } END { printf("end %d\\n", @start); @end = 2; }'],
   ['string values and a string read back', 'BEGIN { @name["k"] = "value"; @name["a"] = "other"; printf("%s|%-8s|\\n", @name["k"], @name["a"]); exit(); }'],
+  ['++, -- and compound assignments, on maps and variables', 'BEGIN { @x += 5; @x += 2; @y[1] -= 3; @z++; @z++; ++@w; @v--; $a = 1; $a += 4; $a++; @r = $a; @q = @z++; @p = ++@z; @m[2] *= 3; exit() }'],
   ['comments, and an END probe', '// a comment\nBEGIN /* inline */ { @x = 1; exit(); } // trailing\nEND { @y = 2; }'],
 ]
 
@@ -119,6 +120,12 @@ const SAME_AS_BPFTRACE = [
   'BEGIN { @x = 1; } END { print(@y); }',
   'BEGIN { printf("abc\n); }',
   'BEGIN { @x = 1 ` }',
+  'BEGIN { $b++; exit() }',
+  'BEGIN { @c = count(); @c++; exit() }',
+  'BEGIN { @c = count(); @c += 1; exit() }',
+  'BEGIN { 5++; exit() }',
+  'BEGIN { @x = 1 foo }',
+  'BEGIN { @x = 1; @y = 2 @z = 3 }',
   'BEGIN { printf("unterminated); }',
   '// a comment\nBEGIN { @x = 1; } // trailing\nBEGIN { @y = 2; exit(); }',
   'BEGIN { @x = 1 } tracepoint:syscalls { }',
