@@ -8,7 +8,7 @@
  * filter is in the kernel (a claimed `target_pids` map entry each).
  *
  * Samples are counted here per (process, thread, user stack, kernel stack) and, every
- * `collect_interval_ms`, their distinct stacks are named in one ctx.symbolize call and emitted as
+ * `collect_interval_ms`, their distinct stacks are named in a ctx.symbolize call (per 1,000) and emitted as
  * `cpu` profile samples (values: samples and samples × the sampling period in ns), labelled
  * `process.pid`, `thread.id` and `thread.name` (the thread's comm: OpenTelemetry's attributes, for
  * a backend to join them with other signals of the thread), with the wall time of the thread's
@@ -48,6 +48,8 @@ export default definePlugin({
     const profiler = new CpuProfiler(ctx)
     ctx.onStack('stacks:samples', (sample) => profiler.add(sample), { onLoss: (lost) => profiler.lose(lost) })
     ctx.every(ctx.config.collect_interval_ms, () => profiler.collect())
+    // what a naming emits leaves the isolate with the next call into it: this one, if no batch comes first
+    ctx.every(FLUSH_MS, () => {})
     await profiler.start()
   },
 })
@@ -65,11 +67,17 @@ interface Counted {
 }
 
 const u32 = (n: number): Uint8Array => new Uint8Array(new Uint32Array([n]).buffer)
+/** Stacks per ctx.symbolize call: the host's event loop runs between calls. */
+const SYMBOLIZE_CHUNK = 1000
+/** How often the plugin is called when no batch comes, so that a naming's emits leave soon after it ends. */
+const FLUSH_MS = 500
 
 class CpuProfiler {
   readonly #ctx: PluginContext<Config>
   readonly #periodNs: number
   #counted = new Map<string, Counted>()
+  /** The namings under way, one interval after the other. */
+  #naming: Promise<void> = Promise.resolve()
   /** Samples since the last collection, by truncation reason ('none': whole). */
   #samples = new Map<string, number>()
   #lost = 0
@@ -112,11 +120,34 @@ class CpuProfiler {
     this.#lost += samples
   }
 
-  /** Names the interval's distinct stacks in one call and emits a profile sample per counted stack. */
-  async collect(): Promise<void> {
+  /**
+   * Takes the interval's counts and names them after the namings before it, without holding up
+   * the timer: naming a host's stacks for the first time (every binary's symbols read) can take
+   * longer than a timer callback may (the call deadline); what it emits goes out with the next
+   * call into the plugin.
+   */
+  collect(): void {
     const counted = [...this.#counted.values()]
+    const samples = this.#samples
+    const lost = this.#lost
     this.#counted = new Map()
-    this.#emitSelfMetrics()
+    this.#samples = new Map()
+    this.#lost = 0
+    // the counts go out with the stacks they count
+    this.#naming = this.#naming.then(async () => {
+      let unnamed = 0
+      try {
+        await this.#emit(counted)
+      } catch (error) {
+        unnamed = counted.reduce((sum, c) => sum + c.samples, 0)
+        this.#ctx.log.error(`CPU profile: naming ${counted.length} stacks failed (${(error as Error).message}); their ${unnamed} samples are counted lost`)
+      }
+      this.#emitSelfMetrics(samples, lost + unnamed)
+    }).catch((error: Error) => this.#ctx.log.error(`CPU profile: ${error.message}`))
+  }
+
+  /** Names the distinct stacks of `counted`, a few host calls of SYMBOLIZE_CHUNK, and emits a profile sample per counted stack. */
+  async #emit(counted: Counted[]): Promise<void> {
     if (counted.length === 0) return
     // threads of a process share stacks: each distinct (pid, stack) is named once
     const index = new Map<string, number>()
@@ -130,7 +161,8 @@ class CpuProfiler {
       }
       return at
     })
-    const named = await this.#ctx.symbolize(stacks)
+    const named: FrameInput[][] = []
+    for (let at = 0; at < stacks.length; at += SYMBOLIZE_CHUNK) named.push(...await this.#ctx.symbolize(stacks.slice(at, at + SYMBOLIZE_CHUNK)))
     counted.forEach((c, i) => {
       const frames: FrameInput[] = named[stackOf[i]!]!
       // a process gone before its first frame was unwound, or a kernel stack the kernel could not read
@@ -146,17 +178,13 @@ class CpuProfiler {
     })
   }
 
-  #emitSelfMetrics(): void {
+  #emitSelfMetrics(samplesByEnd: Map<string, number>, lost: number): void {
     let total = 0
-    for (const [reason, samples] of this.#samples) {
+    for (const [reason, samples] of samplesByEnd) {
       total += samples
       if (reason !== 'none') this.#ctx.emit.metric({ name: 'periscope.profile.stacks.truncated', kind: 'counter', unit: '{sample}', value: samples, attributes: { 'profile.type': 'cpu', reason } })
     }
     if (total > 0) this.#ctx.emit.metric({ name: 'periscope.profile.samples', kind: 'counter', unit: '{sample}', value: total, attributes: { 'profile.type': 'cpu' } })
-    this.#samples = new Map()
-    if (this.#lost > 0) {
-      this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: this.#lost, attributes: { 'profile.type': 'cpu' } })
-      this.#lost = 0
-    }
+    if (lost > 0) this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: lost, attributes: { 'profile.type': 'cpu' } })
   }
 }

@@ -14,6 +14,7 @@
  *   const compact = profiling().delivery.convert(batch)   // RecordBatch of compact records
  */
 import type { RecordBatch } from '../bpf/batch.ts'
+import { EhFrameTables } from '../symbols/eh-frame.ts'
 import { Symbolizer } from '../symbols/symbolizer.ts'
 import {
   STACK_RECORD_COMM, STACK_RECORD_COMM_BYTES, STACK_RECORD_CPU, STACK_RECORD_END, STACK_RECORD_FRAMES, STACK_RECORD_KERNEL_FRAMES,
@@ -125,9 +126,21 @@ function readU64(view: DataView, at: number): number {
 
 let shared: { delivery: StackDelivery; symbolizer: Symbolizer } | undefined
 
+/**
+ * The caches' bounds in the runtime, within its memory budget: 1.5 million table rows (about
+ * 35 MB: node's own table is 513,000 rows, libc's 28,000) and 1.5 million symbols (about 60 MB).
+ * A busy build host profiled whole samples compilers with tables of millions of rows; the least
+ * recently used tables go first.
+ */
+const MAX_TABLE_ROWS = 1_500_000
+const MAX_SYMBOLS = 1_500_000
+
 /** The runtime's one StackDelivery and Symbolizer, made on first use. */
 export function profiling(): { delivery: StackDelivery; symbolizer: Symbolizer } {
-  shared ??= { delivery: new StackDelivery(), symbolizer: new Symbolizer() }
+  shared ??= {
+    delivery: new StackDelivery(new StackUnwinder({ tables: new EhFrameTables({ maxRows: MAX_TABLE_ROWS }) })),
+    symbolizer: new Symbolizer({ maxSymbols: MAX_SYMBOLS }),
+  }
   return shared
 }
 
