@@ -1,8 +1,9 @@
 /**
  * Feeds a checked program's tracepoint probes from the kernel: one `generic.bpf.c` object,
- * attached to every tracepoint the program names (wildcards expanded from tracefs), each with
- * its own config slot (the attach cookie): the record size from the tracefs format and the
- * kernel-side pid filter from `kernelFilter()`. Records are decoded with the format and handed
+ * attached once to every tracepoint the program names (wildcards expanded from tracefs), each
+ * with its own config slot (the attach cookie): the record size from the tracefs format and the
+ * kernel-side pid filter from `kernelFilter()`. A record goes to every probe naming its
+ * tracepoint, in program order. Records are decoded with the format and handed
  * to `onEvent(probeIndex, event)` — usually `Evaluator.fire`.
  *
  * Not here yet: uprobe/uretprobe, profile and interval probes, BEGIN/END (the caller runs
@@ -57,7 +58,10 @@ function usesBuiltin(nodes: (Expression | Statement | undefined)[], names: Set<s
 
 /** Attaches the program's tracepoint probes; `onEvent` gets each record as a `TraceEvent`. */
 export async function captureTracepoints(checked: CheckedProgram, onEvent: (probe: number, event: TraceEvent) => void, root = TRACEFS): Promise<Capture> {
-  const slots: { probe: number; format: TracepointFormat; category: string; name: string; tgid: number }[] = []
+  // one slot per tracepoint: the kernel attaches a program to a tracepoint once, so probes
+  // naming the same tracepoint share its records; its pid filter is theirs if they all agree
+  const slots: { probes: number[]; format: TracepointFormat; category: string; name: string; tgid: number }[] = []
+  const byName = new Map<string, (typeof slots)[number]>()
   checked.program.probes.forEach((probe, index) => {
     const points = probe.attachPoints.filter((p): p is Extract<AttachPoint, { provider: 'tracepoint' }> => p.provider === 'tracepoint')
     if (points.length === 0) return
@@ -66,8 +70,17 @@ export async function captureTracepoints(checked: CheckedProgram, onEvent: (prob
     const tgid = kernelFilter(probe).pid ?? 0
     for (const point of points) {
       for (const [category, name] of expandTracepoint(point, root)) {
+        const known = byName.get(`${category}:${name}`)
+        if (known) {
+          if (!known.probes.includes(index)) known.probes.push(index)
+          if (known.tgid !== tgid) known.tgid = 0
+          continue
+        }
         const format = readFormat(category, name, root)
-        if (format) slots.push({ probe: index, format, category, name, tgid })
+        if (!format) continue
+        const slot = { probes: [index], format, category, name, tgid }
+        byName.set(`${category}:${name}`, slot)
+        slots.push(slot)
       }
     }
   })
@@ -91,7 +104,9 @@ export async function captureTracepoints(checked: CheckedProgram, onEvent: (prob
       onBatch: (batch) => forEachRecord(batch, (view, offset, size) => {
         const record = decodeGenericRecord(view, offset, size)
         const slot = slots[Number(record.cookie)]
-        onEvent(slot.probe, { pid: record.pid, tid: record.tid, uid: 0, gid: 0, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns), args: decodeFields(slot.format, record.data) })
+        const event: TraceEvent = { pid: record.pid, tid: record.tid, uid: 0, gid: 0, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns), args: decodeFields(slot.format, record.data) }
+        // probes run in program order, as bpftrace's programs on one tracepoint do
+        for (const probe of slot.probes) onEvent(probe, event)
       }),
     })
     slots.forEach((slot, index) => links.push(attachTracepoint(object, 'generic_tracepoint', slot.category, slot.name, { cookie: BigInt(index) })))

@@ -18,6 +18,7 @@ import { Evaluator } from '../../repl/bpftrace/evaluate.ts'
 import { kernelFilter } from '../../repl/bpftrace/kernel-filter.ts'
 import { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
 import { compileProgram } from '../../repl/bpftrace/program.ts'
+import { runOneLiner } from '../../repl/bpftrace/run.ts'
 import { tracefsFields } from '../../repl/bpftrace/tracefs.ts'
 import { exitText } from '../../repl/printers.ts'
 import { waitFor } from './kernel.ts'
@@ -116,3 +117,30 @@ test('a pid filter runs in the kernel, wildcards expand from tracefs, and uid is
 function readComm(): string {
   return readFileSync('/proc/self/comm', 'utf8').trim()
 }
+
+test('runOneLiner prints what bpftrace -e prints, from "Attaching" to the maps, for a one-liner that ends itself with exit()', { timeout: 300_000 }, async () => {
+  const source = 'BEGIN { printf("ready\\n") } tracepoint:syscalls:sys_exit_read /comm == "dd"/ { @[comm] = count(); @h = hist(args->ret); @l = lhist(args->ret, 0, 5000, 500) } tracepoint:syscalls:sys_exit_read /comm == "periscope-mark"/ { exit() }'
+  const bpftrace = spawn('bpftrace', ['-e', source], { stdio: ['ignore', 'pipe', 'ignore'] })
+  let theirs = ''
+  bpftrace.stdout.setEncoding('utf8').on('data', (chunk: string) => { theirs += chunk })
+  const bpftraceExited = once(bpftrace, 'exit')
+  let ours = ''
+  const abort = new AbortController()
+  try {
+    await waitFor(() => theirs.includes('ready\n') || bpftrace.exitCode !== null, 'bpftrace attaching its probes', 120_000)
+    const run = runOneLiner(source, { write: (text) => { ours += text }, signal: abort.signal })
+    await waitFor(() => ours.includes('ready\n'), 'runOneLiner attaching its probes', 60_000)
+    for (const [bs, count] of [[4096, 12], [512, 5], [3000, 2]]) assert.equal(spawnSync('dd', ['if=/dev/zero', 'of=/dev/null', `bs=${bs}`, `count=${count}`, 'status=none']).status, 0)
+    const marker = join(mkdtempSync(join(tmpdir(), 'periscope-repl-')), 'periscope-mark')
+    symlinkSync('/usr/bin/head', marker)
+    assert.equal(spawnSync(marker, ['-c', '1', '/dev/zero'], { stdio: 'ignore' }).status, 0)
+    rmSync(dirname(marker), { recursive: true })
+    await run
+    await bpftraceExited
+    assert.equal(ours, theirs)
+    assert.match(ours, /^Attaching 3 probes\.\.\.\nready\n\n\n@\[dd\]: \d+\n@h: \n/)
+  } finally {
+    abort.abort()
+    bpftrace.kill('SIGKILL')
+  }
+})
