@@ -13,8 +13,9 @@ import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { attributesOf, counterTotal, flatten, startCollector, type Collector } from '../peers/otelcol.ts'
-import { startPeriscope, type Periscope } from '../peers/periscope.ts'
+import { attributesOf, counterTotal, flatten, type Collector } from '../peers/otelcol.ts'
+import type { Periscope } from '../peers/periscope.ts'
+import { startPluginRun, type PluginRun } from '../peers/plugin-run.ts'
 import { pollUntil } from '../peers/poll.ts'
 import { fileioLatencyBoundaries } from '../../runtime/protocols/fileio.ts'
 
@@ -52,28 +53,20 @@ function histogramPoints(lines: readonly Json[], name: string, match: Record<str
 }
 
 describe('file I/O metrics through a real Collector', { timeout: 600_000 }, () => {
+  let pluginRun: PluginRun | undefined
   let collector: Collector
   let periscope: Periscope
   const dir = realpathSync(mkdtempSync(join(tmpdir(), 'periscope-file-io-')))
   const target = join(dir, 'target')
 
   before(async () => {
-    collector = await startCollector()
-    periscope = await startPeriscope({
-      endpoint: collector.httpEndpoint,
-      shipped: ['file-io'],
-      ready: /running 1 of \d+ plugins/,
-      config: {
-        plugins: { 'file-io': { config: { collect_interval_ms: 500, per_pid: true, target_paths: [target] } } },
-        exporter: { metrics: { intervalMs: 500 } },
-      },
-    })
-    await periscope.waitForOutput(/plugin file-io: file I\/O metrics/, 'the file-io plugin to start')
+    pluginRun = await startPluginRun('file-io', { config: { collect_interval_ms: 500, per_pid: true, target_paths: [target] } }, /plugin file-io: file I\/O metrics/)
+    collector = pluginRun.collector
+    periscope = pluginRun.periscope
   })
 
   after(async () => {
-    await periscope?.stop()
-    await collector?.stop()
+    await pluginRun?.stop()
     rmSync(dir, { recursive: true, force: true })
   })
 
@@ -164,8 +157,8 @@ describe('file I/O metrics through a real Collector', { timeout: 600_000 }, () =
 })
 
 describe('file I/O metrics by default: one series per executable, no pid', { timeout: 600_000 }, () => {
+  let pluginRun: PluginRun | undefined
   let collector: Collector
-  let periscope: Periscope
   const dir = realpathSync(mkdtempSync(join(tmpdir(), 'periscope-file-io-')))
   /** dd under a name of this run's own, so no other dd on the host shares its series */
   const name = `fio-${randomBytes(4).toString('hex')}`
@@ -174,19 +167,12 @@ describe('file I/O metrics by default: one series per executable, no pid', { tim
   before(async () => {
     copyFileSync('/usr/bin/dd', binary)
     chmodSync(binary, 0o755)
-    collector = await startCollector()
-    periscope = await startPeriscope({
-      endpoint: collector.httpEndpoint,
-      shipped: ['file-io'],
-      ready: /running 1 of \d+ plugins/,
-      config: { plugins: { 'file-io': { config: { collect_interval_ms: 500 } } }, exporter: { metrics: { intervalMs: 500 } } },
-    })
-    await periscope.waitForOutput(/plugin file-io: file I\/O metrics/, 'the file-io plugin to start')
+    pluginRun = await startPluginRun('file-io', { config: { collect_interval_ms: 500 } }, /plugin file-io: file I\/O metrics/)
+    collector = pluginRun.collector
   })
 
   after(async () => {
-    await periscope?.stop()
-    await collector?.stop()
+    await pluginRun?.stop()
     rmSync(dir, { recursive: true, force: true })
   })
 

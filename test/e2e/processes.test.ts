@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
-import { attributesOf, counterTotal, flatten, startCollector, type Collector } from '../peers/otelcol.ts'
-import { startPeriscope, type Periscope } from '../peers/periscope.ts'
+import { attributesOf, counterTotal, flatten, type Collector } from '../peers/otelcol.ts'
+import { startPluginRun, type PluginRun } from '../peers/plugin-run.ts'
 import { memoryCgroup } from '../peers/memory-cgroup.ts'
 import { pollUntil } from '../peers/poll.ts'
 import { runqBoundaries } from '../../runtime/protocols/sched.ts'
@@ -35,8 +35,8 @@ function logsOf(lines: readonly Json[]): LogRecord[] {
 }
 
 describe('process metrics and lifecycle logs through a real Collector', { timeout: 600_000 }, () => {
+  let run: PluginRun | undefined
   let collector: Collector
-  let periscope: Periscope
   let workload: string
   let dir: string
 
@@ -47,19 +47,12 @@ describe('process metrics and lifecycle logs through a real Collector', { timeou
     workload = join(dir, workloadName)
     copyFileSync(built, workload)
     execFileSync('chmod', ['755', workload])
-    collector = await startCollector()
-    periscope = await startPeriscope({
-      endpoint: collector.httpEndpoint,
-      shipped: ['processes'],
-      ready: /running 1 of \d+ plugins/,
-      config: { plugins: { processes: { config: { collect_interval_ms: 500 } } }, exporter: { metrics: { intervalMs: 500 } } },
-    })
-    await periscope.waitForOutput(/plugin processes: process metrics/, 'the processes plugin to start')
+    run = await startPluginRun('processes', { config: { collect_interval_ms: 500 } }, /plugin processes: process metrics/)
+    collector = run.collector
   })
 
   after(async () => {
-    await periscope?.stop()
-    await collector?.stop()
+    await run?.stop()
     rmSync(dir, { recursive: true, force: true })
   })
 

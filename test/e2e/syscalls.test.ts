@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
-import { counterTotal, startCollector, type Collector } from '../peers/otelcol.ts'
-import { startPeriscope, type Periscope } from '../peers/periscope.ts'
+import { counterTotal, type Collector } from '../peers/otelcol.ts'
+import { startPluginRun, type PluginRun } from '../peers/plugin-run.ts'
 import { pollUntil } from '../peers/poll.ts'
 
 type Json = Record<string, unknown>
@@ -22,8 +22,8 @@ const root = fileURLToPath(new URL('../../', import.meta.url))
 const workloadName = `scwl-${randomBytes(4).toString('hex')}`
 
 describe('syscall counts through a real Collector', { timeout: 600_000 }, () => {
+  let run: PluginRun | undefined
   let collector: Collector
-  let periscope: Periscope
   let workload: string
   let dir: string
 
@@ -31,22 +31,12 @@ describe('syscall counts through a real Collector', { timeout: 600_000 }, () => 
     dir = mkdtempSync(join(tmpdir(), 'periscope-syscalls-'))
     workload = join(dir, workloadName)
     execFileSync('cc', ['-O2', '-Wall', '-o', workload, join(root, 'test/bpf/fixtures/syscall-workload.c')])
-    collector = await startCollector()
-    periscope = await startPeriscope({
-      endpoint: collector.httpEndpoint,
-      shipped: ['syscalls'],
-      ready: /running 1 of \d+ plugins/,
-      config: {
-        plugins: { syscalls: { enabled: true, config: { collect_interval_ms: 500, top_n: 100_000 } } },
-        exporter: { metrics: { intervalMs: 500 } },
-      },
-    })
-    await periscope.waitForOutput(/plugin syscalls: syscall counts/, 'the syscalls plugin to start')
+    run = await startPluginRun('syscalls', { enabled: true, config: { collect_interval_ms: 500, top_n: 100_000 } }, /plugin syscalls: syscall counts/)
+    collector = run.collector
   })
 
   after(async () => {
-    await periscope?.stop()
-    await collector?.stop()
+    await run?.stop()
     rmSync(dir, { recursive: true, force: true })
   })
 
