@@ -77,7 +77,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     if (!existsSync(dir)) throw new Error(`plugin directory ${dir} does not exist; create it or fix --plugins / plugin_dirs`)
   }
   // before the privilege drop: turning the kernel's BPF stats on needs CAP_SYS_ADMIN
-  const programStats = await startProgramStats(options.log)
+  const programStats = await startProgramStats(options.log, config.self_metrics?.bpf_program_stats ?? true)
   let readSelfMetrics = (): SelfMetricPoint[] => [...objectSelfMetrics(bus), ...programSelfMetrics(bus, programStats), ...pluginSelfMetrics(manager)]
   const unregisterSelfMetrics = options.sink.registerSelfMetrics?.('objects and plugins', () => readSelfMetrics())
   let watcher: PluginWatcher | undefined

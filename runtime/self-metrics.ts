@@ -75,11 +75,13 @@ export interface ProgramStats {
 
 /**
  * Turns the kernel's BPF run-time stats on until close() (the kernel turns them off when the last
- * holder lets go, or with this process). Call it while still root: it needs CAP_SYS_ADMIN. When the
+ * holder lets go, or with this process), unless `wanted` is false (config
+ * self_metrics.bpf_program_stats). Call it while still root: it needs CAP_SYS_ADMIN. When the
  * kernel refuses, says so once and what to do; the program metrics are then left out, unless the
  * sysctl has the stats on anyway.
  */
-export async function startProgramStats(log: Logger): Promise<ProgramStats> {
+export async function startProgramStats(log: Logger, wanted = true): Promise<ProgramStats> {
+  if (!wanted) return { counting: sysctlStatsOn(), close() {} }
   const { enableRunTimeStats } = await import('./bpf/stats.ts')
   try {
     const stats = enableRunTimeStats()

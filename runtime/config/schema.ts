@@ -116,6 +116,14 @@ export const configSchema = z.strictObject({
   }).optional(),
   /** The telemetry exporter's settings (runtime/telemetry/config.ts). */
   exporter: telemetryConfigSchema.optional(),
+  self_metrics: z.strictObject({
+    /**
+     * periscope.bpf.program.run.count and run.time, from the kernel's BPF stats, which Periscope
+     * turns on while it runs (default true). They cost every BPF program run on the host two clock
+     * reads: false leaves them as they are (on only if the kernel.bpf_stats_enabled sysctl is 1).
+     */
+    bpf_program_stats: z.boolean().optional(),
+  }).optional(),
 })
 
 export type PeriscopeConfig = z.infer<typeof configSchema>

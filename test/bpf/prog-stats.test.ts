@@ -15,6 +15,7 @@ import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
 import type { ObjectProvider } from '../../runtime/bus.ts'
 import { attachCgroup } from '../../runtime/bpf/links.ts'
+import type { PeriscopeConfig } from '../../runtime/config/schema.ts'
 import { ObjectSpec } from '../../runtime/bpf/object.ts'
 import { LibraryObject } from '../../runtime/library/index.ts'
 import { memoryLogger } from '../../runtime/plugins/log.ts'
@@ -96,7 +97,7 @@ async function riseWhileAlone(trigger: () => Promise<void>, read: () => number):
 }
 
 /** A runtime over the fixture object, whose self-metrics the test reads as the exporter would. */
-async function runtimeWithFixture(t: TestContext, cgroup: TestCgroup, objects: string[]): Promise<{ close(): Promise<void>; selfMetrics: () => SelfMetricPoint[] }> {
+async function runtimeWithFixture(t: TestContext, cgroup: TestCgroup, objects: string[], config?: PeriscopeConfig): Promise<{ close(): Promise<void>; selfMetrics: () => SelfMetricPoint[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'periscope-prog-stats-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
   writeFileSync(join(dir, 'holder.ts'), `import { definePlugin } from 'periscope/plugin'
@@ -116,7 +117,7 @@ export default definePlugin({ name: 'holder', objects: ${JSON.stringify(objects)
     },
   }
   const log = memoryLogger()
-  const runtime = await startRuntime({ provider, sink, log, pluginDirs: [dir], decodersPath, adminSocket: false, keepCapabilities: true })
+  const runtime = await startRuntime({ provider, sink, log, config, pluginDirs: [dir], decodersPath, adminSocket: false, keepCapabilities: true })
   let closed: Promise<void> | undefined
   const close = () => (closed ??= runtime.close())
   t.after(close)
@@ -187,5 +188,17 @@ describe('BPF program self-metrics', () => {
     assert.equal(ownStatsFds(), 0, 'the fd is closed with the runtime')
     assert.equal(sysctl(), sysctlBefore)
     assert.equal(await riseWhileAlone(() => socketsInCgroup(cgroup, 20), runs), riseWhenOff, 'counted after Periscope stopped')
+  })
+
+  it('with self_metrics.bpf_program_stats false the runtime leaves the stats alone and exports no program series', async (t) => {
+    const cgroup = TestCgroup.create()
+    t.after(() => cgroup.remove())
+    const { close, selfMetrics } = await runtimeWithFixture(t, cgroup, ['progstats'], { self_metrics: { bpf_program_stats: false } })
+    assert.equal(ownStatsFds(), 0, 'no BPF_ENABLE_STATS fd held')
+    await socketsInCgroup(cgroup, 5)
+    // an administrator's sysctl has them on anyway: then they cost nothing more, and are exported
+    const expected = sysctl() === '1' ? { on_socket: 5, on_release: 5 } : {}
+    assert.deepEqual(byProgram(selfMetrics(), 'periscope.bpf.program.run.count'), expected)
+    await close()
   })
 })
