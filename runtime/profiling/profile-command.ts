@@ -38,7 +38,6 @@ const MAX_STACKS = 500_000
 const MAX_SECONDS = 24 * 3600
 /** How long the plugin gets, after the run, to unwind, name and hand over its collection. */
 const COLLECTION_GRACE_MS = 60_000
-const COUNT_WITHOUT_STACKS_MS = 5000
 
 const usage = `usage: periscope profile [--pid P] [--seconds N] [--frequency HZ] [--top ROWS] [--out DIR]
 
@@ -149,10 +148,8 @@ async function checkOutputDirectory(dir: string): Promise<string> {
 /** What the plugin hands over: its profile samples, aggregated, and its self-metrics. */
 class CollectingSink implements SignalSink {
   readonly profiles = new ProfileAggregator(MAX_STACKS)
-  /** Batches of profile samples received: a collection's samples leave its isolate together. */
-  profileBatches = 0
-  /** When the plugin last reported its sample count (it does so at each collection with samples). */
-  countedAt: number | undefined
+  /** Whether the plugin reported a collection's counts (it does so after the collection's stacks). */
+  counted = false
   samples = 0
   lost = 0
   truncated = new Map<string, number>()
@@ -164,16 +161,16 @@ class CollectingSink implements SignalSink {
       spans() {},
       logs() {},
       profiles: (samples: ProfileSampleInput[]) => {
-        this.profileBatches++
         this.profiles.add({ name: pluginName }, samples, () => ({}))
       },
       metrics: (points: MetricPointInput[]) => {
         for (const point of points) {
           if (point.name === SAMPLES_METRIC) {
             this.samples += point.value
-            this.countedAt = performance.now()
+            this.counted = true
           } else if (point.name === LOST_METRIC) {
             this.lost += point.value
+            this.counted = true
           } else if (point.name === TRUNCATED_METRIC) {
             const reason = String(point.attributes?.reason ?? 'unknown')
             this.truncated.set(reason, (this.truncated.get(reason) ?? 0) + point.value)
@@ -262,14 +259,12 @@ async function sample(
 }
 
 /**
- * Whether the plugin's collection at the end of the run is in: its profile samples; or nothing
- * to wait for (no sample reached the runtime); or its count came but no stack with it (every
- * sample lost), given a few seconds, since the count may leave the isolate before the stacks
- * (a batch of samples handled during its symbolize call takes the count along).
+ * Whether the plugin's collection at the end of the run is in: it emits its counts (samples, or
+ * lost ones) after the last of the stacks they count, which may take several batches; or there
+ * is nothing to wait for, no sample having reached the runtime.
  */
 function collected(runtime: Runtime, sink: CollectingSink): boolean {
-  if (sink.profileBatches > 0 || samplesReceived(runtime) === 0) return true
-  return sink.countedAt !== undefined && performance.now() - sink.countedAt > COUNT_WITHOUT_STACKS_MS
+  return sink.counted || samplesReceived(runtime) === 0
 }
 
 const stamp = (date: Date): string => date.toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-')
