@@ -6,7 +6,7 @@
  * Value conventions, per `MapShape.kind`:
  * - `count`, `sum`, `integer` (`@x = expr`): a bigint, already wrapped to 64 bits: signed
  *   (int64) when `signed`, else unsigned (uint64). `count` is always unsigned.
- * - `min`, `max`: the value bpftrace prints (see `aggregate.ts` for how 0.17 stores them).
+ * - `min`, `max`: the value bpftrace prints (see `bpftrace/aggregate.ts` for how 0.17 stores them).
  * - `avg`, `stats`: `[count, total]`, total as int64.
  * - `hist`: bucket counts by index: 0 holds negative values, 1 holds 0, 2 + k holds
  *   [2^k, 2^(k+1)). Shorter arrays read as zeros past their end.
