@@ -13,10 +13,13 @@
  * long blocks pay for the stack copy, never the short ones. The kernel stack is the sleeping
  * thread's, read at switch-in (bpf_get_task_stack skips the scheduler's own frames).
  *
- * tp_btf only: task storage and the task work take the tracepoint's task pointers, which raw_tp
- * and the tracepoint do not give.
+ * Where the task work cannot be had (a kernel before 6.18, `use_task_work` 0, or raw_tp and the
+ * tracepoint, whose task pointers task storage and the task work do not take), each block of a
+ * watched thread is stashed at its switch-out, with its stack copied then (the thread is current),
+ * and sent at its switch-in if it was long enough: every blocking switch pays for the copy.
  */
 #include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "periscope.h"
@@ -26,9 +29,15 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define TASK_RUNNING 0
+/* the tracepoint's prev_state of a preempted task (include/linux/sched.h: TASK_REPORT_IDLE << 1) */
+#define TASK_REPORT_MAX 0x100
+/* the most stack a stash holds */
+#define OFFCPU_STASH_BYTES 8192
 
-/* the most stack bytes copied per sample, up to SAMPLE_BUFFER_MAX_BYTES */
+/* the most stack bytes copied per sample, up to SAMPLE_BUFFER_MAX_BYTES (OFFCPU_STASH_BYTES stashed) */
 const volatile __u32 stack_bytes = 8192;
+/* 0: stash every block at its switch-out even where the kernel has the task work */
+const volatile __u32 use_task_work = 1;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -98,6 +107,22 @@ struct {
 	__type(value, struct send_work);
 } send_works SEC(".maps");
 
+/* a watched thread's last block and its sample, where it is stashed at the switch-out */
+struct offcpu_stash {
+	/* when it blocked (boot clock); 0 while it runs */
+	__u64 since;
+	/* a struct stack_sample and its stack */
+	__u8 sample[STACK_SAMPLE_BYTES(OFFCPU_STASH_BYTES)];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct offcpu_stash);
+} stashes SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, OFFCPU_OVERFLOWS);
@@ -106,7 +131,7 @@ struct {
 } overflows SEC(".maps");
 
 extern int bpf_task_work_schedule_resume_impl(struct task_struct *task, struct bpf_task_work *tw, void *map__map,
-					      int (*callback)(struct bpf_map *map, void *key, void *value), void *aux__prog) __ksym;
+					      int (*callback)(struct bpf_map *map, void *key, void *value), void *aux__prog) __ksym __weak;
 
 static __always_inline void count_overflow(__u32 reason)
 {
@@ -208,18 +233,114 @@ static __always_inline void woken(struct task_struct *task, __u64 now, struct of
 		count_overflow(OFFCPU_OVERFLOW_SCHEDULE);
 }
 
-SEC("tp_btf/sched_switch")
-int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+/*
+ * switch-out of a watched thread (current) that blocks: its sample is stashed, stack and all.
+ * `kernel_skip` kernel frames are the program's and the tracepoint's own (bpf_get_stack's skip),
+ * so that the kernel stack starts in the scheduler.
+ */
+static __always_inline void stash_block(void *ctx, struct task_struct *task, __u64 now, __u32 kernel_skip)
+{
+	__u64 limit = stack_bytes > OFFCPU_STASH_BYTES ? OFFCPU_STASH_BYTES : stack_bytes;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id, zero = 0;
+	struct offcpu_stash *stash;
+	struct sample_buffer *any;
+	struct stack_sample *s;
+	struct pt_regs *regs;
+	long kernel_bytes;
+
+	stash = bpf_map_lookup_elem(&stashes, &tid);
+	if (!stash) {
+		/* a new entry's bytes are all written below: any value of the right size makes it */
+		any = bpf_map_lookup_elem(&sample_buffer, &zero);
+		if (!any)
+			return;
+		if (bpf_map_update_elem(&stashes, &tid, any->bytes, BPF_NOEXIST) && !bpf_map_lookup_elem(&stashes, &tid)) {
+			count_overflow(OFFCPU_OVERFLOW_THREADS);
+			return;
+		}
+		stash = bpf_map_lookup_elem(&stashes, &tid);
+		if (!stash)
+			return;
+	}
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return;
+	stash->since = now;
+	s = (struct stack_sample *)stash->sample;
+	s->timestamp_ns = now;
+	s->pid = id >> 32;
+	s->tid = tid;
+	s->cpu = bpf_get_smp_processor_id();
+	bpf_get_current_comm(s->comm, sizeof(s->comm));
+	kernel_bytes = bpf_get_stack(ctx, s->kernel, sizeof(s->kernel), kernel_skip & BPF_F_SKIP_FIELD_MASK);
+	s->kernel_frames = kernel_bytes > 0 ? kernel_bytes / sizeof(s->kernel[0]) : 0;
+	s->ip = regs->ip;
+	s->sp = regs->sp;
+	s->bp = regs->bp;
+	s->stack_size = copy_user_stack(s->stack, regs->sp, limit);
+	s->copy_end = s->stack_size == limit ? STACK_COPY_LIMIT : STACK_COPY_WHOLE;
+}
+
+/* switch-in of a thread with a stashed block: sent if it was long enough */
+static __always_inline void send_stash(__u32 tid, __u64 now, struct offcpu_options *opts)
+{
+	struct offcpu_stash *stash = bpf_map_lookup_elem(&stashes, &tid);
+	struct stack_sample *s;
+	__u64 blocked_ns;
+	__u32 size;
+
+	if (!stash || !stash->since)
+		return;
+	blocked_ns = now - stash->since;
+	stash->since = 0;
+	if (blocked_ns < opts->min_block_ns)
+		return;
+	s = (struct stack_sample *)stash->sample;
+	s->value = blocked_ns;
+	size = s->stack_size > OFFCPU_STASH_BYTES ? OFFCPU_STASH_BYTES : s->stack_size;
+	if (bpf_ringbuf_output(&samples, s, sizeof(*s) + size, 0))
+		count_drop(&dropped);
+}
+
+/* a switch seen where the blocks are stashed: `blocked` says whether current (prev) blocks */
+static __always_inline void stash_switch(void *ctx, bool blocked, __u32 next_tid, __u32 kernel_skip)
 {
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct offcpu_options *opts;
+	struct task_struct *task;
 	__u32 zero = 0;
 
 	opts = bpf_map_lookup_elem(&options, &zero);
 	if (!opts || opts->observe == OFFCPU_OBSERVE_NONE)
+		return;
+	task = bpf_get_current_task_btf();
+	if (blocked && observed(task, opts))
+		stash_block(ctx, task, now, kernel_skip);
+	send_stash(next_tid, now, opts);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+{
+	/*
+	 * a preempted thread waits for a CPU, not blocked: even one whose state is already a sleeping
+	 * one, preempted on its way to schedule()
+	 */
+	bool blocked = !preempt && prev_state != TASK_RUNNING;
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct offcpu_options *opts;
+	__u32 zero = 0;
+
+	if (!use_task_work || !bpf_task_work_schedule_resume_impl) {
+		/* this program, bpf_trace_run4 and __traceiter_sched_switch */
+		stash_switch(ctx, blocked, next->pid, 3);
 		return 0;
-	/* a preempted thread (still running) is waiting for a CPU, not blocked */
-	if (prev_state != TASK_RUNNING && observed(prev, opts)) {
+	}
+	opts = bpf_map_lookup_elem(&options, &zero);
+	if (!opts || opts->observe == OFFCPU_OBSERVE_NONE)
+		return 0;
+	if (blocked && observed(prev, opts)) {
 		struct off_cpu *thread = bpf_task_storage_get(&threads, prev, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
 
 		if (thread)
@@ -229,12 +350,32 @@ int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_
 	return 0;
 }
 
-/* a thread's task work goes with it (its task storage goes by itself) */
+SEC("raw_tp/sched_switch")
+int BPF_PROG(raw_switch, bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+{
+	/* as handle_switch; this program, bpf_trace_run4 and __traceiter_sched_switch */
+	stash_switch(ctx, !preempt && prev_state != TASK_RUNNING, BPF_CORE_READ(next, pid), 3);
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_switch")
+int tp_switch(struct trace_event_raw_sched_switch *ctx)
+{
+	/* the tracepoint reports a preempted task as TASK_REPORT_MAX, whatever its state */
+	long state = ctx->prev_state;
+
+	/* __traceiter_sched_switch (the perf glue's frames are not in the stack) */
+	stash_switch(ctx, state != TASK_RUNNING && !(state & TASK_REPORT_MAX), ctx->next_pid, 1);
+	return 0;
+}
+
+/* a thread's task work and stash go with it (its task storage goes by itself) */
 SEC("tracepoint/sched/sched_process_exit")
 int handle_exit(void *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 
 	bpf_map_delete_elem(&send_works, &tid);
+	bpf_map_delete_elem(&stashes, &tid);
 	return 0;
 }

@@ -159,11 +159,19 @@ export const catalogue: Record<string, CatalogueEntry> = {
   },
   offcpu: {
     description: 'off-CPU stack samples: how long user threads stayed blocked (sched_switch), with the user stack of the moment they blocked '
-      + '(sent by a BPF task work as the woken thread returns to user space) and the kernel stack; blocks under the claimed threshold '
-      + 'are not sent; options and targets maps claimed by user space',
+      + '(sent by a BPF task work as the woken thread returns to user space; without one, copied at every blocking switch) and the kernel '
+      + 'stack; blocks under the claimed threshold are not sent; options and targets maps claimed by user space',
     attach: [
-      // tp_btf only: task storage and the task work (Linux 6.18) take its task pointers, which raw_tp and the tracepoint do not give
-      { what: 'context switches (blocks and wakeups)', alternatives: [{ kind: 'tp_btf', program: 'handle_switch' }] },
+      // only tp_btf's task pointers take task storage and the task work (Linux 6.18); raw_tp and the
+      // tracepoint stash every block's stack at its switch-out, as tp_btf does on older kernels
+      {
+        what: 'context switches (blocks and wakeups)',
+        alternatives: [
+          { kind: 'tp_btf', program: 'handle_switch' },
+          { kind: 'raw_tp', program: 'raw_switch', name: 'sched_switch' },
+          { kind: 'tracepoint', program: 'tp_switch', category: 'sched', name: 'sched_switch' },
+        ],
+      },
       { what: 'thread exits (task works forgotten)', alternatives: [{ kind: 'tracepoint', program: 'handle_exit', category: 'sched', name: 'sched_process_exit' }] },
     ],
   },

