@@ -3,7 +3,8 @@
  * its profile samples hold what its self-metric counts, with the thread's labels, a wall time
  * of this run and each file frame's offset and build id; a stack copy too short for the stack
  * (objects.stacks.stack_bytes: 256) makes every stack truncated, shown by a
- * `[truncated: copy ended]` root frame and counted by reason.
+ * `[truncated: copy ended]` root frame and counted by reason; naming that outlasts the call
+ * deadline does not stop the plugin.
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
@@ -46,10 +47,11 @@ const metricTotal = (points: MetricPointInput[], name: string, attributes: Recor
   sum(points.filter((p) => p.name === name && Object.entries(attributes).every(([k, v]) => p.attributes?.[k] === v)).map((p) => p.value))
 
 /** Runs the shipped plugin on the burner at 99 Hz with a 1 s interval until `count` samples were exported. */
-async function profile(count: number, objects: Record<string, Record<string, number>> = {}): Promise<{ profiles: ProfileSampleInput[]; metrics: MetricPointInput[]; startMs: number }> {
+async function profile(count: number, options: { objects?: Record<string, Record<string, number>>; callDeadline?: string; pid?: number } = {}): Promise<{ profiles: ProfileSampleInput[]; metrics: MetricPointInput[]; startMs: number }> {
+  const limits = options.callDeadline === undefined ? {} : { resource_limits: { call_deadline: options.callDeadline } }
   h = await startHarness({
     provider: provider(), decodersPath,
-    config: { objects, plugins: { 'cpu-profile': { config: { frequency: 99, collect_interval_ms: 1000, target_pids: [child.pid!] } } } },
+    config: { objects: options.objects ?? {}, plugins: { 'cpu-profile': { config: { frequency: 99, collect_interval_ms: 1000, target_pids: [options.pid ?? child.pid!] }, ...limits } } },
   })
   const harness = h
   const startMs = Date.now()
@@ -60,6 +62,18 @@ async function profile(count: number, objects: Record<string, Record<string, num
 }
 
 describe('the cpu-profile plugin', () => {
+  // first: the runtime's symbolizer is shared by the tests of this file, and this one needs it cold
+  it('keeps running when naming a collection takes longer than a timer callback may', async (t) => {
+    if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
+    // naming a node process reads node's 105,000 symbols the first time: about 0.7 s here, past
+    // a 200 ms call deadline, which setup() (claims and the attach) meets
+    const busy = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' })
+    t.after(() => busy.kill('SIGKILL'))
+    const { profiles } = await profile(50, { callDeadline: '200ms', pid: busy.pid! })
+    assert.ok(sum(profiles.map((p) => p.values[0]!)) >= 50)
+    assert.deepEqual(h!.events.filter((e) => e.type === 'failed'), [], 'no failure: the timer callback does not wait for the naming')
+  })
+
   it('exports the target\'s samples as counted by the self-metric, labelled with its thread, at a wall time of this run, with file offsets and build ids', async (t) => {
     if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
     const { profiles, metrics, startMs } = await profile(100)
@@ -90,7 +104,7 @@ describe('the cpu-profile plugin', () => {
   it('marks stacks cut short by the copy with a [truncated: copy ended] root and counts them', async (t) => {
     if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
     // 256 bytes hold the innermost frames, not those of libc's start code above main
-    const { profiles, metrics } = await profile(50, { stacks: { stack_bytes: 256 } })
+    const { profiles, metrics } = await profile(50, { objects: { stacks: { stack_bytes: 256 } } })
     const samples = sum(profiles.map((p) => p.values[0]!))
     for (const p of profiles) assert.equal(p.frames.at(-1)!.function, '[truncated: copy ended]', p.frames.map((f) => f.function).join(' < '))
     assert.equal(metricTotal(metrics, 'periscope.profile.stacks.truncated', { reason: 'copy ended' }), samples)
