@@ -111,6 +111,9 @@ test('tracepoint fields resolve from the format; a bad field or tracepoint is lo
     assert.ok(error instanceof BpftraceErrors)
     assert.equal(error.format(bad), 'stdin:1:37-52: ERROR: Struct/union of type \'struct _tracepoint_syscalls_sys_exit_read\' does not contain a field named \'nofield\'\ntracepoint:syscalls:sys_exit_read { @[args->nofield] = count() }\n                                    ~~~~~~~~~~~~~~~\n')
   }
+  const openat = (category: string, name: string) => (name === 'sys_enter_openat' ? [{ name: 'filename', type: 'const char *', size: 8, signed: false }] : undefined)
+  const str = 'tracepoint:syscalls:sys_enter_openat { @[str(args->filename)] = count() }'
+  assert.throws(() => compileProgram(str, { tracepointFields: openat }), (error: unknown) => error instanceof BpftraceErrors && error.format(str) === 'stdin:1:40-61: ERROR: str() of the pointer filename needs the string copied in the kernel with the record, which the generic tracepoint program does not do yet\ntracepoint:syscalls:sys_enter_openat { @[str(args->filename)] = count() }\n                                       ~~~~~~~~~~~~~~~~~~~~~\n')
   const missing = 'tracepoint:syscalls:sys_exit_nothing { @ = count() }'
   assert.throws(() => compileProgram(missing, { tracepointFields: fields }), (error: unknown) => error instanceof BpftraceErrors && error.format(missing).startsWith('stdin:1:1-37: ERROR: tracepoint not found: syscalls:sys_exit_nothing\n'))
 })
