@@ -10,8 +10,9 @@
  *   it watching another process (every switch of the host runs the program, which filters it
  *   out); watching the ping-pong (every switch records a block and a wakeup; all blocks are under
  *   the 1 ms threshold, as most are on a busy host); and with no threshold (every block a
- *   sample, sent by a task work with its stack: what each long block costs). Added ns per
- *   context switch.
+ *   sample, sent by a task work with its stack: what each long block costs); and watching the
+ *   ping-pong the way kernels before 6.18 do (use_task_work 0: every block's stack copied at its
+ *   switch-out). Added ns per context switch.
  * - allocations (bpf/lib/alloc_stacks.bpf.o): malloc(64) + free pairs (bench/malloc-loop.c)
  *   without the uprobes, with them sampling every 512 KiB on average (the plugin's default), and
  *   sampling every allocation. Added ns per malloc + free pair.
@@ -70,10 +71,10 @@ type Results<C extends string> = Record<C, { wall: number; cpu: number; extra: n
  * Runs `measure` (one warm-up, one measured) under each configuration, rotating their order each
  * round; `programs` are the object's programs whose BPF stats count.
  */
-async function alternate<C extends string>(object: LoadedObject, programs: string[], operations: number, configs: Record<C, Config>, measure: () => Promise<number[]>): Promise<Results<C>> {
+async function alternate<C extends string>(objects: LoadedObject[], programs: string[], operations: number, configs: Record<C, Config>, measure: () => Promise<number[]>): Promise<Results<C>> {
   const names = Object.keys(configs) as C[]
   const samples = Object.fromEntries(names.map((n) => [n, { wall: [] as number[], cpu: [] as number[], extra: [] as number[], bpf: [] as number[], runs: [] as number[] }])) as Record<C, Record<'wall' | 'cpu' | 'extra' | 'bpf' | 'runs', number[]>>
-  const bpfTotals = () => object.programStats().filter((p) => programs.includes(p.name)).reduce((sum, p) => [sum[0]! + p.runTimeNs, sum[1]! + p.runCount], [0, 0])
+  const bpfTotals = () => objects.flatMap((o) => o.programStats()).filter((p) => programs.includes(p.name)).reduce((sum, p) => [sum[0]! + p.runTimeNs, sum[1]! + p.runCount], [0, 0])
   for (let round = 0; round < ROUNDS; round++) {
     for (let i = 0; i < names.length; i++) {
       const name = names[(round + i) % names.length]!
@@ -100,11 +101,14 @@ async function offCpu(): Promise<void> {
   const pingpong = tool('switch-pingpong')
   const bystander = tool('malloc-loop')
   const object = await ObjectSpec.open(objectPath('offcpu')).load()
-  const samples = new RingBufferReader(object, 'samples', { onBatch: () => {} })
+  const stashingSpec = ObjectSpec.open(objectPath('offcpu'))
+  stashingSpec.setSettings({ use_task_work: 0 })
+  const stashing = await stashingSpec.load()
+  const samples = [object, stashing].map((o) => new RingBufferReader(o, 'samples', { onBatch: () => {} }))
   try {
     const rounds = Number(args['switch-rounds'])
     const measure = () => pingpong.ask(String(rounds))
-    const watch = (pid: number, minBlockNs: number): Config => {
+    const watch = (pid: number, minBlockNs: number, object: LoadedObject): Config => {
       let links: Link[] = []
       return {
         on: () => {
@@ -120,11 +124,12 @@ async function offCpu(): Promise<void> {
         },
       }
     }
-    const result = await alternate(object, ['handle_switch'], rounds, {
+    const result = await alternate([object, stashing], ['handle_switch'], rounds, {
       none: { on: () => {}, off: () => {} },
-      'another process watched': watch(bystander.pid, 1e6),
-      'this one, 1 ms threshold': watch(pingpong.pid, 1e6),
-      'this one, every block sent': watch(pingpong.pid, 0),
+      'another process watched': watch(bystander.pid, 1e6, object),
+      'this one, 1 ms threshold': watch(pingpong.pid, 1e6, object),
+      'this one, every block sent': watch(pingpong.pid, 0, object),
+      'this one, stashed (pre-6.18)': watch(pingpong.pid, 1e6, stashing),
     }, measure)
     // the switches per round vary with what else runs on the CPU: compared per switch
     const perSwitch = (r: { cpu: number; extra: number }) => r.cpu / r.extra
@@ -135,8 +140,9 @@ async function offCpu(): Promise<void> {
       console.log(`  ${name.padEnd(28)} ${perSwitch(r).toFixed(0).padStart(6)} ns CPU/switch (${r.extra.toFixed(2)} switches/round, wall ${r.wall.toFixed(0)} ns/round)   ${vs}`)
     }
   } finally {
-    samples.close()
+    for (const reader of samples) reader.close()
     object.close()
+    stashing.close()
     pingpong.stop()
     bystander.stop()
   }
@@ -170,7 +176,7 @@ async function allocations(): Promise<void> {
     }
   }
   try {
-    const result = await alternate(object.object, ['malloc_enter', 'malloc_exit', 'free_enter'], calls, {
+    const result = await alternate([object.object], ['malloc_enter', 'malloc_exit', 'free_enter'], calls, {
       none: { on: () => {}, off: () => {} },
       'sampled every 512 KiB': sampling(512 * 1024),
       'every allocation sampled': sampling(0),

@@ -3,7 +3,8 @@
  * (sleeping, waiting for I/O, a lock or a peer), and where, from the `offcpu` object: sched_switch
  * marks each block of a watched thread, and a block of at least `min_block_ms` is sent when the
  * thread wakes, with its user stack as it was when it blocked (sent from the thread itself on its
- * way back to user space, so only long blocks copy a stack) and its kernel stack. The runtime
+ * way back to user space, so only long blocks copy a stack; before Linux 6.18, copied at every
+ * blocking switch) and its kernel stack. The runtime
  * unwinds the user stacks (ctx.onStack). With `target_pids` only those processes are watched (a
  * filter in the kernel); otherwise every user process but Periscope. Kernel threads are not.
  *
