@@ -9,7 +9,9 @@
  * filter in the kernel); otherwise every user process but Periscope. Kernel threads are not.
  *
  * Blocked time is added up here per (process, thread, user stack, kernel stack) and, every
- * `collect_interval_ms`, the distinct stacks are named in one ctx.symbolize call and emitted as
+ * `collect_interval_ms`, the distinct stacks are named (ctx.symbolize, 1,000 a call, after the
+ * timer returns, as the cpu-profile plugin does: naming a host's stacks cold can outlast a timer
+ * callback's deadline) and emitted as
  * `offcpu` profile samples (value: off_cpu nanoseconds), labelled `process.pid`, `thread.id` and
  * `thread.name`. A stack whose unwinding stopped short gets a root frame `[truncated: <reason>]`.
  * Self-metrics, by `profile.type` (`offcpu`): `periscope.profile.samples` {sample},
@@ -51,6 +53,8 @@ export default definePlugin({
     const profiler = new OffCpuProfiler(ctx)
     ctx.onStack('offcpu:samples', (sample) => profiler.add(sample), { onLoss: (lost) => profiler.lose(lost) })
     ctx.every(ctx.config.collect_interval_ms, () => profiler.collect())
+    // what a naming emits leaves the isolate with the next call into it: this one, if no batch comes first
+    ctx.every(FLUSH_MS, () => {})
     await profiler.start()
   },
 })
@@ -64,14 +68,21 @@ interface Blocked {
   kernel: bigint[]
   truncated: string | undefined
   ns: number
+  samples: number
   lastNs: number
 }
 
 const u32 = (n: number): Uint8Array => new Uint8Array(new Uint32Array([n]).buffer)
+/** Stacks per ctx.symbolize call: the host's event loop runs between calls. */
+const SYMBOLIZE_CHUNK = 1000
+/** How often the plugin is called when no batch comes, so that a naming's emits leave soon after it ends. */
+const FLUSH_MS = 500
 
 class OffCpuProfiler {
   readonly #ctx: PluginContext<Config>
   #blocked = new Map<string, Blocked>()
+  /** The namings under way, one interval after the other. */
+  #naming: Promise<void> = Promise.resolve()
   #samples = new Map<string, number>()
   #lost = 0
   /** The kernel's overflow counts at the last collection, by reason. */
@@ -100,6 +111,7 @@ class OffCpuProfiler {
     const blocked = this.#blocked.get(key)
     if (blocked !== undefined) {
       blocked.ns += sample.value
+      blocked.samples++
       blocked.lastNs = sample.timeNs
       return
     }
@@ -107,19 +119,38 @@ class OffCpuProfiler {
       this.#lost++
       return
     }
-    this.#blocked.set(key, { pid: sample.pid, tid: sample.tid, comm: sample.comm, user: sample.user, kernel: sample.kernel, truncated: sample.truncated, ns: sample.value, lastNs: sample.timeNs })
+    this.#blocked.set(key, { pid: sample.pid, tid: sample.tid, comm: sample.comm, user: sample.user, kernel: sample.kernel, truncated: sample.truncated, ns: sample.value, samples: 1, lastNs: sample.timeNs })
   }
 
   lose(samples: number): void {
     this.#lost += samples
   }
 
-  /** Names the interval's distinct stacks in one call and emits a profile sample per stack. */
-  async collect(): Promise<void> {
+  /** Takes the interval's blocked time and names it after the namings before it, without holding up the timer. */
+  collect(): void {
     const blocked = [...this.#blocked.values()]
+    const samples = this.#samples
+    const lost = this.#lost
     this.#blocked = new Map()
-    await this.#emitSelfMetrics()
+    this.#samples = new Map()
+    this.#lost = 0
+    // the counts go out with the stacks they count
+    this.#naming = this.#naming.then(async () => {
+      let unnamed = 0
+      try {
+        await this.#emit(blocked)
+      } catch (error) {
+        unnamed = blocked.reduce((sum, b) => sum + b.samples, 0)
+        this.#ctx.log.error(`off-CPU profile: naming ${blocked.length} stacks failed (${(error as Error).message}); their samples are counted lost`)
+      }
+      await this.#emitSelfMetrics(samples, lost + unnamed)
+    }).catch((error: Error) => this.#ctx.log.error(`off-CPU profile: ${error.message}`))
+  }
+
+  /** Names the distinct stacks of `blocked`, SYMBOLIZE_CHUNK a call, and emits a profile sample per stack. */
+  async #emit(blocked: Blocked[]): Promise<void> {
     if (blocked.length === 0) return
+    // threads of a process share stacks: each distinct (pid, stack) is named once
     const index = new Map<string, number>()
     const stacks: { pid: number; user: number[]; kernel: bigint[] }[] = []
     const stackOf = blocked.map((b) => {
@@ -131,9 +162,12 @@ class OffCpuProfiler {
       }
       return at
     })
-    const named = await this.#ctx.symbolize(stacks)
+    const named: FrameInput[][] = []
+    for (let at = 0; at < stacks.length; at += SYMBOLIZE_CHUNK) named.push(...await this.#ctx.symbolize(stacks.slice(at, at + SYMBOLIZE_CHUNK)))
     blocked.forEach((b, i) => {
       const frames: FrameInput[] = named[stackOf[i]!]!
+      // a process gone before its stack was unwound
+      if (b.truncated === undefined && frames.length === 0) frames.push({ address: 0, function: '[no stack]' })
       this.#ctx.emit.profile({
         type: 'offcpu',
         frames: b.truncated === undefined ? frames : [...frames, { address: 0, function: `[truncated: ${b.truncated}]` }],
@@ -145,17 +179,15 @@ class OffCpuProfiler {
     })
   }
 
-  async #emitSelfMetrics(): Promise<void> {
+  async #emitSelfMetrics(samplesByEnd: Map<string, number>, lost: number): Promise<void> {
     const type = { 'profile.type': 'offcpu' }
     let total = 0
-    for (const [reason, samples] of this.#samples) {
+    for (const [reason, samples] of samplesByEnd) {
       total += samples
       if (reason !== 'none') this.#ctx.emit.metric({ name: 'periscope.profile.stacks.truncated', kind: 'counter', unit: '{sample}', value: samples, attributes: { ...type, reason } })
     }
     if (total > 0) this.#ctx.emit.metric({ name: 'periscope.profile.samples', kind: 'counter', unit: '{sample}', value: total, attributes: type })
-    this.#samples = new Map()
-    if (this.#lost > 0) this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: this.#lost, attributes: type })
-    this.#lost = 0
+    if (lost > 0) this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: lost, attributes: type })
     const now = new Array<number>(OFFCPU_OVERFLOWS).fill(0)
     for (const [key, perCpu] of await this.#ctx.map('offcpu:overflows').entriesPerCpu()) {
       const reason = new DataView(key.buffer, key.byteOffset, key.byteLength).getUint32(0, true)
