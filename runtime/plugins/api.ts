@@ -300,7 +300,10 @@ export interface PluginContext<C> {
    * file `start` (where its offset 0 lies: `address - start` is the file offset, for a backend to
    * name the frame later). A frame that cannot be named has no `function`. One Symbolizer serves
    * every plugin (tables cached by build id; processes that exited are forgotten after each call).
-   * Rejects with a TypeError or RangeError saying what is wrong with the input.
+   * Rejects with a TypeError or RangeError saying what is wrong with the input, and with `EACCES`
+   * in a plugin that does not listen to stack samples (`ctx.onStack` in its setup): naming any
+   * pid's addresses would show other processes' mappings and the kernel's layout. So call it after
+   * setup, from `ctx.every` or a handler.
    */
   symbolize(stacks: StackToSymbolize[]): Promise<FrameInput[][]>
   /** Access to a map (`'<object>:<map>'`) of one of the plugin's objects. */

@@ -101,6 +101,11 @@ interface Grant {
   /** Its ctx.attach holds by the number handed to the isolate; each releases one hold. */
   links: Map<number, () => boolean>
   nextLink: number
+  /**
+   * It listens to stack samples (ctx.onStack), so it may name stacks with ctx.symbolize: naming
+   * any pid's addresses would show another process's mappings, and kernel names the kernel's layout.
+   */
+  readsStacks: boolean
 }
 
 interface Version {
@@ -227,7 +232,7 @@ export class PluginHost {
     const previous = this.current
     const keep = previous !== undefined && !previous.dead
     const user = `${this.file}#${nextVersionId}`
-    const grant: Grant = { objects: new Set(), revoked: false, user, plugin: '', links: new Map(), nextLink: 1 }
+    const grant: Grant = { objects: new Set(), revoked: false, user, plugin: '', links: new Map(), nextLink: 1, readsStacks: false }
     let sandbox: PluginSandbox | undefined
     try {
       sandbox = await this.startSandbox(grant)
@@ -250,6 +255,7 @@ export class PluginHost {
         intervals: [], startedAt: Date.now(), dead: false,
       }
       this.subscribe(version)
+      grant.readsStacks = version.stackTopics.size > 0
       this.swapTo(version, result.timers)
       sandbox.heapBytes() // starts the first measurement, which stats then read without waiting
       this.forward(result.output)
@@ -287,6 +293,9 @@ export class PluginHost {
       iterate: (program, options) => this.iterate(grant, program, options),
       symbolize: (stacks) => {
         if (grant.revoked) throw new Error('ctx.symbolize: this version of the plugin was stopped')
+        if (!grant.readsStacks) {
+          throw new PluginApiError('EACCES', 'ctx.symbolize: only a plugin that listens to stack samples may name stacks; call ctx.onStack during setup, and ctx.symbolize after it (from ctx.every or a handler)')
+        }
         return symbolizeForPlugin(stacks)
       },
       syscallNames: async () => (await kernelTables()).syscallNames(),

@@ -135,8 +135,10 @@ describe('ctx.attach perfEvent, ctx.onStack and ctx.symbolize on the kernel', ()
     const harness = h
     const attach = (request: string) => `await codeOf(ctx.attach(${request}))`
     const symbolize = (input: string) => `await codeOf(ctx.symbolize(${input}))`
+    // ctx.symbolize answers only after a setup that listened to stack samples: the calls run from a timer
     harness.write('wrong.ts', plugin('wrong', ['stacks', 'pluginapi'], `
-    ctx.emit.log({ body: [
+    ctx.onStack('stacks:samples', () => {})
+    const attached = [
       ${attach("{ program: 'stacks:on_cpu_sample', perfEvent: { frequency: 0 } }")},
       ${attach("{ program: 'stacks:on_cpu_sample', perfEvent: { frequency: 1001 } }")},
       ${attach("{ program: 'stacks:on_cpu_sample', perfEvent: { frequency: 9.5 } }")},
@@ -144,14 +146,33 @@ describe('ctx.attach perfEvent, ctx.onStack and ctx.symbolize on the kernel', ()
       ${attach("{ program: 'pluginapi:not_a_uprobe', perfEvent: { frequency: 99 } }")},
       ${attach("{ program: 'stacks:missing', perfEvent: { frequency: 99 } }")},
       ${attach("{ program: 'exec:handle_exec', perfEvent: { frequency: 99 } }")},
-      ${symbolize("'stacks' as never")},
-      ${symbolize('[{ pid: -1, user: [] }]')},
-      ${symbolize("[{ pid: 1, user: ['0x1000' as never] }]")},
-      ${symbolize('[{ pid: 1, user: [4096], kernel: [1] as never }]')},
-      ${symbolize('[{ pid: 1, user: new Array(257).fill(4096) }]')},
-      ${symbolize('new Array(20001).fill({ pid: 1, user: [] })')},
-      ${symbolize('[]')},
-    ].join('\\n') })`))
+    ]
+    let reported = false
+    ctx.every(20, async () => {
+      if (reported) return
+      reported = true
+      ctx.emit.log({ body: [
+        ...attached,
+        ${symbolize("'stacks' as never")},
+        ${symbolize('[{ pid: -1, user: [] }]')},
+        ${symbolize("[{ pid: 1, user: ['0x1000' as never] }]")},
+        ${symbolize('[{ pid: 1, user: [4096], kernel: [1] as never }]')},
+        ${symbolize('[{ pid: 1, user: new Array(257).fill(4096) }]')},
+        ${symbolize('new Array(20001).fill({ pid: 1, user: [] })')},
+        ${symbolize('[]')},
+      ].join('\\n') })
+    })`))
+    // a plugin that does not listen to stack samples may not name any process's addresses
+    harness.write('nosy.ts', plugin('nosy', ['stacks'], `
+    let reported = false
+    ctx.every(20, async () => {
+      if (reported) return
+      reported = true
+      ctx.emit.log({ body: ${symbolize('[{ pid: 1, user: [4096] }]')} })
+    })`))
+    await harness.waitFor(() => harness.sink.signals('nosy').logs.length > 0, 'the nosy plugin to report', 30_000)
+    assert.equal(harness.sink.signals('nosy').logs[0]!.body,
+      'EACCES EACCES: ctx.symbolize: only a plugin that listens to stack samples may name stacks; call ctx.onStack during setup, and ctx.symbolize after it (from ctx.every or a handler)')
     await harness.waitFor(() => harness.sink.signals('wrong').logs.length > 0, 'the plugin to report', 30_000)
     const lines = (harness.sink.signals('wrong').logs[0]!.body as string).split('\n')
     const usage = "ctx.attach: give { program: '<object>:<program>', perfEvent: { frequency: <integer Hz from 1 to 1000>, pid?: <thread id> } }"
