@@ -9,6 +9,7 @@ import type { ResolvedTelemetrySettings, Signal, TelemetryConfig } from './confi
 import type { TelemetryLog } from './log.ts'
 import type { MetricsPipeline } from './metrics.ts'
 import type { AggregatedProfile, ProfileAggregator } from './profiles.ts'
+import { mergePerInterval } from './profiles.ts'
 import { profileSender } from './profiles-otlp.ts'
 import type { PrometheusEndpoint } from './prometheus.ts'
 import { ExportQueue } from './queue.ts'
@@ -35,8 +36,18 @@ export interface Delivery {
   shutdown(deadlineMs: number): Promise<void>
 }
 
+export interface OpenedQueues {
+  queues: SignalQueues
+  senders: SignalSenders
+  /**
+   * Profiles go only to pprof files, one per plugin, type and interval: the drain merges the
+   * processes before the queue, so the queue's capacity counts intervals, not processes.
+   */
+  profilesPerInterval: boolean
+}
+
 /** Opens each signal's sender (loading only the exporters the settings use) and its queue. */
-export async function openQueues(config: TelemetryConfig, settings: ResolvedTelemetrySettings, log: TelemetryLog): Promise<{ queues: SignalQueues; senders: SignalSenders }> {
+export async function openQueues(config: TelemetryConfig, settings: ResolvedTelemetrySettings, log: TelemetryLog): Promise<OpenedQueues> {
   const context: SenderContext = { dataDir: config.dataDir, rotation: config.rotation, exportTimeoutMs: config.exportTimeoutMs }
   const [traces, metrics, logs, profiles] = await Promise.all([
     spanSender(settings.targets.traces, context),
@@ -63,13 +74,14 @@ export async function openQueues(config: TelemetryConfig, settings: ResolvedTele
     // one collection per request, in order: the OTLP metrics exporter takes a single ResourceMetrics
     metrics: queue('metrics', metrics, config.queue.metrics, 1, 1),
     logs: queue('logs', logs, config.queue.logs, config.batch.maxSize),
-    profiles: queue('profiles', profiles, config.queue.profiles, 64),
+    // pprof files are one per plugin, type and interval: a drain must reach the file writer in one batch
+    profiles: queue('profiles', profiles, config.queue.profiles, config.profiles.writePprof ? config.queue.profiles : 64),
   }
   for (const signal of SIGNALS) {
     const target = settings.targets[signal]
     log('info', `${signal} → ${target.kind === 'otlp' ? `OTLP ${target.protocol} ${target.url}` : senders[signal].destination}`)
   }
-  return { queues, senders }
+  return { queues, senders, profilesPerInterval: settings.targets.profiles.kind === 'embedded' }
 }
 
 /**
@@ -78,7 +90,7 @@ export async function openQueues(config: TelemetryConfig, settings: ResolvedTele
  */
 export function startDelivery(
   config: TelemetryConfig,
-  { queues, senders }: { queues: SignalQueues; senders: SignalSenders },
+  { queues, senders, profilesPerInterval }: OpenedQueues,
   metrics: MetricsPipeline,
   profiles: ProfileAggregator,
   prometheus: PrometheusEndpoint | undefined,
@@ -94,7 +106,7 @@ export function startDelivery(
   }
   const drainProfiles = (): void => {
     const closed = profiles.drain()
-    if (closed.length > 0) queues.profiles.push(closed)
+    if (closed.length > 0) queues.profiles.push(profilesPerInterval ? mergePerInterval(closed) : closed)
   }
   const metricTimer = setInterval(() => void collectMetrics(), config.metrics.intervalMs)
   metricTimer.unref()

@@ -15,7 +15,7 @@ import type { Type } from 'protobufjs'
 import type { Attributes, AttributeValue } from '@opentelemetry/api'
 import type { SignalTarget } from './config.ts'
 import type { AggregatedProfile } from './profiles.ts'
-import { encodePprof, functionKeyOf, locationKeyOf, mappingKeyOf, sampleLabels } from './profiles.ts'
+import { encodePprof, functionKeyOf, locationKeyOf, mappingKeyOf, mergePerInterval, sampleLabels } from './profiles.ts'
 import { grpcMetadata } from './senders.ts'
 import type { Sender, SenderContext } from './senders.ts'
 import type { FrameInput } from './signals.ts'
@@ -291,22 +291,23 @@ async function grpcProfileSender(target: OtlpTarget, context: SenderContext, typ
 }
 
 /**
- * Writes each profile as `<dataDir>/profiles/<time>-<type>-<pid>.pb.gz`. The directory is kept
- * under `maxBytes * (maxFiles + 1)` by deleting the oldest files, the same budget a signal's
- * JSON lines get.
+ * Writes one file per plugin, profile type and interval, the processes merged (each sample's
+ * `pid` and `comm` labels say whose it is): `<dataDir>/profiles/<time>-<sequence>-<plugin>-<type>.pb.gz`,
+ * unique and in time order by name. The directory is kept under `maxBytes * (maxFiles + 1)` by
+ * deleting the oldest files, the same budget a signal's JSON lines get.
  */
 export function pprofFileSender(context: SenderContext): Sender<AggregatedProfile> {
   const dir = join(context.dataDir, 'profiles')
   const budget = context.rotation.maxBytes * (context.rotation.maxFiles + 1)
   let sequence = 0
+  const safe = (name: string) => name.replace(/[^A-Za-z0-9_.-]/g, '_')
   return {
     destination: dir,
     async send(batch) {
       await mkdir(dir, { recursive: true })
-      for (const profile of batch) {
+      for (const profile of mergePerInterval(batch)) {
         const stamp = new Date(profile.startNs / 1e6).toISOString().replace(/:/g, '-').replace(/Z$/, '')
-        const safeType = profile.type.replace(/[^A-Za-z0-9_.-]/g, '_')
-        const name = `${stamp}-${String(sequence++ % 1e6).padStart(6, '0')}-${safeType}-${profile.process?.pid ?? 'all'}.pb.gz`
+        const name = `${stamp}-${String(sequence++ % 1e6).padStart(6, '0')}-${safe(profile.scope.name)}-${safe(profile.type)}.pb.gz`
         await writeFile(join(dir, name), encodePprof(profile))
       }
       await pruneToBudget(dir, budget)

@@ -271,6 +271,23 @@ export function mergeProfiles(profiles: readonly AggregatedProfile[]): Aggregate
 }
 
 /**
+ * The profiles of one drain merged into one per (plugin, type, interval): what a continuous
+ * profiler writes as files, each sample keeping its process in its labels (mergeProfiles). Each
+ * group keeps the place of its first profile, so the order of intervals is kept.
+ */
+export function mergePerInterval(profiles: readonly AggregatedProfile[]): AggregatedProfile[] {
+  const groups = new Map<string, AggregatedProfile[]>()
+  for (const profile of profiles) {
+    const types = profile.sampleTypes.map(([type, unit]) => `${type}/${unit}`).join(',')
+    const key = `${profile.scope.name}\0${profile.scope.version ?? ''}\0${profile.type}\0${types}\0${profile.startNs}\0${profile.endNs}`
+    const group = groups.get(key)
+    if (group === undefined) groups.set(key, [profile])
+    else group.push(profile)
+  }
+  return [...groups.values()].map(mergeProfiles)
+}
+
+/**
  * The name a frame goes by in a table or a flame graph: its function, else where it is
  * (`libfoo.so+0x1a2b`: the offset in the file, when the mapping says where the file is loaded),
  * else its address.

@@ -241,7 +241,7 @@ test('spans, metrics, logs and profiles reach a real Collector over gRPC', async
   scope.spans([{ name: 'grpc span', kind: 'producer', startTimeNs: T0, endTimeNs: T0 + 10, traceId: TRACE_ID, parentSpanId: PARENT_ID }])
   scope.metrics([{ name: 'grpc.counter', kind: 'counter', value: 11 }])
   scope.logs([{ body: 'over grpc', severity: 'error', timeNs: T0 }])
-  scope.profiles([{ type: 'offcpu', frames: [{ address: 0x10, function: 'futex_wait' }], values: [1, 250_000], process: { pid: 9, command: 'java' } }])
+  scope.profiles([{ type: 'offcpu', frames: [{ address: 0x10, function: 'futex_wait' }], values: [250_000], process: { pid: 9, command: 'java' } }])
   await telemetry.flush(5000)
 
   const spans = flatten('traces', await collector.waitFor('traces', (lines) => lines.length >= 1))

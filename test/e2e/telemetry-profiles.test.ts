@@ -3,10 +3,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { mkdtemp, readdir } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { gunzipSync } from 'node:zlib'
+import { Profile } from 'pprof-format'
 import { createTelemetry } from '../../runtime/telemetry/index.ts'
 import type { ProfileSampleInput, Telemetry } from '../../runtime/telemetry/index.ts'
 import { attributesOf, flatten, startCollector } from '../peers/otelcol.ts'
@@ -54,7 +56,7 @@ test('a CPU profile written by the embedded store loads in go tool pprof -top wi
 
   const files = (await readdir(join(dataDir, 'profiles'))).filter((name) => name.endsWith('.pb.gz'))
   assert.equal(files.length, 1)
-  assert.match(files[0], /-cpu-4242\.pb\.gz$/)
+  assert.match(files[0], /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}-000000-cpu-profile-cpu\.pb\.gz$/)
   const path = join(dataDir, 'profiles', files[0])
 
   const top = await pprof('-top', '-sample_index=cpu', path)
@@ -72,6 +74,69 @@ test('a CPU profile written by the embedded store loads in go tool pprof -top wi
   const tags = await pprof('-tags', path)
   assert.match(tags, /pid: Total 40ms of 40ms \(\s*100%\)\s+40ms \(\s*100%\): 4242/)
   assert.match(tags, /comm: Total 40ms of 40ms \(\s*100%\)\s+40ms \(\s*100%\): worker/)
+})
+
+const REDIS = { pid: 5151, executablePath: '/usr/bin/redis-server' }
+const REDIS_MAPPING = { file: '/usr/bin/redis-server', buildId: '77aa01', start: 0x500000, offset: 0 }
+const redisSample = (fn: string, count: number): ProfileSampleInput => ({
+  type: 'cpu',
+  frames: [
+    { address: 0x501000, function: fn, mapping: REDIS_MAPPING },
+    { address: 0x502000, function: 'main', mapping: REDIS_MAPPING },
+  ],
+  values: [count, count * 10_000_000],
+  labels: { 'process.pid': REDIS.pid, 'thread.id': REDIS.pid, 'thread.name': 'redis-server' },
+  process: REDIS,
+})
+
+/** Each sample of a pprof file: its pid and comm labels, its count and its leaf function. */
+async function samplesOf(path: string): Promise<string[]> {
+  const profile = Profile.decode(gunzipSync(await readFile(path)))
+  const str = (i: unknown) => profile.stringTable.strings[Number(i)]
+  const functions = new Map(profile.function.map((f) => [Number(f.id), str(f.name)]))
+  const leaf = new Map(profile.location.map((l) => [Number(l.id), functions.get(Number(l.line[0]?.functionId))]))
+  return profile.sample
+    .map((sample) => {
+      const label = (key: string) => sample.label.find((l) => str(l.key) === key)
+      return `${Number(label('pid')?.num)} ${str(label('comm')?.str)} ${Number(sample.value[0])} ${leaf.get(Number(sample.locationId[0]))}`
+    })
+    .sort()
+}
+
+test('the embedded store writes one pprof file per plugin, type and interval, the processes told apart by labels', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'periscope-pprof-interval-'))
+  const telemetry = await createTelemetry({ config: { dataDir, prometheus: { enabled: false } }, env: {}, log: () => {} })
+  telemetry.scope('cpu-profile').profiles([...SAMPLES, redisSample('processCommand', 2)])
+  telemetry.scope('offcpu-profile').profiles([{ ...redisSample('epoll_wait', 1), type: 'offcpu', values: [5_000_000] }])
+  await telemetry.flush(5000)
+  telemetry.scope('cpu-profile').profiles([redisSample('dictFind', 4)])
+  await telemetry.shutdown(5000)
+
+  const dir = join(dataDir, 'profiles')
+  const files = (await readdir(dir)).sort()
+  assert.equal(files.length, 3, files.join(', '))
+  assert.match(files[0], /-000000-cpu-profile-cpu\.pb\.gz$/)
+  assert.match(files[1], /-000001-offcpu-profile-offcpu\.pb\.gz$/)
+  assert.match(files[2], /-000002-cpu-profile-cpu\.pb\.gz$/)
+  assert.deepEqual(await samplesOf(join(dir, files[0])), [
+    '4242 worker 1 ngx_http_write_filter',
+    '4242 worker 3 ngx_http_parse_request_line',
+    '5151 redis-server 2 processCommand',
+  ])
+  assert.deepEqual(await samplesOf(join(dir, files[1])), ['5151 redis-server 5000000 epoll_wait'])
+  assert.deepEqual(await samplesOf(join(dir, files[2])), ['5151 redis-server 4 dictFind'])
+
+  const both = await pprof('-top', '-sample_index=cpu', join(dir, files[0]))
+  assert.match(both, /Showing nodes accounting for 60ms, 100% of 60ms total/)
+  assert.match(both, /^\s+30ms\s+50\.00%.*ngx_http_parse_request_line$/m)
+  assert.match(both, /^\s+20ms\s+33\.33%.*processCommand$/m)
+  assert.match(both, /^\s+10ms\s+16\.67%.*ngx_http_write_filter$/m)
+  const redisOnly = await pprof('-top', '-sample_index=cpu', '-tagfocus=pid=5151', join(dir, files[0]))
+  // -tagfocus keeps the whole file's total: redis-server's 20 ms of the 60 ms
+  assert.match(redisOnly, /Showing nodes accounting for 20ms, 33\.33% of 60ms total/)
+  assert.match(redisOnly, /^\s+20ms\s+33\.33%\s+33\.33%\s+20ms\s+33\.33%\s+processCommand$/m)
+  assert.match(redisOnly, /^\s+0\s+0%\s+33\.33%\s+20ms\s+33\.33%\s+main$/m)
+  assert.doesNotMatch(redisOnly, /ngx_http/)
 })
 
 interface Dictionary {
@@ -149,4 +214,33 @@ test('profiles reach a real Collector as the OTLP profiles signal, with stacks, 
   const files = await readdir(join(dataDir, 'profiles'))
   assert.equal(files.length, 1)
   assert.match(await pprof('-top', '-sample_index=cpu', join(dataDir, 'profiles', files[0])), /30ms\s+75\.00%.*ngx_http_parse_request_line/)
+})
+
+test('with OTLP and writePprof, each process is its own OTLP profile and the interval is one pprof file', async (t) => {
+  const collector = await startCollector()
+  const state: { telemetry?: Telemetry } = {}
+  t.after(async () => {
+    await state.telemetry?.shutdown(2000)
+    await collector.stop()
+  })
+  const dataDir = await mkdtemp(join(tmpdir(), 'periscope-otlp-pprof-'))
+  const telemetry = (state.telemetry = await createTelemetry({
+    config: { dataDir, profiles: { writePprof: true } },
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint },
+    log: () => {},
+  }))
+  telemetry.scope('cpu-profile').profiles([...SAMPLES, redisSample('processCommand', 2)])
+  await telemetry.flush(5000)
+  assert.equal(telemetry.stats().signals.profiles.sent, 2)
+  const lines = await collector.waitFor('profiles', (l) => flatten('profiles', l).length >= 2)
+  assert.deepEqual(flatten('profiles', lines).map(({ resource }) => resource['process.pid']).sort(), [4242, 5151])
+
+  const dir = join(dataDir, 'profiles')
+  const files = await readdir(dir)
+  assert.equal(files.length, 1, files.join(', '))
+  assert.deepEqual(await samplesOf(join(dir, files[0])), [
+    '4242 worker 1 ngx_http_write_filter',
+    '4242 worker 3 ngx_http_parse_request_line',
+    '5151 redis-server 2 processCommand',
+  ])
 })
