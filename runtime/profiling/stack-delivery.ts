@@ -127,18 +127,17 @@ function readU64(view: DataView, at: number): number {
 let shared: { delivery: StackDelivery; symbolizer: Symbolizer } | undefined
 
 /**
- * The caches' bounds in the runtime, within its memory budget: 1.5 million table rows (about
- * 35 MB: node's own table is 513,000 rows, libc's 28,000) and 1.5 million symbols (about 60 MB).
- * A busy build host profiled whole samples compilers with tables of millions of rows; the least
- * recently used tables go first.
+ * The caches' bounds in the runtime, within its memory budget: 64 MB of unwind tables (a file's
+ * table holds its .eh_frame, its FDE index and up to 4,096 rows of the FDEs sampled: node's is
+ * 5 MB, libc's 0.3 MB) and 1.5 million symbols (about 60 MB). The least recently used go first.
  */
-const MAX_TABLE_ROWS = 1_500_000
+const MAX_TABLE_BYTES = 64 * 1024 * 1024
 const MAX_SYMBOLS = 1_500_000
 
 /** The runtime's one StackDelivery and Symbolizer, made on first use. */
 export function profiling(): { delivery: StackDelivery; symbolizer: Symbolizer } {
   shared ??= {
-    delivery: new StackDelivery(new StackUnwinder({ tables: new EhFrameTables({ maxRows: MAX_TABLE_ROWS }) })),
+    delivery: new StackDelivery(new StackUnwinder({ tables: new EhFrameTables({ maxBytes: MAX_TABLE_BYTES }) })),
     symbolizer: new Symbolizer({ maxSymbols: MAX_SYMBOLS }),
   }
   return shared

@@ -23,7 +23,7 @@
  *   unwinder.forget(pid)   // when the process exits
  */
 import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs'
-import { CFA_PLT, DWARF_RBP, DWARF_RSP, EhFrameTables, RULE_OFFSET, RULE_UNDEFINED, RULE_UNSET, RULE_SAME_VALUE, parseEhFrame, type EhFrameTable } from '../symbols/eh-frame.ts'
+import { CFA_PLT, DWARF_RBP, DWARF_RSP, EhFrameTables, RULE_OFFSET, RULE_UNDEFINED, RULE_UNSET, RULE_SAME_VALUE, parseEhFrame, type EhFrameTable, type UnwindTable } from '../symbols/eh-frame.ts'
 import { ProcessMappings, type Mapping } from '../symbols/mappings.ts'
 import { PerfMap } from '../symbols/perf-map.ts'
 import { UNWIND_BAD_FRAME, UNWIND_COMPLETE, UNWIND_COPY_ENDED, UNWIND_NO_MAPPING, UNWIND_NO_RULE, UNWIND_TOO_DEEP } from './stack-record.ts'
@@ -63,7 +63,7 @@ const UCONTEXT_RIP = 40 + 16 * 8
 
 /** A mapping's table and the constant that turns a runtime address into the file's virtual address. */
 interface MappedTable {
-  table: EhFrameTable | undefined
+  table: UnwindTable | undefined
   /** runtime address - bias = virtual address in the file */
   bias: number
   /** Anonymous memory: code a JIT made. */
@@ -277,7 +277,7 @@ export class StackUnwinder {
   }
 
   /** A step by the table's row for the pc. */
-  #tableStep(table: EhFrameTable, row: number, lookup: number, first: boolean): number {
+  #tableStep(table: UnwindTable, row: number, lookup: number, first: boolean): number {
     if (table.raRule[row] === RULE_UNDEFINED) return UNWIND_COMPLETE
     if ((table.flags[row]! & 1) !== 0) return this.#signalStep()
     const register = table.cfaRegister[row]!

@@ -4,21 +4,23 @@
  * rbp was saved and where the return address is. This is what a profiler needs to walk a stack of
  * code built without frame pointers (most of a Debian system: libc, redis, nginx, postgres).
  *
- * The CIEs and FDEs are read in one pass over the section and their DWARF call frame instructions
- * are run, as `readelf --debug-dump=frames-interp` runs them, into one sorted table of rows (a row
- * starts at an address and holds until the next row). Only the columns an x86-64 unwinder uses are
- * kept (CFA, rbp, return address): a row where only another register's rule changes is merged into
- * the row before it. `.eh_frame_hdr` is not needed: its search table indexes the same FDEs, and the
- * table built here is already sorted.
+ * A profiler reads them lazily (`LazyEhFrameTable`), as libunwind and perf do: `.eh_frame_hdr`'s
+ * sorted search table (or, in a file without one, an index of FDE start addresses made by walking
+ * the FDE headers once) finds the FDE covering a pc, and only that FDE's DWARF call frame
+ * instructions are run, into rows kept in a bounded cache per file. Whole tables (node's has half a
+ * million rows, about a second to build) are never built on the sampling path.
  *
- * Rows live in typed arrays (23 bytes a row; libc.so.6 has about 28,000), so a table costs no
- * per-row objects and a lookup is a binary search. `EhFrameTables` keeps one table per file (by
- * build id) up to a bound on the total rows.
+ * `EhFrameTable` runs every FDE of a section, as `readelf --debug-dump=frames-interp` does, into
+ * one sorted table: the tests compare it with readelf and the lazy lookup with it, and the tiny
+ * vDSO uses it. Both keep only the columns an x86-64 unwinder uses (CFA, rbp, return address): a
+ * row where only another register's rule changes is merged into the row before it. Rows live in
+ * typed arrays (23 bytes a row), so a lookup is a binary search and costs no per-row objects.
  *
  * @example
  *   const elf = ElfFile.open('/lib/x86_64-linux-gnu/libc.so.6')
- *   const table = EhFrameTable.read(elf)   // undefined when the file has no .eh_frame
- *   const row = table?.find(0x27290)       // row index, or -1 where no FDE covers the address
+ *   const table = LazyEhFrameTable.read(elf)   // undefined when the file has no .eh_frame
+ *   const row = table?.find(0x27290)           // row index, or -1 where no FDE covers the address
+ *   table?.raRule[row]                         // valid until the next find()
  */
 import { statSync } from 'node:fs'
 import { ElfError, ElfFile, MACHINE_X86_64 } from './elf.ts'
@@ -67,10 +69,44 @@ export interface UnwindRow {
   signalFrame: boolean
 }
 
+/**
+ * What the unwinder reads of a table: find() gives a row index, valid until the next find(), and
+ * the row's columns are read from the arrays at that index.
+ */
+export interface UnwindTable {
+  /** Virtual address minus file offset of the executable code (.text), to look a file offset up. */
+  readonly textBias: number
+  /** The index of the row covering virtual address `pc`, or -1 where no FDE covers it. */
+  find(pc: number): number
+  readonly pcs: Float64Array
+  readonly cfaRegister: Uint8Array
+  readonly cfaOffset: Int32Array
+  readonly rbpRule: Uint8Array
+  readonly rbpOffset: Int32Array
+  readonly raRule: Uint8Array
+  readonly raOffset: Int32Array
+  /** Bit 0: the row's FDE is a signal frame. */
+  readonly flags: Uint8Array
+}
+
+/** The row at index `index` of `table` as plain values. */
+export function unwindRow(table: UnwindTable, index: number): UnwindRow {
+  return {
+    pc: table.pcs[index]!,
+    cfaRegister: table.cfaRegister[index]!,
+    cfaOffset: table.cfaOffset[index]!,
+    rbpRule: table.rbpRule[index]!,
+    rbpOffset: table.rbpOffset[index]!,
+    raRule: table.raRule[index]!,
+    raOffset: table.raOffset[index]!,
+    signalFrame: (table.flags[index]! & 1) !== 0,
+  }
+}
+
 /** The PLT CFA expression without its last-but-three byte (DW_OP_lit11 or DW_OP_lit10): breg7 8; breg16 0; lit15; and; litN; ge; lit3; shl; plus. */
 const PLT_EXPRESSION = [0x77, 0x08, 0x80, 0x00, 0x3f, 0x1a, -1, 0x2a, 0x33, 0x24, 0x22]
 
-export class EhFrameTable {
+export class EhFrameTable implements UnwindTable {
   /** Row start addresses, ascending; a row holds up to the next row's address. */
   readonly pcs: Float64Array
   readonly cfaRegister: Uint8Array
@@ -132,16 +168,7 @@ export class EhFrameTable {
 
   /** The row at index `index` as plain values. */
   row(index: number): UnwindRow {
-    return {
-      pc: this.pcs[index]!,
-      cfaRegister: this.cfaRegister[index]!,
-      cfaOffset: this.cfaOffset[index]!,
-      rbpRule: this.rbpRule[index]!,
-      rbpOffset: this.rbpOffset[index]!,
-      raRule: this.raRule[index]!,
-      raOffset: this.raOffset[index]!,
-      signalFrame: (this.flags[index]! & 1) !== 0,
-    }
+    return unwindRow(this, index)
   }
 
   /** The rows that start in [start, end), plus the row covering `start` if none starts there. */
@@ -203,18 +230,24 @@ interface Cie {
 /** Growable row arrays; the table copies out what was filled. */
 class RowBuilder {
   count = 0
-  pcs = new Float64Array(1024)
-  cfaRegister = new Uint8Array(1024)
-  cfaOffset = new Int32Array(1024)
-  rbpRule = new Uint8Array(1024)
-  rbpOffset = new Int32Array(1024)
-  raRule = new Uint8Array(1024)
-  raOffset = new Int32Array(1024)
-  flags = new Uint8Array(1024)
+  pcs!: Float64Array
+  cfaRegister!: Uint8Array
+  cfaOffset!: Int32Array
+  rbpRule!: Uint8Array
+  rbpOffset!: Int32Array
+  raRule!: Uint8Array
+  raOffset!: Int32Array
+  flags!: Uint8Array
+  /** Rows below it belong to FDEs read before (LazyEhFrameTable's cache): a new row never merges into them. */
+  floor = 0
+
+  constructor(capacity = 1024) {
+    this.#allocate(capacity)
+  }
 
   /** Appends a row; a row at the same address as the last replaces it, and a row equal to the last adds nothing. */
   push(pc: number, state: FrameState, flags: number): void {
-    const last = this.count - 1
+    const last = this.count - 1 >= this.floor ? this.count - 1 : -1
     if (last >= 0 && this.pcs[last] === pc) {
       this.count--
       this.push(pc, state, flags)
@@ -243,6 +276,17 @@ class RowBuilder {
     return this.cfaRegister[i] === state.cfaRegister && this.cfaOffset[i] === state.cfaOffset &&
       this.rbpRule[i] === state.rbpRule && this.rbpOffset[i] === state.rbpOffset &&
       this.raRule[i] === state.raRule && this.raOffset[i] === state.raOffset && this.flags[i] === flags
+  }
+
+  #allocate(capacity: number): void {
+    this.pcs = new Float64Array(capacity)
+    this.cfaRegister = new Uint8Array(capacity)
+    this.cfaOffset = new Int32Array(capacity)
+    this.rbpRule = new Uint8Array(capacity)
+    this.rbpOffset = new Int32Array(capacity)
+    this.raRule = new Uint8Array(capacity)
+    this.raOffset = new Int32Array(capacity)
+    this.flags = new Uint8Array(capacity)
   }
 
   #grow(): void {
@@ -275,11 +319,14 @@ class Cursor {
   readonly #bytes: Buffer
   readonly #sectionAddress: number
   readonly #path: string
+  /** The base of data-relative pointers: .eh_frame_hdr's own address in its search table. */
+  readonly #dataBase: number | undefined
 
-  constructor(bytes: Buffer, sectionAddress: number, path: string) {
+  constructor(bytes: Buffer, sectionAddress: number, path: string, dataBase?: number) {
     this.#bytes = bytes
     this.#sectionAddress = sectionAddress
     this.#path = path
+    this.#dataBase = dataBase
   }
 
   get length(): number {
@@ -369,7 +416,8 @@ class Cursor {
     switch (encoding & 0x70) {
       case 0x00: return value
       case 0x10: return value + fieldAddress
-      // text- and data-relative bases exist on other architectures; x86-64 toolchains never emit them in .eh_frame
+      case 0x30: if (this.#dataBase !== undefined) return value + this.#dataBase
+      // falls through: text- and data-relative bases exist on other architectures; x86-64 toolchains never emit them in .eh_frame
       default: throw malformed(this.#path, this.at, `pointer application 0x${(encoding & 0x70).toString(16)} is not used on x86-64`)
     }
   }
@@ -408,39 +456,14 @@ export function parseEhFrame(bytes: Buffer, sectionAddress: number, textBias: nu
   const cursor = new Cursor(bytes, sectionAddress, path)
   const cies = new Map<number, Cie>()
   const fdes: Fde[] = []
-  while (cursor.at + 4 <= cursor.length) {
-    const entryAt = cursor.at
-    let length = cursor.u32()
-    // a zero length ends the section (crtend.o's terminator)
-    if (length === 0) break
-    if (length === 0xffffffff) length = cursor.u64()
-    const bodyAt = cursor.at
-    const entryEnd = bodyAt + length
-    if (entryEnd > cursor.length) throw malformed(path, entryAt, `an entry of ${length} bytes runs past the end of the section`)
-    const idAt = cursor.at
-    const id = cursor.u32()
+  forEachEntry(cursor, path, (entryAt, idAt, id, entryEnd) => {
     if (id === 0) {
       cies.set(entryAt, readCie(cursor, entryEnd, path))
-    } else {
-      const cieAt = idAt - id
-      let cie = cies.get(cieAt)
-      if (cie === undefined) {
-        // a CIE after its FDEs is legal, if unusual: read it where it is
-        const back = cursor.at
-        cursor.at = cieAt
-        const cieLength = cursor.u32()
-        if (cursor.u32() !== 0) throw malformed(path, entryAt, `the FDE's CIE pointer (0x${cieAt.toString(16)}) points at no CIE`)
-        cie = readCie(cursor, cieAt + 4 + cieLength, path)
-        cies.set(cieAt, cie)
-        cursor.at = back
-      }
-      const start = cursor.pointer(cie.addressEncoding)
-      const range = cursor.pointer(cie.addressEncoding & 0x0f)
-      if (cie.hasAugmentationData) cursor.skip(cursor.uleb())
-      if (range > 0) fdes.push({ start, end: start + range, cie, instructionsAt: cursor.at, instructionsEnd: entryEnd })
+      return
     }
-    cursor.at = entryEnd
-  }
+    const fde = readFdeHeader(cursor, entryAt, idAt, id, entryEnd, cies, path)
+    if (fde.end > fde.start) fdes.push(fde)
+  })
   fdes.sort((a, b) => a.start - b.start)
   const rows = new RowBuilder()
   const ranges = new Float64Array(fdes.length * 2)
@@ -453,6 +476,55 @@ export function parseEhFrame(bytes: Buffer, sectionAddress: number, textBias: nu
     if (fdes[i + 1]?.start !== end) rows.gap(end)
   }
   return new EhFrameTable(rows, ranges, textBias)
+}
+
+/** Calls `visit` with every CIE and FDE of the section (id 0: a CIE), the cursor after the id. */
+function forEachEntry(cursor: Cursor, path: string, visit: (entryAt: number, idAt: number, id: number, entryEnd: number) => void): void {
+  cursor.at = 0
+  while (cursor.at + 4 <= cursor.length) {
+    const entryAt = cursor.at
+    const { idAt, entryEnd } = readEntryLength(cursor, entryAt, path)
+    // a zero length ends the section (crtend.o's terminator)
+    if (entryEnd === idAt) break
+    visit(entryAt, idAt, cursor.u32(), entryEnd)
+    cursor.at = entryEnd
+  }
+}
+
+/** Reads the length of the entry at `entryAt`: where its id is and where it ends (at its id: the terminator). */
+function readEntryLength(cursor: Cursor, entryAt: number, path: string): { idAt: number; entryEnd: number } {
+  cursor.at = entryAt
+  let length = cursor.u32()
+  if (length === 0) return { idAt: cursor.at, entryEnd: cursor.at }
+  if (length === 0xffffffff) length = cursor.u64()
+  const idAt = cursor.at
+  const entryEnd = idAt + length
+  if (entryEnd > cursor.length) throw malformed(path, entryAt, `an entry of ${length} bytes runs past the end of the section`)
+  return { idAt, entryEnd }
+}
+
+/** The CIE at `cieAt` (read once into `cies`), which the FDE at `entryAt` names. */
+function cieOf(cursor: Cursor, cieAt: number, entryAt: number, cies: Map<number, Cie>, path: string): Cie {
+  let cie = cies.get(cieAt)
+  if (cie !== undefined) return cie
+  // a CIE after its FDEs is legal, if unusual: read it where it is
+  const back = cursor.at
+  cursor.at = cieAt
+  const cieLength = cursor.u32()
+  if (cieLength === 0 || cursor.u32() !== 0) throw malformed(path, entryAt, `the FDE's CIE pointer (0x${cieAt.toString(16)}) points at no CIE`)
+  cie = readCie(cursor, cieAt + 4 + cieLength, path)
+  cies.set(cieAt, cie)
+  cursor.at = back
+  return cie
+}
+
+/** Reads an FDE's addresses and where its instructions are; the cursor is after its CIE pointer (`id`, at `idAt`). */
+function readFdeHeader(cursor: Cursor, entryAt: number, idAt: number, id: number, entryEnd: number, cies: Map<number, Cie>, path: string): Fde {
+  const cie = cieOf(cursor, idAt - id, entryAt, cies, path)
+  const start = cursor.pointer(cie.addressEncoding)
+  const range = cursor.pointer(cie.addressEncoding & 0x0f)
+  if (cie.hasAugmentationData) cursor.skip(cursor.uleb())
+  return { start, end: start + range, cie, instructionsAt: cursor.at, instructionsEnd: entryEnd }
 }
 
 function readCie(cursor: Cursor, end: number, path: string): Cie {
@@ -589,6 +661,208 @@ function runInstructions(cursor: Cursor, from: number, end: number, cie: Cie, st
   return location
 }
 
+/** DW_EH_PE_omit: .eh_frame_hdr has no such field. */
+const POINTER_OMIT = 0xff
+
+/**
+ * An ELF file's unwind rows, read per FDE when a pc asks for them (see the file comment). It holds
+ * the .eh_frame section's bytes, the index of its FDEs (start address and offset, 12 bytes an FDE)
+ * and the rows of the FDEs read last: up to `maxCachedRows`, then the cache starts over.
+ */
+export class LazyEhFrameTable implements UnwindTable {
+  readonly textBias: number
+  /** FDE start addresses, ascending; fdeOffsets[i] is where FDE i is in the section. */
+  readonly fdeStarts: Float64Array
+  readonly fdeOffsets: Uint32Array
+  readonly maxCachedRows: number
+  /** Whether the index came from .eh_frame_hdr (else from walking the FDE headers). */
+  readonly indexedByHeader: boolean
+  /** FDEs found malformed when a pc asked for them (they cover nothing). */
+  malformedFdes = 0
+  readonly #cursor: Cursor
+  readonly #path: string
+  readonly #cies = new Map<number, Cie>()
+  readonly #rows: RowBuilder
+  /** Per FDE: its first row in the cache + 1 (0: not read since the cache last started over), and its row count. */
+  readonly #firstRow: Int32Array
+  readonly #rowCount: Int32Array
+  readonly #sectionBytes: number
+
+  constructor(ehFrame: Buffer, ehFrameAddress: number, header: Buffer | undefined, headerAddress: number, textBias: number, path: string, options: { maxCachedRows?: number } = {}) {
+    this.textBias = textBias
+    this.#path = path
+    this.#cursor = new Cursor(ehFrame, ehFrameAddress, path)
+    this.#sectionBytes = ehFrame.byteLength
+    // 4,096 rows (94 KB): a few hundred functions' worth, what a busy process's samples touch of a file
+    this.maxCachedRows = options.maxCachedRows ?? 4096
+    const index = (header === undefined ? undefined : headerIndex(header, headerAddress, ehFrameAddress, ehFrame.byteLength, path)) ?? this.#walkIndex()
+    this.indexedByHeader = index.byHeader
+    this.fdeStarts = index.starts
+    this.fdeOffsets = index.offsets
+    this.#firstRow = new Int32Array(index.starts.length)
+    this.#rowCount = new Int32Array(index.starts.length)
+    this.#rows = new RowBuilder(64)
+  }
+
+  /** The table of an x86-64 ELF file's .eh_frame, or undefined when it has none. Throws an ElfError on a malformed section. */
+  static read(elf: ElfFile, options: { maxCachedRows?: number } = {}): LazyEhFrameTable | undefined {
+    if (elf.machine !== MACHINE_X86_64) throw new ElfError('EINVAL', `${elf.path} is not an x86-64 file (e_machine ${elf.machine}); only x86-64 unwind tables are read`)
+    const section = elf.section('.eh_frame')
+    if (section === undefined || section.size === 0n) return undefined
+    const text = elf.section('.text')
+    const hdr = elf.section('.eh_frame_hdr')
+    const bytes = elf.read(section.offset, section.size, 'the .eh_frame section')
+    const header = hdr === undefined || hdr.size === 0n ? undefined : elf.read(hdr.offset, hdr.size, 'the .eh_frame_hdr section')
+    return new LazyEhFrameTable(bytes, Number(section.address), header, hdr === undefined ? 0 : Number(hdr.address),
+      text === undefined ? 0 : Number(text.address - text.offset), elf.path, options)
+  }
+
+  get pcs(): Float64Array { return this.#rows.pcs }
+  get cfaRegister(): Uint8Array { return this.#rows.cfaRegister }
+  get cfaOffset(): Int32Array { return this.#rows.cfaOffset }
+  get rbpRule(): Uint8Array { return this.#rows.rbpRule }
+  get rbpOffset(): Int32Array { return this.#rows.rbpOffset }
+  get raRule(): Uint8Array { return this.#rows.raRule }
+  get raOffset(): Int32Array { return this.#rows.raOffset }
+  get flags(): Uint8Array { return this.#rows.flags }
+
+  /** Rows in the cache now. */
+  get cachedRows(): number {
+    return this.#rows.count
+  }
+
+  /** FDEs in the index. */
+  get fdeCount(): number {
+    return this.fdeStarts.length
+  }
+
+  /** Bytes held: the section, the index and the row cache at its bound. */
+  get byteLength(): number {
+    return this.#sectionBytes + this.fdeStarts.length * 20 + this.maxCachedRows * 23
+  }
+
+  /**
+   * The index of the row covering virtual address `pc` (valid until the next find()), or -1 where
+   * no FDE covers it. Throws an ElfError when the FDE that covers it is malformed.
+   */
+  find(pc: number): number {
+    const fde = this.#fdeAt(pc)
+    if (fde < 0) return -1
+    if (this.#firstRow[fde] === 0) this.#read(fde)
+    const first = this.#firstRow[fde]! - 1
+    const pcs = this.#rows.pcs
+    let low = first, high = first + this.#rowCount[fde]! - 1, found = -1
+    while (low <= high) {
+      const middle = (low + high) >>> 1
+      if (pcs[middle]! <= pc) {
+        found = middle
+        low = middle + 1
+      } else {
+        high = middle - 1
+      }
+    }
+    return found < 0 || this.#rows.cfaRegister[found] === CFA_NONE ? -1 : found
+  }
+
+  /** The row at index `index` (of the last find()) as plain values. */
+  row(index: number): UnwindRow {
+    return unwindRow(this, index)
+  }
+
+  /** The index of the last FDE starting at or before `pc`, or -1. */
+  #fdeAt(pc: number): number {
+    const starts = this.fdeStarts
+    let low = 0, high = starts.length - 1, found = -1
+    while (low <= high) {
+      const middle = (low + high) >>> 1
+      if (starts[middle]! <= pc) {
+        found = middle
+        low = middle + 1
+      } else {
+        high = middle - 1
+      }
+    }
+    return found
+  }
+
+  /** Runs FDE `fde`'s instructions into the cache, ending its rows with a gap where it ends. */
+  #read(fde: number): void {
+    const rows = this.#rows
+    if (rows.count >= this.maxCachedRows) {
+      // start over: the rows read since are those of the functions sampled now
+      rows.count = 0
+      this.#firstRow.fill(0)
+    }
+    rows.floor = rows.count
+    const first = rows.count
+    try {
+      const header = this.#fdeHeader(fde)
+      // an FDE overlapping the next one gives way to it, as in the whole table
+      const next = this.fdeStarts[fde + 1]
+      const end = next === undefined ? header.end : Math.min(header.end, next)
+      runFde(this.#cursor, header, end, rows, this.#path)
+      rows.gap(end)
+    } catch (error) {
+      // a malformed FDE covers nothing: its frames fall back to frame pointers, as a file without a table does
+      if (!(error instanceof ElfError)) throw error
+      this.malformedFdes++
+      rows.count = first
+      rows.gap(this.fdeStarts[fde]!)
+    }
+    this.#firstRow[fde] = first + 1
+    this.#rowCount[fde] = rows.count - first
+  }
+
+  #fdeHeader(fde: number): Fde {
+    const cursor = this.#cursor
+    const entryAt = this.fdeOffsets[fde]!
+    const { idAt, entryEnd } = readEntryLength(cursor, entryAt, this.#path)
+    const id = entryEnd === idAt ? 0 : cursor.u32()
+    if (id === 0) throw malformed(this.#path, entryAt, 'the FDE index points at a CIE or the terminator, not an FDE')
+    return readFdeHeader(cursor, entryAt, idAt, id, entryEnd, this.#cies, this.#path)
+  }
+
+  /** The index of a section without .eh_frame_hdr: every FDE's start, from its header alone. */
+  #walkIndex(): { starts: Float64Array; offsets: Uint32Array; byHeader: boolean } {
+    const cursor = this.#cursor
+    const found: { start: number; offset: number }[] = []
+    forEachEntry(cursor, this.#path, (entryAt, idAt, id, entryEnd) => {
+      if (id === 0) return
+      const fde = readFdeHeader(cursor, entryAt, idAt, id, entryEnd, this.#cies, this.#path)
+      if (fde.end > fde.start) found.push({ start: fde.start, offset: entryAt })
+    })
+    found.sort((a, b) => a.start - b.start)
+    return { starts: Float64Array.from(found, (f) => f.start), offsets: Uint32Array.from(found, (f) => f.offset), byHeader: false }
+  }
+}
+
+/**
+ * The FDE index of an .eh_frame_hdr (version 1): its search table of (start address, FDE address)
+ * pairs, sorted by start. Undefined when the header has no table, another version, or an unsorted
+ * one (the FDE headers are walked instead).
+ */
+function headerIndex(header: Buffer, headerAddress: number, ehFrameAddress: number, ehFrameSize: number, path: string): { starts: Float64Array; offsets: Uint32Array; byHeader: boolean } | undefined {
+  const cursor = new Cursor(header, headerAddress, `${path} (.eh_frame_hdr)`, headerAddress)
+  if (header.byteLength < 4 || cursor.u8() !== 1) return undefined
+  const framePointerEncoding = cursor.u8(), countEncoding = cursor.u8(), tableEncoding = cursor.u8()
+  if (framePointerEncoding === POINTER_OMIT || countEncoding === POINTER_OMIT || tableEncoding === POINTER_OMIT) return undefined
+  try {
+    cursor.pointer(framePointerEncoding)
+    const count = cursor.pointer(countEncoding)
+    const starts = new Float64Array(count), offsets = new Uint32Array(count)
+    for (let i = 0; i < count; i++) {
+      starts[i] = cursor.pointer(tableEncoding)
+      const offset = cursor.pointer(tableEncoding) - ehFrameAddress
+      if (offset < 0 || offset >= ehFrameSize || (i > 0 && starts[i]! < starts[i - 1]!)) return undefined
+      offsets[i] = offset
+    }
+    return { starts, offsets, byHeader: true }
+  } catch {
+    // a header this reader does not follow: the FDE headers say the same
+    return undefined
+  }
+}
+
 /** The GNU build id of an ELF file, as hex, or undefined when it has no .note.gnu.build-id. */
 export function buildId(elf: ElfFile): string | undefined {
   const note = elf.section('.note.gnu.build-id')
@@ -601,27 +875,32 @@ export function buildId(elf: ElfFile): string | undefined {
 }
 
 /** A file's table, or why it has none. */
-export type TableLookup = { table: EhFrameTable; key: string } | { table: undefined; key: string; reason: string }
+export type TableLookup = { table: LazyEhFrameTable; key: string } | { table: undefined; key: string; reason: string }
 
 /**
- * Tables per file, built once per build id (files without one: per device, inode, size and
- * modification time) and kept while their rows fit `maxRows` (least recently used go first).
- * Files without a table are remembered too, so they are not read again.
+ * Tables per file, one per build id (files without one: per device, inode, size and modification
+ * time), kept while their bytes (LazyEhFrameTable.byteLength) fit `maxBytes`, least recently used
+ * going first. Files without a table are remembered too, so they are not read again. A file seen
+ * before under another path (another process's /proc/<pid>/map_files link) is known by its
+ * identity, without opening it for its build id again.
  */
 export class EhFrameTables {
-  readonly maxRows: number
+  readonly maxBytes: number
+  readonly maxCachedRows: number | undefined
   readonly #tables = new Map<string, TableLookup>()
-  /** What a path (as opened) was last: its identity when read, and the key its table is under. */
-  readonly #files = new Map<string, { identity: string; key: string }>()
-  #rows = 0
+  /** The key a file's table is under, by the file's identity (device, inode, size, mtime). */
+  readonly #keys = new Map<string, string>()
+  #bytes = 0
 
-  constructor(options: { maxRows?: number } = {}) {
-    // 4 million rows (92 MB): libc, libstdc++ and a large server binary take about 100,000
-    this.maxRows = options.maxRows ?? 4_000_000
+  constructor(options: { maxBytes?: number; maxCachedRows?: number } = {}) {
+    // 256 MB: node's table holds 5 MB (its .eh_frame and FDE index), libc's 0.3 MB
+    this.maxBytes = options.maxBytes ?? 256 * 1024 * 1024
+    this.maxCachedRows = options.maxCachedRows
   }
 
-  get rows(): number {
-    return this.#rows
+  /** Bytes the kept tables hold (at their row caches' bound). */
+  get bytes(): number {
+    return this.#bytes
   }
 
   get size(): number {
@@ -632,46 +911,44 @@ export class EhFrameTables {
   get(path: string): TableLookup {
     const stat = statSync(path, { bigint: true })
     const identity = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}`
-    const known = this.#files.get(path)
-    if (known?.identity === identity) {
-      const cached = this.#tables.get(known.key)
-      if (cached !== undefined) return this.#touch(known.key, cached)
-    }
+    const knownKey = this.#keys.get(identity)
+    const known = knownKey === undefined ? undefined : this.#tables.get(knownKey)
+    if (known !== undefined) return this.#touch(known)
     let lookup: TableLookup
     let elf: ElfFile | undefined
     try {
       elf = ElfFile.open(path)
       const key = buildId(elf) ?? identity
-      this.#files.set(path, { identity, key })
+      this.#keys.set(identity, key)
       const cached = this.#tables.get(key)
-      if (cached !== undefined) return this.#touch(key, cached)
-      const table = EhFrameTable.read(elf)
+      if (cached !== undefined) return this.#touch(cached)
+      const table = LazyEhFrameTable.read(elf, { maxCachedRows: this.maxCachedRows })
       lookup = table === undefined ? { table, key, reason: `${path} has no .eh_frame section` } : { table, key }
     } catch (error) {
       lookup = { table: undefined, key: identity, reason: (error as Error).message }
-      this.#files.set(path, { identity, key: identity })
+      this.#keys.set(identity, identity)
     } finally {
       elf?.close()
     }
     this.#tables.set(lookup.key, lookup)
-    this.#rows += lookup.table?.rowCount ?? 0
+    this.#bytes += lookup.table?.byteLength ?? 0
     this.#evict()
     return lookup
   }
 
-  #touch(key: string, lookup: TableLookup): TableLookup {
-    this.#tables.delete(key)
-    this.#tables.set(key, lookup)
+  #touch(lookup: TableLookup): TableLookup {
+    this.#tables.delete(lookup.key)
+    this.#tables.set(lookup.key, lookup)
     return lookup
   }
 
   #evict(): void {
     for (const [key, lookup] of this.#tables) {
-      if (this.#rows <= this.maxRows || this.#tables.size <= 1) break
+      if (this.#bytes <= this.maxBytes || this.#tables.size <= 1) break
       this.#tables.delete(key)
-      this.#rows -= lookup.table?.rowCount ?? 0
+      this.#bytes -= lookup.table?.byteLength ?? 0
     }
-    // paths of exited processes' map_files links pile up: forget them all now and then
-    if (this.#files.size > this.#tables.size * 4 + 1024) this.#files.clear()
+    // identities of replaced files pile up: forget them all now and then
+    if (this.#keys.size > this.#tables.size * 4 + 1024) this.#keys.clear()
   }
 }

@@ -1,19 +1,26 @@
 /**
  * .eh_frame tables (runtime/symbols/eh-frame.ts) against readelf as an independent oracle: for
  * every FDE of libc.so.6 and of Debian's redis-server and nginx, the CFA, rbp and return-address
- * columns of `readelf --debug-dump=frames-interp` equal the table's rows, address for address.
- * Then properties of the lookup (fast-check) against a linear scan of the same rows.
+ * columns of `readelf --debug-dump=frames-interp` equal the whole table's rows, address for
+ * address, and the lazy per-FDE lookup gives readelf's row at every row address. Then properties of
+ * the lookup (fast-check): against a linear scan of the rows, and the lazy lookup (by
+ * .eh_frame_hdr, or by an index of FDE headers, with a small row cache) against the whole table
+ * at random addresses of libc, redis-server and node.
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { describe, it } from 'node:test'
+import { existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, describe, it } from 'node:test'
 import fc from 'fast-check'
 import { ElfError, ElfFile } from '../../runtime/symbols/elf.ts'
-import { CFA_NONE, CFA_PLT, EhFrameTable, EhFrameTables, parseEhFrame, readelfColumns, RULE_UNDEFINED } from '../../runtime/symbols/eh-frame.ts'
+import { CFA_NONE, CFA_PLT, EhFrameTable, EhFrameTables, LazyEhFrameTable, parseEhFrame, readelfColumns, RULE_UNDEFINED, unwindRow, type UnwindTable } from '../../runtime/symbols/eh-frame.ts'
 
 const LIBC = '/lib/x86_64-linux-gnu/libc.so.6'
 const DEBIAN_BINARIES = [LIBC, '/usr/bin/redis-server', '/usr/sbin/nginx']
+/** The node binary running the tests (node_modules/.bin/node is a link to it): half a million rows. */
+const NODE = realpathSync(process.execPath)
 
 interface Row { pc: number; cfa: string; rbp: string; ra: string }
 interface ReadelfFde { start: number; end: number; cie: string; rows: Row[] }
@@ -72,6 +79,37 @@ function normalise(rows: Row[], start: number, end: number): Row[] {
   return out
 }
 
+function readLazyTable(path: string, options: { maxCachedRows?: number } = {}): LazyEhFrameTable {
+  const elf = ElfFile.open(path)
+  try {
+    const table = LazyEhFrameTable.read(elf, options)
+    assert.ok(table !== undefined, `${path} has an .eh_frame`)
+    return table
+  } finally {
+    elf.close()
+  }
+}
+
+/** The same file's lazy table indexed by walking its FDE headers, as for a file without .eh_frame_hdr. */
+function readLazyTableWithoutHeader(path: string, maxCachedRows: number): LazyEhFrameTable {
+  const elf = ElfFile.open(path)
+  try {
+    const section = elf.section('.eh_frame')!, text = elf.section('.text')!
+    const bytes = elf.read(section.offset, section.size, 'the .eh_frame section')
+    return new LazyEhFrameTable(bytes, Number(section.address), undefined, 0, Number(text.address - text.offset), path, { maxCachedRows })
+  } finally {
+    elf.close()
+  }
+}
+
+/** The row covering `pc` without its start address (the whole table merges equal rows across FDEs), or null. */
+function rowAt(table: UnwindTable, pc: number): Omit<ReturnType<typeof unwindRow>, 'pc'> | null {
+  const index = table.find(pc)
+  if (index < 0) return null
+  const { pc: _start, ...columns } = unwindRow(table, index)
+  return columns
+}
+
 function readTable(path: string): EhFrameTable {
   const elf = ElfFile.open(path)
   try {
@@ -87,6 +125,7 @@ describe('.eh_frame tables equal readelf --debug-dump=frames-interp', () => {
   for (const path of DEBIAN_BINARIES) {
     it(`every FDE of ${path}`, { skip: existsSync(path) ? false : `${path} is not installed (apt-get install redis-server nginx)` }, () => {
       const table = readTable(path)
+      const lazy = readLazyTable(path, { maxCachedRows: 512 })
       const { fdes, cies } = readelfFrames(path)
       const covered = fdes.filter((f) => f.end > f.start)
       assert.ok(covered.length > 1000, `${path}: readelf lists ${covered.length} FDEs`)
@@ -100,8 +139,15 @@ describe('.eh_frame tables equal readelf --debug-dump=frames-interp', () => {
         if (JSON.stringify(want) !== JSON.stringify(got) && mismatches++ < 3) {
           assert.deepEqual(got, want, `${path}: FDE 0x${fde.start.toString(16)}..0x${fde.end.toString(16)}`)
         }
+        for (const row of want) {
+          const index = lazy.find(row.pc)
+          const lazyRow = index < 0 ? undefined : { pc: row.pc, ...readelfColumns(lazy.row(index)) }
+          if (JSON.stringify(lazyRow) !== JSON.stringify(row) && mismatches++ < 3) assert.deepEqual(lazyRow, row, `${path}: the lazy lookup at 0x${row.pc.toString(16)}`)
+        }
       }
       assert.equal(mismatches, 0)
+      assert.equal(lazy.indexedByHeader, true, `${path}: its FDEs found through .eh_frame_hdr`)
+      assert.equal(lazy.fdeCount, fdes.length, 'the header indexes every FDE readelf lists')
     })
   }
 
@@ -158,16 +204,46 @@ describe('lookup', () => {
       error instanceof ElfError && error.code === 'EINVAL' && /\.eh_frame at offset 0x18: an entry of \d+ bytes runs past the end of the section/.test(error.message))
   })
 
-  it('the cache builds a file once and stays within its row bound', () => {
-    const tables = new EhFrameTables({ maxRows: table.rowCount + 10 })
+  it('the cache reads a file once, knows it again under another path without reopening it, and stays within its byte bound', () => {
+    const libc = readLazyTable(LIBC)
+    const tables = new EhFrameTables({ maxBytes: libc.byteLength + 10 })
     const first = tables.get(LIBC)
     assert.equal(tables.get(LIBC), first, 'the same lookup the second time')
-    assert.equal(tables.rows, table.rowCount)
+    assert.equal(tables.bytes, libc.byteLength)
+    // another process's map_files link to the same file: same device and inode
+    const links = mkdtempSync(join(tmpdir(), 'periscope-eh-frame-'))
+    after(() => rmSync(links, { recursive: true, force: true }))
+    symlinkSync(LIBC, join(links, 'libc-link'))
+    assert.equal(tables.get(join(links, 'libc-link')), first, 'the same lookup through another path')
     tables.get('/usr/bin/redis-server')
     assert.equal(tables.size, 1, 'libc gave way to redis-server: both do not fit')
-    assert.ok(tables.rows <= tables.maxRows + readTable('/usr/bin/redis-server').rowCount)
+    assert.equal(tables.bytes, readLazyTable('/usr/bin/redis-server').byteLength)
     const none = tables.get('/etc/hostname')
     assert.equal(none.table, undefined)
     assert.match((none as { reason: string }).reason, /not an ELF file/)
   })
+})
+
+describe('the lazy lookup equals the whole table', () => {
+  for (const path of [LIBC, '/usr/bin/redis-server', NODE]) {
+    it(`at random addresses of ${path}`, { skip: existsSync(path) ? false : `${path} is not installed (apt-get install redis-server)` }, () => {
+      const whole = readTable(path)
+      // small row caches, so that they start over many times during the run
+      const byHeader = readLazyTable(path, { maxCachedRows: 256 })
+      const byWalk = readLazyTableWithoutHeader(path, 256)
+      assert.equal(byHeader.indexedByHeader, true)
+      assert.equal(byWalk.indexedByHeader, false)
+      assert.deepEqual([...byWalk.fdeStarts], [...whole.fdeRanges.filter((_, i) => i % 2 === 0)], 'the walked index holds every FDE with a range')
+      const low = whole.pcs[0]! - 64, high = whole.pcs[whole.rowCount - 1]! + 64
+      // row starts and the addresses just before them are where an off-by-one would show
+      const edges = fc.integer({ min: 0, max: whole.rowCount - 1 }).chain((i) => fc.constantFrom(whole.pcs[i]!, whole.pcs[i]! - 1))
+      fc.assert(fc.property(fc.oneof(fc.integer({ min: low, max: high }), edges), (pc) => {
+        const expected = rowAt(whole, pc)
+        assert.deepEqual(rowAt(byHeader, pc), expected, `0x${pc.toString(16)} through .eh_frame_hdr`)
+        assert.deepEqual(rowAt(byWalk, pc), expected, `0x${pc.toString(16)} through the FDE headers`)
+      }), { numRuns: 20_000 })
+      assert.ok(byHeader.cachedRows <= 256 + 1024, `the row cache stays near its bound (${byHeader.cachedRows} rows)`)
+      assert.equal(byHeader.malformedFdes, 0)
+    })
+  }
 })
