@@ -1,17 +1,19 @@
 /**
  * What user-space unwinding of CPU samples costs (issue 12: bpf/lib/stacks.bpf.c copies each
  * sample's user stack, runtime/profiling/unwind.ts walks it with .eh_frame tables), for stack
- * copies of 8, 16 and 32 KB, on three programs built without frame pointers: the -O2
+ * copies of 8, 16 and 32 KB, on programs built without frame pointers: the -O2
  * -fomit-frame-pointer burner of the tests (a shallow main-thread stack), the same burner 150
- * frames of 128 bytes deep (19 KB of stack), and a busy Debian redis-server.
+ * frames of 128 bytes deep (19 KB of stack), a busy Debian redis-server, and a busy node process
+ * (node's .eh_frame has 100,000 FDEs: half a million rows if read whole).
  *
  * Per program and copy size, over `--samples` samples at 99 Hz:
  * - bytes copied per sample (the stack from sp up to the copy limit or the stack's end), and the
  *   ring buffer record reserved for it;
  * - the BPF program's run time per sample (the kernel's BPF stats), less what its runs for other
  *   processes' samples cost (measured first, alone: the tgid check and the stats' clock reads);
- * - the unwinder's CPU time per sample with its tables built (median of `--reps` passes over the
- *   samples), and the first pass, which reads and parses each file's .eh_frame once;
+ * - the unwinder's CPU time per sample warm (median of `--reps` passes over the samples: the FDEs
+ *   sampled are in the tables' row caches), the first sample cold (a new unwinder: each file's
+ *   .eh_frame and FDE index read, the sampled FDEs' instructions run) and the first pass cold;
  * - the share of samples whose stack is complete (reaches _start or the thread start).
  * And at 8 KB with the reader woken only once a MB waits in the ring (wakeup_bytes), as a
  * profiler that drains on its collect interval would run it.
@@ -57,6 +59,16 @@ async function burner(depth: number | undefined, binary: string): Promise<Worklo
   }
 }
 
+/** A node process busy in its own C++ (JSON) and JIT code. */
+async function nodeProcess(): Promise<Workload> {
+  const child = spawn(process.execPath, ['-e', 'const o = { a: [1, 2, 3], b: "x".repeat(100) }; for (;;) JSON.parse(JSON.stringify(o))'], { stdio: 'ignore' })
+  return {
+    name: `node (${process.execPath}) in JSON.parse/stringify`,
+    pid: child.pid!,
+    stop: async () => { child.kill('SIGKILL') },
+  }
+}
+
 async function redis(): Promise<Workload> {
   const server = await startRedis()
   return {
@@ -82,6 +94,7 @@ async function measure(workload: Workload, stackBytes: number, wakeupBytes = 0):
   const { records } = sampled
   const copied = records.reduce((sum, r) => sum + r.getUint32(SAMPLE_STACK_SIZE, true), 0) / records.length
   const frames = new Float64Array(256)
+  const firstSample = cpuMicros(() => new StackUnwinder().unwindSample(records[0]!, 0, frames))
   const unwinder = new StackUnwinder()
   let complete = 0, depth = 0
   const cold = cpuMicros(() => {
@@ -101,7 +114,7 @@ async function measure(workload: Workload, stackBytes: number, wakeupBytes = 0):
     `${Math.round(copied).toString().padStart(6)} B copied`,
     `${(RECORD_HEADER + stackBytes + PAGE).toString().padStart(6)} B reserved`,
     `bpf ${(bpfNsPerSample / 1000).toFixed(1).padStart(5)} µs/sample`,
-    `unwind ${warm.toFixed(1).padStart(5)} µs/sample (first pass ${(cold / 1000).toFixed(0)} ms)`,
+    `unwind warm ${warm.toFixed(1).padStart(5)} µs/sample, cold: first sample ${(firstSample / 1000).toFixed(1)} ms, first pass ${(cold / 1000).toFixed(0)} ms`,
     `${(depth / records.length).toFixed(1).padStart(5)} frames`,
     `complete ${(100 * complete / records.length).toFixed(1).padStart(5)}% of ${records.length}`,
     sampled.dropped > 0 ? `${sampled.dropped} dropped` : '',
@@ -135,7 +148,7 @@ let filteredRunNs = 0
 try {
   filteredRunNs = await filteredRunCost()
   console.log(`a sample of another process: bpf ${(filteredRunNs / 1000).toFixed(1)} µs (the kernel's BPF stats; their own clock reads included)`)
-  for (const start of [() => burner(undefined, binary), () => burner(150, binary), redis]) {
+  for (const start of [() => burner(undefined, binary), () => burner(150, binary), redis, nodeProcess]) {
     const workload = await start()
     try {
       console.log(workload.name)
