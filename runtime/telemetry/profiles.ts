@@ -75,14 +75,18 @@ export class ProfileAggregator {
   private open = new Map<string, OpenProfile>()
   private stacks = 0
   private readonly maxStacks: number
+  /** Wall-clock ns. */
+  private readonly nowNs: () => number
   /** Where the current interval began: each profile of it spans the interval, as pprof's duration. */
-  private intervalStartNs = Date.now() * 1e6
+  private intervalStartNs: number
   /** Samples dropped because the distinct-stack limit was reached. */
   droppedSamples = 0
   rejected = 0
 
-  constructor(maxStacks: number) {
+  constructor(maxStacks: number, nowNs: () => number = () => Date.now() * 1e6) {
     this.maxStacks = maxStacks
+    this.nowNs = nowNs
+    this.intervalStartNs = nowNs()
   }
 
   add(
@@ -154,7 +158,7 @@ export class ProfileAggregator {
 
   /** Closes every open profile and returns them; the next samples start new profiles. */
   drain(): AggregatedProfile[] {
-    const endNs = Date.now() * 1e6
+    const endNs = this.nowNs()
     const closed: AggregatedProfile[] = []
     for (const profile of this.open.values()) {
       closed.push({

@@ -176,17 +176,21 @@ test('a mapping given with its start but no end reaches its last frame, so pprof
   assert.deepEqual(decoded.mapping.map((m) => [Number(m.memoryStart), Number(m.memoryLimit), Number(m.fileOffset)]), [[0x5600_0000_0000, 0x5600_0000_3001, 0]])
 })
 
-test('ProfileAggregator: a profile spans its interval, from the previous drain to its own', async () => {
-  const aggregator = new ProfileAggregator(10)
+test('ProfileAggregator: a profile spans its interval, from the previous drain to its own', () => {
+  let now = 1_000e6
+  const aggregator = new ProfileAggregator(10, () => now)
   const sample = { type: 'cpu', frames: [named('main', 0x555555555200)], values: [1, PERIOD_99HZ], process: { pid: 1 } }
+  now += 10e6
   aggregator.add({ name: 'cpu-profile' }, [sample], () => ({}))
+  now += 10e6
   const [first] = aggregator.drain()
-  await new Promise((resolve) => setTimeout(resolve, 20))
+  assert.deepEqual([first!.startNs, first!.endNs], [1_000e6, 1_020e6])
+  now += 20e6
   aggregator.add({ name: 'cpu-profile' }, [sample], () => ({}))
-  await new Promise((resolve) => setTimeout(resolve, 20))
+  now += 20e6
   const [second] = aggregator.drain()
-  assert.equal(second.startNs, first.endNs)
-  assert.ok(second.endNs - second.startNs >= 40e6, `${second.endNs - second.startNs} ns`)
+  // the second starts where the first ended, not when its own first sample came
+  assert.deepEqual([second!.startNs, second!.endNs], [1_020e6, 1_060e6])
 })
 
 test('samplingPeriod: the weight per count, 0 without a period type', () => {
