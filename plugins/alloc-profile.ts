@@ -20,7 +20,8 @@
  *
  * Everything here is public plugin API: a user plugin can do the same.
  */
-import { definePlugin, type FrameInput, type PluginContext, type PluginLink, type StackSample } from 'periscope/plugin'
+import { definePlugin, type PluginContext, type PluginLink, type StackSample } from 'periscope/plugin'
+import { followStacks, nameStacks, threadOf, u32, withTruncation, type ThreadStack } from 'periscope/protocols/stack-profile'
 
 const config = {
   /** Mean bytes allocated between two samples; 0 samples every allocation. */
@@ -42,20 +43,13 @@ export default definePlugin({
   config,
   async setup(ctx) {
     const profiler = new AllocProfiler(ctx)
-    ctx.onStack('alloc_stacks:samples', (sample) => profiler.add(sample), { onLoss: (lost) => profiler.lose(lost) })
-    ctx.every(ctx.config.collect_interval_ms, () => profiler.collect())
+    followStacks(ctx, 'alloc_stacks:samples', profiler, { flush: false })
     await profiler.start()
   },
 })
 
 /** One (process, thread, stack): its bytes allocated in the interval, and its bytes in use. */
-interface Stack {
-  pid: number
-  tid: number
-  comm: string
-  user: number[]
-  kernel: bigint[]
-  truncated: string | undefined
+interface Stack extends ThreadStack {
   allocated: number
   inUse: number
 }
@@ -67,7 +61,6 @@ interface CarriedState {
   samples: [string, number][]
 }
 
-const u32 = (n: number): Uint8Array => new Uint8Array(new Uint32Array([n]).buffer)
 const stackKey = (s: { pid: number; tid: number; user: number[]; truncated: string | undefined }): string => `${s.pid}:${s.tid}:${s.user.join(',')}|${s.truncated ?? ''}`
 const u64 = (view: DataView, at: number): number => view.getUint32(at, true) + view.getUint32(at + 4, true) * 4294967296
 
@@ -165,16 +158,9 @@ class AllocProfiler {
     if (this.#lost > 0) this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: this.#lost, attributes: { 'profile.type': 'alloc' } })
     this.#lost = 0
     if (stacks.length === 0) return
-    const named = await this.#ctx.symbolize(stacks.map((s) => ({ pid: s.pid, user: s.user, kernel: s.kernel })))
+    const named = await nameStacks(this.#ctx, stacks)
     stacks.forEach((s, i) => {
-      const frames: FrameInput[] = named[i]!
-      this.#ctx.emit.profile({
-        type: 'alloc',
-        frames: s.truncated === undefined ? frames : [...frames, { address: 0, function: `[truncated: ${s.truncated}]` }],
-        values: [s.allocated, s.inUse],
-        labels: { 'process.pid': s.pid, 'thread.id': s.tid, 'thread.name': s.comm },
-        process: { pid: s.pid },
-      })
+      this.#ctx.emit.profile({ type: 'alloc', frames: withTruncation(named[i]!, s.truncated), values: [s.allocated, s.inUse], ...threadOf(s) })
       s.allocated = 0
     })
   }

@@ -25,8 +25,9 @@
  *
  * Everything here is public plugin API: a user plugin can do the same.
  */
-import { definePlugin, type FrameInput, type PluginContext, type StackSample } from 'periscope/plugin'
+import { definePlugin, type PluginContext } from 'periscope/plugin'
 import { encodeOffcpuOptions, OFFCPU_OBSERVE_ALL, OFFCPU_OBSERVE_TARGETS, OFFCPU_OPTIONS_SIZE, OFFCPU_OVERFLOW_SCHEDULE, OFFCPU_OVERFLOW_THREADS, OFFCPU_OVERFLOWS } from 'periscope/protocols/offcpu'
+import { describeTargets, followStacks, SampledProfile, threadOf, u32 } from 'periscope/protocols/stack-profile'
 
 const config = {
   /** Blocks shorter than this are not recorded. */
@@ -50,152 +51,50 @@ export default definePlugin({
   objects: ['offcpu'],
   config,
   async setup(ctx) {
-    const profiler = new OffCpuProfiler(ctx)
-    ctx.onStack('offcpu:samples', (sample) => profiler.add(sample), { onLoss: (lost) => profiler.lose(lost) })
-    ctx.every(ctx.config.collect_interval_ms, () => profiler.collect())
-    // what a naming emits leaves the isolate with the next call into it: this one, if no batch comes first
-    ctx.every(FLUSH_MS, () => {})
-    await profiler.start()
+    const overflows = new KernelOverflows(ctx)
+    const profile = new SampledProfile(ctx, {
+      type: 'offcpu',
+      title: 'off-CPU profile',
+      // the samples' values are the ns each block lasted
+      emit: (b, frames) => ctx.emit.profile({ type: 'offcpu', frames, values: [b.value], timeNs: ctx.time.wallNs(b.lastNs), ...threadOf(b) }),
+      emitMoreMetrics: () => overflows.emit(),
+    })
+    followStacks(ctx, 'offcpu:samples', profile, { flush: true })
+    await startWatching(ctx)
   },
 })
 
-/** The blocked time of one (process, thread, user stack, kernel stack) in the interval. */
-interface Blocked {
-  pid: number
-  tid: number
-  comm: string
-  user: number[]
-  kernel: bigint[]
-  truncated: string | undefined
-  ns: number
-  samples: number
-  lastNs: number
+/** Claims the threshold and the pid filter: the kernel records nothing before. */
+async function startWatching(ctx: PluginContext<Config>): Promise<void> {
+  const { min_block_ms: minBlockMs, target_pids: pids } = ctx.config
+  if (!(minBlockMs >= 0)) throw new Error(`offcpu-profile: min_block_ms must be a number of milliseconds, 0 or more; got ${JSON.stringify(minBlockMs)}`)
+  for (const pid of new Set(pids)) await ctx.map('offcpu:targets').claim(u32(pid), new Uint8Array([1]))
+  const options = new Uint8Array(OFFCPU_OPTIONS_SIZE)
+  const observe = pids.length > 0 ? OFFCPU_OBSERVE_TARGETS : OFFCPU_OBSERVE_ALL
+  encodeOffcpuOptions({ min_block_ns: Math.round(minBlockMs * 1e6), observe, pad: 0 }, new DataView(options.buffer), 0)
+  await ctx.map('offcpu:options').claim(u32(0), options)
+  ctx.log.info(`off-CPU profiles of blocks of ${minBlockMs} ms or more in ${describeTargets(pids)}, exported every ${ctx.config.collect_interval_ms} ms`)
 }
 
-const u32 = (n: number): Uint8Array => new Uint8Array(new Uint32Array([n]).buffer)
-/** Stacks per ctx.symbolize call: the host's event loop runs between calls. */
-const SYMBOLIZE_CHUNK = 1000
-/** How often the plugin is called when no batch comes, so that a naming's emits leave soon after it ends. */
-const FLUSH_MS = 500
-
-class OffCpuProfiler {
+/** The long blocks the kernel could not send, by reason: counted lost at each collection. */
+class KernelOverflows {
   readonly #ctx: PluginContext<Config>
-  #blocked = new Map<string, Blocked>()
-  /** The namings under way, one interval after the other. */
-  #naming: Promise<void> = Promise.resolve()
-  #samples = new Map<string, number>()
-  #lost = 0
-  /** The kernel's overflow counts at the last collection, by reason. */
-  #overflows = new Array<number>(OFFCPU_OVERFLOWS).fill(0)
+  /** The kernel's counts at the last collection, by reason. */
+  #last = new Array<number>(OFFCPU_OVERFLOWS).fill(0)
 
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
   }
 
-  /** Claims the threshold and the pid filter: the kernel records nothing before. */
-  async start(): Promise<void> {
-    const { min_block_ms: minBlockMs, target_pids: pids } = this.#ctx.config
-    if (!(minBlockMs >= 0)) throw new Error(`offcpu-profile: min_block_ms must be a number of milliseconds, 0 or more; got ${JSON.stringify(minBlockMs)}`)
-    for (const pid of new Set(pids)) await this.#ctx.map('offcpu:targets').claim(u32(pid), new Uint8Array([1]))
-    const options = new Uint8Array(OFFCPU_OPTIONS_SIZE)
-    const observe = pids.length > 0 ? OFFCPU_OBSERVE_TARGETS : OFFCPU_OBSERVE_ALL
-    encodeOffcpuOptions({ min_block_ns: Math.round(minBlockMs * 1e6), observe, pad: 0 }, new DataView(options.buffer), 0)
-    await this.#ctx.map('offcpu:options').claim(u32(0), options)
-    this.#ctx.log.info(`off-CPU profiles of blocks of ${minBlockMs} ms or more in ${pids.length === 0 ? 'every process' : `pids ${pids.join(', ')}`}, exported every ${this.#ctx.config.collect_interval_ms} ms`)
-  }
-
-  add(sample: StackSample): void {
-    const reason = sample.truncated ?? 'none'
-    this.#samples.set(reason, (this.#samples.get(reason) ?? 0) + 1)
-    const key = `${sample.pid}:${sample.tid}:${sample.user.join(',')}|${sample.kernel.join(',')}|${reason}`
-    const blocked = this.#blocked.get(key)
-    if (blocked !== undefined) {
-      blocked.ns += sample.value
-      blocked.samples++
-      blocked.lastNs = sample.timeNs
-      return
-    }
-    if (this.#blocked.size >= this.#ctx.config.max_stacks) {
-      this.#lost++
-      return
-    }
-    this.#blocked.set(key, { pid: sample.pid, tid: sample.tid, comm: sample.comm, user: sample.user, kernel: sample.kernel, truncated: sample.truncated, ns: sample.value, samples: 1, lastNs: sample.timeNs })
-  }
-
-  lose(samples: number): void {
-    this.#lost += samples
-  }
-
-  /** Takes the interval's blocked time and names it after the namings before it, without holding up the timer. */
-  collect(): void {
-    const blocked = [...this.#blocked.values()]
-    const samples = this.#samples
-    const lost = this.#lost
-    this.#blocked = new Map()
-    this.#samples = new Map()
-    this.#lost = 0
-    // the counts go out with the stacks they count
-    this.#naming = this.#naming.then(async () => {
-      let unnamed = 0
-      try {
-        await this.#emit(blocked)
-      } catch (error) {
-        unnamed = blocked.reduce((sum, b) => sum + b.samples, 0)
-        this.#ctx.log.error(`off-CPU profile: naming ${blocked.length} stacks failed (${(error as Error).message}); their samples are counted lost`)
-      }
-      await this.#emitSelfMetrics(samples, lost + unnamed)
-    }).catch((error: Error) => this.#ctx.log.error(`off-CPU profile: ${error.message}`))
-  }
-
-  /** Names the distinct stacks of `blocked`, SYMBOLIZE_CHUNK a call, and emits a profile sample per stack. */
-  async #emit(blocked: Blocked[]): Promise<void> {
-    if (blocked.length === 0) return
-    // threads of a process share stacks: each distinct (pid, stack) is named once
-    const index = new Map<string, number>()
-    const stacks: { pid: number; user: number[]; kernel: bigint[] }[] = []
-    const stackOf = blocked.map((b) => {
-      const key = `${b.pid}:${b.user.join(',')}|${b.kernel.join(',')}`
-      let at = index.get(key)
-      if (at === undefined) {
-        at = stacks.push({ pid: b.pid, user: b.user, kernel: b.kernel }) - 1
-        index.set(key, at)
-      }
-      return at
-    })
-    const named: FrameInput[][] = []
-    for (let at = 0; at < stacks.length; at += SYMBOLIZE_CHUNK) named.push(...await this.#ctx.symbolize(stacks.slice(at, at + SYMBOLIZE_CHUNK)))
-    blocked.forEach((b, i) => {
-      const frames: FrameInput[] = named[stackOf[i]!]!
-      // a process gone before its stack was unwound
-      if (b.truncated === undefined && frames.length === 0) frames.push({ address: 0, function: '[no stack]' })
-      this.#ctx.emit.profile({
-        type: 'offcpu',
-        frames: b.truncated === undefined ? frames : [...frames, { address: 0, function: `[truncated: ${b.truncated}]` }],
-        values: [b.ns],
-        timeNs: this.#ctx.time.wallNs(b.lastNs),
-        labels: { 'process.pid': b.pid, 'thread.id': b.tid, 'thread.name': b.comm },
-        process: { pid: b.pid },
-      })
-    })
-  }
-
-  async #emitSelfMetrics(samplesByEnd: Map<string, number>, lost: number): Promise<void> {
-    const type = { 'profile.type': 'offcpu' }
-    let total = 0
-    for (const [reason, samples] of samplesByEnd) {
-      total += samples
-      if (reason !== 'none') this.#ctx.emit.metric({ name: 'periscope.profile.stacks.truncated', kind: 'counter', unit: '{sample}', value: samples, attributes: { ...type, reason } })
-    }
-    if (total > 0) this.#ctx.emit.metric({ name: 'periscope.profile.samples', kind: 'counter', unit: '{sample}', value: total, attributes: type })
-    if (lost > 0) this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: lost, attributes: type })
+  async emit(): Promise<void> {
     const now = new Array<number>(OFFCPU_OVERFLOWS).fill(0)
     for (const [key, perCpu] of await this.#ctx.map('offcpu:overflows').entriesPerCpu()) {
       const reason = new DataView(key.buffer, key.byteOffset, key.byteLength).getUint32(0, true)
       for (const bytes of perCpu) now[reason]! += Number(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true))
     }
     now.forEach((count, reason) => {
-      if (count > this.#overflows[reason]!) this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: count - this.#overflows[reason]!, attributes: { ...type, reason: overflowReasons[reason]! } })
+      if (count > this.#last[reason]!) this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: count - this.#last[reason]!, attributes: { 'profile.type': 'offcpu', reason: overflowReasons[reason]! } })
     })
-    this.#overflows = now
+    this.#last = now
   }
 }
