@@ -6,39 +6,23 @@
  * refused on the host with a message saying what is wrong.
  */
 import assert from 'node:assert/strict'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { execFileSync, spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { after, afterEach, before, describe, it } from 'node:test'
+import { afterEach, describe, it } from 'node:test'
 import { probeAttach } from '../../runtime/bpf/features.ts'
 import { onlineCpus } from '../../runtime/bpf/links.ts'
 import { bootTimeNs } from '../../runtime/bpf/clock.ts'
-import { pollUntil } from '../peers/poll.ts'
 import { startHarness, type Harness } from '../plugin-harness.ts'
 import { requireFeature, root } from './kernel.ts'
 import { decodersPath, plugin, provider } from './plugin-api-fixture.ts'
+import { useBurner } from './unwind-burner.ts'
 
-const work = mkdtempSync(join(tmpdir(), 'periscope-stack-api-'))
-const burner = join(work, 'burner')
-let child: ChildProcess
+const burner = useBurner('periscope-stack-api-', ['-fno-omit-frame-pointer'])
 let h: Harness | undefined
-
-before(async () => {
-  execFileSync('cc', ['-O2', '-fno-omit-frame-pointer', '-o', burner, join(root, 'test/bpf/fixtures/unwind-burner.c')])
-  child = spawn(burner, { stdio: 'ignore', env: {} })
-  const userTicks = () => Number(readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[11])
-  await pollUntil(() => userTicks() >= 5, { what: 'the burner to run 50 ms of CPU', timeoutMs: 60_000 })
-})
 
 afterEach(async () => {
   await h?.close()
   h = undefined
-})
-
-after(() => {
-  child?.kill('SIGKILL')
-  rmSync(work, { recursive: true, force: true })
 })
 
 /** A plugin that profiles `pid` at 99 Hz until it has `count` samples, then names their distinct stacks and logs what it saw. */
@@ -79,7 +63,7 @@ describe('ctx.attach perfEvent, ctx.onStack and ctx.symbolize on the kernel', ()
     const harness = h
     const startNs = Number(bootTimeNs())
     const loaded = harness.nextEvent('loaded', 'prof')
-    harness.write('prof.ts', profiler('prof', child.pid!, 100))
+    harness.write('prof.ts', profiler('prof', burner.pid, 100))
     await loaded
     await harness.waitFor(() => harness.sink.signals('prof').logs.length > 0, 'the profiler plugin to report 100 samples', 120_000)
     const report = harness.sink.signals('prof').logs[0]!.attributes as Record<string, unknown>
@@ -90,7 +74,7 @@ describe('ctx.attach perfEvent, ctx.onStack and ctx.symbolize on the kernel', ()
     assert.equal(links[0]!.id, report.link)
     assert.match(links[0]!.attach, /^perf_event type 1 config 0 cpu \d+$/)
 
-    assert.deepEqual(report.pids, [child.pid], 'the kernel filter passes the claimed process only')
+    assert.deepEqual(report.pids, [burner.pid], 'the kernel filter passes the claimed process only')
     assert.deepEqual(report.comms, ['burner'])
     assert.deepEqual(report.values, [1], 'a CPU sample weighs one')
     assert.deepEqual(report.truncated, [], 'every stack of the burner is whole')
@@ -101,7 +85,7 @@ describe('ctx.attach perfEvent, ctx.onStack and ctx.symbolize on the kernel', ()
       assert.match(stack, /^(.* < asm_\w+ < )?(hot_loop|cold_loop) < middle < main < /, stack)
       assert.match(stack, / < _start$/, stack)
     }
-    assert.ok((report.modules as string[]).includes(burner))
+    assert.ok((report.modules as string[]).includes(burner.path))
 
     const unloaded = harness.nextEvent('unloaded', 'prof')
     harness.remove('prof.ts')
@@ -111,7 +95,7 @@ describe('ctx.attach perfEvent, ctx.onStack and ctx.symbolize on the kernel', ()
 
   it('names kernel frames of a process in system calls', async (t) => {
     if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
-    const reader = join(work, 'syscall-burner')
+    const reader = join(burner.work, 'syscall-burner')
     execFileSync('cc', ['-O2', '-fno-omit-frame-pointer', '-o', reader, join(root, 'test/bpf/fixtures/syscall-burner.c')])
     // one-byte reads: most of its time in the kernel's read path
     const dd = spawn(reader, { stdio: 'ignore' })

@@ -7,39 +7,24 @@
  * deadline does not stop the plugin.
  */
 import assert from 'node:assert/strict'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { execFileSync, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { after, afterEach, before, describe, it } from 'node:test'
+import { afterEach, describe, it } from 'node:test'
 import { probeAttach } from '../../runtime/bpf/features.ts'
 import { ProcessMappings } from '../../runtime/symbols/mappings.ts'
 import type { MetricPointInput, ProfileSampleInput } from '../../runtime/telemetry/signals.ts'
-import { pollUntil } from '../peers/poll.ts'
 import { startHarness, type Harness } from '../plugin-harness.ts'
 import { requireFeature, root } from './kernel.ts'
 import { decodersPath, provider } from './plugin-api-fixture.ts'
+import { useBurner } from './unwind-burner.ts'
 
-const work = mkdtempSync(join(tmpdir(), 'periscope-cpu-plugin-'))
-const burner = join(work, 'burner')
-let child: ChildProcess
+const burner = useBurner('periscope-cpu-plugin-', ['-fomit-frame-pointer'])
 let h: Harness | undefined
-
-before(async () => {
-  execFileSync('cc', ['-O2', '-fomit-frame-pointer', '-o', burner, join(root, 'test/bpf/fixtures/unwind-burner.c')])
-  child = spawn(burner, { stdio: 'ignore', env: {} })
-  const userTicks = () => Number(readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[11])
-  await pollUntil(() => userTicks() >= 5, { what: 'the burner to run 50 ms of CPU', timeoutMs: 60_000 })
-})
 
 afterEach(async () => {
   await h?.close()
   h = undefined
-})
-
-after(() => {
-  child?.kill('SIGKILL')
-  rmSync(work, { recursive: true, force: true })
 })
 
 const sum = (values: number[]) => values.reduce((a, b) => a + b, 0)
@@ -51,7 +36,7 @@ async function profile(count: number, options: { objects?: Record<string, Record
   const limits = options.callDeadline === undefined ? {} : { resource_limits: { call_deadline: options.callDeadline } }
   h = await startHarness({
     provider: provider(), decodersPath,
-    config: { objects: options.objects ?? {}, plugins: { 'cpu-profile': { config: { frequency: 99, collect_interval_ms: 1000, target_pids: [options.pid ?? child.pid!] }, ...limits } } },
+    config: { objects: options.objects ?? {}, plugins: { 'cpu-profile': { config: { frequency: 99, collect_interval_ms: 1000, target_pids: [options.pid ?? burner.pid] }, ...limits } } },
   })
   const harness = h
   const startMs = Date.now()
@@ -77,22 +62,22 @@ describe('the cpu-profile plugin', () => {
   it('exports the target\'s samples as counted by the self-metric, labelled with its thread, at a wall time of this run, with file offsets and build ids', async (t) => {
     if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
     const { profiles, metrics, startMs } = await profile(100)
-    const maps = ProcessMappings.read(child.pid!)
-    const buildId = /Build ID: ([0-9a-f]+)/.exec(execFileSync('readelf', ['-n', burner], { encoding: 'utf8' }))![1]
+    const maps = ProcessMappings.read(burner.pid)
+    const buildId = /Build ID: ([0-9a-f]+)/.exec(execFileSync('readelf', ['-n', burner.path], { encoding: 'utf8' }))![1]
     const samples = sum(profiles.map((p) => p.values[0]!))
     assert.equal(metricTotal(metrics, 'periscope.profile.samples', { 'profile.type': 'cpu' }), samples, 'the self-metric counts what the profiles hold')
     assert.equal(metricTotal(metrics, 'periscope.profile.stacks.truncated'), 0)
     for (const p of profiles) {
       assert.equal(p.type, 'cpu')
       assert.equal(p.values[1], p.values[0]! * Math.round(1e9 / 99), 'cpu ns: samples × the sampling period')
-      assert.deepEqual(p.labels, { 'process.pid': child.pid, 'thread.id': child.pid, 'thread.name': 'burner' })
-      assert.deepEqual(p.process, { pid: child.pid })
+      assert.deepEqual(p.labels, { 'process.pid': burner.pid, 'thread.id': burner.pid, 'thread.name': 'burner' })
+      assert.deepEqual(p.process, { pid: burner.pid })
       assert.ok(p.timeNs! >= startMs * 1e6 && p.timeNs! <= Date.now() * 1e6, `sample time ${p.timeNs} within the run`)
       const names = p.frames.map((f) => f.function ?? '?')
       assert.equal(names.at(-1), '_start', names.join(' < '))
       assert.ok(names.includes('main'), names.join(' < '))
       // a backend names a frame later from the file offset (address - start) and the build id
-      for (const frame of p.frames.filter((f) => f.mapping?.file === burner)) {
+      for (const frame of p.frames.filter((f) => f.mapping?.file === burner.path)) {
         const mapping = maps.find(frame.address)!
         assert.equal(frame.address - frame.mapping!.start!, frame.address - Number(mapping.start) + Number(mapping.offset))
         assert.equal(frame.mapping!.offset, 0)
