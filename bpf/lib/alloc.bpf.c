@@ -11,12 +11,11 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "periscope.h"
+#include "libc_mappings.h"
+#include "overflow_counter.h"
 #include "alloc.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-/* include/linux/mm.h */
-#define VM_EXEC 0x00000004
 
 /*
  * The call a thread is in. glibc's realloc may call malloc or free itself (realloc(NULL, n),
@@ -62,31 +61,10 @@ RECORD(exits, struct alloc_stats);
 
 DROP_COUNTER;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, ALLOC_OVERFLOWS);
-	__type(key, __u32);
-	__type(value, __u64);
-} overflows SEC(".maps");
-
-/* per-CPU room for bpf_d_path */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, char[ALLOC_PATH_LEN]);
-} path_buffer SEC(".maps");
+OVERFLOW_COUNTER(overflows, ALLOC_OVERFLOWS);
 
 /* a process's counters start from these zeroes (in .bss: nothing writes them, and .rodata would make them a setting) */
 struct alloc_stats empty_stats = {};
-
-static __always_inline void count_overflow(__u32 reason)
-{
-	__u64 *count = bpf_map_lookup_elem(&overflows, &reason);
-
-	if (count)
-		*count += 1;
-}
 
 static __always_inline struct alloc_stats *current_stats(__u32 tgid)
 {
@@ -261,32 +239,5 @@ int handle_exit(void *ctx)
 	bpf_for_each_map_elem(&blocks, forget_block, &tgid, 0);
 	if (last)
 		bpf_ringbuf_submit(last, 0);
-	return 0;
-}
-
-/* "<path>\n" for each file a process maps executable whose name starts with "libc.so" or "libc-" */
-SEC("iter/task_vma")
-int libc_mappings(struct bpf_iter__task_vma *ctx)
-{
-	struct vm_area_struct *vma = ctx->vma;
-	struct file *file;
-	const unsigned char *name;
-	char prefix[6] = {};
-	__u32 zero = 0;
-	char *path;
-
-	if (!vma || !ctx->task || !(vma->vm_flags & VM_EXEC))
-		return 0;
-	file = vma->vm_file;
-	if (!file)
-		return 0;
-	name = file->f_path.dentry->d_name.name;
-	bpf_probe_read_kernel(prefix, sizeof(prefix) - 1, name);
-	if (prefix[0] != 'l' || prefix[1] != 'i' || prefix[2] != 'b' || prefix[3] != 'c' || (prefix[4] != '.' && prefix[4] != '-'))
-		return 0;
-	path = bpf_map_lookup_elem(&path_buffer, &zero);
-	if (!path || bpf_d_path((struct path *)&file->f_path, path, ALLOC_PATH_LEN) < 0)
-		return 0;
-	BPF_SEQ_PRINTF(ctx->meta->seq, "%s\n", path);
 	return 0;
 }

@@ -3,7 +3,6 @@
 #define ALLOC_H
 
 #define ALLOC_COMM_LEN 16
-#define ALLOC_PATH_LEN 256
 
 /* the libc functions followed, by index in `calls` */
 enum alloc_func {

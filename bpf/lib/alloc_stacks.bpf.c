@@ -17,13 +17,11 @@
 #include <bpf/bpf_tracing.h>
 #include "periscope.h"
 #include "sample_buffer.h"
+#include "libc_mappings.h"
+#include "overflow_counter.h"
 #include "alloc_stacks.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-/* include/linux/mm.h */
-#define VM_EXEC 0x00000004
-#define ALLOC_STACKS_PATH_LEN 256
 
 /* the most stack bytes copied per sample, up to SAMPLE_BUFFER_MAX_BYTES */
 const volatile __u32 stack_bytes = 8192;
@@ -76,14 +74,6 @@ struct {
 /* where a sample is built, so that the ring gets only its filled bytes */
 SAMPLE_BUFFER_MAP(sample_buffer);
 
-/* per-CPU room for bpf_d_path */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, char[ALLOC_STACKS_PATH_LEN]);
-} path_buffer SEC(".maps");
-
 /* processes with sampled blocks, whose exit forgets them */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -92,20 +82,7 @@ struct {
 	__type(value, __u8);
 } sampled_processes SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, ALLOC_STACKS_OVERFLOWS);
-	__type(key, __u32);
-	__type(value, __u64);
-} overflows SEC(".maps");
-
-static __always_inline void count_overflow(__u32 reason)
-{
-	__u64 *count = bpf_map_lookup_elem(&overflows, &reason);
-
-	if (count)
-		*count += 1;
-}
+OVERFLOW_COUNTER(overflows, ALLOC_STACKS_OVERFLOWS);
 
 /* a random gap in [1, 2 * mean]: a mean of `mean` bytes between samples */
 static __always_inline __s64 next_gap(__u64 mean)
@@ -294,32 +271,5 @@ int handle_exit(void *ctx)
 		return 0;
 	bpf_for_each_map_elem(&live, forget_process_block, &tgid, 0);
 	bpf_map_delete_elem(&sampled_processes, &tgid);
-	return 0;
-}
-
-/* "<path>\n" for each file a process maps executable whose name starts with "libc.so" or "libc-" */
-SEC("iter/task_vma")
-int libc_mappings(struct bpf_iter__task_vma *ctx)
-{
-	struct vm_area_struct *vma = ctx->vma;
-	struct file *file;
-	const unsigned char *name;
-	char prefix[6] = {};
-	__u32 zero = 0;
-	char *path;
-
-	if (!vma || !ctx->task || !(vma->vm_flags & VM_EXEC))
-		return 0;
-	file = vma->vm_file;
-	if (!file)
-		return 0;
-	name = file->f_path.dentry->d_name.name;
-	bpf_probe_read_kernel(prefix, sizeof(prefix) - 1, name);
-	if (prefix[0] != 'l' || prefix[1] != 'i' || prefix[2] != 'b' || prefix[3] != 'c' || (prefix[4] != '.' && prefix[4] != '-'))
-		return 0;
-	path = bpf_map_lookup_elem(&path_buffer, &zero);
-	if (!path || bpf_d_path((struct path *)&file->f_path, path, ALLOC_STACKS_PATH_LEN) < 0)
-		return 0;
-	BPF_SEQ_PRINTF(ctx->meta->seq, "%s\n", path);
 	return 0;
 }
