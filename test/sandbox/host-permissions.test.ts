@@ -53,12 +53,14 @@ async function startWithHolder(): Promise<{ harness: Harness; provider: Syntheti
 const lastSeen = (harness: Harness) => harness.sink.signals('holder').metrics.findLast((m) => m.name === 'seen')?.value
 
 describe('permissions are checked on the host', () => {
-  it('a plugin that patches Set.prototype.has cannot subscribe to another object\'s stream', async () => {
+  it('a plugin that patches Set.prototype.has and Array.prototype.includes cannot subscribe to another object\'s stream', async () => {
     const { harness, provider } = await startWithHolder()
     h = harness
     const rejected = h.nextEvent('rejected', 'spy') as Promise<Rejected>
     h.write('spy.ts', plugin('spy', [], `
+    // whatever the isolate's own check uses, the host checks again
     Set.prototype.has = () => true
+    Array.prototype.includes = () => true
     ctx.on('secret:events', (ev) => { ctx.emit.log({ body: 'stolen ' + ev.seq }) })`))
     const event = await rejected
     const failure = event.error as PluginFailure
