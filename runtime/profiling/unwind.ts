@@ -27,6 +27,7 @@ import { CFA_PLT, DWARF_RBP, DWARF_RSP, EhFrameTables, RULE_OFFSET, RULE_UNDEFIN
 import { ProcessMappings, type Mapping } from '../symbols/mappings.ts'
 import { PerfMap } from '../symbols/perf-map.ts'
 import { UNWIND_BAD_FRAME, UNWIND_COMPLETE, UNWIND_COPY_ENDED, UNWIND_NO_MAPPING, UNWIND_NO_RULE, UNWIND_TOO_DEEP } from './stack-record.ts'
+import { lastAtOrBefore } from '../symbols/sorted.ts'
 
 export { UNWIND_BAD_FRAME, UNWIND_COMPLETE, UNWIND_COPY_ENDED, UNWIND_END_NAMES, UNWIND_NO_MAPPING, UNWIND_NO_RULE, UNWIND_TOO_DEEP } from './stack-record.ts'
 
@@ -113,17 +114,7 @@ function processState(mappings: ProcessMappings): ProcessState {
 
 /** The index of the mapping holding `pc`, or -1. */
 function mappingIndex(state: ProcessState, pc: number): number {
-  const starts = state.starts
-  let low = 0, high = starts.length - 1, found = -1
-  while (low <= high) {
-    const middle = (low + high) >>> 1
-    if (starts[middle]! <= pc) {
-      found = middle
-      low = middle + 1
-    } else {
-      high = middle - 1
-    }
-  }
+  const found = lastAtOrBefore(state.starts, pc)
   return found >= 0 && pc < state.ends[found]! ? found : -1
 }
 

@@ -24,6 +24,7 @@
  */
 import { statSync } from 'node:fs'
 import { ElfError, ElfFile, MACHINE_X86_64 } from './elf.ts'
+import { lastAtOrBefore } from './sorted.ts'
 
 /** DWARF register numbers of x86-64 (System V psABI, figure 3.36). */
 export const DWARF_RBP = 6
@@ -152,17 +153,7 @@ export class EhFrameTable implements UnwindTable {
 
   /** The index of the row covering virtual address `pc`, or -1 where no FDE covers it. */
   find(pc: number): number {
-    const pcs = this.pcs
-    let low = 0, high = pcs.length - 1, found = -1
-    while (low <= high) {
-      const middle = (low + high) >>> 1
-      if (pcs[middle]! <= pc) {
-        found = middle
-        low = middle + 1
-      } else {
-        high = middle - 1
-      }
-    }
+    const found = lastAtOrBefore(this.pcs, pc)
     return found < 0 || this.cfaRegister[found] === CFA_NONE ? -1 : found
   }
 
@@ -750,18 +741,8 @@ export class LazyEhFrameTable implements UnwindTable {
     if (fde < 0) return -1
     if (this.#firstRow[fde] === 0) this.#read(fde)
     const first = this.#firstRow[fde]! - 1
-    const pcs = this.#rows.pcs
-    let low = first, high = first + this.#rowCount[fde]! - 1, found = -1
-    while (low <= high) {
-      const middle = (low + high) >>> 1
-      if (pcs[middle]! <= pc) {
-        found = middle
-        low = middle + 1
-      } else {
-        high = middle - 1
-      }
-    }
-    return found < 0 || this.#rows.cfaRegister[found] === CFA_NONE ? -1 : found
+    const found = lastAtOrBefore(this.#rows.pcs, pc, first, first + this.#rowCount[fde]!)
+    return found < first || this.#rows.cfaRegister[found] === CFA_NONE ? -1 : found
   }
 
   /** The row at index `index` (of the last find()) as plain values. */
@@ -771,18 +752,7 @@ export class LazyEhFrameTable implements UnwindTable {
 
   /** The index of the last FDE starting at or before `pc`, or -1. */
   #fdeAt(pc: number): number {
-    const starts = this.fdeStarts
-    let low = 0, high = starts.length - 1, found = -1
-    while (low <= high) {
-      const middle = (low + high) >>> 1
-      if (starts[middle]! <= pc) {
-        found = middle
-        low = middle + 1
-      } else {
-        high = middle - 1
-      }
-    }
-    return found
+    return lastAtOrBefore(this.fdeStarts, pc)
   }
 
   /** Runs FDE `fde`'s instructions into the cache, ending its rows with a gap where it ends. */

@@ -16,6 +16,7 @@
  *   const fileOffset = m.offset + (0x55d0c0a01234n - m.start)
  */
 import { readFileSync, statSync } from 'node:fs'
+import { lastAtOrBefore } from './sorted.ts'
 
 export type MappingKind = 'file' | 'anonymous' | 'vdso' | 'vsyscall' | 'other'
 
@@ -89,15 +90,9 @@ export class ProcessMappings {
 
   /** The index in `mappings` of the one holding `address`, or -1. */
   indexOf(address: bigint | number): number {
-    const key = Number(address)
-    let low = 0, high = this.#starts.length
-    while (low < high) {
-      const middle = (low + high) >>> 1
-      if (this.#starts[middle]! <= key) low = middle + 1
-      else high = middle
-    }
-    const mapping = this.mappings[low - 1]
-    return mapping !== undefined && BigInt(address) < mapping.end ? low - 1 : -1
+    const index = lastAtOrBefore(this.#starts, Number(address))
+    const mapping = this.mappings[index]
+    return mapping !== undefined && BigInt(address) < mapping.end ? index : -1
   }
 
   /**

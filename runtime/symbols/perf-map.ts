@@ -11,6 +11,7 @@
  * overlap, the later wins.
  */
 import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs'
+import { lastAtOrBefore } from './sorted.ts'
 
 /** Ranges before the one found that a lookup also tries, for the later of overlapping lines. */
 const OVERLAP_LOOKBACK = 64
@@ -107,14 +108,9 @@ export class PerfMap {
 
   /** The JIT code holding `address`, or undefined. */
   lookup(address: number): JitSymbol | undefined {
-    let low = 0, high = this.#sortedStarts.length
-    while (low < high) {
-      const middle = (low + high) >>> 1
-      if (this.#sortedStarts[middle]! <= address) low = middle + 1
-      else high = middle
-    }
+    const last = lastAtOrBefore(this.#sortedStarts, address)
     let best = -1
-    for (let i = low - 1; i >= 0 && i >= low - OVERLAP_LOOKBACK; i--) {
+    for (let i = last; i >= 0 && i >= last + 1 - OVERLAP_LOOKBACK; i--) {
       const line = this.#order[i]!
       if (address < this.#ends[line]! && line > best) best = line
     }

@@ -7,6 +7,8 @@
  * Addresses are numbers: user-space addresses (< 2^47) and offsets inside the kernel's text fit
  * a double exactly; kallsyms.ts subtracts a base to get there.
  */
+import { lastAtOrBefore } from './sorted.ts'
+
 /** How many ranges before the one found a lookup also tries, for a range nested in a larger one. */
 const NESTING_LOOKBACK = 8
 
@@ -74,13 +76,8 @@ export class SymbolTable {
 
   /** The index of the range holding `address`, or -1. */
   indexOf(address: number): number {
-    let low = 0, high = this.#starts.length
-    while (low < high) {
-      const middle = (low + high) >>> 1
-      if (this.#starts[middle]! <= address) low = middle + 1
-      else high = middle
-    }
-    for (let i = low - 1; i >= 0 && i >= low - 1 - NESTING_LOOKBACK; i--) {
+    const last = lastAtOrBefore(this.#starts, address)
+    for (let i = last; i >= 0 && i >= last - NESTING_LOOKBACK; i--) {
       if (address < this.#ends[i]!) return i
     }
     return -1
