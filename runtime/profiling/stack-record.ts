@@ -15,8 +15,9 @@
  *   56 user addresses f64 × user frames, innermost first (the sampled ip first)
  *   …  kernel addresses u64 × kernel frames, innermost first
  *
- * This module imports nothing: the isolate bootstrap bundles it.
+ * This module imports only types: the isolate bootstrap bundles it.
  */
+import type { StackSample } from '../plugins/api.ts'
 
 export const STACK_RECORD_TIMESTAMP = 0
 export const STACK_RECORD_PID = 8
@@ -50,21 +51,9 @@ export function stackRecordBytes(user: number, kernel: number): number {
   return STACK_RECORD_FRAMES + 8 * (user + kernel)
 }
 
-/** One unwound sample, as ctx.onStack handlers receive it (runtime/plugins/api.ts documents each field). */
-export interface DecodedStackSample {
-  timeNs: number
-  pid: number
-  tid: number
-  cpu: number
-  comm: string
-  value: number
-  user: number[]
-  kernel: bigint[]
-  truncated: string | undefined
-}
 
 /** Decodes the compact record at `offset` of `view`. */
-export function decodeStackRecord(view: DataView, offset: number): DecodedStackSample {
+export function decodeStackRecord(view: DataView, offset: number): StackSample {
   const userFrames = view.getUint16(offset + STACK_RECORD_USER_FRAMES, true)
   const kernelFrames = view.getUint16(offset + STACK_RECORD_KERNEL_FRAMES, true)
   const user = new Array<number>(userFrames)
