@@ -6,7 +6,7 @@
  * the count never touches zero and the kernel links stay attached.
  */
 import type { RecordBatch } from './bpf/batch.ts'
-import { type Holder, MapClaims, PluginApiError, SharedUprobes, type UprobeRequest } from './holds.ts'
+import { holdLink, type Holder, MapClaims, PluginApiError, SharedUprobes, type UprobeRequest } from './holds.ts'
 
 export type { Holder, RecordBatch, UprobeRequest }
 
@@ -289,21 +289,7 @@ export class Bus {
       shared = { object: name, link, holds: 0 }
       this.perfEvents.set(key, shared)
     }
-    shared.holds++
-    const held = shared
-    let released = false
-    return {
-      id: held.link.id,
-      release: () => {
-        if (released) return false
-        released = true
-        if (--held.holds === 0) {
-          this.perfEvents.delete(key)
-          held.link.detach()
-        }
-        return true
-      },
-    }
+    return holdLink(this.perfEvents, key, shared)
   }
 
   /** The struct the records of stream `topic` are, by BTF name; undefined when the object does not say. */

@@ -180,6 +180,27 @@ export function uprobeKind(section: string): 'uprobe' | 'uretprobe' | undefined 
   return match === null ? undefined : (match[1] as 'uprobe' | 'uretprobe')
 }
 
+/**
+ * One more hold on `shared`, a kernel link kept in `table` under `key` by every holder of the same
+ * target: the returned release() is idempotent, and the last one detaches the link.
+ */
+export function holdLink<T extends { link: { id: number; detach(): void }; holds: number }>(table: Map<string, T>, key: string, shared: T): { id: number; release(): boolean } {
+  shared.holds++
+  let released = false
+  return {
+    id: shared.link.id,
+    release: () => {
+      if (released) return false
+      released = true
+      if (--shared.holds === 0) {
+        table.delete(key)
+        shared.link.detach()
+      }
+      return true
+    },
+  }
+}
+
 export class SharedUprobes {
   private readonly links = new Map<string, SharedLink>()
 
@@ -219,21 +240,7 @@ export class SharedUprobes {
       shared = { object: objectName, program, attach: target, link, holds: 0 }
       this.links.set(key, shared)
     }
-    shared.holds++
-    const held = shared
-    let released = false
-    return {
-      id: held.link.id,
-      release: () => {
-        if (released) return false
-        released = true
-        if (--held.holds === 0) {
-          this.links.delete(key)
-          held.link.detach()
-        }
-        return true
-      },
-    }
+    return holdLink(this.links, key, shared)
   }
 
   /** Forgets an object's links once it closed (closing detached them). */
