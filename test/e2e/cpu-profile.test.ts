@@ -17,10 +17,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { gunzipSync } from 'node:zlib'
-import { Profile } from 'pprof-format'
 import { pollUntil } from '../peers/poll.ts'
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
+import { storedProfiles } from '../peers/pprof-files.ts'
 import { REDIS_BENCHMARK, startRedis, type Redis } from '../peers/redis.ts'
 
 const root = join(import.meta.dirname, '../..')
@@ -38,21 +37,7 @@ interface Sampled {
 
 /** Every sample of every pprof file the run wrote so far. */
 function readProfiles(periscope: Periscope): Sampled[] {
-  const dir = join(periscope.dir, 'data', 'profiles')
-  let files: string[]
-  try {
-    files = readdirSync(dir).filter((f) => f.endsWith('.pb.gz'))
-  } catch {
-    return []
-  }
-  return files.flatMap((file) => {
-    let profile: Profile
-    try {
-      profile = Profile.decode(gunzipSync(readFileSync(join(dir, file))))
-    } catch {
-      // being written: read at the next poll
-      return []
-    }
+  return storedProfiles(periscope).flatMap(({ file, profile }) => {
     const str = (i: unknown) => profile.stringTable.strings[Number(i)]!
     const functions = new Map(profile.function.map((f) => [Number(f.id), str(f.name)]))
     const locations = new Map(profile.location.map((l) => [Number(l.id), l.line.map((line) => functions.get(Number(line.functionId)) ?? '?')[0] ?? '?']))

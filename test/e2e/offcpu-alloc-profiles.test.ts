@@ -10,15 +10,14 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
-import { gunzipSync } from 'node:zlib'
-import { Profile } from 'pprof-format'
 import { pollUntil } from '../peers/poll.ts'
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
+import { storedProfiles } from '../peers/pprof-files.ts'
 
 const root = join(import.meta.dirname, '../..')
 const work = mkdtempSync(join(tmpdir(), 'periscope-offcpu-alloc-'))
@@ -35,21 +34,7 @@ interface Sampled {
 }
 
 function readProfiles(periscope: Periscope): Sampled[] {
-  const dir = join(periscope.dir, 'data', 'profiles')
-  let files: string[]
-  try {
-    files = readdirSync(dir).filter((f) => f.endsWith('.pb.gz')).sort()
-  } catch {
-    return []
-  }
-  return files.flatMap((file) => {
-    let profile: Profile
-    try {
-      profile = Profile.decode(gunzipSync(readFileSync(join(dir, file))))
-    } catch {
-      // being written: read at the next poll
-      return []
-    }
+  return storedProfiles(periscope).flatMap(({ file, profile }) => {
     const str = (i: unknown) => profile.stringTable.strings[Number(i)]!
     const types = profile.sampleType.map((t) => `${str(t.type)}/${str(t.unit)}`)
     const functions = new Map(profile.function.map((f) => [Number(f.id), str(f.name)]))
