@@ -141,7 +141,7 @@ describe('allocation stack samples of a program with known malloc sizes', () => 
 
   it('sampling every 8 KiB on average: each function\'s bytes within 15%, from a sample per 8 KiB', async (t) => {
     if (!requireFeature(t, 'uprobes', await probeAttach('uprobe'))) return
-    const rounds = 40
+    const rounds = 160
     const sampleBytes = 8192
     const profile = await profileWorkload(rounds, sampleBytes)
     assert.equal(profile.overflows, 0)
