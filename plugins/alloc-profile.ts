@@ -21,7 +21,8 @@
  * Everything here is public plugin API: a user plugin can do the same.
  */
 import { definePlugin, type PluginContext, type PluginLink, type StackSample } from 'periscope/plugin'
-import { followStacks, nameStacks, threadOf, u32, withTruncation, type ThreadStack } from 'periscope/protocols/stack-profile'
+import { ALLOC_STACKS_OVERFLOW_IN_FLIGHT, ALLOC_STACKS_OVERFLOW_LIVE } from 'periscope/protocols/alloc-stacks'
+import { followStacks, KernelOverflows, nameStacks, threadOf, u32, withTruncation, type ThreadStack } from 'periscope/protocols/stack-profile'
 
 const config = {
   /** Mean bytes allocated between two samples; 0 samples every allocation. */
@@ -36,6 +37,13 @@ const config = {
 type Config = typeof config
 
 const probes: [string, boolean][] = [['malloc', true], ['calloc', true], ['realloc', true], ['free', false]]
+
+/** The `reason` of each `enum alloc_stacks_overflow`. */
+const overflowReasons: string[] = []
+// a sampled block the full `live` map could not take: its bytes are missing from inuse_space
+overflowReasons[ALLOC_STACKS_OVERFLOW_LIVE] = 'live_blocks'
+// a call not sampled: its thread's state could not be made
+overflowReasons[ALLOC_STACKS_OVERFLOW_IN_FLIGHT] = 'threads'
 
 export default definePlugin({
   name: 'alloc-profile',
@@ -70,9 +78,11 @@ class AllocProfiler {
   /** By `<tid>:<time>`, the stack of each sample whose block may still be live. */
   #bySample = new Map<string, Stack>()
   #lost = 0
+  readonly #overflows: KernelOverflows
 
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
+    this.#overflows = new KernelOverflows(ctx, 'alloc_stacks:overflows', 'alloc', overflowReasons)
     const carried = ctx.state.allocProfile as CarriedState | undefined
     for (const stack of carried?.stacks ?? []) this.#stacks.set(stackKey(stack), stack)
     for (const [id, at] of carried?.samples ?? []) if (carried!.stacks[at] !== undefined) this.#bySample.set(id, carried!.stacks[at]!)
@@ -157,6 +167,7 @@ class AllocProfiler {
     this.#carry()
     if (this.#lost > 0) this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: this.#lost, attributes: { 'profile.type': 'alloc' } })
     this.#lost = 0
+    await this.#overflows.emit()
     if (stacks.length === 0) return
     const named = await nameStacks(this.#ctx, stacks)
     stacks.forEach((s, i) => {

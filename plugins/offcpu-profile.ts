@@ -26,8 +26,8 @@
  * Everything here is public plugin API: a user plugin can do the same.
  */
 import { definePlugin, type PluginContext } from 'periscope/plugin'
-import { encodeOffcpuOptions, OFFCPU_OBSERVE_ALL, OFFCPU_OBSERVE_TARGETS, OFFCPU_OPTIONS_SIZE, OFFCPU_OVERFLOW_SCHEDULE, OFFCPU_OVERFLOW_THREADS, OFFCPU_OVERFLOWS } from 'periscope/protocols/offcpu'
-import { describeTargets, followStacks, SampledProfile, threadOf, u32 } from 'periscope/protocols/stack-profile'
+import { encodeOffcpuOptions, OFFCPU_OBSERVE_ALL, OFFCPU_OBSERVE_TARGETS, OFFCPU_OPTIONS_SIZE, OFFCPU_OVERFLOW_SCHEDULE, OFFCPU_OVERFLOW_THREADS } from 'periscope/protocols/offcpu'
+import { describeTargets, followStacks, KernelOverflows, SampledProfile, threadOf, u32 } from 'periscope/protocols/stack-profile'
 
 const config = {
   /** Blocks shorter than this are not recorded. */
@@ -51,7 +51,8 @@ export default definePlugin({
   objects: ['offcpu'],
   config,
   async setup(ctx) {
-    const overflows = new KernelOverflows(ctx)
+    // the long blocks the kernel could not send
+    const overflows = new KernelOverflows(ctx, 'offcpu:overflows', 'offcpu', overflowReasons)
     const profile = new SampledProfile(ctx, {
       type: 'offcpu',
       title: 'off-CPU profile',
@@ -74,27 +75,4 @@ async function startWatching(ctx: PluginContext<Config>): Promise<void> {
   encodeOffcpuOptions({ min_block_ns: Math.round(minBlockMs * 1e6), observe, pad: 0 }, new DataView(options.buffer), 0)
   await ctx.map('offcpu:options').claim(u32(0), options)
   ctx.log.info(`off-CPU profiles of blocks of ${minBlockMs} ms or more in ${describeTargets(pids)}, exported every ${ctx.config.collect_interval_ms} ms`)
-}
-
-/** The long blocks the kernel could not send, by reason: counted lost at each collection. */
-class KernelOverflows {
-  readonly #ctx: PluginContext<Config>
-  /** The kernel's counts at the last collection, by reason. */
-  #last = new Array<number>(OFFCPU_OVERFLOWS).fill(0)
-
-  constructor(ctx: PluginContext<Config>) {
-    this.#ctx = ctx
-  }
-
-  async emit(): Promise<void> {
-    const now = new Array<number>(OFFCPU_OVERFLOWS).fill(0)
-    for (const [key, perCpu] of await this.#ctx.map('offcpu:overflows').entriesPerCpu()) {
-      const reason = new DataView(key.buffer, key.byteOffset, key.byteLength).getUint32(0, true)
-      for (const bytes of perCpu) now[reason]! += Number(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true))
-    }
-    now.forEach((count, reason) => {
-      if (count > this.#last[reason]!) this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: count - this.#last[reason]!, attributes: { 'profile.type': 'offcpu', reason: overflowReasons[reason]! } })
-    })
-    this.#last = now
-  }
 }

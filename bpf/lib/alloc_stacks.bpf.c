@@ -62,11 +62,15 @@ struct {
 	__type(value, struct in_call);
 } in_call SEC(".maps");
 
-/* sampled blocks not freed yet: about 100 bytes of kernel memory each, allocated as they come */
+/*
+ * sampled blocks not freed yet: preallocated (about 90 bytes each, 6 MB of kernel memory). An
+ * element allocated as it comes is taken from a per-CPU cache that the kernel refills later,
+ * with an allocation that may not wait: on a loaded machine 1,852 of some 21,000 inserts failed,
+ * each a block missing from the bytes in use.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 16);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct alloc_stacks_block);
 	__type(value, struct alloc_stacks_live);
 } live SEC(".maps");

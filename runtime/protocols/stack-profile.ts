@@ -191,3 +191,39 @@ export class SampledProfile implements StackProfiler {
     if (lost > 0) this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: lost, attributes: type })
   }
 }
+
+/**
+ * What a profile's object counts in its per-CPU `overflows` map (reason → count: samples or blocks
+ * the kernel could not store): each collection emits the counts since the last one as
+ * `periscope.profile.samples.lost` by `profile.type` and `reason`.
+ */
+export class KernelOverflows {
+  readonly #ctx: PluginContext<unknown>
+  readonly #map: string
+  readonly #type: string
+  /** The `reason` of each index of the map. */
+  readonly #reasons: string[]
+  /** The kernel's counts at the last collection, by index. */
+  #last: number[]
+
+  constructor(ctx: PluginContext<unknown>, map: string, type: string, reasons: string[]) {
+    this.#ctx = ctx
+    this.#map = map
+    this.#type = type
+    this.#reasons = reasons
+    this.#last = reasons.map(() => 0)
+  }
+
+  async emit(): Promise<void> {
+    const now = this.#reasons.map(() => 0)
+    for (const [key, perCpu] of await this.#ctx.map(this.#map).entriesPerCpu()) {
+      const reason = new DataView(key.buffer, key.byteOffset, key.byteLength).getUint32(0, true)
+      for (const bytes of perCpu) now[reason]! += Number(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true))
+    }
+    now.forEach((count, reason) => {
+      const more = count - this.#last[reason]!
+      if (more > 0) this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: more, attributes: { 'profile.type': this.#type, reason: this.#reasons[reason]! } })
+    })
+    this.#last = now
+  }
+}

@@ -77,6 +77,8 @@ describe('the alloc-profile plugin', { timeout: 300_000 }, () => {
       }
       await h.waitFor(() => Object.entries(expected).every(([fn, [allocated]]) => totals(0).get(fn)?.[0] === allocated), 'every function\'s bytes allocated', 60_000)
       for (const [fn, values] of Object.entries(expected)) assert.deepEqual(totals(0).get(fn), values, fn)
+      // the kernel's counts of blocks and calls it could not store were read, and are none
+      assert.deepEqual(h.sink.signals('alloc-profile').metrics.filter((m) => m.name === 'periscope.profile.samples.lost'), [])
 
       const reloaded = h.nextEvent('loaded', 'alloc-profile', 60_000)
       h.write('alloc-profile.ts', `${source}\n// reloaded\n`)

@@ -17,6 +17,7 @@ import { forEachRecord } from '../../runtime/bpf/batch.ts'
 import { probeAttach } from '../../runtime/bpf/features.ts'
 import { openLibraryObject, type LibraryObject } from '../../runtime/library/index.ts'
 import { StackUnwinder, UNWIND_COMPLETE } from '../../runtime/profiling/unwind.ts'
+import { ALLOC_STACKS_OVERFLOW_IN_FLIGHT, ALLOC_STACKS_OVERFLOW_LIVE } from '../../runtime/protocols/alloc-stacks.ts'
 import { pollUntil } from '../peers/poll.ts'
 import { requireFeature, root } from './kernel.ts'
 import { frameNamer } from './unwind-fixture.ts'
@@ -56,14 +57,20 @@ interface Profile {
   recordBytes: number
   /** Samples whose stack did not go leaf < main < … < _start, whole. */
   incomplete: string[]
-  overflows: number
+  /** Blocks the `live` map could not take, and calls whose thread state could not be made. */
+  overflows: { live: number; inFlight: number }
   dropped: number
 }
 
-/** Runs the workload for `rounds` with the object's uprobes on its libc; its allocation profile. */
-async function profileWorkload(rounds: number, sampleBytes: number, ringBytes?: number): Promise<Profile> {
-  const object = await openLibraryObject('alloc_stacks', { log: () => {}, maxEntries: ringBytes === undefined ? {} : { samples: ringBytes } })
-  const child = spawn(workload, [String(rounds)], { stdio: ['pipe', 'pipe', 'ignore'], env: {} })
+/**
+ * Runs the workload for `rounds` with the object's uprobes on its libc; its allocation profile.
+ * With `step`, the workload waits after each `step` rounds until the samples so far were read: a
+ * 2-CPU machine's reader does not keep up with a workload that allocates without pause.
+ */
+async function profileWorkload(rounds: number, sampleBytes: number, { ringBytes, step, liveBlocks }: { ringBytes?: number; step?: number; liveBlocks?: number } = {}): Promise<Profile> {
+  const maxEntries = { ...(ringBytes === undefined ? {} : { samples: ringBytes }), ...(liveBlocks === undefined ? {} : { live: liveBlocks }) }
+  const object = await openLibraryObject('alloc_stacks', { log: () => {}, maxEntries })
+  const child = spawn(workload, [String(rounds), ...(step === undefined ? [] : [String(step)])], { stdio: ['pipe', 'pipe', 'ignore'], env: {} })
   const links: { detach(): void }[] = []
   try {
     let output = ''
@@ -81,8 +88,14 @@ async function profileWorkload(rounds: number, sampleBytes: number, ringBytes?: 
       links.push(object.attachUprobe(`${func}_enter`, libc, { symbol: func, retprobe: false, pid: child.pid }))
       if (returns) links.push(object.attachUprobe(`${func}_exit`, libc, { symbol: func, retprobe: true, pid: child.pid }))
     }
+    const failed = (): string | undefined => (child.exitCode === null ? undefined : 'the workload exited')
     child.stdin.write('g')
-    await pollUntil(() => output === 'done\n', { what: 'the workload to finish its allocations', timeoutMs: 120_000, failed: () => (child.exitCode === null ? undefined : 'the workload exited') })
+    for (let steps = 1; steps < Math.ceil(rounds / (step ?? rounds)); steps++) {
+      await pollUntil(() => output.split('step\n').length > steps, { what: `the workload to finish step ${steps}`, timeoutMs: 60_000, failed })
+      object.drainStreams()
+      child.stdin.write('g')
+    }
+    await pollUntil(() => output.endsWith('done\n'), { what: 'the workload to finish its allocations', timeoutMs: 120_000, failed })
     object.drainStreams()
     return summarise(object, child.pid!, records)
   } finally {
@@ -118,10 +131,10 @@ function summarise(object: LibraryObject, pid: number, records: DataView[]): Pro
     totals[1] += live.weight
   }
   const perCpu = object.map('overflows')
-  let overflows = 0
-  for (const reason of [0, 1]) {
+  const overflows = { live: 0, inFlight: 0 }
+  for (const [reason, key] of [[ALLOC_STACKS_OVERFLOW_LIVE, 'live'], [ALLOC_STACKS_OVERFLOW_IN_FLIGHT, 'inFlight']] as const) {
     const bytes = perCpu.lookup(u32(reason))!
-    for (let at = 0; at < bytes.byteLength; at += 8) overflows += Number(new DataView(bytes.buffer, bytes.byteOffset + at, 8).getBigUint64(0, true))
+    for (let at = 0; at < bytes.byteLength; at += 8) overflows[key] += Number(new DataView(bytes.buffer, bytes.byteOffset + at, 8).getBigUint64(0, true))
   }
   return { byFunction, samples: records.length, recordBytes: Math.round(records.reduce((sum, r) => sum + r.byteLength, 0) / records.length), incomplete, overflows, dropped: object.object.dropped() }
 }
@@ -131,20 +144,33 @@ describe('allocation stack samples of a program with known malloc sizes', () => 
     if (!requireFeature(t, 'uprobes', await probeAttach('uprobe'))) return
     // 1,400 samples of a few KB each (the stack up to the environment) in a few ms, faster than any
     // reader: a ring that holds them all, so that no loss blurs the exact figures
-    const profile = await profileWorkload(1, 0, 1 << 24)
-    t.diagnostic(`${profile.samples} samples of ${profile.recordBytes} bytes, ${profile.dropped} dropped, ${profile.overflows} overflows: ${JSON.stringify([...profile.byFunction])}`)
-    assert.equal(profile.overflows, 0)
+    const profile = await profileWorkload(1, 0, { ringBytes: 1 << 24 })
+    t.diagnostic(`${profile.samples} samples of ${profile.recordBytes} bytes, ${profile.dropped} dropped, ${JSON.stringify(profile.overflows)} overflows: ${JSON.stringify([...profile.byFunction])}`)
+    assert.deepEqual(profile.overflows, { live: 0, inFlight: 0 })
     assert.equal(profile.dropped, 0)
     assert.deepEqual(profile.incomplete.filter((stack) => functions.some((f) => stack.startsWith(`${f} <`))), [], 'the workload\'s stacks are whole')
     for (const func of functions) assert.deepEqual(profile.byFunction.get(func), perRound[func], func)
+  })
+
+  it('a full live map: each block it could not take is counted, and the bytes in use are those of the blocks it holds', async (t) => {
+    if (!requireFeature(t, 'uprobes', await probeAttach('uprobe'))) return
+    // small_blocks' 1,000 kept blocks fill it; every later allocation of the round (100 big, 200
+    // zeroed, 50 + 50 grown) and the stdout buffer of "done" find it full
+    const profile = await profileWorkload(1, 0, { ringBytes: 1 << 24, liveBlocks: 1000 })
+    assert.equal(profile.dropped, 0)
+    assert.equal(profile.samples, 1401)
+    assert.deepEqual(profile.overflows, { live: 401, inFlight: 0 })
+    assert.deepEqual(profile.byFunction.get('small_blocks'), perRound.small_blocks)
+    for (const func of ['big_blocks', 'zeroed_blocks', 'grown_blocks'] as const) assert.deepEqual(profile.byFunction.get(func), [perRound[func][0], 0], func)
   })
 
   it('sampling every 8 KiB on average: each function\'s bytes within 15%, from a sample per 8 KiB', async (t) => {
     if (!requireFeature(t, 'uprobes', await probeAttach('uprobe'))) return
     const rounds = 160
     const sampleBytes = 8192
-    const profile = await profileWorkload(rounds, sampleBytes)
-    assert.equal(profile.overflows, 0)
+    // 8 rounds: about 1,000 samples of 8 KB, half the ring
+    const profile = await profileWorkload(rounds, sampleBytes, { ringBytes: 1 << 24, step: 8 })
+    assert.deepEqual(profile.overflows, { live: 0, inFlight: 0 })
     assert.equal(profile.dropped, 0)
     const total = Object.values(perRound).reduce((sum, [bytes]) => sum + bytes, 0) * rounds
     t.diagnostic(`${profile.samples} samples for ${CALLS_PER_ROUND * rounds} calls and ${total} bytes: ${JSON.stringify([...profile.byFunction])}`)
