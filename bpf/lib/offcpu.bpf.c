@@ -343,8 +343,11 @@ int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_
 	if (blocked && observed(prev, opts)) {
 		struct off_cpu *thread = bpf_task_storage_get(&threads, prev, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
 
+		/* the storage is allocated at a thread's first block, and may not be had then */
 		if (thread)
 			thread->since = now;
+		else
+			count_overflow(OFFCPU_OVERFLOW_THREADS);
 	}
 	woken(next, now, opts);
 	return 0;

@@ -23,7 +23,10 @@ struct offcpu_options {
 
 /* what could not be recorded, counted in `overflows` */
 enum offcpu_overflow {
-	/* a thread's task work could not be stored (`blocked` full): its long blocks are not sent */
+	/*
+	 * a thread's state could not be made (its task storage, task work or stash: a full map, or
+	 * the kernel's allocation cache empty at that moment): that block is not sent
+	 */
 	OFFCPU_OVERFLOW_THREADS = 0,
 	/*
 	 * a long block's task work could not be scheduled (the thread's previous one not run yet, or
