@@ -5,10 +5,8 @@
  * space. The evaluator always runs the whole filter too, so a kernel filter only ever drops
  * events the filter would drop: it saves work and never changes results.
  *
- * What `generic.bpf.c` applies today: `pid` (its `generic_probe_config.tgid`). `comm` and
- * `uid` are returned for the kernel side to grow into (a `comm[16]` and a `uid` in the probe
- * config, compared against `bpf_get_current_comm` and `bpf_get_current_uid_gid`); until then
- * `generic` reports them in `notInGeneric` and user space filters them.
+ * `generic.bpf.c` applies all three per tracepoint (`generic_probe_config`), through
+ * `captureEvents` in capture.ts.
  */
 import type { Expression, Probe } from './ast.ts'
 
@@ -18,8 +16,6 @@ export interface KernelFilter {
   /** at most 15 bytes, as the kernel's comm */
   comm?: string
   uid?: number
-  /** the fields above that generic.bpf.c cannot apply yet */
-  notInGeneric: ('comm' | 'uid')[]
 }
 
 function conjuncts(expression: Expression): Expression[] {
@@ -42,7 +38,7 @@ function equality(expression: Expression): [string, bigint | string] | undefined
  * the first: the user-space filter drops everything anyway.
  */
 export function kernelFilter(probe: Probe): KernelFilter {
-  const filter: KernelFilter = { notInGeneric: [] }
+  const filter: KernelFilter = {}
   if (!probe.predicate) return filter
   for (const conjunct of conjuncts(probe.predicate)) {
     const match = equality(conjunct)
@@ -52,7 +48,5 @@ export function kernelFilter(probe: Probe): KernelFilter {
     else if (name === 'uid' && typeof value === 'bigint' && value >= 0n && value < 1n << 32n) filter.uid ??= Number(value)
     else if (name === 'comm' && typeof value === 'string' && Buffer.byteLength(value) <= 15) filter.comm ??= value
   }
-  if (filter.comm !== undefined) filter.notInGeneric.push('comm')
-  if (filter.uid !== undefined) filter.notInGeneric.push('uid')
   return filter
 }

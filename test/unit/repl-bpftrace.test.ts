@@ -164,12 +164,12 @@ test('comm and string filters, scratch variables, printf per event, delete and e
 
 test('kernelFilter takes pid, comm and uid equalities from the top-level conjunction only', () => {
   const filterOf = (source: string) => kernelFilter(parse(source).probes[0])
-  assert.deepEqual(filterOf('tracepoint:a:b /pid == 42 && comm == "nginx" && args.fd > 2/ { @ = count() }'), { pid: 42, comm: 'nginx', notInGeneric: ['comm'] })
-  assert.deepEqual(filterOf('tracepoint:a:b /0 == uid && 7 == pid/ { @ = count() }'), { pid: 7, uid: 0, notInGeneric: ['uid'] })
-  assert.deepEqual(filterOf('tracepoint:a:b /pid == 42 || comm == "nginx"/ { @ = count() }'), { notInGeneric: [] })
-  assert.deepEqual(filterOf('tracepoint:a:b /!(pid == 42)/ { @ = count() }'), { notInGeneric: [] })
-  assert.deepEqual(filterOf('tracepoint:a:b /pid != 42 && comm == "a-name-longer-than-15"/ { @ = count() }'), { notInGeneric: [] })
-  assert.deepEqual(filterOf('tracepoint:a:b { @ = count() }'), { notInGeneric: [] })
+  assert.deepEqual(filterOf('tracepoint:a:b /pid == 42 && comm == "nginx" && args.fd > 2/ { @ = count() }'), { pid: 42, comm: 'nginx' })
+  assert.deepEqual(filterOf('tracepoint:a:b /0 == uid && 7 == pid/ { @ = count() }'), { pid: 7, uid: 0 })
+  assert.deepEqual(filterOf('tracepoint:a:b /pid == 42 || comm == "nginx"/ { @ = count() }'), {})
+  assert.deepEqual(filterOf('tracepoint:a:b /!(pid == 42)/ { @ = count() }'), {})
+  assert.deepEqual(filterOf('tracepoint:a:b /pid != 42 && comm == "a-name-longer-than-15"/ { @ = count() }'), {})
+  assert.deepEqual(filterOf('tracepoint:a:b { @ = count() }'), {})
 })
 
 test('any input either compiles or gets located bpftrace errors, never another exception', () => {
