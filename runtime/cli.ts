@@ -10,6 +10,7 @@ commands:
   profile [--pid P] [--seconds N] [--frequency HZ]   CPU profile of a process or the whole host:
           [--top ROWS] [--out DIR]                   top functions, pprof and an HTML flame graph
   check                                              report what this kernel supports
+  -e 'program' | file.bt [-f json]                   run a bpftrace program until exit() or Ctrl-C
   help                                               show this text`
 
 const commands: Record<string, () => Promise<{ main(argv: string[]): Promise<number> }>> = {
@@ -23,9 +24,11 @@ if (name === undefined || name === 'help' || name === '--help' || name === '-h')
   console.log(usage)
   process.exit(name === undefined ? 2 : 0)
 }
-const load = commands[name]
+// bpftrace's own command line: `periscope -e 'program'`, `periscope -f json script.bt`
+const bpftraceStyle = name.startsWith('-') || name.endsWith('.bt')
+const load = bpftraceStyle ? () => import('../repl/bpftrace/command.ts') : commands[name]
 if (load === undefined) {
   console.error(`periscope: unknown command "${name}"\n\n${usage}`)
   process.exit(2)
 }
-process.exitCode = await (await load()).main(rest)
+process.exitCode = await (await load()).main(bpftraceStyle ? [name, ...rest] : rest)

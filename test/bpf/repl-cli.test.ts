@@ -1,0 +1,110 @@
+/**
+ * `./periscope -e 'program'` and `./periscope file.bt` as a user runs them, beside Debian's
+ * `bpftrace` with the same arguments: the same stdout for a program that ends itself, for one
+ * stopped by Ctrl-C (SIGINT) while a held workload ran, in text and `-f json`; the same errors
+ * on stderr (a script's name in the location) and exit code 1.
+ */
+import assert from 'node:assert/strict'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { root, waitFor } from './kernel.ts'
+import { bpftraceVersion } from './repl-bpftrace.ts'
+
+const periscope = join(root, 'periscope')
+
+/** A running command whose stdout and stderr are collected. */
+function start(command: string, args: string[]) {
+  const child: ChildProcess = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+  return {
+    child,
+    stdout: () => stdout,
+    /** exit code, stdout, and stderr without bpftrace's RLIMIT_MEMLOCK warning on this kernel */
+    result: async () => {
+      const [code] = await exited
+      return { code, stdout, stderr: stderr.split('\n').filter((line) => !line.includes('RLIMIT_MEMLOCK')).join('\n') }
+    },
+  }
+}
+
+/** A shell that execs `command` (same pid) once released. */
+function heldWorkload(command: string) {
+  const child = spawn('/bin/sh', ['-c', `read go; exec ${command}`], { stdio: ['pipe', 'ignore', 'inherit'] })
+  const exited = once(child, 'exit')
+  return {
+    pid: child.pid!,
+    async release() {
+      child.stdin.end('go\n')
+      const [code] = await exited
+      assert.equal(code, 0, `${command} failed`)
+    },
+    kill: () => child.kill('SIGKILL'),
+  }
+}
+
+test('periscope -e prints what bpftrace -e prints for a program that ends itself, in text and -f json', { timeout: 300_000 }, async () => {
+  assert.match(bpftraceVersion(), /v0\.17\./)
+  const program = 'BEGIN { printf("start %d %s\\n", 7, "x"); @c["a"] = count(); @c["b"] = count(); @c["b"] = count(); @h = hist(100); @s = stats(5); exit(); } END { printf("end\\n"); }'
+  for (const format of [[], ['-f', 'json']]) {
+    const [ours, theirs] = await Promise.all([start(periscope, [...format, '-e', program]).result(), start('bpftrace', [...format, '-e', program]).result()])
+    assert.deepEqual(ours, theirs)
+    assert.equal(ours.code, 0)
+  }
+})
+
+test('errors print as bpftrace prints them, with the script name for a file, and exit with 1', { timeout: 300_000 }, async () => {
+  const directory = mkdtempSync(join(tmpdir(), 'periscope-cli-'))
+  try {
+    const script = join(directory, 'bad.bt')
+    writeFileSync(script, 'BEGIN { @x = 1; }\ntracepoint:syscalls:sys_enter_openat { @[comm] = cnt(); }\n')
+    for (const args of [['-e', 'BEGIN { @x = cnt(); }'], [script], ['-e', 'BEGIN { printf("%d\\n"); }']]) {
+      const [ours, theirs] = await Promise.all([start(periscope, args).result(), start('bpftrace', args).result()])
+      assert.deepEqual(ours, theirs, args.join(' '))
+      assert.equal(ours.code, 1)
+      assert.match(ours.stderr, /:\d+:\d+-\d+: ERROR: /)
+    }
+  } finally {
+    rmSync(directory, { recursive: true, force: true })
+  }
+})
+
+test('Ctrl-C ends the program: END runs and the maps print as bpftrace prints them, text and json', { timeout: 300_000 }, async () => {
+  for (const format of [[], ['-f', 'json']]) {
+    const workload = heldWorkload('dd if=/dev/zero of=/dev/null bs=2500 count=40 status=none')
+    const program = `BEGIN { printf("ready\\n") } tracepoint:syscalls:sys_exit_read /pid == ${workload.pid} && args->ret > 0/ { @bytes = hist(args->ret); @reads = count(); @l = lhist(args->ret, 0, 5000, 500); @s = stats(args->ret); } tracepoint:sched:sched_process_exit /pid == ${workload.pid}/ { printf("done\\n") } END { printf("bye\\n"); }`
+    const runs = [start(periscope, [...format, '-e', program]), start('bpftrace', [...format, '-e', program])]
+    try {
+      await waitFor(() => runs.every((run) => run.stdout().includes('ready') || run.child.exitCode !== null), 'both tracers attached', 120_000)
+      for (const run of runs) assert.equal(run.child.exitCode, null, `${run.child.spawnfile} exited before attaching`)
+      await workload.release()
+      // the exit comes after every read in the ring buffer: once it printed, they all counted
+      await waitFor(() => runs.every((run) => run.stdout().includes('done')), 'both tracers seeing the workload exit', 60_000)
+      for (const run of runs) run.child.kill('SIGINT')
+      const [ours, theirs] = await Promise.all(runs.map((run) => run.result()))
+      assert.deepEqual(ours, theirs)
+      assert.equal(ours.code, 0)
+      // 40 reads of 2500 bytes (the loader's reads of the libraries come on top)
+      if (format.length === 0) assert.match(ours.stdout, /\nbye\n[^]*@l: \n[^]*\[2500, 3000\) +4\d /)
+    } finally {
+      workload.kill()
+      for (const run of runs) run.child.kill('SIGKILL')
+    }
+  }
+})
+
+test('usage errors name the problem and exit with 2', { timeout: 120_000 }, () => {
+  const run = spawnSync(periscope, ['-f', 'yaml', '-e', 'BEGIN { exit(); }'], { encoding: 'utf8' })
+  assert.equal(run.status, 2)
+  assert.match(run.stderr, /^periscope: -f takes text or json, not "yaml"\n\nusage: periscope/)
+  const missing = spawnSync(periscope, ['/nonexistent/x.bt'], { encoding: 'utf8' })
+  assert.equal(missing.status, 2)
+  assert.match(missing.stderr, /^periscope: cannot read the program file \/nonexistent\/x\.bt: ENOENT/)
+})
