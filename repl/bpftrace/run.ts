@@ -5,8 +5,9 @@
  *
  * Tracepoint probes come from the kernel through `capture.ts`; `interval` probes fire from a
  * timer in this process (bpftrace fires them in the kernel on one CPU, so `pid` and `comm` there
- * name whatever ran; here they name this process). uprobe, uretprobe and profile probes are not
- * wired yet and are refused with their location.
+ * name whatever ran; here they name this process). uprobe and uretprobe probes come from the
+ * kernel through `uprobes.ts`. profile probes are not wired yet and are refused with their
+ * location.
  *
  * Errors in the program throw `BpftraceErrors` before anything is attached; print them with
  * `.format(source)`.
@@ -19,6 +20,7 @@ import { BpftraceError, BpftraceErrors } from './errors.ts'
 import { Evaluator, type TraceEvent } from './evaluate.ts'
 import { compileProgram } from './program.ts'
 import { tracefsFields, TRACEFS } from './tracefs.ts'
+import { captureUprobes, expandUprobe, isUprobe } from './uprobes.ts'
 import { exitJson, exitText, mapJson, mapText, printfJson } from '../printers.ts'
 
 const CLOCK_BOOTTIME = 7
@@ -50,9 +52,9 @@ export async function runOneLiner(source: string, options: RunOptions): Promise<
   const root = options.tracefsRoot ?? TRACEFS
   const checked = compileProgram(source, { tracepointFields: tracefsFields(root) })
   const points = checked.program.probes.flatMap((probe) => probe.attachPoints)
-  const unwired = points.find((p) => p.provider === 'uprobe' || p.provider === 'uretprobe' || p.provider === 'profile')
-  if (unwired) throw new BpftraceErrors([new BpftraceError(`${unwired.provider} probes are not wired to the kernel yet; tracepoint, interval, BEGIN and END probes run`, unwired.loc)])
-  const attached = points.reduce((count, p) => count + (p.provider === 'tracepoint' ? expandTracepoint(p, root).length : 1), 0)
+  const unwired = points.find((p) => p.provider === 'profile')
+  if (unwired) throw new BpftraceErrors([new BpftraceError(`${unwired.provider} probes are not wired to the kernel yet; tracepoint, uprobe, uretprobe, interval, BEGIN and END probes run`, unwired.loc)])
+  const attached = points.reduce((count, p) => count + (p.provider === 'tracepoint' ? expandTracepoint(p, root).length : isUprobe(p) ? expandUprobe(p).functions.length : 1), 0)
 
   const json = options.json ?? false
   const aggregator = new UserSpaceAggregator(checked.maps)
@@ -67,9 +69,11 @@ export async function runOneLiner(source: string, options: RunOptions): Promise<
   options.write(json ? `{"type": "attached_probes", "data": {"probes": ${attached}}}\n` : `Attaching ${attached} probe${attached === 1 ? '' : 's'}...\n`)
   const timers: NodeJS.Timeout[] = []
   let capture: Capture | undefined
+  let uprobes: Capture | undefined
   const onAbort = () => finish()
   try {
     capture = await captureTracepoints(checked, (probe, event) => evaluator.fire(probe, event), root)
+    uprobes = await captureUprobes(checked, (probe, event) => evaluator.fire(probe, event))
     checked.program.probes.forEach((probe, index) => {
       for (const point of probe.attachPoints) if (point.provider === 'interval') timers.push(setInterval(() => evaluator.fire(index, selfEvent()), intervalMs(point)))
     })
@@ -81,8 +85,9 @@ export async function runOneLiner(source: string, options: RunOptions): Promise<
   } finally {
     options.signal?.removeEventListener('abort', onAbort)
     for (const timer of timers) clearInterval(timer)
-    const lost = capture?.dropped() ?? 0
+    const lost = (capture?.dropped() ?? 0) + (uprobes?.dropped() ?? 0)
     capture?.close()
+    uprobes?.close()
     if (lost > 0) options.write(json ? `{"type": "lost_events", "data": {"events": ${lost}}}\n` : `Lost ${lost} events\n`)
   }
   evaluator.end(selfEvent())

@@ -1,0 +1,149 @@
+/**
+ * Feeds a checked program's `uprobe:/path:symbol` and `uretprobe:/path:symbol` probes from the
+ * kernel: one `generic_uprobe.bpf.c` object, its uprobe or uretprobe program attached at every
+ * function a probe names (wildcards expanded from the binary's ELF symbol tables), each with
+ * its own config slot (the attach cookie): the kernel-side pid filter from `kernelFilter()`,
+ * and this process left out. Records become `TraceEvent`s with the argument registers
+ * (`arg0`..`arg5`) or the return value (`retval`), handed to `onEvent(probeIndex, event)`.
+ *
+ * A path without a `/` is looked up in $PATH, as bpftrace does for programs. A missing binary,
+ * a missing symbol or a wildcard matching nothing is an error located at the attach point.
+ * Not here: `arg6` and above (read from the stack by bpftrace; zero here), and library names
+ * (`uprobe:libc:malloc`): give the library's path.
+ */
+import { accessSync, constants, statSync } from 'node:fs'
+import { delimiter, join } from 'node:path'
+import { decodeGenericUprobeRecord, encodeGenericUprobeConfig, GENERIC_UPROBE_CONFIG_SIZE } from '../../bpf/lib/generic_uprobe.types.ts'
+import { forEachRecord } from '../../runtime/bpf/batch.ts'
+import { attachUprobe, type Link } from '../../runtime/bpf/links.ts'
+import { ObjectSpec } from '../../runtime/bpf/object.ts'
+import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
+import { libraryDir } from '../../runtime/library/index.ts'
+import { ElfError, ElfFile } from '../../runtime/symbols/elf.ts'
+import type { AttachPoint } from './ast.ts'
+import type { Capture } from './capture.ts'
+import type { CheckedProgram } from './check.ts'
+import { BpftraceError, BpftraceErrors } from './errors.ts'
+import type { TraceEvent } from './evaluate.ts'
+import { kernelFilter } from './kernel-filter.ts'
+
+/** generic_uprobe.h's GENERIC_UPROBE_MAX_PROBES: config slots, so functions, one object serves */
+const MAX_PROBES = 512
+
+type UprobePoint = Extract<AttachPoint, { provider: 'uprobe' | 'uretprobe' }>
+
+export function isUprobe(point: AttachPoint): point is UprobePoint {
+  return point.provider === 'uprobe' || point.provider === 'uretprobe'
+}
+
+function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK)
+    return statSync(path).isFile()
+  } catch {
+    return false
+  }
+}
+
+/** The binary a probe names: a path, or a program name looked up in $PATH. */
+function resolveBinary(point: UprobePoint): string {
+  const candidates = point.path.includes('/') ? [point.path] : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, point.path))
+  const found = candidates.find(executable)
+  if (!found) throw new BpftraceErrors([new BpftraceError(`uprobe target file '${point.path}' does not exist or is not executable`, point.loc)])
+  return found
+}
+
+function wildcard(pattern: string): RegExp {
+  return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replaceAll('*', '.*').replaceAll('?', '.')}$`)
+}
+
+/** The functions an attach point names: the binary's path, and each function's name and file offset. */
+export function expandUprobe(point: UprobePoint): { path: string; functions: { symbol: string; offset: number }[] } {
+  const path = resolveBinary(point)
+  let elf: ElfFile
+  try {
+    elf = ElfFile.open(path)
+  } catch (error) {
+    throw new BpftraceErrors([new BpftraceError(`cannot read the symbols of ${path}: ${(error as Error).message}`, point.loc)])
+  }
+  try {
+    if (!/[*?]/.test(point.symbol)) return { path, functions: [{ symbol: point.symbol, offset: elf.functionSymbol(point.symbol).fileOffset }] }
+    const pattern = wildcard(point.symbol)
+    const table = elf.functionTable()
+    const functions: { symbol: string; offset: number }[] = []
+    for (let i = 0; i < table.size; i++) {
+      const symbol = table.name(i)
+      // PLT stubs (`malloc@plt`) are calls out of the binary, not its functions
+      if (!symbol.includes('@') && pattern.test(symbol)) functions.push({ symbol, offset: elf.fileOffset(BigInt(table.start(i))) })
+    }
+    if (functions.length === 0) throw new BpftraceErrors([new BpftraceError(`no function of ${path} matches ${point.symbol}`, point.loc)])
+    return { path, functions: functions.sort((a, b) => (a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : 0)) }
+  } catch (error) {
+    if (error instanceof ElfError) throw new BpftraceErrors([new BpftraceError(error.message, point.loc)])
+    throw error
+  } finally {
+    elf.close()
+  }
+}
+
+interface Slot {
+  probe: number
+  retprobe: boolean
+  path: string
+  symbol: string
+  offset: number
+  tgid: number
+}
+
+function slotsOf(checked: CheckedProgram): Slot[] {
+  const slots: Slot[] = []
+  checked.program.probes.forEach((probe, index) => {
+    const tgid = kernelFilter(probe).pid ?? 0
+    for (const point of probe.attachPoints.filter(isUprobe)) {
+      const { path, functions } = expandUprobe(point)
+      for (const { symbol, offset } of functions) slots.push({ probe: index, retprobe: point.provider === 'uretprobe', path, symbol, offset, tgid })
+    }
+  })
+  if (slots.length > MAX_PROBES) throw new Error(`the program names ${slots.length} functions; one generic uprobe object serves ${MAX_PROBES}: narrow the wildcards`)
+  return slots
+}
+
+/**
+ * Attaches the program's uprobe and uretprobe probes; `onEvent` gets each hit as a
+ * `TraceEvent`. Undefined when the program has none.
+ */
+export async function captureUprobes(checked: CheckedProgram, onEvent: (probe: number, event: TraceEvent) => void): Promise<Capture | undefined> {
+  const slots = slotsOf(checked)
+  if (slots.length === 0) return undefined
+  const object = await ObjectSpec.open(`${libraryDir}generic_uprobe.bpf.o`).load()
+  const links: Link[] = []
+  let reader: RingBufferReader | undefined
+  const close = () => {
+    reader?.close()
+    for (const link of links) link.detach()
+    object.close()
+  }
+  try {
+    const config = object.map('probe_config')
+    slots.forEach((slot, index) => {
+      const value = new Uint8Array(GENERIC_UPROBE_CONFIG_SIZE)
+      encodeGenericUprobeConfig({ tgid: slot.tgid, exclude_tgid: process.pid }, new DataView(value.buffer), 0)
+      config.update(new Uint8Array(new Uint32Array([index]).buffer), value)
+    })
+    reader = new RingBufferReader(object, 'events', {
+      onBatch: (batch) => forEachRecord(batch, (view, offset, size) => {
+        const record = decodeGenericUprobeRecord(view, offset, size)
+        const slot = slots[Number(record.cookie)]
+        const event: TraceEvent = { pid: record.pid, tid: record.tid, uid: record.uid, gid: record.gid, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns) }
+        if (slot.retprobe) event.retval = record.retval
+        else event.regs = record.args
+        onEvent(slot.probe, event)
+      }),
+    })
+    slots.forEach((slot, index) => links.push(attachUprobe(object, slot.retprobe ? 'generic_uretprobe' : 'generic_uprobe', slot.path, { retprobe: slot.retprobe, offset: slot.offset, cookie: BigInt(index) })))
+  } catch (error) {
+    close()
+    throw error
+  }
+  return { dropped: () => object.dropped(), close }
+}

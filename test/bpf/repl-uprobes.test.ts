@@ -1,0 +1,126 @@
+/**
+ * uprobe and uretprobe one-liners (repl/bpftrace/uprobes.ts, bpf/lib/generic_uprobe.bpf.c) on a
+ * C program built here, while Debian's bpftrace runs the same one-liner on the same process:
+ * argument registers, return values, a wildcard over the binary's functions, the pid filter in
+ * the kernel; both print their maps when the program calls repl_done(), where they exit(). Ours
+ * must be the same bytes, and the counts are exact (the workload is deterministic).
+ *
+ * bpftrace 0.17 runs a uprobe probe twice per call when another uprobe probe of the program is
+ * on the same function (measured: `uprobe:x:f { @a = count() } uprobe:x:f* { @b = count() }`
+ * counts every call of f twice in @a), so the wildcard here matches functions no other probe
+ * names; ours counts each call once either way.
+ */
+import assert from 'node:assert/strict'
+import { execFileSync, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, test } from 'node:test'
+import { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
+import { runOneLiner } from '../../repl/bpftrace/run.ts'
+import { root, waitFor } from './kernel.ts'
+import { bpftraceErrors, bpftraceVersion } from './repl-bpftrace.ts'
+
+const directory = mkdtempSync(join(tmpdir(), 'periscope-repl-uprobes-'))
+after(() => rmSync(directory, { recursive: true, force: true }))
+const target = join(directory, 'repl-uprobe-target')
+execFileSync('gcc', ['-O2', '-o', target, join(root, 'test/bpf/fixtures/repl-uprobe-target.c')])
+
+/** The target, held on its stdin until released; it then makes `count` rounds of calls and exits. */
+function heldTarget(count: number) {
+  const child = spawn(target, [String(count)], { stdio: ['pipe', 'ignore', 'inherit'] })
+  const exited = once(child, 'exit')
+  return {
+    pid: child.pid!,
+    async release() {
+      child.stdin.end('go\n')
+      const [code] = await exited
+      assert.equal(code, 0, 'the uprobe target failed')
+    },
+    kill: () => child.kill('SIGKILL'),
+  }
+}
+
+function startBpftrace(program: string) {
+  const child = spawn('bpftrace', ['-e', program], { stdio: ['ignore', 'pipe', 'ignore'] })
+  let stdout = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
+  const exited = once(child, 'exit')
+  return {
+    started: waitFor(() => stdout.includes('ready\n') || child.exitCode !== null, 'bpftrace attaching its probes', 120_000).then(() => assert.equal(child.exitCode, null, 'bpftrace exited before attaching')),
+    output: async () => {
+      await exited
+      return stdout
+    },
+    kill: () => child.kill('SIGKILL'),
+  }
+}
+
+const program = (pid: number) => `BEGIN { printf("ready\\n") } ` +
+  `uprobe:${target}:repl_work_add6 /pid == ${pid}/ { @calls = count(); @a0 = sum(arg0); @a5 = sum(arg5); @third = lhist(arg2, 0, 100, 10); } ` +
+  `uretprobe:${target}:repl_work_square /pid == ${pid}/ { @squares = hist(retval); @s = stats(retval); } ` +
+  `uprobe:${target}:repl_step_* /pid == ${pid}/ { @steps[comm] = count(); } ` +
+  `uprobe:${target}:repl_done /pid == ${pid}/ { printf("done %d\\n", tid == pid); exit(); }`
+
+test('uprobe and uretprobe one-liners print what bpftrace prints for the same calls', { timeout: 300_000 }, async () => {
+  assert.match(bpftraceVersion(), /v0\.17\./)
+  const workload = heldTarget(100)
+  const source = program(workload.pid)
+  const bpftrace = startBpftrace(source)
+  let ours = ''
+  const abort = new AbortController()
+  try {
+    const run = runOneLiner(source, { write: (text) => { ours += text }, signal: abort.signal })
+    await waitFor(() => ours.includes('ready\n'), 'runOneLiner attaching its probes', 60_000)
+    await bpftrace.started
+    await workload.release()
+    await run
+    assert.equal(ours, await bpftrace.output())
+    // i = 0..99: arg0 sums to 4950, arg5 to 4950 + 500; each i * i once
+    assert.match(ours, /^Attaching 6 probes\.\.\.\nready\ndone 1\n\n\n@a0: 4950\n@a5: 5450\n@calls: 100\n/)
+    assert.match(ours, /\n@s: count 100, average 3283, total 328350\n/)
+    assert.match(ours, /\n@steps\[repl-uprobe-tar\]: 200\n/)
+  } finally {
+    abort.abort()
+    workload.kill()
+    bpftrace.kill()
+  }
+})
+
+test('the pid filter runs in the kernel: another process running the same function is not counted', { timeout: 300_000 }, async () => {
+  const traced = heldTarget(30)
+  const other = heldTarget(50)
+  let ours = ''
+  try {
+    const run = runOneLiner(`BEGIN { printf("ready\\n") } uprobe:${target}:repl_work_square /pid == ${traced.pid}/ { @[pid] = count(); } uprobe:${target}:repl_done /pid == ${traced.pid}/ { exit(); }`, { write: (text) => { ours += text } })
+    await waitFor(() => ours.includes('ready\n'), 'runOneLiner attaching its probes', 60_000)
+    await other.release()
+    await traced.release()
+    await run
+    assert.equal(ours, `Attaching 3 probes...\nready\n\n\n@[${traced.pid}]: 30\n`)
+  } finally {
+    traced.kill()
+    other.kill()
+  }
+})
+
+async function errorOf(source: string): Promise<string> {
+  try {
+    await runOneLiner(source, { write: () => {} })
+  } catch (error) {
+    if (error instanceof BpftraceErrors) return error.format(source)
+    throw error
+  }
+  throw new Error(`${source} ran without an error`)
+}
+
+test('a missing binary, a missing symbol and a wildcard matching nothing are errors at the probe', { timeout: 120_000 }, async () => {
+  for (const missingBinary of ['uprobe:/nonexistent/binary:main { @ = count(); }', 'BEGIN { }\nuretprobe:/nonexistent/binary:main { @ = count(); }']) {
+    assert.equal(await errorOf(missingBinary), bpftraceErrors(missingBinary))
+  }
+  assert.equal(await errorOf(`uprobe:${target}:no_such_function { @ = count(); }`),
+    `stdin:1:1-${target.length + 25}: ERROR: ${target} has no function symbol no_such_function (searched .dynsym and .symtab)\nuprobe:${target}:no_such_function { @ = count(); }\n${'~'.repeat(target.length + 24)}\n`)
+  assert.equal(await errorOf(`uretprobe:${target}:nothing_like_this* { @ = count(); }`),
+    `stdin:1:1-${target.length + 30}: ERROR: no function of ${target} matches nothing_like_this*\nuretprobe:${target}:nothing_like_this* { @ = count(); }\n${'~'.repeat(target.length + 29)}\n`)
+})
