@@ -5,10 +5,11 @@
  * the kernel; both print their maps when the program calls repl_done(), where they exit(). Ours
  * must be the same bytes, and the counts are exact (the workload is deterministic).
  *
- * bpftrace 0.17 runs a uprobe probe twice per call when another uprobe probe of the program is
- * on the same function (measured: `uprobe:x:f { @a = count() } uprobe:x:f* { @b = count() }`
- * counts every call of f twice in @a), so the wildcard here matches functions no other probe
- * names; ours counts each call once either way.
+ * When two uprobe probes name the same function, bpftrace 0.17 runs the first probe's actions
+ * for both (measured, 10 calls each of repl_work_add6 and repl_work_square:
+ * `uprobe:t:repl_work_add6 { @a = count() } uprobe:t:repl_work_* { @b = count() }` prints
+ * @a: 20, @b: 10), so the wildcard here matches functions no other probe names; ours runs
+ * each probe's own actions (20 and 20).
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
