@@ -149,11 +149,21 @@ function scalarText(map: MapSnapshot, value: MapEntry['value']): string {
   }
 }
 
-/** What bpftrace prints for `print(@map)`, and for the map at exit. */
-export function mapText(map: MapSnapshot): string {
+/**
+ * The entries `print(@map, top)` prints: the last `top` in print order (the largest), all when
+ * `top` is 0. bpftrace ignores `top` for avg() and stats() maps (with a warning); callers that
+ * want bpftrace's output pass 0 there.
+ */
+function printedEntries(map: MapSnapshot, top: number): MapEntry[] {
+  const ordered = orderedEntries(map)
+  return top > 0 ? ordered.slice(-top) : ordered
+}
+
+/** What bpftrace prints for `print(@map)` (`print(@map, top)` with `top`), and for the map at exit. */
+export function mapText(map: MapSnapshot, top = 0): string {
   const keyText = (key: KeyPart[]) => (map.keys.length === 0 ? map.name : `${map.name}[${keyParts(key).join(', ')}]`)
   const histogram = map.kind === 'hist' || map.kind === 'lhist'
-  const elements = orderedEntries(map).map((entry) => `${keyText(entry.key)}: ${histogram ? '\n' : ''}${scalarText(map, entry.value)}`)
+  const elements = printedEntries(map, top).map((entry) => `${keyText(entry.key)}: ${histogram ? '\n' : ''}${scalarText(map, entry.value)}`)
   const body = elements.join('\n')
   return map.kind === 'avg' || map.kind === 'stats' ? `${body}\n\n` : `${body}\n`
 }
@@ -221,11 +231,11 @@ function valueJson(map: MapSnapshot, value: MapEntry['value']): string {
   }
 }
 
-/** The `-f json` line for `print(@map)` and for the map at exit; '' for an empty map. */
-export function mapJson(map: MapSnapshot): string {
+/** The `-f json` line for `print(@map)` (`print(@map, top)` with `top`) and for the map at exit; '' for an empty map. */
+export function mapJson(map: MapSnapshot, top = 0): string {
   if (map.entries.length === 0) return ''
   const type = map.kind === 'hist' || map.kind === 'lhist' ? 'hist' : map.kind === 'avg' || map.kind === 'stats' ? 'stats' : 'map'
-  const elements = orderedEntries(map).map((entry) => {
+  const elements = printedEntries(map, top).map((entry) => {
     const value = valueJson(map, entry.value)
     return map.keys.length === 0 ? value : `"${jsonEscape(keyParts(entry.key).join(','))}": ${value}`
   })
@@ -237,12 +247,12 @@ const byName = (maps: MapSnapshot[]) => [...maps].sort((a, b) => Buffer.compare(
 
 /** What bpftrace prints when it exits: two newlines, then each map, in name order. */
 export function exitText(maps: MapSnapshot[]): string {
-  return `\n\n${byName(maps).map(mapText).join('')}`
+  return `\n\n${byName(maps).map((map) => mapText(map)).join('')}`
 }
 
 /** `exitText` for `-f json` (bpftrace prints the two newlines in JSON mode too). */
 export function exitJson(maps: MapSnapshot[]): string {
-  return `\n\n${byName(maps).map(mapJson).join('')}`
+  return `\n\n${byName(maps).map((map) => mapJson(map)).join('')}`
 }
 
 /** A printf line in JSON mode: `{"type": "printf", "data": "..."}`. */
