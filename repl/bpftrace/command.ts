@@ -92,6 +92,13 @@ export async function main(argv: string[]): Promise<number> {
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
+  // the reader went away (`| head`): end as SIGPIPE ends bpftrace; the kernel drops the probes
+  // with the process. Kept after the run: the last flush may fail after main() returned
+  const onStdoutError = (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') process.stderr.write(`periscope: cannot write the output: ${error.message}\n`)
+    process.exit(error.code === 'EPIPE' ? 141 : 1)
+  }
+  process.stdout.on('error', onStdoutError)
   const out = batchedStdout()
   try {
     await runOneLiner(invocation.source, { write: out.write, json: invocation.json, signal: abort.signal })

@@ -159,3 +159,12 @@ test('count of openat by file name (str() of a user pointer) counts what bpftrac
   assert.deepEqual({ ...ours, stdout: lines(ours.stdout) }, { ...theirs, stdout: lines(theirs.stdout) })
   assert.match(ours.stdout, /^Attaching 3 probes\.\.\.\nready\n\n\n(@opens\[cat, [^\]]*\]: 1\n)+@opens\[cat, \/etc\/os-release\]: 2\n@opens\[cat, \/etc\/hostname\]: 3\n$/)
 })
+
+test('a reader that goes away (| head) ends the program quietly, as SIGPIPE ends bpftrace (exit 141)', { timeout: 120_000 }, async () => {
+  const run = start(periscope, ['-e', 'interval:ms:10 { printf("tick\\n"); }'])
+  await waitFor(() => run.stdout().includes('tick\n') || run.child.exitCode !== null, 'the first tick', 60_000)
+  run.child.stdout!.destroy()
+  const { code, stderr } = await run.result()
+  assert.equal(stderr, '')
+  assert.equal(code, 141)
+})
