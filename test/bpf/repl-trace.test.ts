@@ -1,0 +1,166 @@
+/**
+ * `trace()` streams on the kernel (repl/explore.ts, repl/stream.ts): the events of
+ * syscalls:sys_enter_openat filtered by pid or comm in the kernel are exactly the openat calls
+ * of test/bpf/fixtures/repl-trace-workload.c (a static binary: no loader opens); `.count()` over
+ * them prints what Debian's bpftrace prints for the same map, run on the same workload at the
+ * same time; `.take(n)` ends the run and detaches (no BPF link, program or map left open, and
+ * the link gone from `bpftool link`). Also: the bytes test/unit/repl-stream.test.ts expects are
+ * still what bpftrace prints, and probes() lists what `bpftrace -lv` lists.
+ */
+import assert from 'node:assert/strict'
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { probes, trace, type TracedEvent } from '../../repl/explore.ts'
+import { AGGREGATIONS, BPFTRACE_0_17, bpftraceProgram, caseName } from '../unit/repl-stream-cases.ts'
+import { root, waitFor } from './kernel.ts'
+import { bpftraceVersion } from './repl-bpftrace.ts'
+
+const PATHS = 3
+/** the workload's openat calls, in order: path j j + 2 times, then the end marker */
+const OPENED = [...Array.from({ length: PATHS }, (_, j) => Array<string>(j + 2).fill(`/nonexistent/periscope-trace/${j}`)).flat(), '/nonexistent/periscope-trace/end']
+
+const workloadDir = mkdtempSync(join(tmpdir(), 'periscope-repl-trace-'))
+process.once('exit', () => rmSync(workloadDir, { recursive: true, force: true }))
+chmodSync(workloadDir, 0o755)
+/** its comm, unique to these tests */
+const WORKLOAD = 'pscope-trace-wl'
+execFileSync('cc', ['-O2', '-Wall', '-Werror', '-static', '-o', join(workloadDir, WORKLOAD), join(root, 'test/bpf/fixtures/repl-trace-workload.c')])
+
+/** The workload, held on its stdin until released. */
+function heldWorkload(): { pid: number; release(): Promise<void>; kill(): void } {
+  const child: ChildProcess = spawn(join(workloadDir, WORKLOAD), [String(PATHS)], { stdio: ['pipe', 'ignore', 'inherit'] })
+  const exited = once(child, 'exit')
+  return {
+    pid: child.pid!,
+    async release() {
+      child.stdin!.end('go\n')
+      const [code] = await exited
+      assert.equal(code, 0, `${WORKLOAD} failed`)
+    },
+    kill: () => child.kill('SIGKILL'),
+  }
+}
+
+/** This process's open BPF objects and perf events, by kind (`bpf_link`, `bpf-prog`, ...), with each link's id. */
+function openBpf(): { kinds: string[]; linkIds: number[] } {
+  const kinds: string[] = []
+  const linkIds: number[] = []
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`)
+    } catch {
+      continue
+    }
+    const kind = /^anon_inode:\[?(bpf[-_]\w+|perf_event)\]?$/.exec(target)?.[1]
+    if (!kind) continue
+    kinds.push(kind)
+    if (kind === 'bpf_link') linkIds.push(Number(/^link_id:\s*(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]))
+  }
+  return { kinds: kinds.sort(), linkIds }
+}
+
+function bpftoolLinkIds(): number[] {
+  return (JSON.parse(execFileSync('bpftool', ['link', 'show', '-j'], { encoding: 'utf8' })) as { id: number }[]).map((link) => link.id)
+}
+
+test('trace(sys_enter_openat, { pid }).take(n) gives exactly the workload\'s openat calls, then ends and detaches', { timeout: 300_000 }, async () => {
+  const before = openBpf()
+  const workload = heldWorkload()
+  const events: TracedEvent[] = []
+  let during: ReturnType<typeof openBpf> | undefined
+  try {
+    const stream = trace('tracepoint:syscalls:sys_enter_openat', { pid: workload.pid }).take(OPENED.length)
+    const iterating = (async () => {
+      for await (const event of stream) events.push(event)
+    })()
+    // attached once the link is open
+    await waitFor(() => openBpf().kinds.includes('bpf_link'), 'the stream attaching', 60_000)
+    during = openBpf()
+    await workload.release()
+    await iterating
+  } finally {
+    workload.kill()
+  }
+  assert.deepEqual(events.map((e) => e.args?.filename), OPENED)
+  for (const event of events) {
+    assert.equal(event.pid, workload.pid)
+    assert.equal(event.comm, WORKLOAD)
+    assert.equal(event.probe, 'tracepoint:syscalls:sys_enter_openat')
+  }
+  // the run held one link (and its program, maps and perf event) and gave them all back
+  assert.equal(during!.linkIds.length, 1)
+  assert.deepEqual(openBpf(), before)
+  assert.ok(!bpftoolLinkIds().includes(during!.linkIds[0]), `link ${during!.linkIds[0]} still listed by bpftool link`)
+})
+
+test('trace(sys_enter_openat, { comm }).count(\'filename\') prints what bpftrace prints for @[str(args->filename)] = count() on the same workload', { timeout: 300_000 }, async () => {
+  assert.match(bpftraceVersion(), /v0\.17\./)
+  const workload = heldWorkload()
+  const program = `BEGIN { printf("ready\\n") } tracepoint:syscalls:sys_enter_openat /comm == "${WORKLOAD}"/ { @[str(args->filename)] = count(); } tracepoint:sched:sched_process_exit /pid == ${workload.pid}/ { exit() }`
+  const bpftrace = spawn('bpftrace', ['-e', program], { stdio: ['ignore', 'pipe', 'ignore'] })
+  let theirs = ''
+  bpftrace.stdout!.setEncoding('utf8').on('data', (chunk: string) => { theirs += chunk })
+  const bpftraceExited = once(bpftrace, 'exit')
+  const stop = new AbortController()
+  let ours = ''
+  try {
+    const counts = trace('syscalls:sys_enter_openat', { comm: WORKLOAD }).count('filename')
+    const running = counts.run({ write: (text) => { ours += text } }, stop.signal)
+    await waitFor(() => openBpf().kinds.includes('bpf_link'), 'the stream attaching', 60_000)
+    await waitFor(() => theirs.includes('ready\n') || bpftrace.exitCode !== null, 'bpftrace attaching', 120_000)
+    assert.equal(bpftrace.exitCode, null, 'bpftrace exited before attaching')
+    await workload.release()
+    // every openat counted: then Ctrl-C
+    const total = () => counts.snapshot().entries.reduce((sum, entry) => sum + (entry.value as bigint), 0n)
+    await waitFor(() => total() === BigInt(OPENED.length), `${OPENED.length} openat calls counted`, 60_000)
+    stop.abort()
+    await running
+    await bpftraceExited
+  } finally {
+    workload.kill()
+    bpftrace.kill('SIGKILL')
+  }
+  assert.equal(ours, '\n\n@[/nonexistent/periscope-trace/end]: 1\n@[/nonexistent/periscope-trace/0]: 2\n@[/nonexistent/periscope-trace/1]: 3\n@[/nonexistent/periscope-trace/2]: 4\n')
+  assert.equal(`Attaching 3 probes...\nready\n${ours}`, theirs)
+})
+
+test('a trace() run aborted (Ctrl-C) before any event detaches too', { timeout: 120_000 }, async () => {
+  const before = openBpf()
+  const stop = new AbortController()
+  const running = trace('sched:sched_process_exec', { comm: WORKLOAD }).run({ write: () => {} }, stop.signal)
+  await waitFor(() => openBpf().kinds.includes('bpf_link'), 'the stream attaching', 60_000)
+  stop.abort()
+  await running
+  assert.deepEqual(openBpf(), before)
+})
+
+test('the bytes the stream unit tests expect are what bpftrace 0.17 prints for the same maps', { timeout: 600_000 }, () => {
+  assert.match(bpftraceVersion(), /v0\.17\./)
+  const cases: [string, string[]][] = []
+  for (const aggregation of Object.keys(AGGREGATIONS)) {
+    for (const keyed of [false, true]) {
+      for (const json of [false, true]) cases.push([caseName(aggregation, keyed, json), [...(json ? ['-f', 'json'] : []), '-e', bpftraceProgram(aggregation, keyed)]])
+    }
+  }
+  for (const aggregation of ['count', 'hist']) cases.push([caseName(aggregation, true, false, 2), ['-e', bpftraceProgram(aggregation, true, 2)]])
+  assert.equal(cases.length, Object.keys(BPFTRACE_0_17).length)
+  for (const [name, args] of cases) {
+    const run = spawnSync('bpftrace', args, { encoding: 'utf8', timeout: 120_000 })
+    assert.equal(run.status, 0, `bpftrace ${args.join(' ')}: ${run.stderr}`)
+    assert.equal(run.stdout.slice(run.stdout.indexOf('\n') + 1), BPFTRACE_0_17[name], name)
+  }
+})
+
+test('probes() lists tracepoints with their fields as bpftrace -lv lists them', () => {
+  for (const pattern of ['tracepoint:sched:*', 'tracepoint:syscalls:sys_enter_open*', 'tracepoint:raw_syscalls:*']) {
+    const theirs = execFileSync('bpftrace', ['-lv', pattern], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+    assert.equal(String(probes(pattern)), theirs, pattern)
+  }
+  // the short form names the same tracepoints
+  assert.equal(String(probes('sched:sched_switch')), String(probes('tracepoint:sched:sched_switch')))
+})
