@@ -172,7 +172,9 @@ function traceUprobes(spec: string, points: Extract<AttachPoint, { provider: 'up
         traced.probe = names[probe]
         push(traced)
       })
-      return capture!
+      // expandUprobe found at least one function, or threw
+      if (!capture) throw new Error(`${spec}: no function to attach to`)
+      return capture
     },
   }, eventFormat(new Set()), fields)
 }

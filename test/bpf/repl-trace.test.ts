@@ -139,6 +139,35 @@ test('a trace() run aborted (Ctrl-C) before any event detaches too', { timeout: 
   assert.deepEqual(openBpf(), before)
 })
 
+test('trace(uretprobe with a wildcard, { pid }) gives each call\'s return value, named by its function; trace(uprobe) its argument registers', { timeout: 300_000 }, async () => {
+  const target = join(workloadDir, 'repl-uprobe-target')
+  execFileSync('cc', ['-O1', '-g', '-Wall', '-Werror', '-o', target, join(root, 'test/bpf/fixtures/repl-uprobe-target.c')])
+  const calls = 4
+  const before = openBpf()
+  for (const provider of ['uretprobe', 'uprobe']) {
+    const child = spawn(target, [String(calls)], { stdio: ['pipe', 'ignore', 'inherit'] })
+    const exited = once(child, 'exit')
+    const events: TracedEvent[] = []
+    try {
+      const stream = trace(`${provider}:${target}:repl_work_*`, { pid: child.pid! }).take(2 * calls)
+      const iterating = (async () => {
+        for await (const event of stream) events.push(event)
+      })()
+      await waitFor(() => openBpf().kinds.includes('bpf_link'), 'the stream attaching', 60_000)
+      child.stdin!.end('go\n')
+      await iterating
+      assert.deepEqual(await exited, [0, null])
+    } finally {
+      child.kill('SIGKILL')
+    }
+    assert.deepEqual(events.map((e) => e.probe), Array.from({ length: calls }, () => [`${provider}:${target}:repl_work_add6`, `${provider}:${target}:repl_work_square`]).flat())
+    if (provider === 'uretprobe') assert.deepEqual(events.map((e) => e.retval), Array.from({ length: calls }, (_, i) => [BigInt(6 * i + 15), BigInt(i * i)]).flat())
+    else assert.deepEqual(events.map((e) => e.regs![0]), Array.from({ length: calls }, (_, i) => [BigInt(i), BigInt(i)]).flat())
+    assert.ok(events.every((e) => e.pid === child.pid))
+    assert.deepEqual(openBpf(), before)
+  }
+})
+
 test('the bytes the stream unit tests expect are what bpftrace 0.17 prints for the same maps', { timeout: 600_000 }, () => {
   assert.match(bpftraceVersion(), /v0\.17\./)
   const cases: [string, string[]][] = []
