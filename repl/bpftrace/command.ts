@@ -6,6 +6,7 @@
  * and exit with 1, as bpftrace does.
  */
 import { readFileSync } from 'node:fs'
+import { missingCapabilities, type CapabilityName } from '../../runtime/privileges.ts'
 import { BpftraceErrors } from './errors.ts'
 import { runOneLiner } from './run.ts'
 
@@ -77,11 +78,31 @@ function batchedStdout(): { write(text: string): void; flush(): void } {
   }
 }
 
+/**
+ * Loading and attaching BPF programs (CAP_BPF, CAP_PERFMON; uprobes through the uprobe PMU:
+ * CAP_SYS_ADMIN) and reading tracefs formats (root's files: CAP_DAC_READ_SEARCH).
+ */
+const NEEDS: CapabilityName[] = ['CAP_BPF', 'CAP_PERFMON', 'CAP_SYS_ADMIN', 'CAP_DAC_READ_SEARCH']
+
+/** What to say when this process cannot run a program, or undefined when it can. */
+function lackingPrivileges(invocation: Invocation): string | undefined {
+  const missing = missingCapabilities(NEEDS)
+  if (missing.length === 0) return undefined
+  const held = missing.length === NEEDS.length ? 'none of them' : `not ${missing.join(' or ')}`
+  const command = invocation.filename === 'stdin' ? "-e '...'" : invocation.filename
+  return `a bpftrace program loads BPF programs and attaches them to tracepoints and uprobes, which needs ${NEEDS.slice(0, -1).join(', ')} and ${NEEDS.at(-1)}; this process holds ${held}. Run it as root: sudo ./periscope ${command}`
+}
+
 export async function main(argv: string[]): Promise<number> {
   const invocation = parseArguments(argv)
   if (typeof invocation === 'string') {
     process.stderr.write(`periscope: ${invocation}\n\n${usage}\n`)
     return 2
+  }
+  const lacking = lackingPrivileges(invocation)
+  if (lacking) {
+    process.stderr.write(`periscope: ${lacking}\n`)
+    return 1
   }
   const abort = new AbortController()
   let interrupts = 0

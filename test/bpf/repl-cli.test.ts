@@ -168,3 +168,11 @@ test('a reader that goes away (| head) ends the program quietly, as SIGPIPE ends
   assert.equal(stderr, '')
   assert.equal(code, 141)
 })
+
+test('without root the command says what it needs and how to run it, and exits with 1', { timeout: 120_000 }, async () => {
+  const node = join(root, 'node_modules/.bin/node')
+  const run = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', node, join(root, 'runtime/cli.ts'), '-e', 'tracepoint:syscalls:sys_enter_getppid { @ = count(); }'], { encoding: 'utf8' })
+  assert.equal(run.stdout, '')
+  assert.equal(run.stderr, "periscope: a bpftrace program loads BPF programs and attaches them to tracepoints and uprobes, which needs CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH; this process holds none of them. Run it as root: sudo ./periscope -e '...'\n")
+  assert.equal(run.status, 1)
+})
