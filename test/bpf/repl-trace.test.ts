@@ -68,25 +68,28 @@ function bpftoolLinkIds(): number[] {
   return (JSON.parse(execFileSync('bpftool', ['link', 'show', '-j'], { encoding: 'utf8' })) as { id: number }[]).map((link) => link.id)
 }
 
-test('trace(sys_enter_openat, { pid }).take(n) gives exactly the workload\'s openat calls, then ends and detaches', { timeout: 300_000 }, async () => {
+test('trace(sys_enter_openat, { pid }).take(n) gives exactly the workload\'s openat calls, prints each on a line, then ends and detaches', { timeout: 300_000 }, async () => {
   const before = openBpf()
   const workload = heldWorkload()
   const events: TracedEvent[] = []
+  let printed = ''
   let during: ReturnType<typeof openBpf> | undefined
   try {
-    const stream = trace('tracepoint:syscalls:sys_enter_openat', { pid: workload.pid }).take(OPENED.length)
-    const iterating = (async () => {
-      for await (const event of stream) events.push(event)
-    })()
+    const stream = trace('tracepoint:syscalls:sys_enter_openat', { pid: workload.pid }).take(OPENED.length).filter((event) => events.push(event) > 0).print()
+    const running = stream.run({ write: (text) => { printed += text } }, new AbortController().signal)
     // attached once the link is open
     await waitFor(() => openBpf().kinds.includes('bpf_link'), 'the stream attaching', 60_000)
     during = openBpf()
     await workload.release()
-    await iterating
+    await running
   } finally {
     workload.kill()
   }
   assert.deepEqual(events.map((e) => e.args?.filename), OPENED)
+  // one line each, laid out as trace_pipe lays events out (pointers in hex, strings quoted)
+  const lines = printed.split('\n')
+  assert.equal(lines.length, OPENED.length + 1)
+  lines.slice(0, -1).forEach((line, i) => assert.match(line, new RegExp(`^${WORKLOAD}-${workload.pid} \\[\\d{3}\\] \\d+\\.\\d{6}: syscalls:sys_enter_openat: __syscall_nr=257 dfd=4294967196 filename="${OPENED[i]}" flags=0 mode=0$`)))
   for (const event of events) {
     assert.equal(event.pid, workload.pid)
     assert.equal(event.comm, WORKLOAD)
