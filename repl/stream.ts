@@ -124,7 +124,7 @@ export class Stream<T> implements AsyncIterable<T>, Runnable {
     this.#pipeline = { source: source as Source<unknown>, operators: (downstream) => downstream, format: format as EventFormat<unknown>, prints: undefined, fields }
   }
 
-  /** A stream of the given values (each run delivers them all again): data at hand, and tests. */
+  /** A stream of the given values: data at hand, and tests (each run iterates `values` again: an array delivers them all again). */
   static from<T>(values: Iterable<T>, format?: EventFormat<T>, fields?: EventFields): Stream<T> {
     return new Stream<T>({
       async open(push, end) {
@@ -313,6 +313,8 @@ export class Stream<T> implements AsyncIterable<T>, Runnable {
     let wake: (() => void) | undefined
     let done = false
     let failure: { error: unknown } | undefined
+    /** the loop was left (break, return, throw): what is still queued is not wanted */
+    let left = false
     const stop = new AbortController()
     const running = this.#drive((event) => {
       if (queue.length - head >= ITERATION_BACKLOG) throw new Error(`the for await loop fell ${ITERATION_BACKLOG} events behind the stream and stopped it: filter or aggregate in the stream (.filter(), .count(), trace(spec, { pid })) rather than in the loop`)
@@ -326,6 +328,7 @@ export class Stream<T> implements AsyncIterable<T>, Runnable {
     })
     return {
       next: async (): Promise<IteratorResult<T>> => {
+        if (left) return { value: undefined, done: true }
         while (head === queue.length && !done) await new Promise<void>((resolve) => { wake = resolve })
         wake = undefined
         if (head < queue.length) {
@@ -345,6 +348,7 @@ export class Stream<T> implements AsyncIterable<T>, Runnable {
         return { value: undefined, done: true }
       },
       return: async (): Promise<IteratorResult<T>> => {
+        left = true
         stop.abort()
         await running
         return { value: undefined, done: true }

@@ -179,7 +179,9 @@ test('the bytes the stream unit tests expect are what bpftrace 0.17 prints for t
       for (const json of [false, true]) cases.push([caseName(aggregation, keyed, json), [...(json ? ['-f', 'json'] : []), '-e', bpftraceProgram(aggregation, keyed)]])
     }
   }
-  for (const aggregation of ['count', 'hist']) cases.push([caseName(aggregation, true, false, 2), ['-e', bpftraceProgram(aggregation, true, 2)]])
+  for (const aggregation of ['count', 'hist']) {
+    for (const json of [false, true]) cases.push([caseName(aggregation, true, json, 2), [...(json ? ['-f', 'json'] : []), '-e', bpftraceProgram(aggregation, true, 2)]])
+  }
   assert.equal(cases.length, Object.keys(BPFTRACE_0_17).length)
   for (const [name, args] of cases) {
     const run = spawnSync('bpftrace', args, { encoding: 'utf8', timeout: 120_000 })

@@ -81,6 +81,22 @@ test('breaking out of for await closes the source', async () => {
   assert.deepEqual([state.opened, state.closed], [1, 1])
 })
 
+test('a for await loop that falls 100,000 events behind fails with what to do instead, after the events it had, and the source closes', async () => {
+  const { source, state } = manualSource<number>()
+  const iterator = new Stream(source)[Symbol.asyncIterator]()
+  const first = iterator.next()
+  await until(() => state.push !== undefined)
+  // one callback's worth of events with the loop not running
+  for (let i = 0; i <= 100_000; i++) state.push!(i)
+  assert.deepEqual(await first, { value: 0, done: false })
+  let received = 1
+  await assert.rejects(async () => {
+    while (!(await iterator.next()).done) received++
+  }, /fell 100000 events behind the stream and stopped it: filter or aggregate in the stream/)
+  assert.equal(received, 100_000)
+  assert.equal(state.closed, 1)
+})
+
 test('a function that throws ends the run with its error and closes the source', async () => {
   const { source, state } = manualSource<number>()
   const running = new Stream(source).map((n) => { if (n === 2) throw new Error('bad event 2'); return n }).run({ write: () => {} }, new AbortController().signal)
@@ -118,11 +134,14 @@ for (const aggregation of Object.keys(AGGREGATIONS)) {
   }
 }
 
-test('top(2) prints what bpftrace prints for print(@, 2), of a count and of a hist map', async () => {
+test('top(2) prints what bpftrace prints for print(@, 2), of a count and of a hist map, in text and JSON', async () => {
   for (const aggregation of ['count', 'hist']) {
-    const printed = await output(AGGREGATIONS[aggregation].make(Stream.from(EVENTS), 'comm').top(2))
-    // bpftrace's case prints print(@, 2), then clears @ and prints the empty map at exit
-    assert.equal(printed, `\n\n${BPFTRACE_0_17[caseName(aggregation, true, false, 2)].slice(0, -3)}`)
+    for (const json of [false, true]) {
+      const top = AGGREGATIONS[aggregation].make(Stream.from(EVENTS), 'comm').top(2)
+      const printed = await output(json ? top.json() : top)
+      // bpftrace's case prints print(@, 2), then clears @ and prints the empty map at exit ("\n" in text, nothing in JSON)
+      assert.equal(printed, `\n\n${BPFTRACE_0_17[caseName(aggregation, true, json, 2)].slice(0, json ? -2 : -3)}`)
+    }
   }
 })
 
