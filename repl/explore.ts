@@ -235,19 +235,21 @@ function declarations(category: string, name: string, root: string): string[] {
 }
 
 /**
- * Lists what a pattern names: `probes('sched:*')` or `probes('tracepoint:sched:sched_sw*')`,
- * tracepoints with their fields; `probes('uprobe:/usr/lib/x86_64-linux-gnu/libc.so.6:mall*')`,
- * a binary's functions. A pattern naming nothing is an error.
+ * Lists what a pattern names: `probes('sched:*')` (or `'sched'`), `probes('tracepoint:sched:sched_sw*')`,
+ * tracepoints with their fields; `probes('uprobe:/usr/lib/x86_64-linux-gnu/libc.so.6:mall*')`
+ * (or the path alone), a binary's functions. A pattern naming nothing is an error.
  */
 export function probes(pattern: string = 'tracepoint:*:*', root: string = TRACEFS): ProbeList {
-  const points = attachPoints(/^[^:/\s]+$/.test(pattern) && !PROVIDERS.has(pattern) ? `${pattern}:*` : pattern)
+  // a category alone, or a binary alone, names all of it
+  const whole = (/^[^:/\s]+$/.test(pattern) && !PROVIDERS.has(pattern)) || /^(uprobe|uretprobe):[^:\s]+$/.test(pattern)
+  const points = attachPoints(whole ? `${pattern}:*` : pattern)
   const found: ProbeInfo[] = []
   for (const point of points) {
     try {
       if (point.provider === 'tracepoint') {
         for (const [category, name] of expandTracepoint(point, root)) found.push({ probe: `tracepoint:${category}:${name}`, fields: declarations(category, name, root) })
       } else if (isUprobe(point)) {
-        const { path, functions } = expandUprobe(point.symbol === '' ? { ...point, symbol: '*' } : point)
+        const { path, functions } = expandUprobe(point)
         for (const { symbol } of functions) found.push({ probe: `${point.provider}:${path}:${symbol}` })
       } else {
         throw new BpftraceErrors([new BpftraceError('probes() lists tracepoints and uprobes', point.loc)])

@@ -142,9 +142,12 @@ test('a trace() run aborted (Ctrl-C) before any event detaches too', { timeout: 
   assert.deepEqual(openBpf(), before)
 })
 
-test('trace(uretprobe with a wildcard, { pid }) gives each call\'s return value, named by its function; trace(uprobe) its argument registers', { timeout: 300_000 }, async () => {
+test('probes(uprobe:...) lists a binary\'s functions; trace(uretprobe with a wildcard, { pid }) gives each call\'s return value, named by its function; trace(uprobe) its argument registers', { timeout: 300_000 }, async () => {
   const target = join(workloadDir, 'repl-uprobe-target')
   execFileSync('cc', ['-O1', '-g', '-Wall', '-Werror', '-o', target, join(root, 'test/bpf/fixtures/repl-uprobe-target.c')])
+  // probes() lists the functions the wildcard names, as one line each
+  assert.equal(String(probes(`uprobe:${target}:repl_*`)), ['repl_done', 'repl_step_one', 'repl_step_two', 'repl_work_add6', 'repl_work_square'].map((name) => `uprobe:${target}:${name}\n`).join(''))
+  assert.ok([...probes(`uprobe:${target}`)].some((p) => p.probe === `uprobe:${target}:main`))
   const calls = 4
   const before = openBpf()
   for (const provider of ['uretprobe', 'uprobe']) {
