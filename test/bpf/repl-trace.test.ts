@@ -30,9 +30,11 @@ chmodSync(workloadDir, 0o755)
 const WORKLOAD = 'pscope-trace-wl'
 execFileSync('cc', ['-O2', '-Wall', '-Werror', '-static', '-o', join(workloadDir, WORKLOAD), join(root, 'test/bpf/fixtures/repl-trace-workload.c')])
 
-/** The workload, held on its stdin until released. */
-function heldWorkload(): { pid: number; release(): Promise<void>; kill(): void } {
-  const child: ChildProcess = spawn(join(workloadDir, WORKLOAD), [String(PATHS)], { stdio: ['pipe', 'ignore', 'inherit'] })
+const NOBODY = 65534
+
+/** The workload, held on its stdin until released; as `uid`:`uid` when given. */
+function heldWorkload(uid?: number): { pid: number; release(): Promise<void>; kill(): void } {
+  const child: ChildProcess = spawn(join(workloadDir, WORKLOAD), [String(PATHS)], { stdio: ['pipe', 'ignore', 'inherit'], ...(uid === undefined ? {} : { uid, gid: uid }) })
   const exited = once(child, 'exit')
   return {
     pid: child.pid!,
@@ -130,6 +132,25 @@ test('trace(sys_enter_openat, { comm }).count(\'filename\') prints what bpftrace
   }
   assert.equal(ours, '\n\n@[/nonexistent/periscope-trace/end]: 1\n@[/nonexistent/periscope-trace/0]: 2\n@[/nonexistent/periscope-trace/1]: 3\n@[/nonexistent/periscope-trace/2]: 4\n')
   assert.equal(`Attaching 3 probes...\nready\n${ours}`, theirs)
+})
+
+test('trace(spec, { comm, uid }) filters on the user in the kernel: of two workloads of one name, only the one run as nobody', { timeout: 300_000 }, async () => {
+  const asRoot = heldWorkload()
+  const asNobody = heldWorkload(NOBODY)
+  const events: TracedEvent[] = []
+  try {
+    const running = trace('syscalls:sys_enter_openat', { comm: WORKLOAD, uid: NOBODY }).take(OPENED.length).filter((event) => events.push(event) > 0).run({ write: () => {} }, new AbortController().signal)
+    await waitFor(() => openBpf().kinds.includes('bpf_link'), 'the stream attaching', 60_000)
+    // root's calls first: a stream that let them through would end with them
+    await asRoot.release()
+    await asNobody.release()
+    await running
+  } finally {
+    asRoot.kill()
+    asNobody.kill()
+  }
+  assert.deepEqual(events.map((e) => e.args?.filename), OPENED)
+  assert.ok(events.every((e) => e.pid === asNobody.pid && e.uid === NOBODY && e.gid === NOBODY), JSON.stringify(events[0], (_, v) => (typeof v === 'bigint' ? `${v}` : v)))
 })
 
 test('a trace() run aborted (Ctrl-C) before any event detaches too', { timeout: 120_000 }, async () => {
