@@ -13,7 +13,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { inspect } from 'node:util'
-import type { AttachPoint } from './bpftrace/ast.ts'
+import type { AttachPoint, Location } from './bpftrace/ast.ts'
 import { captureEvents, expandTracepoint, type KernelFilter, type TracepointRequest } from './bpftrace/capture.ts'
 import { BpftraceError, BpftraceErrors } from './bpftrace/errors.ts'
 import type { TraceEvent } from './bpftrace/evaluate.ts'
@@ -53,12 +53,14 @@ function specErrors(spec: string, errors: BpftraceError[]): BpftraceErrors {
 function attachPoints(spec: string): AttachPoint[] {
   const short = /^[^:/\s]+:[^:\s]+$/.test(spec) && !PROVIDERS.has(spec.slice(0, spec.indexOf(':')))
   const prefix = short ? 'tracepoint:' : ''
+  // from columns of what was parsed to columns of the spec
+  const inSpec = (loc: Location): Location => ({ ...loc, column: Math.max(1, loc.column - prefix.length), endColumn: Math.max(2, loc.endColumn - prefix.length) })
   try {
     const points = parse(`${prefix}${spec} {}`).probes.flatMap((probe) => probe.attachPoints)
-    return points.map((point) => ({ ...point, loc: { ...point.loc, column: Math.max(1, point.loc.column - prefix.length), endColumn: Math.max(2, point.loc.endColumn - prefix.length) } }))
+    return points.map((point) => ({ ...point, loc: inSpec(point.loc) }))
   } catch (error) {
     if (!(error instanceof BpftraceErrors)) throw error
-    throw specErrors(spec, error.errors.map((e) => new BpftraceError(e.message, e.loc && { ...e.loc, column: Math.max(1, e.loc.column - prefix.length), endColumn: Math.max(2, e.loc.endColumn - prefix.length) })))
+    throw specErrors(spec, error.errors.map((e) => new BpftraceError(e.message, e.loc && inSpec(e.loc))))
   }
 }
 

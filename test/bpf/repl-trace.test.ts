@@ -14,6 +14,7 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
 import { probes, trace, type TracedEvent } from '../../repl/explore.ts'
 import { AGGREGATIONS, BPFTRACE_0_17, bpftraceProgram, caseName } from '../unit/repl-stream-cases.ts'
 import { root, waitFor } from './kernel.ts'
@@ -221,4 +222,26 @@ test('probes() lists tracepoints with their fields as bpftrace -lv lists them', 
   }
   // the short form names the same tracepoints
   assert.equal(String(probes('sched:sched_switch')), String(probes('tracepoint:sched:sched_switch')))
+})
+
+test('a bad spec, filter or field is an error before anything attaches, located in the spec (the short form too)', () => {
+  const before = openBpf()
+  const located = (spec: string, filter = {}) => {
+    try {
+      trace(spec, filter)
+    } catch (error) {
+      assert.ok(error instanceof BpftraceErrors, String(error))
+      assert.equal((error as BpftraceErrors & { source?: string }).source, spec)
+      return error.format(spec)
+    }
+    assert.fail(`trace(${JSON.stringify(spec)}) did not throw`)
+  }
+  assert.equal(located('syscalls:nope_*'), 'stdin:1:1-16: ERROR: No tracepoints matched syscalls:nope_*\nsyscalls:nope_*\n~~~~~~~~~~~~~~~\n')
+  assert.equal(located('tracepoint:sched'), 'stdin:1:1-17: ERROR: tracepoint probe type requires 2 arguments\ntracepoint:sched\n~~~~~~~~~~~~~~~~\n')
+  assert.match(located('profile:hz:99'), /^stdin:1:1-14: ERROR: trace\(\) captures tracepoint, uprobe and uretprobe probes; run profile probes as a one-liner/)
+  assert.match(located('uprobe:/nonexistent/binary:main'), /^stdin:1:1-32: ERROR: uprobe target file '\/nonexistent\/binary' does not exist or is not executable\n/)
+  assert.throws(() => trace('syscalls:sys_enter_openat').count('filenme'), { message: /^\.count\("filenme"\): syscalls:sys_enter_openat events have no field filenme; they have probe, pid, tid, uid, gid, comm, cpu, nsecs, args\.__syscall_nr, args\.dfd, args\.filename, args\.flags, args\.mode$/ })
+  assert.throws(() => trace('syscalls:sys_enter_openat', { pid: 1, name: 'x' } as never), /filter on name: the kernel filters on pid, comm and uid/)
+  assert.throws(() => trace('syscalls:sys_enter_openat', { comm: 'a-name-longer-than-15' }), /can never match: the kernel keeps the first 15 bytes/)
+  assert.deepEqual(openBpf(), before)
 })
