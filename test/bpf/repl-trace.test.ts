@@ -154,13 +154,31 @@ test('trace(spec, { comm, uid }) filters on the user in the kernel: of two workl
   assert.ok(events.every((e) => e.pid === asNobody.pid && e.uid === NOBODY && e.gid === NOBODY), JSON.stringify(events[0], (_, v) => (typeof v === 'bigint' ? `${v}` : v)))
 })
 
-test('a trace() run aborted (Ctrl-C) before any event detaches too', { timeout: 120_000 }, async () => {
+test('a trace() run aborted (Ctrl-C) before any event detaches, and so does a for await loop left at its first event', { timeout: 120_000 }, async () => {
   const before = openBpf()
   const stop = new AbortController()
   const running = trace('sched:sched_process_exec', { comm: WORKLOAD }).run({ write: () => {} }, stop.signal)
   await waitFor(() => openBpf().kinds.includes('bpf_link'), 'the stream attaching', 60_000)
   stop.abort()
   await running
+  assert.deepEqual(openBpf(), before)
+
+  const workload = heldWorkload()
+  let first: TracedEvent | undefined
+  try {
+    const looping = (async () => {
+      for await (const event of trace('syscalls:sys_enter_openat', { pid: workload.pid })) {
+        first = event
+        break
+      }
+    })()
+    await waitFor(() => openBpf().kinds.includes('bpf_link'), 'the stream attaching', 60_000)
+    await workload.release()
+    await looping
+  } finally {
+    workload.kill()
+  }
+  assert.equal(first?.args?.filename, OPENED[0])
   assert.deepEqual(openBpf(), before)
 })
 
