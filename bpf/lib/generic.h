@@ -8,6 +8,15 @@
 #define GENERIC_MAX_DATA 4096
 /* the tracefs common fields (common_type, common_flags, common_preempt_count, common_pid) */
 #define GENERIC_COMMON_HEADER 8
+/* user-space strings (`const char *` fields) copied per record */
+#define GENERIC_MAX_STRINGS 2
+/* bytes of each copied string, its NUL included: bpftrace's default BPFTRACE_STRLEN, so str()
+ * of a longer string shows the 63 bytes bpftrace shows */
+#define GENERIC_STRING_SIZE 64
+
+/* generic_probe_config.filters: which of comm and uid the kernel compares */
+#define GENERIC_FILTER_COMM 1
+#define GENERIC_FILTER_UID 2
 
 /* per-probe settings, selected by the attach cookie (the slot index) */
 struct generic_probe_config {
@@ -16,6 +25,14 @@ struct generic_probe_config {
 	__u32 record_size;
 	/* 0 for every process, else only this tgid */
 	__u32 tgid;
+	/* only this uid, when filters has GENERIC_FILTER_UID */
+	__u32 uid;
+	__u32 filters;
+	/* only tasks of this comm (NUL-padded, as the kernel's), when filters has GENERIC_FILTER_COMM */
+	char comm[16];
+	/* record offsets of pointer fields to copy the user-space string of; 0 ends the list */
+	__u16 string_offsets[GENERIC_MAX_STRINGS];
+	__u32 pad;
 };
 
 struct generic_record {
@@ -23,15 +40,19 @@ struct generic_record {
 	__u64 timestamp_ns;
 	__u32 pid;
 	__u32 tid;
+	__u32 uid;
+	__u32 gid;
 	__u32 cpu;
-	/* bytes of data that follow */
+	/* bytes of the raw record in data */
 	__u32 size;
 	/* 1 when the configured record_size was above GENERIC_MAX_DATA and the record was cut */
 	__u32 truncated;
-	__u32 pad;
+	/* GENERIC_STRING_SIZE-byte strings after the raw record, one per string_offsets entry (an
+	 * unreadable pointer gives an empty string, as in bpftrace) */
+	__u32 strings;
 	char comm[16];
-	/* the tracepoint's raw record, as described by its tracefs format file; the common header
-	 * is zeroed */
+	/* the tracepoint's raw record, as described by its tracefs format file (the common header
+	 * zeroed), then the strings */
 	__u8 data[];
 };
 

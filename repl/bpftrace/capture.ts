@@ -1,20 +1,21 @@
 /**
- * Feeds a checked program's tracepoint probes from the kernel: one `generic.bpf.c` object,
- * attached once to every tracepoint the program names (wildcards expanded from tracefs), each
- * with its own config slot (the attach cookie): the record size from the tracefs format and the
- * kernel-side pid filter from `kernelFilter()`. A record goes to every probe naming its
- * tracepoint, in program order. Records are decoded with the format and handed
- * to `onEvent(probeIndex, event)` — usually `Evaluator.fire`.
+ * Feeds tracepoint probes from the kernel: one `generic.bpf.c` object, attached once to each
+ * tracepoint, each with its own config slot (the attach cookie): the record size from the
+ * tracefs format, the kernel-side pid/comm/uid filter, and the offsets of up to two `char *`
+ * fields whose user-space strings the kernel copies with the record. Records are decoded with
+ * the format into `TraceEvent`s.
  *
- * Not here yet: uprobe/uretprobe, profile and interval probes, BEGIN/END (the caller runs
- * them), and the `uid`/`gid` builtins, which generic.bpf.c does not record: a program using
- * them in a tracepoint probe is refused rather than given zeros.
+ * `captureEvents` takes the tracepoints and filters as requests (the REPL's `trace()`);
+ * `captureTracepoints` derives them from a checked bpftrace program: wildcards expanded from
+ * tracefs, filters from `kernelFilter()`, strings from the fields the probes pass to `str()`.
+ * A record goes to every probe naming its tracepoint, in program order.
  *
- * Known gap: generic.bpf.c cannot leave out this process. A probe on a syscall this process
- * makes to wake up for records (sys_exit_read: libuv reads its eventfd) and without a kernel pid
- * filter feeds itself: each record wakes the reader, whose read is another record (measured:
- * 28,000 to 36,000 reads a second by the test process, at 55% of a core, until killed). The
- * kernel side needs an "every process but this tgid" setting before one-liners go unfiltered.
+ * This process is always left out (generic.bpf.c's `self_tgid`): a probe on a syscall it makes
+ * to wake up for records (sys_exit_read: libuv reads its eventfd) would otherwise feed itself,
+ * each record waking the reader, whose read is another record (measured before the setting:
+ * 28,000 to 36,000 reads a second at 55% of a core, until killed).
+ *
+ * Not here: uprobe/uretprobe, profile and interval probes, BEGIN/END (the caller runs them).
  */
 import { readdirSync } from 'node:fs'
 import { decodeGenericRecord, encodeGenericProbeConfig, GENERIC_PROBE_CONFIG_SIZE } from '../../bpf/lib/generic.types.ts'
@@ -23,17 +24,22 @@ import { attachTracepoint, type Link } from '../../runtime/bpf/links.ts'
 import { ObjectSpec } from '../../runtime/bpf/object.ts'
 import { libraryDir } from '../../runtime/library/index.ts'
 import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
-import type { AttachPoint, Expression, Statement } from './ast.ts'
+import type { AttachPoint, Expression, Location, Probe } from './ast.ts'
 import type { CheckedProgram } from './check.ts'
 import { BpftraceError, BpftraceErrors } from './errors.ts'
 import type { TraceEvent } from './evaluate.ts'
 import { kernelFilter, type KernelFilter } from './kernel-filter.ts'
-import { decodeFields, readFormat, TRACEFS, type TracepointFormat } from './tracefs.ts'
+import { cString, decodeFields, readFormat, TRACEFS, type TracepointFormat } from './tracefs.ts'
 
 /** generic.h's GENERIC_MAX_PROBES: config slots, so tracepoints, one object serves */
 const MAX_PROBES = 64
 /** generic.h's GENERIC_MAX_STRINGS: user-space strings copied per record */
 const MAX_STRINGS = 2
+/** generic.h's GENERIC_STRING_SIZE */
+const STRING_SIZE = 64
+/** generic.h's GENERIC_FILTER_COMM and GENERIC_FILTER_UID */
+const FILTER_COMM = 1
+const FILTER_UID = 2
 
 export type { KernelFilter }
 
@@ -63,33 +69,42 @@ export function expandTracepoint(point: Extract<AttachPoint, { provider: 'tracep
   return found.sort()
 }
 
-function usesBuiltin(nodes: (Expression | Statement | undefined)[], names: Set<string>): Expression | undefined {
-  for (const node of nodes) {
-    if (!node) continue
-    if ('kind' in node && node.kind === 'builtin' && names.has(node.name)) return node
-    const children = Object.values(node).flatMap((value) => (Array.isArray(value) ? value : [value])).filter((value): value is Expression => typeof value === 'object' && value !== null && 'kind' in value)
-    const found = usesBuiltin(children, names)
-    if (found) return found
+/** A request's format, checked against what one slot of the generic object can do. */
+function requestFormat(request: TracepointRequest, root: string): TracepointFormat {
+  const where = `${request.category}:${request.name}`
+  const format = readFormat(request.category, request.name, root)
+  if (!format) throw new Error(`no tracepoint ${where}: ${root}/events/${request.category}/${request.name}/format does not exist; list the tracepoints with probes('${request.category}:*')`)
+  const { comm, uid, pid } = request.filter
+  if (comm !== undefined && (Buffer.byteLength(comm) > 15 || comm.length === 0)) throw new Error(`${where}: the comm filter "${comm}" can never match: the kernel keeps 1 to 15 bytes of a task's name`)
+  for (const [name, value] of [['pid', pid], ['uid', uid]] as const) {
+    if (value !== undefined && !(Number.isInteger(value) && value >= 0 && value < 2 ** 32)) throw new Error(`${where}: the ${name} filter ${value} is not a 32-bit unsigned integer`)
   }
-  return undefined
+  const strings = request.strings ?? []
+  if (strings.length > MAX_STRINGS) throw new Error(`${where}: ${strings.length} string fields requested (${strings.join(', ')}); the generic program copies at most ${MAX_STRINGS} per record`)
+  for (const name of strings) {
+    const field = format.fields.find((f) => f.name === name)
+    if (!field || !field.type.includes('*') || field.size !== 8) {
+      const pointers = format.fields.filter((f) => f.type.includes('*')).map((f) => f.name)
+      throw new Error(`${where}: ${name} is not a pointer field of the format, so it has no string to copy (pointer fields: ${pointers.join(', ') || 'none'})`)
+    }
+  }
+  return format
 }
 
-/** The format of each request, checked against what one generic object can copy. */
-function requestFormats(requests: TracepointRequest[], root: string): TracepointFormat[] {
-  if (requests.length > MAX_PROBES) throw new Error(`${requests.length} tracepoints requested; one generic object serves ${MAX_PROBES}: narrow the wildcards`)
-  return requests.map((request) => {
-    const format = readFormat(request.category, request.name, root)
-    if (!format) throw new Error(`no tracepoint ${request.category}:${request.name} (no format file under ${root}/events): list them with \`ls ${root}/events/${request.category}\``)
-    const strings = request.strings ?? []
-    if (strings.length > MAX_STRINGS) throw new Error(`${request.category}:${request.name}: ${strings.length} string fields requested; the generic program copies at most ${MAX_STRINGS} per record`)
-    for (const name of strings) {
-      const field = format.fields.find((f) => f.name === name)
-      if (!field || !field.type.includes('*') || field.size !== 8) throw new Error(`${request.category}:${request.name}: ${name} is not a pointer field of the format (fields: ${format.fields.map((f) => f.name).join(', ')})`)
-    }
-    if (request.filter.uid !== undefined) throw new Error(`${request.category}:${request.name}: a uid filter is not applied by the generic tracepoint program yet`)
-    if (strings.length > 0) throw new Error(`${request.category}:${request.name}: strings are not copied by the generic tracepoint program yet`)
-    return format
-  })
+function encodeConfig(request: TracepointRequest, format: TracepointFormat): Uint8Array {
+  const { pid, comm, uid } = request.filter
+  const offsets = (request.strings ?? []).map((name) => format.fields.find((f) => f.name === name)!.offset)
+  const value = new Uint8Array(GENERIC_PROBE_CONFIG_SIZE)
+  encodeGenericProbeConfig({
+    record_size: format.recordSize,
+    tgid: pid ?? 0,
+    uid: uid ?? 0,
+    filters: (comm === undefined ? 0 : FILTER_COMM) | (uid === undefined ? 0 : FILTER_UID),
+    comm: comm ?? '',
+    string_offsets: Array.from({ length: MAX_STRINGS }, (_, i) => offsets[i] ?? 0),
+    pad: 0,
+  }, new DataView(value.buffer), 0)
+  return value
 }
 
 /**
@@ -98,8 +113,10 @@ function requestFormats(requests: TracepointRequest[], root: string): Tracepoint
  * request index. This process is left out.
  */
 export async function captureEvents(requests: TracepointRequest[], onEvent: (request: number, event: TraceEvent) => void, root = TRACEFS): Promise<Capture> {
-  const formats = requestFormats(requests, root)
-  const object = await ObjectSpec.open(`${libraryDir}generic.bpf.o`).load()
+  if (requests.length > MAX_PROBES) throw new Error(`${requests.length} tracepoints requested; one generic object serves ${MAX_PROBES}: narrow the wildcards`)
+  const formats = requests.map((request) => requestFormat(request, root))
+  const strings = requests.map((request) => request.strings ?? [])
+  const object = await ObjectSpec.open(`${libraryDir}generic.bpf.o`).setSettings({ self_tgid: process.pid }).load()
   const links: Link[] = []
   let reader: RingBufferReader | undefined
   const close = () => {
@@ -109,18 +126,15 @@ export async function captureEvents(requests: TracepointRequest[], onEvent: (req
   }
   try {
     const config = object.map('probe_config')
-    requests.forEach((request, index) => {
-      const value = new Uint8Array(GENERIC_PROBE_CONFIG_SIZE)
-      encodeGenericProbeConfig({ record_size: formats[index].recordSize, tgid: request.filter.pid ?? 0 }, new DataView(value.buffer), 0)
-      config.update(new Uint8Array(new Uint32Array([index]).buffer), value)
-    })
+    requests.forEach((request, index) => config.update(new Uint8Array(new Uint32Array([index]).buffer), encodeConfig(request, formats[index])))
     reader = new RingBufferReader(object, 'events', {
       onBatch: (batch) => forEachRecord(batch, (view, offset, size) => {
         const record = decodeGenericRecord(view, offset, size)
         const index = Number(record.cookie)
-        const { comm } = requests[index].filter
-        if (comm !== undefined && record.comm !== comm) return
-        onEvent(index, { pid: record.pid, tid: record.tid, uid: 0, gid: 0, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns), args: decodeFields(formats[index], record.data) })
+        const args = decodeFields(formats[index], record.data.subarray(0, record.size))
+        // the strings follow the raw record, in the order of the request's fields
+        for (let i = 0; i < record.strings; i++) args[strings[index][i]] = cString(record.data.subarray(record.size + i * STRING_SIZE, record.size + (i + 1) * STRING_SIZE))
+        onEvent(index, { pid: record.pid, tid: record.tid, uid: record.uid, gid: record.gid, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns), args })
       }),
     })
     requests.forEach((request, index) => links.push(attachTracepoint(object, 'generic_tracepoint', request.category, request.name, { cookie: BigInt(index) })))
@@ -140,17 +154,55 @@ function commonFilter(a: KernelFilter, b: KernelFilter): KernelFilter {
   return filter
 }
 
+type ArgsField = Extract<Expression, { kind: 'field' }>
+
+/**
+ * The `args` fields a probe reads: through `str()` (the first such read of each name), and
+ * otherwise (every other read).
+ */
+function argsReads(probe: Probe): { throughStr: Map<string, Location>; other: ArgsField[] } {
+  const throughStr = new Map<string, Location>()
+  const other: ArgsField[] = []
+  const isArgs = (node: Expression): node is ArgsField => node.kind === 'field' && node.base.kind === 'builtin' && node.base.name === 'args'
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) return node.forEach(visit)
+    if (typeof node !== 'object' || node === null || !('kind' in node)) return
+    const expression = node as Expression
+    if (expression.kind === 'call' && expression.name === 'str' && expression.args[0] && isArgs(expression.args[0])) {
+      if (!throughStr.has(expression.args[0].field)) throughStr.set(expression.args[0].field, expression.args[0].loc)
+      return expression.args.slice(1).forEach(visit)
+    }
+    if (isArgs(expression)) other.push(expression)
+    Object.values(node).forEach(visit)
+  }
+  visit([probe.predicate, ...probe.statements])
+  return { throughStr, other }
+}
+
+/**
+ * The fields of `format` the kernel copies as strings for these probes: the pointer fields they
+ * pass to `str()`. Such a field arrives as its string, so a probe reading it as an address too
+ * is refused.
+ */
+function stringFields(format: TracepointFormat, reads: ReturnType<typeof argsReads>[], where: string): string[] {
+  const pointers = new Set(format.fields.filter((f) => f.type.includes('*')).map((f) => f.name))
+  const fields = new Map<string, Location>()
+  for (const { throughStr } of reads) for (const [name, loc] of throughStr) if (pointers.has(name) && !fields.has(name)) fields.set(name, loc)
+  const mixed = reads.flatMap(({ other }) => other).find((read) => fields.has(read.field))
+  if (mixed) throw new BpftraceErrors([new BpftraceError(`args->${mixed.field} of ${where} is read through str() elsewhere, and arrives as the string the kernel copied: read it only through str()`, mixed.loc)])
+  if (fields.size > MAX_STRINGS) throw new BpftraceErrors([new BpftraceError(`${where}: str() of ${fields.size} pointer fields (${[...fields.keys()].join(', ')}); the kernel copies at most ${MAX_STRINGS} strings per record`, [...fields.values()][MAX_STRINGS])])
+  return [...fields.keys()]
+}
+
 /** Attaches the program's tracepoint probes; `onEvent` gets each record as a `TraceEvent`. */
 export async function captureTracepoints(checked: CheckedProgram, onEvent: (probe: number, event: TraceEvent) => void, root = TRACEFS): Promise<Capture> {
   // one request per tracepoint: the kernel attaches a program to a tracepoint once, so probes
   // naming the same tracepoint share its records, filtered by what their filters agree on
   const requests: (TracepointRequest & { probes: number[] })[] = []
   const byName = new Map<string, (typeof requests)[number]>()
+  const reads = checked.program.probes.map(argsReads)
   checked.program.probes.forEach((probe, index) => {
     const points = probe.attachPoints.filter((p): p is Extract<AttachPoint, { provider: 'tracepoint' }> => p.provider === 'tracepoint')
-    if (points.length === 0) return
-    const unrecorded = usesBuiltin([probe.predicate, ...probe.statements], new Set(['uid', 'gid']))
-    if (unrecorded) throw new BpftraceErrors([new BpftraceError(`${(unrecorded as { name: string }).name} is not recorded by the generic tracepoint program yet`, unrecorded.loc)])
     const filter = kernelFilter(probe)
     for (const point of points) {
       for (const [category, name] of expandTracepoint(point, root)) {
@@ -166,6 +218,10 @@ export async function captureTracepoints(checked: CheckedProgram, onEvent: (prob
       }
     }
   })
+  for (const request of requests) {
+    const format = readFormat(request.category, request.name, root)
+    if (format) request.strings = stringFields(format, request.probes.map((probe) => reads[probe]), `${request.category}:${request.name}`)
+  }
   // probes run in program order, as bpftrace's programs on one tracepoint do
   return captureEvents(requests, (request, event) => {
     for (const probe of requests[request].probes) onEvent(probe, event)

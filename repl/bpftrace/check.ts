@@ -76,8 +76,6 @@ class Checker {
   readonly #options: CheckOptions
   #probe!: Probe
   #variables = new Map<string, ValueType>()
-  /** `args` fields that are pointers (`const char *filename`): str() of them needs the kernel */
-  readonly #pointerFields = new WeakSet<Expression>()
   /** the map reads of `@x op= e` statements: an undeclared map reads as 0 (uint64) there */
   readonly #compoundReads = new WeakSet<Expression>()
 
@@ -324,7 +322,6 @@ class Checker {
       if (/[*?]/.test(point.category + point.name)) continue
       const field = resolve(point.category, point.name)?.find((f) => f.name === expression.field)
       if (!field) return this.#error(`Struct/union of type 'struct _tracepoint_${point.category}_${point.name}' does not contain a field named '${expression.field}'`, expression.loc)
-      if (field.type.includes('*')) this.#pointerFields.add(expression)
       type = fieldType(field)
     }
     return type ?? INT64
@@ -362,8 +359,8 @@ class Checker {
       case 'str': {
         if (args.length < 1 || args.length > 2) return this.#error(`str() requires 1 or 2 arguments (${args.length} provided)`, call.loc)
         args.forEach((arg) => this.expression(arg))
-        if (this.#pointerFields.has(args[0])) return this.#error(`str() of the pointer ${(args[0] as { field: string }).field} needs the string copied in the kernel with the record, which the generic tracepoint program does not do yet`, call.loc)
-        const size = args[1]?.kind === 'integer' ? Math.min(Number(args[1].value), STRING_SIZE) : STRING_SIZE
+        // bpftrace 0.17 reads the length asked for plus the NUL, at most its string size
+        const size = args[1]?.kind === 'integer' ? Math.min(Number(args[1].value) + 1, STRING_SIZE) : STRING_SIZE
         return { kind: 'string', size }
       }
       case 'exit':

@@ -49,7 +49,8 @@ export function tracefsFields(root = TRACEFS): (category: string, name: string) 
   return (category, name) => readFormat(category, name, root)?.fields
 }
 
-function cString(bytes: Uint8Array): string {
+/** The text before the first NUL (all of it without one). */
+export function cString(bytes: Uint8Array): string {
   const end = bytes.indexOf(0)
   return Buffer.from(bytes.subarray(0, end === -1 ? bytes.length : end)).toString()
 }

@@ -5,26 +5,27 @@
  * when the workload exits (a sched_process_exit probe calls exit()): ours must be the same
  * bytes.
  *
- * The workload is a shell held on its stdin until both tracers have attached; it then execs
- * dd, keeping its pid, so the one-liners filter on that pid and the filter runs in the kernel.
- * It must: a probe on sys_exit_read without a kernel filter sees this process's own reads of
- * its event-loop wakeups, each a record that wakes it again (see capture.ts).
+ * The workloads wait on their stdin until the tracers have attached: a shell that then execs
+ * dd (keeping its pid), and test/bpf/fixtures/repl-capture-workload.c, which makes a known set
+ * of openat and read calls, run under names of its own (its comm) and as root or nobody.
  */
 import assert from 'node:assert/strict'
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import { UserSpaceAggregator } from '../../repl/bpftrace/aggregate.ts'
-import { captureTracepoints, type Capture } from '../../repl/bpftrace/capture.ts'
+import { captureEvents, captureTracepoints, type Capture } from '../../repl/bpftrace/capture.ts'
 import { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
-import { Evaluator } from '../../repl/bpftrace/evaluate.ts'
+import { Evaluator, type TraceEvent } from '../../repl/bpftrace/evaluate.ts'
 import { kernelFilter } from '../../repl/bpftrace/kernel-filter.ts'
 import { compileProgram } from '../../repl/bpftrace/program.ts'
 import { runOneLiner } from '../../repl/bpftrace/run.ts'
 import { tracefsFields } from '../../repl/bpftrace/tracefs.ts'
 import { exitText } from '../../repl/printers.ts'
-import { waitFor } from './kernel.ts'
+import { root, waitFor } from './kernel.ts'
 import { bpftraceVersion } from './repl-bpftrace.ts'
 
 /** A shell that execs `command` (same pid) once released. */
@@ -40,6 +41,42 @@ function heldWorkload(command: string): { pid: number; release(): Promise<void>;
     },
     kill: () => child.kill('SIGKILL'),
   }
+}
+
+const NOBODY = 65534
+
+/**
+ * The capture workload, built once into a directory everyone may read (it also runs as
+ * nobody), as `name`: its comm.
+ */
+const workloadDir = mkdtempSync(join(tmpdir(), 'periscope-repl-capture-'))
+process.once('exit', () => rmSync(workloadDir, { recursive: true, force: true }))
+chmodSync(workloadDir, 0o755)
+execFileSync('cc', ['-O2', '-Wall', '-Werror', '-o', join(workloadDir, 'workload'), join(root, 'test/bpf/fixtures/repl-capture-workload.c')])
+
+/** The capture workload as `name`, held until released; as `uid`:`uid` when given. */
+function heldCaptureWorkload(name: string, opens: number, reads: number, uid?: number): { pid: number; release(): Promise<void>; kill(): void } {
+  const binary = join(workloadDir, name)
+  // a copy per name, made once: a running copy cannot be written
+  if (!existsSync(binary)) copyFileSync(join(workloadDir, 'workload'), binary)
+  const child: ChildProcess = spawn(binary, [String(opens), String(reads)], { stdio: ['pipe', 'ignore', 'inherit'], ...(uid === undefined ? {} : { uid, gid: uid }) })
+  const exited = once(child, 'exit')
+  return {
+    pid: child.pid!,
+    async release() {
+      child.stdin!.end('go\n')
+      const [code] = await exited
+      assert.equal(code, 0, `${name} failed`)
+    },
+    kill: () => child.kill('SIGKILL'),
+  }
+}
+
+/** The paths the capture workload opens, as str() shows them (bpftrace's 64-byte strings). */
+function workloadPaths(opens: number): string[] {
+  const paths = Array.from({ length: opens }, (_, i) => `/nonexistent/periscope-capture/${i % 3}`)
+  // the 100-byte path, cut to 63 bytes and its NUL; then the unreadable pointer, empty
+  return [...paths, `/nonexistent/${'x'.repeat(100 - 13)}`.slice(0, 63), '', '/dev/zero']
 }
 
 /**
@@ -95,35 +132,6 @@ test('a hist, lhist, stats, max and count one-liner over sys_exit_read prints wh
   }
 })
 
-test('a pid filter runs in the kernel, wildcards expand from tracefs, and uid is refused until recorded', { timeout: 120_000 }, async () => {
-  const source = `tracepoint:syscalls:sys_enter_getppi* /pid == ${process.pid}/ { @calls[comm] = count(); }`
-  const checked = compileProgram(source, { tracepointFields: tracefsFields() })
-  const aggregator = new UserSpaceAggregator(checked.maps)
-  const evaluator = new Evaluator(checked, aggregator, { printf: () => {}, print: () => {}, exit: () => {} }, 0n)
-  const pids = new Set<number>()
-  let delivered = 0
-  const capture = await captureTracepoints(checked, (probe, event) => {
-    pids.add(event.pid)
-    delivered++
-    evaluator.fire(probe, event)
-  })
-  try {
-    // each read of process.ppid is one getppid() call by this process
-    let sum = 0
-    for (let i = 0; i < 10; i++) sum += process.ppid
-    assert.ok(sum > 0)
-    spawnSync('/bin/sh', ['-c', 'for i in 1 2 3; do echo $PPID > /dev/null; done'])
-    await waitFor(() => delivered >= 10, 'ten getppid records', 60_000)
-    // generic.bpf.c dropped every other process's calls before the ring buffer
-    assert.deepEqual([...pids], [process.pid])
-    assert.equal(exitText(aggregator.snapshots()), `\n\n@calls[${readFileSync('/proc/self/comm', 'utf8').trim()}]: 10\n`)
-  } finally {
-    capture.close()
-  }
-  const uid = 'tracepoint:syscalls:sys_enter_getppid /uid == 0/ { @ = count(); }'
-  await assert.rejects(captureTracepoints(compileProgram(uid), () => {}), (error: unknown) => error instanceof BpftraceErrors && error.format(uid) === 'stdin:1:39-43: ERROR: uid is not recorded by the generic tracepoint program yet\ntracepoint:syscalls:sys_enter_getppid /uid == 0/ { @ = count(); }\n                                      ~~~~\n')
-})
-
 test('runOneLiner prints what bpftrace -e prints, from "Attaching" to the maps, for a one-liner that ends itself with exit()', { timeout: 300_000 }, async () => {
   const workload = heldWorkload('dd if=/dev/zero of=/dev/null bs=3000 count=9 status=none')
   const source = oneLiner(workload.pid)
@@ -143,4 +151,133 @@ test('runOneLiner prints what bpftrace -e prints, from "Attaching" to the maps, 
     workload.kill()
     bpftrace.kill()
   }
+})
+
+/** A checked program run through captureTracepoints and the evaluator until one of its probes calls exit(). */
+async function captureUntilExit(source: string) {
+  const checked = compileProgram(source, { tracepointFields: tracefsFields() })
+  const aggregator = new UserSpaceAggregator(checked.maps)
+  let exited = false
+  let printed = ''
+  const evaluator = new Evaluator(checked, aggregator, { printf: (text) => { printed += text }, print: () => {}, exit: () => { exited = true } }, 0n)
+  const capture = await captureTracepoints(checked, (probe, event) => evaluator.fire(probe, event))
+  return {
+    capture,
+    /** what printf printed, then the maps as bpftrace prints them at exit, once a probe called exit() */
+    async output() {
+      await waitFor(() => exited, 'the probe that calls exit()', 60_000)
+      return printed + exitText(aggregator.snapshots())
+    },
+  }
+}
+
+test('this process is left out: an unfiltered sys_exit_read one-liner counts the workload\'s reads and none of its own', { timeout: 300_000 }, async () => {
+  const workload = heldCaptureWorkload('capwl-self', 0, 5)
+  // `||` keeps the filter out of the kernel, so every process's reads come up but this one's:
+  // its event loop reads an eventfd for each batch of records, which would feed itself
+  const source = `tracepoint:syscalls:sys_exit_read /comm == "capwl-self" || pid == ${process.pid}/ { @reads[comm, pid == ${process.pid}] = count(); @bytes[comm] = sum(args->ret); } tracepoint:sched:sched_process_exit /pid == ${workload.pid}/ { exit() }`
+  const run = await captureUntilExit(source)
+  try {
+    // reads of this process while capturing: each would be counted under its own comm
+    for (let i = 0; i < 20; i++) readFileSync('/proc/self/stat')
+    await workload.release()
+    // its "go" line on stdin, then 100 to 104 bytes of /dev/zero
+    assert.equal(await run.output(), '\n\n@bytes[capwl-self]: 513\n@reads[capwl-self, 0]: 6\n')
+    assert.equal(run.capture.dropped(), 0)
+  } finally {
+    workload.kill()
+    run.capture.close()
+  }
+})
+
+test('comm, uid and pid filters run in the kernel, uid and gid are recorded, and str() fields arrive as strings', { timeout: 300_000 }, async () => {
+  const a = heldCaptureWorkload('capwl-a', 4, 3)
+  const b = heldCaptureWorkload('capwl-b', 5, 2, NOBODY)
+  const c = heldCaptureWorkload('capwl-b', 6, 1)
+  const events: TraceEvent[][] = [[], [], [], []]
+  // captureEvents filters nothing in user space: whatever arrives, the kernel let through
+  const capture = await captureEvents([
+    { category: 'syscalls', name: 'sys_enter_openat', filter: { comm: 'capwl-b', uid: NOBODY }, strings: ['filename'] },
+    { category: 'syscalls', name: 'sys_exit_read', filter: { comm: 'capwl-a' } },
+    { category: 'syscalls', name: 'sys_exit_openat', filter: { pid: c.pid } },
+    { category: 'sched', name: 'sched_process_exit', filter: { comm: 'capwl-b' } },
+  ], (request, event) => events[request].push(event))
+  try {
+    // one after the other: the last exit record comes after every record of the three
+    await a.release()
+    await b.release()
+    await c.release()
+    await waitFor(() => events[3].length >= 2, 'the exits of both capwl-b', 60_000)
+    const summary = (list: TraceEvent[], field: string) => list.map((e) => `${e.comm} ${e.pid} ${e.uid}:${e.gid} ${e.args![field]}`)
+    assert.deepEqual(summary(events[0], 'filename'), workloadPaths(5).map((path) => `capwl-b ${b.pid} ${NOBODY}:${NOBODY} ${path}`))
+    assert.deepEqual(summary(events[1], 'ret'), [3, 100, 101, 102].map((ret) => `capwl-a ${a.pid} 0:0 ${ret}`))
+    // ENOENT for the six paths and the long one, EFAULT for the bad pointer, then fd 3
+    assert.deepEqual(summary(events[2], 'ret'), [-2, -2, -2, -2, -2, -2, -2, -14, 3].map((ret) => `capwl-b ${c.pid} 0:0 ${ret}`))
+    assert.deepEqual(events[3].map((e) => e.pid), [b.pid, c.pid])
+    assert.equal(capture.dropped(), 0)
+  } finally {
+    for (const workload of [a, b, c]) workload.kill()
+    capture.close()
+  }
+})
+
+test('str() of a user-space pointer, with comm and uid filtered in the kernel, prints what bpftrace prints', { timeout: 300_000 }, async () => {
+  const workload = heldCaptureWorkload('capwl-str', 7, 0, NOBODY)
+  // printf per event, in the order of the calls: a count map keyed by path would tie, and
+  // bpftrace orders ties as its hash map happens to hold them
+  const source = `BEGIN { printf("ready\\n") } tracepoint:syscalls:sys_enter_openat /comm == "capwl-str" && uid == ${NOBODY}/ { printf("%s %d %d [%s] [%s] [%s]\\n", comm, uid, gid, str(args->filename), str(args->filename, 12), str(args->filename, 70)); @opens = count(); } tracepoint:sched:sched_process_exit /comm == "capwl-str"/ { exit() }`
+  assert.deepEqual(kernelFilter(compileProgram(source).program.probes[1]), { comm: 'capwl-str', uid: NOBODY })
+  const bpftrace = startBpftrace(source)
+  const run = await captureUntilExit(source)
+  try {
+    await bpftrace.started
+    await workload.release()
+    const ours = await run.output()
+    assert.equal(`Attaching 3 probes...\nready\n${ours}`, await bpftrace.output())
+    const lines = workloadPaths(7).map((path) => `capwl-str ${NOBODY} ${NOBODY} [${path}] [${path.slice(0, 12)}] [${path}]\n`)
+    assert.equal(ours, `${lines.join('')}\n\n@opens: 10\n`)
+    assert.equal(run.capture.dropped(), 0)
+  } finally {
+    workload.kill()
+    bpftrace.kill()
+    run.capture.close()
+  }
+})
+
+test('a pid filter runs in the kernel and wildcards expand from tracefs', { timeout: 300_000 }, async () => {
+  const traced = heldCaptureWorkload('capwl-pid', 2, 0)
+  const other = heldCaptureWorkload('capwl-pid', 3, 0)
+  const source = `tracepoint:syscalls:sys_enter_opena* /pid == ${traced.pid}/ { @[comm] = count(); } tracepoint:sched:sched_process_exit /pid == ${traced.pid}/ { exit() }`
+  const pids = new Set<number>()
+  const checked = compileProgram(source, { tracepointFields: tracefsFields() })
+  const aggregator = new UserSpaceAggregator(checked.maps)
+  let exited = false
+  const evaluator = new Evaluator(checked, aggregator, { printf: () => {}, print: () => {}, exit: () => { exited = true } }, 0n)
+  const capture = await captureTracepoints(checked, (probe, event) => {
+    pids.add(event.pid)
+    evaluator.fire(probe, event)
+  })
+  try {
+    await other.release()
+    await traced.release()
+    await waitFor(() => exited, 'the exit of the traced workload', 60_000)
+    // generic.bpf.c dropped the other workload's calls before the ring buffer
+    assert.deepEqual([...pids], [traced.pid])
+    assert.equal(exitText(aggregator.snapshots()), '\n\n@[capwl-pid]: 5\n')
+  } finally {
+    for (const workload of [traced, other]) workload.kill()
+    capture.close()
+  }
+})
+
+test('a str() field read as an address too, and str() of more than two pointer fields, are refused with their location', async () => {
+  const refusal = async (source: string) => {
+    const error = await captureTracepoints(compileProgram(source, { tracepointFields: tracefsFields() }), () => {}).then((capture) => { capture.close(); return undefined }, (error: unknown) => error)
+    assert.ok(error instanceof BpftraceErrors, `${source} was attached`)
+    return error.format(source)
+  }
+  const mixed = 'tracepoint:syscalls:sys_enter_openat { printf("%d %s\\n", args->filename, str(args->filename)) }'
+  assert.equal(await refusal(mixed), `stdin:1:58-72: ERROR: args->filename of syscalls:sys_enter_openat is read through str() elsewhere, and arrives as the string the kernel copied: read it only through str()\n${mixed}\n${' '.repeat(57)}${'~'.repeat(14)}\n`)
+  const three = 'tracepoint:syscalls:sys_enter_mount { printf("%s %s %s\\n", str(args->dev_name), str(args->dir_name), str(args->type)) }'
+  assert.match(await refusal(three), /^stdin:1:102-116: ERROR: syscalls:sys_enter_mount: str\(\) of 3 pointer fields \(dev_name, dir_name, type\); the kernel copies at most 2 strings per record\n/)
 })
