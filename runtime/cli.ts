@@ -11,12 +11,15 @@ commands:
           [--top ROWS] [--out DIR]                   top functions, pprof and an HTML flame graph
   check                                              report what this kernel supports
   -e 'program' | file.bt [-f json]                   run a bpftrace program until exit() or Ctrl-C
+  repl [--socket PATH] [--config periscope.yaml]     explore the kernel live: trace(), one-liners,
+                                                     the running runtime's objects and plugins
   help                                               show this text`
 
 const commands: Record<string, () => Promise<{ main(argv: string[]): Promise<number> }>> = {
   run: () => import('./run.ts'),
   check: () => import('./check.ts'),
   profile: () => import('./profiling/profile-command.ts'),
+  repl: () => import('../repl/shell.ts'),
 }
 
 const [name, ...rest] = process.argv.slice(2)

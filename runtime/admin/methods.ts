@@ -1,6 +1,7 @@
 /** The admin methods that answer from the runtime's state; subscriptions are in stream.ts. */
 import type { Bus } from '../bus.ts'
 import type { PluginManager } from '../plugins/manager.ts'
+import { dumpMap, listMaps } from './maps.ts'
 
 export interface AdminState {
   manager: PluginManager
@@ -24,8 +25,17 @@ export const stateMethods = new Map<string, Method>(Object.entries({
     streams: bus.listStreams(),
     process: { rssBytes: process.memoryUsage.rss(), ...extraStats?.() },
   }),
+  /** The maps of the open objects: streams, and the others with their entry counts. */
+  maps: ({ bus }) => listMaps(bus),
+  dump: ({ bus }, { topic }) => dumpMap(bus, topic),
   reload: ({ manager }, { name }) => {
     if (typeof name !== 'string') throw new Error("reload needs params.name, the plugin's name")
     return manager.reload(name)
+  },
+  /** Loads (or reloads) the plugin in params.file, an absolute path as the runtime sees it. */
+  load: async ({ manager }, { file }) => {
+    if (typeof file !== 'string' || !file.startsWith('/')) throw new Error("load needs params.file, the plugin file's absolute path")
+    const host = await manager.add(file)
+    return manager.list().find((p) => p.file === host.file)
   },
 } satisfies Record<string, Method>))

@@ -11,7 +11,8 @@
  *     kernel lost or that were skipped because the client read too slowly
  *   → {"id": 3, "method": "unsubscribe", "params": {"id": 2}}
  *
- * Methods: plugins, objects, streams, links, stats, reload {name}, subscribe {topic}, unsubscribe {id}.
+ * Methods: plugins, objects, streams, links, stats, maps, dump {topic}, reload {name}, load {file},
+ * subscribe {topic}, unsubscribe {id}.
  * Failures come back as {"id", "error": "message"}; a longer line is answered with an error and
  * the connection is closed.
  */

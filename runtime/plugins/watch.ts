@@ -28,6 +28,8 @@ export interface PluginWatcher {
  */
 export async function watchPlugins(dirs: readonly string[], manager: PluginManager, log: Logger): Promise<PluginWatcher> {
   const absolute = dirs.map((d) => path.resolve(d))
+  // chokidar watching nothing never says it is ready (the REPL's runtime starts with no directory)
+  if (absolute.length === 0) return { dirs: absolute, close: async () => {} }
   const watcher: FSWatcher = watch(absolute, {
     ignored: (file) => ignored.test(file),
     ignoreInitial: false,

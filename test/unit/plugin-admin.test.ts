@@ -1,7 +1,9 @@
 /** The admin socket: mode 0600, listings, stats, reload by name, streaming a topic, bounded requests. */
 import assert from 'node:assert/strict'
-import { statSync } from 'node:fs'
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { type AdminClient, connectAdmin } from '../../runtime/admin/client.ts'
 import type { PluginInfo } from '../../runtime/plugins/manager.ts'
@@ -59,6 +61,29 @@ describe('admin socket', () => {
     await assert.rejects(client.request('reload', { name: 'nope' }), /no plugin named 'nope'; loaded plugins: counter/)
   })
 
+  it('lists the maps of open objects, and dumps one (as hex without generated codecs)', async () => {
+    assert.deepEqual(await client.request('maps'), [{ map: 'gen:events', type: 'stream' }, { map: 'gen:other', type: 'stream' }])
+    provider.gen.map('counts').update(Uint8Array.of(1, 0, 0, 0), Uint8Array.of(7, 0, 0, 0, 0, 0, 0, 0))
+    assert.deepEqual(await client.request('dump', { topic: 'gen:counts' }), [{ key: '01000000', value: '0700000000000000' }])
+    await assert.rejects(client.request('dump', { topic: 'gen:events' }), /'gen:events' is a stream \(a ring or perf buffer\), not a map to read/)
+    await assert.rejects(client.request('dump', { topic: 'exec:events' }), /object 'exec' is not open: no plugin uses it.*; open objects: gen /)
+  })
+
+  it('loads a plugin by its absolute path', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'periscope-admin-load-'))
+    try {
+      const file = path.join(dir, 'second.ts')
+      writeFileSync(file, counterPlugin('second'))
+      await assert.rejects(client.request('load', { file: 'second.ts' }), /load needs params.file, the plugin file's absolute path/)
+      const info = await client.request<PluginInfo>('load', { file })
+      assert.deepEqual([info.name, info.status, info.file], ['second', 'running', file])
+      assert.deepEqual(h.runtime.manager.list().map((p) => p.name).sort(), ['counter', 'second'])
+      await h.runtime.manager.remove(file)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('streams a subscription as decoded events until unsubscribed', async () => {
     const events: Record<string, unknown>[] = []
     const stop = await client.subscribe('gen:events', (e) => events.push(e))
@@ -78,9 +103,9 @@ describe('admin socket', () => {
   })
 
   it('rejects unknown methods with the list of methods, Object.prototype names included', async () => {
-    await assert.rejects(client.request('shutdown'), /unknown method 'shutdown'; methods: plugins, objects, streams, links, stats, reload, subscribe, unsubscribe$/)
+    await assert.rejects(client.request('shutdown'), /unknown method 'shutdown'; methods: plugins, objects, streams, links, stats, maps, dump, reload, load, subscribe, unsubscribe$/)
     await assert.rejects(client.request('constructor'), /unknown method 'constructor'/)
-    await assert.rejects(client.request('maps'), /unknown method 'maps'/)
+    await assert.rejects(client.request('hasOwnProperty'), /unknown method 'hasOwnProperty'/)
   })
 
   it('answers JSON that is not a request with the expected shape, and keeps serving', async () => {
