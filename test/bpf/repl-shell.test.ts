@@ -279,8 +279,41 @@ test('over the admin socket of a running runtime: plugins, objects, maps, a map 
     assert.deepEqual(h.runtime.manager.list().map((p) => `${p.name} ${p.status}`).sort(), ['execs running', 'execs-too running'])
     const missing = answerTo(await terminal.enter("plugin.stats('nope')"), "plugin.stats('nope')")
     assert.equal(missing[0], "no plugin named 'nope'; plugins: execs, execs-too")
+
+    // watch re-reads the map at each interval until Ctrl-C
+    const watch = "map('exec:dropped').watch('100ms')"
+    const before = terminal.prompts()
+    terminal.type(watch)
+    terminal.press('Enter')
+    const dumps = () => terminal.screen().split('\n').filter((l) => / exec:dropped$/.test(l)).length
+    await waitUntil(() => dumps() >= 3, 'three reads of the watched map')
+    terminal.press('C-c')
+    await terminal.waitFor(() => terminal.prompts() > before, 'the prompt after Ctrl-C stopped the watch')
+    const answer = answerTo(terminal.screen(), watch)
+    assert.match(answer[0], /^\d\d:\d\d:\d\d exec:dropped$/)
+    assert.equal(answer[1], `0: [ ${zeros} ]`)
   } finally {
     terminal.close()
     await h.close()
+  }
+})
+
+test('with no runtime running, plugin.load starts one in the REPL process: plugins(), objects(), links()', async () => {
+  const terminal = await Terminal.start()
+  try {
+    assert.deepEqual(answerTo(await terminal.enter('plugins()'), 'plugins()'), ['[]'])
+    const file = join(work, 'in-process.ts')
+    writeFileSync(file, execCounter('in-process'))
+    const load = `(await plugin.load(${JSON.stringify(file)})).status`
+    assert.deepEqual(answerTo(await terminal.enter(load), load), ["'running'"])
+    const objects = '(await objects()).map((o) => `${o.name} ${o.users}`)'
+    assert.deepEqual(answerTo(await terminal.enter(objects), objects), [`[ 'exec ${file}#1' ]`])
+    // the object's links are the REPL process's own
+    const links = '(await links()).length'
+    const count = Number(answerTo(await terminal.enter(links), links)[0])
+    assert.ok(count > 0, 'exec has links')
+    assert.equal(terminal.links(), count)
+  } finally {
+    terminal.close()
   }
 })
