@@ -80,8 +80,8 @@ export const telemetryConfigSchema = z.strictObject({
       logs: positiveInt.default(8192),
       /** Metric collections (one per interval). Counters are cumulative, so a later one supersedes. */
       metrics: positiveInt.default(32),
-      /** Profiles (one per process, type and interval). */
-      profiles: positiveInt.default(256),
+      /** Profile collections (one per interval: a profile per process and type), whatever the number of processes. */
+      profiles: positiveInt.default(32),
     })
     .prefault({}),
   retry: z

@@ -22,7 +22,12 @@ export interface SignalItems {
   traces: PluginSpan
   metrics: ResourceMetrics
   logs: ReadableLogRecord
-  profiles: AggregatedProfile
+  /**
+   * One collection's profiles (a profile per process and type; merged per plugin and type for
+   * pprof files), so that the queue's capacity counts intervals: a host with more processes than
+   * that capacity loses none of them.
+   */
+  profiles: AggregatedProfile[]
 }
 
 export type SignalQueues = { [S in Signal]: ExportQueue<SignalItems[S]> }
@@ -39,10 +44,7 @@ export interface Delivery {
 export interface OpenedQueues {
   queues: SignalQueues
   senders: SignalSenders
-  /**
-   * Profiles go only to pprof files, one per plugin, type and interval: the drain merges the
-   * processes before the queue, so the queue's capacity counts intervals, not processes.
-   */
+  /** Profiles go only to pprof files, one per plugin, type and interval: the drain merges the processes. */
   profilesPerInterval: boolean
 }
 
@@ -74,8 +76,8 @@ export async function openQueues(config: TelemetryConfig, settings: ResolvedTele
     // one collection per request, in order: the OTLP metrics exporter takes a single ResourceMetrics
     metrics: queue('metrics', metrics, config.queue.metrics, 1, 1),
     logs: queue('logs', logs, config.queue.logs, config.batch.maxSize),
-    // pprof files are one per plugin, type and interval: a drain must reach the file writer in one batch
-    profiles: queue('profiles', profiles, config.queue.profiles, config.profiles.writePprof ? config.queue.profiles : 64),
+    // an interval at a time: the sender splits its processes into requests
+    profiles: queue('profiles', profiles, config.queue.profiles, 1),
   }
   for (const signal of SIGNALS) {
     const target = settings.targets[signal]
@@ -106,7 +108,7 @@ export function startDelivery(
   }
   const drainProfiles = (): void => {
     const closed = profiles.drain()
-    if (closed.length > 0) queues.profiles.push(profilesPerInterval ? mergePerInterval(closed) : closed)
+    if (closed.length > 0) queues.profiles.push([profilesPerInterval ? mergePerInterval(closed) : closed])
   }
   const metricTimer = setInterval(() => void collectMetrics(), config.metrics.intervalMs)
   metricTimer.unref()

@@ -328,22 +328,48 @@ async function pruneToBudget(dir: string, budget: number): Promise<void> {
   }
 }
 
-/** Where profiles go: OTLP (plus pprof files if asked), or pprof files in the embedded store. */
-export async function profileSender(target: SignalTarget, context: SenderContext, writePprof: boolean): Promise<Sender<AggregatedProfile>> {
-  if (target.kind === 'embedded') return pprofFileSender(context)
-  const types = await loadTypes()
-  const otlp = target.protocol === 'grpc' ? await grpcProfileSender(target, context, types) : httpProfileSender(target, context, types)
-  if (!writePprof) return otlp
-  const files = pprofFileSender(context)
-  // a batch is retried until the Collector takes it; its pprof files are written only once
-  const written = new WeakSet<AggregatedProfile>()
+/** Processes per OTLP profiles request: a collection of a busy host is sent in several. */
+const PROFILES_PER_REQUEST = 64
+
+/**
+ * Sends each interval's profiles PROFILES_PER_REQUEST at a time, taking those sent out of the
+ * interval: when a request fails, the queue retries the interval from the first profile not sent.
+ */
+function inRequests(otlp: Sender<AggregatedProfile>): Sender<AggregatedProfile[]> {
   return {
     destination: otlp.destination,
-    async send(batch) {
-      const fresh = batch.filter((profile) => !written.has(profile))
-      await files.send(fresh)
-      for (const profile of fresh) written.add(profile)
-      await otlp.send(batch)
+    async send(intervals) {
+      for (const interval of intervals) {
+        while (interval.length > 0) {
+          const request = interval.slice(0, PROFILES_PER_REQUEST)
+          await otlp.send(request)
+          interval.splice(0, request.length)
+        }
+      }
+    },
+    shutdown: () => otlp.shutdown(),
+  }
+}
+
+/** Where profiles go, an interval at a time: OTLP (plus pprof files if asked), or pprof files in the embedded store. */
+export async function profileSender(target: SignalTarget, context: SenderContext, writePprof: boolean): Promise<Sender<AggregatedProfile[]>> {
+  const files = pprofFileSender(context)
+  const writeFiles = async (intervals: AggregatedProfile[][]): Promise<void> => {
+    for (const interval of intervals) await files.send(interval)
+  }
+  if (target.kind === 'embedded') return { destination: files.destination, send: writeFiles, shutdown: () => files.shutdown() }
+  const types = await loadTypes()
+  const otlp = inRequests(target.protocol === 'grpc' ? await grpcProfileSender(target, context, types) : httpProfileSender(target, context, types))
+  if (!writePprof) return otlp
+  // an interval is retried until the Collector takes it; its pprof file is written only once
+  const written = new WeakSet<AggregatedProfile[]>()
+  return {
+    destination: otlp.destination,
+    async send(intervals) {
+      const fresh = intervals.filter((interval) => !written.has(interval))
+      await writeFiles(fresh)
+      for (const interval of fresh) written.add(interval)
+      await otlp.send(intervals)
     },
     shutdown: () => otlp.shutdown(),
   }

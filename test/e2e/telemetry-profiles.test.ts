@@ -231,7 +231,8 @@ test('with OTLP and writePprof, each process is its own OTLP profile and the int
   }))
   telemetry.scope('cpu-profile').profiles([...SAMPLES, redisSample('processCommand', 2)])
   await telemetry.flush(5000)
-  assert.equal(telemetry.stats().signals.profiles.sent, 2)
+  // the exporter counts collections: one interval
+  assert.equal(telemetry.stats().signals.profiles.sent, 1)
   const lines = await collector.waitFor('profiles', (l) => flatten('profiles', l).length >= 2)
   assert.deepEqual(flatten('profiles', lines).map(({ resource }) => resource['process.pid']).sort(), [4242, 5151])
 
@@ -243,4 +244,28 @@ test('with OTLP and writePprof, each process is its own OTLP profile and the int
     '4242 worker 3 ngx_http_parse_request_line',
     '5151 redis-server 2 processCommand',
   ])
+})
+
+test('a collection of 1,000 processes reaches the Collector whole: each process its own profile, none dropped', async (t) => {
+  const collector = await startCollector()
+  const state: { telemetry?: Telemetry } = {}
+  t.after(async () => {
+    await state.telemetry?.shutdown(2000)
+    await collector.stop()
+  })
+  const dataDir = await mkdtemp(join(tmpdir(), 'periscope-otlp-many-'))
+  const telemetry = (state.telemetry = await createTelemetry({
+    config: { dataDir },
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint },
+    log: () => {},
+  }))
+  const pids = Array.from({ length: 1000 }, (_, i) => 10_000 + i)
+  // more processes in one interval than the queue holds collections, or than one request carries
+  telemetry.scope('cpu-profile').profiles(pids.map((pid) => ({ ...redisSample('processCommand', pid % 7 + 1), process: { pid, executablePath: '/usr/bin/redis-server' } })))
+  await telemetry.flush(30_000)
+  const { sent, dropped } = telemetry.stats().signals.profiles
+  assert.deepEqual({ sent, dropped }, { sent: 1, dropped: 0 })
+  const lines = await collector.waitFor('profiles', (l) => flatten('profiles', l).length >= pids.length)
+  const received = flatten('profiles', lines).map(({ resource, item }) => `${resource['process.pid']}:${(item.sample as { value: string[] }[])[0]!.value[0]}`)
+  assert.deepEqual(received.sort(), pids.map((pid) => `${pid}:${pid % 7 + 1}`).sort())
 })
