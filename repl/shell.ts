@@ -25,7 +25,7 @@ import { readFormat, TRACEFS } from './bpftrace/tracefs.ts'
 import { probes, trace } from './explore.ts'
 import { helpText } from './help.ts'
 import { openSession, type RuntimeSession } from './session.ts'
-import type { Runnable } from './stream.ts'
+import { type Runnable, Stream } from './stream.ts'
 
 export interface ShellOptions {
   input: NodeJS.ReadableStream
@@ -202,15 +202,53 @@ class KernelNames {
   }
 }
 
+/**
+ * The `for await` loops over streams that are running. Ctrl-C during a line that awaits makes
+ * node's REPL give the prompt back, but it cannot end the loop, which would go on in the
+ * background with its probes attached: the shell ends each one as a `break` would, through its
+ * iterator's return().
+ */
+const liveIterations = new Set<AsyncIterator<unknown>>()
+let iterationsTracked = false
+
+function trackIterations(): void {
+  if (iterationsTracked) return
+  iterationsTracked = true
+  const iterate = Stream.prototype[Symbol.asyncIterator]
+  Stream.prototype[Symbol.asyncIterator] = function <T>(this: Stream<T>): AsyncIterator<T> {
+    const iterator = iterate.call(this) as AsyncIterator<T>
+    const next = iterator.next.bind(iterator)
+    const leave = iterator.return?.bind(iterator)
+    liveIterations.add(iterator)
+    iterator.next = async () => {
+      const result = await next()
+      if (result.done === true) liveIterations.delete(iterator)
+      return result
+    }
+    iterator.return = async (value?: unknown) => {
+      liveIterations.delete(iterator)
+      return leave === undefined ? { value, done: true } : await leave(value)
+    }
+    return iterator
+  }
+}
+
+function endIterations(): void {
+  for (const iterator of liveIterations) void iterator.return?.()
+}
+
 /** Starts the REPL on `input`/`output`; resolves once history is set up. */
 export async function startShell(options: ShellOptions): Promise<REPLServer> {
   const root = options.tracefsRoot ?? TRACEFS
+  trackIterations()
   let lastSource = ''
   // node's REPL prints what a line threw through the writer: probe errors get their marker there
-  const writer = (value: unknown): string => (value instanceof BpftraceErrors || value instanceof BpftraceError
-    ? `${value.name}: ${errorText(value, lastSource).trimEnd()}`
-    : inspect(value, repl.writer.options))
-  const server = repl.start({ prompt: 'periscope> ', input: options.input, output: options.output, ignoreUndefined: true, useGlobal: false, preview: false, writer })
+  const writer = (value: unknown): string => {
+    if (value instanceof BpftraceErrors || value instanceof BpftraceError) return `${value.name}: ${errorText(value, lastSource).trimEnd()}`
+    if ((value as { code?: unknown } | null)?.code === 'ERR_SCRIPT_EXECUTION_INTERRUPTED') return 'Interrupted: Ctrl-C stopped the line, and the streams it was reading'
+    return inspect(value, repl.writer.options)
+  }
+  const server = repl.start({ prompt: 'periscope> ', input: options.input, output: options.output, ignoreUndefined: true, useGlobal: false, preview: false, breakEvalOnSigint: true, writer })
   const out: Output = { write: (text) => { options.output.write(text) } }
   Object.assign(server.context, { trace, probes, ...runtimeApi(options.session) })
 
@@ -266,6 +304,10 @@ export async function startShell(options: ShellOptions): Promise<REPLServer> {
     })
   }
   ;(server as { eval: repl.REPLEval }).eval = evaluate
+  // Ctrl-C reaches the REPL as its 'SIGINT' event on a terminal, as the signal from a pipe
+  server.on('SIGINT', endIterations)
+  process.on('SIGINT', endIterations)
+  server.once('exit', () => process.off('SIGINT', endIterations))
 
   const names = new KernelNames(root)
   const jsComplete = server.completer as (line: string, callback: (error: Error | null, result?: [string[], string]) => void) => void

@@ -119,13 +119,17 @@ class Terminal {
   }
 }
 
-/** Runs `line` (which attaches probes) until they are attached, runs the workload, presses Ctrl-C. */
-async function runUntilCtrlC(terminal: Terminal, line: string, workloadRuns: number): Promise<string> {
+/**
+ * Runs `line` (which attaches probes) until they are attached, runs the workload, waits for the
+ * screen to show that every event arrived (`arrived`), presses Ctrl-C.
+ */
+async function runUntilCtrlC(terminal: Terminal, line: string, workloadRuns: number, arrived: (printed: string[]) => boolean): Promise<string> {
   const before = terminal.prompts()
   terminal.type(line)
   terminal.press('Enter')
   await waitUntil(() => terminal.links() > 0, `the probes of ${line} to attach`)
   runWorkload(workloadRuns)
+  await terminal.waitFor((screen) => arrived(answerTo(screen, line)), `the events of ${line} on the screen`)
   terminal.press('C-c')
   await terminal.waitFor(() => terminal.prompts() > before, `the prompt after Ctrl-C stopped ${line}`)
   await waitUntil(() => terminal.links() === 0, 'the probes to detach after Ctrl-C')
@@ -153,9 +157,10 @@ test('a one-liner runs until Ctrl-C, prints its maps as bpftrace does and detach
   const terminal = await Terminal.start()
   try {
     assert.match(terminal.screen(), /no periscope run answers at .*no-runtime\/admin\.sock/)
-    const line = 'tracepoint:syscalls:sys_enter_openat /comm == "replwl"/ { @opens[comm] = count(); }'
-    const screen = await runUntilCtrlC(terminal, line, 5)
-    assert.deepEqual(answerTo(screen, line).filter((l) => l !== ''), ['Attaching 1 probe...', '@opens[replwl]: 10'])
+    const line = 'tracepoint:syscalls:sys_enter_openat /comm == "replwl"/ { printf("open by %s\\n", comm); @opens[comm] = count(); }'
+    const opens = (printed: string[]) => printed.filter((l) => l === 'open by replwl').length
+    const screen = await runUntilCtrlC(terminal, line, 5, (printed) => opens(printed) === 10)
+    assert.deepEqual(answerTo(screen, line).filter((l) => l !== '' && l !== 'open by replwl'), ['Attaching 1 probe...', '@opens[replwl]: 10'])
     assert.deepEqual(answerTo(await terminal.enter('6 * 7'), '6 * 7'), ['42'])
   } finally {
     terminal.close()
@@ -165,10 +170,17 @@ test('a one-liner runs until Ctrl-C, prints its maps as bpftrace does and detach
 test('a trace() pipeline runs until Ctrl-C, prints its count table and detaches; the REPL goes on', async () => {
   const terminal = await Terminal.start()
   try {
-    const line = "trace('tracepoint:syscalls:sys_enter_openat', { comm: 'replwl' }).count('comm')"
-    const screen = await runUntilCtrlC(terminal, line, 3)
-    assert.ok(answerTo(screen, line).includes('@[replwl]: 6'), `the count table:\n${screen}`)
+    const line = "trace('tracepoint:syscalls:sys_enter_openat', { comm: 'replwl' }).count('comm').every('100ms')"
+    const screen = await runUntilCtrlC(terminal, line, 3, (printed) => printed.includes('@[replwl]: 6'))
+    const tables = answerTo(screen, line).filter((l) => l.startsWith('@'))
+    assert.ok(tables.length >= 2 && tables.every((l) => l === '@[replwl]: 6' || /^@\[replwl\]: [1-5]$/.test(l)), `count tables, the last after Ctrl-C:\n${screen}`)
+    assert.equal(tables.at(-1), '@[replwl]: 6')
     assert.deepEqual(answerTo(await terminal.enter('"still here"'), '"still here"'), ["'still here'"])
+
+    // a for await loop: node's REPL gives the prompt back on Ctrl-C, the shell ends the loop
+    const loop = "for await (const e of trace('tracepoint:syscalls:sys_enter_openat', { comm: 'replwl' })) console.log('loop saw', e.comm)"
+    const afterLoop = await runUntilCtrlC(terminal, loop, 2, (printed) => printed.filter((l) => l === 'loop saw replwl').length === 4)
+    assert.deepEqual(answerTo(afterLoop, loop), [...Array(4).fill('loop saw replwl'), 'Uncaught Interrupted: Ctrl-C stopped the line, and the streams it was reading'])
   } finally {
     terminal.close()
   }
