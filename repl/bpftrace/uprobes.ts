@@ -110,7 +110,8 @@ function slotsOf(checked: CheckedProgram): Slot[] {
 
 /**
  * Attaches the program's uprobe and uretprobe probes; `onEvent` gets each hit as a
- * `TraceEvent`. Undefined when the program has none.
+ * `TraceEvent`, also from `close()`, which delivers what the ring buffer still holds once the
+ * probes are off. Undefined when the program has none.
  */
 export async function captureUprobes(checked: CheckedProgram, onEvent: (probe: number, event: TraceEvent) => void): Promise<Capture | undefined> {
   const slots = slotsOf(checked)
@@ -118,9 +119,12 @@ export async function captureUprobes(checked: CheckedProgram, onEvent: (probe: n
   const object = await ObjectSpec.open(`${libraryDir}generic_uprobe.bpf.o`).load()
   const links: Link[] = []
   let reader: RingBufferReader | undefined
+  // the probes go first, then what the ring buffer still holds is read: a Ctrl-C counts every
+  // call made until the probes came off, as bpftrace's maps in the kernel do
   const close = () => {
-    reader?.close()
     for (const link of links) link.detach()
+    reader?.drain()
+    reader?.close()
     object.close()
   }
   try {

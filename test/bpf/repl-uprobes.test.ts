@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
@@ -124,4 +124,25 @@ test('a missing binary, a missing symbol and a wildcard matching nothing are err
     `stdin:1:1-${target.length + 25}: ERROR: ${target} has no function symbol no_such_function (searched .dynsym and .symtab)\nuprobe:${target}:no_such_function { @ = count(); }\n${'~'.repeat(target.length + 24)}\n`)
   assert.equal(await errorOf(`uretprobe:${target}:nothing_like_this* { @ = count(); }`),
     `stdin:1:1-${target.length + 30}: ERROR: no function of ${target} matches nothing_like_this*\nuretprobe:${target}:nothing_like_this* { @ = count(); }\n${'~'.repeat(target.length + 29)}\n`)
+})
+
+test('Ctrl-C counts every call made before it: what the ring buffer still holds is read after the probes detach', { timeout: 300_000 }, async () => {
+  // 10,000 rounds: 20,000 records of 112 bytes, which the 4 MiB ring buffer holds unread
+  const workload = heldTarget(10_000)
+  let ours = ''
+  const abort = new AbortController()
+  try {
+    const run = runOneLiner(`BEGIN { printf("ready\\n") } uprobe:${target}:repl_step_* /pid == ${workload.pid}/ { @steps = count(); }`, { write: (text) => { ours += text }, signal: abort.signal })
+    await waitFor(() => ours.includes('ready\n'), 'runOneLiner attaching its probes', 60_000)
+    void workload.release()
+    // the event loop stays blocked until the workload is done (a zombie: nobody reaped it yet),
+    // so every record still waits in the ring buffer when Ctrl-C comes
+    while (!/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${workload.pid}/stat`, 'utf8'))) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1)
+    abort.abort()
+    await run
+    assert.equal(ours, 'Attaching 3 probes...\nready\n\n\n@steps: 20000\n')
+  } finally {
+    abort.abort()
+    workload.kill()
+  }
 })
