@@ -4,7 +4,6 @@
  * only traces loads nothing it does not need). Both answer the same methods
  * (runtime/admin/methods.ts), so `plugins()` or `plugin.load()` read the same either way.
  */
-import path from 'node:path'
 import { connectAdmin } from '../runtime/admin/client.ts'
 import { stateMethods } from '../runtime/admin/methods.ts'
 import { defaultSocketPath } from '../runtime/admin/socket-path.ts'
@@ -86,6 +85,3 @@ class InProcessSession implements RuntimeSession {
     if (started !== undefined) await (await started).shutdown()
   }
 }
-
-/** A plugin file named in the REPL, as the runtime (which may have another working directory) must see it. */
-export const pluginPath = (file: string): string => path.resolve(file)
