@@ -15,7 +15,7 @@ fail() { say "$1"; exit 1; }
 
 packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config iproute2)
 for_tests=0
-[ "${1:-}" = --test ] && for_tests=1 && packages+=(prometheus binutils nginx wrk curl openssl redis-server redis-tools postgresql postgresql-contrib mariadb-server mariadb-client python3-redis openjdk-17-jre-headless maven chromium bpftrace linux-perf)
+[ "${1:-}" = --test ] && for_tests=1 && packages+=(prometheus binutils nginx wrk curl openssl redis-server redis-tools postgresql postgresql-contrib mariadb-server mariadb-client python3-redis openjdk-17-jre-headless maven chromium bpftrace linux-perf tmux)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
