@@ -14,6 +14,11 @@ import { openLibraryObject } from '../../runtime/library/index.ts'
 import { startHarness } from '../plugin-harness.ts'
 import { root, sleep } from './kernel.ts'
 
+try {
+  execFileSync('tmux', ['-V'], { stdio: 'ignore' })
+} catch {
+  throw new Error('these tests drive the REPL in a terminal through tmux, which is missing: apt-get install tmux')
+}
 const work = mkdtempSync(join(tmpdir(), 'periscope-repl-shell-'))
 const tmuxSocket = `periscope-repl-test-${process.pid}`
 after(() => {
