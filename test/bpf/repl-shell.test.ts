@@ -208,7 +208,7 @@ test('history survives a restart', async () => {
   }
 })
 
-test('Tab completes tracepoint names, tracepoint fields and the API', async () => {
+test('Tab completes tracepoint names, tracepoint fields and the API; .help lists it with examples', async () => {
   const terminal = await Terminal.start()
   const completes = async (typed: string, expected: string) => {
     terminal.type(typed)
@@ -222,6 +222,9 @@ test('Tab completes tracepoint names, tracepoint fields and the API', async () =
     await completes('tracepoint:syscalls:sys_enter_openat { @[args.filen', 'tracepoint:syscalls:sys_enter_openat { @[args.filename')
     await completes('probe', 'probes')
     await completes('plugin.rel', 'plugin.reload')
+    const help = answerTo(await terminal.enter('.help'), '.help')
+    assert.equal(help[0], 'Periscope REPL: TypeScript with top-level await, and bpftrace one-liners.')
+    assert.ok(help.includes("  trace('tracepoint:syscalls:sys_enter_openat', { comm: 'nginx' }).print()"), `.help shows examples:\n${help.join('\n')}`)
   } finally {
     terminal.close()
   }
