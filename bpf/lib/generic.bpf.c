@@ -5,6 +5,11 @@
  * decodes the bytes with the tracepoint's tracefs format. Each slot may filter on pid, comm and
  * uid, and copy up to two user-space strings its record points to (str() in a one-liner).
  *
+ * A slot may count instead (generic_count_config): a one-liner whose probe is only
+ * `@map[keys] = count()` statements, with a filter the slot applies whole, counts each event
+ * in the per-CPU hash `counts`, as bpftrace counts in per-CPU maps, and sends nothing, so a busy
+ * tracepoint costs no ring buffer space and no user-space work (repl/bpftrace/kernel-count.ts).
+ *
  * The process that loaded the object (self_tgid) is always left out: it wakes up to read the
  * ring buffer, so a probe on its own syscalls (sys_exit_read) would feed itself, each record
  * causing another.
@@ -38,6 +43,22 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8[sizeof(struct generic_record) + GENERIC_MAX_DATA + GENERIC_MAX_STRINGS * GENERIC_STRING_SIZE]);
 } scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, GENERIC_MAX_PROBES);
+	__type(key, __u32);
+	__type(value, struct generic_count_config);
+} count_config SEC(".maps");
+
+/* sized by the loader (bpftrace's 4096 keys per map, per counted statement); a key that finds
+ * the hash full is counted in `dropped` */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct generic_count_key);
+	__type(value, __u64);
+} counts SEC(".maps");
 
 DROP_COUNTER;
 
@@ -86,12 +107,72 @@ static __always_inline __u32 copy_strings(const struct generic_probe_config *con
 	return copied;
 }
 
+/* part j of a statement's key, as generic_count_config describes it */
+static __always_inline void key_part(void *ctx, const struct generic_count_config *counting, __u32 part, const struct generic_record *rec, __u8 *at)
+{
+	__u32 size;
+
+	switch (counting->kinds[part]) {
+	case GENERIC_KEY_COMM:
+		__builtin_memcpy(at, rec->comm, sizeof(rec->comm));
+		break;
+	case GENERIC_KEY_PID:
+		*(__u32 *)at = rec->pid;
+		break;
+	case GENERIC_KEY_TID:
+		*(__u32 *)at = rec->tid;
+		break;
+	case GENERIC_KEY_UID:
+		*(__u32 *)at = rec->uid;
+		break;
+	case GENERIC_KEY_GID:
+		*(__u32 *)at = rec->gid;
+		break;
+	case GENERIC_KEY_CPU:
+		*(__u32 *)at = bpf_get_smp_processor_id();
+		break;
+	case GENERIC_KEY_FIELD:
+		size = counting->sizes[part];
+		if (size > 8)
+			size = 8;
+		bpf_probe_read_kernel(at, size, (const __u8 *)ctx + counting->offsets[part]);
+		break;
+	}
+}
+
+/* adds this event to each of the slot's counted statements */
+static __always_inline void count_event(void *ctx, __u32 slot, const struct generic_count_config *counting, const struct generic_record *rec)
+{
+	struct generic_count_key key;
+	__u64 one = 1, *value;
+
+	for (__u32 i = 0; i < GENERIC_MAX_COUNTS && i < counting->counts; i++) {
+		__builtin_memset(&key, 0, sizeof(key));
+		key.counter = slot * GENERIC_MAX_COUNTS + i;
+#pragma unroll
+		for (__u32 j = 0; j < GENERIC_MAX_KEY_PARTS; j++) {
+			if (counting->kinds[i * GENERIC_MAX_KEY_PARTS + j] == GENERIC_KEY_NONE)
+				break;
+			key_part(ctx, counting, i * GENERIC_MAX_KEY_PARTS + j, rec, key.parts + j * GENERIC_KEY_PART_SIZE);
+		}
+		/* per-CPU values: no other CPU writes this one, and tracepoint programs do not nest on
+		 * a CPU, so a plain increment is exact; BPF_ANY, as another CPU may have inserted the
+		 * key since the lookup (this CPU's value is then still 0) */
+		value = bpf_map_lookup_elem(&counts, &key);
+		if (value)
+			*value += 1;
+		else if (bpf_map_update_elem(&counts, &key, &one, BPF_ANY))
+			count_drop(&dropped);
+	}
+}
+
 SEC("tracepoint")
 int generic_tracepoint(void *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u32 slot = (__u32)cookie, zero = 0, size;
 	struct generic_probe_config *config;
+	struct generic_count_config *counting;
 	struct generic_record *rec;
 
 	config = bpf_map_lookup_elem(&probe_config, &slot);
@@ -100,6 +181,11 @@ int generic_tracepoint(void *ctx)
 	rec = bpf_map_lookup_elem(&scratch, &zero);
 	if (!rec || !passes(config, rec))
 		return 0;
+	counting = bpf_map_lookup_elem(&count_config, &slot);
+	if (counting && counting->counts) {
+		count_event(ctx, slot, counting, rec);
+		return 0;
+	}
 
 	size = config->record_size;
 	rec->truncated = size > GENERIC_MAX_DATA;

@@ -35,6 +35,43 @@ struct generic_probe_config {
 	__u32 pad;
 };
 
+/* count() statements of one slot counted in the kernel, and key expressions per statement */
+#define GENERIC_MAX_COUNTS 4
+#define GENERIC_MAX_KEY_PARTS 4
+/* bytes of each key part in generic_count_key: a comm, or an integer's little-endian bytes */
+#define GENERIC_KEY_PART_SIZE 16
+
+/* generic_count_config.kinds: what one key part holds; GENERIC_KEY_NONE ends a statement's key */
+#define GENERIC_KEY_NONE 0
+#define GENERIC_KEY_COMM 1
+#define GENERIC_KEY_PID 2
+#define GENERIC_KEY_TID 3
+#define GENERIC_KEY_UID 4
+#define GENERIC_KEY_GID 5
+#define GENERIC_KEY_CPU 6
+/* `sizes[i]` bytes (1 to 8) of the raw record at `offsets[i]`: an integer field of the format */
+#define GENERIC_KEY_FIELD 7
+
+/*
+ * A slot that counts in the kernel (counts > 0) sends no records: each event that passes the
+ * slot's filters adds 1, on its CPU, to the `counts` entry of each statement's key. Statement i
+ * of the slot counts under generic_count_key.counter = slot * GENERIC_MAX_COUNTS + i; part j of
+ * its key is kinds/sizes/offsets[i * GENERIC_MAX_KEY_PARTS + j].
+ */
+struct generic_count_config {
+	__u32 counts;
+	__u8 kinds[GENERIC_MAX_COUNTS * GENERIC_MAX_KEY_PARTS];
+	__u8 sizes[GENERIC_MAX_COUNTS * GENERIC_MAX_KEY_PARTS];
+	__u16 offsets[GENERIC_MAX_COUNTS * GENERIC_MAX_KEY_PARTS];
+};
+
+struct generic_count_key {
+	__u32 counter;
+	__u32 pad;
+	/* part j at j * GENERIC_KEY_PART_SIZE, zero-padded; parts past the key stay zero */
+	__u8 parts[GENERIC_MAX_KEY_PARTS * GENERIC_KEY_PART_SIZE];
+};
+
 struct generic_record {
 	addr64 cookie;
 	__u64 timestamp_ns;

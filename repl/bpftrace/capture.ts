@@ -8,7 +8,9 @@
  * `captureEvents` takes the tracepoints and filters as requests (the REPL's `trace()`);
  * `captureTracepoints` derives them from a checked bpftrace program: wildcards expanded from
  * tracefs, filters from `kernelFilter()`, strings from the fields the probes pass to `str()`.
- * A record goes to every probe naming its tracepoint, in program order.
+ * A record goes to every probe naming its tracepoint, in program order. Given the one-liner's
+ * `KernelCountingAggregator`, tracepoints whose probes only count() are counted in the kernel
+ * and send no records (kernel-count.ts).
  *
  * This process is always left out (generic.bpf.c's `self_tgid`): a probe on a syscall it makes
  * to wake up for records (sys_exit_read: libuv reads its eventfd) would otherwise feed itself,
@@ -28,6 +30,7 @@ import type { AttachPoint, Expression, Location, Probe } from './ast.ts'
 import type { CheckedProgram } from './check.ts'
 import { BpftraceError, BpftraceErrors } from './errors.ts'
 import type { TraceEvent } from './evaluate.ts'
+import { configureCounts, countsEntries, countsMerger, planCounts, type KernelCountingAggregator, type SlotCounts } from './kernel-count.ts'
 import { kernelFilter, type KernelFilter } from './kernel-filter.ts'
 import { cString, decodeFields, readFormat, TRACEFS, type TracepointFormat } from './tracefs.ts'
 
@@ -113,20 +116,45 @@ function encodeConfig(request: TracepointRequest, format: TracepointFormat): Uin
  * request index. This process is left out.
  */
 export async function captureEvents(requests: TracepointRequest[], onEvent: (request: number, event: TraceEvent) => void, root = TRACEFS): Promise<Capture> {
+  return openCapture(requests, requests.map((request) => requestFormat(request, root)), onEvent)
+}
+
+/** Where counting requests (`counts[i]` set) merge their kernel counts. */
+interface Counting {
+  counts: (SlotCounts | undefined)[]
+  aggregator: KernelCountingAggregator
+}
+
+async function openCapture(requests: TracepointRequest[], formats: TracepointFormat[], onEvent: (request: number, event: TraceEvent) => void, counting?: Counting): Promise<Capture> {
   if (requests.length > MAX_PROBES) throw new Error(`${requests.length} tracepoints requested; one generic object serves ${MAX_PROBES}: narrow the wildcards`)
-  const formats = requests.map((request) => requestFormat(request, root))
   const strings = requests.map((request) => request.strings ?? [])
-  const object = await ObjectSpec.open(`${libraryDir}generic.bpf.o`).setSettings({ self_tgid: process.pid }).load()
+  const object = await ObjectSpec.open(`${libraryDir}generic.bpf.o`).setSettings({ self_tgid: process.pid }).setMaxEntries('counts', countsEntries(counting?.counts ?? [])).load()
   const links: Link[] = []
   let reader: RingBufferReader | undefined
+  let removeCounts: (() => void) | undefined
+  let mergeCounts: (() => void) | undefined
+  let closed = false
   const close = () => {
+    if (closed) return
+    closed = true
     reader?.close()
     for (const link of links) link.detach()
-    object.close()
+    try {
+      // detached: the last merge sees every event counted
+      mergeCounts?.()
+    } finally {
+      removeCounts?.()
+      object.close()
+    }
   }
   try {
     const config = object.map('probe_config')
     requests.forEach((request, index) => config.update(new Uint8Array(new Uint32Array([index]).buffer), encodeConfig(request, formats[index])))
+    if (counting) {
+      configureCounts(object, counting.counts)
+      mergeCounts = countsMerger(object.map('counts'), counting.counts, counting.aggregator)
+      removeCounts = counting.aggregator.addKernelCounts(mergeCounts)
+    }
     reader = new RingBufferReader(object, 'events', {
       onBatch: (batch) => forEachRecord(batch, (view, offset, size) => {
         const record = decodeGenericRecord(view, offset, size)
@@ -139,6 +167,7 @@ export async function captureEvents(requests: TracepointRequest[], onEvent: (req
     })
     requests.forEach((request, index) => links.push(attachTracepoint(object, 'generic_tracepoint', request.category, request.name, { cookie: BigInt(index) })))
   } catch (error) {
+    mergeCounts = undefined
     close()
     throw error
   }
@@ -194,8 +223,13 @@ function stringFields(format: TracepointFormat, reads: ReturnType<typeof argsRea
   return [...fields.keys()]
 }
 
-/** Attaches the program's tracepoint probes; `onEvent` gets each record as a `TraceEvent`. */
-export async function captureTracepoints(checked: CheckedProgram, onEvent: (probe: number, event: TraceEvent) => void, root = TRACEFS): Promise<Capture> {
+/**
+ * Attaches the program's tracepoint probes; `onEvent` gets each record as a `TraceEvent`. With
+ * `counting`, a tracepoint whose probes only count, under a filter the kernel applies whole, is
+ * counted in the kernel instead (kernel-count.ts): no records, the counts merged into `counting`
+ * whenever it is printed or cleared, and when the capture closes.
+ */
+export async function captureTracepoints(checked: CheckedProgram, onEvent: (probe: number, event: TraceEvent) => void, root = TRACEFS, counting?: KernelCountingAggregator): Promise<Capture> {
   // one request per tracepoint: the kernel attaches a program to a tracepoint once, so probes
   // naming the same tracepoint share its records, filtered by what their filters agree on
   const requests: (TracepointRequest & { probes: number[] })[] = []
@@ -218,12 +252,11 @@ export async function captureTracepoints(checked: CheckedProgram, onEvent: (prob
       }
     }
   })
-  for (const request of requests) {
-    const format = readFormat(request.category, request.name, root)
-    if (format) request.strings = stringFields(format, request.probes.map((probe) => reads[probe]), `${request.category}:${request.name}`)
-  }
+  const formats = requests.map((request) => requestFormat(request, root))
+  requests.forEach((request, index) => { request.strings = stringFields(formats[index], request.probes.map((probe) => reads[probe]), `${request.category}:${request.name}`) })
+  const counts = counting ? planCounts(checked, requests.map((request, index) => ({ ...request, format: formats[index] }))) : []
   // probes run in program order, as bpftrace's programs on one tracepoint do
-  return captureEvents(requests, (request, event) => {
+  return openCapture(requests, formats, (request, event) => {
     for (const probe of requests[request].probes) onEvent(probe, event)
-  }, root)
+  }, counting && { counts, aggregator: counting })
 }

@@ -6,7 +6,8 @@
  * events the filter would drop: it saves work and never changes results.
  *
  * `generic.bpf.c` applies all three per tracepoint (`generic_probe_config`), through
- * `captureEvents` in capture.ts.
+ * `captureEvents` in capture.ts. When they are the whole filter (`kernelAppliesWholeFilter`),
+ * the kernel may count the probe's events itself (kernel-count.ts).
  */
 import type { Expression, Probe } from './ast.ts'
 
@@ -33,6 +34,14 @@ function equality(expression: Expression): [string, bigint | string] | undefined
   return undefined
 }
 
+/** The kernel filter field and value a `name == value` conjunct sets, if the kernel can apply it. */
+function kernelPart(name: string, value: bigint | string): ['pid' | 'uid', number] | ['comm', string] | undefined {
+  if (name === 'pid' && typeof value === 'bigint' && value > 0n && value < 1n << 32n) return ['pid', Number(value)]
+  if (name === 'uid' && typeof value === 'bigint' && value >= 0n && value < 1n << 32n) return ['uid', Number(value)]
+  if (name === 'comm' && typeof value === 'string' && Buffer.byteLength(value) <= 15) return ['comm', value]
+  return undefined
+}
+
 /**
  * The kernel-side filter of one probe. Contradicting conjuncts (`pid == 1 && pid == 2`) keep
  * the first: the user-space filter drops everything anyway.
@@ -42,11 +51,24 @@ export function kernelFilter(probe: Probe): KernelFilter {
   if (!probe.predicate) return filter
   for (const conjunct of conjuncts(probe.predicate)) {
     const match = equality(conjunct)
-    if (!match) continue
-    const [name, value] = match
-    if (name === 'pid' && typeof value === 'bigint' && value > 0n && value < 1n << 32n) filter.pid ??= Number(value)
-    else if (name === 'uid' && typeof value === 'bigint' && value >= 0n && value < 1n << 32n) filter.uid ??= Number(value)
-    else if (name === 'comm' && typeof value === 'string' && Buffer.byteLength(value) <= 15) filter.comm ??= value
+    const part = match && kernelPart(...match)
+    if (part?.[0] === 'comm') filter.comm ??= part[1]
+    else if (part) filter[part[0]] ??= part[1]
   }
   return filter
+}
+
+/**
+ * Whether `kernelFilter(probe)` is the whole filter: no filter, or only conjuncts the kernel
+ * applies, none contradicting another. The kernel then drops exactly what the filter drops, so
+ * the probe's statements may run in the kernel too (kernel-count.ts).
+ */
+export function kernelAppliesWholeFilter(probe: Probe): boolean {
+  if (!probe.predicate) return true
+  const filter = kernelFilter(probe)
+  return conjuncts(probe.predicate).every((conjunct) => {
+    const match = equality(conjunct)
+    const part = match && kernelPart(...match)
+    return part !== undefined && filter[part[0]] === part[1]
+  })
 }

@@ -13,11 +13,11 @@
  * `.format(source)`.
  */
 import { native } from '../../runtime/bpf/native.ts'
-import { UserSpaceAggregator } from './aggregate.ts'
 import type { AttachPoint } from './ast.ts'
 import { captureTracepoints, expandTracepoint, type Capture } from './capture.ts'
 import { BpftraceError, BpftraceErrors } from './errors.ts'
 import { Evaluator, type TraceEvent } from './evaluate.ts'
+import { KernelCountingAggregator } from './kernel-count.ts'
 import { compileProgram } from './program.ts'
 import { tracefsFields, TRACEFS } from './tracefs.ts'
 import { captureUprobes, expandUprobe, isUprobe } from './uprobes.ts'
@@ -57,7 +57,8 @@ export async function runOneLiner(source: string, options: RunOptions): Promise<
   const attached = points.reduce((count, p) => count + (p.provider === 'tracepoint' ? expandTracepoint(p, root).length : isUprobe(p) ? expandUprobe(p).functions.length : 1), 0)
 
   const json = options.json ?? false
-  const aggregator = new UserSpaceAggregator(checked.maps)
+  // counting-only tracepoint probes count in the kernel, merged into it before any print
+  const aggregator = new KernelCountingAggregator(checked.maps)
   let finish!: () => void
   const finished = new Promise<void>((resolve) => { finish = resolve })
   const evaluator = new Evaluator(checked, aggregator, {
@@ -72,7 +73,7 @@ export async function runOneLiner(source: string, options: RunOptions): Promise<
   let uprobes: Capture | undefined
   const onAbort = () => finish()
   try {
-    capture = await captureTracepoints(checked, (probe, event) => evaluator.fire(probe, event), root)
+    capture = await captureTracepoints(checked, (probe, event) => evaluator.fire(probe, event), root, aggregator)
     uprobes = await captureUprobes(checked, (probe, event) => evaluator.fire(probe, event))
     checked.program.probes.forEach((probe, index) => {
       for (const point of probe.attachPoints) if (point.provider === 'interval') timers.push(setInterval(() => evaluator.fire(index, selfEvent()), intervalMs(point)))
