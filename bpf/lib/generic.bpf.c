@@ -7,8 +7,9 @@
  *
  * A slot may count instead (generic_count_config): a one-liner whose probe is only
  * `@map[keys] = count()` statements, with a filter the slot applies whole, counts each event
- * in the per-CPU hash `counts`, as bpftrace counts in per-CPU maps, and sends nothing, so a busy
- * tracepoint costs no ring buffer space and no user-space work (repl/bpftrace/kernel-count.ts).
+ * in per-CPU maps (`totals`, `counts`), as bpftrace counts in per-CPU maps, and sends nothing,
+ * so a busy tracepoint costs no ring buffer space and no user-space work
+ * (repl/bpftrace/kernel-count.ts).
  *
  * The process that loaded the object (self_tgid) is always left out: it wakes up to read the
  * ring buffer, so a probe on its own syscalls (sys_exit_read) would feed itself, each record
@@ -51,6 +52,14 @@ struct {
 	__type(value, struct generic_count_config);
 } count_config SEC(".maps");
 
+/* the counts of statements without a key, by counter: no hashing */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, GENERIC_MAX_PROBES * GENERIC_MAX_COUNTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} totals SEC(".maps");
+
 /* sized by the loader (bpftrace's 4096 keys per map, per counted statement); a key that finds
  * the hash full is counted in `dropped` */
 struct {
@@ -62,26 +71,35 @@ struct {
 
 DROP_COUNTER;
 
-/* whether the current task passes the slot's filters; fills rec->comm, pid, tid, uid, gid */
-static __always_inline bool passes(const struct generic_probe_config *config, struct generic_record *rec)
+/*
+ * Whether the current task passes the slot's filters; fills rec->pid and tid, and comm, uid and
+ * gid when `needs` (GENERIC_FILTER_COMM, GENERIC_FILTER_UID) or the filters ask for them: each
+ * is a helper call, which a counting slot makes only for what its keys read.
+ */
+static __always_inline bool passes(const struct generic_probe_config *config, struct generic_record *rec, __u32 needs)
 {
 	__u64 id = bpf_get_current_pid_tgid(), ids;
 	__u32 tgid = id >> 32;
 
 	if ((self_tgid && tgid == self_tgid) || (config->tgid && config->tgid != tgid))
 		return false;
-	ids = bpf_get_current_uid_gid();
-	if ((config->filters & GENERIC_FILTER_UID) && config->uid != (__u32)ids)
-		return false;
-	bpf_get_current_comm(rec->comm, sizeof(rec->comm));
-	if ((config->filters & GENERIC_FILTER_COMM) &&
-	    (((__u64 *)rec->comm)[0] != ((__u64 *)config->comm)[0] ||
-	     ((__u64 *)rec->comm)[1] != ((__u64 *)config->comm)[1]))
-		return false;
+	needs |= config->filters;
+	if (needs & GENERIC_FILTER_UID) {
+		ids = bpf_get_current_uid_gid();
+		if ((config->filters & GENERIC_FILTER_UID) && config->uid != (__u32)ids)
+			return false;
+		rec->uid = (__u32)ids;
+		rec->gid = ids >> 32;
+	}
+	if (needs & GENERIC_FILTER_COMM) {
+		bpf_get_current_comm(rec->comm, sizeof(rec->comm));
+		if ((config->filters & GENERIC_FILTER_COMM) &&
+		    (((__u64 *)rec->comm)[0] != ((__u64 *)config->comm)[0] ||
+		     ((__u64 *)rec->comm)[1] != ((__u64 *)config->comm)[1]))
+			return false;
+	}
 	rec->pid = tgid;
 	rec->tid = (__u32)id;
-	rec->uid = (__u32)ids;
-	rec->gid = ids >> 32;
 	return true;
 }
 
@@ -147,8 +165,16 @@ static __always_inline void count_event(void *ctx, __u32 slot, const struct gene
 	__u64 one = 1, *value;
 
 	for (__u32 i = 0; i < GENERIC_MAX_COUNTS && i < counting->counts; i++) {
+		__u32 counter = slot * GENERIC_MAX_COUNTS + i;
+
+		if (counting->kinds[i * GENERIC_MAX_KEY_PARTS] == GENERIC_KEY_NONE) {
+			value = bpf_map_lookup_elem(&totals, &counter);
+			if (value)
+				*value += 1;
+			continue;
+		}
 		__builtin_memset(&key, 0, sizeof(key));
-		key.counter = slot * GENERIC_MAX_COUNTS + i;
+		key.counter = counter;
 #pragma unroll
 		for (__u32 j = 0; j < GENERIC_MAX_KEY_PARTS; j++) {
 			if (counting->kinds[i * GENERIC_MAX_KEY_PARTS + j] == GENERIC_KEY_NONE)
@@ -179,13 +205,16 @@ int generic_tracepoint(void *ctx)
 	if (!config)
 		return 0;
 	rec = bpf_map_lookup_elem(&scratch, &zero);
-	if (!rec || !passes(config, rec))
+	if (!rec)
 		return 0;
 	counting = bpf_map_lookup_elem(&count_config, &slot);
 	if (counting && counting->counts) {
-		count_event(ctx, slot, counting, rec);
+		if (passes(config, rec, counting->needs))
+			count_event(ctx, slot, counting, rec);
 		return 0;
 	}
+	if (!passes(config, rec, GENERIC_FILTER_COMM | GENERIC_FILTER_UID))
+		return 0;
 
 	size = config->record_size;
 	rec->truncated = size > GENERIC_MAX_DATA;

@@ -14,7 +14,8 @@
  * of a longer string shows the 63 bytes bpftrace shows */
 #define GENERIC_STRING_SIZE 64
 
-/* generic_probe_config.filters: which of comm and uid the kernel compares */
+/* generic_probe_config.filters: which of comm and uid the kernel compares; as
+ * generic_count_config.needs, which of them (uid and gid for GENERIC_FILTER_UID) its keys read */
 #define GENERIC_FILTER_COMM 1
 #define GENERIC_FILTER_UID 2
 
@@ -54,12 +55,16 @@ struct generic_probe_config {
 
 /*
  * A slot that counts in the kernel (counts > 0) sends no records: each event that passes the
- * slot's filters adds 1, on its CPU, to the `counts` entry of each statement's key. Statement i
- * of the slot counts under generic_count_key.counter = slot * GENERIC_MAX_COUNTS + i; part j of
+ * slot's filters adds 1, on its CPU, to each statement's count. Statement i of the slot counts
+ * under the counter slot * GENERIC_MAX_COUNTS + i: in `totals[counter]` when it has no key
+ * (`@ = count()`), else in the `counts` entry of generic_count_key { counter, key }. Part j of
  * its key is kinds/sizes/offsets[i * GENERIC_MAX_KEY_PARTS + j].
  */
 struct generic_count_config {
 	__u32 counts;
+	/* GENERIC_FILTER_COMM and GENERIC_FILTER_UID: what the keys read besides pid and tid
+	 * (each costs a helper call per event, as long as the rest of the count) */
+	__u32 needs;
 	__u8 kinds[GENERIC_MAX_COUNTS * GENERIC_MAX_KEY_PARTS];
 	__u8 sizes[GENERIC_MAX_COUNTS * GENERIC_MAX_KEY_PARTS];
 	__u16 offsets[GENERIC_MAX_COUNTS * GENERIC_MAX_KEY_PARTS];

@@ -152,7 +152,7 @@ async function openCapture(requests: TracepointRequest[], formats: TracepointFor
     requests.forEach((request, index) => config.update(new Uint8Array(new Uint32Array([index]).buffer), encodeConfig(request, formats[index])))
     if (counting) {
       configureCounts(object, counting.counts)
-      mergeCounts = countsMerger(object.map('counts'), counting.counts, counting.aggregator)
+      mergeCounts = countsMerger(object, counting.counts, counting.aggregator)
       removeCounts = counting.aggregator.addKernelCounts(mergeCounts)
     }
     reader = new RingBufferReader(object, 'events', {

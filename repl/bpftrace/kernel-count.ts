@@ -2,8 +2,10 @@
  * Counting in the kernel, as bpftrace does: a tracepoint probe whose filter the kernel applies
  * whole (`kernelAppliesWholeFilter`) and whose statements are all `@map[keys] = count()` sends
  * no records. generic.bpf.c adds each event to a per-CPU hash entry per statement, keyed by the
- * statement's slot and the key's bytes, and the counts are merged into the one-liner's
- * aggregator when it is printed or cleared (print(@x), clear(@x), interval probes, the end).
+ * statement's slot and the key's bytes (a per-CPU array entry for a statement without a key),
+ * and the counts are merged into the one-liner's aggregator when it is printed or cleared
+ * (print(@x), clear(@x), interval probes, the end). Only the helpers the keys need run
+ * (`comm` and `uid`/`gid` each cost a helper call per event).
  * Through the ring buffer and the evaluator, a busy tracepoint (raw_syscalls:sys_enter under a
  * syscall loop) loses records; counted in the kernel it loses none, as bpftrace loses none.
  *
@@ -21,7 +23,6 @@
  */
 import { encodeGenericCountConfig, GENERIC_COUNT_CONFIG_SIZE } from '../../bpf/lib/generic.types.ts'
 import type { LoadedObject } from '../../runtime/bpf/object.ts'
-import type { BpfMap } from '../../runtime/bpf/maps.ts'
 import type { KeyPart, MapSnapshot } from '../maps.ts'
 import { UserSpaceAggregator } from './aggregate.ts'
 import type { Expression, Probe, Statement } from './ast.ts'
@@ -38,6 +39,9 @@ const KEY_PARTS_AT = 8
 /** generic.h's GENERIC_KEY_*: what a key part holds */
 const KEY_KINDS: Record<string, number> = { comm: 1, pid: 2, tid: 3, uid: 4, gid: 5, cpu: 6 }
 const KEY_FIELD = 7
+/** generic.h's GENERIC_FILTER_COMM and GENERIC_FILTER_UID, as generic_count_config.needs */
+const NEEDS_COMM = 1
+const NEEDS_IDS = 2
 /** bpftrace 0.17's BPFTRACE_MAP_KEYS_MAX: the keys each counted statement has room for */
 export const KEYS_PER_STATEMENT = 4096
 
@@ -202,12 +206,15 @@ function slotCounts(statements: CountStatement[], format: TracepointFormat): Slo
   const sizes = new Uint8Array(MAX_COUNTS * MAX_KEY_PARTS)
   const offsets = new Array<number>(MAX_COUNTS * MAX_KEY_PARTS).fill(0)
   const decoded: SlotCounts['statements'] = []
+  let needs = 0
   for (const [i, statement] of statements.entries()) {
     const parts: PartDecoder[] = []
     for (const [j, key] of statement.keys.entries()) {
       const at = i * MAX_KEY_PARTS + j
       if ('builtin' in key) {
         kinds[at] = KEY_KINDS[key.builtin]
+        if (key.builtin === 'comm') needs |= NEEDS_COMM
+        if (key.builtin === 'uid' || key.builtin === 'gid') needs |= NEEDS_IDS
         parts.push(key.builtin === 'comm' ? decodeComm : builtinDecoder)
         continue
       }
@@ -221,36 +228,46 @@ function slotCounts(statements: CountStatement[], format: TracepointFormat): Slo
     decoded.push({ map: statement.map, parts })
   }
   const config = new Uint8Array(GENERIC_COUNT_CONFIG_SIZE)
-  encodeGenericCountConfig({ counts: statements.length, kinds, sizes, offsets }, new DataView(config.buffer), 0)
+  encodeGenericCountConfig({ counts: statements.length, needs, kinds, sizes, offsets }, new DataView(config.buffer), 0)
   return { config, statements: decoded }
 }
 
 /**
- * Merges an object's `counts` hash into `aggregator`: each entry's gain since the last merge,
- * summed over CPUs, under the key the evaluator would have made.
+ * Merges what an object counted into `aggregator`: each count's gain since the last merge,
+ * summed over CPUs, under the key the evaluator would have made. Statements without a key
+ * count in `totals`, by counter; the others in the `counts` hash.
  */
-export function countsMerger(counts: BpfMap, slots: (SlotCounts | undefined)[], aggregator: KernelCountingAggregator): () => void {
+export function countsMerger(object: LoadedObject, slots: (SlotCounts | undefined)[], aggregator: KernelCountingAggregator): () => void {
   const merged = new Map<string, bigint>()
+  const totals = object.map('totals')
+  const counts = object.map('counts')
+  const keyless = slots.flatMap((slot, index) => (slot?.statements ?? []).flatMap((statement, i) => (statement.parts.length === 0 ? [{ counter: index * MAX_COUNTS + i, map: statement.map }] : [])))
+  const add = (id: string, perCpu: Uint8Array, map: number, key: () => KeyPart[]) => {
+    const values = Buffer.from(perCpu.buffer, perCpu.byteOffset, perCpu.byteLength)
+    let total = 0n
+    for (let at = 0; at < values.byteLength; at += 8) total += values.readBigUInt64LE(at)
+    const before = merged.get(id) ?? 0n
+    if (total === before) return
+    merged.set(id, total)
+    aggregator.addCount(map, key(), total - before)
+  }
   return () => {
-    for (const [key, values] of counts.entries()) {
-      const perCpu = Buffer.from(values.buffer, values.byteOffset, values.byteLength)
-      let total = 0n
-      for (let at = 0; at < perCpu.byteLength; at += 8) total += perCpu.readBigUInt64LE(at)
+    for (const { counter, map } of keyless) {
+      const perCpu = totals.lookup(new Uint8Array(new Uint32Array([counter]).buffer))
+      if (perCpu) add(`total ${counter}`, perCpu, map, () => [])
+    }
+    for (const [key, perCpu] of counts.entries()) {
       const bytes = Buffer.from(key.buffer, key.byteOffset, key.byteLength)
-      const id = bytes.toString('latin1')
-      const before = merged.get(id) ?? 0n
-      if (total === before) continue
-      merged.set(id, total)
       const counter = bytes.readUInt32LE(0)
       const statement = slots[Math.trunc(counter / MAX_COUNTS)]!.statements[counter % MAX_COUNTS]
-      aggregator.addCount(statement.map, statement.parts.map((decode, j) => decode(bytes, KEY_PARTS_AT + j * KEY_PART_SIZE)), total - before)
+      add(bytes.toString('latin1'), perCpu, statement.map, () => statement.parts.map((decode, j) => decode(bytes, KEY_PARTS_AT + j * KEY_PART_SIZE)))
     }
   }
 }
 
-/** The counts hash's size for these slots: KEYS_PER_STATEMENT per counted statement (1 when none). */
+/** The counts hash's size for these slots: KEYS_PER_STATEMENT per keyed statement (1 when none). */
 export function countsEntries(slots: (SlotCounts | undefined)[]): number {
-  return Math.max(1, slots.reduce((sum, slot) => sum + (slot?.statements.length ?? 0), 0) * KEYS_PER_STATEMENT)
+  return Math.max(1, slots.reduce((sum, slot) => sum + (slot?.statements.filter((statement) => statement.parts.length > 0).length ?? 0), 0) * KEYS_PER_STATEMENT)
 }
 
 /** Fills the object's count_config for the counting slots, once loaded and before attaching. */
