@@ -60,10 +60,11 @@ struct {
 	__type(value, __u64);
 } totals SEC(".maps");
 
-/* sized by the loader (bpftrace's 4096 keys per map, per counted statement); a key that finds
- * the hash full is counted in `dropped` */
+/* sized by the loader (KEYS_PER_STATEMENT in kernel-count.ts per keyed statement), and filled
+ * as keys come: a key that finds the hash full is counted in `dropped` */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 1);
 	__type(key, struct generic_count_key);
 	__type(value, __u64);

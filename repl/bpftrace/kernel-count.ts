@@ -42,8 +42,12 @@ const KEY_FIELD = 7
 /** generic.h's GENERIC_FILTER_COMM and GENERIC_FILTER_UID, as generic_count_config.needs */
 const NEEDS_COMM = 1
 const NEEDS_IDS = 2
-/** bpftrace 0.17's BPFTRACE_MAP_KEYS_MAX: the keys each counted statement has room for */
-export const KEYS_PER_STATEMENT = 4096
+/**
+ * The keys each keyed statement has room for in the kernel: 16 times bpftrace 0.17's
+ * BPFTRACE_MAP_KEYS_MAX, as the user-space maps have no bound (the hash takes memory only for
+ * the keys it holds). A key past it is reported as a lost event.
+ */
+const KEYS_PER_STATEMENT = 65536
 
 /** One counted statement: the map it counts in, and where each of its key parts comes from. */
 interface CountStatement {

@@ -209,6 +209,30 @@ test('print(@x) and clear(@x) from another probe while the count runs in the ker
   }
 })
 
+test('a key past the room the kernel has for a statement (65,536 keys) is reported as a lost event, and every key before it counted', { timeout: 300_000 }, async () => {
+  const sizes = 65_536 + 100
+  const workload = heldWorkload('sizes', String(sizes))
+  const source = `tracepoint:syscalls:sys_enter_read /comm == "kcwl-sizes"/ { @[args->count] = count(); } ${exitWith(workload.pid)}`
+  const checked = compileProgram(source, { tracepointFields: tracefsFields() })
+  const aggregator = new KernelCountingAggregator(checked.maps)
+  let exited = false
+  const evaluator = new Evaluator(checked, aggregator, { printf: () => {}, print: () => {}, exit: () => { exited = true } }, 0n)
+  const capture = await captureTracepoints(checked, (probe, event) => evaluator.fire(probe, event), undefined, aggregator)
+  try {
+    await workload.release()
+    await waitFor(() => exited, 'the exit of the workload', 60_000)
+    assert.equal(capture.dropped(), 100)
+    capture.close()
+    const entries = aggregator.snapshot(0).entries
+    assert.equal(entries.length, 65_536)
+    // one read of each size, in size order: the sizes that found room are 1 to 65,536
+    assert.ok(entries.every((entry) => entry.value === 1n && (entry.key[0] as bigint) >= 1n && (entry.key[0] as bigint) <= 65_536n))
+  } finally {
+    workload.kill()
+    capture.close()
+  }
+})
+
 /** `@: N` of a `@ = count()` one-liner's output. */
 function total(output: string): number {
   const match = /^@: (\d+)$/m.exec(output)
