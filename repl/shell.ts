@@ -237,6 +237,16 @@ function endIterations(): void {
   for (const iterator of liveIterations) void iterator.return?.()
 }
 
+/**
+ * After a line ran under breakEvalOnSigint, node (24) leaves SIGINT at its default action though
+ * listeners remain, so the next Ctrl-C from a pipe would kill the REPL: the last listener going and
+ * coming back installs the handler again.
+ */
+function rearmSigint(): void {
+  process.off('SIGINT', endIterations)
+  process.on('SIGINT', endIterations)
+}
+
 /** Starts the REPL on `input`/`output`; resolves once history is set up. */
 export async function startShell(options: ShellOptions): Promise<REPLServer> {
   const root = options.tracefsRoot ?? TRACEFS
@@ -250,6 +260,8 @@ export async function startShell(options: ShellOptions): Promise<REPLServer> {
   }
   const server = repl.start({ prompt: 'periscope> ', input: options.input, output: options.output, ignoreUndefined: true, useGlobal: false, preview: false, breakEvalOnSigint: true, writer })
   const out: Output = { write: (text) => { options.output.write(text) } }
+  let closed = false
+  server.once('close', () => { closed = true })
   Object.assign(server.context, { trace, probes, ...runtimeApi(options.session) })
 
   /** Runs `work` with Ctrl-C aborting it instead of reaching the REPL's own handler. */
@@ -272,21 +284,38 @@ export async function startShell(options: ShellOptions): Promise<REPLServer> {
 
   const runProgram = (source: string) => interruptible((signal) => runOneLiner(source, { write: out.write, signal, tracefsRoot: root }))
 
-  /** What a JavaScript line gave: run, awaited, or handed to the REPL to print. */
-  const settle = async (value: unknown): Promise<unknown> => {
+  /** What a JavaScript line gave, run or awaited, for the REPL to print. */
+  const settle = async (value: Runnable | PromiseLike<unknown>): Promise<unknown> => {
     if (isRunnable(value)) {
       await interruptible((signal) => value.run(out, signal))
       return undefined
     }
-    if (!isPromise(value)) return value
     return interruptible((signal) => new Promise((resolve, reject) => {
       signal.addEventListener('abort', () => reject(new Error('interrupted: the REPL stopped waiting (what it waited for may still finish)')), { once: true })
       Promise.resolve(value).then(resolve, reject)
     }))
   }
 
+  /** The line still running (a program, a Runnable, a promise): lines pasted or piped after it wait for it. */
+  let running: Promise<void> | undefined
+  const occupy = (work: Promise<void>) => {
+    const current: Promise<void> = work.finally(() => {
+      if (running === current) running = undefined
+    })
+    running = current
+  }
+
   const jsEval = server.eval
-  const evaluate: repl.REPLEval = function (code, context, file, callback) {
+  const evaluate: repl.REPLEval = function (code, context, file, reply) {
+    if (running !== undefined) {
+      void running.then(() => evaluate.call(server, code, context, file, reply))
+      return
+    }
+    const callback: typeof reply = (error, value) => {
+      // a held line that wants more once the input has ended: no more will come, nor a prompt
+      if (closed && error instanceof repl.Recoverable) return out.write('the input ended inside an unfinished line\n')
+      reply(error, value)
+    }
     const source = code.trimEnd()
     lastSource = source
     const fail = (error: unknown) => {
@@ -295,12 +324,14 @@ export async function startShell(options: ShellOptions): Promise<REPLServer> {
     }
     if (isProbeProgram(source)) {
       if (unclosedBraces(source)) return callback(new repl.Recoverable(new Error('the program goes on: { is not closed')), undefined)
-      runProgram(source).then(() => callback(null, undefined), fail)
+      occupy(runProgram(source).then(() => callback(null, undefined), fail))
       return
     }
     jsEval.call(server, code, context, file, (error, value) => {
+      rearmSigint()
       if (error) return callback(error, undefined)
-      settle(value).then((shown) => callback(null, shown), fail)
+      if (!isRunnable(value) && !isPromise(value)) return callback(null, value)
+      occupy(settle(value).then((shown) => callback(null, shown), fail))
     })
   }
   ;(server as { eval: repl.REPLEval }).eval = evaluate

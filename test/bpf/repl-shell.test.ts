@@ -4,7 +4,7 @@
  * Ctrl-C; the REPL's kernel links are read from its /proc fd table to see them come and go.
  */
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -182,6 +182,14 @@ test('a trace() pipeline runs until Ctrl-C, prints its count table and detaches;
     assert.equal(tables.at(-1), '@[replwl]: 6')
     assert.deepEqual(answerTo(await terminal.enter('"still here"'), '"still here"'), ["'still here'"])
 
+    // lines pasted at once: the second waits for the stream the first runs
+    const before = terminal.prompts()
+    terminal.press("trace('tracepoint:sched:sched_switch').take(1).map(() => 'first event').print()", 'Enter', "'after it'", 'Enter')
+    await terminal.waitFor(() => terminal.prompts() >= before + 2, 'both pasted lines to finish')
+    const lines = terminal.screen().split('\n')
+    const first = lines.indexOf('first event')
+    assert.ok(first > 0 && lines.findLastIndex((l) => l.endsWith("> 'after it'")) > first, `the first line's event before the second line's answer:\n${lines.join('\n')}`)
+
     // a for await loop: node's REPL gives the prompt back on Ctrl-C, the shell ends the loop
     const loop = "for await (const e of trace('tracepoint:syscalls:sys_enter_openat', { comm: 'replwl' })) console.log('loop saw', e.comm)"
     const afterLoop = await runUntilCtrlC(terminal, loop, 2, (printed) => printed.filter((l) => l === 'loop saw replwl').length === 4)
@@ -335,5 +343,37 @@ test('with no runtime running, plugin.load starts one in the REPL process: plugi
     assert.equal(terminal.links(), count)
   } finally {
     terminal.close()
+  }
+})
+
+test('from a pipe: lines run one after another, and SIGINT stops the stream that runs, not the REPL', async () => {
+  const child = spawn(join(root, 'node_modules/.bin/node'), [join(root, 'runtime/cli.ts'), 'repl', '--socket', join(work, 'no-runtime', 'admin.sock')], {
+    cwd: work, env: { ...process.env, PERISCOPE_REPL_HISTORY: join(work, 'pipe-history') }, stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  let printed = ''
+  child.stdout.setEncoding('utf8')
+  child.stdout.on('data', (text: string) => { printed += text })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  try {
+    child.stdin.write("trace('tracepoint:syscalls:sys_enter_openat', { comm: 'replwl' }).count('comm').every('50ms')\n'after it'\n")
+    const links = () => readdirSync(`/proc/${child.pid}/fd`).filter((fd) => {
+      try {
+        return readlinkSync(`/proc/${child.pid}/fd/${fd}`) === 'anon_inode:bpf_link'
+      } catch {
+        return false
+      }
+    }).length
+    await waitUntil(() => links() > 0, 'the stream to attach')
+    runWorkload(2)
+    await waitUntil(() => printed.includes('@[replwl]: 4'), 'the count of every event')
+    assert.ok(!printed.includes("'after it'"), 'the next line waits for the stream')
+    child.kill('SIGINT')
+    await waitUntil(() => printed.includes("'after it'"), 'the stream to stop and the next line to run')
+    await waitUntil(() => links() === 0, 'the stream to detach')
+    assert.ok(printed.lastIndexOf('@[replwl]: 4') < printed.indexOf("'after it'"), `the last count before the next line's answer:\n${printed}`)
+    child.stdin.end()
+    assert.equal(await exited, 0)
+  } finally {
+    child.kill('SIGKILL')
   }
 })
