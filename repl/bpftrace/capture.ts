@@ -134,11 +134,17 @@ async function openCapture(requests: TracepointRequest[], formats: TracepointFor
   let removeCounts: (() => void) | undefined
   let mergeCounts: (() => void) | undefined
   let closed = false
+  // the probes go first, then what the ring buffer still holds is read: a Ctrl-C counts every
+  // event made until the probes came off, as bpftrace's maps in the kernel do
   const close = () => {
     if (closed) return
     closed = true
-    reader?.close()
     for (const link of links) link.detach()
+    try {
+      reader?.drain()
+    } finally {
+      reader?.close()
+    }
     try {
       // detached: the last merge sees every event counted
       mergeCounts?.()

@@ -281,3 +281,26 @@ test('a str() field read as an address too, and str() of more than two pointer f
   const three = 'tracepoint:syscalls:sys_enter_mount { printf("%s %s %s\\n", str(args->dev_name), str(args->dir_name), str(args->type)) }'
   assert.match(await refusal(three), /^stdin:1:102-116: ERROR: syscalls:sys_enter_mount: str\(\) of 3 pointer fields \(dev_name, dir_name, type\); the kernel copies at most 2 strings per record\n/)
 })
+
+test('Ctrl-C counts every event made before it: what the ring buffer still holds is read after the probes detach', { timeout: 300_000 }, async () => {
+  // 10,000 reads of 100, 101, ... bytes after the release (the read that waits for it began
+  // before the probes): sum and count stay in user space, so every record crosses the ring buffer
+  const workload = heldCaptureWorkload('capwl-ctrlc', 0, 10_000)
+  let ours = ''
+  const abort = new AbortController()
+  try {
+    const run = runOneLiner(`BEGIN { printf("ready\\n") } tracepoint:syscalls:sys_enter_read /pid == ${workload.pid}/ { @bytes = sum(args->count); @n = count(); }`, { write: (text) => { ours += text }, signal: abort.signal })
+    await waitFor(() => ours.includes('ready\n'), 'runOneLiner attaching its probes', 60_000)
+    workload.release().catch(() => {})
+    // the event loop stays blocked until the workload is done (a zombie: nobody reaped it yet),
+    // so every record still waits in the ring buffer when Ctrl-C comes
+    while (!/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${workload.pid}/stat`, 'utf8'))) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1)
+    abort.abort()
+    await run
+    const bytes = Array.from({ length: 10_000 }, (_, i) => 100 + i).reduce((sum, n) => sum + n, 0)
+    assert.equal(ours, `Attaching 2 probes...\nready\n\n\n@bytes: ${bytes}\n@n: 10000\n`)
+  } finally {
+    abort.abort()
+    workload.kill()
+  }
+})
