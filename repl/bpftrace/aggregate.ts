@@ -150,29 +150,19 @@ export class UserSpaceAggregator implements Aggregator {
   }
 
   delete(map: number, key: KeyPart[]): void {
-    if (this.#zeroesInstead(map)) return
     this.#maps[map].delete(encodeKey(key))
   }
 
   clear(map: number): void {
-    if (this.#zeroesInstead(map)) return
     this.#maps[map].clear()
-  }
-
-  /**
-   * bpftrace 0.17 keeps a keyless count() map through clear() and delete(), at 0 (`@c: 0` at
-   * exit), where it takes every other map's entries away.
-   */
-  #zeroesInstead(map: number): boolean {
-    const shape = this.#shapes[map]
-    if (shape.kind !== 'count' || shape.keys.length > 0) return false
-    this.#slot(map, [], () => 0n).value = 0n
-    return true
   }
 
   snapshot(map: number): MapSnapshot {
     const shape = this.#shapes[map]
     const entries = [...this.#maps[map].values()].map((slot) => ({ key: slot.key, value: printable(shape, slot.value) }))
+    // bpftrace 0.17 prints a keyless count() map that never counted, or was cleared, as `@c: 0`
+    // (its other maps print nothing then)
+    if (entries.length === 0 && shape.kind === 'count' && shape.keys.length === 0) entries.push({ key: [], value: 0n })
     return { ...shape, entries }
   }
 

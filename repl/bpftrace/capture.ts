@@ -78,7 +78,8 @@ function requestFormat(request: TracepointRequest, root: string): TracepointForm
   const format = readFormat(request.category, request.name, root)
   if (!format) throw new Error(`no tracepoint ${where}: ${root}/events/${request.category}/${request.name}/format does not exist; list the tracepoints with probes('${request.category}:*')`)
   const { comm, uid, pid } = request.filter
-  if (comm !== undefined && (Buffer.byteLength(comm) > 15 || comm.length === 0)) throw new Error(`${where}: the comm filter "${comm}" can never match: the kernel keeps 1 to 15 bytes of a task's name`)
+  // an empty one is a task named "" (prctl PR_SET_NAME), which the kernel compares as it is
+  if (comm !== undefined && Buffer.byteLength(comm) > 15) throw new Error(`${where}: the comm filter "${comm}" can never match: the kernel keeps at most 15 bytes of a task's name`)
   for (const [name, value] of [['pid', pid], ['uid', uid]] as const) {
     if (value !== undefined && !(Number.isInteger(value) && value >= 0 && value < 2 ** 32)) throw new Error(`${where}: the ${name} filter ${value} is not a 32-bit unsigned integer`)
   }

@@ -42,6 +42,7 @@ const CASES: [name: string, program: string][] = [
   ['lhist with values below, inside and above the range', 'BEGIN { @l = lhist(-1, 0, 100, 10); @l = lhist(0, 0, 100, 10); @l = lhist(55, 0, 100, 10); @l = lhist(100, 0, 100, 10); @l = lhist(1000, 0, 100, 10); @k = lhist(2048, 1024, 4096, 1024); exit(); }'],
   ['stats per string key', 'BEGIN { @s["read"] = stats(10); @s["read"] = stats(30); @s["write"] = stats(5); exit(); }'],
   ['scratch variables and arithmetic', 'BEGIN { $a = 7; $b = $a * 6 - 2; @x = $b / 3; @y = $b % 7; @z = ($a > 3) && ($b < 100); @w = !0; @t = $a == 7 ? 1 : 2; exit(); }'],
+  ['a keyless count() cleared prints 0, in print() too; other maps nothing', 'BEGIN { @c = count(); clear(@c); print(@c); @s = sum(1); clear(@s); print(@s); @h = hist(1); clear(@h); @k[1] = count(); clear(@k); exit(); }'],
   ['clear() and delete() of keyless maps: a count stays at 0, a sum goes', 'BEGIN { @c = count(); @c = count(); clear(@c); @d = count(); delete(@d); @s = sum(5); clear(@s); @t = sum(6); delete(@t); @n[1] = count(); clear(@n); exit(); }'],
   ['print(), clear() and delete() while running', 'BEGIN { @c[1] = count(); @c[2] = count(); @c[2] = count(); print(@c); delete(@c[1]); print(@c); clear(@c); @c[5] = count(); exit(); }'],
   ['several probes: BEGIN and END', 'BEGIN { @start = 1; printf("begin\\n"); exit(); } END { printf("end %d\\n", @start); @end = 2; }'],
