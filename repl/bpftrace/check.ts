@@ -41,6 +41,8 @@ export interface CheckedProgram {
 const UINT64: ValueType = { kind: 'int', signed: false, bits: 64 }
 const INT64: ValueType = { kind: 'int', signed: true, bits: 64 }
 const NONE: ValueType = { kind: 'none' }
+/** a stack's text: bpftrace keeps up to 127 frames, each line well under 512 bytes */
+const STACK_TYPE: ValueType = { kind: 'string', size: 127 * 512 }
 /** bpftrace's default string size (BPFTRACE_STRLEN) */
 export const STRING_SIZE = 64
 
@@ -303,8 +305,19 @@ class Checker {
       return UINT64
     }
     if (name === 'args') return this.#error('args must be followed by a field: args.name or args->name', loc)
-    if (name === 'kstack' || name === 'ustack') return this.#error(`${name} is not supported by Periscope's bpftrace subset yet: stacks are sampled by profile probes in the profiles work, and printing them from one-liners comes next`, loc)
+    if (name === 'kstack' || name === 'ustack') return this.#stackType(name, loc)
+    if (name === 'perf' || name === 'bpftrace') return this.#error(`the stack mode ${name} is only an argument of ustack() or kstack()`, loc)
     return this.#error(`${name} is not supported by Periscope's bpftrace subset yet`, loc)
+  }
+
+  /**
+   * Stacks are only sampled by profile probes here (bpftrace also reads them in tracepoints and
+   * uprobes); a stack is a string typed large enough never to be cut.
+   */
+  #stackType(name: string, loc: Location): ValueType {
+    const providers = this.#providers()
+    if (providers.size !== 1 || !providers.has('profile')) return this.#error(`${name} is only supported in profile probes by Periscope's bpftrace subset (profile:hz:99 { @[${name}] = count(); })`, loc)
+    return STACK_TYPE
   }
 
   #field(expression: Extract<Expression, { kind: 'field' }>): ValueType {
@@ -377,8 +390,16 @@ class Checker {
         return NONE
       }
       case 'kstack':
-      case 'ustack':
-        return this.#builtin(call.name, call.loc)
+      case 'ustack': {
+        if (args.length > 2) return this.#error(`${call.name}() takes at most 2 arguments (${args.length} provided)`, call.loc)
+        for (const [i, arg] of args.entries()) {
+          const mode = arg.kind === 'builtin' && (arg.name === 'perf' || arg.name === 'bpftrace')
+          if (mode ? i !== 0 : arg.kind !== 'integer' || i !== args.length - 1) return this.#error(`${call.name}() takes a stack mode (bpftrace or perf) then a number of frames: ${call.name}(perf, 5)`, arg.loc)
+          if (!mode && (arg.kind !== 'integer' || arg.value < 1n || arg.value > 1024n)) return this.#error(`${call.name}(): the number of frames must be from 1 to 1024`, arg.loc)
+          if (mode) this.types.set(arg, NONE)
+        }
+        return this.#stackType(call.name, call.loc)
+      }
       default:
         if (AGGREGATIONS[call.name]) return this.#error(`${call.name}() should be directly assigned to a map`, call.loc)
         return this.#error(`${call.name}() is not supported by Periscope's bpftrace subset yet`, call.loc)

@@ -41,6 +41,42 @@ export interface TraceEvent {
   retval?: bigint
   /** uprobe argument registers: arg0, arg1, ... */
   regs?: bigint[]
+  /** profile samples: the user and kernel stacks, innermost frame first */
+  ustack?: StackFrame[]
+  kstack?: StackFrame[]
+}
+
+/** One named frame of a sampled stack. */
+export interface StackFrame {
+  address: bigint
+  /** `function+offset` as bpftrace names a frame, or `0x<address>` where no symbol holds it */
+  symbol: string
+  /** the file mapping it, `[kernel.kallsyms]` for the kernel, `[unknown]` where none does */
+  module: string
+}
+
+type StackExpression = Extract<Expression, { kind: 'builtin' | 'call' }>
+
+/** `ustack`, `kstack`, `ustack(perf)`, `kstack(5)`, `ustack(perf, 5)` */
+function isStack(expression: Expression): boolean {
+  return (expression.kind === 'builtin' || expression.kind === 'call') && (expression.name === 'ustack' || expression.name === 'kstack')
+}
+
+/**
+ * A stack as bpftrace 0.17 prints it: a line per frame after a newline, `function+offset`
+ * indented by `indent` spaces (8 in printf, 4 as a map key), or in perf mode a tab, the address
+ * in hex, the name and the module in parentheses.
+ */
+function stackText(frames: readonly StackFrame[] | undefined, perf: boolean, limit: number, indent: string): string {
+  const count = Math.min(frames?.length ?? 0, limit)
+  // bpftrace prints an empty stack (a kernel stack of user code) as nothing at all
+  if (count === 0) return ''
+  let text = '\n'
+  for (let i = 0; i < count; i++) {
+    const frame = frames![i]!
+    text += perf ? `\t${frame.address.toString(16)} ${frame.symbol} (${frame.module})\n` : `${indent}${frame.symbol}\n`
+  }
+  return text
 }
 
 export interface ProgramOutput {
@@ -128,6 +164,7 @@ export class Evaluator {
 
   #keys(keys: Expression[]): (scope: Scope) => KeyPart[] {
     const compiled = keys.map((key) => {
+      if (isStack(key)) return this.#stack(key as StackExpression, '    ')
       const value = this.#expression(key)
       const type = this.#checked.types.get(key)
       return type?.kind === 'string' ? (scope: Scope) => fitString(value(scope) as string, type.size) : value
@@ -177,6 +214,7 @@ export class Evaluator {
         return () => value
       }
       case 'builtin':
+        if (isStack(expression)) return this.#stack(expression as StackExpression, '        ')
         return this.#builtin(expression.name)
       case 'field': {
         const name = expression.field
@@ -298,8 +336,20 @@ export class Evaluator {
     }
   }
 
+  /** `ustack`/`kstack` of a profile sample, printed with `indent` (see stackText) */
+  #stack(expression: StackExpression, indent: string): Compiled {
+    const args = expression.kind === 'call' ? expression.args : []
+    const perf = args.some((arg) => arg.kind === 'builtin' && arg.name === 'perf')
+    const limitArg = args.find((arg) => arg.kind === 'integer')
+    const limit = limitArg ? Number(limitArg.value) : Infinity
+    return expression.name === 'ustack'
+      ? ({ event }) => stackText(event.ustack, perf, limit, indent)
+      : ({ event }) => stackText(event.kstack, perf, limit, indent)
+  }
+
   #call(call: Extract<Expression, { kind: 'call' }>): Compiled {
     const args = call.args
+    if (isStack(call)) return this.#stack(call, '        ')
     switch (call.name) {
       case 'printf': {
         const format = (args[0] as { value: string }).value

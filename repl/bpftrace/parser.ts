@@ -285,7 +285,8 @@ class Parser {
         if (!this.#is('(')) {
           if (token.type === 'builtin' || token.type === 'call_builtin') return { kind: 'builtin', name: token.text, loc: token.loc }
           if (token.type === 'call') throw this.#unexpected()
-          if (token.type === 'stack_mode') throw unsupported('a stack mode', token.loc)
+          // a stack mode is only an argument of ustack()/kstack(): the checker refuses it elsewhere
+          if (token.type === 'stack_mode') return { kind: 'builtin', name: token.text, loc: token.loc }
           throw new BpftraceError(`Unknown identifier: '${token.text}'`, token.loc)
         }
         if (token.type !== 'call' && token.type !== 'call_builtin') throw new BpftraceError(`Unknown function: ${token.text}`, token.loc)

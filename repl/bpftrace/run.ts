@@ -6,8 +6,7 @@
  * Tracepoint probes come from the kernel through `capture.ts`; `interval` probes fire from a
  * timer in this process (bpftrace fires them in the kernel on one CPU, so `pid` and `comm` there
  * name whatever ran; here they name this process). uprobe and uretprobe probes come from the
- * kernel through `uprobes.ts`. profile probes are not wired yet and are refused with their
- * location.
+ * kernel through `uprobes.ts`, profile probes (with their `ustack`/`kstack`) through `profile.ts`.
  *
  * Errors in the program throw `BpftraceErrors` before anything is attached; print them with
  * `.format(source)`.
@@ -15,11 +14,11 @@
 import { native } from '../../runtime/bpf/native.ts'
 import type { AttachPoint } from './ast.ts'
 import { captureTracepoints, expandTracepoint, type Capture } from './capture.ts'
-import { BpftraceError, BpftraceErrors } from './errors.ts'
 import { Evaluator, type TraceEvent } from './evaluate.ts'
 import { KernelCountingAggregator } from './kernel-count.ts'
 import { compileProgram } from './program.ts'
 import { tracefsFields, TRACEFS } from './tracefs.ts'
+import { captureProfiles } from './profile.ts'
 import { captureUprobes, expandUprobe, isUprobe } from './uprobes.ts'
 import { exitJson, exitText, mapJson, mapText, printfJson } from '../printers.ts'
 
@@ -52,8 +51,6 @@ export async function runOneLiner(source: string, options: RunOptions): Promise<
   const root = options.tracefsRoot ?? TRACEFS
   const checked = compileProgram(source, { tracepointFields: tracefsFields(root) })
   const points = checked.program.probes.flatMap((probe) => probe.attachPoints)
-  const unwired = points.find((p) => p.provider === 'profile')
-  if (unwired) throw new BpftraceErrors([new BpftraceError(`${unwired.provider} probes are not wired to the kernel yet; tracepoint, uprobe, uretprobe, interval, BEGIN and END probes run`, unwired.loc)])
   const attached = points.reduce((count, p) => count + (p.provider === 'tracepoint' ? expandTracepoint(p, root).length : isUprobe(p) ? expandUprobe(p).functions.length : 1), 0)
 
   const json = options.json ?? false
@@ -71,10 +68,12 @@ export async function runOneLiner(source: string, options: RunOptions): Promise<
   const timers: NodeJS.Timeout[] = []
   let capture: Capture | undefined
   let uprobes: Capture | undefined
+  let profiles: Capture | undefined
   const onAbort = () => finish()
   try {
     capture = await captureTracepoints(checked, (probe, event) => evaluator.fire(probe, event), root, aggregator)
     uprobes = await captureUprobes(checked, (probe, event) => evaluator.fire(probe, event))
+    profiles = await captureProfiles(checked, (probe, event) => evaluator.fire(probe, event))
     checked.program.probes.forEach((probe, index) => {
       for (const point of probe.attachPoints) if (point.provider === 'interval') timers.push(setInterval(() => evaluator.fire(index, selfEvent()), intervalMs(point)))
     })
@@ -86,9 +85,10 @@ export async function runOneLiner(source: string, options: RunOptions): Promise<
   } finally {
     options.signal?.removeEventListener('abort', onAbort)
     for (const timer of timers) clearInterval(timer)
-    const lost = (capture?.dropped() ?? 0) + (uprobes?.dropped() ?? 0)
+    const lost = (capture?.dropped() ?? 0) + (uprobes?.dropped() ?? 0) + (profiles?.dropped() ?? 0)
     capture?.close()
     uprobes?.close()
+    profiles?.close()
     if (lost > 0) options.write(json ? `{"type": "lost_events", "data": {"events": ${lost}}}\n` : `Lost ${lost} events\n`)
   }
   evaluator.end(selfEvent())

@@ -1,0 +1,141 @@
+/**
+ * `profile:hz:N` (and `profile:s|ms|us:N`) probes: the `stacks` object's perf_event program
+ * (bpf/lib/stacks.bpf.c) attached on every CPU, one object per attach point, each sample a
+ * `TraceEvent` carrying its user stack (unwound here from the copied stack with each binary's
+ * .eh_frame, frame pointers where a file has none: runtime/profiling/unwind.ts) and its kernel
+ * stack, both named by the runtime's Symbolizer.
+ *
+ * Where this differs from bpftrace 0.17: bpftrace walks user stacks by frame pointers only, so
+ * in code built without them it skips or loses frames, and it stops where libc's start code has
+ * none (at `__libc_start_call_main`); the stacks here go on to `__libc_start_main_impl` and
+ * `_start`. The idle task is not sampled (stacks.bpf.c leaves it out), and a sample has no
+ * uid/gid of its own: they are read from /proc once per process.
+ * A `pid == N` filter is applied in the kernel (the object's target_tgid); others in user space.
+ */
+import { readFileSync } from 'node:fs'
+import { forEachRecord } from '../../runtime/bpf/batch.ts'
+import { attachPerfEvent, type Link } from '../../runtime/bpf/links.ts'
+import { ObjectSpec, type LoadedObject } from '../../runtime/bpf/object.ts'
+import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
+import { libraryDir } from '../../runtime/library/index.ts'
+import { profiling } from '../../runtime/profiling/stack-delivery.ts'
+import { SAMPLE_COMM, SAMPLE_COMM_BYTES, SAMPLE_CPU, SAMPLE_KERNEL, SAMPLE_KERNEL_FRAMES, SAMPLE_PID, SAMPLE_TID, SAMPLE_TIMESTAMP } from '../../runtime/profiling/unwind.ts'
+import type { Frame } from '../../runtime/symbols/symbolizer.ts'
+import type { AttachPoint } from './ast.ts'
+import type { Capture } from './capture.ts'
+import type { CheckedProgram } from './check.ts'
+import { BpftraceError, BpftraceErrors } from './errors.ts'
+import type { StackFrame, TraceEvent } from './evaluate.ts'
+import { kernelFilter } from './kernel-filter.ts'
+
+type ProfilePoint = Extract<AttachPoint, { provider: 'profile' }>
+
+/** bpftrace 0.17 keeps 127 frames of a stack (the kernel's perf_event_max_stack). */
+export const MAX_STACK_FRAMES = 127
+/** Bytes of user stack copied per sample: stacks.bpf.c's default, enough for deep C stacks. */
+const STACK_BYTES = 8192
+
+/** The perf_event sampling of an attach point: a frequency for hz, a cpu-clock period in ns otherwise. */
+function sampling(point: ProfilePoint): { frequency: number } | { period: number } {
+  if (point.value <= 0) throw new BpftraceErrors([new BpftraceError(`profile probe rate must be positive (${point.value} given)`, point.loc)])
+  switch (point.unit) {
+    case 'hz': return { frequency: point.value }
+    case 's': return { period: point.value * 1e9 }
+    case 'ms': return { period: point.value * 1e6 }
+    case 'us': return { period: point.value * 1e3 }
+  }
+}
+
+/** uid and gid of a process, read once: a sample does not carry them. */
+const owners = new Map<number, { uid: number; gid: number }>()
+function ownerOf(pid: number): { uid: number; gid: number } {
+  let owner = owners.get(pid)
+  if (owner === undefined) {
+    owner = { uid: 0, gid: 0 }
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+      owner.uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? 0)
+      owner.gid = Number(/^Gid:\s+(\d+)/m.exec(status)?.[1] ?? 0)
+    } catch {
+      // the process is gone: its samples keep uid 0, as a filter on uid cannot match it anyway
+    }
+    if (owners.size > 4096) owners.clear()
+    owners.set(pid, owner)
+  }
+  return owner
+}
+
+function stackFrame(frame: Frame): StackFrame {
+  return {
+    address: frame.address,
+    // a dynamic symbol's version (`@@GLIBC_2.34`) is not part of the name bpftrace prints
+    symbol: frame.function === undefined ? `0x${frame.address.toString(16)}` : `${frame.function.replace(/@.*$/, '')}+${frame.functionOffset}`,
+    module: frame.function === undefined && frame.module === '[anon]' ? '[unknown]' : frame.module,
+  }
+}
+
+/** Decodes one stack_sample record: its thread, its user stack unwound, both stacks named. */
+function decodeSample(view: DataView, offset: number, frames: Float64Array): TraceEvent {
+  const { delivery, symbolizer } = profiling()
+  const pid = view.getUint32(offset + SAMPLE_PID, true)
+  const userFrames = delivery.unwinder.unwindSample(view, offset, frames)
+  const kernelFrames = Math.min(view.getUint32(offset + SAMPLE_KERNEL_FRAMES, true), MAX_STACK_FRAMES)
+  const kernel = Array.from({ length: kernelFrames }, (_, i) => view.getBigUint64(offset + SAMPLE_KERNEL + 8 * i, true))
+  const user = Array.from(frames.subarray(0, Math.min(userFrames, MAX_STACK_FRAMES)), BigInt)
+  const comm = Buffer.from(view.buffer, view.byteOffset + offset + SAMPLE_COMM, SAMPLE_COMM_BYTES)
+  const end = comm.indexOf(0)
+  const { uid, gid } = ownerOf(pid)
+  return {
+    pid, tid: view.getUint32(offset + SAMPLE_TID, true), uid, gid,
+    comm: comm.toString('utf8', 0, end < 0 ? SAMPLE_COMM_BYTES : end),
+    cpu: view.getUint32(offset + SAMPLE_CPU, true),
+    nsecs: view.getBigUint64(offset + SAMPLE_TIMESTAMP, true),
+    ustack: user.length === 0 ? [] : symbolizer.symbolize([{ pid, addresses: user }])[0]!.map(stackFrame),
+    kstack: kernel.length === 0 ? [] : symbolizer.symbolizeKernel(kernel).map(stackFrame),
+  }
+}
+
+/**
+ * Attaches the program's profile probes; `onEvent` gets each sample as a `TraceEvent` with
+ * `ustack` and `kstack`, also from `close()`, which reads what the ring buffers still hold once
+ * sampling has stopped. Undefined when the program has none.
+ */
+export async function captureProfiles(checked: CheckedProgram, onEvent: (probe: number, event: TraceEvent) => void): Promise<Capture | undefined> {
+  const points = checked.program.probes.flatMap((probe, index) => probe.attachPoints
+    .filter((p): p is ProfilePoint => p.provider === 'profile')
+    .map((point) => ({ index, point, tgid: kernelFilter(probe).pid ?? 0, sampling: sampling(point) })))
+  if (points.length === 0) return undefined
+  const objects: LoadedObject[] = []
+  const readers: RingBufferReader[] = []
+  const links: Link[] = []
+  const frames = new Float64Array(MAX_STACK_FRAMES + 1)
+  const close = () => {
+    for (const link of links) link.detach()
+    for (const reader of readers) {
+      reader.drain()
+      reader.close()
+    }
+    for (const object of objects) object.close()
+  }
+  try {
+    for (const { index, point, tgid, sampling } of points) {
+      const spec = ObjectSpec.open(`${libraryDir}stacks.bpf.o`)
+      // woken at every sample: a one-liner's printf shows each sample as it comes
+      spec.setSettings({ target_tgid: tgid, stack_bytes: STACK_BYTES, wakeup_bytes: 0 })
+      const object = await spec.load()
+      objects.push(object)
+      readers.push(new RingBufferReader(object, 'samples', {
+        onBatch: (batch) => forEachRecord(batch, (view, offset) => onEvent(index, decodeSample(view, offset, frames))),
+      }))
+      try {
+        links.push(...attachPerfEvent(object, 'on_cpu_sample', sampling))
+      } catch (error) {
+        throw new BpftraceErrors([new BpftraceError(`cannot sample the CPUs for this probe: ${(error as Error).message}`, point.loc)])
+      }
+    }
+  } catch (error) {
+    close()
+    throw error
+  }
+  return { dropped: () => objects.reduce((sum, object) => sum + object.dropped(), 0), close }
+}

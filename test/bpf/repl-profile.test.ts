@@ -1,0 +1,98 @@
+/**
+ * profile:hz:99 one-liners with ustack/kstack (repl/bpftrace/profile.ts) beside Debian's
+ * bpftrace 0.17 sampling the same process at the same time. Samples differ run to run, so the
+ * stacks' text is compared, and the total against 99 Hz × the seconds sampled.
+ *
+ * bpftrace walks user stacks by frame pointers and stops in libc's start code; ours are unwound
+ * with .eh_frame and go on to `__libc_start_main` and `_start`: those two frames are set aside.
+ */
+import assert from 'node:assert/strict'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, test } from 'node:test'
+import { runOneLiner } from '../../repl/bpftrace/run.ts'
+import { root, waitFor } from './kernel.ts'
+import { bpftraceVersion } from './repl-bpftrace.ts'
+
+const directory = mkdtempSync(join(tmpdir(), 'periscope-repl-profile-'))
+after(() => rmSync(directory, { recursive: true, force: true }))
+const spin = join(directory, 'repl-profile-spin')
+execFileSync('gcc', ['-O2', '-fno-omit-frame-pointer', '-o', spin, join(root, 'test/bpf/fixtures/repl-profile-spin.c')])
+
+const SECONDS = 2
+
+/** `@[stack]: n` entries of a printed map, by stack text (frames joined by newlines). */
+function stackKeys(output: string): Map<string, number> {
+  const keys = new Map<string, number>()
+  for (const match of output.matchAll(/^@\[\n((?: {4}\S.*\n)*)\]: (\d+)$/gm)) keys.set(match[1]!, Number(match[2]))
+  return keys
+}
+
+/** Runs `program` in bpftrace and ours at once for SECONDS; both outputs. */
+async function sideBySide(program: string): Promise<{ bpftrace: string; ours: string }> {
+  const child = spawn('bpftrace', ['-e', `BEGIN { printf("ready\\n") } ${program}`], { stdio: ['ignore', 'pipe', 'ignore'] })
+  let stdout = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
+  const exited = once(child, 'exit')
+  try {
+    await waitFor(() => stdout.includes('ready\n') || child.exitCode !== null, 'bpftrace attaching its probes', 120_000)
+    assert.equal(child.exitCode, null, 'bpftrace exited before attaching')
+    let ours = ''
+    const abort = new AbortController()
+    const running = runOneLiner(program, { write: (text) => { ours += text }, signal: abort.signal })
+    await waitFor(() => ours.startsWith('Attaching'), 'our probes attaching', 60_000)
+    const started = Date.now()
+    await waitFor(() => Date.now() - started >= SECONDS * 1000, `${SECONDS} s of sampling`, 60_000)
+    abort.abort()
+    child.kill('SIGINT')
+    await running
+    await exited
+    return { bpftrace: stdout, ours }
+  } finally {
+    child.kill('SIGKILL')
+  }
+}
+
+function startWorkload(command: string, args: string[]): ChildProcess {
+  const child = spawn(command, args, { stdio: 'ignore' })
+  after(() => child.kill('SIGKILL'))
+  return child
+}
+
+test('@[ustack] of a spinning C program names the chain as bpftrace does, in its key format', { timeout: 300_000 }, async () => {
+  assert.match(bpftraceVersion(), /v0\.17\./)
+  const workload = startWorkload(spin, [])
+  const { bpftrace, ours } = await sideBySide(`profile:hz:99 /pid == ${workload.pid}/ { @[ustack] = count(); }`)
+  workload.kill('SIGKILL')
+  const theirs = stackKeys(bpftrace)
+  const mine = stackKeys(ours)
+  assert.ok(theirs.size > 0, `bpftrace printed no stack:\n${bpftrace}`)
+  const trimmed = new Map<string, number>()
+  for (const [stack, count] of mine) {
+    assert.match(stack, /\n {4}__libc_start_main\+\d+\n {4}_start\+\d+\n$/, `our stack goes on past bpftrace's to _start:\n${stack}`)
+    const key = stack.replace(/ {4}__libc_start_main\+\d+\n {4}_start\+\d+\n$/, '')
+    trimmed.set(key, (trimmed.get(key) ?? 0) + count)
+  }
+  // the spinning thread is always in leaf, middle or outer under main
+  const chain = /^(?: {4}leaf\+\d+\n {4}middle\+9\n {4}outer\+9\n| {4}middle\+\d+\n {4}outer\+9\n| {4}outer\+\d+\n) {4}main\+\d+\n {4}__libc_start_call_main\+\d+\n$/
+  for (const stack of trimmed.keys()) assert.match(stack, chain)
+  const top = (keys: Map<string, number>) => [...keys].sort((a, b) => b[1] - a[1])[0]![0].replace(/^( {4}leaf)\+\d+/, '$1')
+  assert.equal(top(trimmed), top(theirs), 'the hottest stack, but for the sampled offset in leaf')
+  const total = [...mine.values()].reduce((a, b) => a + b, 0)
+  assert.ok(total >= 99 * SECONDS * 0.8 && total <= 99 * SECONDS * 1.3, `${total} samples of one busy thread in ${SECONDS} s at 99 Hz`)
+})
+
+test('@[kstack] of a program busy in read() names the kernel functions bpftrace names', { timeout: 300_000 }, async () => {
+  const workload = startWorkload('dd', ['if=/dev/zero', 'of=/dev/null', 'bs=1M', 'count=100000000'])
+  const { bpftrace, ours } = await sideBySide(`profile:hz:99 /pid == ${workload.pid}/ { @[kstack] = count(); }`)
+  workload.kill('SIGKILL')
+  const theirs = stackKeys(bpftrace)
+  const mine = stackKeys(ours)
+  assert.ok(mine.size > 0, `we printed no kernel stack:\n${ours}`)
+  const hottest = [...mine].sort((a, b) => b[1] - a[1])[0]![0]
+  assert.match(hottest, /\n {4}do_syscall_64\+\d+\n {4}entry_SYSCALL_64_after_hwframe\+\d+\n$/)
+  assert.ok(theirs.has(hottest), `our hottest kernel stack is one bpftrace printed:\n${hottest}\nbpftrace's:\n${[...theirs.keys()].join('--\n')}`)
+})
