@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
+import type { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
 import { runOneLiner } from '../../repl/bpftrace/run.ts'
 import { root, waitFor } from './kernel.ts'
 import { bpftraceVersion } from './repl-bpftrace.ts'
@@ -95,4 +96,46 @@ test('@[kstack] of a program busy in read() names the kernel functions bpftrace 
   const hottest = [...mine].sort((a, b) => b[1] - a[1])[0]![0]
   assert.match(hottest, /\n {4}do_syscall_64\+\d+\n {4}entry_SYSCALL_64_after_hwframe\+\d+\n$/)
   assert.ok(theirs.has(hottest), `our hottest kernel stack is one bpftrace printed:\n${hottest}\nbpftrace's:\n${[...theirs.keys()].join('--\n')}`)
+})
+
+/** Blocks of `printf("%s|\n", stack)` output: the text between the bars. */
+const printed = (output: string) => output.split('|\n').slice(0, -1).map((block) => block.replace(/^[^]*?(?=\n[\t ])/, ''))
+
+test('ustack in printf, ustack(perf, 3) and ustack(2) keys print in bpftrace\'s forms', { timeout: 300_000 }, async () => {
+  const workload = startWorkload(spin, [])
+  const { bpftrace, ours } = await sideBySide(`profile:hz:99 /pid == ${workload.pid}/ { printf("%s|\\n", ustack); @p[ustack(perf, 3)] = count(); @u[ustack(2)] = count(); @k[kstack] = count(); }`)
+  workload.kill('SIGKILL')
+  // printf: 8 spaces, the chain down to __libc_start_call_main (and on to _start in ours)
+  const frame8 = (name: string) => ` {8}${name}\\+\\d+\\n`
+  // (bpftrace's frame-pointer walk loses middle when leaf is sampled after its `pop %rbp`)
+  const printfForm = new RegExp(`^\\n(?:${frame8('leaf')}(?:${frame8('middle')})?|${frame8('middle')}|)${frame8('outer')}${frame8('main')}${frame8('__libc_start_call_main')}`)
+  for (const [who, output] of [['bpftrace', bpftrace], ['ours', ours]]) {
+    const blocks = printed(output.split('\n\n\n')[0]!)
+    assert.ok(blocks.length > 50, `${who} printed ${blocks.length} stacks`)
+    for (const block of blocks) assert.match(block, printfForm, `${who}'s printf of ustack`)
+  }
+  // perf mode: a tab, the address in hex, the name and the file; the same addresses in both
+  const perfKeys = (output: string) => new Set([...output.matchAll(/^@p\[\n((?:\t.*\n){3})\]: \d+$/gm)].map((m) => m[1]!))
+  const theirs = perfKeys(bpftrace)
+  const mine = perfKeys(ours)
+  for (const key of mine) assert.match(key, new RegExp(`^(?:\\t[0-9a-f]+ \\w+\\+\\d+ \\(/[^)]+\\)\\n){3}$`))
+  assert.ok([...mine].some((key) => theirs.has(key)), `a perf-mode stack both printed:\nours:\n${[...mine].join('--\n')}\nbpftrace's:\n${[...theirs].join('--\n')}`)
+  // a limit of 2 frames; the kernel stack of user code is empty: `@k[]`
+  for (const key of ours.matchAll(/^@u\[\n((?: {4}.*\n)*)\]/gm)) assert.equal(key[1]!.split('\n').length - 1, 2)
+  assert.match(ours, /^@k\[\]: \d+$/m)
+  assert.match(bpftrace, /^@k\[\]: \d+$/m)
+})
+
+test('stacks outside profile probes and misplaced stack modes are refused where they are', async () => {
+  const error = async (program: string) => {
+    try {
+      await runOneLiner(program, { write: () => {} })
+    } catch (caught) {
+      return (caught as BpftraceErrors).format(program)
+    }
+    assert.fail(`${program} ran`)
+  }
+  assert.match(await error('tracepoint:syscalls:sys_enter_read { @[kstack] = count(); }'), /^stdin:1:38-\d+: ERROR: kstack is only supported in profile probes/)
+  assert.match(await error('profile:hz:99 { @[ustack(3, perf)] = count(); }'), /^stdin:1:17-\d+: ERROR: ustack\(\) takes a stack mode \(bpftrace or perf\) then a number of frames/)
+  assert.match(await error('profile:hz:99 { printf("%d", perf); }'), /^stdin:1:30-34: ERROR: the stack mode perf is only an argument of ustack\(\) or kstack\(\)/)
 })
