@@ -20,6 +20,7 @@ import type { TraceEvent } from './bpftrace/evaluate.ts'
 import { parse } from './bpftrace/parser.ts'
 import { compileProgram } from './bpftrace/program.ts'
 import { readFormat, TRACEFS, type TracepointFormat } from './bpftrace/tracefs.ts'
+import { captureProfiles } from './bpftrace/profile.ts'
 import { captureUprobes, expandUprobe, isUprobe } from './bpftrace/uprobes.ts'
 import { jsonValue, Stream, type EventFields, type EventFormat } from './stream.ts'
 
@@ -97,6 +98,8 @@ function eventFormat(pointers: Set<string>): EventFormat<TracedEvent> {
       if (event.args) for (const name in event.args) line += ` ${name}=${fieldText(event.args[name], pointers.has(name))}`
       if (event.regs) event.regs.forEach((value, i) => { line += ` arg${i}=0x${BigInt.asUintN(64, value).toString(16)}` })
       if (event.retval !== undefined) line += ` retval=${event.retval}`
+      if (event.kstack?.length) line += ` kstack=${event.kstack.map((f) => f.symbol).join(';')}`
+      if (event.ustack?.length) line += ` ustack=${event.ustack.map((f) => f.symbol).join(';')}`
       return line
     },
     json: jsonValue,
@@ -186,6 +189,30 @@ function traceUprobes(spec: string, points: Extract<AttachPoint, { provider: 'up
  * uprobe (`uprobe:/usr/bin/bash:readline`, `uretprobe:/path:mall*`), filtered in the kernel:
  * `trace('syscalls:sys_enter_openat', { comm: 'nginx' }).count('filename')`. A syscall's
  * `char *` arguments (up to 2) arrive as the strings they point to.
+ * CPU samples (`profile:hz:99`): each event's `ustack` and `kstack` are its stacks, innermost
+ * frame first, named (`leaf+15`), as one-liners' profile probes get them (bpftrace/profile.ts).
+ * pid is filtered in the kernel, comm and uid here (the stacks object filters on pid only).
+ */
+function traceProfiles(spec: string, points: Extract<AttachPoint, { provider: 'profile' }>[], filter: KernelFilter): Stream<TracedEvent> {
+  const names = points.map((point) => `profile:${point.unit}:${point.value}`)
+  const predicate = filter.pid !== undefined ? ` /pid == ${filter.pid}/` : ''
+  const checked = compileProgram(names.map((name) => `${name}${predicate} {}`).join('\n'))
+  const { comm, uid } = filter
+  return new Stream<TracedEvent>({
+    async open(push) {
+      const capture = await captureProfiles(checked, (probe, event) => {
+        if ((comm !== undefined && event.comm !== comm) || (uid !== undefined && event.uid !== uid)) return
+        const traced = event as TracedEvent
+        traced.probe = names[probe]
+        push(traced)
+      })
+      // attachPoints found at least one profile point
+      return capture!
+    },
+  }, eventFormat(new Set()), { what: spec, top: [...EVENT_FIELDS, 'ustack', 'kstack'], args: [] })
+}
+
+/**
  */
 export function trace(spec: string, filter: TraceFilter = {}, root: string = TRACEFS): Stream<TracedEvent> {
   const kernelFilter = checkFilter(filter)
@@ -193,9 +220,11 @@ export function trace(spec: string, filter: TraceFilter = {}, root: string = TRA
   const tracepoints = points.filter((p): p is Extract<AttachPoint, { provider: 'tracepoint' }> => p.provider === 'tracepoint')
   const uprobes = points.filter(isUprobe)
   const other = points.find((p) => p.provider !== 'tracepoint' && !isUprobe(p))
-  if (other) throw specErrors(spec, [new BpftraceError(`trace() captures tracepoint, uprobe and uretprobe probes; run ${other.provider} probes as a one-liner (${other.provider === 'BEGIN' || other.provider === 'END' ? other.provider : `${other.provider}:...`} { ... })`, other.loc)])
+  if (other) throw specErrors(spec, [new BpftraceError(`trace() captures tracepoint, uprobe, uretprobe and profile probes (each kind apart); run ${other.provider} probes as a one-liner (${other.provider === 'BEGIN' || other.provider === 'END' ? other.provider : `${other.provider}:...`} { ... })`, other.loc)])
   if (tracepoints.length > 0 && uprobes.length > 0) throw specErrors(spec, [new BpftraceError('trace() takes tracepoints or uprobes, not both: trace each and handle the streams apart', uprobes[0].loc)])
   return tracepoints.length > 0 ? traceTracepoints(spec, tracepoints, kernelFilter, root) : traceUprobes(spec, uprobes, kernelFilter)
+  const profiles = points.filter((p): p is Extract<AttachPoint, { provider: 'profile' }> => p.provider === 'profile')
+  if (profiles.length > 0 && profiles.length === points.length) return traceProfiles(spec, profiles, kernelFilter)
 }
 
 export interface ProbeInfo {

@@ -15,6 +15,7 @@ import { join } from 'node:path'
 import { after, test } from 'node:test'
 import type { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
 import { runOneLiner } from '../../repl/bpftrace/run.ts'
+import { trace, type TracedEvent } from '../../repl/explore.ts'
 import { root, waitFor } from './kernel.ts'
 import { bpftraceVersion } from './repl-bpftrace.ts'
 
@@ -89,8 +90,8 @@ test('@[ustack] of a spinning C program names the chain as bpftrace does, in its
     const key = stack.replace(/ {4}__libc_start_main\+\d+\n {4}_start\+\d+\n$/, '')
     trimmed.set(key, (trimmed.get(key) ?? 0) + count)
   }
-  // the spinning thread is always in leaf, middle or outer under main
-  const chain = /^(?: {4}leaf\+\d+\n {4}middle\+9\n {4}outer\+9\n| {4}middle\+\d+\n {4}outer\+9\n| {4}outer\+\d+\n) {4}main\+\d+\n {4}__libc_start_call_main\+\d+\n$/
+  // the spinning thread is always in leaf, middle, outer or main's loop
+  const chain = /^(?: {4}leaf\+\d+\n {4}middle\+9\n {4}outer\+9\n| {4}middle\+\d+\n {4}outer\+9\n| {4}outer\+\d+\n|) {4}main\+\d+\n {4}__libc_start_call_main\+\d+\n$/
   for (const stack of trimmed.keys()) assert.match(stack, chain)
   const top = (keys: Map<string, number>) => [...keys].sort((a, b) => b[1] - a[1])[0]![0].replace(/^( {4}leaf)\+\d+/, '$1')
   assert.equal(top(trimmed), top(theirs), 'the hottest stack, but for the sampled offset in leaf')
@@ -152,4 +153,20 @@ test('stacks outside profile probes and misplaced stack modes are refused where 
   assert.match(await error('tracepoint:syscalls:sys_enter_read { @[kstack] = count(); }'), /^stdin:1:38-\d+: ERROR: kstack is only supported in profile probes/)
   assert.match(await error('profile:hz:99 { @[ustack(3, perf)] = count(); }'), /^stdin:1:17-\d+: ERROR: ustack\(\) takes a stack mode \(bpftrace or perf\) then a number of frames/)
   assert.match(await error('profile:hz:99 { printf("%d", perf); }'), /^stdin:1:30-34: ERROR: the stack mode perf is only an argument of ustack\(\) or kstack\(\)/)
+})
+
+test("trace('profile:hz:99', { pid }) streams samples with their named stacks", { timeout: 300_000 }, async () => {
+  const workload = startWorkload(spin, [])
+  const events: TracedEvent[] = []
+  for await (const event of trace('profile:hz:99', { pid: workload.pid! }).take(20)) events.push(event)
+  workload.kill('SIGKILL')
+  assert.equal(events.length, 20)
+  for (const event of events) {
+    assert.equal(event.probe, 'profile:hz:99')
+    assert.equal(event.pid, workload.pid)
+    assert.equal(event.comm, 'repl-profile-sp')
+    const names = event.ustack!.map((frame) => frame.symbol.replace(/\+\d+$/, ''))
+    assert.deepEqual(names.slice(names.indexOf('outer')), ['outer', 'main', '__libc_start_call_main', '__libc_start_main', '_start'])
+    assert.deepEqual(event.kstack, [])
+  }
 })

@@ -256,7 +256,7 @@ test('a bad spec, filter or field is an error before anything attaches, located 
   }
   assert.equal(located('syscalls:nope_*'), 'stdin:1:1-16: ERROR: No tracepoints matched syscalls:nope_*\nsyscalls:nope_*\n~~~~~~~~~~~~~~~\n')
   assert.equal(located('tracepoint:sched'), 'stdin:1:1-17: ERROR: tracepoint probe type requires 2 arguments\ntracepoint:sched\n~~~~~~~~~~~~~~~~\n')
-  assert.match(located('profile:hz:99'), /^stdin:1:1-14: ERROR: trace\(\) captures tracepoint, uprobe and uretprobe probes; run profile probes as a one-liner/)
+  assert.match(located('interval:s:1'), /^stdin:1:1-13: ERROR: trace\(\) captures tracepoint, uprobe, uretprobe and profile probes \(each kind apart\); run interval probes as a one-liner/)
   assert.match(located('uprobe:/nonexistent/binary:main'), /^stdin:1:1-32: ERROR: uprobe target file '\/nonexistent\/binary' does not exist or is not executable\n/)
   assert.throws(() => trace('syscalls:sys_enter_openat').count('filenme'), { message: /^\.count\("filenme"\): syscalls:sys_enter_openat events have no field filenme; they have probe, pid, tid, uid, gid, comm, cpu, nsecs, args\.__syscall_nr, args\.dfd, args\.filename, args\.flags, args\.mode$/ })
   assert.throws(() => trace('syscalls:sys_enter_openat', { pid: 1, name: 'x' } as never), /filter on name: the kernel filters on pid, comm and uid/)
