@@ -74,26 +74,53 @@ function stackFrame(frame: Frame): StackFrame {
   }
 }
 
-/** Decodes one stack_sample record: its thread, its user stack unwound, both stacks named. */
-function decodeSample(view: DataView, offset: number, frames: Float64Array): TraceEvent {
-  const { delivery, symbolizer } = profiling()
+/** A sample read from the ring: its event, and its stacks' addresses to name. */
+interface PendingSample {
+  event: TraceEvent
+  user: bigint[]
+  kernel: bigint[]
+}
+
+/** Decodes one stack_sample record: its thread and its stacks' addresses, the user one unwound. */
+function decodeSample(view: DataView, offset: number, frames: Float64Array): PendingSample {
   const pid = view.getUint32(offset + SAMPLE_PID, true)
-  const userFrames = delivery.unwinder.unwindSample(view, offset, frames)
+  const userFrames = profiling().delivery.unwinder.unwindSample(view, offset, frames)
   const kernelFrames = Math.min(view.getUint32(offset + SAMPLE_KERNEL_FRAMES, true), MAX_STACK_FRAMES)
-  const kernel = Array.from({ length: kernelFrames }, (_, i) => view.getBigUint64(offset + SAMPLE_KERNEL + 8 * i, true))
-  const user = Array.from(frames.subarray(0, Math.min(userFrames, MAX_STACK_FRAMES)), BigInt)
   const comm = Buffer.from(view.buffer, view.byteOffset + offset + SAMPLE_COMM, SAMPLE_COMM_BYTES)
   const end = comm.indexOf(0)
   const { uid, gid } = ownerOf(pid)
   return {
-    pid, tid: view.getUint32(offset + SAMPLE_TID, true), uid, gid,
-    comm: comm.toString('utf8', 0, end < 0 ? SAMPLE_COMM_BYTES : end),
-    cpu: view.getUint32(offset + SAMPLE_CPU, true),
-    nsecs: view.getBigUint64(offset + SAMPLE_TIMESTAMP, true),
-    ustack: user.length === 0 ? [] : symbolizer.symbolize([{ pid, addresses: user }])[0]!.map(stackFrame),
-    kstack: kernel.length === 0 ? [] : symbolizer.symbolizeKernel(kernel).map(stackFrame),
+    event: {
+      pid, tid: view.getUint32(offset + SAMPLE_TID, true), uid, gid,
+      comm: comm.toString('utf8', 0, end < 0 ? SAMPLE_COMM_BYTES : end),
+      cpu: view.getUint32(offset + SAMPLE_CPU, true),
+      nsecs: view.getBigUint64(offset + SAMPLE_TIMESTAMP, true),
+    },
+    user: Array.from(frames.subarray(0, Math.min(userFrames, MAX_STACK_FRAMES)), BigInt),
+    kernel: Array.from({ length: kernelFrames }, (_, i) => view.getBigUint64(offset + SAMPLE_KERNEL + 8 * i, true)),
   }
 }
+
+/**
+ * Names the stacks of a batch of samples in one Symbolizer call: it re-reads a process's
+ * mappings at most once a call, so a call per sample would re-read them for every sample with
+ * an address it does not know (JIT code).
+ */
+function nameStacks(samples: PendingSample[]): void {
+  const { symbolizer } = profiling()
+  const user = symbolizer.symbolize(samples.map((sample) => ({ pid: sample.event.pid, addresses: sample.user })))
+  samples.forEach((sample, i) => {
+    sample.event.ustack = user[i]!.map(stackFrame)
+    sample.event.kstack = sample.kernel.length === 0 ? [] : symbolizer.symbolizeKernel(sample.kernel).map(stackFrame)
+  })
+  // exited processes leave the caches, checked once a second rather than once a batch
+  const now = Date.now()
+  if (now - lastSweep >= 1000) {
+    lastSweep = now
+    symbolizer.sweep()
+  }
+}
+let lastSweep = 0
 
 /**
  * Attaches the program's profile probes; `onEvent` gets each sample as a `TraceEvent` with
@@ -125,7 +152,12 @@ export async function captureProfiles(checked: CheckedProgram, onEvent: (probe: 
       const object = await spec.load()
       objects.push(object)
       readers.push(new RingBufferReader(object, 'samples', {
-        onBatch: (batch) => forEachRecord(batch, (view, offset) => onEvent(index, decodeSample(view, offset, frames))),
+        onBatch: (batch) => {
+          const samples: PendingSample[] = []
+          forEachRecord(batch, (view, offset) => { samples.push(decodeSample(view, offset, frames)) })
+          nameStacks(samples)
+          for (const sample of samples) onEvent(index, sample.event)
+        },
       }))
       try {
         links.push(...attachPerfEvent(object, 'on_cpu_sample', sampling))
