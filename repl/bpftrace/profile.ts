@@ -123,6 +123,20 @@ function nameStacks(samples: PendingSample[]): void {
 let lastSweep = 0
 
 /**
+ * Reads this process's own binary's symbols before sampling starts, when it is sampled: the
+ * first samples of a one-liner are mostly of this process (it is starting), and naming node's
+ * 105,000 functions at the first batch stalled reading long enough for the ring to fill (on a
+ * busy 2-CPU host at 99 Hz: 116-124 samples lost in the first second, 52-74 with this; the rest
+ * is the first unwinding through node's and libc's .eh_frame and demangling node's names).
+ */
+function warmUp(): void {
+  const text = readFileSync('/proc/self/maps', 'utf8').split('\n').find((line) => line.includes(' r-xp ') && line.endsWith(process.execPath))
+  if (text === undefined) return
+  const start = BigInt(`0x${text.slice(0, text.indexOf('-'))}`)
+  profiling().symbolizer.symbolize([{ pid: process.pid, addresses: [start], returnAddresses: false }])
+}
+
+/**
  * Attaches the program's profile probes; `onEvent` gets each sample as a `TraceEvent` with
  * `ustack` and `kstack`, also from `close()`, which reads what the ring buffers still hold once
  * sampling has stopped. Undefined when the program has none.
@@ -136,6 +150,7 @@ export async function captureProfiles(checked: CheckedProgram, onEvent: (probe: 
   const readers: RingBufferReader[] = []
   const links: Link[] = []
   const frames = new Float64Array(MAX_STACK_FRAMES + 1)
+  if (points.some(({ tgid }) => tgid === 0 || tgid === process.pid)) warmUp()
   const close = () => {
     for (const link of links) link.detach()
     for (const reader of readers) {
