@@ -185,10 +185,6 @@ function traceUprobes(spec: string, points: Extract<AttachPoint, { provider: 'up
 }
 
 /**
- * The events of a tracepoint (`tracepoint:syscalls:sys_enter_openat`, `sched:*`) or of a
- * uprobe (`uprobe:/usr/bin/bash:readline`, `uretprobe:/path:mall*`), filtered in the kernel:
- * `trace('syscalls:sys_enter_openat', { comm: 'nginx' }).count('filename')`. A syscall's
- * `char *` arguments (up to 2) arrive as the strings they point to.
  * CPU samples (`profile:hz:99`): each event's `ustack` and `kstack` are its stacks, innermost
  * frame first, named (`leaf+15`), as one-liners' profile probes get them (bpftrace/profile.ts).
  * pid is filtered in the kernel, comm and uid here (the stacks object filters on pid only).
@@ -213,18 +209,22 @@ function traceProfiles(spec: string, points: Extract<AttachPoint, { provider: 'p
 }
 
 /**
+ * The events of a tracepoint (`tracepoint:syscalls:sys_enter_openat`, `sched:*`) or of a
+ * uprobe (`uprobe:/usr/bin/bash:readline`, `uretprobe:/path:mall*`), filtered in the kernel:
+ * `trace('syscalls:sys_enter_openat', { comm: 'nginx' }).count('filename')`. A syscall's
+ * `char *` arguments (up to 2) arrive as the strings they point to.
  */
 export function trace(spec: string, filter: TraceFilter = {}, root: string = TRACEFS): Stream<TracedEvent> {
   const kernelFilter = checkFilter(filter)
   const points = attachPoints(spec)
   const tracepoints = points.filter((p): p is Extract<AttachPoint, { provider: 'tracepoint' }> => p.provider === 'tracepoint')
   const uprobes = points.filter(isUprobe)
+  const profiles = points.filter((p): p is Extract<AttachPoint, { provider: 'profile' }> => p.provider === 'profile')
+  if (profiles.length > 0 && profiles.length === points.length) return traceProfiles(spec, profiles, kernelFilter)
   const other = points.find((p) => p.provider !== 'tracepoint' && !isUprobe(p))
   if (other) throw specErrors(spec, [new BpftraceError(`trace() captures tracepoint, uprobe, uretprobe and profile probes (each kind apart); run ${other.provider} probes as a one-liner (${other.provider === 'BEGIN' || other.provider === 'END' ? other.provider : `${other.provider}:...`} { ... })`, other.loc)])
   if (tracepoints.length > 0 && uprobes.length > 0) throw specErrors(spec, [new BpftraceError('trace() takes tracepoints or uprobes, not both: trace each and handle the streams apart', uprobes[0].loc)])
   return tracepoints.length > 0 ? traceTracepoints(spec, tracepoints, kernelFilter, root) : traceUprobes(spec, uprobes, kernelFilter)
-  const profiles = points.filter((p): p is Extract<AttachPoint, { provider: 'profile' }> => p.provider === 'profile')
-  if (profiles.length > 0 && profiles.length === points.length) return traceProfiles(spec, profiles, kernelFilter)
 }
 
 export interface ProbeInfo {
