@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs'
 import { inspect } from 'node:util'
 import type { AttachPoint, Location } from './bpftrace/ast.ts'
-import { captureEvents, expandTracepoint, type KernelFilter, type TracepointRequest } from './bpftrace/capture.ts'
+import { captureEvents, expandTracepoint, isDataLoc, type KernelFilter, type TracepointRequest } from './bpftrace/capture.ts'
 import { BpftraceError, BpftraceErrors } from './bpftrace/errors.ts'
 import type { TraceEvent } from './bpftrace/evaluate.ts'
 import { parse } from './bpftrace/parser.ts'
@@ -106,10 +106,14 @@ function eventFormat(pointers: Set<string>): EventFormat<TracedEvent> {
   }
 }
 
-/** User-space strings worth copying: a syscall's `char *` arguments (at most 2, what one record holds). */
+/**
+ * Strings worth copying (at most 2, what one record holds): a tracepoint's `__data_loc char[]`
+ * fields (sched_process_exec's filename), then a syscall's `char *` arguments.
+ */
 function userStrings(category: string, format: TracepointFormat): string[] {
-  if (category !== 'syscalls') return []
-  return format.fields.filter((f) => /\bchar\s*\*$/.test(f.type) && f.size === 8).map((f) => f.name).slice(0, 2)
+  const inRecord = format.fields.filter(isDataLoc).map((f) => f.name)
+  const pointers = category === 'syscalls' ? format.fields.filter((f) => /\bchar\s*\*$/.test(f.type) && f.size === 8).map((f) => f.name) : []
+  return [...inRecord, ...pointers].slice(0, 2)
 }
 
 function traceTracepoints(spec: string, points: Extract<AttachPoint, { provider: 'tracepoint' }>[], filter: KernelFilter, root: string): Stream<TracedEvent> {

@@ -104,23 +104,34 @@ static __always_inline bool passes(const struct generic_probe_config *config, st
 	return true;
 }
 
-/* copies the strings the slot's pointer fields point to after the raw record's size bytes;
- * returns how many */
-static __always_inline __u32 copy_strings(const struct generic_probe_config *config, struct generic_record *rec, __u32 size)
+/* copies the strings of the slot's string fields after the raw record's size bytes: the
+ * user-space strings its pointer fields point to, and the text of its __data_loc fields, which
+ * follows the record's fixed part in the kernel's copy (ctx); returns how many */
+static __always_inline __u32 copy_strings(void *ctx, const struct generic_probe_config *config, struct generic_record *rec, __u32 size)
 {
-	__u32 copied = 0;
+	__u32 copied = 0, loc;
 	const char *pointer;
 
 	for (int i = 0; i < GENERIC_MAX_STRINGS; i++) {
 		__u32 offset = config->string_offsets[i];
-
-		if (!offset || offset > GENERIC_MAX_DATA - sizeof(pointer) || offset + sizeof(pointer) > size)
-			break;
-		if (bpf_probe_read_kernel(&pointer, sizeof(pointer), rec->data + offset))
-			pointer = NULL;
 		/* size is at most GENERIC_MAX_DATA, and the scratch buffer has room for every string
 		 * after that; a failed read leaves the string zeroed */
-		bpf_probe_read_user_str(rec->data + size + i * GENERIC_STRING_SIZE, GENERIC_STRING_SIZE, pointer);
+		char *to = (char *)rec->data + size + i * GENERIC_STRING_SIZE;
+
+		if (!offset || offset > GENERIC_MAX_DATA - sizeof(pointer))
+			break;
+		if (config->string_data_locs & (1 << i)) {
+			/* (length << 16) | offset from the start of the record */
+			if (offset + sizeof(loc) > size || bpf_probe_read_kernel(&loc, sizeof(loc), rec->data + offset))
+				break;
+			bpf_probe_read_kernel_str(to, GENERIC_STRING_SIZE, (char *)ctx + (loc & 0xffff));
+		} else {
+			if (offset + sizeof(pointer) > size)
+				break;
+			if (bpf_probe_read_kernel(&pointer, sizeof(pointer), rec->data + offset))
+				pointer = NULL;
+			bpf_probe_read_user_str(to, GENERIC_STRING_SIZE, pointer);
+		}
 		copied++;
 	}
 	return copied;
@@ -231,7 +242,7 @@ int generic_tracepoint(void *ctx)
 	/* the kernel keeps a pt_regs pointer in the common header while BPF runs: never hand out a
 	 * kernel address (pid and tid above say what common_pid would) */
 	__builtin_memset(rec->data, 0, GENERIC_COMMON_HEADER);
-	rec->strings = copy_strings(config, rec, size);
+	rec->strings = copy_strings(ctx, config, rec, size);
 
 	if (bpf_ringbuf_output(&events, rec, sizeof(*rec) + size + rec->strings * GENERIC_STRING_SIZE, 0))
 		count_drop(&dropped);

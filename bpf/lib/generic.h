@@ -33,7 +33,9 @@ struct generic_probe_config {
 	char comm[16];
 	/* record offsets of pointer fields to copy the user-space string of; 0 ends the list */
 	__u16 string_offsets[GENERIC_MAX_STRINGS];
-	__u32 pad;
+	/* bit i: string i is a `__data_loc char[]` field instead, whose text the kernel keeps in the
+	 * record itself (past its fixed part, so not in the copy of record_size bytes) */
+	__u32 string_data_locs;
 };
 
 /* count() statements of one slot counted in the kernel, and key expressions per statement */

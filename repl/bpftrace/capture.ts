@@ -32,7 +32,7 @@ import { BpftraceError, BpftraceErrors } from './errors.ts'
 import type { TraceEvent } from './evaluate.ts'
 import { configureCounts, countsEntries, countsMerger, planCounts, type KernelCountingAggregator, type SlotCounts } from './kernel-count.ts'
 import { kernelFilter, type KernelFilter } from './kernel-filter.ts'
-import { cString, decodeFields, readFormat, TRACEFS, type TracepointFormat } from './tracefs.ts'
+import { cString, decodeFields, readFormat, TRACEFS, type FormatField, type TracepointFormat } from './tracefs.ts'
 
 /** generic.h's GENERIC_MAX_PROBES: config slots, so tracepoints, one object serves */
 const MAX_PROBES = 64
@@ -72,6 +72,9 @@ export function expandTracepoint(point: Extract<AttachPoint, { provider: 'tracep
   return found.sort()
 }
 
+/** A `__data_loc char[]` field: its text follows the record's fixed part, which the generic program copies apart. */
+export const isDataLoc = (field: FormatField): boolean => field.type.startsWith('__data_loc') && field.size === 4
+
 /** A request's format, checked against what one slot of the generic object can do. */
 function requestFormat(request: TracepointRequest, root: string): TracepointFormat {
   const where = `${request.category}:${request.name}`
@@ -87,9 +90,9 @@ function requestFormat(request: TracepointRequest, root: string): TracepointForm
   if (strings.length > MAX_STRINGS) throw new Error(`${where}: ${strings.length} string fields requested (${strings.join(', ')}); the generic program copies at most ${MAX_STRINGS} per record`)
   for (const name of strings) {
     const field = format.fields.find((f) => f.name === name)
-    if (!field || !field.type.includes('*') || field.size !== 8) {
-      const pointers = format.fields.filter((f) => f.type.includes('*')).map((f) => f.name)
-      throw new Error(`${where}: ${name} is not a pointer field of the format, so it has no string to copy (pointer fields: ${pointers.join(', ') || 'none'})`)
+    if (!field || !(isDataLoc(field) || (field.type.includes('*') && field.size === 8))) {
+      const stringy = format.fields.filter((f) => f.type.includes('*') || isDataLoc(f)).map((f) => f.name)
+      throw new Error(`${where}: ${name} is neither a pointer nor a __data_loc field of the format, so it has no string to copy (those fields: ${stringy.join(', ') || 'none'})`)
     }
   }
   return format
@@ -97,7 +100,9 @@ function requestFormat(request: TracepointRequest, root: string): TracepointForm
 
 function encodeConfig(request: TracepointRequest, format: TracepointFormat): Uint8Array {
   const { pid, comm, uid } = request.filter
-  const offsets = (request.strings ?? []).map((name) => format.fields.find((f) => f.name === name)!.offset)
+  const fields = (request.strings ?? []).map((name) => format.fields.find((f) => f.name === name)!)
+  const offsets = fields.map((field) => field.offset)
+  const dataLocs = fields.reduce((bits, field, i) => (isDataLoc(field) ? bits | (1 << i) : bits), 0)
   const value = new Uint8Array(GENERIC_PROBE_CONFIG_SIZE)
   encodeGenericProbeConfig({
     record_size: format.recordSize,
@@ -106,7 +111,7 @@ function encodeConfig(request: TracepointRequest, format: TracepointFormat): Uin
     filters: (comm === undefined ? 0 : FILTER_COMM) | (uid === undefined ? 0 : FILTER_UID),
     comm: comm ?? '',
     string_offsets: Array.from({ length: MAX_STRINGS }, (_, i) => offsets[i] ?? 0),
-    pad: 0,
+    string_data_locs: dataLocs,
   }, new DataView(value.buffer), 0)
   return value
 }
@@ -224,7 +229,13 @@ function stringFields(format: TracepointFormat, reads: ReturnType<typeof argsRea
   const pointers = new Set(format.fields.filter((f) => f.type.includes('*')).map((f) => f.name))
   const fields = new Map<string, Location>()
   for (const { throughStr } of reads) for (const [name, loc] of throughStr) if (pointers.has(name) && !fields.has(name)) fields.set(name, loc)
-  const mixed = reads.flatMap(({ other }) => other).find((read) => fields.has(read.field))
+  // a __data_loc field is a string however it is read (`args->filename` or `str(args->filename)`)
+  const dataLocs = new Set(format.fields.filter(isDataLoc).map((f) => f.name))
+  for (const { throughStr, other } of reads) {
+    for (const [name, loc] of throughStr) if (dataLocs.has(name) && !fields.has(name)) fields.set(name, loc)
+    for (const read of other) if (dataLocs.has(read.field) && !fields.has(read.field)) fields.set(read.field, read.loc)
+  }
+  const mixed = reads.flatMap(({ other }) => other).find((read) => fields.has(read.field) && !dataLocs.has(read.field))
   if (mixed) throw new BpftraceErrors([new BpftraceError(`args->${mixed.field} of ${where} is read through str() elsewhere, and arrives as the string the kernel copied: read it only through str()`, mixed.loc)])
   if (fields.size > MAX_STRINGS) throw new BpftraceErrors([new BpftraceError(`${where}: str() of ${fields.size} pointer fields (${[...fields.keys()].join(', ')}); the kernel copies at most ${MAX_STRINGS} strings per record`, [...fields.values()][MAX_STRINGS])])
   return [...fields.keys()]

@@ -22,7 +22,7 @@ test('one program serves several tracepoints, each with its own cookie, size and
   const config = object.map('probe_config')
   const slot = (index: number, recordSize: number, tgid: number) => {
     const value = new Uint8Array(GENERIC_PROBE_CONFIG_SIZE)
-    encodeGenericProbeConfig({ record_size: recordSize, tgid, uid: 0, filters: 0, comm: '', string_offsets: [0, 0], pad: 0 }, new DataView(value.buffer), 0)
+    encodeGenericProbeConfig({ record_size: recordSize, tgid, uid: 0, filters: 0, comm: '', string_offsets: [0, 0], string_data_locs: 0 }, new DataView(value.buffer), 0)
     config.update(new Uint8Array(new Uint32Array([index]).buffer), value)
   }
   const fork = format('sched', 'sched_process_fork')
@@ -64,7 +64,7 @@ test('one program serves several tracepoints, each with its own cookie, size and
 async function recordExecs(recordSize: number) {
   const object = await ObjectSpec.open(objectPath('generic')).load()
   const value = new Uint8Array(GENERIC_PROBE_CONFIG_SIZE)
-  encodeGenericProbeConfig({ record_size: recordSize, tgid: 0, uid: 0, filters: 0, comm: '', string_offsets: [0, 0], pad: 0 }, new DataView(value.buffer), 0)
+  encodeGenericProbeConfig({ record_size: recordSize, tgid: 0, uid: 0, filters: 0, comm: '', string_offsets: [0, 0], string_data_locs: 0 }, new DataView(value.buffer), 0)
   let link: Link
   try {
     object.map('probe_config').update(new Uint8Array(4), value)

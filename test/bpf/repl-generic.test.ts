@@ -304,3 +304,27 @@ test('Ctrl-C counts every event made before it: what the ring buffer still holds
     workload.kill()
   }
 })
+
+test('a __data_loc string (sched_process_exec filename) through str() prints what bpftrace prints', { timeout: 300_000 }, async () => {
+  // the held shell execs dd (same pid): one exec record, whose filename the kernel keeps in the
+  // record past its fixed part
+  const workload = heldWorkload('dd if=/dev/zero of=/dev/null count=1 status=none')
+  const source = `BEGIN { printf("ready\\n") } tracepoint:sched:sched_process_exec /pid == ${workload.pid}/ { printf("%s|%s|%d\\n", str(args->filename), str(args->filename, 5), args->old_pid); exit() }`
+  const bpftrace = startBpftrace(source)
+  const abort = new AbortController()
+  let ours = ''
+  try {
+    const run = runOneLiner(source, { write: (text) => { ours += text }, signal: abort.signal })
+    await waitFor(() => ours.includes('ready\n'), 'runOneLiner attaching its probes', 60_000)
+    await bpftrace.started
+    await workload.release()
+    await run
+    const theirs = await bpftrace.output()
+    assert.equal(ours, theirs)
+    assert.equal(ours, `Attaching 2 probes...\nready\n/usr/bin/dd|/usr/|${workload.pid}\n\n\n`)
+  } finally {
+    abort.abort()
+    workload.kill()
+    bpftrace.kill()
+  }
+})
