@@ -73,7 +73,8 @@ async function drawInChromium(html: string, dir: string): Promise<{ frames: { na
   const chromium = spawn(CHROMIUM, [
     '--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars', `--user-data-dir=${join(dir, 'chromium-profile')}`,
     '--window-size=1200,600', '--remote-debugging-port=0', 'about:blank',
-  ], { stdio: ['ignore', 'ignore', 'pipe'] })
+  ], { stdio: ['ignore', 'ignore', 'pipe'], detached: true })
+  const exited = new Promise((resolve) => chromium.once('exit', resolve))
   try {
     let stderr = ''
     chromium.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
@@ -107,7 +108,14 @@ async function drawInChromium(html: string, dir: string): Promise<{ frames: { na
       page.close()
     }
   } finally {
-    chromium.kill('SIGKILL')
+    // its whole process group: the renderer and GPU processes write into the profile directory
+    // too, and outlived the browser process
+    try {
+      process.kill(-chromium.pid!, 'SIGKILL')
+    } catch {
+      chromium.kill('SIGKILL')
+    }
+    await exited
   }
 }
 
@@ -150,9 +158,11 @@ async function devtools(url: string): Promise<{ send(method: string, params?: ob
 
 test('periscope profile --pid: the burner\'s hot function tops the table, the pprof and the flame graph drawn by Chromium', { timeout: 600_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'periscope-profile-e2e-'))
-  t.after(() => rm(dir, { recursive: true, force: true }))
-  const burner = await startBurner(dir)
-  t.after(() => { burner.kill('SIGKILL') })
+  let burner: ChildProcess | undefined
+  // the burner first: a burner left running keeps this file's process, and the whole run, alive
+  t.after(() => { burner?.kill('SIGKILL') })
+  t.after(() => rm(dir, { recursive: true, force: true, maxRetries: 10 }))
+  burner = await startBurner(dir)
   const out = join(dir, 'out')
 
   const { stdout, pprof, html } = await profile(['--pid', String(burner.pid), '--seconds', '3', '--top', '10', '--out', out])
@@ -198,9 +208,11 @@ test('periscope profile --pid: the burner\'s hot function tops the table, the pp
 
 test('periscope profile without --pid: the whole host, the burner one process among the others', { timeout: 600_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'periscope-profile-e2e-'))
-  t.after(() => rm(dir, { recursive: true, force: true }))
-  const burner = await startBurner(dir)
-  t.after(() => { burner.kill('SIGKILL') })
+  let burner: ChildProcess | undefined
+  // the burner first: a burner left running keeps this file's process, and the whole run, alive
+  t.after(() => { burner?.kill('SIGKILL') })
+  t.after(() => rm(dir, { recursive: true, force: true, maxRetries: 10 }))
+  burner = await startBurner(dir)
 
   const { stdout, pprof, html } = await profile(['--seconds', '2', '--frequency', '49', '--out', join(dir, 'out')])
   assert.match(stdout, /^sampling the whole host \(.+\) at 49 Hz: 2\.0\/2 s, \d+ samples, collecting…$/m)

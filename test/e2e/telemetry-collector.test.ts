@@ -209,7 +209,7 @@ test('spans, metrics and logs reach a real Collector over OTLP/HTTP protobuf, ex
   const capacity = metricNamed(metrics, 'periscope.exporter.queue.capacity')
   assert.deepEqual(
     pointsOf(capacity, 'gauge').map((p) => [p.attributes.signal, Number(p.point.asDouble ?? p.point.asInt)]).sort(),
-    [['logs', 8192], ['metrics', 32], ['profiles', 256], ['traces', 8192]],
+    [['logs', 8192], ['metrics', 32], ['profiles', 32], ['traces', 8192]],
   )
   const rss = pointsOf(metricNamed(metrics, 'process.memory.usage'), 'sum')
   assert.ok(Number(rss[0].point.asDouble ?? rss[0].point.asInt) > 10 * 1024 * 1024, 'RSS of a Node process is above 10 MiB')
