@@ -109,6 +109,8 @@ interface ActiveSpan extends SpanIds {
 
 /** A client connection's requests that wait for the server side to read them, at most. */
 const maxAwaitingPeer = 8
+/** How long a closed connection still takes the data records read after its close. */
+const closeGraceMs = 500
 
 export default definePlugin({
   name: 'http',
@@ -121,6 +123,7 @@ export default definePlugin({
     ctx.on('sockdata:connections', (event) => plugin.onConnectionEvent(event))
     if (ctx.config.https) await followOpenSsl(ctx, (message) => ctx.log.warn(message))
     if (ctx.config.go_tls) await followGoTls(ctx, (message) => ctx.log.warn(message))
+    ctx.every('200ms', () => plugin.closeDue(Date.now()))
     ctx.every('10s', () => plugin.report())
     const { target_pids: pids, target_cgroup_ids: cgroups } = ctx.config
     const targets = [...pids.length > 0 ? [`pids ${pids.join(', ')}`] : [], ...cgroups.length > 0 ? [`cgroups ${cgroups.join(', ')} and below`] : []]
@@ -141,6 +144,8 @@ class HttpTracing {
   readonly #statusFilter: ((status: number) => boolean) | undefined
   readonly #parser: Http1Parser<Conn>
   readonly #chunk = newSockChunk()
+  /** Connections closed, in the order of their closes, that still take their last records. */
+  readonly #closing: { conn: Conn; sinceMs: number }[] = []
   #lostRecords = 0
 
   constructor(ctx: PluginContext<Config>) {
@@ -173,7 +178,7 @@ class HttpTracing {
   }
 
   onConnectionEvent(event: TopicEvent<'sockdata:connections'>): void {
-    if (event.kind === SOCK_CLOSE) return this.#close(event.conn_id, event.end_ns)
+    if (event.kind === SOCK_CLOSE) return this.#closeLater(event.conn_id, event.end_ns)
     if (event.kind !== SOCK_CONNECT_FAILED || !this.#ctx.config.connect_error_ports.includes(event.remote_port)) return
     const remote = formatAddress(event.family, event.remote_addr)
     this.#export({
@@ -243,6 +248,27 @@ class HttpTracing {
     this.#conns.set(id, created)
     this.#byTuple.set(created.tuple, created)
     return created
+  }
+
+  /**
+   * A close comes on `sockdata:connections`, a ring of its own, and may be read before the last
+   * data records of its connection (the response of its last request, say): the connection stays
+   * open to them for closeGraceMs, then closes. conn_ids are never reused, so nothing else can
+   * take its records meanwhile.
+   */
+  #closeLater(connId: number, endNs: number): void {
+    const conn = this.#conns.get(connId)
+    if (conn === undefined || conn.closedNs !== undefined) return
+    conn.closedNs = endNs
+    this.#closing.push({ conn, sinceMs: Date.now() })
+  }
+
+  /** Closes the connections whose grace is over. */
+  closeDue(now: number): void {
+    while (this.#closing.length > 0 && now - this.#closing[0]!.sinceMs >= closeGraceMs) {
+      const { conn } = this.#closing.shift()!
+      if (this.#conns.get(conn.id) === conn) this.#close(conn.id, conn.closedNs!)
+    }
   }
 
   #close(connId: number, endNs: number): void {
