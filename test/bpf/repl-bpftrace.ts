@@ -1,8 +1,13 @@
 /**
  * Runs Debian's bpftrace (0.17) for the REPL's comparison tests: its stdout without the
- * "Attaching N probes..." line, so tests compare what a program prints with what ours prints.
+ * "Attaching N probes..." line, so tests compare what a program prints with what ours prints;
+ * bpftrace running beside ours on one workload; and the workloads, held on their stdin until
+ * both tracers have attached.
  */
-import { spawnSync } from 'node:child_process'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { once } from 'node:events'
+import { waitFor } from './kernel.ts'
 
 export function bpftraceVersion(): string {
   const run = spawnSync('bpftrace', ['--version'], { encoding: 'utf8' })
@@ -32,4 +37,53 @@ export function runBpftrace(program: string, options: { json?: boolean } = {}): 
 export function bpftraceErrors(program: string): string {
   const run = spawnSync('bpftrace', ['-e', program], { encoding: 'utf8', timeout: 120_000 })
   return run.stderr.split('\n').filter((line) => !line.includes('RLIMIT_MEMLOCK')).join('\n')
+}
+
+/** A process held on its stdin until released: `line()` lets it past one read, `release()` ends its stdin and waits for a 0 exit. */
+export interface HeldProcess {
+  pid: number
+  line(): void
+  release(): Promise<void>
+  kill(): void
+}
+
+/** Starts `file args`, which reads its stdin before its work; `what` names it in a failure. */
+export function holdProcess(file: string, args: string[], what: string, options: Pick<SpawnOptions, 'uid' | 'gid'> = {}): HeldProcess {
+  const child: ChildProcess = spawn(file, args, { ...options, stdio: ['pipe', 'ignore', 'inherit'] })
+  const exited = once(child, 'exit')
+  return {
+    pid: child.pid!,
+    line: () => { child.stdin!.write('go\n') },
+    async release() {
+      child.stdin!.end('go\n')
+      const [code] = await exited
+      assert.equal(code, 0, `${what} failed`)
+    },
+    kill: () => { child.kill('SIGKILL') },
+  }
+}
+
+/** A shell that execs `command` (same pid) once released. */
+export const heldCommand = (command: string): HeldProcess => holdProcess('/bin/sh', ['-c', `read go; exec ${command}`], command)
+
+/**
+ * bpftrace running `program`; `started` resolves once its BEGIN printed "ready" (bpftrace runs
+ * BEGIN after attaching every probe).
+ */
+export function startBpftrace(program: string) {
+  const child = spawn('bpftrace', ['-e', program], { stdio: ['ignore', 'pipe', 'ignore'] })
+  let stdout = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
+  const exited = once(child, 'exit')
+  return {
+    printed: () => stdout,
+    started: waitFor(() => stdout.includes('ready\n') || child.exitCode !== null, 'bpftrace attaching its probes', 120_000).then(() => assert.equal(child.exitCode, null, 'bpftrace exited before attaching')),
+    /** everything it printed once it exits (by itself, or on SIGINT as Ctrl-C) */
+    output: async (interrupt = false) => {
+      if (interrupt) child.kill('SIGINT')
+      await exited
+      return stdout
+    },
+    kill: () => { child.kill('SIGKILL') },
+  }
 }

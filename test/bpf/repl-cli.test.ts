@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { root, waitFor } from './kernel.ts'
-import { bpftraceVersion } from './repl-bpftrace.ts'
+import { bpftraceVersion, heldCommand } from './repl-bpftrace.ts'
 
 const periscope = join(root, 'periscope')
 
@@ -35,20 +35,6 @@ function start(command: string, args: string[]) {
   }
 }
 
-/** A shell that execs `command` (same pid) once released. */
-function heldWorkload(command: string) {
-  const child = spawn('/bin/sh', ['-c', `read go; exec ${command}`], { stdio: ['pipe', 'ignore', 'inherit'] })
-  const exited = once(child, 'exit')
-  return {
-    pid: child.pid!,
-    async release() {
-      child.stdin.end('go\n')
-      const [code] = await exited
-      assert.equal(code, 0, `${command} failed`)
-    },
-    kill: () => child.kill('SIGKILL'),
-  }
-}
 
 test('periscope -e prints what bpftrace -e prints for a program that ends itself, in text and -f json', { timeout: 300_000 }, async () => {
   assert.match(bpftraceVersion(), /v0\.17\./)
@@ -78,7 +64,7 @@ test('errors print as bpftrace prints them, with the script name for a file, and
 
 test('Ctrl-C ends the program: END runs and the maps print as bpftrace prints them, text and json', { timeout: 300_000 }, async () => {
   for (const format of [[], ['-f', 'json']]) {
-    const workload = heldWorkload('dd if=/dev/zero of=/dev/null bs=2500 count=40 status=none')
+    const workload = heldCommand('dd if=/dev/zero of=/dev/null bs=2500 count=40 status=none')
     const program = `BEGIN { printf("ready\\n") } tracepoint:syscalls:sys_exit_read /pid == ${workload.pid} && args->ret > 0/ { @bytes = hist(args->ret); @reads = count(); @l = lhist(args->ret, 0, 5000, 500); @s = stats(args->ret); } tracepoint:sched:sched_process_exit /pid == ${workload.pid}/ { printf("done\\n") } END { printf("bye\\n"); }`
     const runs = [start(periscope, [...format, '-e', program]), start('bpftrace', [...format, '-e', program])]
     try {
@@ -114,7 +100,7 @@ test('usage errors name the problem and exit with 2', { timeout: 120_000 }, () =
  * periscope and bpftrace on one held workload; returns both outputs.
  */
 async function bothOnWorkload(command: string, programOf: (pid: number) => string, format: string[] = []) {
-  const workload = heldWorkload(command)
+  const workload = heldCommand(command)
   const program = programOf(workload.pid)
   const runs = [start(periscope, [...format, '-e', program]), start('bpftrace', [...format, '-e', program])]
   try {

@@ -10,8 +10,7 @@
  * of openat and read calls, run under names of its own (its comm) and as root or nobody.
  */
 import assert from 'node:assert/strict'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
+import { execFileSync } from 'node:child_process'
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -26,22 +25,8 @@ import { runOneLiner } from '../../repl/bpftrace/run.ts'
 import { tracefsFields } from '../../repl/bpftrace/tracefs.ts'
 import { exitText } from '../../repl/printers.ts'
 import { root, waitFor } from './kernel.ts'
-import { bpftraceVersion } from './repl-bpftrace.ts'
+import { bpftraceVersion, heldCommand, holdProcess, startBpftrace, type HeldProcess } from './repl-bpftrace.ts'
 
-/** A shell that execs `command` (same pid) once released. */
-function heldWorkload(command: string): { pid: number; release(): Promise<void>; kill(): void } {
-  const child: ChildProcess = spawn('/bin/sh', ['-c', `read go; exec ${command}`], { stdio: ['pipe', 'ignore', 'inherit'] })
-  const exited = once(child, 'exit')
-  return {
-    pid: child.pid!,
-    async release() {
-      child.stdin!.end('go\n')
-      const [code] = await exited
-      assert.equal(code, 0, `${command} failed`)
-    },
-    kill: () => child.kill('SIGKILL'),
-  }
-}
 
 const NOBODY = 65534
 
@@ -55,21 +40,11 @@ chmodSync(workloadDir, 0o755)
 execFileSync('cc', ['-O2', '-Wall', '-Werror', '-o', join(workloadDir, 'workload'), join(root, 'test/bpf/fixtures/repl-capture-workload.c')])
 
 /** The capture workload as `name`, held until released; as `uid`:`uid` when given. */
-function heldCaptureWorkload(name: string, opens: number, reads: number, uid?: number): { pid: number; release(): Promise<void>; kill(): void } {
+function heldCaptureWorkload(name: string, opens: number, reads: number, uid?: number): HeldProcess {
   const binary = join(workloadDir, name)
   // a copy per name, made once: a running copy cannot be written
   if (!existsSync(binary)) copyFileSync(join(workloadDir, 'workload'), binary)
-  const child: ChildProcess = spawn(binary, [String(opens), String(reads)], { stdio: ['pipe', 'ignore', 'inherit'], ...(uid === undefined ? {} : { uid, gid: uid }) })
-  const exited = once(child, 'exit')
-  return {
-    pid: child.pid!,
-    async release() {
-      child.stdin!.end('go\n')
-      const [code] = await exited
-      assert.equal(code, 0, `${name} failed`)
-    },
-    kill: () => child.kill('SIGKILL'),
-  }
+  return holdProcess(binary, [String(opens), String(reads)], name, uid === undefined ? {} : { uid, gid: uid })
 }
 
 /** The paths the capture workload opens, as str() shows them (bpftrace's 64-byte strings). */
@@ -79,31 +54,12 @@ function workloadPaths(opens: number): string[] {
   return [...paths, `/nonexistent/${'x'.repeat(100 - 13)}`.slice(0, 63), '', '/dev/zero']
 }
 
-/**
- * bpftrace running `program`; `started` resolves once its BEGIN printed "ready" (bpftrace runs
- * BEGIN after attaching every probe, and prints "Attaching N probes..." before it attaches).
- */
-function startBpftrace(program: string) {
-  const child = spawn('bpftrace', ['-e', program], { stdio: ['ignore', 'pipe', 'ignore'] })
-  let stdout = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-  const exited = once(child, 'exit')
-  return {
-    started: waitFor(() => stdout.includes('ready\n') || child.exitCode !== null, 'bpftrace attaching its probes', 120_000).then(() => assert.equal(child.exitCode, null, 'bpftrace exited before attaching')),
-    /** everything it printed once it exits by itself */
-    output: async () => {
-      await exited
-      return stdout
-    },
-    kill: () => child.kill('SIGKILL'),
-  }
-}
 
 const oneLiner = (pid: number) => `BEGIN { printf("ready\\n") } tracepoint:syscalls:sys_exit_read /pid == ${pid} && comm == "dd" && args->ret >= 0/ { @bytes = hist(args->ret); @n[comm] = count(); @s = stats(args->ret); @l = lhist(args->ret, 0, 8192, 1024); @big = max(args->ret) } tracepoint:sched:sched_process_exit /pid == ${pid}/ { exit() }`
 
 test('a hist, lhist, stats, max and count one-liner over sys_exit_read prints what bpftrace prints for the same reads', { timeout: 300_000 }, async () => {
   assert.match(bpftraceVersion(), /v0\.17\./)
-  const workload = heldWorkload('dd if=/dev/zero of=/dev/null bs=1000 count=60 status=none')
+  const workload = heldCommand('dd if=/dev/zero of=/dev/null bs=1000 count=60 status=none')
   const source = oneLiner(workload.pid)
   const checked = compileProgram(source, { tracepointFields: tracefsFields() })
   // the pid runs in the kernel; generic.bpf.c has no comm filter yet, so user space applies it
@@ -133,7 +89,7 @@ test('a hist, lhist, stats, max and count one-liner over sys_exit_read prints wh
 })
 
 test('runOneLiner prints what bpftrace -e prints, from "Attaching" to the maps, for a one-liner that ends itself with exit()', { timeout: 300_000 }, async () => {
-  const workload = heldWorkload('dd if=/dev/zero of=/dev/null bs=3000 count=9 status=none')
+  const workload = heldCommand('dd if=/dev/zero of=/dev/null bs=3000 count=9 status=none')
   const source = oneLiner(workload.pid)
   const bpftrace = startBpftrace(source)
   let ours = ''
@@ -308,7 +264,7 @@ test('Ctrl-C counts every event made before it: what the ring buffer still holds
 test('a __data_loc string (sched_process_exec filename) through str() prints what bpftrace prints', { timeout: 300_000 }, async () => {
   // the held shell execs dd (same pid): one exec record, whose filename the kernel keeps in the
   // record past its fixed part
-  const workload = heldWorkload('dd if=/dev/zero of=/dev/null count=1 status=none')
+  const workload = heldCommand('dd if=/dev/zero of=/dev/null count=1 status=none')
   const source = `BEGIN { printf("ready\\n") } tracepoint:sched:sched_process_exec /pid == ${workload.pid}/ { printf("%s|%s|%d\\n", str(args->filename), str(args->filename, 5), args->old_pid); exit() }`
   const bpftrace = startBpftrace(source)
   const abort = new AbortController()

@@ -5,8 +5,7 @@
  * then makes a known set of reads (or getppid calls) in children and exits.
  */
 import assert from 'node:assert/strict'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
+import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -21,7 +20,7 @@ import { runOneLiner } from '../../repl/bpftrace/run.ts'
 import { readFormat, tracefsFields, type TracepointFormat } from '../../repl/bpftrace/tracefs.ts'
 import { exitText } from '../../repl/printers.ts'
 import { root, waitFor } from './kernel.ts'
-import { bpftraceVersion } from './repl-bpftrace.ts'
+import { bpftraceVersion, holdProcess, startBpftrace, type HeldProcess } from './repl-bpftrace.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'periscope-kernel-count-'))
 process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
@@ -30,42 +29,8 @@ const workloadBinary = join(dir, 'kcwl')
 execFileSync('cc', ['-O2', '-Wall', '-Werror', '-o', workloadBinary, join(root, 'test/bpf/fixtures/kernel-count-workload.c')])
 
 /** The workload, blocked reading its stdin until released (`phases` reads a line before that too). */
-function heldWorkload(...args: string[]): { pid: number; line(): void; release(): Promise<void>; kill(): void } {
-  const child: ChildProcess = spawn(workloadBinary, args, { stdio: ['pipe', 'ignore', 'inherit'] })
-  const exited = once(child, 'exit')
-  return {
-    pid: child.pid!,
-    line: () => child.stdin!.write('go\n'),
-    async release() {
-      child.stdin!.end('go\n')
-      const [code] = await exited
-      assert.equal(code, 0, `kernel-count-workload ${args.join(' ')} failed`)
-    },
-    kill: () => child.kill('SIGKILL'),
-  }
-}
+const heldWorkload = (...args: string[]): HeldProcess => holdProcess(workloadBinary, args, `kernel-count-workload ${args.join(' ')}`)
 
-/**
- * bpftrace running `program`; `started` resolves once its BEGIN printed "ready" (bpftrace runs
- * BEGIN after attaching every probe).
- */
-function startBpftrace(program: string) {
-  const child = spawn('bpftrace', ['-e', program], { stdio: ['ignore', 'pipe', 'ignore'] })
-  let stdout = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-  const exited = once(child, 'exit')
-  return {
-    printed: () => stdout,
-    started: waitFor(() => stdout.includes('ready\n') || child.exitCode !== null, 'bpftrace attaching its probes', 120_000).then(() => assert.equal(child.exitCode, null, 'bpftrace exited before attaching')),
-    /** everything it printed once it exits (by itself, or on SIGINT as Ctrl-C) */
-    output: async (interrupt = false) => {
-      if (interrupt) child.kill('SIGINT')
-      await exited
-      return stdout
-    },
-    kill: () => child.kill('SIGKILL'),
-  }
-}
 
 /** runOneLiner of `source` until `stop()` (Ctrl-C) or its exit(). */
 function startOneLiner(source: string) {

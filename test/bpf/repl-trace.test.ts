@@ -8,7 +8,7 @@
  * still what bpftrace prints, and probes() lists what `bpftrace -lv` lists.
  */
 import assert from 'node:assert/strict'
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -18,7 +18,7 @@ import { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
 import { probes, trace, type TracedEvent } from '../../repl/explore.ts'
 import { AGGREGATIONS, BPFTRACE_0_17, bpftraceProgram, caseName } from '../unit/repl-stream-cases.ts'
 import { root, waitFor } from './kernel.ts'
-import { bpftraceVersion } from './repl-bpftrace.ts'
+import { bpftraceVersion, holdProcess, type HeldProcess } from './repl-bpftrace.ts'
 
 const PATHS = 3
 /** the workload's openat calls, in order: path j j + 2 times, then the end marker */
@@ -34,19 +34,7 @@ execFileSync('cc', ['-O2', '-Wall', '-Werror', '-static', '-o', join(workloadDir
 const NOBODY = 65534
 
 /** The workload, held on its stdin until released; as `uid`:`uid` when given. */
-function heldWorkload(uid?: number): { pid: number; release(): Promise<void>; kill(): void } {
-  const child: ChildProcess = spawn(join(workloadDir, WORKLOAD), [String(PATHS)], { stdio: ['pipe', 'ignore', 'inherit'], ...(uid === undefined ? {} : { uid, gid: uid }) })
-  const exited = once(child, 'exit')
-  return {
-    pid: child.pid!,
-    async release() {
-      child.stdin!.end('go\n')
-      const [code] = await exited
-      assert.equal(code, 0, `${WORKLOAD} failed`)
-    },
-    kill: () => child.kill('SIGKILL'),
-  }
-}
+const heldWorkload = (uid?: number): HeldProcess => holdProcess(join(workloadDir, WORKLOAD), [String(PATHS)], WORKLOAD, uid === undefined ? {} : { uid, gid: uid })
 
 /** This process's open BPF objects and perf events, by kind (`bpf_link`, `bpf-prog`, ...), with each link's id. */
 function openBpf(): { kinds: string[]; linkIds: number[] } {

@@ -12,8 +12,7 @@
  * each probe's own actions (20 and 20).
  */
 import assert from 'node:assert/strict'
-import { execFileSync, spawn } from 'node:child_process'
-import { once } from 'node:events'
+import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -21,7 +20,7 @@ import { after, test } from 'node:test'
 import { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
 import { runOneLiner } from '../../repl/bpftrace/run.ts'
 import { root, waitFor } from './kernel.ts'
-import { bpftraceErrors, bpftraceVersion } from './repl-bpftrace.ts'
+import { bpftraceErrors, bpftraceVersion, holdProcess, startBpftrace, type HeldProcess } from './repl-bpftrace.ts'
 
 const directory = mkdtempSync(join(tmpdir(), 'periscope-repl-uprobes-'))
 after(() => rmSync(directory, { recursive: true, force: true }))
@@ -29,34 +28,8 @@ const target = join(directory, 'repl-uprobe-target')
 execFileSync('gcc', ['-O2', '-o', target, join(root, 'test/bpf/fixtures/repl-uprobe-target.c')])
 
 /** The target, held on its stdin until released; it then makes `count` rounds of calls and exits. */
-function heldTarget(count: number) {
-  const child = spawn(target, [String(count)], { stdio: ['pipe', 'ignore', 'inherit'] })
-  const exited = once(child, 'exit')
-  return {
-    pid: child.pid!,
-    async release() {
-      child.stdin.end('go\n')
-      const [code] = await exited
-      assert.equal(code, 0, 'the uprobe target failed')
-    },
-    kill: () => child.kill('SIGKILL'),
-  }
-}
+const heldTarget = (count: number): HeldProcess => holdProcess(target, [String(count)], 'the uprobe target')
 
-function startBpftrace(program: string) {
-  const child = spawn('bpftrace', ['-e', program], { stdio: ['ignore', 'pipe', 'ignore'] })
-  let stdout = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-  const exited = once(child, 'exit')
-  return {
-    started: waitFor(() => stdout.includes('ready\n') || child.exitCode !== null, 'bpftrace attaching its probes', 120_000).then(() => assert.equal(child.exitCode, null, 'bpftrace exited before attaching')),
-    output: async () => {
-      await exited
-      return stdout
-    },
-    kill: () => child.kill('SIGKILL'),
-  }
-}
 
 const program = (pid: number) => `BEGIN { printf("ready\\n") } ` +
   `uprobe:${target}:repl_work_add6 /pid == ${pid}/ { @calls = count(); @a0 = sum(arg0); @a5 = sum(arg5); @third = lhist(arg2, 0, 100, 10); } ` +
