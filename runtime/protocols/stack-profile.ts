@@ -195,7 +195,8 @@ export class SampledProfile implements StackProfiler {
 /**
  * What a profile's object counts in its per-CPU `overflows` map (reason → count: samples or blocks
  * the kernel could not store): each collection emits the counts since the last one as
- * `periscope.profile.samples.lost` by `profile.type` and `reason`.
+ * `periscope.profile.samples.lost` by `profile.type` and `reason`. The counts already emitted
+ * carry over a hot reload (ctx.state), as the object and its counts stay.
  */
 export class KernelOverflows {
   readonly #ctx: PluginContext<unknown>
@@ -205,13 +206,17 @@ export class KernelOverflows {
   readonly #reasons: string[]
   /** The kernel's counts at the last collection, by index. */
   #last: number[]
+  /** Where ctx.state keeps #last. */
+  readonly #stateKey: string
 
   constructor(ctx: PluginContext<unknown>, map: string, type: string, reasons: string[]) {
     this.#ctx = ctx
     this.#map = map
     this.#type = type
     this.#reasons = reasons
-    this.#last = reasons.map(() => 0)
+    this.#stateKey = `kernelOverflows:${map}`
+    const carried = ctx.state[this.#stateKey]
+    this.#last = Array.isArray(carried) && carried.length === reasons.length ? carried.map(Number) : reasons.map(() => 0)
   }
 
   async emit(): Promise<void> {
@@ -225,5 +230,6 @@ export class KernelOverflows {
       if (more > 0) this.#ctx.emit.metric({ name: 'periscope.profile.samples.lost', kind: 'counter', unit: '{sample}', value: more, attributes: { 'profile.type': this.#type, reason: this.#reasons[reason]! } })
     })
     this.#last = now
+    this.#ctx.state[this.#stateKey] = now
   }
 }
