@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { runOneLiner } from '../../repl/bpftrace/run.ts'
 import { waitFor } from './kernel.ts'
 
 export function bpftraceVersion(): string {
@@ -85,5 +87,49 @@ export function startBpftrace(program: string) {
       return stdout
     },
     kill: () => { child.kill('SIGKILL') },
+  }
+}
+
+/**
+ * A one-liner whose BEGIN prints "ready", run through runOneLiner and by bpftrace on `workload`,
+ * released once both attached; what each printed once the program called exit().
+ */
+export async function besideBpftrace(source: string, workload: HeldProcess): Promise<{ ours: string; theirs: string }> {
+  const bpftrace = startBpftrace(source)
+  const abort = new AbortController()
+  let ours = ''
+  try {
+    const run = runOneLiner(source, { write: (text) => { ours += text }, signal: abort.signal })
+    await waitFor(() => ours.includes('ready\n'), 'runOneLiner attaching its probes', 60_000)
+    await bpftrace.started
+    await workload.release()
+    await run
+    return { ours, theirs: await bpftrace.output() }
+  } finally {
+    abort.abort()
+    workload.kill()
+    bpftrace.kill()
+  }
+}
+
+/**
+ * A one-liner whose BEGIN prints "ready", run on `workload` until Ctrl-C, which comes once the
+ * workload is done: the event loop stays blocked until then (a zombie: nobody reaped it yet), so
+ * every record still waits in the ring buffer when Ctrl-C comes. What it printed.
+ */
+export async function ctrlCAfterExit(source: string, workload: HeldProcess): Promise<string> {
+  const abort = new AbortController()
+  let ours = ''
+  try {
+    const run = runOneLiner(source, { write: (text) => { ours += text }, signal: abort.signal })
+    await waitFor(() => ours.includes('ready\n'), 'runOneLiner attaching its probes', 60_000)
+    workload.release().catch(() => {})
+    while (!/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${workload.pid}/stat`, 'utf8'))) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1)
+    abort.abort()
+    await run
+    return ours
+  } finally {
+    abort.abort()
+    workload.kill()
   }
 }

@@ -21,11 +21,10 @@ import { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
 import { Evaluator, type TraceEvent } from '../../repl/bpftrace/evaluate.ts'
 import { kernelFilter } from '../../repl/bpftrace/kernel-filter.ts'
 import { compileProgram } from '../../repl/bpftrace/program.ts'
-import { runOneLiner } from '../../repl/bpftrace/run.ts'
 import { tracefsFields } from '../../repl/bpftrace/tracefs.ts'
 import { exitText } from '../../repl/printers.ts'
 import { root, waitFor } from './kernel.ts'
-import { bpftraceVersion, heldCommand, holdProcess, startBpftrace, type HeldProcess } from './repl-bpftrace.ts'
+import { besideBpftrace, bpftraceVersion, ctrlCAfterExit, heldCommand, holdProcess, startBpftrace, type HeldProcess } from './repl-bpftrace.ts'
 
 
 const NOBODY = 65534
@@ -90,23 +89,9 @@ test('a hist, lhist, stats, max and count one-liner over sys_exit_read prints wh
 
 test('runOneLiner prints what bpftrace -e prints, from "Attaching" to the maps, for a one-liner that ends itself with exit()', { timeout: 300_000 }, async () => {
   const workload = heldCommand('dd if=/dev/zero of=/dev/null bs=3000 count=9 status=none')
-  const source = oneLiner(workload.pid)
-  const bpftrace = startBpftrace(source)
-  let ours = ''
-  const abort = new AbortController()
-  try {
-    const run = runOneLiner(source, { write: (text) => { ours += text }, signal: abort.signal })
-    await waitFor(() => ours.includes('ready\n'), 'runOneLiner attaching its probes', 60_000)
-    await bpftrace.started
-    await workload.release()
-    await run
-    assert.equal(ours, await bpftrace.output())
-    assert.match(ours, /^Attaching 3 probes\.\.\.\nready\n\n\n@big: \d+\n@bytes: \n/)
-  } finally {
-    abort.abort()
-    workload.kill()
-    bpftrace.kill()
-  }
+  const { ours, theirs } = await besideBpftrace(oneLiner(workload.pid), workload)
+  assert.equal(ours, theirs)
+  assert.match(ours, /^Attaching 3 probes\.\.\.\nready\n\n\n@big: \d+\n@bytes: \n/)
 })
 
 /** A checked program run through captureTracepoints and the evaluator until one of its probes calls exit(). */
@@ -242,23 +227,9 @@ test('Ctrl-C counts every event made before it: what the ring buffer still holds
   // 900 reads of 100, 101, ... bytes after the release (the read that waits for it began
   // before the probes): sum and count stay in user space, so every record crosses the ring buffer
   const workload = heldCaptureWorkload('capwl-ctrlc', 0, 900)
-  let ours = ''
-  const abort = new AbortController()
-  try {
-    const run = runOneLiner(`BEGIN { printf("ready\\n") } tracepoint:syscalls:sys_enter_read /pid == ${workload.pid}/ { @bytes = sum(args->count); @n = count(); }`, { write: (text) => { ours += text }, signal: abort.signal })
-    await waitFor(() => ours.includes('ready\n'), 'runOneLiner attaching its probes', 60_000)
-    workload.release().catch(() => {})
-    // the event loop stays blocked until the workload is done (a zombie: nobody reaped it yet),
-    // so every record still waits in the ring buffer when Ctrl-C comes
-    while (!/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${workload.pid}/stat`, 'utf8'))) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1)
-    abort.abort()
-    await run
-    const bytes = Array.from({ length: 900 }, (_, i) => 100 + i).reduce((sum, n) => sum + n, 0)
-    assert.equal(ours, `Attaching 2 probes...\nready\n\n\n@bytes: ${bytes}\n@n: 900\n`)
-  } finally {
-    abort.abort()
-    workload.kill()
-  }
+  const ours = await ctrlCAfterExit(`BEGIN { printf("ready\\n") } tracepoint:syscalls:sys_enter_read /pid == ${workload.pid}/ { @bytes = sum(args->count); @n = count(); }`, workload)
+  const bytes = Array.from({ length: 900 }, (_, i) => 100 + i).reduce((sum, n) => sum + n, 0)
+  assert.equal(ours, `Attaching 2 probes...\nready\n\n\n@bytes: ${bytes}\n@n: 900\n`)
 })
 
 test('a __data_loc string (sched_process_exec filename) through str() prints what bpftrace prints', { timeout: 300_000 }, async () => {
@@ -266,21 +237,7 @@ test('a __data_loc string (sched_process_exec filename) through str() prints wha
   // record past its fixed part
   const workload = heldCommand('dd if=/dev/zero of=/dev/null count=1 status=none')
   const source = `BEGIN { printf("ready\\n") } tracepoint:sched:sched_process_exec /pid == ${workload.pid}/ { printf("%s|%s|%d\\n", str(args->filename), str(args->filename, 5), args->old_pid); exit() }`
-  const bpftrace = startBpftrace(source)
-  const abort = new AbortController()
-  let ours = ''
-  try {
-    const run = runOneLiner(source, { write: (text) => { ours += text }, signal: abort.signal })
-    await waitFor(() => ours.includes('ready\n'), 'runOneLiner attaching its probes', 60_000)
-    await bpftrace.started
-    await workload.release()
-    await run
-    const theirs = await bpftrace.output()
-    assert.equal(ours, theirs)
-    assert.equal(ours, `Attaching 2 probes...\nready\n/usr/bin/dd|/usr/|${workload.pid}\n\n\n`)
-  } finally {
-    abort.abort()
-    workload.kill()
-    bpftrace.kill()
-  }
+  const { ours, theirs } = await besideBpftrace(source, workload)
+  assert.equal(ours, theirs)
+  assert.equal(ours, `Attaching 2 probes...\nready\n/usr/bin/dd|/usr/|${workload.pid}\n\n\n`)
 })

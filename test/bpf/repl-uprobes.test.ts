@@ -13,14 +13,14 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
 import { runOneLiner } from '../../repl/bpftrace/run.ts'
 import { root, waitFor } from './kernel.ts'
-import { bpftraceErrors, bpftraceVersion, holdProcess, startBpftrace, type HeldProcess } from './repl-bpftrace.ts'
+import { besideBpftrace, bpftraceErrors, bpftraceVersion, ctrlCAfterExit, holdProcess, type HeldProcess } from './repl-bpftrace.ts'
 
 const directory = mkdtempSync(join(tmpdir(), 'periscope-repl-uprobes-'))
 after(() => rmSync(directory, { recursive: true, force: true }))
@@ -40,26 +40,12 @@ const program = (pid: number) => `BEGIN { printf("ready\\n") } ` +
 test('uprobe and uretprobe one-liners print what bpftrace prints for the same calls', { timeout: 300_000 }, async () => {
   assert.match(bpftraceVersion(), /v0\.17\./)
   const workload = heldTarget(100)
-  const source = program(workload.pid)
-  const bpftrace = startBpftrace(source)
-  let ours = ''
-  const abort = new AbortController()
-  try {
-    const run = runOneLiner(source, { write: (text) => { ours += text }, signal: abort.signal })
-    await waitFor(() => ours.includes('ready\n'), 'runOneLiner attaching its probes', 60_000)
-    await bpftrace.started
-    await workload.release()
-    await run
-    assert.equal(ours, await bpftrace.output())
-    // i = 0..99: arg0 sums to 4950, arg5 to 4950 + 500; each i * i once
-    assert.match(ours, /^Attaching 6 probes\.\.\.\nready\ndone 1\n\n\n@a0: 4950\n@a5: 5450\n@calls: 100\n/)
-    assert.match(ours, /\n@s: count 100, average 3283, total 328350\n/)
-    assert.match(ours, /\n@steps\[repl-uprobe-tar\]: 200\n/)
-  } finally {
-    abort.abort()
-    workload.kill()
-    bpftrace.kill()
-  }
+  const { ours, theirs } = await besideBpftrace(program(workload.pid), workload)
+  assert.equal(ours, theirs)
+  // i = 0..99: arg0 sums to 4950, arg5 to 4950 + 500; each i * i once
+  assert.match(ours, /^Attaching 6 probes\.\.\.\nready\ndone 1\n\n\n@a0: 4950\n@a5: 5450\n@calls: 100\n/)
+  assert.match(ours, /\n@s: count 100, average 3283, total 328350\n/)
+  assert.match(ours, /\n@steps\[repl-uprobe-tar\]: 200\n/)
 })
 
 test('the pid filter runs in the kernel: another process running the same function is not counted', { timeout: 300_000 }, async () => {
@@ -102,20 +88,6 @@ test('a missing binary, a missing symbol and a wildcard matching nothing are err
 test('Ctrl-C counts every call made before it: what the ring buffer still holds is read after the probes detach', { timeout: 300_000 }, async () => {
   // 10,000 rounds: 20,000 records of 112 bytes, which the 4 MiB ring buffer holds unread
   const workload = heldTarget(10_000)
-  let ours = ''
-  const abort = new AbortController()
-  try {
-    const run = runOneLiner(`BEGIN { printf("ready\\n") } uprobe:${target}:repl_step_* /pid == ${workload.pid}/ { @steps = count(); }`, { write: (text) => { ours += text }, signal: abort.signal })
-    await waitFor(() => ours.includes('ready\n'), 'runOneLiner attaching its probes', 60_000)
-    void workload.release()
-    // the event loop stays blocked until the workload is done (a zombie: nobody reaped it yet),
-    // so every record still waits in the ring buffer when Ctrl-C comes
-    while (!/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${workload.pid}/stat`, 'utf8'))) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1)
-    abort.abort()
-    await run
-    assert.equal(ours, 'Attaching 3 probes...\nready\n\n\n@steps: 20000\n')
-  } finally {
-    abort.abort()
-    workload.kill()
-  }
+  const ours = await ctrlCAfterExit(`BEGIN { printf("ready\\n") } uprobe:${target}:repl_step_* /pid == ${workload.pid}/ { @steps = count(); }`, workload)
+  assert.equal(ours, 'Attaching 3 probes...\nready\n\n\n@steps: 20000\n')
 })
