@@ -20,10 +20,12 @@
  * Not here: uprobe/uretprobe, profile and interval probes, BEGIN/END (the caller runs them).
  */
 import { readdirSync } from 'node:fs'
-import { decodeGenericRecord, encodeGenericProbeConfig, GENERIC_PROBE_CONFIG_SIZE } from '../../bpf/lib/generic.types.ts'
+import { decodeGenericRecord } from '../../bpf/lib/generic.types.ts'
 import { forEachRecord } from '../../runtime/bpf/batch.ts'
 import { attachTracepoint, type Link } from '../../runtime/bpf/links.ts'
 import { ObjectSpec } from '../../runtime/bpf/object.ts'
+import { checkTracepointRequest, encodeTracepointConfig, GENERIC_MAX_PROBES, GENERIC_MAX_STRINGS, TRACEFS, type KernelFilter, type TracepointRequest } from '../../runtime/kernel/tracepoints.ts'
+import { isDataLoc, tracepointEvent, type TracepointFormat } from '../../runtime/protocols/tracepoint.ts'
 import { libraryDir } from '../../runtime/library/index.ts'
 import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
 import type { AttachPoint, Expression, Location, Probe } from './ast.ts'
@@ -31,28 +33,9 @@ import type { CheckedProgram } from './check.ts'
 import { BpftraceError, BpftraceErrors } from './errors.ts'
 import type { TraceEvent } from './evaluate.ts'
 import { configureCounts, countsEntries, countsMerger, planCounts, type KernelCountingAggregator, type SlotCounts } from './kernel-count.ts'
-import { kernelFilter, type KernelFilter } from './kernel-filter.ts'
-import { cString, decodeFields, readFormat, TRACEFS, type FormatField, type TracepointFormat } from './tracefs.ts'
+import { kernelFilter } from './kernel-filter.ts'
 
-/** generic.h's GENERIC_MAX_PROBES: config slots, so tracepoints, one object serves */
-const MAX_PROBES = 64
-/** generic.h's GENERIC_MAX_STRINGS: user-space strings copied per record */
-const MAX_STRINGS = 2
-/** generic.h's GENERIC_STRING_SIZE */
-const STRING_SIZE = 64
-/** generic.h's GENERIC_FILTER_COMM and GENERIC_FILTER_UID */
-const FILTER_COMM = 1
-const FILTER_UID = 2
-
-export type { KernelFilter }
-
-export interface TracepointRequest {
-  category: string
-  name: string
-  filter: KernelFilter
-  /** fields of the format holding user-space `char *` to copy as strings (at most 2) */
-  strings?: string[]
-}
+export type { KernelFilter, TracepointRequest }
 
 export interface Capture {
   /** records the kernel could not put in the ring buffer */
@@ -72,57 +55,13 @@ export function expandTracepoint(point: Extract<AttachPoint, { provider: 'tracep
   return found.sort()
 }
 
-/** A `__data_loc char[]` field: its text follows the record's fixed part, which the generic program copies apart. */
-export const isDataLoc = (field: FormatField): boolean => field.type.startsWith('__data_loc') && field.size === 4
-
-/** A request's format, checked against what one slot of the generic object can do. */
-function requestFormat(request: TracepointRequest, root: string): TracepointFormat {
-  const where = `${request.category}:${request.name}`
-  const format = readFormat(request.category, request.name, root)
-  if (!format) throw new Error(`no tracepoint ${where}: ${root}/events/${request.category}/${request.name}/format does not exist; list the tracepoints with probes('${request.category}:*')`)
-  const { comm, uid, pid } = request.filter
-  // an empty one is a task named "" (prctl PR_SET_NAME), which the kernel compares as it is
-  if (comm !== undefined && Buffer.byteLength(comm) > 15) throw new Error(`${where}: the comm filter "${comm}" can never match: the kernel keeps at most 15 bytes of a task's name`)
-  for (const [name, value] of [['pid', pid], ['uid', uid]] as const) {
-    if (value !== undefined && !(Number.isInteger(value) && value >= 0 && value < 2 ** 32)) throw new Error(`${where}: the ${name} filter ${value} is not a 32-bit unsigned integer`)
-  }
-  const strings = request.strings ?? []
-  if (strings.length > MAX_STRINGS) throw new Error(`${where}: ${strings.length} string fields requested (${strings.join(', ')}); the generic program copies at most ${MAX_STRINGS} per record`)
-  for (const name of strings) {
-    const field = format.fields.find((f) => f.name === name)
-    if (!field || !(isDataLoc(field) || (field.type.includes('*') && field.size === 8))) {
-      const stringy = format.fields.filter((f) => f.type.includes('*') || isDataLoc(f)).map((f) => f.name)
-      throw new Error(`${where}: ${name} is neither a pointer nor a __data_loc field of the format, so it has no string to copy (those fields: ${stringy.join(', ') || 'none'})`)
-    }
-  }
-  return format
-}
-
-function encodeConfig(request: TracepointRequest, format: TracepointFormat): Uint8Array {
-  const { pid, comm, uid } = request.filter
-  const fields = (request.strings ?? []).map((name) => format.fields.find((f) => f.name === name)!)
-  const offsets = fields.map((field) => field.offset)
-  const dataLocs = fields.reduce((bits, field, i) => (isDataLoc(field) ? bits | (1 << i) : bits), 0)
-  const value = new Uint8Array(GENERIC_PROBE_CONFIG_SIZE)
-  encodeGenericProbeConfig({
-    record_size: format.recordSize,
-    tgid: pid ?? 0,
-    uid: uid ?? 0,
-    filters: (comm === undefined ? 0 : FILTER_COMM) | (uid === undefined ? 0 : FILTER_UID),
-    comm: comm ?? '',
-    string_offsets: Array.from({ length: MAX_STRINGS }, (_, i) => offsets[i] ?? 0),
-    string_data_locs: dataLocs,
-  }, new DataView(value.buffer), 0)
-  return value
-}
-
 /**
  * Attaches generic_tracepoint once per request (requests name distinct tracepoints); each
  * record as a TraceEvent (args decoded with the format, `strings` fields as strings), by
  * request index. This process is left out.
  */
 export async function captureEvents(requests: TracepointRequest[], onEvent: (request: number, event: TraceEvent) => void, root = TRACEFS): Promise<Capture> {
-  return openCapture(requests, requests.map((request) => requestFormat(request, root)), onEvent)
+  return openCapture(requests, requests.map((request) => checkTracepointRequest(request, root)), onEvent)
 }
 
 /** Where counting requests (`counts[i]` set) merge their kernel counts. */
@@ -132,7 +71,7 @@ interface Counting {
 }
 
 async function openCapture(requests: TracepointRequest[], formats: TracepointFormat[], onEvent: (request: number, event: TraceEvent) => void, counting?: Counting): Promise<Capture> {
-  if (requests.length > MAX_PROBES) throw new Error(`${requests.length} tracepoints requested; one generic object serves ${MAX_PROBES}: narrow the wildcards`)
+  if (requests.length > GENERIC_MAX_PROBES) throw new Error(`${requests.length} tracepoints requested; one generic object serves ${GENERIC_MAX_PROBES}: narrow the wildcards`)
   const strings = requests.map((request) => request.strings ?? [])
   const object = await ObjectSpec.open(`${libraryDir}generic.bpf.o`).setSettings({ self_tgid: process.pid }).setMaxEntries('counts', countsEntries(counting?.counts ?? [])).load()
   const links: Link[] = []
@@ -161,7 +100,7 @@ async function openCapture(requests: TracepointRequest[], formats: TracepointFor
   }
   try {
     const config = object.map('probe_config')
-    requests.forEach((request, index) => config.update(new Uint8Array(new Uint32Array([index]).buffer), encodeConfig(request, formats[index])))
+    requests.forEach((request, index) => config.update(new Uint8Array(new Uint32Array([index]).buffer), encodeTracepointConfig(request, formats[index])))
     if (counting) {
       configureCounts(object, counting.counts)
       mergeCounts = countsMerger(object, counting.counts, counting.aggregator)
@@ -171,10 +110,7 @@ async function openCapture(requests: TracepointRequest[], formats: TracepointFor
       onBatch: (batch) => forEachRecord(batch, (view, offset, size) => {
         const record = decodeGenericRecord(view, offset, size)
         const index = Number(record.cookie)
-        const args = decodeFields(formats[index], record.data.subarray(0, record.size))
-        // the strings follow the raw record, in the order of the request's fields
-        for (let i = 0; i < record.strings; i++) args[strings[index][i]] = cString(record.data.subarray(record.size + i * STRING_SIZE, record.size + (i + 1) * STRING_SIZE))
-        onEvent(index, { pid: record.pid, tid: record.tid, uid: record.uid, gid: record.gid, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns), args })
+        onEvent(index, tracepointEvent(formats[index], strings[index], record))
       }),
     })
     requests.forEach((request, index) => links.push(attachTracepoint(object, 'generic_tracepoint', request.category, request.name, { cookie: BigInt(index) })))
@@ -237,7 +173,7 @@ function stringFields(format: TracepointFormat, reads: ReturnType<typeof argsRea
   }
   const mixed = reads.flatMap(({ other }) => other).find((read) => fields.has(read.field) && !dataLocs.has(read.field))
   if (mixed) throw new BpftraceErrors([new BpftraceError(`args->${mixed.field} of ${where} is read through str() elsewhere, and arrives as the string the kernel copied: read it only through str()`, mixed.loc)])
-  if (fields.size > MAX_STRINGS) throw new BpftraceErrors([new BpftraceError(`${where}: str() of ${fields.size} pointer fields (${[...fields.keys()].join(', ')}); the kernel copies at most ${MAX_STRINGS} strings per record`, [...fields.values()][MAX_STRINGS])])
+  if (fields.size > GENERIC_MAX_STRINGS) throw new BpftraceErrors([new BpftraceError(`${where}: str() of ${fields.size} pointer fields (${[...fields.keys()].join(', ')}); the kernel copies at most ${GENERIC_MAX_STRINGS} strings per record`, [...fields.values()][GENERIC_MAX_STRINGS])])
   return [...fields.keys()]
 }
 
@@ -270,7 +206,7 @@ export async function captureTracepoints(checked: CheckedProgram, onEvent: (prob
       }
     }
   })
-  const formats = requests.map((request) => requestFormat(request, root))
+  const formats = requests.map((request) => checkTracepointRequest(request, root))
   requests.forEach((request, index) => { request.strings = stringFields(formats[index], request.probes.map((probe) => reads[probe]), `${request.category}:${request.name}`) })
   const counts = counting ? planCounts(checked, requests.map((request, index) => ({ ...request, format: formats[index] }))) : []
   // probes run in program order, as bpftrace's programs on one tracepoint do

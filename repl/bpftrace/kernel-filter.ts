@@ -10,14 +10,9 @@
  * the kernel may count the probe's events itself (kernel-count.ts).
  */
 import type { Expression, Probe } from './ast.ts'
+import type { KernelFilter } from '../../runtime/kernel/tracepoints.ts'
 
-export interface KernelFilter {
-  /** thread group id (bpftrace's pid) */
-  pid?: number
-  /** at most 15 bytes, as the kernel's comm */
-  comm?: string
-  uid?: number
-}
+export type { KernelFilter }
 
 function conjuncts(expression: Expression): Expression[] {
   if (expression.kind === 'binary' && expression.operator === '&&') return [...conjuncts(expression.left), ...conjuncts(expression.right)]

@@ -49,3 +49,54 @@ export function indexOfByte(bytes: Uint8Array, byte: number, from: number, to: n
   const at = bytes.indexOf(byte, from)
   return at < 0 || at >= to ? -1 : at
 }
+
+/**
+ * UTF-8 bytes as a string (isolates have no TextDecoder). Invalid sequences become U+FFFD; a
+ * character cut at `end` is dropped.
+ */
+export function utf8(bytes: Uint8Array, start: number, end: number): string {
+  let ascii = true
+  for (let i = start; i < end; i++) {
+    if (bytes[i]! >= 0x80) {
+      ascii = false
+      break
+    }
+  }
+  if (ascii) return latin1(bytes, start, end)
+  let text = ''
+  const units: number[] = []
+  for (let i = start; i < end;) {
+    const b = bytes[i]!
+    let code = 0xfffd
+    let size = 1
+    if (b < 0x80) {
+      code = b
+    } else if (b >= 0xc2 && b < 0xf5) {
+      size = b < 0xe0 ? 2 : b < 0xf0 ? 3 : 4
+      if (i + size > end) break
+      code = b & (0xff >> (size + 1))
+      for (let k = 1; k < size; k++) {
+        const c = bytes[i + k]!
+        if ((c & 0xc0) !== 0x80) {
+          code = -1
+          size = k
+          break
+        }
+        code = (code << 6) | (c & 0x3f)
+      }
+      if (code < 0 || (size === 3 && (code < 0x800 || (code >= 0xd800 && code < 0xe000))) || (size === 4 && (code < 0x10000 || code > 0x10ffff))) code = 0xfffd
+    }
+    if (code > 0xffff) {
+      code -= 0x10000
+      units.push(0xd800 + (code >> 10), 0xdc00 + (code & 0x3ff))
+    } else {
+      units.push(code)
+    }
+    i += size
+    if (units.length >= 8192) {
+      text += String.fromCharCode.apply(null, units)
+      units.length = 0
+    }
+  }
+  return text + String.fromCharCode.apply(null, units)
+}

@@ -12,7 +12,8 @@ import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
 import ivm from 'isolated-vm'
-import { COM_CHANGE_USER, COM_INIT_DB, COM_PING, COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE, COM_STMT_FETCH, utf8, type MysqlOperation } from '../../runtime/protocols/mysql.ts'
+import { COM_CHANGE_USER, COM_INIT_DB, COM_PING, COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE, COM_STMT_FETCH, type MysqlOperation } from '../../runtime/protocols/mysql.ts'
+import { utf8 } from '../../runtime/protocols/bytes.ts'
 import { cliSession, infileSession, multiResultSession, mysql2Session } from './mysql-captures.ts'
 import {
   CAPS_41, COMPRESS, CONNECT_WITH_DB, DEPRECATE_EOF, EGRESS, INGRESS, QUERY_ATTRIBUTES, SESSION_TRACK,

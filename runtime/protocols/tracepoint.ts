@@ -1,0 +1,116 @@
+/**
+ * Tracepoint records as tracefs formats (`events/<category>/<name>/format`) describe them, for the
+ * REPL and for plugins (`periscope/protocols/tracepoint`; it runs in isolates, so no Buffer and no
+ * TextDecoder): `parseFormat()` reads a format file's text, and `decodeFields()` turns a raw record
+ * the `generic` object copied into named values: integers as bigints by their size and sign,
+ * `char` arrays and `__data_loc char[]` as strings, pointers as addresses.
+ */
+import { utf8 } from './bytes.ts'
+
+export interface FormatField {
+  name: string
+  /** the C type from the format file, e.g. `const char *`, `int`, `char[16]`, `__data_loc char[]` */
+  type: string
+  offset: number
+  size: number
+  signed: boolean
+}
+
+export interface TracepointFormat {
+  id: number
+  /** the fields after the common header (`common_pid` and the like) */
+  fields: FormatField[]
+  /** bytes of the fixed part of the record, header included */
+  recordSize: number
+}
+
+/** Parses a format file's text. */
+export function parseFormat(text: string): TracepointFormat {
+  const id = Number(/^ID: (\d+)$/m.exec(text)?.[1])
+  const all = [...text.matchAll(/field:([^;]+);\s*offset:(\d+);\s*size:(\d+);\s*signed:(\d);/g)].map(([, declaration, offset, size, signed]): FormatField => {
+    const match = /^(.*?)\s*([A-Za-z_][A-Za-z0-9_]*)\s*(\[[^\]]*\])?$/.exec(declaration!.trim())!
+    const [, base, name, array] = match
+    return { name: name!, type: array ? `${base}${array}` : base!, offset: Number(offset), size: Number(size), signed: signed === '1' }
+  })
+  const last = all[all.length - 1]
+  return { id, fields: all.filter((f) => !f.name.startsWith('common_')), recordSize: last ? last.offset + last.size : 0 }
+}
+
+/** A `__data_loc char[]` field: its text follows the record's fixed part, which the generic program copies apart. */
+export const isDataLoc = (field: FormatField): boolean => field.type.startsWith('__data_loc') && field.size === 4
+
+/** The text before the first NUL (all of it without one), as UTF-8. */
+export function cString(bytes: Uint8Array): string {
+  const end = bytes.indexOf(0)
+  return utf8(bytes, 0, end === -1 ? bytes.length : end)
+}
+
+/** The values of one raw record (`data` starts at the common header, as tracefs offsets do). */
+export function decodeFields(format: TracepointFormat, data: Uint8Array): Record<string, bigint | string> {
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength)
+  const args: Record<string, bigint | string> = {}
+  for (const field of format.fields) {
+    if (field.offset + field.size > data.byteLength) continue
+    if (field.type.startsWith('__data_loc')) {
+      const loc = view.getUint32(field.offset, true)
+      const at = loc & 0xffff
+      args[field.name] = cString(data.subarray(at, Math.min(data.byteLength, at + (loc >>> 16))))
+    } else if (/\bchar\s*\[/.test(field.type)) {
+      args[field.name] = cString(data.subarray(field.offset, field.offset + field.size))
+    } else if (field.size === 8) {
+      args[field.name] = field.signed ? view.getBigInt64(field.offset, true) : view.getBigUint64(field.offset, true)
+    } else if (field.size === 4) {
+      args[field.name] = BigInt(field.signed ? view.getInt32(field.offset, true) : view.getUint32(field.offset, true))
+    } else if (field.size === 2) {
+      args[field.name] = BigInt(field.signed ? view.getInt16(field.offset, true) : view.getUint16(field.offset, true))
+    } else if (field.size === 1) {
+      args[field.name] = BigInt(field.signed ? view.getInt8(field.offset) : view.getUint8(field.offset))
+    }
+  }
+  return args
+}
+
+/** generic.h's GENERIC_STRING_SIZE: bytes of each string copied after the raw record */
+export const GENERIC_STRING_SIZE = 64
+
+/** What a `generic:events` record carries (bpf/lib/generic.h's struct generic_record, decoded). */
+export interface GenericRecordFields {
+  timestamp_ns: bigint | number
+  pid: number
+  tid: number
+  uid: number
+  gid: number
+  cpu: number
+  comm: string
+  /** bytes of the raw record at the start of `data` */
+  size: number
+  /** strings copied after the raw record */
+  strings: number
+  data: Uint8Array
+}
+
+/** One tracepoint hit: who and when, and its fields by name (`args`). */
+export interface TracepointEvent {
+  pid: number
+  tid: number
+  uid: number
+  gid: number
+  comm: string
+  cpu: number
+  /** boot-clock time, as bpftrace's `nsecs` */
+  nsecs: bigint
+  args: Record<string, bigint | string>
+}
+
+/**
+ * A `generic:events` record as a TracepointEvent: the raw record decoded with its format, and the
+ * strings the kernel copied after it under the names of the fields they were asked for, in order.
+ */
+export function tracepointEvent(format: TracepointFormat, stringFields: readonly string[], record: GenericRecordFields): TracepointEvent {
+  const args = decodeFields(format, record.data.subarray(0, record.size))
+  for (let i = 0; i < record.strings && i < stringFields.length; i++) {
+    const at = record.size + i * GENERIC_STRING_SIZE
+    args[stringFields[i]!] = cString(record.data.subarray(at, at + GENERIC_STRING_SIZE))
+  }
+  return { pid: record.pid, tid: record.tid, uid: record.uid, gid: record.gid, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns), args }
+}
