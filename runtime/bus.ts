@@ -45,6 +45,8 @@ export interface LibraryObject {
    * Hz (only thread `pid`'s samples when given): one hold over the per-CPU links.
    */
   attachPerfEvent?(program: string, options: { frequency: number; pid?: number }): { readonly id: number; readonly ids: readonly number[]; detach(): void }
+  /** Attaches a tracepoint program to `category:name` with a BPF cookie; one link per call. */
+  attachTracepoint?(program: string, category: string, name: string, cookie: bigint): { readonly id: number; detach(): void }
   /** The struct a stream's records are (RECORD() in the C source), by its BTF name. */
   recordType?(stream: string): string | undefined
   /** Runs an iterator program once and returns the text it printed. */
@@ -117,6 +119,8 @@ export class Bus {
   readonly uprobes = new SharedUprobes()
   /** perf_event link sets plugins hold (ctx.attach), one per (program, frequency, pid). */
   private readonly perfEvents = new Map<string, { object: string; link: { id: number; detach(): void }; holds: number }>()
+  /** Tracepoint links plugins hold (ctx.onTracepoint), one per (program, tracepoint), each with its config slot. */
+  private readonly tracepoints = new Map<string, { object: string; slot: number; link: { id: number; detach(): void }; holds: number }>()
 
   private readonly provider: ObjectProvider
   /** Settings per object name, from periscope.yaml's `objects` block. */
@@ -171,6 +175,7 @@ export class Bus {
   /** Forgets an object's perf_event links once it closed (closing detached them). */
   private forgetPerfEvents(object: string): void {
     for (const [key, shared] of this.perfEvents) if (shared.object === object) this.perfEvents.delete(key)
+    for (const [key, shared] of this.tracepoints) if (shared.object === object) this.tracepoints.delete(key)
   }
 
   private loaded(name: string, topic: string): LibraryObject {
@@ -290,6 +295,62 @@ export class Bus {
       this.perfEvents.set(key, shared)
     }
     return holdLink(this.perfEvents, key, shared)
+  }
+
+  /**
+   * Attaches (or shares) tracepoint program `'<object>:<program>'` on `category:name`, a program
+   * that finds its settings in entry `cookie` of array map `request.configMap` (generic.bpf.c's
+   * probe_config). The kernel runs a program once per tracepoint, so a tracepoint has one link
+   * and one slot, shared by every holder; its config is a claim on the slot's entry
+   * (MapClaims): another plugin asking for another config is refused (EBUSY), a newer version
+   * of the same plugin replaces it. The returned release() is idempotent; the last detaches.
+   */
+  attachTracepoint(program: string, request: { category: string; name: string; config: Uint8Array; configMap: string; slots: number }, holder: Holder): { id: number; cookie: number; release(): boolean } {
+    const { object: name, member } = splitTopic(program)
+    const object = this.loaded(name, program)
+    const tracepoint = `${request.category}:${request.name}`
+    const what = `ctx.onTracepoint('${tracepoint}')`
+    if (object.attachTracepoint === undefined) throw new PluginApiError('EINVAL', `${what}: object '${name}' cannot attach programs at run time`)
+    const key = `${program}\0${tracepoint}`
+    let shared = this.tracepoints.get(key)
+    const slot = shared?.slot ?? this.freeTracepointSlot(name, request.slots, what)
+    const configTopic = `${name}:${request.configMap}`
+    const slotKey = new Uint8Array(new Uint32Array([slot]).buffer)
+    const other = this.claims.claimedByOther(configTopic, slotKey, holder.plugin)
+    // a plugin's own older version gives way (a hot reload that changed the options)
+    if (other !== undefined && !this.claims.holdsValue(configTopic, slotKey, request.config)) {
+      throw new PluginApiError('EBUSY', `${what}: plugin ${other} traces it with other options (pid, comm, uid or strings), and the kernel runs the program once per tracepoint; ask for the same options and filter in the handler`)
+    }
+    // the config first: the program's first run finds it
+    this.claim(configTopic, slotKey, request.config, holder)
+    if (shared === undefined) {
+      let link
+      try {
+        link = object.attachTracepoint(member, request.category, request.name, BigInt(slot))
+      } catch (error) {
+        this.claims.unclaim(configTopic, slotKey, holder.id)
+        const code = (error as { code?: unknown }).code
+        throw new PluginApiError(typeof code === 'string' ? code : 'EIO', `${what}: ${(error as Error).message}`)
+      }
+      shared = { object: name, slot, link, holds: 0 }
+      this.tracepoints.set(key, shared)
+    }
+    const hold = holdLink(this.tracepoints, key, shared)
+    return {
+      id: hold.id,
+      cookie: slot,
+      release: () => {
+        if (!hold.release()) return false
+        this.claims.unclaim(configTopic, slotKey, holder.id)
+        return true
+      },
+    }
+  }
+
+  private freeTracepointSlot(object: string, slots: number, what: string): number {
+    const used = new Set([...this.tracepoints.values()].filter((t) => t.object === object).map((t) => t.slot))
+    for (let slot = 0; slot < slots; slot++) if (!used.has(slot)) return slot
+    throw new PluginApiError('ENOSPC', `${what}: object '${object}' serves ${slots} tracepoints at once and all are taken; detach one first`)
   }
 
   /** The struct the records of stream `topic` are, by BTF name; undefined when the object does not say. */

@@ -116,6 +116,12 @@ export class MapClaims {
     return undefined
   }
 
+  /** Whether `key` of `topic` is claimed with exactly `value`. */
+  holdsValue(topic: string, key: Uint8Array, value: Uint8Array): boolean {
+    const claim = this.claims.get(`${topic}\0${hex(key)}`)
+    return claim !== undefined && sameBytes(claim.written, value)
+  }
+
   /** Forgets the claims on an object's maps once it closed (its maps went with it). */
   forgetObject(object: string): void {
     for (const [id, claim] of this.claims) {

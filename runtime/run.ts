@@ -62,7 +62,10 @@ export interface Runtime {
 
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const config = options.config ?? {}
-  const bus = new Bus(options.provider, (config.objects ?? {}) as Record<string, ObjectSettings>)
+  const objectSettings = (config.objects ?? {}) as Record<string, ObjectSettings>
+  // the generic program leaves this process out: a tracepoint on a syscall the runtime makes to
+  // read the records would otherwise feed itself (capture.ts in repl/bpftrace says more)
+  const bus = new Bus(options.provider, { ...objectSettings, generic: { ...objectSettings.generic, self_tgid: process.pid } })
   const manager = new PluginManager({
     bus,
     sink: options.sink,

@@ -10,6 +10,8 @@ import { encodeGenericProbeConfig, GENERIC_PROBE_CONFIG_SIZE } from '../../bpf/l
 import { isDataLoc, parseFormat, type TracepointFormat } from '../protocols/tracepoint.ts'
 
 export const TRACEFS = '/sys/kernel/tracing'
+/** The program plugins' ctx.onTracepoint attaches: one slot of its probe_config per tracepoint. */
+export const GENERIC_TRACEPOINT_PROGRAM = 'generic:generic_tracepoint'
 /** generic.h's GENERIC_MAX_PROBES: config slots, so tracepoints, one generic object serves */
 export const GENERIC_MAX_PROBES = 64
 /** generic.h's GENERIC_MAX_STRINGS: user-space strings copied per record */
@@ -33,7 +35,16 @@ export interface TracepointRequest {
   filter: KernelFilter
   /** fields of the format holding user-space `char *` (or `__data_loc char[]`) to copy as strings (at most 2) */
   strings?: string[]
+  /**
+   * stacks to append to each record (bpftrace's kstack and ustack; bpf/include/event_stacks.h):
+   * a struct stack_sample after the strings; none by default
+   */
+  stacks?: { kernel?: boolean; user?: boolean }
 }
+
+/** event_stacks.h's EVENT_STACK_KERNEL and EVENT_STACK_USER: a slot config's `stacks` bits */
+export const EVENT_STACK_KERNEL = 1
+export const EVENT_STACK_USER = 2
 
 /** The format of `category:name`, or undefined when the tracepoint does not exist. */
 export function readFormat(category: string, name: string, root = TRACEFS): TracepointFormat | undefined {
@@ -85,6 +96,7 @@ export function encodeTracepointConfig(request: TracepointRequest, format: Trace
     comm: comm ?? '',
     string_offsets: Array.from({ length: GENERIC_MAX_STRINGS }, (_, i) => offsets[i] ?? 0),
     string_data_locs: dataLocs,
+    stacks: (request.stacks?.kernel ? EVENT_STACK_KERNEL : 0) | (request.stacks?.user ? EVENT_STACK_USER : 0),
   }, new DataView(value.buffer), 0)
   return value
 }

@@ -150,6 +150,22 @@ export class LibraryObject {
     }
   }
 
+  /**
+   * A tracepoint program attached on demand (plugins' ctx.onTracepoint) to `category:name`, with
+   * `cookie` for the program to find its settings by. Listed in links() until detached.
+   */
+  attachTracepoint(program: string, category: string, name: string, cookie: bigint): { readonly id: number; detach(): void } {
+    const link = attachTracepoint(this.object, program, category, name, { cookie })
+    this.#links.push(link)
+    return {
+      id: link.id,
+      detach: () => {
+        link.detach()
+        this.#links.splice(this.#links.indexOf(link), 1)
+      },
+    }
+  }
+
   /** The struct a stream carries (RECORD() in the C source), by its BTF name. */
   recordType(stream: string): string | undefined {
     const id = this.object.btf.records().get(stream)

@@ -29,6 +29,8 @@ import type {
 } from '../telemetry/signals.ts'
 
 export type { FrameInput, LogInput, MetricPointInput, ProfileSampleInput, SpanInput }
+export type { TracepointEvent } from '../protocols/tracepoint.ts'
+import type { TracepointEvent } from '../protocols/tracepoint.ts'
 
 /**
  * Event types per topic (`'<object>:<stream>'`), generated from the objects' BTF into
@@ -172,7 +174,7 @@ export interface StackToSymbolize {
   kernel?: bigint[]
 }
 
-/** One hold on a kernel link from `ctx.attach`. */
+/** One hold on a kernel link from `ctx.attach` or `ctx.onTracepoint`. */
 export interface PluginLink {
   /** The kernel's link id (`bpftool link list`): holders of the same target see the same id. */
   readonly id: number
@@ -203,6 +205,25 @@ export interface SubscribeOptions {
    * here. It costs nothing per event.
    */
   onLoss?(lost: number): void
+}
+
+/**
+ * Options of `ctx.onTracepoint`: which events the kernel keeps (all of `pid`, `comm` and `uid`
+ * that are given must match), and which pointer fields to copy the strings of.
+ */
+export interface TracepointOptions extends SubscribeOptions {
+  /** Only this process's events (its tgid: all its threads). */
+  pid?: number
+  /** Only tasks of this name (as the kernel keeps it: at most 15 bytes). */
+  comm?: string
+  /** Only tasks of this user id. */
+  uid?: number
+  /**
+   * At most 2 fields of the tracepoint's format whose user-space strings the kernel copies with
+   * each event (`const char *` fields such as `filename`, at most 63 bytes each): `args[field]` is
+   * then the string rather than the address. `__data_loc char[]` fields are strings anyway.
+   */
+  strings?: string[]
 }
 
 /** One argument of a syscall, as the kernel's `SYSCALL_DEFINE` declares it. */
@@ -306,6 +327,24 @@ export interface PluginContext<C> {
    * setup, from `ctx.every` or a handler.
    */
   symbolize(stacks: StackToSymbolize[]): Promise<FrameInput[][]>
+  /**
+   * Calls `handler` for every hit of a kernel tracepoint (`'syscalls:sys_enter_openat'`, as
+   * tracefs lists them under events/), with its fields decoded by the tracepoint's format:
+   * integers as bigints, `char` arrays and `__data_loc` strings as strings, pointers as
+   * addresses (or strings: `options.strings`). Needs `'generic'` in the plugin's `objects`: the
+   * library's generic tracepoint program (bpf/lib/generic.bpf.c) captures it, filtered in the
+   * kernel by `options`, and Periscope's own process is left out. Call it during `setup`, once
+   * per tracepoint; await the link it resolves to (detach it to stop). Records of every
+   * tracepoint come through one ring buffer, batched as for `ctx.on`.
+   *
+   * The kernel runs the program once per tracepoint, so plugins that trace the same tracepoint
+   * share it, and must ask for the same options: otherwise the later one is refused (`EBUSY`).
+   * A hot-reloaded version may change its options. Rejects with `code`: `ENOENT` (no such
+   * tracepoint), `EINVAL` (bad options: a comm longer than 15 bytes, a string field that is not a
+   * pointer, more than 2), `EACCES` (`'generic'` not in `objects`), `ENOSPC` (64 tracepoints are
+   * traced already), or the kernel's errno name.
+   */
+  onTracepoint(tracepoint: string, handler: (event: TracepointEvent) => void, options?: TracepointOptions): Promise<PluginLink>
   /** Access to a map (`'<object>:<map>'`) of one of the plugin's objects. */
   map(topic: string): PluginMap
   readonly time: PluginTime

@@ -16,7 +16,9 @@ import type { RecordBatch } from '../bpf/batch.ts'
 import type { Bus, ObjectMap, StreamPosition } from '../bus.ts'
 import { splitTopic } from '../bus.ts'
 import { PluginApiError } from '../holds.ts'
+import { checkTracepointRequest, encodeTracepointConfig, GENERIC_MAX_PROBES, GENERIC_TRACEPOINT_PROGRAM, readFormat, type TracepointRequest } from '../kernel/tracepoints.ts'
 import { profiling, symbolizeForPlugin } from '../profiling/stack-delivery.ts'
+import type { TracepointFormat } from '../protocols/tracepoint.ts'
 import { PluginBuildError, PluginBuilder } from './build.ts'
 import type { Logger } from './log.ts'
 import {
@@ -290,6 +292,7 @@ export class PluginHost {
       map: (topic, op, key, value) => this.mapOperation(grant, topic, op, key, value),
       attach: (request) => this.attach(grant, request),
       detach: (link) => this.detach(grant, link),
+      tracepoint: (request) => this.attachTracepoint(grant, request),
       iterate: (program, options) => this.iterate(grant, program, options),
       symbolize: (stacks) => {
         if (grant.revoked) throw new Error('ctx.symbolize: this version of the plugin was stopped')
@@ -756,6 +759,42 @@ export class PluginHost {
     const link = grant.nextLink++
     grant.links.set(link, hold.release)
     return { id: hold.id, link }
+  }
+
+  /**
+   * ctx.onTracepoint from the isolate: the generic object's tracepoint program on the named
+   * tracepoint, filtered in the kernel as asked. Every field is checked here, and the tracepoint
+   * against its tracefs format, whatever the bootstrap checked.
+   */
+  private attachTracepoint(grant: Grant, request: unknown): { id: number; link: number; cookie: number; format: TracepointFormat } {
+    const usage = "ctx.onTracepoint: give ('<category>:<name>', handler, { pid?: number, comm?: string, uid?: number, strings?: string[] })"
+    const r = request as { category?: unknown; name?: unknown; pid?: unknown; comm?: unknown; uid?: unknown; strings?: unknown } | null
+    const whole = (value: unknown) => value === undefined || (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value < 2 ** 32)
+    if (r === null || typeof r !== 'object' || typeof r.category !== 'string' || typeof r.name !== 'string' || !whole(r.pid) || !whole(r.uid) ||
+      (r.comm !== undefined && typeof r.comm !== 'string') ||
+      (r.strings !== undefined && !(Array.isArray(r.strings) && r.strings.every((f) => typeof f === 'string')))) {
+      throw new PluginApiError('EINVAL', usage)
+    }
+    const what = `ctx.onTracepoint('${r.category}:${r.name}')`
+    this.checkObject(grant, GENERIC_TRACEPOINT_PROGRAM, what)
+    const tracepoint: TracepointRequest = {
+      category: r.category,
+      name: r.name,
+      filter: { pid: r.pid as number | undefined, comm: r.comm as string | undefined, uid: r.uid as number | undefined },
+      strings: r.strings as string[] | undefined,
+    }
+    let format: TracepointFormat
+    try {
+      format = checkTracepointRequest(tracepoint)
+    } catch (error) {
+      throw new PluginApiError(readFormat(r.category, r.name) === undefined ? 'ENOENT' : 'EINVAL', `${what}: ${(error as Error).message}`)
+    }
+    const hold = this.env.bus.attachTracepoint(GENERIC_TRACEPOINT_PROGRAM, {
+      category: r.category, name: r.name, config: encodeTracepointConfig(tracepoint, format), configMap: 'probe_config', slots: GENERIC_MAX_PROBES,
+    }, { id: grant.user, plugin: grant.plugin })
+    const link = grant.nextLink++
+    grant.links.set(link, hold.release)
+    return { id: hold.id, link, cookie: hold.cookie, format }
   }
 
   /** Releases one ctx.attach hold of this version; false when it was released already. */

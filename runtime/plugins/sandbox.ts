@@ -71,6 +71,8 @@ export interface SandboxHost {
   attach(request: unknown): { id: number; link: number }
   /** PluginLink.detach(): releases the hold `attach` numbered `link`. */
   detach(link: unknown): boolean
+  /** ctx.onTracepoint: attaches the generic program; its link as `attach` gives it, the slot cookie its records carry, and the tracepoint's format. Arguments are unchecked. */
+  tracepoint(request: unknown): { id: number; link: number; cookie: number; format: unknown }
   /** ctx.symbolize: frames per stack. Arguments are unchecked. */
   symbolize(stacks: unknown): unknown
   /** ctx.iterate: the iterator's text. Arguments are unchecked. */
@@ -144,13 +146,14 @@ export class PluginSandbox {
       const failRef = new ivm.Reference((message: string, stack: string) => {
         host.asyncFailure(new PluginFailure(name, 'throw', `asynchronous failure: ${message}`, mapStack(stack, bundle)))
       })
-      // ctx.attach, PluginLink.detach, ctx.iterate, ctx.symbolize and ctx.kernel. Each resolves, to { value } or { error }:
+      // ctx.attach, PluginLink.detach, ctx.onTracepoint, ctx.iterate, ctx.symbolize and ctx.kernel. Each resolves, to { value } or { error }:
       // isolated-vm takes up the promise a tick late, and a rejection would be reported unhandled
       const callRef = new ivm.Reference(async (op: unknown, a?: unknown, b?: unknown): Promise<HostCallResult> => {
         try {
           switch (op) {
             case 'attach': return { value: host.attach(a) }
             case 'detach': return { value: host.detach(a) }
+            case 'tracepoint': return { value: host.tracepoint(a) }
             case 'iterate': return { value: await host.iterate(a, b) }
             case 'symbolize': return { value: host.symbolize(a) }
             case 'syscallNames': return { value: await host.syscallNames() }

@@ -13,7 +13,8 @@
  */
 import { forEachRecord, type RecordCallback } from '../../bpf/batch.ts'
 import { decodeStackRecord } from '../../profiling/stack-record.ts'
-import type { FrameInput, PerfEventAttach, PluginContext, PluginDefinition, PluginLink, PluginMap, StackSample, UprobeAttach } from '../api.ts'
+import { tracepointEvent, type GenericRecordFields, type TracepointEvent, type TracepointFormat } from '../../protocols/tracepoint.ts'
+import type { FrameInput, PerfEventAttach, PluginContext, PluginDefinition, PluginLink, PluginMap, StackSample, TracepointOptions, UprobeAttach } from '../api.ts'
 import { parseDuration } from '../duration.ts'
 
 /** What a `setup`, `deliver` or `timer` call hands back to the host. */
@@ -156,6 +157,51 @@ async function attach(spec: UprobeAttach | PerfEventAttach): Promise<PluginLink>
   return { id, detach: async () => { await request<boolean>(['detach', link]) } }
 }
 
+/** The stream the generic tracepoint program writes every traced tracepoint's records to. */
+const GENERIC_EVENTS = 'generic:events'
+
+/** ctx.onTracepoint handlers by the config slot (the record's cookie) of their tracepoint. */
+const tracepointHandlers = new Map<number, { format: TracepointFormat; strings: readonly string[]; handler: (event: TracepointEvent) => unknown }>()
+/** The tracepoints this version asked for, so a second ask is refused rather than change the first's options. */
+const tracepointsAsked = new Set<string>()
+
+function dispatchTracepoint(record: GenericRecordFields & { cookie: bigint }): unknown {
+  const listener = tracepointHandlers.get(Number(record.cookie))
+  // another plugin's tracepoint: one ring carries them all
+  if (listener === undefined) return undefined
+  return listener.handler(tracepointEvent(listener.format, listener.strings, record))
+}
+
+async function onTracepoint(tracepoint: string, handler: (event: TracepointEvent) => unknown, options: TracepointOptions = {}): Promise<PluginLink> {
+  const what = `ctx.onTracepoint('${tracepoint}')`
+  requireSetup(what)
+  const at = typeof tracepoint === 'string' ? tracepoint.indexOf(':') : -1
+  if (at <= 0 || at === tracepoint.length - 1) throw new TypeError(`${what}: name the tracepoint as '<category>:<name>', like 'syscalls:sys_enter_openat'`)
+  if (typeof handler !== 'function') throw new TypeError(`${what}: the handler must be a function`)
+  if (options === null || typeof options !== 'object') throw new TypeError(`${what}: options must be an object`)
+  if (!(definition!.objects ?? []).includes('generic')) throw withCode(new Error(`EACCES: ${what}: the generic object captures tracepoints; add 'generic' to this plugin's objects: [...]`))
+  if (tracepointsAsked.has(tracepoint)) throw new Error(`${what}: already listened to by this plugin; handle its events in one handler`)
+  tracepointsAsked.add(tracepoint)
+  if (!handlers.has(GENERIC_EVENTS)) subscribe(what, GENERIC_EVENTS, dispatchTracepoint as (event: object) => unknown, options.onLoss, handlers, stackHandlers)
+  const { pid, comm, uid, strings } = options
+  let attached: { id: number; link: number; cookie: number; format: TracepointFormat }
+  try {
+    attached = await request(['tracepoint', { category: tracepoint.slice(0, at), name: tracepoint.slice(at + 1), pid, comm, uid, strings: strings === undefined ? undefined : [...strings] }])
+  } catch (error) {
+    tracepointsAsked.delete(tracepoint)
+    throw error
+  }
+  const { id, link, cookie, format } = attached
+  tracepointHandlers.set(cookie, { format, strings: strings === undefined ? [] : [...strings], handler })
+  return {
+    id,
+    detach: async () => {
+      if (tracepointHandlers.get(cookie)?.handler === handler) tracepointHandlers.delete(cookie)
+      await request<boolean>(['detach', link])
+    },
+  }
+}
+
 /** ctx.on and ctx.onStack: a topic is listened to one way or the other, not both. */
 function subscribe<T>(what: string, topic: string, handler: (event: T) => unknown, onLoss: unknown, into: Map<string, ((event: T) => unknown)[]>, other: Map<string, unknown>): void {
   requireSetup(what)
@@ -212,6 +258,7 @@ function makeContext(config: Record<string, unknown>, state: Record<string, unkn
     },
     time: { wallNs: (bootNs) => bootNs + bootToWallNs },
     attach,
+    onTracepoint,
     iterate: (program, options) => request<string>(['iterate', program, options]),
     kernel: {
       syscallNames: () => request<string[]>(['syscallNames']),
