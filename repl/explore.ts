@@ -152,7 +152,7 @@ function traceTracepoints(spec: string, points: Extract<AttachPoint, { provider:
         push(traced)
       }, root)
     },
-  }, eventFormat(pointers), fields)
+  }, eventFormat(pointers), fields, { kind: 'tracepoints', requests, probes: names })
 }
 
 function traceUprobes(spec: string, points: Extract<AttachPoint, { provider: 'uprobe' | 'uretprobe' }>[], filter: KernelFilter): Stream<TracedEvent> {
@@ -186,7 +186,7 @@ function traceUprobes(spec: string, points: Extract<AttachPoint, { provider: 'up
       if (!capture) throw new Error(`${spec}: no function to attach to`)
       return capture
     },
-  }, eventFormat(new Set()), fields)
+  }, eventFormat(new Set()), fields, { kind: 'other', what: 'uprobes' })
 }
 
 /**
@@ -210,7 +210,7 @@ function traceProfiles(spec: string, points: Extract<AttachPoint, { provider: 'p
       // attachPoints found at least one profile point
       return capture!
     },
-  }, eventFormat(new Set()), { what: spec, top: [...EVENT_FIELDS, 'ustack', 'kstack'], args: [] })
+  }, eventFormat(new Set()), { what: spec, top: [...EVENT_FIELDS, 'ustack', 'kstack'], args: [] }, { kind: 'other', what: 'profile samples' })
 }
 
 /**

@@ -29,6 +29,8 @@ The runtime (a running \`periscope run\`, or one in this process)
   map('sched:proc_stats').watch('1s')        the same every second, until Ctrl-C
   plugin.load('./my-plugin.ts')              load (or reload) a plugin file
   plugin.reload('processes')  plugin.stats('processes')
+  plugin.fromStream(trace('sched:sched_process_exec').count('comm'), 'process.execs', { name: 'execs' })
+                                             write a stream as a plugin the runtime hot-loads
 
 Keys
   Tab          completes names, tracepoints ('sched:sched_sw<Tab>') and fields (args.<Tab>)

@@ -54,7 +54,7 @@ class InProcessSession implements RuntimeSession {
     const answer = stateMethods.get(method)
     if (answer === undefined) throw new Error(`unknown runtime method '${method}'`)
     const { runtime } = await this.#start()
-    return await answer({ manager: runtime.manager, bus: runtime.bus }, params) as T
+    return await answer({ manager: runtime.manager, bus: runtime.bus, pluginDirs: runtime.pluginDirs }, params) as T
   }
 
   #start(): Promise<{ runtime: Runtime; shutdown(): Promise<void> }> {

@@ -26,6 +26,7 @@ import { probes, trace } from './explore.ts'
 import { helpText } from './help.ts'
 import { openSession, type RuntimeSession } from './session.ts'
 import { type Runnable, Stream } from './stream.ts'
+import { fromStream, type FromStreamOptions } from './from-stream.ts'
 
 export interface ShellOptions {
   input: NodeJS.ReadableStream
@@ -120,6 +121,7 @@ function runtimeApi(session: RuntimeSession) {
         return session.call('load', { file: absolute })
       },
       reload: (name: string) => session.call('reload', { name }),
+      fromStream: (stream: unknown, emit: unknown, options?: FromStreamOptions) => fromStream(session, stream, emit, options),
       async stats(name: string) {
         const all = await plugins()
         const found = all.find((p) => p.name === name)

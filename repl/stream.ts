@@ -17,6 +17,7 @@
  * per event, except in `for await`, which needs a queue to hand events to the loop.
  */
 import { inspect } from 'node:util'
+import type { TracepointRequest } from '../runtime/kernel/tracepoints.ts'
 import { UserSpaceAggregator } from './bpftrace/aggregate.ts'
 import type { KeyPart, KeyType, LinearRange, MapKind, MapShape, MapSnapshot } from './maps.ts'
 import { mapJson, mapText } from './printers.ts'
@@ -68,6 +69,34 @@ export type Selector<T> = string | ((event: T) => unknown)
 /** A map's key: one selector, or one per key part (`['comm', 'pid']` keys as bpftrace's `@[comm, pid]`). */
 export type KeySelector<T> = Selector<T> | Selector<T>[]
 
+/** Where a stream's events come from, as plugin.fromStream (repl/from-stream.ts) can write it into a plugin. */
+export type SourceRecipe =
+  | { kind: 'tracepoints'; requests: TracepointRequest[]; probes: string[] }
+  /** a source a plugin cannot have yet (uprobes, profiles, values at hand): `what` says which */
+  | { kind: 'other'; what: string }
+
+/** One operator of a stream, as typed: `.filter(fn)`, `.map(fn)`, `.take(n)`. */
+export type Step = { op: 'filter' | 'map'; fn: (event: never) => unknown } | { op: 'take'; n: number }
+
+/** What a stream is made of, for plugin.fromStream. */
+export interface Recipe {
+  source: SourceRecipe
+  steps: Step[]
+  /** the fields of the events that reach the end (undefined after a `.map()`) */
+  fields: EventFields | undefined
+}
+
+/** What an aggregate is made of: its stream's recipe and the map it fills. */
+export interface AggregateRecipe extends Recipe {
+  kind: MapKind
+  value: Selector<unknown> | undefined
+  by: Selector<unknown>[]
+  range: LinearRange | undefined
+}
+
+/** The key of a stream's or an aggregate's recipe; a symbol, so it stays out of tab completion. */
+export const RECIPE = Symbol('recipe')
+
 interface Sink<T> {
   push(event: T): void
   /** no more events wanted (`.take(n)` reached n) */
@@ -85,6 +114,8 @@ interface Pipeline {
   /** whether `.print()` or `.json()` prints the events already, and in which form */
   prints: 'text' | 'json' | undefined
   fields: EventFields | undefined
+  sourceRecipe: SourceRecipe
+  steps: Step[]
 }
 
 /** Runs a stream once: each event to `terminal`; resolves with the count of lost events. */
@@ -119,9 +150,17 @@ export const VALUE_FORMAT: EventFormat<unknown> = {
 export class Stream<T> implements AsyncIterable<T>, Runnable {
   #pipeline: Pipeline
 
-  /** A stream of what `source` delivers; `fields` lets field names be checked before a run. */
-  constructor(source: Source<T>, format: EventFormat<T> = VALUE_FORMAT, fields?: EventFields) {
-    this.#pipeline = { source: source as Source<unknown>, operators: (downstream) => downstream, format: format as EventFormat<unknown>, prints: undefined, fields }
+  /**
+   * A stream of what `source` delivers; `fields` lets field names be checked before a run;
+   * `recipe` says what the source is, for plugin.fromStream.
+   */
+  constructor(source: Source<T>, format: EventFormat<T> = VALUE_FORMAT, fields?: EventFields, recipe: SourceRecipe = { kind: 'other', what: 'a stream made with new Stream()' }) {
+    this.#pipeline = { source: source as Source<unknown>, operators: (downstream) => downstream, format: format as EventFormat<unknown>, prints: undefined, fields, sourceRecipe: recipe, steps: [] }
+  }
+
+  /** What this stream is made of (plugin.fromStream). */
+  get [RECIPE](): Recipe {
+    return { source: this.#pipeline.sourceRecipe, steps: [...this.#pipeline.steps], fields: this.#pipeline.fields }
   }
 
   /** A stream of the given values: data at hand, and tests (each run iterates `values` again: an array delivers them all again). */
@@ -139,17 +178,18 @@ export class Stream<T> implements AsyncIterable<T>, Runnable {
         })
         return { dropped: () => 0, close: () => { closed = true } }
       },
-    }, format, fields)
+    }, format, fields, { kind: 'other', what: 'values at hand (Stream.from)' })
   }
 
-  /** This stream with one more operator. */
-  #then<U>(operator: Operator<T, U>, changes: Partial<Pick<Pipeline, 'format' | 'prints' | 'fields'>> = {}): Stream<U> {
+  /** This stream with one more operator; `step` records it for plugin.fromStream (printing does not change the events). */
+  #then<U>(operator: Operator<T, U>, changes: Partial<Pick<Pipeline, 'format' | 'prints' | 'fields'>> = {}, step?: Step): Stream<U> {
     const before = this.#pipeline.operators
     const next = new Stream<U>(this.#pipeline.source as Source<U>)
     next.#pipeline = {
       ...this.#pipeline,
       ...changes,
       operators: (downstream, out) => before(operator(downstream as Sink<U>, out) as Sink<unknown>, out),
+      steps: step === undefined ? this.#pipeline.steps : [...this.#pipeline.steps, step],
     }
     return next
   }
@@ -159,7 +199,7 @@ export class Stream<T> implements AsyncIterable<T>, Runnable {
     return this.#then<T>((downstream) => ({
       push: (event) => { if (keep(event)) downstream.push(event) },
       end: downstream.end,
-    }))
+    }), {}, { op: 'filter', fn: keep })
   }
 
   /** Each event as `transform` makes it; the result prints as the REPL shows values. */
@@ -167,7 +207,7 @@ export class Stream<T> implements AsyncIterable<T>, Runnable {
     return this.#then<U>((downstream) => ({
       push: (event) => downstream.push(transform(event)),
       end: downstream.end,
-    }), { format: VALUE_FORMAT, fields: undefined })
+    }), { format: VALUE_FORMAT, fields: undefined }, { op: 'map', fn: transform })
   }
 
   /** The first `n` events; the run ends (and detaches) once they have passed. */
@@ -184,7 +224,7 @@ export class Stream<T> implements AsyncIterable<T>, Runnable {
         },
         end: downstream.end,
       }
-    })
+    }, {}, { op: 'take', n })
   }
 
   /** Prints each event on a line as it passes (to the run's output; to stdout in `for await`). */
@@ -261,7 +301,8 @@ export class Stream<T> implements AsyncIterable<T>, Runnable {
       key: keyOf(selectors.map((s) => accessor(s, fields, call)), call),
       value: value === undefined ? undefined : valueOf(accessor(value, fields, call), call),
     }
-    return new Aggregate((terminal, out, signal) => this.#drive(terminal as (event: T) => void, out, signal), spec as MapSpec<unknown>)
+    const recipe: AggregateRecipe = { ...this[RECIPE], kind, value: value as Selector<unknown> | undefined, by: selectors as Selector<unknown>[], range }
+    return new Aggregate((terminal, out, signal) => this.#drive(terminal as (event: T) => void, out, signal), spec as MapSpec<unknown>, recipe)
   }
 
   /** Prints each event, one line each, until the stream ends or `signal` aborts; then lost events, as bpftrace prints them. */
@@ -370,6 +411,7 @@ interface MapSpec<T> {
 export class Aggregate implements Runnable {
   readonly #drive: Drive<unknown>
   readonly #spec: MapSpec<unknown>
+  readonly #recipe: AggregateRecipe
   readonly #top: number
   readonly #everyMs: number
   readonly #json: boolean
@@ -377,9 +419,10 @@ export class Aggregate implements Runnable {
   #snapshot: () => MapSnapshot
 
   /** Made by a stream's `.count()`, `.hist()`, ...: `drive` runs the stream into the map. */
-  constructor(drive: Drive<unknown>, spec: MapSpec<unknown>, options: { top?: number; everyMs?: number; json?: boolean } = {}) {
+  constructor(drive: Drive<unknown>, spec: MapSpec<unknown>, recipe: AggregateRecipe, options: { top?: number; everyMs?: number; json?: boolean } = {}) {
     this.#drive = drive
     this.#spec = spec
+    this.#recipe = recipe
     this.#top = options.top ?? 0
     this.#everyMs = options.everyMs ?? 0
     this.#json = options.json ?? false
@@ -388,7 +431,12 @@ export class Aggregate implements Runnable {
   }
 
   #with(options: { top?: number; everyMs?: number; json?: boolean }): Aggregate {
-    return new Aggregate(this.#drive, this.#spec, { top: this.#top, everyMs: this.#everyMs, json: this.#json, ...options })
+    return new Aggregate(this.#drive, this.#spec, this.#recipe, { top: this.#top, everyMs: this.#everyMs, json: this.#json, ...options })
+  }
+
+  /** What this aggregate is made of (plugin.fromStream). */
+  get [RECIPE](): AggregateRecipe {
+    return { ...this.#recipe, steps: [...this.#recipe.steps], by: [...this.#recipe.by] }
   }
 
   /** Prints only the `n` largest entries, as bpftrace's `print(@, n)` (which ignores `n` for avg and stats maps; this does not). */

@@ -56,6 +56,8 @@ export interface Runtime {
   watcher: PluginWatcher
   admin: AdminServer | undefined
   privileges: PrivilegeReport | undefined
+  /** The directories whose plugin files it loads and reloads as they change. */
+  pluginDirs: readonly string[]
   /** Unloads every plugin, closes every object (detaching its links) and the admin socket. */
   close(): Promise<void>
 }
@@ -96,6 +98,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         bus,
         log: options.log,
         extraStats: () => ({ capabilities: privileges?.after }),
+        pluginDirs: dirs,
         decodersPath: options.decodersPath,
       })
     }
@@ -114,7 +117,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     }
     const started = { watcher, admin }
     return {
-      manager, bus, watcher, admin, privileges,
+      manager, bus, watcher, admin, privileges, pluginDirs: dirs,
       async close() {
         await started.watcher.close()
         // records the kernel already holds become telemetry before the plugins go

@@ -8,6 +8,8 @@ export interface AdminState {
   bus: Bus
   /** Extra facts for `stats` (privileges...). */
   extraStats?: () => Record<string, unknown>
+  /** The directories whose plugin files the runtime loads and reloads as they change. */
+  pluginDirs?: readonly string[]
 }
 
 type Method = (state: AdminState, params: Record<string, unknown>) => unknown
@@ -15,6 +17,8 @@ type Method = (state: AdminState, params: Record<string, unknown>) => unknown
 // a Map, so that a method named like an Object.prototype member ('constructor') is unknown
 export const stateMethods = new Map<string, Method>(Object.entries({
   plugins: ({ manager }) => manager.list(),
+  /** Where the runtime watches for plugin files: one written there is loaded, and reloaded on change. */
+  pluginDirs: ({ pluginDirs }) => pluginDirs ?? [],
   objects: ({ bus }) => bus.listObjects().map(({ links: _links, ...rest }) => rest),
   /** Ring and perf buffer topics with their listeners and counters. */
   streams: ({ bus }) => bus.listStreams(),
