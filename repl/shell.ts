@@ -329,12 +329,29 @@ export async function startShell(options: ShellOptions): Promise<REPLServer> {
       occupy(runProgram(source).then(() => callback(null, undefined), fail))
       return
     }
-    jsEval.call(server, code, context, file, (error, value) => {
-      rearmSigint()
-      if (error) return callback(error, undefined)
-      if (!isRunnable(value) && !isPromise(value)) return callback(null, value)
-      occupy(settle(value).then((shown) => callback(null, shown), fail))
-    })
+    // a line with top-level await answers once what it awaits settles: the next one waits too
+    occupy(new Promise<void>((resolve) => {
+      // node's eval hands a thrown error (an awaited rejection too) to the REPL's domain, which
+      // prints it, and then never answers
+      const domain = (server as unknown as { _domain?: NodeJS.EventEmitter })._domain
+      const done = () => {
+        domain?.off('error', done)
+        resolve()
+      }
+      domain?.once('error', done)
+      jsEval.call(server, code, context, file, (error, value) => {
+        rearmSigint()
+        if (error) {
+          callback(error, undefined)
+          return done()
+        }
+        if (!isRunnable(value) && !isPromise(value)) {
+          callback(null, value)
+          return done()
+        }
+        settle(value).then((shown) => callback(null, shown), fail).finally(done)
+      })
+    }))
   }
   ;(server as { eval: repl.REPLEval }).eval = evaluate
   // Ctrl-C reaches the REPL as its 'SIGINT' event on a terminal, as the signal from a pipe

@@ -346,6 +346,25 @@ test('with no runtime running, plugin.load starts one in the REPL process: plugi
   }
 })
 
+test('from a pipe: a line with top-level await ends before the next line runs, and one that throws does not hold the next', async () => {
+  const child = spawn(join(root, 'node_modules/.bin/node'), [join(root, 'runtime/cli.ts'), 'repl', '--socket', join(work, 'no-runtime', 'admin.sock')], {
+    cwd: work, env: { ...process.env, PERISCOPE_REPL_HISTORY: join(work, 'await-history') }, stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  let printed = ''
+  child.stdout.setEncoding('utf8')
+  child.stdout.on('data', (text: string) => { printed += text })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  try {
+    // a thrown error is printed by node's REPL, which then never answers the line: the next runs all the same
+    child.stdin.end("await new Promise((resolve) => setTimeout(() => resolve('awaited'), 300))\n'next'\nthrow new Error('thrown')\n'after it'\nPromise.resolve('promised')\n'last'\n")
+    assert.equal(await exited, 0)
+    const order = ["'awaited'", "'next'", 'Uncaught Error: thrown', "'after it'", "'promised'", "'last'"].map((answer) => printed.indexOf(answer))
+    assert.ok(order.every((at, i) => at >= 0 && (i === 0 || at > order[i - 1]!)), `the answers in the order of the lines:\n${printed}`)
+  } finally {
+    child.kill('SIGKILL')
+  }
+})
+
 test('from a pipe: lines run one after another, and SIGINT stops the stream that runs, not the REPL', async () => {
   const child = spawn(join(root, 'node_modules/.bin/node'), [join(root, 'runtime/cli.ts'), 'repl', '--socket', join(work, 'no-runtime', 'admin.sock')], {
     cwd: work, env: { ...process.env, PERISCOPE_REPL_HISTORY: join(work, 'pipe-history') }, stdio: ['pipe', 'pipe', 'inherit'],
