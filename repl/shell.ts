@@ -25,7 +25,7 @@ import { readFormat, TRACEFS } from './bpftrace/tracefs.ts'
 import { probes, trace } from './explore.ts'
 import { helpText } from './help.ts'
 import { openSession, type RuntimeSession } from './session.ts'
-import { type Runnable, Stream } from './stream.ts'
+import { endIterations, type Runnable } from './stream.ts'
 import { fromStream, type FromStreamOptions } from './from-stream.ts'
 
 export interface ShellOptions {
@@ -205,41 +205,6 @@ class KernelNames {
 }
 
 /**
- * The `for await` loops over streams that are running. Ctrl-C during a line that awaits makes
- * node's REPL give the prompt back, but it cannot end the loop, which would go on in the
- * background with its probes attached: the shell ends each one as a `break` would, through its
- * iterator's return().
- */
-const liveIterations = new Set<AsyncIterator<unknown>>()
-let iterationsTracked = false
-
-function trackIterations(): void {
-  if (iterationsTracked) return
-  iterationsTracked = true
-  const iterate = Stream.prototype[Symbol.asyncIterator]
-  Stream.prototype[Symbol.asyncIterator] = function <T>(this: Stream<T>): AsyncIterator<T> {
-    const iterator = iterate.call(this) as AsyncIterator<T>
-    const next = iterator.next.bind(iterator)
-    const leave = iterator.return?.bind(iterator)
-    liveIterations.add(iterator)
-    iterator.next = async () => {
-      const result = await next()
-      if (result.done === true) liveIterations.delete(iterator)
-      return result
-    }
-    iterator.return = async (value?: unknown) => {
-      liveIterations.delete(iterator)
-      return leave === undefined ? { value, done: true } : await leave(value)
-    }
-    return iterator
-  }
-}
-
-function endIterations(): void {
-  for (const iterator of liveIterations) void iterator.return?.()
-}
-
-/**
  * After a line ran under breakEvalOnSigint, node (24) leaves SIGINT at its default action though
  * listeners remain, so the next Ctrl-C from a pipe would kill the REPL: the last listener going and
  * coming back installs the handler again.
@@ -252,7 +217,6 @@ function rearmSigint(): void {
 /** Starts the REPL on `input`/`output`; resolves once history is set up. */
 export async function startShell(options: ShellOptions): Promise<REPLServer> {
   const root = options.tracefsRoot ?? TRACEFS
-  trackIterations()
   let lastSource = ''
   // node's REPL prints what a line threw through the writer: probe errors get their marker there
   const writer = (value: unknown): string => {

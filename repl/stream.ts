@@ -147,6 +147,18 @@ export const VALUE_FORMAT: EventFormat<unknown> = {
   json: jsonValue,
 }
 
+/** How to end each `for await` loop over a stream that runs now. */
+const liveIterations = new Set<() => void>()
+
+/**
+ * Ends every `for await` loop over a stream that runs, as a `break` would: its probes detach and
+ * its next `next()` is done. The REPL's Ctrl-C: node gives the prompt back, but cannot end a loop
+ * that awaits, which would otherwise go on in the background with its probes attached.
+ */
+export function endIterations(): void {
+  for (const end of liveIterations) end()
+}
+
 export class Stream<T> implements AsyncIterable<T>, Runnable {
   #pipeline: Pipeline
 
@@ -357,6 +369,11 @@ export class Stream<T> implements AsyncIterable<T>, Runnable {
     /** the loop was left (break, return, throw): what is still queued is not wanted */
     let left = false
     const stop = new AbortController()
+    const end = () => {
+      left = true
+      stop.abort()
+    }
+    liveIterations.add(end)
     const running = this.#drive((event) => {
       if (queue.length - head >= ITERATION_BACKLOG) throw new Error(`the for await loop fell ${ITERATION_BACKLOG} events behind the stream and stopped it: filter or aggregate in the stream (.filter(), .count(), trace(spec, { pid })) rather than in the loop`)
       queue.push(event)
@@ -365,6 +382,7 @@ export class Stream<T> implements AsyncIterable<T>, Runnable {
       if (lost > 0) process.emitWarning(`the kernel dropped ${lost} events of this stream (its ring buffer was full): filter in the kernel with trace(spec, { pid, comm })`)
     }, (error: unknown) => { failure = { error } }).finally(() => {
       done = true
+      liveIterations.delete(end)
       wake?.()
     })
     return {
@@ -372,6 +390,8 @@ export class Stream<T> implements AsyncIterable<T>, Runnable {
         if (left) return { value: undefined, done: true }
         while (head === queue.length && !done) await new Promise<void>((resolve) => { wake = resolve })
         wake = undefined
+        // ended from outside (endIterations) while it waited: what is queued is not wanted
+        if (left) return { value: undefined, done: true }
         if (head < queue.length) {
           const value = queue[head++]
           // drop what the loop has read once it is most of the queue, so the queue does not only grow
@@ -389,8 +409,7 @@ export class Stream<T> implements AsyncIterable<T>, Runnable {
         return { value: undefined, done: true }
       },
       return: async (): Promise<IteratorResult<T>> => {
-        left = true
-        stop.abort()
+        end()
         await running
         return { value: undefined, done: true }
       },

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { Stream, type Source } from '../../repl/stream.ts'
+import { endIterations, Stream, type Source } from '../../repl/stream.ts'
 import { AGGREGATIONS, BPFTRACE_0_17, caseName, EVENTS, type Sample } from './repl-stream-cases.ts'
 
 /** Runs `runnable` to its end and returns what it printed. */
@@ -78,6 +78,25 @@ test('breaking out of for await closes the source', async () => {
   }
   await feeding
   assert.deepEqual(seen, [0, 1, 2, 3, 4])
+  assert.deepEqual([state.opened, state.closed], [1, 1])
+})
+
+test('endIterations() ends the for await loops that wait, as Ctrl-C in the REPL does: the loop ends and the source closes; a loop that ended is not touched', async () => {
+  const { source, state } = manualSource<number>()
+  const seen: number[] = []
+  const waiting = (async () => {
+    for await (const value of new Stream(source)) seen.push(value)
+  })()
+  await until(() => state.push !== undefined)
+  state.push!(1)
+  state.push!(2)
+  // the loop has taken both and waits for more
+  await until(() => seen.length === 2)
+  endIterations()
+  await waiting
+  assert.deepEqual(seen, [1, 2])
+  assert.deepEqual([state.opened, state.closed], [1, 1])
+  endIterations()
   assert.deepEqual([state.opened, state.closed], [1, 1])
 })
 
