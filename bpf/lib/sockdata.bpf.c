@@ -1945,17 +1945,58 @@ static __always_inline int go_tls_exit(struct pt_regs *ctx)
 }
 
 /*
+ * runtime.g's sched.pc: g starts with stack (lo, hi), stackguard0, stackguard1, _panic, _defer
+ * and m, then sched, a gobuf whose first words are sp and pc (the same since Go 1.4)
+ */
+#define GO_G_SCHED_PC 64
+/*
+ * Bytes searched for the jump back to a function's entry after morestack returns: the jump follows
+ * the loads of the function's register arguments (Write: 4 loads of 5 bytes, then the jump at 20)
+ */
+#define GO_MORESTACK_TAIL 32
+
+/*
+ * Whether this entry of a Go function is the second of one call: when its prologue finds the stack
+ * too small (or the scheduler asked it to yield), it calls morestack, which saves the goroutine's
+ * context in g.sched (pc: the instruction after that call, in this function), grows the stack or
+ * reschedules, and resumes there; the code there reloads the arguments and jumps back to the
+ * entry, so the uprobe fires again with the same arguments. Nothing else leaves g.sched.pc in
+ * such code: every later park or syscall (Write always makes one) saves a pc of its own.
+ */
+static __always_inline bool go_entry_again(struct pt_regs *ctx)
+{
+	__u8 tail[GO_MORESTACK_TAIL];
+	__u64 pc = 0;
+	__s32 jump;
+	int i;
+
+	if (bpf_probe_read_user(&pc, sizeof(pc), (void *)(GO_GOROUTINE(ctx) + GO_G_SCHED_PC)) || pc == 0 ||
+	    bpf_probe_read_user(tail, sizeof(tail), (void *)pc))
+		return false;
+	for (i = 0; i + 5 <= GO_MORESTACK_TAIL; i++) {
+		/* JMP rel32 to this entry (a uprobe's handler sees the ip of its breakpoint) */
+		if (tail[i] != 0xe9)
+			continue;
+		__builtin_memcpy(&jump, tail + i + 1, sizeof(jump));
+		if (pc + i + 5 + jump == PT_REGS_IP(ctx))
+			return true;
+	}
+	return false;
+}
+
+/*
  * func (c *Conn) Write(b []byte) (int, error), at its entry: all of b is there, and Write sends
  * all of it or fails. Taken now rather than at a return, because the goroutine may return after
  * another one closed the socket (a server's last trailers, read by a client that then hung up),
- * when the fd names nothing any more and the bytes would be lost.
+ * when the fd names nothing any more and the bytes would be lost. The entry that morestack runs
+ * again is not a second Write.
  */
 SEC("uprobe")
 int go_tls_write(struct pt_regs *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
-	if (is_self(tgid))
+	if (is_self(tgid) || go_entry_again(ctx))
 		return 0;
 	return go_tls_emit(tgid, GO_RECEIVER(ctx), GO_BUFFER(ctx), GO_BUFFER_LEN(ctx), bpf_ktime_get_boot_ns(), DIRECTION_EGRESS);
 }

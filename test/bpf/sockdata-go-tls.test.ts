@@ -22,7 +22,7 @@ import { forEachRecord } from '../../runtime/bpf/batch.ts'
 import { bootToWallOffsetNs } from '../../runtime/bpf/clock.ts'
 import { attachUprobe, attachUprobeReturns, type Link } from '../../runtime/bpf/links.ts'
 import {
-  FRAME_HEADERS, PREFACE, buildGoFixture, dataByStream, http2Frames, killGoProcesses, makeCertificate, requestBody,
+  FRAME_HEADERS, GoProcess, PREFACE, buildGoFixture, dataByStream, http2Frames, killGoProcesses, makeCertificate, requestBody,
   startGoClient, startGoServer, type GoFixture,
 } from './go-tls-fixture.ts'
 import { startHarness } from '../plugin-harness.ts'
@@ -41,6 +41,12 @@ const SIZES = [11, 300, 20_000, 5]
  * whole frame), and request 1's answer over the 4 KiB the Go client reads at a time
  */
 const MID_STREAM_SIZES = [11, 10_000, 300, 5]
+/**
+ * Writes of the fixture's deep client, each from a new goroutine one frame deeper than the last:
+ * enough to go past the 2 KiB a goroutine's stack starts with, so that Write's own prologue is
+ * where some of them run out of stack
+ */
+const DEEP_WRITES = 64
 
 let capture: Capture
 let fixture: GoFixture
@@ -193,6 +199,29 @@ for (const variant of ['plain', 'stripped'] as const) {
     }
   })
 }
+
+test('a (*tls.Conn).Write whose prologue grows the goroutine\'s stack, and so runs from its entry twice, is one record', async () => {
+  capture.want(HTTP, { captureBytes: CAPTURE_BYTES })
+  const links = attachGoTls(fixture.plain)
+  const { server, port } = await startGoServer(fixture.plain, certificate)
+  try {
+    const client = new GoProcess(fixture.plain, ['client-deep', String(port), certificate.cert, String(DEEP_WRITES)])
+    assert.equal(await client.line('done'), 'done')
+    assert.equal(await client.exited(), 0, client.stderr)
+    await waitFor(() => capture.of(server.pid, 'connections').some((r) => r.kind === CLOSE), 'the server to close the connection', 30_000)
+
+    const clientRecords = capture.of(client.pid), serverRecords = capture.of(server.pid)
+    const requests = wholeStream(flow(serverRecords, 'http', INGRESS))
+    const egress = flow(clientRecords, 'http', EGRESS)
+    // the head, then one record per Write
+    assert.deepEqual(egress.map((r) => r.bytes), [egress[0]!.bytes, ...Array.from({ length: DEEP_WRITES }, (_, i) => 100 + i)])
+    assertEgress(egress, requests, 0)
+    assertEgress(flow(serverRecords, 'http', EGRESS), wholeStream(flow(clientRecords, 'http', INGRESS)), 0)
+  } finally {
+    for (const link of links) link.detach()
+    server.stop()
+  }
+})
 
 for (const variant of ['plain', 'stripped'] as const) {
   test(`HTTP/2 over Go TLS (ALPN h2, ${variant} binary): the plaintext goes to the http2 ring from the client preface`, async () => {
