@@ -97,6 +97,8 @@ const maxIdsPerConnection = 256
 const peerWaitMs = 1000
 /** How long a connection whose close came stays open to data records still on their way. */
 const closeGraceMs = 500
+/** Closes of connections no data record was read of yet, kept for when their records come; the oldest forgotten past this. */
+const maxEarlyCloses = 4096
 const maxWaiting = 8192
 /** Distinct metric attribute sets; past this, points go to one overflow series. */
 const maxSeries = 2000
@@ -182,6 +184,8 @@ class Http2Tracing {
   #waiting: Waiting[] = []
   /** Connections whose close came, in their grace before closing, oldest first. */
   readonly #closing: { conn: Conn; sinceMs: number }[] = []
+  /** Closes read before any data record of their connection: conn_id → the close's end (boot ns), oldest first. */
+  readonly #earlyCloses = new Map<number, number>()
   /** Closed client connections whose ids a server span may still take, oldest first. */
   readonly #closedClients: { conn: Conn; sinceMs: number }[] = []
   /** Metric attribute sets by their values; gRPC methods seen, bounded by max_methods. */
@@ -215,13 +219,20 @@ class Http2Tracing {
 
   /**
    * A close comes on `sockdata:connections`, a ring of its own, and may be read before the last
-   * data records of its connection (the trailers of its last streams, say): the connection stays
-   * open to them for closeGraceMs, then closes. conn_ids are never reused, so nothing else can
-   * take its records meanwhile.
+   * data records of its connection (the trailers of its last streams, say), or before any of them
+   * (a short connection, its records still in the http2 ring): the connection stays open to them
+   * for closeGraceMs, counted from its first record in the second case, then closes. conn_ids are
+   * never reused, so nothing else can take its records meanwhile.
    */
   closeLater(connId: number, endNs: number): void {
     const conn = this.#conns.get(connId)
-    if (conn === undefined || conn.closedNs !== undefined) return
+    if (conn === undefined) {
+      // not a connection of this plugin's protocol, or one whose records are still to come
+      if (this.#earlyCloses.size >= maxEarlyCloses) this.#earlyCloses.delete(this.#earlyCloses.keys().next().value!)
+      this.#earlyCloses.set(connId, endNs)
+      return
+    }
+    if (conn.closedNs !== undefined) return
     conn.closedNs = endNs
     this.#closing.push({ conn, sinceMs: Date.now() })
   }
@@ -311,6 +322,11 @@ class Http2Tracing {
     created.stream = this.#parser.connection(created, role, { midStream: (event.flags & SOCK_FLAG_PREEXISTING) !== 0 })
     this.#conns.set(created.id, created)
     this.#byTuple.set(created.tuple, created)
+    const closedNs = this.#earlyCloses.get(created.id)
+    if (closedNs !== undefined) {
+      this.#earlyCloses.delete(created.id)
+      this.closeLater(created.id, closedNs)
+    }
     return created
   }
 
