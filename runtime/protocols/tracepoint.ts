@@ -45,26 +45,46 @@ export function cString(bytes: Uint8Array): string {
   return utf8(bytes, 0, end === -1 ? bytes.length : end)
 }
 
+/** How one field is read: chosen once per format, not per record. */
+type FieldKind = 'data_loc' | 'chars' | 'i64' | 'u64' | 'i32' | 'u32' | 'i16' | 'u16' | 'i8' | 'u8' | 'skip'
+
+function fieldKind(field: FormatField): FieldKind {
+  if (field.type.startsWith('__data_loc')) return 'data_loc'
+  if (/\bchar\s*\[/.test(field.type)) return 'chars'
+  const size = ({ 8: '64', 4: '32', 2: '16', 1: '8' } as Record<number, string>)[field.size]
+  return size === undefined ? 'skip' : `${field.signed ? 'i' : 'u'}${size}` as FieldKind
+}
+
+/** The kinds of a format's fields, made once per format (its events are decoded many times). */
+const formatKinds = new WeakMap<TracepointFormat, FieldKind[]>()
+
 /** The values of one raw record (`data` starts at the common header, as tracefs offsets do). */
 export function decodeFields(format: TracepointFormat, data: Uint8Array): Record<string, bigint | string> {
+  let kinds = formatKinds.get(format)
+  if (kinds === undefined) formatKinds.set(format, kinds = format.fields.map(fieldKind))
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength)
   const args: Record<string, bigint | string> = {}
-  for (const field of format.fields) {
-    if (field.offset + field.size > data.byteLength) continue
-    if (field.type.startsWith('__data_loc')) {
-      const loc = view.getUint32(field.offset, true)
-      const at = loc & 0xffff
-      args[field.name] = cString(data.subarray(at, Math.min(data.byteLength, at + (loc >>> 16))))
-    } else if (/\bchar\s*\[/.test(field.type)) {
-      args[field.name] = cString(data.subarray(field.offset, field.offset + field.size))
-    } else if (field.size === 8) {
-      args[field.name] = field.signed ? view.getBigInt64(field.offset, true) : view.getBigUint64(field.offset, true)
-    } else if (field.size === 4) {
-      args[field.name] = BigInt(field.signed ? view.getInt32(field.offset, true) : view.getUint32(field.offset, true))
-    } else if (field.size === 2) {
-      args[field.name] = BigInt(field.signed ? view.getInt16(field.offset, true) : view.getUint16(field.offset, true))
-    } else if (field.size === 1) {
-      args[field.name] = BigInt(field.signed ? view.getInt8(field.offset) : view.getUint8(field.offset))
+  const fields = format.fields
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!
+    const at = field.offset
+    if (at + field.size > data.byteLength) continue
+    switch (kinds[i]) {
+      case 'data_loc': {
+        const loc = view.getUint32(at, true)
+        const start = loc & 0xffff
+        args[field.name] = cString(data.subarray(start, Math.min(data.byteLength, start + (loc >>> 16))))
+        break
+      }
+      case 'chars': args[field.name] = cString(data.subarray(at, at + field.size)); break
+      case 'i64': args[field.name] = view.getBigInt64(at, true); break
+      case 'u64': args[field.name] = view.getBigUint64(at, true); break
+      case 'i32': args[field.name] = BigInt(view.getInt32(at, true)); break
+      case 'u32': args[field.name] = BigInt(view.getUint32(at, true)); break
+      case 'i16': args[field.name] = BigInt(view.getInt16(at, true)); break
+      case 'u16': args[field.name] = BigInt(view.getUint16(at, true)); break
+      case 'i8': args[field.name] = BigInt(view.getInt8(at)); break
+      case 'u8': args[field.name] = BigInt(view.getUint8(at)); break
     }
   }
   return args
