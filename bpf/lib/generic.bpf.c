@@ -11,6 +11,10 @@
  * so a busy tracepoint costs no ring buffer space and no user-space work
  * (repl/bpftrace/kernel-count.ts).
  *
+ * A slot may also append the event's kernel and user stacks (bpftrace's kstack and ustack) to
+ * its records, after the strings (bpf/include/event_stacks.h says how and what it costs); a slot
+ * that asks for none pays nothing.
+ *
  * The process that loaded the object (self_tgid) is always left out: it wakes up to read the
  * ring buffer, so a probe on its own syscalls (sys_exit_read) would feed itself, each record
  * causing another.
@@ -19,6 +23,7 @@
 #include <bpf/bpf_helpers.h>
 #include "periscope.h"
 #include "generic.h"
+#include "event_stacks.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -37,12 +42,15 @@ struct {
 	__type(value, struct generic_probe_config);
 } probe_config SEC(".maps");
 
+/* the furthest the stacks of a record start in its data */
+#define GENERIC_STACKS_AT_MAX GENERIC_STACKS_AT(GENERIC_MAX_DATA, GENERIC_MAX_STRINGS)
+
 /* records are assembled here: too large for the BPF stack, and the output size is variable */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u8[sizeof(struct generic_record) + GENERIC_MAX_DATA + GENERIC_MAX_STRINGS * GENERIC_STRING_SIZE]);
+	__type(value, __u8[sizeof(struct generic_record) + GENERIC_STACKS_AT_MAX + EVENT_STACKS_MAX]);
 } scratch SEC(".maps");
 
 struct {
@@ -208,7 +216,7 @@ SEC("tracepoint")
 int generic_tracepoint(void *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
-	__u32 slot = (__u32)cookie, zero = 0, size;
+	__u32 slot = (__u32)cookie, zero = 0, size, length, at;
 	struct generic_probe_config *config;
 	struct generic_count_config *counting;
 	struct generic_record *rec;
@@ -243,8 +251,16 @@ int generic_tracepoint(void *ctx)
 	 * kernel address (pid and tid above say what common_pid would) */
 	__builtin_memset(rec->data, 0, GENERIC_COMMON_HEADER);
 	rec->strings = copy_strings(ctx, config, rec, size);
+	length = size + rec->strings * GENERIC_STRING_SIZE;
+	if (config->stacks) {
+		at = GENERIC_STACKS_AT(size, rec->strings);
+		/* true already: it tells the verifier where the stacks may go */
+		if (at > GENERIC_STACKS_AT_MAX)
+			return 0;
+		length = at + event_stacks(ctx, (struct stack_sample *)(rec->data + at), config->stacks, rec->pid, rec->tid);
+	}
 
-	if (bpf_ringbuf_output(&events, rec, sizeof(*rec) + size + rec->strings * GENERIC_STRING_SIZE, 0))
+	if (bpf_ringbuf_output(&events, rec, sizeof(*rec) + length, 0))
 		count_drop(&dropped);
 	return 0;
 }

@@ -13,6 +13,8 @@
 /* bytes of each copied string, its NUL included: bpftrace's default BPFTRACE_STRLEN, so str()
  * of a longer string shows the 63 bytes bpftrace shows */
 #define GENERIC_STRING_SIZE 64
+/* where in generic_record.data the stacks of a record start, after `size` bytes and `strings` */
+#define GENERIC_STACKS_AT(size, strings) (((size) + (strings) * GENERIC_STRING_SIZE + 7) & ~7)
 
 /* generic_probe_config.filters: which of comm and uid the kernel compares; as
  * generic_count_config.needs, which of them (uid and gid for GENERIC_FILTER_UID) its keys read */
@@ -36,6 +38,9 @@ struct generic_probe_config {
 	/* bit i: string i is a `__data_loc char[]` field instead, whose text the kernel keeps in the
 	 * record itself (past its fixed part, so not in the copy of record_size bytes) */
 	__u32 string_data_locs;
+	/* EVENT_STACK_KERNEL and EVENT_STACK_USER (bpf/include/event_stacks.h): the stacks to append
+	 * to each record (bpftrace's kstack and ustack); 0 for none */
+	__u32 stacks;
 };
 
 /* count() statements of one slot counted in the kernel, and key expressions per statement */
@@ -96,7 +101,8 @@ struct generic_record {
 	__u32 strings;
 	char comm[16];
 	/* the tracepoint's raw record, as described by its tracefs format file (the common header
-	 * zeroed), then the strings */
+	 * zeroed), then the strings, then, when the slot asks for stacks, a struct stack_sample
+	 * (bpf/lib/stacks.h) at the next multiple of 8 (GENERIC_STACKS_AT) up to the record's end */
 	__u8 data[];
 };
 

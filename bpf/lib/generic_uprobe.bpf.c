@@ -5,12 +5,18 @@
  * return value at return. Attach them to any number of functions, each with a cookie naming its
  * slot in probe_config (pid filter, and the tracer's own pid left out); the REPL's bpftrace
  * uprobes (repl/bpftrace/uprobes.ts) read the records.
+ *
+ * A slot may also append the hit's kernel and user stacks (bpftrace's kstack and ustack;
+ * bpf/include/event_stacks.h says how and what it costs). Such a record is assembled in a per-CPU
+ * buffer and copied out at its length; a slot without stacks reserves its fixed-size record in
+ * the ring buffer directly, as before.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "periscope.h"
 #include "generic_uprobe.h"
+#include "event_stacks.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -27,30 +33,21 @@ struct {
 	__type(value, struct generic_uprobe_config);
 } probe_config SEC(".maps");
 
+/* records with stacks are assembled here: too large for the BPF stack, and of variable length */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u8[sizeof(struct generic_uprobe_record) + EVENT_STACKS_MAX]);
+} scratch SEC(".maps");
+
 DROP_COUNTER;
 
-static __always_inline struct generic_uprobe_record *start_record(struct pt_regs *ctx)
+/* fills a record of this hit: who, when, and the argument registers or the return value */
+static __always_inline void fill_record(struct pt_regs *ctx, struct generic_uprobe_record *rec, __u64 cookie, __u64 id, bool retprobe)
 {
-	__u64 cookie = bpf_get_attach_cookie(ctx);
-	__u32 slot = (__u32)cookie;
-	struct generic_uprobe_config *config;
-	struct generic_uprobe_record *rec;
-	__u64 id, ids;
+	__u64 ids = bpf_get_current_uid_gid();
 
-	config = bpf_map_lookup_elem(&probe_config, &slot);
-	if (!config)
-		return 0;
-	id = bpf_get_current_pid_tgid();
-	if (config->tgid && config->tgid != id >> 32)
-		return 0;
-	if (config->exclude_tgid == id >> 32)
-		return 0;
-	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
-	if (!rec) {
-		count_drop(&dropped);
-		return 0;
-	}
-	ids = bpf_get_current_uid_gid();
 	rec->cookie = cookie;
 	rec->timestamp_ns = bpf_ktime_get_boot_ns();
 	rec->pid = id >> 32;
@@ -60,16 +57,11 @@ static __always_inline struct generic_uprobe_record *start_record(struct pt_regs
 	rec->cpu = bpf_get_smp_processor_id();
 	rec->pad = 0;
 	bpf_get_current_comm(rec->comm, sizeof(rec->comm));
-	return rec;
-}
-
-SEC("uprobe")
-int generic_uprobe(struct pt_regs *ctx)
-{
-	struct generic_uprobe_record *rec = start_record(ctx);
-
-	if (!rec)
-		return 0;
+	if (retprobe) {
+		__builtin_memset(rec->args, 0, sizeof(rec->args));
+		rec->retval = PT_REGS_RC(ctx);
+		return;
+	}
 	rec->args[0] = PT_REGS_PARM1(ctx);
 	rec->args[1] = PT_REGS_PARM2(ctx);
 	rec->args[2] = PT_REGS_PARM3(ctx);
@@ -78,19 +70,52 @@ int generic_uprobe(struct pt_regs *ctx)
 	/* Debian 12's libbpf has no PT_REGS_PARM6: x86-64 passes the sixth argument in r9 */
 	rec->args[5] = ctx->r9;
 	rec->retval = 0;
-	bpf_ringbuf_submit(rec, 0);
+}
+
+static __always_inline int record_hit(struct pt_regs *ctx, bool retprobe)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 slot = (__u32)cookie, zero = 0, length;
+	struct generic_uprobe_config *config;
+	struct generic_uprobe_record *rec;
+	__u64 id;
+
+	config = bpf_map_lookup_elem(&probe_config, &slot);
+	if (!config)
+		return 0;
+	id = bpf_get_current_pid_tgid();
+	if (config->tgid && config->tgid != id >> 32)
+		return 0;
+	if (config->exclude_tgid == id >> 32)
+		return 0;
+	if (!config->stacks) {
+		rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
+		if (!rec) {
+			count_drop(&dropped);
+			return 0;
+		}
+		fill_record(ctx, rec, cookie, id, retprobe);
+		bpf_ringbuf_submit(rec, 0);
+		return 0;
+	}
+	rec = bpf_map_lookup_elem(&scratch, &zero);
+	if (!rec)
+		return 0;
+	fill_record(ctx, rec, cookie, id, retprobe);
+	length = event_stacks(ctx, (struct stack_sample *)rec->stacks, config->stacks, rec->pid, rec->tid);
+	if (bpf_ringbuf_output(&events, rec, sizeof(*rec) + length, 0))
+		count_drop(&dropped);
 	return 0;
+}
+
+SEC("uprobe")
+int generic_uprobe(struct pt_regs *ctx)
+{
+	return record_hit(ctx, false);
 }
 
 SEC("uretprobe")
 int generic_uretprobe(struct pt_regs *ctx)
 {
-	struct generic_uprobe_record *rec = start_record(ctx);
-
-	if (!rec)
-		return 0;
-	__builtin_memset(rec->args, 0, sizeof(rec->args));
-	rec->retval = PT_REGS_RC(ctx);
-	bpf_ringbuf_submit(rec, 0);
-	return 0;
+	return record_hit(ctx, true);
 }

@@ -13,6 +13,9 @@ struct generic_uprobe_config {
 	__u32 tgid;
 	/* never this tgid (the tracer's own process); 0 for none */
 	__u32 exclude_tgid;
+	/* EVENT_STACK_KERNEL and EVENT_STACK_USER (bpf/include/event_stacks.h): the stacks to append
+	 * to each record (bpftrace's kstack and ustack); 0 for none */
+	__u32 stacks;
 };
 
 struct generic_uprobe_record {
@@ -29,6 +32,8 @@ struct generic_uprobe_record {
 	addr64 args[GENERIC_UPROBE_ARGS];
 	/* the return value register at a uretprobe; zero at a uprobe */
 	addr64 retval;
+	/* when the slot asks for stacks, a struct stack_sample (bpf/lib/stacks.h) up to the record's end */
+	__u8 stacks[];
 };
 
 #endif

@@ -12,6 +12,11 @@
  * `KernelCountingAggregator`, tracepoints whose probes only count() are counted in the kernel
  * and send no records (kernel-count.ts).
  *
+ * A request may ask for the kernel and user stacks of each event (a probe reading `kstack` or
+ * `ustack`): they follow the strings in the record (bpf/include/event_stacks.h), the user stack
+ * unwound and both named as profile samples' are (profile.ts), into the event's `kstack` and
+ * `ustack`; a batch's stacks are named at once, then its events go out in order.
+ *
  * This process is always left out (generic.bpf.c's `self_tgid`): a probe on a syscall it makes
  * to wake up for records (sys_exit_read: libuv reads its eventfd) would otherwise feed itself,
  * each record waking the reader, whose read is another record (measured before the setting:
@@ -20,20 +25,21 @@
  * Not here: uprobe/uretprobe, profile and interval probes, BEGIN/END (the caller runs them).
  */
 import { readdirSync } from 'node:fs'
-import { decodeGenericRecord } from '../../bpf/lib/generic.types.ts'
-import { forEachRecord } from '../../runtime/bpf/batch.ts'
+import { decodeGenericRecord, GENERIC_RECORD_SIZE } from '../../bpf/lib/generic.types.ts'
+import { forEachRecord, type RecordBatch } from '../../runtime/bpf/batch.ts'
 import { attachTracepoint, type Link } from '../../runtime/bpf/links.ts'
 import { ObjectSpec } from '../../runtime/bpf/object.ts'
 import { checkTracepointRequest, encodeTracepointConfig, GENERIC_MAX_PROBES, GENERIC_MAX_STRINGS, TRACEFS, type KernelFilter, type TracepointRequest } from '../../runtime/kernel/tracepoints.ts'
-import { isDataLoc, tracepointEvent, type TracepointFormat } from '../../runtime/protocols/tracepoint.ts'
+import { GENERIC_STRING_SIZE, isDataLoc, tracepointEvent, type TracepointFormat } from '../../runtime/protocols/tracepoint.ts'
 import { libraryDir } from '../../runtime/library/index.ts'
 import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
 import type { AttachPoint, Expression, Location, Probe } from './ast.ts'
-import type { CheckedProgram } from './check.ts'
+import { stacksRead, type CheckedProgram } from './check.ts'
 import { BpftraceError, BpftraceErrors } from './errors.ts'
 import type { TraceEvent } from './evaluate.ts'
 import { configureCounts, countsEntries, countsMerger, planCounts, type KernelCountingAggregator, type SlotCounts } from './kernel-count.ts'
 import { kernelFilter } from './kernel-filter.ts'
+import { nameStacks, sampleStacks, stackFrames, type PendingStacks } from './profile.ts'
 
 export type { KernelFilter, TracepointRequest }
 
@@ -62,6 +68,32 @@ export function expandTracepoint(point: Extract<AttachPoint, { provider: 'tracep
  */
 export async function captureEvents(requests: TracepointRequest[], onEvent: (request: number, event: TraceEvent) => void, root = TRACEFS): Promise<Capture> {
   return openCapture(requests, requests.map((request) => checkTracepointRequest(request, root)), onEvent)
+}
+
+const hasStacks = (request: TracepointRequest): boolean => request.stacks?.kernel === true || request.stacks?.user === true
+
+/** generic.h's GENERIC_STACKS_AT: where a record's stacks start in its data. */
+const stacksAt = (size: number, strings: number): number => (size + strings * GENERIC_STRING_SIZE + 7) & ~7
+
+/**
+ * A batch handler for requests some of which carry stacks: each batch's events decoded, the
+ * stacks of those that carry them named in one call, then every event handed on in order.
+ */
+function stackedBatches(requests: TracepointRequest[], formats: TracepointFormat[], onEvent: (request: number, event: TraceEvent) => void): (batch: RecordBatch) => void {
+  const frames = stackFrames()
+  return (batch) => {
+    const events: { index: number; event: TraceEvent }[] = []
+    const pending: PendingStacks[] = []
+    forEachRecord(batch, (view, offset, size) => {
+      const record = decodeGenericRecord(view, offset, size)
+      const index = Number(record.cookie)
+      const event: TraceEvent = tracepointEvent(formats[index], requests[index].strings ?? [], record)
+      events.push({ index, event })
+      if (hasStacks(requests[index])) pending.push({ event, ...sampleStacks(view, offset + GENERIC_RECORD_SIZE + stacksAt(record.size, record.strings), frames) })
+    })
+    nameStacks(pending)
+    for (const { index, event } of events) onEvent(index, event)
+  }
 }
 
 /** Where counting requests (`counts[i]` set) merge their kernel counts. */
@@ -107,7 +139,7 @@ async function openCapture(requests: TracepointRequest[], formats: TracepointFor
       removeCounts = counting.aggregator.addKernelCounts(mergeCounts)
     }
     reader = new RingBufferReader(object, 'events', {
-      onBatch: (batch) => forEachRecord(batch, (view, offset, size) => {
+      onBatch: requests.some(hasStacks) ? stackedBatches(requests, formats, onEvent) : (batch) => forEachRecord(batch, (view, offset, size) => {
         const record = decodeGenericRecord(view, offset, size)
         const index = Number(record.cookie)
         onEvent(index, tracepointEvent(formats[index], strings[index], record))
@@ -200,7 +232,7 @@ export async function captureTracepoints(checked: CheckedProgram, onEvent: (prob
           known.filter = commonFilter(known.filter, filter)
           continue
         }
-        const request = { category, name, filter, probes: [index] }
+        const request: (typeof requests)[number] = { category, name, filter, probes: [index] }
         byName.set(`${category}:${name}`, request)
         requests.push(request)
       }
@@ -208,6 +240,13 @@ export async function captureTracepoints(checked: CheckedProgram, onEvent: (prob
   })
   const formats = requests.map((request) => checkTracepointRequest(request, root))
   requests.forEach((request, index) => { request.strings = stringFields(formats[index], request.probes.map((probe) => reads[probe]), `${request.category}:${request.name}`) })
+  // the stacks any probe on the tracepoint reads; a probe reading neither costs nothing
+  const stacks = checked.program.probes.map(stacksRead)
+  for (const request of requests) {
+    const kernel = request.probes.some((probe) => stacks[probe].kernel)
+    const user = request.probes.some((probe) => stacks[probe].user)
+    if (kernel || user) request.stacks = { kernel, user }
+  }
   const counts = counting ? planCounts(checked, requests.map((request, index) => ({ ...request, format: formats[index] }))) : []
   // probes run in program order, as bpftrace's programs on one tracepoint do
   return openCapture(requests, formats, (request, event) => {

@@ -43,6 +43,8 @@ const INT64: ValueType = { kind: 'int', signed: true, bits: 64 }
 const NONE: ValueType = { kind: 'none' }
 /** a stack's text: bpftrace keeps up to 127 frames, each line well under 512 bytes */
 const STACK_TYPE: ValueType = { kind: 'string', size: 127 * 512 }
+/** the probes whose events carry stacks */
+const STACK_PROVIDERS = new Set<AttachPoint['provider']>(['profile', 'tracepoint', 'uprobe', 'uretprobe'])
 /** bpftrace's default string size (BPFTRACE_STRLEN) */
 export const STRING_SIZE = 64
 
@@ -311,12 +313,12 @@ class Checker {
   }
 
   /**
-   * Stacks are only sampled by profile probes here (bpftrace also reads them in tracepoints and
-   * uprobes); a stack is a string typed large enough never to be cut.
+   * Stacks come with profile samples, and with tracepoint and uprobe records when a probe reads
+   * them (capture.ts, uprobes.ts); a stack is a string typed large enough never to be cut.
    */
   #stackType(name: string, loc: Location): ValueType {
-    const providers = this.#providers()
-    if (providers.size !== 1 || !providers.has('profile')) return this.#error(`${name} is only supported in profile probes by Periscope's bpftrace subset (profile:hz:99 { @[${name}] = count(); })`, loc)
+    const other = [...this.#providers()].find((provider) => !STACK_PROVIDERS.has(provider))
+    if (other !== undefined) return this.#error(`${name} is only supported in profile, tracepoint, uprobe and uretprobe probes by Periscope's bpftrace subset (${other} used here)`, loc)
     return STACK_TYPE
   }
 
@@ -424,4 +426,18 @@ export function check(program: Program, options: CheckOptions = {}): CheckedProg
   for (const probe of program.probes) checker.probe(probe)
   if (checker.errors.length) throw new BpftraceErrors(checker.errors)
   return { program, maps: checker.maps, mapIds: checker.mapIds, types: checker.types }
+}
+
+/** Which stacks a probe reads (`kstack`, `ustack`, in any form): what its capture must record. */
+export function stacksRead(probe: Probe): { kernel: boolean; user: boolean } {
+  const read = { kernel: false, user: false }
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) return node.forEach(visit)
+    if (typeof node !== 'object' || node === null || !('kind' in node)) return
+    const expression = node as Expression
+    if ((expression.kind === 'builtin' || expression.kind === 'call') && (expression.name === 'kstack' || expression.name === 'ustack')) read[expression.name === 'kstack' ? 'kernel' : 'user'] = true
+    Object.values(node).forEach(visit)
+  }
+  visit([probe.predicate, ...probe.statements])
+  return read
 }

@@ -74,18 +74,33 @@ function stackFrame(frame: Frame): StackFrame {
   }
 }
 
-/** A sample read from the ring: its event, and its stacks' addresses to name. */
-interface PendingSample {
+/** An event read from a ring, and its stacks' addresses to name. */
+export interface PendingStacks {
   event: TraceEvent
   user: bigint[]
   kernel: bigint[]
 }
 
-/** Decodes one stack_sample record: its thread and its stacks' addresses, the user one unwound. */
-function decodeSample(view: DataView, offset: number, frames: Float64Array): PendingSample {
-  const pid = view.getUint32(offset + SAMPLE_PID, true)
+/**
+ * The stacks of a struct stack_sample at `offset` (a profile sample, or the stacks a tracepoint
+ * or uprobe record carries: bpf/include/event_stacks.h): the user stack unwound, the kernel
+ * stack's addresses, each cut to bpftrace's frame limit. `frames` is the unwinder's scratch.
+ */
+export function sampleStacks(view: DataView, offset: number, frames: Float64Array): { user: bigint[]; kernel: bigint[] } {
   const userFrames = profiling().delivery.unwinder.unwindSample(view, offset, frames)
   const kernelFrames = Math.min(view.getUint32(offset + SAMPLE_KERNEL_FRAMES, true), MAX_STACK_FRAMES)
+  return {
+    user: Array.from(frames.subarray(0, Math.min(userFrames, MAX_STACK_FRAMES)), BigInt),
+    kernel: Array.from({ length: kernelFrames }, (_, i) => view.getBigUint64(offset + SAMPLE_KERNEL + 8 * i, true)),
+  }
+}
+
+/** A scratch for `sampleStacks`: room for one more frame than bpftrace keeps. */
+export const stackFrames = (): Float64Array => new Float64Array(MAX_STACK_FRAMES + 1)
+
+/** Decodes one stack_sample record: its thread and its stacks' addresses, the user one unwound. */
+function decodeSample(view: DataView, offset: number, frames: Float64Array): PendingStacks {
+  const pid = view.getUint32(offset + SAMPLE_PID, true)
   const comm = Buffer.from(view.buffer, view.byteOffset + offset + SAMPLE_COMM, SAMPLE_COMM_BYTES)
   const end = comm.indexOf(0)
   const { uid, gid } = ownerOf(pid)
@@ -96,20 +111,20 @@ function decodeSample(view: DataView, offset: number, frames: Float64Array): Pen
       cpu: view.getUint32(offset + SAMPLE_CPU, true),
       nsecs: view.getBigUint64(offset + SAMPLE_TIMESTAMP, true),
     },
-    user: Array.from(frames.subarray(0, Math.min(userFrames, MAX_STACK_FRAMES)), BigInt),
-    kernel: Array.from({ length: kernelFrames }, (_, i) => view.getBigUint64(offset + SAMPLE_KERNEL + 8 * i, true)),
+    ...sampleStacks(view, offset, frames),
   }
 }
 
 /**
- * Names the stacks of a batch of samples in one Symbolizer call: it re-reads a process's
- * mappings at most once a call, so a call per sample would re-read them for every sample with
- * an address it does not know (JIT code).
+ * Names the stacks of a batch of events into their `ustack` and `kstack`, in one Symbolizer
+ * call: it re-reads a process's mappings at most once a call, so a call per event would re-read
+ * them for every event with an address it does not know (JIT code).
  */
-function nameStacks(samples: PendingSample[]): void {
+export function nameStacks(pending: PendingStacks[]): void {
+  if (pending.length === 0) return
   const { symbolizer } = profiling()
-  const user = symbolizer.symbolize(samples.map((sample) => ({ pid: sample.event.pid, addresses: sample.user })))
-  samples.forEach((sample, i) => {
+  const user = symbolizer.symbolize(pending.map((sample) => ({ pid: sample.event.pid, addresses: sample.user })))
+  pending.forEach((sample, i) => {
     sample.event.ustack = user[i]!.map(stackFrame)
     sample.event.kstack = sample.kernel.length === 0 ? [] : symbolizer.symbolizeKernel(sample.kernel).map(stackFrame)
   })
@@ -149,7 +164,7 @@ export async function captureProfiles(checked: CheckedProgram, onEvent: (probe: 
   const objects: LoadedObject[] = []
   const readers: RingBufferReader[] = []
   const links: Link[] = []
-  const frames = new Float64Array(MAX_STACK_FRAMES + 1)
+  const frames = stackFrames()
   if (points.some(({ tgid }) => tgid === 0 || tgid === process.pid)) warmUp()
   const close = () => {
     for (const link of links) link.detach()
@@ -168,7 +183,7 @@ export async function captureProfiles(checked: CheckedProgram, onEvent: (probe: 
       objects.push(object)
       readers.push(new RingBufferReader(object, 'samples', {
         onBatch: (batch) => {
-          const samples: PendingSample[] = []
+          const samples: PendingStacks[] = []
           forEachRecord(batch, (view, offset) => { samples.push(decodeSample(view, offset, frames)) })
           nameStacks(samples)
           for (const sample of samples) onEvent(index, sample.event)

@@ -5,6 +5,8 @@
  * its own config slot (the attach cookie): the kernel-side pid filter from `kernelFilter()`,
  * and this process left out. Records become `TraceEvent`s with the argument registers
  * (`arg0`..`arg5`) or the return value (`retval`), handed to `onEvent(probeIndex, event)`.
+ * A probe reading `ustack` or `kstack` gets the hit's stacks too (bpf/include/event_stacks.h),
+ * unwound and named as profile samples' are (profile.ts); a batch's stacks are named at once.
  *
  * A path without a `/` is looked up in $PATH, as bpftrace does for programs. A missing binary,
  * a missing symbol or a wildcard matching nothing is an error located at the attach point.
@@ -13,19 +15,21 @@
  */
 import { accessSync, constants, statSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
-import { decodeGenericUprobeRecord, encodeGenericUprobeConfig, GENERIC_UPROBE_CONFIG_SIZE } from '../../bpf/lib/generic_uprobe.types.ts'
-import { forEachRecord } from '../../runtime/bpf/batch.ts'
+import { decodeGenericUprobeRecord, encodeGenericUprobeConfig, GENERIC_UPROBE_CONFIG_SIZE, GENERIC_UPROBE_RECORD_SIZE } from '../../bpf/lib/generic_uprobe.types.ts'
+import { forEachRecord, type RecordBatch } from '../../runtime/bpf/batch.ts'
 import { attachUprobe, type Link } from '../../runtime/bpf/links.ts'
 import { ObjectSpec } from '../../runtime/bpf/object.ts'
 import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
+import { EVENT_STACK_KERNEL, EVENT_STACK_USER } from '../../runtime/kernel/tracepoints.ts'
 import { libraryDir } from '../../runtime/library/index.ts'
 import { ElfError, ElfFile } from '../../runtime/symbols/elf.ts'
 import type { AttachPoint } from './ast.ts'
 import type { Capture } from './capture.ts'
-import type { CheckedProgram } from './check.ts'
+import { stacksRead, type CheckedProgram } from './check.ts'
 import { BpftraceError, BpftraceErrors } from './errors.ts'
 import type { TraceEvent } from './evaluate.ts'
 import { kernelFilter } from './kernel-filter.ts'
+import { nameStacks, sampleStacks, stackFrames, type PendingStacks } from './profile.ts'
 
 /** generic_uprobe.h's GENERIC_UPROBE_MAX_PROBES: config slots, so functions, one object serves */
 const MAX_PROBES = 512
@@ -93,19 +97,58 @@ interface Slot {
   symbol: string
   offset: number
   tgid: number
+  /** EVENT_STACK_KERNEL and EVENT_STACK_USER: the stacks the probe reads */
+  stacks: number
 }
 
 function slotsOf(checked: CheckedProgram): Slot[] {
   const slots: Slot[] = []
   checked.program.probes.forEach((probe, index) => {
     const tgid = kernelFilter(probe).pid ?? 0
+    const read = stacksRead(probe)
+    const stacks = (read.kernel ? EVENT_STACK_KERNEL : 0) | (read.user ? EVENT_STACK_USER : 0)
     for (const point of probe.attachPoints.filter(isUprobe)) {
       const { path, functions } = expandUprobe(point)
-      for (const { symbol, offset } of functions) slots.push({ probe: index, retprobe: point.provider === 'uretprobe', path, symbol, offset, tgid })
+      for (const { symbol, offset } of functions) slots.push({ probe: index, retprobe: point.provider === 'uretprobe', path, symbol, offset, tgid, stacks })
     }
   })
   if (slots.length > MAX_PROBES) throw new Error(`the program names ${slots.length} functions; one generic uprobe object serves ${MAX_PROBES}: narrow the wildcards`)
   return slots
+}
+
+/** A uprobe record at `offset` as a TraceEvent, and the slot it came from. */
+function decodeHit(slots: Slot[], view: DataView, offset: number, size: number): { slot: Slot; event: TraceEvent } {
+  const record = decodeGenericUprobeRecord(view, offset, size)
+  const slot = slots[Number(record.cookie)]
+  const event: TraceEvent = { pid: record.pid, tid: record.tid, uid: record.uid, gid: record.gid, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns) }
+  if (slot.retprobe) event.retval = record.retval
+  else event.regs = record.args
+  return { slot, event }
+}
+
+/**
+ * What handles a batch of records: each hit handed on as it is decoded, or, when some probe
+ * reads stacks, the batch's stacks named in one call first, then every hit handed on in order.
+ */
+function batchHandler(slots: Slot[], onEvent: (probe: number, event: TraceEvent) => void): (batch: RecordBatch) => void {
+  if (slots.every((slot) => slot.stacks === 0)) {
+    return (batch) => forEachRecord(batch, (view, offset, size) => {
+      const { slot, event } = decodeHit(slots, view, offset, size)
+      onEvent(slot.probe, event)
+    })
+  }
+  const frames = stackFrames()
+  return (batch) => {
+    const events: { probe: number; event: TraceEvent }[] = []
+    const pending: PendingStacks[] = []
+    forEachRecord(batch, (view, offset, size) => {
+      const { slot, event } = decodeHit(slots, view, offset, size)
+      if (slot.stacks !== 0) pending.push({ event, ...sampleStacks(view, offset + GENERIC_UPROBE_RECORD_SIZE, frames) })
+      events.push({ probe: slot.probe, event })
+    })
+    nameStacks(pending)
+    for (const { probe, event } of events) onEvent(probe, event)
+  }
 }
 
 /**
@@ -131,19 +174,10 @@ export async function captureUprobes(checked: CheckedProgram, onEvent: (probe: n
     const config = object.map('probe_config')
     slots.forEach((slot, index) => {
       const value = new Uint8Array(GENERIC_UPROBE_CONFIG_SIZE)
-      encodeGenericUprobeConfig({ tgid: slot.tgid, exclude_tgid: process.pid }, new DataView(value.buffer), 0)
+      encodeGenericUprobeConfig({ tgid: slot.tgid, exclude_tgid: process.pid, stacks: slot.stacks }, new DataView(value.buffer), 0)
       config.update(new Uint8Array(new Uint32Array([index]).buffer), value)
     })
-    reader = new RingBufferReader(object, 'events', {
-      onBatch: (batch) => forEachRecord(batch, (view, offset, size) => {
-        const record = decodeGenericUprobeRecord(view, offset, size)
-        const slot = slots[Number(record.cookie)]
-        const event: TraceEvent = { pid: record.pid, tid: record.tid, uid: record.uid, gid: record.gid, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns) }
-        if (slot.retprobe) event.retval = record.retval
-        else event.regs = record.args
-        onEvent(slot.probe, event)
-      }),
-    })
+    reader = new RingBufferReader(object, 'events', { onBatch: batchHandler(slots, onEvent) })
     slots.forEach((slot, index) => links.push(attachUprobe(object, slot.retprobe ? 'generic_uretprobe' : 'generic_uprobe', slot.path, { retprobe: slot.retprobe, offset: slot.offset, cookie: BigInt(index) })))
   } catch (error) {
     close()

@@ -22,7 +22,7 @@ test('one program serves several tracepoints, each with its own cookie, size and
   const config = object.map('probe_config')
   const slot = (index: number, recordSize: number, tgid: number) => {
     const value = new Uint8Array(GENERIC_PROBE_CONFIG_SIZE)
-    encodeGenericProbeConfig({ record_size: recordSize, tgid, uid: 0, filters: 0, comm: '', string_offsets: [0, 0], string_data_locs: 0 }, new DataView(value.buffer), 0)
+    encodeGenericProbeConfig({ record_size: recordSize, tgid, uid: 0, filters: 0, comm: '', string_offsets: [0, 0], string_data_locs: 0, stacks: 0 }, new DataView(value.buffer), 0)
     config.update(new Uint8Array(new Uint32Array([index]).buffer), value)
   }
   const fork = format('sched', 'sched_process_fork')
@@ -64,7 +64,7 @@ test('one program serves several tracepoints, each with its own cookie, size and
 async function recordExecs(recordSize: number) {
   const object = await ObjectSpec.open(objectPath('generic')).load()
   const value = new Uint8Array(GENERIC_PROBE_CONFIG_SIZE)
-  encodeGenericProbeConfig({ record_size: recordSize, tgid: 0, uid: 0, filters: 0, comm: '', string_offsets: [0, 0], string_data_locs: 0 }, new DataView(value.buffer), 0)
+  encodeGenericProbeConfig({ record_size: recordSize, tgid: 0, uid: 0, filters: 0, comm: '', string_offsets: [0, 0], string_data_locs: 0, stacks: 0 }, new DataView(value.buffer), 0)
   let link: Link
   try {
     object.map('probe_config').update(new Uint8Array(4), value)
@@ -95,8 +95,9 @@ test('a record of the largest size (4096 bytes) and one above it copy the real t
   const above = await recordExecs(4097)
   try {
     // GENERIC_MAX_DATA: the scratch record is the header plus the largest data, then room for
-    // two 64-byte strings (GENERIC_MAX_STRINGS of GENERIC_STRING_SIZE)
-    assert.equal(largest.object.map('scratch').valueSize - GENERIC_RECORD_SIZE, 4096 + 2 * 64)
+    // two 64-byte strings (GENERIC_MAX_STRINGS of GENERIC_STRING_SIZE), then for the stacks
+    // (event_stacks.h's EVENT_STACKS_MAX: a 592-byte stack_sample, 8 KB of user stack, a page)
+    assert.equal(largest.object.map('scratch').valueSize - GENERIC_RECORD_SIZE, 4096 + 2 * 64 + 592 + 8192 + 4096)
     const child = spawnSync('/bin/true')
     assert.equal(child.status, 0)
     const ofChild = (records: GenericRecord[]) => records.find((r) => r.pid === child.pid)

@@ -80,7 +80,7 @@ describe('the syscall table of the running kernel', () => {
     const config = object.map('probe_config')
     const slot = (index: number, recordSize: number) => {
       const value = new Uint8Array(GENERIC_PROBE_CONFIG_SIZE)
-      encodeGenericProbeConfig({ record_size: recordSize, tgid: process.pid, uid: 0, filters: 0, comm: '', string_offsets: [0, 0], string_data_locs: 0 }, new DataView(value.buffer), 0)
+      encodeGenericProbeConfig({ record_size: recordSize, tgid: process.pid, uid: 0, filters: 0, comm: '', string_offsets: [0, 0], string_data_locs: 0, stacks: 0 }, new DataView(value.buffer), 0)
       config.update(new Uint8Array(new Uint32Array([index]).buffer), value)
     }
     const enterId = fieldOffset('raw_syscalls', 'sys_enter', 'id')
