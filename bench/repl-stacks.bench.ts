@@ -57,7 +57,7 @@ function programRuns(): { ns: number; runs: number } {
 }
 
 /** The sum of a printed map's counts. */
-const counted = (output: string): number => [...output.matchAll(/^(?:@.*?|\]): (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0)
+const counted = (output: string): number => [...output.matchAll(/(?:^@\w*|\]): (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0)
 
 async function measure(statement: string, rate: number) {
   const load = spawn(loadTool, [String(rate), String(SECONDS * 1000)], { stdio: ['pipe', 'pipe', 'inherit'] })

@@ -9,16 +9,18 @@
  * copy of its stack from sp up (EVENT_STACK_BYTES at most), unwound in user space with each
  * file's .eh_frame, as profile samples are, rather than bpf_get_stack(BPF_F_USER_STACK), the
  * frame-pointer walk bpftrace does. Measured with bench/repl-stacks.bench.ts (getppid(2) 50,000
- * times a second, the program's run time per event under the kernel's BPF stats, which add about
- * 0.1 us; 2-CPU VM): no stacks 0.7 us, kstack 2.6-2.8 us, ustack by copy 2.8 us, ustack by frame
- * pointers 1.9 us, both stacks 4.0-5.1 us. So the copy costs the traced thread about 0.9 us an
- * event more than the walk, under what kstack costs, and buys the frames a walk loses: at a
- * system call, the libc wrapper keeps no frame pointer, so a walk drops the function that called
- * it (the one a syscall stack is read for), and it drops callers of any code built without frame
- * pointers (most of Debian). The price is on the reader's side: about 8.8 KB a record instead of
- * under 1 KB, and 16 us of unwinding and naming per event against 6.6 us for a kernel stack, so
- * a one-liner keeps up with about 50,000 ustack events a second here before the ring drops some
- * (it says how many, as bpftrace prints lost events).
+ * times a second, nothing lost; the program's run time per event under the kernel's BPF stats,
+ * which add about 0.1 us; a loaded 2-CPU VM): no stacks 0.67 us, kstack 2.6 us, ustack by copy
+ * 2.9 us, ustack by frame pointers 1.9 us (a build that walked them, for the comparison), both
+ * stacks 4.6 us. So the copy costs the traced thread about 1 us an event more than the walk (a
+ * kernel stack adds 1.9 us), and buys the frames a walk loses: at a system call, the libc wrapper keeps
+ * no frame pointer, so a walk drops the function that called it (the one a syscall stack is read
+ * for), and it drops callers of any code built without frame pointers (most of Debian). The
+ * price is on the reader's side: up to 8.8 KB a record instead of under 1.7 KB, and 7.4 us of
+ * reading, unwinding and naming an event (profile.ts names each distinct stack once a second)
+ * against 5.7 us with a kernel stack and 2.9 us with none; with stacks a one-liner keeps up with
+ * about 50,000 events a second here (at 100,000, 15-27% are lost, and it says how many, as
+ * bpftrace prints lost events), without them with 200,000.
  */
 #ifndef EVENT_STACKS_H
 #define EVENT_STACKS_H

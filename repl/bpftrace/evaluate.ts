@@ -41,9 +41,9 @@ export interface TraceEvent {
   retval?: bigint
   /** uprobe argument registers: arg0, arg1, ... */
   regs?: bigint[]
-  /** profile samples: the user and kernel stacks, innermost frame first */
-  ustack?: StackFrame[]
-  kstack?: StackFrame[]
+  /** the user and kernel stacks (profile samples, and probes that read them), innermost frame first; shared between events, so read-only */
+  ustack?: readonly StackFrame[]
+  kstack?: readonly StackFrame[]
 }
 
 /** One named frame of a sampled stack. */

@@ -87,12 +87,13 @@ export interface PendingStacks {
  * stack's addresses, each cut to bpftrace's frame limit. `frames` is the unwinder's scratch.
  */
 export function sampleStacks(view: DataView, offset: number, frames: Float64Array): { user: bigint[]; kernel: bigint[] } {
-  const userFrames = profiling().delivery.unwinder.unwindSample(view, offset, frames)
+  const userFrames = Math.min(profiling().delivery.unwinder.unwindSample(view, offset, frames), MAX_STACK_FRAMES)
   const kernelFrames = Math.min(view.getUint32(offset + SAMPLE_KERNEL_FRAMES, true), MAX_STACK_FRAMES)
-  return {
-    user: Array.from(frames.subarray(0, Math.min(userFrames, MAX_STACK_FRAMES)), BigInt),
-    kernel: Array.from({ length: kernelFrames }, (_, i) => view.getBigUint64(offset + SAMPLE_KERNEL + 8 * i, true)),
-  }
+  const user = new Array<bigint>(userFrames)
+  for (let i = 0; i < userFrames; i++) user[i] = BigInt(frames[i]!)
+  const kernel = new Array<bigint>(kernelFrames)
+  for (let i = 0; i < kernelFrames; i++) kernel[i] = view.getBigUint64(offset + SAMPLE_KERNEL + 8 * i, true)
+  return { user, kernel }
 }
 
 /** A scratch for `sampleStacks`: room for one more frame than bpftrace keeps. */
@@ -116,26 +117,64 @@ function decodeSample(view: DataView, offset: number, frames: Float64Array): Pen
 }
 
 /**
- * Names the stacks of a batch of events into their `ustack` and `kstack`, in one Symbolizer
- * call: it re-reads a process's mappings at most once a call, so a call per event would re-read
- * them for every event with an address it does not know (JIT code).
+ * Stacks named already, by pid and addresses (user) or addresses (kernel): the events of a
+ * one-liner mostly repeat a few stacks, and naming one costs more than unwinding it (bench/
+ * repl-stacks.bench.ts). Emptied at each sweep, once a second, so a process that execs or maps
+ * other code at the same addresses is named afresh within a second, and when it holds
+ * NAMED_STACKS (as many distinct stacks a second cost more than they save). Frozen: events share them.
+ */
+const NAMED_STACKS = 10_000
+const named = { user: new Map<string, readonly StackFrame[]>(), kernel: new Map<string, readonly StackFrame[]>() }
+const NONE: readonly StackFrame[] = Object.freeze([])
+
+/**
+ * Names the stacks of a batch of events into their `ustack` and `kstack`, those not named before
+ * in one Symbolizer call: it re-reads a process's mappings at most once a call, so a call per
+ * event would re-read them for every event with an address it does not know (JIT code).
  */
 export function nameStacks(pending: PendingStacks[]): void {
   if (pending.length === 0) return
   const { symbolizer } = profiling()
-  const user = symbolizer.symbolize(pending.map((sample) => ({ pid: sample.event.pid, addresses: sample.user })))
-  pending.forEach((sample, i) => {
-    sample.event.ustack = user[i]!.map(stackFrame)
-    sample.event.kstack = sample.kernel.length === 0 ? [] : symbolizer.symbolizeKernel(sample.kernel).map(stackFrame)
-  })
+  const unnamed: { sample: PendingStacks; key: string }[] = []
+  for (const sample of pending) {
+    const key = `${sample.event.pid}:${sample.user.join(',')}`
+    const known = named.user.get(key)
+    if (known !== undefined) sample.event.ustack = known
+    else unnamed.push({ sample, key })
+    sample.event.kstack = sample.kernel.length === 0 ? NONE : kernelStack(sample.kernel)
+  }
+  if (unnamed.length > 0) {
+    const user = symbolizer.symbolize(unnamed.map(({ sample }) => ({ pid: sample.event.pid, addresses: sample.user })))
+    unnamed.forEach(({ sample, key }, i) => {
+      // the same stack twice in one batch: both get the first naming
+      const frames = named.user.get(key) ?? Object.freeze(user[i]!.map(stackFrame))
+      named.user.set(key, frames)
+      sample.event.ustack = frames
+    })
+  }
   // exited processes leave the caches, checked once a second rather than once a batch
   const now = Date.now()
-  if (now - lastSweep >= 1000) {
+  const sweep = now - lastSweep >= 1000
+  if (sweep) {
     lastSweep = now
     symbolizer.sweep()
   }
+  if (sweep || named.user.size > NAMED_STACKS || named.kernel.size > NAMED_STACKS) {
+    named.user.clear()
+    named.kernel.clear()
+  }
 }
 let lastSweep = 0
+
+function kernelStack(addresses: bigint[]): readonly StackFrame[] {
+  const key = addresses.join(',')
+  let frames = named.kernel.get(key)
+  if (frames === undefined) {
+    frames = Object.freeze(profiling().symbolizer.symbolizeKernel(addresses).map(stackFrame))
+    named.kernel.set(key, frames)
+  }
+  return frames
+}
 
 /**
  * Reads this process's own binary's symbols before sampling starts, when it is sampled: the
