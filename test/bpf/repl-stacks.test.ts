@@ -18,7 +18,11 @@ import { after, test } from 'node:test'
 import { captureEvents } from '../../repl/bpftrace/capture.ts'
 import type { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
 import type { TraceEvent } from '../../repl/bpftrace/evaluate.ts'
+import { planCounts } from '../../repl/bpftrace/kernel-count.ts'
+import { kernelFilter } from '../../repl/bpftrace/kernel-filter.ts'
+import { compileProgram } from '../../repl/bpftrace/program.ts'
 import { runOneLiner } from '../../repl/bpftrace/run.ts'
+import { readFormat, tracefsFields } from '../../repl/bpftrace/tracefs.ts'
 import { root, waitFor } from './kernel.ts'
 import { bpftraceVersion, holdProcess, startBpftrace, type HeldProcess } from './repl-bpftrace.ts'
 
@@ -123,17 +127,33 @@ test('ustack in printf, ustack(perf), ustack(N) and kstack(N) in a tracepoint pr
   assert.equal([...entries(ours, 'kn').values()][0], 2 * CALLS)
 })
 
-test('@[ustack] of a uprobe, and its empty kernel stack, as bpftrace prints them', { timeout: 300_000 }, async () => {
-  const { ours, theirs } = await besideBpftrace((pid) => `uprobe:${workloadPath}:stacks_middle /pid == ${pid}/ { @m[ustack] = count(); @mk[kstack] = count(); }`)
+test('@[ustack] of a uprobe and a uretprobe, and a uprobe\'s empty kernel stack, as bpftrace prints them', { timeout: 300_000 }, async () => {
+  const { ours, theirs } = await besideBpftrace((pid) => `uprobe:${workloadPath}:stacks_middle /pid == ${pid}/ { @m[ustack] = count(); @mk[kstack] = count(); } uretprobe:${workloadPath}:stacks_middle /pid == ${pid}/ { @r[ustack] = count(); }`)
   const mine = [...entries(ours, 'm')]
   assert.equal(mine.length, 1, ours)
   const [key, count] = mine[0]!
   assert.match(key, /^\n {4}stacks_middle\+0\n {4}stacks_outer\+\d+\n {4}main\+\d+\n {4}__libc_start_call_main\+\d+\n {4}__libc_start_main\+\d+\n {4}_start\+\d+\n$/)
   assert.equal(count, CALLS)
   assert.deepEqual([...entries(theirs, 'm')], [[withoutStart(key), CALLS]])
+  // at the return, the stack of the caller, from the return address on
+  const returns = [...entries(ours, 'r')]
+  assert.equal(returns.length, 1, ours)
+  assert.match(returns[0]![0], /^\n {4}stacks_outer\+\d+\n {4}main\+\d+\n {4}__libc_start_call_main\+\d+\n {4}__libc_start_main\+\d+\n {4}_start\+\d+\n$/)
+  assert.deepEqual([...entries(theirs, 'r')], [[withoutStart(returns[0]![0]), CALLS]])
   // a uprobe fires in user mode: no kernel stack, printed as an empty key by both
   assert.match(ours, new RegExp(`^@mk\\[\\]: ${CALLS}$`, 'm'))
   assert.match(theirs, new RegExp(`^@mk\\[\\]: ${CALLS}$`, 'm'))
+})
+
+test('the kernel never counts a probe keyed by a stack: it cannot make the key', () => {
+  const source = 'tracepoint:syscalls:sys_enter_getppid /pid == 5/ { @[kstack] = count(); } tracepoint:syscalls:sys_enter_getpgid /pid == 5/ { @u[ustack(3)] = count(); } tracepoint:syscalls:sys_enter_read /pid == 5/ { @r[comm] = count(); }'
+  const checked = compileProgram(source, { tracepointFields: tracefsFields() })
+  const slots = checked.program.probes.map((probe, index) => {
+    const point = probe.attachPoints[0] as { category: string; name: string }
+    return { probes: [index], filter: kernelFilter(probe), format: readFormat(point.category, point.name)! }
+  })
+  // the same probe keyed by comm is counted there
+  assert.deepEqual(planCounts(checked, slots).map((slot) => slot !== undefined), [false, false, true])
 })
 
 test('captureEvents: a request without stacks gets none, one with kernel stacks gets only those', { timeout: 120_000 }, async () => {
