@@ -23,6 +23,7 @@ import { followGoTls } from 'periscope/protocols/go-tls-follow'
 import { followOpenSsl } from 'periscope/protocols/tls-follow'
 import { newSpanId, newTraceId, parseTraceparent, sampledByTraceId } from 'periscope/protocols/trace-context'
 import { formatAddress, PROTOCOL_HTTP, SOCK_CONNECT_FAILED, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_TLS, ROLE_CLIENT, ROLE_SERVER, claimProtocol, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
+import { DeferredCloses } from 'periscope/protocols/deferred-closes'
 
 const config = {
   /** Trace HTTPS through uprobes on OpenSSL (libssl.so.3 and statically linked binaries). */
@@ -109,8 +110,6 @@ interface ActiveSpan extends SpanIds {
 
 /** A client connection's requests that wait for the server side to read them, at most. */
 const maxAwaitingPeer = 8
-/** How long a closed connection still takes the data records read after its close. */
-const closeGraceMs = 500
 
 export default definePlugin({
   name: 'http',
@@ -144,8 +143,8 @@ class HttpTracing {
   readonly #statusFilter: ((status: number) => boolean) | undefined
   readonly #parser: Http1Parser<Conn>
   readonly #chunk = newSockChunk()
-  /** Connections closed, in the order of their closes, that still take their last records. */
-  readonly #closing: { conn: Conn; sinceMs: number }[] = []
+  /** Closes read from `sockdata:connections`, applied after their grace. */
+  readonly #closes = new DeferredCloses((connId, endNs) => this.#close(connId, endNs))
   #lostRecords = 0
 
   constructor(ctx: PluginContext<Config>) {
@@ -169,8 +168,8 @@ class HttpTracing {
     this.#lostRecords += lost
   }
 
+  /** Data records (opens and closes come on `sockdata:connections`). */
   onRecord(event: SockEvent): void {
-    if (event.kind === SOCK_CLOSE) return this.#close(event.conn_id, event.end_ns)
     if (event.kind !== SOCK_DATA) return
     const conn = this.#conn(event)
     // one chunk object for every record: the parser keeps nothing of it
@@ -178,7 +177,7 @@ class HttpTracing {
   }
 
   onConnectionEvent(event: TopicEvent<'sockdata:connections'>): void {
-    if (event.kind === SOCK_CLOSE) return this.#closeLater(event.conn_id, event.end_ns)
+    if (event.kind === SOCK_CLOSE) return this.#closes.closed(event.conn_id, event.end_ns, this.#conns.has(event.conn_id))
     if (event.kind !== SOCK_CONNECT_FAILED || !this.#ctx.config.connect_error_ports.includes(event.remote_port)) return
     const remote = formatAddress(event.family, event.remote_addr)
     this.#export({
@@ -247,28 +246,13 @@ class HttpTracing {
     created.stream = this.#parser.connection(created, event.role === ROLE_CLIENT ? 'client' : event.role === ROLE_SERVER ? 'server' : 'unknown')
     this.#conns.set(id, created)
     this.#byTuple.set(created.tuple, created)
+    this.#closes.opened(id)
     return created
-  }
-
-  /**
-   * A close comes on `sockdata:connections`, a ring of its own, and may be read before the last
-   * data records of its connection (the response of its last request, say): the connection stays
-   * open to them for closeGraceMs, then closes. conn_ids are never reused, so nothing else can
-   * take its records meanwhile.
-   */
-  #closeLater(connId: number, endNs: number): void {
-    const conn = this.#conns.get(connId)
-    if (conn === undefined || conn.closedNs !== undefined) return
-    conn.closedNs = endNs
-    this.#closing.push({ conn, sinceMs: Date.now() })
   }
 
   /** Closes the connections whose grace is over. */
   closeDue(now: number): void {
-    while (this.#closing.length > 0 && now - this.#closing[0]!.sinceMs >= closeGraceMs) {
-      const { conn } = this.#closing.shift()!
-      if (this.#conns.get(conn.id) === conn) this.#close(conn.id, conn.closedNs!)
-    }
+    this.#closes.due(now)
   }
 
   #close(connId: number, endNs: number): void {

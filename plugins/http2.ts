@@ -26,6 +26,7 @@ import { RouteTable } from 'periscope/protocols/routes'
 import { formatAddress, PROTOCOL_HTTP2, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_PREEXISTING, SOCK_FLAG_TLS, claimProtocol, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
 import { followOpenSsl } from 'periscope/protocols/tls-follow'
 import { newSpanId, newTraceId, parseTraceparent, sampledByTraceId } from 'periscope/protocols/trace-context'
+import { DeferredCloses } from 'periscope/protocols/deferred-closes'
 
 const config = {
   /** RPC spans and metrics for gRPC streams. */
@@ -95,10 +96,6 @@ const GRPC_DEADLINE_EXCEEDED = 4
 const maxIdsPerConnection = 256
 /** How long a server span waits for its client's ids, and how many wait at once. */
 const peerWaitMs = 1000
-/** How long a connection whose close came stays open to data records still on their way. */
-const closeGraceMs = 500
-/** Closes of connections no data record was read of yet, kept for when their records come; the oldest forgotten past this. */
-const maxEarlyCloses = 4096
 const maxWaiting = 8192
 /** Distinct metric attribute sets; past this, points go to one overflow series. */
 const maxSeries = 2000
@@ -182,10 +179,8 @@ class Http2Tracing {
   readonly #chunk = newSockChunk()
   /** Server exchanges whose client end is not seen yet, oldest first. */
   #waiting: Waiting[] = []
-  /** Connections whose close came, in their grace before closing, oldest first. */
-  readonly #closing: { conn: Conn; sinceMs: number }[] = []
-  /** Closes read before any data record of their connection: conn_id → the close's end (boot ns), oldest first. */
-  readonly #earlyCloses = new Map<number, number>()
+  /** Closes read from `sockdata:connections`, applied after their grace. */
+  readonly #closes = new DeferredCloses((connId, endNs) => this.#close(connId, endNs))
   /** Closed client connections whose ids a server span may still take, oldest first. */
   readonly #closedClients: { conn: Conn; sinceMs: number }[] = []
   /** Metric attribute sets by their values; gRPC methods seen, bounded by max_methods. */
@@ -217,31 +212,9 @@ class Http2Tracing {
     this.#conn(event).stream.push(fillChunk(this.#chunk, event))
   }
 
-  /**
-   * A close comes on `sockdata:connections`, a ring of its own, and may be read before the last
-   * data records of its connection (the trailers of its last streams, say), or before any of them
-   * (a short connection, its records still in the http2 ring): the connection stays open to them
-   * for closeGraceMs, counted from its first record in the second case, then closes. conn_ids are
-   * never reused, so nothing else can take its records meanwhile.
-   */
+  /** A close read from `sockdata:connections`: applied after its grace (runtime/protocols/deferred-closes.ts). */
   closeLater(connId: number, endNs: number): void {
-    const conn = this.#conns.get(connId)
-    if (conn === undefined) {
-      // not a connection of this plugin's protocol, or one whose records are still to come
-      if (this.#earlyCloses.size >= maxEarlyCloses) this.#earlyCloses.delete(this.#earlyCloses.keys().next().value!)
-      this.#earlyCloses.set(connId, endNs)
-      return
-    }
-    if (conn.closedNs !== undefined) return
-    conn.closedNs = endNs
-    this.#closing.push({ conn, sinceMs: Date.now() })
-  }
-
-  #closeDue(now: number): void {
-    while (this.#closing.length > 0 && now - this.#closing[0]!.sinceMs >= closeGraceMs) {
-      const { conn } = this.#closing.shift()!
-      if (this.#conns.get(conn.id) === conn) this.#close(conn.id, conn.closedNs!)
-    }
+    this.#closes.closed(connId, endNs, this.#conns.has(connId))
   }
 
   #close(connId: number, endNs: number): void {
@@ -262,7 +235,7 @@ class Http2Tracing {
    */
   releaseWaiting(): void {
     const now = Date.now()
-    this.#closeDue(now)
+    this.#closes.due(now)
     const still: Waiting[] = []
     for (const waiting of this.#waiting) {
       const parent = this.#takePeerIds(waiting.conn, waiting.exchange.request.streamId)
@@ -322,11 +295,7 @@ class Http2Tracing {
     created.stream = this.#parser.connection(created, role, { midStream: (event.flags & SOCK_FLAG_PREEXISTING) !== 0 })
     this.#conns.set(created.id, created)
     this.#byTuple.set(created.tuple, created)
-    const closedNs = this.#earlyCloses.get(created.id)
-    if (closedNs !== undefined) {
-      this.#earlyCloses.delete(created.id)
-      this.closeLater(created.id, closedNs)
-    }
+    this.#closes.opened(created.id)
     return created
   }
 

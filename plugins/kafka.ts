@@ -65,6 +65,9 @@ export default definePlugin({
     // client spans only: the broker's end of each connection stays in the kernel
     await claimProtocol(ctx, PROTOCOL_KAFKA, { captureBytes, targetPids, targetCgroupIds, excludedPorts, clientEndOnly: true })
     ctx.on('sockdata:kafka', (event) => plugin.onRecord(event), { onLoss: (lost) => plugin.onLoss(lost) })
+    // closes come on a ring of their own: a connection's stream ends a grace after its close
+    ctx.on('sockdata:connections', (event) => plugin.onConnectionEvent(event))
+    ctx.every('200ms', () => plugin.closeDue())
     ctx.every('10s', () => plugin.report())
     const targets = [...targetPids.length > 0 ? [`pids ${targetPids.join(', ')}`] : [], ...targetCgroupIds.length > 0 ? [`cgroups ${targetCgroupIds.join(', ')} and below`] : []]
     ctx.log.info(`tracing Kafka clients on ${targets.length === 0 ? 'the whole host' : targets.join(' and ')}`)
@@ -93,6 +96,14 @@ class KafkaTracing {
 
   onLoss(lost: number): void {
     this.#conns.onLoss(lost)
+  }
+
+  onConnectionEvent(event: { kind: number; conn_id: number; end_ns: number }): void {
+    this.#conns.onConnectionEvent(event)
+  }
+
+  closeDue(): void {
+    this.#conns.closeDue()
   }
 
   onRecord(event: SockEvent): void {

@@ -71,6 +71,9 @@ export default definePlugin({
     // client spans only: the server's end of each connection stays in the kernel
     await claimProtocol(ctx, PROTOCOL_POSTGRES, { captureBytes: capture, targetPids: pids, targetCgroupIds: cgroups, excludedPorts: ports, clientEndOnly: true })
     ctx.on('sockdata:postgres', (event) => plugin.onRecord(event), { onLoss: (lost) => plugin.onLoss(lost) })
+    // closes come on a ring of their own: a connection's stream ends a grace after its close
+    ctx.on('sockdata:connections', (event) => plugin.onConnectionEvent(event))
+    ctx.every('200ms', () => plugin.closeDue())
     if (ctx.config.tls) await followOpenSsl(ctx, (message) => ctx.log.warn(message))
     ctx.every('10s', () => plugin.report())
     const targets = [...pids.length > 0 ? [`pids ${pids.join(', ')}`] : [], ...cgroups.length > 0 ? [`cgroups ${cgroups.join(', ')} and below`] : []]
@@ -106,6 +109,14 @@ class PostgresTracing {
 
   onLoss(lost: number): void {
     this.#conns.onLoss(lost)
+  }
+
+  onConnectionEvent(event: { kind: number; conn_id: number; end_ns: number }): void {
+    this.#conns.onConnectionEvent(event)
+  }
+
+  closeDue(): void {
+    this.#conns.closeDue()
   }
 
   onRecord(event: SockEvent): void {

@@ -1,12 +1,15 @@
 /**
  * The client ends of one protocol's connections, each with its parser stream: what a database or
  * messaging plugin does with every `sockdata` record before its parser sees it. The server's end
- * of a connection on this host makes no spans and is dropped first; a close ends the stream; a
- * data record reaches the connection's stream (made at its first record) through one reused chunk.
+ * of a connection on this host makes no spans and is dropped first; a data record reaches the
+ * connection's stream (made at its first record) through one reused chunk; a close, read from
+ * `sockdata:connections`, ends the stream after a grace for its last data records (`onConnectionEvent`
+ * and `closeDue`), so what waited on the connection ends then, not when the connection is evicted.
  */
 import type { PluginEmitters } from 'periscope/plugin'
 import { clientConnection, type ClientConnection } from './client-spans.ts'
 import { ConnectionTable } from './connection-table.ts'
+import { DeferredCloses } from './deferred-closes.ts'
 import { fillChunk, newSockChunk, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_PREEXISTING, type SockChunk } from './sockdata.ts'
 
 export interface ClientStream {
@@ -39,6 +42,8 @@ export class ClientStreams<C extends ClientConn> {
 
   /** The end of the record being handled: when a connection forgotten for it stopped being followed. */
   #nowNs = 0
+  /** Closes read from `sockdata:connections`, applied after their grace. */
+  readonly #closes = new DeferredCloses((connId, endNs) => this.#conns.delete(connId)?.stream.close(endNs))
 
   /**
    * At most `maxConnections` at once; past that the one least used lately is forgotten, and its
@@ -51,19 +56,28 @@ export class ClientStreams<C extends ClientConn> {
   }
 
   onRecord(event: SockRecord): void {
-    if (event.role === ROLE_SERVER) return
-    if (event.kind === SOCK_CLOSE) {
-      this.#conns.delete(event.conn_id)?.stream.close(event.end_ns)
-      return
-    }
-    if (event.kind !== SOCK_DATA) return
+    if (event.role === ROLE_SERVER || event.kind !== SOCK_DATA) return
     let conn = this.#conns.get(event.conn_id)
     if (conn === undefined) {
       this.#nowNs = event.end_ns
       conn = this.#open(clientConnection(event), event.role === ROLE_CLIENT ? 'client' : 'unknown', (event.flags & SOCK_FLAG_PREEXISTING) !== 0)
       this.#conns.set(event.conn_id, conn)
+      this.#closes.opened(event.conn_id)
     }
     conn.stream.push(fillChunk(this.#chunk, event))
+  }
+
+  /**
+   * A record of `sockdata:connections`: a close ends the connection's stream CLOSE_GRACE_MS later
+   * (closeDue), or that long after its first data record when the close came first.
+   */
+  onConnectionEvent(event: { kind: number; conn_id: number; end_ns: number }): void {
+    if (event.kind === SOCK_CLOSE) this.#closes.closed(event.conn_id, event.end_ns, this.#conns.has(event.conn_id))
+  }
+
+  /** Ends the streams of the connections whose close grace is over: call it every 200 ms. */
+  closeDue(nowMs = Date.now()): void {
+    this.#closes.due(nowMs)
   }
 
   /** Records of the ring lost before they reached the plugin: give this as the topic's onLoss. */

@@ -34,6 +34,11 @@ export class ConnectionTable<T> {
     return entry.conn
   }
 
+  /** Whether the connection is followed, without marking it as used. */
+  has(id: number): boolean {
+    return this.#entries.has(id)
+  }
+
   /** Adds a connection, forgetting one not used lately when the table is full. */
   set(id: number, conn: T): void {
     const existing = this.#entries.get(id)

@@ -7,7 +7,8 @@
 // prefix; queued commands take their result from EXEC; no value or password the test used may
 // appear in anything Periscope or the Collector wrote.
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { promisify } from 'node:util'
@@ -147,6 +148,37 @@ describe('Redis spans from redis-cli and redis-benchmark', { timeout: 600_000 },
       'ERR unknown command',
       'ERR wrong number of arguments for',
     ])
+  })
+
+  it('a command whose connection closes before its reply: its span ends at the close, as connection_closed, without waiting for the connection to be forgotten', async () => {
+    // a client that closes its socket (redis-cli exits without close(), and only close() tells the
+    // kernel side a connection ended): Python's socket, as redis-py uses it, sending BLPOP
+    const client = spawn('python3', ['-c', [
+      'import socket, sys',
+      `s = socket.create_connection(("127.0.0.1", ${redis.port}))`,
+      "s.sendall(b'*3\\r\\n$5\\r\\nBLPOP\\r\\n$22\\r\\nperiscope:never-pushed\\r\\n$1\\r\\n0\\r\\n')",
+      'print(repr(s.recv(100)), flush=True)',
+      's.close()',
+    ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let stdout = ''
+    client.stdout.setEncoding('utf8').on('data', (text: string) => { stdout += text })
+    const exited = once(client, 'exit')
+    try {
+      let id: string | undefined
+      await pollUntil(async () => {
+        id = /^id=(\d+) .*cmd=blpop/m.exec((await redis.cli(['CLIENT', 'LIST'])).stdout)?.[1]
+        return id !== undefined
+      }, { what: 'the client to block in BLPOP', timeoutMs: 30_000 })
+      assert.equal((await redis.cli(['CLIENT', 'KILL', 'ID', id!])).stdout, '1\n')
+      assert.deepEqual(await exited, [0, null])
+    } finally {
+      client.kill()
+    }
+    // the server closed without a reply
+    assert.equal(stdout, "b''\n")
+    const [span] = await spansOf({ pid: client.pid!, code: 0, stdout, stderr: '' }, 1, 30_000)
+    assert.deepEqual(lines([span!]), ['BLPOP "BLPOP periscope:never-pushed ?" db0 error connection_closed undefined'])
+    assert.equal(span!.statusMessage, 'the connection closed before the reply')
   })
 
   it('MULTI/EXEC: every queued command is one span with its result from EXEC; DISCARD', async () => {
