@@ -8,12 +8,14 @@
  * A probe reading `ustack` or `kstack` gets the hit's stacks too (bpf/include/event_stacks.h),
  * unwound and named as profile samples' are (profile.ts); a batch's stacks are named at once.
  *
- * A path without a `/` is looked up in $PATH, as bpftrace does for programs. A missing binary,
- * a missing symbol or a wildcard matching nothing is an error located at the attach point.
- * Not here: `arg6` and above (read from the stack by bpftrace; zero here), and library names
- * (`uprobe:libc:malloc`): give the library's path.
+ * A path without a `/` is looked up in $PATH, as bpftrace does for programs, and else as a
+ * library name (`uprobe:libc:malloc`: the first `libc.so*` of the loader's cache, x86-64 ones
+ * first, as bpftrace 0.17 finds it). A missing binary, a missing symbol or a wildcard matching
+ * nothing is an error located at the attach point. Not here: `arg6` and above (read from the
+ * stack by bpftrace; zero here).
  */
-import { accessSync, constants, statSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { accessSync, constants, existsSync, statSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import { decodeGenericUprobeRecord, encodeGenericUprobeConfig, GENERIC_UPROBE_CONFIG_SIZE, GENERIC_UPROBE_RECORD_SIZE } from '../../bpf/lib/generic_uprobe.types.ts'
 import { forEachRecord, type RecordBatch } from '../../runtime/bpf/batch.ts'
@@ -49,10 +51,27 @@ function executable(path: string): boolean {
   }
 }
 
-/** The binary a probe names: a path, or a program name looked up in $PATH. */
+/** The loader's cache (`ldconfig -p`): each library's name and path, x86-64 ones first; read once. */
+let loaderCache: { name: string; path: string }[] | undefined
+
+function cachedLibraries(): { name: string; path: string }[] {
+  if (loaderCache !== undefined) return loaderCache
+  const listing = spawnSync('ldconfig', ['-p'], { encoding: 'utf8', env: { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` } })
+  const entries = [...(listing.stdout ?? '').matchAll(/^\s+(\S+) \(([^)]*)\) => (\S+)$/gm)].map(([, name, flags, path]) => ({ name: name!, path: path!, native: flags!.includes('x86-64') }))
+  loaderCache = [...entries.filter((e) => e.native), ...entries.filter((e) => !e.native)].map(({ name, path }) => ({ name, path }))
+  return loaderCache
+}
+
+/** A library name's file (`libc` → /lib/x86_64-linux-gnu/libc.so.6), as bpftrace finds it. */
+function libraryPath(name: string): string | undefined {
+  const prefix = `lib${name.replace(/^lib/, '')}.so`
+  return cachedLibraries().find((library) => library.name.startsWith(prefix) && existsSync(library.path))?.path
+}
+
+/** The binary a probe names: a path, a program name looked up in $PATH, or a library name. */
 function resolveBinary(point: UprobePoint): string {
   const candidates = point.path.includes('/') ? [point.path] : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, point.path))
-  const found = candidates.find(executable)
+  const found = candidates.find(executable) ?? (point.path.includes('/') ? undefined : libraryPath(point.path))
   if (!found) throw new BpftraceErrors([new BpftraceError(`uprobe target file '${point.path}' does not exist or is not executable`, point.loc)])
   return found
 }

@@ -19,6 +19,7 @@ import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
 import { runOneLiner } from '../../repl/bpftrace/run.ts'
+import { probes } from '../../repl/explore.ts'
 import { root, waitFor } from './kernel.ts'
 import { besideBpftrace, bpftraceErrors, bpftraceVersion, ctrlCAfterExit, holdProcess, type HeldProcess } from './repl-bpftrace.ts'
 
@@ -74,6 +75,20 @@ async function errorOf(source: string): Promise<string> {
   }
   throw new Error(`${source} ran without an error`)
 }
+
+test('a library name (uprobe:libc:printf) is the library bpftrace finds, listed and counted as bpftrace lists and counts it', { timeout: 300_000 }, async () => {
+  for (const pattern of ['uprobe:libc:fgets', 'uretprobe:libssl:SSL_write', 'uprobe:libm:sqrt']) {
+    assert.equal(String(probes(pattern)), execFileSync('bpftrace', ['-l', pattern], { encoding: 'utf8' }))
+  }
+  const workload = heldTarget(3)
+  // the target prints its sum once, with libc's printf, as it ends
+  const source = `BEGIN { printf("ready\\n") } uprobe:${target}:repl_step_one /pid == ${workload.pid}/ { @steps = count(); } uprobe:libc:printf /pid == ${workload.pid}/ { @printf = count(); exit(); }`
+  const { ours, theirs } = await besideBpftrace(source, workload)
+  assert.equal(ours, theirs)
+  assert.match(ours, /\n@printf: 1\n@steps: 3\n$/)
+  const unknown = 'uprobe:nosuchlib:f { @ = count(); }'
+  assert.equal(await errorOf(unknown), bpftraceErrors(unknown))
+})
 
 test('a missing binary, a missing symbol and a wildcard matching nothing are errors at the probe', { timeout: 120_000 }, async () => {
   for (const missingBinary of ['uprobe:/nonexistent/binary:main { @ = count(); }', 'BEGIN { }\nuretprobe:/nonexistent/binary:main { @ = count(); }']) {
