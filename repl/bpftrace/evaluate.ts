@@ -23,18 +23,10 @@ import type { Expression, Statement } from './ast.ts'
 import type { CheckedProgram, ValueType } from './check.ts'
 import type { KeyPart, MapSnapshot } from '../maps.ts'
 import { formatPrintf, type PrintfArg } from '../printf.ts'
+import type { TaskFields } from '../../runtime/protocols/tracepoint.ts'
 
 /** One decoded event, as the capture layer hands it over. */
-export interface TraceEvent {
-  /** process id (bpftrace's pid is the thread group id) */
-  pid: number
-  tid: number
-  uid: number
-  gid: number
-  comm: string
-  cpu: number
-  /** the event's time, nanoseconds since boot */
-  nsecs: bigint
+export interface TraceEvent extends TaskFields {
   /** tracepoint fields by name; a `char *` read with str() arrives as the string it points to */
   args?: Record<string, bigint | number | string>
   /** uretprobe return value */

@@ -30,7 +30,7 @@
  * connection.close()
  * ```
  */
-import { latin1 } from './bytes.ts'
+import { latin1, utf8 } from './bytes.ts'
 
 /** The process sent these bytes. */
 export const EGRESS = 0
@@ -914,43 +914,4 @@ function parseError(bytes: Uint8Array, start: number, end: number): PostgresErro
     at = value.next
   }
   return error
-}
-
-/** UTF-8 to a string by hand (isolates have no TextDecoder); invalid sequences become U+FFFD. */
-export function utf8(bytes: Uint8Array, start: number, end: number): string {
-  let ascii = true
-  for (let i = start; i < end; i++) {
-    if (bytes[i]! >= 0x80) {
-      ascii = false
-      break
-    }
-  }
-  if (ascii) return end === start ? '' : latin1(bytes, start, end)
-  let text = ''
-  let i = start
-  while (i < end) {
-    const b = bytes[i]!
-    let point = 0xfffd
-    let size = 1
-    if (b < 0x80) point = b
-    else if (b >= 0xc2 && b < 0xe0 && i + 1 < end && (bytes[i + 1]! & 0xc0) === 0x80) {
-      point = ((b & 0x1f) << 6) | (bytes[i + 1]! & 0x3f)
-      size = 2
-    } else if (b >= 0xe0 && b < 0xf0 && i + 2 < end && (bytes[i + 1]! & 0xc0) === 0x80 && (bytes[i + 2]! & 0xc0) === 0x80) {
-      const value = ((b & 0x0f) << 12) | ((bytes[i + 1]! & 0x3f) << 6) | (bytes[i + 2]! & 0x3f)
-      if (value >= 0x800 && (value < 0xd800 || value > 0xdfff)) {
-        point = value
-        size = 3
-      }
-    } else if (b >= 0xf0 && b < 0xf5 && i + 3 < end && (bytes[i + 1]! & 0xc0) === 0x80 && (bytes[i + 2]! & 0xc0) === 0x80 && (bytes[i + 3]! & 0xc0) === 0x80) {
-      const value = ((b & 0x07) << 18) | ((bytes[i + 1]! & 0x3f) << 12) | ((bytes[i + 2]! & 0x3f) << 6) | (bytes[i + 3]! & 0x3f)
-      if (value >= 0x10000 && value <= 0x10ffff) {
-        point = value
-        size = 4
-      }
-    }
-    text += String.fromCodePoint(point)
-    i += size
-  }
-  return text
 }

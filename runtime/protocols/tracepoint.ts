@@ -109,8 +109,9 @@ export interface GenericRecordFields {
   data: Uint8Array
 }
 
-/** One tracepoint hit: who and when, and its fields by name (`args`). */
-export interface TracepointEvent {
+/** Who and when, as the generic programs record it with every event. */
+export interface TaskFields {
+  /** the process (thread group) id */
   pid: number
   tid: number
   uid: number
@@ -119,6 +120,10 @@ export interface TracepointEvent {
   cpu: number
   /** boot-clock time, as bpftrace's `nsecs` */
   nsecs: bigint
+}
+
+/** One tracepoint hit: who and when, and its fields by name (`args`). */
+export interface TracepointEvent extends TaskFields {
   args: Record<string, bigint | string>
 }
 

@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { findBoundary, utf8, type PostgresOperation } from '../../runtime/protocols/postgres.ts'
+import { findBoundary, type PostgresOperation } from '../../runtime/protocols/postgres.ts'
+import { utf8 } from '../../runtime/protocols/bytes.ts'
 import {
   EGRESS, INGRESS, Wire, authCleartext, authOk, backendKey, bind, bindComplete, closeComplete, closeStatement, commandComplete, copyData, copyDone,
   copyInResponse, copyOutResponse, dataRow, describe as describeMessage, emptyQuery, errorResponse, execute, gssEncRequest, join, noData, notice,
@@ -504,6 +505,8 @@ describe('PostgreSQL parser: helpers', () => {
   it('utf8 decodes multi-byte text and replaces invalid bytes', () => {
     const bytes = Uint8Array.from(Buffer.from("SELECT 'žluťoučký 🐘'"))
     assert.equal(utf8(bytes, 0, bytes.length), "SELECT 'žluťoučký 🐘'")
-    assert.equal(utf8(Uint8Array.of(0x41, 0xff, 0xc3), 0, 3), 'A\ufffd\ufffd')
+    // an invalid byte is U+FFFD; a character cut at the end (a capture's limit) is dropped
+    assert.equal(utf8(Uint8Array.of(0x41, 0xff, 0xc3), 0, 3), 'A\ufffd')
+    assert.equal(utf8(Uint8Array.of(0x41, 0xff, 0xc3, 0x41), 0, 4), 'A\ufffd\ufffdA')
   })
 })
