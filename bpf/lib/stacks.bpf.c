@@ -49,6 +49,14 @@ struct {
 
 /* the process to sample (its tgid); 0 samples every process (or those of target_pids) */
 const volatile __u32 target_tgid = 0;
+/* only tasks of this uid, when target_uid_set (a one-liner's `uid ==` filter) */
+const volatile __u32 target_uid = 0;
+const volatile bool target_uid_set = false;
+/* only tasks of this name, when target_comm_set: its 16 bytes as the kernel keeps them (NUL-padded),
+ * as two little-endian words (a one-liner's `comm ==` filter) */
+const volatile __u64 target_comm_lo = 0;
+const volatile __u64 target_comm_hi = 0;
+const volatile bool target_comm_set = false;
 /* the most stack bytes copied per sample, up to STACK_MAX_BYTES */
 const volatile __u32 stack_bytes = 8192;
 /*
@@ -72,6 +80,15 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 		return 0;
 	if (target_tgid && tgid != target_tgid)
 		return 0;
+	if (target_uid_set && (__u32)bpf_get_current_uid_gid() != target_uid)
+		return 0;
+	if (target_comm_set) {
+		__u64 comm[2] = {};
+
+		bpf_get_current_comm(comm, sizeof(comm));
+		if (comm[0] != target_comm_lo || comm[1] != target_comm_hi)
+			return 0;
+	}
 	filtered = bpf_map_lookup_elem(&filter, &zero);
 	if (filtered && *filtered && !bpf_map_lookup_elem(&target_pids, &tgid))
 		return 0;

@@ -10,7 +10,8 @@
  * none (at `__libc_start_call_main`); the stacks here go on to `__libc_start_main_impl` and
  * `_start`. The idle task is not sampled (stacks.bpf.c leaves it out), and a sample has no
  * uid/gid of its own: they are read from /proc once per process.
- * A `pid == N` filter is applied in the kernel (the object's target_tgid); others in user space.
+ * `pid ==`, `comm ==` and `uid ==` filters are applied in the kernel (the object's target_tgid,
+ * target_comm_* and target_uid settings), before a sample is taken; the rest in user space.
  */
 import { readFileSync } from 'node:fs'
 import { forEachRecord } from '../../runtime/bpf/batch.ts'
@@ -26,7 +27,7 @@ import type { Capture } from './capture.ts'
 import type { CheckedProgram } from './check.ts'
 import { BpftraceError, BpftraceErrors } from './errors.ts'
 import type { StackFrame, TraceEvent } from './evaluate.ts'
-import { kernelFilter } from './kernel-filter.ts'
+import { kernelFilter, type KernelFilter } from './kernel-filter.ts'
 
 type ProfilePoint = Extract<AttachPoint, { provider: 'profile' }>
 
@@ -44,6 +45,19 @@ function sampling(point: ProfilePoint): { frequency: number } | { period: number
     case 'ms': return { period: point.value * 1e6 }
     case 'us': return { period: point.value * 1e3 }
   }
+}
+
+/** stacks.bpf.c's settings for a probe's `comm ==` and `uid ==` filters, applied before a sample is taken. */
+function kernelTaskFilter(filter: KernelFilter): Record<string, bigint | number | boolean> {
+  const settings: Record<string, bigint | number | boolean> = {}
+  if (filter.uid !== undefined) Object.assign(settings, { target_uid: filter.uid, target_uid_set: true })
+  if (filter.comm !== undefined) {
+    // the kernel's 16 bytes of a task's name, NUL-padded, compared as two words
+    const comm = Buffer.alloc(16)
+    comm.write(filter.comm)
+    Object.assign(settings, { target_comm_lo: comm.readBigUInt64LE(0), target_comm_hi: comm.readBigUInt64LE(8), target_comm_set: true })
+  }
+  return settings
 }
 
 /** uid and gid of a process, read once: a sample does not carry them. */
@@ -198,13 +212,13 @@ function warmUp(): void {
 export async function captureProfiles(checked: CheckedProgram, onEvent: (probe: number, event: TraceEvent) => void): Promise<Capture | undefined> {
   const points = checked.program.probes.flatMap((probe, index) => probe.attachPoints
     .filter((p): p is ProfilePoint => p.provider === 'profile')
-    .map((point) => ({ index, point, tgid: kernelFilter(probe).pid ?? 0, sampling: sampling(point) })))
+    .map((point) => ({ index, point, filter: kernelFilter(probe), sampling: sampling(point) })))
   if (points.length === 0) return undefined
   const objects: LoadedObject[] = []
   const readers: RingBufferReader[] = []
   const links: Link[] = []
   const frames = stackFrames()
-  if (points.some(({ tgid }) => tgid === 0 || tgid === process.pid)) warmUp()
+  if (points.some(({ filter }) => filter.pid === undefined || filter.pid === process.pid)) warmUp()
   const close = () => {
     for (const link of links) link.detach()
     for (const reader of readers) {
@@ -214,10 +228,10 @@ export async function captureProfiles(checked: CheckedProgram, onEvent: (probe: 
     for (const object of objects) object.close()
   }
   try {
-    for (const { index, point, tgid, sampling } of points) {
+    for (const { index, point, filter, sampling } of points) {
       const spec = ObjectSpec.open(`${libraryDir}stacks.bpf.o`)
       // woken at every sample: a one-liner's printf shows each sample as it comes
-      spec.setSettings({ target_tgid: tgid, stack_bytes: STACK_BYTES, wakeup_bytes: 0 })
+      spec.setSettings({ target_tgid: filter.pid ?? 0, stack_bytes: STACK_BYTES, wakeup_bytes: 0, ...kernelTaskFilter(filter) })
       const object = await spec.load()
       objects.push(object)
       readers.push(new RingBufferReader(object, 'samples', {

@@ -9,11 +9,14 @@
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import type { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
+import type { TraceEvent } from '../../repl/bpftrace/evaluate.ts'
+import { captureProfiles } from '../../repl/bpftrace/profile.ts'
+import { compileProgram } from '../../repl/bpftrace/program.ts'
 import { runOneLiner } from '../../repl/bpftrace/run.ts'
 import { trace, type TracedEvent } from '../../repl/explore.ts'
 import { root, waitFor } from './kernel.ts'
@@ -21,7 +24,10 @@ import { bpftraceVersion } from './repl-bpftrace.ts'
 
 const directory = mkdtempSync(join(tmpdir(), 'periscope-repl-profile-'))
 after(() => rmSync(directory, { recursive: true, force: true }))
+// the spinner runs as nobody too
+chmodSync(directory, 0o755)
 const spin = join(directory, 'repl-profile-spin')
+const NOBODY = 65534
 execFileSync('gcc', ['-O2', '-fno-omit-frame-pointer', '-o', spin, join(root, 'test/bpf/fixtures/repl-profile-spin.c')])
 
 const SECONDS = 2
@@ -168,4 +174,29 @@ test("trace('profile:hz:99', { pid }) streams samples with their named stacks", 
     assert.deepEqual(names.slice(names.indexOf('outer')), ['outer', 'main', '__libc_start_call_main', '__libc_start_main', '_start'])
     assert.deepEqual(event.kstack, [])
   }
+})
+
+test('comm == and uid == filters of profile probes run in the kernel: no sample of another task reaches user space', { timeout: 300_000 }, async () => {
+  const mine = startWorkload(spin, [])
+  // the same program as another user: its samples differ only by uid
+  const theirs = spawn(spin, [], { stdio: 'ignore', uid: NOBODY, gid: NOBODY })
+  after(() => theirs.kill('SIGKILL'))
+  const seen = { comm: [] as TraceEvent[], uid: [] as TraceEvent[], nothing: [] as TraceEvent[] }
+  const sample = (predicate: string, into: TraceEvent[]) => captureProfiles(compileProgram(`profile:hz:99 /${predicate}/ {}`), (_probe, event) => { into.push(event) })
+  const captures = [
+    await sample('comm == "repl-profile-sp"', seen.comm),
+    await sample(`uid == ${NOBODY}`, seen.uid),
+    await sample('comm == "no-such-task"', seen.nothing),
+  ]
+  try {
+    await waitFor(() => seen.comm.length >= 40 && seen.uid.some((e) => e.pid === theirs.pid), 'samples of both spinners', 60_000)
+  } finally {
+    for (const capture of captures) capture?.close()
+  }
+  // what the kernel sent is all these probes were handed: no other task's sample, whatever it ran
+  assert.deepEqual(seen.nothing, [])
+  assert.deepEqual(new Set(seen.comm.map((e) => e.comm)), new Set(['repl-profile-sp']))
+  assert.ok(seen.comm.some((e) => e.pid === mine.pid) && seen.comm.some((e) => e.pid === theirs.pid), 'both spinners sampled by comm')
+  assert.deepEqual(new Set(seen.uid.map((e) => e.uid)), new Set([NOBODY]))
+  assert.ok(!seen.uid.some((e) => e.pid === mine.pid), "root's spinner is not sampled by uid")
 })
