@@ -23,7 +23,7 @@ import { compileProgram } from './bpftrace/program.ts'
 import { readFormat, TRACEFS, type TracepointFormat } from './bpftrace/tracefs.ts'
 import { captureProfiles } from './bpftrace/profile.ts'
 import { captureUprobes, expandUprobe, isUprobe } from './bpftrace/uprobes.ts'
-import { jsonValue, Stream, type EventFields, type EventFormat } from './stream.ts'
+import { jsonValue, Stream, type EventFields, type EventFormat, type UprobeFunction } from './stream.ts'
 
 /** An event of `trace()`: a `TraceEvent` and the probe it came from (bpftrace's `probe`). */
 export interface TracedEvent extends TraceEvent {
@@ -158,6 +158,7 @@ function traceTracepoints(spec: string, points: Extract<AttachPoint, { provider:
 function traceUprobes(spec: string, points: Extract<AttachPoint, { provider: 'uprobe' | 'uretprobe' }>[], filter: KernelFilter): Stream<TracedEvent> {
   // one probe per function, so each event says which function it came from
   const names: string[] = []
+  const functions: UprobeFunction[] = []
   for (const point of points) {
     let expanded: ReturnType<typeof expandUprobe>
     try {
@@ -166,7 +167,10 @@ function traceUprobes(spec: string, points: Extract<AttachPoint, { provider: 'up
       if (error instanceof BpftraceErrors) throw specErrors(spec, error.errors)
       throw error
     }
-    for (const { symbol } of expanded.functions) names.push(`${point.provider}:${expanded.path}:${symbol}`)
+    for (const { symbol } of expanded.functions) {
+      names.push(`${point.provider}:${expanded.path}:${symbol}`)
+      functions.push({ binary: expanded.path, symbol, retprobe: point.provider === 'uretprobe' })
+    }
   }
   const predicate = filter.pid !== undefined ? ` /pid == ${filter.pid}/` : ''
   const checked = compileProgram(names.map((name) => `${name}${predicate} {}`).join('\n'))
@@ -186,23 +190,26 @@ function traceUprobes(spec: string, points: Extract<AttachPoint, { provider: 'up
       if (!capture) throw new Error(`${spec}: no function to attach to`)
       return capture
     },
-  }, eventFormat(new Set()), fields, { kind: 'other', what: 'uprobes' })
+  }, eventFormat(new Set()), fields, { kind: 'uprobes', functions, probes: names, filter })
 }
 
 /**
  * CPU samples (`profile:hz:99`): each event's `ustack` and `kstack` are its stacks, innermost
  * frame first, named (`leaf+15`), as one-liners' profile probes get them (bpftrace/profile.ts).
- * pid is filtered in the kernel, comm and uid here (the stacks object filters on pid only).
+ * pid, comm and uid are filtered in the kernel, before a sample is taken.
  */
 function traceProfiles(spec: string, points: Extract<AttachPoint, { provider: 'profile' }>[], filter: KernelFilter): Stream<TracedEvent> {
   const names = points.map((point) => `profile:${point.unit}:${point.value}`)
-  const predicate = filter.pid !== undefined ? ` /pid == ${filter.pid}/` : ''
+  const conditions = [
+    filter.pid === undefined ? '' : `pid == ${filter.pid}`,
+    filter.comm === undefined ? '' : `comm == ${JSON.stringify(filter.comm)}`,
+    filter.uid === undefined ? '' : `uid == ${filter.uid}`,
+  ].filter(Boolean)
+  const predicate = conditions.length > 0 ? ` /${conditions.join(' && ')}/` : ''
   const checked = compileProgram(names.map((name) => `${name}${predicate} {}`).join('\n'))
-  const { comm, uid } = filter
   return new Stream<TracedEvent>({
     async open(push) {
       const capture = await captureProfiles(checked, (probe, event) => {
-        if ((comm !== undefined && event.comm !== comm) || (uid !== undefined && event.uid !== uid)) return
         const traced = event as TracedEvent
         traced.probe = names[probe]
         push(traced)

@@ -1,9 +1,10 @@
 /**
  * `plugin.fromStream(stream, emit, options)`: an exploration that worked, as a running plugin. It
  * writes a readable plugin file that does what the stream does, with the public plugin API only:
- * `ctx.onTracepoint` on the stream's tracepoints with its kernel filter, the stream's `.filter()`
- * and `.map()` functions (copied as their source text: they may use only their argument and
- * globals), then
+ * `ctx.onTracepoint` on the stream's tracepoints with its kernel filter, or `ctx.onUprobe` on its
+ * functions (pid in the kernel, comm and uid in the plugin, as trace() filters them), the stream's
+ * `.filter()` and `.map()` functions (copied as their source text: they may use only their
+ * argument and globals), then
  * - for a stream: `emit(event, ctx.emit)` per event, `emit` copied the same way;
  * - for `.count()`, `.sum()`, `.hist()` and `.lhist()`: the map as an OpenTelemetry metric named
  *   by `emit` (a counter, an up-down counter, or a histogram whose buckets are bpftrace's), by
@@ -40,8 +41,6 @@ const shippedPluginsDir = path.join(path.dirname(fileURLToPath(import.meta.url))
 /** OpenTelemetry's instrument name syntax. */
 const METRIC_NAME = /^[A-Za-z][A-Za-z0-9_.\-/]{0,254}$/
 const PLUGIN_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/i
-/** Fields every traced event has at its top (repl/explore.ts's EVENT_FIELDS). */
-const TOP_FIELDS = new Set(['probe', 'pid', 'tid', 'uid', 'gid', 'comm', 'cpu', 'nsecs'])
 /** The largest power of two a hist() bucket bound goes to before its last bucket (2^40, about 1.1e12). */
 const HIST_BITS = 40
 
@@ -65,7 +64,7 @@ function selectorCode(selector: Selector<unknown>, fields: Recipe['fields'], wha
   if (typeof selector === 'function') return `(${functionSource(selector, what)})(e)`
   const name = selector.startsWith('args.') ? selector.slice('args.'.length) : selector
   const key = JSON.stringify(name)
-  if (selector.startsWith('args.') || (fields !== undefined && !TOP_FIELDS.has(selector))) return `e.args[${key}]`
+  if (selector.startsWith('args.') || (fields !== undefined && !fields.top.includes(selector))) return `e.args[${key}]`
   if (fields !== undefined) return `e[${key}]`
   return `(e[${key}] ?? e.args?.[${key}])`
 }
@@ -144,59 +143,104 @@ function aggregateCode(recipe: AggregateRecipe, emit: MetricEmit): { record: str
   return { record, helpers, setup }
 }
 
+/** What the plugin attaches, and how its events come in: the source's part of the plugin. */
+interface SourceCode {
+  /** the import from periscope/plugin besides definePlugin */
+  imports: string
+  objects: string
+  /** the table of what it attaches, at the top of the file */
+  table: string
+  /** the setup lines that attach, handing each event to handle() */
+  attach: string
+  /** what it traces, for the header */
+  traces: string
+}
+
+function sourceCode(source: Recipe['source']): SourceCode {
+  const filters = (filter: object, where: string) => {
+    const text = Object.entries(filter).map(([k, v]) => `${k} ${JSON.stringify(v)}`).join(', ')
+    return text === '' ? '' : ` (${text}, ${where})`
+  }
+  if (source.kind === 'tracepoints') {
+    const rows = source.requests.map((request, i) => {
+      const options = { ...request.filter, ...(request.strings?.length ? { strings: request.strings } : {}) }
+      return `  [${JSON.stringify(`${request.category}:${request.name}`)}, ${JSON.stringify(source.probes[i])}, ${JSON.stringify(options)}],`
+    })
+    return {
+      imports: 'type TracepointOptions',
+      objects: "['generic']",
+      table: `/** [tracepoint, the probe its events say they came from, the kernel's filter and the strings it copies] */\nconst TRACEPOINTS: [string, string, TracepointOptions][] = [\n${rows.join('\n')}\n]`,
+      attach: [
+        '    for (const [tracepoint, probe, options] of TRACEPOINTS) {',
+        '      await ctx.onTracepoint(tracepoint, (event) => { (event as any).probe = probe; handle(event) }, options)',
+        '    }',
+      ].join('\n'),
+      traces: `${source.probes.join(', ')}${filters(source.requests[0]?.filter ?? {}, 'filtered in the kernel')}`,
+    }
+  }
+  if (source.kind === 'uprobes') {
+    const { pid, comm, uid } = source.filter
+    const rows = source.functions.map((f, i) => `  [${JSON.stringify(f)}, ${JSON.stringify(source.probes[i])}],`)
+    // as trace() filters: pid in the kernel, comm and uid here
+    const userFilter = [comm === undefined ? '' : `event.comm !== ${JSON.stringify(comm)}`, uid === undefined ? '' : `event.uid !== ${uid}`].filter(Boolean).join(' || ')
+    return {
+      imports: 'type UprobeTarget',
+      objects: "['generic_uprobe']",
+      table: `/** [the function, the probe its events say they came from] */\nconst UPROBES: [UprobeTarget, string][] = [\n${rows.join('\n')}\n]`,
+      attach: [
+        '    for (const [target, probe] of UPROBES) {',
+        `      await ctx.onUprobe(target, (event) => {${userFilter === '' ? '' : ` if (${userFilter}) return;`} (event as any).probe = probe; handle(event) }, ${JSON.stringify(pid === undefined ? {} : { pid })})`,
+        '    }',
+      ].join('\n'),
+      traces: `${source.probes.join(', ')}${filters(source.filter as Record<string, unknown>, 'pid in the kernel')}`,
+    }
+  }
+  throw new Error(`${usage}: a stream of ${source.what} cannot become a plugin yet: plugins trace tracepoints (ctx.onTracepoint) and functions (ctx.onUprobe); start from trace('<category>:<name>') or trace('uprobe:/path:function')`)
+}
+
 /** The plugin's source for a stream (emit: a function of each event) or an aggregate (emit: its metric). */
 export function pluginSource(recipe: Recipe | AggregateRecipe, emit: unknown, name: string, intervalMs = 10_000, now = new Date()): string {
-  const { source } = recipe
-  if (source.kind !== 'tracepoints') throw new Error(`${usage}: a stream of ${source.what} cannot become a plugin yet: plugins trace tracepoints (ctx.onTracepoint); start from trace('<category>:<name>')`)
+  const source = sourceCode(recipe.source)
   const steps = recipe.steps.map(stepCode)
   const aggregate = 'kind' in recipe ? aggregateCode(recipe, emit as MetricEmit) : undefined
   const emitSource = aggregate === undefined ? functionSource(emit, 'emit (for a stream: (event, emit) => { emit.log(...) })') : undefined
-  const tracepoints = source.requests.map((request, i) => {
-    const options = { ...request.filter, ...(request.strings?.length ? { strings: request.strings } : {}) }
-    return `  [${JSON.stringify(`${request.category}:${request.name}`)}, ${JSON.stringify(source.probes[i])}, ${JSON.stringify(options)}],`
-  })
-  const filters = Object.entries(source.requests[0]?.filter ?? {}).map(([k, v]) => `${k} ${JSON.stringify(v)}`).join(', ')
   const does = aggregate === undefined
     ? 'hands each event that passes to `emit` below.'
     : `exports the map its .${(recipe as AggregateRecipe).kind}() filled as a metric every collect_interval_ms.`
   return `/**
  * ${name}: written by the Periscope REPL (plugin.fromStream) on ${now.toISOString()}.
  *
- * It traces ${source.probes.join(', ')}${filters ? ` (${filters}, filtered in the kernel)` : ''}, runs each event
+ * It traces ${source.traces}, runs each event
  * through the stream's operators as they were typed, and ${does}
  * Edit it freely: the runtime reloads it when the file changes.
  */
-import { definePlugin, type TracepointOptions } from 'periscope/plugin'
+import { definePlugin, ${source.imports} } from 'periscope/plugin'
 
-/** [tracepoint, the probe its events say they came from, the kernel's filter and the strings it copies] */
-const TRACEPOINTS: [string, string, TracepointOptions][] = [
-${tracepoints.join('\n')}
-]
+${source.table}
 
 ${[...steps, emitSource === undefined ? '' : `const emit = (${emitSource}) as (event: any, emit: any) => void`].filter(Boolean).join('\n')}
 ${aggregate?.helpers ?? ''}
 
 export default definePlugin({
   name: ${JSON.stringify(name)},
-  objects: ['generic'],${aggregate === undefined ? '' : `
+  objects: ${source.objects},${aggregate === undefined ? '' : `
   config: {
     /** How often the metric is exported. */
     collect_interval_ms: ${intervalMs},
   },`}
   async setup(ctx) {
 ${handleCode(recipe.steps, aggregate === undefined ? 'emit(value, ctx.emit)' : aggregate.record).split('\n').map((line) => `    ${line}`).join('\n')}
-    for (const [tracepoint, probe, options] of TRACEPOINTS) {
-      await ctx.onTracepoint(tracepoint, (event) => { (event as any).probe = probe; handle(event) }, options)
-    }
+${source.attach}
 ${aggregate === undefined ? '' : `${aggregate.setup}\n`}  },
 })
 `
 }
 
-/** The default plugin name: from the stream's first tracepoint and what it does. */
+/** The default plugin name: from the stream's first tracepoint or function and what it does. */
 function defaultName(recipe: Recipe | AggregateRecipe): string {
-  const first = recipe.source.kind === 'tracepoints' ? recipe.source.requests[0]?.name ?? 'trace' : 'trace'
-  return `${first}-${'kind' in recipe ? recipe.kind : 'events'}`.replace(/[^a-z0-9_-]/gi, '_')
+  const { source } = recipe
+  const first = source.kind === 'tracepoints' ? source.requests[0]?.name : source.kind === 'uprobes' ? source.functions[0]?.symbol : undefined
+  return `${first ?? 'trace'}-${'kind' in recipe ? recipe.kind : 'events'}`.replace(/[^a-z0-9_-]/gi, '_')
 }
 
 /**

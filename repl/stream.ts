@@ -17,7 +17,7 @@
  * per event, except in `for await`, which needs a queue to hand events to the loop.
  */
 import { inspect } from 'node:util'
-import type { TracepointRequest } from '../runtime/kernel/tracepoints.ts'
+import type { KernelFilter, TracepointRequest } from '../runtime/kernel/tracepoints.ts'
 import { UserSpaceAggregator } from './bpftrace/aggregate.ts'
 import type { KeyPart, KeyType, LinearRange, MapKind, MapShape, MapSnapshot } from './maps.ts'
 import { mapJson, mapText } from './printers.ts'
@@ -69,9 +69,18 @@ export type Selector<T> = string | ((event: T) => unknown)
 /** A map's key: one selector, or one per key part (`['comm', 'pid']` keys as bpftrace's `@[comm, pid]`). */
 export type KeySelector<T> = Selector<T> | Selector<T>[]
 
+/** A function `trace()` traces: at its calls, or its returns. */
+export interface UprobeFunction {
+  binary: string
+  symbol: string
+  retprobe: boolean
+}
+
 /** Where a stream's events come from, as plugin.fromStream (repl/from-stream.ts) can write it into a plugin. */
 export type SourceRecipe =
   | { kind: 'tracepoints'; requests: TracepointRequest[]; probes: string[] }
+  /** `filter.pid` in the kernel, `comm` and `uid` in user space, as trace() filters them */
+  | { kind: 'uprobes'; functions: UprobeFunction[]; probes: string[]; filter: KernelFilter }
   /** a source a plugin cannot have yet (uprobes, profiles, values at hand): `what` says which */
   | { kind: 'other'; what: string }
 

@@ -6,7 +6,7 @@
  * the count never touches zero and the kernel links stay attached.
  */
 import type { RecordBatch } from './bpf/batch.ts'
-import { holdLink, type Holder, MapClaims, PluginApiError, SharedUprobes, type UprobeRequest } from './holds.ts'
+import { fileIdentity, holdLink, type Holder, MapClaims, PluginApiError, SharedUprobes, type UprobeRequest } from './holds.ts'
 
 export type { Holder, RecordBatch, UprobeRequest }
 
@@ -39,7 +39,7 @@ export interface LibraryObject {
    * `at: 'returns'`: a uprobe program at each return instruction, `returns` of them. `ids`: every
    * kernel link it made (a classic uprobe per return instruction), which links() lists too.
    */
-  attachUprobe?(program: string, binary: string, options: { symbol: string; retprobe: boolean; pid?: number; at?: 'entry' | 'returns' }): { readonly id: number; readonly ids?: readonly number[]; readonly returns?: number; detach(): void }
+  attachUprobe?(program: string, binary: string, options: { symbol: string; retprobe: boolean; pid?: number; at?: 'entry' | 'returns'; cookie?: bigint }): { readonly id: number; readonly ids?: readonly number[]; readonly returns?: number; detach(): void }
   /**
    * Attaches a perf_event program to a software cpu-clock event on every online CPU at `frequency`
    * Hz (only thread `pid`'s samples when given): one hold over the per-CPU links.
@@ -119,6 +119,8 @@ export class Bus {
   readonly uprobes = new SharedUprobes()
   /** perf_event link sets plugins hold (ctx.attach), one per (program, frequency, pid). */
   private readonly perfEvents = new Map<string, { object: string; link: { id: number; detach(): void }; holds: number }>()
+  /** Config slots of uprobe links plugins hold (ctx.onUprobe), one per (program, file, symbol, pid, config). */
+  private readonly uprobeSlots = new Map<string, { object: string; slot: number; holds: number }>()
   /** Tracepoint links plugins hold (ctx.onTracepoint), one per (program, tracepoint), each with its config slot. */
   private readonly tracepoints = new Map<string, { object: string; slot: number; link: { id: number; detach(): void }; holds: number }>()
 
@@ -162,7 +164,7 @@ export class Bus {
     this.objects.delete(name)
     this.claims.forgetObject(name)
     this.uprobes.forgetObject(name)
-    this.forgetPerfEvents(name)
+    this.forgetHeldLinks(name)
     for (const [topic, stream] of this.streams) {
       if (splitTopic(topic).object === name) {
         stream.unsubscribe()
@@ -172,10 +174,11 @@ export class Bus {
     await (await entry.object).close()
   }
 
-  /** Forgets an object's perf_event links once it closed (closing detached them). */
-  private forgetPerfEvents(object: string): void {
+  /** Forgets an object's perf_event, tracepoint and slotted uprobe holds once it closed (closing detached their links). */
+  private forgetHeldLinks(object: string): void {
     for (const [key, shared] of this.perfEvents) if (shared.object === object) this.perfEvents.delete(key)
     for (const [key, shared] of this.tracepoints) if (shared.object === object) this.tracepoints.delete(key)
+    for (const [key, slot] of this.uprobeSlots) if (slot.object === object) this.uprobeSlots.delete(key)
   }
 
   private loaded(name: string, topic: string): LibraryObject {
@@ -313,7 +316,7 @@ export class Bus {
     if (object.attachTracepoint === undefined) throw new PluginApiError('EINVAL', `${what}: object '${name}' cannot attach programs at run time`)
     const key = `${program}\0${tracepoint}`
     let shared = this.tracepoints.get(key)
-    const slot = shared?.slot ?? this.freeTracepointSlot(name, request.slots, what)
+    const slot = shared?.slot ?? this.freeSlot(name, request.slots, what, 'tracepoints')
     const configTopic = `${name}:${request.configMap}`
     const slotKey = new Uint8Array(new Uint32Array([slot]).buffer)
     const other = this.claims.claimedByOther(configTopic, slotKey, holder.plugin)
@@ -347,11 +350,55 @@ export class Bus {
     }
   }
 
-  private freeTracepointSlot(object: string, slots: number, what: string): number {
-    const used = new Set([...this.tracepoints.values()].filter((t) => t.object === object).map((t) => t.slot))
-    for (let slot = 0; slot < slots; slot++) if (!used.has(slot)) return slot
-    throw new PluginApiError('ENOSPC', `${what}: object '${object}' serves ${slots} tracepoints at once and all are taken; detach one first`)
+  /**
+   * Attaches (or shares) uprobe program `'<object>:<program>'` with a BPF cookie naming its
+   * settings: entry `cookie` of array map `request.configMap` (generic_uprobe.bpf.c's
+   * probe_config). Holders asking for the same function, pid and config share one slot and one
+   * link; the slot's config is written before the link attaches, and cleared after the last
+   * holder let go. The returned release() is idempotent.
+   */
+  attachUprobeSlot(program: string, request: Omit<UprobeRequest, 'at' | 'cookie'> & { config: Uint8Array; configMap: string; slots: number }, holder: Holder): { id: number; cookie: number; release(): boolean } {
+    const { object: name, member } = splitTopic(program)
+    const object = this.loaded(name, program)
+    const what = `ctx.onUprobe(${request.retprobe ? 'uretprobe' : 'uprobe'} ${request.binary}:${request.symbol})`
+    const key = [program, fileIdentity(request.binary, what), request.symbol, request.retprobe, request.pid ?? -1, Buffer.from(request.config).toString('hex')].join('\0')
+    let entry = this.uprobeSlots.get(key)
+    if (entry === undefined) {
+      entry = { object: name, slot: this.freeSlot(name, request.slots, what, 'functions'), holds: 0 }
+    }
+    const configTopic = `${name}:${request.configMap}`
+    const slotKey = new Uint8Array(new Uint32Array([entry.slot]).buffer)
+    // the config first: the program's first run finds it
+    this.claim(configTopic, slotKey, request.config, holder)
+    let hold
+    try {
+      hold = this.uprobes.attach(name, object, member, { ...request, at: 'entry', cookie: entry.slot }, what)
+    } catch (error) {
+      this.claims.unclaim(configTopic, slotKey, holder.id)
+      throw error
+    }
+    entry.holds++
+    this.uprobeSlots.set(key, entry)
+    const held = entry
+    return {
+      id: hold.id,
+      cookie: held.slot,
+      release: () => {
+        if (!hold.release()) return false
+        this.claims.unclaim(configTopic, slotKey, holder.id)
+        if (--held.holds === 0 && this.uprobeSlots.get(key) === held) this.uprobeSlots.delete(key)
+        return true
+      },
+    }
   }
+
+  /** The lowest config slot of `object` that no tracepoint or uprobe hold uses. */
+  private freeSlot(object: string, slots: number, what: string, things: string): number {
+    const used = new Set([...this.tracepoints.values(), ...this.uprobeSlots.values()].filter((t) => t.object === object).map((t) => t.slot))
+    for (let slot = 0; slot < slots; slot++) if (!used.has(slot)) return slot
+    throw new PluginApiError('ENOSPC', `${what}: object '${object}' serves ${slots} ${things} at once and all are taken; detach one first`)
+  }
+
 
   /** The struct the records of stream `topic` are, by BTF name; undefined when the object does not say. */
   recordType(topic: string): string | undefined {
@@ -432,7 +479,7 @@ export class Bus {
     for (const entry of entries) {
       this.claims.forgetObject(entry.name)
       this.uprobes.forgetObject(entry.name)
-      this.forgetPerfEvents(entry.name)
+      this.forgetHeldLinks(entry.name)
     }
     const results = await Promise.allSettled(entries.map(async (e) => (await e.object).close()))
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected')

@@ -169,6 +169,8 @@ export interface UprobeRequest {
   /** The function's entry, or each of its return instructions (a uprobe program there). */
   at: 'entry' | 'returns'
   pid?: number
+  /** The BPF cookie the program reads, for a program that finds its settings by it (entry only). */
+  cookie?: number
 }
 
 interface SharedLink {
@@ -214,9 +216,10 @@ export class SharedUprobes {
    * One more hold on the link for (object, program, the binary's file, symbol, retprobe, at, pid),
    * attaching it if nobody holds it yet. The returned release() is idempotent; the last detaches.
    */
-  attach(objectName: string, object: LibraryObject, program: string, request: UprobeRequest): { id: number; release(): boolean } {
+  attach(objectName: string, object: LibraryObject, program: string, request: UprobeRequest, asked?: string): { id: number; release(): boolean } {
     const at = request.at === 'returns' ? ' at its returns' : ''
-    const what = `ctx.attach(${objectName}:${program} on ${request.binary}:${request.symbol}${at})`
+    // errors name the call the plugin made
+    const what = asked ?? `ctx.attach(${objectName}:${program} on ${request.binary}:${request.symbol}${at})`
     if (object.attachUprobe === undefined || object.programs === undefined) {
       throw new PluginApiError('EINVAL', `${what}: object '${objectName}' cannot attach programs at run time`)
     }
@@ -237,7 +240,7 @@ export class SharedUprobes {
       throw new PluginApiError('EINVAL', `${what}: program '${program}' is a ${kind} program; pass retprobe: ${kind === 'uretprobe'}`)
     }
     const file = fileIdentity(request.binary, what)
-    const key = [objectName, program, file, request.symbol, request.retprobe, request.at, request.pid ?? -1].join('\0')
+    const key = [objectName, program, file, request.symbol, request.retprobe, request.at, request.pid ?? -1, request.cookie ?? -1].join('\0')
     let shared = this.links.get(key)
     if (shared === undefined) {
       const link = attachOrExplain(object, program, request, what)
@@ -261,7 +264,7 @@ export class SharedUprobes {
 }
 
 /** `dev:inode` of the file a path names (links followed), so two paths of one file share a link. */
-function fileIdentity(binary: string, what: string): string {
+export function fileIdentity(binary: string, what: string): string {
   if (!isAbsolute(binary)) throw new PluginApiError('EINVAL', `${what}: give the binary as an absolute path`)
   let stat
   try {
@@ -281,7 +284,9 @@ function fileIdentity(binary: string, what: string): string {
  */
 function attachOrExplain(object: LibraryObject, program: string, request: UprobeRequest, what: string): SharedLink['link'] & { readonly returns?: number } {
   try {
-    return object.attachUprobe!(program, request.binary, { symbol: request.symbol, retprobe: request.retprobe, pid: request.pid, at: request.at })
+    return object.attachUprobe!(program, request.binary, {
+      symbol: request.symbol, retprobe: request.retprobe, pid: request.pid, at: request.at, cookie: request.cookie === undefined ? undefined : BigInt(request.cookie),
+    })
   } catch (error) {
     const code = (error as { code?: unknown }).code
     if (code === 'ENOENT' || code === 'ENOSYMBOL') {

@@ -17,9 +17,11 @@
 import { spawnSync } from 'node:child_process'
 import { accessSync, constants, existsSync, statSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
-import { decodeGenericUprobeRecord, encodeGenericUprobeConfig, GENERIC_UPROBE_CONFIG_SIZE, GENERIC_UPROBE_RECORD_SIZE } from '../../bpf/lib/generic_uprobe.types.ts'
+import { decodeGenericUprobeRecord, GENERIC_UPROBE_RECORD_SIZE } from '../../bpf/lib/generic_uprobe.types.ts'
 import { forEachRecord, type RecordBatch } from '../../runtime/bpf/batch.ts'
 import { attachUprobe, type Link } from '../../runtime/bpf/links.ts'
+import { encodeUprobeConfig, GENERIC_UPROBE_MAX_PROBES } from '../../runtime/kernel/generic-uprobes.ts'
+import { uprobeEvent } from '../../runtime/protocols/uprobe-events.ts'
 import { ObjectSpec } from '../../runtime/bpf/object.ts'
 import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
 import { EVENT_STACK_KERNEL, EVENT_STACK_USER } from '../../runtime/kernel/tracepoints.ts'
@@ -33,8 +35,6 @@ import type { TraceEvent } from './evaluate.ts'
 import { kernelFilter } from './kernel-filter.ts'
 import { nameStacks, sampleStacks, stackFrames, type PendingStacks } from './profile.ts'
 
-/** generic_uprobe.h's GENERIC_UPROBE_MAX_PROBES: config slots, so functions, one object serves */
-const MAX_PROBES = 512
 
 type UprobePoint = Extract<AttachPoint, { provider: 'uprobe' | 'uretprobe' }>
 
@@ -131,7 +131,7 @@ function slotsOf(checked: CheckedProgram): Slot[] {
       for (const { symbol, offset } of functions) slots.push({ probe: index, retprobe: point.provider === 'uretprobe', path, symbol, offset, tgid, stacks })
     }
   })
-  if (slots.length > MAX_PROBES) throw new Error(`the program names ${slots.length} functions; one generic uprobe object serves ${MAX_PROBES}: narrow the wildcards`)
+  if (slots.length > GENERIC_UPROBE_MAX_PROBES) throw new Error(`the program names ${slots.length} functions; one generic uprobe object serves ${GENERIC_UPROBE_MAX_PROBES}: narrow the wildcards`)
   return slots
 }
 
@@ -139,10 +139,7 @@ function slotsOf(checked: CheckedProgram): Slot[] {
 function decodeHit(slots: Slot[], view: DataView, offset: number, size: number): { slot: Slot; event: TraceEvent } {
   const record = decodeGenericUprobeRecord(view, offset, size)
   const slot = slots[Number(record.cookie)]
-  const event: TraceEvent = { pid: record.pid, tid: record.tid, uid: record.uid, gid: record.gid, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns) }
-  if (slot.retprobe) event.retval = record.retval
-  else event.regs = record.args
-  return { slot, event }
+  return { slot, event: uprobeEvent(record, slot.retprobe) }
 }
 
 /**
@@ -192,9 +189,7 @@ export async function captureUprobes(checked: CheckedProgram, onEvent: (probe: n
   try {
     const config = object.map('probe_config')
     slots.forEach((slot, index) => {
-      const value = new Uint8Array(GENERIC_UPROBE_CONFIG_SIZE)
-      encodeGenericUprobeConfig({ tgid: slot.tgid, exclude_tgid: process.pid, stacks: slot.stacks }, new DataView(value.buffer), 0)
-      config.update(new Uint8Array(new Uint32Array([index]).buffer), value)
+      config.update(new Uint8Array(new Uint32Array([index]).buffer), encodeUprobeConfig(slot.tgid, process.pid, slot.stacks))
     })
     reader = new RingBufferReader(object, 'events', { onBatch: batchHandler(slots, onEvent) })
     slots.forEach((slot, index) => links.push(attachUprobe(object, slot.retprobe ? 'generic_uretprobe' : 'generic_uprobe', slot.path, { retprobe: slot.retprobe, offset: slot.offset, cookie: BigInt(index) })))

@@ -33,7 +33,7 @@ export interface AttachPoint {
 
 export interface CatalogueEntry {
   description: string
-  /** Attached when the object is opened. Objects driven on demand (generic, loopgen) have none. */
+  /** Attached when the object is opened. Objects driven on demand (generic, generic_uprobe, loopgen) have none. */
   attach: AttachPoint[]
   /**
    * Iterator programs run once, in order, when the object opens (after its links attach), to
@@ -266,6 +266,10 @@ export const catalogue: Record<string, CatalogueEntry> = {
   },
   generic: {
     description: 'raw records of any tracepoint, attached on demand with a per-probe cookie',
+    attach: [],
+  },
+  generic_uprobe: {
+    description: 'argument registers or return values of any function of a binary, attached on demand with a per-probe cookie',
     attach: [],
   },
   loopgen: {

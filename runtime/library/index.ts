@@ -21,6 +21,8 @@ export interface UprobeAttachOptions {
   pid?: number
   /** Where in the function: its entry (the default) or each of its return instructions. */
   at?: 'entry' | 'returns'
+  /** The BPF cookie the program reads (bpf_get_attach_cookie), at the entry only. */
+  cookie?: bigint
 }
 
 export const libraryDir = fileURLToPath(new URL('../../bpf/lib/', import.meta.url))

@@ -31,6 +31,8 @@ import type {
 export type { FrameInput, LogInput, MetricPointInput, ProfileSampleInput, SpanInput }
 export type { TracepointEvent } from '../protocols/tracepoint.ts'
 import type { TracepointEvent } from '../protocols/tracepoint.ts'
+export type { UprobeEvent } from '../protocols/uprobe-events.ts'
+import type { UprobeEvent } from '../protocols/uprobe-events.ts'
 
 /**
  * Event types per topic (`'<object>:<stream>'`), generated from the objects' BTF into
@@ -174,7 +176,7 @@ export interface StackToSymbolize {
   kernel?: bigint[]
 }
 
-/** One hold on a kernel link from `ctx.attach` or `ctx.onTracepoint`. */
+/** One hold on a kernel link from `ctx.attach`, `ctx.onTracepoint` or `ctx.onUprobe`. */
 export interface PluginLink {
   /** The kernel's link id (`bpftool link list`): holders of the same target see the same id. */
   readonly id: number
@@ -224,6 +226,22 @@ export interface TracepointOptions extends SubscribeOptions {
    * then the string rather than the address. `__data_loc char[]` fields are strings anyway.
    */
   strings?: string[]
+}
+
+/** What `ctx.onUprobe` traces: a function of a binary, at its calls or (`retprobe`) its returns. */
+export interface UprobeTarget {
+  /** Absolute path of the executable or shared library. */
+  binary: string
+  /** The function's ELF symbol (`.dynsym` or `.symtab`), or a Go function's name in `.gopclntab`. */
+  symbol: string
+  /** Its returns (a uretprobe: not for Go functions, whose stacks move) instead of its calls. */
+  retprobe?: boolean
+}
+
+/** Options of `ctx.onUprobe`. */
+export interface UprobeOptions extends SubscribeOptions {
+  /** Only this process's calls (the kernel attaches for it alone). */
+  pid?: number
 }
 
 /** One argument of a syscall, as the kernel's `SYSCALL_DEFINE` declares it. */
@@ -345,6 +363,20 @@ export interface PluginContext<C> {
    * traced already), or the kernel's errno name.
    */
   onTracepoint(tracepoint: string, handler: (event: TracepointEvent) => void, options?: TracepointOptions): Promise<PluginLink>
+  /**
+   * Calls `handler` for every call of a function (`regs`: its first six integer arguments,
+   * bpftrace's arg0..arg5) or, with `retprobe`, every return from it (`retval`), with who and
+   * when. Needs `'generic_uprobe'` in the plugin's `objects`: the library's generic uprobe
+   * programs (bpf/lib/generic_uprobe.bpf.c) capture it, each attach with a config slot, and
+   * Periscope's own process is left out. Plugins asking for the same function and pid share one
+   * kernel link. Call it during `setup`, once per function and kind; await the link it resolves
+   * to. Records of every function come through one ring buffer, batched as for `ctx.on`. Rejects
+   * with `code`: `ENOENT` (no such binary), `ENOSYMBOL` (no such function), `EINVAL` (a relative
+   * path, bad options), `EACCES` (`'generic_uprobe'` not in `objects`, or a kernel that attaches
+   * uprobes only with CAP_SYS_ADMIN after the privilege drop: see ctx.attach), `ENOSPC` (512
+   * functions traced already), or the kernel's errno name.
+   */
+  onUprobe(target: UprobeTarget, handler: (event: UprobeEvent) => void, options?: UprobeOptions): Promise<PluginLink>
   /** Access to a map (`'<object>:<map>'`) of one of the plugin's objects. */
   map(topic: string): PluginMap
   readonly time: PluginTime

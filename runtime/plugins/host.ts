@@ -16,6 +16,7 @@ import type { RecordBatch } from '../bpf/batch.ts'
 import type { Bus, ObjectMap, StreamPosition } from '../bus.ts'
 import { splitTopic } from '../bus.ts'
 import { PluginApiError } from '../holds.ts'
+import { encodeUprobeConfig, GENERIC_UPROBE_MAX_PROBES, GENERIC_UPROBE_PROGRAM, GENERIC_URETPROBE_PROGRAM } from '../kernel/generic-uprobes.ts'
 import { checkTracepointRequest, encodeTracepointConfig, GENERIC_MAX_PROBES, GENERIC_TRACEPOINT_PROGRAM, readFormat, type TracepointRequest } from '../kernel/tracepoints.ts'
 import { profiling, symbolizeForPlugin } from '../profiling/stack-delivery.ts'
 import type { TracepointFormat } from '../protocols/tracepoint.ts'
@@ -293,6 +294,7 @@ export class PluginHost {
       attach: (request) => this.attach(grant, request),
       detach: (link) => this.detach(grant, link),
       tracepoint: (request) => this.attachTracepoint(grant, request),
+      uprobe: (request) => this.attachGenericUprobe(grant, request),
       iterate: (program, options) => this.iterate(grant, program, options),
       symbolize: (stacks) => {
         if (grant.revoked) throw new Error('ctx.symbolize: this version of the plugin was stopped')
@@ -795,6 +797,31 @@ export class PluginHost {
     const link = grant.nextLink++
     grant.links.set(link, hold.release)
     return { id: hold.id, link, cookie: hold.cookie, format }
+  }
+
+  /**
+   * ctx.onUprobe from the isolate: the generic_uprobe object's uprobe (or uretprobe) program on a
+   * function of a binary, only `pid`'s calls when given, never the runtime's own. Every field is
+   * checked here, whatever the bootstrap checked.
+   */
+  private attachGenericUprobe(grant: Grant, request: unknown): { id: number; link: number; cookie: number } {
+    const r = request as { binary?: unknown; symbol?: unknown; retprobe?: unknown; pid?: unknown } | null
+    if (r === null || typeof r !== 'object' || typeof r.binary !== 'string' || typeof r.symbol !== 'string' || r.symbol === '' ||
+      (r.retprobe !== undefined && typeof r.retprobe !== 'boolean') ||
+      (r.pid !== undefined && (typeof r.pid !== 'number' || !Number.isInteger(r.pid) || r.pid <= 0 || r.pid > 0x7fffffff))) {
+      throw new PluginApiError('EINVAL', "ctx.onUprobe: give ({ binary: '/absolute/path', symbol: 'name', retprobe?: boolean }, handler, { pid?: number })")
+    }
+    const retprobe = r.retprobe === true
+    const program = retprobe ? GENERIC_URETPROBE_PROGRAM : GENERIC_UPROBE_PROGRAM
+    this.checkObject(grant, program, `ctx.onUprobe('${r.binary}:${r.symbol}')`)
+    const pid = r.pid as number | undefined
+    const hold = this.env.bus.attachUprobeSlot(program, {
+      binary: r.binary, symbol: r.symbol, retprobe, pid,
+      config: encodeUprobeConfig(pid ?? 0, process.pid), configMap: 'probe_config', slots: GENERIC_UPROBE_MAX_PROBES,
+    }, { id: grant.user, plugin: grant.plugin })
+    const link = grant.nextLink++
+    grant.links.set(link, hold.release)
+    return { id: hold.id, link, cookie: hold.cookie }
   }
 
   /** Releases one ctx.attach hold of this version; false when it was released already. */

@@ -73,6 +73,8 @@ export interface SandboxHost {
   detach(link: unknown): boolean
   /** ctx.onTracepoint: attaches the generic program; its link as `attach` gives it, the slot cookie its records carry, and the tracepoint's format. Arguments are unchecked. */
   tracepoint(request: unknown): { id: number; link: number; cookie: number; format: unknown }
+  /** ctx.onUprobe: attaches a generic uprobe program; its link as `attach` gives it, and the slot cookie its records carry. Arguments are unchecked. */
+  uprobe(request: unknown): { id: number; link: number; cookie: number }
   /** ctx.symbolize: frames per stack. Arguments are unchecked. */
   symbolize(stacks: unknown): unknown
   /** ctx.iterate: the iterator's text. Arguments are unchecked. */
@@ -146,7 +148,7 @@ export class PluginSandbox {
       const failRef = new ivm.Reference((message: string, stack: string) => {
         host.asyncFailure(new PluginFailure(name, 'throw', `asynchronous failure: ${message}`, mapStack(stack, bundle)))
       })
-      // ctx.attach, PluginLink.detach, ctx.onTracepoint, ctx.iterate, ctx.symbolize and ctx.kernel. Each resolves, to { value } or { error }:
+      // ctx.attach, PluginLink.detach, ctx.onTracepoint, ctx.onUprobe, ctx.iterate, ctx.symbolize and ctx.kernel. Each resolves, to { value } or { error }:
       // isolated-vm takes up the promise a tick late, and a rejection would be reported unhandled
       const callRef = new ivm.Reference(async (op: unknown, a?: unknown, b?: unknown): Promise<HostCallResult> => {
         try {
@@ -154,6 +156,7 @@ export class PluginSandbox {
             case 'attach': return { value: host.attach(a) }
             case 'detach': return { value: host.detach(a) }
             case 'tracepoint': return { value: host.tracepoint(a) }
+            case 'uprobe': return { value: host.uprobe(a) }
             case 'iterate': return { value: await host.iterate(a, b) }
             case 'symbolize': return { value: host.symbolize(a) }
             case 'syscallNames': return { value: await host.syscallNames() }

@@ -4,8 +4,9 @@
  * directory, which the runtime's watcher hot-loads, and which emits what the stream showed on
  * the same workload (test/bpf/fixtures/repl-trace-workload.c, a static binary: no loader opens):
  * `.filter().count(field)` as a counter with the same counts per key, a `.hist()` as a histogram
- * with bpftrace's buckets, and an event stream through an emit function. What cannot become a
- * plugin is refused, saying why.
+ * with bpftrace's buckets, an event stream through an emit function, and a uretprobe stream
+ * (test/bpf/fixtures/repl-uprobe-target.c) over ctx.onUprobe. What cannot become a plugin is
+ * refused, saying why.
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
@@ -35,6 +36,9 @@ chmodSync(workloadDir, 0o755)
 const WORKLOAD = 'pscope-fromstrm'
 execFileSync('cc', ['-O2', '-Wall', '-Werror', '-static', '-o', join(workloadDir, WORKLOAD), join(root, 'test/bpf/fixtures/repl-trace-workload.c')])
 const heldWorkload = (): HeldProcess => holdProcess(join(workloadDir, WORKLOAD), [String(PATHS)], WORKLOAD)
+const uprobeTarget = join(workloadDir, 'repl-uprobe-target')
+execFileSync('gcc', ['-O2', '-o', uprobeTarget, join(root, 'test/bpf/fixtures/repl-uprobe-target.c')])
+const ROUNDS = 5
 
 let h: Harness
 let session: RuntimeSession
@@ -65,15 +69,21 @@ async function runOver(runnable: { run(out: { write(text: string): void }, signa
   return printed
 }
 
-/** Whether this process holds a BPF link (the stream's, while no plugin runs). */
-function holdsLink(): boolean {
-  return readdirSync('/proc/self/fd').some((fd) => {
+/** BPF links this process holds: the runtime's plugins' and the streams'. */
+function links(): number {
+  return readdirSync('/proc/self/fd').filter((fd) => {
     try {
       return readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:bpf_link'
     } catch {
       return false
     }
-  })
+  }).length
+}
+
+/** Whether a stream started now has attached: a link more than before it. */
+function streamAttached(): () => boolean {
+  const before = links()
+  return () => links() > before
 }
 
 /** The sum of the points of `metric` per value of its attribute `key`. */
@@ -86,8 +96,7 @@ function pointsBy(plugin: string, metric: string, key: string): Map<unknown, num
 describe('plugin.fromStream', () => {
   it('turns .filter().count(field) into a hot-loaded plugin whose counter has the counts the stream showed', { timeout: 300_000 }, async () => {
     const counts = trace('syscalls:sys_enter_openat', { comm: WORKLOAD }).filter((e) => !String(e.args?.filename).endsWith('/end')).count('args.filename')
-    // the stream alone: the runtime holds no link yet, so the stream's is the first
-    await runOver(counts, holdsLink)
+    await runOver(counts, streamAttached())
     const shown = new Map(counts.snapshot().entries.map((entry) => [entry.key[0], Number(entry.value)]))
     assert.deepEqual(shown, new Map(Array.from({ length: PATHS }, (_, j) => [path(j), j + 2])))
 
@@ -139,10 +148,41 @@ describe('plugin.fromStream', () => {
     h.remove('path-log.ts')
   })
 
+  it('turns a uretprobe stream\'s .count(retval) into a plugin over ctx.onUprobe whose counter has the counts the stream showed', { timeout: 300_000 }, async () => {
+    // comm in user space, as trace() filters it: the plugin's run is another process of the same binary
+    const squares = trace(`uretprobe:${uprobeTarget}:repl_work_square`, { comm: 'repl-uprobe-tar' }).count('retval')
+    const run = async () => {
+      const held = holdProcess(uprobeTarget, [String(ROUNDS)], 'the uprobe target')
+      try {
+        await held.release()
+      } finally {
+        held.kill()
+      }
+    }
+    const stop = new AbortController()
+    const attached = streamAttached()
+    const running = squares.run({ write: () => {} }, stop.signal)
+    await waitFor(attached, 'the stream attaching', 60_000)
+    await run()
+    stop.abort()
+    await running
+    // repl_work_square(i) for i < ROUNDS returns i * i
+    const shown = new Map(squares.snapshot().entries.map((entry) => [Number(entry.key[0]), Number(entry.value)]))
+    assert.deepEqual(shown, new Map(Array.from({ length: ROUNDS }, (_, i) => [i * i, 1])))
+
+    const written = await fromStream(session, squares, 'square.results', { name: 'squares', intervalMs: 100 })
+    assert.equal(written.status, 'running')
+    assert.match(readFileSync(written.file, 'utf8'), /await ctx\.onUprobe\(target, \(event\) => \{ if \(event\.comm !== "repl-uprobe-tar"\) return;/)
+    await run()
+    await h.waitFor(() => [...pointsBy('squares', 'square.results', 'retval').values()].reduce((a, b) => a + b, 0) >= ROUNDS, 'the plugin\'s counts')
+    assert.deepEqual(pointsBy('squares', 'square.results', 'retval'), shown)
+    h.remove('squares.ts')
+  })
+
   it('refuses what cannot become a plugin, saying why, and writes nothing', async () => {
     const openat = trace('syscalls:sys_enter_openat', { comm: WORKLOAD })
     const refusals: [unknown, unknown, RegExp][] = [
-      [Stream.from([1, 2, 3]).count(), 'n', /a stream of values at hand \(Stream\.from\) cannot become a plugin yet/],
+      [Stream.from([1, 2, 3]).count(), 'n', /a stream of values at hand \(Stream\.from\) cannot become a plugin yet: plugins trace tracepoints \(ctx\.onTracepoint\) and functions \(ctx\.onUprobe\)/],
       [openat.take(3).count(), 'n', /\.take\(3\) ends a stream, and a plugin runs until it is unloaded/],
       [openat.avg('args.flags'), 'n', /\.avg\(\) has no OpenTelemetry metric that adds up across exports/],
       [openat.count(), 'not a metric name!', /an aggregate's emit is its metric's name/],

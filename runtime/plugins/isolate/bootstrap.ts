@@ -14,7 +14,8 @@
 import { forEachRecord, type RecordCallback } from '../../bpf/batch.ts'
 import { decodeStackRecord } from '../../profiling/stack-record.ts'
 import { tracepointEvent, type GenericRecordFields, type TracepointEvent, type TracepointFormat } from '../../protocols/tracepoint.ts'
-import type { FrameInput, PerfEventAttach, PluginContext, PluginDefinition, PluginLink, PluginMap, StackSample, TracepointOptions, UprobeAttach } from '../api.ts'
+import { uprobeEvent, type GenericUprobeRecordFields, type UprobeEvent } from '../../protocols/uprobe-events.ts'
+import type { FrameInput, PerfEventAttach, PluginContext, PluginDefinition, PluginLink, PluginMap, StackSample, TracepointOptions, UprobeAttach, UprobeOptions, UprobeTarget } from '../api.ts'
 import { parseDuration } from '../duration.ts'
 
 /** What a `setup`, `deliver` or `timer` call hands back to the host. */
@@ -202,6 +203,53 @@ async function onTracepoint(tracepoint: string, handler: (event: TracepointEvent
   }
 }
 
+/** The stream the generic uprobe programs write every traced function's records to. */
+const GENERIC_UPROBE_EVENTS = 'generic_uprobe:events'
+
+/** ctx.onUprobe handlers by the config slot (the record's cookie) of their function. */
+const uprobeHandlers = new Map<number, { retprobe: boolean; handler: (event: UprobeEvent) => unknown }>()
+/** The functions this version asked for, so a second ask is refused. */
+const uprobesAsked = new Set<string>()
+
+function dispatchUprobe(record: GenericUprobeRecordFields & { cookie: bigint }): unknown {
+  const listener = uprobeHandlers.get(Number(record.cookie))
+  // another plugin's function: one ring carries them all
+  if (listener === undefined) return undefined
+  return listener.handler(uprobeEvent(record, listener.retprobe))
+}
+
+async function onUprobe(target: UprobeTarget, handler: (event: UprobeEvent) => unknown, options: UprobeOptions = {}): Promise<PluginLink> {
+  const what = `ctx.onUprobe(${target !== null && typeof target === 'object' ? `'${target.binary}:${target.symbol}'` : ''})`
+  requireSetup(what)
+  if (target === null || typeof target !== 'object' || typeof target.binary !== 'string' || typeof target.symbol !== 'string') {
+    throw new TypeError(`${what}: name the function as { binary: '/absolute/path', symbol: 'name', retprobe?: boolean }`)
+  }
+  if (typeof handler !== 'function') throw new TypeError(`${what}: the handler must be a function`)
+  if (options === null || typeof options !== 'object') throw new TypeError(`${what}: options must be an object`)
+  if (!(definition!.objects ?? []).includes('generic_uprobe')) throw withCode(new Error(`EACCES: ${what}: the generic_uprobe object captures function calls; add 'generic_uprobe' to this plugin's objects: [...]`))
+  const retprobe = target.retprobe === true
+  const key = `${target.binary}\0${target.symbol}\0${retprobe}`
+  if (uprobesAsked.has(key)) throw new Error(`${what}: already listened to by this plugin; handle its events in one handler`)
+  uprobesAsked.add(key)
+  if (!handlers.has(GENERIC_UPROBE_EVENTS)) subscribe(what, GENERIC_UPROBE_EVENTS, dispatchUprobe as (event: object) => unknown, options.onLoss, handlers, stackHandlers)
+  let attached: { id: number; link: number; cookie: number }
+  try {
+    attached = await request(['uprobe', { binary: target.binary, symbol: target.symbol, retprobe, pid: options.pid }])
+  } catch (error) {
+    uprobesAsked.delete(key)
+    throw error
+  }
+  const { id, link, cookie } = attached
+  uprobeHandlers.set(cookie, { retprobe, handler })
+  return {
+    id,
+    detach: async () => {
+      if (uprobeHandlers.get(cookie)?.handler === handler) uprobeHandlers.delete(cookie)
+      await request<boolean>(['detach', link])
+    },
+  }
+}
+
 /** ctx.on and ctx.onStack: a topic is listened to one way or the other, not both. */
 function subscribe<T>(what: string, topic: string, handler: (event: T) => unknown, onLoss: unknown, into: Map<string, ((event: T) => unknown)[]>, other: Map<string, unknown>): void {
   requireSetup(what)
@@ -259,6 +307,7 @@ function makeContext(config: Record<string, unknown>, state: Record<string, unkn
     time: { wallNs: (bootNs) => bootNs + bootToWallNs },
     attach,
     onTracepoint,
+    onUprobe,
     iterate: (program, options) => request<string>(['iterate', program, options]),
     kernel: {
       syscallNames: () => request<string[]>(['syscallNames']),
