@@ -20,12 +20,18 @@ try {
   throw new Error('these tests drive the REPL in a terminal through tmux, which is missing: apt-get install tmux')
 }
 const work = mkdtempSync(join(tmpdir(), 'periscope-repl-shell-'))
-const tmuxSocket = `periscope-repl-test-${process.pid}`
+/**
+ * A tmux server per terminal: a server exits with its last session, and a new session started on
+ * the same socket while it exits fails ("server exited unexpectedly", seen in CI).
+ */
+const tmuxSockets: string[] = []
 after(() => {
-  try {
-    execFileSync('tmux', ['-L', tmuxSocket, 'kill-server'], { stdio: 'ignore' })
-  } catch {
-    // no server left: every REPL already ended
+  for (const socket of tmuxSockets) {
+    try {
+      execFileSync('tmux', ['-L', socket, 'kill-server'], { stdio: 'ignore' })
+    } catch {
+      // no server left: its REPL already ended
+    }
   }
   rmSync(work, { recursive: true, force: true })
 })
@@ -49,19 +55,24 @@ class Terminal {
     const env = `PERISCOPE_REPL_HISTORY=${quote(options.history ?? join(work, 'history'))}`
     const command = `exec env ${env} ${quote(join(root, 'node_modules/.bin/node'))} ${quote(join(root, 'runtime/cli.ts'))} repl --socket ${quote(options.socket ?? join(work, 'no-runtime', 'admin.sock'))}`
     const name = `repl${++sessions}`
-    execFileSync('tmux', ['-L', tmuxSocket, 'new-session', '-d', '-s', name, '-x', '200', '-y', '50', '-c', work, command])
-    const terminal = new Terminal(name)
+    const socket = `periscope-repl-test-${process.pid}-${sessions}`
+    tmuxSockets.push(socket)
+    execFileSync('tmux', ['-L', socket, 'new-session', '-d', '-s', name, '-x', '200', '-y', '50', '-c', work, command])
+    const terminal = new Terminal(name, socket)
     await terminal.waitFor((screen) => screen.includes('periscope> '), 'the first prompt')
     return terminal
   }
 
-  constructor(name: string) {
+  readonly #socket: string
+
+  constructor(name: string, socket: string) {
     this.name = name
-    this.pid = Number(execFileSync('tmux', ['-L', tmuxSocket, 'display-message', '-p', '-t', this.name, '#{pane_pid}'], { encoding: 'utf8' }).trim())
+    this.#socket = socket
+    this.pid = Number(this.#tmux('display-message', '-p', '-t', this.name, '#{pane_pid}').trim())
   }
 
   #tmux(...args: string[]): string {
-    return execFileSync('tmux', ['-L', tmuxSocket, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+    return execFileSync('tmux', ['-L', this.#socket, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
   }
 
   /** The whole screen, scrollback included, wrapped lines joined. */

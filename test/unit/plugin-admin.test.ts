@@ -103,7 +103,7 @@ describe('admin socket', () => {
   })
 
   it('rejects unknown methods with the list of methods, Object.prototype names included', async () => {
-    await assert.rejects(client.request('shutdown'), /unknown method 'shutdown'; methods: plugins, objects, streams, links, stats, maps, dump, reload, load, subscribe, unsubscribe$/)
+    await assert.rejects(client.request('shutdown'), /unknown method 'shutdown'; methods: plugins, pluginDirs, objects, streams, links, stats, maps, dump, reload, load, subscribe, unsubscribe$/)
     await assert.rejects(client.request('constructor'), /unknown method 'constructor'/)
     await assert.rejects(client.request('hasOwnProperty'), /unknown method 'hasOwnProperty'/)
   })
