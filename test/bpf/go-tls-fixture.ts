@@ -73,7 +73,8 @@ export class GoProcess {
       }
     })
     this.child.stderr.setEncoding('utf8').on('data', (chunk: string) => { this.stderr += chunk })
-    this.child.on('exit', (code) => {
+    // 'close', not 'exit': 'exit' may come before the last stdout data is read
+    this.child.on('close', (code) => {
       this.exitCode = code
       running.delete(this)
     })

@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import { connectAdmin } from '../../runtime/admin/client.ts'
 import { root, waitFor } from './kernel.ts'
 import { withoutShippedPlugins } from '../peers/periscope.ts'
 import { attributesOf, flatten } from '../peers/otelcol.ts'
@@ -75,7 +76,24 @@ export default definePlugin({
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
   await waitFor(() => /running 1 of \d+ plugins/.test(output), 'the runtime to start', 20_000)
   const markers = 60
-  for (let i = 0; i < markers; i++) execFileSync('/bin/echo', ['run-shutdown-drain', String(i)])
+  // each marker reaches the plugin's queue before the next runs, so each is a batch of its own:
+  // a batch the deadline cuts short loses what its call emitted (it is counted as dropped), and
+  // markers read in one batch (a loaded machine reads late) would make this test about batching
+  const admin = await connectAdmin(join(dir, 'admin.sock'))
+  const eventsIn = async () => (await admin.request<{ name: string; stats: { eventsIn: number } }[]>('plugins')).find((p) => p.name === 'slow')!.stats.eventsIn
+  try {
+    for (let i = 0; i < markers; i++) {
+      const before = await eventsIn()
+      execFileSync('/bin/echo', ['run-shutdown-drain', String(i)])
+      const deadline = Date.now() + 20_000
+      while (await eventsIn() === before) {
+        if (Date.now() > deadline) throw new Error(`marker ${i} never reached the plugin`)
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      }
+    }
+  } finally {
+    admin.close()
+  }
   const stopAt = performance.now()
   child.kill('SIGTERM')
   assert.equal(await exited, 0, output)

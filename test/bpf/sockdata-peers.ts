@@ -171,7 +171,9 @@ export class Peer {
       }
     })
     this.child.stderr.setEncoding('utf8').on('data', (chunk: string) => { this.stderr += chunk })
-    this.child.on('exit', (code) => { this.exitCode = code })
+    // 'close', not 'exit': 'exit' may come before the last stdout data is read (a peer's "done"
+    // line was missed so in CI), 'close' comes after its stdio ended
+    this.child.on('close', (code) => { this.exitCode = code })
     peers.add(this)
   }
 
