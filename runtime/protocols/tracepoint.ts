@@ -93,8 +93,8 @@ export function decodeFields(format: TracepointFormat, data: Uint8Array): Record
 /** generic.h's GENERIC_STRING_SIZE: bytes of each string copied after the raw record */
 export const GENERIC_STRING_SIZE = 64
 
-/** What a `generic:events` record carries (bpf/lib/generic.h's struct generic_record, decoded). */
-export interface GenericRecordFields {
+/** Who and when, as the generic programs' records carry them (decoded by the generated codecs). */
+export interface RecordTaskFields {
   timestamp_ns: bigint | number
   pid: number
   tid: number
@@ -102,6 +102,15 @@ export interface GenericRecordFields {
   gid: number
   cpu: number
   comm: string
+}
+
+/** A record's who and when as an event's. */
+export function taskFields(record: RecordTaskFields): TaskFields {
+  return { pid: record.pid, tid: record.tid, uid: record.uid, gid: record.gid, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns) }
+}
+
+/** What a `generic:events` record carries (bpf/lib/generic.h's struct generic_record, decoded). */
+export interface GenericRecordFields extends RecordTaskFields {
   /** bytes of the raw record at the start of `data` */
   size: number
   /** strings copied after the raw record */
@@ -137,5 +146,7 @@ export function tracepointEvent(format: TracepointFormat, stringFields: readonly
     const at = record.size + i * GENERIC_STRING_SIZE
     args[stringFields[i]!] = cString(record.data.subarray(at, at + GENERIC_STRING_SIZE))
   }
-  return { pid: record.pid, tid: record.tid, uid: record.uid, gid: record.gid, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns), args }
+  const event = taskFields(record) as TracepointEvent
+  event.args = args
+  return event
 }

@@ -2,17 +2,10 @@
  * Records of the library's generic uprobe programs (bpf/lib/generic_uprobe.bpf.c), as the REPL
  * and plugins (`ctx.onUprobe`) see them; it runs in isolates too.
  */
-import type { TaskFields } from './tracepoint.ts'
+import { taskFields, type RecordTaskFields, type TaskFields } from './tracepoint.ts'
 
 /** What a `generic_uprobe:events` record carries (struct generic_uprobe_record, decoded). */
-export interface GenericUprobeRecordFields {
-  timestamp_ns: bigint | number
-  pid: number
-  tid: number
-  uid: number
-  gid: number
-  cpu: number
-  comm: string
+export interface GenericUprobeRecordFields extends RecordTaskFields {
   args: bigint[]
   retval: bigint
 }
@@ -27,7 +20,7 @@ export interface UprobeEvent extends TaskFields {
 
 /** A record as an event: its registers at a call, its return value at a return. */
 export function uprobeEvent(record: GenericUprobeRecordFields, retprobe: boolean): UprobeEvent {
-  const event: UprobeEvent = { pid: record.pid, tid: record.tid, uid: record.uid, gid: record.gid, comm: record.comm, cpu: record.cpu, nsecs: BigInt(record.timestamp_ns) }
+  const event: UprobeEvent = taskFields(record)
   if (retprobe) event.retval = record.retval
   else event.regs = record.args
   return event
