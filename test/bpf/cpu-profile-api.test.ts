@@ -81,8 +81,9 @@ describe('ctx.attach perfEvent, ctx.onStack and ctx.symbolize on the kernel', ()
     assert.ok((report.firstNs as number) >= startNs && (report.lastNs as number) <= Number(bootTimeNs()), 'sample times are boot-clock ns of this run')
     const stacks = report.stacks as string[]
     for (const stack of stacks) {
-      // the burner makes no system call: kernel frames only of an interrupt it took, then its only call chain
-      assert.match(stack, /^(.* < asm_\w+ < )?(hot_loop|cold_loop) < middle < main < /, stack)
+      // the burner makes no system call: kernel frames only of an interrupt it took, then its only
+      // call chain, from wherever the sample fell in it (main's loop around middle() too: seen in CI)
+      assert.match(stack, /^(.* < asm_\w+ < )?(((hot_loop|cold_loop) < )?middle < )?main < /, stack)
       assert.match(stack, / < _start$/, stack)
     }
     assert.ok((report.modules as string[]).includes(burner.path))
