@@ -4,7 +4,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
-import { mkdtemp } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -51,8 +51,9 @@ test('an unreachable endpoint: a warning with cause and fix, the runtime keeps r
   assert.ok(lines.some((l) => l.includes('traces: 2 item(s) not exported before the shutdown deadline')))
 })
 
-test('a bad endpoint URL and malformed OTEL_RESOURCE_ATTRIBUTES: clear messages, data kept in the embedded store', async () => {
+test('a bad endpoint URL and malformed OTEL_RESOURCE_ATTRIBUTES: clear messages, data kept in the embedded store', async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), 'periscope-badurl-'))
+  t.after(() => rm(dataDir, { recursive: true, force: true }))
   const { lines, log } = recorder()
   const telemetry = await createTelemetry({
     config: { dataDir, prometheus: { enabled: false } },
