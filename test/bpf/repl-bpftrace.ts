@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
+import { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
 import { runOneLiner } from '../../repl/bpftrace/run.ts'
 import { waitFor } from './kernel.ts'
 
@@ -92,9 +93,11 @@ export function startBpftrace(program: string) {
 
 /**
  * A one-liner whose BEGIN prints "ready", run through runOneLiner and by bpftrace on `workload`,
- * released once both attached; what each printed once the program called exit().
+ * released once both attached; what each printed once the program called exit(). With
+ * `whileAlive`, the workload is let go with a line and released only once both printed (a
+ * tracer names user addresses only while their process lives).
  */
-export async function besideBpftrace(source: string, workload: HeldProcess): Promise<{ ours: string; theirs: string }> {
+export async function besideBpftrace(source: string, workload: HeldProcess, options: { whileAlive?: boolean } = {}): Promise<{ ours: string; theirs: string }> {
   const bpftrace = startBpftrace(source)
   const abort = new AbortController()
   let ours = ''
@@ -102,9 +105,12 @@ export async function besideBpftrace(source: string, workload: HeldProcess): Pro
     const run = runOneLiner(source, { write: (text) => { ours += text }, signal: abort.signal })
     await waitFor(() => ours.includes('ready\n'), 'runOneLiner attaching its probes', 60_000)
     await bpftrace.started
-    await workload.release()
+    if (options.whileAlive) workload.line()
+    else await workload.release()
     await run
-    return { ours, theirs: await bpftrace.output() }
+    const theirs = await bpftrace.output()
+    if (options.whileAlive) await workload.release()
+    return { ours, theirs }
   } finally {
     abort.abort()
     workload.kill()
@@ -132,4 +138,15 @@ export async function ctrlCAfterExit(source: string, workload: HeldProcess): Pro
     abort.abort()
     workload.kill()
   }
+}
+
+/** The located errors runOneLiner refuses `source` with, printed as bpftrace prints them. */
+export async function errorOf(source: string): Promise<string> {
+  try {
+    await runOneLiner(source, { write: () => {} })
+  } catch (error) {
+    if (error instanceof BpftraceErrors) return error.format(source)
+    throw error
+  }
+  throw new Error(`${source} ran without an error`)
 }

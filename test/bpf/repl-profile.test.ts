@@ -13,14 +13,13 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
-import type { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
 import type { TraceEvent } from '../../repl/bpftrace/evaluate.ts'
 import { captureProfiles } from '../../repl/bpftrace/profile.ts'
 import { compileProgram } from '../../repl/bpftrace/program.ts'
 import { runOneLiner } from '../../repl/bpftrace/run.ts'
 import { trace, type TracedEvent } from '../../repl/explore.ts'
 import { root, waitFor } from './kernel.ts'
-import { bpftraceVersion } from './repl-bpftrace.ts'
+import { bpftraceVersion, errorOf } from './repl-bpftrace.ts'
 
 const directory = mkdtempSync(join(tmpdir(), 'periscope-repl-profile-'))
 after(() => rmSync(directory, { recursive: true, force: true }))
@@ -164,16 +163,8 @@ test('ustack in printf, ustack(perf, 3) and ustack(2) keys print in bpftrace\'s 
 })
 
 test('misplaced stack modes are refused where they are', async () => {
-  const error = async (program: string) => {
-    try {
-      await runOneLiner(program, { write: () => {} })
-    } catch (caught) {
-      return (caught as BpftraceErrors).format(program)
-    }
-    assert.fail(`${program} ran`)
-  }
-  assert.match(await error('profile:hz:99 { @[ustack(3, perf)] = count(); }'), /^stdin:1:17-\d+: ERROR: ustack\(\) takes a stack mode \(bpftrace or perf\) then a number of frames/)
-  assert.match(await error('profile:hz:99 { printf("%d", perf); }'), /^stdin:1:30-34: ERROR: the stack mode perf is only an argument of ustack\(\) or kstack\(\)/)
+  assert.match(await errorOf('profile:hz:99 { @[ustack(3, perf)] = count(); }'), /^stdin:1:17-\d+: ERROR: ustack\(\) takes a stack mode \(bpftrace or perf\) then a number of frames/)
+  assert.match(await errorOf('profile:hz:99 { printf("%d", perf); }'), /^stdin:1:30-34: ERROR: the stack mode perf is only an argument of ustack\(\) or kstack\(\)/)
 })
 
 test("trace('profile:hz:99', { pid }) streams samples with their named stacks", { timeout: 300_000 }, async () => {

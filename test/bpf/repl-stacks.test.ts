@@ -16,15 +16,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { captureEvents } from '../../repl/bpftrace/capture.ts'
-import type { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
 import type { TraceEvent } from '../../repl/bpftrace/evaluate.ts'
 import { planCounts } from '../../repl/bpftrace/kernel-count.ts'
 import { kernelFilter } from '../../repl/bpftrace/kernel-filter.ts'
 import { compileProgram } from '../../repl/bpftrace/program.ts'
-import { runOneLiner } from '../../repl/bpftrace/run.ts'
 import { readFormat, tracefsFields } from '../../repl/bpftrace/tracefs.ts'
 import { root, waitFor } from './kernel.ts'
-import { bpftraceVersion, holdProcess, startBpftrace, type HeldProcess } from './repl-bpftrace.ts'
+import { besideBpftrace, bpftraceVersion, errorOf, holdProcess, type HeldProcess } from './repl-bpftrace.ts'
 
 const directory = mkdtempSync(join(tmpdir(), 'periscope-repl-stacks-'))
 after(() => rmSync(directory, { recursive: true, force: true }))
@@ -51,31 +49,16 @@ const withoutStart = (key: string): string => key.replace(/\n {4}__libc_start_ma
  * attached; both exit() at its getpgid(0) and print their maps while it still lives. What each
  * printed after its BEGIN's "ready".
  */
-async function besideBpftrace(probes: (pid: number) => string): Promise<{ ours: string; theirs: string }> {
+async function bothPrinted(probes: (pid: number) => string): Promise<{ ours: string; theirs: string }> {
   const held = workload()
   const source = `BEGIN { printf("ready\\n"); } ${probes(held.pid)} tracepoint:syscalls:sys_enter_getpgid /pid == ${held.pid}/ { printf("pgid of %d\\n", args->pid); exit(); }`
-  const bpftrace = startBpftrace(source)
-  const abort = new AbortController()
-  let ours = ''
-  try {
-    const run = runOneLiner(source, { write: (text) => { ours += text }, signal: abort.signal })
-    await waitFor(() => ours.includes('ready\n'), 'runOneLiner attaching its probes', 60_000)
-    await bpftrace.started
-    held.line()
-    await run
-    const theirs = await bpftrace.output()
-    await held.release()
-    return { ours: ours.slice(ours.indexOf('ready\n')), theirs: theirs.slice(theirs.indexOf('ready\n')) }
-  } finally {
-    abort.abort()
-    held.kill()
-    bpftrace.kill()
-  }
+  const { ours, theirs } = await besideBpftrace(source, held, { whileAlive: true })
+  return { ours: ours.slice(ours.indexOf('ready\n')), theirs: theirs.slice(theirs.indexOf('ready\n')) }
 }
 
 test('@[ustack] and @[kstack] of a syscall tracepoint: the keys and counts bpftrace prints', { timeout: 300_000 }, async () => {
   assert.match(bpftraceVersion(), /v0\.17\./)
-  const { ours, theirs } = await besideBpftrace((pid) => `tracepoint:syscalls:sys_enter_getppid /pid == ${pid}/ { @u[ustack] = count(); @k[kstack] = count(); }`)
+  const { ours, theirs } = await bothPrinted((pid) => `tracepoint:syscalls:sys_enter_getppid /pid == ${pid}/ { @u[ustack] = count(); @k[kstack] = count(); }`)
   // the marker probe without stacks shares the batches of those with stacks
   assert.match(ours, /^pgid of 0$/m)
   assert.match(theirs, /^pgid of 0$/m)
@@ -106,7 +89,7 @@ test('@[ustack] and @[kstack] of a syscall tracepoint: the keys and counts bpftr
 })
 
 test('ustack in printf, ustack(perf), ustack(N) and kstack(N) in a tracepoint probe print as bpftrace prints them', { timeout: 300_000 }, async () => {
-  const { ours, theirs } = await besideBpftrace((pid) => `tracepoint:syscalls:sys_enter_getppid /pid == ${pid}/ { printf("%s|\\n", ustack(3)); @p[ustack(perf)] = count(); @n[ustack(2)] = count(); @kn[kstack(2)] = count(); }`)
+  const { ours, theirs } = await bothPrinted((pid) => `tracepoint:syscalls:sys_enter_getppid /pid == ${pid}/ { printf("%s|\\n", ustack(3)); @p[ustack(perf)] = count(); @n[ustack(2)] = count(); @kn[kstack(2)] = count(); }`)
   // the blocks of the direct path (through libc, bpftrace loses a frame: see the test above)
   const printed = (output: string) => output.slice(0, output.indexOf('pgid of')).split('|\n').filter((block) => block.includes('stacks_leaf')).map((block) => block.replace(/^ready\n/, ''))
   assert.deepEqual(printed(ours), printed(theirs))
@@ -128,7 +111,7 @@ test('ustack in printf, ustack(perf), ustack(N) and kstack(N) in a tracepoint pr
 })
 
 test('@[ustack] of a uprobe and a uretprobe, and a uprobe\'s empty kernel stack, as bpftrace prints them', { timeout: 300_000 }, async () => {
-  const { ours, theirs } = await besideBpftrace((pid) => `uprobe:${workloadPath}:stacks_middle /pid == ${pid}/ { @m[ustack] = count(); @mk[kstack] = count(); } uretprobe:${workloadPath}:stacks_middle /pid == ${pid}/ { @r[ustack] = count(); }`)
+  const { ours, theirs } = await bothPrinted((pid) => `uprobe:${workloadPath}:stacks_middle /pid == ${pid}/ { @m[ustack] = count(); @mk[kstack] = count(); } uretprobe:${workloadPath}:stacks_middle /pid == ${pid}/ { @r[ustack] = count(); }`)
   const mine = [...entries(ours, 'm')]
   assert.equal(mine.length, 1, ours)
   const [key, count] = mine[0]!
@@ -183,15 +166,7 @@ test('captureEvents: a request without stacks gets none, one with kernel stacks 
 })
 
 test('stacks in probes that have none are refused where they are', async () => {
-  const error = async (program: string) => {
-    try {
-      await runOneLiner(program, { write: () => {} })
-    } catch (caught) {
-      return (caught as BpftraceErrors).format(program)
-    }
-    assert.fail(`${program} ran`)
-  }
-  assert.match(await error('interval:s:1 { @[kstack] = count(); }'), /^stdin:1:16-24: ERROR: kstack is only supported in profile, tracepoint, uprobe and uretprobe probes by Periscope's bpftrace subset \(interval used here\)/)
-  assert.match(await error('BEGIN { printf("%s\\n", ustack(perf, 3)); }'), /^stdin:1:24-\d+: ERROR: ustack is only supported in profile, tracepoint, uprobe and uretprobe probes/)
-  assert.match(await error('tracepoint:syscalls:sys_enter_getppid { @[kstack(0)] = count(); }'), /^stdin:1:41-51: ERROR: kstack\(\): the number of frames must be from 1 to 1024/)
+  assert.match(await errorOf('interval:s:1 { @[kstack] = count(); }'), /^stdin:1:16-24: ERROR: kstack is only supported in profile, tracepoint, uprobe and uretprobe probes by Periscope's bpftrace subset \(interval used here\)/)
+  assert.match(await errorOf('BEGIN { printf("%s\\n", ustack(perf, 3)); }'), /^stdin:1:24-\d+: ERROR: ustack is only supported in profile, tracepoint, uprobe and uretprobe probes/)
+  assert.match(await errorOf('tracepoint:syscalls:sys_enter_getppid { @[kstack(0)] = count(); }'), /^stdin:1:41-51: ERROR: kstack\(\): the number of frames must be from 1 to 1024/)
 })

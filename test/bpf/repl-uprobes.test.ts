@@ -17,11 +17,10 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
-import { BpftraceErrors } from '../../repl/bpftrace/errors.ts'
 import { runOneLiner } from '../../repl/bpftrace/run.ts'
 import { probes } from '../../repl/explore.ts'
 import { root, waitFor } from './kernel.ts'
-import { besideBpftrace, bpftraceErrors, bpftraceVersion, ctrlCAfterExit, holdProcess, type HeldProcess } from './repl-bpftrace.ts'
+import { besideBpftrace, bpftraceErrors, errorOf, bpftraceVersion, ctrlCAfterExit, holdProcess, type HeldProcess } from './repl-bpftrace.ts'
 
 const directory = mkdtempSync(join(tmpdir(), 'periscope-repl-uprobes-'))
 after(() => rmSync(directory, { recursive: true, force: true }))
@@ -65,16 +64,6 @@ test('the pid filter runs in the kernel: another process running the same functi
     other.kill()
   }
 })
-
-async function errorOf(source: string): Promise<string> {
-  try {
-    await runOneLiner(source, { write: () => {} })
-  } catch (error) {
-    if (error instanceof BpftraceErrors) return error.format(source)
-    throw error
-  }
-  throw new Error(`${source} ran without an error`)
-}
 
 test('a library name (uprobe:libc:printf) is the library bpftrace finds, listed and counted as bpftrace lists and counts it', { timeout: 300_000 }, async () => {
   for (const pattern of ['uprobe:libc:fgets', 'uretprobe:libssl:SSL_write', 'uprobe:libm:sqrt']) {
