@@ -158,20 +158,57 @@ async function attach(spec: UprobeAttach | PerfEventAttach): Promise<PluginLink>
   return { id, detach: async () => { await request<boolean>(['detach', link]) } }
 }
 
-/** The stream the generic tracepoint program writes every traced tracepoint's records to. */
-const GENERIC_EVENTS = 'generic:events'
+/**
+ * The listeners of one generic object's config slots (ctx.onTracepoint, ctx.onUprobe): one ring
+ * carries the records of every slot, of every plugin, each with its slot as cookie. A version asks
+ * for each target once, so a second ask cannot change the options of the first.
+ */
+class SlotListeners<R extends { cookie: bigint }> {
+  readonly #object: string
+  readonly #topic: string
+  readonly #captures: string
+  readonly #byCookie = new Map<number, (record: R) => unknown>()
+  readonly #asked = new Set<string>()
 
-/** ctx.onTracepoint handlers by the config slot (the record's cookie) of their tracepoint. */
-const tracepointHandlers = new Map<number, { format: TracepointFormat; strings: readonly string[]; handler: (event: TracepointEvent) => unknown }>()
-/** The tracepoints this version asked for, so a second ask is refused rather than change the first's options. */
-const tracepointsAsked = new Set<string>()
+  constructor(object: string, captures: string) {
+    this.#object = object
+    this.#topic = `${object}:events`
+    this.#captures = captures
+  }
 
-function dispatchTracepoint(record: GenericRecordFields & { cookie: bigint }): unknown {
-  const listener = tracepointHandlers.get(Number(record.cookie))
-  // another plugin's tracepoint: one ring carries them all
-  if (listener === undefined) return undefined
-  return listener.handler(tracepointEvent(listener.format, listener.strings, record))
+  readonly #dispatch = (record: R): unknown => {
+    // another plugin's slot: ignored
+    return this.#byCookie.get(Number(record.cookie))?.(record)
+  }
+
+  /** Attaches `key`'s slot (`attach`, a host call) and calls `listener(attached)`'s function for each of its records. */
+  async listen<A extends { id: number; link: number; cookie: number }>(what: string, key: string, onLoss: unknown, attach: () => Promise<A>, listener: (attached: A) => (record: R) => unknown): Promise<PluginLink> {
+    if (!(definition!.objects ?? []).includes(this.#object)) throw withCode(new Error(`EACCES: ${what}: the ${this.#object} object ${this.#captures}; add '${this.#object}' to this plugin's objects: [...]`))
+    if (this.#asked.has(key)) throw new Error(`${what}: already listened to by this plugin; handle its events in one handler`)
+    this.#asked.add(key)
+    if (!handlers.has(this.#topic)) subscribe(what, this.#topic, this.#dispatch as (event: object) => unknown, onLoss, handlers, stackHandlers)
+    let attached: A
+    try {
+      attached = await attach()
+    } catch (error) {
+      this.#asked.delete(key)
+      throw error
+    }
+    const { id, link, cookie } = attached
+    const handle = listener(attached)
+    this.#byCookie.set(cookie, handle)
+    return {
+      id,
+      detach: async () => {
+        if (this.#byCookie.get(cookie) === handle) this.#byCookie.delete(cookie)
+        await request<boolean>(['detach', link])
+      },
+    }
+  }
 }
+
+const tracepointListeners = new SlotListeners<GenericRecordFields & { cookie: bigint }>('generic', 'captures tracepoints')
+const uprobeListeners = new SlotListeners<GenericUprobeRecordFields & { cookie: bigint }>('generic_uprobe', 'captures function calls')
 
 async function onTracepoint(tracepoint: string, handler: (event: TracepointEvent) => unknown, options: TracepointOptions = {}): Promise<PluginLink> {
   const what = `ctx.onTracepoint('${tracepoint}')`
@@ -180,42 +217,13 @@ async function onTracepoint(tracepoint: string, handler: (event: TracepointEvent
   if (at <= 0 || at === tracepoint.length - 1) throw new TypeError(`${what}: name the tracepoint as '<category>:<name>', like 'syscalls:sys_enter_openat'`)
   if (typeof handler !== 'function') throw new TypeError(`${what}: the handler must be a function`)
   if (options === null || typeof options !== 'object') throw new TypeError(`${what}: options must be an object`)
-  if (!(definition!.objects ?? []).includes('generic')) throw withCode(new Error(`EACCES: ${what}: the generic object captures tracepoints; add 'generic' to this plugin's objects: [...]`))
-  if (tracepointsAsked.has(tracepoint)) throw new Error(`${what}: already listened to by this plugin; handle its events in one handler`)
-  tracepointsAsked.add(tracepoint)
-  if (!handlers.has(GENERIC_EVENTS)) subscribe(what, GENERIC_EVENTS, dispatchTracepoint as (event: object) => unknown, options.onLoss, handlers, stackHandlers)
-  const { pid, comm, uid, strings } = options
-  let attached: { id: number; link: number; cookie: number; format: TracepointFormat }
-  try {
-    attached = await request(['tracepoint', { category: tracepoint.slice(0, at), name: tracepoint.slice(at + 1), pid, comm, uid, strings: strings === undefined ? undefined : [...strings] }])
-  } catch (error) {
-    tracepointsAsked.delete(tracepoint)
-    throw error
-  }
-  const { id, link, cookie, format } = attached
-  tracepointHandlers.set(cookie, { format, strings: strings === undefined ? [] : [...strings], handler })
-  return {
-    id,
-    detach: async () => {
-      if (tracepointHandlers.get(cookie)?.handler === handler) tracepointHandlers.delete(cookie)
-      await request<boolean>(['detach', link])
-    },
-  }
-}
-
-/** The stream the generic uprobe programs write every traced function's records to. */
-const GENERIC_UPROBE_EVENTS = 'generic_uprobe:events'
-
-/** ctx.onUprobe handlers by the config slot (the record's cookie) of their function. */
-const uprobeHandlers = new Map<number, { retprobe: boolean; handler: (event: UprobeEvent) => unknown }>()
-/** The functions this version asked for, so a second ask is refused. */
-const uprobesAsked = new Set<string>()
-
-function dispatchUprobe(record: GenericUprobeRecordFields & { cookie: bigint }): unknown {
-  const listener = uprobeHandlers.get(Number(record.cookie))
-  // another plugin's function: one ring carries them all
-  if (listener === undefined) return undefined
-  return listener.handler(uprobeEvent(record, listener.retprobe))
+  const { pid, comm, uid } = options
+  const strings = options.strings === undefined ? [] : [...options.strings]
+  return tracepointListeners.listen(what, tracepoint, options.onLoss,
+    () => request<{ id: number; link: number; cookie: number; format: TracepointFormat }>(['tracepoint', {
+      category: tracepoint.slice(0, at), name: tracepoint.slice(at + 1), pid, comm, uid, strings: options.strings === undefined ? undefined : strings,
+    }]),
+    ({ format }) => (record) => handler(tracepointEvent(format, strings, record)))
 }
 
 async function onUprobe(target: UprobeTarget, handler: (event: UprobeEvent) => unknown, options: UprobeOptions = {}): Promise<PluginLink> {
@@ -226,28 +234,10 @@ async function onUprobe(target: UprobeTarget, handler: (event: UprobeEvent) => u
   }
   if (typeof handler !== 'function') throw new TypeError(`${what}: the handler must be a function`)
   if (options === null || typeof options !== 'object') throw new TypeError(`${what}: options must be an object`)
-  if (!(definition!.objects ?? []).includes('generic_uprobe')) throw withCode(new Error(`EACCES: ${what}: the generic_uprobe object captures function calls; add 'generic_uprobe' to this plugin's objects: [...]`))
   const retprobe = target.retprobe === true
-  const key = `${target.binary}\0${target.symbol}\0${retprobe}`
-  if (uprobesAsked.has(key)) throw new Error(`${what}: already listened to by this plugin; handle its events in one handler`)
-  uprobesAsked.add(key)
-  if (!handlers.has(GENERIC_UPROBE_EVENTS)) subscribe(what, GENERIC_UPROBE_EVENTS, dispatchUprobe as (event: object) => unknown, options.onLoss, handlers, stackHandlers)
-  let attached: { id: number; link: number; cookie: number }
-  try {
-    attached = await request(['uprobe', { binary: target.binary, symbol: target.symbol, retprobe, pid: options.pid }])
-  } catch (error) {
-    uprobesAsked.delete(key)
-    throw error
-  }
-  const { id, link, cookie } = attached
-  uprobeHandlers.set(cookie, { retprobe, handler })
-  return {
-    id,
-    detach: async () => {
-      if (uprobeHandlers.get(cookie)?.handler === handler) uprobeHandlers.delete(cookie)
-      await request<boolean>(['detach', link])
-    },
-  }
+  return uprobeListeners.listen(what, `${target.binary}\0${target.symbol}\0${retprobe}`, options.onLoss,
+    () => request<{ id: number; link: number; cookie: number }>(['uprobe', { binary: target.binary, symbol: target.symbol, retprobe, pid: options.pid }]),
+    () => (record) => handler(uprobeEvent(record, retprobe)))
 }
 
 /** ctx.on and ctx.onStack: a topic is listened to one way or the other, not both. */
