@@ -76,7 +76,7 @@ export interface SandboxHost {
   /** ctx.onUprobe: attaches a generic uprobe program; its link as `attach` gives it, and the slot cookie its records carry. Arguments are unchecked. */
   uprobe(request: unknown): { id: number; link: number; cookie: number }
   /** ctx.symbolize: frames per stack. Arguments are unchecked. */
-  symbolize(stacks: unknown): unknown
+  symbolize(stacks: unknown): Promise<unknown>
   /** ctx.iterate: the iterator's text. Arguments are unchecked. */
   iterate(program: unknown, options: unknown): Promise<string>
   /** ctx.kernel.syscallNames and ctx.kernel.syscalls: the running kernel's syscall table. */
@@ -158,7 +158,7 @@ export class PluginSandbox {
             case 'tracepoint': return { value: host.tracepoint(a) }
             case 'uprobe': return { value: host.uprobe(a) }
             case 'iterate': return { value: await host.iterate(a, b) }
-            case 'symbolize': return { value: host.symbolize(a) }
+            case 'symbolize': return { value: await host.symbolize(a) }
             case 'syscallNames': return { value: await host.syscallNames() }
             case 'syscalls': return { value: await host.syscalls() }
             case 'errnoNames': return { value: await host.errnoNames() }

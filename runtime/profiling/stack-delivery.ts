@@ -15,7 +15,7 @@
  */
 import type { RecordBatch } from '../bpf/batch.ts'
 import { EhFrameTables } from '../symbols/eh-frame.ts'
-import { Symbolizer } from '../symbols/symbolizer.ts'
+import { demangleFramesAsync, Symbolizer } from '../symbols/symbolizer.ts'
 import {
   STACK_RECORD_COMM, STACK_RECORD_COMM_BYTES, STACK_RECORD_CPU, STACK_RECORD_END, STACK_RECORD_FRAMES, STACK_RECORD_KERNEL_FRAMES,
   STACK_RECORD_PID, STACK_RECORD_TID, STACK_RECORD_TIMESTAMP, STACK_RECORD_USER_FRAMES, STACK_RECORD_VALUE,
@@ -166,16 +166,16 @@ export interface SymbolizedFrame {
  * Symbolizer, and sweeps it. Per stack, the kernel frames then the user frames, innermost first.
  * Throws a TypeError or RangeError saying what is wrong with the input.
  */
-export function symbolizeForPlugin(input: unknown): SymbolizedFrame[][] {
+export async function symbolizeForPlugin(input: unknown): Promise<SymbolizedFrame[][]> {
   const stacks = checkStacks(input)
   const { symbolizer } = profiling()
-  const user = symbolizer.symbolize(stacks.map((s) => ({ pid: s.pid, addresses: s.user.map(BigInt) })))
-  const out = stacks.map((stack, i) => {
+  const user = symbolizer.symbolize(stacks.map((s) => ({ pid: s.pid, addresses: s.user.map(BigInt) })), { demangle: false })
+  const kernel = stacks.map((stack) => (stack.kernel.length > 0 ? symbolizer.symbolizeKernel(stack.kernel, true, { demangle: false }) : []))
+  await demangleFramesAsync([...kernel.flat(), ...user.flat()])
+  const out = stacks.map((_, i) => {
     const frames: SymbolizedFrame[] = []
-    if (stack.kernel.length > 0) {
-      for (const frame of symbolizer.symbolizeKernel(stack.kernel)) {
-        frames.push(withName({ address: Number(frame.address), mapping: withBuildId({ file: frame.module }, frame.buildId) }, frame.function))
-      }
+    for (const frame of kernel[i]!) {
+      frames.push(withName({ address: Number(frame.address), mapping: withBuildId({ file: frame.module }, frame.buildId) }, frame.function))
     }
     for (const frame of user[i]!) {
       const address = Number(frame.address)

@@ -5,8 +5,8 @@
  *
  * - User addresses go through the process's executable mappings (mappings.ts) to the mapped
  *   file's functions (.symtab, .dynsym, a separate debug file found by build id or
- *   .gnu_debuglink, Go's .gopclntab: elf.ts), demangled in one c++filt run per batch
- *   (demangle.ts); addresses in JIT code through the process's perf map (perf-map.ts).
+ *   .gnu_debuglink, Go's .gopclntab: elf.ts), demangled in one c++filt run per batch, or by
+ *   the runtime's long-lived c++filt (demangle.ts); addresses in JIT code through the process's perf map (perf-map.ts).
  * - The vDSO's functions come from this process's copy of it, the same image in every process.
  * - Kernel addresses go through /proc/kallsyms (kallsyms.ts).
  * - A frame that cannot be named keeps its module, file offset and build id, so a backend with
@@ -29,7 +29,7 @@
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { demangleAll, isMangled } from './demangle.ts'
+import { demangleAll, demangleAllAsync, isMangled } from './demangle.ts'
 import { ElfFile, openDebugFile, DEFAULT_DEBUG_DIRECTORIES } from './elf.ts'
 import { KernelSymbols } from './kallsyms.ts'
 import { type Mapping, ProcessMappings } from './mappings.ts'
@@ -143,8 +143,11 @@ export class Symbolizer {
     }
   }
 
-  /** Frames for each request's addresses, in order. */
-  symbolize(requests: readonly StackRequest[]): Frame[][] {
+  /**
+   * Frames for each request's addresses, in order. With `demangle: false` names stay as the
+   * files spell them, for demangleFramesAsync (the runtime's way: no c++filt run of its own).
+   */
+  symbolize(requests: readonly StackRequest[], { demangle = true }: { demangle?: boolean } = {}): Frame[][] {
     this.#batch++
     const stacks = requests.map((request) => {
       const process = this.#process(request.pid)
@@ -156,12 +159,15 @@ export class Symbolizer {
       }
       return frames
     })
-    demangleFrames(stacks.flat())
+    if (demangle) demangleFrames(stacks.flat())
     return stacks
   }
 
-  /** Frames of kernel addresses (innermost first; all but the first are return addresses unless told otherwise). */
-  symbolizeKernel(addresses: ArrayLike<bigint>, returnAddresses: boolean = true): Frame[] {
+  /**
+   * Frames of kernel addresses (innermost first; all but the first are return addresses unless
+   * told otherwise). `demangle` as symbolize's.
+   */
+  symbolizeKernel(addresses: ArrayLike<bigint>, returnAddresses: boolean = true, { demangle = true }: { demangle?: boolean } = {}): Frame[] {
     this.#kernel ??= KernelSymbols.load(`${this.#options.procRoot}/kallsyms`)
     const frames: Frame[] = []
     for (let i = 0; i < addresses.length; i++) {
@@ -179,7 +185,7 @@ export class Symbolizer {
       })
     }
     // Rust in the kernel mangles too
-    demangleFrames(frames)
+    if (demangle) demangleFrames(frames)
     return frames
   }
 
@@ -394,11 +400,23 @@ export class Symbolizer {
 
 /** The frames' ELF and kernel names demangled, in one c++filt run for the names not seen before. */
 function demangleFrames(frames: Frame[]): void {
-  const named = frames.filter((frame) => frame.origin !== 'jit' && frame.function !== undefined && isMangled(frame.function))
-  if (named.length === 0) return
-  const demangled = demangleAll(named.map((frame) => frame.function!))
-  named.forEach((frame, i) => {
-    frame.function = demangled[i]
+  const named = mangledFrames(frames)
+  if (named.length > 0) rename(named, demangleAll(named.map((frame) => frame.function!)))
+}
+
+/** The frames' ELF and kernel names demangled by the long-lived c++filt (demangleAllAsync). */
+export async function demangleFramesAsync(frames: Frame[]): Promise<void> {
+  const named = mangledFrames(frames)
+  if (named.length > 0) rename(named, await demangleAllAsync(named.map((frame) => frame.function!)))
+}
+
+function mangledFrames(frames: Frame[]): Frame[] {
+  return frames.filter((frame) => frame.origin !== 'jit' && frame.function !== undefined && isMangled(frame.function))
+}
+
+function rename(frames: Frame[], names: string[]): void {
+  frames.forEach((frame, i) => {
+    frame.function = names[i]
   })
 }
 

@@ -1,7 +1,9 @@
 /**
  * Demangling (runtime/symbols/demangle.ts, batches through c++filt) against `nm -C`: every
  * mangled function of a C++ program with templates built here, of libstdc++, and of Rust programs
- * built here with v0 and legacy mangling, each file's names in one batch, answers in order.
+ * built here with v0 and legacy mangling, each file's names in one batch, answers in order; the
+ * runtime's long-lived c++filt (demangleAllAsync) over node's own functions, batch after batch,
+ * and after its child was killed.
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawnSync } from 'node:child_process'
@@ -9,7 +11,7 @@ import { existsSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'no
 import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { demangle, demangleAll, demanglerMissing, isMangled } from '../../runtime/symbols/demangle.ts'
+import { demangle, demangleAll, demangleAllAsync, demanglerMissing, isMangled } from '../../runtime/symbols/demangle.ts'
 
 const work = mkdtempSync(join(tmpdir(), 'periscope-demangle-'))
 after(() => rmSync(work, { recursive: true, force: true }))
@@ -110,4 +112,37 @@ fn main() { println!("{} {}", Thing(3u8).show(), Thing("x").show()); }
     assert.deepEqual(demangleAll(['main', '_Z3foov', '_ZN3foo', '_Z3foov.cold', '_Z3foov', '_Znwm', 'free']),
       ['main', 'foo()', '_ZN3foo', 'foo() [clone .cold]', 'foo()', 'operator new(unsigned long)', 'free'])
   })
+
+  it('the long-lived c++filt: node\'s 100,000 functions in batches as nm -C prints them, batches in flight together answered in order, a killed child replaced', async () => {
+    // node's .symtab: names no other test here demangles first (answers are remembered)
+    const functions = nmFunctions(realpathSync(process.execPath)).filter(([name]) => isMangled(name))
+    assert.ok(functions.length > 50_000, `node has ${functions.length} mangled functions`)
+    const batches = Array.from({ length: 5 }, (_, b) => functions.filter((_, i) => i % 5 === b))
+    const mangled = (batch: [string, string][]): string[] => batch.map(([name]) => name)
+    const readable = (batch: [string, string][]): string[] => batch.map(([, name]) => name)
+    // three batches written before any answer came
+    const inFlight = await Promise.all(batches.slice(0, 3).map((batch) => demangleAllAsync(mangled(batch))))
+    inFlight.forEach((answers, b) => assert.deepEqual(answers, readable(batches[b]!)))
+    const children = (): number[] => execFileSync('ps', ['-o', 'pid=,comm=', '--ppid', String(process.pid)], { encoding: 'utf8' })
+      .split('\n').filter((line) => line.trim().endsWith('c++filt')).map((line) => Number(line.trim().split(/\s+/)[0]))
+    const [child, ...more] = children()
+    assert.ok(child !== undefined && more.length === 0, `one c++filt child, found ${children().join(', ')}`)
+    assert.deepEqual(await demangleAllAsync(mangled(batches[3]!)), readable(batches[3]!))
+    assert.deepEqual(children(), [child], 'the same child answered the next batch')
+    process.kill(child, 'SIGKILL')
+    await pollChildGone(child)
+    assert.deepEqual(await demangleAllAsync(mangled(batches[4]!)), readable(batches[4]!))
+    assert.equal(demanglerMissing(), undefined)
+  })
 })
+
+async function pollChildGone(pid: number): Promise<void> {
+  for (const started = Date.now(); Date.now() - started < 10_000; await new Promise((resolve) => setTimeout(resolve, 20))) {
+    try {
+      process.kill(pid, 0)
+    } catch {
+      return
+    }
+  }
+  assert.fail(`c++filt ${pid} still runs 10 s after SIGKILL`)
+}
