@@ -238,13 +238,21 @@ function httpProfileSender(target: OtlpTarget, context: SenderContext, types: Pr
     destination: target.url,
     async send(batch) {
       const body = encodeProfilesRequest(types, batch)
-      const response = await fetch(target.url, {
-        method: 'POST',
-        headers: { ...target.headers, 'content-type': 'application/x-protobuf' },
-        body,
-        signal: AbortSignal.timeout(context.exportTimeoutMs),
-      })
-      const bytes = new Uint8Array(await response.arrayBuffer())
+      // not AbortSignal.timeout: its timer fires (an abort event and a DOMException) even after the answer came
+      const timeout = new AbortController()
+      const timer = setTimeout(() => timeout.abort(new Error(`no answer in ${context.exportTimeoutMs} ms`)), context.exportTimeoutMs)
+      let response: Response, bytes: Uint8Array
+      try {
+        response = await fetch(target.url, {
+          method: 'POST',
+          headers: { ...target.headers, 'content-type': 'application/x-protobuf' },
+          body,
+          signal: timeout.signal,
+        })
+        bytes = new Uint8Array(await response.arrayBuffer())
+      } finally {
+        clearTimeout(timer)
+      }
       if (!response.ok) {
         const hint = response.status === 404 ? '; is the Collector started with --feature-gates=service.profilesSupport and a profiles pipeline?' : ''
         throw new Error(`HTTP ${response.status} ${response.statusText}${hint}`)
