@@ -143,6 +143,23 @@ struct {
 } conns SEC(".maps");
 
 /*
+ * Per process with a connection in `conns`: one past the highest fd among them. A process that
+ * exits without close() (redis-cli, most short-lived clients), or execs with its sockets
+ * close-on-exec, has its fds closed in the kernel, where no syscall tracepoint sees it; its exit
+ * or exec then closes the connections under this bound (close_gone). A process this table lost
+ * (over its size) leaves its connections to the LRU of `conns`, as before.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+} conn_fd_bounds SEC(".maps");
+
+/* the most fds an exit or exec looks at: a bpf_loop step each */
+#define GONE_MAX_FDS (1 << 16)
+
+/*
  * Listening TCP ports, with how many sockets listen on each (SO_REUSEPORT gives several): a
  * connection on one of them was accepted.
  */
@@ -451,6 +468,7 @@ static __always_inline struct conn_info *new_conn(struct conn_key *key, struct f
 {
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	struct conn_info conn = {};
+	__u32 *bound;
 
 	if (!read_endpoints(&conn, sk))
 		return NULL;
@@ -465,6 +483,12 @@ static __always_inline struct conn_info *new_conn(struct conn_key *key, struct f
 	conn.flags = flags;
 	conn.excluded = is_peer_of_self(&conn);
 	bpf_map_update_elem(&conns, key, &conn, BPF_ANY);
+	bound = bpf_map_lookup_elem(&conn_fd_bounds, &key->tgid);
+	if (!bound || *bound <= (__u32)key->fd) {
+		__u32 next = (__u32)key->fd + 1;
+
+		bpf_map_update_elem(&conn_fd_bounds, &key->tgid, &next, BPF_ANY);
+	}
 	return bpf_map_lookup_elem(&conns, key);
 }
 
@@ -1562,22 +1586,77 @@ int exit_accept4(struct trace_event_raw_sys_exit *ctx)
 	return accept_exit(ctx->ret);
 }
 
+/* the close record of the connection under key (if anyone wants it), and its entry gone */
+static __always_inline void close_conn(struct conn_key *key, struct conn_info *conn, __u32 tid)
+{
+	/* a connection nobody heard of (no open record, no wanted data), or one that failed, closes silently */
+	if ((conn->opened || conn->protocol != PROTOCOL_UNKNOWN) && !conn->failed && lifecycle_wanted(conn, key->tgid, NULL))
+		emit_lifecycle(conn, SOCK_CLOSE, key->tgid, tid, key->fd, bpf_ktime_get_boot_ns(), 0, NULL);
+	bpf_map_delete_elem(&conns, key);
+}
+
 SEC("tracepoint/syscalls/sys_enter_close")
 int enter_close(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct conn_key key = { .tgid = id >> 32, .fd = ctx->args[0] };
 	struct conn_info *conn = bpf_map_lookup_elem(&conns, &key);
-	__u64 now;
 
-	if (!conn)
-		return 0;
-	/* a connection nobody heard of (no open record, no wanted data), or one that failed, closes silently */
-	if ((conn->opened || conn->protocol != PROTOCOL_UNKNOWN) && !conn->failed && lifecycle_wanted(conn, key.tgid, NULL)) {
-		now = bpf_ktime_get_boot_ns();
-		emit_lifecycle(conn, SOCK_CLOSE, key.tgid, (__u32)id, key.fd, now, 0, NULL);
-	}
-	bpf_map_delete_elem(&conns, &key);
+	if (conn)
+		close_conn(&key, conn, (__u32)id);
+	return 0;
+}
+
+struct gone_scan {
+	__u64 id;
+	/* exit: every connection of the process is gone; exec: those whose fd no longer names their file */
+	bool exited;
+};
+
+/* bpf_loop callback: closes the connection at fd `index` if it is gone */
+static long close_gone(__u64 index, struct gone_scan *scan)
+{
+	struct conn_key key = { .tgid = scan->id >> 32, .fd = (__s32)index };
+	struct conn_info *conn = bpf_map_lookup_elem(&conns, &key);
+
+	if (conn && (scan->exited || (__u64)fd_file(key.fd) != conn->file))
+		close_conn(&key, conn, (__u32)scan->id);
+	return 0;
+}
+
+/* closes the current process's connections its exit or exec took away */
+static __always_inline void close_all_gone(bool exited)
+{
+	struct gone_scan scan = { .id = bpf_get_current_pid_tgid(), .exited = exited };
+	__u32 tgid = scan.id >> 32;
+	__u32 *bound = bpf_map_lookup_elem(&conn_fd_bounds, &tgid);
+	__u32 fds;
+
+	if (!bound)
+		return;
+	fds = *bound < GONE_MAX_FDS ? *bound : GONE_MAX_FDS;
+	bpf_loop(fds, close_gone, &scan, 0);
+	if (exited)
+		bpf_map_delete_elem(&conn_fd_bounds, &tgid);
+}
+
+/* the process's fds close after this tracepoint (exit_files), at its last thread's exit */
+SEC("tracepoint/sched/sched_process_exit")
+int on_exit(void *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	/* signal->live is counted down before this tracepoint: 0 at the last thread */
+	if (task->signal->live.counter == 0)
+		close_all_gone(true);
+	return 0;
+}
+
+/* the close-on-exec fds were closed by now: their connections end */
+SEC("tracepoint/sched/sched_process_exec")
+int on_exec(void *ctx)
+{
+	close_all_gone(false);
 	return 0;
 }
 

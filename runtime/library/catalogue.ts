@@ -133,6 +133,8 @@ export const catalogue: Record<string, CatalogueEntry> = {
       ...syscall('accept', 'connections accepted'),
       ...syscall('accept4', 'connections accepted'),
       { what: 'connections closed (close entry)', alternatives: [{ kind: 'tracepoint', program: 'enter_close', category: 'syscalls', name: 'sys_enter_close' }] },
+      { what: 'connections a process\'s exit closed', alternatives: [{ kind: 'tracepoint', program: 'on_exit', category: 'sched', name: 'sched_process_exit' }] },
+      { what: 'close-on-exec connections an exec closed', alternatives: [{ kind: 'tracepoint', program: 'on_exec', category: 'sched', name: 'sched_process_exec' }] },
       { what: 'TCP state changes (failed non-blocking connects, listening ports, Periscope\'s own connections)', alternatives: [{ kind: 'tracepoint', program: 'on_state_change', category: 'sock', name: 'inet_sock_set_state' }] },
       { what: 'libssl mapped by a process (mmap entry)', alternatives: [{ kind: 'tracepoint', program: 'on_mmap', category: 'syscalls', name: 'sys_enter_mmap' }] },
     ],

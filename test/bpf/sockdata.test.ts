@@ -93,6 +93,42 @@ test('a request and its response: exact records on both ends, and their open and
   ])
 })
 
+test('a connection the kernel closes (its process exited without close(), or exec\'d with it close-on-exec) gets its close record then', async () => {
+  capture.want(HTTP)
+  const lifecycle = (pid: number) => capture.of(pid, 'connections').map((r) => [r.kind, r.conn_id, r.fd, r.role, r.protocol])
+  /** A request and its response; the client's socket then ends as `end` says; the server closes its own. */
+  const run = async (end: Record<string, unknown>) => {
+    const [serverSteps, clientSteps] = requestResponse()
+    const { server, port } = startServer(serverSteps)
+    const { client } = await startClient(await port, clientSteps, end)
+    await server.finished()
+    await client.line('done')
+    const [sent] = flow(client.pid, 'http', EGRESS)
+    return { client, opened: [OPEN, sent!.conn_id, sent!.fd, CLIENT, 0], closed: [CLOSE, sent!.conn_id, sent!.fd, CLIENT, HTTP] }
+  }
+
+  // exit_group from a process of two threads: the close comes at the last thread's exit
+  const exited = await run({ end: 'exit', thread: true })
+  await exited.client.finished()
+  assert.deepEqual(lifecycle(exited.client.pid), [exited.opened, exited.closed])
+
+  // exec: Python's sockets are close-on-exec, so the connection is closed before the new image runs
+  const cloexec = await run({ end: 'exec' })
+  await cloexec.client.line('exec')
+  assert.deepEqual(lifecycle(cloexec.client.pid), [cloexec.opened, cloexec.closed])
+  cloexec.client.resume()
+  await cloexec.client.finished()
+  assert.deepEqual(lifecycle(cloexec.client.pid), [cloexec.opened, cloexec.closed], 'one close, not another at the exit')
+
+  // an inheritable socket stays open across the exec, and closes at the new image's exit
+  const kept = await run({ end: 'exec', inheritable: true })
+  await kept.client.line('exec')
+  assert.deepEqual(lifecycle(kept.client.pid), [kept.opened])
+  kept.client.resume()
+  await kept.client.finished()
+  assert.deepEqual(lifecycle(kept.client.pid), [kept.opened, kept.closed])
+})
+
 test('writev, readv, sendmsg and recvmsg_into are gathered across their iovecs; sendmmsg and recvmmsg give one record per message', async () => {
   capture.want(HTTP)
   const first = ['GET /gather HTTP/1.1\r\n', 'Host: a\r\n', 'X-Part: 3\r\n\r\n']

@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test'
 import { promisify } from 'node:util'
 import { attributesOf, collectorSpans, flatten, startCollector, type Collector, type CollectorSpan } from '../peers/otelcol.ts'
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
-import { startRedis, type ClientRun, type Redis } from '../peers/redis.ts'
+import { REDIS_CLI, startRedis, type ClientRun, type Redis } from '../peers/redis.ts'
 import { redisCommandsByFirstKey } from '../../runtime/protocols/redis-commands.ts'
 import { pollUntil } from '../peers/poll.ts'
 
@@ -151,8 +151,8 @@ describe('Redis spans from redis-cli and redis-benchmark', { timeout: 600_000 },
   })
 
   it('a command whose connection closes before its reply: its span ends at the close, as connection_closed, without waiting for the connection to be forgotten', async () => {
-    // a client that closes its socket (redis-cli exits without close(), and only close() tells the
-    // kernel side a connection ended): Python's socket, as redis-py uses it, sending BLPOP
+    // a client that closes its socket with close(), after the server killed the connection:
+    // Python's socket, as redis-py uses it, sending BLPOP
     const client = spawn('python3', ['-c', [
       'import socket, sys',
       `s = socket.create_connection(("127.0.0.1", ${redis.port}))`,
@@ -178,6 +178,23 @@ describe('Redis spans from redis-cli and redis-benchmark', { timeout: 600_000 },
     assert.equal(stdout, "b''\n")
     const [span] = await spansOf({ pid: client.pid!, code: 0, stdout, stderr: '' }, 1, 30_000)
     assert.deepEqual(lines([span!]), ['BLPOP "BLPOP periscope:never-pushed ?" db0 error connection_closed undefined'])
+    assert.equal(span!.statusMessage, 'the connection closed before the reply')
+  })
+
+  it('redis-cli killed while its BLPOP waits (the kernel closes its socket at the exit, no close() call): the span ends then, as connection_closed', async () => {
+    const key = `periscope:never-pushed-${randomBytes(4).toString('hex')}`
+    const cli = spawn(REDIS_CLI, ['-h', '127.0.0.1', '-p', String(redis.port), 'BLPOP', key, '0'], { stdio: 'ignore' })
+    const exited = once(cli, 'exit')
+    try {
+      await pollUntil(async () => (await redis.cli(['CLIENT', 'LIST'])).stdout.includes('cmd=blpop'), { what: 'redis-cli to block in BLPOP', timeoutMs: 30_000 })
+      cli.kill('SIGKILL')
+      assert.deepEqual(await exited, [null, 'SIGKILL'])
+    } finally {
+      cli.kill('SIGKILL')
+    }
+    // before, the connection ended only when the kernel's table or the plugin's forgot it
+    const [span] = await spansOf({ pid: cli.pid!, code: null, stdout: '', stderr: '' }, 1, 10_000)
+    assert.deepEqual(lines([span!]), [`BLPOP "BLPOP ${key} ?" db0 error connection_closed undefined`])
     assert.equal(span!.statusMessage, 'the connection closed before the reply')
   })
 
