@@ -460,11 +460,6 @@ export class Bus {
     return [...this.streams].map(([topic, s]) => ({ topic, listeners: s.listeners.size, batches: s.batches, records: s.records, lost: s.lost }))
   }
 
-  /** Hands the subscribers of object `name`'s streams every record the kernel holds for them now. */
-  drainObject(name: string): void {
-    this.objects.get(name)?.loaded?.drainStreams?.()
-  }
-
   /** Hands the subscribers every record the kernel holds for them now (the start of a clean shutdown). */
   drainStreams(): void {
     for (const entry of this.objects.values()) entry.loaded?.drainStreams?.()

@@ -165,9 +165,11 @@ class RecordBatcher {
 // The kernel wakes consumers through irq_work, which can wait for the next timer tick on an idle
 // CPU (seen on VMs without a self-IPI): the last records of a burst may sit unannounced. Like
 // libbpf's own poll timeouts, a slow timer drains whatever arrived without a wake-up.
+constexpr uint64_t kIdleDrainMs = 100;
+
 class IdleDrain {
  public:
-  void Start(uv_loop_t* loop, void* owner, void (*drain)(void* owner));
+  void Start(uv_loop_t* loop, void* owner, void (*drain)(void* owner), uint64_t every_ms = kIdleDrainMs);
   void Stop();
   void Close();
 
@@ -219,6 +221,8 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
   uint8_t* data_ = nullptr;
   uv_poll_t* poll_ = nullptr;
   IdleDrain idle_;
+  // a ring whose program wakes the reader only once much is waiting is read on this timer
+  uint64_t idle_drain_ms_ = kIdleDrainMs;
   bool pumping_ = false;
   bool closed_ = false;
   Napi::FunctionReference callback_;

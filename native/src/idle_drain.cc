@@ -3,9 +3,7 @@
 
 namespace periscope {
 
-constexpr uint64_t kIdleDrainMs = 100;
-
-void IdleDrain::Start(uv_loop_t* loop, void* owner, void (*drain)(void* owner)) {
+void IdleDrain::Start(uv_loop_t* loop, void* owner, void (*drain)(void* owner), uint64_t every_ms) {
   if (timer_ == nullptr) {
     timer_ = new uv_timer_t;
     uv_timer_init(loop, timer_);
@@ -18,7 +16,7 @@ void IdleDrain::Start(uv_loop_t* loop, void* owner, void (*drain)(void* owner)) 
   uv_timer_start(timer_, [](uv_timer_t* timer) {
     auto* self = static_cast<IdleDrain*>(timer->data);
     self->drain_(self->owner_);
-  }, kIdleDrainMs, kIdleDrainMs);
+  }, every_ms, every_ms);
 }
 
 void IdleDrain::Stop() {

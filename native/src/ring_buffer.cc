@@ -37,6 +37,7 @@ RingBuffer::RingBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RingBu
   int map_fd = info[0].As<Napi::Number>().Int32Value();
   callback_ = Napi::Persistent(info[1].As<Napi::Function>());
   batch_bytes_ = info[2].As<Napi::Number>().Uint32Value();
+  if (info.Length() > 3 && info[3].IsNumber()) idle_drain_ms_ = info[3].As<Napi::Number>().Uint32Value();
   bpf_map_info map_info{};
   __u32 len = sizeof map_info;
   if (bpf_obj_get_info_by_fd(map_fd, &map_info, &len) != 0) ThrowBpfError(env, "bpf_obj_get_info_by_fd ring buffer", errno);
@@ -165,7 +166,7 @@ Napi::Value RingBuffer::Start(const Napi::CallbackInfo& info) {
     self_ = Napi::Persistent(info.This().As<Napi::Object>());
   }
   uv_poll_start(poll_, UV_READABLE, OnReadable);
-  idle_.Start(loop, this, [](void* owner) { static_cast<RingBuffer*>(owner)->PumpFromLoop(); });
+  idle_.Start(loop, this, [](void* owner) { static_cast<RingBuffer*>(owner)->PumpFromLoop(); }, idle_drain_ms_);
   return env.Undefined();
 }
 

@@ -114,7 +114,7 @@ export interface BtfType {
 export interface NativeAddon {
   setErrorClass(cls: typeof BpfError): void
   Object: new (path: string) => NativeObject
-  RingBuffer: new (mapFd: number, onBatch: NativeBatchCallback, batchBytes: number) => NativeConsumer
+  RingBuffer: new (mapFd: number, onBatch: NativeBatchCallback, batchBytes: number, idleDrainMs?: number) => NativeConsumer
   PerfBuffer: new (mapFd: number, pagesPerCpu: number, onBatch: NativeBatchCallback, batchBytes: number) => NativeConsumer
   /** An ELF's .BTF as clang wrote it, where every data-section variable is at offset 0; NativeObject.btf() has the real offsets. */
   btfTypes(path: string): BtfType[]

@@ -12,6 +12,12 @@ export interface ReaderOptions {
   /** Target bytes per batch (records are never split; one oversized record makes a bigger batch). */
   batchBytes?: number
   /**
+   * Ring buffers: how often what arrived without a wake-up is read (100 ms). A ring whose program
+   * wakes the reader only once much is waiting (stacks.bpf.c's wakeup_bytes) is read on this timer:
+   * at 100 ms its samples came as 10 batches a second of a few records each.
+   */
+  idleDrainMs?: number
+  /**
    * Called once per batch. If it throws, the batch still counts as consumed (it is never
    * delivered again), the failure is counted in `stats().listenerErrors` and reported to
    * `onError`, and the next batches arrive as usual.
@@ -149,7 +155,7 @@ export class RingBufferReader extends BatchReader {
     const info = object.map(map).info
     if (info.type !== 'ringbuf') throw new Error(`${this.name} is a ${info.type} map, not a ring buffer`)
     try {
-      this.start(new native.RingBuffer(info.fd, this.callback, options.batchBytes ?? DEFAULT_BATCH_BYTES))
+      this.start(new native.RingBuffer(info.fd, this.callback, options.batchBytes ?? DEFAULT_BATCH_BYTES, options.idleDrainMs))
     } catch (error) {
       throw explain(error, `open ring buffer ${this.name}`)
     }

@@ -40,6 +40,11 @@ export interface CatalogueEntry {
    * find what existed before it: each prints one line per thing found, and `found` names them.
    */
   startupIterators?: { program: string; found: string }[]
+  /**
+   * Streams whose program wakes the reader only once much is waiting: read every so many ms
+   * instead (RingBufferReader's idleDrainMs), which is then how long a record may wait.
+   */
+  pacedStreams?: Record<string, number>
 }
 
 /** The entry and exit tracepoints of one syscall, handled by programs enter_<program> and exit_<program>. */
@@ -257,6 +262,8 @@ export const catalogue: Record<string, CatalogueEntry> = {
     description: 'CPU samples (perf_event, attached at run time at a frequency) with the user registers, a copy of the user stack and the kernel stack, '
       + 'for unwinding in user space; target_pids filter map',
     attach: [],
+    // the program wakes the reader past wakeup_bytes (512 KB: 1.1 s of samples at 19 Hz on 2 CPUs)
+    pacedStreams: { samples: 500 },
   },
   alloc_stacks: {
     description: 'allocation stack samples of target processes from uprobes on their libc malloc, calloc, realloc and free, attached at run '

@@ -46,12 +46,15 @@ export class LibraryObject {
   readonly #readers = new Map<string, Reader>()
   readonly #subscribers = new Map<string, Set<(batch: RecordBatch) => void>>()
   readonly #log: (message: string) => void
+  /** The catalogue's pacedStreams: how often each is read. */
+  readonly #paced: Readonly<Record<string, number>>
   #dropped: BpfMap | null | undefined
 
-  constructor(name: string, object: LoadedObject, links: Link[], log: (message: string) => void) {
+  constructor(name: string, object: LoadedObject, links: Link[], log: (message: string) => void, paced: Readonly<Record<string, number>> = {}) {
     this.name = name
     this.object = object
     this.#links = links
+    this.#paced = paced
     this.#log = log
     this.streams = object.maps().filter((m) => m.type === 'ringbuf' || m.type === 'perf_event_array').map((m) => m.name)
   }
@@ -73,7 +76,9 @@ export class LibraryObject {
       // is the only pointer to the faulty code
       const onError = (error: Error) => this.#log(describeWithCauses(error))
       const type = this.object.map(stream).info.type
-      reader = type === 'ringbuf' ? new RingBufferReader(this.object, stream, { onBatch: deliver, onError }) : new PerfBufferReader(this.object, stream, { onBatch: deliver, onError })
+      reader = type === 'ringbuf'
+        ? new RingBufferReader(this.object, stream, { onBatch: deliver, onError, idleDrainMs: this.#paced[stream] })
+        : new PerfBufferReader(this.object, stream, { onBatch: deliver, onError })
       this.#readers.set(stream, reader)
     } else if (set.size === 1) {
       reader.resume()
@@ -302,7 +307,7 @@ export async function openLibraryObject(name: string, options: OpenOptions = {})
   try {
     markSelf(object)
     const links = chosen.map((c) => attachOne(object, c))
-    library = new LibraryObject(name, object, links, log)
+    library = new LibraryObject(name, object, links, log, entry.pacedStreams)
   } catch (error) {
     object.close()
     throw explainPermissionDenied(error, `attaching library object ${name}`, needs)

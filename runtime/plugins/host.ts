@@ -138,16 +138,11 @@ type LoadReason = 'load' | 'reload' | 'restart'
 const gatherBytes = 64 * 1024
 const gatherMs = 2
 /**
- * Stack samples come one per ring wakeup (a few dozen a second at 19 Hz) and are counted for a
- * whole collection interval, so they wait longer: a call into the isolate per sample cost more
- * than unwinding it (about 0.2 ms of the main thread each, measured at 99 Hz).
+ * Stack samples are counted for a whole collection interval, so they wait longer: a call into the
+ * isolate per sample cost more than unwinding it (about 0.2 ms of the main thread each, measured
+ * at 99 Hz). The stacks ring itself is read every 500 ms (the catalogue's pacedStreams).
  */
 const stackGatherMs = 500
-/**
- * How often stack rings are drained: their objects wake the reader only once much is waiting
- * (bpf/lib/stacks.bpf.c's wakeup_bytes), so a sample waits at most this long in the kernel.
- */
-const stackDrainMs = 250
 
 /** Ends a load that stop() overtook; never reported. */
 class StoppedError extends Error {
@@ -166,8 +161,6 @@ export class PluginHost {
   private readonly subscriptions = new Map<string, () => void>()
   /** The subscribed topics whose batches are unwound stack samples (ctx.onStack). */
   private readonly stackSubscriptions = new Set<string>()
-  /** Drains the objects of stackSubscriptions every stackDrainMs while there are any. */
-  private stackDrainTimer: NodeJS.Timeout | undefined
   /** Records of a topic lost since the last batch handed on (kernel and host drops): told to the next. */
   private readonly pendingLoss = new Map<string, number>()
   /** Where each stream stood when this plugin stopped listening, to count what it missed if it listens again. */
@@ -394,7 +387,6 @@ export class PluginHost {
         added.push(topic)
         if (existing === undefined) this.countMissed(topic)
       }
-      this.drainStacksPeriodically()
     } catch (error) {
       for (const topic of added) {
         this.subscriptions.get(topic)!()
@@ -402,14 +394,6 @@ export class PluginHost {
       }
       throw error
     }
-  }
-
-  private drainStacksPeriodically(): void {
-    if (this.stackSubscriptions.size === 0 || this.stackDrainTimer !== undefined) return
-    this.stackDrainTimer = setInterval(() => {
-      for (const topic of this.stackSubscriptions) if (this.subscriptions.has(topic)) this.env.bus.drainObject(splitTopic(topic).object)
-    }, stackDrainMs)
-    this.stackDrainTimer.unref()
   }
 
   /** A load that did not produce a running version. */
@@ -865,7 +849,6 @@ export class PluginHost {
    * is not handled by then is dropped and counted (reason `shutdown`).
    */
   async drain(deadlineMs: number): Promise<void> {
-    clearInterval(this.stackDrainTimer)
     for (const unsubscribe of this.subscriptions.values()) unsubscribe()
     this.subscriptions.clear()
     const version = this.current
@@ -904,7 +887,6 @@ export class PluginHost {
     this.status = 'stopped'
     clearTimeout(this.restartTimer)
     clearTimeout(this.gatherTimer)
-    clearInterval(this.stackDrainTimer)
     // End plugin code now rather than waiting for it: a call in flight or a setup() that never
     // settles must not hold up an unload or a shutdown.
     this.starting?.dispose()

@@ -4,7 +4,7 @@
  * of this run and each file frame's offset and build id; a stack copy too short for the stack
  * (objects.stacks.stack_bytes: 256) makes every stack truncated, shown by a
  * `[truncated: copy ended]` root frame and counted by reason; naming that outlasts the call
- * deadline does not stop the plugin.
+ * deadline does not stop the plugin; its ring is read at the catalogue's pace.
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
@@ -84,6 +84,26 @@ describe('the cpu-profile plugin', () => {
         assert.equal(frame.mapping!.buildId, buildId)
       }
     }
+  })
+
+  it('reads its ring twice a second at 19 Hz, each read one batch: not a batch per 100 ms idle drain', async (t) => {
+    if (!requireFeature(t, 'perf_event', await probeAttach('perf_event'))) return
+    // 19 samples a second of the burner (about 250 KB) never reach the program's wakeup_bytes
+    // (512 KB): only the catalogue's paced read (500 ms) takes them, each time a batch
+    h = await startHarness({ provider: provider(), decodersPath, config: { plugins: { 'cpu-profile': { config: { frequency: 19, collect_interval_ms: 1000, target_pids: [burner.pid] } } } } })
+    const harness = h
+    harness.write('cpu-profile.ts', readFileSync(join(root, 'plugins/cpu-profile.ts'), 'utf8'))
+    const stream = () => harness.runtime.bus.listStreams().find((s) => s.topic === 'stacks:samples')
+    await harness.waitFor(() => (stream()?.records ?? 0) > 0, 'the first samples', 60_000)
+    const before = stream()!
+    const startMs = performance.now()
+    await harness.waitFor(() => performance.now() - startMs >= 4000, '4 s', 10_000)
+    const after = stream()!
+    const seconds = (performance.now() - startMs) / 1000
+    const records = after.records - before.records, batches = after.batches - before.batches
+    assert.ok(records >= 10 * seconds && records <= 20 * seconds, `${records} samples in ${seconds.toFixed(1)} s, about 19 a second`)
+    // 2 a second; the 100 ms idle drain gave 10
+    assert.ok(batches >= 1.5 * seconds - 1 && batches <= 2 * seconds + 2, `${batches} batches of ${records} samples in ${seconds.toFixed(1)} s`)
   })
 
   it('marks stacks cut short by the copy with a [truncated: copy ended] root and counts them', async (t) => {
