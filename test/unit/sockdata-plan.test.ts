@@ -25,8 +25,8 @@ const plan = (refused: Partial<Record<AttachKind, string>>, options: PlanOptions
 const fentryPrograms = socketFunctions.flatMap((f) => [`fentry_${f}`, `fexit_${f}`])
 const kprobePrograms = socketFunctions.flatMap((f) => [`kprobe_${f}`, `kretprobe_${f}`])
 const tracepointPrograms = dataSyscalls.flatMap((s) => [`enter_${s}`, `exit_${s}`])
-/** What every plan attaches besides socket data: lifecycle, sendfile, state changes, mmap. */
-const others = ['enter_sendfile', 'exit_sendfile', 'enter_connect', 'exit_connect', 'enter_accept', 'exit_accept', 'enter_accept4', 'exit_accept4', 'enter_close', 'on_state_change', 'on_mmap']
+/** What every plan attaches besides socket data: lifecycle (closes by close(), exit and exec too), sendfile, state changes, mmap. */
+const others = ['enter_sendfile', 'exit_sendfile', 'enter_connect', 'exit_connect', 'enter_accept', 'exit_accept', 'enter_accept4', 'exit_accept4', 'enter_close', 'on_exit', 'on_exec', 'on_state_change', 'on_mmap']
 
 describe('sockdata attach plan', () => {
   it('a kernel that allows fentry captures socket data with fentry/fexit on the socket functions, and loads nothing else for it', async () => {
