@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, writeFileSync, copyFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync, copyFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { BpfError } from '../../runtime/bpf/errors.ts'
 import { attachTracepoint, attachUprobe } from '../../runtime/bpf/links.ts'
 import { ObjectSpec } from '../../runtime/bpf/object.ts'
 import { compileFixture, objectPath, root } from './kernel.ts'
+import { scratchDir } from '../peers/scratch-dir.ts'
 
-const scratch = mkdtempSync(join(tmpdir(), 'periscope-errors-'))
+const scratch = scratchDir('periscope-errors-')
 
 test('a missing object file says so and how to build it', () => {
   assert.throws(() => ObjectSpec.open('/nonexistent/thing.bpf.o'), /BPF object \/nonexistent\/thing\.bpf\.o does not exist; run `npm run build`/)

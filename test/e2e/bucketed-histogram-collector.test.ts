@@ -3,13 +3,11 @@
 // their observations, merged with single values of the same name, over OTLP/HTTP and gRPC.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { createTelemetry } from '../../runtime/telemetry/index.ts'
 import type { Telemetry } from '../../runtime/telemetry/index.ts'
 import { attributesOf, flatten, startCollector } from '../peers/otelcol.ts'
 import type { Collector, FlatItem } from '../peers/otelcol.ts'
+import { scratchDir } from '../peers/scratch-dir.ts'
 
 // 2^k µs in seconds, as a kernel's log2 buckets give them
 const boundaries = [0.000001, 0.000002, 0.000004, 0.000008, 0.000016]
@@ -23,7 +21,7 @@ async function exporterToCollector(t: TestContext, env: (collector: Collector) =
   })
   const warnings: string[] = []
   state.telemetry = await createTelemetry({
-    config: { dataDir: await mkdtemp(join(tmpdir(), 'periscope-bucketed-')), batch: { intervalMs: 100 }, metrics: { intervalMs: 600_000 }, prometheus: { enabled: false } },
+    config: { dataDir: scratchDir('periscope-bucketed-'), batch: { intervalMs: 100 }, metrics: { intervalMs: 600_000 }, prometheus: { enabled: false } },
     env: env(collector),
     log: (level, message) => { if (level !== 'info') warnings.push(`${level}: ${message}`) },
   })

@@ -3,13 +3,11 @@
 // and resources given, over OTLP/HTTP protobuf and over gRPC.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { createTelemetry } from '../../runtime/telemetry/index.ts'
 import type { Telemetry, TelemetryLog } from '../../runtime/telemetry/index.ts'
 import { attributesOf, flatten, startCollector } from '../peers/otelcol.ts'
 import type { Collector, FlatItem } from '../peers/otelcol.ts'
+import { scratchDir } from '../peers/scratch-dir.ts'
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736'
 const PARENT_ID = '00f067aa0ba902b7'
@@ -47,7 +45,7 @@ async function exporterToCollector(t: TestContext, env: (collector: Collector) =
   })
   const { log, lines: logLines } = collectingLog()
   const telemetry = (state.telemetry = await createTelemetry({
-    config: { dataDir: await mkdtemp(join(tmpdir(), 'periscope-e2e-')), batch: { intervalMs: 100 }, metrics: { intervalMs: 600_000 } },
+    config: { dataDir: scratchDir('periscope-e2e-'), batch: { intervalMs: 100 }, metrics: { intervalMs: 600_000 } },
     env: env(collector),
     log,
   }))

@@ -2,13 +2,11 @@
 // counts every drop exactly, and delivers the kept items once the Collector is back.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createTelemetry } from '../../runtime/telemetry/index.ts'
 import type { Telemetry } from '../../runtime/telemetry/index.ts'
 import { attributesOf, flatten, startCollector } from '../peers/otelcol.ts'
+import { scratchDir } from '../peers/scratch-dir.ts'
 
 const QUEUE = 50
 const BEFORE = 10
@@ -32,7 +30,7 @@ test('a Collector outage loses nothing beyond the configured queue, counts each 
   const warnings: string[] = []
   const telemetry = (state.telemetry = await createTelemetry({
     config: {
-      dataDir: await mkdtemp(join(tmpdir(), 'periscope-outage-')),
+      dataDir: scratchDir('periscope-outage-'),
       batch: { maxSize: 10, intervalMs: 50, maxInFlight: 4 },
       queue: { spans: QUEUE },
       retry: { initialBackoffMs: 100, maxBackoffMs: 300 },

@@ -3,7 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { mkdtemp, readdir, readFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -12,6 +12,7 @@ import { Profile } from 'pprof-format'
 import { createTelemetry } from '../../runtime/telemetry/index.ts'
 import type { ProfileSampleInput, Telemetry } from '../../runtime/telemetry/index.ts'
 import { attributesOf, flatten, startCollector } from '../peers/otelcol.ts'
+import { scratchDir } from '../peers/scratch-dir.ts'
 
 const GO = process.env.GO ?? '/usr/local/go/bin/go'
 const NGINX = { pid: 4242, executablePath: '/usr/sbin/nginx' }
@@ -49,7 +50,7 @@ async function pprof(...args: string[]): Promise<string> {
 }
 
 test('a CPU profile written by the embedded store loads in go tool pprof -top with the right functions and values', async () => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'periscope-pprof-'))
+  const dataDir = scratchDir('periscope-pprof-')
   const telemetry = await createTelemetry({ config: { dataDir, prometheus: { enabled: false } }, env: {}, log: () => {} })
   telemetry.scope('cpu-profile').profiles(SAMPLES)
   await telemetry.shutdown(5000)
@@ -104,7 +105,7 @@ async function samplesOf(path: string): Promise<string[]> {
 }
 
 test('the embedded store writes one pprof file per plugin, type and interval, the processes told apart by labels', async () => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'periscope-pprof-interval-'))
+  const dataDir = scratchDir('periscope-pprof-interval-')
   const telemetry = await createTelemetry({ config: { dataDir, prometheus: { enabled: false } }, env: {}, log: () => {} })
   telemetry.scope('cpu-profile').profiles([...SAMPLES, redisSample('processCommand', 2)])
   telemetry.scope('offcpu-profile').profiles([{ ...redisSample('epoll_wait', 1), type: 'offcpu', values: [5_000_000] }])
@@ -154,7 +155,7 @@ test('profiles reach a real Collector as the OTLP profiles signal, with stacks, 
     await state.telemetry?.shutdown(2000)
     await collector.stop()
   })
-  const dataDir = await mkdtemp(join(tmpdir(), 'periscope-otlp-profiles-'))
+  const dataDir = scratchDir('periscope-otlp-profiles-')
   const telemetry = (state.telemetry = await createTelemetry({
     config: { dataDir, profiles: { writePprof: true } },
     env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint },
@@ -223,7 +224,7 @@ test('with OTLP and writePprof, each process is its own OTLP profile and the int
     await state.telemetry?.shutdown(2000)
     await collector.stop()
   })
-  const dataDir = await mkdtemp(join(tmpdir(), 'periscope-otlp-pprof-'))
+  const dataDir = scratchDir('periscope-otlp-pprof-')
   const telemetry = (state.telemetry = await createTelemetry({
     config: { dataDir, profiles: { writePprof: true } },
     env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint },
@@ -253,7 +254,7 @@ test('a collection of 1,000 processes reaches the Collector whole: each process 
     await state.telemetry?.shutdown(2000)
     await collector.stop()
   })
-  const dataDir = await mkdtemp(join(tmpdir(), 'periscope-otlp-many-'))
+  const dataDir = scratchDir('periscope-otlp-many-')
   const telemetry = (state.telemetry = await createTelemetry({
     config: { dataDir },
     env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.httpEndpoint },

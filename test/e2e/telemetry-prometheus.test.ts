@@ -3,17 +3,17 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtemp, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createTelemetry } from '../../runtime/telemetry/index.ts'
 import { freePort } from '../peers/otelcol.ts'
+import { scratchDir } from '../peers/scratch-dir.ts'
 
 test('the Prometheus endpoint passes promtool check metrics and a real Prometheus scrapes it', async (t) => {
   const port = await freePort()
   const telemetry = await createTelemetry({
-    config: { dataDir: await mkdtemp(join(tmpdir(), 'periscope-prom-')), prometheus: { port } },
+    config: { dataDir: scratchDir('periscope-prom-'), prometheus: { port } },
     env: {},
     log: () => {},
   })
@@ -44,7 +44,7 @@ test('the Prometheus endpoint passes promtool check metrics and a real Prometheu
 
   // a real Prometheus server scraping the endpoint
   const promPort = await freePort()
-  const promDir = await mkdtemp(join(tmpdir(), 'periscope-prometheus-'))
+  const promDir = scratchDir('periscope-prometheus-')
   await writeFile(
     join(promDir, 'prometheus.yml'),
     `global: { scrape_interval: 1s, evaluation_interval: 1s }\nscrape_configs:\n  - job_name: periscope\n    static_configs: [{ targets: ['127.0.0.1:${port}'] }]\n`,

@@ -14,13 +14,12 @@
  */
 import { execFile, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { rmSync } from 'node:fs'
-import { mkdtemp, readFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { createServer, connect } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { scratchDir } from './scratch-dir.ts'
 
 const HERE = fileURLToPath(new URL('./otelcol/', import.meta.url))
 
@@ -78,17 +77,11 @@ export interface Collector {
   stop(): Promise<void>
 }
 
-/** Output directories this process made for its Collectors: removed when it exits (stop() keeps them: a stopped Collector may start again). */
-const madeDirs = new Set<string>()
-
 export async function startCollector(options: { outDir?: string } = {}): Promise<Collector> {
   const path = await collectorBinary()
   let outDir = options.outDir
-  if (outDir === undefined) {
-    outDir = await mkdtemp(join(tmpdir(), 'periscope-otelcol-'))
-    if (madeDirs.size === 0) process.once('exit', () => { for (const dir of madeDirs) rmSync(dir, { recursive: true, force: true }) })
-    madeDirs.add(outDir)
-  }
+  // removed when the test process exits: stop() keeps it, as a stopped Collector may start again
+  outDir ??= scratchDir('periscope-otelcol-')
   const grpcPort = await freePort()
   const httpPort = await freePort()
   let child: ChildProcess | undefined

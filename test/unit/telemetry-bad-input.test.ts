@@ -4,13 +4,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
-import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createTelemetry } from '../../runtime/telemetry/index.ts'
 import { flatten, freePort } from '../peers/otelcol.ts'
+import { scratchDir } from '../peers/scratch-dir.ts'
 
 const T0 = 1_767_225_600_000_000_000
 
@@ -23,7 +22,7 @@ test('an unreachable endpoint: a warning with cause and fix, the runtime keeps r
   const port = await freePort() // nothing listens here
   const { lines, log } = recorder()
   const telemetry = await createTelemetry({
-    config: { dataDir: await mkdtemp(join(tmpdir(), 'periscope-unreachable-')), batch: { intervalMs: 20 }, retry: { initialBackoffMs: 50, maxBackoffMs: 100 }, exportTimeoutMs: 500 },
+    config: { dataDir: scratchDir('periscope-unreachable-'), batch: { intervalMs: 20 }, retry: { initialBackoffMs: 50, maxBackoffMs: 100 }, exportTimeoutMs: 500 },
     env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` },
     log,
   })
@@ -51,9 +50,8 @@ test('an unreachable endpoint: a warning with cause and fix, the runtime keeps r
   assert.ok(lines.some((l) => l.includes('traces: 2 item(s) not exported before the shutdown deadline')))
 })
 
-test('a bad endpoint URL and malformed OTEL_RESOURCE_ATTRIBUTES: clear messages, data kept in the embedded store', async (t) => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'periscope-badurl-'))
-  t.after(() => rm(dataDir, { recursive: true, force: true }))
+test('a bad endpoint URL and malformed OTEL_RESOURCE_ATTRIBUTES: clear messages, data kept in the embedded store', async () => {
+  const dataDir = scratchDir('periscope-badurl-')
   const { lines, log } = recorder()
   const telemetry = await createTelemetry({
     config: { dataDir, prometheus: { enabled: false } },
@@ -80,7 +78,7 @@ test('a busy Prometheus port is reported with the fix and the exporter runs with
   const port = (blocker.address() as { port: number }).port
   const { lines, log } = recorder()
   try {
-    const telemetry = await createTelemetry({ config: { dataDir: await mkdtemp(join(tmpdir(), 'periscope-busy-')), prometheus: { port } }, env: {}, log })
+    const telemetry = await createTelemetry({ config: { dataDir: scratchDir('periscope-busy-'), prometheus: { port } }, env: {}, log })
     assert.equal(telemetry.stats().prometheus, undefined)
     assert.ok(
       lines.includes(
@@ -98,7 +96,7 @@ test('a busy Prometheus port is reported with the fix and the exporter runs with
 
 test('malformed plugin output is dropped, counted per signal and reported once per plugin, never thrown', async () => {
   const { lines, log } = recorder()
-  const telemetry = await createTelemetry({ config: { dataDir: await mkdtemp(join(tmpdir(), 'periscope-invalid-')), prometheus: { enabled: false } }, env: {}, log })
+  const telemetry = await createTelemetry({ config: { dataDir: scratchDir('periscope-invalid-'), prometheus: { enabled: false } }, env: {}, log })
   const scope = telemetry.scope('sloppy')
   scope.spans([{ name: 'bad', startTimeNs: Number.NaN, endTimeNs: 1 }, { name: 'bad2', startTimeNs: T0, endTimeNs: T0 + 1, traceId: 'nothex' }, { name: 'ok', startTimeNs: T0, endTimeNs: T0 + 1 }])
   scope.metrics([

@@ -3,11 +3,11 @@
 // test/e2e/telemetry-prometheus.test.ts, against Debian's promtool and Prometheus server.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, readdir } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createTelemetry } from '../../runtime/telemetry/index.ts'
 import { attributesOf, flatten, freePort } from '../peers/otelcol.ts'
+import { scratchDir } from '../peers/scratch-dir.ts'
 
 const T0 = 1_767_225_600_000_000_000
 
@@ -18,7 +18,7 @@ async function jsonLines(path: string): Promise<Record<string, unknown>[]> {
 }
 
 test('with no endpoint, every signal lands under the data dir as OTLP JSON lines', async () => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'periscope-embedded-'))
+  const dataDir = scratchDir('periscope-embedded-')
   const telemetry = await createTelemetry({
     config: { dataDir, prometheus: { port: await freePort() } },
     env: { OTEL_SERVICE_NAME: 'embedded-test' },
@@ -59,7 +59,7 @@ test('with no endpoint, every signal lands under the data dir as OTLP JSON lines
 })
 
 test('JSON lines files rotate by size and keep a bounded number of rotated files', async () => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'periscope-rotation-'))
+  const dataDir = scratchDir('periscope-rotation-')
   const telemetry = await createTelemetry({
     config: { dataDir, rotation: { maxBytes: 4000, maxFiles: 2 }, prometheus: { enabled: false }, batch: { maxSize: 5 } },
     env: {},
