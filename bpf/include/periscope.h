@@ -29,6 +29,15 @@ typedef char strings_t;
 		__type(value, __u64);                 \
 	} dropped SEC(".maps")
 
+/*
+ * At sched_process_exit: whether the exiting task is its process's last thread, when a process's
+ * state goes. signal->live is counted down before that tracepoint, to 0 at the last thread.
+ */
+static __always_inline bool last_thread_exiting(void)
+{
+	return bpf_get_current_task_btf()->signal->live.counter == 0;
+}
+
 static __always_inline void count_drop(void *dropped_map)
 {
 	__u32 zero = 0;

@@ -220,12 +220,10 @@ static long forget_block(struct bpf_map *map, struct alloc_block *key, __u64 *si
 SEC("tracepoint/sched/sched_process_exit")
 int handle_exit(void *ctx)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct alloc_stats *stats, *last;
 
-	/* signal->live is counted down before this tracepoint: 0 at the last thread */
-	if (task->signal->live.counter != 0)
+	if (!last_thread_exiting())
 		return 0;
 	stats = bpf_map_lookup_elem(&processes, &tgid);
 	if (!stats)

@@ -267,11 +267,9 @@ static long forget_process_block(struct bpf_map *map, struct alloc_stacks_block 
 SEC("tracepoint/sched/sched_process_exit")
 int handle_exit(void *ctx)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
-	/* signal->live is counted down before this tracepoint: 0 at the last thread */
-	if (task->signal->live.counter != 0 || !bpf_map_lookup_elem(&sampled_processes, &tgid))
+	if (!last_thread_exiting() || !bpf_map_lookup_elem(&sampled_processes, &tgid))
 		return 0;
 	bpf_for_each_map_elem(&live, forget_process_block, &tgid, 0);
 	bpf_map_delete_elem(&sampled_processes, &tgid);

@@ -417,10 +417,7 @@ static __always_inline void flush_process(__u32 tgid)
 SEC("tracepoint/sched/sched_process_exit")
 int handle_exit(void *ctx)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-
-	/* signal->live is counted down before this tracepoint: 0 at the last thread */
-	if (task->signal->live.counter == 0)
+	if (last_thread_exiting())
 		flush_process(bpf_get_current_pid_tgid() >> 32);
 	return 0;
 }

@@ -1644,10 +1644,7 @@ static __always_inline void close_all_gone(bool exited)
 SEC("tracepoint/sched/sched_process_exit")
 int on_exit(void *ctx)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-
-	/* signal->live is counted down before this tracepoint: 0 at the last thread */
-	if (task->signal->live.counter == 0)
+	if (last_thread_exiting())
 		close_all_gone(true);
 	return 0;
 }

@@ -197,13 +197,11 @@ int tp_sys_exit(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/sched/sched_process_exit")
 int handle_exit(void *ctx)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id, tgid = id >> 32;
 
 	bpf_map_delete_elem(&in_flight, &tid);
-	/* signal->live is counted down before this tracepoint: 0 at the last thread */
-	if (task->signal->live.counter == 0)
+	if (last_thread_exiting())
 		bpf_map_delete_elem(&targets, &tgid);
 	return 0;
 }

@@ -224,10 +224,7 @@ static __always_inline void retire(__u32 reason)
 SEC("tracepoint/sched/sched_process_exit")
 int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-
-	/* signal->live is counted down before this tracepoint: 0 at the last thread */
-	if (task->signal->live.counter == 0)
+	if (last_thread_exiting())
 		retire(SYSCALLS_RETIRE_EXIT);
 	return 0;
 }
