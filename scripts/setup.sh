@@ -17,8 +17,9 @@ packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 p
 for_tests=0
 [ "${1:-}" = --test ] && for_tests=1 && packages+=(prometheus binutils nginx wrk curl openssl redis-server redis-tools postgresql postgresql-contrib mariadb-server mariadb-client python3-redis openjdk-17-jre-headless maven chromium bpftrace linux-perf tmux)
 missing=()
-# one dpkg-query for all of them (one per package cost a quarter of a second at every start)
-installed=" $(dpkg-query -W -f='${Package}:${Status}\n' "${packages[@]}" 2>/dev/null | sed -n 's/:install ok installed$//p' | tr '\n' ' ') "
+# one dpkg-query for all of them (one per package cost a quarter of a second at every start); it
+# exits 1 when any package was never installed, which pipefail would make fatal, silently
+installed=" $({ dpkg-query -W -f='${Package}:${Status}\n' "${packages[@]}" 2>/dev/null || true; } | sed -n 's/:install ok installed$//p' | tr '\n' ' ') "
 for p in "${packages[@]}"; do [[ "$installed" == *" $p "* ]] || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || fail "missing packages ${missing[*]} and no apt-get; install them with your package manager"
