@@ -9,17 +9,17 @@
 
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "file_path.h"
 
 /* include/linux/mm.h */
 #define LIBC_MAPPINGS_VM_EXEC 0x00000004
-#define LIBC_MAPPINGS_PATH_LEN 256
 
-/* per-CPU room for bpf_d_path */
+/* per-CPU room for the path walk */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, char[LIBC_MAPPINGS_PATH_LEN]);
+	__type(value, struct file_path_buffer);
 } path_buffer SEC(".maps");
 
 /* "<path>\n" for each file a process maps executable whose name starts with "libc.so" or "libc-" */
@@ -30,8 +30,8 @@ int libc_mappings(struct bpf_iter__task_vma *ctx)
 	struct file *file;
 	const unsigned char *name;
 	char prefix[6] = {};
+	struct file_path_buffer *buffer;
 	__u32 zero = 0;
-	char *path;
 
 	if (!vma || !ctx->task || !(vma->vm_flags & LIBC_MAPPINGS_VM_EXEC))
 		return 0;
@@ -42,10 +42,10 @@ int libc_mappings(struct bpf_iter__task_vma *ctx)
 	bpf_probe_read_kernel(prefix, sizeof(prefix) - 1, name);
 	if (prefix[0] != 'l' || prefix[1] != 'i' || prefix[2] != 'b' || prefix[3] != 'c' || (prefix[4] != '.' && prefix[4] != '-'))
 		return 0;
-	path = bpf_map_lookup_elem(&path_buffer, &zero);
-	if (!path || bpf_d_path((struct path *)&file->f_path, path, LIBC_MAPPINGS_PATH_LEN) < 0)
+	buffer = bpf_map_lookup_elem(&path_buffer, &zero);
+	if (!buffer || !file_path(file, buffer->path, buffer->walk))
 		return 0;
-	BPF_SEQ_PRINTF(ctx->meta->seq, "%s\n", path);
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%s\n", buffer->path);
 	return 0;
 }
 

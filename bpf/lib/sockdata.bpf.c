@@ -13,8 +13,11 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "fd_file.h"
+#include "file_path.h"
 #include "periscope.h"
 #include "sockdata.h"
+
+_Static_assert(SOCK_LIBRARY_PATH_LEN == FILE_PATH_LEN, "a library record holds one walked path");
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -43,9 +46,6 @@ char LICENSE[] SEC("license") = "GPL";
  */
 #define MAX_IOV 512
 #define MAX_MMSG 8
-/* path components the libraries ring follows up to the root */
-#define PATH_DEPTH 16
-#define NAME_MAX 255
 
 #define PROTOCOL_RING(name)                         \
 	struct {                                    \
@@ -309,6 +309,17 @@ struct {
 	__type(key, __u32);
 	__type(value, struct payload_buffer);
 } scratch SEC(".maps");
+
+/*
+ * emit_data's record header, off its stack: the verifier allows 512 bytes for a program and the
+ * functions it calls together, and a Go TLS return probe, emit_data and classify came to 544
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sock_event);
+} event_scratch SEC(".maps");
 
 /*
  * conn_id counters, one per CPU, with the CPU in the low bits: unique without atomics, which
@@ -980,7 +991,7 @@ __noinline int emit_data(struct capture *c, struct conn_info *conn)
 {
 	struct protocol_config *config;
 	__u8 direction, sendfile;
-	struct sock_event e = {};
+	struct sock_event *e;
 	__u32 zero = 0, cap, captured = 0;
 	struct payload_buffer *payload;
 	__u64 position, id;
@@ -1029,28 +1040,32 @@ __noinline int emit_data(struct capture *c, struct conn_info *conn)
 	config = protocol_passes(conn->protocol, c->tgid, conn, NULL);
 	if (!config)
 		return 0;
+	e = bpf_map_lookup_elem(&event_scratch, &zero);
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
 	id = bpf_get_current_pid_tgid();
-	e.context = thread_context(conn, direction, (__u32)id);
+	e->context = thread_context(conn, direction, (__u32)id);
 	if (!sendfile) {
 		cap = config->capture_bytes ? config->capture_bytes : SOCK_CAPTURE_DEFAULT;
 		captured = gather(payload, cap < SOCK_DATA_MAX ? cap : SOCK_DATA_MAX, c);
 	}
 
-	fill_header(&e, conn, c->tgid, (__u32)id, c->fd);
-	e.start_ns = c->start_ns;
-	e.end_ns = bpf_ktime_get_boot_ns();
-	e.position = position;
-	e.bytes = c->bytes;
-	e.captured = captured;
-	e.kind = SOCK_DATA;
-	e.direction = direction;
-	e.flags |= c->flags;
+	fill_header(e, conn, c->tgid, (__u32)id, c->fd);
+	e->start_ns = c->start_ns;
+	e->end_ns = bpf_ktime_get_boot_ns();
+	e->position = position;
+	e->bytes = c->bytes;
+	e->captured = captured;
+	e->kind = SOCK_DATA;
+	e->direction = direction;
+	e->flags |= c->flags;
 	if (conn->loss[direction])
-		e.flags |= SOCK_FLAG_LOSS;
+		e->flags |= SOCK_FLAG_LOSS;
 	if (!sendfile && captured < c->bytes)
-		e.flags |= SOCK_FLAG_TRUNCATED;
-	bpf_get_current_comm(e.comm, sizeof(e.comm));
-	if (output(conn->protocol, &e, payload->bytes, captured)) {
+		e->flags |= SOCK_FLAG_TRUNCATED;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	if (output(conn->protocol, e, payload->bytes, captured)) {
 		count_drop(&dropped);
 		conn->loss[direction] = 1;
 	} else {
@@ -2102,56 +2117,6 @@ static __always_inline bool is_libssl(struct file *file)
 	return head[0] == 'l' && head[1] == 'i' && head[2] == 'b' && head[3] == 's' && head[4] == 's' && head[5] == 'l';
 }
 
-/*
- * The file's path from the global root, crossing mount points, built right to left in tmp
- * (2 * SOCK_LIBRARY_PATH_LEN bytes); false when it is deeper or longer than the record holds.
- */
-static __always_inline bool build_path(struct file *file, char *out, __u8 *tmp)
-{
-	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry), *parent;
-	struct vfsmount *vfsmnt = BPF_CORE_READ(file, f_path.mnt);
-	struct mount *mnt = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt), *up;
-	const unsigned char *name;
-	int pos = SOCK_LIBRARY_PATH_LEN, i;
-	__u32 len, at;
-
-	for (i = 0; i < PATH_DEPTH; i++) {
-		if (dentry == BPF_CORE_READ(vfsmnt, mnt_root)) {
-			up = BPF_CORE_READ(mnt, mnt_parent);
-			/* the root of the mount tree */
-			if (up == mnt)
-				break;
-			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-			mnt = up;
-			vfsmnt = (void *)up + bpf_core_field_offset(struct mount, mnt);
-			continue;
-		}
-		parent = BPF_CORE_READ(dentry, d_parent);
-		/* the root of a file system mounted nowhere we came from */
-		if (dentry == parent)
-			break;
-		len = BPF_CORE_READ(dentry, d_name.len);
-		name = BPF_CORE_READ(dentry, d_name.name);
-		if (len > NAME_MAX)
-			return false;
-		pos -= len + 1;
-		if (pos < 0)
-			return false;
-		at = pos & (SOCK_LIBRARY_PATH_LEN - 1);
-		tmp[at] = '/';
-		bpf_probe_read_kernel(tmp + at + 1, len, name);
-		dentry = parent;
-	}
-	if (i == PATH_DEPTH || pos == SOCK_LIBRARY_PATH_LEN)
-		return false;
-	len = SOCK_LIBRARY_PATH_LEN - pos;
-	if (len > SOCK_LIBRARY_PATH_LEN - 1)
-		return false;
-	bpf_probe_read_kernel(out, len, tmp + (pos & (SOCK_LIBRARY_PATH_LEN - 1)));
-	out[len] = 0;
-	return true;
-}
-
 /* a process maps a libssl's code: the TLS follower attaches its uprobes to that file */
 SEC("tracepoint/syscalls/sys_enter_mmap")
 int on_mmap(struct trace_event_raw_sys_enter *ctx)
@@ -2178,7 +2143,7 @@ int on_mmap(struct trace_event_raw_sys_enter *ctx)
 	e->dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
 	e->pid = id >> 32;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	if (!build_path(file, e->path, tmp))
+	if (!file_path(file, e->path, tmp))
 		e->path[0] = 0;
 	bpf_ringbuf_submit(e, 0);
 	return 0;
@@ -2318,12 +2283,12 @@ int mark_tls_midstream(struct bpf_iter__task_file *ctx)
 	return 0;
 }
 
-/* per-CPU room for bpf_d_path */
+/* per-CPU room for the iterators' path walks */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, char[SOCK_LIBRARY_PATH_LEN]);
+	__type(value, struct file_path_buffer);
 } path_buffer SEC(".maps");
 
 /* "<pid> <path>\n" for each executable mapping of a file whose name starts with "libssl" */
@@ -2333,18 +2298,18 @@ int mapped_libraries(struct bpf_iter__task_vma *ctx)
 	struct vm_area_struct *vma = ctx->vma;
 	struct task_struct *task = ctx->task;
 	struct file *file;
+	struct file_path_buffer *buffer;
 	__u32 zero = 0;
-	char *path;
 
 	if (!vma || !task || !(vma->vm_flags & VM_EXEC))
 		return 0;
 	file = vma->vm_file;
 	if (!file || !is_libssl(file))
 		return 0;
-	path = bpf_map_lookup_elem(&path_buffer, &zero);
-	if (!path || bpf_d_path((struct path *)&file->f_path, path, SOCK_LIBRARY_PATH_LEN) < 0)
+	buffer = bpf_map_lookup_elem(&path_buffer, &zero);
+	if (!buffer || !file_path(file, buffer->path, buffer->walk))
 		return 0;
-	BPF_SEQ_PRINTF(ctx->meta->seq, "%u %s\n", task->tgid, path);
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%u %s\n", task->tgid, buffer->path);
 	return 0;
 }
 
@@ -2357,18 +2322,18 @@ SEC("iter/task")
 int executables(struct bpf_iter__task *ctx)
 {
 	struct task_struct *task = ctx->task;
+	struct file_path_buffer *buffer;
 	struct file *exe;
 	__u32 zero = 0;
-	char *path;
 
 	if (!task || task->pid != task->tgid || !task->mm || is_self(task->tgid))
 		return 0;
 	exe = task->mm->exe_file;
 	if (!exe)
 		return 0;
-	path = bpf_map_lookup_elem(&path_buffer, &zero);
-	if (!path || bpf_d_path((struct path *)&exe->f_path, path, SOCK_LIBRARY_PATH_LEN) < 0)
+	buffer = bpf_map_lookup_elem(&path_buffer, &zero);
+	if (!buffer || !file_path(exe, buffer->path, buffer->walk))
 		return 0;
-	BPF_SEQ_PRINTF(ctx->meta->seq, "%u %s\n", task->tgid, path);
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%u %s\n", task->tgid, buffer->path);
 	return 0;
 }
