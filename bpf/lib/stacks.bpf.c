@@ -19,7 +19,7 @@ char LICENSE[] SEC("license") = "GPL";
  * drains every 250 ms. At 19 Hz a 2-CPU host sent 35 samples/s (450 KB/s, 115 KB a drain), so
  * the ring holds 4.5 s of samples; at 99 Hz (2.5 MB/s) wakeup_bytes wakes the reader at 512 KB
  * and 1.5 MB (0.6 s) is left for it to come. Losses are counted (periscope.profile.samples.lost).
- * User space maps the ring's data twice, so each MB here is 2 MB of the runtime's RSS.
+ * Each MB here is a MB of the runtime's RSS: the kernel fills the reader's page tables at mmap.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

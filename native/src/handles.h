@@ -184,10 +184,11 @@ class IdleDrain {
 // catch it: a C++ exception thrown there would abort the process.
 void RaiseUncaught(Napi::Env env);
 
-// Reads a BPF ring buffer map in place: its data pages are mapped twice in a row, so the
-// committed records between the consumer and producer positions are one contiguous span. Each
-// batch is that span, lent to JS as an external ArrayBuffer for the duration of the callback
-// (then detached) and only then released to the kernel: no copy per record, one call per batch.
+// Reads a BPF ring buffer map in place: its data pages are mapped once, so the committed records
+// between the consumer and producer positions are one contiguous span up to the end of the data.
+// Each batch is such a span, lent to JS as an external ArrayBuffer for the duration of the
+// callback (then detached) and only then released to the kernel: no copy per record, one call per
+// batch. A record that wraps around the end is copied and goes alone.
 // The batch format is the kernel's own record header (u32 length with the busy and discard
 // bits, u32 page offset), which runtime/bpf/batch.ts describes. The consumer holds its own
 // duplicate of the map fd and its own mapping, so the object may close before or during a read.
@@ -205,9 +206,10 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
   Napi::Value Close(const Napi::CallbackInfo& info);
   // Delivers until the ring is empty, `max_batches` were delivered or a callback threw.
   void Pump(Napi::Env env, int max_batches);
-  // Lends [start, end) to the callback, then releases it to the kernel whatever the callback
-  // did; false when it threw.
-  bool Deliver(Napi::Env env, unsigned long start, unsigned long end, uint32_t count);
+  // Lends `bytes` of records to the callback, then releases the ring up to `end` to the kernel
+  // whatever the callback did; false when it threw.
+  bool Deliver(Napi::Env env, uint8_t* records, size_t bytes, unsigned long end, uint32_t count);
+  bool DeliverWrapped(Napi::Env env, unsigned long start, unsigned long end);
   void PumpFromLoop();
   void StopWatching();
   void Unmap();
@@ -219,6 +221,8 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
   unsigned long* consumer_pos_ = nullptr;
   unsigned long* producer_pos_ = nullptr;
   uint8_t* data_ = nullptr;
+  // a record that wraps around the end of the data, copied whole
+  std::vector<uint8_t> wrapped_;
   uv_poll_t* poll_ = nullptr;
   IdleDrain idle_;
   // a ring whose program wakes the reader only once much is waiting is read on this timer

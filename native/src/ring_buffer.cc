@@ -48,14 +48,18 @@ RingBuffer::RingBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RingBu
   if (own_fd < 0) ThrowBpfError(env, "duplicate the ring buffer map fd", errno);
   page_size_ = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   mask_ = map_info.max_entries - 1;
-  // the consumer page is ours to write; the producer page and the (twice mapped) data are not
+  // the consumer page is ours to write; the producer page and the data are not
   void* consumer = mmap(nullptr, page_size_, PROT_READ | PROT_WRITE, MAP_SHARED, own_fd, 0);
   if (consumer == MAP_FAILED) {
     int err = errno;
     close(own_fd);
     ThrowBpfError(env, "mmap ring buffer consumer page", err);
   }
-  void* producer = mmap(nullptr, page_size_ + 2 * static_cast<size_t>(map_info.max_entries), PROT_READ, MAP_SHARED, own_fd,
+  // The kernel offers the data twice in a row, so that a record running past its end reads on
+  // contiguously; but it fills every page table entry at mmap, so each mapped byte counts in our
+  // RSS (the six 4 MB protocol rings alone made 48 MB). The data is mapped once, and the few
+  // records that wrap are copied (DeliverWrapped).
+  void* producer = mmap(nullptr, page_size_ + static_cast<size_t>(map_info.max_entries), PROT_READ, MAP_SHARED, own_fd,
                         static_cast<off_t>(page_size_));
   if (producer == MAP_FAILED) {
     int err = errno;
@@ -91,7 +95,7 @@ void RingBuffer::StopWatching() {
 void RingBuffer::Unmap() {
   if (consumer_pos_ != nullptr) {
     munmap(consumer_pos_, page_size_);
-    munmap(producer_pos_, page_size_ + 2 * (mask_ + 1));
+    munmap(producer_pos_, page_size_ + mask_ + 1);
   }
   consumer_pos_ = nullptr;
   producer_pos_ = nullptr;
@@ -105,27 +109,41 @@ void RingBuffer::Pump(Napi::Env env, int max_batches) {
   for (int delivered = 0; !closed_ && delivered < max_batches; delivered++) {
     unsigned long start = __atomic_load_n(consumer_pos_, __ATOMIC_ACQUIRE);
     unsigned long producer = __atomic_load_n(producer_pos_, __ATOMIC_ACQUIRE);
+    // a batch is lent in place, so it stops at the end of the mapped data
+    unsigned long room = mask_ + 1 - (start & mask_);
     unsigned long end = start;
     uint32_t count = 0;
+    bool wraps = false;
     // take whole committed records, up to the first one still being written
     while (end < producer && end - start < batch_bytes_) {
       __builtin_prefetch(data_ + ((end + kPrefetchAheadBytes) & mask_));
       uint32_t header = __atomic_load_n(reinterpret_cast<uint32_t*>(data_ + (end & mask_)), __ATOMIC_ACQUIRE);
       if (header & BPF_RINGBUF_BUSY_BIT) break;
+      size_t stride = RecordStride(header & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT));
+      if (end - start + stride > room) {
+        // a record that runs past the end goes alone, after the batch before it
+        if (end > start) break;
+        wraps = true;
+      }
       if (!(header & BPF_RINGBUF_DISCARD_BIT)) count++;
-      end += RecordStride(header & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT));
+      end += stride;
+      if (wraps) break;
     }
-    if (end == start || !Deliver(env, start, end, count)) break;
+    if (end == start) break;
+    if (wraps && count == 0) {
+      __atomic_store_n(consumer_pos_, end, __ATOMIC_RELEASE);
+      continue;
+    }
+    if (!(wraps ? DeliverWrapped(env, start, end) : Deliver(env, data_ + (start & mask_), end - start, end, count))) break;
   }
   pumping_ = false;
   // close() from inside the callback left the ring mapped until the lent batch was detached
   if (closed_) Unmap();
 }
 
-bool RingBuffer::Deliver(Napi::Env env, unsigned long start, unsigned long end, uint32_t count) {
+bool RingBuffer::Deliver(Napi::Env env, uint8_t* records, size_t bytes, unsigned long end, uint32_t count) {
   Napi::HandleScope scope(env);
-  size_t bytes = end - start;
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, data_ + (start & mask_), bytes);
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, records, bytes);
   napi_value args[] = {buffer, Napi::Number::New(env, static_cast<double>(bytes)), Napi::Number::New(env, count),
                        Napi::Number::New(env, 0)};
   napi_value result;
@@ -137,6 +155,16 @@ bool RingBuffer::Deliver(Napi::Env env, unsigned long start, unsigned long end, 
   napi_detach_arraybuffer(env, buffer);
   __atomic_store_n(consumer_pos_, end, __ATOMIC_RELEASE);
   return status == napi_ok;
+}
+
+// One record that starts before the end of the mapped data and ends after its start: its two
+// parts are copied together, and it goes as a batch of its own.
+bool RingBuffer::DeliverWrapped(Napi::Env env, unsigned long start, unsigned long end) {
+  size_t bytes = end - start, head = mask_ + 1 - (start & mask_);
+  if (wrapped_.size() < bytes) wrapped_.resize(bytes);
+  memcpy(wrapped_.data(), data_ + (start & mask_), head);
+  memcpy(wrapped_.data() + head, data_, bytes - head);
+  return Deliver(env, wrapped_.data(), bytes, end, 1);
 }
 
 void RingBuffer::PumpFromLoop() {

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { decodeLoopgenEvent } from '../../bpf/lib/loopgen.types.ts'
 import { forEachRecord, type RecordBatch } from '../../runtime/bpf/batch.ts'
@@ -84,4 +86,47 @@ test('record_size makes every record that many bytes, numbered as before', async
   assert.equal(object.dropped(), 0)
   reader.close()
   object.close()
+})
+
+test('the reader maps the ring\'s data once, and records that wrap around its end arrive whole, in order', async () => {
+  const ringBytes = 16384
+  const object = await ObjectSpec.open(objectPath('loopgen')).setMaxEntries('events', ringBytes).load()
+  const records: { seq: number; timestamp: number; cpu: number; size: number }[] = []
+  const reader = new RingBufferReader(object, 'events', {
+    onBatch: (batch) => forEachRecord(batch, (view, offset, size) => {
+      const event = decodeLoopgenEvent(view, offset, size)
+      records.push({ seq: event.seq, timestamp: event.timestamp_ns, cpu: event.cpu, size })
+    }),
+  })
+  try {
+    // the kernel offers the data twice in a row; mapping it twice would count it twice in RSS
+    const page = 4096
+    const sizes = readFileSync('/proc/self/maps', 'utf8').split('\n').filter((line) => line.includes('anon_inode:bpf-map')).map((line) => {
+      const [from, to] = line.split(' ')[0].split('-').map((hex) => parseInt(hex, 16))
+      return to - from
+    })
+    assert.ok(sizes.includes(page + ringBytes), `a mapping of the producer page and the data once (${page + ringBytes} bytes) among ${sizes}`)
+    assert.ok(!sizes.includes(page + 2 * ringBytes), 'no mapping of the data twice')
+    // 72-byte strides in a 16 KiB ring: each lap ends inside a record, split 8 to 64 bytes in, so
+    // each field of the record header is on either side of the split in some lap
+    const stride = 72
+    const total = 15_000
+    for (let made = 0; made < total; made += 30) {
+      testRun(object, 'generate', args(30))
+      reader.drain()
+    }
+    const wrapped = Array.from({ length: total }, (_, i) => (i * stride) % ringBytes + stride > ringBytes).filter(Boolean).length
+    assert.ok(wrapped >= 50, `${wrapped} records wrap around the ring's end`)
+    assert.equal(records.length, total)
+    assert.deepEqual(records.map((r) => r.seq), Array.from({ length: total }, (_, i) => i))
+    assert.ok(records.every((r) => r.size === 64), 'every record is 64 bytes')
+    const cpus = Number(execFileSync('nproc', { encoding: 'utf8' }))
+    assert.ok(records.every((r) => r.cpu < cpus), 'every record names a CPU of this machine')
+    assert.ok(records.every((r, i) => r.timestamp > 0 && (i === 0 || r.timestamp >= records[i - 1].timestamp)), 'timestamps whole and in order')
+    assert.equal(reader.stats().received, total)
+    assert.equal(object.dropped(), 0)
+  } finally {
+    reader.close()
+    object.close()
+  }
 })
