@@ -406,8 +406,13 @@ export class StagedBatch {
 
   constructor(first: RecordBatch, lost: number) {
     this.lost = lost
-    // room for a few more batches like the first, so gathering rarely has to grow and copy
-    this.buffer = new ArrayBuffer(Math.max(first.byteLength, Math.min(StagedBatch.maxBytes, Math.max(4 * first.byteLength, 64 * 1024))))
+    /*
+     * Just the first batch's room: the buffer moves into the isolate whole and lives there until
+     * the isolate's next GC, which a small heap runs rarely. With room for more (4 times the first,
+     * at least 64 KiB) eleven plugins' dead buffers held tens of MB of malloc, mostly empty; batches
+     * that follow grow it by doubling instead.
+     */
+    this.buffer = new ArrayBuffer(first.byteLength)
     this.append(first)
   }
 
@@ -433,6 +438,8 @@ export class StagedBatch {
   /** The bytes, moved (not copied) into an ExternalCopy; the batch is sealed from then on. */
   take(): ivm.ExternalCopy<ArrayBuffer> {
     this.sealed = true
+    // a buffer grown by doubling may be half empty: what moves into the isolate is what it holds
+    if (this.byteLength < this.buffer.byteLength) this.buffer = this.buffer.transfer(this.byteLength)
     return new ivm.ExternalCopy(this.buffer, { transferOut: true })
   }
 
