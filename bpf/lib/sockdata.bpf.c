@@ -312,7 +312,7 @@ struct {
 
 /*
  * emit_data's record header, off its stack: the verifier allows 512 bytes for a program and the
- * functions it calls together, and a Go TLS return probe, emit_data and classify came to 544
+ * functions it calls together, and go_tls_write, emit_data and classify came to 592
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
