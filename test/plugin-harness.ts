@@ -7,8 +7,7 @@
  *   await h.waitFor(() => h.sink.signals('count').metrics.length >= 3)
  *   await h.close()
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { ObjectProvider } from '../runtime/bus.ts'
@@ -17,6 +16,7 @@ import type { HostEvent } from '../runtime/plugins/host.ts'
 import { memoryLogger } from '../runtime/plugins/log.ts'
 import { MemorySink } from '../runtime/plugins/sink.ts'
 import { type Runtime, startRuntime } from '../runtime/run.ts'
+import { scratchDir } from './peers/scratch-dir.ts'
 
 export const fixtureDecoders = path.join(path.dirname(fileURLToPath(import.meta.url)), 'plugin-fixtures', 'decoders.ts')
 
@@ -48,7 +48,8 @@ export interface Harness {
 }
 
 export async function startHarness(options: HarnessOptions): Promise<Harness> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'periscope-plugins-'))
+  // removed by close(), or at exit for a test that never gets there
+  const dir = scratchDir('periscope-plugins-')
   for (const [name, source] of Object.entries(options.plugins ?? {})) writeFileSync(path.join(dir, name), source)
   const sink = new MemorySink()
   const log = memoryLogger()

@@ -3,22 +3,19 @@
  * disabled one for its name, must not keep every version's code and source map.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { after, test } from 'node:test'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { PluginBuilder, stopBuildService } from '../../runtime/plugins/build.ts'
 import { defaultLimits, PluginSandbox, type SandboxHost } from '../../runtime/plugins/sandbox.ts'
+import { scratchDir } from '../peers/scratch-dir.ts'
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
-const dir = mkdtempSync(path.join(tmpdir(), 'periscope-sandbox-release-'))
-after(async () => {
-  await stopBuildService()
-  rmSync(dir, { recursive: true, force: true })
-})
+const dir = scratchDir('periscope-sandbox-release-')
+after(() => stopBuildService())
 
 const unused = () => { throw new Error('not called in this test') }
 const host: SandboxHost = {
