@@ -117,7 +117,7 @@ export class PluginSandbox {
   private readonly context: ivm.Context
   private readonly functions: Functions
   private readonly limits: SandboxLimits
-  /** The host functions the isolate calls (see release()). */
+  /** The host functions the isolate calls, released with it (see releaseAll). */
   private readonly hostRefs: ivm.Reference<unknown>[]
   private stoppedByHost = false
   private heap = 0
@@ -365,7 +365,7 @@ export class PluginSandbox {
 
 /**
  * Drops the host's handles on functions an isolate was given. Disposing the isolate does not: each
- * kept its closure, and with it the plugin's bundle (code and source map, 1 to 2 MB), alive for
+ * kept its closure, and with it the plugin's bundle (code and source map, about 0.6 MB), alive for
  * the life of the runtime, for every version ever loaded, even the disabled plugins' that were
  * only evaluated for their name.
  */
