@@ -242,8 +242,9 @@ describe('CPU profiles from periscope run', { timeout: 600_000 }, () => {
     assert.ok(total(named) >= 0.9 * total(samples), `${total(named)} of ${total(samples)} samples in periscope_hot_function`)
     for (const s of named) {
       // the function's trampoline returns into the interpreter, which was called from the module's
-      // (python's main is a tail call to Py_BytesMain)
-      assert.match(s.functions.join(' < '), /< py::periscope_hot_function:<string> < py_trampoline_evaluator < .* < py::<module>:<string> < py_trampoline_evaluator < .* < Py_BytesMain < __libc_start_call_main < .* < _start$/, s.functions.join(' < '))
+      // (python's main is a tail call to Py_BytesMain); a sample in the trampoline's own few
+      // instructions has the function as its leaf (1 of 394 in a CI run)
+      assert.match(s.functions.join(' < '), /(^|< )py::periscope_hot_function:<string> < py_trampoline_evaluator < .* < py::<module>:<string> < py_trampoline_evaluator < .* < Py_BytesMain < __libc_start_call_main < .* < _start$/, s.functions.join(' < '))
     }
     python.kill('SIGKILL')
   })
