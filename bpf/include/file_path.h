@@ -23,6 +23,14 @@ struct file_path_buffer {
 	char path[FILE_PATH_LEN];
 };
 
+/* per-CPU room for walked_path() */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct file_path_buffer);
+} path_buffer SEC(".maps");
+
 /*
  * The file's path from the global root, crossing mount points, into out (FILE_PATH_LEN bytes,
  * NUL-terminated), built in walk (2 * FILE_PATH_LEN bytes); false when it is deeper or longer.
@@ -71,6 +79,17 @@ static __always_inline bool file_path(struct file *file, char *out, __u8 *walk)
 	bpf_probe_read_kernel(out, len, walk + (pos & (FILE_PATH_LEN - 1)));
 	out[len] = 0;
 	return true;
+}
+
+/* the file's path in this CPU's path_buffer (valid until the next walk on this CPU), or NULL */
+static __always_inline const char *walked_path(struct file *file)
+{
+	__u32 zero = 0;
+	struct file_path_buffer *buffer = bpf_map_lookup_elem(&path_buffer, &zero);
+
+	if (!buffer || !file_path(file, buffer->path, buffer->walk))
+		return NULL;
+	return buffer->path;
 }
 
 #endif

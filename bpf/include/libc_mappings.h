@@ -2,7 +2,7 @@
 /*
  * The `libc_mappings` task_vma iterator of the objects that put uprobes on a process's libc
  * (alloc, alloc_stacks): user space runs it for a pid (ctx.iterate) to learn which file to
- * attach to. Include it in one object file: it defines the program and its per-CPU path buffer.
+ * attach to. Include it in one object file: it defines the program (and file_path.h its path buffer).
  */
 #ifndef PERISCOPE_LIBC_MAPPINGS_H
 #define PERISCOPE_LIBC_MAPPINGS_H
@@ -14,14 +14,6 @@
 /* include/linux/mm.h */
 #define LIBC_MAPPINGS_VM_EXEC 0x00000004
 
-/* per-CPU room for the path walk */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct file_path_buffer);
-} path_buffer SEC(".maps");
-
 /* "<path>\n" for each file a process maps executable whose name starts with "libc.so" or "libc-" */
 SEC("iter/task_vma")
 int libc_mappings(struct bpf_iter__task_vma *ctx)
@@ -30,8 +22,7 @@ int libc_mappings(struct bpf_iter__task_vma *ctx)
 	struct file *file;
 	const unsigned char *name;
 	char prefix[6] = {};
-	struct file_path_buffer *buffer;
-	__u32 zero = 0;
+	const char *path;
 
 	if (!vma || !ctx->task || !(vma->vm_flags & LIBC_MAPPINGS_VM_EXEC))
 		return 0;
@@ -42,10 +33,10 @@ int libc_mappings(struct bpf_iter__task_vma *ctx)
 	bpf_probe_read_kernel(prefix, sizeof(prefix) - 1, name);
 	if (prefix[0] != 'l' || prefix[1] != 'i' || prefix[2] != 'b' || prefix[3] != 'c' || (prefix[4] != '.' && prefix[4] != '-'))
 		return 0;
-	buffer = bpf_map_lookup_elem(&path_buffer, &zero);
-	if (!buffer || !file_path(file, buffer->path, buffer->walk))
+	path = walked_path(file);
+	if (!path)
 		return 0;
-	BPF_SEQ_PRINTF(ctx->meta->seq, "%s\n", buffer->path);
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%s\n", path);
 	return 0;
 }
 

@@ -2283,14 +2283,6 @@ int mark_tls_midstream(struct bpf_iter__task_file *ctx)
 	return 0;
 }
 
-/* per-CPU room for the iterators' path walks */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct file_path_buffer);
-} path_buffer SEC(".maps");
-
 /* "<pid> <path>\n" for each executable mapping of a file whose name starts with "libssl" */
 SEC("iter/task_vma")
 int mapped_libraries(struct bpf_iter__task_vma *ctx)
@@ -2298,18 +2290,17 @@ int mapped_libraries(struct bpf_iter__task_vma *ctx)
 	struct vm_area_struct *vma = ctx->vma;
 	struct task_struct *task = ctx->task;
 	struct file *file;
-	struct file_path_buffer *buffer;
-	__u32 zero = 0;
+	const char *path;
 
 	if (!vma || !task || !(vma->vm_flags & VM_EXEC))
 		return 0;
 	file = vma->vm_file;
 	if (!file || !is_libssl(file))
 		return 0;
-	buffer = bpf_map_lookup_elem(&path_buffer, &zero);
-	if (!buffer || !file_path(file, buffer->path, buffer->walk))
+	path = walked_path(file);
+	if (!path)
 		return 0;
-	BPF_SEQ_PRINTF(ctx->meta->seq, "%u %s\n", task->tgid, buffer->path);
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%u %s\n", task->tgid, path);
 	return 0;
 }
 
@@ -2322,18 +2313,17 @@ SEC("iter/task")
 int executables(struct bpf_iter__task *ctx)
 {
 	struct task_struct *task = ctx->task;
-	struct file_path_buffer *buffer;
 	struct file *exe;
-	__u32 zero = 0;
+	const char *path;
 
 	if (!task || task->pid != task->tgid || !task->mm || is_self(task->tgid))
 		return 0;
 	exe = task->mm->exe_file;
 	if (!exe)
 		return 0;
-	buffer = bpf_map_lookup_elem(&path_buffer, &zero);
-	if (!buffer || !file_path(exe, buffer->path, buffer->walk))
+	path = walked_path(exe);
+	if (!path)
 		return 0;
-	BPF_SEQ_PRINTF(ctx->meta->seq, "%u %s\n", task->tgid, buffer->path);
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%u %s\n", task->tgid, path);
 	return 0;
 }
