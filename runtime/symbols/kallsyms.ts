@@ -44,26 +44,33 @@ export class KernelSymbols {
    * zero: the kernel hides them from this process.
    */
   static load(path: string = '/proc/kallsyms', notesPath: string = '/sys/kernel/notes'): KernelSymbols {
-    const text = readFileSync(path, 'latin1')
+    const text = readFileSync(path)
     const ranges: SymbolRange[] = []
-    const nameStarts: number[] = [], nameEnds: number[] = []
+    /*
+     * The names alone, packed: the table keeps them for the life of the profiler, and the file
+     * they come from is twice their size (5.4 MB against 3.0 MB here), besides a start and an end
+     * per name in JS arrays (another 2 MB or so).
+     */
+    const names = Buffer.allocUnsafe(text.byteLength)
+    const nameStarts: number[] = [0]
     const modules = new Map<number, string>()
     let nonZero = false
-    for (let at = 0; at < text.length;) {
-      let end = text.indexOf('\n', at)
-      if (end < 0) end = text.length
+    let packed = 0
+    for (let at = 0; at < text.byteLength;) {
+      let end = text.indexOf(NEWLINE, at)
+      if (end < 0) end = text.byteLength
       // "ffffffff81000000 T _stext" or "ffffffffc00006e4 t bpf_prog_…_enter_read\t[bpf]"
-      const type = text.charCodeAt(at + 17)
+      const type = text[at + 17]
       if (type === 0x74 /* t */ || type === 0x54 /* T */ || type === 0x77 /* w */ || type === 0x57 /* W */) {
-        const key = parseInt(text.slice(at + 4, at + 16), 16)
+        const key = hexValue(text, at + 4, at + 16)
         if (key !== 0) nonZero = true
         // a module's symbols end in "\t[module]"; indexOf would search on past the line
         let nameEnd = at + 19
-        while (nameEnd < end && text.charCodeAt(nameEnd) !== 0x09) nameEnd++
-        const id = nameStarts.length
-        nameStarts.push(at + 19)
-        nameEnds.push(nameEnd)
-        if (nameEnd !== end) modules.set(id, text.slice(nameEnd + 2, end - 1))
+        while (nameEnd < end && text[nameEnd] !== TAB) nameEnd++
+        const id = nameStarts.length - 1
+        packed += text.copy(names, packed, at + 19, nameEnd)
+        nameStarts.push(packed)
+        if (nameEnd !== end) modules.set(id, text.latin1Slice(nameEnd + 2, end - 1))
         // of symbols at one address the last listed wins, as in perf (which sizes each symbol up
         // to the next address, leaving the earlier ones of an address empty, and prefers sized ones)
         ranges.push({ start: key, end: key, rank: -id, name: id })
@@ -74,7 +81,7 @@ export class KernelSymbols {
       throw new Error(`${path} shows every kernel address as 0: this process may not see them (kernel.kptr_restrict is ${readSysctl('kernel/kptr_restrict')}; ` +
         'run as root with kernel.kptr_restrict at 0 or 1, or grant CAP_SYSLOG)')
     }
-    const table = SymbolTable.build(ranges, (id) => text.slice(nameStarts[id]!, nameEnds[id]!), LAST_SYMBOL_SIZE)
+    const table = SymbolTable.build(ranges, packedNames(Buffer.from(names.subarray(0, packed)), Uint32Array.from(nameStarts)), LAST_SYMBOL_SIZE)
     return new KernelSymbols(table, modules, kernelBuildId(notesPath))
   }
 
@@ -90,6 +97,27 @@ export class KernelSymbols {
     if (index < 0) return undefined
     return { name: this.#table.name(index), offset: key - this.#table.start(index), module: this.#modules.get(this.#table.nameId(index)) }
   }
+}
+
+const NEWLINE = 0x0a
+const TAB = 0x09
+
+/** The value of the hexadecimal digits `bytes[from..to)` (lowercase, as kallsyms prints them). */
+function hexValue(bytes: Buffer, from: number, to: number): number {
+  let value = 0
+  for (let i = from; i < to; i++) {
+    const c = bytes[i]!
+    value = value * 16 + (c <= 0x39 ? c - 0x30 : c - 0x57)
+  }
+  return value
+}
+
+/**
+ * Name `id` of packed names: `starts[id]` to `starts[id + 1]`. A function of its own, so that the
+ * table's closure holds only these two, not the file read to build them.
+ */
+function packedNames(names: Buffer, starts: Uint32Array): (id: number) => string {
+  return (id) => names.latin1Slice(starts[id]!, starts[id + 1]!)
 }
 
 /** kallsyms has no sizes: a function ends where the next starts; the highest is taken to span a page. */
