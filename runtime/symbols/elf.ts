@@ -105,14 +105,59 @@ export function functionFileOffset(path: string, name: string): number {
  * only the string tables, not the ranges it was built from (a closure made next to a callback that
  * uses `ranges` shares its scope and kept every range of every cached file alive: 10 MB whole-host).
  */
-function functionNames(strings: Buffer[], pltNames: string[], goFunctions: readonly { name: string }[]): (id: number) => string {
+function functionNames(strings: (Buffer | NamesOnDisk)[], pltNames: string[], goFunctions: readonly { name: string }[]): (id: number) => string {
   return (id) => {
     if (id & PLT_NAME) return pltNames[id & ~PLT_NAME]!
     if (id & GO_NAME) return goFunctions[id & ~GO_NAME]!.name
     const names = strings[id & DYNSYM_NAME ? 1 : 0]!
     const start = id & ~DYNSYM_NAME
+    if (names instanceof NamesOnDisk) return names.name(start)
     const end = names.indexOf(0, start)
     return names.toString('utf8', start, end < 0 ? names.byteLength : end)
+  }
+}
+
+/** From this size a long-lived table's string table stays on disk (functionTable's namesOnDisk). */
+const NAMES_ON_DISK_BYTES = 1024 * 1024
+
+/**
+ * A string table left in its file: a name is read when a lookup first lands on it (SymbolTable
+ * keeps it then). A profiler names a few thousand functions of a binary, and Node's own string
+ * tables are 14 MB. Read through a descriptor of its own, opened again through /proc/self/fd: the
+ * file may be deleted or replaced on disk while its processes run.
+ */
+class NamesOnDisk {
+  readonly #path: string
+  readonly #offset: number
+  readonly #size: number
+  #fd: number | undefined
+
+  constructor(path: string, fd: number, offset: number, size: number) {
+    this.#path = path
+    this.#fd = openSync(`/proc/self/fd/${fd}`, 'r')
+    this.#offset = offset
+    this.#size = size
+  }
+
+  /** The NUL-terminated name at `start`; reads on until the NUL (C++ names run to kilobytes). */
+  name(start: number): string {
+    if (this.#fd === undefined) throw new Error(`the names of ${this.#path} were read after its table was released`)
+    let buffer = Buffer.allocUnsafe(256)
+    for (let filled = 0; ;) {
+      const want = Math.min(buffer.byteLength - filled, this.#size - start - filled)
+      const read = want <= 0 ? 0 : readSync(this.#fd, buffer, filled, want, this.#offset + start + filled)
+      const end = buffer.indexOf(0, filled)
+      if (end >= 0 && end < filled + read) return buffer.toString('utf8', 0, end)
+      filled += read
+      // the table's end (or the file's, shrunk since) ends the name as the in-memory table would
+      if (read === 0) return buffer.toString('utf8', 0, filled)
+      if (filled === buffer.byteLength) buffer = Buffer.concat([buffer, Buffer.allocUnsafe(buffer.byteLength)])
+    }
+  }
+
+  close(): void {
+    if (this.#fd !== undefined) closeSync(this.#fd)
+    this.#fd = undefined
   }
 }
 
@@ -273,19 +318,28 @@ export class ElfFile {
    * sorted table of virtual address ranges; for one address perf's choice among aliases
    * (aliasRank). A function of size 0 runs to the next one. A Go binary without .symtab
    * adds Go's own table (.gopclntab). Names are decoded only when looked up, and not demangled.
+   * With `namesOnDisk`, for a table kept long (the symbolizer's), a large string table stays in
+   * the file until its names are looked up, and release() closes it.
    */
-  functionTable(): SymbolTable {
+  functionTable({ namesOnDisk = false }: { namesOnDisk?: boolean } = {}): SymbolTable {
     const ranges: SymbolRange[] = []
     const strings: Buffer[] = []
+    const stringSections: Section[] = []
     for (const type of [SHT_SYMTAB, SHT_DYNSYM]) {
       const table = this.#sections.find((s) => s.type === type)
-      if (table !== undefined) strings[type === SHT_DYNSYM ? 1 : 0] = this.#functionRanges(table, type === SHT_DYNSYM ? DYNSYM_NAME : 0, ranges)
+      if (table === undefined) continue
+      strings[type === SHT_DYNSYM ? 1 : 0] = this.#functionRanges(table, type === SHT_DYNSYM ? DYNSYM_NAME : 0, ranges)
+      stringSections[type === SHT_DYNSYM ? 1 : 0] = this.#sections[table.link]!
     }
     const pltNames = this.machine === MACHINE_X86_64 && strings[1] !== undefined ? this.#pltRanges(strings[1], ranges) : []
     // a stripped Go binary keeps Go's own table (and, built with cgo, a .dynsym of a few C functions)
     const goFunctions = strings[0] === undefined ? GoFunctionTable.open(this)?.functions() ?? [] : []
     goFunctions.forEach((f, i) => ranges.push({ start: Number(f.address), end: Number(f.address + f.size), rank: GO_RANK, name: GO_NAME | i }))
-    return SymbolTable.build(ranges, functionNames(strings, pltNames, goFunctions))
+    const sources = strings.map((names, i) => namesOnDisk && names.byteLength >= NAMES_ON_DISK_BYTES
+      ? new NamesOnDisk(this.path, this.#fd, Number(stringSections[i]!.offset), names.byteLength)
+      : names)
+    const onDisk = sources.filter((source) => source instanceof NamesOnDisk)
+    return SymbolTable.build(ranges, functionNames(sources, pltNames, goFunctions), 1, onDisk.length === 0 ? undefined : () => onDisk.forEach((names) => names.close()))
   }
 
   /** Appends the functions of symbol table `table` to `ranges`; returns the table's strings. */

@@ -70,7 +70,7 @@ export class KernelSymbols {
         const id = nameStarts.length - 1
         packed += text.copy(names, packed, at + 19, nameEnd)
         nameStarts.push(packed)
-        if (nameEnd !== end) modules.set(id, text.latin1Slice(nameEnd + 2, end - 1))
+        if (nameEnd !== end) modules.set(id, text.toString('latin1', nameEnd + 2, end - 1))
         // of symbols at one address the last listed wins, as in perf (which sizes each symbol up
         // to the next address, leaving the earlier ones of an address empty, and prefers sized ones)
         ranges.push({ start: key, end: key, rank: -id, name: id })
@@ -117,7 +117,7 @@ function hexValue(bytes: Buffer, from: number, to: number): number {
  * table's closure holds only these two, not the file read to build them.
  */
 function packedNames(names: Buffer, starts: Uint32Array): (id: number) => string {
-  return (id) => names.latin1Slice(starts[id]!, starts[id + 1]!)
+  return (id) => names.toString('latin1', starts[id]!, starts[id + 1]!)
 }
 
 /** kallsyms has no sizes: a function ends where the next starts; the highest is taken to span a page. */

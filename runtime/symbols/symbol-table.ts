@@ -29,24 +29,26 @@ export class SymbolTable {
   readonly #ends: Float64Array
   readonly #nameIds: Uint32Array
   readonly #nameOf: (id: number) => string
-  /** Names decoded so far, filled as lookups land on them. */
-  readonly #names: (string | undefined)[]
+  /** Names decoded so far, filled as lookups land on them: a few thousand of a table's 100,000. */
+  readonly #names = new Map<number, string>()
+  readonly #release: (() => void) | undefined
 
-  private constructor(starts: Float64Array, ends: Float64Array, nameIds: Uint32Array, nameOf: (id: number) => string) {
+  private constructor(starts: Float64Array, ends: Float64Array, nameIds: Uint32Array, nameOf: (id: number) => string, release: (() => void) | undefined) {
     this.#starts = starts
     this.#ends = ends
     this.#nameIds = nameIds
     this.#nameOf = nameOf
-    this.#names = new Array<string | undefined>(starts.length)
+    this.#release = release
   }
 
   /**
    * Sorts `ranges` by start; of ranges starting at the same address, keeps the one of lowest
    * rank, and of those the first given (as perf keeps the earlier of two equal ELF symbols). A range
    * without a size ends at the next start, or `lastUnsizedSize` on when it is the last.
-   * `nameOf` turns a range's `name` into its name when a lookup first needs it.
+   * `nameOf` turns a range's `name` into its name when a lookup first needs it; `release` frees
+   * what it reads from (release()).
    */
-  static build(ranges: SymbolRange[], nameOf: (id: number) => string, lastUnsizedSize: number = 1): SymbolTable {
+  static build(ranges: SymbolRange[], nameOf: (id: number) => string, lastUnsizedSize: number = 1, release?: () => void): SymbolTable {
     const order = byStart(ranges)
     const kept: SymbolRange[] = []
     for (let i = 0; i < order.length;) {
@@ -67,7 +69,7 @@ export class SymbolTable {
       ends[i] = range.end !== range.start ? range.end : Math.min(i + 1 < kept.length ? kept[i + 1]!.start : range.start + lastUnsizedSize, range.limit ?? Infinity)
       nameIds[i] = range.name
     }
-    return new SymbolTable(starts, ends, nameIds, nameOf)
+    return new SymbolTable(starts, ends, nameIds, nameOf, release)
   }
 
   get size(): number {
@@ -94,7 +96,14 @@ export class SymbolTable {
 
   /** The name of range `index`, as the table spells it. */
   name(index: number): string {
-    return this.#names[index] ??= this.#nameOf(this.#nameIds[index]!)
+    let name = this.#names.get(index)
+    if (name === undefined) this.#names.set(index, name = this.#nameOf(this.#nameIds[index]!))
+    return name
+  }
+
+  /** Frees the source of the names not yet decoded (a file left open); no name is read after. */
+  release(): void {
+    this.#release?.()
   }
 }
 

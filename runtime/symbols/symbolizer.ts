@@ -370,13 +370,13 @@ export class Symbolizer {
       const debug = openDebugFile(elf, originalPath, this.#options.debugDirectories)
       if (debug !== undefined) {
         try {
-          if (debug.hasSymtab()) return debug.functionTable()
+          if (debug.hasSymtab()) return debug.functionTable({ namesOnDisk: true })
         } finally {
           debug.close()
         }
       }
     }
-    return elf.functionTable()
+    return elf.functionTable({ namesOnDisk: true })
   }
 
   #remember(entry: FileEntry): FileEntry {
@@ -392,6 +392,7 @@ export class Symbolizer {
   }
 
   #evict(file: FileEntry): void {
+    file.table?.release()
     this.#files.delete(file.key)
     this.#symbols -= file.table?.size ?? 0
     for (const identity of file.identities) this.#identities.delete(identity)

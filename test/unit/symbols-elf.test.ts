@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
@@ -103,6 +103,33 @@ int main(int argc, char **argv) { printf("%d\\n", compute(argc)); return 0; }
         else assert.equal(elf.loadBias(0x5555_5555_5000n, 0x1000n), 0x5555_5555_4000n)
       })
     }
+  })
+})
+
+describe('string tables left on disk (the symbolizer\'s tables)', () => {
+  it('node\'s functions have the names the in-memory table gives them, after its file is deleted too; release() closes the file', () => {
+    // a copy of node, deleted once the tables are built: the profiled process may outlive its file
+    const copy = join(work, 'node-copy')
+    copyFileSync(realpathSync(process.execPath), copy)
+    const inMemory = withElf(copy, (elf) => elf.functionTable())
+    const openFiles = () => readdirSync('/proc/self/fd').length
+    const filesBefore = openFiles()
+    const onDisk = withElf(copy, (elf) => elf.functionTable({ namesOnDisk: true }))
+    // .symtab's and .dynsym's string tables are both over the 1 MiB at which they stay on disk
+    assert.equal(openFiles(), filesBefore + 2, 'one descriptor per string table left on disk')
+    rmSync(copy)
+    assert.equal(onDisk.size, inMemory.size)
+    assert.ok(onDisk.size > 50_000, `node has ${onDisk.size} functions`)
+    let longest = ''
+    for (let i = 0; i < onDisk.size; i++) {
+      const name = onDisk.name(i)
+      assert.equal(name, inMemory.name(i), `function ${i} at ${onDisk.start(i).toString(16)}`)
+      if (name.length > longest.length) longest = name
+    }
+    // names past the first read's 256 bytes are read on to their end
+    assert.ok(longest.length > 512, `the longest name is ${longest.length} bytes`)
+    onDisk.release()
+    assert.equal(openFiles(), filesBefore)
   })
 })
 
