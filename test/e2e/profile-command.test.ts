@@ -70,10 +70,11 @@ const pprofTop = async (...args: string[]): Promise<string> => (await run(GO, ['
  * each frame's label and on-screen width, and takes a screenshot.
  */
 async function drawInChromium(html: string, dir: string): Promise<{ frames: { name: string; width: number }[]; screenshot: Buffer }> {
+  // TMPDIR: Chromium makes its singleton socket's directory there, and one killed leaves it behind
   const chromium = spawn(CHROMIUM, [
     '--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars', `--user-data-dir=${join(dir, 'chromium-profile')}`,
     '--window-size=1200,600', '--remote-debugging-port=0', 'about:blank',
-  ], { stdio: ['ignore', 'ignore', 'pipe'], detached: true })
+  ], { stdio: ['ignore', 'ignore', 'pipe'], detached: true, env: { ...process.env, TMPDIR: dir } })
   const exited = new Promise((resolve) => chromium.once('exit', resolve))
   try {
     let stderr = ''
