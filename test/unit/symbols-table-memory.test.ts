@@ -45,10 +45,12 @@ test('a function table keeps no per-symbol objects: node\'s ~100,000 functions h
   assert.ok(heap < 2_000_000, `each table of ${size} functions holds ${(heap / 1e6).toFixed(1)} MB of heap`)
 })
 
-test('the symbolizer\'s table of node keeps its string tables (14 MB) on disk: its buffers are its three typed arrays', async () => {
+test('the symbolizer\'s table of node keeps its string tables (14 MB) on disk: its buffers are its three typed arrays, and its heap as small', async () => {
   const inMemory = await perTable(false), onDisk = await perTable(true)
   // starts and ends (8 bytes a function) and name ids (4)
   const typedArrays = onDisk.size * 20
   assert.ok(Math.abs(onDisk.buffers - typedArrays) < 100_000, `${(onDisk.buffers / 1e6).toFixed(1)} MB of buffers a table, ${(typedArrays / 1e6).toFixed(1)} MB in typed arrays`)
   assert.ok(inMemory.buffers - onDisk.buffers > 10_000_000, `in memory ${(inMemory.buffers / 1e6).toFixed(1)} MB a table`)
+  // and what closes its file keeps nothing of the build (the ranges: 10 MB of heap for node)
+  assert.ok(onDisk.heap < 2_000_000, `each table holds ${(onDisk.heap / 1e6).toFixed(1)} MB of heap`)
 })
