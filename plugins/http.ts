@@ -96,6 +96,8 @@ interface Conn {
   spans: Map<Http1Request, ActiveSpan>
   /** Client side: requests sent that no traced server has read yet (see #peerParent). */
   awaitingPeer: { request: Http1Request; ids: ActiveSpan }[]
+  /** Server side: the last request read with no parent, which a local client's late record may still claim (see #onRequest). */
+  unlinked?: { request: Http1Request; span: ActiveSpan }
 }
 
 interface SpanIds {
@@ -274,7 +276,7 @@ class HttpTracing {
     if (side === 'client') {
       const ids = { ...this.#clientIds(request), tid: request.tid }
       conn.spans.set(request, ids)
-      if (conn.awaitingPeer.push({ request, ids }) > maxAwaitingPeer) conn.awaitingPeer.shift()
+      if (!this.#claimUnlinkedServer(conn, request, ids) && conn.awaitingPeer.push({ request, ids }) > maxAwaitingPeer) conn.awaitingPeer.shift()
       return
     }
     // the peer's queue is consumed even when a traceparent wins, or its entry would go stale
@@ -282,7 +284,26 @@ class HttpTracing {
     const parent: { traceId: string; parentSpanId: string } | undefined = parseTraceparent(request.headers.traceparent) ?? peer
     const span: ActiveSpan = { traceId: parent?.traceId ?? newTraceId(), spanId: newSpanId(), parentSpanId: parent?.parentSpanId, tid: request.tid }
     conn.spans.set(request, span)
+    conn.unlinked = parent === undefined ? { request, span } : undefined
     this.#activeByThread.set(span.tid, span)
+  }
+
+  /**
+   * The other order of #peerParent. Both records are written at their syscall's exit, so a local
+   * server's read can exit, and be seen, before the client's write that it read: the server span
+   * was then given a trace of its own. The client's request, seen now, makes that span its child
+   * while it is not yet exported, on the same terms as #peerParent.
+   */
+  #claimUnlinkedServer(conn: Conn, request: Http1Request, ids: SpanIds): boolean {
+    const server = this.#byTuple.get(conn.peerTuple)
+    const unlinked = server?.unlinked
+    if (unlinked === undefined) return false
+    server!.unlinked = undefined
+    if (unlinked.request.method !== request.method || unlinked.request.target !== request.target || request.startNs > unlinked.request.endNs) return false
+    if (server!.spans.get(unlinked.request) !== unlinked.span) return false
+    unlinked.span.traceId = ids.traceId
+    unlinked.span.parentSpanId = ids.spanId
+    return true
   }
 
   /**

@@ -4,6 +4,8 @@
 // nginx worker and exactly one CLIENT span from the process that sent it, with the right
 // attributes, and no span may be invented.
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { after, before, describe, it } from 'node:test'
 import { collectorSpans as spansOf, freePort, startCollector, type Collector, type CollectorSpan } from '../peers/otelcol.ts'
 import { NGINX_BIG_BODY, startNginx, type Nginx, type AccessLogEntry } from '../peers/nginx.ts'
@@ -211,26 +213,55 @@ describe('HTTP traces from nginx and curl', { timeout: 300_000 }, () => {
     assert.equal(frontClient[0]!.attributes['server.port'], nginx.backend!.port)
   })
 
-  it('without a traceparent, curl → nginx → backend on this host is one trace, each span the child of the one before', async () => {
-    const run = await runCurl(`${nginx.baseUrl}/proxy/?case=chain`)
-    assert.equal(run.transfers[0]!.status, 200)
+  it('without a traceparent, curl → nginx → backend on this host is one trace, each span the child of the one before, for each of 20 chains', async () => {
+    // 20 chains: the backend's read of nginx's request is at times seen before nginx's write of it
+    // (each record is written at its syscall's exit), and both orders must link
+    const chains = Array.from({ length: 20 }, (_, i) => `chain-${i}`)
+    const run = await runCurl(chains.map((name) => `${nginx.baseUrl}/proxy/?case=${name}`))
+    assert.deepEqual(run.transfers.map((t) => t.status), chains.map(() => 200))
     const workers = new Set(nginx.workerPids())
     const backendWorkers = new Set(nginx.backend!.workerPids())
-    const spans = await spansForCase('chain', (s) => s.length >= 4)
-    assert.equal(spans.length, 4)
-    const one = (what: string, match: (s: Span) => boolean): Span => {
-      const found = spans.filter(match)
-      assert.equal(found.length, 1, what)
-      return found[0]!
+    for (const name of chains) {
+      const spans = await spansForCase(name, (s) => s.length >= 4)
+      assert.equal(spans.length, 4)
+      const one = (what: string, match: (s: Span) => boolean): Span => {
+        const found = spans.filter(match)
+        assert.equal(found.length, 1, `${what} of ${name}`)
+        return found[0]!
+      }
+      const curlClient = one('curl client', (s) => s.kind === 'client' && pidOf(s) === run.pid)
+      const frontServer = one('nginx server', (s) => s.kind === 'server' && workers.has(pidOf(s)))
+      const frontClient = one('nginx client', (s) => s.kind === 'client' && workers.has(pidOf(s)))
+      const backendServer = one('backend server', (s) => s.kind === 'server' && backendWorkers.has(pidOf(s)))
+      const shown = `${name}:\n${spans.map((s) => `${s.kind} pid ${pidOf(s)} trace ${s.traceId} span ${s.spanId} parent ${s.parentSpanId}`).join('\n')}`
+      for (const s of spans) assert.equal(s.traceId, curlClient.traceId, shown)
+      assert.deepEqual([curlClient.parentSpanId, frontServer.parentSpanId, frontClient.parentSpanId, backendServer.parentSpanId],
+        ['', curlClient.spanId, frontServer.spanId, frontClient.spanId], shown)
     }
-    const curlClient = one('curl client', (s) => s.kind === 'client' && pidOf(s) === run.pid)
-    const frontServer = one('nginx server', (s) => s.kind === 'server' && workers.has(pidOf(s)))
-    const frontClient = one('nginx client', (s) => s.kind === 'client' && workers.has(pidOf(s)))
-    const backendServer = one('backend server', (s) => s.kind === 'server' && backendWorkers.has(pidOf(s)))
-    const shown = spans.map((s) => `${s.kind} pid ${pidOf(s)} trace ${s.traceId} span ${s.spanId} parent ${s.parentSpanId}`).join('\n')
-    for (const s of spans) assert.equal(s.traceId, curlClient.traceId, shown)
-    assert.deepEqual([curlClient.parentSpanId, frontServer.parentSpanId, frontClient.parentSpanId, backendServer.parentSpanId],
-      ['', curlClient.spanId, frontServer.spanId, frontClient.spanId])
+  })
+
+  it("a client's write seen after the server read its request (a 1 MB body through a 64 KB send buffer): the server span is still the client span's child", async () => {
+    // the client's one send() returns only once nginx has read most of the body, so nginx's read
+    // of the head exits, and its record comes, before the client's record of that send
+    const client = spawn('python3', ['-c', [
+      'import socket',
+      's = socket.socket()',
+      's.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)',
+      `s.connect(("127.0.0.1", ${nginx.port}))`,
+      "body = b'x' * (1 << 20)",
+      "s.sendall(b'POST /echo?case=late-client HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(body) + body)",
+      "reply = b''",
+      'while chunk := s.recv(65536): reply += chunk',
+      'print(reply.split(b"\\r\\n")[0].decode(), flush=True)',
+    ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let stdout = ''
+    client.stdout.setEncoding('utf8').on('data', (text: string) => { stdout += text })
+    assert.deepEqual(await once(client, 'exit'), [0, null])
+    assert.equal(stdout, 'HTTP/1.1 200 OK\n')
+    const { server, client: sent } = await exchangeSpans('late-client', client.pid!)
+    assert.equal(server[0]!.traceId, sent[0]!.traceId)
+    assert.equal(server[0]!.parentSpanId, sent[0]!.spanId)
+    assert.equal(server[0]!.attributes['http.request.method'], 'POST')
   })
 
   it('HTTPS through nginx gives the same spans with url.scheme=https', async () => {

@@ -119,14 +119,19 @@ export function resp(args: (string | Buffer)[]): string {
 
 function run(binary: string, args: string[], env: Record<string, string>, input?: string | Buffer): Promise<ClientRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(binary, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
+    // without input, stdin is /dev/null: a pipe's end('') could meet a client already gone (EPIPE)
+    const child = spawn(binary, args, { env: { ...process.env, ...env }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
     child.once('error', (error) => reject(new Error(`running ${binary} failed: ${error.message}`)))
     child.once('close', (code) => resolve({ pid: child.pid!, code, stdout, stderr }))
-    child.stdin.end(input ?? '')
+    if (input !== undefined) {
+      // a client that exits before reading all its input answers with its exit code, not EPIPE here
+      child.stdin!.once('error', (error: NodeJS.ErrnoException) => { if (error.code !== 'EPIPE') reject(error) })
+      child.stdin!.end(input)
+    }
   })
 }
 
