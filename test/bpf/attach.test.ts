@@ -148,7 +148,8 @@ function startTarget(binary: string, calls: number) {
   const child = spawn(binary, [String(calls)], { stdio: ['pipe', 'pipe', 'inherit'] })
   let output = ''
   child.stdout.on('data', (d) => { output += d })
-  const exited = new Promise<void>((resolve, reject) => child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`uprobe target exited ${code}`)))))
+  // 'close', not 'exit': the exit can come before the last of stdout is read
+  const exited = new Promise<void>((resolve, reject) => child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`uprobe target exited ${code}`)))))
   return { pid: child.pid!, release: () => child.stdin.end('go\n'), exited, output: () => output }
 }
 

@@ -130,7 +130,7 @@ function startRun(dir: string, { repoUnder }: { repoUnder?: string } = {}) {
   child.stdout.on('data', (d) => { output += d })
   child.stderr.on('data', (d) => { output += d })
   const exited = new Promise<number | null>((resolve) => {
-    child.on('exit', (code) => resolve(code))
+    child.on('close', (code) => resolve(code))
     child.on('error', (error) => { output += `${error}\n`; resolve(null) })
   })
   return { child, exited, output: () => output }

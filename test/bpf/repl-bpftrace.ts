@@ -77,7 +77,7 @@ export function startBpftrace(program: string) {
   const child = spawn('bpftrace', ['-e', program], { stdio: ['ignore', 'pipe', 'ignore'] })
   let stdout = ''
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-  const exited = once(child, 'exit')
+  const exited = once(child, 'close')
   return {
     printed: () => stdout,
     started: waitFor(() => stdout.includes('ready\n') || child.exitCode !== null, 'bpftrace attaching its probes', 120_000).then(() => assert.equal(child.exitCode, null, 'bpftrace exited before attaching')),

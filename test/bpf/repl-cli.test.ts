@@ -23,7 +23,7 @@ function start(command: string, args: string[]) {
   let stderr = ''
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+  const exited = once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>
   return {
     child,
     stdout: () => stdout,

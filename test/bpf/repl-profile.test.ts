@@ -53,7 +53,7 @@ async function sideBySide(program: string, workload?: number): Promise<{ bpftrac
   const child = spawn('bpftrace', ['-e', `BEGIN { printf("ready\\n") } ${program}`], { stdio: ['ignore', 'pipe', 'ignore'] })
   let stdout = ''
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-  const exited = once(child, 'exit')
+  const exited = once(child, 'close')
   try {
     await waitFor(() => stdout.includes('ready\n') || child.exitCode !== null, 'bpftrace attaching its probes', 120_000)
     assert.equal(child.exitCode, null, 'bpftrace exited before attaching')

@@ -364,7 +364,7 @@ test('from a pipe: a line with top-level await ends before the next line runs, a
   let printed = ''
   child.stdout.setEncoding('utf8')
   child.stdout.on('data', (text: string) => { printed += text })
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)))
   try {
     // a thrown error is printed by node's REPL, which then never answers the line: the next runs all the same
     child.stdin.end("await new Promise((resolve) => setTimeout(() => resolve('awaited'), 300))\n'next'\nthrow new Error('thrown')\n'after it'\nPromise.resolve('promised')\n'last'\n")
@@ -383,7 +383,7 @@ test('from a pipe: lines run one after another, and SIGINT stops the stream that
   let printed = ''
   child.stdout.setEncoding('utf8')
   child.stdout.on('data', (text: string) => { printed += text })
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)))
   try {
     child.stdin.write("trace('tracepoint:syscalls:sys_enter_openat', { comm: 'replwl' }).count('comm').every('50ms')\n'after it'\n")
     const links = () => readdirSync(`/proc/${child.pid}/fd`).filter((fd) => {

@@ -33,7 +33,7 @@ export default definePlugin({
     let output = ''
     child.stdout.on('data', (d) => { output += d })
     child.stderr.on('data', (d) => { output += d })
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
     await waitFor(() => /running 1 of \d+ plugins/.test(output), 'the runtime to start', 20_000)
     const ours = programsOf(['handle_exec', 'handle_exit']).filter((id) => !before.includes(id))
     assert.equal(ours.length, 2, output)
@@ -73,7 +73,7 @@ export default definePlugin({
   let output = ''
   child.stdout.on('data', (d) => { output += d })
   child.stderr.on('data', (d) => { output += d })
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
   await waitFor(() => /running 1 of \d+ plugins/.test(output), 'the runtime to start', 20_000)
   const markers = 60
   // each marker reaches the plugin's queue before the next runs, so each is a batch of its own:

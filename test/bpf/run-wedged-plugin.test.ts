@@ -69,7 +69,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       let output = ''
       child.stdout!.on('data', (d) => { output += d })
       child.stderr!.on('data', (d) => { output += d })
-      const exited = new Promise<number | null>((resolve) => child!.on('exit', (code) => resolve(code)))
+      const exited = new Promise<number | null>((resolve) => child!.on('close', (code) => resolve(code)))
       await waitFor(() => /running 2 of \d+ plugins/.test(output), 'the runtime to start', 20_000)
       const ours = programsOf(['handle_exec', 'handle_exit']).filter((id) => !before.includes(id))
       assert.equal(ours.length, 2, output)

@@ -256,7 +256,7 @@ describe('HTTP traces from nginx and curl', { timeout: 300_000 }, () => {
     ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] })
     let stdout = ''
     client.stdout.setEncoding('utf8').on('data', (text: string) => { stdout += text })
-    assert.deepEqual(await once(client, 'exit'), [0, null])
+    assert.deepEqual(await once(client, 'close'), [0, null])
     assert.equal(stdout, 'HTTP/1.1 200 OK\n')
     const { server, client: sent } = await exchangeSpans('late-client', client.pid!)
     assert.equal(server[0]!.traceId, sent[0]!.traceId)

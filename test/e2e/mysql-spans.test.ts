@@ -119,7 +119,7 @@ describe('MySQL/MariaDB client spans from the mariadb client and mysql2', { time
     let stderr = ''
     child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
-    const done = new Promise<ClientResult>((resolve) => child.once('exit', (code) => resolve({ stdout, stderr, code: code ?? -1, pid: child.pid! })))
+    const done = new Promise<ClientResult>((resolve) => child.once('close', (code) => resolve({ stdout, stderr, code: code ?? -1, pid: child.pid! })))
     await pollUntil(() => stdout.includes('ready'), {
       what: 'the early mysql2 client to get ready',
       timeoutMs: 30_000,

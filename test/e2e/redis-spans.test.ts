@@ -162,7 +162,7 @@ describe('Redis spans from redis-cli and redis-benchmark', { timeout: 600_000 },
     ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] })
     let stdout = ''
     client.stdout.setEncoding('utf8').on('data', (text: string) => { stdout += text })
-    const exited = once(client, 'exit')
+    const exited = once(client, 'close')
     try {
       let id: string | undefined
       await pollUntil(async () => {

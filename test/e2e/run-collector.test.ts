@@ -116,7 +116,7 @@ async function startRun(t: TestContext, marker: string, exporter: Json, pluginCo
   let output = ''
   child.stdout.on('data', (d: Buffer) => (output += d.toString()))
   child.stderr.on('data', (d: Buffer) => (output += d.toString()))
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)))
   started.child = child
   started.exited = exited
   const run: Run = {

@@ -43,6 +43,7 @@ function valueFor(line: Json, name: string, attributes: Record<string, unknown>)
 
 const execPrograms = ['handle_exec', 'handle_exit', 'handle_fork']
 const EXECS = 5
+const EXTRA_EXECS = 300
 
 function holdsStatsFd(pid: number): boolean {
   return readdirSync(`/proc/${pid}/fd`).some((fd) => {
@@ -80,8 +81,12 @@ test('periscope run exports each BPF program\'s run count and time, events recei
     await periscope.waitForOutput(new RegExp(`saw ${marker} pid ${result.pid}\\b`), `the plugin to see exec ${i + 1}`)
   }
 
+  // enough runs that one run stretched by a preemption or a stolen vCPU (7 ms seen in CI) leaves
+  // the mean far below the bound below, which still catches a unit off by 1,000
+  for (let i = 0; i < EXTRA_EXECS; i++) assert.equal(spawnSync('/bin/true').status, 0)
+
   // a collection after the execs: each exec program ran at least once per exec (and fork, exit)
-  const counted = (line: Json) => execPrograms.every((program) => (valueFor(line, 'periscope.bpf.program.run.count', { 'bpf.object': 'exec', 'bpf.program': program }) ?? 0) >= EXECS)
+  const counted = (line: Json) => execPrograms.every((program) => (valueFor(line, 'periscope.bpf.program.run.count', { 'bpf.object': 'exec', 'bpf.program': program }) ?? 0) >= EXECS + EXTRA_EXECS)
   const lines = await collector.waitFor('metrics', (l) => l.some(counted), 60_000)
   const line = lines.find(counted) as Json
 
@@ -90,7 +95,8 @@ test('periscope run exports each BPF program\'s run count and time, events recei
     const runs = valueFor(line, 'periscope.bpf.program.run.count', attributes) as number
     const seconds = valueFor(line, 'periscope.bpf.program.run.time', attributes)
     assert.ok(seconds !== undefined && seconds > 0, `${program}: run time ${seconds}`)
-    // a run of these programs takes well under a millisecond
+    // a run takes microseconds (handle_exec about 120 µs here, with its ring's wake-up in a VM):
+    // a mean of 1 ms is far above that, and far below a unit off by 1,000
     assert.ok(seconds < runs * 1e-3, `${program}: ${seconds} s for ${runs} runs`)
   }
   const [[, , runCount]] = sumPoints(line, 'periscope.bpf.program.run.count')

@@ -202,7 +202,7 @@ export function client(binary: string, args: string[], env: NodeJS.ProcessEnv, i
     child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
     child.once('error', (error) => reject(new Error(`${binary} could not start: ${error.message}`)))
-    child.once('exit', (code, signal) => resolve({ stdout, stderr, code: code ?? (signal === null ? -1 : 128), pid: child.pid! }))
+    child.once('close', (code, signal) => resolve({ stdout, stderr, code: code ?? (signal === null ? -1 : 128), pid: child.pid! }))
     if (input !== undefined) child.stdin!.end(input)
   })
 }
