@@ -18,7 +18,7 @@
  * `periscope.profile.stacks.truncated` {sample} by `reason`, `periscope.profile.samples.lost`
  * {sample} (ring or runtime drops, stacks over `max_stacks`, and long blocks the kernel could not
  * send: `reason` `threads` when its map of threads was full, `schedule` when a thread's previous
- * send had not run yet).
+ * send had not run yet, `unseen_end` when the kernel reported no switch-in to end a block).
  *
  * Cost (bench/offcpu-alloc-overhead.bench.ts): about 0.4 µs of CPU per context switch, watched
  * or filtered out; about 10 µs more for each block that is sent.
@@ -26,7 +26,7 @@
  * Everything here is public plugin API: a user plugin can do the same.
  */
 import { definePlugin, type PluginContext } from 'periscope/plugin'
-import { encodeOffcpuOptions, OFFCPU_OBSERVE_ALL, OFFCPU_OBSERVE_TARGETS, OFFCPU_OPTIONS_SIZE, OFFCPU_OVERFLOW_SCHEDULE, OFFCPU_OVERFLOW_THREADS } from 'periscope/protocols/offcpu'
+import { encodeOffcpuOptions, OFFCPU_OBSERVE_ALL, OFFCPU_OBSERVE_TARGETS, OFFCPU_OPTIONS_SIZE, OFFCPU_OVERFLOW_SCHEDULE, OFFCPU_OVERFLOW_THREADS, OFFCPU_OVERFLOW_UNSEEN_END } from 'periscope/protocols/offcpu'
 import { describeTargets, followStacks, KernelOverflows, SampledProfile, threadOf, u32 } from 'periscope/protocols/stack-profile'
 
 const config = {
@@ -45,6 +45,7 @@ type Config = typeof config
 const overflowReasons: string[] = []
 overflowReasons[OFFCPU_OVERFLOW_THREADS] = 'threads'
 overflowReasons[OFFCPU_OVERFLOW_SCHEDULE] = 'schedule'
+overflowReasons[OFFCPU_OVERFLOW_UNSEEN_END] = 'unseen_end'
 
 export default definePlugin({
   name: 'offcpu-profile',

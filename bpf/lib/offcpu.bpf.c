@@ -262,10 +262,14 @@ static __always_inline void stash_block(void *ctx, struct task_struct *task, __u
 		stash = bpf_map_lookup_elem(&stashes, &tid);
 		if (!stash)
 			return;
+		/* the copied bytes are no block of this thread's */
+		stash->since = 0;
 	}
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!regs)
 		return;
+	if (stash->since)
+		count_overflow(OFFCPU_OVERFLOW_UNSEEN_END);
 	stash->since = now;
 	s = (struct stack_sample *)stash->sample;
 	s->timestamp_ns = now;
@@ -344,10 +348,13 @@ int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_
 		struct off_cpu *thread = bpf_task_storage_get(&threads, prev, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
 
 		/* the storage is allocated at a thread's first block, and may not be had then */
-		if (thread)
-			thread->since = now;
-		else
+		if (!thread) {
 			count_overflow(OFFCPU_OVERFLOW_THREADS);
+		} else {
+			if (thread->since)
+				count_overflow(OFFCPU_OVERFLOW_UNSEEN_END);
+			thread->since = now;
+		}
 	}
 	woken(next, now, opts);
 	return 0;

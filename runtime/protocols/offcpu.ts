@@ -13,4 +13,5 @@ export const OFFCPU_OBSERVE_ALL = 2
 /** `enum offcpu_overflow`: indexes of the `overflows` map, long blocks the kernel could not send. */
 export const OFFCPU_OVERFLOW_THREADS = 0
 export const OFFCPU_OVERFLOW_SCHEDULE = 1
-export const OFFCPU_OVERFLOWS = 2
+export const OFFCPU_OVERFLOW_UNSEEN_END = 2
+export const OFFCPU_OVERFLOWS = 3

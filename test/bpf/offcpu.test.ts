@@ -25,7 +25,7 @@ import { RingBufferReader } from '../../runtime/bpf/ringbuf.ts'
 import { SAMPLE_PID, StackUnwinder, UNWIND_COMPLETE, UNWIND_END_NAMES } from '../../runtime/profiling/unwind.ts'
 import { KernelSymbols } from '../../runtime/symbols/kallsyms.ts'
 import { decodeStackSample, encodeOffcpuOptions, OFFCPU_OPTIONS_SIZE } from '../../bpf/lib/offcpu.types.ts'
-import { OFFCPU_OBSERVE_ALL, OFFCPU_OBSERVE_TARGETS, OFFCPU_OVERFLOW_THREADS } from '../../runtime/protocols/offcpu.ts'
+import { OFFCPU_OBSERVE_ALL, OFFCPU_OBSERVE_TARGETS, OFFCPU_OVERFLOW_THREADS, OFFCPU_OVERFLOW_UNSEEN_END, OFFCPU_OVERFLOWS } from '../../runtime/protocols/offcpu.ts'
 import { pollUntil } from '../peers/poll.ts'
 import { objectPath, requireFeature, root } from './kernel.ts'
 import { frameNamer } from './unwind-fixture.ts'
@@ -139,7 +139,7 @@ async function openOffCpu(variant: Variant, options: { minBlockNs: number; targe
 
 /** Sum of the per-CPU counters of the `overflows` map. */
 function overflows(object: LoadedObject): number[] {
-  return [0, 1].map((reason) => {
+  return Array.from({ length: OFFCPU_OVERFLOWS }, (_, reason) => {
     const perCpu = object.map('overflows').lookup(u32(reason))!
     const view = new DataView(perCpu.buffer, perCpu.byteOffset, perCpu.byteLength)
     let sum = 0
@@ -239,10 +239,11 @@ for (const variant of variants) describe(`off-CPU samples of a program that slee
     // a block lasts until the thread runs again: on a loaded machine a 100 µs nap may wait tens of
     // ms for a CPU, not 100
     const { pid, samples, sleeps, overflows: lost, dropped } = await profileSleepers(variant, iterations, 100 * MS, 1)
-    assert.deepEqual(lost, [0, 0])
+    // a block whose end the kernel did not report is counted, not sent (see the next test)
+    assert.deepEqual(lost.with(OFFCPU_OVERFLOW_UNSEEN_END, 0), [0, 0, 0])
     assert.equal(dropped, 0)
     for (const sample of samples) assert.equal(sample.pid, pid, 'only the target process is observed')
-    const naps = assertNapSamples(sleeps, samples, iterations)
+    const naps = assertNapSamples(sleeps, samples, iterations, lost[OFFCPU_OVERFLOW_UNSEEN_END])
     assert.equal(samples.filter((s) => s.names.includes('short_naps')).length, 0, 'blocks of 100 µs are under the 100 ms threshold')
     // besides the naps, only the wait for the start byte (read in main, before the first nap) may be there
     const others = samples.filter((s) => !through(s.names, 'nap'))
@@ -257,22 +258,29 @@ for (const variant of variants) describe(`off-CPU samples of a program that slee
     }
   })
 
-  it('with no threshold every block is a sample: each nap and each short nap, exactly', async (t) => {
+  it('with no threshold every block is a sample: each nap and each short nap, exactly, or counted as a block whose end went unseen', async (t) => {
     if (!await supported(t, variant)) return
     const iterations = 2
     const { samples, sleeps, overflows: lost, dropped } = await profileSleepers(variant, iterations, 0)
-    assert.deepEqual(lost, [0, 0])
+    assert.deepEqual(lost.with(OFFCPU_OVERFLOW_UNSEEN_END, 0), [0, 0, 0])
     assert.equal(dropped, 0)
     const run = describeRun(sleeps, samples)
     assert.equal(sleeps.length, 11 * iterations, run)
-    // a sleep's blocks are its voluntary switches: each is one sample, within the sleep, through its function
+    // a sleep's blocks are its voluntary switches: each is one sample, within the sleep, through
+    // its function. On a loaded machine the kernel's sched_switch now and then reports no
+    // switch-in for a block (bpftrace's count of them falls short the same way, 2 runs in 16 of
+    // 330 sleeps here): the object counts that block when the thread blocks again, exactly once
+    let missing = 0
     for (const sleep of sleeps) {
       const mine = samplesIn(sleep, samples).filter((s) => through(s.names, sleep.kind === 'nap' ? 'nap' : 'short_naps'))
-      assert.equal(mine.length, sleep.voluntary, `the ${sleep.kind} at ${sleep.start}\n${run}`)
+      assert.ok(mine.length <= sleep.voluntary, `the ${sleep.kind} at ${sleep.start}\n${run}`)
+      missing += sleep.voluntary - mine.length
       for (const s of mine) assert.ok(s.value > 0 && s.value <= sleep.end - sleep.start, `${s.value / 1e3} µs blocked\n${run}`)
     }
+    t.diagnostic(`${missing} blocks without a sample, their end unseen`)
+    assert.equal(missing, lost[OFFCPU_OVERFLOW_UNSEEN_END], `blocks without a sample, and those counted unseen\n${run}`)
     const blocks = sleeps.reduce((sum, s) => sum + s.voluntary, 0)
-    assert.equal(samples.filter((s) => through(s.names, 'nap') || through(s.names, 'short_naps')).length, blocks, run)
+    assert.equal(samples.filter((s) => through(s.names, 'nap') || through(s.names, 'short_naps')).length, blocks - missing, run)
   })
 
   it('until user space claims the options nothing is observed (the object attaches before a plugin\'s setup claims them)', async (t) => {
@@ -297,7 +305,7 @@ for (const variant of variants) describe(`off-CPU samples of a program that slee
     assert.equal(dropped, 0)
     // every thread of the host that blocks gets its state here: a burst of them right after the
     // attach may find the kernel's allocation cache empty, and those blocks are counted lost
-    assertNapSamples(sleeps, samples.filter((s) => s.pid === pid), iterations, lost[OFFCPU_OVERFLOW_THREADS])
+    assertNapSamples(sleeps, samples.filter((s) => s.pid === pid), iterations, lost[OFFCPU_OVERFLOW_THREADS]! + lost[OFFCPU_OVERFLOW_UNSEEN_END]!)
     // this process blocks all the time (its event loop), and is left out like Periscope
     assert.deepEqual(samples.filter((s) => s.pid === process.pid).map((s) => s.comm), [])
   })
