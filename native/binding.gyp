@@ -16,7 +16,8 @@
         "src/probes.cc",
         "src/capabilities.cc",
         "src/namespaces.cc",
-        "src/clock.cc"
+        "src/clock.cc",
+        "src/heap_trim.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=9", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { type AdminServer, startAdminServer } from './admin/server.ts'
 import { createTelemetry } from './telemetry/index.ts'
+import { startHeapTrimming } from './heap-trim.ts'
 import { Bus, type ObjectProvider, type ObjectSettings } from './bus.ts'
 import { ConfigError, limitsFrom, loadConfig, type PeriscopeConfig, pluginSettingsFrom } from './config/index.ts'
 import type { Backoff } from './plugins/host.ts'
@@ -250,7 +251,10 @@ export async function main(argv: string[], deps: RunDependencies = {}): Promise<
   }
   const plugins = runtime.manager.list()
   log.info(`running ${plugins.filter((p) => p.status === 'running').length} of ${plugins.length} plugins from ${pluginDirs.join(', ')}`)
+  // with the real object library, as for the capability helpers: the addon is there then
+  const trimming = deps.provider === undefined ? startHeapTrimming((await import('./bpf/native.ts')).native) : undefined
   const signal = await stopSignal
+  trimming?.stop()
   log.info(`${signal}: shutting down`)
   let code = 0
   try {

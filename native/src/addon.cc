@@ -21,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setAmbientCapabilities", Napi::Function::New(env, SetAmbientCapabilities));
   exports.Set("withFreshNetworkNamespace", Napi::Function::New(env, WithFreshNetworkNamespace));
   exports.Set("clockGettime", Napi::Function::New(env, ClockGettime));
+  exports.Set("trimHeap", Napi::Function::New(env, TrimHeap));
   exports.Set("enableStats", Napi::Function::New(env, EnableStats));
   return InitProbes(env, exports);
 }

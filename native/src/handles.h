@@ -273,6 +273,7 @@ Napi::Value SetProcessCredentials(const Napi::CallbackInfo& info);  // capabilit
 Napi::Value SetAmbientCapabilities(const Napi::CallbackInfo& info);  // capabilities.cc
 Napi::Value WithFreshNetworkNamespace(const Napi::CallbackInfo& info);  // namespaces.cc
 Napi::Value ClockGettime(const Napi::CallbackInfo& info);  // clock.cc
+Napi::Value TrimHeap(const Napi::CallbackInfo& info);  // heap_trim.cc
 Napi::Value EnableStats(const Napi::CallbackInfo& info);   // program.cc
 Napi::Object InitProbes(Napi::Env env, Napi::Object exports);
 // libbpf's name of an attach or link type, or for types newer than libbpf 1.1 the name newer

@@ -126,6 +126,8 @@ export interface NativeAddon {
   withFreshNetworkNamespace<T>(fn: () => T): T
   /** clock_gettime(clockid) in nanoseconds (native/src/clock.cc): Node has no CLOCK_BOOTTIME. */
   clockGettime(clockid: number): bigint
+  /** malloc_trim(0) (native/src/heap_trim.cc): the C heap's free pages back to the kernel; whether any went. */
+  trimHeap(): boolean
   /** BPF_ENABLE_STATS: stats of `type` (0: run time and count) on for every program while the returned fd is open. */
   enableStats(type: number): number
   probeProgType(type: number): boolean | BpfError
