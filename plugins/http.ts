@@ -292,7 +292,8 @@ class HttpTracing {
    * The other order of #peerParent. Both records are written at their syscall's exit, so a local
    * server's read can exit, and be seen, before the client's write that it read: the server span
    * was then given a trace of its own. The client's request, seen now, makes that span its child
-   * while it is not yet exported, on the same terms as #peerParent.
+   * while it is not yet exported, on the same terms as #peerParent. Either way a request the
+   * server already read is not left waiting, where a later request could pair with it.
    */
   #claimUnlinkedServer(conn: Conn, request: Http1Request, ids: SpanIds): boolean {
     const server = this.#byTuple.get(conn.peerTuple)
@@ -300,9 +301,10 @@ class HttpTracing {
     if (unlinked === undefined) return false
     server!.unlinked = undefined
     if (unlinked.request.method !== request.method || unlinked.request.target !== request.target || request.startNs > unlinked.request.endNs) return false
-    if (server!.spans.get(unlinked.request) !== unlinked.span) return false
-    unlinked.span.traceId = ids.traceId
-    unlinked.span.parentSpanId = ids.spanId
+    if (server!.spans.get(unlinked.request) === unlinked.span) {
+      unlinked.span.traceId = ids.traceId
+      unlinked.span.parentSpanId = ids.spanId
+    }
     return true
   }
 
