@@ -478,7 +478,7 @@ __noinline int kept(struct scratch *sc, struct audit_ruleset *rs, int paths, __u
 
 static __always_inline void submit(struct scratch *sc)
 {
-	if (bpf_ringbuf_output(&events, &sc->event, sizeof(sc->event), 0))
+	if (bpf_ringbuf_output(&events, &sc->event, sizeof(sc->event), wake_flags(&events)))
 		count_drop(&dropped);
 }
 

@@ -132,7 +132,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	e->args_size = len;
 	e->pad = 0;
 
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wake_flags(&events));
 	return 0;
 }
 
@@ -169,7 +169,7 @@ int handle_exit(struct trace_event_raw_sched_process_template *ctx)
 	e->pad = 0;
 	e->filename[0] = 0;
 	e->args[0] = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wake_flags(&events));
 	return 0;
 }
 

@@ -410,7 +410,7 @@ static __always_inline void flush_process(__u32 tgid)
 		return;
 	}
 	if (last)
-		bpf_ringbuf_submit(last, 0);
+		bpf_ringbuf_submit(last, wake_flags(&exits));
 }
 
 /* the whole process's counts go at its last thread's exit (a thread's in_flight storage goes with it) */

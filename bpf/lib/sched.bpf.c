@@ -263,7 +263,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	e->ppid = parent->tgid;
 	e->timestamp_ns = bpf_ktime_get_boot_ns();
 	BPF_CORE_READ_STR_INTO(&e->comm, child, comm);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wake_flags(&events));
 	return 0;
 }
 
@@ -305,7 +305,7 @@ static __always_inline void report_exit(struct task_struct *task, __u32 tgid, st
 	e->minor_faults = totals->minor_faults;
 	e->major_faults = totals->major_faults;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wake_flags(&events));
 }
 
 /*
@@ -377,6 +377,6 @@ int handle_oom_victim(struct trace_event_raw_mark_victim *ctx)
 	e->oom_score_adj = BPF_CORE_READ(ctx, oom_score_adj);
 	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), (void *)ctx + (ctx->__data_loc_comm & 0xFFFF));
 	bpf_get_current_comm(e->trigger_comm, sizeof(e->trigger_comm));
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wake_flags(&events));
 	return 0;
 }

@@ -52,7 +52,9 @@ export default definePlugin({
 test('at shutdown a slow plugin handles what is queued until the drain deadline; the rest is counted as dropped for shutdown', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'periscope-run-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
-  // 100 ms per marker record: 60 of them take 6 s, past the 3 s drain
+  // 250 ms per marker record: 60 of them take 15 s, past the 3 s drain. A marker reaches the
+  // plugin up to 100 ms after its exec (the exec ring wakes its reader only past a backlog, and
+  // its idle drain reads every 100 ms), so the plugin must be slower than that for a queue to form
   writeFileSync(join(dir, 'slow.ts'), `import { definePlugin } from 'periscope/plugin'
 export default definePlugin({
   name: 'slow',
@@ -60,7 +62,7 @@ export default definePlugin({
   setup(ctx) {
     ctx.on('exec:events', (ev) => {
       if (ev.kind !== 1 || ev.args[1] !== 'run-shutdown-drain') return
-      const until = Date.now() + 100
+      const until = Date.now() + 250
       while (Date.now() < until);
       ctx.emit.log({ body: 'handled ' + ev.args[2] })
     })
