@@ -48,20 +48,26 @@ static __always_inline void count_drop(void *dropped_map)
 }
 
 /*
- * The flags to submit a record to `ring` with: the reader is woken only while the ring's backlog
- * is past a sixteenth of it. A wake-up is an irq_work (an IPI), measured at 10 to 35 µs a record
- * in this VM, 90% of a process lifecycle program's cost (exec's handle_exec: 37.0 µs a run with a
- * wake-up per record, 2.7 µs without). Below the mark, the reader's idle drain (every 100 ms, the
- * native RingBuffer's) takes the records: a quiet ring's record waits that long at most. Past it,
- * every record wakes the reader (FORCE: a plain submit wakes only a reader that has consumed all
- * before the record), so a burst is read as it comes, with 15/16 of the ring left for the reader's
- * latency.
+ * The flags to submit a record to `ring` with so that its reader is woken only while the ring's
+ * backlog is `bytes` or more: FORCE then, since a plain submit wakes only a reader that has
+ * consumed all before the record (so never one with a backlog), and NO_WAKEUP below, where the
+ * reader's idle drain (the native RingBuffer's timer) takes the records. A wake-up is an irq_work
+ * (an IPI), measured at 10 to 35 µs a record in this VM.
+ */
+static __always_inline __u64 wake_flags_past(void *ring, __u64 bytes)
+{
+	return bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+/*
+ * wake_flags_past a sixteenth of the ring, for the process lifecycle objects: a wake-up was 90% of
+ * their programs' cost (exec's handle_exec: 37.0 µs a run with one per record, 2.7 µs without).
+ * A quiet ring's record waits for the reader's 100 ms drain at most; a burst is read as it comes,
+ * with 15/16 of the ring left for the reader's latency.
  */
 static __always_inline __u64 wake_flags(void *ring)
 {
-	__u64 backlog = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
-
-	return backlog >= bpf_ringbuf_query(ring, BPF_RB_RING_SIZE) / 16 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	return wake_flags_past(ring, bpf_ringbuf_query(ring, BPF_RB_RING_SIZE) / 16);
 }
 
 /* reserve a record, counting the drop when the ring is full */

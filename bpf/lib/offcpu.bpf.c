@@ -141,6 +141,14 @@ static __always_inline void count_overflow(__u32 reason)
 		*count += 1;
 }
 
+/* a watched thread blocks at `now`: a block still open means the kernel never reported its end */
+static __always_inline void block_begins(__u64 *since, __u64 now)
+{
+	if (*since)
+		count_overflow(OFFCPU_OVERFLOW_UNSEEN_END);
+	*since = now;
+}
+
 static __always_inline bool observed(struct task_struct *task, struct offcpu_options *opts)
 {
 	__u32 tgid = task->tgid;
@@ -268,9 +276,7 @@ static __always_inline void stash_block(void *ctx, struct task_struct *task, __u
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!regs)
 		return;
-	if (stash->since)
-		count_overflow(OFFCPU_OVERFLOW_UNSEEN_END);
-	stash->since = now;
+	block_begins(&stash->since, now);
 	s = (struct stack_sample *)stash->sample;
 	s->timestamp_ns = now;
 	s->pid = id >> 32;
@@ -348,13 +354,10 @@ int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_
 		struct off_cpu *thread = bpf_task_storage_get(&threads, prev, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
 
 		/* the storage is allocated at a thread's first block, and may not be had then */
-		if (!thread) {
+		if (thread)
+			block_begins(&thread->since, now);
+		else
 			count_overflow(OFFCPU_OVERFLOW_THREADS);
-		} else {
-			if (thread->since)
-				count_overflow(OFFCPU_OVERFLOW_UNSEEN_END);
-			thread->since = now;
-		}
 	}
 	woken(next, now, opts);
 	return 0;

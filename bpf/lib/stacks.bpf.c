@@ -98,6 +98,6 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 	if (!s)
 		return 0;
 	fill_stack_sample(ctx, s, limit, 1);
-	bpf_ringbuf_submit(s, wakeup_bytes && bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA) < wakeup_bytes ? BPF_RB_NO_WAKEUP : 0);
+	bpf_ringbuf_submit(s, wakeup_bytes ? wake_flags_past(&samples, wakeup_bytes) : 0);
 	return 0;
 }
