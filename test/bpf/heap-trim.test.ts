@@ -1,6 +1,7 @@
 // The runtime's heap trim (runtime/heap-trim.ts over native/src/heap_trim.cc): memory freed below
 // a live allocation of the C heap goes back to the kernel. A child fills its heap with 1 KB
-// buffers, frees all but the last 10,000 (below them, where glibc does not trim by itself), and reports its heap's RSS (smaps) before and after trimHeap.
+// buffers, frees all but the last 10,000 (so the free memory is below them, where glibc does not
+// trim by itself), and reports its heap's RSS (smaps) before and after trimHeap.
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { test } from 'node:test'
@@ -20,7 +21,7 @@ const heapRss = () => {
 let kept = []
 for (let i = 0; i < 60000; i++) kept.push(Buffer.allocUnsafeSlow(1024))
 kept = kept.slice(50000)
-// the backing stores are freed by a sweeper thread after the collection: until the heap stops shrinking
+// the backing stores are freed by a sweeper thread after the collection: wait until the heap's RSS stops changing
 let before = heapRss()
 for (let settled = 0; settled < 3; ) {
   globalThis.gc()
