@@ -96,8 +96,17 @@ interface Conn {
   spans: Map<Http1Request, ActiveSpan>
   /** Client side: requests sent that no traced server has read yet (see #peerParent). */
   awaitingPeer: { request: Http1Request; ids: ActiveSpan }[]
-  /** Server side: the last request read with no parent, which a local client's late record may still claim (see #onRequest). */
-  unlinked?: { request: Http1Request; span: ActiveSpan }
+  /** Server side: the last request read with no parent, which a local client's late record may still claim (see #claimUnlinkedServer). */
+  unlinked?: Unlinked
+  /** The other end may be a process on this host (loopback): a server span with no parent waits for its client (see #hold). */
+  mayHaveLocalPeer: boolean
+}
+
+/** A server request read with no parent; `held` once its exchange ended while it waits for its client. */
+interface Unlinked {
+  request: Http1Request
+  span: ActiveSpan
+  held?: { span: SpanInput; isError: boolean; sinceMs: number }
 }
 
 interface SpanIds {
@@ -112,6 +121,13 @@ interface ActiveSpan extends SpanIds {
 
 /** A client connection's requests that wait for the server side to read them, at most. */
 const maxAwaitingPeer = 8
+/**
+ * How long a server span with no parent, whose client may be on this host, waits for that client's
+ * record, and how many wait at most. A client held up between its write and the write's return
+ * (preempted, or its vCPU taken) is seen after the server answered: under load, by milliseconds.
+ */
+const peerWaitMs = 500
+const maxHeld = 8192
 
 export default definePlugin({
   name: 'http',
@@ -124,7 +140,7 @@ export default definePlugin({
     ctx.on('sockdata:connections', (event) => plugin.onConnectionEvent(event))
     if (ctx.config.https) await followOpenSsl(ctx, (message) => ctx.log.warn(message))
     if (ctx.config.go_tls) await followGoTls(ctx, (message) => ctx.log.warn(message))
-    ctx.every('200ms', () => plugin.closeDue(Date.now()))
+    ctx.every('200ms', () => plugin.tick(Date.now()))
     ctx.every('10s', () => plugin.report())
     const { target_pids: pids, target_cgroup_ids: cgroups } = ctx.config
     const targets = [...pids.length > 0 ? [`pids ${pids.join(', ')}`] : [], ...cgroups.length > 0 ? [`cgroups ${cgroups.join(', ')} and below`] : []]
@@ -147,7 +163,10 @@ class HttpTracing {
   readonly #chunk = newSockChunk()
   /** Closes read from `sockdata:connections`, applied after their grace. */
   readonly #closes = new DeferredCloses((connId, endNs) => this.#close(connId, endNs))
+  /** Server spans with no parent waiting for a local client's record, oldest first (see #hold). */
+  #held: Unlinked[] = []
   #lostRecords = 0
+  #withoutClient = 0
 
   constructor(ctx: PluginContext<Config>) {
     this.#ctx = ctx
@@ -211,6 +230,7 @@ class HttpTracing {
     }
     this.#ctx.emit.metric({ name: 'periscope.http.records_lost', kind: 'gauge', value: this.#lostRecords, attributes })
     this.#ctx.emit.metric({ name: 'periscope.http.routes_collapsed', kind: 'gauge', value: this.#routes.collapsed, attributes })
+    this.#ctx.emit.metric({ name: 'periscope.http.server_spans_without_client', kind: 'gauge', value: this.#withoutClient, attributes })
   }
 
   #conn(event: SockEvent): Conn {
@@ -240,6 +260,7 @@ class HttpTracing {
       remotePort: event.remote_port,
       tuple: `${local}:${event.local_port}>${remote}:${event.remote_port}`,
       peerTuple: `${remote}:${event.remote_port}>${local}:${event.local_port}`,
+      mayHaveLocalPeer: remote === local || remote.startsWith('127.') || remote === '::1',
       process: { pid: event.pid, command: event.comm },
       spans: new Map(),
       awaitingPeer: [],
@@ -252,9 +273,23 @@ class HttpTracing {
     return created
   }
 
-  /** Closes the connections whose grace is over. */
-  closeDue(now: number): void {
+  /** Closes the connections whose grace is over; sends the held server spans whose wait is over. */
+  tick(now: number): void {
     this.#closes.due(now)
+    let kept = 0
+    for (const unlinked of this.#held) {
+      const held = unlinked.held
+      // claimed (and sent) meanwhile
+      if (held === undefined) continue
+      if (now - held.sinceMs < peerWaitMs) {
+        this.#held[kept++] = unlinked
+        continue
+      }
+      unlinked.held = undefined
+      this.#withoutClient++
+      this.#export(held.span, held.isError)
+    }
+    this.#held.length = kept
   }
 
   #close(connId: number, endNs: number): void {
@@ -291,9 +326,11 @@ class HttpTracing {
   /**
    * The other order of #peerParent. Both records are written at their syscall's exit, so a local
    * server's read can exit, and be seen, before the client's write that it read: the server span
-   * was then given a trace of its own. The client's request, seen now, makes that span its child
-   * while it is not yet exported, on the same terms as #peerParent. Either way a request the
-   * server already read is not left waiting, where a later request could pair with it.
+   * was then given a trace of its own, and may even have ended (the server woken by the write can
+   * run first and answer before the client returns from it; such spans wait, see #hold). The
+   * client's request, seen now, makes that span its child while it is not yet exported, on the
+   * same terms as #peerParent. Either way a request the server already read is not left waiting,
+   * where a later request could pair with it.
    */
   #claimUnlinkedServer(conn: Conn, request: Http1Request, ids: SpanIds): boolean {
     const server = this.#byTuple.get(conn.peerTuple)
@@ -301,10 +338,27 @@ class HttpTracing {
     if (unlinked === undefined) return false
     server!.unlinked = undefined
     if (unlinked.request.method !== request.method || unlinked.request.target !== request.target || request.startNs > unlinked.request.endNs) return false
-    if (server!.spans.get(unlinked.request) === unlinked.span) {
-      unlinked.span.traceId = ids.traceId
-      unlinked.span.parentSpanId = ids.spanId
+    const held = unlinked.held
+    if (held !== undefined) {
+      unlinked.held = undefined
+      linkServerToClient(held.span, ids)
+      this.#export(held.span, held.isError)
+    } else if (server!.spans.get(unlinked.request) === unlinked.span) {
+      linkServerToClient(unlinked.span, ids)
     }
+    return true
+  }
+
+  /**
+   * Keeps a server span with no parent from export while its client, if on this host, may still be
+   * seen (#claimUnlinkedServer sends it then; tick() after peerWaitMs). Whether it waits is decided
+   * from the address: the client's connection may not be known yet.
+   */
+  #hold(conn: Conn, request: Http1Request, span: SpanInput, isError: boolean): boolean {
+    const unlinked = conn.unlinked
+    if (unlinked?.request !== request || this.#held.length >= maxHeld || !(conn.mayHaveLocalPeer || this.#byTuple.has(conn.peerTuple))) return false
+    unlinked.held = { span, isError, sinceMs: Date.now() }
+    this.#held.push(unlinked)
     return true
   }
 
@@ -376,7 +430,7 @@ class HttpTracing {
     if (error !== undefined) attributes['error.type'] = error.type
     if (this.#ctx.config.red_metrics) this.#recordDuration(conn, side, attributes, route, (endNs - startNs) / 1e9)
     const name = side === 'server' ? `${request.method} ${route}` : request.method
-    this.#export({
+    const span: SpanInput = {
       name,
       kind: side,
       startTimeNs: startNs,
@@ -387,7 +441,9 @@ class HttpTracing {
       // other plugins' client spans made while this request was served become its children
       ...side === 'server' && request.context !== 0 ? { context: request.context } : {},
       process: conn.process,
-    }, error !== undefined)
+    }
+    if (side === 'server' && this.#hold(conn, request, span, error !== undefined)) return
+    this.#export(span, error !== undefined)
   }
 
   /** A client request's trace: its own traceparent, else the server span active on its thread. */
@@ -452,6 +508,17 @@ class HttpTracing {
 }
 
 const statusUnset = { code: 'unset' } as const
+
+/**
+ * Makes a server span the child of its client's span. A client with no parent takes the server's
+ * trace, which the server's own children already carry; a client inside a trace keeps it, and
+ * the server joins it (children it made before this keep the trace it had).
+ */
+function linkServerToClient(server: Pick<SpanInput, 'traceId' | 'parentSpanId'>, client: SpanIds): void {
+  if (client.parentSpanId === undefined && server.traceId !== undefined) client.traceId = server.traceId
+  else server.traceId = client.traceId
+  server.parentSpanId = client.spanId
+}
 
 /** Whether a duration metric's attributes for this span would equal `previous` (same side, same values). */
 function sameMetricAttributes(previous: Record<string, string | number> | undefined, side: 'client' | 'server', span: Record<string, unknown>, route: string): boolean {

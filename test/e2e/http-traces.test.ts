@@ -4,13 +4,16 @@
 // nginx worker and exactly one CLIENT span from the process that sent it, with the right
 // attributes, and no span may be invented.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { after, before, describe, it } from 'node:test'
 import { collectorSpans as spansOf, freePort, startCollector, type Collector, type CollectorSpan } from '../peers/otelcol.ts'
 import { NGINX_BIG_BODY, startNginx, type Nginx, type AccessLogEntry } from '../peers/nginx.ts'
 import { connectHttp, getRequest, runCurl, type HttpConnection } from '../peers/clients.ts'
 import { startPeriscope, type Periscope } from '../peers/periscope.ts'
+import { attachTracing, onlineCpus } from '../../runtime/bpf/links.ts'
+import { ObjectSpec } from '../../runtime/bpf/object.ts'
+import { compileFixture } from '../bpf/kernel.ts'
 
 type Span = CollectorSpan
 
@@ -240,28 +243,63 @@ describe('HTTP traces from nginx and curl', { timeout: 300_000 }, () => {
     }
   })
 
-  it("a client's write seen after the server read its request (a 1 MB body through a 64 KB send buffer): the server span is still the client span's child", async () => {
-    // the client's one send() returns only once nginx has read most of the body, so nginx's read
-    // of the head exits, and its record comes, before the client's record of that send
-    const client = spawn('python3', ['-c', [
+  /**
+   * A Python client sends `method target` with a body of `bodyBytes` to nginx in one send(),
+   * through a 64 KB send buffer, run under `wrapper` (a command prefix) and named `commBeforeSend`
+   * once connected; returns the status line and the client's pid.
+   */
+  async function sendRequest(method: string, target: string, bodyBytes: number, wrapper: string[] = [], commBeforeSend?: string): Promise<{ statusLine: string; pid: number }> {
+    const [command, ...args] = [...wrapper, 'python3', '-c', [
       'import socket',
       's = socket.socket()',
       's.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)',
       `s.connect(("127.0.0.1", ${nginx.port}))`,
-      "body = b'x' * (1 << 20)",
-      "s.sendall(b'POST /echo?case=late-client HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(body) + body)",
+      `body = b'x' * ${bodyBytes}`,
+      ...commBeforeSend === undefined ? [] : [`open('/proc/self/comm', 'w').write('${commBeforeSend}')`],
+      `s.sendall(b'${method} ${target} HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(body) + body)`,
       "reply = b''",
       'while chunk := s.recv(65536): reply += chunk',
       'print(reply.split(b"\\r\\n")[0].decode(), flush=True)',
-    ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] })
+    ].join('\n')]
+    const client = spawn(command!, args, { stdio: ['ignore', 'pipe', 'inherit'] })
     let stdout = ''
     client.stdout.setEncoding('utf8').on('data', (text: string) => { stdout += text })
     assert.deepEqual(await once(client, 'close'), [0, null])
-    assert.equal(stdout, 'HTTP/1.1 200 OK\n')
-    const { server, client: sent } = await exchangeSpans('late-client', client.pid!)
+    return { statusLine: stdout, pid: client.pid! }
+  }
+
+  it("a client's write seen after the server read its request (a 1 MB body through a 64 KB send buffer): the server span is still the client span's child", async () => {
+    // the client's one send() returns only once nginx has read most of the body, so nginx's read
+    // of the head exits, and its record comes, before the client's record of that send
+    const { statusLine, pid } = await sendRequest('POST', '/echo?case=late-client', 1 << 20)
+    assert.equal(statusLine, 'HTTP/1.1 200 OK\n')
+    const { server, client: sent } = await exchangeSpans('late-client', pid)
     assert.equal(server[0]!.traceId, sent[0]!.traceId)
     assert.equal(server[0]!.parentSpanId, sent[0]!.spanId)
     assert.equal(server[0]!.attributes['http.request.method'], 'POST')
+  })
+
+  it("a client's write seen after the server answered (the client held on its CPU inside the write): the server span is still the client span's child", async () => {
+    // CI met this order by chance, a client preempted at its write's exit under load; the
+    // late-writer fixture makes it on purpose: nginx, on the other CPU, reads and answers while the
+    // client spins in the kernel before its write returns and its record is written
+    const cpus = onlineCpus()
+    assert.ok(cpus.length >= 2, `two CPUs to run the client and nginx apart (${cpus.length} online)`)
+    const workers = nginx.workerPids()
+    const affinity = new Map(workers.map((pid) => [pid, execFileSync('taskset', ['-pc', String(pid)], { encoding: 'utf8' }).split(':').pop()!.trim()]))
+    const loaded = await ObjectSpec.open(compileFixture('late-writer')).load()
+    const link = attachTracing(loaded, 'hold_late_writer')
+    try {
+      for (const pid of workers) execFileSync('taskset', ['-a', '-pc', String(cpus[1]), String(pid)], { stdio: 'ignore' })
+      const { statusLine, pid } = await sendRequest('GET', '/?case=early-answer', 0, ['taskset', '-c', String(cpus[0])], 'late-writer')
+      assert.equal(statusLine, 'HTTP/1.1 200 OK\n')
+      const { server, client: sent } = await exchangeSpans('early-answer', pid)
+      assert.deepEqual([server[0]!.traceId, server[0]!.parentSpanId, sent[0]!.parentSpanId], [sent[0]!.traceId, sent[0]!.spanId, ''])
+    } finally {
+      link.detach()
+      loaded.close()
+      for (const [pid, list] of affinity) execFileSync('taskset', ['-a', '-pc', list, String(pid)], { stdio: 'ignore' })
+    }
   })
 
   it('HTTPS through nginx gives the same spans with url.scheme=https', async () => {
