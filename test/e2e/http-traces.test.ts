@@ -293,6 +293,8 @@ describe('HTTP traces from nginx and curl', { timeout: 300_000 }, () => {
       for (const pid of workers) execFileSync('taskset', ['-a', '-pc', String(cpus[1]), String(pid)], { stdio: 'ignore' })
       const { statusLine, pid } = await sendRequest('GET', '/?case=early-answer', 0, ['taskset', '-c', String(cpus[0])], 'late-writer')
       assert.equal(statusLine, 'HTTP/1.1 200 OK\n')
+      // the fixture's `spun`: it held the client, so the order was the late one
+      assert.equal(Buffer.from(loaded.map('late_wri.bss').lookup(new Uint8Array(4))!).readUInt32LE(0), 1, 'the fixture held the client once')
       const { server, client: sent } = await exchangeSpans('early-answer', pid)
       assert.deepEqual([server[0]!.traceId, server[0]!.parentSpanId, sent[0]!.parentSpanId], [sent[0]!.traceId, sent[0]!.spanId, ''])
     } finally {
