@@ -96,16 +96,20 @@ interface Conn {
   spans: Map<Http1Request, ActiveSpan>
   /** Client side: requests sent that no traced server has read yet (see #peerParent). */
   awaitingPeer: { request: Http1Request; ids: ActiveSpan }[]
-  /** Server side: the last request read with no parent, which a local client's late record may still claim (see #claimUnlinkedServer). */
-  unlinked?: Unlinked
+  /** Server side: the last request read, which a local client's late record may still claim (see #claimServerRead). */
+  lastRead?: ServerRead
   /** The other end may be a process on this host (loopback): a server span with no parent waits for its client (see #hold). */
   mayHaveLocalPeer: boolean
 }
 
-/** A server request read with no parent; `held` once its exchange ended while it waits for its client. */
-interface Unlinked {
+/**
+ * A server request read; `linked` when it had a parent then (a traceparent, or its client's span),
+ * `held` once its exchange ended with none while it waits for its client.
+ */
+interface ServerRead {
   request: Http1Request
   span: ActiveSpan
+  linked: boolean
   held?: { span: SpanInput; isError: boolean; sinceMs: number }
 }
 
@@ -164,7 +168,7 @@ class HttpTracing {
   /** Closes read from `sockdata:connections`, applied after their grace. */
   readonly #closes = new DeferredCloses((connId, endNs) => this.#close(connId, endNs))
   /** Server spans with no parent waiting for a local client's record, oldest first (see #hold). */
-  #held: Unlinked[] = []
+  #held: ServerRead[] = []
   #lostRecords = 0
   #withoutClient = 0
 
@@ -277,15 +281,15 @@ class HttpTracing {
   tick(now: number): void {
     this.#closes.due(now)
     let kept = 0
-    for (const unlinked of this.#held) {
-      const held = unlinked.held
+    for (const read of this.#held) {
+      const held = read.held
       // claimed (and sent) meanwhile
       if (held === undefined) continue
       if (now - held.sinceMs < peerWaitMs) {
-        this.#held[kept++] = unlinked
+        this.#held[kept++] = read
         continue
       }
-      unlinked.held = undefined
+      read.held = undefined
       this.#withoutClient++
       this.#export(held.span, held.isError)
     }
@@ -311,7 +315,7 @@ class HttpTracing {
     if (side === 'client') {
       const ids = { ...this.#clientIds(request), tid: request.tid }
       conn.spans.set(request, ids)
-      if (!this.#claimUnlinkedServer(conn, request, ids) && conn.awaitingPeer.push({ request, ids }) > maxAwaitingPeer) conn.awaitingPeer.shift()
+      if (!this.#claimServerRead(conn, request, ids) && conn.awaitingPeer.push({ request, ids }) > maxAwaitingPeer) conn.awaitingPeer.shift()
       return
     }
     // the peer's queue is consumed even when a traceparent wins, or its entry would go stale
@@ -319,7 +323,7 @@ class HttpTracing {
     const parent: { traceId: string; parentSpanId: string } | undefined = parseTraceparent(request.headers.traceparent) ?? peer
     const span: ActiveSpan = { traceId: parent?.traceId ?? newTraceId(), spanId: newSpanId(), parentSpanId: parent?.parentSpanId, tid: request.tid }
     conn.spans.set(request, span)
-    conn.unlinked = parent === undefined ? { request, span } : undefined
+    conn.lastRead = { request, span, linked: parent !== undefined }
     this.#activeByThread.set(span.tid, span)
   }
 
@@ -329,36 +333,38 @@ class HttpTracing {
    * was then given a trace of its own, and may even have ended (the server woken by the write can
    * run first and answer before the client returns from it; such spans wait, see #hold). The
    * client's request, seen now, makes that span its child while it is not yet exported, on the
-   * same terms as #peerParent. Either way a request the server already read is not left waiting,
-   * where a later request could pair with it.
+   * same terms as #peerParent. Whether or not the span needed a parent (a traceparent gives one), a
+   * request the server already read is not left waiting, where the next request's read would find
+   * two and link neither.
    */
-  #claimUnlinkedServer(conn: Conn, request: Http1Request, ids: SpanIds): boolean {
+  #claimServerRead(conn: Conn, request: Http1Request, ids: SpanIds): boolean {
     const server = this.#byTuple.get(conn.peerTuple)
-    const unlinked = server?.unlinked
-    if (unlinked === undefined) return false
-    server!.unlinked = undefined
-    if (unlinked.request.method !== request.method || unlinked.request.target !== request.target || request.startNs > unlinked.request.endNs) return false
-    const held = unlinked.held
+    const read = server?.lastRead
+    if (read === undefined) return false
+    server!.lastRead = undefined
+    if (read.request.method !== request.method || read.request.target !== request.target || request.startNs > read.request.endNs) return false
+    if (read.linked) return true
+    const held = read.held
     if (held !== undefined) {
-      unlinked.held = undefined
+      read.held = undefined
       linkServerToClient(held.span, ids)
       this.#export(held.span, held.isError)
-    } else if (server!.spans.get(unlinked.request) === unlinked.span) {
-      linkServerToClient(unlinked.span, ids)
+    } else if (server!.spans.get(read.request) === read.span) {
+      linkServerToClient(read.span, ids)
     }
     return true
   }
 
   /**
    * Keeps a server span with no parent from export while its client, if on this host, may still be
-   * seen (#claimUnlinkedServer sends it then; tick() after peerWaitMs). Whether it waits is decided
+   * seen (#claimServerRead sends it then; tick() after peerWaitMs). Whether it waits is decided
    * from the address: the client's connection may not be known yet.
    */
   #hold(conn: Conn, request: Http1Request, span: SpanInput, isError: boolean): boolean {
-    const unlinked = conn.unlinked
-    if (unlinked?.request !== request || this.#held.length >= maxHeld || !(conn.mayHaveLocalPeer || this.#byTuple.has(conn.peerTuple))) return false
-    unlinked.held = { span, isError, sinceMs: Date.now() }
-    this.#held.push(unlinked)
+    const read = conn.lastRead
+    if (read?.request !== request || read.linked || this.#held.length >= maxHeld || !(conn.mayHaveLocalPeer || this.#byTuple.has(conn.peerTuple))) return false
+    read.held = { span, isError, sinceMs: Date.now() }
+    this.#held.push(read)
     return true
   }
 

@@ -304,6 +304,50 @@ describe('HTTP traces from nginx and curl', { timeout: 300_000 }, () => {
     }
   })
 
+  it("a request with a traceparent whose client's write is seen late, then a plain one on the same connection: the second server span is the second client span's child", async () => {
+    // the server span of the first takes its parent from the traceparent; the client's late record
+    // must still be taken as read by the server, or it waits beside the second request and the
+    // server's read of that one finds two waiting and links neither
+    const traceId = '5bf92f3577b34da6a3ce929d0e0e4736'
+    const cpus = onlineCpus()
+    assert.ok(cpus.length >= 2, `two CPUs to run the client and nginx apart (${cpus.length} online)`)
+    const workers = nginx.workerPids()
+    const affinity = new Map(workers.map((pid) => [pid, execFileSync('taskset', ['-pc', String(pid)], { encoding: 'utf8' }).split(':').pop()!.trim()]))
+    const loaded = await ObjectSpec.open(compileFixture('late-writer')).load()
+    const link = attachTracing(loaded, 'hold_late_writer')
+    try {
+      for (const pid of workers) execFileSync('taskset', ['-a', '-pc', String(cpus[1]), String(pid)], { stdio: 'ignore' })
+      const client = spawn('taskset', ['-c', String(cpus[0]), 'python3', '-c', [
+        'import socket',
+        `s = socket.create_connection(("127.0.0.1", ${nginx.port}))`,
+        'def exchange(request):',
+        '    s.sendall(request)',
+        "    head = b''",
+        "    while b'\\r\\n\\r\\n' not in head: head += s.recv(1)",
+        "    length = int([l for l in head.split(b'\\r\\n') if l.lower().startswith(b'content-length:')][0].split(b':')[1])",
+        "    body = b''",
+        '    while len(body) < length: body += s.recv(length - len(body))',
+        "    print(head.split(b'\\r\\n')[0].decode(), flush=True)",
+        "open('/proc/self/comm', 'w').write('late-writer')",
+        `exchange(b'GET /?case=traceparent-late HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\ntraceparent: 00-${traceId}-00f067aa0ba902b7-01\\r\\n\\r\\n')`,
+        "exchange(b'GET /?case=after-traceparent-late HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n')",
+      ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] })
+      let stdout = ''
+      client.stdout.setEncoding('utf8').on('data', (text: string) => { stdout += text })
+      assert.deepEqual(await once(client, 'close'), [0, null])
+      assert.equal(stdout, 'HTTP/1.1 200 OK\nHTTP/1.1 200 OK\n')
+      assert.equal(Buffer.from(loaded.map('late_wri.bss').lookup(new Uint8Array(4))!).readUInt32LE(0), 1, 'the fixture held the client once')
+      const first = await exchangeSpans('traceparent-late', client.pid!)
+      assert.deepEqual([first.server[0]!.traceId, first.server[0]!.parentSpanId, first.client[0]!.traceId], [traceId, '00f067aa0ba902b7', traceId])
+      const second = await exchangeSpans('after-traceparent-late', client.pid!)
+      assert.deepEqual([second.server[0]!.traceId, second.server[0]!.parentSpanId, second.client[0]!.parentSpanId], [second.client[0]!.traceId, second.client[0]!.spanId, ''])
+    } finally {
+      link.detach()
+      loaded.close()
+      for (const [pid, list] of affinity) execFileSync('taskset', ['-a', '-pc', list, String(pid)], { stdio: 'ignore' })
+    }
+  })
+
   it('HTTPS through nginx gives the same spans with url.scheme=https', async () => {
     const run = await runCurl(`${nginx.tlsUrl}/?case=tls`, { cacert: nginx.certPath })
     assert.equal(run.transfers[0]!.status, 200)
