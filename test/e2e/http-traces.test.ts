@@ -279,10 +279,12 @@ describe('HTTP traces from nginx and curl', { timeout: 300_000 }, () => {
     assert.equal(server[0]!.attributes['http.request.method'], 'POST')
   })
 
-  it("a client's write seen after the server answered (the client held on its CPU inside the write): the server span is still the client span's child", async () => {
-    // CI met this order by chance, a client preempted at its write's exit under load; the
-    // late-writer fixture makes it on purpose: nginx, on the other CPU, reads and answers while the
-    // client spins in the kernel before its write returns and its record is written
+  /**
+   * Runs `send` with the late-writer fixture attached (test/bpf/fixtures/late-writer.bpf.c) and
+   * nginx's workers on the second CPU: `send` runs its client on `clientCpu`, named `late-writer`
+   * before the write to be seen late. Checks that the fixture held that client once.
+   */
+  async function withLateWriter(send: (clientCpu: number) => Promise<void>): Promise<void> {
     const cpus = onlineCpus()
     assert.ok(cpus.length >= 2, `two CPUs to run the client and nginx apart (${cpus.length} online)`)
     const workers = nginx.workerPids()
@@ -291,17 +293,26 @@ describe('HTTP traces from nginx and curl', { timeout: 300_000 }, () => {
     const link = attachTracing(loaded, 'hold_late_writer')
     try {
       for (const pid of workers) execFileSync('taskset', ['-a', '-pc', String(cpus[1]), String(pid)], { stdio: 'ignore' })
-      const { statusLine, pid } = await sendRequest('GET', '/?case=early-answer', 0, ['taskset', '-c', String(cpus[0])], 'late-writer')
-      assert.equal(statusLine, 'HTTP/1.1 200 OK\n')
+      await send(cpus[0]!)
       // the fixture's `spun`: it held the client, so the order was the late one
       assert.equal(Buffer.from(loaded.map('late_wri.bss').lookup(new Uint8Array(4))!).readUInt32LE(0), 1, 'the fixture held the client once')
-      const { server, client: sent } = await exchangeSpans('early-answer', pid)
-      assert.deepEqual([server[0]!.traceId, server[0]!.parentSpanId, sent[0]!.parentSpanId], [sent[0]!.traceId, sent[0]!.spanId, ''])
     } finally {
       link.detach()
       loaded.close()
       for (const [pid, list] of affinity) execFileSync('taskset', ['-a', '-pc', list, String(pid)], { stdio: 'ignore' })
     }
+  }
+
+  it("a client's write seen after the server answered (the client held on its CPU inside the write): the server span is still the client span's child", async () => {
+    // CI met this order by chance, a client preempted at its write's exit under load; the
+    // late-writer fixture makes it on purpose: nginx, on the other CPU, reads and answers while the
+    // client spins in the kernel before its write returns and its record is written
+    await withLateWriter(async (clientCpu) => {
+      const { statusLine, pid } = await sendRequest('GET', '/?case=early-answer', 0, ['taskset', '-c', String(clientCpu)], 'late-writer')
+      assert.equal(statusLine, 'HTTP/1.1 200 OK\n')
+      const { server, client: sent } = await exchangeSpans('early-answer', pid)
+      assert.deepEqual([server[0]!.traceId, server[0]!.parentSpanId, sent[0]!.parentSpanId], [sent[0]!.traceId, sent[0]!.spanId, ''])
+    })
   })
 
   it("a request with a traceparent whose client's write is seen late, then a plain one on the same connection: the second server span is the second client span's child", async () => {
@@ -309,15 +320,8 @@ describe('HTTP traces from nginx and curl', { timeout: 300_000 }, () => {
     // must still be taken as read by the server, or it waits beside the second request and the
     // server's read of that one finds two waiting and links neither
     const traceId = '5bf92f3577b34da6a3ce929d0e0e4736'
-    const cpus = onlineCpus()
-    assert.ok(cpus.length >= 2, `two CPUs to run the client and nginx apart (${cpus.length} online)`)
-    const workers = nginx.workerPids()
-    const affinity = new Map(workers.map((pid) => [pid, execFileSync('taskset', ['-pc', String(pid)], { encoding: 'utf8' }).split(':').pop()!.trim()]))
-    const loaded = await ObjectSpec.open(compileFixture('late-writer')).load()
-    const link = attachTracing(loaded, 'hold_late_writer')
-    try {
-      for (const pid of workers) execFileSync('taskset', ['-a', '-pc', String(cpus[1]), String(pid)], { stdio: 'ignore' })
-      const client = spawn('taskset', ['-c', String(cpus[0]), 'python3', '-c', [
+    await withLateWriter(async (clientCpu) => {
+      const client = spawn('taskset', ['-c', String(clientCpu), 'python3', '-c', [
         'import socket',
         `s = socket.create_connection(("127.0.0.1", ${nginx.port}))`,
         'def exchange(request):',
@@ -336,16 +340,11 @@ describe('HTTP traces from nginx and curl', { timeout: 300_000 }, () => {
       client.stdout.setEncoding('utf8').on('data', (text: string) => { stdout += text })
       assert.deepEqual(await once(client, 'close'), [0, null])
       assert.equal(stdout, 'HTTP/1.1 200 OK\nHTTP/1.1 200 OK\n')
-      assert.equal(Buffer.from(loaded.map('late_wri.bss').lookup(new Uint8Array(4))!).readUInt32LE(0), 1, 'the fixture held the client once')
       const first = await exchangeSpans('traceparent-late', client.pid!)
       assert.deepEqual([first.server[0]!.traceId, first.server[0]!.parentSpanId, first.client[0]!.traceId], [traceId, '00f067aa0ba902b7', traceId])
       const second = await exchangeSpans('after-traceparent-late', client.pid!)
       assert.deepEqual([second.server[0]!.traceId, second.server[0]!.parentSpanId, second.client[0]!.parentSpanId], [second.client[0]!.traceId, second.client[0]!.spanId, ''])
-    } finally {
-      link.detach()
-      loaded.close()
-      for (const [pid, list] of affinity) execFileSync('taskset', ['-a', '-pc', list, String(pid)], { stdio: 'ignore' })
-    }
+    })
   })
 
   it('HTTPS through nginx gives the same spans with url.scheme=https', async () => {
