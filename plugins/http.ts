@@ -22,7 +22,7 @@ import { RouteTable } from 'periscope/protocols/routes'
 import { followGoTls } from 'periscope/protocols/go-tls-follow'
 import { followOpenSsl } from 'periscope/protocols/tls-follow'
 import { newSpanId, newTraceId, parseTraceparent, sampledByTraceId } from 'periscope/protocols/trace-context'
-import { formatAddress, PROTOCOL_HTTP, SOCK_CONNECT_FAILED, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_TLS, ROLE_CLIENT, ROLE_SERVER, claimProtocol, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
+import { formatAddress, mayBeLocalPeer, PROTOCOL_HTTP, SOCK_CONNECT_FAILED, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_TLS, ROLE_CLIENT, ROLE_SERVER, claimProtocol, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
 import { DeferredCloses } from 'periscope/protocols/deferred-closes'
 
 const config = {
@@ -97,20 +97,19 @@ interface Conn {
   /** Client side: requests sent that no traced server has read yet (see #peerParent). */
   awaitingPeer: { request: Http1Request; ids: ActiveSpan }[]
   /** Server side: the last request read, which a local client's late record may still claim (see #claimServerRead). */
-  lastRead?: ServerRead
+  lastRead?: Http1Request
+  /** Server side: lastRead's span, ended with no parent, while it waits for that record (see #hold). */
+  held?: HeldSpan
   /** The other end may be a process on this host (loopback): a server span with no parent waits for its client (see #hold). */
   mayHaveLocalPeer: boolean
 }
 
-/**
- * A server request read; `linked` when it had a parent then (a traceparent, or its client's span),
- * `held` once its exchange ended with none while it waits for its client.
- */
-interface ServerRead {
-  request: Http1Request
-  span: ActiveSpan
-  linked: boolean
-  held?: { span: SpanInput; isError: boolean; sinceMs: number }
+/** A server span with no parent kept from export while its client's record may still come; `sent` once it went. */
+interface HeldSpan {
+  span: SpanInput
+  isError: boolean
+  sinceMs: number
+  sent: boolean
 }
 
 interface SpanIds {
@@ -168,7 +167,7 @@ class HttpTracing {
   /** Closes read from `sockdata:connections`, applied after their grace. */
   readonly #closes = new DeferredCloses((connId, endNs) => this.#close(connId, endNs))
   /** Server spans with no parent waiting for a local client's record, oldest first (see #hold). */
-  #held: ServerRead[] = []
+  #held: HeldSpan[] = []
   #lostRecords = 0
   #withoutClient = 0
 
@@ -264,7 +263,7 @@ class HttpTracing {
       remotePort: event.remote_port,
       tuple: `${local}:${event.local_port}>${remote}:${event.remote_port}`,
       peerTuple: `${remote}:${event.remote_port}>${local}:${event.local_port}`,
-      mayHaveLocalPeer: remote === local || remote.startsWith('127.') || remote === '::1',
+      mayHaveLocalPeer: mayBeLocalPeer(local, remote),
       process: { pid: event.pid, command: event.comm },
       spans: new Map(),
       awaitingPeer: [],
@@ -281,15 +280,14 @@ class HttpTracing {
   tick(now: number): void {
     this.#closes.due(now)
     let kept = 0
-    for (const read of this.#held) {
-      const held = read.held
+    for (const held of this.#held) {
       // claimed (and sent) meanwhile
-      if (held === undefined) continue
+      if (held.sent) continue
       if (now - held.sinceMs < peerWaitMs) {
-        this.#held[kept++] = read
+        this.#held[kept++] = held
         continue
       }
-      read.held = undefined
+      held.sent = true
       this.#withoutClient++
       this.#export(held.span, held.isError)
     }
@@ -323,7 +321,8 @@ class HttpTracing {
     const parent: { traceId: string; parentSpanId: string } | undefined = parseTraceparent(request.headers.traceparent) ?? peer
     const span: ActiveSpan = { traceId: parent?.traceId ?? newTraceId(), spanId: newSpanId(), parentSpanId: parent?.parentSpanId, tid: request.tid }
     conn.spans.set(request, span)
-    conn.lastRead = { request, span, linked: parent !== undefined }
+    conn.lastRead = request
+    conn.held = undefined
     this.#activeByThread.set(span.tid, span)
   }
 
@@ -342,16 +341,19 @@ class HttpTracing {
     const read = server?.lastRead
     if (read === undefined) return false
     server!.lastRead = undefined
-    if (read.request.method !== request.method || read.request.target !== request.target || request.startNs > read.request.endNs) return false
-    if (read.linked) return true
-    const held = read.held
+    if (read.method !== request.method || read.target !== request.target || request.startNs > read.endNs) return false
+    const held = server!.held
+    server!.held = undefined
     if (held !== undefined) {
-      read.held = undefined
+      if (held.sent) return true
+      held.sent = true
       linkServerToClient(held.span, ids)
       this.#export(held.span, held.isError)
-    } else if (server!.spans.get(read.request) === read.span) {
-      linkServerToClient(read.span, ids)
+      return true
     }
+    // still open; a parent it has (a traceparent, or its client's span) stays
+    const span = server!.spans.get(read)
+    if (span !== undefined && span.parentSpanId === undefined) linkServerToClient(span, ids)
     return true
   }
 
@@ -361,10 +363,10 @@ class HttpTracing {
    * from the address: the client's connection may not be known yet.
    */
   #hold(conn: Conn, request: Http1Request, span: SpanInput, isError: boolean): boolean {
-    const read = conn.lastRead
-    if (read?.request !== request || read.linked || this.#held.length >= maxHeld || !(conn.mayHaveLocalPeer || this.#byTuple.has(conn.peerTuple))) return false
-    read.held = { span, isError, sinceMs: Date.now() }
-    this.#held.push(read)
+    if (conn.lastRead !== request || span.parentSpanId !== undefined || this.#held.length >= maxHeld || !(conn.mayHaveLocalPeer || this.#byTuple.has(conn.peerTuple))) return false
+    const held: HeldSpan = { span, isError, sinceMs: Date.now(), sent: false }
+    conn.held = held
+    this.#held.push(held)
     return true
   }
 

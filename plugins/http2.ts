@@ -23,7 +23,7 @@ import { grpcStatusName, http2ErrorName, Http2Parser, type Http2Connection, type
 import { httpSpanError, parseHost, splitTarget, statusFilter } from 'periscope/protocols/http-attributes'
 import { redactQuery, defaultSensitiveQueryKeys } from 'periscope/protocols/redact'
 import { RouteTable } from 'periscope/protocols/routes'
-import { formatAddress, PROTOCOL_HTTP2, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_PREEXISTING, SOCK_FLAG_TLS, claimProtocol, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
+import { formatAddress, mayBeLocalPeer, PROTOCOL_HTTP2, ROLE_CLIENT, ROLE_SERVER, SOCK_CLOSE, SOCK_DATA, SOCK_FLAG_PREEXISTING, SOCK_FLAG_TLS, claimProtocol, fillChunk, newSockChunk } from 'periscope/protocols/sockdata'
 import { followOpenSsl } from 'periscope/protocols/tls-follow'
 import { newSpanId, newTraceId, parseTraceparent, sampledByTraceId } from 'periscope/protocols/trace-context'
 import { DeferredCloses } from 'periscope/protocols/deferred-closes'
@@ -286,7 +286,7 @@ class Http2Tracing {
       remotePort: event.remote_port,
       tuple: `${local}:${event.local_port}>${remote}:${event.remote_port}`,
       peerTuple: `${remote}:${event.remote_port}>${local}:${event.local_port}`,
-      mayHaveLocalPeer: remote === local || remote.startsWith('127.') || remote === '::1',
+      mayHaveLocalPeer: mayBeLocalPeer(local, remote),
       process: { pid: event.pid, command: event.comm },
       clientIds: new Map(),
       // the parser's connection takes this object as its context: set just below

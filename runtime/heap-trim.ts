@@ -10,9 +10,9 @@ import type { NativeAddon } from './bpf/native.ts'
 
 const TRIM_PERIOD_MS = 10_000
 
-export function startHeapTrimming(native: Pick<NativeAddon, 'trimHeap'>, periodMs = TRIM_PERIOD_MS): { stop(): void } {
+export function startHeapTrimming(native: Pick<NativeAddon, 'trimHeap'>): { stop(): void } {
   native.trimHeap()
-  const timer = setInterval(() => native.trimHeap(), periodMs)
+  const timer = setInterval(() => native.trimHeap(), TRIM_PERIOD_MS)
   timer.unref()
   return { stop: () => clearInterval(timer) }
 }

@@ -43,6 +43,15 @@ export const SOCK_FLAG_TRUNCATED = 16
 const AF_INET = 2
 const AF_INET6 = 10
 
+/**
+ * Whether a connection's other end may be a process on this host, from its addresses as
+ * formatAddress gives them: loopback, or the connection's own address. Plugins that link both
+ * ends of a connection wait for a local client only then.
+ */
+export function mayBeLocalPeer(local: string, remote: string): boolean {
+  return remote === local || remote.startsWith('127.') || remote === '::1'
+}
+
 /** A record's address bytes as text: dotted IPv4, or IPv6 in its RFC 5952 short form. */
 export function formatAddress(family: number, bytes: Uint8Array): string {
   if (family === AF_INET) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`
