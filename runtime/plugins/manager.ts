@@ -15,7 +15,9 @@ export const defaultPluginLimits: PluginLimits = {
   ...defaultLimits,
   maxEventsPerSecond: 0,
   maxCpuPercent: 0,
-  maxQueuedBytes: 64 * 1024 * 1024,
+  // A plugin that cannot keep up drops either way; a deeper queue only holds more copies of records
+  // (64 MiB held the http plugin 71 MB over DESIGN.md's budget under bench/http-overhead's load).
+  maxQueuedBytes: 8 * 1024 * 1024,
 }
 
 export const defaultBackoff: Backoff = { initialMs: 250, maxMs: 30_000, resetAfterMs: 60_000 }
