@@ -128,8 +128,8 @@ let shared: { delivery: StackDelivery; symbolizer: Symbolizer } | undefined
 
 /**
  * The caches' bounds in the runtime, within its memory budget: 64 MB of unwind tables (a file's
- * table holds its .eh_frame, its FDE index and up to 4,096 rows of the FDEs sampled: node's is
- * 5 MB, libc's 0.3 MB) and 250,000 symbols. A symbol costs 20 bytes of typed arrays, with the
+ * table holds its .eh_frame, or a 4 KB window of it from 1 MB on, its FDE index and up to 4,096
+ * rows of the FDEs sampled: node's is 1.5 MB, libc's 0.4 MB) and 250,000 symbols. A symbol costs 20 bytes of typed arrays, with the
  * string table its names are read from when that is under 1 MiB (a larger one stays on disk:
  * node's 14 MB), so at most about 10 MB; one of every executable file of this host's processes
  * was 136,000 symbols in 23 files.

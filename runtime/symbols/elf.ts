@@ -129,32 +129,61 @@ function closeAll(sources: (Buffer | NamesOnDisk)[]): (() => void) | undefined {
 /** From this size a long-lived table's string table stays on disk (functionTable's namesOnDisk). */
 const NAMES_ON_DISK_BYTES = 1024 * 1024
 
+/** Closes the descriptor of a RangeOnDisk that became unreachable without close(). */
+const unreachableRanges = new FinalizationRegistry<number>((fd) => closeSync(fd))
+
 /**
- * A string table left in its file: a name is read when a lookup first lands on it (SymbolTable
- * keeps it then). A profiler names a few thousand functions of a binary, and Node's own string
- * tables are 14 MB. Read through a descriptor of its own, opened again through /proc/self/fd: the
- * file may be deleted or replaced on disk while its processes run.
+ * Bytes of a file read where a lookup needs them, not kept in memory: through a descriptor of its
+ * own, opened again through /proc/self/fd, since the file may be deleted or replaced on disk while
+ * its processes run (the descriptor keeps the file the process mapped). Its owner closes it, or
+ * it is closed once nothing holds it.
  */
-class NamesOnDisk {
-  readonly #path: string
+export class RangeOnDisk {
+  readonly path: string
+  /** Bytes in the range (a section's size). */
+  readonly size: number
   readonly #offset: number
-  readonly #size: number
   #fd: number | undefined
 
   constructor(path: string, fd: number, offset: number, size: number) {
-    this.#path = path
+    this.path = path
     this.#fd = openSync(`/proc/self/fd/${fd}`, 'r')
     this.#offset = offset
-    this.#size = size
+    this.size = size
+    unreachableRanges.register(this, this.#fd, this)
+  }
+
+  /** Reads into `buffer` from `at` bytes into the range, up to the range's end; the bytes read (fewer where the file shrank). */
+  read(buffer: Buffer, at: number, filled = 0): number {
+    if (this.#fd === undefined) throw new Error(`${this.path} was read after its table was released`)
+    const want = Math.min(buffer.byteLength - filled, this.size - at)
+    return want <= 0 ? 0 : readSync(this.#fd, buffer, filled, want, this.#offset + at)
+  }
+
+  close(): void {
+    if (this.#fd !== undefined) closeSync(this.#fd)
+    this.#fd = undefined
+    unreachableRanges.unregister(this)
+  }
+}
+
+/**
+ * A string table left in its file: a name is read when a lookup first lands on it (SymbolTable
+ * keeps it then). A profiler names a few thousand functions of a binary, and Node's own string
+ * tables are 14 MB.
+ */
+class NamesOnDisk {
+  readonly #range: RangeOnDisk
+
+  constructor(path: string, fd: number, offset: number, size: number) {
+    this.#range = new RangeOnDisk(path, fd, offset, size)
   }
 
   /** The NUL-terminated name at `start`; reads on until the NUL (C++ names run to kilobytes). */
   name(start: number): string {
-    if (this.#fd === undefined) throw new Error(`the names of ${this.#path} were read after its table was released`)
     let buffer = Buffer.allocUnsafe(256)
     for (let filled = 0; ;) {
-      const want = Math.min(buffer.byteLength - filled, this.#size - start - filled)
-      const read = want <= 0 ? 0 : readSync(this.#fd, buffer, filled, want, this.#offset + start + filled)
+      const read = this.#range.read(buffer, start + filled, filled)
       const end = buffer.indexOf(0, filled)
       if (end >= 0 && end < filled + read) return buffer.toString('utf8', 0, end)
       filled += read
@@ -165,8 +194,7 @@ class NamesOnDisk {
   }
 
   close(): void {
-    if (this.#fd !== undefined) closeSync(this.#fd)
-    this.#fd = undefined
+    this.#range.close()
   }
 }
 
@@ -522,6 +550,12 @@ export class ElfFile {
     if (count === 0) count = Number(section(new Reader(this.read(offset, BigInt(entrySize), 'the section headers'), h.wide, h.little), 0).size)
     const table = new Reader(this.read(offset, BigInt(entrySize * count), 'the section headers'), h.wide, h.little)
     return Array.from({ length: count }, (_, i) => section(table, i * entrySize))
+  }
+
+  /** `length` bytes at `offset` left on disk, read as they are needed (they stay readable after close()). */
+  rangeOnDisk(offset: bigint, length: bigint, what: string): RangeOnDisk {
+    if (offset + length > this.#fileSize) throw new ElfError('EINVAL', `${this.path}: ${what} (${length} bytes at ${offset}) ends past the end of the file (${this.#fileSize} bytes)`)
+    return new RangeOnDisk(this.path, this.#fd, Number(offset), Number(length))
   }
 
   /** `length` bytes at `offset`, all of them or an error naming `what` was cut short. */

@@ -2,20 +2,27 @@
  * .eh_frame tables (runtime/symbols/eh-frame.ts) against readelf as an independent oracle: for
  * every FDE of libc.so.6 and of Debian's redis-server and nginx, the CFA, rbp and return-address
  * columns of `readelf --debug-dump=frames-interp` equal the whole table's rows, address for
- * address, and the lazy per-FDE lookup gives readelf's row at every row address. Then properties of
+ * address, and the lazy per-FDE lookup, reading the section from disk, gives readelf's row at
+ * every row address. Then properties of
  * the lookup (fast-check): against a linear scan of the rows, and the lazy lookup (by
  * .eh_frame_hdr, or by an index of FDE headers, with a small row cache) against the whole table
  * at random addresses of libc, redis-server and node.
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync, truncateSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
+import { setTimeout } from 'node:timers/promises'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import fc from 'fast-check'
 import { ElfError, ElfFile } from '../../runtime/symbols/elf.ts'
 import { CFA_NONE, CFA_PLT, EhFrameTable, EhFrameTables, LazyEhFrameTable, parseEhFrame, readelfColumns, RULE_UNDEFINED, unwindRow, type UnwindTable } from '../../runtime/symbols/eh-frame.ts'
+
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
 
 const LIBC = '/lib/x86_64-linux-gnu/libc.so.6'
 const DEBIAN_BINARIES = [LIBC, '/usr/bin/redis-server', '/usr/sbin/nginx']
@@ -79,7 +86,7 @@ function normalise(rows: Row[], start: number, end: number): Row[] {
   return out
 }
 
-function readLazyTable(path: string, options: { maxCachedRows?: number } = {}): LazyEhFrameTable {
+function readLazyTable(path: string, options: { maxCachedRows?: number; onDiskFrom?: number } = {}): LazyEhFrameTable {
   const elf = ElfFile.open(path)
   try {
     const table = LazyEhFrameTable.read(elf, options)
@@ -125,7 +132,9 @@ describe('.eh_frame tables equal readelf --debug-dump=frames-interp', () => {
   for (const path of DEBIAN_BINARIES) {
     it(`every FDE of ${path}`, { skip: existsSync(path) ? false : `${path} is not installed (apt-get install redis-server nginx)` }, () => {
       const table = readTable(path)
-      const lazy = readLazyTable(path, { maxCachedRows: 512 })
+      // left on disk, as a large section is: read a window at a time
+      const lazy = readLazyTable(path, { maxCachedRows: 512, onDiskFrom: 0 })
+      after(() => lazy.close())
       const { fdes, cies } = readelfFrames(path)
       const covered = fdes.filter((f) => f.end > f.start)
       assert.ok(covered.length > 1000, `${path}: readelf lists ${covered.length} FDEs`)
@@ -221,6 +230,51 @@ describe('lookup', () => {
     const none = tables.get('/etc/hostname')
     assert.equal(none.table, undefined)
     assert.match((none as { reason: string }).reason, /not an ELF file/)
+  })
+})
+
+describe('a section left on disk', () => {
+  const openFds = () => readdirSync('/proc/self/fd').length
+
+  it('holds one descriptor, closed by close(), or once the cache let the table go and nothing holds it', async () => {
+    const before = openFds()
+    const node = readLazyTable(NODE)
+    assert.ok(node.byteLength < 2_000_000, `node's table holds ${node.byteLength} bytes, not its 3.8 MB section`)
+    assert.equal(openFds(), before + 1)
+    node.close()
+    assert.equal(openFds(), before)
+    const tables = new EhFrameTables({ maxBytes: 1 })
+    let held: LazyEhFrameTable | undefined = tables.get(NODE).table
+    tables.get(LIBC)
+    assert.equal(tables.size, 1, 'node gave way to libc')
+    // as an unwinder's process state may hold it: still readable
+    assert.ok(held!.find(held!.fdeStarts[held!.fdeCount >> 1]!) >= 0)
+    held = undefined
+    for (let i = 0; i < 100 && openFds() > before; i++) {
+      gc()
+      await setTimeout(10)
+    }
+    assert.equal(openFds(), before, 'its descriptor was closed once nothing held the table')
+  })
+
+  it('a file cut short since is a malformed FDE there, not a crash', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'periscope-eh-frame-'))
+    after(() => rmSync(dir, { recursive: true, force: true }))
+    const copy = join(dir, 'libc.so.6')
+    copyFileSync(LIBC, copy)
+    const lazy = readLazyTable(copy, { onDiskFrom: 0 })
+    after(() => lazy.close())
+    const whole = readTable(LIBC)
+    const elf = ElfFile.open(LIBC)
+    const section = elf.section('.eh_frame')!
+    elf.close()
+    // the last FDE's bytes are past the cut; the first FDE's rows were read before it
+    const first = whole.fdeRanges[0]!, last = whole.fdeRanges[whole.fdeRanges.length - 2]!
+    assert.deepEqual(rowAt(lazy, first), rowAt(whole, first))
+    truncateSync(copy, Number(section.offset) + 64)
+    assert.equal(lazy.find(last), -1)
+    assert.equal(lazy.malformedFdes, 1)
+    assert.deepEqual(rowAt(lazy, first), rowAt(whole, first), 'rows read before the cut still hold')
   })
 })
 
