@@ -67,11 +67,36 @@ async function sideBySide(program: string, workload?: number): Promise<{ bpftrac
     abort.abort()
     const cpu = workload === undefined ? 0 : cpuSeconds(workload) - cpuBefore
     child.kill('SIGINT')
-    await running
-    await exited
+    await within(running, 60_000, 'our one-liner to end after its abort')
+    await bpftraceExit(child, exited)
     return { bpftrace: stdout, ours, cpu }
   } finally {
     child.kill('SIGKILL')
+  }
+}
+
+/** `promise`, or a failure naming `what` after `ms` (a test that waits forever stops its whole file). */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms) })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
+ * bpftrace's exit after the SIGINT just sent, which prints its maps. A CI run once found bpftrace
+ * alive in its poll loop 15 minutes after the SIGINT; a SIGTERM (which it handles the same way)
+ * follows after 30 s, and a failure that says so after 60.
+ */
+async function bpftraceExit(child: ChildProcess, exited: Promise<unknown>): Promise<void> {
+  try {
+    await within(exited, 30_000, 'bpftrace to exit after SIGINT')
+  } catch {
+    child.kill('SIGTERM')
+    await within(exited, 30_000, 'bpftrace to exit after SIGINT, then SIGTERM')
   }
 }
 
