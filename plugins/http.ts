@@ -339,11 +339,11 @@ class HttpTracing {
   #claimServerRead(conn: Conn, request: Http1Request, ids: SpanIds): boolean {
     const server = this.#byTuple.get(conn.peerTuple)
     const read = server?.lastRead
-    if (read === undefined) return false
-    server!.lastRead = undefined
+    if (server === undefined || read === undefined) return false
+    server.lastRead = undefined
     if (read.method !== request.method || read.target !== request.target || request.startNs > read.endNs) return false
-    const held = server!.held
-    server!.held = undefined
+    const held = server.held
+    server.held = undefined
     if (held !== undefined) {
       if (held.sent) return true
       held.sent = true
@@ -352,7 +352,7 @@ class HttpTracing {
       return true
     }
     // still open; a parent it has (a traceparent, or its client's span) stays
-    const span = server!.spans.get(read)
+    const span = server.spans.get(read)
     if (span !== undefined && span.parentSpanId === undefined) linkServerToClient(span, ids)
     return true
   }

@@ -727,9 +727,9 @@ export class LazyEhFrameTable implements UnwindTable {
     this.textBias = textBias
     this.#path = path
     this.#cursor = new Cursor(ehFrame, ehFrameAddress, path)
-    const size = ehFrame instanceof RangeOnDisk ? ehFrame.size : ehFrame.byteLength
     this.#onDisk = ehFrame instanceof RangeOnDisk ? ehFrame : undefined
-    this.#sectionBytes = ehFrame instanceof RangeOnDisk ? WINDOW_BYTES : size
+    const size = this.#cursor.length
+    this.#sectionBytes = this.#onDisk === undefined ? size : WINDOW_BYTES
     // 4,096 rows (94 KB): a few hundred functions' worth, what a busy process's samples touch of a file
     this.maxCachedRows = options.maxCachedRows ?? 4096
     const index = (header === undefined ? undefined : headerIndex(header, headerAddress, ehFrameAddress, size, path)) ?? this.#walkIndex()
