@@ -28,6 +28,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define PROT_EXEC 0x4
 #define VM_EXEC 0x4
 #define EINTR 4
+#define MSG_PEEK 2
 #define EAGAIN 11
 #define EISCONN 106
 #define EALREADY 114
@@ -508,11 +509,10 @@ static __always_inline struct conn_info *new_conn(struct conn_key *key, struct f
 	return bpf_map_lookup_elem(&conns, key);
 }
 
-/* the connection an fd of the current task names, made at first sight; NULL for non-sockets */
-static __always_inline struct conn_info *conn_for_fd(__u32 tgid, int fd)
+/* the connection of the current task's fd, whose file is `file`, made at first sight; NULL for non-sockets */
+static __always_inline struct conn_info *conn_for_file(__u32 tgid, int fd, struct file *file)
 {
 	struct conn_key key = { .tgid = tgid, .fd = fd };
-	struct file *file = fd_file(fd);
 	struct conn_info *conn;
 	struct socket *sock;
 
@@ -529,6 +529,12 @@ static __always_inline struct conn_info *conn_for_fd(__u32 tgid, int fd)
 		return NULL;
 	}
 	return new_conn(&key, file, sock, ROLE_UNKNOWN, 0);
+}
+
+/* the connection an fd of the current task names, made at first sight; NULL for non-sockets */
+static __always_inline struct conn_info *conn_for_fd(__u32 tgid, int fd)
+{
+	return conn_for_file(tgid, fd, fd_file(fd));
 }
 
 /* ciphertext from now on: the plaintext stream is classified and counted afresh */
@@ -1096,32 +1102,48 @@ static __always_inline bool end_unwanted(struct conn_info *conn)
 }
 
 /*
- * A send or receive begins on a socket fd (a syscall's entry, or a socket function's entry in
- * it): remembers the call for its exit, if the connection's data could be wanted.
+ * A send or receive on a TLS connection's socket, whatever it moved: the SSL call it is nested
+ * in learns its socket, and a read is noted for the SSL_read that may follow it (memory BIOs).
  */
-static __always_inline int remember_call(int fd, __u64 source, __u32 count, __u8 shape, __u8 direction, __u8 origin)
+static __always_inline void note_tls_use(__u64 id, int fd, struct conn_info *conn, __u8 direction)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	struct active_call call = {};
-	struct conn_info *conn;
-
-	conn = conn_for_fd(tgid, fd);
-	if (!conn)
-		return 0;
 	note_ssl_socket(id, fd, conn);
 	if (conn->tls && direction == DIRECTION_INGRESS && !conn->excluded) {
 		struct tls_read read = { .conn_id = conn->conn_id, .start_ns = bpf_ktime_get_boot_ns(), .fd = fd };
 
 		bpf_map_update_elem(&tls_reads, &id, &read, BPF_ANY);
 	}
+}
+
+/* whether a send or receive on conn could give a record: its plaintext, of a claimed protocol */
+static __always_inline bool data_wanted(struct conn_info *conn, __u8 direction)
+{
 	if (conn->excluded || conn->tls || conn->protocol == PROTOCOL_OTHER)
-		return 0;
+		return false;
 	if (end_unwanted(conn)) {
 		/* the bytes of this call are not counted: the next record that goes out says so */
 		conn->loss[direction & 1] = 1;
-		return 0;
+		return false;
 	}
+	return true;
+}
+
+/*
+ * A send or receive begins on a socket fd (a syscall's entry, or a socket function's entry in
+ * it): remembers the call for its exit, if the connection's data could be wanted.
+ */
+static __always_inline int remember_call(int fd, __u64 source, __u32 count, __u8 shape, __u8 direction, __u8 origin)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct active_call call = {};
+	struct conn_info *conn;
+
+	conn = conn_for_fd(id >> 32, fd);
+	if (!conn)
+		return 0;
+	note_tls_use(id, fd, conn, direction);
+	if (!data_wanted(conn, direction))
+		return 0;
 	call.start_ns = bpf_ktime_get_boot_ns();
 	call.source = source;
 	call.fd = fd;
@@ -1157,18 +1179,14 @@ static __always_inline bool take_call(__u64 id, __u8 shape, struct active_call *
 	return call->shape == shape;
 }
 
-/* a finished call that moved `ret` bytes: its record, from the buffer or iovecs it named */
-static __always_inline int finish_call(struct active_call *call, long ret)
+/* a finished call on conn that moved `ret` bytes: its record, from the buffer or iovecs it named */
+static __always_inline int emit_call(struct active_call *call, struct conn_info *conn, long ret)
 {
 	struct capture c = {};
-	struct conn_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .fd = call->fd };
-	struct conn_info *conn = bpf_map_lookup_elem(&conns, &key);
 
-	if (!conn)
-		return 0;
 	c.start_ns = call->start_ns;
 	c.bytes = ret;
-	c.tgid = key.tgid;
+	c.tgid = bpf_get_current_pid_tgid() >> 32;
 	c.fd = call->fd;
 	c.direction = call->direction;
 	c.source = call->source;
@@ -1190,6 +1208,15 @@ static __always_inline int finish_call(struct active_call *call, long ret)
 		return 0;
 	emit_data(&c, conn);
 	return 0;
+}
+
+/* a finished call that moved `ret` bytes, on the connection its fd names */
+static __always_inline int finish_call(struct active_call *call, long ret)
+{
+	struct conn_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .fd = call->fd };
+	struct conn_info *conn = bpf_map_lookup_elem(&conns, &key);
+
+	return conn ? emit_call(call, conn, ret) : 0;
 }
 
 /* syscall exit of read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg, sendfile */
@@ -1307,7 +1334,80 @@ int exit_sendfile(struct trace_event_raw_sys_exit *ctx)
 }
 
 /*
- * The preferred data path, where the kernel allows fentry or kprobes: the entry and return of
+ * The preferred receive path, where the kernel has it (Linux 6.3): the sock_recv_length
+ * tracepoint. Every receive on a socket fires it as it ends, and nothing else does, so a read()
+ * of a file runs no sockdata program at all (with the syscall tracepoints, each ran two). What
+ * the call read is found from the syscall's saved registers: its number says what its second
+ * argument holds. recvmmsg, which reads several messages a call, keeps its syscall tracepoints.
+ * Nothing sees these receives begin: a record's start is its end, the moment the data reached
+ * the process. Sends keep their syscall tracepoints: the start of a send (blocked on a full
+ * socket buffer, it can end long after the peer read its first bytes) is what orders a client's
+ * request before the server's read of it.
+ */
+
+/*
+ * x86-64's numbers of the syscalls taken here (the objects are built for x86 only). A 32-bit
+ * task's numbers differ; none of its syscalls with these numbers (restart_syscall, lseek, prof,
+ * brk) receives, so its socket reads are skipped.
+ */
+#ifndef __TARGET_ARCH_x86
+#error "sockdata.bpf.c's receive syscall numbers are x86-64's"
+#endif
+enum receive_syscall {
+	NR_READ = 0,
+	NR_READV = 19,
+	NR_RECVFROM = 45,
+	NR_RECVMSG = 47,
+};
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(on_recv_length, struct sock *sk, int ret, int flags)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct active_call call = { .direction = DIRECTION_INGRESS, .origin = ORIGIN_SYSCALL };
+	__u64 id = bpf_get_current_pid_tgid();
+	struct conn_info *conn;
+	struct file *file;
+
+	/* a peek's bytes are read again by the receive that takes them */
+	if (flags & MSG_PEEK)
+		return 0;
+	switch (BPF_CORE_READ(regs, orig_ax)) {
+	case NR_READ:
+	case NR_RECVFROM:
+		call.shape = SHAPE_BUFFER;
+		break;
+	case NR_READV:
+		call.shape = SHAPE_IOVEC;
+		call.count = PT_REGS_PARM3_CORE_SYSCALL(regs);
+		break;
+	case NR_RECVMSG:
+		call.shape = SHAPE_MSG;
+		break;
+	default:
+		return 0;
+	}
+	if (is_self(id >> 32))
+		return 0;
+	call.fd = PT_REGS_PARM1_CORE_SYSCALL(regs);
+	file = fd_file(call.fd);
+	/* the syscall names this very socket: not a receive the kernel makes on the thread's behalf */
+	if (!file || (__u64)file != (__u64)BPF_CORE_READ(sk, sk_socket, file))
+		return 0;
+	conn = conn_for_file(id >> 32, call.fd, file);
+	if (!conn)
+		return 0;
+	/* a failed read still ties a running SSL_read to its socket (a handshake's, say) */
+	note_tls_use(id, call.fd, conn, DIRECTION_INGRESS);
+	if (ret <= 0 || !data_wanted(conn, DIRECTION_INGRESS))
+		return 0;
+	call.source = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	call.start_ns = bpf_ktime_get_boot_ns();
+	return emit_call(&call, conn, ret);
+}
+
+/*
+ * Where the kernel allows fentry or kprobes but lacks those tracepoints: the entry and return of
  * the sendmsg and recvmsg of the stream socket families followed (inet, inet6, unix). Every
  * send and receive syscall reaches one of them; sock_sendmsg and sock_recvmsg are not enough
  * (since Linux 6.6 write, sendto and sendmsg go through __sock_sendmsg, inlined, and recvmmsg

@@ -5,7 +5,7 @@
  * format and says, naming the fix, what the generic program cannot do; `encodeTracepointConfig`
  * makes the `probe_config` slot the attach cookie selects.
  */
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { encodeGenericProbeConfig, GENERIC_PROBE_CONFIG_SIZE } from '../../bpf/lib/generic.types.ts'
 import { isDataLoc, parseFormat, type TracepointFormat } from '../protocols/tracepoint.ts'
 
@@ -45,6 +45,11 @@ export interface TracepointRequest {
 /** event_stacks.h's EVENT_STACK_KERNEL and EVENT_STACK_USER: a slot config's `stacks` bits */
 export const EVENT_STACK_KERNEL = 1
 export const EVENT_STACK_USER = 2
+
+/** Whether this kernel has the tracepoint "category/name". */
+export function tracepointExists(name: string, root = TRACEFS): boolean {
+  return existsSync(`${root}/events/${name}`)
+}
 
 /** The format of `category:name`, or undefined when the tracepoint does not exist. */
 export function readFormat(category: string, name: string, root = TRACEFS): TracepointFormat | undefined {

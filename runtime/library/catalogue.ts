@@ -4,6 +4,7 @@
  * kernel really supports (features.ts) is used and the others are not even loaded.
  */
 import { attachKinds, probeAttach, type AttachKind, type FeatureResult } from '../bpf/features.ts'
+import { tracepointExists } from '../kernel/tracepoints.ts'
 
 export type AttachSpec =
   | { kind: 'tracepoint'; program: string; category: string; name: string }
@@ -12,14 +13,17 @@ export type AttachSpec =
   | { kind: 'kprobe'; program: string; function: string; retprobe?: boolean }
 
 /**
- * Programs of one attach kind that observe a point only together (the entry and return hooks of
- * several functions, say), so they are chosen all or none.
+ * Programs that observe a point only together (the entry and return hooks of several functions,
+ * say), so they are chosen all or none. `kind` is their main attach kind, the one probed; a few
+ * may be plain tracepoints, which every kernel Periscope runs on has.
  */
 export interface AttachGroup {
   kind: AttachKind
   /** How the group observes, for the run log ("syscall tracepoints"). */
   how: string
   programs: AttachSpec[]
+  /** Tracepoints ("category/name") a kernel must have for the group, when newer than the kind itself. */
+  tracepoints?: { name: string; since: string }[]
 }
 
 export type Alternative = AttachSpec | AttachGroup
@@ -70,11 +74,23 @@ function syscall(name: string, what: string, program = name, tracepoint = name):
  */
 export const socketFunctions = ['inet_sendmsg', 'inet6_sendmsg', 'unix_stream_sendmsg', 'inet_recvmsg', 'inet6_recvmsg', 'unix_stream_recvmsg']
 const dataSyscalls = ['write', 'read', 'writev', 'readv', 'sendto', 'recvfrom', 'sendmsg', 'recvmsg', 'sendmmsg', 'recvmmsg']
+/** The data syscalls whose tracepoints the sock_recv_length path keeps: sends, and recvmmsg (sockdata.bpf.c says why). */
+const keptWithRecvLength = ['write', 'writev', 'sendto', 'sendmsg', 'sendmmsg', 'recvmmsg']
 
-/** Socket data from the socket functions' entry and return where the kernel allows, else from the syscalls. */
+/**
+ * Socket data from the sock_recv_length tracepoint (receives) and the send syscalls where the
+ * kernel has it, else from the socket functions' entry and return where it allows them, else
+ * from the syscalls.
+ */
 const socketData: AttachPoint = {
   what: 'socket data',
   alternatives: [
+    {
+      kind: 'tp_btf',
+      how: 'the sock_recv_length tracepoint (receives) and syscall tracepoints (sends, recvmmsg)',
+      programs: [{ kind: 'tp_btf', program: 'on_recv_length' }, ...keptWithRecvLength.flatMap((name) => syscallTracepoints(name))],
+      tracepoints: [{ name: 'sock/sock_recv_length', since: 'Linux 6.3' }],
+    },
     {
       kind: 'fentry',
       how: `fentry/fexit on ${socketFunctions.join(', ')}`,
@@ -323,6 +339,17 @@ function howOf(alternative: Alternative): string {
   return 'how' in alternative ? alternative.how : `${alternative.kind} ${alternative.program}`
 }
 
+/** Whether the kernel supports an alternative: its attach kind, and the tracepoints it needs. */
+export async function probeAlternative(
+  alternative: Alternative,
+  probe: (kind: AttachKind) => Promise<FeatureResult> = probeAttach,
+  hasTracepoint: (name: string) => boolean = tracepointExists,
+): Promise<FeatureResult> {
+  const lacking = 'tracepoints' in alternative ? alternative.tracepoints?.find((t) => !hasTracepoint(t.name)) : undefined
+  if (lacking !== undefined) return { status: 'unsupported', reason: `this kernel has no ${lacking.name} tracepoint (${lacking.since})` }
+  return probe(alternative.kind)
+}
+
 export interface AttachPlan {
   /** The programs to load and attach, in the catalogue's order. */
   attach: AttachSpec[]
@@ -344,7 +371,13 @@ export interface PlanOptions {
  * Chooses, per attach point of an object, the first alternative whose attach kind `probe` says
  * the kernel supports. Throws when a point has none, with every reason.
  */
-export async function planAttach(name: string, entry: CatalogueEntry, options: PlanOptions = {}, probe: (kind: AttachKind) => Promise<FeatureResult> = probeAttach): Promise<AttachPlan> {
+export async function planAttach(
+  name: string,
+  entry: CatalogueEntry,
+  options: PlanOptions = {},
+  probe: (kind: AttachKind) => Promise<FeatureResult> = probeAttach,
+  hasTracepoint: (name: string) => boolean = tracepointExists,
+): Promise<AttachPlan> {
   const plan: AttachPlan = { attach: [], unused: [], notes: [] }
   for (const point of entry.attach) {
     const forced = point.alternatives.filter((a) => a.kind === options.attachKind)
@@ -352,7 +385,7 @@ export async function planAttach(name: string, entry: CatalogueEntry, options: P
     const passedOver: string[] = []
     let chosen: Alternative | undefined
     for (const alternative of candidates) {
-      const result = await probe(alternative.kind)
+      const result = await probeAlternative(alternative, probe, hasTracepoint)
       if (result.status === 'supported') {
         chosen = alternative
         break

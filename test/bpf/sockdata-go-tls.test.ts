@@ -441,10 +441,13 @@ test('an HTTP/2 direction found mid-stream goes out from a record that starts a 
     server.resume()
     await Promise.all([server.finished(), client.finished()])
     await waitFor(() => seen.filter((r) => r.pid === client.pid).length >= 2, 'the client\'s records', 10_000)
-    // the SETTINGS it wrote classified the connection; the rest of the HEADERS frame it then read is skipped, counted
+    // the SETTINGS it wrote classified the connection; the rest of the HEADERS frame it then read is skipped, counted.
+    // sock_recv_length sees the recv in flight end, before anything was classified, and counts its 20 bytes too;
+    // the syscall tracepoints missed its entry, and so the whole call
+    const endsOnly = late.log.some((line) => line.startsWith('sockdata: socket data from the sock_recv_length'))
     assert.deepEqual(seen.filter((r) => r.pid === client.pid).map((r) => [r.direction, r.position, r.bytes, r.data.toString('hex')]), [
       [EGRESS, 0, SETTINGS.length, SETTINGS.toString('hex')],
-      [INGRESS, 10, ping.length, ping.toString('hex')],
+      [INGRESS, endsOnly ? headers.length : headers.length - 20, ping.length, ping.toString('hex')],
     ])
   } finally {
     await late.close()

@@ -469,8 +469,8 @@ test('mapped_libraries lists the libssl a process maps, and the libraries ring r
 
 test('an iterator limited to a process that does not exist prints nothing; a program that is not an iterator is refused by name', async () => {
   assert.equal(await capture.library.runIterator('mapped_libraries', { pid: 0x7ffffffe }), '')
-  await assert.rejects(capture.library.runIterator('enter_write'), {
-    message: 'attach iterator enter_write: it is a "tracepoint/syscalls/sys_enter_write" program, not an iterator (SEC("iter/…"))',
+  await assert.rejects(capture.library.runIterator('enter_connect'), {
+    message: 'attach iterator enter_connect: it is a "tracepoint/syscalls/sys_enter_connect" program, not an iterator (SEC("iter/…"))',
   })
 })
 

@@ -1,7 +1,8 @@
 /**
  * How sockdata captures socket data on kernels with different features. The planner
- * (runtime/library/catalogue.ts) decides from the feature probes' answers alone, so each kernel
- * is a fixed set of answers here; test/bpf/sockdata-paths.test.ts checks this kernel's own.
+ * (runtime/library/catalogue.ts) decides from the feature probes' answers and the tracepoints
+ * the kernel has, so each kernel is a fixed set of answers here; test/bpf/sockdata-paths.test.ts
+ * checks this kernel's own.
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
@@ -20,21 +21,39 @@ function kernel(refused: Partial<Record<AttachKind, string>>): (kind: AttachKind
   }
 }
 
-const plan = (refused: Partial<Record<AttachKind, string>>, options: PlanOptions = {}) => planAttach('sockdata', catalogue.sockdata, options, kernel(refused))
+const BEFORE_6_3 = 'this kernel has no sock/sock_recv_length tracepoint (Linux 6.3)'
+/** A kernel with or without the sock_recv_length tracepoint (Linux 6.3). */
+const tracepoints = (socket: boolean) => (name: string) => socket || !name.startsWith('sock/')
+
+const plan = (refused: Partial<Record<AttachKind, string>>, options: PlanOptions = {}, socketTracepoints = false) =>
+  planAttach('sockdata', catalogue.sockdata, options, kernel(refused), tracepoints(socketTracepoints))
 
 const fentryPrograms = socketFunctions.flatMap((f) => [`fentry_${f}`, `fexit_${f}`])
 const kprobePrograms = socketFunctions.flatMap((f) => [`kprobe_${f}`, `kretprobe_${f}`])
 const tracepointPrograms = dataSyscalls.flatMap((s) => [`enter_${s}`, `exit_${s}`])
+/** The syscall programs the sock_recv_length path keeps: the sends', and recvmmsg's. */
+const keptPrograms = ['write', 'writev', 'sendto', 'sendmsg', 'sendmmsg', 'recvmmsg'].flatMap((s) => [`enter_${s}`, `exit_${s}`])
 /** What every plan attaches besides socket data: lifecycle (closes by close(), exit and exec too), sendfile, state changes, mmap. */
 const others = ['enter_sendfile', 'exit_sendfile', 'enter_connect', 'exit_connect', 'enter_accept', 'exit_accept', 'enter_accept4', 'exit_accept4', 'enter_close', 'on_exit', 'on_exec', 'on_state_change', 'on_mmap']
 
 describe('sockdata attach plan', () => {
-  it('a kernel that allows fentry captures socket data with fentry/fexit on the socket functions, and loads nothing else for it', async () => {
+  it('a kernel with the sock_recv_length tracepoint (ours) takes receives from it and sends (and recvmmsg) from their syscalls, whatever else it allows', async () => {
+    for (const refused of [{}, { fentry: FENTRY_REFUSED, kprobe: NO_KPROBES }]) {
+      const { attach, unused, notes } = await plan(refused, {}, true)
+      assert.deepEqual(attach[0], { kind: 'tp_btf', program: 'on_recv_length' })
+      assert.deepEqual(attach.map((a) => a.program), ['on_recv_length', ...keptPrograms, ...others])
+      // the programs the syscall path shares are used, not listed unused: its unused ones are the other receives'
+      assert.deepEqual(unused, [...fentryPrograms, ...kprobePrograms, 'enter_read', 'exit_read', 'enter_readv', 'exit_readv', 'enter_recvfrom', 'exit_recvfrom', 'enter_recvmsg', 'exit_recvmsg'])
+      assert.deepEqual(notes, ['sockdata: socket data from the sock_recv_length tracepoint (receives) and syscall tracepoints (sends, recvmmsg)'])
+    }
+  })
+
+  it('a kernel without them that allows fentry captures socket data with fentry/fexit on the socket functions, loads nothing else for it, and says why', async () => {
     const { attach, unused, notes } = await plan({})
     assert.deepEqual(attach.map((a) => a.program), [...fentryPrograms, ...others])
     assert.ok(attach.slice(0, fentryPrograms.length).every((a) => a.kind === 'fentry'))
-    assert.deepEqual(unused, [...kprobePrograms, ...tracepointPrograms])
-    assert.deepEqual(notes, ['sockdata: socket data from fentry/fexit on inet_sendmsg, inet6_sendmsg, unix_stream_sendmsg, inet_recvmsg, inet6_recvmsg, unix_stream_recvmsg'])
+    assert.deepEqual(unused, ['on_recv_length', ...keptPrograms, ...kprobePrograms, ...tracepointPrograms])
+    assert.deepEqual(notes, [`sockdata: socket data from fentry/fexit on inet_sendmsg, inet6_sendmsg, unix_stream_sendmsg, inet_recvmsg, inet6_recvmsg, unix_stream_recvmsg (fentry fallback: tp_btf: ${BEFORE_6_3})`])
   })
 
   it('a kernel that refuses fentry but has kprobes uses a kprobe and a kretprobe per socket function, and says why', async () => {
@@ -44,20 +63,20 @@ describe('sockdata attach plan', () => {
       { kind: 'kprobe', program: `kretprobe_${f}`, function: f, retprobe: true },
     ]))
     assert.deepEqual(attach.slice(kprobePrograms.length).map((a) => a.program), others)
-    assert.deepEqual(unused, [...fentryPrograms, ...tracepointPrograms])
-    assert.deepEqual(notes, [`sockdata: socket data from kprobes and kretprobes on ${socketFunctions.join(', ')} (kprobe fallback: fentry: ${FENTRY_REFUSED})`])
+    assert.deepEqual(unused, ['on_recv_length', ...keptPrograms, ...fentryPrograms, ...tracepointPrograms])
+    assert.deepEqual(notes, [`sockdata: socket data from kprobes and kretprobes on ${socketFunctions.join(', ')} (kprobe fallback: tp_btf: ${BEFORE_6_3}; fentry: ${FENTRY_REFUSED})`])
   })
 
-  it('on the machines we build on (fentry refused, no kprobes) socket data comes from the syscall tracepoints, and the run log says why', async () => {
+  it('a kernel with none of the better ways (no socket tracepoints, fentry refused, no kprobes) takes socket data from the syscall tracepoints, and the run log says why', async () => {
     const { attach, unused, notes } = await plan({ fentry: FENTRY_REFUSED, kprobe: NO_KPROBES })
     assert.deepEqual(attach.map((a) => a.program), [...tracepointPrograms, ...others])
     assert.deepEqual(attach[0], { kind: 'tracepoint', program: 'enter_write', category: 'syscalls', name: 'sys_enter_write' })
-    assert.deepEqual(unused, [...fentryPrograms, ...kprobePrograms])
-    assert.deepEqual(notes, [`sockdata: socket data from syscall tracepoints (tracepoint fallback: fentry: ${FENTRY_REFUSED}; kprobe: ${NO_KPROBES})`])
+    assert.deepEqual(unused, ['on_recv_length', ...fentryPrograms, ...kprobePrograms])
+    assert.deepEqual(notes, [`sockdata: socket data from syscall tracepoints (tracepoint fallback: tp_btf: ${BEFORE_6_3}; fentry: ${FENTRY_REFUSED}; kprobe: ${NO_KPROBES})`])
   })
 
   it('a forced attach kind is used where a point offers it, even when a better one is allowed; the other points follow the plan', async () => {
-    const forced = await plan({}, { attachKind: 'tracepoint' })
+    const forced = await plan({}, { attachKind: 'tracepoint' }, true)
     assert.deepEqual(forced.attach.map((a) => a.program), [...tracepointPrograms, ...others])
     assert.deepEqual(forced.notes, ['sockdata: socket data from syscall tracepoints'])
     const kprobes = await plan({}, { attachKind: 'kprobe' })
@@ -74,7 +93,7 @@ describe('sockdata attach plan', () => {
     const { notes } = await plan({ fentry: FENTRY_REFUSED })
     assert.equal(notes.length, 1)
     await assert.rejects(plan({ fentry: FENTRY_REFUSED, kprobe: NO_KPROBES, tracepoint: 'tracefs is not mounted' }), {
-      message: `sockdata: no way to observe socket data on this kernel (fentry: ${FENTRY_REFUSED}; kprobe: ${NO_KPROBES}; tracepoint: tracefs is not mounted)`,
+      message: `sockdata: no way to observe socket data on this kernel (tp_btf: ${BEFORE_6_3}; fentry: ${FENTRY_REFUSED}; kprobe: ${NO_KPROBES}; tracepoint: tracefs is not mounted)`,
     })
   })
 })
