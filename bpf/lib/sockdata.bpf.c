@@ -1334,9 +1334,9 @@ int exit_sendfile(struct trace_event_raw_sys_exit *ctx)
 }
 
 /*
- * The preferred receive path, where the kernel has it (Linux 6.3): the sock_recv_length
- * tracepoint. Every receive on a socket fires it as it ends, and nothing else does, so a read()
- * of a file runs no sockdata program at all (with the syscall tracepoints, each ran two). What
+ * Receives where fentry is refused but the kernel has the sock_recv_length tracepoint (Linux
+ * 6.3). Every receive on a socket fires it as it ends, and nothing else does, so a read() of a
+ * file runs no sockdata program at all (with the syscall tracepoints, each ran two). What
  * the call read is found from the syscall's saved registers: its number says what its second
  * argument holds. recvmmsg, which reads several messages a call, keeps its syscall tracepoints.
  * Nothing sees these receives begin: a record's start is its end, the moment the data reached
@@ -1407,14 +1407,14 @@ int BPF_PROG(on_recv_length, struct sock *sk, int ret, int flags)
 }
 
 /*
- * Where the kernel allows fentry or kprobes but lacks those tracepoints: the entry and return of
- * the sendmsg and recvmsg of the stream socket families followed (inet, inet6, unix). Every
- * send and receive syscall reaches one of them; sock_sendmsg and sock_recvmsg are not enough
- * (since Linux 6.6 write, sendto and sendmsg go through __sock_sendmsg, inlined, and recvmmsg
- * skips sock_recvmsg after its first message). The fd is the syscall's first argument, read
- * from the registers it saved, so nothing fires on the host's other reads and writes. Records
- * are made by the syscall path's own helpers from the same table; their start and end are the
- * socket function's entry and return.
+ * The preferred data path where fentry is allowed (and kprobes where neither fentry nor
+ * sock_recv_length is): the entry and return of the sendmsg and recvmsg of the stream socket
+ * families followed (inet, inet6, unix). Every send and receive syscall reaches one of them;
+ * sock_sendmsg and sock_recvmsg are not enough (since Linux 6.6 write, sendto and sendmsg go
+ * through __sock_sendmsg, inlined, and recvmmsg skips sock_recvmsg after its first message). The
+ * fd is the syscall's first argument, read from the registers it saved, so nothing fires on the
+ * host's other reads and writes. Records are made by the syscall path's own helpers from the
+ * same table; their start and end are the socket function's entry and return.
  */
 
 /* before Linux 6.4 the iovec array of an iov_iter was `iov` */

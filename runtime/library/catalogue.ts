@@ -78,23 +78,24 @@ const dataSyscalls = ['write', 'read', 'writev', 'readv', 'sendto', 'recvfrom', 
 const keptWithRecvLength = ['write', 'writev', 'sendto', 'sendmsg', 'sendmmsg', 'recvmmsg']
 
 /**
- * Socket data from the sock_recv_length tracepoint (receives) and the send syscalls where the
- * kernel has it, else from the socket functions' entry and return where it allows them, else
- * from the syscalls.
+ * Socket data from the socket functions' entry and return where fentry is allowed (nothing runs
+ * on file I/O); else from the sock_recv_length tracepoint (receives) and the send syscalls where
+ * the kernel has it (kretprobes miss returns, it misses nothing); else from kprobes on the socket
+ * functions; else from the syscalls.
  */
 const socketData: AttachPoint = {
   what: 'socket data',
   alternatives: [
     {
+      kind: 'fentry',
+      how: `fentry/fexit on ${socketFunctions.join(', ')}`,
+      programs: socketFunctions.flatMap((f): AttachSpec[] => [{ kind: 'fentry', program: `fentry_${f}` }, { kind: 'fentry', program: `fexit_${f}` }]),
+    },
+    {
       kind: 'tp_btf',
       how: 'the sock_recv_length tracepoint (receives) and syscall tracepoints (sends, recvmmsg)',
       programs: [{ kind: 'tp_btf', program: 'on_recv_length' }, ...keptWithRecvLength.flatMap((name) => syscallTracepoints(name))],
       tracepoints: [{ name: 'sock/sock_recv_length', since: 'Linux 6.3' }],
-    },
-    {
-      kind: 'fentry',
-      how: `fentry/fexit on ${socketFunctions.join(', ')}`,
-      programs: socketFunctions.flatMap((f): AttachSpec[] => [{ kind: 'fentry', program: `fentry_${f}` }, { kind: 'fentry', program: `fexit_${f}` }]),
     },
     {
       kind: 'kprobe',

@@ -1,8 +1,8 @@
 /**
- * sockdata's attach paths give the same records. Socket data comes from the sock_recv_length
- * tracepoint (receives) and the send syscalls' tracepoints where the kernel has it, else from the
- * entry and return of the stream socket functions (fentry, else kprobes) where it allows them,
- * else from the syscall tracepoints. Every path the feature probes allow here is opened forced onto
+ * sockdata's attach paths give the same records. Socket data comes from the entry and return of
+ * the stream socket functions where fentry is allowed; else from the sock_recv_length tracepoint
+ * (receives) and the send syscalls' tracepoints where the kernel has it; else from kprobes on the
+ * socket functions; else from the syscall tracepoints. Every path the feature probes allow here is opened forced onto
  * itself, sees the same python peer traffic (every data syscall, IPv4, IPv6, unix, sendfile, a
  * cut payload, plain files), and its records must equal the expected ones, and each other's,
  * field by field. What differs by construction is compared by shape: times (start <= end, in
@@ -26,7 +26,7 @@ import {
   type Rec, exchange, hex, killPeers, recv, registeringPeers, requestResponse, send, startClient, startServer,
 } from './sockdata-peers.ts'
 
-const paths = ['tp_btf', 'fentry', 'kprobe', 'tracepoint'] as const
+const paths = ['fentry', 'tp_btf', 'kprobe', 'tracepoint'] as const
 const socketData = catalogue.sockdata.attach.find((point) => point.what === 'socket data')!
 const group = (kind: AttachKind) => socketData.alternatives.find((a) => a.kind === kind) as AttachGroup
 const work = mkdtempSync(join(tmpdir(), 'periscope-sockdata-paths-'))
@@ -43,7 +43,7 @@ async function verdicts(): Promise<Record<(typeof paths)[number], FeatureResult>
   return answers as Record<(typeof paths)[number], FeatureResult>
 }
 
-test('the catalogue offers sock_recv_length, then fentry, then kprobes, then syscall tracepoints for socket data, and the object has each program where it says', () => {
+test('the catalogue offers fentry, then sock_recv_length, then kprobes, then syscall tracepoints for socket data, and the object has each program where it says', () => {
   assert.deepEqual(socketData.alternatives.map((a) => a.kind), paths)
   const spec = ObjectSpec.open(objectPath('sockdata'))
   try {
@@ -80,8 +80,10 @@ test('the run log says how socket data is captured and why better ways were refu
     assert.equal(answers.kprobe.status, 'unsupported')
     assert.match((answers.kprobe as { reason: string }).reason, /^kprobes are not available on this kernel \(no kprobe PMU, CONFIG_KPROBES off\)/)
   }
-  // this machine's kernel (6.18) has sock_recv_length, and tp_btf programs attach
-  if (existsSync('/sys/kernel/tracing/events/sock/sock_recv_length')) assert.equal(chosen, 'tp_btf', `tp_btf: ${JSON.stringify(answers.tp_btf)}`)
+  // this machine's kernel (6.18) refuses fentry, has sock_recv_length, and attaches tp_btf programs
+  if (answers.fentry.status === 'unsupported' && existsSync('/sys/kernel/tracing/events/sock/sock_recv_length')) {
+    assert.equal(chosen, 'tp_btf', `tp_btf: ${JSON.stringify(answers.tp_btf)}`)
+  }
   const refused = paths.slice(0, paths.indexOf(chosen)).map((kind) => `${kind}: ${(answers[kind] as { reason: string }).reason}`)
   const capture = await Capture.open({ subscribe: false })
   try {

@@ -37,42 +37,44 @@ const keptPrograms = ['write', 'writev', 'sendto', 'sendmsg', 'sendmmsg', 'recvm
 const others = ['enter_sendfile', 'exit_sendfile', 'enter_connect', 'exit_connect', 'enter_accept', 'exit_accept', 'enter_accept4', 'exit_accept4', 'enter_close', 'on_exit', 'on_exec', 'on_state_change', 'on_mmap']
 
 describe('sockdata attach plan', () => {
-  it('a kernel with the sock_recv_length tracepoint (ours) takes receives from it and sends (and recvmmsg) from their syscalls, whatever else it allows', async () => {
-    for (const refused of [{}, { fentry: FENTRY_REFUSED, kprobe: NO_KPROBES }]) {
+  it('a kernel that allows fentry captures socket data with fentry/fexit on the socket functions, with sock_recv_length or without, and loads nothing else for it', async () => {
+    for (const socketTracepoints of [true, false]) {
+      const { attach, unused, notes } = await plan({}, {}, socketTracepoints)
+      assert.deepEqual(attach.map((a) => a.program), [...fentryPrograms, ...others])
+      assert.ok(attach.slice(0, fentryPrograms.length).every((a) => a.kind === 'fentry'))
+      assert.deepEqual(unused, ['on_recv_length', ...keptPrograms, ...kprobePrograms, ...tracepointPrograms])
+      assert.deepEqual(notes, ['sockdata: socket data from fentry/fexit on inet_sendmsg, inet6_sendmsg, unix_stream_sendmsg, inet_recvmsg, inet6_recvmsg, unix_stream_recvmsg'])
+    }
+  })
+
+  it('a kernel that refuses fentry but has sock_recv_length (ours) takes receives from it and sends (and recvmmsg) from their syscalls, kprobes or not, and says why', async () => {
+    for (const refused of [{ fentry: FENTRY_REFUSED }, { fentry: FENTRY_REFUSED, kprobe: NO_KPROBES }]) {
       const { attach, unused, notes } = await plan(refused, {}, true)
       assert.deepEqual(attach[0], { kind: 'tp_btf', program: 'on_recv_length' })
       assert.deepEqual(attach.map((a) => a.program), ['on_recv_length', ...keptPrograms, ...others])
       // the programs the syscall path shares are used, not listed unused: its unused ones are the other receives'
       assert.deepEqual(unused, [...fentryPrograms, ...kprobePrograms, 'enter_read', 'exit_read', 'enter_readv', 'exit_readv', 'enter_recvfrom', 'exit_recvfrom', 'enter_recvmsg', 'exit_recvmsg'])
-      assert.deepEqual(notes, ['sockdata: socket data from the sock_recv_length tracepoint (receives) and syscall tracepoints (sends, recvmmsg)'])
+      assert.deepEqual(notes, [`sockdata: socket data from the sock_recv_length tracepoint (receives) and syscall tracepoints (sends, recvmmsg) (tp_btf fallback: fentry: ${FENTRY_REFUSED})`])
     }
   })
 
-  it('a kernel without them that allows fentry captures socket data with fentry/fexit on the socket functions, loads nothing else for it, and says why', async () => {
-    const { attach, unused, notes } = await plan({})
-    assert.deepEqual(attach.map((a) => a.program), [...fentryPrograms, ...others])
-    assert.ok(attach.slice(0, fentryPrograms.length).every((a) => a.kind === 'fentry'))
-    assert.deepEqual(unused, ['on_recv_length', ...keptPrograms, ...kprobePrograms, ...tracepointPrograms])
-    assert.deepEqual(notes, [`sockdata: socket data from fentry/fexit on inet_sendmsg, inet6_sendmsg, unix_stream_sendmsg, inet_recvmsg, inet6_recvmsg, unix_stream_recvmsg (fentry fallback: tp_btf: ${BEFORE_6_3})`])
-  })
-
-  it('a kernel that refuses fentry but has kprobes uses a kprobe and a kretprobe per socket function, and says why', async () => {
+  it('a kernel that refuses fentry, lacks sock_recv_length and has kprobes uses a kprobe and a kretprobe per socket function, and says why', async () => {
     const { attach, unused, notes } = await plan({ fentry: FENTRY_REFUSED })
     assert.deepEqual(attach.slice(0, kprobePrograms.length), socketFunctions.flatMap((f) => [
       { kind: 'kprobe', program: `kprobe_${f}`, function: f },
       { kind: 'kprobe', program: `kretprobe_${f}`, function: f, retprobe: true },
     ]))
     assert.deepEqual(attach.slice(kprobePrograms.length).map((a) => a.program), others)
-    assert.deepEqual(unused, ['on_recv_length', ...keptPrograms, ...fentryPrograms, ...tracepointPrograms])
-    assert.deepEqual(notes, [`sockdata: socket data from kprobes and kretprobes on ${socketFunctions.join(', ')} (kprobe fallback: tp_btf: ${BEFORE_6_3}; fentry: ${FENTRY_REFUSED})`])
+    assert.deepEqual(unused, [...fentryPrograms, 'on_recv_length', ...keptPrograms, ...tracepointPrograms])
+    assert.deepEqual(notes, [`sockdata: socket data from kprobes and kretprobes on ${socketFunctions.join(', ')} (kprobe fallback: fentry: ${FENTRY_REFUSED}; tp_btf: ${BEFORE_6_3})`])
   })
 
   it('a kernel with none of the better ways (no socket tracepoints, fentry refused, no kprobes) takes socket data from the syscall tracepoints, and the run log says why', async () => {
     const { attach, unused, notes } = await plan({ fentry: FENTRY_REFUSED, kprobe: NO_KPROBES })
     assert.deepEqual(attach.map((a) => a.program), [...tracepointPrograms, ...others])
     assert.deepEqual(attach[0], { kind: 'tracepoint', program: 'enter_write', category: 'syscalls', name: 'sys_enter_write' })
-    assert.deepEqual(unused, ['on_recv_length', ...fentryPrograms, ...kprobePrograms])
-    assert.deepEqual(notes, [`sockdata: socket data from syscall tracepoints (tracepoint fallback: tp_btf: ${BEFORE_6_3}; fentry: ${FENTRY_REFUSED}; kprobe: ${NO_KPROBES})`])
+    assert.deepEqual(unused, [...fentryPrograms, 'on_recv_length', ...kprobePrograms])
+    assert.deepEqual(notes, [`sockdata: socket data from syscall tracepoints (tracepoint fallback: fentry: ${FENTRY_REFUSED}; tp_btf: ${BEFORE_6_3}; kprobe: ${NO_KPROBES})`])
   })
 
   it('a forced attach kind is used where a point offers it, even when a better one is allowed; the other points follow the plan', async () => {
@@ -93,7 +95,7 @@ describe('sockdata attach plan', () => {
     const { notes } = await plan({ fentry: FENTRY_REFUSED })
     assert.equal(notes.length, 1)
     await assert.rejects(plan({ fentry: FENTRY_REFUSED, kprobe: NO_KPROBES, tracepoint: 'tracefs is not mounted' }), {
-      message: `sockdata: no way to observe socket data on this kernel (tp_btf: ${BEFORE_6_3}; fentry: ${FENTRY_REFUSED}; kprobe: ${NO_KPROBES}; tracepoint: tracefs is not mounted)`,
+      message: `sockdata: no way to observe socket data on this kernel (fentry: ${FENTRY_REFUSED}; tp_btf: ${BEFORE_6_3}; kprobe: ${NO_KPROBES}; tracepoint: tracefs is not mounted)`,
     })
   })
 })
