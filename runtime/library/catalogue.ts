@@ -33,6 +33,11 @@ export interface AttachPoint {
   what: string
   /** Best first. */
   alternatives: Alternative[]
+  /**
+   * The release that added the point's tracepoints ("Linux 6.6"), for a point an older kernel can
+   * do without: there it is skipped, and the run log says so, instead of failing the object.
+   */
+  since?: string
 }
 
 export interface CatalogueEntry {
@@ -120,6 +125,8 @@ const fileCalls: [string, string][] = [
 const fileOpens = ['open', 'openat', 'openat2', 'creat']
 
 /** The syscalls audit reports, each by a program exit_<name> on its exit tracepoint, and what they are. */
+/** The syscalls audit reports that kernels Periscope runs on may lack, and the release that added them. */
+const syscallsSince: Record<string, string> = { fchmodat2: 'Linux 6.6' }
 const auditSyscalls: [string, string][] = [
   ...['unlink', 'unlinkat', 'rmdir'].map((name): [string, string] => [name, 'file deletions']),
   ...['rename', 'renameat', 'renameat2'].map((name): [string, string] => [name, 'file renames']),
@@ -226,7 +233,11 @@ export const catalogue: Record<string, CatalogueEntry> = {
       + 'capability changes, connect/accept, ptrace, BPF program loads), kept or dropped in the kernel by the rules in its maps',
     attach: [
       { what: 'process exec', alternatives: [{ kind: 'raw_tp', program: 'handle_exec', name: 'sched_process_exec' }] },
-      ...auditSyscalls.map(([name, what]): AttachPoint => ({ what: `${what} (${name} exit)`, alternatives: [{ kind: 'tracepoint', program: `exit_${name}`, category: 'syscalls', name: `sys_exit_${name}` }] })),
+      ...auditSyscalls.map(([name, what]): AttachPoint => ({
+        what: `${what} (${name} exit)`,
+        alternatives: [{ kind: 'tracepoint', program: `exit_${name}`, category: 'syscalls', name: `sys_exit_${name}` }],
+        since: syscallsSince[name],
+      })),
     ],
   },
   syscalls: {
@@ -340,6 +351,14 @@ function howOf(alternative: Alternative): string {
   return 'how' in alternative ? alternative.how : `${alternative.kind} ${alternative.program}`
 }
 
+/** The first tracepoint ("category/name") a point's plain tracepoint programs attach to that the kernel lacks. */
+function missingTracepoint(point: AttachPoint, hasTracepoint: (name: string) => boolean): string | undefined {
+  for (const spec of point.alternatives.flatMap(programsOf)) {
+    if (spec.kind === 'tracepoint' && !hasTracepoint(`${spec.category}/${spec.name}`)) return `${spec.category}/${spec.name}`
+  }
+  return undefined
+}
+
 /** Whether the kernel supports an alternative: its attach kind, and the tracepoints it needs. */
 export async function probeAlternative(
   alternative: Alternative,
@@ -381,6 +400,12 @@ export async function planAttach(
 ): Promise<AttachPlan> {
   const plan: AttachPlan = { attach: [], unused: [], notes: [] }
   for (const point of entry.attach) {
+    const absent = point.since === undefined ? undefined : missingTracepoint(point, hasTracepoint)
+    if (absent !== undefined) {
+      plan.unused.push(...point.alternatives.flatMap(programsOf).map((p) => p.program))
+      plan.notes.push(`${name}: ${point.what} not observed: this kernel has no ${absent} tracepoint (${point.since})`)
+      continue
+    }
     const forced = point.alternatives.filter((a) => a.kind === options.attachKind)
     const candidates = forced.length > 0 ? forced : point.alternatives
     const passedOver: string[] = []
