@@ -1347,8 +1347,8 @@ int exit_sendfile(struct trace_event_raw_sys_exit *ctx)
 
 /*
  * x86-64's numbers of the syscalls taken here (the objects are built for x86 only). A 32-bit
- * task's numbers differ; none of its syscalls with these numbers (restart_syscall, lseek, prof,
- * brk) receives, so its socket reads are skipped.
+ * task's numbers differ; none of its syscalls with these numbers (restart_syscall, lseek, brk,
+ * getgid) receives, so its socket reads are skipped.
  */
 #ifndef __TARGET_ARCH_x86
 #error "sockdata.bpf.c's receive syscall numbers are x86-64's"
