@@ -384,3 +384,18 @@ test('a syscall program runs on demand (test run) and its records arrive, number
 test('nothing from these tests is left on the host', () => {
   assert.deepEqual(readdirSync(cgroup2Root()!).filter((name) => name.startsWith('periscope-')), [])
 })
+
+test('closing an object detaches every one of its links, released side by side, and its programs with them', async () => {
+  // fileio attaches 30 tracepoint links; close() releases them on threads of its own
+  const { openLibraryObject } = await import('../../runtime/library/index.ts')
+  const library = await openLibraryObject('fileio', { log: () => {} })
+  const links = library.links().map((l) => l.id)
+  const programs = library.programStats().map((p) => p.id)
+  assert.equal(links.length, 30)
+  assert.deepEqual(links.filter((id) => !bpftoolLinkIds().includes(id)), [], 'attached before the close')
+  library.close()
+  const left = new Set(bpftoolLinkIds())
+  assert.deepEqual(links.filter((id) => left.has(id)), [], 'no link left after the close')
+  const loaded = new Set((JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'list']).toString()) as { id: number }[]).map((p) => p.id))
+  assert.deepEqual(programs.filter((id) => loaded.has(id)), [], 'no program left after the close')
+})
