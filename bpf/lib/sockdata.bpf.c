@@ -184,6 +184,8 @@ enum call_shape {
 	SHAPE_SENDFILE = 4,
 	SHAPE_CONNECT = 5,
 	SHAPE_ACCEPT = 6,
+	/* a syscall that moves no socket data */
+	SHAPE_NONE = 7,
 };
 
 /* where a call's entry was seen: that says where its iovecs are and which exit takes it */
@@ -1334,31 +1336,65 @@ int exit_sendfile(struct trace_event_raw_sys_exit *ctx)
 }
 
 /*
- * Receives where fentry is refused but the kernel has the sock_recv_length tracepoint (Linux
- * 6.3). Every receive on a socket fires it as it ends, and nothing else does, so a read() of a
- * file runs no sockdata program at all (with the syscall tracepoints, each ran two). What
- * the call read is found from the syscall's saved registers: its number says what its second
- * argument holds. recvmmsg, which reads several messages a call, keeps its syscall tracepoints.
- * Nothing sees these receives begin: a record's start is its end, the moment the data reached
- * the process. Sends keep their syscall tracepoints: the start of a send (blocked on a full
- * socket buffer, it can end long after the peer read its first bytes) is what orders a client's
- * request before the server's read of it.
+ * Where fentry is refused but the kernel has the sock_recv_length and sock_send_length
+ * tracepoints (Linux 6.3): they fire on sockets only, as each receive or send ends, so a read()
+ * of a file runs no sockdata program at all, and a write() one (with the syscall tracepoints,
+ * each ran two). What the call moved is found from the syscall's saved registers: its number
+ * says what its second argument holds.
+ * - A receive is taken whole at its end. Nothing sees it begin: its record's start is its end,
+ *   the moment the data reached the process.
+ * - A send keeps its syscall's entry, which remembers its start: a send blocked on a full socket
+ *   buffer ends after its peer read its first bytes, and only its start orders a client's request
+ *   before the server's read of it. Its end is the tracepoint's.
+ * - recvmmsg and sendmmsg (several messages a call) and sendfile keep their syscall tracepoints,
+ *   and are skipped here.
  */
 
 /*
  * x86-64's numbers of the syscalls taken here (the objects are built for x86 only). A 32-bit
- * task's numbers differ; none of its syscalls with these numbers (restart_syscall, lseek, brk,
- * getgid) receives, so its socket reads are skipped.
+ * task's numbers differ; none of its syscalls with these numbers (restart_syscall, exit, lseek,
+ * getpid, prof, brk, setgid, getgid) sends or receives, so its socket calls are skipped.
  */
 #ifndef __TARGET_ARCH_x86
-#error "sockdata.bpf.c's receive syscall numbers are x86-64's"
+#error "sockdata.bpf.c's data syscall numbers are x86-64's"
 #endif
-enum receive_syscall {
+enum data_syscall {
 	NR_READ = 0,
+	NR_WRITE = 1,
 	NR_READV = 19,
+	NR_WRITEV = 20,
+	NR_SENDTO = 44,
 	NR_RECVFROM = 45,
+	NR_SENDMSG = 46,
 	NR_RECVMSG = 47,
 };
+
+/* the shape of what a data syscall's second argument holds; SHAPE_NONE for other syscalls */
+static __always_inline __u8 data_shape(long nr)
+{
+	switch (nr) {
+	case NR_READ:
+	case NR_WRITE:
+	case NR_RECVFROM:
+	case NR_SENDTO:
+		return SHAPE_BUFFER;
+	case NR_READV:
+	case NR_WRITEV:
+		return SHAPE_IOVEC;
+	case NR_RECVMSG:
+	case NR_SENDMSG:
+		return SHAPE_MSG;
+	}
+	return SHAPE_NONE;
+}
+
+/* the current task's file of fd, when it is sk's socket: not a call the kernel makes for the thread */
+static __always_inline struct file *socket_file(int fd, struct sock *sk)
+{
+	struct file *file = fd_file(fd);
+
+	return file && (__u64)file == (__u64)BPF_CORE_READ(sk, sk_socket, file) ? file : NULL;
+}
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(on_recv_length, struct sock *sk, int ret, int flags)
@@ -1372,27 +1408,12 @@ int BPF_PROG(on_recv_length, struct sock *sk, int ret, int flags)
 	/* a peek's bytes are read again by the receive that takes them */
 	if (flags & MSG_PEEK)
 		return 0;
-	switch (BPF_CORE_READ(regs, orig_ax)) {
-	case NR_READ:
-	case NR_RECVFROM:
-		call.shape = SHAPE_BUFFER;
-		break;
-	case NR_READV:
-		call.shape = SHAPE_IOVEC;
-		call.count = PT_REGS_PARM3_CORE_SYSCALL(regs);
-		break;
-	case NR_RECVMSG:
-		call.shape = SHAPE_MSG;
-		break;
-	default:
-		return 0;
-	}
-	if (is_self(id >> 32))
+	call.shape = data_shape(BPF_CORE_READ(regs, orig_ax));
+	if (call.shape == SHAPE_NONE || is_self(id >> 32))
 		return 0;
 	call.fd = PT_REGS_PARM1_CORE_SYSCALL(regs);
-	file = fd_file(call.fd);
-	/* the syscall names this very socket: not a receive the kernel makes on the thread's behalf */
-	if (!file || (__u64)file != (__u64)BPF_CORE_READ(sk, sk_socket, file))
+	file = socket_file(call.fd, sk);
+	if (!file)
 		return 0;
 	conn = conn_for_file(id >> 32, call.fd, file);
 	if (!conn)
@@ -1402,13 +1423,37 @@ int BPF_PROG(on_recv_length, struct sock *sk, int ret, int flags)
 	if (ret <= 0 || !data_wanted(conn, DIRECTION_INGRESS))
 		return 0;
 	call.source = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	if (call.shape == SHAPE_IOVEC)
+		call.count = PT_REGS_PARM3_CORE_SYSCALL(regs);
 	call.start_ns = bpf_ktime_get_boot_ns();
 	return emit_call(&call, conn, ret);
 }
 
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(on_send_length, struct sock *sk, int ret, int flags)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 id = bpf_get_current_pid_tgid();
+	struct active_call *active = bpf_map_lookup_elem(&active_calls, &id);
+	struct active_call call;
+
+	/*
+	 * the send its syscall's entry remembered. The syscall's number must give it that shape: a
+	 * send made in another syscall (io_uring's, say) must not take a failed write's stale entry,
+	 * and sendmmsg's and sendfile's entries are for their exits.
+	 */
+	if (!active || active->shape != data_shape(BPF_CORE_READ(regs, orig_ax)) || active->direction != DIRECTION_EGRESS || active->origin != ORIGIN_SYSCALL)
+		return 0;
+	call = *active;
+	bpf_map_delete_elem(&active_calls, &id);
+	if (ret <= 0 || !socket_file(call.fd, sk))
+		return 0;
+	return finish_call(&call, ret);
+}
+
 /*
- * The preferred data path where fentry is allowed (and kprobes where neither fentry nor
- * sock_recv_length is): the entry and return of the sendmsg and recvmsg of the stream socket
+ * The preferred data path where fentry is allowed (and kprobes where neither fentry nor the
+ * socket tracepoints are): the entry and return of the sendmsg and recvmsg of the stream socket
  * families followed (inet, inet6, unix). Every send and receive syscall reaches one of them;
  * sock_sendmsg and sock_recvmsg are not enough (since Linux 6.6 write, sendto and sendmsg go
  * through __sock_sendmsg, inlined, and recvmmsg skips sock_recvmsg after its first message). The

@@ -79,14 +79,19 @@ function syscall(name: string, what: string, program = name, tracepoint = name):
  */
 export const socketFunctions = ['inet_sendmsg', 'inet6_sendmsg', 'unix_stream_sendmsg', 'inet_recvmsg', 'inet6_recvmsg', 'unix_stream_recvmsg']
 const dataSyscalls = ['write', 'read', 'writev', 'readv', 'sendto', 'recvfrom', 'sendmsg', 'recvmsg', 'sendmmsg', 'recvmmsg']
-/** The data syscalls whose tracepoints the sock_recv_length path keeps: sends, and recvmmsg (sockdata.bpf.c says why). */
-const keptWithRecvLength = ['write', 'writev', 'sendto', 'sendmsg', 'sendmmsg', 'recvmmsg']
+/**
+ * What the socket tracepoints' path keeps of the syscall tracepoints (sockdata.bpf.c says why):
+ * the entries of the sends, and both ends of sendmmsg and recvmmsg.
+ */
+const keptWithSocketTracepoints: AttachSpec[] = [
+  ...['write', 'writev', 'sendto', 'sendmsg'].map((name) => syscallTracepoints(name)[0]),
+  ...['sendmmsg', 'recvmmsg'].flatMap((name) => syscallTracepoints(name)),
+]
 
 /**
  * Socket data from the socket functions' entry and return where fentry is allowed (nothing runs
- * on file I/O); else from the sock_recv_length tracepoint (receives) and the send syscalls where
- * the kernel has it (kretprobes miss returns, it misses nothing); else from kprobes on the socket
- * functions; else from the syscalls.
+ * on file I/O); else from the socket tracepoints where the kernel has them (kretprobes miss
+ * returns, they miss nothing); else from kprobes on the socket functions; else from the syscalls.
  */
 const socketData: AttachPoint = {
   what: 'socket data',
@@ -98,9 +103,9 @@ const socketData: AttachPoint = {
     },
     {
       kind: 'tp_btf',
-      how: 'the sock_recv_length tracepoint (receives) and syscall tracepoints (sends, recvmmsg)',
-      programs: [{ kind: 'tp_btf', program: 'on_recv_length' }, ...keptWithRecvLength.flatMap((name) => syscallTracepoints(name))],
-      tracepoints: [{ name: 'sock/sock_recv_length', since: 'Linux 6.3' }],
+      how: 'the sock_recv_length and sock_send_length tracepoints (sends\' starts, sendmmsg and recvmmsg from syscall tracepoints)',
+      programs: [{ kind: 'tp_btf', program: 'on_recv_length' }, { kind: 'tp_btf', program: 'on_send_length' }, ...keptWithSocketTracepoints],
+      tracepoints: [{ name: 'sock/sock_recv_length', since: 'Linux 6.3' }, { name: 'sock/sock_send_length', since: 'Linux 6.3' }],
     },
     {
       kind: 'kprobe',

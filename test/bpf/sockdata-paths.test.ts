@@ -1,8 +1,8 @@
 /**
  * sockdata's attach paths give the same records. Socket data comes from the entry and return of
- * the stream socket functions where fentry is allowed; else from the sock_recv_length tracepoint
- * (receives) and the send syscalls' tracepoints where the kernel has it; else from kprobes on the
- * socket functions; else from the syscall tracepoints. Every path the feature probes allow here is opened forced onto
+ * the stream socket functions where fentry is allowed; else from the sock_recv_length and
+ * sock_send_length tracepoints (with the sends' syscall entries) where the kernel has them; else
+ * from kprobes on the socket functions; else from the syscall tracepoints. Every path the feature probes allow here is opened forced onto
  * itself, sees the same python peer traffic (every data syscall, IPv4, IPv6, unix, sendfile, a
  * cut payload, plain files), and its records must equal the expected ones, and each other's,
  * field by field. What differs by construction is compared by shape: times (start <= end, in
@@ -43,12 +43,12 @@ async function verdicts(): Promise<Record<(typeof paths)[number], FeatureResult>
   return answers as Record<(typeof paths)[number], FeatureResult>
 }
 
-test('the catalogue offers fentry, then sock_recv_length, then kprobes, then syscall tracepoints for socket data, and the object has each program where it says', () => {
+test('the catalogue offers fentry, then the socket tracepoints, then kprobes, then syscall tracepoints for socket data, and the object has each program where it says', () => {
   assert.deepEqual(socketData.alternatives.map((a) => a.kind), paths)
   const spec = ObjectSpec.open(objectPath('sockdata'))
   try {
     const sections = new Map(spec.programs().map((p) => [p.name, p.section]))
-    const expected = new Map<string, string>([['on_recv_length', 'tp_btf/sock_recv_length']])
+    const expected = new Map<string, string>([['on_recv_length', 'tp_btf/sock_recv_length'], ['on_send_length', 'tp_btf/sock_send_length']])
     for (const f of socketFunctions) {
       expected.set(`fentry_${f}`, `fentry/${f}`).set(`fexit_${f}`, `fexit/${f}`)
       expected.set(`kprobe_${f}`, `kprobe/${f}`).set(`kretprobe_${f}`, `kretprobe/${f}`)
@@ -58,9 +58,9 @@ test('the catalogue offers fentry, then sock_recv_length, then kprobes, then sys
     }
     const offered = socketData.alternatives.flatMap(programsOf)
     assert.deepEqual(new Map(offered.map((p) => [p.program, sections.get(p.program)])), expected)
-    // the sock_recv_length path takes sends and recvmmsg from their syscall tracepoints, as the syscall path does
+    // the socket tracepoints' path takes the sends' starts and the mmsg calls from the syscall path's programs
     assert.deepEqual(group('tp_btf').programs.filter((p) => p.kind === 'tracepoint').map((p) => p.program),
-      ['write', 'writev', 'sendto', 'sendmsg', 'sendmmsg', 'recvmmsg'].flatMap((s) => [`enter_${s}`, `exit_${s}`]))
+      ['enter_write', 'enter_writev', 'enter_sendto', 'enter_sendmsg', 'enter_sendmmsg', 'exit_sendmmsg', 'enter_recvmmsg', 'exit_recvmmsg'])
     assert.deepEqual(group('kprobe').programs.filter((p) => p.kind === 'kprobe').map((p) => [p.program, p.function, p.retprobe === true]),
       socketFunctions.flatMap((f) => [[`kprobe_${f}`, f, false], [`kretprobe_${f}`, f, true]]))
   } finally {
@@ -80,7 +80,7 @@ test('the run log says how socket data is captured and why better ways were refu
     assert.equal(answers.kprobe.status, 'unsupported')
     assert.match((answers.kprobe as { reason: string }).reason, /^kprobes are not available on this kernel \(no kprobe PMU, CONFIG_KPROBES off\)/)
   }
-  // this machine's kernel (6.18) refuses fentry, has sock_recv_length, and attaches tp_btf programs
+  // this machine's kernel (6.18) refuses fentry, has the socket tracepoints, and attaches tp_btf programs
   if (answers.fentry.status === 'unsupported' && existsSync('/sys/kernel/tracing/events/sock/sock_recv_length')) {
     assert.equal(chosen, 'tp_btf', `tp_btf: ${JSON.stringify(answers.tp_btf)}`)
   }
