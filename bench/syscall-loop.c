@@ -7,10 +7,11 @@
  * an event for Periscope's process plugins).
  *
  *   syscall-loop <read-bytes>
- *   stdin, one request a line:  read <calls>   |   getpid <calls>   |   getppid <calls>
+ *   stdin, one request a line:  read <calls>   |   write <calls>   |   getpid <calls>   |   getppid <calls>
  *   stdout, one answer a line:  {"wallNs":N,"cpuNs":N}
- * `read` reads <read-bytes> from /dev/zero per call; `getpid` and `getppid` call the system call
- * itself (syscall(2)), never a cached value. cpuNs is this process's CPU time over the loop.
+ * `read` reads <read-bytes> from /dev/zero per call, `write` writes as many to /dev/null;
+ * `getpid` and `getppid` call the system call itself (syscall(2)), never a cached value. cpuNs is
+ * this process's CPU time over the loop.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -36,9 +37,9 @@ int main(int argc, char **argv)
 	}
 	size_t bytes = strtoul(argv[1], NULL, 10);
 	char *buffer = calloc(1, bytes > 0 ? bytes : 1);
-	int zero = open("/dev/zero", O_RDONLY);
-	if (zero < 0 || buffer == NULL) {
-		perror("syscall-loop: open /dev/zero");
+	int zero = open("/dev/zero", O_RDONLY), null = open("/dev/null", O_WRONLY);
+	if (zero < 0 || null < 0 || buffer == NULL) {
+		perror("syscall-loop: open /dev/zero and /dev/null");
 		return 1;
 	}
 	char line[128], call[32];
@@ -48,10 +49,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "syscall-loop: bad request: %s", line);
 			return 2;
 		}
-		int is_read = strcmp(call, "read") == 0;
+		int is_read = strcmp(call, "read") == 0, is_write = strcmp(call, "write") == 0;
 		long nr = strcmp(call, "getpid") == 0 ? SYS_getpid : strcmp(call, "getppid") == 0 ? SYS_getppid : -1;
-		if (!is_read && nr < 0) {
-			fprintf(stderr, "syscall-loop: unknown call %s (read, getpid or getppid)\n", call);
+		if (!is_read && !is_write && nr < 0) {
+			fprintf(stderr, "syscall-loop: unknown call %s (read, write, getpid or getppid)\n", call);
 			return 2;
 		}
 		long long wall = clock_ns(CLOCK_MONOTONIC), cpu = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
@@ -59,6 +60,13 @@ int main(int argc, char **argv)
 			for (long i = 0; i < calls; i++) {
 				if (read(zero, buffer, bytes) != (ssize_t)bytes) {
 					perror("syscall-loop: read /dev/zero");
+					return 1;
+				}
+			}
+		} else if (is_write) {
+			for (long i = 0; i < calls; i++) {
+				if (write(null, buffer, bytes) != (ssize_t)bytes) {
+					perror("syscall-loop: write /dev/null");
 					return 1;
 				}
 			}

@@ -1,7 +1,8 @@
 /**
  * What Periscope's kernel hooks cost a system call (issue 11): a tight read() loop on /dev/zero
- * (64 bytes a call; `--read-bytes`) and a getpid() loop, in a long-lived process of their own
- * (bench/syscall-loop.c, which times its loops itself), without Periscope (the baseline), with a
+ * (64 bytes a call; `--read-bytes`), a write() loop of as many bytes to /dev/null (what a write
+ * to anything but a regular file or a socket pays) and a getpid() loop, in a long-lived process
+ * of their own (bench/syscall-loop.c, which times its loops itself), without Periscope (the baseline), with a
  * real `./periscope run` of the default plugins (what a user gets with no config), and with the
  * default plugins and syscall counting on (`plugins: { syscalls: { enabled: true } }`), exporting
  * over OTLP/HTTP to a local sink. The three configurations alternate over the rounds in one run,
@@ -33,7 +34,7 @@
  *   npm run bench -- syscall-overhead
  */
 import { type ChildProcessByStdio, execFileSync, spawn } from 'node:child_process'
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import path from 'node:path'
 import { createInterface } from 'node:readline'
 import type { Readable, Writable } from 'node:stream'
@@ -70,15 +71,13 @@ const TARGET_READ_RATIO = 1.05
 /** How long a loop waits for other tracing programs on the host (other engineers' tests) to go, and how often it tries. */
 const QUIET_WAIT_MS = 15_000
 const QUIET_TRIES = 2
-const CALL_KINDS = ['read', 'getpid'] as const
+const CALL_KINDS = ['read', 'write', 'getpid'] as const
 type CallKind = (typeof CALL_KINDS)[number] | 'getppid'
 
-/** Part B of issue 11 builds the syscalls plugin; until it is in plugins/, that configuration is left out. */
-const syscallsShipped = existsSync(path.join(repoRoot, 'plugins/syscalls.ts'))
 const CONFIGS = [
   { name: 'without', periscope: undefined },
   { name: 'default plugins', periscope: {} },
-  ...(syscallsShipped ? [{ name: 'default + syscalls', periscope: { plugins: { syscalls: { enabled: true } } } }] : []),
+  { name: 'default + syscalls', periscope: { plugins: { syscalls: { enabled: true } } } },
 ] as const satisfies readonly { name: string; periscope: Record<string, unknown> | undefined }[]
 type Config = (typeof CONFIGS)[number]
 
@@ -366,13 +365,12 @@ try {
 const ns = (x: number): string => x.toFixed(1)
 const baseline = results.get(CONFIGS[0])!
 let met = true
-console.log(`Syscall overhead: a tight loop of read(${READ_BYTES} B) on /dev/zero and of getpid(), ${CALLS.toLocaleString('en')} calls a loop, ` +
+console.log(`Syscall overhead: a tight loop of read(${READ_BYTES} B) on /dev/zero, of write(${READ_BYTES} B) to /dev/null and of getpid(), ${CALLS.toLocaleString('en')} calls a loop, ` +
   `medians of ${ROUNDS} rounds (each the median of ${REPS} loops) alternating ${CONFIGS.map((c) => c.name).join(' / ')}; ` +
   `${running || 'periscope run'}; OTLP/HTTP to a local sink; default resource limits` +
   (PIN ? '; pinned: the loop on CPU 0, Periscope on CPU 1' : '; every process on both CPUs'))
-if (!syscallsShipped) console.log('  (plugins/syscalls.ts is not in plugins/ yet: the "default + syscalls" configuration is left out)')
 for (const kind of CALL_KINDS) {
-  const label = kind === 'read' ? `read(${READ_BYTES} B, /dev/zero)` : 'getpid()'
+  const label = kind === 'getpid' ? 'getpid()' : kind === 'read' ? `read(${READ_BYTES} B, /dev/zero)` : `write(${READ_BYTES} B, /dev/null)`
   const base = median(baseline.map((r) => r.calls.get(kind)!.cpuNs))
   const baseWall = median(baseline.map((r) => r.calls.get(kind)!.wallNs))
   console.log(`  ${label}: without Periscope ${ns(base)} ns CPU a call (rounds ${baseline.map((r) => ns(r.calls.get(kind)!.cpuNs)).join(', ')}; wall ${ns(baseWall)} ns)`)
