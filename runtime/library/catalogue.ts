@@ -129,9 +129,9 @@ const fileCalls: [string, string][] = [
 /** The syscalls that open a file by path, whose return fileio checks against its target paths. */
 const fileOpens = ['open', 'openat', 'openat2', 'creat']
 
-/** The syscalls audit reports, each by a program exit_<name> on its exit tracepoint, and what they are. */
 /** The syscalls audit reports that kernels Periscope runs on may lack, and the release that added them. */
 const syscallsSince: Record<string, string> = { fchmodat2: 'Linux 6.6' }
+/** The syscalls audit reports, each by a program exit_<name> on its exit tracepoint, and what they are. */
 const auditSyscalls: [string, string][] = [
   ...['unlink', 'unlinkat', 'rmdir'].map((name): [string, string] => [name, 'file deletions']),
   ...['rename', 'renameat', 'renameat2'].map((name): [string, string] => [name, 'file renames']),
@@ -394,7 +394,9 @@ export interface PlanOptions {
 
 /**
  * Chooses, per attach point of an object, the first alternative whose attach kind `probe` says
- * the kernel supports. Throws when a point has none, with every reason.
+ * the kernel supports and whose tracepoints `hasTracepoint` finds. Skips a point marked `since`
+ * whose tracepoint the kernel lacks; throws when any other point has no alternative, with every
+ * reason.
  */
 export async function planAttach(
   name: string,
