@@ -89,9 +89,19 @@ async function startSpanReceiver(): Promise<SpanReceiver> {
       }
     })
   `, { eval: true })
-  const next = () => new Promise<{ port?: number; count?: number; bodies?: Uint8Array[] }>((resolve, reject) => {
-    worker.once('message', resolve)
-    worker.once('error', reject)
+  type Answer = { port?: number; count?: number; bodies?: Uint8Array[] }
+  // each question's listeners go with its answer: polled counts would pile up 'error' listeners
+  const next = () => new Promise<Answer>((resolve, reject) => {
+    const answer = (message: Answer) => {
+      worker.off('error', fail)
+      resolve(message)
+    }
+    const fail = (error: Error) => {
+      worker.off('message', answer)
+      reject(error)
+    }
+    worker.once('message', answer)
+    worker.once('error', fail)
   })
   const { port } = await next()
   return {
