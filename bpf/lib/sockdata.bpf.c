@@ -1338,9 +1338,9 @@ int exit_sendfile(struct trace_event_raw_sys_exit *ctx)
 /*
  * Where fentry is refused but the kernel has the sock_recv_length and sock_send_length
  * tracepoints (Linux 6.3): they fire on sockets only, as each receive or send ends, so a read()
- * of a file runs no sockdata program at all, and a write() one (with the syscall tracepoints,
- * each ran two). What the call moved is found from the syscall's saved registers: its number
- * says what its second argument holds.
+ * of a file runs no sockdata program, and a write() only the entry of its syscall (with the
+ * syscall tracepoints, each ran two). What the call moved is found from the syscall's saved
+ * registers: its number says what its second argument holds.
  * - A receive is taken whole at its end. Nothing sees it begin: its record's start is its end,
  *   the moment the data reached the process.
  * - A send keeps its syscall's entry, which remembers its start: a send blocked on a full socket
