@@ -25,7 +25,7 @@ const COLLECT_AFTER_BYTES = 8 * 1024 * 1024
  * V8's full collection, without --expose-gc for every context: the flag is on only while this
  * function's context is made, so plugin isolates get no gc() of their own.
  */
-function fullCollection(): () => void {
+export function fullCollection(): () => void {
   setFlagsFromString('--expose-gc')
   try {
     return runInNewContext('gc') as () => void
