@@ -21,14 +21,19 @@ const TRIM_PERIOD_MS = 10_000
 /** Growth of memory outside V8's heap since the last full collection that makes a trim collect first. */
 const COLLECT_AFTER_BYTES = 8 * 1024 * 1024
 
+let collector: (() => void) | undefined
+
 /**
  * V8's full collection, without --expose-gc for every context: the flag is on only while this
- * function's context is made, so plugin isolates get no gc() of their own.
+ * function's context is made, so plugin isolates get no gc() of their own. One context serves
+ * every caller (the trim, the collection at exit).
  */
 export function fullCollection(): () => void {
+  if (collector !== undefined) return collector
   setFlagsFromString('--expose-gc')
   try {
-    return runInNewContext('gc') as () => void
+    collector = runInNewContext('gc') as () => void
+    return collector
   } finally {
     setFlagsFromString('--no-expose-gc')
   }

@@ -1388,12 +1388,12 @@ static __always_inline __u8 data_shape(long nr)
 	return SHAPE_NONE;
 }
 
-/* the current task's file of fd, when it is sk's socket: not a call the kernel makes for the thread */
-static __always_inline struct file *socket_file(int fd, struct sock *sk)
+/* the current task's file of fd, when it is sock's: not a call the kernel makes for the thread */
+static __always_inline struct file *socket_file(int fd, struct socket *sock)
 {
 	struct file *file = fd_file(fd);
 
-	return file && (__u64)file == (__u64)BPF_CORE_READ(sk, sk_socket, file) ? file : NULL;
+	return file && (__u64)file == (__u64)BPF_CORE_READ(sock, file) ? file : NULL;
 }
 
 SEC("tp_btf/sock_recv_length")
@@ -1412,7 +1412,7 @@ int BPF_PROG(on_recv_length, struct sock *sk, int ret, int flags)
 	if (call.shape == SHAPE_NONE || is_self(id >> 32))
 		return 0;
 	call.fd = PT_REGS_PARM1_CORE_SYSCALL(regs);
-	file = socket_file(call.fd, sk);
+	file = socket_file(call.fd, BPF_CORE_READ(sk, sk_socket));
 	if (!file)
 		return 0;
 	conn = conn_for_file(id >> 32, call.fd, file);
@@ -1446,7 +1446,7 @@ int BPF_PROG(on_send_length, struct sock *sk, int ret, int flags)
 		return 0;
 	call = *active;
 	bpf_map_delete_elem(&active_calls, &id);
-	if (ret <= 0 || !socket_file(call.fd, sk))
+	if (ret <= 0 || !socket_file(call.fd, BPF_CORE_READ(sk, sk_socket)))
 		return 0;
 	return finish_call(&call, ret);
 }
@@ -1526,8 +1526,7 @@ static __always_inline int socket_function_enter(struct socket *sock, struct msg
 	if (is_self(id >> 32))
 		return 0;
 	fd = syscall_fd();
-	/* the syscall names this very socket: not a send the kernel makes on the thread's behalf */
-	if (fd_file(fd) != BPF_CORE_READ(sock, file))
+	if (!socket_file(fd, sock))
 		return 0;
 	note_missed_return(id);
 	return remember_call(fd, source, count, shape, direction, ORIGIN_SOCKET_FUNCTION);
