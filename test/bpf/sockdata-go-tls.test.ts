@@ -126,6 +126,20 @@ function http1Messages(stream: Buffer): { head: string; body: Buffer }[] {
   return messages
 }
 
+/** How many HTTP/1.1 messages the records' bytes hold whole so far (a message whose body is still on its way is not counted). */
+function wholeMessages(records: Rec[]): number {
+  const stream = Buffer.concat(records.map((r) => r.data))
+  let count = 0
+  for (let at = 0; ;) {
+    const end = stream.indexOf('\r\n\r\n', at)
+    if (end < 0) return count
+    const length = Number(/\r\nContent-Length: (\d+)\r\n/.exec(stream.subarray(at, end + 4).toString())?.[1] ?? 0)
+    if (end + 4 + length > stream.length) return count
+    count++
+    at = end + 4 + length
+  }
+}
+
 /**
  * Every record of the process is plaintext on `ring` (flagged TLS) or its connection's open and
  * close (a process that exits closes its sockets without close(2): no close record).
@@ -504,9 +518,10 @@ test('followGoTls attaches to a Go binary already running and to a stripped one 
 
     const records = (pid: number): Rec[] => logs().filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Rec & { data: string })
       .filter((r) => r.pid === pid).map((r) => ({ ...r, stream: 'http', data: Buffer.from(r.data, 'hex') }))
-    const total = SIZES.reduce((sum, size) => sum + size, 0)
-    await h.waitFor(() => flow(records(server.pid), 'http', INGRESS).reduce((sum, r) => sum + r.bytes, 0) > total &&
-      flow(records(client.pid), 'http', INGRESS).reduce((sum, r) => sum + r.bytes, 0) > total, 'both ends\' records', 30_000)
+    // every request and response read whole: more bytes than the bodies alone came after three
+    // of the four messages, and the fourth's records could still be on their way
+    await h.waitFor(() => wholeMessages(flow(records(server.pid), 'http', INGRESS)) === SIZES.length &&
+      wholeMessages(flow(records(client.pid), 'http', INGRESS)) === SIZES.length, 'both ends\' records', 30_000)
     const requests = wholeStream(flow(records(server.pid), 'http', INGRESS))
     const responses = wholeStream(flow(records(client.pid), 'http', INGRESS))
     assertEgress(flow(records(client.pid), 'http', EGRESS), requests, 0)
