@@ -3,7 +3,7 @@
  * feature, and under PERISCOPE_REQUIRE_BPF=1 (CI) even that skip is a failure.
  */
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -47,4 +47,20 @@ export async function waitFor(condition: () => boolean, what: string, timeoutMs 
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
     await sleep(10)
   }
+}
+
+/**
+ * CPU seconds process `pid` has used (utime + stime, in USER_HZ ticks of 10 ms): what the samples
+ * of a sampling profiler follow. With paravirt steal accounting (on here) this leaves out the time
+ * the hypervisor took the vCPU while the process was the one running, which the profiler's timer
+ * still counts: an upper bound on samples adds stealSeconds() over the same window.
+ */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
+/** Seconds the hypervisor ran others on this VM's vCPUs, all of them summed (steal in /proc/stat). */
+export function stealSeconds(): number {
+  return Number(readFileSync('/proc/stat', 'utf8').split('\n')[0]!.split(/ +/)[8]) / 100
 }

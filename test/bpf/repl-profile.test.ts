@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
@@ -18,7 +18,7 @@ import { captureProfiles } from '../../repl/bpftrace/profile.ts'
 import { compileProgram } from '../../repl/bpftrace/program.ts'
 import { runOneLiner } from '../../repl/bpftrace/run.ts'
 import { trace, type TracedEvent } from '../../repl/explore.ts'
-import { root, waitFor } from './kernel.ts'
+import { cpuSeconds, root, stealSeconds, waitFor } from './kernel.ts'
 import { bpftraceVersion, errorOf } from './repl-bpftrace.ts'
 
 const directory = mkdtempSync(join(tmpdir(), 'periscope-repl-profile-'))
@@ -38,24 +38,11 @@ function stackKeys(output: string): Map<string, number> {
   return keys
 }
 
-/** CPU seconds process `pid` has used (utime + stime, in the kernel's 100 Hz ticks). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / 100
-}
-
-/** Seconds the hypervisor ran others on this VM's vCPUs, all of them summed (steal in /proc/stat). */
-function stealSeconds(): number {
-  return Number(readFileSync('/proc/stat', 'utf8').split('\n')[0]!.split(/ +/)[8]) / 100
-}
-
 /**
  * What bounds the samples of a workload. `inner`: its CPU seconds from our "Attaching" to the
  * abort, which were all sampled. `outer`: its CPU seconds from before our probes were attached to
- * after they were detached, plus the steal of every vCPU in that time. The timer fires by the
- * clock, but with paravirt steal accounting a task's CPU time leaves out the time its vCPU was
- * stolen while it was the one running: CI once counted 191 samples (1.93 s at 99 Hz) where the
- * inner window had 1.61 s.
+ * after they were detached, plus the steal of every vCPU in that time (see cpuSeconds): CI once
+ * counted 191 samples (1.93 s at 99 Hz) where the inner window had 1.61 s.
  */
 interface SampledCpu { inner: number; outer: number }
 
